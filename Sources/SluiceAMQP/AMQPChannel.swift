@@ -1,0 +1,230 @@
+import Synchronization
+
+/// An AMQP channel: declares, publishes, consumes and acknowledges.
+///
+/// Every method hands its work to the connection's thread. On a confirm
+/// channel (`openChannel(confirms: true)`), `publish` returns only once the
+/// broker has acknowledged the message and throws if it refused it, could
+/// not route a `mandatory` message, or the connection was lost first.
+/// After a reconnect the channel is reopened with the same number, and calls
+/// work again.
+public final class AMQPChannel: Sendable {
+    let core: ConnectionCore
+    let state: ChannelState
+    private let consumerCounter = Mutex(0)
+
+    init(core: ConnectionCore, state: ChannelState) {
+        self.core = core
+        self.state = state
+        let handle = self
+        core.submit { _ in state.handle = handle }
+    }
+
+    deinit {
+        let state = self.state
+        core.submit { core in try? core.closeChannel(state) }
+    }
+
+    /// The channel number.
+    public var id: UInt16 { state.id }
+    /// Whether publishes wait for the broker's confirmation.
+    public var confirms: Bool { state.confirms }
+
+    // MARK: Topology
+
+    /// Declares an exchange (idempotent with the same settings).
+    public func exchangeDeclare(_ declaration: ExchangeDeclaration) async throws {
+        let state = self.state
+        try await core.call("exchange.declare \(declaration.name)") { core in
+            try core.exchangeDeclare(state, declaration, passive: false)
+        }
+    }
+
+    /// Checks that an exchange exists; throws with reply code 404 if not (and the channel closes).
+    public func exchangeDeclarePassive(_ name: String) async throws {
+        let state = self.state
+        try await core.call("exchange.declare passive \(name)") { core in
+            try core.exchangeDeclare(state, ExchangeDeclaration(name: name), passive: true)
+        }
+    }
+
+    /// Deletes an exchange.
+    public func exchangeDelete(_ name: String, ifUnused: Bool = false) async throws {
+        let state = self.state
+        try await core.call("exchange.delete \(name)") { core in try core.exchangeDelete(state, name, ifUnused: ifUnused) }
+    }
+
+    /// Declares a queue (idempotent with the same settings); returns its counts.
+    @discardableResult
+    public func queueDeclare(_ declaration: QueueDeclaration) async throws -> QueueState {
+        let state = self.state
+        return try await core.call("queue.declare \(declaration.name)") { core in
+            try core.queueDeclare(state, declaration, passive: false)
+        }
+    }
+
+    /// Reads a queue's message and consumer counts without changing it;
+    /// throws with reply code 404 if it does not exist (and the channel closes).
+    public func queueDeclarePassive(_ name: String) async throws -> QueueState {
+        let state = self.state
+        return try await core.call("queue.declare passive \(name)") { core in
+            try core.queueDeclare(state, QueueDeclaration(name: name), passive: true)
+        }
+    }
+
+    /// Binds a queue to an exchange.
+    public func queueBind(queue: String, exchange: String, routingKey: String, arguments: FieldTable = [:]) async throws {
+        let state = self.state
+        let binding = TopologyRecorder.Binding(queue: queue, exchange: exchange, routingKey: routingKey, arguments: arguments)
+        try await core.call("queue.bind \(queue)") { core in try core.queueBind(state, binding, unbind: false) }
+    }
+
+    /// Removes a binding.
+    public func queueUnbind(queue: String, exchange: String, routingKey: String, arguments: FieldTable = [:]) async throws {
+        let state = self.state
+        let binding = TopologyRecorder.Binding(queue: queue, exchange: exchange, routingKey: routingKey, arguments: arguments)
+        try await core.call("queue.unbind \(queue)") { core in try core.queueBind(state, binding, unbind: true) }
+    }
+
+    /// Removes every ready message from a queue; returns how many.
+    @discardableResult
+    public func queuePurge(_ name: String) async throws -> UInt32 {
+        let state = self.state
+        return try await core.call("queue.purge \(name)") { core in try core.queuePurge(state, name) }
+    }
+
+    /// Deletes a queue; returns how many messages it held.
+    @discardableResult
+    public func queueDelete(_ name: String, ifUnused: Bool = false, ifEmpty: Bool = false) async throws -> UInt32 {
+        let state = self.state
+        return try await core.call("queue.delete \(name)") { core in
+            try core.queueDelete(state, name, ifUnused: ifUnused, ifEmpty: ifEmpty)
+        }
+    }
+
+    /// Limits unacknowledged deliveries to this channel's consumers (`global` false: per consumer).
+    public func qos(prefetchCount: UInt16, global: Bool = false) async throws {
+        let state = self.state
+        try await core.call("basic.qos") { core in try core.qos(state, prefetchCount: prefetchCount, global: global) }
+    }
+
+    // MARK: Publishing
+
+    /// Publishes one message. On a confirm channel, returns once the broker confirmed it.
+    public func publish(_ message: OutboundMessage) async throws {
+        let state = self.state
+        try await core.perform { (core, pending: PendingResult<Void>) in
+            core.publish(state, PublishRequest(message: message, waiter: .single(pending)))
+        }
+    }
+
+    /// Publishes one message. On a confirm channel, returns once the broker confirmed it.
+    public func publish(exchange: String = "", routingKey: String, body: [UInt8],
+                        properties: BasicProperties = BasicProperties(), mandatory: Bool = false) async throws {
+        try await publish(OutboundMessage(exchange: exchange, routingKey: routingKey, body: body,
+                                          properties: properties, mandatory: mandatory))
+    }
+
+    /// Publishes messages back to back (pipelined under the confirm window)
+    /// and returns each one's outcome, in order, once all are settled.
+    public func publish(batch messages: [OutboundMessage]) async throws -> [Result<Void, AMQPError>] {
+        let state = self.state
+        return try await core.perform { (core, pending: PendingResult<[Result<Void, AMQPError>]>) in
+            let batch = BatchConfirmation(count: messages.count, pending: pending)
+            for (i, message) in messages.enumerated() {
+                core.publish(state, PublishRequest(message: message, waiter: .batch(batch, index: i)))
+            }
+        }
+    }
+
+    // MARK: Consuming
+
+    /// Starts a consumer; deliveries arrive through the returned sequence.
+    ///
+    /// The sequence ends when the consumer is cancelled (by ``cancel(consumerTag:)``
+    /// or by ending the iteration), and throws when the broker cancels it or
+    /// the channel closes. It survives reconnects when recovery is on.
+    public func consume(queue: String, consumerTag: String? = nil, noAck: Bool = false, exclusive: Bool = false,
+                        arguments: FieldTable = [:]) async throws -> AMQPConsumer {
+        let state = self.state
+        let tag = consumerTag ?? {
+            let n = consumerCounter.withLock { $0 += 1; return $0 }
+            return "sluice-\(state.id)-\(n)-\(UInt32.random(in: 0...UInt32.max))"
+        }()
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: AMQPDelivery.self)
+        let consumer = ConsumerState(tag: tag, queue: queue, noAck: noAck, exclusive: exclusive,
+                                     arguments: arguments, continuation: continuation)
+        try await core.call("basic.consume \(queue)") { core in try core.consume(state, consumer) }
+        let core = self.core
+        continuation.onTermination = { termination in
+            // The iterating task stopped: stop the broker sending to it.
+            if case .cancelled = termination {
+                core.submit { core in try? core.cancel(state, tag: tag) }
+            }
+        }
+        return AMQPConsumer(tag: tag, queue: queue, stream: stream, channel: self)
+    }
+
+    /// Cancels a consumer; its sequence ends after deliveries already received.
+    public func cancel(consumerTag: String) async throws {
+        let state = self.state
+        try await core.call("basic.cancel \(consumerTag)") { core in try core.cancel(state, tag: consumerTag) }
+    }
+
+    /// Fetches one message, or nil if the queue is empty.
+    public func get(queue: String, noAck: Bool = false) async throws -> AMQPDelivery? {
+        let state = self.state
+        return try await core.call("basic.get \(queue)") { core in try core.get(state, queue: queue, noAck: noAck) }
+    }
+
+    /// Acknowledges a delivery (with `multiple`, every earlier one on this channel too).
+    public func ack(_ delivery: AMQPDelivery, multiple: Bool = false) async throws {
+        try await acknowledge(delivery, .ack(multiple: multiple))
+    }
+
+    /// Negatively acknowledges a delivery.
+    public func nack(_ delivery: AMQPDelivery, multiple: Bool = false, requeue: Bool = true) async throws {
+        try await acknowledge(delivery, .nack(multiple: multiple, requeue: requeue))
+    }
+
+    /// Rejects a delivery.
+    public func reject(_ delivery: AMQPDelivery, requeue: Bool = true) async throws {
+        try await acknowledge(delivery, .reject(requeue: requeue))
+    }
+
+    private func acknowledge(_ delivery: AMQPDelivery, _ kind: ConnectionCore.AckKind) async throws {
+        guard delivery.channel === self else {
+            throw AMQPError(.invalidArgument, operation: kind.name, message: "the delivery belongs to another channel")
+        }
+        let state = self.state
+        try await core.call(kind.name) { core in try core.acknowledge(state, delivery, kind: kind) }
+    }
+
+    /// Closes the channel; its consumers end and unconfirmed publishes fail.
+    public func close() async throws {
+        let state = self.state
+        try await core.call("channel.close") { core in try core.closeChannel(state) }
+    }
+}
+
+/// A running consumer: an `AsyncSequence` of deliveries.
+public struct AMQPConsumer: AsyncSequence, Sendable {
+    public typealias Element = AMQPDelivery
+
+    /// The consumer tag.
+    public let tag: String
+    /// The queue it consumes.
+    public let queue: String
+    let stream: AsyncThrowingStream<AMQPDelivery, any Error>
+    /// The channel it runs on.
+    public let channel: AMQPChannel
+
+    public func makeAsyncIterator() -> AsyncThrowingStream<AMQPDelivery, any Error>.AsyncIterator {
+        stream.makeAsyncIterator()
+    }
+
+    /// Cancels the consumer.
+    public func cancel() async throws {
+        try await channel.cancel(consumerTag: tag)
+    }
+}

@@ -1,0 +1,103 @@
+import Logging
+
+/// A connection to RabbitMQ, owned by a thread of its own.
+///
+/// rabbitmq-c is blocking and not thread-safe, so every call on the C
+/// connection happens on one dedicated OS thread; async callers hand it work
+/// and are resumed when it is done. Nothing here blocks Swift's cooperative
+/// pool. With ``Configuration/recovery`` set (the default), a lost connection
+/// is re-established with backoff, and its topology, channels and consumers
+/// are restored (see ``AMQPConnectionEvent``).
+public final class AMQPConnection: Sendable {
+    /// Connection settings.
+    public struct Configuration: Sendable {
+        /// Where to connect, with heartbeat, timeouts and TLS.
+        public var url: AMQPURL
+        /// Shown in the management UI (`connection_name`).
+        public var connectionName: String?
+        /// Reconnection settings; nil turns automatic recovery off.
+        public var recovery: Recovery?
+        /// How long to wait for a broker's reply to a synchronous method.
+        public var rpcTimeout: Duration
+        /// Most unconfirmed publishes per confirm channel; more wait their turn.
+        public var confirmWindow: Int
+        /// Where connection-level events are logged.
+        public var logger: Logger
+
+        /// Automatic recovery settings.
+        public struct Recovery: Sendable {
+            /// Delay between attempts.
+            public var backoff: ReconnectBackoff
+            /// Give up after this many failed attempts in a row (nil: never).
+            public var maxAttempts: Int?
+
+            /// Retry forever, 100 ms doubling to 5 s.
+            public init(backoff: ReconnectBackoff = ReconnectBackoff(), maxAttempts: Int? = nil) {
+                self.backoff = backoff
+                self.maxAttempts = maxAttempts
+            }
+        }
+
+        /// Defaults: recovery on, 30 s RPC timeout, a confirm window of 1024.
+        public init(url: AMQPURL, connectionName: String? = nil, recovery: Recovery? = Recovery(),
+                    rpcTimeout: Duration = .seconds(30), confirmWindow: Int = 1024,
+                    logger: Logger = Logger(label: "sluice.amqp")) {
+            self.url = url
+            self.connectionName = connectionName
+            self.recovery = recovery
+            self.rpcTimeout = rpcTimeout
+            self.confirmWindow = max(1, confirmWindow)
+            self.logger = logger
+        }
+    }
+
+    let core: ConnectionCore
+
+    private init(core: ConnectionCore) {
+        self.core = core
+    }
+
+    /// Connects and logs in; throws if the first attempt fails (recovery only
+    /// applies to a connection that was once established).
+    public static func connect(_ configuration: Configuration) async throws -> AMQPConnection {
+        let core = try ConnectionCore(configuration: configuration)
+        try await core.start()
+        return AMQPConnection(core: core)
+    }
+
+    /// Connects to `url` with default settings.
+    public static func connect(_ url: AMQPURL) async throws -> AMQPConnection {
+        try await connect(Configuration(url: url))
+    }
+
+    /// Connects to the URL in `string`.
+    public static func connect(_ string: String) async throws -> AMQPConnection {
+        try await connect(Configuration(url: AMQPURL(string)))
+    }
+
+    deinit {
+        core.requestClose()
+    }
+
+    /// Opens a channel; with `confirms`, publishes on it wait for the broker's ack.
+    public func openChannel(confirms: Bool = false) async throws -> AMQPChannel {
+        let state = try await core.call("channel.open") { core in try core.openChannel(confirms: confirms) }
+        return AMQPChannel(core: core, state: state)
+    }
+
+    /// Closes the connection: consumers end, waiting callers get `connectionClosed`.
+    public func close() async {
+        await core.close()
+    }
+
+    /// A stream of this connection's events, from now on.
+    public func events() -> AsyncStream<AMQPConnectionEvent> {
+        core.events.subscribe()
+    }
+
+    /// Whether the broker has blocked this connection (resource alarm).
+    public var isBlocked: Bool { core.blockedFlag.load() }
+
+    /// How many times the connection was established (1 before any recovery).
+    public var generation: UInt64 { core.generationFlag.load() }
+}

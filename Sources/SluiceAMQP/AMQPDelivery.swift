@@ -1,0 +1,63 @@
+/// A message delivered to a consumer or fetched with `basic.get`.
+public struct AMQPDelivery: Sendable {
+    /// The message body.
+    public var body: [UInt8]
+    /// The message properties and headers.
+    public var properties: BasicProperties
+    /// The broker's tag for this delivery on its channel.
+    public var deliveryTag: UInt64
+    /// Whether the broker delivered this message before (to any consumer).
+    public var redelivered: Bool
+    /// The exchange it was published to.
+    public var exchange: String
+    /// The routing key it was published with.
+    public var routingKey: String
+    /// The consumer it was delivered to; nil for `basic.get`.
+    public var consumerTag: String?
+    /// For `basic.get`: messages left in the queue.
+    public var messageCount: UInt32?
+
+    /// The channel that received it; acks go back through it.
+    public let channel: AMQPChannel
+    /// Which connection (counting reconnects) it arrived on.
+    let generation: UInt64
+
+    /// Acknowledges this delivery (and, with `multiple`, all before it on the channel).
+    public func ack(multiple: Bool = false) async throws {
+        try await channel.ack(self, multiple: multiple)
+    }
+
+    /// Negatively acknowledges it; `requeue` false dead-letters or drops it.
+    public func nack(multiple: Bool = false, requeue: Bool = true) async throws {
+        try await channel.nack(self, multiple: multiple, requeue: requeue)
+    }
+
+    /// Rejects it; `requeue` false dead-letters or drops it.
+    public func reject(requeue: Bool = true) async throws {
+        try await channel.reject(self, requeue: requeue)
+    }
+}
+
+/// A message to publish.
+public struct OutboundMessage: Sendable {
+    /// Target exchange; "" is the default exchange (routing key = queue name).
+    public var exchange: String
+    /// Routing key.
+    public var routingKey: String
+    /// Body bytes.
+    public var body: [UInt8]
+    /// Properties and headers.
+    public var properties: BasicProperties
+    /// Fail with `unroutable` when no queue receives it (confirm channels only).
+    public var mandatory: Bool
+
+    /// A message.
+    public init(exchange: String = "", routingKey: String, body: [UInt8], properties: BasicProperties = BasicProperties(),
+                mandatory: Bool = false) {
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.body = body
+        self.properties = properties
+        self.mandatory = mandatory
+    }
+}

@@ -1,0 +1,428 @@
+import CRabbitMQ
+import Foundation
+import Logging
+import Synchronization
+
+/// The thread that owns one rabbitmq-c connection, and everything it knows.
+///
+/// `@unchecked Sendable`: other threads touch only `inbox` (a Mutex), the
+/// eventfd, `events` and the atomic flags. Every other stored property is read
+/// and written on the connection thread alone, inside `run()` and the commands
+/// it executes.
+final class ConnectionCore: @unchecked Sendable {
+    typealias Command = @Sendable (ConnectionCore) -> Void
+
+    struct Inbox {
+        var commands: [Command] = []
+        var wakePending = false
+        var closeRequested = false
+        /// The thread has exited; new commands are refused.
+        var finished = false
+        var closeWaiters: [PendingResult<Void>] = []
+    }
+
+    let configuration: AMQPConnection.Configuration
+    let events = EventHub()
+    let blockedFlag = AtomicFlag(false)
+    let generationFlag = AtomicFlag<UInt64>(0)
+    private let inbox = Mutex(Inbox())
+    private let wakeFD: Int32
+    var logger: Logger { configuration.logger }
+
+    // Connection-thread state.
+    var connection: amqp_connection_state_t?
+    var socketFD: Int32 = -1
+    var heartbeatSeconds = 0
+    var channelMax = 2047
+    var generation: UInt64 = 0
+    var channels: [UInt16: ChannelState] = [:]
+    var topology = TopologyRecorder()
+    var blocked = false
+    var lastInbound = ContinuousClock.now
+    var recovering = false
+    var backoff: ReconnectBackoff
+    var failedAttempts = 0
+    var pendingLostDeliveries: [LostDelivery] = []
+    let publishArena = CArenaPool()
+    private var startPending: PendingResult<Void>?
+    private var running = true
+
+    init(configuration: AMQPConnection.Configuration) throws {
+        self.configuration = configuration
+        self.backoff = configuration.recovery?.backoff ?? ReconnectBackoff()
+        let fd = sluice_eventfd()
+        guard fd >= 0 else {
+            throw AMQPError(.library, operation: "eventfd", message: String(cString: strerror(errno)))
+        }
+        wakeFD = fd
+    }
+
+    // MARK: Hand-over from async callers
+
+    /// Starts the thread and waits for the first connection attempt.
+    func start() async throws {
+        let pending = PendingResult<Void>()
+        startPending = pending
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            pending.install(continuation)
+            let thread = Thread { [self] in self.run() }
+            thread.name = "sluice-amqp"
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    /// Queues a command for the thread; false if the connection is finished.
+    @discardableResult
+    func submit(_ command: @escaping Command) -> Bool {
+        let (accepted, wake) = inbox.withLock { inbox -> (Bool, Bool) in
+            if inbox.finished { return (false, false) }
+            inbox.commands.append(command)
+            if inbox.wakePending { return (true, false) }
+            inbox.wakePending = true
+            return (true, true)
+        }
+        if wake { signal() }
+        return accepted
+    }
+
+    private func signal() {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { write(wakeFD, $0.baseAddress, 8) }
+    }
+
+    /// Runs `body` on the connection thread; the body settles `pending` (now or later).
+    func perform<T: Sendable>(_ body: @escaping @Sendable (ConnectionCore, PendingResult<T>) -> Void) async throws -> T {
+        let pending = PendingResult<T>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                pending.install(continuation)
+                let accepted = submit { core in
+                    if pending.isSettled { return }  // cancelled while queued
+                    body(core, pending)
+                }
+                if !accepted {
+                    pending.fail(AMQPError(.connectionClosed, operation: "submit", message: "the connection is closed"))
+                }
+            }
+        } onCancel: {
+            pending.cancel()
+        }
+    }
+
+    /// Runs a synchronous `body` on the connection thread and returns its result.
+    /// Connection-level failures inside it start recovery.
+    func call<T: Sendable>(_ operation: @autoclosure () -> String,
+                           _ body: @escaping @Sendable (ConnectionCore) throws -> T) async throws -> T {
+        try await perform { core, pending in
+            do {
+                pending.succeed(try body(core))
+            } catch {
+                pending.fail(error)
+                if let error = error as? AMQPError { core.failIfConnectionLevel(error) }
+            }
+        }
+    }
+
+    /// Asks the thread to close and waits until it has.
+    func close() async {
+        let pending = PendingResult<Void>()
+        let alreadyDone = inbox.withLock { inbox -> Bool in
+            if inbox.finished { return true }
+            inbox.closeRequested = true
+            inbox.closeWaiters.append(pending)
+            return false
+        }
+        if alreadyDone { return }
+        signal()
+        _ = try? await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in pending.install(c) }
+    }
+
+    func inboxCloseRequested() -> Bool {
+        inbox.withLock { $0.closeRequested }
+    }
+
+    /// Close without waiting (from deinit).
+    func requestClose() {
+        let needSignal = inbox.withLock { inbox -> Bool in
+            if inbox.finished || inbox.closeRequested { return false }
+            inbox.closeRequested = true
+            return true
+        }
+        if needSignal { signal() }
+    }
+
+    // MARK: The thread
+
+    private func run() {
+        do {
+            try connect()
+            failedAttempts = 0
+            startPending?.succeed(())
+        } catch {
+            startPending?.fail(error)
+            startPending = nil
+            finish(error: error)
+            return
+        }
+        startPending = nil
+
+        var moreFrames = false
+        while running {
+            if recovering {
+                recoverStep()
+                continue
+            }
+            runCommands()
+            if inbox.withLock({ $0.closeRequested }) {
+                break
+            }
+            if connection == nil { continue }
+            // Frames that rabbitmq-c already read (during RPCs) come first.
+            moreFrames = drain(readSocket: false) || moreFrames
+            if connection == nil { continue }
+            let readable = waitForWork(timeoutMilliseconds: moreFrames ? 0 : pollTimeoutMilliseconds)
+            if readable.socket {
+                lastInbound = .now
+            }
+            // Read the socket when it has data, and on idle timeouts so that
+            // rabbitmq-c sends its heartbeat when one is due.
+            if readable.socket || !readable.wake || moreFrames {
+                moreFrames = drain(readSocket: true)
+            }
+            checkHeartbeat()
+        }
+        closeGracefully()
+    }
+
+    private var pollTimeoutMilliseconds: Int32 {
+        heartbeatSeconds > 0 ? Int32(max(100, heartbeatSeconds * 1000 / 4)) : 1000
+    }
+
+    /// Waits on the socket and the wake-up eventfd.
+    func waitForWork(timeoutMilliseconds: Int32, includeSocket: Bool = true) -> (socket: Bool, wake: Bool) {
+        var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+        if includeSocket && socketFD >= 0 {
+            fds.append(pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0))
+        }
+        let n = poll(&fds, nfds_t(fds.count), timeoutMilliseconds)
+        guard n > 0 else { return (false, false) }
+        let wake = fds[0].revents != 0
+        if wake {
+            var value: UInt64 = 0
+            _ = withUnsafeMutableBytes(of: &value) { read(wakeFD, $0.baseAddress, 8) }
+        }
+        let socket = fds.count > 1 && fds[1].revents != 0
+        return (socket, wake)
+    }
+
+    private func runCommands() {
+        let commands = inbox.withLock { inbox -> [Command] in
+            let taken = inbox.commands
+            inbox.commands.removeAll(keepingCapacity: true)
+            inbox.wakePending = false
+            return taken
+        }
+        for command in commands {
+            command(self)
+            if recovering { break }
+        }
+    }
+
+    /// Reads and handles frames; returns true if it stopped at its limit with more to read.
+    private func drain(readSocket: Bool) -> Bool {
+        guard let connection else { return false }
+        var frame = amqp_frame_t()
+        var zero = timeval(tv_sec: 0, tv_usec: 0)
+        for _ in 0..<512 {
+            if !readSocket && amqp_frames_enqueued(connection) == 0 && amqp_data_in_buffer(connection) == 0 {
+                return false
+            }
+            let status = amqp_simple_wait_frame_noblock(connection, &frame, &zero)
+            if status == AMQP_STATUS_TIMEOUT.rawValue { return false }
+            do {
+                try AMQPCheck.status(status, "read frame")
+                try handle(frame)
+            } catch {
+                connectionLost(error)
+                return false
+            }
+            if let connection = self.connection {
+                amqp_maybe_release_buffers_on_channel(connection, frame.channel)
+            } else {
+                return false
+            }
+        }
+        return true
+    }
+
+    private func checkHeartbeat() {
+        guard heartbeatSeconds > 0, connection != nil else { return }
+        if ContinuousClock.now - lastInbound > .seconds(2 * heartbeatSeconds) {
+            connectionLost(AMQPError(.heartbeatTimeout, operation: "heartbeat",
+                                     message: "no data from the broker for \(2 * heartbeatSeconds) s"))
+        }
+    }
+
+    /// Whether a pending command's error means the connection itself is gone.
+    func failIfConnectionLevel(_ error: AMQPError) {
+        if error.isConnectionLevel || error.code == .timeout {
+            connectionLost(error)
+        }
+    }
+
+    // MARK: Connecting
+
+    /// Opens the socket and logs in. Throws with the C state cleaned up.
+    func connect() throws(AMQPError) {
+        let url = configuration.url
+        let operation = "connect \(url)"
+        guard let state = amqp_new_connection() else {
+            throw AMQPError(.library, operation: operation, message: "out of memory")
+        }
+        var ok = false
+        defer { if !ok { amqp_destroy_connection(state) } }
+
+        let socket: OpaquePointer?
+        if let tls = url.tls {
+            socket = amqp_ssl_socket_new(state)
+            guard let socket else { throw AMQPError(.tlsFailed, operation: operation, message: "could not create a TLS socket") }
+            if let ca = tls.caCertificateFile {
+                try AMQPCheck.status(amqp_ssl_socket_set_cacert(socket, ca), "\(operation): load CA file \(ca)")
+            }
+            if let cert = tls.certificateFile, let key = tls.keyFile {
+                try AMQPCheck.status(amqp_ssl_socket_set_key(socket, cert, key), "\(operation): load client certificate \(cert)")
+            } else if tls.certificateFile != nil || tls.keyFile != nil {
+                throw AMQPError(.invalidURL, operation: operation, message: "certfile and keyfile go together")
+            }
+            amqp_ssl_socket_set_verify_peer(socket, tls.verifyPeer ? 1 : 0)
+            amqp_ssl_socket_set_verify_hostname(socket, tls.verifyHostname ? 1 : 0)
+        } else {
+            socket = amqp_tcp_socket_new(state)
+            guard socket != nil else { throw AMQPError(.library, operation: operation, message: "could not create a socket") }
+        }
+        var timeout = timeval(milliseconds: url.connectionTimeoutMilliseconds)
+        do {
+            try AMQPCheck.status(amqp_socket_open_noblock(socket, url.host, Int32(url.port), &timeout), operation)
+        } catch {
+            var e = error
+            if e.code == .connectionLost || e.code == .library || e.code == .timeout { e.code = .connectionFailed }
+            throw e
+        }
+        _ = amqp_set_handshake_timeout(state, &timeout)
+        var rpc = timeval(duration: configuration.rpcTimeout)
+        _ = amqp_set_rpc_timeout(state, &rpc)
+
+        let arena = CArena()
+        var clientProperties = FieldTable()
+        clientProperties["product"] = "Sluice"
+        clientProperties["platform"] = "Swift"
+        if let name = configuration.connectionName { clientProperties["connection_name"] = .string(name) }
+        clientProperties["capabilities"] = [
+            "publisher_confirms": true,
+            "consumer_cancel_notify": true,
+            "connection.blocked": true,
+            "basic.nack": true,
+            "authentication_failure_close": true,
+        ]
+        var cProperties = clientProperties.cTable(in: arena)
+        let reply = sluice_amqp_login_plain(state, url.vhost, Int32(url.channelMax), Int32(url.frameMax),
+                                            Int32(url.heartbeatSeconds), &cProperties, url.user, url.password)
+        do {
+            try AMQPCheck.reply(reply, "login to \(url)")
+        } catch {
+            var e = error
+            if e.code == .connectionLost && e.replyCode == nil {
+                // Brokers without authentication_failure_close just drop the socket.
+                e.message += "; check the user name, password and vhost"
+            }
+            if e.code == .timeout { e.code = .connectionFailed }
+            throw e
+        }
+        ok = true
+        connection = state
+        socketFD = amqp_get_sockfd(state)
+        heartbeatSeconds = Int(amqp_get_heartbeat(state))
+        channelMax = Int(amqp_get_channel_max(state))
+        if channelMax == 0 { channelMax = 65535 }
+        lastInbound = .now
+        blocked = false
+        blockedFlag.store(false)
+        generation += 1
+        generationFlag.store(generation)
+    }
+
+    func requireConnection(_ operation: @autoclosure () -> String) throws(AMQPError) -> amqp_connection_state_t {
+        guard let connection else {
+            throw AMQPError(.connectionLost, operation: operation(), message: "not connected")
+        }
+        return connection
+    }
+
+    // MARK: Ending
+
+    private func closeGracefully() {
+        if let connection {
+            _ = amqp_connection_close(connection, Int32(AMQP_REPLY_SUCCESS))
+            amqp_destroy_connection(connection)
+            self.connection = nil
+            socketFD = -1
+        }
+        finish(error: nil)
+    }
+
+    /// Fails everything still waiting, ends consumers, and stops the thread.
+    func finish(error: AMQPError?) {
+        running = false
+        let failure = error ?? AMQPError(.connectionClosed, operation: "connection", message: "the connection is closed")
+        for channel in channels.values {
+            closeChannelState(channel, error: failure, endConsumersCleanly: error == nil)
+        }
+        channels.removeAll()
+        let (commands, waiters) = inbox.withLock { inbox -> ([Command], [PendingResult<Void>]) in
+            inbox.finished = true
+            let c = inbox.commands
+            let w = inbox.closeWaiters
+            inbox.commands.removeAll()
+            inbox.closeWaiters.removeAll()
+            return (c, w)
+        }
+        // Queued commands run against a closed connection and so fail their callers.
+        for command in commands { command(self) }
+        events.emit(.closed(error))
+        events.finish()
+        Glibc.close(wakeFD)
+        for w in waiters { w.succeed(()) }
+    }
+
+    /// Marks a channel closed and tells everyone waiting on it.
+    func closeChannelState(_ channel: ChannelState, error: AMQPError, endConsumersCleanly: Bool = false) {
+        channel.isOpen = false
+        channel.closeError = error
+        for waiter in channel.tracker.failAll() { waiter.settle(.failure(error)) }
+        while let request = channel.held.popFirst() { request.waiter?.settle(.failure(error)) }
+        for consumer in channel.consumers.values {
+            if endConsumersCleanly { consumer.continuation.finish() } else { consumer.continuation.finish(throwing: error) }
+        }
+        channel.consumers.removeAll()
+        channel.content = nil
+        channel.unacked.removeAll()
+    }
+}
+
+/// Keeps one arena for the publishes of one drain, freed in between.
+final class CArenaPool {
+    private(set) var arena = CArena()
+    func reset() { arena = CArena() }
+}
+
+extension timeval {
+    init(milliseconds: Int) {
+        self.init(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+    }
+
+    init(duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self.init(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+    }
+}
