@@ -1,1 +1,101 @@
-// placeholder
+import Foundation
+import Synchronization
+
+/// A private RabbitMQ node for tests, started and stopped with `scripts/broker`.
+///
+/// Each node has its own name, data folder and ten ports from ``basePort``
+/// (see `scripts/broker --help`), so tests that stop, restart or reconfigure a
+/// broker never disturb the shared one or each other.
+public struct PrivateBroker: Sendable {
+    /// Why a broker command failed, with its output.
+    public struct Failure: Error, CustomStringConvertible {
+        public var command: String
+        public var status: Int32
+        public var output: String
+        public var description: String { "\(command) exited \(status):\n\(output)" }
+    }
+
+    /// Node name suffix (`sluice-<name>@localhost`).
+    public let name: String
+    /// First of the node's ten ports (AMQP).
+    public let basePort: Int
+    /// Folder with ca.pem, server.pem, server-key.pem for a TLS listener on basePort+1.
+    public let tlsDirectory: String?
+    /// Plugins to enable, or "none".
+    public let plugins: String
+
+    /// `amqp://guest:guest@127.0.0.1:<basePort>/%2f`.
+    public var amqpURL: String { "amqp://guest:guest@127.0.0.1:\(basePort)/%2f" }
+    /// The TLS listener's port (when ``tlsDirectory`` is set).
+    public var amqpsPort: Int { basePort + 1 }
+    /// The management API's base URL.
+    public var managementURL: String { "http://127.0.0.1:\(basePort + 2)/" }
+
+    private static let counter = Mutex(0)
+
+    /// A node description with a unique name and free-looking ports; nothing starts yet.
+    public static func unique(_ purpose: String, tlsDirectory: String? = nil, plugins: String = "none") -> PrivateBroker {
+        let n = counter.withLock { $0 += 1; return $0 }
+        let pid = Int(ProcessInfo.processInfo.processIdentifier)
+        // 28000-31990: below Linux's ephemeral range, clear of the dev (27170)
+        // and test (27270) nodes; spread by pid so parallel runs differ.
+        let slot = (pid % 40) * 10 + n
+        let port = 28_000 + (slot % 400) * 10
+        return PrivateBroker(name: "t-\(purpose)-\(pid)-\(n)", basePort: port, tlsDirectory: tlsDirectory, plugins: plugins)
+    }
+
+    /// A node description.
+    public init(name: String, basePort: Int, tlsDirectory: String? = nil, plugins: String = "none") {
+        self.name = name
+        self.basePort = basePort
+        self.tlsDirectory = tlsDirectory
+        self.plugins = plugins
+    }
+
+    /// The repository's `scripts/broker`.
+    public static var script: URL {
+        URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scripts/broker")
+    }
+
+    /// Starts the node and waits until it accepts connections.
+    public func start() async throws { _ = try await run(["start"]) }
+    /// Stops the node (its data stays).
+    public func stop() async throws { _ = try await run(["stop"]) }
+    /// Stops the node and deletes its data.
+    public func destroy() async throws { _ = try await run(["destroy"]) }
+    /// Runs `rabbitmqctl` against the node and returns its output.
+    public func ctl(_ arguments: String...) async throws -> String { try await run(["ctl"] + arguments) }
+
+    /// Runs `scripts/broker` with this node's settings, off the cooperative pool.
+    public func run(_ arguments: [String]) async throws -> String {
+        let process = Process()
+        process.executableURL = Self.script
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["SLUICE_BROKER_NAME"] = name
+        environment["SLUICE_BROKER_PORT"] = String(basePort)
+        environment["SLUICE_BROKER_PLUGINS"] = plugins
+        if let tlsDirectory { environment["SLUICE_BROKER_TLS_DIR"] = tlsDirectory } else { environment["SLUICE_BROKER_TLS_DIR"] = nil }
+        process.environment = environment
+        // A file, not a pipe: a chatty failure cannot fill a pipe and hang the script.
+        let logURL = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-broker-\(name)-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: logURL) }
+        let output = try FileHandle(forWritingTo: logURL)
+        defer { try? output.close() }
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        let text = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
+        guard status == 0 else {
+            throw Failure(command: "scripts/broker \(arguments.joined(separator: " ")) [\(name)]", status: status, output: text)
+        }
+        return text
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import SluiceAMQP
+import SluiceTesting
+import Synchronization
+import Testing
+
+@Suite("Connections: login, heartbeats")
+struct ConnectionTests {
+    @Test("bad credentials give an authentication error, not a hang")
+    func badCredentials() async throws {
+        var wrong = try AMQPURL(await SharedBroker.url())
+        wrong.password = "definitely-wrong"
+        let url = wrong
+        let error = await #expect(throws: AMQPError.self) {
+            _ = try await within(20, "the login to fail") {
+                try await AMQPConnection.connect(.init(url: url, recovery: nil))
+            }
+        }
+        #expect(error?.code == .authenticationFailed)
+        #expect(error?.replyCode == 403)
+        #expect(error.map { "\($0)".contains("definitely-wrong") } == false, "the password must not be in the error")
+    }
+
+    @Test("an unknown vhost is refused with a clear error")
+    func unknownVhost() async throws {
+        var wrong = try AMQPURL(await SharedBroker.url())
+        wrong.vhost = "no-such-vhost"
+        let url = wrong
+        let error = await #expect(throws: AMQPError.self) {
+            _ = try await AMQPConnection.connect(.init(url: url, recovery: nil))
+        }
+        #expect(error?.code == .accessRefused)
+    }
+
+    @Test("nothing listening gives connectionFailed")
+    func nothingListening() async throws {
+        let url = try AMQPURL("amqp://guest:guest@127.0.0.1:1/?connection_timeout=2000")
+        let error = await #expect(throws: AMQPError.self) {
+            _ = try await AMQPConnection.connect(.init(url: url, recovery: nil))
+        }
+        #expect(error?.code == .connectionFailed)
+    }
+
+    @Test("an idle connection with a 1 s heartbeat stays alive past three heartbeats")
+    func heartbeatKeepsIdleConnectionAlive() async throws {
+        var url = try AMQPURL(await SharedBroker.url())
+        url.heartbeatSeconds = 1
+        let connection = try await AMQPConnection.connect(.init(url: url, connectionName: "heartbeat test", recovery: nil))
+        let events = connection.events()
+        let channel = try await connection.openChannel()
+        let queue = uniqueName("hb")
+        try await channel.queueDeclare(QueueDeclaration(name: queue, durable: false, autoDelete: true))
+        // Idle time is what this test is about: both sides must exchange
+        // heartbeats for the broker (and we) to keep the connection.
+        try await Task.sleep(for: .seconds(4))
+        let state = try await channel.queueDeclarePassive(queue)
+        #expect(state.messageCount == 0)
+        #expect(connection.generation == 1)
+        await connection.close()
+        var seen: [String] = []
+        for await event in events { seen.append("\(event)") }
+        #expect(seen.count == 1, "only the final close, no disconnect: \(seen)")
+    }
+
+    @Test("a cancelled caller is resumed at once")
+    func cancellationIsHonoured() async throws {
+        let connection = try await SharedBroker.connect()
+        let channel = try await connection.openChannel()
+        let queue = uniqueName("cancelled")
+        try await channel.queueDeclare(QueueDeclaration(name: queue, durable: false, autoDelete: true))
+        let consumer = try await channel.consume(queue: queue)
+        let waiting = Task { try await take(1, from: consumer, within: 60) }
+        waiting.cancel()
+        let result = await waiting.result
+        #expect(throws: (any Error).self) { try result.get() }
+        await connection.close()
+    }
+}

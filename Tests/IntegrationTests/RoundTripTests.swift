@@ -1,0 +1,195 @@
+import Foundation
+import SluiceAMQP
+import Testing
+
+@Suite("AMQP round trips against the private broker")
+struct RoundTripTests {
+    @Test("declare, bind, publish and consume keep every property and header")
+    func propertiesAndHeadersRoundTrip() async throws {
+        let connection = try await SharedBroker.connect()
+        let channel = try await connection.openChannel(confirms: true)
+        let exchange = uniqueName("x"), queue = uniqueName("q")
+        try await channel.exchangeDeclare(ExchangeDeclaration(name: exchange, type: "topic", durable: false, autoDelete: true))
+        try await channel.queueDeclare(QueueDeclaration(name: queue, durable: false, autoDelete: true))
+        try await channel.queueBind(queue: queue, exchange: exchange, routingKey: "emails.*")
+
+        let headers: FieldTable = [
+            "string": "héllo", "int": 42, "negative": .int32(-7), "bool": true, "double": 2.5,
+            "bytes": .bytes([0, 1, 255]), "array": [1, "two", false], "nested": ["depth": ["x": 1]],
+            "timestamp": .timestamp(1_700_000_000), "decimal": .decimal(scale: 2, value: 12345), "void": .void,
+        ]
+        let properties = BasicProperties(
+            contentType: "application/json", contentEncoding: "identity", headers: headers, deliveryMode: 2,
+            priority: 3, correlationId: "run-1", replyTo: "replies", expiration: "60000", messageId: "task-1",
+            timestamp: 1_700_000_123, type: "emails.send", userId: "guest", appId: "sluice-tests")
+        let consumer = try await channel.consume(queue: queue)
+        try await channel.publish(exchange: exchange, routingKey: "emails.send", body: #"{"to":"a@b.c"}"#.bytes,
+                                  properties: properties)
+        let delivery = try #require(try await take(1, from: consumer).first)
+        #expect(delivery.body == #"{"to":"a@b.c"}"#.bytes)
+        #expect(delivery.exchange == exchange)
+        #expect(delivery.routingKey == "emails.send")
+        #expect(delivery.redelivered == false)
+        #expect(delivery.consumerTag == consumer.tag)
+        var received = delivery.properties
+        // RabbitMQ stores integers as they came, and the `L`/`l` split does not matter here.
+        #expect(received.headers == headers)
+        received.headers = headers
+        #expect(received == properties)
+        try await delivery.ack()
+        await connection.close()
+    }
+
+    @Test("10,000 messages round-trip with their content intact")
+    func tenThousandMessages() async throws {
+        let connection = try await SharedBroker.connect()
+        let publisher = try await connection.openChannel(confirms: true)
+        let consumerChannel = try await connection.openChannel()
+        let queue = uniqueName("bulk")
+        try await publisher.queueDeclare(.quorum(queue))
+        let count = 10_000
+        var messages: [OutboundMessage] = []
+        for i in 0..<count {
+            let body = "message \(i) " + String(repeating: Character(UnicodeScalar(UInt8(97 + i % 26))), count: i % 300)
+            messages.append(OutboundMessage(routingKey: queue, body: body.bytes,
+                                            properties: BasicProperties(deliveryMode: 2, messageId: "\(i)")))
+        }
+        for start in stride(from: 0, to: count, by: 1000) {
+            let results = try await publisher.publish(batch: Array(messages[start..<min(start + 1000, count)]))
+            for result in results { try result.get() }
+        }
+        #expect(try await publisher.queueDeclarePassive(queue).messageCount == UInt32(count))
+
+        try await consumerChannel.qos(prefetchCount: 500)
+        let consumer = try await consumerChannel.consume(queue: queue)
+        var seen = Set<Int>()
+        let received = try await within(60, "10,000 deliveries") {
+            var out: [AMQPDelivery] = []
+            for try await delivery in consumer {
+                out.append(delivery)
+                if out.count % 100 == 0 { try await delivery.ack(multiple: true) }
+                if out.count == count { break }
+            }
+            return out
+        }
+        for delivery in received {
+            let id = try #require(Int(delivery.properties.messageId ?? ""))
+            #expect(delivery.body == messages[id].body, "content of message \(id)")
+            seen.insert(id)
+        }
+        #expect(seen.count == count)
+        try await consumer.cancel()
+        #expect(try await publisher.queueDelete(queue) == 0)
+        await connection.close()
+    }
+
+    @Test("passive declare reports counts; purge, unbind and delete work")
+    func queueManagement() async throws {
+        let connection = try await SharedBroker.connect()
+        let channel = try await connection.openChannel(confirms: true)
+        let exchange = uniqueName("x"), queue = uniqueName("q")
+        try await channel.exchangeDeclare(ExchangeDeclaration(name: exchange, type: "direct", durable: false, autoDelete: true))
+        try await channel.queueDeclare(QueueDeclaration(name: queue, durable: false, autoDelete: false))
+        try await channel.queueBind(queue: queue, exchange: exchange, routingKey: "k")
+        for i in 0..<3 { try await channel.publish(exchange: exchange, routingKey: "k", body: "\(i)".bytes) }
+        var state = try await channel.queueDeclarePassive(queue)
+        #expect(state.messageCount == 3)
+        #expect(state.consumerCount == 0)
+
+        let other = try await connection.openChannel()
+        let consumer = try await other.consume(queue: queue, noAck: false)
+        _ = try await take(3, from: consumer)  // unacked: not counted as ready
+        state = try await channel.queueDeclarePassive(queue)
+        #expect(state.consumerCount == 1)
+        #expect(state.messageCount == 0)
+        try await other.close()  // unacked messages go back to the queue
+
+        #expect(try await channel.queuePurge(queue) == 3)
+        try await channel.queueUnbind(queue: queue, exchange: exchange, routingKey: "k")
+        try await channel.publish(exchange: exchange, routingKey: "k", body: "after unbind".bytes)
+        #expect(try await channel.queueDeclarePassive(queue).messageCount == 0)
+        #expect(try await channel.queueDelete(queue) == 0)
+        await #expect(throws: AMQPError.self) { _ = try await channel.queueDeclarePassive(queue) }
+        await connection.close()
+    }
+
+    @Test("basic.get returns a message, then nil on an empty queue")
+    func basicGet() async throws {
+        let connection = try await SharedBroker.connect()
+        let channel = try await connection.openChannel(confirms: true)
+        let queue = uniqueName("get")
+        try await channel.queueDeclare(QueueDeclaration(name: queue, durable: false, autoDelete: false))
+        try await channel.publish(routingKey: queue, body: "one".bytes, properties: BasicProperties(messageId: "m1"))
+        try await channel.publish(routingKey: queue, body: "two".bytes)
+        let first = try #require(try await channel.get(queue: queue))
+        #expect(first.body == "one".bytes)
+        #expect(first.properties.messageId == "m1")
+        #expect(first.messageCount == 1)
+        try await first.ack()
+        let second = try #require(try await channel.get(queue: queue, noAck: true))
+        #expect(second.body == "two".bytes)
+        #expect(try await channel.get(queue: queue) == nil)
+        try await channel.queueDelete(queue)
+        await connection.close()
+    }
+
+    @Test("reject and nack: requeue redelivers, no requeue drops")
+    func rejectAndNack() async throws {
+        let connection = try await SharedBroker.connect()
+        let channel = try await connection.openChannel(confirms: true)
+        let queue = uniqueName("nack")
+        try await channel.queueDeclare(QueueDeclaration(name: queue, durable: false, autoDelete: false))
+        try await channel.publish(routingKey: queue, body: "a".bytes)
+        let consumer = try await channel.consume(queue: queue)
+        var iterator = consumer.makeAsyncIterator()
+        let first = try #require(try await iterator.next())
+        #expect(first.redelivered == false)
+        try await first.nack(requeue: true)
+        let again = try #require(try await iterator.next())
+        #expect(again.body == "a".bytes)
+        #expect(again.redelivered == true)
+        try await again.reject(requeue: false)
+        try await consumer.cancel()
+        #expect(try await iterator.next() == nil)
+        #expect(try await channel.queueDeclarePassive(queue).messageCount == 0)
+        try await channel.queueDelete(queue)
+        await connection.close()
+    }
+
+    @Test("a consumer whose queue is deleted ends with consumerCancelled")
+    func brokerCancelsConsumer() async throws {
+        let connection = try await SharedBroker.connect()
+        let channel = try await connection.openChannel()
+        let admin = try await connection.openChannel()
+        let queue = uniqueName("cancel")
+        try await channel.queueDeclare(QueueDeclaration(name: queue, durable: false))
+        let consumer = try await channel.consume(queue: queue)
+        try await admin.queueDelete(queue)
+        let error = await #expect(throws: AMQPError.self) {
+            try await within(10, "the broker's basic.cancel") {
+                for try await _ in consumer {}
+            }
+        }
+        #expect(error?.code == .consumerCancelled)
+        await connection.close()
+    }
+
+    @Test("a channel error closes only that channel, with the broker's reply")
+    func channelErrorIsContained() async throws {
+        let connection = try await SharedBroker.connect()
+        let channel = try await connection.openChannel()
+        let missing = uniqueName("missing")
+        let error = await #expect(throws: AMQPError.self) { _ = try await channel.queueDeclarePassive(missing) }
+        #expect(error?.code == .channelClosedByBroker)
+        #expect(error?.replyCode == 404)
+        #expect(error?.replyText?.contains(missing) == true)
+        let after = await #expect(throws: AMQPError.self) { _ = try await channel.queueDeclarePassive("anything") }
+        #expect(after?.code == .channelClosedByBroker)
+        // The connection and other channels carry on.
+        let fresh = try await connection.openChannel()
+        let queue = uniqueName("ok")
+        try await fresh.queueDeclare(QueueDeclaration(name: queue, durable: false, autoDelete: true))
+        #expect(connection.generation == 1)
+        await connection.close()
+    }
+}
