@@ -71,8 +71,11 @@ struct ConnectionTests {
         let consumer = try await channel.consume(queue: queue)
         let waiting = Task { try await take(1, from: consumer, within: 60) }
         waiting.cancel()
-        let result = await waiting.result
-        #expect(throws: (any Error).self) { try result.get() }
+        // Ends well before the 60 s wait inside: with CancellationError, or
+        // with no delivery (a cancelled stream iteration simply finishes).
+        let result = try await within(5, "the cancelled consumer to return") { await waiting.result }
+        let received = try? result.get()
+        #expect(received == nil || received?.isEmpty == true)
         await connection.close()
     }
 }

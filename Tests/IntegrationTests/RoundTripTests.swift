@@ -88,7 +88,7 @@ struct RoundTripTests {
         let connection = try await SharedBroker.connect()
         let channel = try await connection.openChannel(confirms: true)
         let exchange = uniqueName("x"), queue = uniqueName("q")
-        try await channel.exchangeDeclare(ExchangeDeclaration(name: exchange, type: "direct", durable: false, autoDelete: true))
+        try await channel.exchangeDeclare(ExchangeDeclaration(name: exchange, type: "direct", durable: false))
         try await channel.queueDeclare(QueueDeclaration(name: queue, durable: false, autoDelete: false))
         try await channel.queueBind(queue: queue, exchange: exchange, routingKey: "k")
         for i in 0..<3 { try await channel.publish(exchange: exchange, routingKey: "k", body: "\(i)".bytes) }
@@ -109,6 +109,7 @@ struct RoundTripTests {
         try await channel.publish(exchange: exchange, routingKey: "k", body: "after unbind".bytes)
         #expect(try await channel.queueDeclarePassive(queue).messageCount == 0)
         #expect(try await channel.queueDelete(queue) == 0)
+        try await channel.exchangeDelete(exchange)
         await #expect(throws: AMQPError.self) { _ = try await channel.queueDeclarePassive(queue) }
         await connection.close()
     }
