@@ -192,12 +192,31 @@ public final class AMQPChannel: Sendable {
         try await acknowledge(delivery, .reject(requeue: requeue))
     }
 
+    /// AMQP acks have no reply, so this returns once the ack is queued for
+    /// the connection thread; waiting for the socket write would only make
+    /// every consumer pay a thread round trip per message. A delivery from a
+    /// lost connection is refused here (or, if the loss races with this call,
+    /// dropped by the thread): its ack must never reach the new connection.
     private func acknowledge(_ delivery: AMQPDelivery, _ kind: ConnectionCore.AckKind) async throws {
         guard delivery.channel === self else {
             throw AMQPError(.invalidArgument, operation: kind.name, message: "the delivery belongs to another channel")
         }
+        guard core.connectedFlag.load(), delivery.generation == core.generationFlag.load() else {
+            throw AMQPError(.staleDelivery, operation: "\(kind.name) delivery \(delivery.deliveryTag)",
+                            message: "the delivery came on a connection that was lost; the broker redelivers it")
+        }
         let state = self.state
-        try await core.call(kind.name) { core in try core.acknowledge(state, delivery, kind: kind) }
+        let accepted = core.submit { core in
+            do {
+                try core.acknowledge(state, delivery, kind: kind)
+            } catch {
+                core.logger.debug("acknowledgement not sent", metadata: ["error": "\(error)"])
+                if let error = error as? AMQPError { core.failIfConnectionLevel(error) }
+            }
+        }
+        if !accepted {
+            throw AMQPError(.connectionClosed, operation: kind.name, message: "the connection is closed")
+        }
     }
 
     /// Closes the channel; its consumers end and unconfirmed publishes fail.

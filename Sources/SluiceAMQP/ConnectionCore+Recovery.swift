@@ -7,6 +7,7 @@ extension ConnectionCore {
     func connectionLost(_ error: AMQPError) {
         guard let connection else { return }
         // The socket is dead or in an unknown state: no close handshake.
+        connectedFlag.store(false)
         amqp_destroy_connection(connection)
         self.connection = nil
         socketFD = -1

@@ -25,6 +25,7 @@ final class ConnectionCore: @unchecked Sendable {
     let events = EventHub()
     let blockedFlag = AtomicFlag(false)
     let generationFlag = AtomicFlag<UInt64>(0)
+    let connectedFlag = AtomicFlag(false)
     private let inbox = Mutex(Inbox())
     private let wakeFD: Int32
     var logger: Logger { configuration.logger }
@@ -350,6 +351,7 @@ final class ConnectionCore: @unchecked Sendable {
         blockedFlag.store(false)
         generation += 1
         generationFlag.store(generation)
+        connectedFlag.store(true)
     }
 
     func requireConnection(_ operation: @autoclosure () -> String) throws(AMQPError) -> amqp_connection_state_t {
@@ -362,6 +364,7 @@ final class ConnectionCore: @unchecked Sendable {
     // MARK: Ending
 
     private func closeGracefully() {
+        connectedFlag.store(false)
         if let connection {
             _ = amqp_connection_close(connection, Int32(AMQP_REPLY_SUCCESS))
             amqp_destroy_connection(connection)
@@ -374,6 +377,7 @@ final class ConnectionCore: @unchecked Sendable {
     /// Fails everything still waiting, ends consumers, and stops the thread.
     func finish(error: AMQPError?) {
         running = false
+        connectedFlag.store(false)
         let failure = error ?? AMQPError(.connectionClosed, operation: "connection", message: "the connection is closed")
         for channel in channels.values {
             closeChannelState(channel, error: failure, endConsumersCleanly: error == nil)
