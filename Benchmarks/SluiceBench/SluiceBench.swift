@@ -37,6 +37,8 @@ struct AMQPBench: AsyncParsableCommand {
     var ackEvery = 1
     @Option(help: "Queue types to measure, comma-separated.")
     var queueTypes = "quorum,classic"
+    @Option(help: "Sequential publish-to-consumer round trips for the latency figures (0 skips them).")
+    var roundTrips = 2000
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
@@ -58,6 +60,16 @@ struct AMQPBench: AsyncParsableCommand {
             results.append(["queue_type": type, "confirmed_publishes_per_s": publishRate.rounded(), "consume_ack_per_s": consumeRate.rounded()])
             if !json {
                 print("\(type.padding(toLength: 8, withPad: " ", startingAt: 0)) confirmed publish \(format(publishRate))/s   consume+ack \(format(consumeRate))/s")
+            }
+        }
+        if roundTrips > 0 {
+            let connection = try await AMQPConnection.connect(.init(url: amqpURL, connectionName: "sluice-bench latency"))
+            let micros = try await roundTripLatencies(connection)
+            await connection.close()
+            let p = { (q: Double) in micros[min(micros.count - 1, Int(Double(micros.count) * q))] }
+            results.append(["round_trip_us": ["p50": p(0.5), "p99": p(0.99), "max": micros.last!], "round_trips": roundTrips])
+            if !json {
+                print("round trip (publish → consumer, idle broker, \(roundTrips)×): p50 \(p(0.5)) µs  p99 \(p(0.99)) µs  max \(micros.last!) µs")
             }
         }
         if json {
@@ -113,6 +125,27 @@ struct AMQPBench: AsyncParsableCommand {
         try await consumer.cancel()
         try await channel.queueDelete(queue)
         return (Double(count) / publishSeconds, Double(count) / consumeSeconds)
+    }
+
+    /// One message at a time from publish to the consumer's loop: the latency
+    /// the connection thread adds on an idle broker.
+    private func roundTripLatencies(_ connection: AMQPConnection) async throws -> [Int] {
+        let channel = try await connection.openChannel()
+        let queue = "sluice.bench.latency.\(UInt32.random(in: 0...UInt32.max))"
+        try await channel.queueDeclare(QueueDeclaration(name: queue, durable: false, exclusive: true, autoDelete: true))
+        let consumer = try await channel.consume(queue: queue, noAck: true)
+        var iterator = consumer.makeAsyncIterator()
+        var micros: [Int] = []
+        micros.reserveCapacity(roundTrips)
+        for i in 0..<roundTrips {
+            let start = ContinuousClock.now
+            try await channel.publish(routingKey: queue, body: Array("\(i)".utf8))
+            guard try await iterator.next() != nil else { throw ValidationError("the consumer ended early") }
+            let d = ContinuousClock.now - start
+            micros.append(Int(d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000))
+        }
+        try await channel.queueDelete(queue)
+        return micros.sorted()
     }
 
     private func seconds(_ d: Duration) -> Double {
