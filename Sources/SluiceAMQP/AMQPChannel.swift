@@ -9,12 +9,15 @@ import Synchronization
 /// After a reconnect the channel is reopened with the same number, and calls
 /// work again.
 public final class AMQPChannel: Sendable {
+    /// The connection this channel belongs to (kept open while the channel lives).
+    public let connection: AMQPConnection
     let core: ConnectionCore
     let state: ChannelState
     private let consumerCounter = Mutex(0)
 
-    init(core: ConnectionCore, state: ChannelState) {
-        self.core = core
+    init(connection: AMQPConnection, state: ChannelState) {
+        self.connection = connection
+        self.core = connection.core
         self.state = state
         let handle = self
         core.submit { _ in state.handle = handle }

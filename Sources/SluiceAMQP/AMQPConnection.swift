@@ -82,7 +82,7 @@ public final class AMQPConnection: Sendable {
     /// Opens a channel; with `confirms`, publishes on it wait for the broker's ack.
     public func openChannel(confirms: Bool = false) async throws -> AMQPChannel {
         let state = try await core.call("channel.open") { core in try core.openChannel(confirms: confirms) }
-        return AMQPChannel(core: core, state: state)
+        return AMQPChannel(connection: self, state: state)
     }
 
     /// Closes the connection: consumers end, waiting callers get `connectionClosed`.

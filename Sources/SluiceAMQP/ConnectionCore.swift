@@ -47,6 +47,7 @@ final class ConnectionCore: @unchecked Sendable {
     let publishArena = CArenaPool()
     private var startPending: PendingResult<Void>?
     private var running = true
+    private var finished = false
 
     init(configuration: AMQPConnection.Configuration) throws {
         self.configuration = configuration
@@ -193,7 +194,7 @@ final class ConnectionCore: @unchecked Sendable {
             }
             checkHeartbeat()
         }
-        closeGracefully()
+        if !finished { closeGracefully() }
     }
 
     private var pollTimeoutMilliseconds: Int32 {
@@ -224,9 +225,15 @@ final class ConnectionCore: @unchecked Sendable {
             inbox.wakePending = false
             return taken
         }
-        for command in commands {
+        for (i, command) in commands.enumerated() {
             command(self)
-            if recovering { break }
+            if recovering || !running {
+                // The connection went down inside this command: the rest wait
+                // for recovery (or fail when the connection finishes).
+                let rest = commands[(i + 1)...]
+                if !rest.isEmpty { inbox.withLock { $0.commands.insert(contentsOf: rest, at: 0) } }
+                break
+            }
         }
     }
 
@@ -356,6 +363,9 @@ final class ConnectionCore: @unchecked Sendable {
 
     func requireConnection(_ operation: @autoclosure () -> String) throws(AMQPError) -> amqp_connection_state_t {
         guard let connection else {
+            if finished || !running {
+                throw AMQPError(.connectionClosed, operation: operation(), message: "the connection is closed")
+            }
             throw AMQPError(.connectionLost, operation: operation(), message: "not connected")
         }
         return connection
@@ -376,6 +386,8 @@ final class ConnectionCore: @unchecked Sendable {
 
     /// Fails everything still waiting, ends consumers, and stops the thread.
     func finish(error: AMQPError?) {
+        guard !finished else { return }
+        finished = true
         running = false
         connectedFlag.store(false)
         let failure = error ?? AMQPError(.connectionClosed, operation: "connection", message: "the connection is closed")

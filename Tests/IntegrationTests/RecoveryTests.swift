@@ -119,4 +119,50 @@ struct RecoveryTests {
         await connection.close()
         try await node.destroy()
     }
+
+    @Test("deliveries of the lost connection are reported, cannot be acked, and come again")
+    func lostDeliveries() async throws {
+        let node = PrivateBroker.unique("lost")
+        try await node.start()
+        defer { Task { try? await node.destroy() } }
+        let connection = try await AMQPConnection.connect(.init(
+            url: try AMQPURL(node.amqpURL),
+            recovery: .init(backoff: ReconnectBackoff(initial: .milliseconds(100), maximum: .milliseconds(500)))))
+        let events = connection.events()
+        let channel = try await connection.openChannel(confirms: true)
+        let queue = "lost.q"
+        try await channel.queueDeclare(.quorum(queue))
+        try await channel.qos(prefetchCount: 10)
+        for body in ["a", "b", "c"] { try await channel.publish(routingKey: queue, body: body.bytes, properties: .persistent) }
+        let consumer = try await channel.consume(queue: queue)
+        var iterator = consumer.makeAsyncIterator()
+        var held: [AMQPDelivery] = []
+        for _ in 0..<3 { held.append(try #require(try await iterator.next())) }
+
+        try await node.stop()
+        try await node.start()
+        let lost = try await within(60, "the recovered event") { () -> [LostDelivery] in
+            for await event in events { if case .recovered(let lost) = event { return lost } }
+            return []
+        }
+        #expect(Set(lost.map(\.deliveryTag)) == Set(held.map(\.deliveryTag)))
+        #expect(lost.allSatisfy { $0.consumerTag == consumer.tag && $0.channel == channel.id })
+        let error = await #expect(throws: AMQPError.self) { try await held[0].ack() }
+        #expect(error?.code == .staleDelivery)
+
+        // The same consumer goes on and gets the three messages again.
+        let again = try await within(60, "the redeliveries") {
+            var bodies: [String] = []
+            var redeliveries = consumer.makeAsyncIterator()
+            for _ in 0..<3 {
+                let d = try #require(try await redeliveries.next())
+                bodies.append(String(decoding: d.body, as: UTF8.self))
+                try await d.ack()
+            }
+            return bodies
+        }
+        #expect(again.sorted() == ["a", "b", "c"])
+        await connection.close()
+        try await node.destroy()
+    }
 }
