@@ -11,13 +11,20 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "SluiceAMQP", targets: ["SluiceAMQP"]),
+        .library(name: "SluiceCore", targets: ["SluiceCore"]),
+        .library(name: "SluiceRabbitMQ", targets: ["SluiceRabbitMQ"]),
+        .library(name: "SluiceClient", targets: ["SluiceClient"]),
+        .library(name: "SluiceWorker", targets: ["SluiceWorker"]),
         .library(name: "SluiceTesting", targets: ["SluiceTesting"]),
+        .executable(name: "sluice", targets: ["SluiceCLI"]),
         .executable(name: "sluice-bench", targets: ["SluiceBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -31,6 +38,40 @@ let package = Package(
                 "CRabbitMQ",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "SluiceCore",
+            dependencies: ["SluiceAMQP", .product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "SluiceRabbitMQ",
+            dependencies: ["SluiceCore", "SluiceAMQP"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "SluiceClient",
+            dependencies: ["SluiceCore"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "SluiceWorker",
+            dependencies: [
+                "SluiceCore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .executableTarget(
+            name: "SluiceCLI",
+            dependencies: [
+                "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSwift
         ),
@@ -54,8 +95,13 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "SluiceCoreTests",
+            dependencies: ["SluiceCore", "SluiceClient", "SluiceWorker"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SluiceAMQP", "SluiceTesting"],
+            dependencies: ["SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceTesting"],
             swiftSettings: strictSwift
         ),
     ]

@@ -64,4 +64,11 @@ public struct QueueState: Sendable, Hashable {
     public var messageCount: UInt32
     /// Active consumers.
     public var consumerCount: UInt32
+
+    /// Counts for a queue.
+    public init(name: String, messageCount: UInt32, consumerCount: UInt32) {
+        self.name = name
+        self.messageCount = messageCount
+        self.consumerCount = consumerCount
+    }
 }

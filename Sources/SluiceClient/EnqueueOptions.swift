@@ -1,0 +1,43 @@
+import Foundation
+import SluiceCore
+
+/// How to enqueue one task.
+public struct EnqueueOptions: Sendable {
+    /// The queue (default: the task's own).
+    public var queue: String?
+    /// Start no earlier than this long from now.
+    public var delay: Duration?
+    /// Start no earlier than this time (wins over `delay`).
+    public var notBefore: Date?
+    /// Runs allowed in all.
+    public var maxAttempts: Int?
+    /// Backoff overriding the worker's policy.
+    public var retryPolicy: RetryPolicy?
+    /// The key handlers use to deduplicate side effects (default: the task id).
+    public var idempotencyKey: String?
+    /// Dead-letter instead of starting after this time.
+    public var deadline: Date?
+    /// A task id of the caller's choosing (default: a new UUID).
+    public var id: String?
+    /// W3C trace context to carry.
+    public var traceparent: String?
+    /// Workflow context (set by the coordinator).
+    public var workflowRunID: String?
+    public var workflowStep: String?
+
+    public init(queue: String? = nil, delay: Duration? = nil, notBefore: Date? = nil, maxAttempts: Int? = nil,
+                retryPolicy: RetryPolicy? = nil, idempotencyKey: String? = nil, deadline: Date? = nil, id: String? = nil,
+                traceparent: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil) {
+        self.queue = queue
+        self.delay = delay
+        self.notBefore = notBefore
+        self.maxAttempts = maxAttempts
+        self.retryPolicy = retryPolicy
+        self.idempotencyKey = idempotencyKey
+        self.deadline = deadline
+        self.id = id
+        self.traceparent = traceparent
+        self.workflowRunID = workflowRunID
+        self.workflowStep = workflowStep
+    }
+}

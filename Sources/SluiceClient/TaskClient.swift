@@ -1,0 +1,110 @@
+import Foundation
+import SluiceAMQP
+import SluiceCore
+import Synchronization
+
+/// Enqueues tasks. Every `enqueue` returns only after the broker confirmed the
+/// persistent message, so a returned task id is never lost.
+public final class TaskClient: Sendable {
+    /// A task to enqueue as part of a batch.
+    public struct Request: Sendable {
+        public var name: String
+        public var arguments: [UInt8]
+        public var options: EnqueueOptions
+        public init(name: String, arguments: [UInt8], options: EnqueueOptions) {
+            self.name = name
+            self.arguments = arguments
+            self.options = options
+        }
+    }
+
+    /// The broker it publishes through.
+    public let broker: any Broker
+    /// Queue used when neither the task nor the options name one.
+    public let defaultQueue: String
+    private let prepared = Mutex<Set<String>>([])
+
+    public init(broker: any Broker, defaultQueue: String = "default") {
+        self.broker = broker
+        self.defaultQueue = defaultQueue
+    }
+
+    /// Enqueues a typed task; returns its id once the broker confirmed it.
+    @discardableResult
+    public func enqueue<T: TaskDefinition>(_ task: T.Type, _ arguments: T.Arguments, options: EnqueueOptions = EnqueueOptions()) async throws -> String {
+        var options = options
+        if options.queue == nil { options.queue = T.queue }
+        let json: [UInt8]
+        do {
+            json = Array(try JSONEncoder().encode(arguments))
+        } catch {
+            throw SluiceError(.encodingFailed, "arguments could not be encoded as JSON: \(error)", task: T.name, queue: options.queue)
+        }
+        return try await enqueue(name: T.name, json: json, options: options)
+    }
+
+    /// Enqueues a task with raw JSON arguments; returns its id once confirmed.
+    @discardableResult
+    public func enqueue(name: String, json: [UInt8], options: EnqueueOptions = EnqueueOptions()) async throws -> String {
+        try await enqueue(batch: [Request(name: name, arguments: json, options: options)])[0].get()
+    }
+
+    /// Enqueues many tasks pipelined under one confirm window; returns each
+    /// one's id or error, in order.
+    public func enqueue(batch requests: [Request]) async throws -> [Result<String, SluiceError>] {
+        var results = [Result<String, SluiceError>?](repeating: nil, count: requests.count)
+        var envelopes: [(index: Int, envelope: TaskEnvelope)] = []
+        let now = Date()
+        for (i, request) in requests.enumerated() {
+            do {
+                envelopes.append((i, try envelope(for: request, now: now)))
+            } catch let error as SluiceError {
+                results[i] = .failure(error)
+            }
+        }
+        try await prepare(Set(envelopes.map(\.envelope.queue)))
+        let outcomes = try await broker.publish(envelopes.map { broker.topology.message(for: $0.envelope, now: now) })
+        for ((index, envelope), outcome) in zip(envelopes, outcomes) {
+            results[index] = outcome.map { envelope.id }.mapError {
+                SluiceError(.enqueueFailed, "the broker did not confirm the task: \($0)", task: envelope.name, queue: envelope.queue)
+            }
+        }
+        return results.map { $0! }
+    }
+
+    private func envelope(for request: Request, now: Date) throws -> TaskEnvelope {
+        let o = request.options
+        let queue = o.queue ?? defaultQueue
+        guard !request.name.isEmpty, request.name.count <= 255 else {
+            throw SluiceError(.invalidArgument, "a task name must be 1-255 characters", task: request.name, queue: queue)
+        }
+        do { try Topology.validateQueue(queue) } catch var error as SluiceError {
+            error.task = request.name
+            throw error
+        }
+        guard (try? JSONSerialization.jsonObject(with: Data(request.arguments), options: [.fragmentsAllowed])) != nil else {
+            throw SluiceError(.invalidArgument, "the arguments are not valid JSON", task: request.name, queue: queue)
+        }
+        if let m = o.maxAttempts, m < 1 {
+            throw SluiceError(.invalidArgument, "max attempts must be 1 or more", task: request.name, queue: queue)
+        }
+        var notBefore = o.notBefore
+        if notBefore == nil, let delay = o.delay, delay > .zero {
+            let (s, atto) = delay.components
+            notBefore = now.addingTimeInterval(Double(s) + Double(atto) / 1e18)
+        }
+        return TaskEnvelope(
+            id: o.id ?? TaskEnvelope.newID(), name: request.name, queue: queue, arguments: request.arguments,
+            maxAttempts: o.maxAttempts, retryPolicy: o.retryPolicy, notBefore: notBefore, deadline: o.deadline,
+            idempotencyKey: o.idempotencyKey, workflowRunID: o.workflowRunID, workflowStep: o.workflowStep,
+            traceparent: o.traceparent, enqueuedAt: now)
+    }
+
+    /// Declares each queue's topology once per client.
+    private func prepare(_ queues: Set<String>) async throws {
+        let missing = prepared.withLock { queues.subtracting($0) }
+        guard !missing.isEmpty else { return }
+        try await broker.prepare(queues: missing.sorted())
+        prepared.withLock { $0.formUnion(missing) }
+    }
+}

@@ -1,0 +1,90 @@
+import SluiceAMQP
+
+/// What producers and workers need from a message broker.
+///
+/// `SluiceRabbitMQ.RabbitMQBroker` implements it on RabbitMQ;
+/// ``InMemoryBroker`` implements it in memory for unit tests. Names come from
+/// ``Topology``; this protocol only moves messages.
+public protocol Broker: Sendable {
+    /// The names and arguments in use.
+    var topology: Topology { get }
+
+    /// Declares the shared exchanges, the delay ladder, and the work and dead
+    /// queues of `queues` (idempotent).
+    func prepare(queues: [String]) async throws
+
+    /// Publishes messages and returns, per message, whether the broker
+    /// confirmed it. Returns only when every one is settled.
+    func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>]
+
+    /// Starts consuming a broker queue (a full name from ``Topology``) with at
+    /// most `prefetch` unacknowledged deliveries.
+    func consume(queue: String, prefetch: Int) async throws -> BrokerConsumer
+
+    /// Ready messages and consumers of a broker queue, without changing it.
+    func queueState(_ queue: String) async throws -> QueueState
+
+    /// Removes every ready message from a broker queue; returns how many.
+    func purge(_ queue: String) async throws -> Int
+
+    /// Closes connections.
+    func close() async
+}
+
+extension Broker {
+    /// Publishes one message; throws if the broker did not confirm it.
+    public func publish(_ message: OutboundMessage) async throws {
+        try await publish([message])[0].get()
+    }
+}
+
+/// A running consumer: deliveries, and a way to stop them.
+public struct BrokerConsumer: AsyncSequence, Sendable {
+    public typealias Element = BrokerDelivery
+    let stream: AsyncThrowingStream<BrokerDelivery, any Error>
+    private let cancelBody: @Sendable () async throws -> Void
+
+    /// A consumer from a stream and a cancel action.
+    public init(stream: AsyncThrowingStream<BrokerDelivery, any Error>, cancel: @escaping @Sendable () async throws -> Void) {
+        self.stream = stream
+        self.cancelBody = cancel
+    }
+
+    public func makeAsyncIterator() -> AsyncThrowingStream<BrokerDelivery, any Error>.AsyncIterator {
+        stream.makeAsyncIterator()
+    }
+
+    /// Stops new deliveries; the sequence ends after those already received.
+    public func cancel() async throws { try await cancelBody() }
+}
+
+/// Settles one delivery.
+public protocol DeliveryAcknowledger: Sendable {
+    func ack() async throws
+    /// Back to the queue (`requeue`) or to the queue's dead-letter exchange.
+    func reject(requeue: Bool) async throws
+}
+
+/// One message received from a broker queue.
+public struct BrokerDelivery: Sendable {
+    public var properties: BasicProperties
+    public var body: [UInt8]
+    public var redelivered: Bool
+    /// How often the broker delivered it before (quorum queues' `x-delivery-count`).
+    public var deliveryCount: Int
+    public var routingKey: String
+    public let acknowledger: any DeliveryAcknowledger
+
+    public init(properties: BasicProperties, body: [UInt8], redelivered: Bool, deliveryCount: Int, routingKey: String,
+                acknowledger: any DeliveryAcknowledger) {
+        self.properties = properties
+        self.body = body
+        self.redelivered = redelivered
+        self.deliveryCount = deliveryCount
+        self.routingKey = routingKey
+        self.acknowledger = acknowledger
+    }
+
+    public func ack() async throws { try await acknowledger.ack() }
+    public func reject(requeue: Bool) async throws { try await acknowledger.reject(requeue: requeue) }
+}

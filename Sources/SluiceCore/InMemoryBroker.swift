@@ -1,0 +1,209 @@
+import DequeModule
+import SluiceAMQP
+
+/// A broker in memory, for unit tests of producers and workers.
+///
+/// It routes like the RabbitMQ topology: the tasks exchange to work queues,
+/// the dead exchange to dead queues, delay exchanges back to the tasks
+/// exchange after the tier's time. Events are kept in ``events``. Prefetch,
+/// redelivery counts, requeue and dead-lettering on reject behave like a
+/// quorum queue's; durability and the network do not exist here.
+public actor InMemoryBroker: Broker {
+    public nonisolated let topology: Topology
+
+    fileprivate struct Stored {
+        var message: OutboundMessage
+        var deliveryCount: Int
+    }
+
+    private struct Consumer {
+        var prefetch: Int
+        var unacked: Int
+        var continuation: AsyncThrowingStream<BrokerDelivery, any Error>.Continuation
+    }
+
+    private struct Queue {
+        var ready = Deque<Stored>()
+        var consumers: [Int: Consumer] = [:]
+        var order: [Int] = []
+        var next = 0
+    }
+
+    private var queues: [String: Queue] = [:]
+    private var nextConsumerID = 0
+    /// Every event published, in order.
+    public private(set) var events: [TaskEvent] = []
+    /// Other messages published to the events exchange (heartbeats...).
+    public private(set) var otherEventMessages: [OutboundMessage] = []
+
+    public init(topology: Topology) {
+        self.topology = topology
+    }
+
+    public func prepare(queues names: [String]) async throws {
+        for name in names {
+            try Topology.validateQueue(name)
+            if queues[topology.workQueue(name)] == nil { queues[topology.workQueue(name)] = Queue() }
+            if queues[topology.deadQueue(name)] == nil { queues[topology.deadQueue(name)] = Queue() }
+        }
+    }
+
+    public func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>] {
+        messages.map { route($0) }
+    }
+
+    private func route(_ message: OutboundMessage) -> Result<Void, any Error> {
+        let t = topology
+        switch message.exchange {
+        case t.tasksExchange:
+            return enqueue(message, into: t.workQueue(message.routingKey))
+        case t.deadExchange:
+            return enqueue(message, into: t.deadQueue(message.routingKey))
+        case t.eventsExchange:
+            if let event = try? TaskEvent.decode(message.body) { events.append(event) } else { otherEventMessages.append(message) }
+            return .success(())
+        case "":
+            return enqueue(message, into: message.routingKey)
+        default:
+            if let tier = t.delayTiers.first(where: { t.delayExchange($0) == message.exchange }) {
+                var back = message
+                back.exchange = t.tasksExchange
+                Task { [weak self] in
+                    try? await Task.sleep(for: .milliseconds(tier))
+                    await self?.routeLater(back)
+                }
+                return .success(())
+            }
+            return .failure(SluiceError(.enqueueFailed, "no exchange \(message.exchange)"))
+        }
+    }
+
+    private func routeLater(_ message: OutboundMessage) { _ = route(message) }
+
+    private func enqueue(_ message: OutboundMessage, into queue: String) -> Result<Void, any Error> {
+        guard queues[queue] != nil else {
+            // Like an unbound routing key: confirmed, and dropped.
+            return .success(())
+        }
+        queues[queue]!.ready.append(Stored(message: message, deliveryCount: 0))
+        dispatch(queue)
+        return .success(())
+    }
+
+    private func dispatch(_ name: String) {
+        guard var queue = queues[name] else { return }
+        defer { queues[name] = queue }
+        while !queue.ready.isEmpty, !queue.order.isEmpty {
+            // Round-robin over consumers with free prefetch.
+            var delivered = false
+            for _ in 0..<queue.order.count {
+                let id = queue.order[queue.next % queue.order.count]
+                queue.next += 1
+                guard var consumer = queue.consumers[id], consumer.unacked < consumer.prefetch else { continue }
+                let stored = queue.ready.removeFirst()
+                consumer.unacked += 1
+                queue.consumers[id] = consumer
+                let ack = Acknowledger(broker: self, queue: name, consumer: id, stored: stored)
+                var properties = stored.message.properties
+                if stored.deliveryCount > 0 {
+                    var headers = properties.headers ?? [:]
+                    headers["x-delivery-count"] = .int64(Int64(stored.deliveryCount))
+                    properties.headers = headers
+                }
+                consumer.continuation.yield(BrokerDelivery(
+                    properties: properties, body: stored.message.body, redelivered: stored.deliveryCount > 0,
+                    deliveryCount: stored.deliveryCount, routingKey: stored.message.routingKey, acknowledger: ack))
+                delivered = true
+                break
+            }
+            if !delivered { return }
+        }
+    }
+
+    fileprivate func settle(queue name: String, consumer: Int, stored: Stored, requeue: Bool?) {
+        if var c = queues[name]?.consumers[consumer] {
+            c.unacked -= 1
+            queues[name]!.consumers[consumer] = c
+        }
+        switch requeue {
+        case .none:
+            break
+        case .some(true):
+            var again = stored
+            again.deliveryCount += 1
+            if again.deliveryCount > topology.deliveryLimit, let q = queueName(name) {
+                deadLetter(stored.message, queue: q, reason: .deliveryLimit)
+            } else {
+                queues[name]?.ready.prepend(again)
+            }
+        case .some(false):
+            if let q = queueName(name) { deadLetter(stored.message, queue: q, reason: .broker) }
+        }
+        dispatch(name)
+    }
+
+    private func queueName(_ brokerQueue: String) -> String? { topology.queueName(fromWorkQueue: brokerQueue) }
+
+    private func deadLetter(_ message: OutboundMessage, queue: String, reason: DeadReason) {
+        var dead = message
+        dead.exchange = topology.deadExchange
+        dead.routingKey = queue
+        var headers = dead.properties.headers ?? [:]
+        headers["x-first-death-reason"] = .string(reason == .deliveryLimit ? "delivery_limit" : "rejected")
+        dead.properties.headers = headers
+        _ = route(dead)
+    }
+
+    public func consume(queue name: String, prefetch: Int) async throws -> BrokerConsumer {
+        guard queues[name] != nil else { throw SluiceError(.notFound, "no queue \(name)", queue: name) }
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: BrokerDelivery.self)
+        let id = nextConsumerID
+        nextConsumerID += 1
+        queues[name]!.consumers[id] = Consumer(prefetch: max(1, prefetch), unacked: 0, continuation: continuation)
+        queues[name]!.order.append(id)
+        dispatch(name)
+        return BrokerConsumer(stream: stream) { [weak self] in await self?.cancel(queue: name, consumer: id) }
+    }
+
+    private func cancel(queue name: String, consumer id: Int) {
+        guard let consumer = queues[name]?.consumers.removeValue(forKey: id) else { return }
+        queues[name]!.order.removeAll { $0 == id }
+        consumer.continuation.finish()
+    }
+
+    public func queueState(_ name: String) async throws -> QueueState {
+        guard let queue = queues[name] else { throw SluiceError(.notFound, "no queue \(name)", queue: name) }
+        return QueueState(name: name, messageCount: UInt32(queue.ready.count), consumerCount: UInt32(queue.consumers.count))
+    }
+
+    public func purge(_ name: String) async throws -> Int {
+        let n = queues[name]?.ready.count ?? 0
+        queues[name]?.ready.removeAll()
+        return n
+    }
+
+    public func close() async {
+        for (name, queue) in queues {
+            for consumer in queue.consumers.values { consumer.continuation.finish() }
+            queues[name]?.consumers.removeAll()
+            queues[name]?.order.removeAll()
+        }
+    }
+
+    /// The messages ready in a broker queue (for assertions).
+    public func readyMessages(_ name: String) -> [OutboundMessage] {
+        queues[name]?.ready.map(\.message) ?? []
+    }
+
+    private struct Acknowledger: DeliveryAcknowledger {
+        let broker: InMemoryBroker
+        let queue: String
+        let consumer: Int
+        let stored: Stored
+
+        func ack() async throws { await broker.settle(queue: queue, consumer: consumer, stored: stored, requeue: nil) }
+        func reject(requeue: Bool) async throws {
+            await broker.settle(queue: queue, consumer: consumer, stored: stored, requeue: requeue)
+        }
+    }
+}

@@ -1,0 +1,226 @@
+import Foundation
+import SluiceAMQP
+
+/// A task as it travels through the broker: identity, arguments and protocol
+/// metadata. The wire format (docs/wire-format.md) maps it onto AMQP
+/// properties and `sluice-*` headers; the body is the JSON arguments.
+public struct TaskEnvelope: Sendable, Hashable {
+    /// The wire-format version this code writes and the newest it reads.
+    public static let protocolVersion = 1
+
+    /// Stable across retries and redeliveries (`message_id`).
+    public var id: String
+    /// The registered task name (`type`).
+    public var name: String
+    /// The queue the task belongs to (without prefix).
+    public var queue: String
+    /// The JSON arguments (the message body).
+    public var arguments: [UInt8]
+    /// 1 for the first run, +1 per retry.
+    public var attempt: Int
+    /// Runs allowed in all; nil: the worker's policy decides.
+    public var maxAttempts: Int?
+    /// Retry backoff overriding the worker's policy.
+    public var retryPolicy: RetryPolicy?
+    /// Do not start before this time.
+    public var notBefore: Date?
+    /// Dead-letter instead of starting after this time.
+    public var deadline: Date?
+    /// The caller's key for deduplicating side effects; defaults to the id.
+    public var idempotencyKey: String?
+    /// The workflow run this task is a step of (`correlation_id` too).
+    public var workflowRunID: String?
+    /// The step id within that run.
+    public var workflowStep: String?
+    /// W3C trace context.
+    public var traceparent: String?
+    /// When it was first enqueued.
+    public var enqueuedAt: Date
+    /// Headers this version does not interpret, kept on retries and dead copies.
+    public var otherHeaders: FieldTable
+
+    /// A new task, attempt 1, enqueued now.
+    public init(id: String = TaskEnvelope.newID(), name: String, queue: String, arguments: [UInt8], attempt: Int = 1,
+                maxAttempts: Int? = nil, retryPolicy: RetryPolicy? = nil, notBefore: Date? = nil, deadline: Date? = nil,
+                idempotencyKey: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil,
+                traceparent: String? = nil, enqueuedAt: Date = Date(), otherHeaders: FieldTable = [:]) {
+        self.id = id
+        self.name = name
+        self.queue = queue
+        self.arguments = arguments
+        self.attempt = attempt
+        self.maxAttempts = maxAttempts
+        self.retryPolicy = retryPolicy
+        self.notBefore = notBefore
+        self.deadline = deadline
+        self.idempotencyKey = idempotencyKey
+        self.workflowRunID = workflowRunID
+        self.workflowStep = workflowStep
+        self.traceparent = traceparent
+        self.enqueuedAt = enqueuedAt
+        self.otherHeaders = otherHeaders
+    }
+
+    /// A random, sortable-enough task id (UUID, lowercase).
+    public static func newID() -> String { UUID().uuidString.lowercased() }
+
+    /// The key a handler should use to make side effects idempotent.
+    public var effectiveIdempotencyKey: String { idempotencyKey ?? id }
+}
+
+/// The header names of the wire format.
+public enum WireHeader {
+    public static let version = "sluice-version"
+    public static let queue = "sluice-queue"
+    public static let attempt = "sluice-attempt"
+    public static let maxAttempts = "sluice-max-attempts"
+    public static let retry = "sluice-retry"
+    public static let notBefore = "sluice-not-before"
+    public static let deadline = "sluice-deadline"
+    public static let idempotencyKey = "sluice-idempotency-key"
+    public static let workflowRun = "sluice-workflow-run"
+    public static let workflowStep = "sluice-workflow-step"
+    public static let enqueuedAt = "sluice-enqueued-at"
+    public static let traceparent = "traceparent"
+    // On dead copies:
+    public static let deadReason = "sluice-dead-reason"
+    public static let errorType = "sluice-error-type"
+    public static let errorMessage = "sluice-error-message"
+    public static let deadAt = "sluice-dead-at"
+    public static let deadBy = "sluice-dead-by"
+
+    static let known: Set<String> = [version, queue, attempt, maxAttempts, retry, notBefore, deadline, idempotencyKey,
+                                     workflowRun, workflowStep, enqueuedAt, traceparent]
+}
+
+extension TaskEnvelope {
+    /// The AMQP properties and body for this task.
+    public func encode() -> (properties: BasicProperties, body: [UInt8]) {
+        var headers = otherHeaders
+        headers[WireHeader.version] = .int64(Int64(Self.protocolVersion))
+        headers[WireHeader.queue] = .string(queue)
+        headers[WireHeader.attempt] = .int64(Int64(attempt))
+        headers[WireHeader.enqueuedAt] = .int64(enqueuedAt.epochMilliseconds)
+        if let maxAttempts { headers[WireHeader.maxAttempts] = .int64(Int64(maxAttempts)) }
+        if let retryPolicy { headers[WireHeader.retry] = .table(retryPolicy.fieldTable) }
+        if let notBefore { headers[WireHeader.notBefore] = .int64(notBefore.epochMilliseconds) }
+        if let deadline { headers[WireHeader.deadline] = .int64(deadline.epochMilliseconds) }
+        if let idempotencyKey { headers[WireHeader.idempotencyKey] = .string(idempotencyKey) }
+        if let workflowRunID { headers[WireHeader.workflowRun] = .string(workflowRunID) }
+        if let workflowStep { headers[WireHeader.workflowStep] = .string(workflowStep) }
+        if let traceparent { headers[WireHeader.traceparent] = .string(traceparent) }
+        let properties = BasicProperties(
+            contentType: "application/json", headers: headers, deliveryMode: 2, correlationId: workflowRunID,
+            messageId: id, timestamp: UInt64(max(0, enqueuedAt.timeIntervalSince1970)), type: name)
+        return (properties, arguments)
+    }
+
+    /// Reads a task from a message; `queue` is the queue it was consumed from.
+    /// Throws ``DecodeFailure`` saying why the message is not a task this
+    /// version can run (the worker dead-letters it with that reason).
+    public static func decode(properties: BasicProperties, body: [UInt8], queue: String) throws(DecodeFailure) -> TaskEnvelope {
+        let headers = properties.headers ?? [:]
+        if let version = headers[WireHeader.version] {
+            guard let v = version.intValue else {
+                throw DecodeFailure(.invalidEnvelope, "header \(WireHeader.version) is not an integer")
+            }
+            if v > protocolVersion || v < 1 {
+                throw DecodeFailure(.unsupportedVersion, "protocol version \(v) is not supported (this worker reads up to \(protocolVersion))")
+            }
+        }
+        guard let name = properties.type, !name.isEmpty else {
+            throw DecodeFailure(.invalidEnvelope, "the message has no type property (the task name)")
+        }
+        if properties.contentType != nil && properties.contentType != "application/json" {
+            throw DecodeFailure(.undecodable, "content type \(properties.contentType!) is not application/json")
+        }
+        if properties.contentEncoding != nil && properties.contentEncoding != "identity" && properties.contentEncoding != "utf-8" {
+            throw DecodeFailure(.undecodable, "content encoding \(properties.contentEncoding!) is not supported")
+        }
+        func int(_ key: String) throws(DecodeFailure) -> Int? {
+            guard let value = headers[key] else { return nil }
+            guard let i = value.intValue else { throw DecodeFailure(.invalidEnvelope, "header \(key) is not an integer") }
+            return i
+        }
+        func string(_ key: String) throws(DecodeFailure) -> String? {
+            guard let value = headers[key] else { return nil }
+            guard let s = value.stringValue else { throw DecodeFailure(.invalidEnvelope, "header \(key) is not a string") }
+            return s
+        }
+        func date(_ key: String) throws(DecodeFailure) -> Date? {
+            try int(key).map { Date(epochMilliseconds: Int64($0)) }
+        }
+        let attempt = try int(WireHeader.attempt) ?? 1
+        guard attempt >= 1 else { throw DecodeFailure(.invalidEnvelope, "header \(WireHeader.attempt) must be 1 or more") }
+        let maxAttempts = try int(WireHeader.maxAttempts)
+        if let maxAttempts, maxAttempts < 1 { throw DecodeFailure(.invalidEnvelope, "header \(WireHeader.maxAttempts) must be 1 or more") }
+        var retryPolicy: RetryPolicy? = nil
+        if let value = headers[WireHeader.retry] {
+            guard let table = value.tableValue, let policy = RetryPolicy(fieldTable: table) else {
+                throw DecodeFailure(.invalidEnvelope, "header \(WireHeader.retry) is not a valid retry table")
+            }
+            retryPolicy = policy
+        }
+        // The body must be JSON (any JSON value); the handler decodes its own type.
+        if body.isEmpty || (try? JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed])) == nil {
+            throw DecodeFailure(.undecodable, "the body is not valid JSON")
+        }
+        let enqueued = try date(WireHeader.enqueuedAt)
+            ?? properties.timestamp.map { Date(timeIntervalSince1970: TimeInterval($0)) } ?? Date()
+        var others = FieldTable()
+        for (key, value) in headers where !WireHeader.known.contains(key) { others[key] = value }
+        return TaskEnvelope(
+            id: properties.messageId.flatMap { $0.isEmpty ? nil : $0 } ?? TaskEnvelope.newID(),
+            name: name, queue: try string(WireHeader.queue) ?? queue, arguments: body, attempt: attempt,
+            maxAttempts: maxAttempts, retryPolicy: retryPolicy, notBefore: try date(WireHeader.notBefore),
+            deadline: try date(WireHeader.deadline), idempotencyKey: try string(WireHeader.idempotencyKey),
+            workflowRunID: try string(WireHeader.workflowRun) ?? properties.correlationId,
+            workflowStep: try string(WireHeader.workflowStep), traceparent: try string(WireHeader.traceparent),
+            enqueuedAt: enqueued, otherHeaders: others)
+    }
+}
+
+/// Why a message cannot be run as a task.
+public struct DecodeFailure: Error, Sendable, Hashable {
+    /// The dead-letter reason.
+    public var reason: DeadReason
+    /// Details.
+    public var message: String
+
+    public init(_ reason: DeadReason, _ message: String) {
+        self.reason = reason
+        self.message = message
+    }
+}
+
+/// Why a task ended in its dead queue (header `sluice-dead-reason`).
+public enum DeadReason: String, Sendable, Hashable, Codable, CaseIterable {
+    /// The body or content type cannot be decoded.
+    case undecodable
+    /// Required properties or headers are missing or malformed.
+    case invalidEnvelope = "invalid_envelope"
+    /// A newer protocol version than this worker reads.
+    case unsupportedVersion = "unsupported_version"
+    /// No handler is registered for the task name.
+    case unknownTask = "unknown_task"
+    /// The body exceeds the worker's size limit.
+    case tooLarge = "too_large"
+    /// The deadline passed before the task started.
+    case deadlineExpired = "deadline_expired"
+    /// The handler failed with an error marked non-retryable.
+    case nonRetryable = "non_retryable"
+    /// The handler failed on every allowed attempt.
+    case maxAttempts = "max_attempts"
+    /// The broker's delivery limit: the task kept crashing or hanging workers.
+    case deliveryLimit = "delivery_limit"
+    /// Dead-lettered by the broker for another reason (rejected, expired...).
+    case broker
+}
+
+extension Date {
+    /// Milliseconds since the Unix epoch.
+    public var epochMilliseconds: Int64 { Int64((timeIntervalSince1970 * 1000).rounded()) }
+
+    /// A date from milliseconds since the Unix epoch.
+    public init(epochMilliseconds: Int64) { self.init(timeIntervalSince1970: TimeInterval(epochMilliseconds) / 1000) }
+}

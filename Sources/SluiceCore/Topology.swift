@@ -1,0 +1,124 @@
+import SluiceAMQP
+
+/// Every exchange, queue, binding and argument Sluice uses, derived from a
+/// prefix and queue names. Nothing else in Sluice spells a broker name.
+///
+/// ```
+/// <prefix>.tasks        direct exchange; routing key = queue name
+/// <prefix>.q.<queue>    quorum work queue; delivery limit; dead-letters to <prefix>.dead
+/// <prefix>.dead         direct exchange; routing key = queue name
+/// <prefix>.dead.<queue> quorum dead queue
+/// <prefix>.delay.<ms>   fanout exchange + quorum queue with TTL <ms> that
+///                       dead-letters to <prefix>.tasks with the task's queue as key
+/// <prefix>.events       topic exchange; routing key = <queue>.<event kind>
+/// ```
+///
+/// Two prefixes on one vhost share nothing.
+public struct Topology: Sendable, Hashable {
+    /// The name prefix (default `sluice`).
+    public let prefix: String
+    /// Deliveries of one message after which the broker dead-letters it
+    /// (a task that keeps crashing its worker); reason `delivery_limit`.
+    public var deliveryLimit: Int
+    /// The delay ladder, shortest first, in milliseconds.
+    public var delayTiers: [Int]
+
+    /// The default ladder: 250 ms, 1 s, 5 s, 30 s, 2 min, 10 min, 1 h.
+    public static let defaultDelayTiers = [250, 1_000, 5_000, 30_000, 120_000, 600_000, 3_600_000]
+
+    /// A topology; throws if the prefix is not a plain name.
+    public init(prefix: String = "sluice", deliveryLimit: Int = 10, delayTiers: [Int] = Topology.defaultDelayTiers) throws {
+        guard Self.isValidName(prefix) else {
+            throw SluiceError(.invalidArgument, "prefix '\(prefix)' must be 1-100 letters, digits, '-', '_' or '.'")
+        }
+        guard deliveryLimit > 0 else { throw SluiceError(.invalidArgument, "the delivery limit must be positive") }
+        self.prefix = prefix
+        self.deliveryLimit = deliveryLimit
+        self.delayTiers = delayTiers.filter { $0 > 0 }.sorted()
+        guard !self.delayTiers.isEmpty else { throw SluiceError(.invalidArgument, "the delay ladder needs at least one tier") }
+    }
+
+    /// Whether `name` is usable as a prefix or queue name.
+    public static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 100 && name.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" || $0 == "."
+        }
+    }
+
+    /// Checks a queue name; throws a clear error if it is not usable.
+    public static func validateQueue(_ queue: String) throws {
+        guard isValidName(queue) else {
+            throw SluiceError(.invalidArgument, "queue name '\(queue)' must be 1-100 letters, digits, '-', '_' or '.'", queue: queue)
+        }
+    }
+
+    // MARK: Names
+
+    public var tasksExchange: String { "\(prefix).tasks" }
+    public var deadExchange: String { "\(prefix).dead" }
+    public var eventsExchange: String { "\(prefix).events" }
+    public func workQueue(_ queue: String) -> String { "\(prefix).q.\(queue)" }
+    public func deadQueue(_ queue: String) -> String { "\(prefix).dead.\(queue)" }
+    public func delayExchange(_ milliseconds: Int) -> String { "\(prefix).delay.\(milliseconds)" }
+    public func delayQueue(_ milliseconds: Int) -> String { "\(prefix).delay.\(milliseconds)" }
+    /// Routing key of an event on the events exchange.
+    public func eventRoutingKey(queue: String, kind: TaskEvent.Kind) -> String { "\(queue).\(kind.rawValue)" }
+    /// Routing key of worker heartbeats on the events exchange.
+    public var workerHeartbeatRoutingKey: String { "_workers.heartbeat" }
+
+    /// The queue name inside a work or dead queue's broker name, if it is one of ours.
+    public func queueName(fromWorkQueue name: String) -> String? {
+        let p = "\(prefix).q."
+        return name.hasPrefix(p) ? String(name.dropFirst(p.count)) : nil
+    }
+
+    // MARK: Declarations
+
+    /// The exchanges every producer and worker needs.
+    public var exchanges: [ExchangeDeclaration] {
+        [
+            ExchangeDeclaration(name: tasksExchange, type: "direct"),
+            ExchangeDeclaration(name: deadExchange, type: "direct"),
+            ExchangeDeclaration(name: eventsExchange, type: "topic"),
+        ] + delayTiers.map { ExchangeDeclaration(name: delayExchange($0), type: "fanout") }
+    }
+
+    /// The delay ladder's queues: each holds messages for its TTL, then
+    /// dead-letters them to the tasks exchange under their own routing key
+    /// (the task's queue), so no worker holds a waiting task.
+    public var delayQueues: [(queue: QueueDeclaration, exchange: String)] {
+        delayTiers.map { ms in
+            (QueueDeclaration.quorum(delayQueue(ms), arguments: [
+                "x-message-ttl": .int64(Int64(ms)),
+                "x-dead-letter-exchange": .string(tasksExchange),
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            ]), delayExchange(ms))
+        }
+    }
+
+    /// A work queue: quorum, delivery limit, at-least-once dead-lettering to its dead queue.
+    public func workQueueDeclaration(_ queue: String) -> QueueDeclaration {
+        .quorum(workQueue(queue), arguments: [
+            "x-delivery-limit": .int64(Int64(deliveryLimit)),
+            "x-dead-letter-exchange": .string(deadExchange),
+            "x-dead-letter-routing-key": .string(queue),
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        ])
+    }
+
+    /// A dead queue: quorum, kept until replayed or purged.
+    public func deadQueueDeclaration(_ queue: String) -> QueueDeclaration {
+        .quorum(deadQueue(queue))
+    }
+
+    // MARK: Delays
+
+    /// The tier to wait in for `milliseconds`: the longest tier not longer than
+    /// the wait (a longer wait hops through the ladder: the worker that sees
+    /// the task before its time sends it back), or the shortest tier.
+    public func delayTier(for milliseconds: Int) -> Int {
+        delayTiers.last(where: { $0 <= milliseconds }) ?? delayTiers[0]
+    }
+}
