@@ -1,0 +1,43 @@
+import Foundation
+import SluiceCore
+
+/// Task handlers by name.
+///
+/// A handler returns its result as JSON bytes (or nil); the worker puts the
+/// result in the `succeeded` event. Cooperative cancellation tells a handler
+/// that its time limit passed or the worker is shutting down.
+public struct HandlerRegistry: Sendable {
+    /// A handler on raw JSON.
+    public typealias Handler = @Sendable (TaskContext) async throws -> [UInt8]?
+
+    private(set) var handlers: [String: Handler] = [:]
+
+    public init() {}
+
+    /// The registered task names.
+    public var names: [String] { handlers.keys.sorted() }
+
+    /// Registers a handler on raw JSON arguments.
+    public mutating func register(_ name: String, _ handler: @escaping Handler) {
+        handlers[name] = handler
+    }
+
+    /// Registers a typed handler for a ``TaskDefinition``.
+    public mutating func register<T: TaskDefinition, R: Encodable & Sendable>(
+        _ task: T.Type, _ handler: @escaping @Sendable (T.Arguments, TaskContext) async throws -> R
+    ) {
+        handlers[T.name] = { context in
+            let arguments = try context.decode(T.Arguments.self)
+            let result = try await handler(arguments, context)
+            if result is Void || result is EmptyResult { return nil }
+            return Array(try JSONEncoder().encode(result))
+        }
+    }
+
+    func handler(for name: String) -> Handler? { handlers[name] }
+}
+
+/// A result for handlers that return nothing.
+public struct EmptyResult: Codable, Sendable {
+    public init() {}
+}

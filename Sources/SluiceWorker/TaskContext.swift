@@ -1,0 +1,33 @@
+import Foundation
+import Logging
+import SluiceCore
+
+/// What a handler knows about the task it runs.
+public struct TaskContext: Sendable {
+    /// The task, with its arguments and metadata.
+    public let task: TaskEnvelope
+    /// A logger carrying the task's id, name, queue and attempt.
+    public var logger: Logger
+
+    /// Stable across retries and redeliveries.
+    public var id: String { task.id }
+    /// The task name.
+    public var name: String { task.name }
+    /// 1 for the first run.
+    public var attempt: Int { task.attempt }
+    /// When the task must have finished starting.
+    public var deadline: Date? { task.deadline }
+    /// Use this to make side effects idempotent (execution is at-least-once).
+    public var idempotencyKey: String { task.effectiveIdempotencyKey }
+    /// The raw JSON arguments.
+    public var arguments: [UInt8] { task.arguments }
+
+    /// Decodes the JSON arguments; a failure is a non-retryable error.
+    public func decode<T: Decodable>(_ type: T.Type = T.self) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(task.arguments))
+        } catch {
+            throw TaskFailure.permanent("arguments do not decode as \(T.self): \(error)", kind: "bad_arguments")
+        }
+    }
+}

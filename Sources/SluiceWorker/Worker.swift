@@ -1,0 +1,352 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceAMQP
+import SluiceCore
+import Synchronization
+
+/// Consumes task queues and runs registered handlers: a ServiceLifecycle
+/// `Service`.
+///
+/// A delivery is acknowledged only after its outcome is safe — the
+/// `succeeded` event, the retry copy or the dead-letter copy has itself been
+/// confirmed by the broker — so a worker killed at any instant loses nothing.
+/// Bad input (undecodable, unknown task, too large, expired, unsupported
+/// version) goes to the queue's dead queue with its reason; the worker never
+/// crashes on it. On graceful shutdown (SIGTERM/SIGINT through a
+/// `ServiceGroup`) it stops consuming, lets running tasks finish for
+/// `shutdownGrace`, returns the rest to the queue and returns.
+public final class Worker: Service {
+    /// Worker settings.
+    public struct Configuration: Sendable {
+        /// Queues to consume (names without prefix).
+        public var queues: [String]
+        /// Tasks run at once (and each queue's prefetch).
+        public var concurrency: Int
+        /// Retry policy for tasks that do not carry their own.
+        public var retryPolicy: RetryPolicy
+        /// Bodies larger than this go to the dead queue (`too_large`).
+        public var maxBodyBytes: Int
+        /// Results larger than this are cut from the `succeeded` event.
+        public var maxResultBytes: Int
+        /// Soft time limit per task; nil for none.
+        public var timeLimit: Duration?
+        /// How long a handler may ignore cancellation before it is reported.
+        public var timeLimitGrace: Duration
+        /// How long running tasks may finish after shutdown starts.
+        public var shutdownGrace: Duration
+        /// Publish `started` events (not waited for).
+        public var publishStartedEvents: Bool
+        /// Interval of the worker's heartbeat on the events exchange.
+        public var heartbeatInterval: Duration
+        /// `host:pid`, in events and dead-letter headers.
+        public var workerID: String
+        /// Middleware around every handler, outermost first.
+        public var middleware: [any WorkerMiddleware]
+
+        public init(queues: [String], concurrency: Int = 10, retryPolicy: RetryPolicy = RetryPolicy(),
+                    maxBodyBytes: Int = 1 << 20, maxResultBytes: Int = 64 << 10, timeLimit: Duration? = nil,
+                    timeLimitGrace: Duration = .seconds(5), shutdownGrace: Duration = .seconds(30),
+                    publishStartedEvents: Bool = true, heartbeatInterval: Duration = .seconds(5),
+                    workerID: String = Worker.defaultWorkerID, middleware: [any WorkerMiddleware] = [LoggingMiddleware(), MetricsMiddleware()]) {
+            self.queues = queues
+            self.concurrency = max(1, concurrency)
+            self.retryPolicy = retryPolicy
+            self.maxBodyBytes = maxBodyBytes
+            self.maxResultBytes = maxResultBytes
+            self.timeLimit = timeLimit
+            self.timeLimitGrace = timeLimitGrace
+            self.shutdownGrace = shutdownGrace
+            self.publishStartedEvents = publishStartedEvents
+            self.heartbeatInterval = heartbeatInterval
+            self.workerID = workerID
+            self.middleware = middleware
+        }
+    }
+
+    /// `hostname:pid`.
+    public static var defaultWorkerID: String {
+        "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
+    }
+
+    /// Counters, readable while the worker runs.
+    public struct Stats: Sendable, Hashable {
+        public var inFlight = 0
+        public var processed = 0
+        public var succeeded = 0
+        public var retried = 0
+        public var dead = 0
+    }
+
+    public let broker: any Broker
+    public let registry: HandlerRegistry
+    public let configuration: Configuration
+    private let logger: Logger
+    private let statsBox = Mutex(Stats())
+    private let startedAt = Date()
+
+    /// The worker's counters now.
+    public var stats: Stats { statsBox.withLock { $0 } }
+
+    public init(broker: any Broker, registry: HandlerRegistry, configuration: Configuration,
+                logger: Logger = Logger(label: "sluice.worker")) {
+        self.broker = broker
+        self.registry = registry
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    private var topology: Topology { broker.topology }
+
+    public func run() async throws {
+        let queues = configuration.queues
+        guard !queues.isEmpty else { throw SluiceError(.invalidArgument, "the worker needs at least one queue") }
+        try await broker.prepare(queues: queues)
+        var consumers: [(String, BrokerConsumer)] = []
+        for queue in queues {
+            consumers.append((queue, try await broker.consume(queue: topology.workQueue(queue), prefetch: configuration.concurrency)))
+        }
+        logger.info("worker started", metadata: [
+            "queues": "\(queues.joined(separator: ","))", "concurrency": "\(configuration.concurrency)",
+            "tasks": "\(registry.names.joined(separator: ","))",
+        ])
+        let consumersToStop = consumers
+        let slots = SlotPool(configuration.concurrency)
+        let stopping = ShutdownSignal()
+        let running = RunningTasks()
+        let heartbeat = Task { await self.heartbeats() }
+        let liveConsumers = SharedCount(consumers.count)
+
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                for (queue, consumer) in consumersToStop {
+                    group.addTask {
+                        do {
+                            for try await delivery in consumer {
+                                await slots.acquire()
+                                self.statsBox.withLock { $0.inFlight += 1 }
+                                // Unstructured, so that shutdown can cancel just the handlers.
+                                running.start {
+                                    await self.process(delivery, queue: queue)
+                                    self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
+                                    await slots.release()
+                                }
+                            }
+                        } catch {
+                            self.logger.error("consumer ended", metadata: ["queue": "\(queue)", "error": "\(error)"])
+                        }
+                        // With every consumer gone (shutdown, or the broker cancelled them), stop.
+                        if liveConsumers.decrement() == 0 { stopping.fire() }
+                    }
+                }
+                // Shutdown: cancel the consumers, which ends the loops above.
+                group.addTask {
+                    await stopping.wait()
+                    for (_, consumer) in consumersToStop { try? await consumer.cancel() }
+                }
+            }
+        } onGracefulShutdown: {
+            self.logger.info("shutting down: no new tasks; waiting for running ones")
+            stopping.fire()
+        }
+        heartbeat.cancel()
+        await drain(running)
+        logger.info("worker stopped", metadata: ["processed": "\(stats.processed)"])
+    }
+
+    /// Lets running tasks finish for the shutdown grace period; cancels the
+    /// rest, which returns their deliveries to the queue.
+    private func drain(_ running: RunningTasks) async {
+        guard running.count > 0 else { return }
+        let grace = configuration.shutdownGrace
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await running.waitUntilEmpty(); return true }
+            group.addTask { (try? await Task.sleep(for: grace)) != nil ? false : true }
+            if await group.next() == false {
+                logger.warning("returning unfinished tasks to the queue", metadata: ["count": "\(running.count)"])
+                running.cancelAll()
+            }
+            group.cancelAll()
+            await group.waitForAll()
+        }
+    }
+
+    // MARK: One delivery
+
+    /// Runs one delivery to its outcome, then acknowledges it. Never throws.
+    func process(_ delivery: BrokerDelivery, queue: String) async {
+        do {
+            try await settle(delivery, queue: queue)
+        } catch {
+            // Publishing the outcome failed: leave the delivery unacked so the
+            // broker redelivers it (now, or after the connection recovers).
+            logger.error("could not settle a delivery; it will be redelivered", metadata: ["queue": "\(queue)", "error": "\(error)"])
+            if !(error is CancellationError) { try? await delivery.reject(requeue: true) }
+        }
+    }
+
+    private func settle(_ delivery: BrokerDelivery, queue: String) async throws {
+        if delivery.body.count > configuration.maxBodyBytes {
+            return try await deadLetter(delivery, queue: queue, task: nil, reason: .tooLarge, errorType: "too_large",
+                                        message: "body of \(delivery.body.count) bytes exceeds the limit of \(configuration.maxBodyBytes)")
+        }
+        let task: TaskEnvelope
+        do {
+            task = try TaskEnvelope.decode(properties: delivery.properties, body: delivery.body, queue: queue)
+        } catch {
+            return try await deadLetter(delivery, queue: queue, task: nil, reason: error.reason, errorType: error.reason.rawValue,
+                                        message: error.message)
+        }
+        let now = Date()
+        if let notBefore = task.notBefore, notBefore.timeIntervalSince(now) > 0.02 {
+            // Early from the delay ladder (a long wait hops through tiers): back it goes.
+            try await publishAll([topology.message(for: task, now: now)])
+            return try await delivery.ack()
+        }
+        if let deadline = task.deadline, deadline < now {
+            return try await deadLetter(delivery, queue: queue, task: task, reason: .deadlineExpired, errorType: "deadline_expired",
+                                        message: "the deadline \(deadline) passed before the task started")
+        }
+        guard let handler = registry.handler(for: task.name) else {
+            return try await deadLetter(delivery, queue: queue, task: task, reason: .unknownTask, errorType: "unknown_task",
+                                        message: "no handler is registered for \(task.name) (this worker has: \(registry.names.joined(separator: ", ")))")
+        }
+        if configuration.publishStartedEvents {
+            let started = topology.eventMessage(event(.started, task))
+            let broker = self.broker
+            Task { _ = try? await broker.publish([started]) }
+        }
+
+        var context = TaskContext(task: task, logger: logger)
+        context.logger[metadataKey: "task.id"] = "\(task.id)"
+        context.logger[metadataKey: "task.name"] = "\(task.name)"
+        context.logger[metadataKey: "task.queue"] = "\(task.queue)"
+        context.logger[metadataKey: "task.attempt"] = "\(task.attempt)"
+
+        let start = ContinuousClock.now
+        let outcome: Result<[UInt8]?, any Error>
+        do {
+            outcome = .success(try await runChain(context, handler))
+        } catch {
+            outcome = .failure(error)
+        }
+        let elapsed = ContinuousClock.now - start
+        let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+
+        switch outcome {
+        case .success(let result):
+            var e = event(.succeeded, task)
+            e.durationMilliseconds = milliseconds
+            if let result {
+                let text = String(decoding: result.prefix(configuration.maxResultBytes), as: UTF8.self)
+                e.result = result.count > configuration.maxResultBytes ? nil : text
+                if result.count > configuration.maxResultBytes {
+                    e.errorMessage = "result of \(result.count) bytes exceeds the limit of \(configuration.maxResultBytes) and was dropped"
+                }
+            }
+            try await publishAll([topology.eventMessage(e)])
+            statsBox.withLock { $0.succeeded += 1 }
+            try await delivery.ack()
+        case .failure(let error) where error is CancellationError && Task.isCancelled:
+            // Shutdown past its grace period: back to the queue, not a failure.
+            try? await delivery.reject(requeue: true)
+        case .failure(let error):
+            let (kind, message, retryable) = Self.describe(error)
+            let policy = task.retryPolicy ?? configuration.retryPolicy
+            let decision: RetryDecision = retryable
+                ? policy.decision(afterAttempt: task.attempt, errorKind: kind, maxAttemptsOverride: task.maxAttempts ?? (task.retryPolicy == nil ? nil : configuration.retryPolicy.maxAttempts))
+                : .dead(.nonRetryable)
+            switch decision {
+            case .retry(let delay):
+                var next = task
+                next.attempt += 1
+                next.notBefore = Date().addingTimeInterval(Double(delay) / 1000)
+                var e = event(.retrying, task)
+                e.errorType = kind
+                e.errorMessage = message
+                e.nextDelayMilliseconds = delay
+                e.durationMilliseconds = milliseconds
+                try await publishAll([topology.message(for: next), topology.eventMessage(e)])
+                statsBox.withLock { $0.retried += 1 }
+                try await delivery.ack()
+            case .dead(let reason):
+                try await deadLetter(delivery, queue: queue, task: task, reason: reason, errorType: kind, message: message)
+            }
+        }
+    }
+
+    private func runChain(_ context: TaskContext, _ handler: @escaping HandlerRegistry.Handler) async throws -> [UInt8]? {
+        var chain: @Sendable (TaskContext) async throws -> [UInt8]? = handler
+        var layers = configuration.middleware
+        if let limit = configuration.timeLimit { layers.append(TimeLimitMiddleware(limit: limit, grace: configuration.timeLimitGrace)) }
+        for middleware in layers.reversed() {
+            let next = chain
+            chain = { try await middleware.handle($0, next: next) }
+        }
+        return try await chain(context)
+    }
+
+    /// The error's kind (for the retry policy), text, and whether it may be retried.
+    static func describe(_ error: any Error) -> (kind: String, message: String, retryable: Bool) {
+        if let failure = error as? TaskFailure { return (failure.kind, failure.message, failure.retryable) }
+        return (String(describing: type(of: error)), String(describing: error), true)
+    }
+
+    private func deadLetter(_ delivery: BrokerDelivery, queue: String, task: TaskEnvelope?, reason: DeadReason,
+                            errorType: String, message: String) async throws {
+        logger.warning("task dead-lettered", metadata: [
+            "queue": "\(queue)", "reason": "\(reason.rawValue)", "task.id": "\(task?.id ?? delivery.properties.messageId ?? "?")",
+            "error": "\(message)",
+        ])
+        var messages = [topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: reason,
+                                             errorType: errorType, errorMessage: message, worker: configuration.workerID)]
+        var e: TaskEvent
+        if let task {
+            e = event(.dead, task)
+        } else {
+            let stub = TaskEnvelope(id: delivery.properties.messageId ?? "", name: delivery.properties.type ?? "", queue: queue, arguments: [])
+            e = event(.dead, stub)
+        }
+        e.deadReason = reason
+        e.errorType = errorType
+        e.errorMessage = message
+        messages.append(topology.eventMessage(e))
+        try await publishAll(messages)
+        statsBox.withLock { $0.dead += 1 }
+        try await delivery.ack()
+    }
+
+    private func event(_ kind: TaskEvent.Kind, _ task: TaskEnvelope) -> TaskEvent {
+        TaskEvent(kind: kind, task: task, worker: configuration.workerID)
+    }
+
+    /// Publishes and requires every message confirmed. An event nobody has
+    /// bound a queue for is confirmed as unroutable: that is fine for events.
+    private func publishAll(_ messages: [OutboundMessage]) async throws {
+        let results = try await broker.publish(messages)
+        for (message, result) in zip(messages, results) {
+            if case .failure(let error) = result {
+                if message.exchange == topology.eventsExchange, let amqp = error as? AMQPError, amqp.code == .unroutable { continue }
+                throw error
+            }
+        }
+    }
+
+    // MARK: Heartbeats
+
+    private func heartbeats() async {
+        while !Task.isCancelled {
+            let s = stats
+            let beat = WorkerHeartbeat(
+                worker: configuration.workerID, host: ProcessInfo.processInfo.hostName,
+                pid: Int(ProcessInfo.processInfo.processIdentifier), queues: configuration.queues,
+                concurrency: configuration.concurrency, inFlight: s.inFlight, processed: s.processed,
+                succeeded: s.succeeded, retried: s.retried, dead: s.dead, startedAt: startedAt, at: Date())
+            let message = OutboundMessage(exchange: topology.eventsExchange, routingKey: topology.workerHeartbeatRoutingKey,
+                                          body: beat.jsonBytes(),
+                                          properties: BasicProperties(contentType: "application/json", expiration: "60000", type: "sluice.worker.heartbeat"))
+            _ = try? await broker.publish([message])
+            try? await Task.sleep(for: configuration.heartbeatInterval)
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import Logging
+import Metrics
+import SluiceCore
+
+/// Code around every handler call: logging, metrics, time limits, tracing.
+///
+/// `next` runs the rest of the chain and the handler; a middleware may change
+/// the context, the result, or the error.
+public protocol WorkerMiddleware: Sendable {
+    func handle(_ context: TaskContext, next: @escaping @Sendable (TaskContext) async throws -> [UInt8]?) async throws -> [UInt8]?
+}
+
+/// Logs each task's start and end.
+public struct LoggingMiddleware: WorkerMiddleware {
+    public init() {}
+    public func handle(_ context: TaskContext, next: @escaping @Sendable (TaskContext) async throws -> [UInt8]?) async throws -> [UInt8]? {
+        context.logger.debug("task started")
+        do {
+            let result = try await next(context)
+            context.logger.debug("task succeeded")
+            return result
+        } catch {
+            context.logger.info("task failed", metadata: ["error": "\(error)"])
+            throw error
+        }
+    }
+}
+
+/// Counts tasks by outcome and times them, per task name and queue
+/// (swift-metrics: `sluice_tasks_total`, `sluice_task_duration_seconds`).
+public struct MetricsMiddleware: WorkerMiddleware {
+    public init() {}
+    public func handle(_ context: TaskContext, next: @escaping @Sendable (TaskContext) async throws -> [UInt8]?) async throws -> [UInt8]? {
+        let dimensions = [("task", context.name), ("queue", context.task.queue)]
+        let start = ContinuousClock.now
+        do {
+            let result = try await next(context)
+            Counter(label: "sluice_tasks_total", dimensions: dimensions + [("outcome", "succeeded")]).increment()
+            Metrics.Timer(label: "sluice_task_duration_seconds", dimensions: dimensions).recordInterval(since: start)
+            return result
+        } catch {
+            Counter(label: "sluice_tasks_total", dimensions: dimensions + [("outcome", "failed")]).increment()
+            Metrics.Timer(label: "sluice_task_duration_seconds", dimensions: dimensions).recordInterval(since: start)
+            throw error
+        }
+    }
+}
+
+extension Metrics.Timer {
+    func recordInterval(since start: ContinuousClock.Instant) {
+        let (s, atto) = (ContinuousClock.now - start).components
+        recordNanoseconds(s * 1_000_000_000 + atto / 1_000_000_000)
+    }
+}
+
+/// The soft time limit: cancels the handler when its time is up. A handler
+/// that ignores cancellation is reported after `grace` and waited for (its
+/// slot is not reused until it ends); the attempt fails as `time_limit`.
+public struct TimeLimitMiddleware: WorkerMiddleware {
+    public var limit: Duration
+    public var grace: Duration
+
+    public init(limit: Duration, grace: Duration = .seconds(5)) {
+        self.limit = limit
+        self.grace = grace
+    }
+
+    public func handle(_ context: TaskContext, next: @escaping @Sendable (TaskContext) async throws -> [UInt8]?) async throws -> [UInt8]? {
+        let limit = self.limit, grace = self.grace
+        return try await withThrowingTaskGroup(of: Outcome.self) { group in
+            group.addTask { .finished(try await next(context)) }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return .timedOut
+            }
+            let first = try await group.next()!
+            switch first {
+            case .finished(let result):
+                group.cancelAll()
+                return result
+            case .timedOut:
+                group.cancelAll()  // cancels the handler
+                let warn = Task {
+                    try await Task.sleep(for: grace)
+                    context.logger.warning("handler ignores cancellation past its time limit; its slot stays busy until it returns",
+                                           metadata: ["limit": "\(limit)"])
+                }
+                _ = try? await group.next()  // wait for the handler to end, however long
+                warn.cancel()
+                throw TaskFailure(kind: "time_limit", "the task exceeded its time limit of \(limit)")
+            }
+        }
+    }
+
+    private enum Outcome: Sendable {
+        case finished([UInt8]?)
+        case timedOut
+    }
+}
