@@ -1,1 +1,25 @@
-@main struct Sluice { static func main() {} }
+import ArgumentParser
+
+@main
+struct Sluice: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice",
+        abstract: "Durable task queues on RabbitMQ: enqueue tasks, run workers, inspect dead letters.",
+        discussion: """
+        Every command connects with --url, else $SLUICE_URL, else the local private broker \
+        started by scripts/broker (amqp://guest:guest@127.0.0.1:27170/%2f). Passwords are \
+        never printed.
+        """,
+        subcommands: [Enqueue.self, WorkerCommand.self, Dead.self])
+}
+
+/// Options every command shares.
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Broker URL (default: $SLUICE_URL, then the local private broker).")
+    var url: String?
+
+    @Option(help: "Name prefix of Sluice's exchanges and queues.")
+    var prefix: String = "sluice"
+
+    static let localBroker = "amqp://guest:guest@127.0.0.1:27170/%2f"
+}

@@ -11,11 +11,13 @@ public struct HandlerRegistry: Sendable {
     public typealias Handler = @Sendable (TaskContext) async throws -> [UInt8]?
 
     private(set) var handlers: [String: Handler] = [:]
+    /// Runs every task name without a handler of its own (e.g. `sluice worker --exec`).
+    public var fallback: Handler?
 
     public init() {}
 
     /// The registered task names.
-    public var names: [String] { handlers.keys.sorted() }
+    public var names: [String] { handlers.keys.sorted() + (fallback == nil ? [] : ["*"]) }
 
     /// Registers a handler on raw JSON arguments.
     public mutating func register(_ name: String, _ handler: @escaping Handler) {
@@ -34,7 +36,7 @@ public struct HandlerRegistry: Sendable {
         }
     }
 
-    func handler(for name: String) -> Handler? { handlers[name] }
+    func handler(for name: String) -> Handler? { handlers[name] ?? fallback }
 }
 
 /// A result for handlers that return nothing.

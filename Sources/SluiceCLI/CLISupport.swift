@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import SluiceAMQP
+import SluiceCore
+import SluiceRabbitMQ
+
+extension ConnectionOptions {
+    func resolvedURL() throws -> AMQPURL {
+        let text = url ?? ProcessInfo.processInfo.environment["SLUICE_URL"] ?? Self.localBroker
+        do {
+            return try AMQPURL(text)
+        } catch let error as AMQPError {
+            throw ValidationError("--url: \(error.message)")
+        }
+    }
+
+    func topology() throws -> Topology {
+        do { return try Topology(prefix: prefix) } catch let error as SluiceError { throw ValidationError(error.message) }
+    }
+
+    func connect(name: String) async throws -> RabbitMQBroker {
+        let url = try resolvedURL()
+        do {
+            return try await RabbitMQBroker.connect(url: url, topology: try topology(), connectionName: name)
+        } catch let error as AMQPError where error.code == .connectionFailed {
+            throw CLIError("cannot reach the broker at \(url): \(error.message). Start one with scripts/broker start, or pass --url.")
+        }
+    }
+}
+
+/// An error printed as-is, exit status 1.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h`, or a plain number of seconds.
+func parseDuration(_ text: String) throws -> Duration {
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+    for (suffix, scale) in units where text.hasSuffix(suffix) {
+        if let value = Double(text.dropLast(suffix.count)), value >= 0 {
+            return .milliseconds(Int64(value * scale * 1000))
+        }
+    }
+    if let value = Double(text), value >= 0 { return .milliseconds(Int64(value * 1000)) }
+    throw ValidationError("'\(text)' is not a duration (examples: 500ms, 30s, 2m, 1h)")
+}
+
+/// Reads JSON arguments from a literal, `@file`, or `-` (standard input).
+func readArguments(_ spec: String) throws -> [UInt8] {
+    let bytes: [UInt8]
+    if spec == "-" {
+        bytes = Array(FileHandle.standardInput.readDataToEndOfFile())
+    } else if spec.hasPrefix("@") {
+        let path = String(spec.dropFirst())
+        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
+        bytes = Array(data)
+    } else {
+        bytes = Array(spec.utf8)
+    }
+    guard (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) != nil else {
+        throw ValidationError("--args is not valid JSON")
+    }
+    return bytes
+}
+
+func printJSON(_ object: Any) {
+    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted]) {
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+func standardError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,171 @@
+import ArgumentParser
+import Foundation
+import SluiceAMQP
+import SluiceCore
+import SluiceRabbitMQ
+
+struct Dead: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List, show, replay and purge dead tasks.",
+        subcommands: [List.self, Show.self, Replay.self, Purge.self])
+
+    /// A dead task as read from the dead queue.
+    struct Entry {
+        var delivery: BrokerDelivery
+        var id: String { delivery.properties.messageId ?? "" }
+        var name: String { delivery.properties.type ?? "" }
+        var headers: FieldTable { delivery.properties.headers ?? [:] }
+        /// Our reason, or the broker's (delivery limit, rejection...).
+        var reason: String {
+            if let r = headers[WireHeader.deadReason]?.stringValue { return r }
+            if let r = headers["x-first-death-reason"]?.stringValue { return r == "delivery_limit" ? DeadReason.deliveryLimit.rawValue : r }
+            return "unknown"
+        }
+        var attempt: Int { headers[WireHeader.attempt]?.intValue ?? 1 }
+        var error: String { headers[WireHeader.errorMessage]?.stringValue ?? "" }
+        var deadAt: Date? { headers[WireHeader.deadAt]?.intValue.map { Date(epochMilliseconds: Int64($0)) } }
+
+        var json: [String: Any] {
+            var j: [String: Any] = ["id": id, "name": name, "reason": reason, "attempt": attempt, "error": error,
+                                    "arguments": String(decoding: delivery.body, as: UTF8.self)]
+            if let deadAt { j["dead_at"] = ISO8601DateFormatter().string(from: deadAt) }
+            if let t = headers[WireHeader.errorType]?.stringValue { j["error_type"] = t }
+            if let w = headers[WireHeader.deadBy]?.stringValue { j["worker"] = w }
+            return j
+        }
+    }
+
+    /// Reads up to `limit` dead tasks; `visit` decides each one's fate
+    /// (true: acknowledge, it was handled; false: back to the dead queue).
+    /// Bounded by the count at the start, so requeued ones are not read twice.
+    static func scan(_ broker: RabbitMQBroker, queue: String, limit: Int,
+                     visit: (Entry) async throws -> Bool) async throws {
+        let name = broker.topology.deadQueue(queue)
+        let available: Int
+        do {
+            available = Int(try await broker.queueState(name).messageCount)
+        } catch let error as AMQPError where error.replyCode == 404 {
+            throw CLIError("no dead queue for '\(queue)' (\(name)); has a worker or producer used this queue?")
+        }
+        let total = min(available, limit)
+        guard total > 0 else { return }
+        let consumer = try await broker.consume(queue: name, prefetch: min(total, 1000))
+        var seen = 0
+        for try await delivery in consumer {
+            seen += 1
+            if try await visit(Entry(delivery: delivery)) {
+                try await delivery.ack()
+            } else {
+                try await delivery.reject(requeue: true)
+            }
+            if seen >= total { break }
+        }
+        try? await consumer.cancel()
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the tasks in a queue's dead queue (read-only).")
+        @Argument(help: "The queue.") var queue: String
+        @Option(help: "Show at most this many.") var limit: Int = 100
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() async throws {
+            let broker = try await connection.connect(name: "sluice dead list")
+            var entries: [[String: Any]] = []
+            var rows: [String] = []
+            try await Dead.scan(broker, queue: queue, limit: limit) { entry in
+                entries.append(entry.json)
+                rows.append("\(entry.id)  \(entry.name)  \(entry.reason)  attempt \(entry.attempt)  \(entry.error.prefix(60))")
+                return false
+            }
+            await broker.close()
+            if json {
+                printJSON(entries)
+            } else if rows.isEmpty {
+                print("no dead tasks in \(queue)")
+            } else {
+                print("ID  NAME  REASON  ATTEMPT  ERROR")
+                rows.forEach { print($0) }
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one dead task with all its headers.")
+        @Argument(help: "The queue.") var queue: String
+        @Argument(help: "The task id.") var id: String
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() async throws {
+            let broker = try await connection.connect(name: "sluice dead show")
+            var found: [String: Any]?
+            try await Dead.scan(broker, queue: queue, limit: .max) { entry in
+                if entry.id == id {
+                    var j = entry.json
+                    var headers: [String: String] = [:]
+                    for (k, v) in entry.headers { headers[k] = v.stringValue ?? v.intValue.map(String.init) ?? "\(v)" }
+                    j["headers"] = headers
+                    found = j
+                }
+                return false
+            }
+            await broker.close()
+            guard let found else { throw CLIError("no dead task \(id) in \(queue)") }
+            printJSON(found)
+        }
+    }
+
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Put dead tasks back on their work queue.",
+            discussion: "Each task is re-enqueued (confirmed) before it leaves the dead queue, so an interrupted replay loses nothing.")
+        @Argument(help: "The queue.") var queue: String
+        @Option(help: "Replay this task id (repeat for several).") var id: [String] = []
+        @Flag(help: "Replay every dead task.") var all = false
+        @Flag(help: "Start the attempt count again at 1.") var resetAttempts = false
+        @OptionGroup var connection: ConnectionOptions
+
+        func validate() throws {
+            guard all != !id.isEmpty else { throw ValidationError("give --id ID (one or more) or --all") }
+        }
+
+        func run() async throws {
+            let broker = try await connection.connect(name: "sluice dead replay")
+            let wanted = Set(id)
+            var replayed = 0
+            try await Dead.scan(broker, queue: queue, limit: .max) { entry in
+                guard all || wanted.contains(entry.id) else { return false }
+                var properties = entry.delivery.properties
+                var headers = properties.headers ?? [:]
+                for key in [WireHeader.deadReason, WireHeader.errorType, WireHeader.errorMessage, WireHeader.deadAt, WireHeader.deadBy,
+                            "x-death", "x-first-death-reason", "x-first-death-queue", "x-first-death-exchange",
+                            "x-last-death-reason", "x-last-death-queue", "x-last-death-exchange", "x-delivery-count"] {
+                    headers[key] = nil
+                }
+                if resetAttempts { headers[WireHeader.attempt] = 1 }
+                properties.headers = headers
+                try await broker.publish(OutboundMessage(exchange: broker.topology.tasksExchange, routingKey: queue,
+                                                         body: entry.delivery.body, properties: properties, mandatory: true))
+                replayed += 1
+                return true
+            }
+            await broker.close()
+            print("replayed \(replayed) task\(replayed == 1 ? "" : "s") to \(queue)")
+            if !wanted.isEmpty && replayed < wanted.count { throw CLIError("\(wanted.count - replayed) of the given ids were not found") }
+        }
+    }
+
+    struct Purge: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete every task in a queue's dead queue.")
+        @Argument(help: "The queue.") var queue: String
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() async throws {
+            let broker = try await connection.connect(name: "sluice dead purge")
+            let n = try await broker.purge(broker.topology.deadQueue(queue))
+            await broker.close()
+            print("purged \(n) dead task\(n == 1 ? "" : "s") from \(queue)")
+        }
+    }
+}

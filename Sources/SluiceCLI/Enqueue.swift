@@ -1,0 +1,84 @@
+import ArgumentParser
+import Foundation
+import SluiceClient
+import SluiceCore
+
+struct Enqueue: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Enqueue a task; prints its id once the broker confirmed it.",
+        discussion: """
+        Examples:
+          sluice enqueue emails.send --queue emails --args '{"to":"a@b.c"}'
+          sluice enqueue report.build --args @report.json --delay 5m
+          echo '{"n":1}' | sluice enqueue sluice.echo --args - --count 1000
+        """)
+
+    @Argument(help: "The task name, as registered on the workers.")
+    var name: String
+    @Option(help: "The queue.")
+    var queue: String = "default"
+    @Option(help: "JSON arguments: literal JSON, @file, or - for standard input.")
+    var args: String = "{}"
+    @Option(help: "Start no earlier than this from now (500ms, 30s, 2m, 1h).")
+    var delay: String?
+    @Option(help: "Runs allowed in all.")
+    var attempts: Int?
+    @Option(help: "Idempotency key handed to the handler.")
+    var key: String?
+    @Option(help: "Dead-letter instead of starting after this long from now.")
+    var deadline: String?
+    @Option(help: "Enqueue this many copies (pipelined), with progress and a rate.")
+    var count: Int = 1
+    @Flag(help: "Print JSON.")
+    var json = false
+    @OptionGroup var connection: ConnectionOptions
+
+    func validate() throws {
+        guard count >= 1 else { throw ValidationError("--count must be 1 or more") }
+        if let attempts, attempts < 1 { throw ValidationError("--attempts must be 1 or more") }
+        guard Topology.isValidName(queue) else { throw ValidationError("--queue must be letters, digits, '-', '_' or '.'") }
+    }
+
+    func run() async throws {
+        let arguments = try readArguments(args)
+        var options = EnqueueOptions(queue: queue, maxAttempts: attempts, idempotencyKey: key)
+        if let delay { options.delay = try parseDuration(delay) }
+        if let deadline {
+            let d = try parseDuration(deadline)
+            options.deadline = Date().addingTimeInterval(Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+        }
+        let broker = try await connection.connect(name: "sluice enqueue")
+        defer { Task { await broker.close() } }
+        let client = TaskClient(broker: broker)
+        if count == 1 {
+            let id = try await client.enqueue(name: name, json: arguments, options: options)
+            if json { printJSON(["id": id, "name": name, "queue": queue]) } else { print(id) }
+            await broker.close()
+            return
+        }
+        let start = ContinuousClock.now
+        var done = 0, failed = 0
+        let batch = 500
+        let progress = isatty(STDERR_FILENO) == 1
+        while done + failed < count {
+            let n = min(batch, count - done - failed)
+            let results = try await client.enqueue(batch: Array(repeating: TaskClient.Request(name: name, arguments: arguments, options: options), count: n))
+            for r in results { if case .success = r { done += 1 } else { failed += 1 } }
+            if progress {
+                let pct = (done + failed) * 100 / count
+                FileHandle.standardError.write(Data("\r[\(String(repeating: "#", count: pct / 5))\(String(repeating: " ", count: 20 - pct / 5))] \(done + failed)/\(count)".utf8))
+            }
+        }
+        if progress { FileHandle.standardError.write(Data("\n".utf8)) }
+        let elapsed = ContinuousClock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let rate = Double(done) / max(seconds, 1e-9)
+        if json {
+            printJSON(["enqueued": done, "failed": failed, "seconds": seconds, "tasks_per_second": rate.rounded()])
+        } else {
+            print("enqueued \(done) tasks (\(failed) failed) in \(String(format: "%.2f", seconds)) s: \(Int(rate)) tasks/s")
+        }
+        await broker.close()
+        if failed > 0 { throw ExitCode(1) }
+    }
+}

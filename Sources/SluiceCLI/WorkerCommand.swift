@@ -1,0 +1,109 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceCore
+import SluiceWorker
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run tasks from one or more queues until SIGTERM or Ctrl-C.",
+        discussion: """
+        Built-in tasks (no code needed): sluice.echo returns its arguments; sluice.sleep \
+        {"seconds": 2} sleeps; sluice.fail {"times": 2} fails its first N attempts (always, \
+        without "times"); sluice.crash ends the worker process at once (for testing redelivery).
+
+        With --exec, every other task name runs a command: the JSON arguments on standard \
+        input; SLUICE_TASK_ID, SLUICE_TASK_NAME, SLUICE_TASK_QUEUE and SLUICE_TASK_ATTEMPT in \
+        the environment. Exit 0 succeeds with standard output as the result; exit 75 asks for \
+        a retry; any other status fails the attempt (retried per the policy).
+
+        On SIGTERM/SIGINT the worker stops taking tasks, lets running ones finish for \
+        --shutdown-grace, returns the rest to the queue and exits 0.
+        """)
+
+    @Option(name: .customLong("queue"), help: "A queue to consume (repeat for several).")
+    var queues: [String] = ["default"]
+    @Option(help: "Tasks run at once.")
+    var concurrency: Int = 10
+    @Option(help: "Command to run for tasks without a built-in handler (via /bin/sh -c).")
+    var exec: String?
+    @Option(help: "Soft time limit per task (e.g. 30s).")
+    var timeLimit: String?
+    @Option(help: "How long running tasks may finish after SIGTERM.")
+    var shutdownGrace: String = "30s"
+    @Option(help: "Runs allowed per task unless the task says otherwise.")
+    var maxAttempts: Int = 5
+    @Option(help: "First retry delay; later ones double (e.g. 1s).")
+    var retryBase: String = "1s"
+    @Option(help: "Longest retry delay.")
+    var retryMax: String = "10m"
+    @Option(help: "Largest task body accepted, in bytes; larger ones are dead-lettered.")
+    var maxBodyBytes: Int = 1 << 20
+    @Option(help: "Log level: trace, debug, info, warning, error.")
+    var logLevel: String = "info"
+    @OptionGroup var connection: ConnectionOptions
+
+    func validate() throws {
+        guard concurrency >= 1 else { throw ValidationError("--concurrency must be 1 or more") }
+        guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be 1 or more") }
+        for q in queues where !Topology.isValidName(q) { throw ValidationError("--queue '\(q)' must be letters, digits, '-', '_' or '.'") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be trace, debug, info, warning or error") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "sluice.worker")
+        let base = try parseDuration(retryBase), cap = try parseDuration(retryMax)
+        let policy = RetryPolicy(maxAttempts: maxAttempts, baseMilliseconds: milliseconds(base), capMilliseconds: milliseconds(cap))
+        var registry = BuiltinTasks.registry()
+        if let exec { registry.fallback = ExecHandler(command: exec).handle }
+        let configuration = Worker.Configuration(
+            queues: queues, concurrency: concurrency, retryPolicy: policy, maxBodyBytes: maxBodyBytes,
+            timeLimit: try timeLimit.map(parseDuration), shutdownGrace: try parseDuration(shutdownGrace))
+        let broker = try await connection.connect(name: "sluice worker \(Worker.defaultWorkerID)")
+        let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        await broker.close()
+    }
+
+    private func milliseconds(_ d: Duration) -> Int {
+        Int(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)
+    }
+}
+
+/// Tasks every worker can run, for demos and tests.
+enum BuiltinTasks {
+    static func registry() -> HandlerRegistry {
+        var r = HandlerRegistry()
+        r.register("sluice.echo") { $0.arguments }
+        r.register("sluice.sleep") { context in
+            let seconds = (try? JSONSerialization.jsonObject(with: Data(context.arguments)) as? [String: Any])?["seconds"] as? Double ?? 1
+            try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+            return Array(#"{"slept":\#(seconds)}"#.utf8)
+        }
+        r.register("sluice.fail") { context in
+            let object = (try? JSONSerialization.jsonObject(with: Data(context.arguments))) as? [String: Any]
+            let message = object?["message"] as? String ?? "sluice.fail failed on purpose"
+            if let times = object?["times"] as? Int, context.attempt > times {
+                return Array(#"{"attempt":\#(context.attempt)}"#.utf8)
+            }
+            if object?["permanent"] as? Bool == true { throw TaskFailure.permanent(message) }
+            throw TaskFailure(kind: "sluice.fail", message)
+        }
+        r.register("sluice.crash") { _ in
+            // Simulates a task that kills its worker (segfault, OOM kill...).
+            exit(70)
+        }
+        return r
+    }
+}
