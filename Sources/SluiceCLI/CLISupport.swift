@@ -15,7 +15,7 @@ extension ConnectionOptions {
     }
 
     func topology() throws -> Topology {
-        do { return try Topology(prefix: prefix) } catch let error as SluiceError { throw ValidationError(error.message) }
+        do { return try Topology(prefix: prefix, deliveryLimit: deliveryLimit) } catch let error as SluiceError { throw ValidationError(error.message) }
     }
 
     func connect(name: String) async throws -> RabbitMQBroker {

@@ -21,5 +21,9 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Name prefix of Sluice's exchanges and queues.")
     var prefix: String = "sluice"
 
+    @Option(help: ArgumentHelp("Deliveries after which the broker dead-letters a task that keeps crashing workers.",
+                               discussion: "A queue argument: every process using a queue must agree on it."))
+    var deliveryLimit: Int = 10
+
     static let localBroker = "amqp://guest:guest@127.0.0.1:27170/%2f"
 }

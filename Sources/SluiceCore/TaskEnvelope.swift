@@ -71,6 +71,8 @@ public struct TaskEnvelope: Sendable, Hashable {
 /// The header names of the wire format.
 public enum WireHeader {
     public static let version = "sluice-version"
+    /// The task name when the publisher cannot set the `type` property (amqp-publish).
+    public static let task = "sluice-task"
     public static let queue = "sluice-queue"
     public static let attempt = "sluice-attempt"
     public static let maxAttempts = "sluice-max-attempts"
@@ -89,7 +91,7 @@ public enum WireHeader {
     public static let deadAt = "sluice-dead-at"
     public static let deadBy = "sluice-dead-by"
 
-    static let known: Set<String> = [version, queue, attempt, maxAttempts, retry, notBefore, deadline, idempotencyKey,
+    static let known: Set<String> = [version, task, queue, attempt, maxAttempts, retry, notBefore, deadline, idempotencyKey,
                                      workflowRun, workflowStep, enqueuedAt, traceparent]
 }
 
@@ -128,8 +130,9 @@ extension TaskEnvelope {
                 throw DecodeFailure(.unsupportedVersion, "protocol version \(v) is not supported (this worker reads up to \(protocolVersion))")
             }
         }
-        guard let name = properties.type, !name.isEmpty else {
-            throw DecodeFailure(.invalidEnvelope, "the message has no type property (the task name)")
+        guard let name = properties.type.flatMap({ $0.isEmpty ? nil : $0 }) ?? headers[WireHeader.task]?.stringValue,
+              !name.isEmpty else {
+            throw DecodeFailure(.invalidEnvelope, "the message names no task (type property or \(WireHeader.task) header)")
         }
         if properties.contentType != nil && properties.contentType != "application/json" {
             throw DecodeFailure(.undecodable, "content type \(properties.contentType!) is not application/json")

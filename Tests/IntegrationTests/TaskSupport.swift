@@ -1,0 +1,204 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceAMQP
+import SluiceCore
+import SluiceRabbitMQ
+import SluiceWorker
+import Synchronization
+import Testing
+
+/// A task-layer test setup on its own prefix, so tests never see each other's tasks.
+struct TaskHarness {
+    let topology: Topology
+    let broker: RabbitMQBroker
+    let url: String
+
+    static func make(deliveryLimit: Int = 10, url: String? = nil) async throws -> TaskHarness {
+        let resolved: String
+        if let url { resolved = url } else { resolved = try await SharedBroker.url() }
+        let url = resolved
+        let topology = try Topology(prefix: "it\(UInt32.random(in: 0...UInt32.max))", deliveryLimit: deliveryLimit)
+        let broker = try await RabbitMQBroker.connect(url: AMQPURL(url), topology: topology, connectionName: "test harness")
+        return TaskHarness(topology: topology, broker: broker, url: url)
+    }
+
+    /// Starts recording every task event of this prefix.
+    func recordEvents() async throws -> EventRecorder {
+        let channel = try await broker.connection.openChannel()
+        try await channel.exchangeDeclare(ExchangeDeclaration(name: topology.eventsExchange, type: "topic"))
+        let queue = "\(topology.prefix).test-events"
+        try await channel.queueDeclare(QueueDeclaration(name: queue, durable: false, exclusive: true, autoDelete: true))
+        try await channel.queueBind(queue: queue, exchange: topology.eventsExchange, routingKey: "#")
+        let consumer = try await channel.consume(queue: queue, noAck: true)
+        let recorder = EventRecorder()
+        Task {
+            for try await delivery in consumer {
+                if let event = try? TaskEvent.decode(delivery.body) { await recorder.append(event) }
+            }
+        }
+        return recorder
+    }
+
+    /// Runs a worker in this process until `stop()`.
+    func startWorker(queues: [String], registry: HandlerRegistry,
+                     configure: (inout Worker.Configuration) -> Void = { _ in }) -> RunningWorker {
+        var configuration = Worker.Configuration(queues: queues, concurrency: 10, heartbeatInterval: .seconds(1))
+        configure(&configuration)
+        var logger = Logger(label: "test.worker")
+        logger.logLevel = .warning
+        let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
+        let task = Task { try await group.run() }
+        return RunningWorker(worker: worker, group: group, task: task)
+    }
+
+    /// Takes every message now in a queue's dead queue.
+    func takeDead(_ queue: String) async throws -> [AMQPDelivery] {
+        let channel = try await broker.connection.openChannel()
+        var out: [AMQPDelivery] = []
+        while let d = try await channel.get(queue: topology.deadQueue(queue), noAck: true) { out.append(d) }
+        try await channel.close()
+        return out
+    }
+
+    /// Publishes a raw message to the tasks exchange (as a foreign client would).
+    func publishRaw(queue: String, body: [UInt8], properties: BasicProperties) async throws {
+        try await broker.prepare(queues: [queue])
+        try await broker.publish(OutboundMessage(exchange: topology.tasksExchange, routingKey: queue, body: body,
+                                                 properties: properties, mandatory: true))
+    }
+}
+
+struct RunningWorker {
+    let worker: Worker
+    let group: ServiceGroup
+    let task: Task<Void, any Error>
+
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await within(60, "the worker to stop") { try await task.value }
+    }
+}
+
+/// Task events as they arrive; tests await conditions on them without polling.
+actor EventRecorder {
+    private(set) var events: [TaskEvent] = []
+    /// The final event (succeeded or dead) of each task so far.
+    private(set) var outcomes: [String: TaskEvent] = [:]
+    private var waiters: [(id: Int, ready: ([TaskEvent]) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
+    private var outcomeWaiters: [(id: Int, remaining: Set<String>, continuation: CheckedContinuation<Void, Never>)] = []
+    private var nextID = 0
+
+    func append(_ event: TaskEvent) {
+        events.append(event)
+        if event.kind == .succeeded || event.kind == .dead {
+            outcomes[event.taskID] = event
+            for i in outcomeWaiters.indices { outcomeWaiters[i].remaining.remove(event.taskID) }
+            let done = outcomeWaiters.filter { $0.remaining.isEmpty }
+            outcomeWaiters.removeAll { $0.remaining.isEmpty }
+            for w in done { w.continuation.resume() }
+        }
+        if !waiters.isEmpty {
+            let ready = waiters.filter { $0.ready(events) }
+            waiters.removeAll { w in ready.contains { $0.id == w.id } }
+            for w in ready { w.continuation.resume() }
+        }
+    }
+
+    private func wait(_ ready: @escaping ([TaskEvent]) -> Bool) async {
+        if ready(events) { return }
+        let id = nextID
+        nextID += 1
+        await withCheckedContinuation { waiters.append((id, ready, $0)) }
+    }
+
+    private func waitOutcomes(_ ids: Set<String>) async {
+        let remaining = ids.subtracting(outcomes.keys)
+        if remaining.isEmpty { return }
+        let id = nextID
+        nextID += 1
+        await withCheckedContinuation { outcomeWaiters.append((id, remaining, $0)) }
+    }
+
+    /// Waits (bounded) until `ready` holds for the events so far; returns them.
+    func waitUntil(_ what: String, seconds: Double = 60, _ ready: @escaping @Sendable ([TaskEvent]) -> Bool) async throws -> [TaskEvent] {
+        try await within(seconds, what) { await self.wait(ready) }
+        return events
+    }
+
+    /// Waits for a final event (succeeded or dead) of each of these task ids.
+    func waitForOutcomes(_ ids: Set<String>, seconds: Double = 60) async throws -> [String: TaskEvent] {
+        try await within(seconds, "outcomes of \(ids.count) tasks") { await self.waitOutcomes(ids) }
+        return outcomes.filter { ids.contains($0.key) }
+    }
+}
+
+/// The `sluice` executable built next to the tests.
+enum SluiceBinary {
+    static var url: URL {
+        if let path = ProcessInfo.processInfo.environment["SLUICE_BIN"] { return URL(fileURLWithPath: path) }
+        let tests = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        // .build/<triple>/debug/SluicePackageTests.xctest → the same folder holds `sluice`.
+        return tests.deletingLastPathComponent().appendingPathComponent("sluice")
+    }
+
+    /// Starts `sluice ARGS`; output goes to a log file.
+    static func start(_ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = url
+        process.arguments = arguments
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    /// Runs `sluice ARGS` to the end; returns its status and output.
+    static func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = url
+        process.arguments = arguments
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        let status = try await exitStatus(of: process, start: true)
+        try? handle.close()
+        return (status, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+    }
+
+    /// Waits for a process to end (starting it first if asked).
+    static func exitStatus(of process: Process, start: Bool = false) async throws -> Int32 {
+        let once = OnceFlag()
+        return try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { p in if once.claim() { continuation.resume(returning: p.terminationStatus) } }
+            if start {
+                do { try process.run() } catch { if once.claim() { continuation.resume(throwing: error) } }
+            } else if !process.isRunning, once.claim() {
+                continuation.resume(returning: process.terminationStatus)
+            }
+        }
+    }
+}
+
+/// True for the first caller only.
+final class OnceFlag: Sendable {
+    private let taken = Mutex(false)
+    func claim() -> Bool { taken.withLock { t in defer { t = true }; return !t } }
+}
+
+extension HandlerRegistry {
+    static func echo() -> HandlerRegistry {
+        var r = HandlerRegistry()
+        r.register("echo") { $0.arguments }
+        return r
+    }
+}

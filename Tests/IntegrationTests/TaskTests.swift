@@ -1,0 +1,167 @@
+import Foundation
+import SluiceAMQP
+import SluiceClient
+import SluiceCore
+import SluiceWorker
+import Testing
+
+struct Greet: TaskDefinition {
+    struct Arguments: Codable, Sendable { var name: String }
+    struct Greeting: Codable, Sendable, Equatable { var text: String }
+    static let name = "greet"
+    static let queue = "greetings"
+}
+
+@Suite("Tasks end to end against the private broker")
+struct TaskTests {
+    @Test("typed and raw JSON tasks run and publish succeeded with the handler's result")
+    func succeeded() async throws {
+        let h = try await TaskHarness.make()
+        let events = try await h.recordEvents()
+        var registry = HandlerRegistry()
+        registry.register(Greet.self) { args, _ in Greet.Greeting(text: "hello \(args.name)") }
+        registry.register("raw.sum") { context in
+            let numbers = try JSONDecoder().decode([Int].self, from: Data(context.arguments))
+            return Array("\(numbers.reduce(0, +))".utf8)
+        }
+        let worker = h.startWorker(queues: ["greetings"], registry: registry)
+        let client = TaskClient(broker: h.broker)
+        let typed = try await client.enqueue(Greet.self, .init(name: "Ada"))
+        let raw = try await client.enqueue(name: "raw.sum", json: Array("[1,2,3]".utf8), options: .init(queue: "greetings"))
+        let outcomes = try await events.waitForOutcomes([typed, raw])
+        #expect(outcomes[typed]?.kind == .succeeded)
+        #expect(outcomes[typed]?.result == #"{"text":"hello Ada"}"#)
+        #expect(outcomes[raw]?.kind == .succeeded)
+        #expect(outcomes[raw]?.result == "6")
+        #expect(outcomes[typed]?.attempt == 1)
+        try await worker.stop()
+        await h.broker.close()
+    }
+
+    @Test("fails twice then succeeds: three runs with growing delays; always failing ends dead with the details")
+    func retries() async throws {
+        let h = try await TaskHarness.make()
+        let events = try await h.recordEvents()
+        var registry = HandlerRegistry()
+        registry.register("flaky") { context in
+            if context.attempt < 3 { throw TaskFailure(kind: "flaky", "attempt \(context.attempt) fails") }
+            return Array(#""ok""#.utf8)
+        }
+        registry.register("broken") { _ in throw TaskFailure(kind: "broken", "never works") }
+        let policy = RetryPolicy(maxAttempts: 3, baseMilliseconds: 300, factor: 2, capMilliseconds: 10_000, jitter: 0)
+        let worker = h.startWorker(queues: ["retry"], registry: registry) { $0.retryPolicy = policy }
+        let client = TaskClient(broker: h.broker)
+        let flaky = try await client.enqueue(name: "flaky", json: Array("{}".utf8), options: .init(queue: "retry"))
+        let broken = try await client.enqueue(name: "broken", json: Array("{}".utf8), options: .init(queue: "retry"))
+        let outcomes = try await events.waitForOutcomes([flaky, broken])
+
+        #expect(outcomes[flaky]?.kind == .succeeded)
+        #expect(outcomes[flaky]?.attempt == 3)
+        let all = await events.events
+        let retrying = all.filter { $0.taskID == flaky && $0.kind == .retrying }
+        #expect(retrying.map(\.nextDelayMilliseconds) == [300, 600])
+        let starts = all.filter { $0.taskID == flaky && $0.kind == .started }.map(\.at)
+        #expect(starts.count == 3)
+        if starts.count == 3 {
+            let gap1 = starts[1].timeIntervalSince(starts[0]), gap2 = starts[2].timeIntervalSince(starts[1])
+            #expect(gap1 >= 0.28 && gap1 < 3, "first retry after ~300 ms, was \(gap1)")
+            #expect(gap2 >= 0.58 && gap2 < 4, "second retry after ~600 ms, was \(gap2)")
+            #expect(gap2 > gap1)
+        }
+
+        #expect(outcomes[broken]?.kind == .dead)
+        #expect(outcomes[broken]?.deadReason == .maxAttempts)
+        let dead = try await h.takeDead("retry")
+        #expect(dead.count == 1)
+        let headers = try #require(dead.first?.properties.headers)
+        #expect(dead.first?.properties.messageId == broken)
+        #expect(headers[WireHeader.deadReason]?.stringValue == "max_attempts")
+        #expect(headers[WireHeader.errorMessage]?.stringValue == "never works")
+        #expect(headers[WireHeader.errorType]?.stringValue == "broken")
+        #expect(headers[WireHeader.attempt]?.intValue == 3)
+        #expect(headers[WireHeader.deadBy]?.stringValue?.contains(":") == true)
+        try await worker.stop()
+        await h.broker.close()
+    }
+
+    @Test("bad input ends dead, each with its own reason, and the worker keeps going")
+    func badInput() async throws {
+        let h = try await TaskHarness.make()
+        let events = try await h.recordEvents()
+        let worker = h.startWorker(queues: ["bad"], registry: .echo()) { $0.maxBodyBytes = 1000 }
+        let q = "bad"
+        func props(_ id: String, name: String = "echo", headers: FieldTable = [:]) -> BasicProperties {
+            BasicProperties(contentType: "application/json", headers: headers, deliveryMode: 2, messageId: id, type: name)
+        }
+        try await h.publishRaw(queue: q, body: Array("not json".utf8), properties: props("undecodable"))
+        try await h.publishRaw(queue: q, body: Array("{}".utf8), properties: props("unknown", name: "no.such.task"))
+        try await h.publishRaw(queue: q, body: Array(("[" + String(repeating: "1,", count: 1000) + "1]").utf8), properties: props("large"))
+        try await h.publishRaw(queue: q, body: Array("{}".utf8), properties: props("expired", headers: [
+            WireHeader.deadline: .int64(Date().addingTimeInterval(-60).epochMilliseconds)]))
+        try await h.publishRaw(queue: q, body: Array("{}".utf8), properties: props("future", headers: [WireHeader.version: 99]))
+        try await h.publishRaw(queue: q, body: Array("{}".utf8), properties: BasicProperties(deliveryMode: 2, messageId: "nameless"))
+        let good = try await TaskClient(broker: h.broker).enqueue(name: "echo", json: Array("[42]".utf8), options: .init(queue: q))
+
+        let outcomes = try await events.waitForOutcomes(["undecodable", "unknown", "large", "expired", "future", "nameless", good])
+        #expect(outcomes["undecodable"]?.deadReason == .undecodable)
+        #expect(outcomes["unknown"]?.deadReason == .unknownTask)
+        #expect(outcomes["large"]?.deadReason == .tooLarge)
+        #expect(outcomes["expired"]?.deadReason == .deadlineExpired)
+        #expect(outcomes["future"]?.deadReason == .unsupportedVersion)
+        #expect(outcomes["nameless"]?.deadReason == .invalidEnvelope)
+        #expect(outcomes[good]?.kind == .succeeded)
+        let dead = try await h.takeDead(q)
+        let reasons = Dictionary(uniqueKeysWithValues: dead.map {
+            ($0.properties.messageId ?? "", $0.properties.headers?[WireHeader.deadReason]?.stringValue ?? "")
+        })
+        #expect(reasons == ["undecodable": "undecodable", "unknown": "unknown_task", "large": "too_large",
+                            "expired": "deadline_expired", "future": "unsupported_version", "nameless": "invalid_envelope"])
+        #expect(dead.first { $0.properties.messageId == "undecodable" }?.body == Array("not json".utf8), "the original body is kept")
+        try await worker.stop()
+        await h.broker.close()
+    }
+
+    @Test("10,000 no-op tasks through one worker: every one succeeds, counted exactly")
+    func tenThousand() async throws {
+        let h = try await TaskHarness.make()
+        let events = try await h.recordEvents()
+        let worker = h.startWorker(queues: ["bulk"], registry: .echo()) {
+            $0.concurrency = 100
+            $0.publishStartedEvents = false
+        }
+        let client = TaskClient(broker: h.broker)
+        var ids: Set<String> = []
+        for _ in 0..<20 {
+            let results = try await client.enqueue(batch: Array(repeating: TaskClient.Request(
+                name: "echo", arguments: Array("{}".utf8), options: .init(queue: "bulk")), count: 500))
+            for r in results { ids.insert(try r.get()) }
+        }
+        #expect(ids.count == 10_000)
+        let outcomes = try await events.waitForOutcomes(ids, seconds: 120)
+        #expect(outcomes.count == 10_000)
+        #expect(outcomes.values.allSatisfy { $0.kind == .succeeded })
+        let succeededEvents = await events.events.filter { $0.kind == .succeeded }
+        #expect(succeededEvents.count == 10_000, "no task ran twice in a calm run")
+        #expect(worker.worker.stats.succeeded == 10_000)
+        try await worker.stop()
+        #expect(try await h.broker.queueState(h.topology.workQueue("bulk")).messageCount == 0)
+        await h.broker.close()
+    }
+
+    @Test("a delayed task waits in the delay ladder, not in a worker")
+    func delayed() async throws {
+        let h = try await TaskHarness.make()
+        let events = try await h.recordEvents()
+        let worker = h.startWorker(queues: ["later"], registry: .echo())
+        let start = Date()
+        let id = try await TaskClient(broker: h.broker).enqueue(name: "echo", json: Array("{}".utf8),
+                                                                 options: .init(queue: "later", delay: .milliseconds(1500)))
+        let outcome = try await events.waitForOutcomes([id])[id]
+        #expect(outcome?.kind == .succeeded)
+        let waited = try #require(outcome?.at.timeIntervalSince(start))
+        #expect(waited >= 1.45, "ran after \(waited) s")
+        #expect(worker.worker.stats.processed <= 3, "at most a hop or two through the ladder")
+        try await worker.stop()
+        await h.broker.close()
+    }
+}
