@@ -122,8 +122,10 @@ extension TaskEnvelope {
     /// version can run (the worker dead-letters it with that reason).
     public static func decode(properties: BasicProperties, body: [UInt8], queue: String) throws(DecodeFailure) -> TaskEnvelope {
         let headers = properties.headers ?? [:]
+        // Integers may come as decimal strings: some tools (amqp-publish -H) only send strings.
+        func integer(_ value: FieldValue) -> Int? { value.intValue ?? value.stringValue.flatMap { Int($0) } }
         if let version = headers[WireHeader.version] {
-            guard let v = version.intValue else {
+            guard let v = integer(version) else {
                 throw DecodeFailure(.invalidEnvelope, "header \(WireHeader.version) is not an integer")
             }
             if v > protocolVersion || v < 1 {
@@ -142,7 +144,7 @@ extension TaskEnvelope {
         }
         func int(_ key: String) throws(DecodeFailure) -> Int? {
             guard let value = headers[key] else { return nil }
-            guard let i = value.intValue else { throw DecodeFailure(.invalidEnvelope, "header \(key) is not an integer") }
+            guard let i = integer(value) else { throw DecodeFailure(.invalidEnvelope, "header \(key) is not an integer") }
             return i
         }
         func string(_ key: String) throws(DecodeFailure) -> String? {

@@ -110,7 +110,11 @@ actor EventRecorder {
         if ready(events) { return }
         let id = nextID
         nextID += 1
-        await withCheckedContinuation { waiters.append((id, ready, $0)) }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { waiters.append((id, ready, $0)) }
+        } onCancel: {
+            Task { await self.cancelWaiter(id) }
+        }
     }
 
     private func waitOutcomes(_ ids: Set<String>) async {
@@ -118,7 +122,17 @@ actor EventRecorder {
         if remaining.isEmpty { return }
         let id = nextID
         nextID += 1
-        await withCheckedContinuation { outcomeWaiters.append((id, remaining, $0)) }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { outcomeWaiters.append((id, remaining, $0)) }
+        } onCancel: {
+            Task { await self.cancelWaiter(id) }
+        }
+    }
+
+    /// A bounded wait ran out: let its waiter go so the wait can end.
+    private func cancelWaiter(_ id: Int) {
+        if let i = waiters.firstIndex(where: { $0.id == id }) { waiters.remove(at: i).continuation.resume() }
+        if let i = outcomeWaiters.firstIndex(where: { $0.id == id }) { outcomeWaiters.remove(at: i).continuation.resume() }
     }
 
     /// Waits (bounded) until `ready` holds for the events so far; returns them.
@@ -158,6 +172,11 @@ enum SluiceBinary {
         return process
     }
 
+    /// Ends a process a test started, if a failed test left it running.
+    static func stopIfRunning(_ process: Process) {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
     /// Runs `sluice ARGS` to the end; returns its status and output.
     static func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
         let process = Process()
@@ -178,13 +197,18 @@ enum SluiceBinary {
     /// Waits for a process to end (starting it first if asked).
     static func exitStatus(of process: Process, start: Bool = false) async throws -> Int32 {
         let once = OnceFlag()
-        return try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { p in if once.claim() { continuation.resume(returning: p.terminationStatus) } }
-            if start {
-                do { try process.run() } catch { if once.claim() { continuation.resume(throwing: error) } }
-            } else if !process.isRunning, once.claim() {
-                continuation.resume(returning: process.terminationStatus)
+        // Cancelled (a bounded wait ran out): end the process, so the wait ends too.
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                process.terminationHandler = { p in if once.claim() { continuation.resume(returning: p.terminationStatus) } }
+                if start {
+                    do { try process.run() } catch { if once.claim() { continuation.resume(throwing: error) } }
+                } else if !process.isRunning, once.claim() {
+                    continuation.resume(returning: process.terminationStatus)
+                }
             }
+        } onCancel: {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
     }
 }
