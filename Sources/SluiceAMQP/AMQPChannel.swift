@@ -157,7 +157,14 @@ public final class AMQPChannel: Sendable {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: AMQPDelivery.self)
         let consumer = ConsumerState(tag: tag, queue: queue, noAck: noAck, exclusive: exclusive,
                                      arguments: arguments, continuation: continuation)
-        try await core.call("basic.consume \(queue)") { core in try core.consume(state, consumer) }
+        do {
+            try await core.call("basic.consume \(queue)") { core in try core.consume(state, consumer) }
+        } catch {
+            // Cancelled after the broker may have registered it: make sure it does not linger.
+            core.submit { core in try? core.cancel(state, tag: tag) }
+            continuation.finish()
+            throw error
+        }
         let core = self.core
         continuation.onTermination = { termination in
             // The iterating task stopped: stop the broker sending to it.

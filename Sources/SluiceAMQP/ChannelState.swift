@@ -57,6 +57,7 @@ struct IncomingContent {
     enum Kind {
         case deliver(consumerTag: String, deliveryTag: UInt64, redelivered: Bool, exchange: String, routingKey: String)
         case returned(replyCode: UInt16, replyText: String, exchange: String, routingKey: String)
+        case got(deliveryTag: UInt64, redelivered: Bool, exchange: String, routingKey: String, messageCount: UInt32, noAck: Bool)
     }
 
     var kind: Kind
@@ -85,6 +86,10 @@ final class ChannelState: @unchecked Sendable {
     var content: IncomingContent?
     /// Delivery tags handed out and not yet acked, nacked or rejected.
     var unacked: [UInt64: String?] = [:]
+    /// Consumers with no-ack cancelled by us: stragglers for them are dropped, not rejected.
+    var cancelledNoAckTags: Set<String> = []
+    /// The message a `basic.get` is assembling.
+    var gotDelivery: AMQPDelivery?
     /// The AMQPChannel handle, for deliveries (weak: the user owns it).
     weak var handle: AMQPChannel?
 

@@ -79,7 +79,15 @@ extension ConnectionCore {
         closeChannelState(channel, error: error, endConsumersCleanly: true)
         guard let connection else { return }
         let reply = amqp_channel_close(connection, channel.id, Int32(AMQP_REPLY_SUCCESS))
+        if reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && reply.reply.id == SLUICE_CHANNEL_CLOSE {
+            // The broker's close crossed ours: answer it, or the channel id stays unusable.
+            var ok = amqp_channel_close_ok_t(dummy: 0)
+            try AMQPCheck.status(amqp_send_method(connection, channel.id, SLUICE_CHANNEL_CLOSE_OK, &ok), "channel.close-ok")
+            amqp_maybe_release_buffers_on_channel(connection, channel.id)
+            return
+        }
         try AMQPCheck.reply(reply, "channel.close \(channel.id)")
+        amqp_maybe_release_buffers_on_channel(connection, channel.id)
     }
 
     func exchangeDeclare(_ channel: ChannelState, _ d: ExchangeDeclaration, passive: Bool) throws(AMQPError) {
@@ -192,6 +200,7 @@ extension ConnectionCore {
         // Deliveries that arrived before cancel-ok are already queued for the
         // consumer; after removal any straggler is rejected back to the queue.
         channel.consumers.removeValue(forKey: tag)
+        if consumer.noAck { channel.cancelledNoAckTags.insert(tag) }
         consumer.continuation.finish()
     }
 
@@ -238,7 +247,7 @@ extension ConnectionCore {
     func get(_ channel: ChannelState, queue: String, noAck: Bool) throws(AMQPError) -> AMQPDelivery? {
         let operation = "basic.get \(queue)"
         let connection = try requireOpen(channel, operation)
-        guard let handle = channel.handle else { throw AMQPError(.channelClosed, operation: operation, message: "channel released") }
+        guard channel.handle != nil else { throw AMQPError(.channelClosed, operation: operation, message: "channel released") }
         let arena = CArena()
         let reply = amqp_basic_get(connection, channel.id, arena.bytes(queue), noAck ? 1 : 0)
         guard reply.reply_type == AMQP_RESPONSE_NORMAL else {
@@ -254,19 +263,23 @@ extension ConnectionCore {
             throw AMQPError(.protocolError, operation: operation, message: "unexpected reply to basic.get")
         }
         let ok = decoded.assumingMemoryBound(to: amqp_basic_get_ok_t.self).pointee
-        let tag = ok.delivery_tag, redelivered = ok.redelivered != 0, count = ok.message_count
-        let exchange = ok.exchange.string, routingKey = ok.routing_key.string
-        var message = amqp_message_t()
-        let read = amqp_read_message(connection, channel.id, &message, 0)
-        try AMQPCheck.reply(read, "\(operation): read message")
-        defer { amqp_destroy_message(&message) }
-        let delivery = AMQPDelivery(
-            body: message.body.array, properties: BasicProperties(message.properties), deliveryTag: tag,
-            redelivered: redelivered, exchange: exchange, routingKey: routingKey, consumerTag: nil,
-            messageCount: count, channel: handle, generation: generation)
-        if !noAck { channel.unacked[tag] = .some(nil) }
+        channel.content = IncomingContent(kind: .got(
+            deliveryTag: ok.delivery_tag, redelivered: ok.redelivered != 0, exchange: ok.exchange.string,
+            routingKey: ok.routing_key.string, messageCount: ok.message_count, noAck: noAck))
         releaseBuffers(channel)
-        return delivery
+        // The header and body follow; read them through the normal frame path
+        // (rabbitmq-c's amqp_read_message would drop frames queued for other channels).
+        var frame = amqp_frame_t()
+        var timeout = timeval(duration: configuration.rpcTimeout)
+        while channel.gotDelivery == nil {
+            let status = amqp_simple_wait_frame_noblock(connection, &frame, &timeout)
+            try AMQPCheck.status(status, "\(operation): read message")
+            try handle(frame)
+            amqp_maybe_release_buffers_on_channel(connection, frame.channel)
+            guard channel.isOpen else { throw channel.closeError ?? AMQPError(.channelClosed, operation: operation, message: "channel closed") }
+        }
+        defer { channel.gotDelivery = nil }
+        return channel.gotDelivery
     }
 
     // MARK: Publishing
@@ -294,7 +307,7 @@ extension ConnectionCore {
 
     /// Sends held publishes while the window has room.
     func flushHeld(on channel: ChannelState) {
-        while !blocked, channel.isOpen, let next = channel.held.first,
+        while connection != nil, !blocked, channel.isOpen, let next = channel.held.first,
               !channel.confirms || channel.tracker.outstanding < configuration.confirmWindow {
             channel.held.removeFirst()
             send(channel, next)

@@ -114,8 +114,9 @@ extension ConnectionCore {
         switch content.kind {
         case .deliver(let consumerTag, let deliveryTag, let redelivered, let exchange, let routingKey):
             guard let consumer = channel.consumers[consumerTag], let handle = channel.handle else {
-                // No one to give it to (consumer gone): hand it back to the queue.
-                if let connection { _ = amqp_basic_reject(connection, channel.id, deliveryTag, 1) }
+                // No one to give it to (consumer gone): hand it back to the queue,
+                // unless it was auto-acked (rejecting it would be a protocol error).
+                if !channel.cancelledNoAckTags.contains(consumerTag) { rejectQuietly(channel, deliveryTag) }
                 return
             }
             if !consumer.noAck { channel.unacked[deliveryTag] = consumerTag }
@@ -123,7 +124,21 @@ extension ConnectionCore {
                 body: content.body, properties: properties, deliveryTag: deliveryTag, redelivered: redelivered,
                 exchange: exchange, routingKey: routingKey, consumerTag: consumerTag, messageCount: nil,
                 channel: handle, generation: generation)
-            consumer.continuation.yield(delivery)
+            if case .terminated = consumer.continuation.yield(delivery) {
+                // Nobody iterates any more (the stream's termination handler is
+                // cancelling the consumer): give the message back rather than hold it.
+                if !consumer.noAck {
+                    channel.unacked.removeValue(forKey: deliveryTag)
+                    rejectQuietly(channel, deliveryTag)
+                }
+            }
+        case .got(let deliveryTag, let redelivered, let exchange, let routingKey, let messageCount, let noAck):
+            guard let handle = channel.handle else { return }
+            if !noAck { channel.unacked[deliveryTag] = .some(nil) }
+            channel.gotDelivery = AMQPDelivery(
+                body: content.body, properties: properties, deliveryTag: deliveryTag, redelivered: redelivered,
+                exchange: exchange, routingKey: routingKey, consumerTag: nil, messageCount: messageCount,
+                channel: handle, generation: generation)
         case .returned(let replyCode, let replyText, let exchange, let routingKey):
             if !channel.tracker.returned(exchange: exchange, routingKey: routingKey, replyCode: replyCode, replyText: replyText) {
                 logger.warning("returned message matched no publish", metadata: [
@@ -131,6 +146,12 @@ extension ConnectionCore {
                 ])
             }
         }
+    }
+
+    private func rejectQuietly(_ channel: ChannelState, _ deliveryTag: UInt64) {
+        guard let connection else { return }
+        let status = amqp_basic_reject(connection, channel.id, deliveryTag, 1)
+        if status < 0 { logger.debug("reject failed", metadata: ["error": "\(AMQPCheck.libraryError(status, operation: "basic.reject"))"]) }
     }
 
     private func settleConfirms(on channel: ChannelState, tag: UInt64, multiple: Bool, nack: Bool) {

@@ -83,6 +83,7 @@ extension ConnectionCore {
             let scratchID = (1...UInt16(min(channelMax, 65535))).first(where: { channels[$0] == nil }) ?? 1
             let scratch = ChannelState(id: scratchID, confirms: false)
             var restored = TopologyRecorder()
+            defer { if channels[scratch.id] === scratch { channels.removeValue(forKey: scratch.id) } }
             try openScratch(scratch, on: connection)
             for declaration in topology.declarations {
                 let arena = CArena()
@@ -98,7 +99,7 @@ extension ConnectionCore {
                                         arena.bytes(b.routingKey), b.arguments.cTable(in: arena))
                 }
                 let reply = amqp_get_rpc_reply(connection)
-                amqp_maybe_release_buffers_on_channel(connection, scratch.id)
+                defer { amqp_maybe_release_buffers_on_channel(connection, scratch.id) }
                 do {
                     try AMQPCheck.reply(reply, "restore \(declaration)")
                     restored.record(declaration)
@@ -117,18 +118,40 @@ extension ConnectionCore {
         }
         for channel in channels.values.sorted(by: { $0.id < $1.id }) {
             try reopen(channel, on: connection)
-            let consumers = channel.consumers
-            channel.consumers.removeAll()
-            for consumer in consumers.values {
-                do {
-                    try consume(channel, consumer)
-                } catch where !error.isConnectionLevel && error.code != .timeout {
-                    consumer.continuation.finish(throwing: error)
-                    if !channel.isOpen {
-                        channels[channel.id] = channel
-                        try reopen(channel, on: connection)
-                    }
-                }
+            try restoreConsumers(of: channel, on: connection)
+        }
+    }
+
+    /// Starts every consumer of `channel` again, keeping its tag and stream.
+    /// A consumer the broker refuses (its queue is gone...) ends with that
+    /// error; since the refusal closes the channel, the channel is reopened
+    /// and the others are started again. Consumers stay registered throughout,
+    /// so a failed attempt leaves them for the next one.
+    private func restoreConsumers(of channel: ChannelState, on connection: amqp_connection_state_t) throws(AMQPError) {
+        var pending = channel.consumers.values.sorted { $0.tag < $1.tag }
+        var index = 0
+        while index < pending.count {
+            let consumer = pending[index]
+            let arena = CArena()
+            _ = amqp_basic_consume(connection, channel.id, arena.bytes(consumer.queue), arena.bytes(consumer.tag), 0,
+                                   consumer.noAck ? 1 : 0, consumer.exclusive ? 1 : 0, consumer.arguments.cTable(in: arena))
+            let reply = amqp_get_rpc_reply(connection)
+            do {
+                try AMQPCheck.reply(reply, "restore consumer \(consumer.tag) on \(consumer.queue)")
+                amqp_maybe_release_buffers_on_channel(connection, channel.id)
+                index += 1
+            } catch {
+                guard reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION, reply.reply.id == SLUICE_CHANNEL_CLOSE else { throw error }
+                amqp_maybe_release_buffers_on_channel(connection, channel.id)
+                logger.error("could not restore a consumer", metadata: ["error": "\(error)"])
+                var ok = amqp_channel_close_ok_t(dummy: 0)
+                try AMQPCheck.status(amqp_send_method(connection, channel.id, SLUICE_CHANNEL_CLOSE_OK, &ok), "channel.close-ok")
+                channel.consumers.removeValue(forKey: consumer.tag)
+                consumer.continuation.finish(throwing: error)
+                pending.remove(at: index)
+                // The close ended the consumers already restored here: start over on a fresh channel.
+                try reopen(channel, on: connection)
+                index = 0
             }
         }
     }

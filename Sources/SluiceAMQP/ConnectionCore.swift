@@ -59,6 +59,11 @@ final class ConnectionCore: @unchecked Sendable {
         wakeFD = fd
     }
 
+    deinit {
+        // Closed only here: any thread that can still signal holds a reference.
+        Glibc.close(wakeFD)
+    }
+
     // MARK: Hand-over from async callers
 
     /// Starts the thread and waits for the first connection attempt.
@@ -231,7 +236,11 @@ final class ConnectionCore: @unchecked Sendable {
                 // The connection went down inside this command: the rest wait
                 // for recovery (or fail when the connection finishes).
                 let rest = commands[(i + 1)...]
-                if !rest.isEmpty { inbox.withLock { $0.commands.insert(contentsOf: rest, at: 0) } }
+                if finished {
+                    for command in rest { command(self) }  // they fail: the connection is gone for good
+                } else if !rest.isEmpty {
+                    inbox.withLock { $0.commands.insert(contentsOf: rest, at: 0) }
+                }
                 break
             }
         }
@@ -407,7 +416,6 @@ final class ConnectionCore: @unchecked Sendable {
         for command in commands { command(self) }
         events.emit(.closed(error))
         events.finish()
-        Glibc.close(wakeFD)
         for w in waiters { w.succeed(()) }
     }
 

@@ -127,9 +127,18 @@ struct RoundTripTests {
         #expect(first.properties.messageId == "m1")
         #expect(first.messageCount == 1)
         try await first.ack()
+        // With a consumer busy on the same channel, get still returns the right message
+        // and the consumer loses nothing.
+        let busy = uniqueName("busy")
+        try await channel.queueDeclare(QueueDeclaration(name: busy, durable: false, autoDelete: false))
+        let consumer = try await channel.consume(queue: busy)
+        _ = try await channel.publish(batch: (0..<50).map { OutboundMessage(routingKey: busy, body: "\($0)".bytes) })
         let second = try #require(try await channel.get(queue: queue, noAck: true))
         #expect(second.body == "two".bytes)
         #expect(try await channel.get(queue: queue) == nil)
+        let consumed = try await take(50, from: consumer, ack: true)
+        #expect(consumed.map { String(decoding: $0.body, as: UTF8.self) } == (0..<50).map { "\($0)" })
+        try await channel.queueDelete(busy)
         try await channel.queueDelete(queue)
         await connection.close()
     }
