@@ -17,7 +17,6 @@ let package = Package(
         .library(name: "SluiceWorker", targets: ["SluiceWorker"]),
         .library(name: "SluiceTesting", targets: ["SluiceTesting"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
-        .executable(name: "sluice-bench", targets: ["SluiceBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -69,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "SluiceCLI",
             dependencies: [
-                "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker",
+                "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceBenchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -80,13 +79,13 @@ let package = Package(
             dependencies: ["SluiceAMQP"],
             swiftSettings: strictSwift
         ),
-        .executableTarget(
-            name: "SluiceBench",
+        .target(
+            name: "SluiceBenchmarks",
             dependencies: [
-                "SluiceAMQP",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            path: "Benchmarks/SluiceBench",
+            path: "Benchmarks/SluiceBenchmarks",
             swiftSettings: strictSwift
         ),
         .testTarget(

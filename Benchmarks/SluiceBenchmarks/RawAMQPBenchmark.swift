@@ -1,0 +1,118 @@
+import Foundation
+import SluiceAMQP
+
+/// The raw AMQP ceiling: confirmed publishes/s and consume+ack/s through
+/// SluiceAMQP alone, the number every other benchmark is compared with.
+public struct RawAMQPBenchmark: Sendable {
+    public struct Result: Sendable {
+        public var queueType: String
+        public var confirmedPublishesPerSecond: Double
+        public var consumeAckPerSecond: Double
+    }
+
+    public var url: AMQPURL
+    public var count: Int
+    public var size: Int
+    public var inFlight: Int
+    public var prefetch: UInt16
+    public var ackEvery: Int
+
+    public init(url: AMQPURL, count: Int, size: Int = 100, inFlight: Int = 1024, prefetch: UInt16 = 1000, ackEvery: Int = 1) {
+        self.url = url
+        self.count = count
+        self.size = size
+        self.inFlight = inFlight
+        self.prefetch = prefetch
+        self.ackEvery = ackEvery
+    }
+
+    /// Publishes `count` persistent messages to a fresh queue of `queueType`
+    /// (every confirm awaited), then consumes and acks them all.
+    public func run(queueType: String) async throws -> Result {
+        let connection = try await AMQPConnection.connect(.init(url: url, connectionName: "sluice bench", confirmWindow: inFlight))
+        defer { Task { await connection.close() } }
+        let channel = try await connection.openChannel(confirms: true)
+        let queue = "sluice.bench.\(queueType).\(UInt32.random(in: 0...UInt32.max))"
+        try await channel.queueDeclare(QueueDeclaration(name: queue, arguments: ["x-queue-type": .string(queueType)]))
+        let message = OutboundMessage(routingKey: queue, body: [UInt8](repeating: 0x61, count: size), properties: .persistent)
+
+        let start = ContinuousClock.now
+        try await pipelined(count: count, inFlight: inFlight) { n in
+            for result in try await channel.publish(batch: Array(repeating: message, count: n)) { try result.get() }
+        }
+        let publishSeconds = seconds(since: start)
+
+        let consumerChannel = try await connection.openChannel()
+        try await consumerChannel.qos(prefetchCount: prefetch)
+        let consumeStart = ContinuousClock.now
+        let consumer = try await consumerChannel.consume(queue: queue)
+        var received = 0
+        for try await delivery in consumer {
+            received += 1
+            if received % ackEvery == 0 || received == count { try await delivery.ack(multiple: ackEvery > 1) }
+            if received == count { break }
+        }
+        let consumeSeconds = seconds(since: consumeStart)
+        try await consumer.cancel()
+        try await channel.queueDelete(queue)
+        await connection.close()
+        return Result(queueType: queueType, confirmedPublishesPerSecond: Double(count) / publishSeconds,
+                      consumeAckPerSecond: Double(count) / consumeSeconds)
+    }
+
+    /// Sequential publish → consumer round trips on an idle broker, in microseconds, sorted.
+    public func roundTrips(_ n: Int) async throws -> [Int] {
+        let connection = try await AMQPConnection.connect(.init(url: url, connectionName: "sluice bench latency"))
+        let channel = try await connection.openChannel()
+        let queue = "sluice.bench.latency.\(UInt32.random(in: 0...UInt32.max))"
+        try await channel.queueDeclare(QueueDeclaration(name: queue, durable: false, exclusive: true, autoDelete: true))
+        let consumer = try await channel.consume(queue: queue, noAck: true)
+        var iterator = consumer.makeAsyncIterator()
+        var micros: [Int] = []
+        micros.reserveCapacity(n)
+        for i in 0..<n {
+            let start = ContinuousClock.now
+            try await channel.publish(routingKey: queue, body: Array("\(i)".utf8))
+            guard try await iterator.next() != nil else { break }
+            micros.append(microseconds(ContinuousClock.now - start))
+        }
+        try await channel.queueDelete(queue)
+        await connection.close()
+        return micros.sorted()
+    }
+}
+
+/// Runs `body(n)` for batches of at most 512 that add up to `count`, with
+/// enough batches at once to keep `inFlight` messages unconfirmed.
+func pipelined(count: Int, inFlight: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
+    let batchSize = min(inFlight, 512)
+    let concurrent = max(1, inFlight / batchSize) + 1
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        var sent = 0, running = 0
+        while sent < count {
+            if running == concurrent {
+                try await group.next()
+                running -= 1
+            }
+            let n = min(batchSize, count - sent)
+            sent += n
+            running += 1
+            group.addTask { try await body(n) }
+        }
+        try await group.waitForAll()
+    }
+}
+
+func seconds(since start: ContinuousClock.Instant) -> Double {
+    let d = ContinuousClock.now - start
+    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+func microseconds(_ d: Duration) -> Int {
+    Int(d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000)
+}
+
+/// The value at quantile `q` of sorted samples.
+public func percentile(_ sorted: [Int], _ q: Double) -> Int {
+    sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]
+}
