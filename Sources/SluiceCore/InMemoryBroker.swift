@@ -35,6 +35,8 @@ public actor InMemoryBroker: Broker {
     public private(set) var events: [TaskEvent] = []
     /// Other messages published to the events exchange (heartbeats...).
     public private(set) var otherEventMessages: [OutboundMessage] = []
+    private var eventWaiters: [(id: Int, ready: @Sendable ([TaskEvent]) -> Bool, continuation: CheckedContinuation<Bool, Never>)] = []
+    private var nextWaiterID = 0
 
     public init(topology: Topology) {
         self.topology = topology
@@ -60,7 +62,14 @@ public actor InMemoryBroker: Broker {
         case t.deadExchange:
             return enqueue(message, into: t.deadQueue(message.routingKey))
         case t.eventsExchange:
-            if let event = try? TaskEvent.decode(message.body) { events.append(event) } else { otherEventMessages.append(message) }
+            if let event = try? TaskEvent.decode(message.body) {
+                events.append(event)
+                let ready = eventWaiters.filter { $0.ready(events) }
+                eventWaiters.removeAll { w in ready.contains { $0.id == w.id } }
+                for w in ready { w.continuation.resume(returning: true) }
+            } else {
+                otherEventMessages.append(message)
+            }
             return .success(())
         case "":
             return enqueue(message, into: message.routingKey)
@@ -188,6 +197,23 @@ public actor InMemoryBroker: Broker {
             queues[name]?.consumers.removeAll()
             queues[name]?.order.removeAll()
         }
+    }
+
+    /// Returns true once `ready` holds for the events published so far, or
+    /// false if the calling task is cancelled first.
+    public func waitForEvents(_ ready: @escaping @Sendable ([TaskEvent]) -> Bool) async -> Bool {
+        if ready(events) { return true }
+        let id = nextWaiterID
+        nextWaiterID += 1
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { eventWaiters.append((id, ready, $0)) }
+        } onCancel: {
+            Task { await self.dropWaiter(id) }
+        }
+    }
+
+    private func dropWaiter(_ id: Int) {
+        if let i = eventWaiters.firstIndex(where: { $0.id == id }) { eventWaiters.remove(at: i).continuation.resume(returning: false) }
     }
 
     /// The messages ready in a broker queue (for assertions).

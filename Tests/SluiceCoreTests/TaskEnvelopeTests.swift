@@ -1,0 +1,113 @@
+import Foundation
+import SluiceAMQP
+@testable import SluiceCore
+import Testing
+
+@Suite("Wire format")
+struct TaskEnvelopeTests {
+    @Test("every field survives encode → decode")
+    func roundTrip() throws {
+        let task = TaskEnvelope(
+            id: "t-1", name: "emails.send", queue: "emails", arguments: Array(#"{"to":"a@b.c"}"#.utf8), attempt: 3,
+            maxAttempts: 7, retryPolicy: RetryPolicy(baseMilliseconds: 250, factor: 3, capMilliseconds: 9000, jitter: 0.1),
+            notBefore: Date(epochMilliseconds: 1_800_000_000_123), deadline: Date(epochMilliseconds: 1_800_000_900_000),
+            idempotencyKey: "order-9", workflowRunID: "run-1", workflowStep: "send", traceparent: "00-abc-def-01",
+            enqueuedAt: Date(epochMilliseconds: 1_799_999_999_000), otherHeaders: ["x-custom": "kept"])
+        let (properties, body) = task.encode()
+        #expect(properties.messageId == "t-1")
+        #expect(properties.type == "emails.send")
+        #expect(properties.contentType == "application/json")
+        #expect(properties.deliveryMode == 2)
+        #expect(properties.correlationId == "run-1")
+        #expect(properties.headers?[WireHeader.version]?.intValue == 1)
+        let decoded = try TaskEnvelope.decode(properties: properties, body: body, queue: "ignored")
+        var expected = task
+        expected.retryPolicy?.maxAttempts = RetryPolicy().maxAttempts  // the header carries backoff only
+        #expect(decoded == expected)
+    }
+
+    @Test("a minimal foreign message decodes with defaults")
+    func minimal() throws {
+        let decoded = try TaskEnvelope.decode(properties: BasicProperties(type: "x"), body: Array("{}".utf8), queue: "q")
+        #expect(decoded.name == "x")
+        #expect(decoded.queue == "q")
+        #expect(decoded.attempt == 1)
+        #expect(!decoded.id.isEmpty)
+        // amqp-publish sends the name as a header and integers as strings.
+        let viaHeaders = try TaskEnvelope.decode(
+            properties: BasicProperties(headers: [WireHeader.task: "y", WireHeader.version: "1", WireHeader.attempt: "2"]),
+            body: Array("[1]".utf8), queue: "q")
+        #expect(viaHeaders.name == "y")
+        #expect(viaHeaders.attempt == 2)
+    }
+
+    @Test("bad messages fail with their reason", arguments: [
+        (BasicProperties(type: "x"), "not json", DeadReason.undecodable),
+        (BasicProperties(type: "x"), "", DeadReason.undecodable),
+        (BasicProperties(contentType: "text/plain", type: "x"), "{}", DeadReason.undecodable),
+        (BasicProperties(), "{}", DeadReason.invalidEnvelope),
+        (BasicProperties(headers: [WireHeader.version: 2], type: "x"), "{}", DeadReason.unsupportedVersion),
+        (BasicProperties(headers: [WireHeader.attempt: 0], type: "x"), "{}", DeadReason.invalidEnvelope),
+        (BasicProperties(headers: [WireHeader.attempt: "many"], type: "x"), "{}", DeadReason.invalidEnvelope),
+        (BasicProperties(headers: [WireHeader.retry: "fast"], type: "x"), "{}", DeadReason.invalidEnvelope),
+    ])
+    func failures(properties: BasicProperties, body: String, reason: DeadReason) {
+        let error = #expect(throws: DecodeFailure.self) {
+            try TaskEnvelope.decode(properties: properties, body: Array(body.utf8), queue: "q")
+        }
+        #expect(error?.reason == reason)
+    }
+}
+
+@Suite("Retry policy and topology")
+struct RetryAndTopologyTests {
+    @Test("delays grow by the factor up to the cap; jitter only shortens")
+    func delays() {
+        let p = RetryPolicy(maxAttempts: 10, baseMilliseconds: 1000, factor: 2, capMilliseconds: 5000, jitter: 0.5)
+        #expect((1...5).map { p.delayMilliseconds(afterAttempt: $0, unit: 0) } == [1000, 2000, 4000, 5000, 5000])
+        #expect(p.delayMilliseconds(afterAttempt: 1, unit: 0.5) == 750)
+    }
+
+    @Test("decisions: retry, then dead after max attempts; non-retryable kinds die at once")
+    func decisions() {
+        let p = RetryPolicy(maxAttempts: 3, baseMilliseconds: 100, jitter: 0, nonRetryable: ["bad_input"])
+        #expect(p.decision(afterAttempt: 1, errorKind: "io") == .retry(afterMilliseconds: 100))
+        #expect(p.decision(afterAttempt: 2, errorKind: "io") == .retry(afterMilliseconds: 200))
+        #expect(p.decision(afterAttempt: 3, errorKind: "io") == .dead(.maxAttempts))
+        #expect(p.decision(afterAttempt: 1, errorKind: "bad_input") == .dead(.nonRetryable))
+        #expect(p.decision(afterAttempt: 1, errorKind: "io", maxAttemptsOverride: 1) == .dead(.maxAttempts))
+    }
+
+    @Test("names come from the prefix; two prefixes share nothing")
+    func names() throws {
+        let a = try Topology(prefix: "a"), b = try Topology(prefix: "b")
+        #expect(a.workQueue("emails") == "a.q.emails")
+        #expect(a.deadQueue("emails") == "a.dead.emails")
+        #expect(a.tasksExchange == "a.tasks")
+        #expect(a.queueName(fromWorkQueue: "a.q.emails") == "emails")
+        let namesA = Set(a.exchanges.map(\.name) + a.delayQueues.map(\.queue.name) + [a.workQueue("q"), a.deadQueue("q")])
+        let namesB = Set(b.exchanges.map(\.name) + b.delayQueues.map(\.queue.name) + [b.workQueue("q"), b.deadQueue("q")])
+        #expect(namesA.isDisjoint(with: namesB))
+        let work = a.workQueueDeclaration("emails")
+        #expect(work.arguments["x-queue-type"] == "quorum")
+        #expect(work.arguments["x-dead-letter-exchange"]?.stringValue == "a.dead")
+        #expect(work.arguments["x-dead-letter-strategy"] == "at-least-once")
+        #expect(throws: SluiceError.self) { try Topology(prefix: "bad prefix") }
+        #expect(throws: SluiceError.self) { try Topology.validateQueue("has/slash") }
+    }
+
+    @Test("a delay picks the longest tier that fits, so long waits hop")
+    func tiers() throws {
+        let t = try Topology()
+        #expect(t.delayTier(for: 100) == 250)
+        #expect(t.delayTier(for: 1500) == 1000)
+        #expect(t.delayTier(for: 45_000) == 30_000)
+        #expect(t.delayTier(for: 86_400_000) == 3_600_000)
+        let now = Date()
+        let later = TaskEnvelope(name: "x", queue: "q", arguments: Array("{}".utf8), notBefore: now.addingTimeInterval(45))
+        #expect(t.message(for: later, now: now).exchange == t.delayExchange(30_000))
+        #expect(t.message(for: later, now: now).routingKey == "q")
+        let due = TaskEnvelope(name: "x", queue: "q", arguments: Array("{}".utf8), notBefore: now)
+        #expect(t.message(for: due, now: now).exchange == t.tasksExchange)
+    }
+}

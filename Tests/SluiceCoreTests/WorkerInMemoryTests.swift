@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceClient
+import SluiceCore
+@testable import SluiceWorker
+import Testing
+
+@Suite("Worker on the in-memory broker")
+struct WorkerInMemoryTests {
+    func run(_ broker: InMemoryBroker, _ registry: HandlerRegistry, policy: RetryPolicy = RetryPolicy(baseMilliseconds: 0, jitter: 0),
+             until done: @escaping @Sendable ([TaskEvent]) -> Bool) async throws -> [TaskEvent] {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let worker = Worker(broker: broker, registry: registry,
+                            configuration: .init(queues: ["q"], concurrency: 4, retryPolicy: policy, publishStartedEvents: false),
+                            logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
+        let running = Task { try await group.run() }
+        let waiter = Task { await broker.waitForEvents(done) }
+        let timeout = Task {
+            try await Task.sleep(for: .seconds(20))
+            waiter.cancel()
+        }
+        let finished = await waiter.value
+        timeout.cancel()
+        #expect(finished, "timed out after 20 s waiting for the expected events")
+        await group.triggerGracefulShutdown()
+        try await running.value
+        return await broker.events
+    }
+
+    @Test("success, retry to success, and dead-lettering, with outcomes confirmed before acks")
+    func outcomes() async throws {
+        let broker = InMemoryBroker(topology: try Topology(prefix: "mem"))
+        let client = TaskClient(broker: broker)
+        var registry = HandlerRegistry()
+        registry.register("ok") { _ in Array("1".utf8) }
+        registry.register("flaky") { c in
+            if c.attempt < 2 { throw TaskFailure("once") }
+            return nil
+        }
+        registry.register("never") { _ in throw TaskFailure.permanent("no") }
+        let ok = try await client.enqueue(name: "ok", json: Array("{}".utf8), options: .init(queue: "q"))
+        let flaky = try await client.enqueue(name: "flaky", json: Array("{}".utf8), options: .init(queue: "q"))
+        let never = try await client.enqueue(name: "never", json: Array("{}".utf8), options: .init(queue: "q"))
+        let unknown = try await client.enqueue(name: "nobody", json: Array("{}".utf8), options: .init(queue: "q"))
+        let ids: Set = [ok, flaky, never, unknown]
+        let events = try await run(broker, registry) { events in
+            Set(events.filter { $0.kind == .succeeded || $0.kind == .dead }.map(\.taskID)) == ids
+        }
+        func final(_ id: String) -> TaskEvent? { events.last { $0.taskID == id } }
+        #expect(final(ok)?.kind == .succeeded)
+        #expect(final(ok)?.result == "1")
+        #expect(final(flaky)?.kind == .succeeded)
+        #expect(final(flaky)?.attempt == 2)
+        #expect(events.contains { $0.taskID == flaky && $0.kind == .retrying })
+        #expect(final(never)?.deadReason == .nonRetryable)
+        #expect(final(unknown)?.deadReason == .unknownTask)
+        let dead = await broker.readyMessages("mem.dead.q")
+        #expect(Set(dead.compactMap(\.properties.messageId)) == [never, unknown])
+        #expect(await broker.readyMessages("mem.q.q").isEmpty)
+    }
+
+    @Test("the client rejects bad input with the task and queue in the error")
+    func clientErrors() async throws {
+        let client = TaskClient(broker: InMemoryBroker(topology: try Topology()))
+        let badJSON = await #expect(throws: SluiceError.self) {
+            try await client.enqueue(name: "t", json: Array("{".utf8), options: .init(queue: "q"))
+        }
+        #expect(badJSON?.task == "t")
+        #expect(badJSON?.queue == "q")
+        await #expect(throws: SluiceError.self) { try await client.enqueue(name: "t", json: Array("{}".utf8), options: .init(queue: "no spaces")) }
+        await #expect(throws: SluiceError.self) { try await client.enqueue(name: "", json: Array("{}".utf8)) }
+        await #expect(throws: SluiceError.self) { try await client.enqueue(name: "t", json: Array("{}".utf8), options: .init(maxAttempts: 0)) }
+    }
+}
