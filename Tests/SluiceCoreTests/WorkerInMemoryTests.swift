@@ -9,11 +9,12 @@ import Testing
 @Suite("Worker on the in-memory broker")
 struct WorkerInMemoryTests {
     func run(_ broker: InMemoryBroker, _ registry: HandlerRegistry, policy: RetryPolicy = RetryPolicy(baseMilliseconds: 0, jitter: 0),
-             until done: @escaping @Sendable ([TaskEvent]) -> Bool) async throws -> [TaskEvent] {
+             timeLimit: Duration? = nil, until done: @escaping @Sendable ([TaskEvent]) -> Bool) async throws -> [TaskEvent] {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let worker = Worker(broker: broker, registry: registry,
-                            configuration: .init(queues: ["q"], concurrency: 4, retryPolicy: policy, publishStartedEvents: false),
+                            configuration: .init(queues: ["q"], concurrency: 4, retryPolicy: policy, timeLimit: timeLimit,
+                                                 timeLimitGrace: .milliseconds(100), publishStartedEvents: false),
                             logger: logger)
         let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
         let running = Task { try await group.run() }
@@ -60,6 +61,35 @@ struct WorkerInMemoryTests {
         let dead = await broker.readyMessages("mem.dead.q")
         #expect(Set(dead.compactMap(\.properties.messageId)) == [never, unknown])
         #expect(await broker.readyMessages("mem.q.q").isEmpty)
+    }
+
+    @Test("the soft time limit cancels a slow handler; one that ignores cancellation is waited for; both fail as time_limit")
+    func timeLimit() async throws {
+        let broker = InMemoryBroker(topology: try Topology(prefix: "tl"))
+        let client = TaskClient(broker: broker)
+        var registry = HandlerRegistry()
+        registry.register("slow") { _ in
+            try await Task.sleep(for: .seconds(30))  // cancellable
+            return nil
+        }
+        registry.register("stubborn") { _ in
+            // Ignores cancellation: blocks past the limit and the grace period, then returns.
+            let end = ContinuousClock.now + .milliseconds(400)
+            while ContinuousClock.now < end { _ = try? await Task.sleep(for: .milliseconds(20)) }
+            return nil
+        }
+        let slow = try await client.enqueue(name: "slow", json: Array("{}".utf8), options: .init(queue: "q", maxAttempts: 1))
+        let stubborn = try await client.enqueue(name: "stubborn", json: Array("{}".utf8), options: .init(queue: "q", maxAttempts: 1))
+        let start = ContinuousClock.now
+        let events = try await run(broker, registry, timeLimit: .milliseconds(100)) { events in
+            Set(events.filter { $0.kind == .dead }.map(\.taskID)) == [slow, stubborn]
+        }
+        #expect(ContinuousClock.now - start < .seconds(10), "the 30 s handler was cut short")
+        for id in [slow, stubborn] {
+            let dead = events.last { $0.taskID == id }
+            #expect(dead?.errorType == "time_limit")
+            #expect(dead?.deadReason == .maxAttempts)
+        }
     }
 
     @Test("the client rejects bad input with the task and queue in the error")
