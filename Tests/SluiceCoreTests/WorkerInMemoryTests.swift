@@ -58,6 +58,11 @@ struct WorkerInMemoryTests {
         #expect(events.contains { $0.taskID == flaky && $0.kind == .retrying })
         #expect(final(never)?.deadReason == .nonRetryable)
         #expect(final(unknown)?.deadReason == .unknownTask)
+        let beats = await broker.otherEventMessages.filter { $0.routingKey == "_workers.heartbeat" }
+        #expect(!beats.isEmpty, "the worker announces itself on start")
+        let beat = try JSONSerialization.jsonObject(with: Data(beats[0].body)) as? [String: Any]
+        #expect(beat?["queues"] as? [String] == ["q"])
+        #expect(beat?["concurrency"] as? Int == 4)
         let dead = await broker.readyMessages("mem.dead.q")
         #expect(Set(dead.compactMap(\.properties.messageId)) == [never, unknown])
         #expect(await broker.readyMessages("mem.q.q").isEmpty)
