@@ -82,7 +82,7 @@ public final class TaskClient: Sendable {
             error.task = request.name
             throw error
         }
-        guard (try? JSONSerialization.jsonObject(with: Data(request.arguments), options: [.fragmentsAllowed])) != nil else {
+        guard TaskEnvelope.isValidJSON(request.arguments) else {
             throw SluiceError(.invalidArgument, "the arguments are not valid JSON", task: request.name, queue: queue)
         }
         if let m = o.maxAttempts, m < 1 {

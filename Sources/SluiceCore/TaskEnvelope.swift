@@ -167,7 +167,7 @@ extension TaskEnvelope {
             retryPolicy = policy
         }
         // The body must be JSON (any JSON value); the handler decodes its own type.
-        if body.isEmpty || (try? JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed])) == nil {
+        if !JSONValidator.isValid(body) {
             throw DecodeFailure(.undecodable, "the body is not valid JSON")
         }
         let enqueued = try date(WireHeader.enqueuedAt)

@@ -44,25 +44,32 @@ public struct TaskEvent: Sendable, Hashable, Codable {
         self.worker = worker
     }
 
-    /// JSON for the wire (ISO 8601 dates with milliseconds).
+    /// JSON for the wire: keys sorted, `at` in milliseconds since the epoch.
+    /// Written by hand: JSONEncoder was the largest cost of a worker's task.
     public func jsonBytes() -> [UInt8] {
-        (try? Array(Self.encoder.encode(self))) ?? []
+        var w = JSONObjectWriter()
+        w.field("at", at.epochMilliseconds)
+        w.field("attempt", Int64(attempt))
+        if let deadReason { w.field("deadReason", deadReason.rawValue) }
+        if let durationMilliseconds { w.field("durationMilliseconds", durationMilliseconds) }
+        if let errorMessage { w.field("errorMessage", errorMessage) }
+        if let errorType { w.field("errorType", errorType) }
+        w.field("kind", kind.rawValue)
+        if let nextDelayMilliseconds { w.field("nextDelayMilliseconds", Int64(nextDelayMilliseconds)) }
+        w.field("queue", queue)
+        if let result { w.field("result", result) }
+        w.field("taskID", taskID)
+        w.field("taskName", taskName)
+        if let worker { w.field("worker", worker) }
+        if let workflowRunID { w.field("workflowRunID", workflowRunID) }
+        if let workflowStep { w.field("workflowStep", workflowStep) }
+        return w.finish()
     }
 
     /// Reads an event from its JSON.
     public static func decode(_ bytes: [UInt8]) throws -> TaskEvent {
         try decoder.decode(TaskEvent.self, from: Data(bytes))
     }
-
-    private static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.dateEncodingStrategy = .custom { date, encoder in
-            var c = encoder.singleValueContainer()
-            try c.encode(date.epochMilliseconds)
-        }
-        e.outputFormatting = [.sortedKeys]
-        return e
-    }()
 
     private static let decoder: JSONDecoder = {
         let d = JSONDecoder()
@@ -71,4 +78,49 @@ public struct TaskEvent: Sendable, Hashable, Codable {
         }
         return d
     }()
+}
+
+/// Writes one flat JSON object, keys in the order given.
+struct JSONObjectWriter {
+    private var bytes: [UInt8] = [UInt8(ascii: "{")]
+
+    init() { bytes.reserveCapacity(256) }
+
+    private mutating func key(_ k: String) {
+        if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
+        string(k)
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    mutating func field(_ k: String, _ value: String) { key(k); string(value) }
+    mutating func field(_ k: String, _ value: Int64) { key(k); bytes.append(contentsOf: String(value).utf8) }
+    mutating func field(_ k: String, _ value: Double) {
+        key(k)
+        bytes.append(contentsOf: (value.isFinite ? "\(value)" : "0").utf8)
+    }
+
+    private mutating func string(_ s: String) {
+        bytes.append(UInt8(ascii: "\""))
+        for byte in s.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case 0x0A: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0D: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case 0x09: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                bytes.append(contentsOf: Array("\\u00".utf8))
+                bytes.append(hex[Int(byte >> 4)])
+                bytes.append(hex[Int(byte & 0xF)])
+            default: bytes.append(byte)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    mutating func finish() -> [UInt8] {
+        bytes.append(UInt8(ascii: "}"))
+        return bytes
+    }
 }

@@ -6,8 +6,27 @@ import SluiceCore
 public struct TaskContext: Sendable {
     /// The task, with its arguments and metadata.
     public let task: TaskEnvelope
-    /// A logger carrying the task's id, name, queue and attempt.
-    public var logger: Logger
+    private var baseLogger: Logger
+
+    /// A context for `task`; `logger` gets the task's metadata.
+    public init(task: TaskEnvelope, logger: Logger) {
+        self.task = task
+        self.baseLogger = logger
+    }
+
+    /// A logger carrying the task's id, name, queue and attempt. Built when
+    /// asked for: attaching metadata costs more than most handlers.
+    public var logger: Logger {
+        get {
+            var l = baseLogger
+            l[metadataKey: "task.id"] = "\(task.id)"
+            l[metadataKey: "task.name"] = "\(task.name)"
+            l[metadataKey: "task.queue"] = "\(task.queue)"
+            l[metadataKey: "task.attempt"] = "\(task.attempt)"
+            return l
+        }
+        set { baseLogger = newValue }
+    }
 
     /// Stable across retries and redeliveries.
     public var id: String { task.id }

@@ -217,11 +217,7 @@ public final class Worker: Service {
             Task { _ = try? await broker.publish([started]) }
         }
 
-        var context = TaskContext(task: task, logger: logger)
-        context.logger[metadataKey: "task.id"] = "\(task.id)"
-        context.logger[metadataKey: "task.name"] = "\(task.name)"
-        context.logger[metadataKey: "task.queue"] = "\(task.queue)"
-        context.logger[metadataKey: "task.attempt"] = "\(task.attempt)"
+        let context = TaskContext(task: task, logger: logger)
 
         let start = ContinuousClock.now
         let outcome: Result<[UInt8]?, any Error>
