@@ -26,6 +26,18 @@ struct TaskEnvelopeTests {
         #expect(decoded == expected)
     }
 
+    @Test("new ids are distinct version-4 UUIDs")
+    func ids() {
+        let ids = (0..<1000).map { _ in TaskEnvelope.newID() }
+        #expect(Set(ids).count == 1000)
+        for id in ids.prefix(20) {
+            let uuid = UUID(uuidString: id)
+            #expect(uuid != nil)
+            #expect(uuid?.uuidString.lowercased() == id)
+            #expect(Array(id)[14] == "4")
+        }
+    }
+
     @Test("a minimal foreign message decodes with defaults")
     func minimal() throws {
         let decoded = try TaskEnvelope.decode(properties: BasicProperties(type: "x"), body: Array("{}".utf8), queue: "q")
