@@ -41,6 +41,8 @@ struct WorkerCommand: AsyncParsableCommand {
     var retryMax: String = "10m"
     @Option(help: "Largest task body accepted, in bytes; larger ones are dead-lettered.")
     var maxBodyBytes: Int = 1 << 20
+    @Flag(inversion: .prefixedNo, help: "Publish a `started` event per task (not waited for).")
+    var startedEvents = true
     @Option(help: "Log level: trace, debug, info, warning, error.")
     var logLevel: String = "info"
     @OptionGroup var connection: ConnectionOptions
@@ -66,7 +68,8 @@ struct WorkerCommand: AsyncParsableCommand {
         if let exec { registry.fallback = ExecHandler(command: exec).handle }
         let configuration = Worker.Configuration(
             queues: queues, concurrency: concurrency, retryPolicy: policy, maxBodyBytes: maxBodyBytes,
-            timeLimit: try timeLimit.map(parseDuration), shutdownGrace: try parseDuration(shutdownGrace))
+            timeLimit: try timeLimit.map(parseDuration), shutdownGrace: try parseDuration(shutdownGrace),
+            publishStartedEvents: startedEvents)
         let broker = try await connection.connect(name: "sluice worker \(Worker.defaultWorkerID)")
         let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(
