@@ -25,18 +25,22 @@ public struct RetryPolicy: Sendable, Hashable, Codable {
     public init(maxAttempts: Int = 5, baseMilliseconds: Int = 1_000, factor: Double = 2, capMilliseconds: Int = 600_000,
                 jitter: Double = 0.2, nonRetryable: Set<String> = []) {
         self.maxAttempts = max(1, maxAttempts)
-        self.baseMilliseconds = max(0, baseMilliseconds)
-        self.factor = max(1, factor)
-        self.capMilliseconds = max(self.baseMilliseconds, capMilliseconds)
-        self.jitter = min(max(jitter, 0), 1)
+        // Delays beyond 30 days are clamped: values from headers must not overflow.
+        self.baseMilliseconds = min(max(0, baseMilliseconds), Self.longestDelay)
+        self.factor = factor.isFinite ? min(max(1, factor), 1000) : 2
+        self.capMilliseconds = min(max(self.baseMilliseconds, capMilliseconds), Self.longestDelay)
+        self.jitter = jitter.isFinite ? min(max(jitter, 0), 1) : 0
         self.nonRetryable = nonRetryable
     }
+
+    /// The longest delay a policy allows: 30 days.
+    public static let longestDelay = 30 * 24 * 3_600_000
 
     /// The wait before the attempt after `failedAttempt`, in milliseconds; `unit` is random in 0..<1.
     public func delayMilliseconds(afterAttempt failedAttempt: Int, unit: Double = Double.random(in: 0..<1)) -> Int {
         var raw = Double(baseMilliseconds)
         var n = 1
-        while n < failedAttempt && raw < Double(capMilliseconds) {
+        while n < min(failedAttempt, 64) && raw < Double(capMilliseconds) {
             raw *= factor
             n += 1
         }

@@ -244,8 +244,13 @@ public enum DeadReason: String, Sendable, Hashable, Codable, CaseIterable {
 }
 
 extension Date {
-    /// Milliseconds since the Unix epoch.
-    public var epochMilliseconds: Int64 { Int64((timeIntervalSince1970 * 1000).rounded()) }
+    /// Milliseconds since the Unix epoch, clamped to ±2^62 (a hostile header
+    /// must not trap the conversion).
+    public var epochMilliseconds: Int64 {
+        let ms = (timeIntervalSince1970 * 1000).rounded()
+        guard ms.isFinite else { return 0 }
+        return Int64(min(max(ms, -4.6e18), 4.6e18))
+    }
 
     /// A date from milliseconds since the Unix epoch.
     public init(epochMilliseconds: Int64) { self.init(timeIntervalSince1970: TimeInterval(epochMilliseconds) / 1000) }

@@ -26,6 +26,21 @@ struct TaskEnvelopeTests {
         #expect(decoded == expected)
     }
 
+    @Test("hostile numbers in headers neither trap nor hang")
+    func hostileNumbers() throws {
+        let headers: FieldTable = [
+            WireHeader.attempt: .int64(Int64.max - 1), WireHeader.maxAttempts: .int64(Int64.max),
+            WireHeader.notBefore: .int64(Int64.max), WireHeader.deadline: .int64(Int64.min),
+            WireHeader.retry: ["base-ms": .int64(Int64.max), "factor": 1.0, "max-ms": .int64(Int64.max), "jitter": .double(.nan)],
+        ]
+        let task = try TaskEnvelope.decode(properties: BasicProperties(headers: headers, type: "x"), body: Array("{}".utf8), queue: "q")
+        let policy = try #require(task.retryPolicy)
+        #expect(policy.delayMilliseconds(afterAttempt: task.attempt, unit: 0) == RetryPolicy.longestDelay)
+        let message = try Topology().message(for: task)
+        #expect(message.exchange.hasPrefix("sluice.delay."))
+        _ = task.encode()
+    }
+
     @Test("new ids are distinct version-4 UUIDs")
     func ids() {
         let ids = (0..<1000).map { _ in TaskEnvelope.newID() }
