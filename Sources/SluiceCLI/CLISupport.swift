@@ -36,14 +36,15 @@ struct CLIError: Error, CustomStringConvertible {
 
 /// Parses `500ms`, `30s`, `2m`, `1h`, or a plain number of seconds.
 func parseDuration(_ text: String) throws -> Duration {
-    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("", 1)]
     for (suffix, scale) in units where text.hasSuffix(suffix) {
-        if let value = Double(text.dropLast(suffix.count)), value >= 0 {
-            return .milliseconds(Int64(value * scale * 1000))
-        }
+        guard let value = Double(text.dropLast(suffix.count)) else { continue }
+        let milliseconds = value * scale * 1000
+        // At most a year: also keeps the conversion below from trapping.
+        guard milliseconds.isFinite, milliseconds >= 0, milliseconds <= 365 * 24 * 3_600_000 else { break }
+        return .milliseconds(Int64(milliseconds))
     }
-    if let value = Double(text), value >= 0 { return .milliseconds(Int64(value * 1000)) }
-    throw ValidationError("'\(text)' is not a duration (examples: 500ms, 30s, 2m, 1h)")
+    throw ValidationError("'\(text)' is not a duration from 0 to a year (examples: 500ms, 30s, 2m, 1h)")
 }
 
 /// Reads JSON arguments from a literal, `@file`, or `-` (standard input).

@@ -21,7 +21,10 @@ struct Dead: AsyncParsableCommand {
             if let r = headers["x-first-death-reason"]?.stringValue { return r == "delivery_limit" ? DeadReason.deliveryLimit.rawValue : r }
             return "unknown"
         }
-        var attempt: Int { headers[WireHeader.attempt]?.intValue ?? 1 }
+        var attempt: Int {
+            let value = headers[WireHeader.attempt]
+            return value?.intValue ?? value?.stringValue.flatMap { Int($0) } ?? 1
+        }
         var error: String { headers[WireHeader.errorMessage]?.stringValue ?? "" }
         var deadAt: Date? { headers[WireHeader.deadAt]?.intValue.map { Date(epochMilliseconds: Int64($0)) } }
 
@@ -134,8 +137,10 @@ struct Dead: AsyncParsableCommand {
             let broker = try await connection.connect(name: "sluice dead replay")
             let wanted = Set(id)
             var replayed = 0
+            var replayedIDs = Set<String>()
             try await Dead.scan(broker, queue: queue, limit: .max) { entry in
                 guard all || wanted.contains(entry.id) else { return false }
+                replayedIDs.insert(entry.id)
                 var properties = entry.delivery.properties
                 var headers = properties.headers ?? [:]
                 for key in [WireHeader.deadReason, WireHeader.errorType, WireHeader.errorMessage, WireHeader.deadAt, WireHeader.deadBy,
@@ -152,7 +157,8 @@ struct Dead: AsyncParsableCommand {
             }
             await broker.close()
             print("replayed \(replayed) task\(replayed == 1 ? "" : "s") to \(queue)")
-            if !wanted.isEmpty && replayed < wanted.count { throw CLIError("\(wanted.count - replayed) of the given ids were not found") }
+            let missing = wanted.subtracting(replayedIDs)
+            if !missing.isEmpty { throw CLIError("not found in the dead queue: \(missing.sorted().joined(separator: ", "))") }
         }
     }
 

@@ -91,6 +91,9 @@ enum BuiltinTasks {
         r.register("sluice.echo") { $0.arguments }
         r.register("sluice.sleep") { context in
             let seconds = (try? JSONSerialization.jsonObject(with: Data(context.arguments)) as? [String: Any])?["seconds"] as? Double ?? 1
+            guard seconds.isFinite, seconds >= 0, seconds <= 86_400 else {
+                throw TaskFailure.permanent("seconds must be from 0 to 86400", kind: "bad_arguments")
+            }
             try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
             return Array(#"{"slept":\#(seconds)}"#.utf8)
         }

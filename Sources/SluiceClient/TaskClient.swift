@@ -85,6 +85,9 @@ public final class TaskClient: Sendable {
         guard TaskEnvelope.isValidJSON(request.arguments) else {
             throw SluiceError(.invalidArgument, "the arguments are not valid JSON", task: request.name, queue: queue)
         }
+        if let id = o.id, id.isEmpty || id.count > 255 {
+            throw SluiceError(.invalidArgument, "a task id must be 1-255 characters", task: request.name, queue: queue)
+        }
         if let m = o.maxAttempts, m < 1 {
             throw SluiceError(.invalidArgument, "max attempts must be 1 or more", task: request.name, queue: queue)
         }
@@ -95,7 +98,8 @@ public final class TaskClient: Sendable {
         }
         return TaskEnvelope(
             id: o.id ?? TaskEnvelope.newID(), name: request.name, queue: queue, arguments: request.arguments,
-            maxAttempts: o.maxAttempts, retryPolicy: o.retryPolicy, notBefore: notBefore, deadline: o.deadline,
+            // The retry header carries backoff only: the policy's attempt limit travels as max attempts.
+            maxAttempts: o.maxAttempts ?? o.retryPolicy?.maxAttempts, retryPolicy: o.retryPolicy, notBefore: notBefore, deadline: o.deadline,
             idempotencyKey: o.idempotencyKey, workflowRunID: o.workflowRunID, workflowStep: o.workflowStep,
             traceparent: o.traceparent, enqueuedAt: now)
     }

@@ -94,6 +94,8 @@ public enum WireHeader {
     public static let version = "sluice-version"
     /// The task name when the publisher cannot set the `type` property (amqp-publish).
     public static let task = "sluice-task"
+    /// The task id when the publisher cannot set `message_id` (amqp-publish).
+    public static let id = "sluice-id"
     public static let queue = "sluice-queue"
     public static let attempt = "sluice-attempt"
     public static let maxAttempts = "sluice-max-attempts"
@@ -112,7 +114,7 @@ public enum WireHeader {
     public static let deadAt = "sluice-dead-at"
     public static let deadBy = "sluice-dead-by"
 
-    static let known: Set<String> = [version, task, queue, attempt, maxAttempts, retry, notBefore, deadline, idempotencyKey,
+    static let known: Set<String> = [version, task, id, queue, attempt, maxAttempts, retry, notBefore, deadline, idempotencyKey,
                                      workflowRun, workflowStep, enqueuedAt, traceparent]
 }
 
@@ -134,7 +136,7 @@ extension TaskEnvelope {
         if let traceparent { headers[WireHeader.traceparent] = .string(traceparent) }
         let properties = BasicProperties(
             contentType: "application/json", headers: headers, deliveryMode: 2, correlationId: workflowRunID,
-            messageId: id, timestamp: UInt64(max(0, enqueuedAt.timeIntervalSince1970)), type: name)
+            messageId: id, timestamp: UInt64(clamping: max(0, enqueuedAt.epochMilliseconds / 1000)), type: name)
         return (properties, arguments)
     }
 
@@ -192,18 +194,45 @@ extension TaskEnvelope {
             throw DecodeFailure(.undecodable, "the body is not valid JSON")
         }
         let enqueued = try date(WireHeader.enqueuedAt)
-            ?? properties.timestamp.map { Date(timeIntervalSince1970: TimeInterval($0)) } ?? Date()
+            ?? properties.timestamp.map { Date(epochMilliseconds: Int64(clamping: min($0, UInt64(Int64.max / 1000)) * 1000)) } ?? Date()
         var others = FieldTable()
         for (key, value) in headers where !WireHeader.known.contains(key) { others[key] = value }
+        let headerID = try string(WireHeader.id)
+        let id = properties.messageId.flatMap { $0.isEmpty ? nil : $0 } ?? headerID.flatMap { $0.isEmpty ? nil : $0 }
+            ?? contentID(properties: properties, body: body)
         return TaskEnvelope(
-            id: properties.messageId.flatMap { $0.isEmpty ? nil : $0 } ?? TaskEnvelope.newID(),
-            name: name, queue: try string(WireHeader.queue) ?? queue, arguments: body, attempt: attempt,
+            id: id,
+            // The queue it was consumed from, not a header: retries must route back here.
+            name: name, queue: queue, arguments: body, attempt: attempt,
             maxAttempts: maxAttempts, retryPolicy: retryPolicy, notBefore: try date(WireHeader.notBefore),
             deadline: try date(WireHeader.deadline), idempotencyKey: try string(WireHeader.idempotencyKey),
             workflowRunID: try string(WireHeader.workflowRun) ?? properties.correlationId,
             workflowStep: try string(WireHeader.workflowStep), traceparent: try string(WireHeader.traceparent),
             enqueuedAt: enqueued, otherHeaders: others)
     }
+}
+
+/// An id for a message that carries none, the same on every redelivery: a
+/// 128-bit FNV-1a hash of its name, timestamp, headers and body. Identical
+/// id-less messages get the same id, and are indistinguishable anyway.
+func contentID(properties: BasicProperties, body: [UInt8]) -> String {
+    var hash: (UInt64, UInt64) = (0xcbf2_9ce4_8422_2325, 0x6c62_272e_07bb_0142)
+    func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+        for b in bytes {
+            hash.0 = (hash.0 ^ UInt64(b)) &* 0x100_0000_01b3
+            hash.1 = (hash.1 ^ UInt64(b) ^ (hash.0 >> 29)) &* 0x100_0000_01b3
+        }
+    }
+    mix((properties.type ?? "").utf8)
+    mix(String(properties.timestamp ?? 0).utf8)
+    for (k, v) in (properties.headers ?? [:]).sorted(by: { $0.key < $1.key }) { mix(k.utf8); mix("\(v)".utf8) }
+    mix(body)
+    let hex = { (v: UInt64) in String(v, radix: 16).leftPadded(16) }
+    return "h-" + hex(hash.0) + hex(hash.1)
+}
+
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
 }
 
 /// Why a message cannot be run as a task.

@@ -55,15 +55,24 @@ final class RunningTasks: Sendable {
         for w in waiters { w.resume() }
     }
 
-    /// Returns when no task runs.
+    /// Returns when no task runs, or when the calling task is cancelled.
     func waitUntilEmpty() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = tasks.withLock { t -> Bool in
-                if t.running.isEmpty { return true }
-                t.emptied.append(c)
-                return false
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = tasks.withLock { t -> Bool in
+                    if t.running.isEmpty || Task.isCancelled { return true }
+                    t.emptied.append(c)
+                    return false
+                }
+                if now { c.resume() }
             }
-            if now { c.resume() }
+        } onCancel: {
+            let waiters = tasks.withLock { t -> [CheckedContinuation<Void, Never>] in
+                let w = t.emptied
+                t.emptied = []
+                return w
+            }
+            for w in waiters { w.resume() }
         }
     }
 
@@ -80,4 +89,11 @@ final class SharedCount: Sendable {
     init(_ initial: Int) { value = Mutex(initial) }
     /// Subtracts one and returns the new value.
     func decrement() -> Int { value.withLock { $0 -= 1; return $0 } }
+}
+
+/// The first error some task reports.
+final class FirstError: Sendable {
+    private let error = Mutex<(any Error)?>(nil)
+    func set(_ e: any Error) { error.withLock { if $0 == nil { $0 = e } } }
+    var value: (any Error)? { error.withLock { $0 } }
 }

@@ -116,6 +116,7 @@ public final class Worker: Service {
         let running = RunningTasks()
         let heartbeat = Task { await self.heartbeats() }
         let liveConsumers = SharedCount(consumers.count)
+        let consumerFailure = FirstError()
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
@@ -124,6 +125,12 @@ public final class Worker: Service {
                         do {
                             for try await delivery in consumer {
                                 await slots.acquire()
+                                if stopping.isFired {
+                                    // Buffered before the consumer was cancelled: hand it back, do not start it.
+                                    try? await delivery.reject(requeue: true)
+                                    await slots.release()
+                                    continue
+                                }
                                 self.statsBox.withLock { $0.inFlight += 1 }
                                 // Unstructured, so that shutdown can cancel just the handlers.
                                 running.start {
@@ -134,6 +141,7 @@ public final class Worker: Service {
                             }
                         } catch {
                             self.logger.error("consumer ended", metadata: ["queue": "\(queue)", "error": "\(error)"])
+                            if !stopping.isFired { consumerFailure.set(error) }
                         }
                         // With every consumer gone (shutdown, or the broker cancelled them), stop.
                         if liveConsumers.decrement() == 0 { stopping.fire() }
@@ -152,6 +160,10 @@ public final class Worker: Service {
         heartbeat.cancel()
         await drain(running)
         logger.info("worker stopped", metadata: ["processed": "\(stats.processed)"])
+        if let error = consumerFailure.value {
+            // A consumer died under us: fail, so that a supervisor restarts the worker.
+            throw SluiceError(.broker, "a consumer ended: \(error)")
+        }
     }
 
     /// Lets running tasks finish for the shutdown grace period; cancels the
@@ -165,9 +177,15 @@ public final class Worker: Service {
             if await group.next() == false {
                 logger.warning("returning unfinished tasks to the queue", metadata: ["count": "\(running.count)"])
                 running.cancelAll()
+                // Handlers that ignore cancellation get one more grace period; after
+                // that the worker stops anyway, and closing the connection returns
+                // their deliveries to the queue.
+                group.addTask { (try? await Task.sleep(for: grace)) != nil ? false : true }
+                if await group.next() == false {
+                    logger.error("handlers ignored cancellation; stopping without them", metadata: ["count": "\(running.count)"])
+                }
             }
             group.cancelAll()
-            await group.waitForAll()
         }
     }
 
@@ -198,14 +216,14 @@ public final class Worker: Service {
                                         message: error.message)
         }
         let now = Date()
+        if let deadline = task.deadline, deadline < now || (task.notBefore.map { $0 > deadline } ?? false) {
+            return try await deadLetter(delivery, queue: queue, task: task, reason: .deadlineExpired, errorType: "deadline_expired",
+                                        message: "the deadline \(deadline) passed (or falls before the task may start)")
+        }
         if let notBefore = task.notBefore, notBefore.timeIntervalSince(now) > 0.02 {
             // Early from the delay ladder (a long wait hops through tiers): back it goes.
             try await publishAll([topology.message(for: task, now: now)])
             return try await delivery.ack()
-        }
-        if let deadline = task.deadline, deadline < now {
-            return try await deadLetter(delivery, queue: queue, task: task, reason: .deadlineExpired, errorType: "deadline_expired",
-                                        message: "the deadline \(deadline) passed before the task started")
         }
         guard let handler = registry.handler(for: task.name) else {
             return try await deadLetter(delivery, queue: queue, task: task, reason: .unknownTask, errorType: "unknown_task",
@@ -243,13 +261,13 @@ public final class Worker: Service {
             try await publishAll([topology.eventMessage(e)])
             statsBox.withLock { $0.succeeded += 1 }
             try await delivery.ack()
-        case .failure(let error) where error is CancellationError && Task.isCancelled:
+        case .failure where Task.isCancelled:
             // Shutdown past its grace period: back to the queue, not a failure.
             try? await delivery.reject(requeue: true)
         case .failure(let error):
             let (kind, message, retryable) = Self.describe(error)
             let policy = task.retryPolicy ?? configuration.retryPolicy
-            let decision: RetryDecision = retryable
+            let decision: RetryDecision = retryable && !configuration.retryPolicy.nonRetryable.contains(kind)
                 ? policy.decision(afterAttempt: task.attempt, errorKind: kind, maxAttemptsOverride: task.maxAttempts ?? (task.retryPolicy == nil ? nil : configuration.retryPolicy.maxAttempts))
                 : .dead(.nonRetryable)
             switch decision {
@@ -262,7 +280,10 @@ public final class Worker: Service {
                 e.errorMessage = message
                 e.nextDelayMilliseconds = delay
                 e.durationMilliseconds = milliseconds
-                try await publishAll([topology.message(for: next), topology.eventMessage(e)])
+                // The copy must be safe before the ack; the event is reported, not required
+                // (publishing both as one batch could requeue a task whose copy exists).
+                try await publishAll([topology.message(for: next)])
+                await publishEvent(e)
                 statsBox.withLock { $0.retried += 1 }
                 try await delivery.ack()
             case .dead(let reason):
@@ -294,8 +315,8 @@ public final class Worker: Service {
             "queue": "\(queue)", "reason": "\(reason.rawValue)", "task.id": "\(task?.id ?? delivery.properties.messageId ?? "?")",
             "error": "\(message)",
         ])
-        var messages = [topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: reason,
-                                             errorType: errorType, errorMessage: message, worker: configuration.workerID)]
+        try await publishAll([topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: reason,
+                                                   errorType: errorType, errorMessage: message, worker: configuration.workerID)])
         var e: TaskEvent
         if let task {
             e = event(.dead, task)
@@ -306,10 +327,18 @@ public final class Worker: Service {
         e.deadReason = reason
         e.errorType = errorType
         e.errorMessage = message
-        messages.append(topology.eventMessage(e))
-        try await publishAll(messages)
+        await publishEvent(e)
         statsBox.withLock { $0.dead += 1 }
         try await delivery.ack()
+    }
+
+    /// Publishes an event and waits for the broker; a failure is logged, not thrown.
+    private func publishEvent(_ event: TaskEvent) async {
+        do {
+            try await publishAll([topology.eventMessage(event)])
+        } catch {
+            logger.warning("could not publish a task event", metadata: ["kind": "\(event.kind.rawValue)", "task.id": "\(event.taskID)", "error": "\(error)"])
+        }
     }
 
     private func event(_ kind: TaskEvent.Kind, _ task: TaskEnvelope) -> TaskEvent {
