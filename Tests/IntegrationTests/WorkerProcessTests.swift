@@ -78,6 +78,8 @@ struct WorkerProcessTests {
         worker.terminate()  // SIGTERM
         #expect(try await within(30, "the worker to exit") { try await SluiceBinary.exitStatus(of: worker) } == 0)
         let started = await Set(events.events.filter { $0.kind == .started }.map(\.taskID))
+        // Their outcome events were confirmed before the worker exited; the recorder may lag a little.
+        _ = try await events.waitForOutcomes(started, seconds: 10)
         let finished = await Set(events.outcomes.keys)
         #expect(started.isSubset(of: finished), "every task that started before SIGTERM finished")
         let left = Int(try await h.broker.queueState(h.topology.workQueue("term")).messageCount)

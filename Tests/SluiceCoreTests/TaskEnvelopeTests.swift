@@ -20,7 +20,7 @@ struct TaskEnvelopeTests {
         #expect(properties.deliveryMode == 2)
         #expect(properties.correlationId == "run-1")
         #expect(properties.headers?[WireHeader.version]?.intValue == 1)
-        let decoded = try TaskEnvelope.decode(properties: properties, body: body, queue: "ignored")
+        let decoded = try TaskEnvelope.decode(properties: properties, body: body, queue: "emails")
         var expected = task
         expected.retryPolicy?.maxAttempts = RetryPolicy().maxAttempts  // the header carries backoff only
         #expect(decoded == expected)
