@@ -83,6 +83,8 @@ public final class Worker: Service {
     public let configuration: Configuration
     private let logger: Logger
     private let statsBox = Mutex(Stats())
+    /// Fired when shutdown cancels running handlers: their failures mean "hand back".
+    private let handlersCancelled = ShutdownSignal()
     private let startedAt = Date()
 
     /// The worker's counters now.
@@ -176,6 +178,7 @@ public final class Worker: Service {
             group.addTask { (try? await Task.sleep(for: grace)) != nil ? false : true }
             if await group.next() == false {
                 logger.warning("returning unfinished tasks to the queue", metadata: ["count": "\(running.count)"])
+                handlersCancelled.fire()
                 running.cancelAll()
                 // Handlers that ignore cancellation get one more grace period; after
                 // that the worker stops anyway, and closing the connection returns
@@ -261,7 +264,7 @@ public final class Worker: Service {
             try await publishAll([topology.eventMessage(e)])
             statsBox.withLock { $0.succeeded += 1 }
             try await delivery.ack()
-        case .failure where Task.isCancelled:
+        case .failure where handlersCancelled.isFired:
             // Shutdown past its grace period: back to the queue, not a failure.
             try? await delivery.reject(requeue: true)
         case .failure(let error):
