@@ -78,9 +78,10 @@ struct WorkerInMemoryTests {
             return nil
         }
         registry.register("stubborn") { _ in
-            // Ignores cancellation: blocks past the limit and the grace period, then returns.
-            let end = ContinuousClock.now + .milliseconds(400)
-            while ContinuousClock.now < end { _ = try? await Task.sleep(for: .milliseconds(20)) }
+            // Ignores cancellation: waits (in a task that is not cancelled) past the
+            // limit and the grace period, then returns. No busy loop: that would
+            // starve the two-thread pool the other tests share.
+            await Task.detached { try? await Task.sleep(for: .milliseconds(400)) }.value
             return nil
         }
         let slow = try await client.enqueue(name: "slow", json: Array("{}".utf8), options: .init(queue: "q", maxAttempts: 1))
