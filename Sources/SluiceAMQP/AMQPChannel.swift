@@ -216,6 +216,12 @@ public final class AMQPChannel: Sendable {
                             message: "the delivery came on a connection that was lost; the broker redelivers it")
         }
         let state = self.state
+        if case .ack(multiple: false) = kind {
+            guard core.submitAck(.init(channel: state, deliveryTag: delivery.deliveryTag, generation: delivery.generation)) else {
+                throw AMQPError(.connectionClosed, operation: kind.name, message: "the connection is closed")
+            }
+            return
+        }
         let accepted = core.submit { core in
             do {
                 try core.acknowledge(state, delivery, kind: kind)

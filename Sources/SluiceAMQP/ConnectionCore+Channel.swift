@@ -223,6 +223,40 @@ extension ConnectionCore {
         channel.settleDeliveries(upTo: delivery.deliveryTag, multiple: kind.multiple)
     }
 
+    /// Sends a batch of single acks. Where the batch acknowledges every
+    /// outstanding delivery of a channel up to its highest tag, one
+    /// `basic.ack` with `multiple` replaces them all (one write instead of
+    /// many); otherwise each is sent alone. Acks of deliveries from a lost
+    /// connection are dropped: the broker redelivers those messages.
+    func sendAcks(_ acks: [PendingAck]) {
+        guard let connection else { return }
+        var byChannel: [ObjectIdentifier: (channel: ChannelState, tags: [UInt64])] = [:]
+        for ack in acks where ack.generation == generation {
+            byChannel[ObjectIdentifier(ack.channel), default: (ack.channel, [])].tags.append(ack.deliveryTag)
+        }
+        for (channel, tags) in byChannel.values {
+            guard channel.isOpen, channels[channel.id] === channel else { continue }
+            let sorted = tags.sorted()
+            let highest = sorted[sorted.count - 1]
+            let acked = Set(sorted)
+            let coversAll = sorted.count > 1 && channel.unacked.keys.allSatisfy { $0 > highest || acked.contains($0) }
+            var status: Int32 = 0
+            if coversAll {
+                status = amqp_basic_ack(connection, channel.id, highest, 1)
+                if status >= 0 { channel.settleDeliveries(upTo: highest, multiple: true) }
+            } else {
+                for tag in sorted where status >= 0 {
+                    status = amqp_basic_ack(connection, channel.id, tag, 0)
+                    if status >= 0 { channel.settleDeliveries(upTo: tag, multiple: false) }
+                }
+            }
+            if status < 0 {
+                connectionLost(AMQPCheck.libraryError(status, operation: "basic.ack"))
+                return
+            }
+        }
+    }
+
     enum AckKind: Sendable {
         case ack(multiple: Bool)
         case nack(multiple: Bool, requeue: Bool)

@@ -19,6 +19,15 @@ final class ConnectionCore: @unchecked Sendable {
         /// The thread has exited; new commands are refused.
         var finished = false
         var closeWaiters: [PendingResult<Void>] = []
+        /// Plain acks, kept apart from commands so that the thread can send
+        /// a run of them as one `multiple` ack (see `sendAcks`).
+        var acks: [PendingAck] = []
+    }
+
+    struct PendingAck {
+        let channel: ChannelState
+        let deliveryTag: UInt64
+        let generation: UInt64
     }
 
     let configuration: AMQPConnection.Configuration
@@ -85,6 +94,19 @@ final class ConnectionCore: @unchecked Sendable {
         let (accepted, wake) = inbox.withLock { inbox -> (Bool, Bool) in
             if inbox.finished { return (false, false) }
             inbox.commands.append(command)
+            if inbox.wakePending { return (true, false) }
+            inbox.wakePending = true
+            return (true, true)
+        }
+        if wake { signal() }
+        return accepted
+    }
+
+    /// Queues a single ack; false if the connection is finished.
+    func submitAck(_ ack: PendingAck) -> Bool {
+        let (accepted, wake) = inbox.withLock { inbox -> (Bool, Bool) in
+            if inbox.finished { return (false, false) }
+            inbox.acks.append(ack)
             if inbox.wakePending { return (true, false) }
             inbox.wakePending = true
             return (true, true)
@@ -224,25 +246,26 @@ final class ConnectionCore: @unchecked Sendable {
     }
 
     private func runCommands() {
-        let commands = inbox.withLock { inbox -> [Command] in
-            let taken = inbox.commands
+        let (commands, acks) = inbox.withLock { inbox -> ([Command], [PendingAck]) in
+            let taken = (inbox.commands, inbox.acks)
             inbox.commands.removeAll(keepingCapacity: true)
+            inbox.acks.removeAll(keepingCapacity: true)
             inbox.wakePending = false
             return taken
         }
-        for (i, command) in commands.enumerated() {
-            command(self)
-            if recovering || !running {
-                // The connection went down inside this command: the rest wait
-                // for recovery (or fail when the connection finishes).
-                let rest = commands[(i + 1)...]
-                if finished {
-                    for command in rest { command(self) }  // they fail: the connection is gone for good
-                } else if !rest.isEmpty {
-                    inbox.withLock { $0.commands.insert(contentsOf: rest, at: 0) }
-                }
-                break
-            }
+        if !acks.isEmpty { sendAcks(acks) }
+        var next = 0
+        while next < commands.count && !recovering && running {
+            commands[next](self)
+            next += 1
+        }
+        // The connection went down (while acking or inside a command): the rest
+        // wait for recovery, or fail when the connection is finished for good.
+        let rest = commands[next...]
+        if finished {
+            for command in rest { command(self) }
+        } else if !rest.isEmpty {
+            inbox.withLock { $0.commands.insert(contentsOf: rest, at: 0) }
         }
     }
 

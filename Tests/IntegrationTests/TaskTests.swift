@@ -48,7 +48,9 @@ struct TaskTests {
             return Array(#""ok""#.utf8)
         }
         registry.register("broken") { _ in throw TaskFailure(kind: "broken", "never works") }
-        let policy = RetryPolicy(maxAttempts: 3, baseMilliseconds: 300, factor: 2, capMilliseconds: 10_000, jitter: 0)
+        // Delays that are whole tiers of the ladder (1 s, then 1 s + 1 s), so the
+        // broker's TTL expiry is the only imprecision.
+        let policy = RetryPolicy(maxAttempts: 3, baseMilliseconds: 1000, factor: 2, capMilliseconds: 10_000, jitter: 0)
         let worker = h.startWorker(queues: ["retry"], registry: registry) { $0.retryPolicy = policy }
         let client = TaskClient(broker: h.broker)
         let flaky = try await client.enqueue(name: "flaky", json: Array("{}".utf8), options: .init(queue: "retry"))
@@ -59,14 +61,14 @@ struct TaskTests {
         #expect(outcomes[flaky]?.attempt == 3)
         let all = await events.events
         let retrying = all.filter { $0.taskID == flaky && $0.kind == .retrying }
-        #expect(retrying.map(\.nextDelayMilliseconds) == [300, 600])
+        #expect(retrying.map(\.nextDelayMilliseconds) == [1000, 2000])
         let starts = all.filter { $0.taskID == flaky && $0.kind == .started }.map(\.at)
         #expect(starts.count == 3)
         if starts.count == 3 {
             let gap1 = starts[1].timeIntervalSince(starts[0]), gap2 = starts[2].timeIntervalSince(starts[1])
-            #expect(gap1 >= 0.28 && gap1 < 3, "first retry after ~300 ms, was \(gap1)")
-            #expect(gap2 >= 0.58 && gap2 < 4, "second retry after ~600 ms, was \(gap2)")
-            #expect(gap2 > gap1)
+            #expect(gap1 >= 0.95 && gap1 < 5, "first retry after ~1 s, was \(gap1)")
+            #expect(gap2 >= 1.95 && gap2 < 8, "second retry after ~2 s, was \(gap2)")
+            #expect(gap2 > gap1 + 0.5, "delays grow: \(gap1) then \(gap2)")
         }
 
         #expect(outcomes[broken]?.kind == .dead)
