@@ -66,9 +66,10 @@ struct TaskTests {
         #expect(starts.count == 3)
         if starts.count == 3 {
             let gap1 = starts[1].timeIntervalSince(starts[0]), gap2 = starts[2].timeIntervalSince(starts[1])
-            #expect(gap1 >= 0.95 && gap1 < 5, "first retry after ~1 s, was \(gap1)")
-            #expect(gap2 >= 1.95 && gap2 < 8, "second retry after ~2 s, was \(gap2)")
-            #expect(gap2 > gap1 + 0.5, "delays grow: \(gap1) then \(gap2)")
+            // Each wait is at least the policy's delay; the tolerance above it covers the
+            // broker's TTL expiry, which lags under load (seen: +1 s on a busy 2-core run).
+            #expect(gap1 >= 0.95 && gap1 < 1 + 3, "first retry after ~1 s, was \(gap1)")
+            #expect(gap2 >= 1.95 && gap2 < 2 + 3, "second retry after ~2 s, was \(gap2)")
         }
 
         #expect(outcomes[broken]?.kind == .dead)
