@@ -59,7 +59,11 @@ struct TaskTests {
 
         #expect(outcomes[flaky]?.kind == .succeeded)
         #expect(outcomes[flaky]?.attempt == 3)
-        let all = await events.events
+        // `started` events are not waited for by the worker: they may trail the outcome.
+        let flakyID = flaky
+        let all = try await events.waitUntil("three started events of the flaky task", seconds: 10) { events in
+            events.filter { $0.taskID == flakyID && $0.kind == .started }.count >= 3
+        }
         let retrying = all.filter { $0.taskID == flaky && $0.kind == .retrying }
         #expect(retrying.map(\.nextDelayMilliseconds) == [1000, 2000])
         let starts = all.filter { $0.taskID == flaky && $0.kind == .started }.map(\.at)
