@@ -43,7 +43,7 @@ extension ConnectionCore {
         let delay = backoff.nextDelay()
         let milliseconds = Int32(clamping: delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
         _ = waitForWork(timeoutMilliseconds: milliseconds, includeSocket: false)
-        if closeRequestedNow() {
+        if closeRequested() {
             recovering = false
             finish(error: nil)
             return
@@ -161,9 +161,5 @@ extension ConnectionCore {
         _ = amqp_channel_open(connection, scratch.id)
         try AMQPCheck.reply(amqp_get_rpc_reply(connection), "open restore channel")
         amqp_maybe_release_buffers_on_channel(connection, scratch.id)
-    }
-
-    func closeRequestedNow() -> Bool {
-        inboxCloseRequested()
     }
 }

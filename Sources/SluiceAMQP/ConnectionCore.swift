@@ -91,22 +91,19 @@ final class ConnectionCore: @unchecked Sendable {
     /// Queues a command for the thread; false if the connection is finished.
     @discardableResult
     func submit(_ command: @escaping Command) -> Bool {
-        let (accepted, wake) = inbox.withLock { inbox -> (Bool, Bool) in
-            if inbox.finished { return (false, false) }
-            inbox.commands.append(command)
-            if inbox.wakePending { return (true, false) }
-            inbox.wakePending = true
-            return (true, true)
-        }
-        if wake { signal() }
-        return accepted
+        hand { $0.commands.append(command) }
     }
 
     /// Queues a single ack; false if the connection is finished.
     func submitAck(_ ack: PendingAck) -> Bool {
+        hand { $0.acks.append(ack) }
+    }
+
+    /// Adds work to the inbox and wakes the thread unless a wake-up is already pending.
+    private func hand(_ add: (inout Inbox) -> Void) -> Bool {
         let (accepted, wake) = inbox.withLock { inbox -> (Bool, Bool) in
             if inbox.finished { return (false, false) }
-            inbox.acks.append(ack)
+            add(&inbox)
             if inbox.wakePending { return (true, false) }
             inbox.wakePending = true
             return (true, true)
@@ -167,7 +164,7 @@ final class ConnectionCore: @unchecked Sendable {
         _ = try? await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in pending.install(c) }
     }
 
-    func inboxCloseRequested() -> Bool {
+    func closeRequested() -> Bool {
         inbox.withLock { $0.closeRequested }
     }
 
@@ -203,7 +200,7 @@ final class ConnectionCore: @unchecked Sendable {
                 continue
             }
             runCommands()
-            if inbox.withLock({ $0.closeRequested }) {
+            if closeRequested() {
                 break
             }
             if connection == nil { continue }

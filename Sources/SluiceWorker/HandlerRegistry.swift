@@ -31,7 +31,7 @@ public struct HandlerRegistry: Sendable {
         handlers[T.name] = { context in
             let arguments = try context.decode(T.Arguments.self)
             let result = try await handler(arguments, context)
-            if result is Void || result is EmptyResult { return nil }
+            if result is EmptyResult { return nil }
             return Array(try JSONEncoder().encode(result))
         }
     }
