@@ -157,8 +157,8 @@ enum SluiceBinary {
         return tests.deletingLastPathComponent().appendingPathComponent("sluice")
     }
 
-    /// Starts `sluice ARGS`; output goes to a log file.
-    static func start(_ arguments: [String]) throws -> Process {
+    /// A `sluice ARGS` process (not started) whose output goes to a new log file.
+    private static func process(_ arguments: [String]) throws -> (Process, log: URL, handle: FileHandle) {
         let process = Process()
         process.executableURL = url
         process.arguments = arguments
@@ -168,6 +168,12 @@ enum SluiceBinary {
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
+        return (process, log, handle)
+    }
+
+    /// Starts `sluice ARGS`; output goes to a log file.
+    static func start(_ arguments: [String]) throws -> Process {
+        let (process, _, _) = try process(arguments)
         try process.run()
         return process
     }
@@ -179,16 +185,8 @@ enum SluiceBinary {
 
     /// Runs `sluice ARGS` to the end; returns its status and output.
     static func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = url
-        process.arguments = arguments
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let (process, log, handle) = try process(arguments)
         defer { try? FileManager.default.removeItem(at: log) }
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
         let status = try await exitStatus(of: process, start: true)
         try? handle.close()
         return (status, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
