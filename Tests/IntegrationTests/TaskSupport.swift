@@ -62,6 +62,22 @@ struct TaskHarness {
         return out
     }
 
+    /// Waits until a work queue holds `count` ready messages. Messages a closed
+    /// consumer held return to a quorum queue asynchronously (through Raft), so a
+    /// count read right after the worker exits may still be low.
+    func waitForReady(_ queue: String, count: Int, seconds: Double = 10) async throws {
+        let broker = self.broker
+        let name = topology.workQueue(queue)
+        var last = -1
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            last = Int(try await broker.queueState(name).messageCount)
+            if last == count { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TimedOut(what: "\(name) to hold \(count) ready messages (it holds \(last))", seconds: seconds)
+    }
+
     /// Publishes a raw message to the tasks exchange (as a foreign client would).
     func publishRaw(queue: String, body: [UInt8], properties: BasicProperties) async throws {
         try await broker.prepare(queues: [queue])
