@@ -27,8 +27,9 @@ public struct RawAMQPBenchmark: Sendable {
     }
 
     /// Publishes `count` persistent messages to a fresh queue of `queueType`
-    /// (every confirm awaited), then consumes and acks them all.
-    public func run(queueType: String) async throws -> Result {
+    /// (every confirm awaited), then consumes and acks them all (or, with
+    /// `consume` false, deletes the queue; the consume rate is then 0).
+    public func run(queueType: String, consume: Bool = true) async throws -> Result {
         let connection = try await AMQPConnection.connect(.init(url: url, connectionName: "sluice bench", confirmWindow: inFlight))
         defer { Task { await connection.close() } }
         let channel = try await connection.openChannel(confirms: true)
@@ -41,6 +42,11 @@ public struct RawAMQPBenchmark: Sendable {
             for result in try await channel.publish(batch: Array(repeating: message, count: n)) { try result.get() }
         }
         let publishSeconds = seconds(since: start)
+        guard consume else {
+            try await channel.queueDelete(queue)
+            await connection.close()
+            return Result(queueType: queueType, confirmedPublishesPerSecond: Double(count) / publishSeconds, consumeAckPerSecond: 0)
+        }
 
         let consumerChannel = try await connection.openChannel()
         try await consumerChannel.qos(prefetchCount: prefetch)

@@ -1,4 +1,5 @@
 import Foundation
+import Histogram
 import Logging
 import ServiceLifecycle
 import SluiceAMQP
@@ -10,60 +11,68 @@ import Synchronization
 
 /// Task throughput and latency through Sluice's own producer and worker,
 /// beside the raw AMQP ceiling measured in the same run.
+///
+/// The broker's speed drifts between runs (and within one: quorum-queue
+/// segment writes, garbage collection), so the run takes several rounds, each
+/// measuring the raw ceiling and the task rates back to back, alternating
+/// which goes first, and reports each round and the medians.
 public struct TaskBenchmark: Sendable {
-    public struct Result: Sendable {
+    public struct Round: Sendable {
         public var rawConfirmedPublishesPerSecond: Double
         public var enqueuePerSecond: Double
         public var endToEndPerSecond: Double
-        /// Enqueue-to-start latency at the offered rate, microseconds, sorted.
-        public var startLatencies: [Int]
+        public var enqueueRatio: Double { enqueuePerSecond / rawConfirmedPublishesPerSecond }
+        public var endToEndRatio: Double { endToEndPerSecond / rawConfirmedPublishesPerSecond }
+    }
+
+    public struct Result: Sendable {
+        public var rounds: [Round]
+        /// Enqueue-to-start latency at the offered rate, microseconds.
+        public var startLatency: Histogram<UInt64>
         public var offeredRate: Int
+
+        public var medianRaw: Double { median(rounds.map(\.rawConfirmedPublishesPerSecond)) }
+        public var medianEnqueue: Double { median(rounds.map(\.enqueuePerSecond)) }
+        public var medianEndToEnd: Double { median(rounds.map(\.endToEndPerSecond)) }
+        public var medianEnqueueRatio: Double { median(rounds.map(\.enqueueRatio)) }
+        public var medianEndToEndRatio: Double { median(rounds.map(\.endToEndRatio)) }
+        /// Enqueue-to-start latency at a percentile (0-100), microseconds.
+        public func startLatency(percentile: Double) -> Int { Int(startLatency.valueAtPercentile(percentile)) }
+        public var startLatencyMax: Int { Int(startLatency.max) }
     }
 
     public var url: AMQPURL
     public var count: Int
     public var concurrency: Int
+    public var rounds: Int
     public var latencyTasks: Int
     public var offeredRate: Int
     /// Whether the worker publishes `started` events (one more publish per task).
     public var startedEvents: Bool
 
-    public init(url: AMQPURL, count: Int, concurrency: Int, latencyTasks: Int = 2000, offeredRate: Int = 500, startedEvents: Bool = true) {
-        self.startedEvents = startedEvents
+    public init(url: AMQPURL, count: Int, concurrency: Int, rounds: Int = 3, latencyTasks: Int = 2000, offeredRate: Int = 500,
+                startedEvents: Bool = false) {
         self.url = url
         self.count = count
         self.concurrency = concurrency
+        self.rounds = max(1, rounds)
         self.latencyTasks = latencyTasks
         self.offeredRate = offeredRate
+        self.startedEvents = startedEvents
     }
 
     public func run(progress: @Sendable (String) -> Void = { _ in }) async throws -> Result {
-        progress("raw AMQP ceiling (quorum, \(count) × 100 B)...")
-        let raw = try await RawAMQPBenchmark(url: url, count: count).run(queueType: "quorum")
-
         let topology = try Topology(prefix: "sluice-bench-\(UInt32.random(in: 0...UInt32.max))")
         let broker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks")
         let client = TaskClient(broker: broker)
         let queue = "bench"
         try await broker.prepare(queues: [queue])
-        let arguments = Array(#"{"n":0}"#.utf8)
-
-        progress("confirmed enqueue of \(count) tasks...")
-        let enqueueStart = ContinuousClock.now
-        try await pipelined(count: count, inFlight: 1024) { n in
-            let results = try await client.enqueue(batch: Array(
-                repeating: TaskClient.Request(name: "bench.noop", arguments: arguments, options: .init(queue: queue)), count: n))
-            for r in results { _ = try r.get() }
-        }
-        let enqueueSeconds = seconds(since: enqueueStart)
-
-        progress("end to end: one worker, concurrency \(concurrency)...")
-        let done = Completion(target: count)
+        let latencies = LatencyRecorder()
         var registry = HandlerRegistry()
         registry.register("bench.noop") { _ in nil }
         registry.register("bench.latency") { context in
             let sent = try context.decode(LatencyArguments.self).sent
-            done.recordLatency(Int(DispatchTime.now().uptimeNanoseconds - sent) / 1000)
+            latencies.record(microseconds: (DispatchTime.now().uptimeNanoseconds - sent) / 1000)
             return nil
         }
         var logger = Logger(label: "sluice.bench")
@@ -71,15 +80,64 @@ public struct TaskBenchmark: Sendable {
         var configuration = Worker.Configuration(queues: [queue], concurrency: concurrency)
         configuration.middleware = []
         configuration.publishStartedEvents = startedEvents
-        let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
-        let e2eStart = ContinuousClock.now
-        let running = Task { try await group.run() }
-        // Finished when the worker has settled every task (acked after its event was confirmed).
-        while worker.stats.processed < count { try await Task.sleep(for: .milliseconds(5)) }
-        let e2eSeconds = seconds(since: e2eStart)
+        let workerConfiguration = configuration
+
+        func startWorker() -> (Worker, ServiceGroup, Task<Void, any Error>) {
+            let worker = Worker(broker: broker, registry: registry, configuration: workerConfiguration, logger: logger)
+            let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
+            return (worker, group, Task { try await group.run() })
+        }
+
+        let arguments = Array(#"{"n":0}"#.utf8)
+        var results: [Round] = []
+        for round in 1...rounds {
+            let label = "round \(round)/\(rounds)"
+            func measureRaw() async throws -> Double {
+                progress("\(label): raw ceiling (quorum, \(count) × 100 B, confirmed)...")
+                return try await RawAMQPBenchmark(url: url, count: count).run(queueType: "quorum", consume: false)
+                    .confirmedPublishesPerSecond
+            }
+            func measureEnqueue() async throws -> Double {
+                progress("\(label): confirmed enqueue of \(count) tasks...")
+                let start = ContinuousClock.now
+                try await pipelined(count: count, inFlight: 1024) { n in
+                    let results = try await client.enqueue(batch: Array(
+                        repeating: TaskClient.Request(name: "bench.noop", arguments: arguments, options: .init(queue: queue)), count: n))
+                    for r in results { _ = try r.get() }
+                }
+                return Double(count) / seconds(since: start)
+            }
+            // Alternate the order so that neither side always runs on a broker
+            // still busy with the other's aftermath.
+            let raw: Double, enqueue: Double
+            if round % 2 == 1 {
+                raw = try await measureRaw()
+                enqueue = try await measureEnqueue()
+            } else {
+                enqueue = try await measureEnqueue()
+                raw = try await measureRaw()
+            }
+
+            progress("\(label): end to end, one worker, concurrency \(concurrency)...")
+            let (worker, group, running) = startWorker()
+            // The clock starts at the first settled task, so that the worker's
+            // start-up (declares, consumer) does not count as throughput; it
+            // stops when every task is settled (acked after its event was confirmed).
+            var first = 0
+            while first == 0 {
+                try await Task.sleep(for: .milliseconds(1))
+                first = worker.stats.processed
+            }
+            let start = ContinuousClock.now
+            while worker.stats.processed < count { try await Task.sleep(for: .milliseconds(2)) }
+            let endToEnd = Double(count - first) / seconds(since: start)
+            await group.triggerGracefulShutdown()
+            try await running.value
+            results.append(Round(rawConfirmedPublishesPerSecond: raw, enqueuePerSecond: enqueue, endToEndPerSecond: endToEnd))
+        }
 
         progress("enqueue-to-start latency: \(latencyTasks) tasks at \(offeredRate)/s...")
+        let (_, group, running) = startWorker()
         let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, offeredRate)))
         let latencyStart = ContinuousClock.now
         for i in 0..<latencyTasks {
@@ -88,29 +146,37 @@ public struct TaskBenchmark: Sendable {
             try await client.enqueue(name: "bench.latency", json: Array(try JSONEncoder().encode(LatencyArguments(sent: sent))),
                                      options: .init(queue: queue))
         }
-        while done.latencyCount < latencyTasks { try await Task.sleep(for: .milliseconds(5)) }
+        while latencies.count < latencyTasks { try await Task.sleep(for: .milliseconds(5)) }
         await group.triggerGracefulShutdown()
         try await running.value
-        // The bench prefix's queues and exchanges stay small and empty; remove the work queues.
+
+        // The bench prefix's queues and exchanges stay small and empty; remove them.
         let admin = try await broker.connection.openChannel()
         try await admin.queueDelete(topology.workQueue(queue))
         try await admin.queueDelete(topology.deadQueue(queue))
         for (q, _) in topology.delayQueues { try await admin.queueDelete(q.name) }
         for e in topology.exchanges { try await admin.exchangeDelete(e.name) }
         await broker.close()
-        return Result(rawConfirmedPublishesPerSecond: raw.confirmedPublishesPerSecond,
-                      enqueuePerSecond: Double(count) / enqueueSeconds, endToEndPerSecond: Double(count) / e2eSeconds,
-                      startLatencies: done.latencies.sorted(), offeredRate: offeredRate)
+        return Result(rounds: results, startLatency: latencies.histogram, offeredRate: offeredRate)
     }
 
     struct LatencyArguments: Codable { var sent: UInt64 }
 
-    final class Completion: Sendable {
-        let target: Int
-        private let samples = Mutex<[Int]>([])
-        init(target: Int) { self.target = target }
-        func recordLatency(_ micros: Int) { samples.withLock { $0.append(micros) } }
-        var latencyCount: Int { samples.withLock { $0.count } }
-        var latencies: [Int] { samples.withLock { $0 } }
+    final class LatencyRecorder: Sendable {
+        // Microseconds, up to a minute at three significant digits.
+        private let state = Mutex(Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three))
+        func record(microseconds: UInt64) {
+            _ = state.withLock { $0.record(min(microseconds, 60_000_000)) }
+        }
+        var count: Int { Int(state.withLock { $0.totalCount }) }
+        var histogram: Histogram<UInt64> { state.withLock { $0 } }
     }
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+public func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return 0 }
+    let mid = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }

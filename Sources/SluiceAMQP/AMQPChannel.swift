@@ -116,7 +116,7 @@ public final class AMQPChannel: Sendable {
     /// Publishes one message. On a confirm channel, returns once the broker confirmed it.
     public func publish(_ message: OutboundMessage) async throws {
         let state = self.state
-        try await core.perform { (core, pending: PendingResult<Void>) in
+        try await core.perform(onlyWrites: true) { (core, pending: PendingResult<Void>) in
             core.publish(state, PublishRequest(message: message, waiter: .single(pending)))
         }
     }
@@ -132,7 +132,7 @@ public final class AMQPChannel: Sendable {
     /// and returns each one's outcome, in order, once all are settled.
     public func publish(batch messages: [OutboundMessage]) async throws -> [Result<Void, AMQPError>] {
         let state = self.state
-        return try await core.perform { (core, pending: PendingResult<[Result<Void, AMQPError>]>) in
+        return try await core.perform(onlyWrites: true) { (core, pending: PendingResult<[Result<Void, AMQPError>]>) in
             let batch = BatchConfirmation(count: messages.count, pending: pending)
             for (i, message) in messages.enumerated() {
                 core.publish(state, PublishRequest(message: message, waiter: .batch(batch, index: i)))

@@ -22,6 +22,9 @@ final class ConnectionCore: @unchecked Sendable {
         /// Plain acks, kept apart from commands so that the thread can send
         /// a run of them as one `multiple` ack (see `sendAcks`).
         var acks: [PendingAck] = []
+        /// Every queued command only writes (publishes, acks): none waits for a
+        /// reply, so the thread may cork the socket while it runs them.
+        var onlyWrites = true
     }
 
     struct PendingAck {
@@ -89,9 +92,15 @@ final class ConnectionCore: @unchecked Sendable {
     }
 
     /// Queues a command for the thread; false if the connection is finished.
+    ///
+    /// `onlyWrites`: the command sends frames and never waits for a reply
+    /// (a publish), so it may run with the socket corked.
     @discardableResult
-    func submit(_ command: @escaping Command) -> Bool {
-        hand { $0.commands.append(command) }
+    func submit(onlyWrites: Bool = false, _ command: @escaping Command) -> Bool {
+        hand {
+            $0.commands.append(command)
+            if !onlyWrites { $0.onlyWrites = false }
+        }
     }
 
     /// Queues a single ack; false if the connection is finished.
@@ -118,12 +127,13 @@ final class ConnectionCore: @unchecked Sendable {
     }
 
     /// Runs `body` on the connection thread; the body settles `pending` (now or later).
-    func perform<T: Sendable>(_ body: @escaping @Sendable (ConnectionCore, PendingResult<T>) -> Void) async throws -> T {
+    func perform<T: Sendable>(onlyWrites: Bool = false,
+                              _ body: @escaping @Sendable (ConnectionCore, PendingResult<T>) -> Void) async throws -> T {
         let pending = PendingResult<T>()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
                 pending.install(continuation)
-                let accepted = submit { core in
+                let accepted = submit(onlyWrites: onlyWrites) { core in
                     if pending.isSettled { return }  // cancelled while queued
                     body(core, pending)
                 }
@@ -243,13 +253,21 @@ final class ConnectionCore: @unchecked Sendable {
     }
 
     private func runCommands() {
-        let (commands, acks) = inbox.withLock { inbox -> ([Command], [PendingAck]) in
-            let taken = (inbox.commands, inbox.acks)
+        let (commands, acks, onlyWrites) = inbox.withLock { inbox -> ([Command], [PendingAck], Bool) in
+            let taken = (inbox.commands, inbox.acks, inbox.onlyWrites)
             inbox.commands.removeAll(keepingCapacity: true)
             inbox.acks.removeAll(keepingCapacity: true)
             inbox.wakePending = false
+            inbox.onlyWrites = true
             return taken
         }
+        // rabbitmq-c writes every frame with its own send(). Corked, a run of
+        // publishes and acks leaves as a few full segments, and the broker
+        // wakes once for them instead of once per message. Never corked around
+        // a command that waits for a reply: its request would sit in the cork.
+        let corked: Int32 = onlyWrites && !commands.isEmpty ? socketFD : -1
+        if corked >= 0 { setCork(corked, true) }
+        defer { if corked >= 0 && corked == socketFD { setCork(corked, false) } }
         if !acks.isEmpty { sendAcks(acks) }
         var next = 0
         while next < commands.count && !recovering && running {
@@ -264,6 +282,12 @@ final class ConnectionCore: @unchecked Sendable {
         } else if !rest.isEmpty {
             inbox.withLock { $0.commands.insert(contentsOf: rest, at: 0) }
         }
+    }
+
+    /// TCP_CORK on or off; turning it off sends what it held.
+    private func setCork(_ fd: Int32, _ on: Bool) {
+        var value: Int32 = on ? 1 : 0
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_CORK, &value, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// Reads and handles frames; returns true if it stopped at its limit with more to read.

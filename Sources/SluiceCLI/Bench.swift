@@ -57,39 +57,58 @@ struct Bench: AsyncParsableCommand {
     struct Tasks: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Confirmed enqueue tasks/s, end-to-end no-op tasks/s through one worker, enqueue-to-start latency.",
-            discussion: "The raw AMQP ceiling is measured in the same run and printed beside each rate as a ratio.")
-        @Option(help: "Tasks for the throughput runs.") var count = 20_000
-        @Option(help: "Worker concurrency.") var concurrency = 100
+            discussion: """
+            Each round measures the raw AMQP ceiling (confirmed publishes of 100-byte persistent \
+            messages to a quorum queue), confirmed enqueue of --count tasks, and one in-process \
+            worker running them, and prints each rate beside the ceiling as a ratio. Rounds \
+            alternate which of the first two goes first; the summary gives the medians. Then \
+            --latency-tasks tasks are enqueued one at a time at --rate per second and the \
+            enqueue-to-start latency is reported (HdrHistogram).
+            """)
+        @Option(help: "Tasks per round for the throughput runs.") var count = 50_000
+        @Option(help: "Worker concurrency (tasks in flight; a no-op task needs a deep pipeline).") var concurrency = 300
+        @Option(help: "Rounds of raw ceiling, enqueue and end to end.") var rounds = 5
         @Option(help: "Tasks for the latency run.") var latencyTasks = 2000
         @Option(help: "Offered rate for the latency run, tasks/s.") var rate = 500
-        @Flag(inversion: .prefixedNo, help: "Publish `started` events (as workers do by default).") var startedEvents = true
+        @Flag(help: "The worker also publishes `started` events (workers do not by default).") var startedEvents = false
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var connection: ConnectionOptions
 
         func validate() throws {
-            guard count > 0, concurrency > 0, latencyTasks > 0, rate > 0 else { throw ValidationError("all counts must be positive") }
+            guard count > 0, concurrency > 0, rounds > 0, latencyTasks > 0, rate > 0 else {
+                throw ValidationError("--count, --concurrency, --rounds, --latency-tasks and --rate must be positive")
+            }
         }
 
         func run() async throws {
             let url = try connection.resolvedURL()
             let quiet = json
-            let r = try await TaskBenchmark(url: url, count: count, concurrency: concurrency, latencyTasks: latencyTasks, offeredRate: rate, startedEvents: startedEvents)
+            let r = try await TaskBenchmark(url: url, count: count, concurrency: concurrency, rounds: rounds,
+                                            latencyTasks: latencyTasks, offeredRate: rate, startedEvents: startedEvents)
                 .run { if !quiet { standardError($0) } }
-            let l = r.startLatencies
-            let ratioEnqueue = r.enqueuePerSecond / r.rawConfirmedPublishesPerSecond
-            let ratioE2E = r.endToEndPerSecond / r.rawConfirmedPublishesPerSecond
+            let latency: [String: Int] = ["p50": r.startLatency(percentile: 50), "p99": r.startLatency(percentile: 99), "max": r.startLatencyMax]
             if json {
-                printJSON(["raw_confirmed_publishes_per_s": r.rawConfirmedPublishesPerSecond.rounded(),
-                           "enqueue_per_s": r.enqueuePerSecond.rounded(), "enqueue_ratio": ratioEnqueue,
-                           "end_to_end_per_s": r.endToEndPerSecond.rounded(), "end_to_end_ratio": ratioE2E,
-                           "start_latency_us": ["p50": percentile(l, 0.5), "p99": percentile(l, 0.99), "max": l.last ?? 0],
-                           "offered_rate": r.offeredRate, "count": count, "concurrency": concurrency])
-            } else {
-                print("raw AMQP ceiling (quorum, confirmed): \(Int(r.rawConfirmedPublishesPerSecond))/s")
-                print("confirmed enqueue:                    \(Int(r.enqueuePerSecond)) tasks/s (\(Int(ratioEnqueue * 100))% of raw)")
-                print("end to end, 1 worker, concurrency \(concurrency): \(Int(r.endToEndPerSecond)) tasks/s (\(Int(ratioE2E * 100))% of raw)")
-                print("enqueue-to-start at \(r.offeredRate)/s: p50 \(percentile(l, 0.5)) µs, p99 \(percentile(l, 0.99)) µs, max \(l.last ?? 0) µs")
+                printJSON([
+                    "rounds": r.rounds.map { ["raw_confirmed_publishes_per_s": $0.rawConfirmedPublishesPerSecond.rounded(),
+                                              "enqueue_per_s": $0.enqueuePerSecond.rounded(), "enqueue_ratio": $0.enqueueRatio,
+                                              "end_to_end_per_s": $0.endToEndPerSecond.rounded(), "end_to_end_ratio": $0.endToEndRatio] },
+                    "median": ["raw_confirmed_publishes_per_s": r.medianRaw.rounded(), "enqueue_per_s": r.medianEnqueue.rounded(),
+                               "enqueue_ratio": r.medianEnqueueRatio, "end_to_end_per_s": r.medianEndToEnd.rounded(),
+                               "end_to_end_ratio": r.medianEndToEndRatio],
+                    "start_latency_us": latency, "offered_rate": r.offeredRate, "count": count, "concurrency": concurrency,
+                    "started_events": startedEvents,
+                ])
+                return
             }
+            func pct(_ x: Double) -> String { "\(Int((x * 100).rounded()))%" }
+            print("round  raw publish/s  enqueue/s (ratio)   end to end/s (ratio)")
+            for (i, round) in r.rounds.enumerated() {
+                print(String(format: "%5d  %13.0f  %9.0f (%@)   %12.0f (%@)", i + 1, round.rawConfirmedPublishesPerSecond,
+                             round.enqueuePerSecond, pct(round.enqueueRatio), round.endToEndPerSecond, pct(round.endToEndRatio)))
+            }
+            print("median: raw \(Int(r.medianRaw))/s; confirmed enqueue \(Int(r.medianEnqueue)) tasks/s (\(pct(r.medianEnqueueRatio)) of raw); "
+                + "end to end, 1 worker, concurrency \(concurrency): \(Int(r.medianEndToEnd)) tasks/s (\(pct(r.medianEndToEndRatio)) of raw)")
+            print("enqueue-to-start at \(r.offeredRate)/s: p50 \(latency["p50"]!) µs, p99 \(latency["p99"]!) µs, max \(latency["max"]!) µs")
         }
     }
 }

@@ -41,8 +41,8 @@ struct WorkerCommand: AsyncParsableCommand {
     var retryMax: String = "10m"
     @Option(help: "Largest task body accepted, in bytes; larger ones are dead-lettered.")
     var maxBodyBytes: Int = 1 << 20
-    @Flag(inversion: .prefixedNo, help: "Publish a `started` event per task (not waited for).")
-    var startedEvents = true
+    @Flag(help: "Also publish a `started` event per task (outcome events always carry the wait and run time).")
+    var startedEvents = false
     @Option(help: "Log level: trace, debug, info, warning, error.")
     var logLevel: String = "info"
     @OptionGroup var connection: ConnectionOptions

@@ -41,21 +41,44 @@ extension Broker {
 /// A running consumer: deliveries, and a way to stop them.
 public struct BrokerConsumer: AsyncSequence, Sendable {
     public typealias Element = BrokerDelivery
-    let stream: AsyncThrowingStream<BrokerDelivery, any Error>
+    private let makeIterator: @Sendable () -> Iterator
     private let cancelBody: @Sendable () async throws -> Void
 
     /// A consumer from a stream and a cancel action.
     public init(stream: AsyncThrowingStream<BrokerDelivery, any Error>, cancel: @escaping @Sendable () async throws -> Void) {
-        self.stream = stream
+        self.init(stream, cancel: cancel)
+    }
+
+    /// A consumer reading any sequence of deliveries directly (no task or
+    /// stream in between, which would cost a hand-over per delivery).
+    public init<Base: AsyncSequence & Sendable>(_ base: Base, cancel: @escaping @Sendable () async throws -> Void)
+    where Base.Element == BrokerDelivery {
+        self.makeIterator = { Iterator(base.makeAsyncIterator()) }
         self.cancelBody = cancel
     }
 
-    public func makeAsyncIterator() -> AsyncThrowingStream<BrokerDelivery, any Error>.AsyncIterator {
-        stream.makeAsyncIterator()
-    }
+    public func makeAsyncIterator() -> Iterator { makeIterator() }
 
     /// Stops new deliveries; the sequence ends after those already received.
     public func cancel() async throws { try await cancelBody() }
+
+    /// Reads the underlying sequence's iterator (one reader, as for any iterator).
+    public struct Iterator: AsyncIteratorProtocol {
+        private let nextBody: () async throws -> BrokerDelivery?
+
+        init<Base: AsyncIteratorProtocol>(_ base: Base) where Base.Element == BrokerDelivery {
+            let box = IteratorBox(base)
+            nextBody = { try await box.next() }
+        }
+
+        public mutating func next() async throws -> BrokerDelivery? { try await nextBody() }
+    }
+
+    private final class IteratorBox<Base: AsyncIteratorProtocol> {
+        var base: Base
+        init(_ base: Base) { self.base = base }
+        func next() async throws -> Base.Element? { try await base.next() }
+    }
 }
 
 /// Settles one delivery.

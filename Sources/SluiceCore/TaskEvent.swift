@@ -31,6 +31,11 @@ public struct TaskEvent: Sendable, Hashable, Codable {
     public var worker: String?
     /// `succeeded`/`failed`: how long the handler ran, in milliseconds.
     public var durationMilliseconds: Double?
+    /// Outcomes of a run (`succeeded`, `retrying`, `dead` after running): how
+    /// long the attempt waited between becoming due (enqueued, or its
+    /// not-before time) and its start, in milliseconds. Carried here so that
+    /// monitoring needs no `started` events.
+    public var waitMilliseconds: Double?
 
     public init(kind: Kind, task: TaskEnvelope, at: Date = Date(), worker: String? = nil) {
         self.kind = kind
@@ -60,6 +65,7 @@ public struct TaskEvent: Sendable, Hashable, Codable {
         if let result { w.field("result", result) }
         w.field("taskID", taskID)
         w.field("taskName", taskName)
+        if let waitMilliseconds { w.field("waitMilliseconds", waitMilliseconds) }
         if let worker { w.field("worker", worker) }
         if let workflowRunID { w.field("workflowRunID", workflowRunID) }
         if let workflowStep { w.field("workflowStep", workflowStep) }

@@ -1,30 +1,39 @@
 import SluiceAMQP
 import SluiceCore
+import Synchronization
 
 /// The ``Broker`` protocol on RabbitMQ, through SluiceAMQP.
 ///
-/// One connection (with automatic recovery); one confirm channel for all
+/// One connection (with automatic recovery); a few confirm channels for
 /// publishing; one channel per consumer. Everything it declares comes from
 /// the ``Topology``.
+///
+/// Each `publish` call goes out on one publisher channel, taken in turn.
+/// RabbitMQ handles a channel's publishes in one process, one after another,
+/// so two channels let a busy producer use two broker cores. Order holds
+/// where it did with one channel: within a call, and between calls made one
+/// after another (a call returns only once the broker has confirmed it).
 public final class RabbitMQBroker: Broker {
     public let topology: Topology
     /// The underlying connection.
     public let connection: AMQPConnection
-    private let publisher: AMQPChannel
+    private let publishers: [AMQPChannel]
+    private let nextPublisher = Atomic<UInt>(0)
 
-    private init(topology: Topology, connection: AMQPConnection, publisher: AMQPChannel) {
+    private init(topology: Topology, connection: AMQPConnection, publishers: [AMQPChannel]) {
         self.topology = topology
         self.connection = connection
-        self.publisher = publisher
+        self.publishers = publishers
     }
 
-    /// Connects and opens the publishing channel.
+    /// Connects and opens the publishing channels.
     public static func connect(url: AMQPURL, topology: Topology, connectionName: String = "sluice",
-                               confirmWindow: Int = 1024) async throws -> RabbitMQBroker {
+                               confirmWindow: Int = 1024, publisherChannels: Int = 2) async throws -> RabbitMQBroker {
         let connection = try await AMQPConnection.connect(.init(url: url, connectionName: connectionName,
                                                                confirmWindow: confirmWindow))
-        let publisher = try await connection.openChannel(confirms: true)
-        return RabbitMQBroker(topology: topology, connection: connection, publisher: publisher)
+        var publishers: [AMQPChannel] = []
+        for _ in 0..<max(1, publisherChannels) { publishers.append(try await connection.openChannel(confirms: true)) }
+        return RabbitMQBroker(topology: topology, connection: connection, publishers: publishers)
     }
 
     public func prepare(queues: [String]) async throws {
@@ -45,29 +54,21 @@ public final class RabbitMQBroker: Broker {
     }
 
     public func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>] {
-        try await publisher.publish(batch: messages).map { $0.mapError { $0 as any Error } }
+        let turn = nextPublisher.wrappingAdd(1, ordering: .relaxed).oldValue
+        let publisher = publishers[Int(turn % UInt(publishers.count))]
+        return try await publisher.publish(batch: messages).map { $0.mapError { $0 as any Error } }
     }
 
     public func consume(queue: String, prefetch: Int) async throws -> BrokerConsumer {
         let channel = try await connection.openChannel()
         try await channel.qos(prefetchCount: UInt16(clamping: max(1, prefetch)))
         let consumer = try await channel.consume(queue: queue)
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: BrokerDelivery.self)
-        let pump = Task {
-            do {
-                for try await delivery in consumer {
-                    let count = delivery.properties.headers?["x-delivery-count"]?.intValue ?? (delivery.redelivered ? 1 : 0)
-                    continuation.yield(BrokerDelivery(
-                        properties: delivery.properties, body: delivery.body, redelivered: delivery.redelivered,
-                        deliveryCount: count, routingKey: delivery.routingKey, acknowledger: Acknowledger(delivery: delivery)))
-                }
-                continuation.finish()
-            } catch {
-                continuation.finish(throwing: error)
-            }
+        let deliveries = consumer.map { delivery in
+            let count = delivery.properties.headers?["x-delivery-count"]?.intValue ?? (delivery.redelivered ? 1 : 0)
+            return BrokerDelivery(properties: delivery.properties, body: delivery.body, redelivered: delivery.redelivered,
+                                  deliveryCount: count, routingKey: delivery.routingKey, acknowledger: Acknowledger(delivery: delivery))
         }
-        continuation.onTermination = { _ in pump.cancel() }
-        return BrokerConsumer(stream: stream) {
+        return BrokerConsumer(deliveries) {
             try await consumer.cancel()
         }
     }

@@ -35,7 +35,10 @@ public final class Worker: Service {
         public var timeLimitGrace: Duration
         /// How long running tasks may finish after shutdown starts.
         public var shutdownGrace: Duration
-        /// Publish `started` events (not waited for).
+        /// Publish a `started` event per task (not waited for). Off by default,
+        /// as Celery's task events are: each costs the broker a publish, which
+        /// cut end-to-end throughput by a third (docs/performance.md), and the
+        /// outcome events already carry the wait and the run time.
         public var publishStartedEvents: Bool
         /// Interval of the worker's heartbeat on the events exchange.
         public var heartbeatInterval: Duration
@@ -47,7 +50,7 @@ public final class Worker: Service {
         public init(queues: [String], concurrency: Int = 10, retryPolicy: RetryPolicy = RetryPolicy(),
                     maxBodyBytes: Int = 1 << 20, maxResultBytes: Int = 64 << 10, timeLimit: Duration? = nil,
                     timeLimitGrace: Duration = .seconds(5), shutdownGrace: Duration = .seconds(30),
-                    publishStartedEvents: Bool = true, heartbeatInterval: Duration = .seconds(5),
+                    publishStartedEvents: Bool = false, heartbeatInterval: Duration = .seconds(5),
                     workerID: String = Worker.defaultWorkerID, middleware: [any WorkerMiddleware] = [LoggingMiddleware(), MetricsMiddleware()]) {
             self.queues = queues
             self.concurrency = max(1, concurrency)
@@ -232,6 +235,8 @@ public final class Worker: Service {
             return try await deadLetter(delivery, queue: queue, task: task, reason: .unknownTask, errorType: "unknown_task",
                                         message: "no handler is registered for \(task.name) (this worker has: \(registry.names.joined(separator: ", ")))")
         }
+        let due = max(task.enqueuedAt, task.notBefore ?? task.enqueuedAt)
+        let waited = max(0, Date().timeIntervalSince(due) * 1000)
         if configuration.publishStartedEvents {
             let started = topology.eventMessage(event(.started, task))
             let broker = self.broker
@@ -254,6 +259,7 @@ public final class Worker: Service {
         case .success(let result):
             var e = event(.succeeded, task)
             e.durationMilliseconds = milliseconds
+            e.waitMilliseconds = waited
             if let result {
                 let text = String(decoding: result.prefix(configuration.maxResultBytes), as: UTF8.self)
                 e.result = result.count > configuration.maxResultBytes ? nil : text
@@ -283,6 +289,7 @@ public final class Worker: Service {
                 e.errorMessage = message
                 e.nextDelayMilliseconds = delay
                 e.durationMilliseconds = milliseconds
+                e.waitMilliseconds = waited
                 // The copy must be safe before the ack; the event is reported, not required
                 // (publishing both as one batch could requeue a task whose copy exists).
                 try await publishAll([topology.message(for: next)])
@@ -290,7 +297,8 @@ public final class Worker: Service {
                 statsBox.withLock { $0.retried += 1 }
                 try await delivery.ack()
             case .dead(let reason):
-                try await deadLetter(delivery, queue: queue, task: task, reason: reason, errorType: kind, message: message)
+                try await deadLetter(delivery, queue: queue, task: task, reason: reason, errorType: kind, message: message,
+                                     waited: waited)
             }
         }
     }
@@ -313,7 +321,7 @@ public final class Worker: Service {
     }
 
     private func deadLetter(_ delivery: BrokerDelivery, queue: String, task: TaskEnvelope?, reason: DeadReason,
-                            errorType: String, message: String) async throws {
+                            errorType: String, message: String, waited: Double? = nil) async throws {
         logger.warning("task dead-lettered", metadata: [
             "queue": "\(queue)", "reason": "\(reason.rawValue)", "task.id": "\(task?.id ?? delivery.properties.messageId ?? "?")",
             "error": "\(message)",
@@ -328,6 +336,7 @@ public final class Worker: Service {
             e = event(.dead, stub)
         }
         e.deadReason = reason
+        e.waitMilliseconds = waited
         e.errorType = errorType
         e.errorMessage = message
         await publishEvent(e)

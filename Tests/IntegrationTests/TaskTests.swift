@@ -51,7 +51,10 @@ struct TaskTests {
         // Delays that are whole tiers of the ladder (1 s, then 1 s + 1 s), so the
         // broker's TTL expiry is the only imprecision.
         let policy = RetryPolicy(maxAttempts: 3, baseMilliseconds: 1000, factor: 2, capMilliseconds: 10_000, jitter: 0)
-        let worker = h.startWorker(queues: ["retry"], registry: registry) { $0.retryPolicy = policy }
+        let worker = h.startWorker(queues: ["retry"], registry: registry) {
+            $0.retryPolicy = policy
+            $0.publishStartedEvents = true  // off by default; this test times the runs by them
+        }
         let client = TaskClient(broker: h.broker)
         let flaky = try await client.enqueue(name: "flaky", json: Array("{}".utf8), options: .init(queue: "retry"))
         let broken = try await client.enqueue(name: "broken", json: Array("{}".utf8), options: .init(queue: "retry"))
@@ -59,6 +62,9 @@ struct TaskTests {
 
         #expect(outcomes[flaky]?.kind == .succeeded)
         #expect(outcomes[flaky]?.attempt == 3)
+        // Outcome events carry the attempt's wait (due → start) and run time.
+        #expect(outcomes[flaky]?.waitMilliseconds.map { $0 >= 0 && $0 < 10_000 } == true)
+        #expect(outcomes[flaky]?.durationMilliseconds != nil)
         // `started` events are not waited for by the worker: they may trail the outcome.
         let flakyID = flaky
         let all = try await events.waitUntil("three started events of the flaky task", seconds: 10) { events in

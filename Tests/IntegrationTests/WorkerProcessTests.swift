@@ -10,7 +10,7 @@ import Testing
 struct WorkerProcessTests {
     func workerArguments(_ h: TaskHarness, queue: String, _ extra: [String] = []) -> [String] {
         ["worker", "--url", h.url, "--prefix", h.topology.prefix, "--delivery-limit", "\(h.topology.deliveryLimit)",
-         "--queue", queue, "--log-level", "warning"] + extra
+         "--queue", queue, "--log-level", "warning", "--started-events"] + extra  // the tests wait for `started` events
     }
 
     func sleepTasks(_ h: TaskHarness, queue: String, count: Int, seconds: Double) async throws -> Set<String> {

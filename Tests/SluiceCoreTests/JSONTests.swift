@@ -36,6 +36,7 @@ struct JSONTests {
         event.errorMessage = "line1\nline2\t\u{01}"
         event.nextDelayMilliseconds = 500
         event.durationMilliseconds = 1.25
+        event.waitMilliseconds = 12.5
         event.result = #"{"a":[1,2]}"#
         event.deadReason = .maxAttempts
         let bytes = event.jsonBytes()
