@@ -97,7 +97,8 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceCoreTests",
-            dependencies: ["SluiceCore", "SluiceClient", "SluiceWorker"],
+            dependencies: ["SluiceCore", "SluiceClient", "SluiceWorker",
+                           .product(name: "MetricsTestKit", package: "swift-metrics")],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -30,18 +30,28 @@ public struct LoggingMiddleware: WorkerMiddleware {
 /// Counts tasks by outcome and times them, per task name and queue
 /// (swift-metrics: `sluice_tasks_total`, `sluice_task_duration_seconds`).
 public struct MetricsMiddleware: WorkerMiddleware {
-    public init() {}
+    private let factory: (any MetricsFactory)?
+
+    /// `factory`: where the metrics go; nil for the process's `MetricsSystem`.
+    public init(factory: (any MetricsFactory)? = nil) {
+        self.factory = factory
+    }
+
     public func handle(_ context: TaskContext, next: @escaping @Sendable (TaskContext) async throws -> [UInt8]?) async throws -> [UInt8]? {
         let dimensions = [("task", context.name), ("queue", context.task.queue)]
+        let factory = self.factory ?? MetricsSystem.factory
         let start = ContinuousClock.now
+        let outcome: String
+        defer {
+            Counter(label: "sluice_tasks_total", dimensions: dimensions + [("outcome", outcome)], factory: factory).increment()
+            Metrics.Timer(label: "sluice_task_duration_seconds", dimensions: dimensions, factory: factory).recordInterval(since: start)
+        }
         do {
             let result = try await next(context)
-            Counter(label: "sluice_tasks_total", dimensions: dimensions + [("outcome", "succeeded")]).increment()
-            Metrics.Timer(label: "sluice_task_duration_seconds", dimensions: dimensions).recordInterval(since: start)
+            outcome = "succeeded"
             return result
         } catch {
-            Counter(label: "sluice_tasks_total", dimensions: dimensions + [("outcome", "failed")]).increment()
-            Metrics.Timer(label: "sluice_task_duration_seconds", dimensions: dimensions).recordInterval(since: start)
+            outcome = "failed"
             throw error
         }
     }

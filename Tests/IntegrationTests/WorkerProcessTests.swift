@@ -164,6 +164,33 @@ struct WorkerProcessTests {
         await h.broker.close()
     }
 
+    @Test("--exec: exit 0 succeeds with stdout as the result, 75 retries, other codes fail per the policy")
+    func execExitCodes() async throws {
+        let h = try await TaskHarness.make()
+        let events = try await h.recordEvents()
+        let client = TaskClient(broker: h.broker)
+        let again = try await client.enqueue(name: "shell.again", json: Array(#"{"n":1}"#.utf8), options: .init(queue: "exec"))
+        let broken = try await client.enqueue(name: "shell.broken", json: Array("{}".utf8), options: .init(queue: "exec"))
+        // Asks for a retry on the first attempt, then echoes its arguments; shell.broken always exits 3.
+        let script = #"[ "$SLUICE_TASK_NAME" = shell.broken ] && exit 3; [ "$SLUICE_TASK_ATTEMPT" = 1 ] && exit 75; cat"#
+        let worker = try SluiceBinary.start(workerArguments(h, queue: "exec", [
+            "--exec", script, "--max-attempts", "2", "--retry-base", "250ms"]))
+        defer { SluiceBinary.stopIfRunning(worker) }
+        let outcomes = try await events.waitForOutcomes([again, broken])
+        #expect(outcomes[again]?.kind == .succeeded)
+        #expect(outcomes[again]?.attempt == 2)
+        #expect(outcomes[again]?.result == #"{"n":1}"#)
+        let retry = await events.events.first { $0.taskID == again && $0.kind == .retrying }
+        #expect(retry?.errorType == "exec_retry")
+        #expect(outcomes[broken]?.kind == .dead)
+        #expect(outcomes[broken]?.deadReason == .maxAttempts)
+        #expect(outcomes[broken]?.errorType == "exec_exit_3")
+        #expect(outcomes[broken]?.attempt == 2)
+        worker.terminate()
+        #expect(try await SluiceBinary.exitStatus(of: worker) == 0)
+        await h.broker.close()
+    }
+
     @Test("tasks published by Python's pika and by amqp-publish, as docs/wire-format.md shows, are run")
     func interop() async throws {
         let h = try await TaskHarness.make()

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MetricsTestKit
 import ServiceLifecycle
 import SluiceClient
 import SluiceCore
@@ -9,12 +10,14 @@ import Testing
 @Suite("Worker on the in-memory broker")
 struct WorkerInMemoryTests {
     func run(_ broker: InMemoryBroker, _ registry: HandlerRegistry, policy: RetryPolicy = RetryPolicy(baseMilliseconds: 0, jitter: 0),
-             timeLimit: Duration? = nil, until done: @escaping @Sendable ([TaskEvent]) -> Bool) async throws -> [TaskEvent] {
+             timeLimit: Duration? = nil, middleware: [any WorkerMiddleware] = [LoggingMiddleware(), MetricsMiddleware()],
+             until done: @escaping @Sendable ([TaskEvent]) -> Bool) async throws -> [TaskEvent] {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let worker = Worker(broker: broker, registry: registry,
                             configuration: .init(queues: ["q"], concurrency: 4, retryPolicy: policy, timeLimit: timeLimit,
-                                                 timeLimitGrace: .milliseconds(100), publishStartedEvents: false),
+                                                 timeLimitGrace: .milliseconds(100), publishStartedEvents: false,
+                                                 middleware: middleware),
                             logger: logger)
         let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
         let running = Task { try await group.run() }
@@ -29,6 +32,34 @@ struct WorkerInMemoryTests {
         await group.triggerGracefulShutdown()
         try await running.value
         return await broker.events
+    }
+
+    @Test("the metrics middleware counts runs by outcome and times them, per task name and queue")
+    func metrics() async throws {
+        let broker = InMemoryBroker(topology: try Topology(prefix: "mem"))
+        let client = TaskClient(broker: broker)
+        let metrics = TestMetrics()
+        var registry = HandlerRegistry()
+        registry.register("ok") { _ in nil }
+        registry.register("flaky") { c in
+            if c.attempt < 2 { throw TaskFailure("once") }
+            return nil
+        }
+        var ids: Set<String> = []
+        for _ in 0..<3 { ids.insert(try await client.enqueue(name: "ok", json: Array("{}".utf8), options: .init(queue: "q"))) }
+        ids.insert(try await client.enqueue(name: "flaky", json: Array("{}".utf8), options: .init(queue: "q")))
+        let all = ids
+        _ = try await run(broker, registry, middleware: [MetricsMiddleware(factory: metrics)]) { events in
+            Set(events.filter { $0.kind == .succeeded }.map(\.taskID)) == all
+        }
+        let okSucceeded = try metrics.expectCounter("sluice_tasks_total", [("task", "ok"), ("queue", "q"), ("outcome", "succeeded")])
+        #expect(okSucceeded.totalValue == 3)
+        let flakyFailed = try metrics.expectCounter("sluice_tasks_total", [("task", "flaky"), ("queue", "q"), ("outcome", "failed")])
+        #expect(flakyFailed.totalValue == 1)
+        let flakySucceeded = try metrics.expectCounter("sluice_tasks_total", [("task", "flaky"), ("queue", "q"), ("outcome", "succeeded")])
+        #expect(flakySucceeded.totalValue == 1)
+        let okTimer = try metrics.expectTimer("sluice_task_duration_seconds", [("task", "ok"), ("queue", "q")])
+        #expect(okTimer.values.count == 3)
     }
 
     @Test("success, retry to success, and dead-lettering, with outcomes confirmed before acks")
