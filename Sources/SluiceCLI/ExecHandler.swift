@@ -25,10 +25,6 @@ struct ExecHandler: Sendable {
         process.standardOutput = output
         process.standardError = FileHandle.standardError
         let collected = OutputBuffer(limit: maxOutput)
-        output.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty { handle.readabilityHandler = nil } else { collected.append(data) }
-        }
         let status: Int32 = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
@@ -38,15 +34,29 @@ struct ExecHandler: Sendable {
                     continuation.resume(throwing: TaskFailure.permanent("cannot run \(command): \(error)", kind: "exec_failed"))
                     return
                 }
-                input.fileHandleForWriting.write(Data(context.arguments))
-                try? input.fileHandleForWriting.close()
+                // Blocking pipe I/O stays off the concurrency pool, each end on a
+                // thread of its own: a child may write all its output before it
+                // reads its input, or never read it (the write then fails with
+                // EPIPE, which is fine: the worker ignores SIGPIPE).
+                let arguments = Data(context.arguments)
+                let writer = Thread {
+                    try? input.fileHandleForWriting.write(contentsOf: arguments)
+                    try? input.fileHandleForWriting.close()
+                }
+                writer.start()
+                let reader = Thread {
+                    let handle = output.fileHandleForReading
+                    while let data = try? handle.read(upToCount: 64 << 10), !data.isEmpty { collected.append(data) }
+                    collected.finish()
+                }
+                reader.start()
             }
         } onCancel: {
             if process.isRunning { process.terminate() }
         }
-        output.fileHandleForReading.readabilityHandler = nil
-        let rest = output.fileHandleForReading.readDataToEndOfFile()
-        collected.append(rest)
+        // The output ends when every holder of the pipe has closed it; a
+        // background grandchild may keep it open, so wait a little, not forever.
+        await collected.waitUntilFinished(timeout: .seconds(2))
         try Task.checkCancellation()
         switch status {
         case 0:
@@ -64,13 +74,51 @@ struct ExecHandler: Sendable {
     }
 }
 
-/// Standard output collected from a child, capped.
+/// Standard output collected from a child, capped, and whether it has ended.
 final class OutputBuffer: Sendable {
-    private let data = Mutex(Data())
+    private struct State {
+        var data = Data()
+        var finished = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    private let state = Mutex(State())
     private let limit: Int
     init(limit: Int) { self.limit = limit }
+
     func append(_ more: Data) {
-        data.withLock { d in if d.count < limit { d.append(more.prefix(limit - d.count)) } }
+        state.withLock { s in if s.data.count < limit { s.data.append(more.prefix(limit - s.data.count)) } }
     }
-    var bytes: [UInt8] { data.withLock { Array($0) } }
+
+    /// The output reached its end.
+    func finish() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.finished = true
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Waits for ``finish()`` for at most `timeout`.
+    func waitUntilFinished(timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let done = self.state.withLock { s -> Bool in
+                        if s.finished { return true }
+                        s.waiter = continuation
+                        return false
+                    }
+                    if done { continuation.resume() }
+                }
+            }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+            // The continuation must be resumed exactly once: release it if it is still waiting.
+            self.finish()
+        }
+    }
+
+    var bytes: [UInt8] { state.withLock { Array($0.data) } }
 }

@@ -55,6 +55,9 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A --exec child that exits without reading its input must not kill
+        // the worker: its write then fails with EPIPE instead.
+        signal(SIGPIPE, SIG_IGN)
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
