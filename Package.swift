@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "SluiceRabbitMQ", targets: ["SluiceRabbitMQ"]),
         .library(name: "SluiceClient", targets: ["SluiceClient"]),
         .library(name: "SluiceWorker", targets: ["SluiceWorker"]),
+        .library(name: "SluiceWorkflow", targets: ["SluiceWorkflow"]),
         .library(name: "SluiceTesting", targets: ["SluiceTesting"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
     ],
@@ -25,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -66,6 +68,14 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        .target(
+            name: "SluiceWorkflow",
+            dependencies: [
+                "SluiceCore",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictSwift
+        ),
         .executableTarget(
             name: "SluiceCLI",
             dependencies: [
@@ -99,6 +109,11 @@ let package = Package(
             name: "SluiceCoreTests",
             dependencies: ["SluiceCore", "SluiceClient", "SluiceWorker",
                            .product(name: "MetricsTestKit", package: "swift-metrics")],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "SluiceWorkflowTests",
+            dependencies: ["SluiceWorkflow", "SluiceCore"],
             swiftSettings: strictSwift
         ),
         .testTarget(

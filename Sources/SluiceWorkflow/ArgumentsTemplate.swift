@@ -1,0 +1,122 @@
+/// A step's task arguments: JSON in which strings may reference the run's
+/// data with `${path}`.
+///
+/// A string that is exactly one reference (`"${steps.fetch.output}"`) is
+/// replaced by the referenced value, whatever its type. References inside a
+/// longer string are interpolated as text (strings as they are, other values
+/// as compact JSON). `$${` stands for a literal `${`. A reference to a value
+/// that does not exist is an error when the step is about to run.
+public struct ArgumentsTemplate: Sendable, Hashable, Codable {
+    public var value: JSONValue
+
+    public init(_ value: JSONValue) {
+        self.value = value
+    }
+
+    public init(from decoder: any Decoder) throws {
+        value = try JSONValue(from: decoder)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try value.encode(to: encoder)
+    }
+
+    /// Every path the template references, checked when the definition is validated.
+    public func references() throws(WorkflowError) -> [ValuePath] {
+        var out: [ValuePath] = []
+        try Self.collect(value, into: &out)
+        return out
+    }
+
+    private static func collect(_ value: JSONValue, into out: inout [ValuePath]) throws(WorkflowError) {
+        switch value {
+        case .string(let s):
+            for piece in try pieces(s) { if case .reference(let p) = piece { out.append(p) } }
+        case .array(let a):
+            for v in a { try collect(v, into: &out) }
+        case .object(let o):
+            for (_, v) in o { try collect(v, into: &out) }
+        default:
+            break
+        }
+    }
+
+    /// The arguments with every reference replaced from `scope`.
+    public func render(in scope: JSONValue) throws(WorkflowError) -> JSONValue {
+        try Self.render(value, scope)
+    }
+
+    private static func render(_ value: JSONValue, _ scope: JSONValue) throws(WorkflowError) -> JSONValue {
+        switch value {
+        case .string(let s):
+            let parts = try pieces(s)
+            if parts.count == 1, case .reference(let path) = parts[0] {
+                return try lookup(path, scope)
+            }
+            var text = ""
+            for part in parts {
+                switch part {
+                case .text(let t): text += t
+                case .reference(let path):
+                    let v = try lookup(path, scope)
+                    if case .string(let s) = v { text += s } else { text += v.jsonText }
+                }
+            }
+            return .string(text)
+        case .array(let a):
+            var out: [JSONValue] = []
+            for v in a { out.append(try render(v, scope)) }
+            return .array(out)
+        case .object(let o):
+            var out: [String: JSONValue] = [:]
+            for (k, v) in o { out[k] = try render(v, scope) }
+            return .object(out)
+        default:
+            return value
+        }
+    }
+
+    private static func lookup(_ path: ValuePath, _ scope: JSONValue) throws(WorkflowError) -> JSONValue {
+        guard let v = path.resolve(in: scope) else {
+            throw WorkflowError(.evaluation, "'${\(path)}' refers to nothing")
+        }
+        return v
+    }
+
+    enum Piece: Equatable {
+        case text(String)
+        case reference(ValuePath)
+    }
+
+    /// Splits a string into literal text and `${path}` references.
+    static func pieces(_ s: String) throws(WorkflowError) -> [Piece] {
+        guard s.contains("$") else { return [.text(s)] }
+        var out: [Piece] = []
+        var text = ""
+        var i = s.startIndex
+        while i < s.endIndex {
+            if s[i...].hasPrefix("$${") {
+                text += "${"
+                i = s.index(i, offsetBy: 3)
+            } else if s[i...].hasPrefix("${") {
+                let start = s.index(i, offsetBy: 2)
+                guard let close = s[start...].firstIndex(of: "}") else {
+                    throw WorkflowError(.invalidTemplate, "'\(s)': '${' without '}'")
+                }
+                if !text.isEmpty { out.append(.text(text)) }
+                text = ""
+                let path: ValuePath
+                do { path = try ValuePath(parsing: String(s[start..<close])) } catch {
+                    throw WorkflowError(.invalidTemplate, "'\(s)': \(error.message)")
+                }
+                out.append(.reference(path))
+                i = s.index(after: close)
+            } else {
+                text.append(s[i])
+                i = s.index(after: i)
+            }
+        }
+        if !text.isEmpty || out.isEmpty { out.append(.text(text)) }
+        return out
+    }
+}

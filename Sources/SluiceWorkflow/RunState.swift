@@ -1,0 +1,100 @@
+import Foundation
+
+/// Everything the coordinator knows about one workflow run; what it stores.
+public struct RunState: Sendable, Hashable, Codable {
+    public enum Status: String, Sendable, Hashable, Codable, CaseIterable {
+        /// Created, not yet started.
+        case pending
+        case running
+        /// No new steps are published; running ones finish.
+        case paused
+        case completed
+        case failed
+        case cancelled
+
+        /// Completed, failed or cancelled.
+        public var isFinal: Bool { self == .completed || self == .failed || self == .cancelled }
+    }
+
+    public var runID: String
+    public var workflow: String
+    public var version: Int
+    public var input: JSONValue
+    public var status: Status
+    /// Every step, by id.
+    public var steps: [String: StepState]
+    /// When completed: the run's output.
+    public var output: JSONValue?
+    /// When failed or cancelled: why.
+    public var error: String?
+    /// When failed because of a step: which.
+    public var failedStep: String?
+    public var createdAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    /// The parent run's step, when this run is a sub-workflow.
+    public var parent: ParentLink?
+
+    public struct ParentLink: Sendable, Hashable, Codable {
+        public var runID: String
+        public var childKey: String
+        public init(runID: String, childKey: String) {
+            self.runID = runID
+            self.childKey = childKey
+        }
+    }
+
+    public init(runID: String, workflow: String, version: Int, input: JSONValue, steps: [String: StepState],
+                createdAt: Date, parent: ParentLink? = nil) {
+        self.runID = runID
+        self.workflow = workflow
+        self.version = version
+        self.input = input
+        self.status = .pending
+        self.steps = steps
+        self.createdAt = createdAt
+        self.parent = parent
+    }
+}
+
+/// One step of a run.
+public struct StepState: Sendable, Hashable, Codable {
+    public enum Status: String, Sendable, Hashable, Codable, CaseIterable {
+        /// Its dependencies have not all settled.
+        case waiting
+        /// Could start, but the run is paused.
+        case ready
+        case running
+        case succeeded
+        case failed
+        /// Will not run: a branch took the other side, or it depends on a skipped step.
+        case skipped
+
+        /// Succeeded, failed or skipped.
+        public var isSettled: Bool { self == .succeeded || self == .failed || self == .skipped }
+    }
+
+    public var status: Status = .waiting
+    /// Bumped when the step is retried by hand; events of older generations are stale.
+    public var generation = 0
+    /// Runs the worker reported for the latest attempt (task steps).
+    public var attempts = 0
+    public var output: JSONValue?
+    public var error: String?
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    /// Map steps: one entry per element.
+    public var elements: [ElementState]?
+
+    public init() {}
+}
+
+/// One element of a map step.
+public struct ElementState: Sendable, Hashable, Codable {
+    public var status: StepState.Status = .waiting
+    public var attempts = 0
+    public var output: JSONValue?
+    public var error: String?
+
+    public init() {}
+}

@@ -1,0 +1,90 @@
+import Foundation
+import SluiceCore
+
+/// What can happen to a run: the state machine's input.
+public enum WorkflowEvent: Sendable, Hashable {
+    /// Starts a pending run.
+    case start(at: Date)
+    /// A step's task (or a map element's) succeeded with its result.
+    case taskSucceeded(taskID: String, attempt: Int, output: JSONValue?, at: Date)
+    /// A step's task failed and the worker will run it again.
+    case taskRetrying(taskID: String, attempt: Int, error: String, at: Date)
+    /// A step's task ended in its dead queue: it failed for good.
+    case taskDead(taskID: String, attempt: Int, reason: String, error: String?, at: Date)
+    /// A timer the machine scheduled came due.
+    case timerFired(timerID: String, at: Date)
+    /// A sub-workflow run finished (`output` when it completed, `error` when not).
+    case childFinished(childKey: String, succeeded: Bool, output: JSONValue?, error: String?, at: Date)
+    /// Stops publishing new steps; running ones finish.
+    case pause(at: Date)
+    case resume(at: Date)
+    /// Ends the run for good; later results of its steps are ignored.
+    case cancel(reason: String, at: Date)
+    /// Runs a failed step again (and the steps that failed or were skipped
+    /// because of it); with `rerun`, also every step after it, whatever its outcome.
+    case retryStep(stepID: String, rerun: Bool, at: Date)
+
+    /// Builds the event a worker's task event means for a workflow, or nil
+    /// for kinds that do not concern the coordinator.
+    public init?(_ event: TaskEvent) {
+        switch event.kind {
+        case .succeeded:
+            let output = event.result.flatMap { try? JSONValue.parse($0) }
+            self = .taskSucceeded(taskID: event.taskID, attempt: event.attempt, output: output, at: event.at)
+        case .retrying:
+            self = .taskRetrying(taskID: event.taskID, attempt: event.attempt,
+                                 error: event.errorMessage ?? event.errorType ?? "failed", at: event.at)
+        case .dead:
+            self = .taskDead(taskID: event.taskID, attempt: event.attempt, reason: event.deadReason?.rawValue ?? "dead",
+                             error: event.errorMessage, at: event.at)
+        case .received, .started, .failed:
+            return nil
+        }
+    }
+}
+
+/// What the coordinator must do: the state machine's output, carried out
+/// only after the new state is committed.
+public enum WorkflowAction: Sendable, Hashable {
+    /// Publish these tasks (duplicates are harmless: their ids are stable).
+    case publish([StepTask])
+    case scheduleTimer(timerID: String, at: Date)
+    case cancelTimer(timerID: String)
+    /// Start a sub-workflow run for a step; its end comes back as `childFinished`.
+    case startChild(childKey: String, workflow: String, version: Int?, input: JSONValue)
+    case cancelChild(childKey: String)
+    /// The run completed with this output.
+    case completed(output: JSONValue)
+    /// The run failed.
+    case failed(reason: String)
+    /// The run was cancelled.
+    case cancelled(reason: String)
+}
+
+/// A task the coordinator publishes for a step.
+public struct StepTask: Sendable, Hashable, Codable {
+    /// Stable: the same step (and element, and generation) always gets the same id.
+    public var taskID: String
+    public var name: String
+    public var queue: String?
+    public var arguments: JSONValue
+    public var maxAttempts: Int?
+    public var retry: RetryPolicy?
+    public var runID: String
+    public var stepID: String
+    /// The map element, for map steps.
+    public var index: Int?
+
+    public init(taskID: String, name: String, queue: String?, arguments: JSONValue, maxAttempts: Int?, retry: RetryPolicy?,
+                runID: String, stepID: String, index: Int?) {
+        self.taskID = taskID
+        self.name = name
+        self.queue = queue
+        self.arguments = arguments
+        self.maxAttempts = maxAttempts
+        self.retry = retry
+        self.runID = runID
+        self.stepID = stepID
+        self.index = index
+    }
+}
