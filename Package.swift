@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "SluiceClient", targets: ["SluiceClient"]),
         .library(name: "SluiceWorker", targets: ["SluiceWorker"]),
         .library(name: "SluiceWorkflow", targets: ["SluiceWorkflow"]),
+        .library(name: "SluiceCoordinator", targets: ["SluiceCoordinator"]),
         .library(name: "SluiceTesting", targets: ["SluiceTesting"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
     ],
@@ -27,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(
@@ -76,6 +79,16 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        .target(
+            name: "SluiceCoordinator",
+            dependencies: [
+                "SluiceCore", "SluiceWorkflow",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
         .executableTarget(
             name: "SluiceCLI",
             dependencies: [
@@ -118,7 +131,8 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceTesting"],
+            dependencies: ["SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceTesting",
+                           "SluiceWorkflow", "SluiceCoordinator"],
             swiftSettings: strictSwift
         ),
     ]

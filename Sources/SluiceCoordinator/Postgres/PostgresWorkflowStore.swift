@@ -1,0 +1,324 @@
+import Foundation
+import Logging
+import PostgresNIO
+import SluiceWorkflow
+
+/// The store for several coordinators: PostgreSQL through postgres-nio.
+/// The coordinators share it; a lease in it picks the active one.
+public final class PostgresWorkflowStore: WorkflowStore {
+    private let client: PostgresClient
+    private let runner: Task<Void, Never>
+    private let logger: Logger
+    public let url: PostgresURL
+
+    private init(client: PostgresClient, runner: Task<Void, Never>, logger: Logger, url: PostgresURL) {
+        self.client = client
+        self.runner = runner
+        self.logger = logger
+        self.url = url
+    }
+
+    /// Connects (a small pool) and brings the schema up to date.
+    public static func connect(url text: String, logger: Logger = Logger(label: "sluice.store")) async throws -> PostgresWorkflowStore {
+        let url = try PostgresURL(text)
+        var configuration = PostgresClient.Configuration(host: url.host, port: url.port, username: url.username, password: url.password,
+                                                         database: url.database, tls: .disable)
+        configuration.options.maximumConnections = 4
+        // The pool's own chatter (such as a lease asked for a moment before
+        // `run()` starts) is not worth a warning; failures reach callers as errors.
+        var background = logger
+        background.logLevel = .error
+        let client = PostgresClient(configuration: configuration, backgroundLogger: background)
+        let runner = Task { await client.run() }
+        let store = PostgresWorkflowStore(client: client, runner: runner, logger: logger, url: url)
+        do {
+            try await store.migrate()
+        } catch {
+            runner.cancel()
+            throw error
+        }
+        return store
+    }
+
+    public func close() async throws {
+        runner.cancel()
+        _ = await runner.value
+    }
+
+    // MARK: Plumbing
+
+    /// Turns driver errors into store errors (unique violations into `conflict`).
+    private func mapped<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as StoreError {
+            throw error
+        } catch let error as PSQLError {
+            let state = error.serverInfo?[.sqlState]
+            let message = error.serverInfo?[.message] ?? "\(error.code)"
+            if state == "23505" { throw StoreError(.conflict, "\(what): \(message)") }
+            throw StoreError(.database, "\(what): \(message)\(state.map { " (SQLSTATE \($0))" } ?? "")")
+        } catch {
+            throw StoreError(.database, "\(what): \(error)")
+        }
+    }
+
+    private func rows(_ query: PostgresQuery, _ what: String) async throws -> [PostgresRow] {
+        try await mapped(what) {
+            var out: [PostgresRow] = []
+            for try await row in try await client.query(query, logger: logger) { out.append(row) }
+            return out
+        }
+    }
+
+    private static func collect(_ sequence: PostgresRowSequence) async throws -> [PostgresRow] {
+        var out: [PostgresRow] = []
+        for try await row in sequence { out.append(row) }
+        return out
+    }
+
+    // MARK: Schema
+
+    public func migrate() async throws {
+        try await mapped("migrate") {
+            _ = try await client.query("CREATE TABLE IF NOT EXISTS sluice_schema (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+                                       logger: logger)
+            let latest = PostgresMigrations.all.last?.version ?? 0
+            try await client.withTransaction(logger: logger) { connection in
+                // Coordinators starting together migrate one at a time.
+                _ = try await connection.query("SELECT pg_advisory_xact_lock(7251873)", logger: logger)
+                let rows = try await Self.collect(try await connection.query("SELECT COALESCE(MAX(version), 0) FROM sluice_schema", logger: logger))
+                let current = try rows.first?.decode(Int.self) ?? 0
+                guard current <= latest else {
+                    throw StoreError(.schemaTooNew, "the database is at schema \(current); this sluice knows up to \(latest)")
+                }
+                for migration in PostgresMigrations.all where migration.version > current {
+                    for statement in migration.statements {
+                        _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    }
+                    _ = try await connection.query(
+                        "INSERT INTO sluice_schema (version, applied_at) VALUES (\(migration.version), \(Date().storeMilliseconds))",
+                        logger: logger)
+                }
+            }
+        }
+    }
+
+    // MARK: Definitions
+
+    public func saveDefinition(_ definition: WorkflowDefinition) async throws {
+        let text = try StoreCoding.definitionText(definition)
+        let name = definition.name, version = definition.version, now = Date().storeMilliseconds
+        try await mapped("save definition") {
+            try await client.withTransaction(logger: logger) { connection in
+                let inserted = try await Self.collect(try await connection.query("""
+                    INSERT INTO workflow_definitions (name, version, definition, created_at) VALUES (\(name), \(version), \(text), \(now))
+                    ON CONFLICT (name, version) DO NOTHING RETURNING name
+                    """, logger: logger))
+                if !inserted.isEmpty { return }
+                let existing = try await Self.collect(try await connection.query(
+                    "SELECT definition FROM workflow_definitions WHERE name = \(name) AND version = \(version)", logger: logger))
+                guard try existing.first?.decode(String.self) == text else {
+                    throw StoreError(.conflict, "\(name) version \(version) is registered with other content; register a new version")
+                }
+            }
+        }
+    }
+
+    public func definition(name: String, version: Int?) async throws -> WorkflowDefinition? {
+        let rows: [PostgresRow]
+        if let version {
+            rows = try await self.rows("SELECT definition FROM workflow_definitions WHERE name = \(name) AND version = \(version)", "definition")
+        } else {
+            rows = try await self.rows("SELECT definition FROM workflow_definitions WHERE name = \(name) ORDER BY version DESC LIMIT 1", "definition")
+        }
+        return try rows.first.map { try StoreCoding.definition(try $0.decode(String.self)) }
+    }
+
+    public func definitions() async throws -> [WorkflowDefinition] {
+        try await rows("SELECT definition FROM workflow_definitions ORDER BY name, version", "definitions").map {
+            try StoreCoding.definition(try $0.decode(String.self))
+        }
+    }
+
+    // MARK: Runs
+
+    public func run(id: String) async throws -> RunState? {
+        try await rows("SELECT state FROM workflow_runs WHERE id = \(id)", "run").first.map(Self.runState)
+    }
+
+    public func run(idempotencyKey: String) async throws -> RunState? {
+        try await rows("SELECT state FROM workflow_runs WHERE idempotency_key = \(idempotencyKey)", "run").first.map(Self.runState)
+    }
+
+    private static func runState(_ row: PostgresRow) throws -> RunState {
+        try StoreCoding.decode(RunState.self, try row.decode(String.self))
+    }
+
+    public func runs(_ query: RunQuery) async throws -> RunPage {
+        var sql = "SELECT state FROM workflow_runs WHERE TRUE"
+        var binds = PostgresBindings()
+        func bind<T: PostgresThrowingDynamicTypeEncodable>(_ value: T) throws -> String {
+            try binds.append(value)
+            return "$\(binds.count)"
+        }
+        if let w = query.workflow { sql += " AND workflow = \(try bind(w))" }
+        if let s = query.status { sql += " AND status = \(try bind(s.rawValue))" }
+        if let a = query.createdAfter { sql += " AND created_at >= \(try bind(a.storeMilliseconds))" }
+        if let b = query.createdBefore { sql += " AND created_at < \(try bind(b.storeMilliseconds))" }
+        if let cursor = query.cursor {
+            let (ms, id) = try RunCursor.parse(cursor)
+            let m = try bind(ms)
+            sql += " AND (created_at < \(m) OR (created_at = \(m) AND id < \(try bind(id))))"
+        }
+        sql += " ORDER BY created_at DESC, id DESC LIMIT \(try bind(query.limit + 1))"
+        var runs = try await rows(PostgresQuery(unsafeSQL: sql, binds: binds), "list runs").map(Self.runState)
+        var next: String?
+        if runs.count > query.limit {
+            runs.removeLast()
+            next = runs.last.map(RunCursor.make)
+        }
+        return RunPage(runs: runs, nextCursor: next)
+    }
+
+    public func activeRunIDs() async throws -> [String] {
+        try await rows("SELECT id FROM workflow_runs WHERE status IN ('pending', 'running', 'paused') ORDER BY created_at, id", "active runs")
+            .map { try $0.decode(String.self) }
+    }
+
+    private typealias Prepared = [(change: RunChange, state: String, payloads: [String])]
+
+    private static func prepare(_ changes: [RunChange]) throws -> Prepared {
+        try changes.map { ($0, try StoreCoding.encode($0.run), try $0.publish.map { try StoreCoding.encode($0) }) }
+    }
+
+    public func commit(_ changes: [RunChange]) async throws {
+        let prepared = try Self.prepare(changes)
+        try await mapped("commit") {
+            try await client.withTransaction(logger: logger) { connection in
+                try await Self.apply(prepared, on: connection, logger: logger)
+            }
+        }
+    }
+
+    private static func apply(_ prepared: Prepared, on connection: PostgresConnection, logger: Logger) async throws {
+        let now = Date().storeMilliseconds
+        for (change, state, payloads) in prepared {
+            let run = change.run
+            let id = run.runID, status = run.status.rawValue
+            if change.isNew {
+                let created = run.createdAt.storeMilliseconds
+                _ = try await connection.query("""
+                    INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state)
+                    VALUES (\(id), \(run.workflow), \(run.version), \(status), \(change.idempotencyKey), \(run.parent?.runID),
+                            \(created), \(now), \(state))
+                    """, logger: logger)
+            } else {
+                let updated = try await collect(try await connection.query(
+                    "UPDATE workflow_runs SET status = \(status), updated_at = \(now), state = \(state) WHERE id = \(id) RETURNING id",
+                    logger: logger))
+                guard !updated.isEmpty else { throw StoreError(.notFound, "run \(id) does not exist") }
+            }
+            for payload in payloads {
+                _ = try await connection.query(
+                    "INSERT INTO workflow_outbox (run_id, payload, created_at) VALUES (\(id), \(payload), \(now))", logger: logger)
+            }
+            for timer in change.removeTimers {
+                _ = try await connection.query("DELETE FROM workflow_timers WHERE id = \(timer)", logger: logger)
+            }
+            for timer in change.addTimers {
+                let due = timer.dueAt.storeMilliseconds
+                _ = try await connection.query("""
+                    INSERT INTO workflow_timers (id, run_id, due_at) VALUES (\(timer.id), \(timer.runID), \(due))
+                    ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at, run_id = EXCLUDED.run_id
+                    """, logger: logger)
+            }
+        }
+    }
+
+    // MARK: Outbox
+
+    public func unsentOutbox(limit: Int) async throws -> [OutboxEntry] {
+        try await rows("SELECT id, payload, created_at FROM workflow_outbox WHERE sent_at IS NULL ORDER BY id LIMIT \(limit)", "outbox")
+            .map { row in
+                let (id, payload, created) = try row.decode((Int64, String, Int64).self)
+                return OutboxEntry(id: id, task: try StoreCoding.decode(StepTask.self, payload), createdAt: Date(storeMilliseconds: created))
+            }
+    }
+
+    public func markSent(_ ids: [Int64]) async throws {
+        guard !ids.isEmpty else { return }
+        let now = Date().storeMilliseconds
+        _ = try await rows("UPDATE workflow_outbox SET sent_at = \(now) WHERE id = ANY(\(ids))", "mark sent")
+    }
+
+    // MARK: Timers
+
+    public func dueTimers(now: Date, limit: Int) async throws -> [TimerEntry] {
+        try await rows("SELECT id, run_id, due_at FROM workflow_timers WHERE due_at <= \(now.storeMilliseconds) ORDER BY due_at, id LIMIT \(limit)",
+                       "due timers").map { row in
+            let (id, run, due) = try row.decode((String, String, Int64).self)
+            return TimerEntry(id: id, runID: run, dueAt: Date(storeMilliseconds: due))
+        }
+    }
+
+    public func nextTimerDue() async throws -> Date? {
+        try await rows("SELECT MIN(due_at) FROM workflow_timers", "next timer").first
+            .flatMap { try $0.decode(Int64?.self) }.map { Date(storeMilliseconds: $0) }
+    }
+
+    // MARK: Schedules
+
+    public func saveSchedule(_ schedule: ScheduleRecord) async throws {
+        let next = schedule.nextFireAt.storeMilliseconds, now = Date().storeMilliseconds
+        _ = try await rows("""
+            INSERT INTO workflow_schedules (id, spec, next_fire_at, updated_at) VALUES (\(schedule.id), \(schedule.spec), \(next), \(now))
+            ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, next_fire_at = EXCLUDED.next_fire_at, updated_at = EXCLUDED.updated_at
+            """, "save schedule")
+    }
+
+    public func schedules() async throws -> [ScheduleRecord] {
+        try await rows("SELECT id, spec, next_fire_at FROM workflow_schedules ORDER BY id", "schedules").map { row in
+            let (id, spec, next) = try row.decode((String, String, Int64).self)
+            return ScheduleRecord(id: id, spec: spec, nextFireAt: Date(storeMilliseconds: next))
+        }
+    }
+
+    public func removeSchedule(id: String) async throws -> Bool {
+        !(try await rows("DELETE FROM workflow_schedules WHERE id = \(id) RETURNING id", "remove schedule")).isEmpty
+    }
+
+    public func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange]) async throws -> Bool {
+        let prepared = try Self.prepare(changes)
+        let was = expected.storeMilliseconds, then = next.storeMilliseconds, now = Date().storeMilliseconds
+        return try await mapped("fire schedule") {
+            try await client.withTransaction(logger: logger) { connection in
+                let moved = try await Self.collect(try await connection.query("""
+                    UPDATE workflow_schedules SET next_fire_at = \(then), updated_at = \(now) WHERE id = \(id) AND next_fire_at = \(was)
+                    RETURNING id
+                    """, logger: logger))
+                guard !moved.isEmpty else { return false }
+                try await Self.apply(prepared, on: connection, logger: logger)
+                return true
+            }
+        }
+    }
+
+    // MARK: Leases
+
+    public func acquireLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool {
+        let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18).storeMilliseconds
+        let at = now.storeMilliseconds
+        let rows = try await rows("""
+            INSERT INTO coordinator_leases (name, holder, expires_at) VALUES (\(name), \(holder), \(until))
+            ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+            WHERE coordinator_leases.holder = EXCLUDED.holder OR coordinator_leases.expires_at < \(at)
+            RETURNING holder
+            """, "acquire lease")
+        return try rows.first?.decode(String.self) == holder
+    }
+
+    public func releaseLease(_ name: String, holder: String) async throws {
+        _ = try await rows("DELETE FROM coordinator_leases WHERE name = \(name) AND holder = \(holder)", "release lease")
+    }
+}

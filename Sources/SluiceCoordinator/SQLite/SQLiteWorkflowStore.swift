@@ -1,0 +1,334 @@
+import Foundation
+import Logging
+import SQLiteNIO
+import SluiceWorkflow
+
+/// The embedded store: one SQLite file in WAL mode, written by one
+/// coordinator. Every commit is synced to disk before it returns
+/// (`synchronous=FULL`): an event is acknowledged only after its state
+/// change is on disk, so not even a power loss undoes an acknowledged step.
+public final class SQLiteWorkflowStore: WorkflowStore {
+    private let connection: SQLiteConnection
+    private let gate = AsyncGate()
+    public let path: String
+
+    private init(connection: SQLiteConnection, path: String) {
+        self.connection = connection
+        self.path = path
+    }
+
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    public static func open(path: String, logger: Logger = Logger(label: "sluice.store")) async throws -> SQLiteWorkflowStore {
+        let connection: SQLiteConnection
+        do {
+            connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        } catch {
+            throw StoreError(.database, "cannot open SQLite database \(path): \(error)")
+        }
+        let store = SQLiteWorkflowStore(connection: connection, path: path)
+        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000"] {
+            _ = try await store.query(pragma)
+        }
+        try await store.migrate()
+        return store
+    }
+
+    public func close() async throws {
+        try await connection.close()
+    }
+
+    // MARK: Plumbing
+
+    @discardableResult
+    private func query(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
+        do {
+            return try await connection.query(sql, binds)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            let text = "\(error)"
+            if text.contains("UNIQUE constraint failed") || text.contains("PRIMARY KEY") {
+                throw StoreError(.conflict, text)
+            }
+            throw StoreError(.database, "\(text) (in: \(sql.prefix(80)))")
+        }
+    }
+
+    /// Runs `body` in one write transaction; nothing else touches the connection meanwhile.
+    @discardableResult
+    private func transaction<T: Sendable>(_ body: @Sendable @escaping () async throws -> T) async throws -> T {
+        try await gate.run {
+            try await self.query("BEGIN IMMEDIATE")
+            do {
+                let result = try await body()
+                try await self.query("COMMIT")
+                return result
+            } catch {
+                _ = try? await self.query("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    /// A read outside any transaction (serialised with the writes).
+    private func read(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
+        try await gate.run { try await self.query(sql, binds) }
+    }
+
+    // MARK: Schema
+
+    public func migrate() async throws {
+        try await gate.run {
+            try await self.query("CREATE TABLE IF NOT EXISTS sluice_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            let rows = try await self.query("SELECT COALESCE(MAX(version), 0) AS v FROM sluice_schema")
+            let current = Int(rows.first?.column("v")?.integer ?? 0)
+            let latest = SQLiteMigrations.all.last?.version ?? 0
+            guard current <= latest else {
+                throw StoreError(.schemaTooNew, "the database is at schema \(current); this sluice knows up to \(latest)")
+            }
+            for migration in SQLiteMigrations.all where migration.version > current {
+                try await self.query("BEGIN IMMEDIATE")
+                do {
+                    for statement in migration.statements { try await self.query(statement) }
+                    try await self.query("INSERT INTO sluice_schema (version, applied_at) VALUES (?, ?)",
+                                         [.integer(migration.version), .integer(Int(Date().storeMilliseconds))])
+                    try await self.query("COMMIT")
+                } catch {
+                    _ = try? await self.query("ROLLBACK")
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// The schema version applied.
+    public func schemaVersion() async throws -> Int {
+        Int(try await read("SELECT COALESCE(MAX(version), 0) AS v FROM sluice_schema").first?.column("v")?.integer ?? 0)
+    }
+
+    // MARK: Definitions
+
+    public func saveDefinition(_ definition: WorkflowDefinition) async throws {
+        let text = try StoreCoding.definitionText(definition)
+        try await transaction {
+            let existing = try await self.query("SELECT definition FROM workflow_definitions WHERE name = ? AND version = ?",
+                                                [.text(definition.name), .integer(definition.version)])
+            if let stored = existing.first?.column("definition")?.string {
+                guard stored == text else {
+                    throw StoreError(.conflict, "\(definition.name) version \(definition.version) is registered with other content; register a new version")
+                }
+                return
+            }
+            try await self.query("INSERT INTO workflow_definitions (name, version, definition, created_at) VALUES (?, ?, ?, ?)",
+                                 [.text(definition.name), .integer(definition.version), .text(text), .integer(Int(Date().storeMilliseconds))])
+        }
+    }
+
+    public func definition(name: String, version: Int?) async throws -> WorkflowDefinition? {
+        let rows: [SQLiteRow]
+        if let version {
+            rows = try await read("SELECT definition FROM workflow_definitions WHERE name = ? AND version = ?", [.text(name), .integer(version)])
+        } else {
+            rows = try await read("SELECT definition FROM workflow_definitions WHERE name = ? ORDER BY version DESC LIMIT 1", [.text(name)])
+        }
+        return try rows.first?.column("definition")?.string.map(StoreCoding.definition)
+    }
+
+    public func definitions() async throws -> [WorkflowDefinition] {
+        try await read("SELECT definition FROM workflow_definitions ORDER BY name, version").compactMap {
+            try $0.column("definition")?.string.map(StoreCoding.definition)
+        }
+    }
+
+    // MARK: Runs
+
+    public func run(id: String) async throws -> RunState? {
+        try await read("SELECT state FROM workflow_runs WHERE id = ?", [.text(id)]).first.map(Self.runState)
+    }
+
+    public func run(idempotencyKey: String) async throws -> RunState? {
+        try await read("SELECT state FROM workflow_runs WHERE idempotency_key = ?", [.text(idempotencyKey)]).first.map(Self.runState)
+    }
+
+    private static func runState(_ row: SQLiteRow) throws -> RunState {
+        guard let text = row.column("state")?.string else { throw StoreError(.database, "a run row has no state") }
+        return try StoreCoding.decode(RunState.self, text)
+    }
+
+    public func runs(_ query: RunQuery) async throws -> RunPage {
+        var conditions: [String] = []
+        var binds: [SQLiteData] = []
+        if let w = query.workflow { conditions.append("workflow = ?"); binds.append(.text(w)) }
+        if let s = query.status { conditions.append("status = ?"); binds.append(.text(s.rawValue)) }
+        if let a = query.createdAfter { conditions.append("created_at >= ?"); binds.append(.integer(Int(a.storeMilliseconds))) }
+        if let b = query.createdBefore { conditions.append("created_at < ?"); binds.append(.integer(Int(b.storeMilliseconds))) }
+        if let cursor = query.cursor {
+            let (ms, id) = try RunCursor.parse(cursor)
+            conditions.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            binds += [.integer(Int(ms)), .integer(Int(ms)), .text(id)]
+        }
+        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        binds.append(.integer(query.limit + 1))
+        let rows = try await read("SELECT state FROM workflow_runs \(filter) ORDER BY created_at DESC, id DESC LIMIT ?", binds)
+        var runs = try rows.map(Self.runState)
+        var next: String?
+        if runs.count > query.limit {
+            runs.removeLast()
+            next = runs.last.map(RunCursor.make)
+        }
+        return RunPage(runs: runs, nextCursor: next)
+    }
+
+    public func activeRunIDs() async throws -> [String] {
+        try await read("SELECT id FROM workflow_runs WHERE status IN ('pending', 'running', 'paused') ORDER BY created_at, id")
+            .compactMap { $0.column("id")?.string }
+    }
+
+    public func commit(_ changes: [RunChange]) async throws {
+        let prepared = try Self.prepare(changes)
+        try await transaction { try await self.apply(prepared) }
+    }
+
+    private typealias Prepared = [(change: RunChange, state: String, payloads: [String])]
+
+    /// Encodes outside the transaction, so it stays short.
+    private static func prepare(_ changes: [RunChange]) throws -> Prepared {
+        try changes.map { ($0, try StoreCoding.encode($0.run), try $0.publish.map { try StoreCoding.encode($0) }) }
+    }
+
+    /// Writes changes inside the current transaction.
+    private func apply(_ prepared: Prepared) async throws {
+        let now = Int(Date().storeMilliseconds)
+        for (change, state, payloads) in prepared {
+            let run = change.run
+            if change.isNew {
+                try await query("""
+                    INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, [.text(run.runID), .text(run.workflow), .integer(run.version), .text(run.status.rawValue),
+                          change.idempotencyKey.map(SQLiteData.text) ?? .null, run.parent.map { .text($0.runID) } ?? .null,
+                          .integer(Int(run.createdAt.storeMilliseconds)), .integer(now), .text(state)])
+            } else {
+                let updated = try await query("UPDATE workflow_runs SET status = ?, updated_at = ?, state = ? WHERE id = ? RETURNING id",
+                                              [.text(run.status.rawValue), .integer(now), .text(state), .text(run.runID)])
+                guard !updated.isEmpty else { throw StoreError(.notFound, "run \(run.runID) does not exist") }
+            }
+            for payload in payloads {
+                try await query("INSERT INTO workflow_outbox (run_id, payload, created_at) VALUES (?, ?, ?)",
+                                [.text(run.runID), .text(payload), .integer(now)])
+            }
+            for id in change.removeTimers {
+                try await query("DELETE FROM workflow_timers WHERE id = ?", [.text(id)])
+            }
+            for timer in change.addTimers {
+                try await query("""
+                    INSERT INTO workflow_timers (id, run_id, due_at) VALUES (?, ?, ?)
+                    ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, run_id = excluded.run_id
+                    """, [.text(timer.id), .text(timer.runID), .integer(Int(timer.dueAt.storeMilliseconds))])
+            }
+        }
+    }
+
+    // MARK: Outbox
+
+    public func unsentOutbox(limit: Int) async throws -> [OutboxEntry] {
+        try await read("SELECT id, payload, created_at FROM workflow_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?", [.integer(limit)])
+            .map { row in
+                guard let id = row.column("id")?.integer, let payload = row.column("payload")?.string,
+                      let created = row.column("created_at")?.integer else { throw StoreError(.database, "a bad outbox row") }
+                return OutboxEntry(id: Int64(id), task: try StoreCoding.decode(StepTask.self, payload),
+                                   createdAt: Date(storeMilliseconds: Int64(created)))
+            }
+    }
+
+    public func markSent(_ ids: [Int64]) async throws {
+        guard !ids.isEmpty else { return }
+        let now = Int(Date().storeMilliseconds)
+        try await transaction {
+            for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                try await self.query("UPDATE workflow_outbox SET sent_at = ? WHERE id IN (\(marks))",
+                                     [.integer(now)] + chunk.map { .integer(Int($0)) })
+            }
+        }
+    }
+
+    // MARK: Timers
+
+    public func dueTimers(now: Date, limit: Int) async throws -> [TimerEntry] {
+        try await read("SELECT id, run_id, due_at FROM workflow_timers WHERE due_at <= ? ORDER BY due_at, id LIMIT ?",
+                       [.integer(Int(now.storeMilliseconds)), .integer(limit)]).map(Self.timer)
+    }
+
+    public func nextTimerDue() async throws -> Date? {
+        try await read("SELECT MIN(due_at) AS due FROM workflow_timers").first?.column("due")?.integer
+            .map { Date(storeMilliseconds: Int64($0)) }
+    }
+
+    private static func timer(_ row: SQLiteRow) throws -> TimerEntry {
+        guard let id = row.column("id")?.string, let run = row.column("run_id")?.string, let due = row.column("due_at")?.integer else {
+            throw StoreError(.database, "a bad timer row")
+        }
+        return TimerEntry(id: id, runID: run, dueAt: Date(storeMilliseconds: Int64(due)))
+    }
+
+    // MARK: Schedules
+
+    public func saveSchedule(_ schedule: ScheduleRecord) async throws {
+        try await transaction {
+            try await self.query("""
+                INSERT INTO workflow_schedules (id, spec, next_fire_at, updated_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, next_fire_at = excluded.next_fire_at, updated_at = excluded.updated_at
+                """, [.text(schedule.id), .text(schedule.spec), .integer(Int(schedule.nextFireAt.storeMilliseconds)),
+                      .integer(Int(Date().storeMilliseconds))])
+        }
+    }
+
+    public func schedules() async throws -> [ScheduleRecord] {
+        try await read("SELECT id, spec, next_fire_at FROM workflow_schedules ORDER BY id").map { row in
+            guard let id = row.column("id")?.string, let spec = row.column("spec")?.string,
+                  let next = row.column("next_fire_at")?.integer else { throw StoreError(.database, "a bad schedule row") }
+            return ScheduleRecord(id: id, spec: spec, nextFireAt: Date(storeMilliseconds: Int64(next)))
+        }
+    }
+
+    public func removeSchedule(id: String) async throws -> Bool {
+        try await transaction {
+            !(try await self.query("DELETE FROM workflow_schedules WHERE id = ? RETURNING id", [.text(id)])).isEmpty
+        }
+    }
+
+    public func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange]) async throws -> Bool {
+        let prepared = try Self.prepare(changes)
+        return try await transaction {
+            let rows = try await self.query("""
+                UPDATE workflow_schedules SET next_fire_at = ?, updated_at = ? WHERE id = ? AND next_fire_at = ? RETURNING id
+                """, [.integer(Int(next.storeMilliseconds)), .integer(Int(Date().storeMilliseconds)), .text(id),
+                      .integer(Int(expected.storeMilliseconds))])
+            guard !rows.isEmpty else { return false }
+            try await self.apply(prepared)
+            return true
+        }
+    }
+
+    // MARK: Leases
+
+    public func acquireLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool {
+        let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18)
+        return try await transaction {
+            let rows = try await self.query("""
+                INSERT INTO coordinator_leases (name, holder, expires_at) VALUES (?, ?, ?)
+                ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                WHERE coordinator_leases.holder = excluded.holder OR coordinator_leases.expires_at < ?
+                RETURNING holder
+                """, [.text(name), .text(holder), .integer(Int(until.storeMilliseconds)), .integer(Int(now.storeMilliseconds))])
+            return rows.first?.column("holder")?.string == holder
+        }
+    }
+
+    public func releaseLease(_ name: String, holder: String) async throws {
+        try await transaction {
+            try await self.query("DELETE FROM coordinator_leases WHERE name = ? AND holder = ?", [.text(name), .text(holder)])
+        }
+    }
+}

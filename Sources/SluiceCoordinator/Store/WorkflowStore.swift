@@ -1,0 +1,66 @@
+import Foundation
+import SluiceWorkflow
+
+/// Where the coordinator keeps workflow state: definitions, runs, the
+/// outbox of tasks to publish, durable timers, cron schedules and the
+/// coordinators' lease. Two implementations pass one test suite:
+/// ``SQLiteWorkflowStore`` (one file, the embedded default) and
+/// ``PostgresWorkflowStore`` (several coordinators).
+///
+/// Every method is one transaction. ``commit(_:)`` is the heart of it: a
+/// run's new state, the tasks its step decided to publish and its timer
+/// changes are written together or not at all (the transactional outbox).
+public protocol WorkflowStore: Sendable {
+    /// Creates or upgrades the schema (numbered migrations; safe to call on every start).
+    func migrate() async throws
+
+    /// Registers a definition. The same name and version again is accepted
+    /// only with the same content (`conflict` otherwise).
+    func saveDefinition(_ definition: WorkflowDefinition) async throws
+    /// A definition by name, and version (nil: the highest).
+    func definition(name: String, version: Int?) async throws -> WorkflowDefinition?
+    /// Every registered definition, by name then version.
+    func definitions() async throws -> [WorkflowDefinition]
+
+    /// A run by id.
+    func run(id: String) async throws -> RunState?
+    /// The run started with an idempotency key.
+    func run(idempotencyKey: String) async throws -> RunState?
+    /// Runs matching a query, newest first, a page at a time.
+    func runs(_ query: RunQuery) async throws -> RunPage
+    /// Runs that are not finished (running, paused, pending): what a coordinator resumes.
+    func activeRunIDs() async throws -> [String]
+
+    /// Applies changes to one or more runs atomically (see ``RunChange``).
+    /// Throws `conflict` if a new run's id or idempotency key is taken.
+    func commit(_ changes: [RunChange]) async throws
+
+    /// Outbox entries not yet marked sent, oldest first.
+    func unsentOutbox(limit: Int) async throws -> [OutboxEntry]
+    /// Marks outbox entries sent (after the broker confirmed them).
+    func markSent(_ ids: [Int64]) async throws
+
+    /// Timers due at or before `now`, earliest first.
+    func dueTimers(now: Date, limit: Int) async throws -> [TimerEntry]
+    /// The earliest pending timer's due time, if any.
+    func nextTimerDue() async throws -> Date?
+
+    /// Adds or replaces a schedule.
+    func saveSchedule(_ schedule: ScheduleRecord) async throws
+    func schedules() async throws -> [ScheduleRecord]
+    /// Removes a schedule; false if there was none.
+    func removeSchedule(id: String) async throws -> Bool
+    /// Moves a schedule's next fire time from `expected` to `next` and applies
+    /// `changes` in the same transaction, only if the schedule still expects
+    /// `expected`: so a fire happens once, even across restarts and coordinators.
+    func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange]) async throws -> Bool
+
+    /// Takes or renews a named lease for `holder` until `now + ttl`; true if
+    /// `holder` holds it now. Coordinators use it to choose the active one.
+    func acquireLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool
+    /// Gives a lease up (if `holder` holds it).
+    func releaseLease(_ name: String, holder: String) async throws
+
+    /// Closes connections.
+    func close() async throws
+}

@@ -1,0 +1,210 @@
+import Foundation
+import SluiceCoordinator
+import SluiceWorkflow
+import Testing
+
+/// The stores the contract runs against. Each test gets a fresh, empty store.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { rawValue }
+
+    /// A new empty store, and a way to open it again (as after a restart).
+    func make() async throws -> (store: any WorkflowStore, reopen: @Sendable () async throws -> any WorkflowStore) {
+        switch self {
+        case .sqlite:
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-store-\(UUID().uuidString).sqlite").path
+            let store = try await SQLiteWorkflowStore.open(path: path)
+            return (store, { try await SQLiteWorkflowStore.open(path: path) })
+        case .postgres:
+            let database = try await SharedPostgres.createDatabase()
+            let store = try await PostgresWorkflowStore.connect(url: database)
+            return (store, { try await PostgresWorkflowStore.connect(url: database) })
+        }
+    }
+}
+
+/// One suite, both stores: what the coordinator relies on.
+@Suite("WorkflowStore contract (SQLite and PostgreSQL)")
+struct StoreContractTests {
+    let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func definition(_ name: String = "orders", version: Int = 1, task: String = "t") -> WorkflowDefinition {
+        WorkflowDefinition(name: name, version: version) { WorkflowStep.task("a", task) }
+    }
+
+    func newRun(_ id: String, workflow: String = "orders", status: RunState.Status = .running, createdAt: Date) -> RunState {
+        var run = RunState(runID: id, workflow: workflow, version: 1, input: ["id": .string(id)], steps: ["a": StepState()], createdAt: createdAt)
+        run.status = status
+        return run
+    }
+
+    func task(_ run: String, _ step: String) -> StepTask {
+        StepTask(taskID: "\(run)/\(step)/0", name: "t", queue: "q", arguments: ["x": 1], maxAttempts: 3, retry: nil,
+                 runID: run, stepID: step, index: nil)
+    }
+
+    @Test("migrations are numbered and safe to run again", arguments: StoreKind.allCases)
+    func migrations(kind: StoreKind) async throws {
+        let (store, reopen) = try await kind.make()
+        try await store.migrate()
+        try await store.migrate()
+        try await store.close()
+        let again = try await reopen()
+        #expect(try await again.definitions().isEmpty)
+        try await again.close()
+    }
+
+    @Test("definitions: versions, the newest by default, same content again is fine, other content conflicts", arguments: StoreKind.allCases)
+    func definitions(kind: StoreKind) async throws {
+        let (store, _) = try await kind.make()
+        try await store.saveDefinition(definition(version: 1))
+        try await store.saveDefinition(definition(version: 2, task: "t2"))
+        try await store.saveDefinition(definition(version: 1))
+        try await store.saveDefinition(definition("billing"))
+        #expect(try await store.definition(name: "orders", version: nil) == definition(version: 2, task: "t2"))
+        #expect(try await store.definition(name: "orders", version: 1) == definition(version: 1))
+        #expect(try await store.definition(name: "nope", version: nil) == nil)
+        #expect(try await store.definitions().map { "\($0.name)@\($0.version)" } == ["billing@1", "orders@1", "orders@2"])
+        await #expect(throws: StoreError.self) { try await store.saveDefinition(definition(version: 1, task: "changed")) }
+        try await store.close()
+    }
+
+    @Test("runs: insert with an idempotency key, update, conflicts, and all-or-nothing commits", arguments: StoreKind.allCases)
+    func runs(kind: StoreKind) async throws {
+        let (store, reopen) = try await kind.make()
+        var run = newRun("r1", createdAt: t0)
+        try await store.commit([RunChange(run: run, isNew: true, idempotencyKey: "key-1")])
+        #expect(try await store.run(id: "r1") == run)
+        #expect(try await store.run(idempotencyKey: "key-1")?.runID == "r1")
+        #expect(try await store.run(id: "r2") == nil)
+
+        run.status = .completed
+        run.output = ["done": true]
+        try await store.commit([RunChange(run: run)])
+        #expect(try await store.run(id: "r1")?.output == ["done": true])
+
+        await #expect(throws: StoreError.self) { try await store.commit([RunChange(run: newRun("r1", createdAt: t0), isNew: true)]) }
+        await #expect(throws: StoreError.self) {
+            try await store.commit([RunChange(run: newRun("r9", createdAt: t0), isNew: true, idempotencyKey: "key-1")])
+        }
+        // The second change fails (no such run), so the first is not kept either.
+        await #expect(throws: StoreError.self) {
+            try await store.commit([RunChange(run: newRun("r3", createdAt: t0), isNew: true, publish: [task("r3", "a")]),
+                                    RunChange(run: newRun("missing", createdAt: t0))])
+        }
+        #expect(try await store.run(id: "r3") == nil)
+        #expect(try await store.unsentOutbox(limit: 10).isEmpty)
+        try await store.close()
+        let again = try await reopen()
+        #expect(try await again.run(id: "r1") == run, "committed state survives a reopen")
+        try await again.close()
+    }
+
+    @Test("the outbox keeps publish order until marked sent, across reopening", arguments: StoreKind.allCases)
+    func outbox(kind: StoreKind) async throws {
+        let (store, reopen) = try await kind.make()
+        try await store.commit([RunChange(run: newRun("r1", createdAt: t0), isNew: true, publish: [task("r1", "a"), task("r1", "b")])])
+        try await store.commit([RunChange(run: newRun("r2", createdAt: t0), isNew: true, publish: [task("r2", "a")])])
+        let unsent = try await store.unsentOutbox(limit: 10)
+        #expect(unsent.map(\.task.taskID) == ["r1/a/0", "r1/b/0", "r2/a/0"])
+        #expect(unsent[0].task == task("r1", "a"))
+        #expect(unsent.map(\.id) == unsent.map(\.id).sorted())
+        try await store.markSent([unsent[0].id, unsent[2].id])
+        try await store.close()
+        let again = try await reopen()
+        #expect(try await again.unsentOutbox(limit: 10).map(\.task.taskID) == ["r1/b/0"])
+        #expect(try await again.unsentOutbox(limit: 0).isEmpty)
+        try await again.close()
+    }
+
+    @Test("timers: due ones in order, moved, removed", arguments: StoreKind.allCases)
+    func timers(kind: StoreKind) async throws {
+        let (store, _) = try await kind.make()
+        let run = newRun("r1", createdAt: t0)
+        try await store.commit([RunChange(run: run, isNew: true, addTimers: [
+            TimerEntry(id: "late", runID: "r1", dueAt: t0 + 60),
+            TimerEntry(id: "soon", runID: "r1", dueAt: t0 + 1),
+            TimerEntry(id: "mid", runID: "r1", dueAt: t0 + 30),
+        ])])
+        #expect(try await store.nextTimerDue() == t0 + 1)
+        #expect(try await store.dueTimers(now: t0 + 30, limit: 10).map(\.id) == ["soon", "mid"])
+        #expect(try await store.dueTimers(now: t0, limit: 10).isEmpty)
+        try await store.commit([RunChange(run: run, addTimers: [TimerEntry(id: "soon", runID: "r1", dueAt: t0 + 90)],
+                                          removeTimers: ["mid"])])
+        #expect(try await store.dueTimers(now: t0 + 100, limit: 10).map(\.id) == ["late", "soon"])
+        #expect(try await store.dueTimers(now: t0 + 100, limit: 1).map(\.id) == ["late"])
+        try await store.commit([RunChange(run: run, removeTimers: ["late", "soon"])])
+        #expect(try await store.nextTimerDue() == nil)
+        try await store.close()
+    }
+
+    @Test("listing runs: filters, newest first, stable pages", arguments: StoreKind.allCases)
+    func listing(kind: StoreKind) async throws {
+        let (store, _) = try await kind.make()
+        var changes: [RunChange] = []
+        for i in 0..<25 {
+            let status: RunState.Status = i % 5 == 0 ? .failed : (i % 2 == 0 ? .completed : .running)
+            changes.append(RunChange(run: newRun(String(format: "r%02d", i), workflow: i < 20 ? "orders" : "billing", status: status,
+                                                 createdAt: t0 + Double(i / 2)), isNew: true))
+        }
+        try await store.commit(changes)
+        var seen: [String] = []
+        var cursor: String?
+        repeat {
+            let page = try await store.runs(RunQuery(limit: 7, cursor: cursor))
+            #expect(page.runs.count <= 7)
+            seen += page.runs.map(\.runID)
+            cursor = page.nextCursor
+        } while cursor != nil
+        #expect(seen.count == 25)
+        #expect(Set(seen).count == 25, "no run twice across pages")
+        #expect(seen == seen.sorted { a, b in
+            let ia = Int(a.dropFirst())!, ib = Int(b.dropFirst())!
+            return ia / 2 != ib / 2 ? ia / 2 > ib / 2 : a > b
+        })
+        #expect(try await store.runs(RunQuery(workflow: "billing")).runs.count == 5)
+        #expect(try await store.runs(RunQuery(status: .failed)).runs.map(\.runID) == ["r20", "r15", "r10", "r05", "r00"])
+        #expect(try await store.runs(RunQuery(workflow: "orders", status: .running, createdAfter: t0 + 5, createdBefore: t0 + 8))
+            .runs.map(\.runID) == ["r13", "r11"])
+        #expect(Set(try await store.activeRunIDs()) == Set(changes.filter { $0.run.status == .running }.map(\.run.runID)))
+        await #expect(throws: StoreError.self) { try await store.runs(RunQuery(cursor: "garbage")) }
+        try await store.close()
+    }
+
+    @Test("a schedule fires once for a given time, with its changes in the same transaction", arguments: StoreKind.allCases)
+    func schedules(kind: StoreKind) async throws {
+        let (store, _) = try await kind.make()
+        try await store.saveSchedule(ScheduleRecord(id: "nightly", spec: #"{"cron":"0 3 * * *"}"#, nextFireAt: t0))
+        try await store.saveSchedule(ScheduleRecord(id: "hourly", spec: "{}", nextFireAt: t0 + 10))
+        #expect(try await store.schedules().map(\.id) == ["hourly", "nightly"])
+        let change = RunChange(run: newRun("cron-1", createdAt: t0), isNew: true, publish: [task("cron-1", "a")])
+        #expect(try await store.fireSchedule(id: "nightly", expected: t0, next: t0 + 86400, changes: [change]))
+        // A second coordinator (or a restart) trying the same fire loses, and its changes are not applied.
+        let duplicate = RunChange(run: newRun("cron-2", createdAt: t0), isNew: true)
+        #expect(try await !store.fireSchedule(id: "nightly", expected: t0, next: t0 + 86400, changes: [duplicate]))
+        #expect(try await store.run(id: "cron-1") != nil)
+        #expect(try await store.run(id: "cron-2") == nil)
+        #expect(try await store.unsentOutbox(limit: 10).map(\.task.runID) == ["cron-1"])
+        #expect(try await store.schedules().first { $0.id == "nightly" }?.nextFireAt == t0 + 86400)
+        #expect(try await store.removeSchedule(id: "nightly"))
+        #expect(try await !store.removeSchedule(id: "nightly"))
+        #expect(try await store.schedules().map(\.id) == ["hourly"])
+        try await store.close()
+    }
+
+    @Test("a lease belongs to one holder until it expires", arguments: StoreKind.allCases)
+    func leases(kind: StoreKind) async throws {
+        let (store, _) = try await kind.make()
+        #expect(try await store.acquireLease("coordinator", holder: "a", now: t0, ttl: .seconds(10)))
+        #expect(try await !store.acquireLease("coordinator", holder: "b", now: t0 + 5, ttl: .seconds(10)))
+        #expect(try await store.acquireLease("coordinator", holder: "a", now: t0 + 5, ttl: .seconds(10)), "renewal")
+        #expect(try await !store.acquireLease("coordinator", holder: "b", now: t0 + 14, ttl: .seconds(10)))
+        #expect(try await store.acquireLease("coordinator", holder: "b", now: t0 + 16, ttl: .seconds(10)), "expired: taken over")
+        #expect(try await !store.acquireLease("coordinator", holder: "a", now: t0 + 17, ttl: .seconds(10)))
+        try await store.releaseLease("coordinator", holder: "a")
+        #expect(try await !store.acquireLease("coordinator", holder: "a", now: t0 + 17, ttl: .seconds(10)), "only the holder releases")
+        try await store.releaseLease("coordinator", holder: "b")
+        #expect(try await store.acquireLease("coordinator", holder: "a", now: t0 + 17, ttl: .seconds(10)))
+        try await store.close()
+    }
+}
