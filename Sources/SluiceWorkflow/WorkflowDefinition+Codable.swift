@@ -17,9 +17,10 @@ import Yams
 //     - id: pause, delay: 5m
 
 extension WorkflowDefinition: Codable {
-    enum Keys: String, CodingKey { case name, version, timeout, output, queue, steps }
+    enum Keys: String, CodingKey, CaseIterable { case name, version, timeout, output, queue, steps }
 
     public init(from decoder: any Decoder) throws {
+        try UnknownKeys.check(decoder, allowed: Keys.self, in: "the workflow")
         let c = try decoder.container(keyedBy: Keys.self)
         name = try c.decode(String.self, forKey: .name)
         version = try c.decodeIfPresent(Int.self, forKey: .version) ?? 1
@@ -88,17 +89,18 @@ extension WorkflowDefinition: Codable {
 }
 
 extension WorkflowStep: Codable {
-    enum Keys: String, CodingKey {
+    enum Keys: String, CodingKey, CaseIterable {
         case id, after, task, queue, arguments, maxAttempts, retry, timeout, map, join, branch, workflow, delay
     }
 
-    enum MapKeys: String, CodingKey { case over, task, queue, arguments, maxAttempts, retry, timeout, join, maxParallel }
-    enum BranchKeys: String, CodingKey { case `if`, then, `else` }
-    enum WorkflowKeys: String, CodingKey { case name, version, input }
+    enum MapKeys: String, CodingKey, CaseIterable { case over, task, queue, arguments, maxAttempts, retry, timeout, join, maxParallel }
+    enum BranchKeys: String, CodingKey, CaseIterable { case `if`, then, `else` }
+    enum WorkflowKeys: String, CodingKey, CaseIterable { case name, version, input }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         id = try c.decode(String.self, forKey: .id)
+        try UnknownKeys.check(decoder, allowed: Keys.self, in: "step '\(id)'")
         after = try c.decodeIfPresent([String].self, forKey: .after) ?? []
         let kinds = [Keys.task, .map, .join, .branch, .workflow, .delay].filter { c.contains($0) }
         guard kinds.count == 1 else {
@@ -106,25 +108,34 @@ extension WorkflowStep: Codable {
                 codingPath: c.codingPath,
                 debugDescription: "step '\(id)' needs exactly one of task, map, join, branch, workflow, delay (has \(kinds.isEmpty ? "none" : kinds.map(\.stringValue).joined(separator: ", ")))"))
         }
+        if kinds[0] != .task, let misplaced = [Keys.queue, .arguments, .maxAttempts, .retry, .timeout].first(where: { c.contains($0) }) {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: c.codingPath,
+                debugDescription: "step '\(id)': '\(misplaced.stringValue)' belongs to a task step\(kinds[0] == .map ? " (for a map, put it inside 'map')" : "")"))
+        }
         switch kinds[0] {
         case .task:
             kind = .task(try Self.decodeTask(c, nameKey: .task, queue: .queue, arguments: .arguments, maxAttempts: .maxAttempts,
                                              retry: .retry, timeout: .timeout))
         case .map:
+            try UnknownKeys.check(c, .map, allowed: MapKeys.self, in: "step '\(id)' map")
             let m = try c.nestedContainer(keyedBy: MapKeys.self, forKey: .map)
-            let task = try Self.decodeTask(m, nameKey: .task, queue: .queue, arguments: .arguments, maxAttempts: .maxAttempts,
+            var task = try Self.decodeTask(m, nameKey: .task, queue: .queue, arguments: .arguments, maxAttempts: .maxAttempts,
                                            retry: .retry, timeout: .timeout)
+            if !m.contains(.arguments) { task.arguments = ArgumentsTemplate(["item": "${item}"]) }
             kind = .map(MapSpec(over: try m.decode(ValuePath.self, forKey: .over), task: task,
                                 join: try m.decodeIfPresent(JoinPolicy.self, forKey: .join) ?? .all,
                                 maxParallel: try m.decodeIfPresent(Int.self, forKey: .maxParallel)))
         case .join:
             kind = .join(try c.decode(JoinPolicy.self, forKey: .join))
         case .branch:
+            try UnknownKeys.check(c, .branch, allowed: BranchKeys.self, in: "step '\(id)' branch")
             let b = try c.nestedContainer(keyedBy: BranchKeys.self, forKey: .branch)
             kind = .branch(BranchSpec(if: try b.decode(Condition.self, forKey: .if),
                                       then: try b.decodeIfPresent([String].self, forKey: .then) ?? [],
                                       else: try b.decodeIfPresent([String].self, forKey: .else) ?? []))
         case .workflow:
+            try UnknownKeys.check(c, .workflow, allowed: WorkflowKeys.self, in: "step '\(id)' workflow")
             let w = try c.nestedContainer(keyedBy: WorkflowKeys.self, forKey: .workflow)
             kind = .workflow(SubWorkflowSpec(name: try w.decode(String.self, forKey: .name),
                                              version: try w.decodeIfPresent(Int.self, forKey: .version),
@@ -182,6 +193,35 @@ extension WorkflowStep: Codable {
             try n.encode(w.input, forKey: .input)
         case .delay(let ms):
             try c.encode(WorkflowDuration.text(milliseconds: ms), forKey: .delay)
+        }
+    }
+}
+
+/// Refuses keys a block does not know, so that a misspelt key is an error,
+/// not a setting silently ignored.
+enum UnknownKeys {
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    static func check<K: CodingKey & CaseIterable>(_ decoder: any Decoder, allowed: K.Type, in what: String) throws {
+        try report(try decoder.container(keyedBy: AnyKey.self).allKeys, allowed, what, decoder.codingPath)
+    }
+
+    static func check<P: CodingKey, K: CodingKey & CaseIterable>(_ parent: KeyedDecodingContainer<P>, _ key: P, allowed: K.Type,
+                                                                in what: String) throws {
+        try report(try parent.nestedContainer(keyedBy: AnyKey.self, forKey: key).allKeys, allowed, what, parent.codingPath + [key])
+    }
+
+    private static func report<K: CodingKey & CaseIterable>(_ keys: [AnyKey], _: K.Type, _ what: String, _ path: [any CodingKey]) throws {
+        let known = Set(K.allCases.map(\.stringValue))
+        let unknown = keys.map(\.stringValue).filter { !known.contains($0) }.sorted()
+        guard unknown.isEmpty else {
+            throw DecodingError.dataCorrupted(.init(codingPath: path, debugDescription:
+                "\(what): unknown key\(unknown.count == 1 ? "" : "s") \(unknown.joined(separator: ", ")) (known: \(K.allCases.map(\.stringValue).sorted().joined(separator: ", ")))"))
         }
     }
 }

@@ -53,7 +53,7 @@ extension WorkflowDefinition {
         case .map(let m):
             try checkTask(m.task)
             if let p = m.maxParallel, p < 1 { throw WorkflowError(.invalidDefinition, "maxParallel must be 1 or more", step: step.id) }
-            if case .atLeast(let n) = m.join, n < 0 { throw WorkflowError(.invalidDefinition, "atLeast needs a count of 0 or more", step: step.id) }
+            if case .atLeast(let n) = m.join, n < 1 { throw WorkflowError(.invalidDefinition, "atLeast needs a count of 1 or more", step: step.id) }
         case .join(let policy):
             guard !step.after.isEmpty else { throw WorkflowError(.invalidDefinition, "a join needs the steps it waits for in 'after'", step: step.id) }
             if case .atLeast(let n) = policy, n < 1 || n > step.after.count {
@@ -166,8 +166,11 @@ extension WorkflowDefinition {
         }
         if let output {
             for p in try output.references() {
-                guard p.root == "input" || (p.root == "steps" && p.stepID.flatMap { self.step($0) } != nil) else {
+                guard !p.isInvalid, p.root == "input" || (p.root == "steps" && p.stepID.flatMap { self.step($0) } != nil) else {
                     throw WorkflowError(.invalidPath, "the workflow output refers to '\(p)', which is not the input or a step")
+                }
+                if p.root == "steps", p.components.count >= 3, case .key(let field) = p.components[2], !["output", "status", "error"].contains(field) {
+                    throw WorkflowError(.invalidPath, "the workflow output '\(p)': a step has 'output', 'status' and 'error'")
                 }
             }
         }

@@ -1,6 +1,6 @@
 /// A named, versioned workflow: steps whose dependencies form a DAG.
 ///
-/// Build one with ``Workflow`` (the result-builder DSL) or decode it from
+/// Build one with the result-builder DSL (``WorkflowBuilder``) or decode it from
 /// JSON or YAML (``WorkflowDefinition/decode(json:)``,
 /// ``WorkflowDefinition/decode(yaml:)``); either way, ``validate()`` runs
 /// before anything is registered or started.

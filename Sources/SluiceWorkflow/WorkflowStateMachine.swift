@@ -150,13 +150,11 @@ public struct WorkflowStateMachine: Sendable {
 
         case .cancel(let reason, let at):
             guard !state.status.isFinal || state.status == .failed else { return [] }
-            if state.status == .failed, state.finishedAt != nil {
-                // A failed run is already final; cancelling it only stops a later retry.
-            }
+            // (A failed run can be cancelled too: that rules out a later retry.)
             state.status = .cancelled
             state.error = reason
             state.finishedAt = at
-            out.cancel.append(.cancelTimer(timerID: runTimeoutTimerID))
+            if definition.timeoutMilliseconds != nil { out.cancel.append(.cancelTimer(timerID: runTimeoutTimerID)) }
             for id in order {
                 guard var step = state.steps[id] else { continue }
                 switch step.status {
@@ -300,7 +298,18 @@ public struct WorkflowStateMachine: Sendable {
                 let deps = graph[id] ?? []
                 let statuses = deps.map { state.steps[$0]?.status ?? .waiting }
                 if case .join(let policy)? = stepsByID[id]?.kind {
-                    if settleJoin(id, policy, deps: deps, statuses: statuses, at: at, &out) { changed = true }
+                    // A join decides on the steps it names; a branch that targets
+                    // it only orders it (and skips it when not taken).
+                    let own = stepsByID[id]?.after ?? deps
+                    let gates = deps.filter { !own.contains($0) }
+                    if gates.contains(where: { state.steps[$0]?.status == .skipped || state.steps[$0]?.status == .failed }) {
+                        state.steps[id]?.status = .skipped
+                        changed = true
+                        continue
+                    }
+                    guard gates.allSatisfy({ state.steps[$0]?.status == .succeeded }) else { continue }
+                    let ownStatuses = own.map { state.steps[$0]?.status ?? .waiting }
+                    if settleJoin(id, policy, deps: own, statuses: ownStatuses, at: at, &out) { changed = true }
                     continue
                 }
                 if statuses.contains(.skipped) {
@@ -523,9 +532,8 @@ public struct WorkflowStateMachine: Sendable {
         state.failedStep = step
         state.finishedAt = at
         if definition.timeoutMilliseconds != nil { out.cancel.append(.cancelTimer(timerID: runTimeoutTimerID)) }
-        // Tasks decided in this same event are not published: the run failed.
-        out.tasks.removeAll()
-        out.children.removeAll { if case .startChild = $0 { return true } else { return false } }
+        // Steps started earlier in this same event stay started: their tasks are
+        // still published, and their results are recorded for a retry.
         out.final = .failed(reason: reason)
     }
 
@@ -548,6 +556,9 @@ public struct WorkflowStateMachine: Sendable {
         for r in order where reset.contains(r) {
             guard var s = state.steps[r] else { continue }
             out.cancel.append(contentsOf: timerIDs(of: r, s).map { .cancelTimer(timerID: $0) })
+            if s.status == .running, case .workflow? = stepsByID[r]?.kind {
+                out.children.append(.cancelChild(childKey: childKey(step: r, generation: s.generation)))
+            }
             if r == id, !rerun, case .map? = stepsByID[r]?.kind, var elements = s.elements {
                 // Retry only the elements that failed; keep what succeeded.
                 for i in elements.indices where elements[i].status != .succeeded { elements[i] = ElementState() }
@@ -578,6 +589,11 @@ public struct WorkflowStateMachine: Sendable {
             if let ms = definition.timeoutMilliseconds {
                 out.schedule.append(.scheduleTimer(timerID: runTimeoutTimerID, at: at.addingTimeInterval(Double(ms) / 1000)))
             }
+        }
+        // A step that failed while the run was failed (and was not reset) fails it again.
+        if let other = order.first(where: { state.steps[$0]?.status == .failed && failureFailsRun($0) }) {
+            failRun("step '\(other)' failed: \(state.steps[other]?.error ?? "")", step: other, at: at, &out)
+            return
         }
         if case .map(let spec)? = stepsByID[id]?.kind, state.steps[id]?.status == .running {
             if decideMap(id, spec, at: at) {

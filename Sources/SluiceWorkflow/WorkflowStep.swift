@@ -79,7 +79,7 @@ public struct MapSpec: Sendable, Hashable {
 public enum JoinPolicy: Sendable, Hashable {
     /// Waits for every one; succeeds if all succeeded, else fails with the first failure.
     case all
-    /// Fails as soon as one fails (the rest are skipped or ignored); succeeds when all succeeded.
+    /// Fails as soon as one fails (the results of the rest are ignored); succeeds when all succeeded.
     case failFast
     /// Waits for every one and succeeds whatever happened; failed ones give null outputs.
     case tolerate
@@ -106,8 +106,8 @@ public enum JoinPolicy: Sendable, Hashable {
 }
 
 /// A conditional branch: `then` steps run if the condition holds, `else` steps if not.
-/// The steps of the side not taken are skipped, and so are steps that depend
-/// only on skipped steps.
+/// The steps of the side not taken are skipped, and so is every step (other
+/// than a join) that depends on a skipped step.
 public struct BranchSpec: Sendable, Hashable {
     public var condition: Condition
     public var then: [String]

@@ -110,6 +110,12 @@ struct DefinitionTests {
         ("both sides", "steps: [{id: a, branch: {if: input.x, then: [b], else: [b]}}, {id: b, task: t}]", .invalidDefinition),
         ("self sub-workflow", "steps: [{id: a, workflow: {name: w}}]", .cycle),
         ("bad map path", "steps: [{id: a, map: {over: 'input..x', task: t}}]", .invalidDefinition),
+        ("misspelt step key", "steps: [{id: a, task: t, argumnets: {}}]", .invalidDefinition),
+        ("misspelt map key", "steps: [{id: a, map: {over: input.x, task: t, maxParalel: 2}}]", .invalidDefinition),
+        ("misspelt top-level key", "timeuot: 5s\nsteps: [{id: a, task: t}]", .invalidDefinition),
+        ("task key on a map step", "steps: [{id: a, queue: q, map: {over: input.x, task: t}}]", .invalidDefinition),
+        ("map atLeast 0", "steps: [{id: a, map: {over: input.x, task: t, join: {atLeast: 0}}}]", .invalidDefinition),
+        ("bad output field", "output: {x: '${steps.a.outptu}'}\nsteps: [{id: a, task: t}]", .invalidPath),
     ]
 
     @Test("invalid definitions are refused before anything runs, each with its reason", arguments: invalid)

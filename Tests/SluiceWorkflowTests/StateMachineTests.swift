@@ -478,6 +478,64 @@ struct StateMachineTests {
         #expect(r.task("c") != nil)
     }
 
+    @Test("a join targeted by a branch decides on its own steps, and is skipped with the side not taken")
+    func joinAsBranchTarget() throws {
+        let d = WorkflowDefinition(name: "jb") {
+            WorkflowStep.task("a", "t")
+            WorkflowStep.task("b", "t")
+            WorkflowStep.branch("check", if: "input.go", then: ["both"], else: ["other"])
+            WorkflowStep.join("both", after: ["a", "b"], policy: .all)
+            WorkflowStep.task("other", "t")
+        }
+        var taken = try Drive(d, input: ["go": true])
+        taken.succeed("a", 1)
+        #expect(taken.step("both").status == .waiting, "the branch alone does not settle the join")
+        taken.succeed("b", 2)
+        #expect(taken.step("both").output == [1, 2])
+        #expect(taken.state.status == .completed)
+        var not = try Drive(d, input: ["go": false])
+        #expect(not.step("both").status == .skipped)
+        not.succeed("a")
+        not.succeed("b")
+        not.succeed("other")
+        #expect(not.state.status == .completed)
+    }
+
+    @Test("steps started in the event that fails the run are still published, and their results kept")
+    func startedBeforeFailure() throws {
+        let d = WorkflowDefinition(name: "sf") {
+            WorkflowStep.task("a", "t")
+            WorkflowStep.task("b", "t", after: ["a"])
+            WorkflowStep.task("c", "t", after: ["a"], arguments: ["x": "${steps.a.output.missing}"])
+        }
+        var r = try Drive(d)
+        r.succeed("a", ["other": 1])
+        #expect(r.state.status == .failed)
+        #expect(r.task("b") != nil, "b was started before c failed")
+        r.succeed("b", 2)
+        #expect(r.step("b").status == .succeeded)
+    }
+
+    @Test("a retry that reopens a run fails it again if another step failed meanwhile")
+    func retryWithOtherFailure() throws {
+        let d = WorkflowDefinition(name: "rf") {
+            WorkflowStep.task("a", "t")
+            WorkflowStep.task("b", "t")
+        }
+        var r = try Drive(d)
+        r.dead("a", "first")
+        r.dead("b", "second")
+        #expect(r.state.failedStep == "a")
+        r.send(.retryStep(stepID: "a", rerun: false, at: r.now))
+        #expect(r.state.status == .failed)
+        #expect(r.state.failedStep == "b")
+        r.send(.retryStep(stepID: "b", rerun: false, at: r.now))
+        #expect(r.state.status == .running)
+        r.succeed("a")
+        r.succeed("b")
+        #expect(r.state.status == .completed)
+    }
+
     @Test("an arguments template that refers to nothing fails its step with the reason")
     func templateFailure() throws {
         let d = WorkflowDefinition(name: "tf") {
