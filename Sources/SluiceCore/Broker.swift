@@ -13,6 +13,9 @@ public protocol Broker: Sendable {
     /// queues of `queues` (idempotent).
     func prepare(queues: [String]) async throws
 
+    /// Declares the coordinator's event queue and its bindings (idempotent).
+    func prepareCoordinatorQueue() async throws
+
     /// Publishes messages and returns, per message, whether the broker
     /// confirmed it. Returns only when every one is settled.
     func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>]

@@ -50,6 +50,10 @@ public actor InMemoryBroker: Broker {
         }
     }
 
+    public func prepareCoordinatorQueue() async throws {
+        if queues[topology.coordinatorQueue] == nil { queues[topology.coordinatorQueue] = Queue() }
+    }
+
     public func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>] {
         messages.map { route($0) }
     }
@@ -64,6 +68,9 @@ public actor InMemoryBroker: Broker {
         case t.eventsExchange:
             if let event = try? TaskEvent.decode(message.body) {
                 events.append(event)
+                if queues[t.coordinatorQueue] != nil, [.succeeded, .retrying, .dead].contains(event.kind) {
+                    _ = enqueue(message, into: t.coordinatorQueue)
+                }
                 let ready = eventWaiters.filter { $0.ready(events) }
                 eventWaiters.removeAll { w in ready.contains { $0.id == w.id } }
                 for w in ready { w.continuation.resume(returning: true) }

@@ -108,6 +108,24 @@ public struct Topology: Sendable, Hashable {
         ])
     }
 
+    // MARK: Coordinator
+
+    /// The coordinator's event queue: the outcomes of every task (workflow
+    /// steps among them), consumed by one coordinator at a time.
+    public var coordinatorQueue: String { "\(prefix).coordinator" }
+
+    /// Quorum, single active consumer: a standby coordinator's consumer waits
+    /// until the active one's goes away, so one run's events are applied in order.
+    public var coordinatorQueueDeclaration: QueueDeclaration {
+        .quorum(coordinatorQueue, arguments: ["x-single-active-consumer": .bool(true)])
+    }
+
+    /// What the coordinator queue is bound to on the events exchange: outcomes,
+    /// whatever the queue's name (queue names may contain dots).
+    public var coordinatorBindings: [String] {
+        [TaskEvent.Kind.succeeded, .retrying, .dead].map { "#.\($0.rawValue)" }
+    }
+
     /// A dead queue: quorum, kept until replayed or purged.
     public func deadQueueDeclaration(_ queue: String) -> QueueDeclaration {
         .quorum(deadQueue(queue))

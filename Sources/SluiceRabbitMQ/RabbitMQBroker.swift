@@ -53,6 +53,16 @@ public final class RabbitMQBroker: Broker {
         }
     }
 
+    public func prepareCoordinatorQueue() async throws {
+        try await prepare(queues: [])
+        let channel = try await connection.openChannel()
+        defer { Task { try? await channel.close() } }
+        try await channel.queueDeclare(topology.coordinatorQueueDeclaration)
+        for key in topology.coordinatorBindings {
+            try await channel.queueBind(queue: topology.coordinatorQueue, exchange: topology.eventsExchange, routingKey: key)
+        }
+    }
+
     public func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>] {
         let turn = nextPublisher.wrappingAdd(1, ordering: .relaxed).oldValue
         let publisher = publishers[Int(turn % UInt(publishers.count))]

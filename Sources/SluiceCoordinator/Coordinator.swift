@@ -1,0 +1,267 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceCore
+import SluiceWorkflow
+import Synchronization
+
+/// The coordinator service: runs workflows.
+///
+/// * Waits as a standby until it holds the store's coordinator lease (one
+///   active coordinator per prefix), then keeps renewing it; if it loses the
+///   lease it stops with an error, so that its supervisor restarts it as a standby.
+/// * Consumes task outcome events from its own quorum queue (single active
+///   consumer) and applies each through the ``RunEngine``: the state change,
+///   its outbox rows and timers are committed before the event is acknowledged.
+/// * Publishes outbox rows with confirms and marks them sent; rows a crash left
+///   unsent are published after the restart (step task ids are stable, so a
+///   duplicate publish is harmless).
+/// * Fires durable timers when they come due.
+public struct Coordinator: Service {
+    public struct Configuration: Sendable {
+        /// Who holds the lease (`host:pid:random`).
+        public var holder: String
+        /// How long a lease lasts without renewal; a standby takes over within about this long.
+        public var leaseTTL: Duration
+        /// Queue for step tasks whose definition names none.
+        public var defaultQueue: String
+        /// Unacknowledged events at once.
+        public var prefetch: Int
+        /// Outbox rows published per batch.
+        public var outboxBatch: Int
+        /// Longest wait between looks at the outbox and the timers.
+        public var pollInterval: Duration
+
+        public init(holder: String = Coordinator.defaultHolder, leaseTTL: Duration = .seconds(10), defaultQueue: String = "default",
+                    prefetch: Int = 200, outboxBatch: Int = 500, pollInterval: Duration = .milliseconds(250)) {
+            self.holder = holder
+            self.leaseTTL = leaseTTL
+            self.defaultQueue = defaultQueue
+            self.prefetch = prefetch
+            self.outboxBatch = outboxBatch
+            self.pollInterval = pollInterval
+        }
+    }
+
+    public struct LeaseLost: Error, CustomStringConvertible {
+        public var holder: String
+        public var description: String { "coordinator \(holder) lost its lease to another coordinator" }
+    }
+
+    /// `host:pid:random`.
+    public static var defaultHolder: String {
+        "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    public let broker: any Broker
+    public let engine: RunEngine
+    public let configuration: Configuration
+    private let logger: Logger
+    private let wake: Wake
+    private let activeFlag = ActiveFlag()
+
+    public init(broker: any Broker, engine: RunEngine, configuration: Configuration = Configuration(),
+                logger: Logger = Logger(label: "sluice.coordinator")) {
+        self.broker = broker
+        self.engine = engine
+        self.configuration = configuration
+        self.logger = logger
+        self.wake = Wake()
+    }
+
+    /// Whether this coordinator holds the lease and is running workflows.
+    public var isActive: Bool { activeFlag.value }
+
+    private var store: any WorkflowStore { engine.store }
+    private var leaseName: String { "coordinator:\(broker.topology.prefix)" }
+
+    public func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await self.runActive()
+            }
+        } catch is CancellationError {
+            // Graceful shutdown: the loops were cancelled; the current event was
+            // either committed and acknowledged or will come again.
+        } catch {
+            activeFlag.set(false)
+            try? await store.releaseLease(leaseName, holder: configuration.holder)
+            throw error
+        }
+        activeFlag.set(false)
+        try? await store.releaseLease(leaseName, holder: configuration.holder)
+        logger.info("coordinator stopped", metadata: ["holder": "\(configuration.holder)"])
+    }
+
+    private func runActive() async throws {
+        var announced = false
+        while try await !store.acquireLease(leaseName, holder: configuration.holder, now: Date(), ttl: configuration.leaseTTL) {
+            if !announced {
+                logger.info("standing by: another coordinator is active", metadata: ["holder": "\(configuration.holder)"])
+                announced = true
+            }
+            try await Task.sleep(for: configuration.leaseTTL / 5)
+        }
+        logger.info("coordinator active", metadata: ["holder": "\(configuration.holder)", "prefix": "\(broker.topology.prefix)"])
+        activeFlag.set(true)
+        try await broker.prepareCoordinatorQueue()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.renewLease() }
+            group.addTask { try await self.consumeEvents() }
+            group.addTask { try await self.relayOutbox() }
+            group.addTask { try await self.fireTimers() }
+            // The first to end (an error, or cancellation at shutdown) ends them all.
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+
+    private func renewLease() async throws {
+        while true {
+            try await Task.sleep(for: configuration.leaseTTL / 3)
+            guard try await store.acquireLease(leaseName, holder: configuration.holder, now: Date(), ttl: configuration.leaseTTL) else {
+                activeFlag.set(false)
+                logger.error("lost the coordinator lease; stopping")
+                throw LeaseLost(holder: configuration.holder)
+            }
+        }
+    }
+
+    private func consumeEvents() async throws {
+        let consumer = try await broker.consume(queue: broker.topology.coordinatorQueue, prefetch: configuration.prefetch)
+        for try await delivery in consumer {
+            let event: TaskEvent
+            do {
+                event = try TaskEvent.decode(delivery.body)
+            } catch {
+                logger.warning("an event that is not valid JSON was dropped", metadata: ["error": "\(error)"])
+                try await delivery.ack()
+                continue
+            }
+            do {
+                try await engine.apply(event)
+                try await delivery.ack()
+                wake.signal()
+            } catch is CancellationError {
+                return
+            } catch {
+                // Not committed: the event comes again (it changes nothing twice).
+                logger.error("could not apply an event; it will come again", metadata: [
+                    "task.id": "\(event.taskID)", "run": "\(event.workflowRunID ?? "")", "error": "\(error)"])
+                try? await delivery.reject(requeue: true)
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    private func relayOutbox() async throws {
+        var prepared: Set<String> = []
+        while true {
+            let entries = try await store.unsentOutbox(limit: configuration.outboxBatch)
+            if entries.isEmpty {
+                await wake.wait(upTo: configuration.pollInterval)
+                continue
+            }
+            let queues = Set(entries.map { $0.task.queue ?? configuration.defaultQueue }).subtracting(prepared)
+            if !queues.isEmpty {
+                try await broker.prepare(queues: Array(queues))
+                prepared.formUnion(queues)
+            }
+            let messages = entries.map { broker.topology.message(for: envelope($0.task)) }
+            let results = try await broker.publish(messages)
+            var sent: [Int64] = []
+            for (entry, result) in zip(entries, results) {
+                switch result {
+                case .success: sent.append(entry.id)
+                case .failure(let error):
+                    logger.warning("a step task was not confirmed; it will be published again", metadata: [
+                        "task.id": "\(entry.task.taskID)", "error": "\(error)"])
+                }
+            }
+            try await store.markSent(sent)
+            if sent.count < entries.count { try await Task.sleep(for: .seconds(1)) }
+        }
+    }
+
+    /// The task message for a step task.
+    func envelope(_ task: StepTask) -> TaskEnvelope {
+        TaskEnvelope(id: task.taskID, name: task.name, queue: task.queue ?? configuration.defaultQueue, arguments: task.arguments.jsonBytes,
+                     maxAttempts: task.maxAttempts, retryPolicy: task.retry, workflowRunID: task.runID,
+                     workflowStep: task.index.map { "\(task.stepID)[\($0)]" } ?? task.stepID)
+    }
+
+    private func fireTimers() async throws {
+        while true {
+            let due = try await store.dueTimers(now: Date(), limit: 200)
+            for timer in due {
+                try await engine.fire(timer)
+            }
+            if !due.isEmpty {
+                wake.signal()
+                continue
+            }
+            var wait = configuration.pollInterval
+            if let next = try await store.nextTimerDue() {
+                let until = next.timeIntervalSinceNow
+                if until < Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18 {
+                    wait = .milliseconds(max(1, Int(until * 1000)))
+                }
+            }
+            try await Task.sleep(for: wait)
+        }
+    }
+
+    /// Tells the outbox relay that there may be rows to publish (after a command).
+    public func outboxChanged() { wake.signal() }
+}
+
+/// A wake-up for the outbox relay: a signal while nobody waits is kept for the next wait.
+final class Wake: Sendable {
+    private let state = Mutex<(pending: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func signal() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if let w = s.waiter {
+                s.waiter = nil
+                return w
+            }
+            s.pending = true
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Returns at the next signal, or after `timeout`.
+    func wait(upTo timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let now = self.state.withLock { s -> Bool in
+                        if s.pending {
+                            s.pending = false
+                            return true
+                        }
+                        s.waiter = continuation
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+            }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+            // Release the continuation if the timeout won.
+            let waiter = self.state.withLock { s -> CheckedContinuation<Void, Never>? in
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            waiter?.resume()
+        }
+    }
+}
+
+final class ActiveFlag: Sendable {
+    private let state = Mutex(false)
+    var value: Bool { state.withLock { $0 } }
+    func set(_ v: Bool) { state.withLock { $0 = v } }
+}

@@ -1,0 +1,202 @@
+import Foundation
+import Logging
+import SluiceCore
+import SluiceWorkflow
+
+/// Applies events to runs and commits the results: the one place where run
+/// state changes. An actor, so one event is applied at a time; each call
+/// commits one store transaction (the run's new state, its outbox rows and
+/// its timers, and the same for any child or parent run the event reaches)
+/// before it returns, and only then may its event be acknowledged.
+///
+/// It keeps unfinished runs' state machines in memory: only the active
+/// coordinator writes runs, so its copy stays current. A standby that takes
+/// over starts with an empty cache and loads runs from the store.
+public actor RunEngine {
+    public enum EngineError: Error, CustomStringConvertible {
+        case unknownWorkflow(String, Int?)
+        case unknownRun(String)
+        case invalid(String)
+
+        public var description: String {
+            switch self {
+            case .unknownWorkflow(let name, let version): return "no workflow \(name)\(version.map { " version \($0)" } ?? "") is registered"
+            case .unknownRun(let id): return "no run \(id)"
+            case .invalid(let message): return message
+            }
+        }
+    }
+
+    let store: any WorkflowStore
+    private let logger: Logger
+    private var machines: [String: WorkflowStateMachine] = [:]
+    private var definitionCache: [String: WorkflowDefinition] = [:]
+
+    public init(store: any WorkflowStore, logger: Logger = Logger(label: "sluice.coordinator")) {
+        self.store = store
+        self.logger = logger
+    }
+
+    // MARK: Definitions
+
+    /// Validates and stores a definition.
+    public func register(_ definition: WorkflowDefinition) async throws {
+        try definition.validate()
+        try await store.saveDefinition(definition)
+        definitionCache["\(definition.name)@\(definition.version)"] = definition
+    }
+
+    private func definition(_ name: String, _ version: Int?) async throws -> WorkflowDefinition {
+        if let version, let cached = definitionCache["\(name)@\(version)"] { return cached }
+        guard let found = try await store.definition(name: name, version: version) else { throw EngineError.unknownWorkflow(name, version) }
+        definitionCache["\(found.name)@\(found.version)"] = found
+        return found
+    }
+
+    // MARK: Runs
+
+    /// Starts a run; with an idempotency key, a second start returns the first run.
+    public func start(workflow name: String, version: Int? = nil, input: JSONValue, idempotencyKey: String? = nil,
+                      runID: String = UUID().uuidString.lowercased(), at: Date = Date()) async throws -> RunState {
+        if let key = idempotencyKey, let existing = try await store.run(idempotencyKey: key) { return existing }
+        let definition = try await definition(name, version)
+        let machine = try WorkflowStateMachine(definition: definition, runID: runID, input: input, createdAt: at)
+        do {
+            try await process([(runID, .start(at: at))], newRuns: [runID: (machine, idempotencyKey)], at: at)
+        } catch let error as StoreError where error.code == .conflict {
+            // Two starts with one key raced: the other won.
+            if let key = idempotencyKey, let existing = try await store.run(idempotencyKey: key) { return existing }
+            throw error
+        }
+        if let state = machines[runID]?.state { return state }
+        return try await store.run(id: runID) ?? machine.state
+    }
+
+    /// A run's current state.
+    public func run(_ id: String) async throws -> RunState? {
+        if let m = machines[id] { return m.state }
+        return try await store.run(id: id)
+    }
+
+    /// Applies a worker's task event; events of tasks that are not workflow steps are ignored.
+    public func apply(_ event: TaskEvent) async throws {
+        guard let runID = event.workflowRunID, let workflowEvent = WorkflowEvent(event) else { return }
+        guard try await machine(runID) != nil else {
+            logger.warning("an event for an unknown run", metadata: ["run": "\(runID)", "task.id": "\(event.taskID)"])
+            return
+        }
+        try await process([(runID, workflowEvent)], at: event.at)
+    }
+
+    /// Applies a command or timer to a run.
+    public func apply(_ event: WorkflowEvent, to runID: String, removeTimers: [String] = [], at: Date = Date()) async throws {
+        guard try await machine(runID) != nil else { throw EngineError.unknownRun(runID) }
+        try await process([(runID, event)], removeTimers: [runID: removeTimers], at: at)
+    }
+
+    /// Fires a due timer (and removes it, in the same commit).
+    public func fire(_ timer: TimerEntry, at: Date = Date()) async throws {
+        guard try await machine(timer.runID) != nil else { return }
+        try await process([(timer.runID, .timerFired(timerID: timer.id, at: at))], removeTimers: [timer.runID: [timer.id]], at: at)
+    }
+
+    private func machine(_ id: String) async throws -> WorkflowStateMachine? {
+        if let m = machines[id] { return m }
+        guard let state = try await store.run(id: id) else { return nil }
+        let definition = try await definition(state.workflow, state.version)
+        let machine = try WorkflowStateMachine(definition: definition, state: state)
+        if !state.status.isFinal || state.status == .failed { machines[id] = machine }
+        return machine
+    }
+
+    /// Applies events, following them into child and parent runs, and
+    /// commits every change in one transaction.
+    private func process(_ initial: [(String, WorkflowEvent)], newRuns: [String: (WorkflowStateMachine, String?)] = [:],
+                         removeTimers: [String: [String]] = [:], at: Date) async throws {
+        var pending = initial
+        var working: [String: WorkflowStateMachine] = [:]
+        var changes: [String: RunChange] = [:]
+        var order: [String] = []
+        var created: [String: String?] = [:]
+        for (id, (machine, key)) in newRuns {
+            working[id] = machine
+            created[id] = key
+        }
+        var steps = 0
+        while !pending.isEmpty {
+            steps += 1
+            guard steps < 10_000 else { throw EngineError.invalid("an event cascaded through too many runs") }
+            let (id, event) = pending.removeFirst()
+            var machine: WorkflowStateMachine
+            if let m = working[id] {
+                machine = m
+            } else if let m = try await self.machine(id) {
+                machine = m
+            } else {
+                logger.warning("an event for an unknown run", metadata: ["run": "\(id)"])
+                continue
+            }
+            let actions = machine.handle(event)
+            working[id] = machine
+            if changes[id] == nil {
+                order.append(id)
+                changes[id] = RunChange(run: machine.state, isNew: created.keys.contains(id), idempotencyKey: created[id] ?? nil,
+                                        removeTimers: removeTimers[id] ?? [])
+            }
+            var change = changes[id]!
+            change.run = machine.state
+            for action in actions {
+                switch action {
+                case .publish(let tasks):
+                    change.publish += tasks
+                case .scheduleTimer(let timerID, let due):
+                    change.removeTimers.removeAll { $0 == timerID }
+                    change.addTimers.removeAll { $0.id == timerID }
+                    change.addTimers.append(TimerEntry(id: timerID, runID: id, dueAt: due))
+                case .cancelTimer(let timerID):
+                    change.addTimers.removeAll { $0.id == timerID }
+                    change.removeTimers.append(timerID)
+                case .startChild(let key, let workflow, let version, let input):
+                    let childID = key
+                    if working[childID] != nil { break }
+                    if try await store.run(id: childID) != nil { break }  // already started (a replayed event)
+                    do {
+                        let definition = try await definition(workflow, version)
+                        let child = try WorkflowStateMachine(definition: definition, runID: childID, input: input, createdAt: at,
+                                                             parent: RunState.ParentLink(runID: id, childKey: key))
+                        working[childID] = child
+                        created[childID] = .some(nil)
+                        pending.append((childID, .start(at: at)))
+                    } catch {
+                        pending.append((id, .childFinished(childKey: key, succeeded: false, output: nil, error: "\(error)", at: at)))
+                    }
+                case .cancelChild(let key):
+                    pending.append((key, .cancel(reason: "the parent run was cancelled", at: at)))
+                case .completed(let output):
+                    if let parent = machine.state.parent {
+                        pending.append((parent.runID, .childFinished(childKey: parent.childKey, succeeded: true, output: output, error: nil, at: at)))
+                    }
+                case .failed(let reason):
+                    if let parent = machine.state.parent {
+                        pending.append((parent.runID, .childFinished(childKey: parent.childKey, succeeded: false, output: nil, error: reason, at: at)))
+                    }
+                case .cancelled(let reason):
+                    if let parent = machine.state.parent {
+                        pending.append((parent.runID, .childFinished(childKey: parent.childKey, succeeded: false, output: nil,
+                                                                     error: "cancelled: \(reason)", at: at)))
+                    }
+                }
+            }
+            changes[id] = change
+        }
+        let toCommit = order.compactMap { changes[$0] }
+        try await store.commit(toCommit)
+        for (id, machine) in working {
+            if machine.state.status.isFinal && machine.state.status != .failed {
+                machines[id] = nil
+            } else {
+                machines[id] = machine
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceCoordinator
+import SluiceCore
+import SluiceWorkflow
+import Testing
+
+extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
+    }
+}
+
+/// A coordinator (in this process, on a SQLite file of its own) and a real
+/// `sluice worker` process with the built-in tasks, on a prefix of their own.
+final class WorkflowHarness {
+    let tasks: TaskHarness
+    let storePath: String
+    let worker: Process
+    var coordinator: RunningCoordinator
+
+    init(tasks: TaskHarness, storePath: String, worker: Process, coordinator: RunningCoordinator) {
+        self.tasks = tasks
+        self.storePath = storePath
+        self.worker = worker
+        self.coordinator = coordinator
+    }
+
+    /// Runs `body` with a new harness and always tears it down (a store left
+    /// open would trip sqlite-nio's debug check when it is freed).
+    static func with(workerArguments: [String] = [], _ body: (WorkflowHarness) async throws -> Void) async throws {
+        let h = try await make(workerArguments: workerArguments)
+        do {
+            try await body(h)
+        } catch {
+            try? await h.finish()
+            throw error
+        }
+        try await h.finish()
+    }
+
+    static let queue = "wf"
+
+    static func make(workerArguments: [String] = []) async throws -> WorkflowHarness {
+        let tasks = try await TaskHarness.make()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-wf-\(UUID().uuidString).sqlite").path
+        let coordinator = try await RunningCoordinator.start(broker: tasks.broker, storePath: path)
+        let worker = try SluiceBinary.start(["worker", "--url", tasks.url, "--prefix", tasks.topology.prefix, "--queue", queue,
+                                             "--concurrency", "20", "--log-level", "warning", "--retry-base", "250ms"] + workerArguments)
+        return WorkflowHarness(tasks: tasks, storePath: path, worker: worker, coordinator: coordinator)
+    }
+
+    var engine: RunEngine { coordinator.engine }
+
+    /// Stops the coordinator and starts a new one on the same store (a restart).
+    func restartCoordinator() async throws {
+        try await coordinator.stop()
+        coordinator = try await RunningCoordinator.start(broker: tasks.broker, storePath: storePath)
+    }
+
+    /// Waits until the run is in `status` (fails with its state after `seconds`).
+    func wait(for runID: String, _ status: RunState.Status, seconds: Double = 60) async throws -> RunState {
+        let engine = self.engine
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        var last: RunState?
+        while ContinuousClock.now < deadline {
+            last = try await engine.run(runID)
+            if last?.status == status { return last! }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TimedOut(what: "run \(runID) to be \(status) (it is \(last?.status.rawValue ?? "missing"), error \(last?.error ?? "none"))",
+                       seconds: seconds)
+    }
+
+    func finish() async throws {
+        SluiceBinary.stopIfRunning(worker)
+        try await coordinator.stop()
+        await tasks.broker.close()
+        try? FileManager.default.removeItem(atPath: storePath)
+    }
+}
+
+struct RunningCoordinator {
+    let engine: RunEngine
+    let store: SQLiteWorkflowStore
+    let group: ServiceGroup
+    let task: Task<Void, any Error>
+
+    static func start(broker: any Broker, storePath: String) async throws -> RunningCoordinator {
+        let store = try await SQLiteWorkflowStore.open(path: storePath)
+        var logger = Logger(label: "test.coordinator")
+        logger.logLevel = .warning
+        let engine = RunEngine(store: store, logger: logger)
+        let coordinator = Coordinator(broker: broker, engine: engine,
+                                      configuration: .init(leaseTTL: .seconds(3), defaultQueue: WorkflowHarness.queue), logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [coordinator], logger: logger))
+        let task = Task { try await group.run() }
+        return RunningCoordinator(engine: engine, store: store, group: group, task: task)
+    }
+
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        let stopped = await Result(catching: { try await within(30, "the coordinator to stop") { try await task.value } })
+        try await store.close()
+        try stopped.get()
+    }
+}
+
+@Suite("Workflows end to end: coordinator, real worker process, real broker")
+struct WorkflowTests {
+    @Test("a 3-step sequence passes each step's output into the next step's arguments and completes")
+    func sequence() async throws {
+        try await WorkflowHarness.with { h in
+            try await h.engine.register(WorkflowDefinition(name: "seq") {
+                WorkflowStep.task("a", "sluice.echo", arguments: ["n": "${input.n}"])
+                WorkflowStep.task("b", "sluice.echo", after: ["a"], arguments: ["pair": ["${steps.a.output.n}", "${steps.a.output.n}"]])
+                WorkflowStep.task("c", "sluice.echo", after: ["b"], arguments: ["text": "got ${steps.b.output.pair}"])
+            })
+            let run = try await h.engine.start(workflow: "seq", input: ["n": 20])
+            let done = try await h.wait(for: run.runID, .completed)
+            #expect(done.steps["a"]?.output == ["n": 20])
+            #expect(done.steps["b"]?.output == ["pair": [20, 20]])
+            #expect(done.output == ["c": ["text": "got [20,20]"]])
+        }
+    }
+
+    @Test("a map over 100 elements and a join completes with every output collected in order")
+    func mapJoin() async throws {
+        try await WorkflowHarness.with { h in
+            try await h.engine.register(WorkflowDefinition(name: "fan") {
+                WorkflowStep.map("each", over: "input.items", task: "sluice.echo", arguments: ["i": "${index}", "v": "${item}"])
+                WorkflowStep.join("all", after: ["each"])
+            })
+            let items = JSONValue.array((0..<100).map { .string("item-\($0)") })
+            let run = try await h.engine.start(workflow: "fan", input: ["items": items])
+            let done = try await h.wait(for: run.runID, .completed)
+            let expected = JSONValue.array((0..<100).map { ["i": .number(Double($0)), "v": .string("item-\($0)")] })
+            #expect(done.steps["each"]?.output == expected)
+            #expect(done.steps["all"]?.output == [expected])
+        }
+    }
+
+    @Test("a branch takes each side depending on an earlier output")
+    func branch() async throws {
+        try await WorkflowHarness.with { h in
+            try await h.engine.register(WorkflowDefinition(name: "br") {
+                WorkflowStep.task("fetch", "sluice.echo", arguments: ["total": "${input.total}"])
+                WorkflowStep.branch("check", after: ["fetch"], if: "steps.fetch.output.total > 100", then: ["review"], else: ["approve"])
+                WorkflowStep.task("review", "sluice.echo", arguments: ["side": "review"])
+                WorkflowStep.task("approve", "sluice.echo", arguments: ["side": "approve"])
+            })
+            let big = try await h.engine.start(workflow: "br", input: ["total": 150])
+            let small = try await h.engine.start(workflow: "br", input: ["total": 50])
+            let bigDone = try await h.wait(for: big.runID, .completed)
+            let smallDone = try await h.wait(for: small.runID, .completed)
+            #expect(bigDone.steps["review"]?.status == .succeeded)
+            #expect(bigDone.steps["approve"]?.status == .skipped)
+            #expect(smallDone.steps["approve"]?.output == ["side": "approve"])
+            #expect(smallDone.steps["review"]?.status == .skipped)
+        }
+    }
+
+    @Test("a step failing past its retries fails the run under all-must-succeed, and not under tolerate")
+    func failures() async throws {
+        try await WorkflowHarness.with { h in
+            let make = { (policy: JoinPolicy) in
+                WorkflowDefinition(name: "f-\(policy == .all ? "all" : "tolerate")") {
+                    WorkflowStep.task("ok", "sluice.echo", arguments: ["fine": true])
+                    WorkflowStep.task("bad", "sluice.fail", arguments: ["times": 99, "message": "always broken"], maxAttempts: 2)
+                    WorkflowStep.join("both", after: ["ok", "bad"], policy: policy)
+                }
+            }
+            try await h.engine.register(make(.all))
+            try await h.engine.register(make(.tolerate))
+            let strict = try await h.engine.start(workflow: "f-all", input: [:])
+            let lenient = try await h.engine.start(workflow: "f-tolerate", input: [:])
+            let failed = try await h.wait(for: strict.runID, .failed)
+            #expect(failed.failedStep == "both")
+            #expect(failed.error?.contains("always broken") == true)
+            #expect(failed.steps["bad"]?.error?.contains("max_attempts") == true)
+            let finished = try await h.wait(for: lenient.runID, .completed)
+            #expect(finished.steps["both"]?.output == [["fine": true], nil])
+        }
+    }
+
+    @Test("pause stops new steps and resume continues; cancel holds across a coordinator restart")
+    func pauseResumeCancel() async throws {
+        try await WorkflowHarness.with { h in
+            try await h.engine.register(WorkflowDefinition(name: "slow") {
+                WorkflowStep.task("first", "sluice.sleep", arguments: ["seconds": 0.5])
+                WorkflowStep.task("second", "sluice.echo", after: ["first"], arguments: ["ok": true])
+            })
+            let run = try await h.engine.start(workflow: "slow", input: [:])
+            try await h.engine.apply(.pause(at: Date()), to: run.runID)
+            // The running step finishes; the next one waits.
+            var paused = try await h.wait(for: run.runID, .paused)
+            let deadline = ContinuousClock.now + .seconds(30)
+            while paused.steps["first"]?.status != .succeeded, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+                paused = try await h.wait(for: run.runID, .paused)
+            }
+            #expect(paused.steps["first"]?.status == .succeeded)
+            #expect(paused.steps["second"]?.status == .ready)
+            try await h.engine.apply(.resume(at: Date()), to: run.runID)
+            _ = try await h.wait(for: run.runID, .completed)
+
+            let doomed = try await h.engine.start(workflow: "slow", input: [:])
+            try await h.engine.apply(.cancel(reason: "not needed", at: Date()), to: doomed.runID)
+            try await h.restartCoordinator()
+            let cancelled = try await h.wait(for: doomed.runID, .cancelled)
+            #expect(cancelled.error == "not needed")
+            // The first step's result arrives after the cancel and is ignored; the second never runs.
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await h.engine.run(doomed.runID)?.steps["second"]?.status == .skipped)
+        }
+    }
+
+    @Test("the same event delivered twice changes nothing")
+    func duplicateEvent() async throws {
+        try await WorkflowHarness.with { h in
+            try await h.engine.register(WorkflowDefinition(name: "dup") {
+                WorkflowStep.task("a", "sluice.echo", arguments: ["n": 1])
+                WorkflowStep.task("b", "sluice.echo", after: ["a"], arguments: ["m": "${steps.a.output.n}"])
+            })
+            let run = try await h.engine.start(workflow: "dup", input: [:])
+            let done = try await h.wait(for: run.runID, .completed)
+            // Replay a's succeeded event, as a redelivery would.
+            let task = TaskEnvelope(id: "\(run.runID)/a/0", name: "sluice.echo", queue: WorkflowHarness.queue, arguments: [],
+                                    workflowRunID: run.runID, workflowStep: "a")
+            var event = TaskEvent(kind: .succeeded, task: task)
+            event.result = #"{"n":999}"#
+            try await h.tasks.broker.publish(h.tasks.topology.eventMessage(event))
+            try await h.tasks.broker.publish(h.tasks.topology.eventMessage(event))
+            try await Task.sleep(for: .seconds(1))
+            let after = try await h.engine.run(run.runID)
+            #expect(after == done)
+            #expect(try await h.coordinator.store.unsentOutbox(limit: 10).isEmpty)
+        }
+    }
+}
