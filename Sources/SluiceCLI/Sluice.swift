@@ -4,13 +4,13 @@ import ArgumentParser
 struct Sluice: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
-        abstract: "Durable task queues on RabbitMQ: enqueue tasks, run workers, inspect dead letters.",
+        abstract: "Durable task queues and workflows on RabbitMQ: enqueue tasks, run workers and the coordinator, steer workflows, inspect dead letters.",
         discussion: """
         Every command connects with --url, else $SLUICE_URL, else the local private broker \
         started by scripts/broker (amqp://guest:guest@127.0.0.1:27170/%2f). Passwords are \
         never printed.
         """,
-        subcommands: [Enqueue.self, WorkerCommand.self, Dead.self, Bench.self])
+        subcommands: [Enqueue.self, WorkerCommand.self, Dead.self, CoordinatorCommand.self, WorkflowCommand.self, Bench.self])
 }
 
 /// Options every command shares.

@@ -73,7 +73,8 @@ extension WorkflowDefinition: Codable {
         return Array(try encoder.encode(self))
     }
 
-    static func describe(_ error: DecodingError) -> String {
+    /// A decoding error as one line: what is wrong, and where.
+    public static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context) -> String {
             let p = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
             return p.isEmpty ? "" : " at \(p.hasPrefix(".") ? String(p.dropFirst()) : p)"

@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceCoordinator
+import SluiceCore
+
+struct CoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run the workflow coordinator (and its HTTP API).",
+        discussion: """
+        Keeps workflow state in --store: a SQLite file (the default, one coordinator) or PostgreSQL \
+        (several coordinators: one is active, the others stand by and take over when it stops). \
+        The HTTP API listens on --http (loopback by default; any other address needs --http-token \
+        or SLUICE_API_TOKEN). SIGTERM or SIGINT stops it after the event in hand is committed.
+
+        Examples:
+          sluice coordinator                                      # sqlite:sluice-coordinator.sqlite, http 127.0.0.1:27200
+          sluice coordinator --store postgres://sluice@db:5432/sluice --http 0.0.0.0:27200 --http-token "$TOKEN"
+        """)
+
+    @Option(help: "Where workflow state lives: sqlite:PATH or postgres://user:password@host:port/database (default: $SLUICE_STORE, else sqlite:sluice-coordinator.sqlite).")
+    var store: String?
+    @Option(help: "Address of the HTTP API, HOST:PORT ('none' for no API).")
+    var http: String = "127.0.0.1:27200"
+    @Option(help: "Bearer token the API requires (default: $SLUICE_API_TOKEN); required off loopback.")
+    var httpToken: String?
+    @Option(help: "Queue for step tasks whose workflow names none.")
+    var defaultQueue: String = "default"
+    @Option(help: "How long the coordinator lease lasts without renewal (a standby takes over after about this long).")
+    var leaseTtl: String = "10s"
+    @Option(help: "Log level: trace, debug, info, warning, error.")
+    var logLevel: String = "info"
+    @OptionGroup var connection: ConnectionOptions
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be trace, debug, info, warning or error") }
+        guard Topology.isValidName(defaultQueue) else { throw ValidationError("--default-queue must be letters, digits, '-', '_' or '.'") }
+        if http != "none" { _ = try parseHostPort(http) }
+        _ = try parseDuration(leaseTtl)
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "sluice.coordinator")
+        // Settings first, so that a bad one fails before anything is opened.
+        var apiConfiguration: CoordinatorAPI.Configuration?
+        if http != "none" {
+            let (host, port) = try parseHostPort(http)
+            let token = httpToken ?? ProcessInfo.processInfo.environment["SLUICE_API_TOKEN"]
+            let configuration = CoordinatorAPI.Configuration(host: host, port: port, token: token)
+            guard configuration.isAcceptable else {
+                throw CLIError("the API on \(host) needs a token off loopback (--http-token or SLUICE_API_TOKEN), or --http 127.0.0.1:\(port)")
+            }
+            apiConfiguration = configuration
+        }
+        let leaseTTL = try parseDuration(leaseTtl)
+        let store = try await openStore(store ?? ProcessInfo.processInfo.environment["SLUICE_STORE"] ?? "sqlite:sluice-coordinator.sqlite",
+                                        logger: logger)
+        do {
+            let broker = try await connection.connect(name: "sluice coordinator")
+            defer { Task { await broker.close() } }
+            let engine = RunEngine(store: store, logger: logger)
+            let coordinator = Coordinator(broker: broker, engine: engine,
+                                          configuration: .init(leaseTTL: leaseTTL, defaultQueue: defaultQueue), logger: logger)
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+                .init(service: coordinator, successTerminationBehavior: .gracefullyShutdownGroup,
+                      failureTerminationBehavior: .gracefullyShutdownGroup),
+            ]
+            if let apiConfiguration {
+                let api = try CoordinatorAPI(coordinator: coordinator, configuration: apiConfiguration)
+                services.append(.init(service: api.application(logger: logger)))
+                logger.info("HTTP API", metadata: ["address": "http://\(apiConfiguration.host):\(apiConfiguration.port)/",
+                                                   "token": "\(apiConfiguration.token == nil ? "none" : "required")"])
+            }
+            let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        try? await store.close()
+    }
+}
+
+/// Opens `sqlite:PATH` or `postgres://...`.
+func openStore(_ spec: String, logger: Logger) async throws -> any WorkflowStore {
+    do {
+        if spec.hasPrefix("sqlite:") {
+            let path = String(spec.dropFirst("sqlite:".count))
+            guard !path.isEmpty else { throw ValidationError("--store sqlite: needs a file path (sqlite:PATH)") }
+            return try await SQLiteWorkflowStore.open(path: path, logger: logger)
+        }
+        if spec.hasPrefix("postgres://") || spec.hasPrefix("postgresql://") {
+            return try await PostgresWorkflowStore.connect(url: spec, logger: logger)
+        }
+    } catch let error as StoreError {
+        throw CLIError("cannot open the store: \(error.message)")
+    }
+    throw ValidationError("--store must be sqlite:PATH or postgres://user:password@host:port/database")
+}
+
+/// `HOST:PORT` (IPv6 hosts in brackets).
+func parseHostPort(_ text: String) throws -> (String, Int) {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+        throw ValidationError("'\(text)' is not HOST:PORT")
+    }
+    var host = String(text[..<colon])
+    if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    guard !host.isEmpty else { throw ValidationError("'\(text)' has no host") }
+    return (host, port)
+}

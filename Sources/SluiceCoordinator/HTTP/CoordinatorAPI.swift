@@ -1,0 +1,376 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import SluiceClient
+import SluiceCore
+import ServiceLifecycle
+import SluiceWorkflow
+
+/// The coordinator's HTTP API (Hummingbird), for the CLI and for services
+/// that do not speak AMQP. JSON in and out; errors are
+/// `{"error": {"code": "...", "message": "..."}}` with a stable code.
+///
+/// ```
+/// GET  /healthz                       liveness, and whether this coordinator is active
+/// GET  /metrics                       Prometheus text: runs by status, outbox backlog
+/// POST /v1/workflows                  register a definition (JSON, or YAML with content-type application/yaml)
+/// GET  /v1/workflows                  registered definitions
+/// POST /v1/runs                       start: {"workflow", "version"?, "input"?, "idempotencyKey"?}
+/// GET  /v1/runs                       list: ?workflow=&status=&after=&before=&limit=&cursor=
+/// GET  /v1/runs/{id}                  a run with every step
+/// POST /v1/runs/{id}/pause|resume     {"reason"?} for cancel
+/// POST /v1/runs/{id}/cancel
+/// POST /v1/runs/{id}/retry            {"step", "rerun"?}
+/// POST /v1/tasks                      enqueue a standalone task: {"name", "queue"?, "arguments"?, "delaySeconds"?,
+///                                     "maxAttempts"?, "idempotencyKey"?}
+/// ```
+///
+/// Listening on anything but loopback requires a bearer token
+/// (`Authorization: Bearer <token>`), checked on every route but `/healthz`.
+public struct CoordinatorAPI: Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        /// Required unless `host` is a loopback address.
+        public var token: String?
+        /// Larger request bodies are refused with 413.
+        public var maxBodyBytes: Int
+
+        public init(host: String = "127.0.0.1", port: Int = 27200, token: String? = nil, maxBodyBytes: Int = 1 << 20) {
+            self.host = host
+            self.port = port
+            self.token = token
+            self.maxBodyBytes = maxBodyBytes
+        }
+
+        var isLoopback: Bool { ["127.0.0.1", "::1", "localhost"].contains(host) || host.hasPrefix("127.") }
+
+        /// Loopback, or a token is set.
+        public var isAcceptable: Bool { isLoopback || !(token ?? "").isEmpty }
+    }
+
+    public let coordinator: Coordinator
+    public let configuration: Configuration
+
+    public init(coordinator: Coordinator, configuration: Configuration) throws {
+        if !configuration.isAcceptable {
+            throw APIError(.unauthorized, "listening on \(configuration.host) needs a token (--http-token or SLUICE_API_TOKEN)")
+        }
+        self.coordinator = coordinator
+        self.configuration = configuration
+    }
+
+    /// The HTTP server, a Service to run beside the coordinator.
+    public func application(logger: Logger) -> some Service {
+        Application(router: router(), configuration: .init(address: .hostname(configuration.host, port: configuration.port),
+                                                          serverName: "sluice-coordinator"),
+                    logger: logger)
+    }
+
+    func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: ErrorMiddleware())
+        if let token = configuration.token, !token.isEmpty { router.add(middleware: TokenMiddleware(token: token)) }
+        let engine = coordinator.engine
+        let coordinator = self.coordinator
+        let limit = configuration.maxBodyBytes
+
+        router.get("/healthz") { _, _ in
+            try json(["status": "ok", "active": coordinator.isActive ? "true" : "false"])
+        }
+        router.get("/metrics") { _, _ in
+            try await metrics(engine.store)
+        }
+        router.post("/v1/workflows") { request, _ in
+            var request = request
+            let body = try await bodyBytes(&request, limit: limit)
+            let yaml = request.headers[.contentType]?.contains("yaml") == true
+            let definition = yaml ? try WorkflowDefinition.decode(yaml: String(decoding: body, as: UTF8.self))
+                                  : try WorkflowDefinition.decode(json: body)
+            try requireActive(coordinator)
+            try await engine.register(definition)
+            return try json(["name": .string(definition.name), "version": .number(Double(definition.version))] as JSONValue, status: .created)
+        }
+        router.get("/v1/workflows") { _, _ in
+            let all = try await engine.store.definitions()
+            return try encoded(all)
+        }
+        router.post("/v1/runs") { request, _ in
+            var request = request
+            let start = try decode(StartRequest.self, try await bodyBytes(&request, limit: limit))
+            try requireActive(coordinator)
+            let run = try await engine.start(workflow: start.workflow, version: start.version, input: start.input ?? [:],
+                                             idempotencyKey: start.idempotencyKey)
+            coordinator.outboxChanged()
+            return try encoded(run, status: .created)
+        }
+        router.get("/v1/runs") { request, _ in
+            let q = request.uri.queryParameters
+            var query = RunQuery()
+            if let w = q["workflow"] { query.workflow = String(w) }
+            if let s = q["status"] {
+                guard let status = RunState.Status(rawValue: String(s)) else {
+                    throw APIError(.badRequest, "status must be one of \(RunState.Status.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                query.status = status
+            }
+            if let a = q["after"] { query.createdAfter = try date(String(a)) }
+            if let b = q["before"] { query.createdBefore = try date(String(b)) }
+            if let l = q["limit"] {
+                guard let n = Int(l), n > 0 else { throw APIError(.badRequest, "limit must be a positive number") }
+                query.limit = min(n, 1000)
+            }
+            if let c = q["cursor"] { query.cursor = String(c) }
+            let page = try await engine.store.runs(query)
+            return try encoded(RunList(runs: page.runs, nextCursor: page.nextCursor))
+        }
+        router.get("/v1/runs/{id}") { _, context in
+            let id = try context.parameters.require("id")
+            guard let run = try await engine.run(id) else { throw APIError(.notFound, "no run \(id)") }
+            return try encoded(run)
+        }
+        let commands: [(String, @Sendable (CommandRequest) -> WorkflowEvent)] = [
+            ("pause", { _ in .pause(at: Date()) }),
+            ("resume", { _ in .resume(at: Date()) }),
+            ("cancel", { c in .cancel(reason: c.reason ?? "cancelled", at: Date()) }),
+        ]
+        for (verb, makeEvent) in commands {
+            router.post("/v1/runs/{id}/\(verb)") { request, context in
+                var request = request
+                let id = try context.parameters.require("id")
+                let body = try await bodyBytes(&request, limit: limit)
+                let command = body.isEmpty ? CommandRequest() : try decode(CommandRequest.self, body)
+                try requireActive(coordinator)
+                try await engine.apply(makeEvent(command), to: id)
+                coordinator.outboxChanged()
+                guard let run = try await engine.run(id) else { throw APIError(.notFound, "no run \(id)") }
+                return try encoded(run)
+            }
+        }
+        router.post("/v1/runs/{id}/retry") { request, context in
+            var request = request
+            let id = try context.parameters.require("id")
+            let retry = try decode(RetryRequest.self, try await bodyBytes(&request, limit: limit))
+            try requireActive(coordinator)
+            try await engine.apply(.retryStep(stepID: retry.step, rerun: retry.rerun ?? false, at: Date()), to: id)
+            coordinator.outboxChanged()
+            guard let run = try await engine.run(id) else { throw APIError(.notFound, "no run \(id)") }
+            return try encoded(run)
+        }
+        router.post("/v1/tasks") { request, _ in
+            var request = request
+            let task = try decode(TaskRequest.self, try await bodyBytes(&request, limit: limit))
+            var options = EnqueueOptions(queue: task.queue ?? coordinator.configuration.defaultQueue)
+            if let s = task.delaySeconds {
+                guard s >= 0, s < 366 * 86400 else { throw APIError(.badRequest, "delaySeconds must be from 0 to a year") }
+                options.delay = .milliseconds(Int64(s * 1000))
+            }
+            options.maxAttempts = task.maxAttempts
+            options.idempotencyKey = task.idempotencyKey
+            let client = TaskClient(broker: coordinator.broker, defaultQueue: coordinator.configuration.defaultQueue)
+            let id = try await client.enqueue(name: task.name, json: (task.arguments ?? [:]).jsonBytes, options: options)
+            return try json(["id": .string(id)] as JSONValue, status: .created)
+        }
+        return router
+    }
+}
+
+// MARK: Requests and responses
+
+struct StartRequest: Decodable {
+    var workflow: String
+    var version: Int?
+    var input: JSONValue?
+    var idempotencyKey: String?
+}
+
+struct CommandRequest: Decodable {
+    var reason: String?
+}
+
+struct RetryRequest: Decodable {
+    var step: String
+    var rerun: Bool?
+}
+
+struct TaskRequest: Decodable {
+    var name: String
+    var queue: String?
+    var arguments: JSONValue?
+    var delaySeconds: Double?
+    var maxAttempts: Int?
+    var idempotencyKey: String?
+}
+
+struct RunList: Encodable {
+    var runs: [RunState]
+    var nextCursor: String?
+}
+
+/// An API error: an HTTP status and a stable code.
+public struct APIError: Error, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case badRequest = "bad_request"
+        case unauthorized
+        case notFound = "not_found"
+        case conflict
+        case tooLarge = "too_large"
+        case standby
+        case invalidDefinition = "invalid_definition"
+        case unknownWorkflow = "unknown_workflow"
+        case internalError = "internal"
+        case unavailable
+
+        var status: HTTPResponse.Status {
+            switch self {
+            case .badRequest, .invalidDefinition: return .badRequest
+            case .unauthorized: return .unauthorized
+            case .notFound, .unknownWorkflow: return .notFound
+            case .conflict: return .conflict
+            case .tooLarge: return .contentTooLarge
+            case .standby, .unavailable: return .serviceUnavailable
+            case .internalError: return .internalServerError
+            }
+        }
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+
+    /// The API error for any error a handler threw.
+    static func from(_ error: any Error) -> APIError {
+        switch error {
+        case let e as APIError: return e
+        case let e as WorkflowError: return APIError(.invalidDefinition, e.description)
+        case let e as StoreError:
+            switch e.code {
+            case .conflict: return APIError(.conflict, e.message)
+            case .notFound: return APIError(.notFound, e.message)
+            case .invalidArgument: return APIError(.badRequest, e.message)
+            default: return APIError(.internalError, e.message)
+            }
+        case let e as RunEngine.EngineError:
+            switch e {
+            case .unknownWorkflow: return APIError(.unknownWorkflow, e.description)
+            case .unknownRun: return APIError(.notFound, e.description)
+            case .invalid: return APIError(.badRequest, e.description)
+            }
+        case let e as SluiceError: return APIError(.badRequest, "\(e)")
+        case let e as any HTTPResponseError:
+            // Hummingbird's own: no route, a body over the limit (NIOTooManyBytesError), ...
+            switch e.status {
+            case .contentTooLarge: return APIError(.tooLarge, "the request body is too large")
+            case .notFound: return APIError(.notFound, "no such route")
+            case .methodNotAllowed: return APIError(.badRequest, "method not allowed")
+            default: return APIError(e.status.code < 500 ? .badRequest : .internalError, (e as? HTTPError)?.body ?? "\(e.status)")
+            }
+        default: return APIError(.internalError, "\(error)")
+        }
+    }
+}
+
+/// Turns every error into a JSON error response.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let api = APIError.from(error)
+            if api.code == .internalError { context.logger.error("request failed", metadata: ["error": "\(error)"]) }
+            return try json(["error": ["code": .string(api.code.rawValue), "message": .string(api.message)]] as JSONValue,
+                            status: api.code.status)
+        }
+    }
+}
+
+/// Requires `Authorization: Bearer <token>` everywhere but /healthz.
+struct TokenMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let token: String
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.uri.path == "/healthz" { return try await next(request, context) }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+              constantTimeEqual(Array(header.dropFirst(7).utf8), Array(token.utf8)) else {
+            throw APIError(.unauthorized, "a bearer token is required (Authorization: Bearer <token>)")
+        }
+        return try await next(request, context)
+    }
+
+    /// Compares without stopping at the first difference.
+    private func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var diff: UInt8 = 0
+        for (x, y) in zip(a, b) { diff |= x ^ y }
+        return diff == 0
+    }
+}
+
+// MARK: Helpers
+
+private func requireActive(_ coordinator: Coordinator) throws {
+    guard coordinator.isActive else {
+        throw APIError(.standby, "this coordinator is standing by; send commands to the active one")
+    }
+}
+
+private func bodyBytes(_ request: inout Request, limit: Int) async throws -> [UInt8] {
+    let buffer = try await request.collectBody(upTo: limit)
+    return Array(buffer.readableBytesView)
+}
+
+private func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
+    guard !bytes.isEmpty else { throw APIError(.badRequest, "the request needs a JSON body") }
+    do {
+        return try JSONDecoder().decode(type, from: Data(bytes))
+    } catch let error as DecodingError {
+        throw APIError(.badRequest, "the body is not a valid request: \(WorkflowDefinition.describe(error))")
+    } catch {
+        throw APIError(.badRequest, "the body is not valid JSON")
+    }
+}
+
+private func date(_ text: String) throws -> Date {
+    if let seconds = Double(text) { return Date(timeIntervalSince1970: seconds) }
+    guard let d = ISO8601DateFormatter().date(from: text) else {
+        throw APIError(.badRequest, "'\(text)' is not a time (ISO 8601 or seconds since the epoch)")
+    }
+    return d
+}
+
+private func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) throws -> Response {
+    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: value.jsonBytes)))
+}
+
+private func json(_ object: [String: String], status: HTTPResponse.Status = .ok) throws -> Response {
+    try json(.object(object.mapValues { .string($0) }), status: status)
+}
+
+private func encoded<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    encoder.dateEncodingStrategy = .iso8601
+    let data = try encoder.encode(value)
+    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+}
+
+private func metrics(_ store: any WorkflowStore) async throws -> Response {
+    var text = "# HELP sluice_workflow_runs Workflow runs by status (first 1000 of each).\n# TYPE sluice_workflow_runs gauge\n"
+    for status in RunState.Status.allCases {
+        let count = try await store.runs(RunQuery(status: status, limit: 1000)).runs.count
+        text += "sluice_workflow_runs{status=\"\(status.rawValue)\"} \(count)\n"
+    }
+    let backlog = try await store.unsentOutbox(limit: 10_000).count
+    text += "# HELP sluice_coordinator_outbox_unsent Step tasks waiting to be published.\n# TYPE sluice_coordinator_outbox_unsent gauge\n"
+    text += "sluice_coordinator_outbox_unsent \(backlog)\n"
+    return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
+}

@@ -1,0 +1,264 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import SluiceWorkflow
+import Testing
+
+/// `sluice coordinator` as a real process, with its HTTP API, against real workers.
+struct CoordinatorProcess {
+    let process: Process
+    let port: Int
+    var api: String { "http://127.0.0.1:\(port)" }
+
+    static func freePort() -> Int { Int.random(in: 32_000...33_999) }
+
+    static func start(_ h: TaskHarness, store: String, port: Int = freePort(), extra: [String] = []) throws -> CoordinatorProcess {
+        let process = try SluiceBinary.start(["coordinator", "--url", h.url, "--prefix", h.topology.prefix, "--store", store,
+                                              "--http", "127.0.0.1:\(port)", "--default-queue", "wf", "--lease-ttl", "2s",
+                                              "--log-level", "warning"] + extra)
+        return CoordinatorProcess(process: process, port: port)
+    }
+
+    /// Sends a request to the API; returns the status and JSON body.
+    static func request(_ method: String, _ url: String, body: [UInt8]? = nil, contentType: String = "application/json",
+                        token: String? = nil) async throws -> (status: Int, body: JSONValue) {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = method
+        if let body {
+            request.httpBody = Data(body)
+            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
+        }
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, (try? JSONValue.parse(Array(data))) ?? .null)
+    }
+
+    /// Waits until the API answers /healthz with `active` as asked.
+    func waitUntilHealthy(active: Bool = true, seconds: Double = 60) async throws {
+        let url = api + "/healthz"
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if let (status, body) = try? await Self.request("GET", url), status == 200, body["active"] == .string(active ? "true" : "false") {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TimedOut(what: "the coordinator at \(api) to be \(active ? "active" : "standing by")", seconds: seconds)
+    }
+
+    func run(_ id: String) async throws -> JSONValue? {
+        let (status, body) = try await Self.request("GET", api + "/v1/runs/\(id)")
+        return status == 200 ? body : nil
+    }
+
+    /// Waits until a run reaches `status`.
+    func wait(for id: String, _ status: String, seconds: Double = 90) async throws -> JSONValue {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        var last: JSONValue?
+        while ContinuousClock.now < deadline {
+            if let run = try? await run(id) {
+                last = run
+                if run["status"] == .string(status) { return run }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TimedOut(what: "run \(id) to be \(status) (last: \(last?["status"]?.jsonText ?? "none"))", seconds: seconds)
+    }
+}
+
+func writeTemp(_ text: String, _ ext: String) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).\(ext)").path
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+@Suite("The coordinator process: CLI, HTTP API, restarts, standby", .serialized)
+struct CoordinatorProcessTests {
+    static let pipeline = """
+        name: pipeline
+        steps:
+          - id: fetch
+            task: sluice.echo
+            arguments: { items: "${input.items}" }
+          - id: each
+            after: [fetch]
+            map: { over: steps.fetch.output.items, task: sluice.echo, arguments: { v: "${item}" } }
+          - id: total
+            after: [each]
+            task: sluice.echo
+            arguments: { all: "${steps.each.output}" }
+        """
+
+    func workerArguments(_ h: TaskHarness) -> [String] {
+        ["worker", "--url", h.url, "--prefix", h.topology.prefix, "--queue", "wf", "--concurrency", "20", "--log-level", "warning"]
+    }
+
+    @Test("sluice workflow register/start/status run a workflow through the coordinator process")
+    func cli() async throws {
+        let h = try await TaskHarness.make()
+        let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
+        let coordinator = try CoordinatorProcess.start(h, store: store)
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        let worker = try SluiceBinary.start(workerArguments(h))
+        defer { SluiceBinary.stopIfRunning(worker) }
+        try await coordinator.waitUntilHealthy()
+        let file = try writeTemp(Self.pipeline, "yaml")
+        let register = try await SluiceBinary.run(["workflow", "register", file, "--api", coordinator.api])
+        #expect(register.status == 0, "\(register.output)")
+        #expect(register.output.contains("registered pipeline version 1"))
+        let start = try await SluiceBinary.run(["workflow", "start", "pipeline", "--input", #"{"items": [1, 2, 3]}"#, "--key", "k1",
+                                                "--api", coordinator.api])
+        #expect(start.status == 0, "\(start.output)")
+        let runID = start.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let again = try await SluiceBinary.run(["workflow", "start", "pipeline", "--input", "{}", "--key", "k1", "--api", coordinator.api])
+        #expect(again.output.trimmingCharacters(in: .whitespacesAndNewlines) == runID, "the same key returns the same run")
+        let done = try await coordinator.wait(for: runID, "completed")
+        #expect(done["steps"]?["total"]?["output"] == ["all": [["v": 1], ["v": 2], ["v": 3]]])
+        let status = try await SluiceBinary.run(["workflow", "status", runID, "--api", coordinator.api])
+        #expect(status.output.contains("completed"))
+        #expect(status.output.contains("3/3 elements"))
+        let list = try await SluiceBinary.run(["workflow", "list", "--state", "completed", "--json", "--api", coordinator.api])
+        #expect(list.output.contains(runID))
+        let bad = try await SluiceBinary.run(["workflow", "register", try writeTemp("name: x\nsteps: [{id: a}]", "yaml"), "--api", coordinator.api])
+        #expect(bad.status != 0)
+        #expect(bad.output.contains("exactly one of task"))
+        coordinator.process.terminate()
+        #expect(try await within(30, "the coordinator to stop") { try await SluiceBinary.exitStatus(of: coordinator.process) } == 0)
+        await h.broker.close()
+    }
+
+    @Test("the HTTP API rejects malformed and oversized bodies with JSON errors, and needs a token off loopback")
+    func apiErrors() async throws {
+        let h = try await TaskHarness.make()
+        let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
+        let coordinator = try CoordinatorProcess.start(h, store: store)
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        try await coordinator.waitUntilHealthy()
+        let api = coordinator.api
+        let malformed = try await CoordinatorProcess.request("POST", api + "/v1/runs", body: Array("{not json".utf8))
+        #expect(malformed.status == 400)
+        #expect(malformed.body["error"]?["code"] == "bad_request")
+        let missing = try await CoordinatorProcess.request("POST", api + "/v1/runs", body: Array(#"{"input": {}}"#.utf8))
+        #expect(missing.status == 400)
+        let unknown = try await CoordinatorProcess.request("POST", api + "/v1/runs", body: Array(#"{"workflow": "nope"}"#.utf8))
+        #expect(unknown.status == 404)
+        #expect(unknown.body["error"]?["code"] == "unknown_workflow")
+        let big = [UInt8](repeating: UInt8(ascii: " "), count: 2 << 20)
+        let tooLarge = try await CoordinatorProcess.request("POST", api + "/v1/workflows", body: big)
+        #expect(tooLarge.status == 413)
+        #expect(tooLarge.body["error"]?["code"] == "too_large")
+        let invalid = try await CoordinatorProcess.request("POST", api + "/v1/workflows", body: Array(#"{"name": "w", "steps": []}"#.utf8))
+        #expect(invalid.status == 400)
+        #expect(invalid.body["error"]?["code"] == "invalid_definition")
+        let noRoute = try await CoordinatorProcess.request("GET", api + "/v1/nothing")
+        #expect(noRoute.status == 404)
+        #expect(noRoute.body["error"]?["code"] == "not_found")
+        let noRun = try await CoordinatorProcess.request("GET", api + "/v1/runs/missing")
+        #expect(noRun.status == 404)
+        coordinator.process.terminate()
+        _ = try await SluiceBinary.exitStatus(of: coordinator.process)
+
+        // Off loopback: refused without a token; with one, requests need it.
+        let open = try await SluiceBinary.run(["coordinator", "--url", h.url, "--prefix", h.topology.prefix, "--store", store,
+                                               "--http", "0.0.0.0:\(CoordinatorProcess.freePort())"])
+        #expect(open.status != 0)
+        #expect(open.output.contains("needs a token"))
+        let port = CoordinatorProcess.freePort()
+        let guarded = try SluiceBinary.start(["coordinator", "--url", h.url, "--prefix", h.topology.prefix, "--store", store,
+                                              "--http", "0.0.0.0:\(port)", "--http-token", "s3cret", "--log-level", "warning"])
+        defer { SluiceBinary.stopIfRunning(guarded) }
+        let guardedAPI = "http://127.0.0.1:\(port)"
+        try await CoordinatorProcess(process: guarded, port: port).waitUntilHealthy()
+        let refused = try await CoordinatorProcess.request("GET", guardedAPI + "/v1/runs")
+        #expect(refused.status == 401)
+        #expect(refused.body["error"]?["code"] == "unauthorized")
+        let wrong = try await CoordinatorProcess.request("GET", guardedAPI + "/v1/runs", token: "guess")
+        #expect(wrong.status == 401)
+        let allowed = try await CoordinatorProcess.request("GET", guardedAPI + "/v1/runs", token: "s3cret")
+        #expect(allowed.status == 200)
+        guarded.terminate()
+        _ = try await SluiceBinary.exitStatus(of: guarded)
+        await h.broker.close()
+    }
+
+    @Test("the coordinator killed with SIGKILL again and again while 50 runs are in progress: after restarts every run completes")
+    func killRepeatedly() async throws {
+        let h = try await TaskHarness.make()
+        let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
+        let port = CoordinatorProcess.freePort()
+        var coordinator = try CoordinatorProcess.start(h, store: store, port: port)
+        let worker = try SluiceBinary.start(workerArguments(h))
+        defer { SluiceBinary.stopIfRunning(worker) }
+        try await coordinator.waitUntilHealthy()
+        let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(Self.pipeline.utf8),
+                                                            contentType: "application/yaml")
+        #expect(register.status == 201)
+        var ids: [String] = []
+        for i in 0..<50 {
+            let body = JSONValue.object(["workflow": "pipeline", "input": ["items": .array((0..<5).map { .number(Double($0 + i)) })]])
+            let started = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: body.jsonBytes)
+            #expect(started.status == 201)
+            if case .string(let id)? = started.body["runID"] { ids.append(id) }
+        }
+        #expect(ids.count == 50)
+        for _ in 0..<4 {
+            try await Task.sleep(for: .milliseconds(Int.random(in: 200...600)))
+            kill(coordinator.process.processIdentifier, SIGKILL)
+            _ = try await SluiceBinary.exitStatus(of: coordinator.process)
+            coordinator = try CoordinatorProcess.start(h, store: store, port: port)
+            try await coordinator.waitUntilHealthy()
+        }
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        for (i, id) in ids.enumerated() {
+            let run = try await coordinator.wait(for: id, "completed")
+            let expected = JSONValue.array((0..<5).map { ["v": .number(Double($0 + i))] })
+            #expect(run["steps"]?["total"]?["output"] == ["all": expected], "run \(i)")
+            // Each step succeeded once, in its first generation.
+            for step in ["fetch", "each", "total"] {
+                #expect(run["steps"]?[step]?["generation"] == 0)
+                #expect(run["steps"]?[step]?["status"] == "succeeded")
+            }
+        }
+        coordinator.process.terminate()
+        _ = try await SluiceBinary.exitStatus(of: coordinator.process)
+        await h.broker.close()
+    }
+
+    @Test("two coordinators on one PostgreSQL: the active one is killed, the standby takes over, all runs complete")
+    func standbyTakesOver() async throws {
+        let h = try await TaskHarness.make()
+        let store = try await SharedPostgres.createDatabase()
+        let first = try CoordinatorProcess.start(h, store: store)
+        defer { SluiceBinary.stopIfRunning(first.process) }
+        try await first.waitUntilHealthy(active: true)
+        let second = try CoordinatorProcess.start(h, store: store)
+        defer { SluiceBinary.stopIfRunning(second.process) }
+        try await second.waitUntilHealthy(active: false)
+        let worker = try SluiceBinary.start(workerArguments(h))
+        defer { SluiceBinary.stopIfRunning(worker) }
+        let register = try await CoordinatorProcess.request("POST", first.api + "/v1/workflows", body: Array(Self.pipeline.utf8),
+                                                            contentType: "application/yaml")
+        #expect(register.status == 201)
+        // The standby refuses commands.
+        let refused = try await CoordinatorProcess.request("POST", second.api + "/v1/runs", body: Array(#"{"workflow": "pipeline"}"#.utf8))
+        #expect(refused.status == 503)
+        var ids: [String] = []
+        for i in 0..<20 {
+            let body = JSONValue.object(["workflow": "pipeline", "input": ["items": .array((0..<3).map { .number(Double($0 + i)) })]])
+            let started = try await CoordinatorProcess.request("POST", first.api + "/v1/runs", body: body.jsonBytes)
+            if case .string(let id)? = started.body["runID"] { ids.append(id) }
+        }
+        #expect(ids.count == 20)
+        kill(first.process.processIdentifier, SIGKILL)
+        _ = try await SluiceBinary.exitStatus(of: first.process)
+        let takeover = ContinuousClock.now
+        try await second.waitUntilHealthy(active: true, seconds: 30)
+        let took = ContinuousClock.now - takeover
+        #expect(took < .seconds(15), "the standby took over within seconds (took \(took))")
+        for id in ids { _ = try await second.wait(for: id, "completed") }
+        second.process.terminate()
+        _ = try await SluiceBinary.exitStatus(of: second.process)
+        await h.broker.close()
+    }
+}
