@@ -10,7 +10,7 @@ struct Sluice: AsyncParsableCommand {
         started by scripts/broker (amqp://guest:guest@127.0.0.1:27170/%2f). Passwords are \
         never printed.
         """,
-        subcommands: [Enqueue.self, WorkerCommand.self, Dead.self, CoordinatorCommand.self, WorkflowCommand.self, Bench.self])
+        subcommands: [Enqueue.self, WorkerCommand.self, Dead.self, CoordinatorCommand.self, WorkflowCommand.self, ScheduleCommand.self, Bench.self])
 }
 
 /// Options every command shares.

@@ -110,6 +110,7 @@ public struct Coordinator: Service {
             group.addTask { try await self.consumeEvents() }
             group.addTask { try await self.relayOutbox() }
             group.addTask { try await self.fireTimers() }
+            group.addTask { try await self.fireSchedules() }
             // The first to end (an error, or cancellation at shutdown) ends them all.
             defer { group.cancelAll() }
             try await group.next()
@@ -185,9 +186,11 @@ public struct Coordinator: Service {
 
     /// The task message for a step task.
     func envelope(_ task: StepTask) -> TaskEnvelope {
-        TaskEnvelope(id: task.taskID, name: task.name, queue: task.queue ?? configuration.defaultQueue, arguments: task.arguments.jsonBytes,
-                     maxAttempts: task.maxAttempts, retryPolicy: task.retry, workflowRunID: task.runID,
-                     workflowStep: task.index.map { "\(task.stepID)[\($0)]" } ?? task.stepID)
+        // A scheduled standalone task has no run.
+        let step = task.runID.isEmpty ? nil : (task.index.map { "\(task.stepID)[\($0)]" } ?? task.stepID)
+        return TaskEnvelope(id: task.taskID, name: task.name, queue: task.queue ?? configuration.defaultQueue,
+                            arguments: task.arguments.jsonBytes, maxAttempts: task.maxAttempts, retryPolicy: task.retry,
+                            workflowRunID: task.runID.isEmpty ? nil : task.runID, workflowStep: step)
     }
 
     private func fireTimers() async throws {
@@ -208,6 +211,43 @@ public struct Coordinator: Service {
                 }
             }
             try await Task.sleep(for: wait)
+        }
+    }
+
+    private func fireSchedules() async throws {
+        while true {
+            let now = Date()
+            var soonest = now.addingTimeInterval(Double(configuration.pollInterval.components.seconds) + 0.25)
+            for record in try await store.schedules() {
+                guard record.nextFireAt <= now else {
+                    soonest = min(soonest, record.nextFireAt)
+                    continue
+                }
+                let spec: ScheduleSpec
+                do {
+                    spec = try StoreCoding.decode(ScheduleSpec.self, record.spec)
+                } catch {
+                    logger.error("a stored schedule cannot be read; it is skipped", metadata: ["schedule": "\(record.id)", "error": "\(error)"])
+                    continue
+                }
+                do {
+                    // The next time after now: missed times in between are not fired again.
+                    let next = try spec.nextFire(after: max(now, record.nextFireAt))
+                    let late = now.timeIntervalSince(record.nextFireAt)
+                    if spec.misfire == .skip && late > 60 {
+                        logger.warning("a schedule fire was missed and skipped", metadata: ["schedule": "\(spec.id)", "late": "\(Int(late)) s"])
+                        _ = try await store.fireSchedule(id: spec.id, expected: record.nextFireAt, next: next, changes: [], publish: [])
+                    } else if try await engine.fire(schedule: spec, expected: record.nextFireAt, next: next,
+                                                    defaultQueue: configuration.defaultQueue) {
+                        logger.info("schedule fired", metadata: ["schedule": "\(spec.id)", "next": "\(next)"])
+                        wake.signal()
+                    }
+                } catch {
+                    logger.error("a schedule could not fire", metadata: ["schedule": "\(spec.id)", "error": "\(error)"])
+                }
+            }
+            let wait = max(0.01, soonest.timeIntervalSinceNow)
+            try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
         }
     }
 

@@ -113,6 +113,47 @@ public actor RunEngine {
     /// commits every change in one transaction.
     private func process(_ initial: [(String, WorkflowEvent)], newRuns: [String: (WorkflowStateMachine, String?)] = [:],
                          removeTimers: [String: [String]] = [:], at: Date) async throws {
+        let (changes, working) = try await plan(initial, newRuns: newRuns, removeTimers: removeTimers, at: at)
+        try await store.commit(changes)
+        adopt(working)
+    }
+
+    /// Keeps the machines of a committed change (finished ones leave the cache).
+    private func adopt(_ working: [String: WorkflowStateMachine]) {
+        for (id, machine) in working {
+            if machine.state.status.isFinal && machine.state.status != .failed {
+                machines[id] = nil
+            } else {
+                machines[id] = machine
+            }
+        }
+    }
+
+    /// Fires a schedule: claims the fire time and creates its run (or task) in one transaction.
+    /// Returns false if another coordinator (or an earlier attempt) claimed it.
+    public func fire(schedule spec: ScheduleSpec, expected: Date, next: Date, defaultQueue: String) async throws -> Bool {
+        let ms = Int64((expected.timeIntervalSince1970 * 1000).rounded())
+        switch spec.action {
+        case .task(let name, let queue, let arguments):
+            let task = StepTask(taskID: "sched-\(spec.id)-\(ms)", name: name, queue: queue ?? defaultQueue, arguments: arguments,
+                                maxAttempts: nil, retry: nil, runID: "", stepID: "", index: nil)
+            return try await store.fireSchedule(id: spec.id, expected: expected, next: next, changes: [], publish: [task])
+        case .workflow(let name, let version, let input):
+            let runID = "sched-\(spec.id)-\(ms)"
+            let now = Date()
+            let definition = try await definition(name, version)
+            let machine = try WorkflowStateMachine(definition: definition, runID: runID, input: input, createdAt: now)
+            let (changes, working) = try await plan([(runID, .start(at: now))], newRuns: [runID: (machine, runID)], removeTimers: [:], at: now)
+            let fired = try await store.fireSchedule(id: spec.id, expected: expected, next: next, changes: changes, publish: [])
+            if fired { adopt(working) }
+            return fired
+        }
+    }
+
+    /// Applies events to copies of the runs, following them into child and
+    /// parent runs; returns the changes to commit and the machines to keep after.
+    private func plan(_ initial: [(String, WorkflowEvent)], newRuns: [String: (WorkflowStateMachine, String?)],
+                      removeTimers: [String: [String]], at: Date) async throws -> ([RunChange], [String: WorkflowStateMachine]) {
         var pending = initial
         var working: [String: WorkflowStateMachine] = [:]
         var changes: [String: RunChange] = [:]
@@ -189,14 +230,6 @@ public actor RunEngine {
             }
             changes[id] = change
         }
-        let toCommit = order.compactMap { changes[$0] }
-        try await store.commit(toCommit)
-        for (id, machine) in working {
-            if machine.state.status.isFinal && machine.state.status != .failed {
-                machines[id] = nil
-            } else {
-                machines[id] = machine
-            }
-        }
+        return (order.compactMap { changes[$0] }, working)
     }
 }

@@ -178,13 +178,15 @@ struct StoreContractTests {
         try await store.saveSchedule(ScheduleRecord(id: "hourly", spec: "{}", nextFireAt: t0 + 10))
         #expect(try await store.schedules().map(\.id) == ["hourly", "nightly"])
         let change = RunChange(run: newRun("cron-1", createdAt: t0), isNew: true, publish: [task("cron-1", "a")])
-        #expect(try await store.fireSchedule(id: "nightly", expected: t0, next: t0 + 86400, changes: [change]))
+        let standalone = StepTask(taskID: "nightly@1", name: "report", queue: "q", arguments: [:], maxAttempts: nil, retry: nil,
+                                  runID: "", stepID: "", index: nil)
+        #expect(try await store.fireSchedule(id: "nightly", expected: t0, next: t0 + 86400, changes: [change], publish: [standalone]))
         // A second coordinator (or a restart) trying the same fire loses, and its changes are not applied.
         let duplicate = RunChange(run: newRun("cron-2", createdAt: t0), isNew: true)
-        #expect(try await !store.fireSchedule(id: "nightly", expected: t0, next: t0 + 86400, changes: [duplicate]))
+        #expect(try await !store.fireSchedule(id: "nightly", expected: t0, next: t0 + 86400, changes: [duplicate], publish: [standalone]))
         #expect(try await store.run(id: "cron-1") != nil)
         #expect(try await store.run(id: "cron-2") == nil)
-        #expect(try await store.unsentOutbox(limit: 10).map(\.task.runID) == ["cron-1"])
+        #expect(try await store.unsentOutbox(limit: 10).map(\.task.taskID) == ["cron-1/a/0", "nightly@1"])
         #expect(try await store.schedules().first { $0.id == "nightly" }?.nextFireAt == t0 + 86400)
         #expect(try await store.removeSchedule(id: "nightly"))
         #expect(try await !store.removeSchedule(id: "nightly"))

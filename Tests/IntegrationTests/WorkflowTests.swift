@@ -216,6 +216,32 @@ struct WorkflowTests {
         }
     }
 
+    @Test("a cron schedule fires on time and does not fire twice across a coordinator restart")
+    func cron() async throws {
+        try await WorkflowHarness.with { h in
+            try await h.engine.register(WorkflowDefinition(name: "tick") { WorkflowStep.task("a", "sluice.echo", arguments: ["tick": true]) })
+            // Yearly, with the first fire moved to a second from now.
+            let spec = ScheduleSpec(id: "yearly", cron: "0 0 1 1 *", action: .workflow(name: "tick", version: nil, input: [:]))
+            let due = Date().addingTimeInterval(1)
+            let encoded = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+            try await h.coordinator.store.saveSchedule(ScheduleRecord(id: "yearly", spec: encoded, nextFireAt: due))
+            let runID = "sched-yearly-\(Int64((due.timeIntervalSince1970 * 1000).rounded()))"
+            let deadline = ContinuousClock.now + .seconds(30)
+            while try await h.engine.run(runID) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            let run = try await h.wait(for: runID, .completed)
+            #expect(run.createdAt.timeIntervalSince(due) >= 0)
+            #expect(run.createdAt.timeIntervalSince(due) < 2, "on time (within the poll interval)")
+            let moved = try await h.coordinator.store.schedules().first
+            #expect(moved.map { $0.nextFireAt > Date().addingTimeInterval(86400) } == true, "the next fire is next year")
+            // A second claim of the same fire (a restarted or second coordinator) loses.
+            #expect(try await !h.coordinator.store.fireSchedule(id: "yearly", expected: due, next: due, changes: [], publish: []))
+            try await h.restartCoordinator()
+            try await Task.sleep(for: .seconds(1))
+            let runs = try await h.coordinator.store.runs(RunQuery(workflow: "tick"))
+            #expect(runs.runs.map(\.runID) == [runID], "one run for one fire")
+        }
+    }
+
     @Test("the same event delivered twice changes nothing")
     func duplicateEvent() async throws {
         try await WorkflowHarness.with { h in

@@ -23,6 +23,9 @@ import SluiceWorkflow
 /// POST /v1/runs/{id}/pause|resume     {"reason"?} for cancel
 /// POST /v1/runs/{id}/cancel
 /// POST /v1/runs/{id}/retry            {"step", "rerun"?}
+/// POST /v1/schedules                 add or replace a cron schedule (a ScheduleSpec)
+/// GET  /v1/schedules                 schedules with their next fire time
+/// DELETE /v1/schedules/{id}
 /// POST /v1/tasks                      enqueue a standalone task: {"name", "queue"?, "arguments"?, "delaySeconds"?,
 ///                                     "maxAttempts"?, "idempotencyKey"?}
 /// ```
@@ -159,6 +162,28 @@ public struct CoordinatorAPI: Sendable {
             guard let run = try await engine.run(id) else { throw APIError(.notFound, "no run \(id)") }
             return try encoded(run)
         }
+        router.post("/v1/schedules") { request, _ in
+            var request = request
+            let spec = try decode(ScheduleSpec.self, try await bodyBytes(&request, limit: limit))
+            do { try spec.validate() } catch let error as WorkflowError { throw APIError(.badRequest, error.message) }
+            if case .workflow(let name, let version, _) = spec.action, try await engine.store.definition(name: name, version: version) == nil {
+                throw APIError(.unknownWorkflow, "no workflow \(name)\(version.map { " version \($0)" } ?? "") is registered")
+            }
+            let next = try spec.nextFire(after: Date())
+            try await engine.store.saveSchedule(ScheduleRecord(id: spec.id, spec: try StoreCoding.encode(spec), nextFireAt: next))
+            return try encoded(ScheduleView(spec: spec, nextFireAt: next), status: .created)
+        }
+        router.get("/v1/schedules") { _, _ in
+            let all = try await engine.store.schedules().map { record in
+                ScheduleView(spec: try StoreCoding.decode(ScheduleSpec.self, record.spec), nextFireAt: record.nextFireAt)
+            }
+            return try encoded(all)
+        }
+        router.delete("/v1/schedules/{id}") { _, context in
+            let id = try context.parameters.require("id")
+            guard try await engine.store.removeSchedule(id: id) else { throw APIError(.notFound, "no schedule \(id)") }
+            return try json(["removed": .string(id)] as JSONValue)
+        }
         router.post("/v1/tasks") { request, _ in
             var request = request
             let task = try decode(TaskRequest.self, try await bodyBytes(&request, limit: limit))
@@ -202,6 +227,11 @@ struct TaskRequest: Decodable {
     var delaySeconds: Double?
     var maxAttempts: Int?
     var idempotencyKey: String?
+}
+
+struct ScheduleView: Encodable {
+    var spec: ScheduleSpec
+    var nextFireAt: Date
 }
 
 struct RunList: Encodable {

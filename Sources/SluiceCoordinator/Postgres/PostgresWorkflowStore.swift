@@ -288,8 +288,9 @@ public final class PostgresWorkflowStore: WorkflowStore {
         !(try await rows("DELETE FROM workflow_schedules WHERE id = \(id) RETURNING id", "remove schedule")).isEmpty
     }
 
-    public func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange]) async throws -> Bool {
+    public func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange], publish: [StepTask]) async throws -> Bool {
         let prepared = try Self.prepare(changes)
+        let standalone = try publish.map { try StoreCoding.encode($0) }
         let was = expected.storeMilliseconds, then = next.storeMilliseconds, now = Date().storeMilliseconds
         return try await mapped("fire schedule") {
             try await client.withTransaction(logger: logger) { connection in
@@ -299,6 +300,10 @@ public final class PostgresWorkflowStore: WorkflowStore {
                     """, logger: logger))
                 guard !moved.isEmpty else { return false }
                 try await Self.apply(prepared, on: connection, logger: logger)
+                for payload in standalone {
+                    _ = try await connection.query(
+                        "INSERT INTO workflow_outbox (run_id, payload, created_at) VALUES ('', \(payload), \(now))", logger: logger)
+                }
                 return true
             }
         }

@@ -298,8 +298,9 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         }
     }
 
-    public func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange]) async throws -> Bool {
+    public func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange], publish: [StepTask]) async throws -> Bool {
         let prepared = try Self.prepare(changes)
+        let standalone = try publish.map { try StoreCoding.encode($0) }
         return try await transaction {
             let rows = try await self.query("""
                 UPDATE workflow_schedules SET next_fire_at = ?, updated_at = ? WHERE id = ? AND next_fire_at = ? RETURNING id
@@ -307,6 +308,10 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                       .integer(Int(expected.storeMilliseconds))])
             guard !rows.isEmpty else { return false }
             try await self.apply(prepared)
+            for payload in standalone {
+                try await self.query("INSERT INTO workflow_outbox (run_id, payload, created_at) VALUES ('', ?, ?)",
+                                     [.text(payload), .integer(Int(Date().storeMilliseconds))])
+            }
             return true
         }
     }

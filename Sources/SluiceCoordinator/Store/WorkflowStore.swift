@@ -51,9 +51,10 @@ public protocol WorkflowStore: Sendable {
     /// Removes a schedule; false if there was none.
     func removeSchedule(id: String) async throws -> Bool
     /// Moves a schedule's next fire time from `expected` to `next` and applies
-    /// `changes` in the same transaction, only if the schedule still expects
-    /// `expected`: so a fire happens once, even across restarts and coordinators.
-    func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange]) async throws -> Bool
+    /// `changes` (and outbox rows for standalone `publish` tasks) in the same
+    /// transaction, only if the schedule still expects `expected`: so a fire
+    /// happens once, even across restarts and coordinators.
+    func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange], publish: [StepTask]) async throws -> Bool
 
     /// Takes or renews a named lease for `holder` until `now + ttl`; true if
     /// `holder` holds it now. Coordinators use it to choose the active one.
