@@ -114,7 +114,7 @@ let package = Package(
         .target(
             name: "SluiceBenchmarks",
             dependencies: [
-                "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker",
+                "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceWorkflow", "SluiceCoordinator",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

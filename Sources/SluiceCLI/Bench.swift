@@ -2,11 +2,12 @@ import ArgumentParser
 import Foundation
 import SluiceAMQP
 import SluiceBenchmarks
+import SluiceCoordinator
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput and latency against a broker (see docs/performance.md).",
-        subcommands: [AMQP.self, Tasks.self])
+        subcommands: [AMQP.self, Tasks.self, Workflows.self])
 
     struct AMQP: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -109,6 +110,63 @@ struct Bench: AsyncParsableCommand {
             print("median: raw \(Int(r.medianRaw))/s; confirmed enqueue \(Int(r.medianEnqueue)) tasks/s (\(pct(r.medianEnqueueRatio)) of raw); "
                 + "end to end, 1 worker, concurrency \(concurrency): \(Int(r.medianEndToEnd)) tasks/s (\(pct(r.medianEndToEndRatio)) of raw)")
             print("enqueue-to-start at \(r.offeredRate)/s: p50 \(latency["p50"]!) µs, p99 \(latency["p99"]!) µs, max \(latency["max"]!) µs")
+        }
+    }
+
+    struct Workflows: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Step transitions/s through the coordinator, and the time of a large map + join, on SQLite and PostgreSQL.",
+            discussion: """
+            Runs an in-process coordinator and worker (no-op steps) against the broker: first --runs runs of \
+            --steps sequential steps (transitions/s = steps completed per second), then one map over --map \
+            elements with a join. On a temporary SQLite file, and on PostgreSQL when --postgres is given.
+            """)
+        @Option(help: "Sequential runs for the transitions measurement.") var runs = 500
+        @Option(help: "Steps per run.") var steps = 3
+        @Option(help: "Elements of the map.") var map = 10_000
+        @Option(help: "Worker concurrency.") var concurrency = 200
+        @Option(help: "A PostgreSQL database URL to measure too (its tables are created; use a scratch database).") var postgres: String?
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var connection: ConnectionOptions
+
+        func validate() throws {
+            guard runs > 0, steps > 0, map > 0, concurrency > 0 else { throw ValidationError("--runs, --steps, --map and --concurrency must be positive") }
+        }
+
+        func run() async throws {
+            let url = try connection.resolvedURL()
+            let bench = WorkflowBenchmark(url: url, runs: runs, stepsPerRun: steps, mapSize: map, concurrency: concurrency)
+            let quiet = json
+            var results: [WorkflowBenchmark.Result] = []
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-bench-\(UUID().uuidString).sqlite").path
+            let sqlite = try await SQLiteWorkflowStore.open(path: path)
+            do {
+                results.append(try await bench.run(store: sqlite, label: "sqlite") { if !quiet { standardError($0) } })
+            } catch {
+                try? await sqlite.close()
+                throw error
+            }
+            try await sqlite.close()
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            if let postgres {
+                let store = try await PostgresWorkflowStore.connect(url: postgres)
+                do {
+                    results.append(try await bench.run(store: store, label: "postgres") { if !quiet { standardError($0) } })
+                } catch {
+                    try? await store.close()
+                    throw error
+                }
+                try await store.close()
+            }
+            if json {
+                printJSON(results.map { ["store": $0.store, "transitions_per_s": $0.transitionsPerSecond.rounded(), "runs": $0.runs,
+                                         "steps_per_run": $0.stepsPerRun, "map_size": $0.mapSize, "map_seconds": $0.mapSeconds] })
+                return
+            }
+            for r in results {
+                print("\(r.store): \(Int(r.transitionsPerSecond)) step transitions/s (\(r.runs) runs × \(r.stepsPerRun) steps); "
+                      + "map over \(r.mapSize) + join: \(String(format: "%.1f", r.mapSeconds)) s")
+            }
         }
     }
 }

@@ -130,29 +130,51 @@ public struct Coordinator: Service {
 
     private func consumeEvents() async throws {
         let consumer = try await broker.consume(queue: broker.topology.coordinatorQueue, prefetch: configuration.prefetch)
-        for try await delivery in consumer {
-            let event: TaskEvent
+        let buffer = DeliveryBuffer()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // One task receives; the other applies whatever has arrived as one
+            // batch: one commit for many events when they come fast.
+            group.addTask {
+                do {
+                    for try await delivery in consumer { buffer.push(delivery) }
+                    buffer.finish(nil)
+                } catch {
+                    buffer.finish(error)
+                }
+            }
+            group.addTask {
+                while let batch = try await buffer.take(max: self.configuration.prefetch) {
+                    try await self.apply(batch)
+                }
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+
+    /// Applies a batch of deliveries in one commit, then acknowledges them.
+    private func apply(_ deliveries: [BrokerDelivery]) async throws {
+        var events: [TaskEvent] = []
+        for delivery in deliveries {
             do {
-                event = try TaskEvent.decode(delivery.body)
+                events.append(try TaskEvent.decode(delivery.body))
             } catch {
                 logger.warning("an event that is not valid JSON was dropped", metadata: ["error": "\(error)"])
-                try await delivery.ack()
-                continue
-            }
-            do {
-                try await engine.apply(event)
-                try await delivery.ack()
-                wake.signal()
-            } catch is CancellationError {
-                return
-            } catch {
-                // Not committed: the event comes again (it changes nothing twice).
-                logger.error("could not apply an event; it will come again", metadata: [
-                    "task.id": "\(event.taskID)", "run": "\(event.workflowRunID ?? "")", "error": "\(error)"])
-                try? await delivery.reject(requeue: true)
-                try await Task.sleep(for: .seconds(1))
             }
         }
+        do {
+            try await engine.apply(events)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            // Not committed: the events come again (applying one twice changes nothing).
+            logger.error("could not apply events; they will come again", metadata: ["count": "\(events.count)", "error": "\(error)"])
+            for delivery in deliveries { try? await delivery.reject(requeue: true) }
+            try await Task.sleep(for: .seconds(1))
+            return
+        }
+        for delivery in deliveries { try await delivery.ack() }
+        wake.signal()
     }
 
     private func relayOutbox() async throws {
@@ -296,6 +318,73 @@ final class Wake: Sendable {
                 return s.waiter
             }
             waiter?.resume()
+        }
+    }
+}
+
+/// Deliveries received and not yet applied; `take` returns all of them (up to a limit) at once.
+final class DeliveryBuffer: Sendable {
+    private struct State {
+        var items: [BrokerDelivery] = []
+        var finished = false
+        var error: (any Error)?
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    private let state = Mutex(State())
+
+    func push(_ delivery: BrokerDelivery) {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.items.append(delivery)
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    func finish(_ error: (any Error)?) {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.finished = true
+            s.error = error
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Waits for at least one delivery; nil when the consumer ended (throws its error, if any).
+    func take(max: Int) async throws -> [BrokerDelivery]? {
+        while true {
+            try Task.checkCancellation()
+            let result = state.withLock { s -> (batch: [BrokerDelivery]?, done: Bool, error: (any Error)?) in
+                if !s.items.isEmpty {
+                    let n = min(max, s.items.count)
+                    let batch = Array(s.items.prefix(n))
+                    s.items.removeFirst(n)
+                    return (batch, false, nil)
+                }
+                return (nil, s.finished, s.error)
+            }
+            if let batch = result.batch { return batch }
+            if result.done {
+                if let error = result.error { throw error }
+                return nil
+            }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let ready = state.withLock { s -> Bool in
+                        if !s.items.isEmpty || s.finished { return true }
+                        s.waiter = continuation
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+            } onCancel: {
+                let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+                    defer { s.waiter = nil }
+                    return s.waiter
+                }
+                waiter?.resume()
+            }
         }
     }
 }

@@ -88,6 +88,24 @@ public actor RunEngine {
         try await process([(runID, workflowEvent)], at: event.at)
     }
 
+    /// Applies several task events in order, committing them together (one
+    /// transaction, one write of each run touched, however many events it got).
+    public func apply(_ events: [TaskEvent]) async throws {
+        var initial: [(String, WorkflowEvent)] = []
+        var at = Date.distantPast
+        for event in events {
+            guard let runID = event.workflowRunID, let workflowEvent = WorkflowEvent(event) else { continue }
+            guard try await machine(runID) != nil else {
+                logger.warning("an event for an unknown run", metadata: ["run": "\(runID)", "task.id": "\(event.taskID)"])
+                continue
+            }
+            initial.append((runID, workflowEvent))
+            at = max(at, event.at)
+        }
+        guard !initial.isEmpty else { return }
+        try await process(initial, at: at)
+    }
+
     /// Applies a command or timer to a run.
     public func apply(_ event: WorkflowEvent, to runID: String, removeTimers: [String] = [], at: Date = Date()) async throws {
         guard try await machine(runID) != nil else { throw EngineError.unknownRun(runID) }

@@ -1,0 +1,115 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceAMQP
+import SluiceCoordinator
+import SluiceCore
+import SluiceRabbitMQ
+import SluiceWorker
+import SluiceWorkflow
+
+/// Step transitions per second through the coordinator, and the time of one
+/// large fan-out and fan-in, on a given store, with an in-process worker
+/// running no-op steps on the same broker.
+public struct WorkflowBenchmark: Sendable {
+    public struct Result: Sendable {
+        public var store: String
+        /// Step completions applied per second (each one: an event in, a commit, the next step published).
+        public var transitionsPerSecond: Double
+        public var runs: Int
+        public var stepsPerRun: Int
+        /// Seconds from start to completion of one map over `mapSize` elements and its join.
+        public var mapSeconds: Double
+        public var mapSize: Int
+    }
+
+    public var url: AMQPURL
+    public var runs: Int
+    public var stepsPerRun: Int
+    public var mapSize: Int
+    public var concurrency: Int
+
+    public init(url: AMQPURL, runs: Int = 500, stepsPerRun: Int = 3, mapSize: Int = 10_000, concurrency: Int = 200) {
+        self.url = url
+        self.runs = runs
+        self.stepsPerRun = stepsPerRun
+        self.mapSize = mapSize
+        self.concurrency = concurrency
+    }
+
+    /// Runs both measurements against a store (`label` names it in the result).
+    public func run(store: any WorkflowStore, label: String, progress: @Sendable (String) -> Void = { _ in }) async throws -> Result {
+        let topology = try Topology(prefix: "sluice-wfbench-\(UInt32.random(in: 0...UInt32.max))")
+        let broker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench workflows")
+        var logger = Logger(label: "sluice.bench")
+        logger.logLevel = .warning
+        let engine = RunEngine(store: store, logger: logger)
+        let queue = "bench"
+        let coordinator = Coordinator(broker: broker, engine: engine,
+                                      configuration: .init(leaseTTL: .seconds(30), defaultQueue: queue, prefetch: 500), logger: logger)
+        var registry = HandlerRegistry()
+        registry.register("bench.step") { _ in Array("{}".utf8) }
+        var configuration = Worker.Configuration(queues: [queue], concurrency: concurrency)
+        configuration.middleware = []
+        let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [coordinator, worker], logger: logger))
+        let running = Task { try await group.run() }
+
+        try await engine.register(WorkflowDefinition(name: "bench-seq") {
+            for i in 0..<stepsPerRun {
+                WorkflowStep.task("s\(i)", "bench.step", after: i == 0 ? [] : ["s\(i - 1)"])
+            }
+        })
+        try await engine.register(WorkflowDefinition(name: "bench-map") {
+            WorkflowStep.map("each", over: "input.items", task: "bench.step", arguments: ["i": "${index}"])
+            WorkflowStep.join("all", after: ["each"])
+        })
+
+        progress("\(label): \(runs) runs of \(stepsPerRun) steps...")
+        let start = ContinuousClock.now
+        var ids: [String] = []
+        for _ in 0..<runs {
+            ids.append(try await engine.start(workflow: "bench-seq", input: [:]).runID)
+        }
+        coordinator.outboxChanged()
+        try await waitForCompletion(engine, ids)
+        let transitionsPerSecond = Double(runs * stepsPerRun) / seconds(since: start)
+
+        progress("\(label): a map over \(mapSize) elements and a join...")
+        let mapStart = ContinuousClock.now
+        let items = JSONValue.array((0..<mapSize).map { .number(Double($0)) })
+        let mapRun = try await engine.start(workflow: "bench-map", input: ["items": items])
+        coordinator.outboxChanged()
+        try await waitForCompletion(engine, [mapRun.runID])
+        let mapSeconds = seconds(since: mapStart)
+
+        await group.triggerGracefulShutdown()
+        try await running.value
+        let admin = try await broker.connection.openChannel()
+        try await admin.queueDelete(topology.workQueue(queue))
+        try await admin.queueDelete(topology.deadQueue(queue))
+        try await admin.queueDelete(topology.coordinatorQueue)
+        for (q, _) in topology.delayQueues { try await admin.queueDelete(q.name) }
+        for e in topology.exchanges { try await admin.exchangeDelete(e.name) }
+        await broker.close()
+        return Result(store: label, transitionsPerSecond: transitionsPerSecond, runs: runs, stepsPerRun: stepsPerRun,
+                      mapSeconds: mapSeconds, mapSize: mapSize)
+    }
+
+    private func waitForCompletion(_ engine: RunEngine, _ ids: [String]) async throws {
+        var remaining = ids
+        while let id = remaining.last {
+            guard let run = try await engine.run(id) else { throw BenchmarkError("run \(id) disappeared") }
+            switch run.status {
+            case .completed: remaining.removeLast()
+            case .failed, .cancelled: throw BenchmarkError("run \(id) ended \(run.status.rawValue): \(run.error ?? "")")
+            default: try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+}
+
+struct BenchmarkError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
