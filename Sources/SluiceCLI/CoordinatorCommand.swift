@@ -38,7 +38,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be trace, debug, info, warning or error") }
         guard Topology.isValidName(defaultQueue) else { throw ValidationError("--default-queue must be letters, digits, '-', '_' or '.'") }
         if http != "none" { _ = try parseHostPort(http) }
-        _ = try parseDuration(leaseTtl)
+        guard try parseDuration(leaseTtl) >= .seconds(1) else { throw ValidationError("--lease-ttl must be at least 1s") }
     }
 
     func run() async throws {

@@ -161,6 +161,8 @@ struct WorkflowCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List runs, newest first.")
         @Option(help: "Only runs of this workflow.") var workflow: String?
         @Option(help: "Only runs in this state: pending, running, paused, completed, failed, cancelled.") var state: String?
+        @Option(help: "Only runs created at or after this time (ISO 8601, or seconds since the epoch).") var after: String?
+        @Option(help: "Only runs created before this time.") var before: String?
         @Option(help: "How many (1-1000).") var limit: Int = 50
         @Option(help: "Continue from the cursor a previous page printed.") var cursor: String?
         @Flag(help: "Print JSON.") var json = false
@@ -177,6 +179,8 @@ struct WorkflowCommand: AsyncParsableCommand {
             var query = ["limit=\(limit)"]
             if let workflow { query.append("workflow=\(escape(workflow))") }
             if let state { query.append("status=\(state)") }
+            if let after { query.append("after=\(escape(after))") }
+            if let before { query.append("before=\(escape(before))") }
             if let cursor { query.append("cursor=\(escape(cursor))") }
             let client = try api.client()
             var request = client

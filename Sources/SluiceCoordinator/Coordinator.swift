@@ -167,10 +167,31 @@ public struct Coordinator: Service {
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            // Not committed: the events come again (applying one twice changes nothing).
-            logger.error("could not apply events; they will come again", metadata: ["count": "\(events.count)", "error": "\(error)"])
-            for delivery in deliveries { try? await delivery.reject(requeue: true) }
-            try await Task.sleep(for: .seconds(1))
+            // Not committed. Apply them one at a time, so that one event that
+            // cannot be applied does not hold the others back; it comes again
+            // (applying an event twice changes nothing).
+            logger.warning("could not apply a batch of events; applying them one by one", metadata: [
+                "count": "\(events.count)", "error": "\(error)"])
+            var failed = false
+            for delivery in deliveries {
+                guard let event = try? TaskEvent.decode(delivery.body) else {
+                    try await delivery.ack()
+                    continue
+                }
+                do {
+                    try await engine.apply([event])
+                    try await delivery.ack()
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch {
+                    failed = true
+                    logger.error("could not apply an event; it will come again", metadata: [
+                        "task.id": "\(event.taskID)", "run": "\(event.workflowRunID ?? "")", "error": "\(error)"])
+                    try? await delivery.reject(requeue: true)
+                }
+            }
+            wake.signal()
+            if failed { try await Task.sleep(for: .seconds(1)) }
             return
         }
         for delivery in deliveries { try await delivery.ack() }
@@ -216,17 +237,35 @@ public struct Coordinator: Service {
     }
 
     private func fireTimers() async throws {
+        var orphans: Set<String> = []
         while true {
-            let due = try await store.dueTimers(now: Date(), limit: 200)
+            let due = try await store.dueTimers(now: Date(), limit: 200).filter { !orphans.contains($0.id) }
+            var fired = 0
             for timer in due {
-                try await engine.fire(timer)
+                do {
+                    if try await engine.fire(timer) {
+                        fired += 1
+                    } else {
+                        // Its run is gone (a hand-edited store): leave it, and do not spin on it.
+                        orphans.insert(timer.id)
+                        logger.warning("a timer of an unknown run is ignored", metadata: ["timer": "\(timer.id)", "run": "\(timer.runID)"])
+                    }
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch {
+                    logger.error("a timer could not fire; it will be tried again", metadata: ["timer": "\(timer.id)", "error": "\(error)"])
+                }
             }
-            if !due.isEmpty {
+            if fired > 0 {
                 wake.signal()
                 continue
             }
+            if !due.isEmpty {
+                try await Task.sleep(for: configuration.pollInterval)
+                continue
+            }
             var wait = configuration.pollInterval
-            if let next = try await store.nextTimerDue() {
+            if orphans.isEmpty, let next = try await store.nextTimerDue() {
                 let until = next.timeIntervalSinceNow
                 if until < Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18 {
                     wait = .milliseconds(max(1, Int(until * 1000)))

@@ -4,7 +4,9 @@ import SluiceCore
 import SluiceWorkflow
 
 /// Applies events to runs and commits the results: the one place where run
-/// state changes. An actor, so one event is applied at a time; each call
+/// state changes. Every change goes through one gate, so changes apply one
+/// at a time even across the actor's suspension points (an actor alone would
+/// let a second caller read a run while the first is committing it); each call
 /// commits one store transaction (the run's new state, its outbox rows and
 /// its timers, and the same for any child or parent run the event reaches)
 /// before it returns, and only then may its event be acknowledged.
@@ -31,6 +33,7 @@ public actor RunEngine {
     private let logger: Logger
     private var machines: [String: WorkflowStateMachine] = [:]
     private var definitionCache: [String: WorkflowDefinition] = [:]
+    private let gate = AsyncGate()
 
     public init(store: any WorkflowStore, logger: Logger = Logger(label: "sluice.coordinator")) {
         self.store = store
@@ -58,6 +61,17 @@ public actor RunEngine {
     /// Starts a run; with an idempotency key, a second start returns the first run.
     public func start(workflow name: String, version: Int? = nil, input: JSONValue, idempotencyKey: String? = nil,
                       runID: String = UUID().uuidString.lowercased(), at: Date = Date()) async throws -> RunState {
+        try await exclusively { try await $0.startUnlocked(workflow: name, version: version, input: input, idempotencyKey: idempotencyKey,
+                                                           runID: runID, at: at) }
+    }
+
+    /// Runs `body` with no other change in progress.
+    private func exclusively<T: Sendable>(_ body: @Sendable @escaping (isolated RunEngine) async throws -> T) async throws -> T {
+        try await gate.run { try await body(self) }
+    }
+
+    private func startUnlocked(workflow name: String, version: Int?, input: JSONValue, idempotencyKey: String?,
+                               runID: String, at: Date) async throws -> RunState {
         if let key = idempotencyKey, let existing = try await store.run(idempotencyKey: key) { return existing }
         let definition = try await definition(name, version)
         let machine = try WorkflowStateMachine(definition: definition, runID: runID, input: input, createdAt: at)
@@ -80,17 +94,16 @@ public actor RunEngine {
 
     /// Applies a worker's task event; events of tasks that are not workflow steps are ignored.
     public func apply(_ event: TaskEvent) async throws {
-        guard let runID = event.workflowRunID, let workflowEvent = WorkflowEvent(event) else { return }
-        guard try await machine(runID) != nil else {
-            logger.warning("an event for an unknown run", metadata: ["run": "\(runID)", "task.id": "\(event.taskID)"])
-            return
-        }
-        try await process([(runID, workflowEvent)], at: event.at)
+        try await apply([event])
     }
 
     /// Applies several task events in order, committing them together (one
     /// transaction, one write of each run touched, however many events it got).
     public func apply(_ events: [TaskEvent]) async throws {
+        try await exclusively { try await $0.applyUnlocked(events) }
+    }
+
+    private func applyUnlocked(_ events: [TaskEvent]) async throws {
         var initial: [(String, WorkflowEvent)] = []
         var at = Date.distantPast
         for event in events {
@@ -108,15 +121,29 @@ public actor RunEngine {
 
     /// Applies a command or timer to a run.
     public func apply(_ event: WorkflowEvent, to runID: String, removeTimers: [String] = [], at: Date = Date()) async throws {
+        try await exclusively { try await $0.applyUnlocked(event, to: runID, removeTimers: removeTimers, at: at) }
+    }
+
+    private func applyUnlocked(_ event: WorkflowEvent, to runID: String, removeTimers: [String], at: Date) async throws {
         guard try await machine(runID) != nil else { throw EngineError.unknownRun(runID) }
         try await process([(runID, event)], removeTimers: [runID: removeTimers], at: at)
     }
 
     /// Fires a due timer (and removes it, in the same commit).
-    public func fire(_ timer: TimerEntry, at: Date = Date()) async throws {
-        guard try await machine(timer.runID) != nil else { return }
-        try await process([(timer.runID, .timerFired(timerID: timer.id, at: at))], removeTimers: [timer.runID: [timer.id]], at: at)
+    public func fire(_ timer: TimerEntry, at: Date = Date()) async throws -> Bool {
+        try await exclusively { try await $0.fireUnlocked(timer, at: at) }
     }
+
+    /// False when the timer's run does not exist (the timer is then left alone).
+    private func fireUnlocked(_ timer: TimerEntry, at: Date) async throws -> Bool {
+        guard try await machine(timer.runID) != nil else { return false }
+        try await process([(timer.runID, .timerFired(timerID: timer.id, at: at))], removeTimers: [timer.runID: [timer.id]], at: at)
+        return true
+    }
+
+    /// A child run's id: its key (`parent/step/generation`) with dots for
+    /// slashes, so that it fits in a URL path segment.
+    static func childRunID(_ key: String) -> String { key.replacingOccurrences(of: "/", with: ".") }
 
     private func machine(_ id: String) async throws -> WorkflowStateMachine? {
         if let m = machines[id] { return m }
@@ -150,6 +177,10 @@ public actor RunEngine {
     /// Fires a schedule: claims the fire time and creates its run (or task) in one transaction.
     /// Returns false if another coordinator (or an earlier attempt) claimed it.
     public func fire(schedule spec: ScheduleSpec, expected: Date, next: Date, defaultQueue: String) async throws -> Bool {
+        try await exclusively { try await $0.fireUnlocked(schedule: spec, expected: expected, next: next, defaultQueue: defaultQueue) }
+    }
+
+    private func fireUnlocked(schedule spec: ScheduleSpec, expected: Date, next: Date, defaultQueue: String) async throws -> Bool {
         let ms = Int64((expected.timeIntervalSince1970 * 1000).rounded())
         switch spec.action {
         case .task(let name, let queue, let arguments):
@@ -216,7 +247,7 @@ public actor RunEngine {
                     change.addTimers.removeAll { $0.id == timerID }
                     change.removeTimers.append(timerID)
                 case .startChild(let key, let workflow, let version, let input):
-                    let childID = key
+                    let childID = Self.childRunID(key)
                     if working[childID] != nil { break }
                     if try await store.run(id: childID) != nil { break }  // already started (a replayed event)
                     do {
@@ -230,7 +261,7 @@ public actor RunEngine {
                         pending.append((id, .childFinished(childKey: key, succeeded: false, output: nil, error: "\(error)", at: at)))
                     }
                 case .cancelChild(let key):
-                    pending.append((key, .cancel(reason: "the parent run was cancelled", at: at)))
+                    pending.append((Self.childRunID(key), .cancel(reason: "the parent run was cancelled", at: at)))
                 case .completed(let output):
                     if let parent = machine.state.parent {
                         pending.append((parent.runID, .childFinished(childKey: parent.childKey, succeeded: true, output: output, error: nil, at: at)))

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 import SluiceWorkflow
 
 /// A cron schedule: when (a 5-field cron expression in a time zone) and what
@@ -34,12 +35,32 @@ public struct ScheduleSpec: Sendable, Hashable, Codable {
         self.misfire = misfire
     }
 
-    /// Checks the id, the cron expression and the time zone.
+    enum CodingKeys: String, CodingKey { case id, cron, timeZone, action, misfire }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        cron = try c.decode(String.self, forKey: .cron)
+        timeZone = try c.decodeIfPresent(String.self, forKey: .timeZone) ?? "UTC"
+        action = try c.decode(Action.self, forKey: .action)
+        misfire = try c.decodeIfPresent(Misfire.self, forKey: .misfire) ?? .once
+    }
+
+    /// Checks the id, the cron expression, the time zone and the action.
     public func validate() throws {
         guard !id.isEmpty, id.count <= 100, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
             throw WorkflowError(.invalidDefinition, "a schedule id must be 1-100 letters, digits, '.', '_' or '-'")
         }
         _ = try CronExpression(cron)
+        switch action {
+        case .workflow(let name, _, _):
+            guard !name.isEmpty else { throw WorkflowError(.invalidDefinition, "a schedule needs a workflow name") }
+        case .task(let name, let queue, _):
+            guard !name.isEmpty, name.count <= 255 else { throw WorkflowError(.invalidDefinition, "a task name must be 1-255 characters") }
+            if let queue, !Topology.isValidName(queue) {
+                throw WorkflowError(.invalidDefinition, "queue '\(queue)' must be letters, digits, '-', '_' or '.'")
+            }
+        }
         guard TimeZone(identifier: timeZone) != nil else {
             throw WorkflowError(.invalidDefinition, "unknown time zone '\(timeZone)' (use an IANA name such as Europe/Paris)")
         }

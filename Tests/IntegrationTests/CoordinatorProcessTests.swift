@@ -120,6 +120,21 @@ struct CoordinatorProcessTests {
         #expect(status.output.contains("3/3 elements"))
         let list = try await SluiceBinary.run(["workflow", "list", "--state", "completed", "--json", "--api", coordinator.api])
         #expect(list.output.contains(runID))
+        // A standalone task through the API, for services that do not speak AMQP.
+        let events = try await h.recordEvents()
+        let enqueued = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/tasks",
+                                                            body: Array(#"{"name": "sluice.echo", "queue": "wf", "arguments": {"hi": 1}}"#.utf8))
+        #expect(enqueued.status == 201)
+        if case .string(let taskID)? = enqueued.body["id"] {
+            let outcome = try await events.waitForOutcomes([taskID])
+            #expect(outcome[taskID]?.kind == .succeeded)
+            #expect(outcome[taskID]?.result == #"{"hi":1}"#)
+        } else {
+            Issue.record("no task id in \(enqueued.body.jsonText)")
+        }
+        let metrics = try await URLSession.shared.data(from: URL(string: coordinator.api + "/metrics")!)
+        let text = String(decoding: metrics.0, as: UTF8.self)
+        #expect(text.contains("sluice_workflow_runs{status=\"completed\"} 1"))
         let bad = try await SluiceBinary.run(["workflow", "register", try writeTemp("name: x\nsteps: [{id: a}]", "yaml"), "--api", coordinator.api])
         #expect(bad.status != 0)
         #expect(bad.output.contains("exactly one of task"))

@@ -20,8 +20,9 @@ import SluiceWorkflow
 /// POST /v1/runs                       start: {"workflow", "version"?, "input"?, "idempotencyKey"?}
 /// GET  /v1/runs                       list: ?workflow=&status=&after=&before=&limit=&cursor=
 /// GET  /v1/runs/{id}                  a run with every step
-/// POST /v1/runs/{id}/pause|resume     {"reason"?} for cancel
-/// POST /v1/runs/{id}/cancel
+/// POST /v1/runs/{id}/pause           (no body)
+/// POST /v1/runs/{id}/resume          (no body)
+/// POST /v1/runs/{id}/cancel          {"reason"?}
 /// POST /v1/runs/{id}/retry            {"step", "rerun"?}
 /// POST /v1/schedules                 add or replace a cron schedule (a ScheduleSpec)
 /// GET  /v1/schedules                 schedules with their next fire time
@@ -294,7 +295,10 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
             case .unknownRun: return APIError(.notFound, e.description)
             case .invalid: return APIError(.badRequest, e.description)
             }
-        case let e as SluiceError: return APIError(.badRequest, "\(e)")
+        case let e as SluiceError:
+            // The broker's failures are the server's, not the caller's.
+            if e.code == .enqueueFailed || e.code == .broker { return APIError(.unavailable, "\(e)") }
+            return APIError(.badRequest, "\(e)")
         case let e as any HTTPResponseError:
             // Hummingbird's own: no route, a body over the limit (NIOTooManyBytesError), ...
             switch e.status {
