@@ -1,34 +1,31 @@
 import Foundation
-import Logging
-import ServiceLifecycle
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import SluiceCoordinator
 import SluiceCore
 import SluiceWorkflow
 import Testing
 
-extension Result where Failure == any Error {
-    init(catching body: () async throws -> Success) async {
-        do { self = .success(try await body()) } catch { self = .failure(error) }
-    }
-}
-
-/// A coordinator (in this process, on a SQLite file of its own) and a real
-/// `sluice worker` process with the built-in tasks, on a prefix of their own.
+/// A real `sluice coordinator` process (on a SQLite file of its own, driven
+/// through its HTTP API) and a real `sluice worker` process with the built-in
+/// tasks, on a prefix of their own.
 final class WorkflowHarness {
     let tasks: TaskHarness
     let storePath: String
+    let port: Int
     let worker: Process
-    var coordinator: RunningCoordinator
+    var coordinator: CoordinatorProcess
 
-    init(tasks: TaskHarness, storePath: String, worker: Process, coordinator: RunningCoordinator) {
+    init(tasks: TaskHarness, storePath: String, port: Int, worker: Process, coordinator: CoordinatorProcess) {
         self.tasks = tasks
         self.storePath = storePath
+        self.port = port
         self.worker = worker
         self.coordinator = coordinator
     }
 
-    /// Runs `body` with a new harness and always tears it down (a store left
-    /// open would trip sqlite-nio's debug check when it is freed).
+    /// Runs `body` with a new harness and always tears it down.
     static func with(workerArguments: [String] = [], _ body: (WorkflowHarness) async throws -> Void) async throws {
         let h = try await make(workerArguments: workerArguments)
         do {
@@ -45,18 +42,44 @@ final class WorkflowHarness {
     static func make(workerArguments: [String] = []) async throws -> WorkflowHarness {
         let tasks = try await TaskHarness.make()
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-wf-\(UUID().uuidString).sqlite").path
-        let coordinator = try await RunningCoordinator.start(broker: tasks.broker, storePath: path)
+        let port = CoordinatorProcess.freePort()
+        let coordinator = try CoordinatorProcess.start(tasks, store: "sqlite:" + path, port: port)
         let worker = try SluiceBinary.start(["worker", "--url", tasks.url, "--prefix", tasks.topology.prefix, "--queue", queue,
                                              "--concurrency", "20", "--log-level", "warning", "--retry-base", "250ms"] + workerArguments)
-        return WorkflowHarness(tasks: tasks, storePath: path, worker: worker, coordinator: coordinator)
+        let h = WorkflowHarness(tasks: tasks, storePath: path, port: port, worker: worker, coordinator: coordinator)
+        do {
+            try await coordinator.waitUntilHealthy()
+        } catch {
+            try? await h.finish()
+            throw error
+        }
+        return h
     }
 
-    var engine: RunEngine { coordinator.engine }
+    /// The coordinator's API, with the calls the tests make.
+    var engine: APIEngine { APIEngine(api: coordinator.api) }
 
-    /// Stops the coordinator and starts a new one on the same store (a restart).
+    /// Runs `body` on the coordinator's SQLite file, opened from this process too
+    /// (and always closed: sqlite-nio checks that in debug builds).
+    func withStore<T>(_ body: (SQLiteWorkflowStore) async throws -> T) async throws -> T {
+        let store = try await SQLiteWorkflowStore.open(path: storePath)
+        do {
+            let result = try await body(store)
+            try await store.close()
+            return result
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+
+    /// Stops the coordinator (SIGTERM) and starts a new process on the same store.
     func restartCoordinator() async throws {
-        try await coordinator.stop()
-        coordinator = try await RunningCoordinator.start(broker: tasks.broker, storePath: storePath)
+        let process = coordinator.process
+        process.terminate()
+        #expect(try await within(30, "the coordinator to stop") { try await SluiceBinary.exitStatus(of: process) } == 0)
+        coordinator = try CoordinatorProcess.start(tasks, store: "sqlite:" + storePath, port: port)
+        try await coordinator.waitUntilHealthy()
     }
 
     /// Waits until the run is in `status` (fails with its state after `seconds`).
@@ -75,40 +98,84 @@ final class WorkflowHarness {
 
     func finish() async throws {
         SluiceBinary.stopIfRunning(worker)
-        try await coordinator.stop()
+        let process = coordinator.process
+        if process.isRunning {
+            process.terminate()
+            _ = try? await within(30, "the coordinator to stop") { try await SluiceBinary.exitStatus(of: process) }
+        }
+        SluiceBinary.stopIfRunning(coordinator.process)
         await tasks.broker.close()
-        try? FileManager.default.removeItem(atPath: storePath)
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: storePath + suffix) }
     }
 }
 
-struct RunningCoordinator {
-    let coordinator: Coordinator
-    let engine: RunEngine
-    let store: SQLiteWorkflowStore
-    let group: ServiceGroup
-    let task: Task<Void, any Error>
+/// The coordinator's HTTP API, shaped like the engine's calls.
+struct APIEngine {
+    let api: String
 
-    static func start(broker: any Broker, storePath: String) async throws -> RunningCoordinator {
-        let store = try await SQLiteWorkflowStore.open(path: storePath)
-        var logger = Logger(label: "test.coordinator")
-        logger.logLevel = .warning
-        let engine = RunEngine(store: store, logger: logger)
-        let coordinator = Coordinator(broker: broker, engine: engine,
-                                      configuration: .init(leaseTTL: .seconds(3), defaultQueue: WorkflowHarness.queue), logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [coordinator], logger: logger))
-        let task = Task { try await group.run() }
-        return RunningCoordinator(coordinator: coordinator, engine: engine, store: store, group: group, task: task)
+    struct Failure: Error, CustomStringConvertible {
+        var status: Int
+        var body: String
+        var description: String { "the coordinator answered \(status): \(body)" }
     }
 
-    func stop() async throws {
-        await group.triggerGracefulShutdown()
-        let stopped = await Result(catching: { try await within(30, "the coordinator to stop") { try await task.value } })
-        try await store.close()
-        try stopped.get()
+    private func call(_ method: String, _ path: String, _ body: [UInt8]? = nil) async throws -> (Int, Data) {
+        var request = URLRequest(url: URL(string: api + path)!)
+        request.httpMethod = method
+        if let body {
+            request.httpBody = Data(body)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+    }
+
+    private func expect(_ method: String, _ path: String, _ body: [UInt8]? = nil) async throws -> Data {
+        let (status, data) = try await call(method, path, body)
+        guard (200..<300).contains(status) else { throw Failure(status: status, body: String(decoding: data, as: UTF8.self)) }
+        return data
+    }
+
+    static func decodeRun(_ data: Data) throws -> RunState {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            if let date = formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text) { return date }
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a date: \(text)"))
+        }
+        return try decoder.decode(RunState.self, from: data)
+    }
+
+    func register(_ definition: WorkflowDefinition) async throws {
+        _ = try await expect("POST", "/v1/workflows", try definition.jsonBytes())
+    }
+
+    func start(workflow: String, input: JSONValue) async throws -> RunState {
+        try Self.decodeRun(try await expect("POST", "/v1/runs", JSONValue.object(["workflow": .string(workflow), "input": input]).jsonBytes))
+    }
+
+    func run(_ id: String) async throws -> RunState? {
+        let (status, data) = try await call("GET", "/v1/runs/\(id)")
+        if status == 404 { return nil }
+        guard status == 200 else { throw Failure(status: status, body: String(decoding: data, as: UTF8.self)) }
+        return try Self.decodeRun(data)
+    }
+
+    func apply(_ event: WorkflowEvent, to id: String) async throws {
+        switch event {
+        case .pause: _ = try await expect("POST", "/v1/runs/\(id)/pause")
+        case .resume: _ = try await expect("POST", "/v1/runs/\(id)/resume")
+        case .cancel(let reason, _): _ = try await expect("POST", "/v1/runs/\(id)/cancel", JSONValue.object(["reason": .string(reason)]).jsonBytes)
+        case .retryStep(let step, let rerun, _):
+            _ = try await expect("POST", "/v1/runs/\(id)/retry", JSONValue.object(["step": .string(step), "rerun": .bool(rerun)]).jsonBytes)
+        default: throw Failure(status: 0, body: "the API has no command for \(event)")
+        }
     }
 }
 
-@Suite("Workflows end to end: coordinator, real worker process, real broker")
+@Suite("Workflows end to end: coordinator and worker processes, real broker")
 struct WorkflowTests {
     @Test("a 3-step sequence passes each step's output into the next step's arguments and completes")
     func sequence() async throws {
@@ -226,27 +293,26 @@ struct WorkflowTests {
     func cron() async throws {
         try await WorkflowHarness.with { h in
             try await h.engine.register(WorkflowDefinition(name: "tick") { WorkflowStep.task("a", "sluice.echo", arguments: ["tick": true]) })
-            let active = ContinuousClock.now + .seconds(30)
-            while !h.coordinator.coordinator.isActive, ContinuousClock.now < active { try await Task.sleep(for: .milliseconds(20)) }
             // Yearly, with the first fire moved to a second from now.
             let spec = ScheduleSpec(id: "yearly", cron: "0 0 1 1 *", action: .workflow(name: "tick", version: nil, input: [:]))
             let due = Date().addingTimeInterval(1)
             let encoded = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
-            try await h.coordinator.store.saveSchedule(ScheduleRecord(id: "yearly", spec: encoded, nextFireAt: due))
+            try await h.withStore { try await $0.saveSchedule(ScheduleRecord(id: "yearly", spec: encoded, nextFireAt: due)) }
             let runID = "sched-yearly-\(Int64((due.timeIntervalSince1970 * 1000).rounded()))"
             let deadline = ContinuousClock.now + .seconds(30)
             while try await h.engine.run(runID) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
             let run = try await h.wait(for: runID, .completed)
-            #expect(run.createdAt.timeIntervalSince(due) >= 0)
+            #expect(run.createdAt.timeIntervalSince(due) >= -0.01)
             // The scheduler looks every 0.25 s; a busy 2-core CI machine adds some.
             #expect(run.createdAt.timeIntervalSince(due) < 3, "on time")
-            let moved = try await h.coordinator.store.schedules().first
+            let moved = try await h.withStore { try await $0.schedules().first }
             #expect(moved.map { $0.nextFireAt > Date().addingTimeInterval(86400) } == true, "the next fire is next year")
             // A second claim of the same fire (a restarted or second coordinator) loses.
-            #expect(try await !h.coordinator.store.fireSchedule(id: "yearly", expected: due, next: due, changes: [], publish: []))
+            let claimed = try await h.withStore { try await $0.fireSchedule(id: "yearly", expected: due, next: due, changes: [], publish: []) }
+            #expect(!claimed)
             try await h.restartCoordinator()
             try await Task.sleep(for: .seconds(1))
-            let runs = try await h.coordinator.store.runs(RunQuery(workflow: "tick"))
+            let runs = try await h.withStore { try await $0.runs(RunQuery(workflow: "tick")) }
             #expect(runs.runs.map(\.runID) == [runID], "one run for one fire")
         }
     }
@@ -291,7 +357,8 @@ struct WorkflowTests {
             try await Task.sleep(for: .seconds(1))
             let after = try await h.engine.run(run.runID)
             #expect(after == done)
-            #expect(try await h.coordinator.store.unsentOutbox(limit: 10).isEmpty)
+            let unsent = try await h.withStore { try await $0.unsentOutbox(limit: 10) }
+            #expect(unsent.isEmpty)
         }
     }
 }

@@ -392,7 +392,13 @@ private func json(_ object: [String: String], status: HTTPResponse.Status = .ok)
 private func encoded<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
-    encoder.dateEncodingStrategy = .iso8601
+    // ISO 8601 with milliseconds: step timings are often under a second.
+    encoder.dateEncodingStrategy = .custom { date, encoder in
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        var c = encoder.singleValueContainer()
+        try c.encode(formatter.string(from: date))
+    }
     let data = try encoder.encode(value)
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
 }
