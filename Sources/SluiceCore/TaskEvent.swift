@@ -105,7 +105,18 @@ struct JSONObjectWriter {
         bytes.append(contentsOf: (value.isFinite ? "\(value)" : "0").utf8)
     }
 
-    private mutating func string(_ s: String) {
+    private mutating func string(_ s: String) { JSONText.appendString(s, to: &bytes) }
+
+    mutating func finish() -> [UInt8] {
+        bytes.append(UInt8(ascii: "}"))
+        return bytes
+    }
+}
+
+/// JSON text helpers shared by the hand-written JSON writers.
+public enum JSONText {
+    /// Appends `s` as a JSON string literal (quotes and escapes included).
+    public static func appendString(_ s: String, to bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\""))
         for byte in s.utf8 {
             switch byte {
@@ -123,10 +134,5 @@ struct JSONObjectWriter {
             }
         }
         bytes.append(UInt8(ascii: "\""))
-    }
-
-    mutating func finish() -> [UInt8] {
-        bytes.append(UInt8(ascii: "}"))
-        return bytes
     }
 }

@@ -70,32 +70,39 @@ public struct PrivateBroker: Sendable {
 
     /// Runs `scripts/broker` with this node's settings, off the cooperative pool.
     public func run(_ arguments: [String]) async throws -> String {
-        let process = Process()
-        process.executableURL = Self.script
-        process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["SLUICE_BROKER_NAME"] = name
         environment["SLUICE_BROKER_PORT"] = String(basePort)
         environment["SLUICE_BROKER_PLUGINS"] = plugins
-        if let tlsDirectory { environment["SLUICE_BROKER_TLS_DIR"] = tlsDirectory } else { environment["SLUICE_BROKER_TLS_DIR"] = nil }
-        process.environment = environment
-        // A file, not a pipe: a chatty failure cannot fill a pipe and hang the script.
-        let logURL = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-broker-\(name)-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: logURL) }
-        let output = try FileHandle(forWritingTo: logURL)
-        defer { try? output.close() }
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        let text = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
+        environment["SLUICE_BROKER_TLS_DIR"] = tlsDirectory
+        let (status, text) = try await runTool(Self.script.path, arguments, environment: environment)
         guard status == 0 else {
             throw Failure(command: "scripts/broker \(arguments.joined(separator: " ")) [\(name)]", status: status, output: text)
         }
         return text
     }
+}
+
+/// Runs a program to its end and returns its exit status and output (stdout
+/// and stderr together). The output goes to a file, not a pipe: a chatty
+/// program cannot fill a pipe and hang, and a server it starts cannot hold
+/// our end open.
+func runTool(_ executable: String, _ arguments: [String], environment: [String: String]) async throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.environment = environment
+    let logURL = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-tool-\(UUID().uuidString).log")
+    _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+    defer { try? FileManager.default.removeItem(at: logURL) }
+    let output = try FileHandle(forWritingTo: logURL)
+    defer { try? output.close() }
+    process.standardOutput = output
+    process.standardError = output
+    process.standardInput = FileHandle.nullDevice
+    let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+        process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+        do { try process.run() } catch { continuation.resume(throwing: error) }
+    }
+    return (status, (try? String(contentsOf: logURL, encoding: .utf8)) ?? "")
 }

@@ -46,27 +46,10 @@ public struct PrivatePostgres: Sendable {
 
     /// Runs a command with this cluster's settings, off the cooperative pool.
     func run(_ executable: String, _ arguments: [String]) async throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["SLUICE_POSTGRES_NAME"] = name
         environment["SLUICE_POSTGRES_PORT"] = String(port)
-        process.environment = environment
-        // A file, not a pipe: a chatty failure cannot fill a pipe and hang the command.
-        let logURL = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-postgres-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: logURL) }
-        let output = try FileHandle(forWritingTo: logURL)
-        defer { try? output.close() }
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        let text = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
+        let (status, text) = try await runTool(executable, arguments, environment: environment)
         guard status == 0 else {
             throw Failure(command: "\(executable) \(arguments.joined(separator: " "))", status: status, output: text)
         }

@@ -284,7 +284,9 @@ struct WorkflowTests {
             let cancelled = try await h.wait(for: doomed.runID, .cancelled)
             #expect(cancelled.error == "not needed")
             // The first step's result arrives after the cancel and is ignored; the second never runs.
-            try await Task.sleep(for: .seconds(1))
+            // (Events are applied in order: a later run completing means that result was applied.)
+            let later = try await h.engine.start(workflow: "slow", input: [:])
+            _ = try await h.wait(for: later.runID, .completed)
             #expect(try await h.engine.run(doomed.runID)?.steps["second"]?.status == .skipped)
         }
     }
@@ -311,6 +313,8 @@ struct WorkflowTests {
             let claimed = try await h.withStore { try await $0.fireSchedule(id: "yearly", expected: due, next: due, changes: [], publish: []) }
             #expect(!claimed)
             try await h.restartCoordinator()
+            // Nothing should happen, so there is no event to wait for: give the new
+            // coordinator's scheduler (it looks every 0.25 s) a second to misbehave.
             try await Task.sleep(for: .seconds(1))
             let runs = try await h.withStore { try await $0.runs(RunQuery(workflow: "tick")) }
             #expect(runs.runs.map(\.runID) == [runID], "one run for one fire")
@@ -354,7 +358,9 @@ struct WorkflowTests {
             event.result = #"{"n":999}"#
             try await h.tasks.broker.publish(h.tasks.topology.eventMessage(event))
             try await h.tasks.broker.publish(h.tasks.topology.eventMessage(event))
-            try await Task.sleep(for: .seconds(1))
+            // Events are applied in order: once a later run completes, the duplicates were applied.
+            let later = try await h.engine.start(workflow: "dup", input: [:])
+            _ = try await h.wait(for: later.runID, .completed)
             let after = try await h.engine.run(run.runID)
             #expect(after == done)
             let unsent = try await h.withStore { try await $0.unsentOutbox(limit: 10) }

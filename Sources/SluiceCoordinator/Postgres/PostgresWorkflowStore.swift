@@ -172,13 +172,8 @@ public final class PostgresWorkflowStore: WorkflowStore {
             sql += " AND (created_at < \(m) OR (created_at = \(m) AND id < \(try bind(id))))"
         }
         sql += " ORDER BY created_at DESC, id DESC LIMIT \(try bind(query.limit + 1))"
-        var runs = try await rows(PostgresQuery(unsafeSQL: sql, binds: binds), "list runs").map(Self.runState)
-        var next: String?
-        if runs.count > query.limit {
-            runs.removeLast()
-            next = runs.last.map(RunCursor.make)
-        }
-        return RunPage(runs: runs, nextCursor: next)
+        let fetched = try await rows(PostgresQuery(unsafeSQL: sql, binds: binds), "list runs").map(Self.runState)
+        return RunPage(fetched: fetched, limit: query.limit)
     }
 
     public func activeRunIDs() async throws -> [String] {
@@ -186,14 +181,8 @@ public final class PostgresWorkflowStore: WorkflowStore {
             .map { try $0.decode(String.self) }
     }
 
-    private typealias Prepared = [(change: RunChange, state: String, payloads: [String])]
-
-    private static func prepare(_ changes: [RunChange]) throws -> Prepared {
-        try changes.map { ($0, try StoreCoding.encode($0.run), try $0.publish.map { try StoreCoding.encode($0) }) }
-    }
-
     public func commit(_ changes: [RunChange]) async throws {
-        let prepared = try Self.prepare(changes)
+        let prepared = try StoreCoding.prepare(changes)
         try await mapped("commit") {
             try await client.withTransaction(logger: logger) { connection in
                 try await Self.apply(prepared, on: connection, logger: logger)
@@ -201,7 +190,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
         }
     }
 
-    private static func apply(_ prepared: Prepared, on connection: PostgresConnection, logger: Logger) async throws {
+    private static func apply(_ prepared: StoreCoding.PreparedChanges, on connection: PostgresConnection, logger: Logger) async throws {
         let now = Date().storeMilliseconds
         for (change, state, payloads) in prepared {
             let run = change.run
@@ -289,7 +278,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
     }
 
     public func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange], publish: [StepTask]) async throws -> Bool {
-        let prepared = try Self.prepare(changes)
+        let prepared = try StoreCoding.prepare(changes)
         let standalone = try publish.map { try StoreCoding.encode($0) }
         let was = expected.storeMilliseconds, then = next.storeMilliseconds, now = Date().storeMilliseconds
         return try await mapped("fire schedule") {

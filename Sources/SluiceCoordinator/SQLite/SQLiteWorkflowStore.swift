@@ -170,13 +170,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         binds.append(.integer(query.limit + 1))
         let rows = try await read("SELECT state FROM workflow_runs \(filter) ORDER BY created_at DESC, id DESC LIMIT ?", binds)
-        var runs = try rows.map(Self.runState)
-        var next: String?
-        if runs.count > query.limit {
-            runs.removeLast()
-            next = runs.last.map(RunCursor.make)
-        }
-        return RunPage(runs: runs, nextCursor: next)
+        return RunPage(fetched: try rows.map(Self.runState), limit: query.limit)
     }
 
     public func activeRunIDs() async throws -> [String] {
@@ -185,19 +179,12 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     }
 
     public func commit(_ changes: [RunChange]) async throws {
-        let prepared = try Self.prepare(changes)
+        let prepared = try StoreCoding.prepare(changes)
         try await transaction { try await self.apply(prepared) }
     }
 
-    private typealias Prepared = [(change: RunChange, state: String, payloads: [String])]
-
-    /// Encodes outside the transaction, so it stays short.
-    private static func prepare(_ changes: [RunChange]) throws -> Prepared {
-        try changes.map { ($0, try StoreCoding.encode($0.run), try $0.publish.map { try StoreCoding.encode($0) }) }
-    }
-
     /// Writes changes inside the current transaction.
-    private func apply(_ prepared: Prepared) async throws {
+    private func apply(_ prepared: StoreCoding.PreparedChanges) async throws {
         let now = Int(Date().storeMilliseconds)
         for (change, state, payloads) in prepared {
             let run = change.run
@@ -299,7 +286,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     }
 
     public func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange], publish: [StepTask]) async throws -> Bool {
-        let prepared = try Self.prepare(changes)
+        let prepared = try StoreCoding.prepare(changes)
         let standalone = try publish.map { try StoreCoding.encode($0) }
         return try await transaction {
             let rows = try await self.query("""

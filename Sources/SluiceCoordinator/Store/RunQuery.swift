@@ -35,6 +35,17 @@ public struct RunPage: Sendable {
         self.runs = runs
         self.nextCursor = nextCursor
     }
+
+    /// A page from up to `limit + 1` rows: the extra row only says there is a next page.
+    init(fetched: [RunState], limit: Int) {
+        var runs = fetched
+        var next: String?
+        if runs.count > limit {
+            runs.removeLast(runs.count - limit)
+            next = runs.last.map(RunCursor.make)
+        }
+        self.init(runs: runs, nextCursor: next)
+    }
 }
 
 /// Page cursors: the last row's creation time and id, so pages stay stable

@@ -32,6 +32,14 @@ enum StoreCoding {
     static func definitionText(_ d: WorkflowDefinition) throws -> String {
         String(decoding: try d.jsonBytes(), as: UTF8.self)
     }
+
+    /// Changes with their state and outbox payloads encoded, before a
+    /// transaction begins (so it stays short).
+    typealias PreparedChanges = [(change: RunChange, state: String, payloads: [String])]
+
+    static func prepare(_ changes: [RunChange]) throws -> PreparedChanges {
+        try changes.map { ($0, try encode($0.run), try $0.publish.map { try encode($0) }) }
+    }
 }
 
 /// Serialises async work: one holder at a time, first come first served.
