@@ -102,6 +102,8 @@ public struct Coordinator: Service {
             }
             try await Task.sleep(for: configuration.leaseTTL / 5)
         }
+        // From here on, every write checks that this coordinator still holds the lease.
+        store.setFence(StoreFence(lease: leaseName, holder: configuration.holder))
         logger.info("coordinator active", metadata: ["holder": "\(configuration.holder)", "prefix": "\(broker.topology.prefix)"])
         activeFlag.set(true)
         try await broker.prepareCoordinatorQueue()

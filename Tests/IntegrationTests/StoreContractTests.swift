@@ -83,9 +83,15 @@ struct StoreContractTests {
         try await store.commit([RunChange(run: run)])
         #expect(try await store.run(id: "r1")?.output == ["done": true])
 
-        await #expect(throws: StoreError.self) { try await store.commit([RunChange(run: newRun("r1", createdAt: t0), isNew: true)]) }
-        await #expect(throws: StoreError.self) {
-            try await store.commit([RunChange(run: newRun("r9", createdAt: t0), isNew: true, idempotencyKey: "key-1")])
+        // Taken ids and keys are conflicts (the engine relies on the code to resolve racing starts).
+        for taken in [RunChange(run: newRun("r1", createdAt: t0), isNew: true),
+                      RunChange(run: newRun("r9", createdAt: t0), isNew: true, idempotencyKey: "key-1")] {
+            do {
+                try await store.commit([taken])
+                Issue.record("a taken id or key was accepted")
+            } catch let error as StoreError {
+                #expect(error.code == .conflict, "\(error)")
+            }
         }
         // The second change fails (no such run), so the first is not kept either.
         await #expect(throws: StoreError.self) {
@@ -207,6 +213,28 @@ struct StoreContractTests {
         #expect(try await !store.acquireLease("coordinator", holder: "a", now: t0 + 17, ttl: .seconds(10)), "only the holder releases")
         try await store.releaseLease("coordinator", holder: "b")
         #expect(try await store.acquireLease("coordinator", holder: "a", now: t0 + 17, ttl: .seconds(10)))
+        try await store.close()
+    }
+
+    @Test("with a fence, writes fail once another coordinator holds the lease", arguments: StoreKind.allCases)
+    func fencing(kind: StoreKind) async throws {
+        let (store, _) = try await kind.make()
+        let now = Date()
+        #expect(try await store.acquireLease("coordinator", holder: "a", now: now, ttl: .seconds(60)))
+        store.setFence(StoreFence(lease: "coordinator", holder: "a"))
+        try await store.commit([RunChange(run: newRun("r1", createdAt: t0), isNew: true)])
+        // b takes over (a's lease is moved into the past, as if a had stalled).
+        #expect(try await store.acquireLease("coordinator", holder: "a", now: now, ttl: .seconds(-1)))
+        #expect(try await store.acquireLease("coordinator", holder: "b", now: now, ttl: .seconds(60)))
+        do {
+            try await store.commit([RunChange(run: newRun("r2", createdAt: t0), isNew: true)])
+            Issue.record("a commit under a lost lease was accepted")
+        } catch let error as StoreError {
+            #expect(error.code == .leaseLost)
+        }
+        #expect(try await store.run(id: "r2") == nil)
+        store.setFence(nil)
+        try await store.commit([RunChange(run: newRun("r3", createdAt: t0), isNew: true)])
         try await store.close()
     }
 }

@@ -261,7 +261,8 @@ struct WorkflowTests {
     func pauseResumeCancel() async throws {
         try await WorkflowHarness.with { h in
             try await h.engine.register(WorkflowDefinition(name: "slow") {
-                WorkflowStep.task("first", "sluice.sleep", arguments: ["seconds": 0.5])
+                // Long enough for the pause (an HTTP call on a busy machine) to land while it runs.
+                WorkflowStep.task("first", "sluice.sleep", arguments: ["seconds": 3])
                 WorkflowStep.task("second", "sluice.echo", after: ["first"], arguments: ["ok": true])
             })
             let run = try await h.engine.start(workflow: "slow", input: [:])

@@ -285,6 +285,7 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         case let e as StoreError:
             switch e.code {
             case .conflict: return APIError(.conflict, e.message)
+            case .leaseLost: return APIError(.standby, e.message)
             case .notFound: return APIError(.notFound, e.message)
             case .invalidArgument: return APIError(.badRequest, e.message)
             default: return APIError(.internalError, e.message)

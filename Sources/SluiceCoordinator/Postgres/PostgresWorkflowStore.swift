@@ -9,6 +9,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
     private let client: PostgresClient
     private let runner: Task<Void, Never>
     private let logger: Logger
+    private let fence = FenceBox()
     public let url: PostgresURL
 
     private init(client: PostgresClient, runner: Task<Void, Never>, logger: Logger, url: PostgresURL) {
@@ -53,6 +54,11 @@ public final class PostgresWorkflowStore: WorkflowStore {
             return try await body()
         } catch let error as StoreError {
             throw error
+        } catch let error as PostgresTransactionError {
+            // withTransaction wraps what went wrong; map the cause.
+            let cause = error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError
+            guard let cause else { throw StoreError(.database, "\(what): the transaction failed") }
+            return try await mapped(what) { throw cause }
         } catch let error as PSQLError {
             let state = error.serverInfo?[.sqlState]
             let message = error.serverInfo?[.message] ?? "\(error.code)"
@@ -181,10 +187,24 @@ public final class PostgresWorkflowStore: WorkflowStore {
             .map { try $0.decode(String.self) }
     }
 
+    public func setFence(_ fence: StoreFence?) { self.fence.set(fence) }
+
+    /// Inside a transaction: fails unless the fence's holder still holds its
+    /// lease (the row is locked until commit, so a takeover waits for us).
+    private static func checkFence(_ fence: StoreFence?, on connection: PostgresConnection, logger: Logger) async throws {
+        guard let fence else { return }
+        let now = Date().storeMilliseconds
+        let rows = try await collect(try await connection.query(
+            "SELECT holder FROM coordinator_leases WHERE name = \(fence.lease) AND expires_at >= \(now) FOR SHARE", logger: logger))
+        guard try rows.first?.decode(String.self) == fence.holder else { throw FenceBox.lost(fence) }
+    }
+
     public func commit(_ changes: [RunChange]) async throws {
         let prepared = try StoreCoding.prepare(changes)
+        let fence = self.fence.current
         try await mapped("commit") {
             try await client.withTransaction(logger: logger) { connection in
+                try await Self.checkFence(fence, on: connection, logger: logger)
                 try await Self.apply(prepared, on: connection, logger: logger)
             }
         }
@@ -281,8 +301,10 @@ public final class PostgresWorkflowStore: WorkflowStore {
         let prepared = try StoreCoding.prepare(changes)
         let standalone = try publish.map { try StoreCoding.encode($0) }
         let was = expected.storeMilliseconds, then = next.storeMilliseconds, now = Date().storeMilliseconds
+        let fence = self.fence.current
         return try await mapped("fire schedule") {
             try await client.withTransaction(logger: logger) { connection in
+                try await Self.checkFence(fence, on: connection, logger: logger)
                 let moved = try await Self.collect(try await connection.query("""
                     UPDATE workflow_schedules SET next_fire_at = \(then), updated_at = \(now) WHERE id = \(id) AND next_fire_at = \(was)
                     RETURNING id

@@ -10,6 +10,7 @@ import SluiceWorkflow
 public final class SQLiteWorkflowStore: WorkflowStore {
     private let connection: SQLiteConnection
     private let gate = AsyncGate()
+    private let fence = FenceBox()
     public let path: String
 
     private init(connection: SQLiteConnection, path: String) {
@@ -183,8 +184,19 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         try await transaction { try await self.apply(prepared) }
     }
 
+    public func setFence(_ fence: StoreFence?) { self.fence.set(fence) }
+
+    /// Inside a transaction: fails unless the fence's holder still holds its lease.
+    private func checkFence() async throws {
+        guard let fence = fence.current else { return }
+        let rows = try await query("SELECT holder FROM coordinator_leases WHERE name = ? AND expires_at >= ?",
+                                   [.text(fence.lease), .integer(Int(Date().storeMilliseconds))])
+        guard rows.first?.column("holder")?.string == fence.holder else { throw FenceBox.lost(fence) }
+    }
+
     /// Writes changes inside the current transaction.
     private func apply(_ prepared: StoreCoding.PreparedChanges) async throws {
+        try await checkFence()
         let now = Int(Date().storeMilliseconds)
         for (change, state, payloads) in prepared {
             let run = change.run

@@ -9,6 +9,8 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         case database
         /// The stored schema is newer than this version of Sluice knows.
         case schemaTooNew = "schema_too_new"
+        /// The coordinator lease this store writes under is held by another coordinator.
+        case leaseLost = "lease_lost"
     }
 
     public var code: Code

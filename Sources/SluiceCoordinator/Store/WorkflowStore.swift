@@ -62,6 +62,12 @@ public protocol WorkflowStore: Sendable {
     /// Gives a lease up (if `holder` holds it).
     func releaseLease(_ name: String, holder: String) async throws
 
+    /// From now on, every `commit` and `fireSchedule` first checks, in its own
+    /// transaction, that `holder` still holds lease `name` (and fails with
+    /// `leaseLost` if not): a coordinator that stalled past its lease cannot
+    /// write over the one that took over. Nil turns the check off.
+    func setFence(_ fence: StoreFence?)
+
     /// Closes connections.
     func close() async throws
 }
