@@ -122,7 +122,7 @@ public struct Coordinator: Service {
     private func renewLease() async throws {
         while true {
             try await Task.sleep(for: configuration.leaseTTL / 3)
-            guard try await store.acquireLease(leaseName, holder: configuration.holder, now: Date(), ttl: configuration.leaseTTL) else {
+            guard try await store.renewLease(leaseName, holder: configuration.holder, now: Date(), ttl: configuration.leaseTTL) else {
                 activeFlag.set(false)
                 logger.error("lost the coordinator lease; stopping")
                 throw LeaseLost(holder: configuration.holder)

@@ -35,8 +35,14 @@ public struct Condition: Sendable, Hashable, Codable, CustomStringConvertible {
     /// Why the source did not parse, for conditions built with ``lenient(_:)``.
     public let parseError: WorkflowError?
 
+    /// Longest condition accepted, and deepest nesting of `not` and parentheses.
+    static let maxLength = 4096, maxDepth = 64
+
     public init(_ source: String) throws(WorkflowError) {
         self.source = source
+        guard source.utf8.count <= Self.maxLength else {
+            throw WorkflowError(.invalidExpression, "a condition must be at most \(Self.maxLength) bytes")
+        }
         var parser = Parser(tokens: try Self.tokenize(source), source: source)
         let node = try parser.expression()
         guard parser.atEnd else { throw parser.error("unexpected '\(parser.peek!.text)'") }
@@ -223,6 +229,12 @@ public struct Condition: Sendable, Hashable, Codable, CustomStringConvertible {
         var tokens: [Token]
         var source: String
         var position = 0
+        var depth = 0
+
+        mutating func enter() throws(WorkflowError) {
+            depth += 1
+            guard depth <= Condition.maxDepth else { throw error("nested deeper than \(Condition.maxDepth) levels") }
+        }
 
         var atEnd: Bool { position >= tokens.count }
         var peek: Token? { atEnd ? nil : tokens[position] }
@@ -255,7 +267,11 @@ public struct Condition: Sendable, Hashable, Codable, CustomStringConvertible {
         }
 
         mutating func negation() throws(WorkflowError) -> Node {
-            if take("not", "!") != nil { return .not(try negation()) }
+            if take("not", "!") != nil {
+                try enter()
+                defer { depth -= 1 }
+                return .not(try negation())
+            }
             return try comparison()
         }
 
@@ -274,6 +290,8 @@ public struct Condition: Sendable, Hashable, Codable, CustomStringConvertible {
             case .number(let n): return .literal(.number(n))
             case .string(let s): return .literal(.string(s))
             case .symbol("("):
+                try enter()
+                defer { depth -= 1 }
                 let inner = try expression()
                 guard take(")") != nil else { throw error("missing ')'") }
                 return inner

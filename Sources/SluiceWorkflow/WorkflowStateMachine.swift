@@ -26,6 +26,8 @@ public struct WorkflowStateMachine: Sendable {
     private let dependents: [String: [String]]
     private let order: [String]
     private let stepsByID: [String: WorkflowStep]
+    /// The branch that targets a step, for steps a branch targets.
+    private let branchOf: [String: String]
 
     /// A new, pending run (send it `.start`).
     public init(definition: WorkflowDefinition, runID: String, input: JSONValue, createdAt: Date,
@@ -51,6 +53,11 @@ public struct WorkflowStateMachine: Sendable {
         for id in order { for dep in graph[id] ?? [] { dependents[dep, default: []].append(id) } }
         self.dependents = dependents
         self.stepsByID = Dictionary(uniqueKeysWithValues: definition.steps.map { ($0.id, $0) })
+        var branchOf: [String: String] = [:]
+        for step in definition.steps {
+            if case .branch(let b) = step.kind { for target in b.then + b.otherwise { branchOf[target] = step.id } }
+        }
+        self.branchOf = branchOf
         for step in definition.steps where self.state.steps[step.id] == nil { self.state.steps[step.id] = StepState() }
     }
 
@@ -552,6 +559,13 @@ public struct WorkflowStateMachine: Sendable {
                 let status = state.steps[d]?.status ?? .waiting
                 if rerun || status == .failed || status == .skipped { reset.append(d) }
             }
+        }
+        // A step skipped by a branch that is not itself reset stays skipped: that
+        // branch's decision stands (a step on the side not taken must not run).
+        let resetSet = Set(reset)
+        reset.removeAll { target in
+            guard target != id, state.steps[target]?.status == .skipped, let branch = branchOf[target] else { return false }
+            return !resetSet.contains(branch)
         }
         for r in order where reset.contains(r) {
             guard var s = state.steps[r] else { continue }

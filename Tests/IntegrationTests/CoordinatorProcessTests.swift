@@ -171,6 +171,14 @@ struct CoordinatorProcessTests {
         #expect(noRoute.body["error"]?["code"] == "not_found")
         let noRun = try await CoordinatorProcess.request("GET", api + "/v1/runs/missing")
         #expect(noRun.status == 404)
+        for bad in ["1e300", "nan", "inf", "yesterday"] {
+            let badTime = try await CoordinatorProcess.request("GET", api + "/v1/runs?after=\(bad)")
+            #expect(badTime.status == 400, "after=\(bad)")
+        }
+        let deep = Array(#"{"name": "w", "steps": [{"id": "b", "branch": {"if": "\#(String(repeating: "!", count: 200_000))true", "then": ["c"]}}, {"id": "c", "task": "t"}]}"#.utf8)
+        let deepResult = try await CoordinatorProcess.request("POST", api + "/v1/workflows", body: deep)
+        #expect(deepResult.status == 400, "a deeply nested condition is refused")
+        #expect(coordinator.process.isRunning, "and the coordinator is still up")
         coordinator.process.terminate()
         _ = try await SluiceBinary.exitStatus(of: coordinator.process)
 

@@ -204,6 +204,10 @@ struct StoreContractTests {
     func leases(kind: StoreKind) async throws {
         let (store, _) = try await kind.make()
         #expect(try await store.acquireLease("coordinator", holder: "a", now: t0, ttl: .seconds(10)))
+        #expect(try await store.renewLease("coordinator", holder: "a", now: t0 + 3, ttl: .seconds(10)))
+        #expect(try await !store.renewLease("coordinator", holder: "b", now: t0 + 3, ttl: .seconds(10)), "only the holder renews")
+        #expect(try await !store.renewLease("coordinator", holder: "a", now: t0 + 30, ttl: .seconds(10)), "an expired lease is not revived")
+        #expect(try await store.acquireLease("coordinator", holder: "a", now: t0, ttl: .seconds(10)))
         #expect(try await !store.acquireLease("coordinator", holder: "b", now: t0 + 5, ttl: .seconds(10)))
         #expect(try await store.acquireLease("coordinator", holder: "a", now: t0 + 5, ttl: .seconds(10)), "renewal")
         #expect(try await !store.acquireLease("coordinator", holder: "b", now: t0 + 14, ttl: .seconds(10)))

@@ -78,6 +78,10 @@ struct ExpressionTests {
             #expect(throws: WorkflowError.self, "\(bad)") { try Condition(bad) }
         }
         #expect(Condition.lenient("a ==").parseError?.code == .invalidExpression)
+        // Deep nesting and huge conditions are refused, not a stack overflow.
+        #expect(throws: WorkflowError.self) { try Condition(String(repeating: "!", count: 100_000) + "true") }
+        #expect(throws: WorkflowError.self) { try Condition(String(repeating: "(", count: 500) + "true" + String(repeating: ")", count: 500)) }
+        #expect(try Condition(String(repeating: "(", count: 20) + "true" + String(repeating: ")", count: 20)).evaluate(in: scope))
         #expect(throws: WorkflowError.self) { try Condition("input.user.name > 3").evaluate(in: scope) }
         #expect(throws: WorkflowError.self) { try Condition("1 in 2").evaluate(in: scope) }
         #expect(try Condition("input.user.id == 7").references.map(\.description) == ["input.user.id"])

@@ -443,6 +443,26 @@ struct StateMachineTests {
         #expect(again.state == before)
     }
 
+    @Test("a retry does not run a step on the side of a branch that was not taken")
+    func retryKeepsBranchDecision() throws {
+        let d = WorkflowDefinition(name: "rb") {
+            WorkflowStep.branch("b", if: "input.go", then: ["yes"], else: ["no"])
+            WorkflowStep.task("yes", "t")
+            WorkflowStep.task("e", "t")
+            WorkflowStep.task("no", "t", after: ["e"])
+        }
+        var r = try Drive(d, input: ["go": true])
+        #expect(r.step("no").status == .skipped)
+        r.dead("e")
+        #expect(r.state.status == .failed)
+        r.send(.retryStep(stepID: "e", rerun: false, at: r.now))
+        r.succeed("e")
+        r.succeed("yes")
+        #expect(r.task("no") == nil, "the branch excluded it")
+        #expect(r.step("no").status == .skipped)
+        #expect(r.state.status == .completed)
+    }
+
     @Test("retrying a map step runs only its failed elements again")
     func retryMap() throws {
         let d = WorkflowDefinition(name: "rm") { WorkflowStep.map("m", over: "input.items", task: "t") }

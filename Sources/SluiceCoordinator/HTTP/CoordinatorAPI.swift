@@ -375,7 +375,11 @@ private func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T 
 }
 
 private func date(_ text: String) throws -> Date {
-    if let seconds = Double(text) { return Date(timeIntervalSince1970: seconds) }
+    if let seconds = Double(text) {
+        // Finite and within ±3000 years: stores keep milliseconds in 64 bits.
+        guard seconds.isFinite, abs(seconds) < 1e11 else { throw APIError(.badRequest, "'\(text)' is not a usable time") }
+        return Date(timeIntervalSince1970: seconds)
+    }
     guard let d = ISO8601DateFormatter().date(from: text) else {
         throw APIError(.badRequest, "'\(text)' is not a time (ISO 8601 or seconds since the epoch)")
     }

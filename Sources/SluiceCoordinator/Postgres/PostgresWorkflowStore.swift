@@ -334,6 +334,15 @@ public final class PostgresWorkflowStore: WorkflowStore {
         return try rows.first?.decode(String.self) == holder
     }
 
+    public func renewLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool {
+        let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18).storeMilliseconds
+        let at = now.storeMilliseconds
+        return !(try await rows("""
+            UPDATE coordinator_leases SET expires_at = \(until) WHERE name = \(name) AND holder = \(holder) AND expires_at >= \(at)
+            RETURNING name
+            """, "renew lease")).isEmpty
+    }
+
     public func releaseLease(_ name: String, holder: String) async throws {
         _ = try await rows("DELETE FROM coordinator_leases WHERE name = \(name) AND holder = \(holder)", "release lease")
     }

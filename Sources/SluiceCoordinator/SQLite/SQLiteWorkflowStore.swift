@@ -330,6 +330,15 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         }
     }
 
+    public func renewLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool {
+        let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18)
+        return try await transaction {
+            !(try await self.query("""
+                UPDATE coordinator_leases SET expires_at = ? WHERE name = ? AND holder = ? AND expires_at >= ? RETURNING name
+                """, [.integer(Int(until.storeMilliseconds)), .text(name), .text(holder), .integer(Int(now.storeMilliseconds))])).isEmpty
+        }
+    }
+
     public func releaseLease(_ name: String, holder: String) async throws {
         try await transaction {
             try await self.query("DELETE FROM coordinator_leases WHERE name = ? AND holder = ?", [.text(name), .text(holder)])

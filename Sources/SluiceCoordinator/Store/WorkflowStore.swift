@@ -59,6 +59,11 @@ public protocol WorkflowStore: Sendable {
     /// Takes or renews a named lease for `holder` until `now + ttl`; true if
     /// `holder` holds it now. Coordinators use it to choose the active one.
     func acquireLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool
+    /// Extends a lease `holder` holds and that has not expired; false otherwise
+    /// (an expired lease is never revived by renewal: another coordinator may
+    /// have held it meanwhile, so the holder must start over as a standby).
+    func renewLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool
+
     /// Gives a lease up (if `holder` holds it).
     func releaseLease(_ name: String, holder: String) async throws
 
