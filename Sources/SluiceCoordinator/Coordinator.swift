@@ -110,6 +110,7 @@ public struct Coordinator: Service {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.renewLease() }
             group.addTask { try await self.consumeEvents() }
+            group.addTask { try await self.consumeDeadLetters() }
             group.addTask { try await self.relayOutbox() }
             group.addTask { try await self.fireTimers() }
             group.addTask { try await self.fireSchedules() }
@@ -200,6 +201,38 @@ public struct Coordinator: Service {
         wake.signal()
     }
 
+    /// Turns dead-lettered step tasks into `dead` events: RabbitMQ dead-letters
+    /// a task that crashed its worker at every delivery by itself, and no
+    /// worker is left to report it. (A worker's own dead letters also come
+    /// with an event; applying both changes nothing twice.)
+    private func consumeDeadLetters() async throws {
+        let consumer = try await broker.consume(queue: broker.topology.coordinatorDeadQueue, prefetch: 50)
+        for try await delivery in consumer {
+            let headers = delivery.properties.headers ?? [:]
+            guard let task = try? TaskEnvelope.decode(properties: delivery.properties, body: delivery.body, queue: ""),
+                  task.workflowRunID != nil else {
+                try await delivery.ack()
+                continue
+            }
+            var event = TaskEvent(kind: .dead, task: task)
+            let reason = headers[WireHeader.deadReason]?.stringValue ?? headers["x-first-death-reason"]?.stringValue
+            event.deadReason = reason.flatMap(DeadReason.init(rawValue:)) ?? .broker
+            event.errorMessage = headers[WireHeader.errorMessage]?.stringValue
+                ?? (event.deadReason == .deliveryLimit ? "the task crashed or stalled its worker at every delivery" : nil)
+            do {
+                try await engine.apply([event])
+                try await delivery.ack()
+                wake.signal()
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.error("could not apply a dead letter; it will come again", metadata: ["task.id": "\(task.id)", "error": "\(error)"])
+                try? await delivery.reject(requeue: true)
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
     private func relayOutbox() async throws {
         var prepared: Set<String> = []
         while true {
@@ -211,6 +244,7 @@ public struct Coordinator: Service {
             let queues = Set(entries.map { $0.task.queue ?? configuration.defaultQueue }).subtracting(prepared)
             if !queues.isEmpty {
                 try await broker.prepare(queues: Array(queues))
+                try await broker.watchDeadLetters(of: Array(queues))
                 prepared.formUnion(queues)
             }
             let messages = entries.map { broker.topology.message(for: envelope($0.task)) }

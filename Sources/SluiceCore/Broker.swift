@@ -13,8 +13,13 @@ public protocol Broker: Sendable {
     /// queues of `queues` (idempotent).
     func prepare(queues: [String]) async throws
 
-    /// Declares the coordinator's event queue and its bindings (idempotent).
+    /// Declares the coordinator's event queue and its bindings, and its
+    /// dead-letter watch queue (idempotent).
     func prepareCoordinatorQueue() async throws
+
+    /// Binds the coordinator's dead-letter watch queue to the dead letters of
+    /// these task queues (idempotent).
+    func watchDeadLetters(of queues: [String]) async throws
 
     /// Publishes messages and returns, per message, whether the broker
     /// confirmed it. Returns only when every one is settled.

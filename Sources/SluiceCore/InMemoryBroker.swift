@@ -52,7 +52,11 @@ public actor InMemoryBroker: Broker {
 
     public func prepareCoordinatorQueue() async throws {
         if queues[topology.coordinatorQueue] == nil { queues[topology.coordinatorQueue] = Queue() }
+        if queues[topology.coordinatorDeadQueue] == nil { queues[topology.coordinatorDeadQueue] = Queue() }
     }
+
+    /// Dead letters here are not copied (the in-memory broker has no delivery limit).
+    public func watchDeadLetters(of queues: [String]) async throws {}
 
     public func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>] {
         messages.map { route($0) }

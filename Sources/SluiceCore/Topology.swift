@@ -120,6 +120,14 @@ public struct Topology: Sendable, Hashable {
         .quorum(coordinatorQueue, arguments: ["x-single-active-consumer": .bool(true)])
     }
 
+    /// The coordinator's watch on dead letters: bound to the dead exchange
+    /// with each queue its steps use, it gets a copy of every task dead-lettered
+    /// there, including those RabbitMQ dead-letters itself at the delivery limit
+    /// (no worker lives to report those).
+    public var coordinatorDeadQueue: String { "\(prefix).coordinator.dead" }
+
+    public var coordinatorDeadQueueDeclaration: QueueDeclaration { .quorum(coordinatorDeadQueue) }
+
     /// What the coordinator queue is bound to on the events exchange: outcomes,
     /// whatever the queue's name (queue names may contain dots).
     public var coordinatorBindings: [String] {

@@ -61,6 +61,16 @@ public final class RabbitMQBroker: Broker {
         for key in topology.coordinatorBindings {
             try await channel.queueBind(queue: topology.coordinatorQueue, exchange: topology.eventsExchange, routingKey: key)
         }
+        try await channel.queueDeclare(topology.coordinatorDeadQueueDeclaration)
+    }
+
+    public func watchDeadLetters(of queues: [String]) async throws {
+        for queue in queues { try Topology.validateQueue(queue) }
+        let channel = try await connection.openChannel()
+        defer { Task { try? await channel.close() } }
+        for queue in queues {
+            try await channel.queueBind(queue: topology.coordinatorDeadQueue, exchange: topology.deadExchange, routingKey: queue)
+        }
     }
 
     public func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>] {

@@ -14,8 +14,9 @@ struct CoordinatorProcess {
     static func freePort() -> Int { Int.random(in: 32_000...33_999) }
 
     static func start(_ h: TaskHarness, store: String, port: Int = freePort(), extra: [String] = []) throws -> CoordinatorProcess {
-        let process = try SluiceBinary.start(["coordinator", "--url", h.url, "--prefix", h.topology.prefix, "--store", store,
-                                              "--http", "127.0.0.1:\(port)", "--default-queue", "wf", "--lease-ttl", "2s",
+        let process = try SluiceBinary.start(["coordinator", "--url", h.url, "--prefix", h.topology.prefix,
+                                              "--delivery-limit", "\(h.topology.deliveryLimit)", "--store", store,
+                                              "--http", "127.0.0.1:\(port)", "--default-queue", "wf", "--lease-ttl", "6s",
                                               "--log-level", "warning"] + extra)
         return CoordinatorProcess(process: process, port: port)
     }
@@ -91,7 +92,8 @@ struct CoordinatorProcessTests {
         """
 
     func workerArguments(_ h: TaskHarness) -> [String] {
-        ["worker", "--url", h.url, "--prefix", h.topology.prefix, "--queue", "wf", "--concurrency", "20", "--log-level", "warning"]
+        ["worker", "--url", h.url, "--prefix", h.topology.prefix, "--delivery-limit", "\(h.topology.deliveryLimit)", "--queue", "wf",
+         "--concurrency", "20", "--log-level", "warning"]
     }
 
     @Test("sluice workflow register/start/status run a workflow through the coordinator process")
@@ -202,6 +204,30 @@ struct CoordinatorProcessTests {
         #expect(allowed.status == 200)
         guarded.terminate()
         _ = try await SluiceBinary.exitStatus(of: guarded)
+        await h.broker.close()
+    }
+
+    @Test("a step whose task kills its worker every time fails the run with reason delivery_limit")
+    func stepAtDeliveryLimit() async throws {
+        let h = try await TaskHarness.make(deliveryLimit: 2)
+        let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
+        let coordinator = try CoordinatorProcess.start(h, store: store)
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        try await coordinator.waitUntilHealthy()
+        let definition = #"{"name": "crashy", "steps": [{"id": "boom", "task": "sluice.crash"}]}"#
+        #expect(try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(definition.utf8)).status == 201)
+        let started = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: Array(#"{"workflow": "crashy"}"#.utf8))
+        guard case .string(let runID)? = started.body["runID"] else { Issue.record("no run id"); return }
+        // Each worker dies on the task; after the limit RabbitMQ dead-letters it, and no worker reports it.
+        for attempt in 1...3 {
+            let (status, output) = try await within(60, "worker run \(attempt)") { try await SluiceBinary.run(workerArguments(h)) }
+            #expect(status == 70, "run \(attempt): the worker should die on sluice.crash: \(output)")
+        }
+        let failed = try await coordinator.wait(for: runID, "failed")
+        #expect(failed["failedStep"] == "boom")
+        #expect(failed["error"].map { $0.jsonText.contains("delivery_limit") } == true, "\(failed["error"]?.jsonText ?? "")")
+        coordinator.process.terminate()
+        _ = try await SluiceBinary.exitStatus(of: coordinator.process)
         await h.broker.close()
     }
 
