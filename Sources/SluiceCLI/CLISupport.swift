@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import SluiceAMQP
 import SluiceCore
 import SluiceRabbitMQ
@@ -25,6 +26,16 @@ extension ConnectionOptions {
         } catch let error as AMQPError where error.code == .connectionFailed {
             throw CLIError("cannot reach the broker at \(url): \(error.message). Start one with scripts/broker start, or pass --url.")
         }
+    }
+}
+
+/// Logs to standard error at `level` (a valid --log-level; info if not).
+func bootstrapLogging(_ level: String) {
+    let level = Logger.Level(rawValue: level) ?? .info
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
     }
 }
 

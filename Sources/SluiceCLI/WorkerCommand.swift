@@ -58,12 +58,7 @@ struct WorkerCommand: AsyncParsableCommand {
         // A --exec child that exits without reading its input must not kill
         // the worker: its write then fails with EPIPE instead.
         signal(SIGPIPE, SIG_IGN)
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        bootstrapLogging(logLevel)
         let logger = Logger(label: "sluice.worker")
         let base = try parseDuration(retryBase), cap = try parseDuration(retryMax)
         let policy = RetryPolicy(maxAttempts: maxAttempts, baseMilliseconds: milliseconds(base), capMilliseconds: milliseconds(cap))
