@@ -4,6 +4,7 @@ import Logging
 import SluiceAMQP
 import SluiceCore
 import SluiceRabbitMQ
+import SluiceWorkflow
 
 extension ConnectionOptions {
     func resolvedURL() throws -> AMQPURL {
@@ -45,17 +46,13 @@ struct CLIError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h`, or a plain number of seconds.
+/// Parses a duration as workflow files do (`500ms`, `30s`, `2m`, `1h30m`,
+/// or a plain number of seconds), from 0 to a year.
 func parseDuration(_ text: String) throws -> Duration {
-    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("", 1)]
-    for (suffix, scale) in units where text.hasSuffix(suffix) {
-        guard let value = Double(text.dropLast(suffix.count)) else { continue }
-        let milliseconds = value * scale * 1000
-        // At most a year: also keeps the conversion below from trapping.
-        guard milliseconds.isFinite, milliseconds >= 0, milliseconds <= 365 * 24 * 3_600_000 else { break }
-        return .milliseconds(Int64(milliseconds))
+    guard let ms = try? WorkflowDuration.milliseconds(text), ms <= 365 * 24 * 3_600_000 else {
+        throw ValidationError("'\(text)' is not a duration from 0 to a year (examples: 500ms, 30s, 2m, 1h)")
     }
-    throw ValidationError("'\(text)' is not a duration from 0 to a year (examples: 500ms, 30s, 2m, 1h)")
+    return .milliseconds(Int64(ms))
 }
 
 /// Reads JSON arguments from a literal, `@file`, or `-` (standard input).

@@ -181,7 +181,7 @@ public actor RunEngine {
     }
 
     private func fireUnlocked(schedule spec: ScheduleSpec, expected: Date, next: Date, defaultQueue: String) async throws -> Bool {
-        let ms = Int64((expected.timeIntervalSince1970 * 1000).rounded())
+        let ms = expected.epochMilliseconds
         switch spec.action {
         case .task(let name, let queue, let arguments):
             let task = StepTask(taskID: "sched-\(spec.id)-\(ms)", name: name, queue: queue ?? defaultQueue, arguments: arguments,

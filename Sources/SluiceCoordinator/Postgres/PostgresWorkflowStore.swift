@@ -1,3 +1,4 @@
+import SluiceCore
 import Foundation
 import Logging
 import PostgresNIO
@@ -103,7 +104,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
                         _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                     }
                     _ = try await connection.query(
-                        "INSERT INTO sluice_schema (version, applied_at) VALUES (\(migration.version), \(Date().storeMilliseconds))",
+                        "INSERT INTO sluice_schema (version, applied_at) VALUES (\(migration.version), \(Date().epochMilliseconds))",
                         logger: logger)
                 }
             }
@@ -114,7 +115,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
 
     public func saveDefinition(_ definition: WorkflowDefinition) async throws {
         let text = try StoreCoding.definitionText(definition)
-        let name = definition.name, version = definition.version, now = Date().storeMilliseconds
+        let name = definition.name, version = definition.version, now = Date().epochMilliseconds
         try await mapped("save definition") {
             try await client.withTransaction(logger: logger) { connection in
                 let inserted = try await Self.collect(try await connection.query("""
@@ -170,8 +171,8 @@ public final class PostgresWorkflowStore: WorkflowStore {
         }
         if let w = query.workflow { sql += " AND workflow = \(try bind(w))" }
         if let s = query.status { sql += " AND status = \(try bind(s.rawValue))" }
-        if let a = query.createdAfter { sql += " AND created_at >= \(try bind(a.storeMilliseconds))" }
-        if let b = query.createdBefore { sql += " AND created_at < \(try bind(b.storeMilliseconds))" }
+        if let a = query.createdAfter { sql += " AND created_at >= \(try bind(a.epochMilliseconds))" }
+        if let b = query.createdBefore { sql += " AND created_at < \(try bind(b.epochMilliseconds))" }
         if let cursor = query.cursor {
             let (ms, id) = try RunCursor.parse(cursor)
             let m = try bind(ms)
@@ -193,7 +194,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
     /// lease (the row is locked until commit, so a takeover waits for us).
     private static func checkFence(_ fence: StoreFence?, on connection: PostgresConnection, logger: Logger) async throws {
         guard let fence else { return }
-        let now = Date().storeMilliseconds
+        let now = Date().epochMilliseconds
         let rows = try await collect(try await connection.query(
             "SELECT holder FROM coordinator_leases WHERE name = \(fence.lease) AND expires_at >= \(now) FOR SHARE", logger: logger))
         guard try rows.first?.decode(String.self) == fence.holder else { throw FenceBox.lost(fence) }
@@ -211,12 +212,12 @@ public final class PostgresWorkflowStore: WorkflowStore {
     }
 
     private static func apply(_ prepared: StoreCoding.PreparedChanges, on connection: PostgresConnection, logger: Logger) async throws {
-        let now = Date().storeMilliseconds
+        let now = Date().epochMilliseconds
         for (change, state, payloads) in prepared {
             let run = change.run
             let id = run.runID, status = run.status.rawValue
             if change.isNew {
-                let created = run.createdAt.storeMilliseconds
+                let created = run.createdAt.epochMilliseconds
                 _ = try await connection.query("""
                     INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state)
                     VALUES (\(id), \(run.workflow), \(run.version), \(status), \(change.idempotencyKey), \(run.parent?.runID),
@@ -236,7 +237,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
                 _ = try await connection.query("DELETE FROM workflow_timers WHERE id = \(timer)", logger: logger)
             }
             for timer in change.addTimers {
-                let due = timer.dueAt.storeMilliseconds
+                let due = timer.dueAt.epochMilliseconds
                 _ = try await connection.query("""
                     INSERT INTO workflow_timers (id, run_id, due_at) VALUES (\(timer.id), \(timer.runID), \(due))
                     ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at, run_id = EXCLUDED.run_id
@@ -251,35 +252,35 @@ public final class PostgresWorkflowStore: WorkflowStore {
         try await rows("SELECT id, payload, created_at FROM workflow_outbox WHERE sent_at IS NULL ORDER BY id LIMIT \(limit)", "outbox")
             .map { row in
                 let (id, payload, created) = try row.decode((Int64, String, Int64).self)
-                return OutboxEntry(id: id, task: try StoreCoding.decode(StepTask.self, payload), createdAt: Date(storeMilliseconds: created))
+                return OutboxEntry(id: id, task: try StoreCoding.decode(StepTask.self, payload), createdAt: Date(epochMilliseconds: created))
             }
     }
 
     public func markSent(_ ids: [Int64]) async throws {
         guard !ids.isEmpty else { return }
-        let now = Date().storeMilliseconds
+        let now = Date().epochMilliseconds
         _ = try await rows("UPDATE workflow_outbox SET sent_at = \(now) WHERE id = ANY(\(ids))", "mark sent")
     }
 
     // MARK: Timers
 
     public func dueTimers(now: Date, limit: Int) async throws -> [TimerEntry] {
-        try await rows("SELECT id, run_id, due_at FROM workflow_timers WHERE due_at <= \(now.storeMilliseconds) ORDER BY due_at, id LIMIT \(limit)",
+        try await rows("SELECT id, run_id, due_at FROM workflow_timers WHERE due_at <= \(now.epochMilliseconds) ORDER BY due_at, id LIMIT \(limit)",
                        "due timers").map { row in
             let (id, run, due) = try row.decode((String, String, Int64).self)
-            return TimerEntry(id: id, runID: run, dueAt: Date(storeMilliseconds: due))
+            return TimerEntry(id: id, runID: run, dueAt: Date(epochMilliseconds: due))
         }
     }
 
     public func nextTimerDue() async throws -> Date? {
         try await rows("SELECT MIN(due_at) FROM workflow_timers", "next timer").first
-            .flatMap { try $0.decode(Int64?.self) }.map { Date(storeMilliseconds: $0) }
+            .flatMap { try $0.decode(Int64?.self) }.map { Date(epochMilliseconds: $0) }
     }
 
     // MARK: Schedules
 
     public func saveSchedule(_ schedule: ScheduleRecord) async throws {
-        let next = schedule.nextFireAt.storeMilliseconds, now = Date().storeMilliseconds
+        let next = schedule.nextFireAt.epochMilliseconds, now = Date().epochMilliseconds
         _ = try await rows("""
             INSERT INTO workflow_schedules (id, spec, next_fire_at, updated_at) VALUES (\(schedule.id), \(schedule.spec), \(next), \(now))
             ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, next_fire_at = EXCLUDED.next_fire_at, updated_at = EXCLUDED.updated_at
@@ -289,7 +290,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
     public func schedules() async throws -> [ScheduleRecord] {
         try await rows("SELECT id, spec, next_fire_at FROM workflow_schedules ORDER BY id", "schedules").map { row in
             let (id, spec, next) = try row.decode((String, String, Int64).self)
-            return ScheduleRecord(id: id, spec: spec, nextFireAt: Date(storeMilliseconds: next))
+            return ScheduleRecord(id: id, spec: spec, nextFireAt: Date(epochMilliseconds: next))
         }
     }
 
@@ -300,7 +301,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
     public func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange], publish: [StepTask]) async throws -> Bool {
         let prepared = try StoreCoding.prepare(changes)
         let standalone = try publish.map { try StoreCoding.encode($0) }
-        let was = expected.storeMilliseconds, then = next.storeMilliseconds, now = Date().storeMilliseconds
+        let was = expected.epochMilliseconds, then = next.epochMilliseconds, now = Date().epochMilliseconds
         let fence = self.fence.current
         return try await mapped("fire schedule") {
             try await client.withTransaction(logger: logger) { connection in
@@ -323,8 +324,8 @@ public final class PostgresWorkflowStore: WorkflowStore {
     // MARK: Leases
 
     public func acquireLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool {
-        let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18).storeMilliseconds
-        let at = now.storeMilliseconds
+        let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18).epochMilliseconds
+        let at = now.epochMilliseconds
         let rows = try await rows("""
             INSERT INTO coordinator_leases (name, holder, expires_at) VALUES (\(name), \(holder), \(until))
             ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
@@ -335,8 +336,8 @@ public final class PostgresWorkflowStore: WorkflowStore {
     }
 
     public func renewLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool {
-        let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18).storeMilliseconds
-        let at = now.storeMilliseconds
+        let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18).epochMilliseconds
+        let at = now.epochMilliseconds
         return !(try await rows("""
             UPDATE coordinator_leases SET expires_at = \(until) WHERE name = \(name) AND holder = \(holder) AND expires_at >= \(at)
             RETURNING name

@@ -1,3 +1,4 @@
+import SluiceCore
 import Foundation
 import Logging
 import SQLiteNIO
@@ -92,7 +93,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 do {
                     for statement in migration.statements { try await self.query(statement) }
                     try await self.query("INSERT INTO sluice_schema (version, applied_at) VALUES (?, ?)",
-                                         [.integer(migration.version), .integer(Int(Date().storeMilliseconds))])
+                                         [.integer(migration.version), .integer(Int(Date().epochMilliseconds))])
                     try await self.query("COMMIT")
                 } catch {
                     _ = try? await self.query("ROLLBACK")
@@ -121,7 +122,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 return
             }
             try await self.query("INSERT INTO workflow_definitions (name, version, definition, created_at) VALUES (?, ?, ?, ?)",
-                                 [.text(definition.name), .integer(definition.version), .text(text), .integer(Int(Date().storeMilliseconds))])
+                                 [.text(definition.name), .integer(definition.version), .text(text), .integer(Int(Date().epochMilliseconds))])
         }
     }
 
@@ -161,8 +162,8 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         var binds: [SQLiteData] = []
         if let w = query.workflow { conditions.append("workflow = ?"); binds.append(.text(w)) }
         if let s = query.status { conditions.append("status = ?"); binds.append(.text(s.rawValue)) }
-        if let a = query.createdAfter { conditions.append("created_at >= ?"); binds.append(.integer(Int(a.storeMilliseconds))) }
-        if let b = query.createdBefore { conditions.append("created_at < ?"); binds.append(.integer(Int(b.storeMilliseconds))) }
+        if let a = query.createdAfter { conditions.append("created_at >= ?"); binds.append(.integer(Int(a.epochMilliseconds))) }
+        if let b = query.createdBefore { conditions.append("created_at < ?"); binds.append(.integer(Int(b.epochMilliseconds))) }
         if let cursor = query.cursor {
             let (ms, id) = try RunCursor.parse(cursor)
             conditions.append("(created_at < ? OR (created_at = ? AND id < ?))")
@@ -190,14 +191,14 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     private func checkFence() async throws {
         guard let fence = fence.current else { return }
         let rows = try await query("SELECT holder FROM coordinator_leases WHERE name = ? AND expires_at >= ?",
-                                   [.text(fence.lease), .integer(Int(Date().storeMilliseconds))])
+                                   [.text(fence.lease), .integer(Int(Date().epochMilliseconds))])
         guard rows.first?.column("holder")?.string == fence.holder else { throw FenceBox.lost(fence) }
     }
 
     /// Writes changes inside the current transaction.
     private func apply(_ prepared: StoreCoding.PreparedChanges) async throws {
         try await checkFence()
-        let now = Int(Date().storeMilliseconds)
+        let now = Int(Date().epochMilliseconds)
         for (change, state, payloads) in prepared {
             let run = change.run
             if change.isNew {
@@ -206,7 +207,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, [.text(run.runID), .text(run.workflow), .integer(run.version), .text(run.status.rawValue),
                           change.idempotencyKey.map(SQLiteData.text) ?? .null, run.parent.map { .text($0.runID) } ?? .null,
-                          .integer(Int(run.createdAt.storeMilliseconds)), .integer(now), .text(state)])
+                          .integer(Int(run.createdAt.epochMilliseconds)), .integer(now), .text(state)])
             } else {
                 let updated = try await query("UPDATE workflow_runs SET status = ?, updated_at = ?, state = ? WHERE id = ? RETURNING id",
                                               [.text(run.status.rawValue), .integer(now), .text(state), .text(run.runID)])
@@ -223,7 +224,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 try await query("""
                     INSERT INTO workflow_timers (id, run_id, due_at) VALUES (?, ?, ?)
                     ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, run_id = excluded.run_id
-                    """, [.text(timer.id), .text(timer.runID), .integer(Int(timer.dueAt.storeMilliseconds))])
+                    """, [.text(timer.id), .text(timer.runID), .integer(Int(timer.dueAt.epochMilliseconds))])
             }
         }
     }
@@ -236,13 +237,13 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 guard let id = row.column("id")?.integer, let payload = row.column("payload")?.string,
                       let created = row.column("created_at")?.integer else { throw StoreError(.database, "a bad outbox row") }
                 return OutboxEntry(id: Int64(id), task: try StoreCoding.decode(StepTask.self, payload),
-                                   createdAt: Date(storeMilliseconds: Int64(created)))
+                                   createdAt: Date(epochMilliseconds: Int64(created)))
             }
     }
 
     public func markSent(_ ids: [Int64]) async throws {
         guard !ids.isEmpty else { return }
-        let now = Int(Date().storeMilliseconds)
+        let now = Int(Date().epochMilliseconds)
         try await transaction {
             for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
@@ -256,19 +257,19 @@ public final class SQLiteWorkflowStore: WorkflowStore {
 
     public func dueTimers(now: Date, limit: Int) async throws -> [TimerEntry] {
         try await read("SELECT id, run_id, due_at FROM workflow_timers WHERE due_at <= ? ORDER BY due_at, id LIMIT ?",
-                       [.integer(Int(now.storeMilliseconds)), .integer(limit)]).map(Self.timer)
+                       [.integer(Int(now.epochMilliseconds)), .integer(limit)]).map(Self.timer)
     }
 
     public func nextTimerDue() async throws -> Date? {
         try await read("SELECT MIN(due_at) AS due FROM workflow_timers").first?.column("due")?.integer
-            .map { Date(storeMilliseconds: Int64($0)) }
+            .map { Date(epochMilliseconds: Int64($0)) }
     }
 
     private static func timer(_ row: SQLiteRow) throws -> TimerEntry {
         guard let id = row.column("id")?.string, let run = row.column("run_id")?.string, let due = row.column("due_at")?.integer else {
             throw StoreError(.database, "a bad timer row")
         }
-        return TimerEntry(id: id, runID: run, dueAt: Date(storeMilliseconds: Int64(due)))
+        return TimerEntry(id: id, runID: run, dueAt: Date(epochMilliseconds: Int64(due)))
     }
 
     // MARK: Schedules
@@ -278,8 +279,8 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             try await self.query("""
                 INSERT INTO workflow_schedules (id, spec, next_fire_at, updated_at) VALUES (?, ?, ?, ?)
                 ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, next_fire_at = excluded.next_fire_at, updated_at = excluded.updated_at
-                """, [.text(schedule.id), .text(schedule.spec), .integer(Int(schedule.nextFireAt.storeMilliseconds)),
-                      .integer(Int(Date().storeMilliseconds))])
+                """, [.text(schedule.id), .text(schedule.spec), .integer(Int(schedule.nextFireAt.epochMilliseconds)),
+                      .integer(Int(Date().epochMilliseconds))])
         }
     }
 
@@ -287,7 +288,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         try await read("SELECT id, spec, next_fire_at FROM workflow_schedules ORDER BY id").map { row in
             guard let id = row.column("id")?.string, let spec = row.column("spec")?.string,
                   let next = row.column("next_fire_at")?.integer else { throw StoreError(.database, "a bad schedule row") }
-            return ScheduleRecord(id: id, spec: spec, nextFireAt: Date(storeMilliseconds: Int64(next)))
+            return ScheduleRecord(id: id, spec: spec, nextFireAt: Date(epochMilliseconds: Int64(next)))
         }
     }
 
@@ -303,13 +304,13 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         return try await transaction {
             let rows = try await self.query("""
                 UPDATE workflow_schedules SET next_fire_at = ?, updated_at = ? WHERE id = ? AND next_fire_at = ? RETURNING id
-                """, [.integer(Int(next.storeMilliseconds)), .integer(Int(Date().storeMilliseconds)), .text(id),
-                      .integer(Int(expected.storeMilliseconds))])
+                """, [.integer(Int(next.epochMilliseconds)), .integer(Int(Date().epochMilliseconds)), .text(id),
+                      .integer(Int(expected.epochMilliseconds))])
             guard !rows.isEmpty else { return false }
             try await self.apply(prepared)
             for payload in standalone {
                 try await self.query("INSERT INTO workflow_outbox (run_id, payload, created_at) VALUES ('', ?, ?)",
-                                     [.text(payload), .integer(Int(Date().storeMilliseconds))])
+                                     [.text(payload), .integer(Int(Date().epochMilliseconds))])
             }
             return true
         }
@@ -325,7 +326,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
                 WHERE coordinator_leases.holder = excluded.holder OR coordinator_leases.expires_at < ?
                 RETURNING holder
-                """, [.text(name), .text(holder), .integer(Int(until.storeMilliseconds)), .integer(Int(now.storeMilliseconds))])
+                """, [.text(name), .text(holder), .integer(Int(until.epochMilliseconds)), .integer(Int(now.epochMilliseconds))])
             return rows.first?.column("holder")?.string == holder
         }
     }
@@ -335,7 +336,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         return try await transaction {
             !(try await self.query("""
                 UPDATE coordinator_leases SET expires_at = ? WHERE name = ? AND holder = ? AND expires_at >= ? RETURNING name
-                """, [.integer(Int(until.storeMilliseconds)), .text(name), .text(holder), .integer(Int(now.storeMilliseconds))])).isEmpty
+                """, [.integer(Int(until.epochMilliseconds)), .text(name), .text(holder), .integer(Int(now.epochMilliseconds))])).isEmpty
         }
     }
 

@@ -1,3 +1,4 @@
+import SluiceCore
 import Foundation
 import SluiceWorkflow
 
@@ -51,7 +52,7 @@ public struct RunPage: Sendable {
 /// Page cursors: the last row's creation time and id, so pages stay stable
 /// while runs are added.
 enum RunCursor {
-    static func make(_ run: RunState) -> String { "\(run.createdAt.storeMilliseconds):\(run.runID)" }
+    static func make(_ run: RunState) -> String { "\(run.createdAt.epochMilliseconds):\(run.runID)" }
 
     static func parse(_ cursor: String) throws -> (createdAt: Int64, id: String) {
         guard let colon = cursor.firstIndex(of: ":"), let ms = Int64(cursor[..<colon]) else {
