@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "SluiceWorker", targets: ["SluiceWorker"]),
         .library(name: "SluiceWorkflow", targets: ["SluiceWorkflow"]),
         .library(name: "SluiceCoordinator", targets: ["SluiceCoordinator"]),
+        .library(name: "SluiceMonitor", targets: ["SluiceMonitor"]),
         .library(name: "SluiceTesting", targets: ["SluiceTesting"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
     ],
@@ -33,6 +34,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
     ],
     targets: [
         .systemLibrary(
@@ -68,6 +71,7 @@ let package = Package(
             name: "SluiceWorker",
             dependencies: [
                 "SluiceCore",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
@@ -96,11 +100,18 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        .target(
+            name: "SluiceMonitor",
+            dependencies: ["SluiceCore", "SluiceAMQP"],
+            swiftSettings: strictSwift
+        ),
         .executableTarget(
             name: "SluiceCLI",
             dependencies: [
                 "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceBenchmarks",
-                "SluiceWorkflow", "SluiceCoordinator",
+                "SluiceWorkflow", "SluiceCoordinator", "SluiceMonitor", "SluiceTesting",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -128,7 +139,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceCoreTests",
-            dependencies: ["SluiceCore", "SluiceClient", "SluiceWorker",
+            dependencies: ["SluiceCore", "SluiceClient", "SluiceWorker", "SluiceMonitor",
                            .product(name: "MetricsTestKit", package: "swift-metrics")],
             swiftSettings: strictSwift
         ),
@@ -139,7 +150,8 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceTesting",
+            dependencies: ["SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceTesting", "SluiceMonitor",
+                           .product(name: "Yams", package: "Yams"),
                            "SluiceWorkflow", "SluiceCoordinator"],
             swiftSettings: strictSwift
         ),

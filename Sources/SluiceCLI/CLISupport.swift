@@ -82,3 +82,8 @@ func printJSON(_ object: Any) {
 func standardError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
+
+/// Flushes `print` output now (a pipe buffers it otherwise).
+func flushStandardOutput() {
+    fflush(nil)
+}

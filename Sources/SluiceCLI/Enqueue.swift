@@ -27,6 +27,8 @@ struct Enqueue: AsyncParsableCommand {
     var key: String?
     @Option(help: "Dead-letter instead of starting after this long from now.")
     var deadline: String?
+    @Option(help: "W3C trace context (00-<trace id>-<span id>-<flags>) the task carries; a handler's own tasks join it.")
+    var traceparent: String?
     @Option(help: "Enqueue this many copies (pipelined), with progress and a rate.")
     var count: Int = 1
     @Flag(help: "Print JSON.")
@@ -36,12 +38,15 @@ struct Enqueue: AsyncParsableCommand {
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count must be 1 or more") }
         if let attempts, attempts < 1 { throw ValidationError("--attempts must be 1 or more") }
+        if let traceparent, TraceParent(traceparent) == nil {
+            throw ValidationError("--traceparent must be a W3C trace context: 00-<32 hex>-<16 hex>-<2 hex>")
+        }
         guard Topology.isValidName(queue) else { throw ValidationError("--queue must be letters, digits, '-', '_' or '.'") }
     }
 
     func run() async throws {
         let arguments = try readArguments(args)
-        var options = EnqueueOptions(queue: queue, maxAttempts: attempts, idempotencyKey: key)
+        var options = EnqueueOptions(queue: queue, maxAttempts: attempts, idempotencyKey: key, traceparent: traceparent)
         if let delay { options.delay = try parseDuration(delay) }
         if let deadline {
             let d = try parseDuration(deadline)

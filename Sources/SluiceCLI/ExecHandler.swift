@@ -18,6 +18,9 @@ struct ExecHandler: Sendable {
         environment["SLUICE_TASK_NAME"] = context.name
         environment["SLUICE_TASK_QUEUE"] = context.task.queue
         environment["SLUICE_TASK_ATTEMPT"] = String(context.attempt)
+        if let trace = context.task.traceparent { environment["SLUICE_TRACEPARENT"] = trace }
+        if let run = context.task.workflowRunID { environment["SLUICE_WORKFLOW_RUN"] = run }
+        if let step = context.task.workflowStep { environment["SLUICE_WORKFLOW_STEP"] = step }
         environment["SLUICE_IDEMPOTENCY_KEY"] = context.idempotencyKey
         process.environment = environment
         let input = Pipe(), output = Pipe()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import SluiceCore
 
 @main
 struct Sluice: AsyncParsableCommand {
@@ -10,7 +11,9 @@ struct Sluice: AsyncParsableCommand {
         started by scripts/broker (amqp://guest:guest@127.0.0.1:27170/%2f). Passwords are \
         never printed.
         """,
-        subcommands: [Enqueue.self, WorkerCommand.self, Dead.self, CoordinatorCommand.self, WorkflowCommand.self, ScheduleCommand.self, Bench.self])
+        version: SluiceVersion.current,
+        subcommands: [Enqueue.self, WorkerCommand.self, QueuesCommand.self, WorkersCommand.self, Dead.self, CoordinatorCommand.self,
+                      WorkflowCommand.self, ScheduleCommand.self, Bench.self])
 }
 
 /// Options every command shares.

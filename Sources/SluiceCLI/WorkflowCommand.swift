@@ -3,6 +3,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import SluiceCore
 import SluiceWorkflow
 
 /// Where the coordinator's API is, for every `sluice workflow` command.
@@ -97,8 +98,16 @@ struct WorkflowCommand: AsyncParsableCommand {
         @Option(help: "Input as JSON, @file or - (standard input).") var input: String = "{}"
         @Option(help: "A specific version (default: the newest).") var version: Int?
         @Option(help: "Idempotency key: starting again with the same key returns the same run.") var key: String?
+        @Option(help: "W3C trace context (00-<trace id>-<span id>-<flags>): every step task joins this trace.")
+        var traceparent: String?
         @Flag(help: "Print the run as JSON.") var json = false
         @OptionGroup var api: APIOptions
+
+        func validate() throws {
+            if let traceparent, TraceParent(traceparent) == nil {
+                throw ValidationError("--traceparent must be a W3C trace context: 00-<32 hex>-<16 hex>-<2 hex>")
+            }
+        }
 
         func run() async throws {
             let inputValue: JSONValue
@@ -108,6 +117,7 @@ struct WorkflowCommand: AsyncParsableCommand {
             var body: [String: JSONValue] = ["workflow": .string(name), "input": inputValue]
             if let version { body["version"] = .number(Double(version)) }
             if let key { body["idempotencyKey"] = .string(key) }
+            if let traceparent { body["traceparent"] = .string(traceparent) }
             let run = try await api.client().send("POST", "v1/runs", json: .object(body))
             if json { print(run.jsonText) } else { print(run["runID"].map(text) ?? "?") }
         }

@@ -96,12 +96,13 @@ public final class TaskClient: Sendable {
             let (s, atto) = delay.components
             notBefore = now.addingTimeInterval(Double(s) + Double(atto) / 1e18)
         }
+        let id = o.id ?? TaskEnvelope.newID()
         return TaskEnvelope(
-            id: o.id ?? TaskEnvelope.newID(), name: request.name, queue: queue, arguments: request.arguments,
+            id: id, name: request.name, queue: queue, arguments: request.arguments,
             // The retry header carries backoff only: the policy's attempt limit travels as max attempts.
             maxAttempts: o.maxAttempts ?? o.retryPolicy?.maxAttempts, retryPolicy: o.retryPolicy, notBefore: notBefore, deadline: o.deadline,
             idempotencyKey: o.idempotencyKey, workflowRunID: o.workflowRunID, workflowStep: o.workflowStep,
-            traceparent: o.traceparent, enqueuedAt: now)
+            traceparent: o.traceparent ?? TraceParent.current?.child(seed: id).description, enqueuedAt: now)
     }
 
     /// Declares each queue's topology once per client.

@@ -269,7 +269,8 @@ public struct Coordinator: Service {
         let step = task.runID.isEmpty ? nil : (task.index.map { "\(task.stepID)[\($0)]" } ?? task.stepID)
         return TaskEnvelope(id: task.taskID, name: task.name, queue: task.queue ?? configuration.defaultQueue,
                             arguments: task.arguments.jsonBytes, maxAttempts: task.maxAttempts, retryPolicy: task.retry,
-                            workflowRunID: task.runID.isEmpty ? nil : task.runID, workflowStep: step)
+                            workflowRunID: task.runID.isEmpty ? nil : task.runID, workflowStep: step,
+                            traceparent: task.traceparent.flatMap(TraceParent.init)?.child(seed: task.taskID).description)
     }
 
     private func fireTimers() async throws {

@@ -59,10 +59,13 @@ public actor RunEngine {
     // MARK: Runs
 
     /// Starts a run; with an idempotency key, a second start returns the first run.
+    /// `traceparent`: the caller's W3C trace context; every step task joins
+    /// that trace (invalid values are ignored).
     public func start(workflow name: String, version: Int? = nil, input: JSONValue, idempotencyKey: String? = nil,
-                      runID: String = UUID().uuidString.lowercased(), at: Date = Date()) async throws -> RunState {
-        try await exclusively { try await $0.startUnlocked(workflow: name, version: version, input: input, idempotencyKey: idempotencyKey,
-                                                           runID: runID, at: at) }
+                      runID: String = UUID().uuidString.lowercased(), traceparent: String? = nil, at: Date = Date()) async throws -> RunState {
+        let trace = traceparent.flatMap(TraceParent.init)?.description
+        return try await exclusively { try await $0.startUnlocked(workflow: name, version: version, input: input, idempotencyKey: idempotencyKey,
+                                                                  runID: runID, traceparent: trace, at: at) }
     }
 
     /// Runs `body` with no other change in progress.
@@ -71,10 +74,11 @@ public actor RunEngine {
     }
 
     private func startUnlocked(workflow name: String, version: Int?, input: JSONValue, idempotencyKey: String?,
-                               runID: String, at: Date) async throws -> RunState {
+                               runID: String, traceparent: String?, at: Date) async throws -> RunState {
         if let key = idempotencyKey, let existing = try await store.run(idempotencyKey: key) { return existing }
         let definition = try await definition(name, version)
-        let machine = try WorkflowStateMachine(definition: definition, runID: runID, input: input, createdAt: at)
+        let machine = try WorkflowStateMachine(definition: definition, runID: runID, input: input, createdAt: at,
+                                               traceparent: traceparent)
         do {
             try await process([(runID, .start(at: at))], newRuns: [runID: (machine, idempotencyKey)], at: at)
         } catch let error as StoreError where error.code == .conflict {
@@ -253,7 +257,8 @@ public actor RunEngine {
                     do {
                         let definition = try await definition(workflow, version)
                         let child = try WorkflowStateMachine(definition: definition, runID: childID, input: input, createdAt: at,
-                                                             parent: RunState.ParentLink(runID: id, childKey: key))
+                                                             parent: RunState.ParentLink(runID: id, childKey: key),
+                                                             traceparent: working[id]?.state.traceparent)
                         working[childID] = child
                         created[childID] = .some(nil)
                         pending.append((childID, .start(at: at)))

@@ -29,6 +29,12 @@ public protocol Broker: Sendable {
     /// most `prefetch` unacknowledged deliveries.
     func consume(queue: String, prefetch: Int) async throws -> BrokerConsumer
 
+    /// Reads messages published to the events exchange under any of
+    /// `bindings` (topic patterns) through a temporary queue that lives as
+    /// long as this connection or the consumer. Monitoring and worker pings
+    /// use it; it never takes messages from anyone else's queue.
+    func subscribeEvents(bindings: [String]) async throws -> BrokerConsumer
+
     /// Ready messages and consumers of a broker queue, without changing it.
     func queueState(_ queue: String) async throws -> QueueState
 

@@ -37,6 +37,7 @@ public actor InMemoryBroker: Broker {
     public private(set) var otherEventMessages: [OutboundMessage] = []
     private var eventWaiters: [(id: Int, ready: @Sendable ([TaskEvent]) -> Bool, continuation: CheckedContinuation<Bool, Never>)] = []
     private var nextWaiterID = 0
+    private var subscribers: [Int: (bindings: [String], continuation: AsyncThrowingStream<BrokerDelivery, any Error>.Continuation)] = [:]
 
     public init(topology: Topology) {
         self.topology = topology
@@ -70,6 +71,10 @@ public actor InMemoryBroker: Broker {
         case t.deadExchange:
             return enqueue(message, into: t.deadQueue(message.routingKey))
         case t.eventsExchange:
+            for subscriber in subscribers.values where subscriber.bindings.contains(where: { TopicPattern.matches($0, message.routingKey) }) {
+                subscriber.continuation.yield(BrokerDelivery(properties: message.properties, body: message.body, redelivered: false,
+                                                             deliveryCount: 0, routingKey: message.routingKey, acknowledger: NoAcknowledger()))
+            }
             if let event = try? TaskEvent.decode(message.body) {
                 events.append(event)
                 if queues[t.coordinatorQueue] != nil, [.succeeded, .retrying, .dead].contains(event.kind) {
@@ -185,6 +190,23 @@ public actor InMemoryBroker: Broker {
         return BrokerConsumer(stream: stream) { [weak self] in await self?.cancel(queue: name, consumer: id) }
     }
 
+    public func subscribeEvents(bindings: [String]) async throws -> BrokerConsumer {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: BrokerDelivery.self)
+        let id = nextConsumerID
+        nextConsumerID += 1
+        subscribers[id] = (bindings, continuation)
+        return BrokerConsumer(stream: stream) { [weak self] in await self?.unsubscribe(id) }
+    }
+
+    private func unsubscribe(_ id: Int) {
+        subscribers.removeValue(forKey: id)?.continuation.finish()
+    }
+
+    private struct NoAcknowledger: DeliveryAcknowledger {
+        func ack() async throws {}
+        func reject(requeue: Bool) async throws {}
+    }
+
     private func cancel(queue name: String, consumer id: Int) {
         guard let consumer = queues[name]?.consumers.removeValue(forKey: id) else { return }
         queues[name]!.order.removeAll { $0 == id }
@@ -203,6 +225,8 @@ public actor InMemoryBroker: Broker {
     }
 
     public func close() async {
+        for (_, subscriber) in subscribers { subscriber.continuation.finish() }
+        subscribers.removeAll()
         for (name, queue) in queues {
             for consumer in queue.consumers.values { consumer.continuation.finish() }
             queues[name]?.consumers.removeAll()

@@ -65,6 +65,27 @@ public struct Topology: Sendable, Hashable {
     public func eventRoutingKey(queue: String, kind: TaskEvent.Kind) -> String { "\(queue).\(kind.rawValue)" }
     /// Routing key of worker heartbeats on the events exchange.
     public var workerHeartbeatRoutingKey: String { "_workers.heartbeat" }
+    /// Routing key of a ping: every worker answers with a heartbeat at once.
+    public var workerPingRoutingKey: String { "_workers.ping" }
+    /// A temporary queue of one connection for reading events (monitoring,
+    /// pings): classic, exclusive, deleted with its connection.
+    public func monitorQueue(_ id: String) -> String { "\(prefix).mon.\(id)" }
+
+    /// Whether a broker queue name is one of this prefix's, and which kind.
+    public func queueKind(_ name: String) -> (kind: QueueKind, queue: String)? {
+        if let q = queueName(fromWorkQueue: name) { return (.work, q) }
+        let dead = "\(prefix).dead."
+        if name.hasPrefix(dead) { return (.dead, String(name.dropFirst(dead.count))) }
+        let delay = "\(prefix).delay."
+        if name.hasPrefix(delay), let ms = Int(name.dropFirst(delay.count)) { return (.delay, String(ms)) }
+        if name == coordinatorQueue || name == coordinatorDeadQueue { return (.coordinator, name) }
+        return nil
+    }
+
+    /// The roles of Sluice's queues.
+    public enum QueueKind: String, Sendable {
+        case work, dead, delay, coordinator
+    }
 
     /// The queue name inside a work or dead queue's broker name, if it is one of ours.
     public func queueName(fromWorkQueue name: String) -> String? {

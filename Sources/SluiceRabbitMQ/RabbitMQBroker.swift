@@ -93,6 +93,40 @@ public final class RabbitMQBroker: Broker {
         }
     }
 
+    public func subscribeEvents(bindings: [String]) async throws -> BrokerConsumer {
+        let channel = try await connection.openChannel()
+        let name = topology.monitorQueue("\(UInt64.random(in: 0...UInt64.max))")
+        do {
+            // Classic, exclusive, auto-delete; a length cap and TTL so a slow
+            // reader cannot make the broker hoard events.
+            try await channel.queueDeclare(QueueDeclaration(name: name, durable: false, exclusive: true, autoDelete: true, arguments: [
+                "x-max-length": .int64(10_000), "x-message-ttl": .int64(60_000), "x-overflow": "drop-head",
+            ]))
+            for binding in bindings {
+                try await channel.queueBind(queue: name, exchange: topology.eventsExchange, routingKey: binding)
+            }
+            try await channel.qos(prefetchCount: 500)
+            let consumer = try await channel.consume(queue: name, noAck: true, exclusive: true)
+            let deliveries = consumer.map { delivery in
+                BrokerDelivery(properties: delivery.properties, body: delivery.body, redelivered: delivery.redelivered,
+                               deliveryCount: 0, routingKey: delivery.routingKey, acknowledger: NoAcknowledger())
+            }
+            return BrokerConsumer(deliveries) {
+                try await consumer.cancel()
+                try? await channel.close()
+            }
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+
+    /// Deliveries taken with no-ack are settled already.
+    private struct NoAcknowledger: DeliveryAcknowledger {
+        func ack() async throws {}
+        func reject(requeue: Bool) async throws {}
+    }
+
     public func queueState(_ queue: String) async throws -> QueueState {
         // A passive declare of a missing queue closes its channel: use a throwaway one.
         let channel = try await connection.openChannel()

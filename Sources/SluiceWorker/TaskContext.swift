@@ -38,6 +38,8 @@ public struct TaskContext: Sendable {
     public var deadline: Date? { task.deadline }
     /// Use this to make side effects idempotent (execution is at-least-once).
     public var idempotencyKey: String { task.effectiveIdempotencyKey }
+    /// The W3C trace context the task carries, if any.
+    public var traceparent: String? { task.traceparent }
     /// The raw JSON arguments.
     public var arguments: [UInt8] { task.arguments }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 import SluiceAMQP
 import SluiceCore
@@ -46,6 +47,12 @@ public final class Worker: Service {
         public var workerID: String
         /// Middleware around every handler, outermost first.
         public var middleware: [any WorkerMiddleware]
+        /// Where the worker's own metrics go (outcomes, in flight, wait);
+        /// nil for the process's `MetricsSystem`.
+        public var metricsFactory: (any MetricsFactory)?
+        /// Told when a handler starts and ends: `sluice worker --processes`
+        /// uses it to find a child stuck in one task past the hard limit.
+        public var taskReporter: (@Sendable (TaskReport) -> Void)?
 
         public init(queues: [String], concurrency: Int = 10, retryPolicy: RetryPolicy = RetryPolicy(),
                     maxBodyBytes: Int = 1 << 20, maxResultBytes: Int = 64 << 10, timeLimit: Duration? = nil,
@@ -64,7 +71,15 @@ public final class Worker: Service {
             self.heartbeatInterval = heartbeatInterval
             self.workerID = workerID
             self.middleware = middleware
+            self.metricsFactory = nil
+            self.taskReporter = nil
         }
+    }
+
+    /// A handler's start or end, for a supervisor.
+    public enum TaskReport: Sendable, Hashable {
+        case started(taskID: String)
+        case finished(taskID: String)
     }
 
     /// `hostname:pid`.
@@ -89,6 +104,8 @@ public final class Worker: Service {
     /// Fired when shutdown cancels running handlers: their failures mean "hand back".
     private let handlersCancelled = ShutdownSignal()
     private let startedAt = Date()
+    private let inFlightByQueue = Mutex<[String: Int]>([:])
+    private let phase = Mutex("running")
 
     /// The worker's counters now.
     public var stats: Stats { statsBox.withLock { $0 } }
@@ -120,6 +137,7 @@ public final class Worker: Service {
         let stopping = ShutdownSignal()
         let running = RunningTasks()
         let heartbeat = Task { await self.heartbeats() }
+        let pings = Task { await self.answerPings() }
         let liveConsumers = SharedCount(consumers.count)
         let consumerFailure = FirstError()
 
@@ -137,10 +155,12 @@ public final class Worker: Service {
                                     continue
                                 }
                                 self.statsBox.withLock { $0.inFlight += 1 }
+                                self.changeInFlight(queue, by: 1)
                                 // Unstructured, so that shutdown can cancel just the handlers.
                                 running.start {
                                     await self.process(delivery, queue: queue)
                                     self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
+                                    self.changeInFlight(queue, by: -1)
                                     await slots.release()
                                 }
                             }
@@ -162,8 +182,13 @@ public final class Worker: Service {
             self.logger.info("shutting down: no new tasks; waiting for running ones")
             stopping.fire()
         }
+        phase.withLock { $0 = "stopping" }
         heartbeat.cancel()
+        await sendHeartbeat()
         await drain(running)
+        pings.cancel()
+        phase.withLock { $0 = "stopped" }
+        await sendHeartbeat()
         logger.info("worker stopped", metadata: ["processed": "\(stats.processed)"])
         if let error = consumerFailure.value {
             // A consumer died under us: fail, so that a supervisor restarts the worker.
@@ -244,14 +269,19 @@ public final class Worker: Service {
         }
 
         let context = TaskContext(task: task, logger: logger)
+        metrics.timer("sluice_task_wait_seconds", [("queue", queue)]).recordNanoseconds(Int64(waited * 1_000_000))
 
+        // The handler runs in a span of the task's trace: tasks it enqueues join it.
+        let span = task.traceparent.flatMap(TraceParent.init)?.child(seed: "\(task.id)/\(task.attempt)")
+        configuration.taskReporter?(.started(taskID: task.id))
         let start = ContinuousClock.now
         let outcome: Result<[UInt8]?, any Error>
         do {
-            outcome = .success(try await runChain(context, handler))
+            outcome = .success(try await TraceParent.$current.withValue(span) { try await runChain(context, handler) })
         } catch {
             outcome = .failure(error)
         }
+        configuration.taskReporter?(.finished(taskID: task.id))
         let elapsed = ContinuousClock.now - start
         let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
 
@@ -269,6 +299,7 @@ public final class Worker: Service {
             }
             try await publishAll([topology.eventMessage(e)])
             statsBox.withLock { $0.succeeded += 1 }
+            countOutcome("succeeded", task.name, queue)
             try await delivery.ack()
         case .failure where handlersCancelled.isFired:
             // Shutdown past its grace period: back to the queue, not a failure.
@@ -295,6 +326,7 @@ public final class Worker: Service {
                 try await publishAll([topology.message(for: next)])
                 await publishEvent(e)
                 statsBox.withLock { $0.retried += 1 }
+                countOutcome("retried", task.name, queue)
                 try await delivery.ack()
             case .dead(let reason):
                 try await deadLetter(delivery, queue: queue, task: task, reason: reason, errorType: kind, message: message,
@@ -341,6 +373,7 @@ public final class Worker: Service {
         e.errorMessage = message
         await publishEvent(e)
         statsBox.withLock { $0.dead += 1 }
+        countOutcome("dead", task?.name ?? delivery.properties.type ?? "unknown", queue)
         try await delivery.ack()
     }
 
@@ -369,21 +402,71 @@ public final class Worker: Service {
         }
     }
 
+    // MARK: Metrics
+
+    private struct MetricsHandles {
+        let factory: any MetricsFactory
+        func timer(_ label: String, _ dimensions: [(String, String)]) -> Metrics.Timer {
+            Metrics.Timer(label: label, dimensions: dimensions, factory: factory)
+        }
+    }
+
+    private var metrics: MetricsHandles { MetricsHandles(factory: configuration.metricsFactory ?? MetricsSystem.factory) }
+
+    /// `sluice_tasks_total{task,queue,outcome}`: what became of each delivery.
+    private func countOutcome(_ outcome: String, _ task: String, _ queue: String) {
+        Counter(label: "sluice_tasks_total", dimensions: [("task", task), ("queue", queue), ("outcome", outcome)],
+                factory: metrics.factory).increment()
+    }
+
+    /// `sluice_tasks_in_flight{queue}`.
+    private func changeInFlight(_ queue: String, by delta: Int) {
+        let n = inFlightByQueue.withLock { counts in
+            counts[queue, default: 0] += delta
+            return counts[queue]!
+        }
+        Gauge(label: "sluice_tasks_in_flight", dimensions: [("queue", queue)], factory: metrics.factory).record(n)
+    }
+
     // MARK: Heartbeats
+
+    /// The heartbeat now.
+    public var heartbeat: WorkerHeartbeat {
+        let s = stats
+        let interval = configuration.heartbeatInterval.components
+        return WorkerHeartbeat(
+            worker: configuration.workerID, host: ProcessInfo.processInfo.hostName,
+            pid: Int(ProcessInfo.processInfo.processIdentifier), queues: configuration.queues,
+            concurrency: configuration.concurrency, inFlight: s.inFlight, processed: s.processed,
+            succeeded: s.succeeded, retried: s.retried, dead: s.dead, startedAt: startedAt, at: Date(),
+            state: phase.withLock { $0 }, intervalSeconds: Double(interval.seconds) + Double(interval.attoseconds) / 1e18)
+    }
+
+    private func sendHeartbeat() async {
+        let message = OutboundMessage(exchange: topology.eventsExchange, routingKey: topology.workerHeartbeatRoutingKey,
+                                      body: heartbeat.jsonBytes(),
+                                      properties: BasicProperties(contentType: "application/json", expiration: "60000", type: "sluice.worker.heartbeat"))
+        _ = try? await broker.publish([message])
+    }
 
     private func heartbeats() async {
         while !Task.isCancelled {
-            let s = stats
-            let beat = WorkerHeartbeat(
-                worker: configuration.workerID, host: ProcessInfo.processInfo.hostName,
-                pid: Int(ProcessInfo.processInfo.processIdentifier), queues: configuration.queues,
-                concurrency: configuration.concurrency, inFlight: s.inFlight, processed: s.processed,
-                succeeded: s.succeeded, retried: s.retried, dead: s.dead, startedAt: startedAt, at: Date())
-            let message = OutboundMessage(exchange: topology.eventsExchange, routingKey: topology.workerHeartbeatRoutingKey,
-                                          body: beat.jsonBytes(),
-                                          properties: BasicProperties(contentType: "application/json", expiration: "60000", type: "sluice.worker.heartbeat"))
-            _ = try? await broker.publish([message])
+            await sendHeartbeat()
             try? await Task.sleep(for: configuration.heartbeatInterval)
+        }
+    }
+
+    /// Answers `sluice workers` at once instead of at the next beat.
+    private func answerPings() async {
+        do {
+            let pings = try await broker.subscribeEvents(bindings: [topology.workerPingRoutingKey])
+            try await withTaskCancellationHandler {
+                for try await _ in pings { await sendHeartbeat() }
+            } onCancel: {
+                Task { try? await pings.cancel() }
+            }
+        } catch {
+            logger.debug("worker pings unavailable", metadata: ["error": "\(error)"])
         }
     }
 }

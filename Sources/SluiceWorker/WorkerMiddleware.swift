@@ -27,8 +27,10 @@ public struct LoggingMiddleware: WorkerMiddleware {
     }
 }
 
-/// Counts tasks by outcome and times them, per task name and queue
-/// (swift-metrics: `sluice_tasks_total`, `sluice_task_duration_seconds`).
+/// Counts handler runs by result and times them, per task name and queue
+/// (swift-metrics: `sluice_task_runs_total{outcome=succeeded|failed}`,
+/// `sluice_task_duration_seconds`). What became of each delivery (succeeded,
+/// retried, dead) the worker counts itself as `sluice_tasks_total`.
 public struct MetricsMiddleware: WorkerMiddleware {
     private let factory: (any MetricsFactory)?
 
@@ -43,7 +45,7 @@ public struct MetricsMiddleware: WorkerMiddleware {
         let start = ContinuousClock.now
         let outcome: String
         defer {
-            Counter(label: "sluice_tasks_total", dimensions: dimensions + [("outcome", outcome)], factory: factory).increment()
+            Counter(label: "sluice_task_runs_total", dimensions: dimensions + [("outcome", outcome)], factory: factory).increment()
             Metrics.Timer(label: "sluice_task_duration_seconds", dimensions: dimensions, factory: factory).recordInterval(since: start)
         }
         do {

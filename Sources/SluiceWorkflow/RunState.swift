@@ -34,6 +34,9 @@ public struct RunState: Sendable, Hashable, Codable {
     public var finishedAt: Date?
     /// The parent run's step, when this run is a sub-workflow.
     public var parent: ParentLink?
+    /// The W3C `traceparent` of the request that started the run (or of its
+    /// parent run); every step task carries this trace.
+    public var traceparent: String?
 
     public struct ParentLink: Sendable, Hashable, Codable {
         public var runID: String
@@ -45,7 +48,7 @@ public struct RunState: Sendable, Hashable, Codable {
     }
 
     public init(runID: String, workflow: String, version: Int, input: JSONValue, steps: [String: StepState],
-                createdAt: Date, parent: ParentLink? = nil) {
+                createdAt: Date, parent: ParentLink? = nil, traceparent: String? = nil) {
         self.runID = runID
         self.workflow = workflow
         self.version = version
@@ -54,6 +57,7 @@ public struct RunState: Sendable, Hashable, Codable {
         self.steps = steps
         self.createdAt = createdAt
         self.parent = parent
+        self.traceparent = traceparent
     }
 }
 

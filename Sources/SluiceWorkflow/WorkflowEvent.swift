@@ -74,9 +74,11 @@ public struct StepTask: Sendable, Hashable, Codable {
     public var stepID: String
     /// The map element, for map steps.
     public var index: Int?
+    /// The run's W3C trace context; the task gets a child span of it.
+    public var traceparent: String?
 
     public init(taskID: String, name: String, queue: String?, arguments: JSONValue, maxAttempts: Int?, retry: RetryPolicy?,
-                runID: String, stepID: String, index: Int?) {
+                runID: String, stepID: String, index: Int?, traceparent: String? = nil) {
         self.taskID = taskID
         self.name = name
         self.queue = queue
@@ -86,5 +88,6 @@ public struct StepTask: Sendable, Hashable, Codable {
         self.runID = runID
         self.stepID = stepID
         self.index = index
+        self.traceparent = traceparent
     }
 }

@@ -31,11 +31,12 @@ public struct WorkflowStateMachine: Sendable {
 
     /// A new, pending run (send it `.start`).
     public init(definition: WorkflowDefinition, runID: String, input: JSONValue, createdAt: Date,
-                parent: RunState.ParentLink? = nil) throws(WorkflowError) {
+                parent: RunState.ParentLink? = nil, traceparent: String? = nil) throws(WorkflowError) {
         var steps: [String: StepState] = [:]
         for step in definition.steps { steps[step.id] = StepState() }
         try self.init(definition: definition, state: RunState(runID: runID, workflow: definition.name, version: definition.version,
-                                                              input: input, steps: steps, createdAt: createdAt, parent: parent))
+                                                              input: input, steps: steps, createdAt: createdAt, parent: parent,
+                                                              traceparent: traceparent))
     }
 
     /// A run restored from its stored state.
@@ -650,7 +651,8 @@ public struct WorkflowStateMachine: Sendable {
 
     private func stepTask(_ taskID: String, _ spec: TaskSpec, arguments: JSONValue, step: String, index: Int?) -> StepTask {
         StepTask(taskID: taskID, name: spec.name, queue: spec.queue ?? definition.defaultQueue, arguments: arguments,
-                 maxAttempts: spec.maxAttempts, retry: spec.retry, runID: state.runID, stepID: step, index: index)
+                 maxAttempts: spec.maxAttempts, retry: spec.retry, runID: state.runID, stepID: step, index: index,
+                 traceparent: state.traceparent)
     }
 
     struct StepFailure: Error {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import CoreMetrics
 import MetricsTestKit
 import ServiceLifecycle
 import SluiceClient
@@ -11,14 +12,15 @@ import Testing
 struct WorkerInMemoryTests {
     func run(_ broker: InMemoryBroker, _ registry: HandlerRegistry, policy: RetryPolicy = RetryPolicy(baseMilliseconds: 0, jitter: 0),
              timeLimit: Duration? = nil, middleware: [any WorkerMiddleware] = [LoggingMiddleware(), MetricsMiddleware()],
+             metricsFactory: (any MetricsFactory)? = nil,
              until done: @escaping @Sendable ([TaskEvent]) -> Bool) async throws -> [TaskEvent] {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let worker = Worker(broker: broker, registry: registry,
-                            configuration: .init(queues: ["q"], concurrency: 4, retryPolicy: policy, timeLimit: timeLimit,
+        var configuration = Worker.Configuration(queues: ["q"], concurrency: 4, retryPolicy: policy, timeLimit: timeLimit,
                                                  timeLimitGrace: .milliseconds(100), publishStartedEvents: false,
-                                                 middleware: middleware),
-                            logger: logger)
+                                                 middleware: middleware)
+        configuration.metricsFactory = metricsFactory
+        let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
         let running = Task { try await group.run() }
         let waiter = Task { await broker.waitForEvents(done) }
@@ -49,15 +51,22 @@ struct WorkerInMemoryTests {
         for _ in 0..<3 { ids.insert(try await client.enqueue(name: "ok", json: Array("{}".utf8), options: .init(queue: "q"))) }
         ids.insert(try await client.enqueue(name: "flaky", json: Array("{}".utf8), options: .init(queue: "q")))
         let all = ids
-        _ = try await run(broker, registry, middleware: [MetricsMiddleware(factory: metrics)]) { events in
+        _ = try await run(broker, registry, middleware: [MetricsMiddleware(factory: metrics)], metricsFactory: metrics) { events in
             Set(events.filter { $0.kind == .succeeded }.map(\.taskID)) == all
         }
-        let okSucceeded = try metrics.expectCounter("sluice_tasks_total", [("task", "ok"), ("queue", "q"), ("outcome", "succeeded")])
+        let okSucceeded = try metrics.expectCounter("sluice_task_runs_total", [("task", "ok"), ("queue", "q"), ("outcome", "succeeded")])
         #expect(okSucceeded.totalValue == 3)
-        let flakyFailed = try metrics.expectCounter("sluice_tasks_total", [("task", "flaky"), ("queue", "q"), ("outcome", "failed")])
+        let flakyFailed = try metrics.expectCounter("sluice_task_runs_total", [("task", "flaky"), ("queue", "q"), ("outcome", "failed")])
         #expect(flakyFailed.totalValue == 1)
-        let flakySucceeded = try metrics.expectCounter("sluice_tasks_total", [("task", "flaky"), ("queue", "q"), ("outcome", "succeeded")])
+        let flakySucceeded = try metrics.expectCounter("sluice_task_runs_total", [("task", "flaky"), ("queue", "q"), ("outcome", "succeeded")])
         #expect(flakySucceeded.totalValue == 1)
+        // What became of the deliveries: 4 succeeded, 1 retried.
+        let delivered = try metrics.expectCounter("sluice_tasks_total", [("task", "ok"), ("queue", "q"), ("outcome", "succeeded")])
+        #expect(delivered.totalValue == 3)
+        let retried = try metrics.expectCounter("sluice_tasks_total", [("task", "flaky"), ("queue", "q"), ("outcome", "retried")])
+        #expect(retried.totalValue == 1)
+        let waits = try metrics.expectTimer("sluice_task_wait_seconds", [("queue", "q")])
+        #expect(waits.values.count == 5)
         let okTimer = try metrics.expectTimer("sluice_task_duration_seconds", [("task", "ok"), ("queue", "q")])
         #expect(okTimer.values.count == 3)
     }

@@ -105,8 +105,13 @@ public struct CoordinatorAPI: Sendable {
             var request = request
             let start = try decode(StartRequest.self, try await bodyBytes(&request, limit: limit))
             try requireActive(coordinator)
+            // The W3C header, else a body field: the run's step tasks join that trace.
+            let trace = request.headers[HTTPField.Name("traceparent")!] ?? start.traceparent
+            if let trace, TraceParent(trace) == nil {
+                throw APIError(.badRequest, "traceparent '\(trace.prefix(100))' is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)")
+            }
             let run = try await engine.start(workflow: start.workflow, version: start.version, input: start.input ?? [:],
-                                             idempotencyKey: start.idempotencyKey)
+                                             idempotencyKey: start.idempotencyKey, traceparent: trace)
             coordinator.outboxChanged()
             return try encoded(run, status: .created)
         }
@@ -210,6 +215,7 @@ struct StartRequest: Decodable {
     var version: Int?
     var input: JSONValue?
     var idempotencyKey: String?
+    var traceparent: String?
 }
 
 struct CommandRequest: Decodable {

@@ -1,0 +1,160 @@
+import ArgumentParser
+import Foundation
+import SluiceCore
+import SluiceMonitor
+import SluiceRabbitMQ
+
+/// Where the management API is, for the monitoring commands.
+struct ManagementOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("RabbitMQ's management API (default: $SLUICE_MANAGEMENT_URL, else the broker's host on 15672, or on its AMQP port + 2 for Sluice's private nodes).",
+                               discussion: "Credentials come from --url unless given in this URL."))
+    var management: String?
+    @Flag(help: "Do not use the management API (counts from passive declares; no rates, no unacknowledged counts).")
+    var noManagement = false
+
+    func client(_ connection: ConnectionOptions) throws -> ManagementClient? {
+        if noManagement { return nil }
+        let explicit = management ?? ProcessInfo.processInfo.environment["SLUICE_MANAGEMENT_URL"]
+        do { return try ManagementClient.forBroker(try connection.resolvedURL(), explicit: explicit) } catch let e as ManagementError {
+            throw ValidationError("--management: \(e.description)")
+        }
+    }
+}
+
+struct QueuesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queues",
+        abstract: "Show every Sluice queue under the prefix: ready, unacknowledged, consumers, rates, dead, delayed, wait.",
+        discussion: """
+        Counts and rates come from RabbitMQ's management API when it answers; without it the \
+        command still shows ready tasks and consumers (passive declares, for the queues given \
+        with --queue, else 'default') and says that rates are unavailable. Reading never changes \
+        a queue: nothing is fetched and requeued, so delivery counts stay as they were.
+
+        WAIT is the median enqueue-to-start wait that workers reported in their recent outcome \
+        events; it fills in with --watch (the command listens to events while it runs).
+        """)
+
+    @Option(name: .customLong("queue"), help: "Only this queue (repeat for several).")
+    var queues: [String] = []
+    @Flag(help: "Refresh until Ctrl-C.")
+    var watch = false
+    @Option(help: "Refresh interval with --watch.")
+    var interval: String = "2s"
+    @Flag(help: "Print JSON (with --watch: one object per line).")
+    var json = false
+    @Flag(help: "No colours.")
+    var noColor = false
+    @OptionGroup var managementOptions: ManagementOptions
+    @OptionGroup var connection: ConnectionOptions
+
+    func validate() throws {
+        for q in queues where !Topology.isValidName(q) { throw ValidationError("--queue '\(q)' must be letters, digits, '-', '_' or '.'") }
+        _ = try parseDuration(interval)
+    }
+
+    func run() async throws {
+        let broker = try await connection.connect(name: "sluice queues")
+        let collector = QueueCollector(broker: broker, management: try managementOptions.client(connection))
+        let palette = noColor ? Rendering.Palette(enabled: false) : .automatic
+        if !watch {
+            let overview = await collector.collect(only: queues)
+            if json { print(try encodeJSON(overview)) } else { print(Self.render(overview, palette: palette).joined(separator: "\n")) }
+            await broker.close()
+            return
+        }
+        let events = try await EventWatch(broker: broker)
+        let pause = try parseDuration(interval)
+        let clear = !json && isatty(STDOUT_FILENO) == 1
+        try await untilInterrupted {
+            while !Task.isCancelled {
+                let overview = await collector.collect(only: queues, waits: events.recentWaits())
+                if json {
+                    print(try encodeJSON(overview, pretty: false))
+                } else {
+                    if clear { print("\u{1B}[2J\u{1B}[H", terminator: "") }
+                    print(Self.render(overview, palette: palette).joined(separator: "\n"))
+                }
+                flushStandardOutput()
+                try await Task.sleep(for: pause)
+            }
+        }
+        await events.stop()
+        await broker.close()
+    }
+
+    static func render(_ o: QueueOverview, palette: Rendering.Palette) -> [String] {
+        let rows = o.queues.map { r -> [String] in
+            let dead = r.dead.map { $0 > 0 ? palette.red(String($0)) : "0" } ?? "-"
+            return [r.missing ? palette.yellow(r.queue + " (missing)") : r.queue, Rendering.count(r.ready), Rendering.count(r.unacknowledged),
+                    Rendering.count(r.consumers), Rendering.rate(r.publishRate), Rendering.rate(r.deliverRate), Rendering.rate(r.ackRate),
+                    dead, Rendering.duration(milliseconds: r.recentWaitMilliseconds)]
+        }
+        var lines = Rendering.table(["QUEUE", "READY", "UNACKED", "CONSUMERS", "PUBLISH", "DELIVER", "ACK", "DEAD", "WAIT"], rows,
+                                    right: [1, 2, 3, 4, 5, 6, 7, 8], palette: palette)
+        if o.queues.isEmpty { lines.append(palette.dim("no queues under the prefix '\(o.prefix)' yet")) }
+        lines.append("delay ladder: \(Rendering.count(o.delayed)) tasks waiting (retries and delayed tasks)")
+        if !o.ratesAvailable {
+            lines.append(palette.yellow("rates and unacknowledged counts unavailable: \(o.ratesUnavailableReason ?? "no management API")"))
+        }
+        return lines
+    }
+}
+
+/// JSON text of an Encodable value, dates as ISO 8601.
+func encodeJSON<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.dateEncodingStrategy = .iso8601
+    encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted] : [.sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
+
+/// Runs `body` until it returns or SIGINT/SIGTERM arrives (then cancels it).
+func untilInterrupted(_ body: @escaping @Sendable () async throws -> Void) async throws {
+    let signals = SignalWatcher([SIGINT, SIGTERM])
+    defer { signals.stop() }
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask {
+            do { try await body() } catch is CancellationError {}
+        }
+        group.addTask {
+            _ = await signals.next()
+        }
+        _ = try await group.next()
+        group.cancelAll()
+    }
+}
+
+/// Turns signals into an async wait (DispatchSource, with the default
+/// action ignored while it watches).
+final class SignalWatcher: @unchecked Sendable {
+    private let sources: [any DispatchSourceSignal]
+    private let stream: AsyncStream<Int32>
+    private let continuation: AsyncStream<Int32>.Continuation
+
+    init(_ signals: [Int32]) {
+        (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
+        let continuation = self.continuation
+        sources = signals.map { sig in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { continuation.yield(sig) }
+            source.resume()
+            return source
+        }
+    }
+
+    /// The next signal (nil once stopped).
+    func next() async -> Int32? {
+        var iterator = stream.makeAsyncIterator()
+        return await iterator.next()
+    }
+
+    /// Every signal, as they come.
+    var all: AsyncStream<Int32> { stream }
+
+    func stop() {
+        for s in sources { s.cancel() }
+        continuation.finish()
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import SluiceAMQP
+import SluiceCore
+import Synchronization
+
+/// Listens to the events exchange for monitoring: worker heartbeats, and
+/// task outcomes (for the recent enqueue-to-start wait and failures). It
+/// reads through a temporary queue of its own, so it takes nothing from
+/// anyone.
+public final class EventWatch: Sendable {
+    private struct State {
+        var roster = WorkerRoster()
+        /// Recent waits per queue, newest last (at most 200 each).
+        var waits: [String: [Double]] = [:]
+        var failures: [TaskEvent] = []
+        var heartbeats = 0
+    }
+
+    private final class Shared: Sendable {
+        let mutex = Mutex(State())
+        func withLock<T>(_ body: (inout State) -> T) -> T { mutex.withLock { body(&$0) } }
+    }
+
+    private let state = Shared()
+    private let consumer: BrokerConsumer
+    private let reader: Task<Void, Never>
+    private let broker: any Broker
+
+    /// Starts listening (`outcomes`: also task outcome events).
+    public init(broker: any Broker, outcomes: Bool = true) async throws {
+        let t = broker.topology
+        var bindings = [t.workerHeartbeatRoutingKey]
+        if outcomes { bindings += ["#.\(TaskEvent.Kind.succeeded.rawValue)", "#.\(TaskEvent.Kind.retrying.rawValue)", "#.\(TaskEvent.Kind.dead.rawValue)"] }
+        let consumer = try await broker.subscribeEvents(bindings: bindings)
+        self.consumer = consumer
+        self.broker = broker
+        let state = self.state
+        let heartbeatKey = t.workerHeartbeatRoutingKey
+        reader = Task {
+            do {
+                for try await delivery in consumer {
+                    if delivery.routingKey == heartbeatKey {
+                        if let beat = try? WorkerHeartbeat.decode(delivery.body) {
+                            state.withLock { $0.roster.record(beat); $0.heartbeats += 1 }
+                        }
+                    } else if let event = try? TaskEvent.decode(delivery.body) {
+                        state.withLock { s in
+                            if let wait = event.waitMilliseconds {
+                                s.waits[event.queue, default: []].append(wait)
+                                if s.waits[event.queue]!.count > 200 { s.waits[event.queue]!.removeFirst(50) }
+                            }
+                            if event.kind != .succeeded {
+                                s.failures.append(event)
+                                if s.failures.count > 100 { s.failures.removeFirst(20) }
+                            }
+                        }
+                    }
+                }
+            } catch {}
+        }
+    }
+
+    /// Asks every worker for a heartbeat now.
+    public func ping() async {
+        let t = broker.topology
+        let message = OutboundMessage(exchange: t.eventsExchange, routingKey: t.workerPingRoutingKey, body: Array("{}".utf8),
+                                      properties: BasicProperties(contentType: "application/json", expiration: "10000", type: "sluice.worker.ping"))
+        _ = try? await broker.publish([message])
+    }
+
+    /// Workers heard so far, with their status now.
+    public func workers(now: Date = Date()) -> [WorkerRoster.Entry] {
+        state.withLock { $0.roster.entries(now: now) }
+    }
+
+    /// Heartbeats received so far.
+    public var heartbeatCount: Int { state.withLock { $0.heartbeats } }
+
+    /// The median of the recent enqueue-to-start waits, per queue (ms).
+    public func recentWaits() -> [String: Double] {
+        state.withLock { s in
+            s.waits.compactMapValues { values in
+                guard !values.isEmpty else { return nil }
+                let recent = values.suffix(50).sorted()
+                return recent[recent.count / 2]
+            }
+        }
+    }
+
+    /// Recent retries and dead letters, newest first.
+    public func recentFailures(limit: Int = 10) -> [TaskEvent] {
+        state.withLock { Array($0.failures.suffix(limit).reversed()) }
+    }
+
+    /// Stops listening.
+    public func stop() async {
+        try? await consumer.cancel()
+        reader.cancel()
+    }
+}

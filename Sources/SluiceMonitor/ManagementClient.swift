@@ -1,0 +1,123 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import SluiceAMQP
+
+/// Reads queue counts and rates from RabbitMQ's management HTTP API. Only
+/// GET requests: monitoring never changes a queue.
+public struct ManagementClient: Sendable {
+    /// The API's base URL, e.g. `http://127.0.0.1:15672/`.
+    public var base: URL
+    public var user: String
+    public var password: String
+    public var vhost: String
+
+    public init(base: URL, user: String, password: String, vhost: String) {
+        self.base = base
+        self.user = user
+        self.password = password
+        self.vhost = vhost
+    }
+
+    /// The management API for a broker: `explicit` if given (credentials in
+    /// it win), else the same host on 15672 for a broker on 5672, else the
+    /// AMQP port + 2 (the layout of Sluice's private nodes, scripts/broker).
+    public static func forBroker(_ amqp: AMQPURL, explicit: String?) throws -> ManagementClient {
+        var user = amqp.user, password = amqp.password
+        let base: URL
+        if let explicit {
+            guard var parts = URLComponents(string: explicit), let scheme = parts.scheme, scheme == "http" || scheme == "https",
+                  parts.host != nil else {
+                throw ManagementError("the management URL must be http:// or https://, got '\(explicit)'")
+            }
+            if let u = parts.user { user = u.removingPercentEncoding ?? u }
+            if let p = parts.password { password = p.removingPercentEncoding ?? p }
+            parts.user = nil
+            parts.password = nil
+            if !parts.path.hasSuffix("/") { parts.path += "/" }
+            base = parts.url!
+        } else {
+            let port = amqp.port == 5672 ? 15672 : amqp.port == 5671 ? 15671 : amqp.port + 2
+            let scheme = amqp.scheme == "amqps" ? "https" : "http"
+            let host = amqp.host.contains(":") ? "[\(amqp.host)]" : amqp.host
+            base = URL(string: "\(scheme)://\(host):\(port)/")!
+        }
+        return ManagementClient(base: base, user: user, password: password, vhost: amqp.vhost)
+    }
+
+    /// The address without credentials, for messages.
+    public var address: String { base.absoluteString }
+
+    /// Every queue of the vhost, with counts and rates.
+    public func queues() async throws -> [ManagedQueue] {
+        let vhost = self.vhost.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? self.vhost
+        let value = try await get("api/queues/\(vhost)?columns=name,type,messages_ready,messages_unacknowledged,consumers,message_stats,arguments")
+        guard let list = value as? [[String: Any]] else { throw ManagementError("unexpected answer from \(address)api/queues") }
+        return list.compactMap(ManagedQueue.init)
+    }
+
+    private func get(_ path: String) async throws -> Any {
+        guard let url = URL(string: path, relativeTo: base) else { throw ManagementError("bad path \(path)") }
+        var request = URLRequest(url: url)
+        request.timeoutInterval = 3
+        let credentials = Data("\(user):\(password)".utf8).base64EncodedString()
+        request.setValue("Basic \(credentials)", forHTTPHeaderField: "Authorization")
+        let data: Data, response: URLResponse
+        do {
+            (data, response) = try await URLSession.shared.data(for: request)
+        } catch {
+            throw ManagementError("the management API at \(address) is not reachable (\(error.localizedDescription))")
+        }
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard status == 200 else {
+            throw ManagementError("the management API at \(address) answered \(status)\(status == 401 ? " (wrong user or password)" : "")")
+        }
+        do { return try JSONSerialization.jsonObject(with: data) } catch {
+            throw ManagementError("the management API at \(address) sent something that is not JSON")
+        }
+    }
+}
+
+/// One queue as the management API reports it.
+public struct ManagedQueue: Sendable, Hashable {
+    public var name: String
+    public var type: String
+    public var ready: Int
+    public var unacknowledged: Int
+    public var consumers: Int
+    /// Messages per second, averaged by the broker over its sample window.
+    public var publishRate: Double?
+    public var deliverRate: Double?
+    public var ackRate: Double?
+
+    public init(name: String, type: String = "quorum", ready: Int, unacknowledged: Int, consumers: Int,
+                publishRate: Double? = nil, deliverRate: Double? = nil, ackRate: Double? = nil) {
+        self.name = name
+        self.type = type
+        self.ready = ready
+        self.unacknowledged = unacknowledged
+        self.consumers = consumers
+        self.publishRate = publishRate
+        self.deliverRate = deliverRate
+        self.ackRate = ackRate
+    }
+
+    init?(_ json: [String: Any]) {
+        guard let name = json["name"] as? String else { return nil }
+        func int(_ key: String) -> Int { (json[key] as? NSNumber)?.intValue ?? 0 }
+        let stats = json["message_stats"] as? [String: Any]
+        func rate(_ key: String) -> Double? { ((stats?[key] as? [String: Any])?["rate"] as? NSNumber)?.doubleValue }
+        self.init(name: name, type: json["type"] as? String ?? "classic", ready: int("messages_ready"),
+                  unacknowledged: int("messages_unacknowledged"), consumers: int("consumers"),
+                  // With no traffic yet the broker omits the stats: that is a rate of 0.
+                  publishRate: stats == nil ? 0 : rate("publish_details") ?? 0,
+                  deliverRate: stats == nil ? 0 : rate("deliver_get_details") ?? 0,
+                  ackRate: stats == nil ? 0 : rate("ack_details") ?? 0)
+    }
+}
+
+public struct ManagementError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
