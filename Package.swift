@@ -112,6 +112,7 @@ let package = Package(
                 "SluiceWorkflow", "SluiceCoordinator", "SluiceMonitor", "SluiceTesting",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -30,6 +30,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var defaultQueue: String = "default"
     @Option(help: "How long the coordinator lease lasts without renewal (a standby takes over after about this long).")
     var leaseTtl: String = "10s"
+    @Option(help: "Also serve Prometheus metrics on HOST:PORT at /metrics (the API serves them at /metrics too).")
+    var metrics: String?
     @Option(help: "Log level: trace, debug, info, warning, error.")
     var logLevel: String = "info"
     @OptionGroup var connection: ConnectionOptions
@@ -38,6 +40,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be trace, debug, info, warning or error") }
         guard Topology.isValidName(defaultQueue) else { throw ValidationError("--default-queue must be letters, digits, '-', '_' or '.'") }
         if http != "none" { _ = try parseHostPort(http) }
+        if let metrics { _ = try parseHostPort(metrics) }
         guard try parseDuration(leaseTtl) >= .seconds(1) else { throw ValidationError("--lease-ttl must be at least 1s") }
     }
 
@@ -49,13 +52,15 @@ struct CoordinatorCommand: AsyncParsableCommand {
         if http != "none" {
             let (host, port) = try parseHostPort(http)
             let token = httpToken ?? ProcessInfo.processInfo.environment["SLUICE_API_TOKEN"]
-            let configuration = CoordinatorAPI.Configuration(host: host, port: port, token: token)
+            let configuration = CoordinatorAPI.Configuration(host: host, port: port, token: token,
+                                                             metricsText: { PrometheusMetrics.text() })
             guard configuration.isAcceptable else {
                 throw CLIError("the API on \(host) needs a token off loopback (--http-token or SLUICE_API_TOKEN), or --http 127.0.0.1:\(port)")
             }
             apiConfiguration = configuration
         }
         let leaseTTL = try parseDuration(leaseTtl)
+        PrometheusMetrics.bootstrap()
         let store = try await openStore(store ?? ProcessInfo.processInfo.environment["SLUICE_STORE"] ?? "sqlite:sluice-coordinator.sqlite",
                                         logger: logger)
         do {
@@ -68,6 +73,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 .init(service: coordinator, successTerminationBehavior: .gracefullyShutdownGroup,
                       failureTerminationBehavior: .gracefullyShutdownGroup),
             ]
+            services.append(.init(service: CoordinatorMetrics(coordinator: coordinator)))
+            if let metrics { services.append(.init(service: try PrometheusMetrics.server(metrics, logger: logger))) }
             if let apiConfiguration {
                 let api = try CoordinatorAPI(coordinator: coordinator, configuration: apiConfiguration)
                 services.append(.init(service: api.application(logger: logger)))

@@ -21,6 +21,15 @@ struct WorkerCommand: AsyncParsableCommand {
 
         On SIGTERM/SIGINT the worker stops taking tasks, lets running ones finish for \
         --shutdown-grace, returns the rest to the queue and exits 0.
+
+        --processes N runs N worker processes under this one: a crashed one is restarted with \
+        backoff; SIGTERM drains them all; with --hard-time-limit, a process with a task running \
+        past it is killed, so the broker redelivers the task (and dead-letters it at the delivery \
+        limit if it keeps doing so). To scale further, run more workers anywhere: the broker \
+        spreads tasks over every consumer, each taking at most --concurrency at a time.
+
+        --metrics HOST:PORT serves Prometheus text at /metrics (with --processes, process i \
+        listens on PORT+i).
         """)
 
     @Option(name: .customLong("queue"), help: "A queue to consume (repeat for several).")
@@ -43,11 +52,24 @@ struct WorkerCommand: AsyncParsableCommand {
     var maxBodyBytes: Int = 1 << 20
     @Flag(help: "Also publish a `started` event per task (outcome events always carry the wait and run time).")
     var startedEvents = false
+    @Option(help: "Run this many worker processes under a supervisor (restarts, SIGTERM forwarding, hard time limit).")
+    var processes: Int?
+    @Option(help: "Kill a worker process whose task runs longer than this (e.g. 10m); implies a supervisor (--processes 1 if not given).")
+    var hardTimeLimit: String?
+    @Option(help: "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9410) at /metrics.")
+    var metrics: String?
     @Option(help: "Log level: trace, debug, info, warning, error.")
     var logLevel: String = "info"
+    @Flag(help: .hidden) var supervised = false
     @OptionGroup var connection: ConnectionOptions
 
     func validate() throws {
+        if let processes { guard (1...256).contains(processes) else { throw ValidationError("--processes must be from 1 to 256") } }
+        if let hardTimeLimit { guard try parseDuration(hardTimeLimit) > .zero else { throw ValidationError("--hard-time-limit must be more than 0") } }
+        if let metrics {
+            let (_, port) = try parseHostPort(metrics)
+            guard port + (processes ?? 1) - 1 <= 65535 else { throw ValidationError("--metrics: ports from \(port) do not fit \(processes ?? 1) processes") }
+        }
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be 1 or more") }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be 1 or more") }
         for q in queues where !Topology.isValidName(q) { throw ValidationError("--queue '\(q)' must be letters, digits, '-', '_' or '.'") }
@@ -55,6 +77,7 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if !supervised && (processes != nil || hardTimeLimit != nil) { return try await supervise() }
         // A --exec child that exits without reading its input must not kill
         // the worker: its write then fails with EPIPE instead.
         signal(SIGPIPE, SIG_IGN)
@@ -64,17 +87,66 @@ struct WorkerCommand: AsyncParsableCommand {
         let policy = RetryPolicy(maxAttempts: maxAttempts, baseMilliseconds: milliseconds(base), capMilliseconds: milliseconds(cap))
         var registry = BuiltinTasks.registry()
         if let exec { registry.fallback = ExecHandler(command: exec).handle }
-        let configuration = Worker.Configuration(
+        var configuration = Worker.Configuration(
             queues: queues, concurrency: concurrency, retryPolicy: policy, maxBodyBytes: maxBodyBytes,
             timeLimit: try timeLimit.map(parseDuration), shutdownGrace: try parseDuration(shutdownGrace),
             publishStartedEvents: startedEvents)
+        if supervised {
+            configuration.taskReporter = { report in
+                switch report {
+                case .started(let id): SupervisedChild.report("started \(id)")
+                case .finished(let id): SupervisedChild.report("finished \(id)")
+                }
+            }
+            SupervisedChild.stopWhenSupervisorGoes()
+        }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let metrics {
+            PrometheusMetrics.bootstrap()
+            services.append(.init(service: try PrometheusMetrics.server(metrics, logger: logger)))
+        }
         let broker = try await connection.connect(name: "sluice worker \(Worker.defaultWorkerID)")
         let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
+        services.insert(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
+                              failureTerminationBehavior: .gracefullyShutdownGroup), at: 0)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         await broker.close()
+    }
+
+    /// Runs --processes children: this command again, without the
+    /// supervisor's options, each with its own metrics port.
+    private func supervise() async throws {
+        bootstrapLogging(logLevel)
+        let logger = Logger(label: "sluice.worker.supervisor")
+        let count = processes ?? 1
+        let metricsBase = try metrics.map(parseHostPort)
+        let original = Array(CommandLine.arguments.dropFirst())
+        let arguments: @Sendable (Int) -> [String] = { slot in
+            var out: [String] = []
+            var i = 0
+            while i < original.count {
+                let a = original[i]
+                let name = a.split(separator: "=", maxSplits: 1).first.map(String.init) ?? a
+                if ["--processes", "--hard-time-limit", "--metrics"].contains(name) {
+                    i += a.contains("=") ? 1 : 2
+                    continue
+                }
+                out.append(a)
+                i += 1
+            }
+            if let (host, port) = metricsBase {
+                let h = host.contains(":") ? "[\(host)]" : host
+                out += ["--metrics", "\(h):\(port + slot)"]
+            }
+            return out + ["--supervised"]
+        }
+        let supervisor = WorkerSupervisor(executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(), count: count,
+                                          hardLimit: try hardTimeLimit.map(parseDuration), logger: logger, arguments: arguments)
+        logger.info("supervising worker processes", metadata: ["processes": "\(count)", "hard-time-limit": "\(hardTimeLimit ?? "none")"])
+        let status = await supervisor.run()
+        if status != 0 { throw ExitCode(status) }
     }
 
     private func milliseconds(_ d: Duration) -> Int {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import SluiceCore
 import SluiceWorkflow
 
@@ -165,6 +166,7 @@ public actor RunEngine {
         let (changes, working) = try await plan(initial, newRuns: newRuns, removeTimers: removeTimers, at: at)
         try await store.commit(changes)
         adopt(working)
+        Counter(label: "sluice_workflow_transitions_total").increment(by: initial.count)
     }
 
     /// Keeps the machines of a committed change (finished ones leave the cache).

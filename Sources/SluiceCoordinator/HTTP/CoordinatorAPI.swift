@@ -41,12 +41,17 @@ public struct CoordinatorAPI: Sendable {
         public var token: String?
         /// Larger request bodies are refused with 413.
         public var maxBodyBytes: Int
+        /// The Prometheus text `/metrics` serves (the process's metrics
+        /// registry); nil for a built-in summary of runs and the outbox.
+        public var metricsText: (@Sendable () async -> [UInt8])?
 
-        public init(host: String = "127.0.0.1", port: Int = 27200, token: String? = nil, maxBodyBytes: Int = 1 << 20) {
+        public init(host: String = "127.0.0.1", port: Int = 27200, token: String? = nil, maxBodyBytes: Int = 1 << 20,
+                    metricsText: (@Sendable () async -> [UInt8])? = nil) {
             self.host = host
             self.port = port
             self.token = token
             self.maxBodyBytes = maxBodyBytes
+            self.metricsText = metricsText
         }
 
         var isLoopback: Bool { ["127.0.0.1", "::1", "localhost"].contains(host) || host.hasPrefix("127.") }
@@ -84,8 +89,14 @@ public struct CoordinatorAPI: Sendable {
         router.get("/healthz") { _, _ in
             try json(["status": "ok", "active": coordinator.isActive ? "true" : "false"])
         }
+        let metricsText = configuration.metricsText
         router.get("/metrics") { _, _ in
-            try await metrics(engine.store)
+            if let metricsText {
+                try? await CoordinatorMetrics.sample(coordinator)
+                return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                                body: .init(byteBuffer: ByteBuffer(bytes: await metricsText())))
+            }
+            return try await metrics(engine.store)
         }
         router.post("/v1/workflows") { request, _ in
             var request = request

@@ -1,0 +1,45 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+
+/// The process's Prometheus registry: `--metrics` bootstraps swift-metrics
+/// with it, and `/metrics` prints it.
+enum PrometheusMetrics {
+    static let registry = PrometheusCollectorRegistry()
+
+    /// Sends every swift-metrics metric of this process to the registry.
+    static func bootstrap() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // Task runs from 1 ms to 10 min; the default buckets stop at 10 s.
+        factory.defaultDurationHistogramBuckets = [
+            .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+            .seconds(30), .seconds(60), .seconds(300), .seconds(600),
+        ]
+        MetricsSystem.bootstrap(factory)
+    }
+
+    /// The registry as Prometheus text.
+    static func text() -> [UInt8] {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(8192)
+        registry.emit(into: &buffer)
+        return buffer
+    }
+
+    /// An HTTP server for `GET /metrics` (and `/healthz`) on HOST:PORT.
+    static func server(_ hostPort: String, logger: Logger) throws -> some Service {
+        let (host, port) = try parseHostPort(hostPort)
+        let router = Router()
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: text())))
+        }
+        router.get("/healthz") { _, _ in "ok\n" }
+        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "sluice-metrics"),
+                           logger: logger)
+    }
+}

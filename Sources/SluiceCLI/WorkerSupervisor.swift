@@ -1,0 +1,196 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// `sluice worker --processes N`: runs N worker processes and keeps them
+/// running.
+///
+/// - A child that exits unasked is restarted, after a backoff that doubles
+///   from 0.5 s to 30 s while it keeps failing within 30 s of its start.
+/// - SIGTERM or SIGINT is passed on to every child as SIGTERM; each drains
+///   (its shutdown grace) and exits; the supervisor exits 0 when all did.
+///   A second signal kills them.
+/// - With a hard time limit, each child reports the start and end of every
+///   task on its standard output; a child with one task running past the
+///   limit is killed (SIGKILL), so the broker redelivers that task, and the
+///   queue's delivery limit dead-letters one that keeps doing it.
+/// - Each child's standard input is a pipe from the supervisor: when the
+///   supervisor dies, however it dies, the children see end-of-file and stop.
+final class WorkerSupervisor: Sendable {
+    struct Slot: Sendable {
+        var process: Process?
+        var startedAt = ContinuousClock.now
+        var failures = 0
+        /// Running tasks by id, with when they started.
+        var tasks: [String: ContinuousClock.Instant] = [:]
+        var killedForLimit = false
+    }
+
+    private let executable: URL
+    private let arguments: @Sendable (Int) -> [String]
+    private let count: Int
+    private let hardLimit: Duration?
+    private let logger: Logger
+    private let state: Mutex<(slots: [Slot], stopping: Bool)>
+    private let exits = AsyncStream<(Int, Int32)>.makeStream()
+
+    init(executable: URL, count: Int, hardLimit: Duration?, logger: Logger, arguments: @escaping @Sendable (Int) -> [String]) {
+        self.executable = executable
+        self.count = count
+        self.hardLimit = hardLimit
+        self.logger = logger
+        self.arguments = arguments
+        state = Mutex((Array(repeating: Slot(), count: count), false))
+    }
+
+    /// Runs until the children have stopped after a signal; returns the exit status.
+    func run() async -> Int32 {
+        let signals = SignalWatcher([SIGTERM, SIGINT])
+        defer { signals.stop() }
+        for i in 0..<count { start(i) }
+        let watchdog = Task { await self.watchdog() }
+        let forwarder = Task {
+            var received = 0
+            for await sig in signals.all {
+                received += 1
+                self.logger.info("\(received == 1 ? "stopping" : "killing") worker processes", metadata: ["signal": "\(sig)"])
+                self.state.withLock { $0.stopping = true }
+                self.signalChildren(received == 1 ? SIGTERM : SIGKILL)
+            }
+        }
+        var live = count
+        var worst: Int32 = 0
+        for await (slot, status) in exits.stream {
+            let stopping = state.withLock { s -> Bool in
+                s.slots[slot].process = nil
+                s.slots[slot].tasks = [:]
+                return s.stopping
+            }
+            if stopping {
+                live -= 1
+                if status != 0 { worst = 1 }
+                logger.info("worker process exited", metadata: ["slot": "\(slot)", "status": "\(status)", "left": "\(live)"])
+                if live == 0 { break }
+                continue
+            }
+            let (delay, killed) = state.withLock { s -> (Duration, Bool) in
+                let lived = ContinuousClock.now - s.slots[slot].startedAt
+                s.slots[slot].failures = lived > .seconds(30) ? 1 : s.slots[slot].failures + 1
+                let killed = s.slots[slot].killedForLimit
+                s.slots[slot].killedForLimit = false
+                let ms = min(30_000, 500 << min(s.slots[slot].failures - 1, 6))
+                return (.milliseconds(ms), killed)
+            }
+            logger.warning(killed ? "worker process killed at the hard time limit; restarting" : "worker process exited unexpectedly; restarting",
+                           metadata: ["slot": "\(slot)", "status": "\(status)", "in": "\(delay)"])
+            Task {
+                // Wait out the backoff, unless a stop comes first.
+                let until = ContinuousClock.now + delay
+                while ContinuousClock.now < until, !self.state.withLock({ $0.stopping }) {
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+                if !self.state.withLock({ $0.stopping }) { self.start(slot) } else { self.exitsContinuation.yield((slot, 0)) }
+            }
+        }
+        watchdog.cancel()
+        forwarder.cancel()
+        return worst
+    }
+
+    private var exitsContinuation: AsyncStream<(Int, Int32)>.Continuation { exits.continuation }
+
+    private func start(_ slot: Int) {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments(slot)
+        let input = Pipe(), reports = Pipe()
+        process.standardInput = input
+        process.standardOutput = reports
+        reports.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            if data.isEmpty { handle.readabilityHandler = nil; return }
+            self?.read(reports: data, slot: slot)
+        }
+        let continuation = exits.continuation
+        process.terminationHandler = { p in
+            try? input.fileHandleForWriting.close()
+            continuation.yield((slot, p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus))
+        }
+        do {
+            try process.run()
+            try? input.fileHandleForReading.close()
+            try? reports.fileHandleForWriting.close()
+            state.withLock { s in
+                s.slots[slot].process = process
+                s.slots[slot].startedAt = .now
+                s.slots[slot].tasks = [:]
+            }
+            logger.info("worker process started", metadata: ["slot": "\(slot)", "pid": "\(process.processIdentifier)"])
+        } catch {
+            logger.error("cannot start a worker process", metadata: ["error": "\(error)"])
+            continuation.yield((slot, 127))
+        }
+    }
+
+    /// Lines `started <id>` / `finished <id>` from a child.
+    private func read(reports data: Data, slot: Int) {
+        let text = String(decoding: data, as: UTF8.self)
+        state.withLock { s in
+            for line in text.split(separator: "\n") {
+                let parts = line.split(separator: " ", maxSplits: 1)
+                guard parts.count == 2 else { continue }
+                let id = String(parts[1])
+                if parts[0] == "started" { s.slots[slot].tasks[id] = .now } else if parts[0] == "finished" { s.slots[slot].tasks[id] = nil }
+            }
+        }
+    }
+
+    private func watchdog() async {
+        guard let hardLimit else { return }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(250))
+            let now = ContinuousClock.now
+            let stuck = state.withLock { s -> [(Int32, String)] in
+                var result: [(Int32, String)] = []
+                for i in s.slots.indices {
+                    guard let p = s.slots[i].process, !s.slots[i].killedForLimit,
+                          let (id, _) = s.slots[i].tasks.first(where: { now - $0.value > hardLimit }) else { continue }
+                    s.slots[i].killedForLimit = true
+                    result.append((p.processIdentifier, id))
+                }
+                return result
+            }
+            for (pid, task) in stuck {
+                logger.error("a task ran past the hard time limit: killing its worker process (the task will be redelivered)",
+                             metadata: ["pid": "\(pid)", "task.id": "\(task)", "limit": "\(hardLimit)"])
+                kill(pid, SIGKILL)
+            }
+        }
+    }
+
+    private func signalChildren(_ sig: Int32) {
+        let pids = state.withLock { $0.slots.compactMap { $0.process?.processIdentifier } }
+        for pid in pids { kill(pid, sig) }
+    }
+}
+
+/// In a supervised child: reports task starts and ends on standard output,
+/// and stops when the supervisor goes (standard input reaches end-of-file).
+enum SupervisedChild {
+    static func report(_ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        bytes.withUnsafeBytes { _ = write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+    }
+
+    static func stopWhenSupervisorGoes() {
+        let thread = Thread {
+            var buffer = [UInt8](repeating: 0, count: 64)
+            while true {
+                let n = read(STDIN_FILENO, &buffer, buffer.count)
+                if n == 0 || (n < 0 && errno != EINTR) { break }
+            }
+            kill(getpid(), SIGTERM)
+        }
+        thread.start()
+    }
+}
