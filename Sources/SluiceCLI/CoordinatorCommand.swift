@@ -34,6 +34,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var metrics: String?
     @Option(help: "Log level: trace, debug, info, warning, error.")
     var logLevel: String = "info"
+    @Flag(help: .hidden) var supervised = false
     @OptionGroup var connection: ConnectionOptions
 
     func validate() throws {
@@ -60,6 +61,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             apiConfiguration = configuration
         }
         let leaseTTL = try parseDuration(leaseTtl)
+        if supervised { SupervisedChild.stopWhenSupervisorGoes() }
         PrometheusMetrics.bootstrap()
         let store = try await openStore(store ?? ProcessInfo.processInfo.environment["SLUICE_STORE"] ?? "sqlite:sluice-coordinator.sqlite",
                                         logger: logger)

@@ -3,6 +3,7 @@ import Foundation
 import SluiceCore
 import SluiceMonitor
 import SluiceRabbitMQ
+import Synchronization
 
 /// Where the management API is, for the monitoring commands.
 struct ManagementOptions: ParsableArguments {
@@ -128,20 +129,34 @@ func untilInterrupted(_ body: @escaping @Sendable () async throws -> Void) async
 /// Turns signals into an async wait (DispatchSource, with the default
 /// action ignored while it watches).
 final class SignalWatcher: @unchecked Sendable {
-    private let sources: [any DispatchSourceSignal]
+    private let received = Flag()
+    private var sources: [any DispatchSourceSignal] = []
     private let stream: AsyncStream<Int32>
     private let continuation: AsyncStream<Int32>.Continuation
 
     init(_ signals: [Int32]) {
         (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
         let continuation = self.continuation
+        let received = self.received
         sources = signals.map { sig in
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { continuation.yield(sig) }
+            source.setEventHandler {
+                received.set()
+                continuation.yield(sig)
+            }
             source.resume()
             return source
         }
+    }
+
+    /// Whether a signal has arrived.
+    var pending: Bool { received.isSet }
+
+    final class Flag: Sendable {
+        private let value = Atomic<Bool>(false)
+        func set() { value.store(true, ordering: .relaxed) }
+        var isSet: Bool { value.load(ordering: .relaxed) }
     }
 
     /// The next signal (nil once stopped).

@@ -12,8 +12,9 @@ struct Sluice: AsyncParsableCommand {
         never printed.
         """,
         version: SluiceVersion.current,
-        subcommands: [Enqueue.self, WorkerCommand.self, QueuesCommand.self, WorkersCommand.self, Dead.self, CoordinatorCommand.self,
-                      WorkflowCommand.self, ScheduleCommand.self, Bench.self])
+        subcommands: [Enqueue.self, WorkerCommand.self, QueuesCommand.self, WorkersCommand.self, TopCommand.self, Dead.self,
+                      CoordinatorCommand.self, WorkflowCommand.self, ScheduleCommand.self, DevCommand.self, TopologyCommand.self,
+                      Bench.self, CheckArgs.self])
 }
 
 /// Options every command shares.

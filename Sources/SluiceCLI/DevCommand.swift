@@ -1,0 +1,279 @@
+import ArgumentParser
+import Foundation
+import SluiceAMQP
+import SluiceCore
+import SluiceRabbitMQ
+import SluiceTesting
+import SluiceWorkflow
+
+struct DevCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev",
+        abstract: "Run a local stack and a demo: a private broker, a coordinator on SQLite, a worker, and a demo workflow you can watch.",
+        discussion: """
+        Starts a private RabbitMQ node (scripts/broker; or uses --url), `sluice coordinator` on \
+        a SQLite file and `sluice worker` with the built-in tasks, then registers and starts the \
+        demo workflow `sluice-demo`: a fan-out over 8 items with one that is dead-lettered, a step \
+        that fails twice and succeeds on its third attempt, and a join. Its progress shows live; \
+        then the stack keeps running for you to explore (sluice top, sluice queues, the management \
+        UI) until Ctrl-C, which stops everything this command started. The broker's data stays \
+        (scripts/broker destroy removes it).
+        """)
+
+    @Option(help: "Use this broker instead of starting a private one.")
+    var url: String?
+    @Option(help: "First port of the private broker (AMQP; management is +2).")
+    var brokerPort: Int = 27170
+    @Option(help: "Where the coordinator API listens.")
+    var http: String = "127.0.0.1:27200"
+    @Option(help: "Folder for the SQLite store and the logs.")
+    var dataDir: String = ".sluice/dev"
+    @Option(help: "Name prefix of Sluice's exchanges and queues.")
+    var prefix: String = "sluice"
+    @Flag(help: "Stop once the demo run has finished (for scripts and tests).")
+    var exitWhenDone = false
+
+    func validate() throws {
+        _ = try parseHostPort(http)
+        guard (1024...65000).contains(brokerPort), brokerPort != 5672 else { throw ValidationError("--broker-port must be from 1024 to 65000, not 5672") }
+        guard Topology.isValidName(prefix) else { throw ValidationError("--prefix must be letters, digits, '-', '_' or '.'") }
+    }
+
+    func run() async throws {
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let signals = SignalWatcher([SIGINT, SIGTERM])
+        defer { signals.stop() }
+        let stack = DevStack(dataDir: dataDir)
+        do {
+            try await bringUp(stack, signals: signals)
+        } catch {
+            standardError("dev: \(error)")
+            await stack.tearDown()
+            throw ExitCode(1)
+        }
+        await stack.tearDown()
+    }
+
+    private func bringUp(_ stack: DevStack, signals: SignalWatcher) async throws {
+        // 1. The broker.
+        var brokerURL = url ?? ProcessInfo.processInfo.environment["SLUICE_URL"]
+        var managementURL: String?
+        if brokerURL == nil {
+            let node = PrivateBroker(name: brokerPort == 27170 ? "dev" : "dev-\(brokerPort)", basePort: brokerPort, plugins: "rabbitmq_management")
+            guard FileManager.default.isExecutableFile(atPath: PrivateBroker.script.path) else {
+                throw CLIError("cannot find scripts/broker (\(PrivateBroker.script.path)); run from a Sluice checkout or pass --url")
+            }
+            if (try? await node.run(["running"])) == nil {
+                step("starting a private RabbitMQ node on 127.0.0.1:\(brokerPort) (takes about 6 s)...")
+                try await node.start()
+                stack.startedBroker = node
+            } else {
+                step("using the private RabbitMQ node already running on 127.0.0.1:\(brokerPort)")
+            }
+            brokerURL = node.amqpURL
+            managementURL = node.managementURL
+        }
+        guard let brokerURL else { throw CLIError("no broker") }
+        let (host, port) = try parseHostPort(http)
+        let apiBase = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        let common = ["--url", brokerURL, "--prefix", prefix]
+
+        // 2. Coordinator and worker, as child processes of this one.
+        let store = URL(fileURLWithPath: dataDir).appendingPathComponent("coordinator.sqlite").path
+        try stack.spawn("coordinator", ["coordinator", "--store", "sqlite:\(store)", "--http", http, "--supervised"] + common)
+        try stack.spawn("worker", ["worker", "--queue", "demo", "--concurrency", "8", "--retry-base", "500ms",
+                                   "--metrics", "127.0.0.1:\(port + 210)", "--supervised"] + common)
+        var api = APIClient(base: URL(string: apiBase)!, token: nil)
+        step("waiting for the coordinator API at \(apiBase)...")
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
+            if let health = try? await api.send("GET", "healthz"), health["active"].map(text) == "true" { break }
+            guard ContinuousClock.now < deadline else { throw CLIError("the coordinator did not become active within 60 s; see \(stack.logPath("coordinator"))") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+
+        // 3. The demo workflow.
+        _ = try await api.send("POST", "v1/workflows", raw: Array(Self.demoWorkflow.utf8), contentType: "application/yaml")
+        let run = try await api.send("POST", "v1/runs", json: .object(["workflow": "sluice-demo", "input": .object([:])]))
+        let runID = run["runID"].map(text) ?? ""
+        print("""
+
+        Sluice dev stack
+          broker             \(redacted(brokerURL))
+          management UI      \(managementURL.map { "\($0) (guest / guest)" } ?? "(the broker's management plugin)")
+          coordinator API    \(apiBase)/v1/runs/\(runID)
+          worker metrics     http://127.0.0.1:\(port + 210)/metrics
+          logs               \(stack.logPath("coordinator")), \(stack.logPath("worker"))
+
+        demo run \(runID):
+        """)
+        flushStandardOutput()
+        api.base = URL(string: apiBase)!
+        var lastFrame: [String] = []
+        var final: JSONValue?
+        let watchDeadline = ContinuousClock.now + .seconds(180)
+        while final == nil {
+            if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
+            guard ContinuousClock.now < watchDeadline else { throw CLIError("the demo run did not finish within 3 minutes; see the logs") }
+            if signals.pending { return }
+            let state = try await api.send("GET", "v1/runs/\(runID)")
+            let frame = Self.progress(state)
+            if frame != lastFrame {
+                for line in frame where !lastFrame.contains(line) { print("  " + line) }
+                flushStandardOutput()
+                lastFrame = frame
+            }
+            if let status = state["status"].map(text), ["completed", "failed", "cancelled"].contains(status) { final = state }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        let status = final?["status"].map(text) ?? "?"
+        print("\ndemo run \(status).")
+        let flakyAttempts = final?["steps"]?["flaky"]?["attempts"].map(text) ?? "?"
+        print("  retry:       step 'flaky' failed twice and succeeded on attempt \(flakyAttempts) (the worker retried it through the delay ladder)")
+        let broker = try await RabbitMQBroker.connect(url: try AMQPURL(brokerURL), topology: try Topology(prefix: prefix), connectionName: "sluice dev")
+        let dead = (try? await broker.queueState(broker.topology.deadQueue("demo")).messageCount) ?? 0
+        await broker.close()
+        print("  dead letter: \(dead) task(s) in the dead queue of 'demo'; see them with: sluice dead list demo\(prefix == "sluice" ? "" : " --prefix \(prefix)")")
+        print("  output:      \(final?["output"].map { $0.jsonText } ?? "null")")
+        if exitWhenDone { return }
+        print("\nThe stack keeps running: try `sluice top`, `sluice queues`, `sluice workers`, `sluice workflow list`. Ctrl-C stops it.")
+        flushStandardOutput()
+        while !signals.pending {
+            if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    private func step(_ text: String) {
+        print("dev: \(text)")
+        flushStandardOutput()
+    }
+
+    private func redacted(_ url: String) -> String {
+        (try? AMQPURL(url).description) ?? url
+    }
+
+    /// One line per step: state, attempts, and a map's elements by state.
+    static func progress(_ run: JSONValue) -> [String] {
+        guard case .object(let steps)? = run["steps"] else { return [] }
+        return steps.keys.sorted().map { id in
+            let s = steps[id]!
+            var line = "\(id.padding(toLength: 8, withPad: " ", startingAt: 0)) \(s["status"].map(text) ?? "?")"
+            if let attempts = s["attempts"].map(text), attempts != "0", attempts != "1" { line += ", attempt \(attempts)" }
+            if case .array(let elements)? = s["elements"] {
+                var counts: [String: Int] = [:]
+                for e in elements { counts[e["status"].map(text) ?? "?", default: 0] += 1 }
+                line += " (" + counts.keys.sorted().map { "\(counts[$0]!) \($0)" }.joined(separator: ", ") + ")"
+            }
+            if let error = s["error"].map(text), error != "null" { line += ": \(error)" }
+            return line
+        }
+    }
+
+    /// The demo: a fan-out with one element that is dead-lettered (tolerated
+    /// by its join), a step that fails twice before it succeeds, and a join.
+    static let demoWorkflow = """
+    name: sluice-demo
+    version: 1
+    queue: demo
+    output: { slept: "${steps.fanout.output}", flaky: "${steps.flaky.output}" }
+    steps:
+      - id: prepare
+        task: sluice.echo
+        arguments:
+          items: [0.2, 0.4, 0.3, 0.6, 0.1, 0.5, 0.2, -1]
+      - id: fanout
+        after: [prepare]
+        map:
+          over: steps.prepare.output.items
+          task: sluice.sleep
+          arguments: { seconds: "${item}" }
+          join: tolerate
+      - id: flaky
+        after: [prepare]
+        task: sluice.fail
+        arguments: { times: 2, message: "fails twice on purpose, then succeeds" }
+        maxAttempts: 5
+        retry: { base: 500ms, factor: 2, cap: 5s, jitter: 0 }
+      - id: report
+        after: [fanout, flaky]
+        join: all
+    """
+}
+
+/// The child processes `sluice dev` started, and how to stop them.
+final class DevStack: @unchecked Sendable {
+    struct Exit { var name: String; var status: Int32; var log: String }
+
+    let dataDir: String
+    var startedBroker: PrivateBroker?
+    private var children: [(name: String, process: Process, input: Pipe)] = []
+    private let lock = NSLock()
+    private var exits: [Exit] = []
+    private var stopping = false
+
+    init(dataDir: String) { self.dataDir = dataDir }
+
+    func logPath(_ name: String) -> String { URL(fileURLWithPath: dataDir).appendingPathComponent("\(name).log").path }
+
+    /// Starts `sluice ARGS` with its output in `<dataDir>/<name>.log`.
+    func spawn(_ name: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = arguments
+        let path = logPath(name)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        process.standardOutput = log
+        process.standardError = log
+        // The child stops when this pipe closes: when we exit, however we exit.
+        let input = Pipe()
+        process.standardInput = input
+        process.terminationHandler = { [weak self] p in
+            guard let self else { return }
+            self.lock.lock()
+            if !self.stopping { self.exits.append(Exit(name: name, status: p.terminationStatus, log: path)) }
+            self.lock.unlock()
+        }
+        try process.run()
+        try? input.fileHandleForReading.close()
+        try? log.close()
+        lock.lock()
+        children.append((name, process, input))
+        lock.unlock()
+    }
+
+    /// A child that exited on its own, if any.
+    func exited() -> Exit? {
+        lock.lock()
+        defer { lock.unlock() }
+        return exits.first
+    }
+
+    private func beginStopping() -> [(name: String, process: Process, input: Pipe)] {
+        lock.withLock {
+            stopping = true
+            return children
+        }
+    }
+
+    /// SIGTERM to every child, a wait for them (SIGKILL after 40 s), then the broker.
+    func tearDown() async {
+        let list = beginStopping()
+        if !list.isEmpty { print("dev: stopping the worker and the coordinator...") }
+        for child in list where child.process.isRunning { kill(child.process.processIdentifier, SIGTERM) }
+        let deadline = ContinuousClock.now + .seconds(40)
+        while list.contains(where: { $0.process.isRunning }) && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        for child in list where child.process.isRunning { kill(child.process.processIdentifier, SIGKILL) }
+        for child in list { try? child.input.fileHandleForWriting.close() }
+        if let broker = startedBroker {
+            print("dev: stopping the private RabbitMQ node...")
+            do { try await broker.stop() } catch { standardError("dev: could not stop the broker: \(error)") }
+        }
+        print("dev: stopped.")
+        flushStandardOutput()
+    }
+}

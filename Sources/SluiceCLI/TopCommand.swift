@@ -1,0 +1,196 @@
+import ArgumentParser
+import Foundation
+import SluiceCore
+import SluiceMonitor
+import SluiceWorkflow
+import Synchronization
+
+struct TopCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "top",
+        abstract: "A full-screen live view: queues with rate sparklines, workers, workflow runs by state, recent failures.",
+        discussion: """
+        Refreshes every second. Press q to quit (Ctrl-C works too); the terminal is restored \
+        either way. Queue rates need RabbitMQ's management API (see --management); workflow \
+        runs need the coordinator's API (--api), and are left out when it does not answer.
+        """)
+
+    @Option(help: "Refresh interval.")
+    var interval: String = "1s"
+    @OptionGroup var managementOptions: ManagementOptions
+    @OptionGroup var api: APIOptions
+    @OptionGroup var connection: ConnectionOptions
+
+    func validate() throws { guard try parseDuration(interval) >= .milliseconds(100) else { throw ValidationError("--interval must be at least 100ms") } }
+
+    func run() async throws {
+        let broker = try await connection.connect(name: "sluice top")
+        let collector = QueueCollector(broker: broker, management: try managementOptions.client(connection))
+        let events = try await EventWatch(broker: broker)
+        await events.ping()
+        let apiClient = try? api.client()
+        let pause = try parseDuration(interval)
+        let screen = Screen()
+        screen.enter()
+        defer { screen.leave() }
+        let keys = KeyReader()
+        try await untilInterrupted {
+            var history: [String: [Double]] = [:]
+            var frame = 0
+            while !Task.isCancelled {
+                let overview = await collector.collect(waits: events.recentWaits())
+                for row in overview.queues {
+                    history[row.queue, default: []].append(row.ackRate ?? row.deliverRate ?? 0)
+                    if history[row.queue]!.count > 60 { history[row.queue]!.removeFirst() }
+                }
+                // Runs change slower than queues: ask the coordinator every other frame.
+                let runs = frame % 2 == 0 ? await Self.runCounts(apiClient) : nil
+                screen.draw(Self.lines(overview: overview, history: history, workers: events.workers(),
+                                       runs: runs, failures: events.recentFailures(limit: 8), width: screen.width))
+                frame += 1
+                if await keys.waitForQuit(timeout: pause) { return }
+            }
+        }
+        keys.stop()
+        await events.stop()
+        await broker.close()
+    }
+
+    /// Runs per state from the coordinator's API, or nil when it does not answer.
+    static func runCounts(_ client: APIClient?) async -> [(String, Int)]? {
+        guard let client else { return nil }
+        var counts: [(String, Int)] = []
+        for status in RunState.Status.allCases {
+            var request = client
+            request.base = URL(string: client.base.absoluteString.trimmingCharacters(in: ["/"]) + "/v1/runs?limit=1000&status=\(status.rawValue)")!
+            guard let page = try? await request.send("GET", ""), case .array(let runs)? = page["runs"] else { return nil }
+            counts.append((status.rawValue, runs.count))
+        }
+        return counts
+    }
+
+    static func lines(overview: QueueOverview, history: [String: [Double]], workers: [WorkerRoster.Entry], runs: [(String, Int)]?,
+                      failures: [TaskEvent], width: Int) -> [String] {
+        let p = Rendering.Palette(enabled: true)
+        var out: [String] = []
+        let clock = ISO8601DateFormatter().string(from: overview.at)
+        out.append(p.bold("sluice top") + "  prefix \(overview.prefix)  \(clock)  " + p.dim("q quits"))
+        out.append("")
+        let queueRows = overview.queues.map { r -> [String] in
+            [r.queue, Rendering.count(r.ready), Rendering.count(r.unacknowledged), Rendering.count(r.consumers),
+             Rendering.rate(r.publishRate), Rendering.rate(r.ackRate), (r.dead ?? 0) > 0 ? p.red(String(r.dead!)) : Rendering.count(r.dead),
+             Rendering.duration(milliseconds: r.recentWaitMilliseconds), p.cyan(Rendering.sparkline(history[r.queue] ?? [], width: 30))]
+        }
+        out += Rendering.table(["QUEUE", "READY", "UNACKED", "CONSUMERS", "PUBLISH", "ACK", "DEAD", "WAIT", "ACK RATE (last 30)"], queueRows,
+                               right: [1, 2, 3, 4, 5, 6, 7], palette: p)
+        var ladder = "delay ladder: \(Rendering.count(overview.delayed)) waiting"
+        if !overview.ratesAvailable { ladder += p.yellow("   rates unavailable: \(overview.ratesUnavailableReason ?? "no management API")") }
+        out.append(ladder)
+        out.append("")
+        out += WorkersCommand.render(workers, palette: p)
+        out.append("")
+        if let runs {
+            out.append(p.bold("WORKFLOW RUNS  ") + runs.map { "\($0.0) \($0.1)" }.joined(separator: "  "))
+        } else {
+            out.append(p.bold("WORKFLOW RUNS  ") + p.dim("coordinator API not reachable (--api)"))
+        }
+        out.append("")
+        out.append(p.bold("RECENT FAILURES"))
+        if failures.isEmpty { out.append(p.dim("none seen since start")) }
+        let time = DateFormatter()
+        time.dateFormat = "HH:mm:ss"
+        for f in failures {
+            let what = f.kind == .dead ? p.red("dead (\(f.deadReason?.rawValue ?? "?"))") : p.yellow("retrying")
+            out.append("\(time.string(from: f.at))  \(what)  \(f.queue)  \(f.taskName)  attempt \(f.attempt)  \(f.errorMessage ?? "")")
+        }
+        return out.map { truncate($0, to: width) }
+    }
+
+    /// Cuts a line to `width` visible characters, keeping colour codes intact.
+    static func truncate(_ line: String, to width: Int) -> String {
+        guard Rendering.visibleWidth(line) > width else { return line }
+        var out = "", visible = 0, inEscape = false
+        for ch in line {
+            if inEscape { out.append(ch); if ch == "m" { inEscape = false }; continue }
+            if ch == "\u{1B}" { inEscape = true; out.append(ch); continue }
+            if visible >= width { continue }
+            out.append(ch)
+            visible += 1
+        }
+        return out + "\u{1B}[0m"
+    }
+}
+
+/// The terminal in full-screen mode: the alternate screen, no cursor, keys
+/// read one at a time without echo. `leave` puts everything back.
+final class Screen: @unchecked Sendable {
+    private var saved = termios()
+    private var rawMode = false
+
+    var width: Int {
+        var size = winsize()
+        return ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 120
+    }
+
+    func enter() {
+        if isatty(STDIN_FILENO) == 1, tcgetattr(STDIN_FILENO, &saved) == 0 {
+            var raw = saved
+            raw.c_lflag &= ~tcflag_t(ICANON | ECHO)  // ISIG stays: Ctrl-C still signals
+            withUnsafeMutableBytes(of: &raw.c_cc) { cc in
+                cc[Int(VMIN)] = 1
+                cc[Int(VTIME)] = 0
+            }
+            rawMode = tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0
+        }
+        emit("\u{1B}[?1049h\u{1B}[?25l\u{1B}[H\u{1B}[2J")
+    }
+
+    func draw(_ lines: [String]) {
+        emit("\u{1B}[H" + lines.map { $0 + "\u{1B}[K" }.joined(separator: "\r\n") + "\u{1B}[J")
+    }
+
+    func leave() {
+        emit("\u{1B}[0m\u{1B}[?25h\u{1B}[?1049l")
+        if rawMode { tcsetattr(STDIN_FILENO, TCSANOW, &saved) }
+    }
+
+    private func emit(_ s: String) {
+        let bytes = Array(s.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+            if n <= 0 { if errno == EINTR { continue }; return }
+            offset += n
+        }
+    }
+}
+
+/// Reads keys on a thread of its own; `q` asks to quit.
+final class KeyReader: Sendable {
+    private let quitRequested = Atomic<Bool>(false)
+
+    init() {
+        let thread = Thread { [self] in
+            var byte: UInt8 = 0
+            while true {
+                let n = read(STDIN_FILENO, &byte, 1)
+                if n == 0 { return }  // no terminal input (end of file): only signals stop top
+                if n < 0 { if errno == EINTR { continue }; return }
+                if byte == UInt8(ascii: "q") || byte == UInt8(ascii: "Q") { self.quitRequested.store(true, ordering: .relaxed) }
+            }
+        }
+        thread.start()
+    }
+
+    /// True if `q` was pressed, waiting at most `timeout`.
+    func waitForQuit(timeout: Duration) async -> Bool {
+        let until = ContinuousClock.now + timeout
+        while ContinuousClock.now < until {
+            if quitRequested.load(ordering: .relaxed) { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return quitRequested.load(ordering: .relaxed)
+    }
+
+    func stop() {}
+}
