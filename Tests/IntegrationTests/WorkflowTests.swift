@@ -26,8 +26,9 @@ final class WorkflowHarness {
     }
 
     /// Runs `body` with a new harness and always tears it down.
-    static func with(workerArguments: [String] = [], _ body: (WorkflowHarness) async throws -> Void) async throws {
-        let h = try await make(workerArguments: workerArguments)
+    static func with(port: Int = CoordinatorProcess.freePort(), workerArguments: [String] = [],
+                     _ body: (WorkflowHarness) async throws -> Void) async throws {
+        let h = try await make(port: port, workerArguments: workerArguments)
         do {
             try await body(h)
         } catch {
@@ -39,10 +40,9 @@ final class WorkflowHarness {
 
     static let queue = "wf"
 
-    static func make(workerArguments: [String] = []) async throws -> WorkflowHarness {
+    static func make(port: Int = CoordinatorProcess.freePort(), workerArguments: [String] = []) async throws -> WorkflowHarness {
         let tasks = try await TaskHarness.make()
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-wf-\(UUID().uuidString).sqlite").path
-        let port = CoordinatorProcess.freePort()
         let coordinator = try CoordinatorProcess.start(tasks, store: "sqlite:" + path, port: port)
         let worker = try SluiceBinary.start(["worker", "--url", tasks.url, "--prefix", tasks.topology.prefix, "--queue", queue,
                                              "--concurrency", "20", "--log-level", "warning", "--retry-base", "250ms"] + workerArguments)

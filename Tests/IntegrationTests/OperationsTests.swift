@@ -1,0 +1,287 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import SluiceAMQP
+import SluiceClient
+import SluiceCore
+import SluiceMonitor
+import SluiceRabbitMQ
+import SluiceTesting
+import SluiceWorker
+import SluiceWorkflow
+import Testing
+
+/// Runs a program to its end; output (stdout and stderr) through a file.
+func runProgram(_ path: String, _ arguments: [String], environment: [String: String]? = nil) async throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let log = FileManager.default.temporaryDirectory.appendingPathComponent("prog-\(UUID().uuidString).log")
+    _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+    defer { try? FileManager.default.removeItem(at: log) }
+    let handle = try FileHandle(forWritingTo: log)
+    process.standardOutput = handle
+    process.standardError = handle
+    process.standardInput = FileHandle.nullDevice
+    let status = try await SluiceBinary.exitStatus(of: process, start: true)
+    try? handle.close()
+    return (status, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+}
+
+/// Child process ids of `pid` (procps `ps`).
+func children(of pid: Int32) async throws -> Set<Int32> {
+    let (_, output) = try await runProgram("/bin/ps", ["-o", "pid=", "--ppid", "\(pid)"])
+    return Set(output.split(whereSeparator: \.isWhitespace).compactMap { Int32($0) })
+}
+
+func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
+
+/// Polls `check` until it returns a value, for at most `seconds`.
+func eventually<T: Sendable>(_ seconds: Double, _ what: String, every: Duration = .milliseconds(200),
+                             _ check: @escaping @Sendable () async throws -> T?) async throws -> T {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if let value = try await check() { return value }
+        try await Task.sleep(for: every)
+    }
+    throw TimedOut(what: what, seconds: seconds)
+}
+
+func httpGet(_ url: String) async throws -> (Int, String) {
+    var request = URLRequest(url: URL(string: url)!)
+    request.timeoutInterval = 5
+    let (data, response) = try await URLSession.shared.data(for: request)
+    return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+}
+
+@Suite("Operating Sluice: queues, workers, top, supervisor, metrics, dev")
+struct OperationsTests {
+    @Test("sluice queues shows ready, unacknowledged and dead counts, and reading changes nothing")
+    func queuesCounts() async throws {
+        let h = try await TaskHarness.make()
+        defer { Task { await h.broker.close() } }
+        let q = "counts"
+        try await h.broker.prepare(queues: [q])
+        let client = TaskClient(broker: h.broker)
+        for i in 0..<5 { _ = try await client.enqueue(name: "t", json: Array("{\"i\":\(i)}".utf8), options: .init(queue: q)) }
+        // One task in the dead queue, as a worker would put it there.
+        try await h.broker.publish(h.topology.deadMessage(queue: q, properties: BasicProperties(messageId: "d1", type: "t"),
+                                                          body: Array("{}".utf8), reason: .nonRetryable, errorType: "x",
+                                                          errorMessage: "test", worker: "test"))
+        // Two delivered and held unacknowledged by a consumer.
+        let channel = try await h.broker.connection.openChannel()
+        try await channel.qos(prefetchCount: 2)
+        let consumer = try await channel.consume(queue: h.topology.workQueue(q))
+        let held = try await take(2, from: consumer)
+        #expect(held.count == 2)
+        try await h.waitForReady(q, count: 3)
+
+        let common = ["--url", h.url, "--prefix", h.topology.prefix]
+        // With the management API: its sample lags by up to 5 s, so wait for it.
+        let row = try await eventually(30, "sluice queues to report 3 ready, 2 unacked, 1 dead") { () -> JSONValue? in
+            let (status, output) = try await SluiceBinary.run(["queues", "--json"] + common)
+            #expect(status == 0, "\(output)")
+            let overview = try JSONValue.parse(Array(output.utf8))
+            guard case .array(let rows)? = overview["queues"],
+                  let row = rows.first(where: { $0["queue"] == .string(q) }) else { return Optional<JSONValue>.none }
+            // (JSONValue takes `nil` as its null: say Optional.none.)
+            let matches = row["ready"] == .number(3) && row["unacknowledged"] == .number(2) && row["dead"] == .number(1)
+                && row["consumers"] == .number(1) && overview["ratesAvailable"] == .bool(true)
+            return matches ? row : Optional<JSONValue>.none
+        }
+        #expect(row["publishRate"] != nil, "\(row)")
+
+        // Without it: counts from passive declares, and a clear word about rates.
+        let (status, output) = try await SluiceBinary.run(["queues", "--no-management", "--queue", q, "--no-color"] + common)
+        #expect(status == 0)
+        let line = output.split(separator: "\n").first { $0.hasPrefix(q + " ") }.map(String.init) ?? ""
+        #expect(line.split(separator: " ").map(String.init) == [q, "3", "-", "1", "-", "-", "-", "1", "-"], "\(output)")
+        #expect(output.contains("rates and unacknowledged counts unavailable"))
+
+        // Nothing was delivered by reading: the 3 ready tasks come out first-time.
+        try await channel.close()
+        try await h.waitForReady(q, count: 5)
+        let reader = try await h.broker.connection.openChannel()
+        let fresh = try await take(5, from: try await reader.consume(queue: h.topology.workQueue(q)), ack: true)
+        let firstTime = fresh.filter { !$0.redelivered && $0.properties.headers?["x-delivery-count"] == nil }
+        #expect(firstTime.count == 3, "the 2 held tasks were delivered before; the others never")
+        try await reader.close()
+    }
+
+    @Test("sluice workers lists a live worker from its heartbeat, with its counts")
+    func workersList() async throws {
+        let h = try await TaskHarness.make()
+        defer { Task { await h.broker.close() } }
+        let worker = h.startWorker(queues: ["wq"], registry: .echo()) { $0.workerID = "it-worker-\(h.topology.prefix)" }
+        let (status, output) = try await eventually(30, "sluice workers to list the worker") { () -> (Int32, String)? in
+            let result = try await SluiceBinary.run(["workers", "--json", "--wait", "1s", "--url", h.url, "--prefix", h.topology.prefix])
+            return result.output.contains("it-worker-\(h.topology.prefix)") ? result : nil
+        }
+        #expect(status == 0)
+        let list = try JSONValue.parse(Array(output.utf8))
+        guard case .array(let entries) = list, let entry = entries.first else { Issue.record("no entries: \(output)"); return }
+        #expect(entry["status"] == .string("running"))
+        #expect(entry["heartbeat"]?["queues"] == .array([.string("wq")]))
+        #expect(entry["heartbeat"]?["concurrency"] == .number(10))
+        #expect(entry["heartbeat"]?["version"] == .string(SluiceVersion.current))
+        try await worker.stop()
+    }
+
+    @Test("sluice top runs under tmux, shows the queue and worker it finds, and quits on q")
+    func topUnderTmux() async throws {
+        let h = try await TaskHarness.make()
+        defer { Task { await h.broker.close() } }
+        let q = "topq\(UInt16.random(in: 0...9999))"
+        let worker = h.startWorker(queues: [q], registry: .echo()) { $0.workerID = "top-worker-\(h.topology.prefix)" }
+        let socket = "sluice-top-\(UUID().uuidString.prefix(8))"
+        var env = ProcessInfo.processInfo.environment
+        env["TMUX"] = nil
+        env["TERM"] = "xterm-256color"
+        let environment = env
+        let tmux = "/usr/bin/tmux"
+        // The tmux server is a daemon that keeps every descriptor it inherits;
+        // Foundation's Process learns that a child ended from one of them, so
+        // the client must not pass them on: close all but 0-2, then run tmux.
+        @Sendable func runTmux(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+            try await runProgram("/bin/bash", ["-c", #"for fd in /proc/self/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-" 2>/dev/null; done; exec "$@""#, "bash", tmux] + arguments,
+                                 environment: environment)
+        }
+        let command = "\(SluiceBinary.url.path) top --url '\(h.url)' --prefix \(h.topology.prefix) --api http://127.0.0.1:1"
+        let started = try await runTmux(["-L", socket, "new-session", "-d", "-s", "top", "-x", "200", "-y", "50", command])
+        #expect(started.status == 0, "\(started.output)")
+        defer { Task { _ = try? await runTmux(["-L", socket, "kill-server"]) } }
+        let screen = try await eventually(30, "top to show queue \(q) and the worker") { () -> String? in
+            let (_, pane) = try await runTmux(["-L", socket, "capture-pane", "-p", "-t", "top"])
+            return pane.contains(q) && pane.contains("top-worker-\(h.topology.prefix)") ? pane : nil
+        }
+        #expect(screen.contains("sluice top"))
+        #expect(screen.contains("WORKFLOW RUNS"))
+        _ = try await runTmux(["-L", socket, "send-keys", "-t", "top", "q"])
+        // The session ends when top exits.
+        _ = try await eventually(15, "top to quit on q") { () -> Bool? in
+            let (status, _) = try await runTmux(["-L", socket, "has-session", "-t", "top"])
+            return status != 0 ? true : nil
+        }
+        try await worker.stop()
+    }
+
+    @Test("worker --processes 3: a killed child restarts, a stuck one is killed at the hard limit and its task redelivered, SIGTERM drains all")
+    func supervisor() async throws {
+        let h = try await TaskHarness.make(deliveryLimit: 2)
+        defer { Task { await h.broker.close() } }
+        let q = "sup"
+        try await h.broker.prepare(queues: [q])
+        let events = try await h.recordEvents()
+        let supervisor = try SluiceBinary.start(["worker", "--url", h.url, "--prefix", h.topology.prefix, "--delivery-limit", "2",
+                                                 "--queue", q, "--processes", "3", "--hard-time-limit", "2s", "--started-events",
+                                                 "--log-level", "warning"])
+        defer { SluiceBinary.stopIfRunning(supervisor) }
+        let pid = supervisor.processIdentifier
+        let first = try await eventually(30, "3 worker processes") { () -> Set<Int32>? in
+            let c = try await children(of: pid)
+            return c.count == 3 ? c : nil
+        }
+        // Crash one: the supervisor starts a new one.
+        let victim = first.sorted()[0]
+        kill(victim, SIGKILL)
+        let second = try await eventually(30, "the killed process to be replaced") { () -> Set<Int32>? in
+            let c = try await children(of: pid)
+            return c.count == 3 && !c.contains(victim) ? c : nil
+        }
+        #expect(second.intersection(first).count == 2)
+
+        // A task stuck past the hard limit: its process is killed, the task redelivered,
+        // and at the delivery limit the broker dead-letters it.
+        let client = TaskClient(broker: h.broker)
+        let id = try await client.enqueue(name: "sluice.sleep", json: Array(#"{"seconds":600}"#.utf8), options: .init(queue: q))
+        let starts = try await events.waitUntil("the stuck task to start twice", seconds: 60) { all in
+            all.filter { $0.kind == .started && $0.taskID == id }.count >= 2
+        }
+        #expect(starts.filter { $0.kind == .started && $0.taskID == id }.count >= 2)
+        _ = try await eventually(60, "the stuck task to be dead-lettered at the delivery limit") { () -> Bool? in
+            try await h.broker.queueState(h.topology.deadQueue(q)).messageCount == 1 ? true : nil
+        }
+
+        // SIGTERM: every child drains and exits, and so does the supervisor, with 0.
+        // (The last process killed at the limit may still be in its restart backoff.)
+        let before = try await eventually(30, "3 worker processes again") { () -> Set<Int32>? in
+            let c = try await children(of: pid)
+            return c.count == 3 ? c : nil
+        }
+        kill(pid, SIGTERM)
+        let status = try await within(60, "the supervisor to stop") { try await SluiceBinary.exitStatus(of: supervisor) }
+        #expect(status == 0)
+        #expect(before.filter(isAlive).isEmpty, "no worker process outlives the supervisor")
+    }
+
+    @Test("/metrics on a worker that ran known tasks shows those counts")
+    func workerMetrics() async throws {
+        let h = try await TaskHarness.make()
+        defer { Task { await h.broker.close() } }
+        let q = "met"
+        try await h.broker.prepare(queues: [q])
+        let events = try await h.recordEvents()
+        let port = CoordinatorProcess.freePort()
+        let worker = try SluiceBinary.start(["worker", "--url", h.url, "--prefix", h.topology.prefix, "--queue", q,
+                                             "--metrics", "127.0.0.1:\(port)", "--log-level", "warning"])
+        defer { SluiceBinary.stopIfRunning(worker) }
+        let client = TaskClient(broker: h.broker)
+        var ids: Set<String> = []
+        for _ in 0..<3 { ids.insert(try await client.enqueue(name: "sluice.echo", json: Array("{}".utf8), options: .init(queue: q))) }
+        ids.insert(try await client.enqueue(name: "sluice.fail", json: Array(#"{"permanent":true}"#.utf8), options: .init(queue: q)))
+        _ = try await events.waitForOutcomes(ids)
+        let (status, text) = try await httpGet("http://127.0.0.1:\(port)/metrics")
+        #expect(status == 200)
+        #expect(text.contains(#"sluice_tasks_total{task="sluice.echo",queue="met",outcome="succeeded"} 3"#), "\(text)")
+        #expect(text.contains(#"sluice_tasks_total{task="sluice.fail",queue="met",outcome="dead"} 1"#))
+        #expect(text.contains(#"sluice_task_duration_seconds_count{task="sluice.echo",queue="met"} 3"#))
+        #expect(text.contains(#"sluice_task_wait_seconds_count{queue="met"} 4"#))
+        #expect(text.contains(#"sluice_tasks_in_flight{queue="met"} 0"#))
+        kill(worker.processIdentifier, SIGTERM)
+        #expect(try await within(60, "the worker to stop") { try await SluiceBinary.exitStatus(of: worker) } == 0)
+    }
+
+    @Test("sluice dev: the stack comes up, the demo completes with its retry and dead letter, and Ctrl-C leaves nothing behind")
+    func dev() async throws {
+        let node = PrivateBroker.unique("dev")
+        let port = CoordinatorProcess.freePort()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-dev-\(UUID().uuidString)").path
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-dev-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        let process = Process()
+        process.executableURL = SluiceBinary.url
+        process.arguments = ["dev", "--broker-port", "\(node.basePort)", "--http", "127.0.0.1:\(port)", "--data-dir", dir]
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        defer {
+            SluiceBinary.stopIfRunning(process)
+            try? FileManager.default.removeItem(atPath: dir)
+            try? FileManager.default.removeItem(at: log)
+        }
+        let devNode = PrivateBroker(name: "dev-\(node.basePort)", basePort: node.basePort, plugins: "rabbitmq_management")
+        let output = try await eventually(180, "the demo run to finish") { () -> String? in
+            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            if !process.isRunning { throw TimedOut(what: "sluice dev exited early:\n\(text)", seconds: 0) }
+            return text.contains("Ctrl-C stops it") ? text : nil
+        }
+        #expect(output.contains("demo run completed."), "\(output)")
+        #expect(output.contains("succeeded on attempt 3"))
+        #expect(output.contains("dead letter: 1 task(s)"))
+        #expect(output.contains("management UI      \(node.managementURL)"))
+        #expect(output.contains("coordinator API    http://127.0.0.1:\(port)/v1/runs/"))
+        let started = try await children(of: process.processIdentifier)
+        #expect(started.count == 2, "the coordinator and the worker")
+        kill(process.processIdentifier, SIGINT)
+        let status = try await within(90, "sluice dev to stop") { try await SluiceBinary.exitStatus(of: process) }
+        #expect(status == 0)
+        #expect(started.filter(isAlive).isEmpty)
+        let running = try? await devNode.run(["running"])
+        #expect(running == nil, "the private broker it started is stopped")
+        try? await devNode.destroy()
+    }
+}
