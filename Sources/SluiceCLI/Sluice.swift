@@ -14,7 +14,7 @@ struct Sluice: AsyncParsableCommand {
         version: SluiceVersion.current,
         subcommands: [Enqueue.self, WorkerCommand.self, QueuesCommand.self, WorkersCommand.self, TopCommand.self, Dead.self,
                       CoordinatorCommand.self, WorkflowCommand.self, ScheduleCommand.self, DevCommand.self, TopologyCommand.self,
-                      Bench.self, CheckArgs.self])
+                      Bench.self, CheckArgs.self, CLIReference.self])
 }
 
 /// Options every command shares.

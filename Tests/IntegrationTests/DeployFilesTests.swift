@@ -182,3 +182,17 @@ struct DeployFilesTests {
         #expect(keys["management.tcp.port"] == "15672")
     }
 }
+
+@Suite("docs/")
+struct DocsTests {
+    @Test("docs/cli.md is the CLI's current --help (regenerate: sluice cli-reference > docs/cli.md)")
+    func cliReference() async throws {
+        let committed = try String(contentsOf: DeployFilesTests.root.appendingPathComponent("docs/cli.md"), encoding: .utf8)
+        let (status, generated) = try await SluiceBinary.run(["cli-reference"])
+        #expect(status == 0)
+        #expect(committed == generated, "docs/cli.md is out of date: run `sluice cli-reference > docs/cli.md`")
+        for command in ["sluice worker", "sluice queues", "sluice workers", "sluice top", "sluice dev", "sluice topology export"] {
+            #expect(committed.contains("\n## \(command)\n"), "\(command) is documented")
+        }
+    }
+}
