@@ -69,7 +69,7 @@ struct QueuesCommand: AsyncParsableCommand {
         let clear = !json && isatty(STDOUT_FILENO) == 1
         try await untilInterrupted {
             while !Task.isCancelled {
-                let overview = await collector.collect(only: queues, waits: events.recentWaits())
+                let overview = await collector.collect(only: queues, known: events.workerQueues(), waits: events.recentWaits())
                 if json {
                     print(try encodeJSON(overview, pretty: false))
                 } else {

@@ -38,7 +38,7 @@ struct TopCommand: AsyncParsableCommand {
             var history: [String: [Double]] = [:]
             var frame = 0
             while !Task.isCancelled {
-                let overview = await collector.collect(waits: events.recentWaits())
+                let overview = await collector.collect(known: events.workerQueues(), waits: events.recentWaits())
                 for row in overview.queues {
                     history[row.queue, default: []].append(row.ackRate ?? row.deliverRate ?? 0)
                     if history[row.queue]!.count > 60 { history[row.queue]!.removeFirst() }

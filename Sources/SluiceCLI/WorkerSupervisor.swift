@@ -68,7 +68,9 @@ final class WorkerSupervisor: Sendable {
             }
             if stopping {
                 live -= 1
-                if status != 0 { worst = 1 }
+                // 128+SIGTERM: a process that had only just been (re)started
+                // and had not set up its handlers yet; it held no task.
+                if status != 0 && status != 128 + SIGTERM { worst = 1 }
                 logger.info("worker process exited", metadata: ["slot": "\(slot)", "status": "\(status)", "left": "\(live)"])
                 if live == 0 { break }
                 continue

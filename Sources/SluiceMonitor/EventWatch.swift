@@ -73,6 +73,11 @@ public final class EventWatch: Sendable {
         state.withLock { $0.roster.entries(now: now) }
     }
 
+    /// Queues that workers heard from so far consume.
+    public func workerQueues() -> [String] {
+        Array(Set(workers().flatMap(\.heartbeat.queues))).sorted()
+    }
+
     /// Heartbeats received so far.
     public var heartbeatCount: Int { state.withLock { $0.heartbeats } }
 

@@ -63,8 +63,9 @@ public struct QueueCollector: Sendable {
     }
 
     /// `only`: queue names to show (all the prefix's work queues when empty;
-    /// without the management API, `default` when empty).
-    public func collect(only: [String] = [], waits: [String: Double] = [:]) async -> QueueOverview {
+    /// without the management API, `known` when empty, else `default`).
+    /// `known`: queues seen elsewhere, such as in worker heartbeats.
+    public func collect(only: [String] = [], known: [String] = [], waits: [String: Double] = [:]) async -> QueueOverview {
         let topology = broker.topology
         var reason: String? = "no management API configured"
         if let management {
@@ -89,7 +90,8 @@ public struct QueueCollector: Sendable {
             }
         }
         var rows: [QueueRow] = []
-        for name in only.isEmpty ? ["default"] : only {
+        let names = !only.isEmpty ? only : !known.isEmpty ? Array(Set(known)).sorted() : ["default"]
+        for name in names {
             var row = QueueRow(queue: name, recentWaitMilliseconds: waits[name])
             if let work = try? await broker.queueState(topology.workQueue(name)) {
                 row.ready = Int(work.messageCount)

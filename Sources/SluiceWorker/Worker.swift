@@ -58,7 +58,7 @@ public final class Worker: Service {
                     maxBodyBytes: Int = 1 << 20, maxResultBytes: Int = 64 << 10, timeLimit: Duration? = nil,
                     timeLimitGrace: Duration = .seconds(5), shutdownGrace: Duration = .seconds(30),
                     publishStartedEvents: Bool = false, heartbeatInterval: Duration = .seconds(5),
-                    workerID: String = Worker.defaultWorkerID, middleware: [any WorkerMiddleware] = [LoggingMiddleware(), MetricsMiddleware()]) {
+                    workerID: String = Worker.defaultWorkerID, middleware: [any WorkerMiddleware] = [LoggingMiddleware(), MetricsMiddleware(), TracingMiddleware()]) {
             self.queues = queues
             self.concurrency = max(1, concurrency)
             self.retryPolicy = retryPolicy
@@ -297,7 +297,7 @@ public final class Worker: Service {
                     e.errorMessage = "result of \(result.count) bytes exceeds the limit of \(configuration.maxResultBytes) and was dropped"
                 }
             }
-            try await publishAll([topology.eventMessage(e)])
+            try await publishOutcome([topology.eventMessage(e)])
             statsBox.withLock { $0.succeeded += 1 }
             countOutcome("succeeded", task.name, queue)
             try await delivery.ack()
@@ -323,7 +323,7 @@ public final class Worker: Service {
                 e.waitMilliseconds = waited
                 // The copy must be safe before the ack; the event is reported, not required
                 // (publishing both as one batch could requeue a task whose copy exists).
-                try await publishAll([topology.message(for: next)])
+                try await publishOutcome([topology.message(for: next)])
                 await publishEvent(e)
                 statsBox.withLock { $0.retried += 1 }
                 countOutcome("retried", task.name, queue)
@@ -358,8 +358,8 @@ public final class Worker: Service {
             "queue": "\(queue)", "reason": "\(reason.rawValue)", "task.id": "\(task?.id ?? delivery.properties.messageId ?? "?")",
             "error": "\(message)",
         ])
-        try await publishAll([topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: reason,
-                                                   errorType: errorType, errorMessage: message, worker: configuration.workerID)])
+        try await publishOutcome([topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: reason,
+                                                       errorType: errorType, errorMessage: message, worker: configuration.workerID)])
         var e: TaskEvent
         if let task {
             e = event(.dead, task)
@@ -375,6 +375,19 @@ public final class Worker: Service {
         statsBox.withLock { $0.dead += 1 }
         countOutcome("dead", task?.name ?? delivery.properties.type ?? "unknown", queue)
         try await delivery.ack()
+    }
+
+    /// Publishes a task's outcome (its event, retry copy or dead copy) before
+    /// its ack. Shutdown may cancel a task whose handler has just finished:
+    /// the outcome is then published again without cancellation and awaited,
+    /// so that the delivery is still acknowledged instead of left to be run
+    /// again (a second copy of an event is harmless; a second run is not).
+    private func publishOutcome(_ messages: [OutboundMessage]) async throws {
+        do {
+            try await publishAll(messages)
+        } catch is CancellationError {
+            try await Task { try await self.publishAll(messages) }.value
+        }
     }
 
     /// Publishes an event and waits for the broker; a failure is logged, not thrown.

@@ -56,7 +56,9 @@ func httpGet(_ url: String) async throws -> (Int, String) {
     return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
 }
 
-@Suite("Operating Sluice: queues, workers, top, supervisor, metrics, dev")
+// One at a time: several of these start many processes (a broker node, worker
+// processes), which on a 2-core machine slows every other test running beside them.
+@Suite("Operating Sluice: queues, workers, top, supervisor, metrics, dev", .serialized)
 struct OperationsTests {
     @Test("sluice queues shows ready, unacknowledged and dead counts, and reading changes nothing")
     func queuesCounts() async throws {
@@ -152,7 +154,7 @@ struct OperationsTests {
         let started = try await runTmux(["-L", socket, "new-session", "-d", "-s", "top", "-x", "200", "-y", "50", command])
         #expect(started.status == 0, "\(started.output)")
         defer { Task { _ = try? await runTmux(["-L", socket, "kill-server"]) } }
-        let screen = try await eventually(30, "top to show queue \(q) and the worker") { () -> String? in
+        let screen = try await eventually(60, "top to show queue \(q) and the worker") { () -> String? in
             let (_, pane) = try await runTmux(["-L", socket, "capture-pane", "-p", "-t", "top"])
             return pane.contains(q) && pane.contains("top-worker-\(h.topology.prefix)") ? pane : nil
         }

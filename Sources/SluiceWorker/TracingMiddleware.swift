@@ -1,0 +1,38 @@
+import SluiceCore
+import Tracing
+
+/// Runs each handler in a span of the process's swift-distributed-tracing
+/// tracer (swift-otel, for example, bootstrapped by the application), as a
+/// child of the trace the task carries in its `traceparent` header. Without
+/// a bootstrapped tracer it costs next to nothing; the trace context still
+/// flows (the worker sets ``TraceParent/current`` for the handler).
+public struct TracingMiddleware: WorkerMiddleware {
+    public init() {}
+
+    public func handle(_ context: TaskContext, next: @escaping @Sendable (TaskContext) async throws -> [UInt8]?) async throws -> [UInt8]? {
+        var parent = InstrumentationContext.current ?? .topLevel
+        if let traceparent = context.traceparent {
+            InstrumentationSystem.instrument.extract(["traceparent": traceparent], into: &parent, using: HeaderExtractor())
+        }
+        return try await withSpan(context.name, context: parent, ofKind: .consumer) { span in
+            span.attributes["sluice.task.id"] = context.id
+            span.attributes["sluice.task.queue"] = context.task.queue
+            span.attributes["sluice.task.attempt"] = context.attempt
+            if let run = context.task.workflowRunID { span.attributes["sluice.workflow.run"] = run }
+            if let step = context.task.workflowStep { span.attributes["sluice.workflow.step"] = step }
+            // With a real tracer, tasks the handler enqueues name this span as their parent.
+            var headers: [String: String] = [:]
+            InstrumentationSystem.instrument.inject(span.context, into: &headers, using: HeaderInjector())
+            guard let own = headers["traceparent"].flatMap(TraceParent.init) else { return try await next(context) }
+            return try await TraceParent.$current.withValue(own) { try await next(context) }
+        }
+    }
+
+    private struct HeaderInjector: Injector {
+        func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
+    }
+
+    private struct HeaderExtractor: Extractor {
+        func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
+    }
+}
