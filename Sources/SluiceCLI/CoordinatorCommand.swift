@@ -61,7 +61,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
             apiConfiguration = configuration
         }
         let leaseTTL = try parseDuration(leaseTtl)
-        if supervised { SupervisedChild.stopWhenSupervisorGoes() }
+        if supervised {
+            SupervisedChild.resetSignals()
+            SupervisedChild.stopWhenSupervisorGoes()
+        }
         PrometheusMetrics.bootstrap()
         let store = try await openStore(store ?? ProcessInfo.processInfo.environment["SLUICE_STORE"] ?? "sqlite:sluice-coordinator.sqlite",
                                         logger: logger)

@@ -65,8 +65,9 @@ struct DevCommand: AsyncParsableCommand {
             }
             if (try? await node.run(["running"])) == nil {
                 step("starting a private RabbitMQ node on 127.0.0.1:\(brokerPort) (takes about 6 s)...")
-                try await node.start()
                 stack.startedBroker = node
+                try await node.start()
+                if signals.pending { return }
             } else {
                 step("using the private RabbitMQ node already running on 127.0.0.1:\(brokerPort)")
             }
@@ -88,6 +89,7 @@ struct DevCommand: AsyncParsableCommand {
         let deadline = ContinuousClock.now + .seconds(60)
         while true {
             if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
+            if signals.pending { return }
             if let health = try? await api.send("GET", "healthz"), health["active"].map(text) == "true" { break }
             guard ContinuousClock.now < deadline else { throw CLIError("the coordinator did not become active within 60 s; see \(stack.logPath("coordinator"))") }
             try await Task.sleep(for: .milliseconds(200))
@@ -136,7 +138,10 @@ struct DevCommand: AsyncParsableCommand {
         await broker.close()
         print("  dead letter: \(dead) task(s) in the dead queue of 'demo'; see them with: sluice dead list demo\(prefix == "sluice" ? "" : " --prefix \(prefix)")")
         print("  output:      \(final?["output"].map { $0.jsonText } ?? "null")")
-        if exitWhenDone { return }
+        if exitWhenDone {
+            if status != "completed" { throw CLIError("the demo run ended \(status)") }
+            return
+        }
         print("\nThe stack keeps running: try `sluice top`, `sluice queues`, `sluice workers`, `sluice workflow list`. Ctrl-C stops it.")
         flushStandardOutput()
         while !signals.pending {

@@ -134,7 +134,10 @@ final class SignalWatcher: @unchecked Sendable {
     private let stream: AsyncStream<Int32>
     private let continuation: AsyncStream<Int32>.Continuation
 
+    private let signals: [Int32]
+
     init(_ signals: [Int32]) {
+        self.signals = signals
         (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
         let continuation = self.continuation
         let received = self.received
@@ -168,8 +171,10 @@ final class SignalWatcher: @unchecked Sendable {
     /// Every signal, as they come.
     var all: AsyncStream<Int32> { stream }
 
+    /// Stops watching and gives the signals their default action back.
     func stop() {
         for s in sources { s.cancel() }
+        for sig in signals { signal(sig, SIG_DFL) }
         continuation.finish()
     }
 }

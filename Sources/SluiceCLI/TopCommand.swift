@@ -32,7 +32,9 @@ struct TopCommand: AsyncParsableCommand {
         let pause = try parseDuration(interval)
         let screen = Screen()
         screen.enter()
-        defer { screen.leave() }
+        // Restored first thing after the loop, and on any error too.
+        var restored = false
+        defer { if !restored { screen.leave() } }
         let keys = KeyReader()
         try await untilInterrupted {
             var history: [String: [Double]] = [:]
@@ -51,6 +53,8 @@ struct TopCommand: AsyncParsableCommand {
                 if await keys.waitForQuit(timeout: pause) { return }
             }
         }
+        screen.leave()
+        restored = true
         keys.stop()
         await events.stop()
         await broker.close()
@@ -187,7 +191,7 @@ final class KeyReader: Sendable {
         let until = ContinuousClock.now + timeout
         while ContinuousClock.now < until {
             if quitRequested.load(ordering: .relaxed) { return true }
-            try? await Task.sleep(for: .milliseconds(50))
+            do { try await Task.sleep(for: .milliseconds(50)) } catch { return false }  // cancelled: Ctrl-C
         }
         return quitRequested.load(ordering: .relaxed)
     }

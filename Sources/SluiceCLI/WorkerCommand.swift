@@ -20,7 +20,9 @@ struct WorkerCommand: AsyncParsableCommand {
         a retry; any other status fails the attempt (retried per the policy).
 
         On SIGTERM/SIGINT the worker stops taking tasks, lets running ones finish for \
-        --shutdown-grace, returns the rest to the queue and exits 0.
+        --shutdown-grace, then cancels the rest and returns them to the queue (a handler that \
+        ignores cancellation gets one more grace period), and exits 0. Give a service manager a \
+        stop timeout above twice the grace.
 
         --processes N runs N worker processes under this one: a crashed one is restarted with \
         backoff; SIGTERM drains them all; with --hard-time-limit, a process with a task running \
@@ -78,6 +80,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         if !supervised && (processes != nil || hardTimeLimit != nil) { return try await supervise() }
+        if supervised { SupervisedChild.resetSignals() }
         // A --exec child that exits without reading its input must not kill
         // the worker: its write then fails with EPIPE instead.
         signal(SIGPIPE, SIG_IGN)

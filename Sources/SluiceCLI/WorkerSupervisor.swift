@@ -23,6 +23,8 @@ final class WorkerSupervisor: Sendable {
         var failures = 0
         /// Running tasks by id, with when they started.
         var tasks: [String: ContinuousClock.Instant] = [:]
+        /// Report bytes after the last newline (a read may end mid-line).
+        var partial: [UInt8] = []
         var killedForLimit = false
     }
 
@@ -51,11 +53,24 @@ final class WorkerSupervisor: Sendable {
         let watchdog = Task { await self.watchdog() }
         let forwarder = Task {
             var received = 0
+            var resender: Task<Void, Never>?
+            defer { resender?.cancel() }
             for await sig in signals.all {
                 received += 1
                 self.logger.info("\(received == 1 ? "stopping" : "killing") worker processes", metadata: ["signal": "\(sig)"])
                 self.state.withLock { $0.stopping = true }
                 self.signalChildren(received == 1 ? SIGTERM : SIGKILL)
+                if received == 1 {
+                    // Again each second: a process started a moment ago may
+                    // not have set up its handlers yet. A draining worker
+                    // ignores the repeats.
+                    resender = Task {
+                        while !Task.isCancelled {
+                            try? await Task.sleep(for: .seconds(1))
+                            self.signalChildren(SIGTERM)
+                        }
+                    }
+                }
             }
         }
         var live = count
@@ -122,11 +137,15 @@ final class WorkerSupervisor: Sendable {
             try process.run()
             try? input.fileHandleForReading.close()
             try? reports.fileHandleForWriting.close()
-            state.withLock { s in
+            let stopping = state.withLock { s -> Bool in
                 s.slots[slot].process = process
                 s.slots[slot].startedAt = .now
                 s.slots[slot].tasks = [:]
+                s.slots[slot].partial = []
+                return s.stopping
             }
+            // A stop that came while this one was being started.
+            if stopping { kill(process.processIdentifier, SIGTERM) }
             logger.info("worker process started", metadata: ["slot": "\(slot)", "pid": "\(process.processIdentifier)"])
         } catch {
             logger.error("cannot start a worker process", metadata: ["error": "\(error)"])
@@ -134,10 +153,18 @@ final class WorkerSupervisor: Sendable {
         }
     }
 
-    /// Lines `started <id>` / `finished <id>` from a child.
+    /// Lines `started <id>` / `finished <id>` from a child; only whole lines
+    /// count, the rest waits for the next read.
     private func read(reports data: Data, slot: Int) {
-        let text = String(decoding: data, as: UTF8.self)
         state.withLock { s in
+            var bytes = s.slots[slot].partial + Array(data)
+            guard let end = bytes.lastIndex(of: UInt8(ascii: "\n")) else {
+                s.slots[slot].partial = bytes
+                return
+            }
+            s.slots[slot].partial = Array(bytes[(end + 1)...])
+            bytes.removeSubrange((end + 1)...)
+            let text = String(decoding: bytes, as: UTF8.self)
             for line in text.split(separator: "\n") {
                 let parts = line.split(separator: " ", maxSplits: 1)
                 guard parts.count == 2 else { continue }
@@ -182,6 +209,18 @@ enum SupervisedChild {
     static func report(_ line: String) {
         let bytes = Array((line + "\n").utf8)
         bytes.withUnsafeBytes { _ = write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+    }
+
+    /// A spawned process inherits ignored signals: put SIGTERM and SIGINT
+    /// back to their defaults (the service group then installs its handlers).
+    static func resetSignals() {
+        signal(SIGTERM, SIG_DFL)
+        signal(SIGINT, SIG_DFL)
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     static func stopWhenSupervisorGoes() {

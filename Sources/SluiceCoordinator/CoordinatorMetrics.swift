@@ -4,8 +4,8 @@ import Metrics
 import ServiceLifecycle
 import SluiceWorkflow
 
-/// The coordinator's gauges, sampled from its store: runs by status
-/// (`sluice_workflow_runs`), unsent outbox rows and the age of the oldest
+/// The coordinator's gauges, sampled from its store every 5 s and on each
+/// API scrape: runs by status (`sluice_workflow_runs`), unsent outbox rows and the age of the oldest
 /// (`sluice_coordinator_outbox_unsent`, `sluice_coordinator_outbox_lag_seconds`),
 /// and whether this coordinator holds the lease (`sluice_coordinator_active`).
 /// `sluice_workflow_transitions_total` is counted as events are applied.
@@ -21,26 +21,29 @@ public struct CoordinatorMetrics: Service {
     }
 
     public func run() async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            do { try await Self.sample(coordinator) } catch is CancellationError { return } catch {
-                logger.debug("could not sample coordinator metrics", metadata: ["error": "\(error)"])
+        // Ends at once on graceful shutdown, so that the coordinator's own
+        // shutdown (and its lease release) is not held up by a sleep here.
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do { try await Self.sample(coordinator) } catch is CancellationError { return } catch {
+                    logger.debug("could not sample coordinator metrics", metadata: ["error": "\(error)"])
+                }
+                try await Task.sleep(for: interval)
             }
-            try? await Task.sleep(for: interval)
         }
     }
 
-    /// Reads the store once and records the gauges (counts capped at 10,000 per status).
+    /// Reads the store's counts once (aggregate queries) and records the gauges.
     public static func sample(_ coordinator: Coordinator, factory: (any MetricsFactory)? = nil) async throws {
         let factory = factory ?? MetricsSystem.factory
-        let store = coordinator.engine.store
+        let stats = try await coordinator.engine.store.statistics()
         for status in RunState.Status.allCases {
-            let count = try await store.runs(RunQuery(status: status, limit: 10_000)).runs.count
-            Gauge(label: "sluice_workflow_runs", dimensions: [("status", status.rawValue)], factory: factory).record(count)
+            Gauge(label: "sluice_workflow_runs", dimensions: [("status", status.rawValue)], factory: factory)
+                .record(stats.runsByStatus[status.rawValue] ?? 0)
         }
-        let unsent = try await store.unsentOutbox(limit: 10_000)
-        Gauge(label: "sluice_coordinator_outbox_unsent", factory: factory).record(unsent.count)
-        let lag = unsent.map { Date().timeIntervalSince($0.createdAt) }.max() ?? 0
-        Gauge(label: "sluice_coordinator_outbox_lag_seconds", factory: factory).record(max(0, lag))
+        Gauge(label: "sluice_coordinator_outbox_unsent", factory: factory).record(stats.unsentOutbox)
+        let lag = stats.oldestUnsent.map { max(0, Date().timeIntervalSince($0)) } ?? 0
+        Gauge(label: "sluice_coordinator_outbox_lag_seconds", factory: factory).record(lag)
         Gauge(label: "sluice_coordinator_active", factory: factory).record(coordinator.isActive ? 1 : 0)
     }
 }

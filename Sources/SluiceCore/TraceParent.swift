@@ -12,10 +12,14 @@ public struct TraceParent: Sendable, Hashable, CustomStringConvertible {
     /// Parses a header value; nil if it is not a valid version-00 value
     /// (all-zero ids are invalid, as the specification says).
     public init?(_ text: String) {
-        let parts = text.lowercased().split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count >= 4, parts[0].count == 2, parts[0] != "ff",
+        // Lower-case ASCII hex only; version 00 has exactly four fields
+        // (a later version may append more, which a 00 reader ignores).
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        func isHex(_ s: Substring) -> Bool { s.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) } }
+        guard parts.count >= 4, parts[0].count == 2, isHex(parts[0]), parts[0] != "ff",
+              parts[0] != "00" || parts.count == 4,
               parts[1].count == 32, parts[2].count == 16, parts[3].count == 2,
-              parts.allSatisfy({ $0.allSatisfy(\.isHexDigit) }),
+              isHex(parts[1]), isHex(parts[2]), isHex(parts[3]),
               parts[1].contains(where: { $0 != "0" }), parts[2].contains(where: { $0 != "0" }) else { return nil }
         traceID = String(parts[1])
         spanID = String(parts[2])

@@ -31,22 +31,50 @@ final class ShutdownSignal: Sendable {
 
 /// The handler tasks currently running, so that shutdown can wait for or cancel them.
 final class RunningTasks: Sendable {
-    private let tasks = Mutex<(next: Int, running: [Int: Task<Void, Never>], emptied: [CheckedContinuation<Void, Never>])>((0, [:], []))
+    private struct State {
+        var next = 0
+        var running: [Int: Task<Void, Never>] = [:]
+        var emptied: [CheckedContinuation<Void, Never>] = []
+        /// Tasks past their handler, publishing the outcome: never cancelled.
+        var settling: Set<Int> = []
+        /// Tasks `cancelAll` cancelled.
+        var cancelled: Set<Int> = []
+    }
+
+    private let tasks = Mutex(State())
+
+    /// The running task's id in its `RunningTasks`, for ``markSettling()``.
+    @TaskLocal static var current: (tasks: RunningTasks, id: Int)?
 
     func start(_ body: @escaping @Sendable () async -> Void) {
         tasks.withLock { t in
             let id = t.next
             t.next += 1
             t.running[id] = Task {
-                await body()
+                await RunningTasks.$current.withValue((self, id)) { await body() }
                 self.finish(id)
             }
+        }
+    }
+
+    /// Called by a task whose handler has returned: from now on shutdown
+    /// does not cancel it, so its outcome is published and acknowledged
+    /// whole. False if shutdown cancelled it first (the outcome must then
+    /// be dropped and the delivery handed back).
+    static func markSettling() -> Bool {
+        guard let (tasks, id) = current else { return true }
+        return tasks.tasks.withLock { t in
+            if t.cancelled.contains(id) { return false }
+            t.settling.insert(id)
+            return true
         }
     }
 
     private func finish(_ id: Int) {
         let waiters = tasks.withLock { t -> [CheckedContinuation<Void, Never>] in
             t.running.removeValue(forKey: id)
+            t.settling.remove(id)
+            t.cancelled.remove(id)
             guard t.running.isEmpty else { return [] }
             let w = t.emptied
             t.emptied = []
@@ -78,8 +106,15 @@ final class RunningTasks: Sendable {
 
     var count: Int { tasks.withLock { $0.running.count } }
 
+
+    /// Cancels every task that is still in its handler.
     func cancelAll() {
-        for task in tasks.withLock({ Array($0.running.values) }) { task.cancel() }
+        let victims = tasks.withLock { t -> [Task<Void, Never>] in
+            let ids = t.running.keys.filter { !t.settling.contains($0) }
+            t.cancelled.formUnion(ids)
+            return ids.compactMap { t.running[$0] }
+        }
+        for task in victims { task.cancel() }
     }
 }
 

@@ -183,9 +183,11 @@ public final class Worker: Service {
             stopping.fire()
         }
         phase.withLock { $0 = "stopping" }
-        heartbeat.cancel()
         await sendHeartbeat()
+        // Beats go on while draining (up to twice the shutdown grace): a
+        // draining worker is `stopping`, not gone.
         await drain(running)
+        heartbeat.cancel()
         pings.cancel()
         phase.withLock { $0 = "stopped" }
         await sendHeartbeat()
@@ -282,6 +284,12 @@ public final class Worker: Service {
             outcome = .failure(error)
         }
         configuration.taskReporter?(.finished(taskID: task.id))
+        if !RunningTasks.markSettling() {
+            // Shutdown cancelled this task past its grace: hand it back whatever
+            // the handler returned (nothing about it has been published).
+            try? await delivery.reject(requeue: true)
+            return
+        }
         let elapsed = ContinuousClock.now - start
         let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
 
@@ -301,9 +309,6 @@ public final class Worker: Service {
             statsBox.withLock { $0.succeeded += 1 }
             countOutcome("succeeded", task.name, queue)
             try await delivery.ack()
-        case .failure where handlersCancelled.isFired:
-            // Shutdown past its grace period: back to the queue, not a failure.
-            try? await delivery.reject(requeue: true)
         case .failure(let error):
             let (kind, message, retryable) = Self.describe(error)
             let policy = task.retryPolicy ?? configuration.retryPolicy
@@ -378,16 +383,10 @@ public final class Worker: Service {
     }
 
     /// Publishes a task's outcome (its event, retry copy or dead copy) before
-    /// its ack. Shutdown may cancel a task whose handler has just finished:
-    /// the outcome is then published again without cancellation and awaited,
-    /// so that the delivery is still acknowledged instead of left to be run
-    /// again (a second copy of an event is harmless; a second run is not).
+    /// its ack. The task cannot be cancelled by then (see
+    /// `RunningTasks.markSettling`), so outcome and ack go out together.
     private func publishOutcome(_ messages: [OutboundMessage]) async throws {
-        do {
-            try await publishAll(messages)
-        } catch is CancellationError {
-            try await Task { try await self.publishAll(messages) }.value
-        }
+        try await publishAll(messages)
     }
 
     /// Publishes an event and waits for the broker; a failure is logged, not thrown.
@@ -434,11 +433,12 @@ public final class Worker: Service {
 
     /// `sluice_tasks_in_flight{queue}`.
     private func changeInFlight(_ queue: String, by delta: Int) {
-        let n = inFlightByQueue.withLock { counts in
+        let gauge = Gauge(label: "sluice_tasks_in_flight", dimensions: [("queue", queue)], factory: metrics.factory)
+        // Recorded under the lock: two tasks ending at once must not record 1 after 0.
+        inFlightByQueue.withLock { counts in
             counts[queue, default: 0] += delta
-            return counts[queue]!
+            gauge.record(counts[queue]!)
         }
-        Gauge(label: "sluice_tasks_in_flight", dimensions: [("queue", queue)], factory: metrics.factory).record(n)
     }
 
     // MARK: Heartbeats

@@ -234,8 +234,12 @@ struct OperationsTests {
         for _ in 0..<3 { ids.insert(try await client.enqueue(name: "sluice.echo", json: Array("{}".utf8), options: .init(queue: q))) }
         ids.insert(try await client.enqueue(name: "sluice.fail", json: Array(#"{"permanent":true}"#.utf8), options: .init(queue: q)))
         _ = try await events.waitForOutcomes(ids)
-        let (status, text) = try await httpGet("http://127.0.0.1:\(port)/metrics")
-        #expect(status == 200)
+        // The worker counts an outcome just after publishing its event: poll.
+        let text = try await eventually(30, "/metrics to count the 4 tasks") { () -> String? in
+            let (status, text) = try await httpGet("http://127.0.0.1:\(port)/metrics")
+            return status == 200 && text.contains(#"sluice_tasks_in_flight{queue="met"} 0"#)
+                && text.contains(#"outcome="dead"} 1"#) ? text : nil
+        }
         #expect(text.contains(#"sluice_tasks_total{task="sluice.echo",queue="met",outcome="succeeded"} 3"#), "\(text)")
         #expect(text.contains(#"sluice_tasks_total{task="sluice.fail",queue="met",outcome="dead"} 1"#))
         #expect(text.contains(#"sluice_task_duration_seconds_count{task="sluice.echo",queue="met"} 3"#))

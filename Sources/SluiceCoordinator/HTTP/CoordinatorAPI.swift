@@ -116,11 +116,12 @@ public struct CoordinatorAPI: Sendable {
             var request = request
             let start = try decode(StartRequest.self, try await bodyBytes(&request, limit: limit))
             try requireActive(coordinator)
-            // The W3C header, else a body field: the run's step tasks join that trace.
-            let trace = request.headers[HTTPField.Name("traceparent")!] ?? start.traceparent
-            if let trace, TraceParent(trace) == nil {
-                throw APIError(.badRequest, "traceparent '\(trace.prefix(100))' is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)")
+            // The body field (refused if invalid), else the W3C header (ignored
+            // if invalid, as the specification asks): step tasks join that trace.
+            if let body = start.traceparent, TraceParent(body) == nil {
+                throw APIError(.badRequest, "traceparent '\(body.prefix(100))' is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)")
             }
+            let trace = start.traceparent ?? request.headers[HTTPField.Name("traceparent")!].flatMap { TraceParent($0)?.description }
             let run = try await engine.start(workflow: start.workflow, version: start.version, input: start.input ?? [:],
                                              idempotencyKey: start.idempotencyKey, traceparent: trace)
             coordinator.outboxChanged()
@@ -426,13 +427,12 @@ private func encoded<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok
 }
 
 private func metrics(_ store: any WorkflowStore) async throws -> Response {
-    var text = "# HELP sluice_workflow_runs Workflow runs by status (first 1000 of each).\n# TYPE sluice_workflow_runs gauge\n"
+    let stats = try await store.statistics()
+    var text = "# HELP sluice_workflow_runs Workflow runs by status.\n# TYPE sluice_workflow_runs gauge\n"
     for status in RunState.Status.allCases {
-        let count = try await store.runs(RunQuery(status: status, limit: 1000)).runs.count
-        text += "sluice_workflow_runs{status=\"\(status.rawValue)\"} \(count)\n"
+        text += "sluice_workflow_runs{status=\"\(status.rawValue)\"} \(stats.runsByStatus[status.rawValue] ?? 0)\n"
     }
-    let backlog = try await store.unsentOutbox(limit: 10_000).count
     text += "# HELP sluice_coordinator_outbox_unsent Step tasks waiting to be published.\n# TYPE sluice_coordinator_outbox_unsent gauge\n"
-    text += "sluice_coordinator_outbox_unsent \(backlog)\n"
+    text += "sluice_coordinator_outbox_unsent \(stats.unsentOutbox)\n"
     return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
 }

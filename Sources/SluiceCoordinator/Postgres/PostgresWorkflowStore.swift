@@ -256,6 +256,19 @@ public final class PostgresWorkflowStore: WorkflowStore {
             }
     }
 
+    public func statistics() async throws -> StoreStatistics {
+        var byStatus: [String: Int] = [:]
+        for row in try await rows("SELECT status, COUNT(*) FROM workflow_runs GROUP BY status", "run counts") {
+            let (status, n) = try row.decode((String, Int64).self)
+            byStatus[status] = Int(n)
+        }
+        let count = try await rows("SELECT COUNT(*) FROM workflow_outbox WHERE sent_at IS NULL", "outbox count")
+            .first.map { try $0.decode(Int64.self) } ?? 0
+        let oldest = try await rows("SELECT created_at FROM workflow_outbox WHERE sent_at IS NULL ORDER BY id LIMIT 1", "outbox age")
+            .first.map { try $0.decode(Int64.self) }
+        return StoreStatistics(runsByStatus: byStatus, unsentOutbox: Int(count), oldestUnsent: oldest.map { Date(epochMilliseconds: $0) })
+    }
+
     public func markSent(_ ids: [Int64]) async throws {
         guard !ids.isEmpty else { return }
         let now = Date().epochMilliseconds

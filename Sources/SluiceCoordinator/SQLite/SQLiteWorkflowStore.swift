@@ -241,6 +241,17 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             }
     }
 
+    public func statistics() async throws -> StoreStatistics {
+        var byStatus: [String: Int] = [:]
+        for row in try await read("SELECT status, COUNT(*) AS n FROM workflow_runs GROUP BY status") {
+            if let status = row.column("status")?.string, let n = row.column("n")?.integer { byStatus[status] = n }
+        }
+        let count = try await read("SELECT COUNT(*) AS n FROM workflow_outbox WHERE sent_at IS NULL").first?.column("n")?.integer ?? 0
+        let oldest = try await read("SELECT created_at FROM workflow_outbox WHERE sent_at IS NULL ORDER BY id LIMIT 1")
+            .first?.column("created_at")?.integer
+        return StoreStatistics(runsByStatus: byStatus, unsentOutbox: count, oldestUnsent: oldest.map { Date(epochMilliseconds: Int64($0)) })
+    }
+
     public func markSent(_ ids: [Int64]) async throws {
         guard !ids.isEmpty else { return }
         let now = Int(Date().epochMilliseconds)

@@ -37,6 +37,9 @@ public protocol WorkflowStore: Sendable {
 
     /// Outbox entries not yet marked sent, oldest first.
     func unsentOutbox(limit: Int) async throws -> [OutboxEntry]
+
+    /// Run counts by status and the outbox backlog, for metrics.
+    func statistics() async throws -> StoreStatistics
     /// Marks outbox entries sent (after the broker confirmed them).
     func markSent(_ ids: [Int64]) async throws
 
