@@ -23,13 +23,17 @@ public struct CoordinatorMetrics: Service {
     public func run() async throws {
         // Ends at once on graceful shutdown, so that the coordinator's own
         // shutdown (and its lease release) is not held up by a sleep here.
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do { try await Self.sample(coordinator) } catch is CancellationError { return } catch {
-                    logger.debug("could not sample coordinator metrics", metadata: ["error": "\(error)"])
+        do {
+            try await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    do { try await Self.sample(coordinator) } catch is CancellationError { return } catch {
+                        logger.debug("could not sample coordinator metrics", metadata: ["error": "\(error)"])
+                    }
+                    try await Task.sleep(for: interval)
                 }
-                try await Task.sleep(for: interval)
             }
+        } catch is CancellationError {
+            // Shutdown: a normal end, not a failure of the service group.
         }
     }
 
