@@ -49,6 +49,9 @@ public struct TaskBenchmark: Sendable {
     public var offeredRate: Int
     /// Whether the worker publishes `started` events (one more publish per task).
     public var startedEvents: Bool
+    /// Keep the worker's default middleware (logging, metrics, tracing)
+    /// instead of none.
+    public var defaultMiddleware = false
 
     public init(url: AMQPURL, count: Int, concurrency: Int, rounds: Int = 3, latencyTasks: Int = 2000, offeredRate: Int = 500,
                 startedEvents: Bool = false) {
@@ -78,7 +81,7 @@ public struct TaskBenchmark: Sendable {
         var logger = Logger(label: "sluice.bench")
         logger.logLevel = .warning
         var configuration = Worker.Configuration(queues: [queue], concurrency: concurrency)
-        configuration.middleware = []
+        if !defaultMiddleware { configuration.middleware = [] }
         configuration.publishStartedEvents = startedEvents
         let workerConfiguration = configuration
 

@@ -72,6 +72,8 @@ struct Bench: AsyncParsableCommand {
         @Option(help: "Tasks for the latency run.") var latencyTasks = 2000
         @Option(help: "Offered rate for the latency run, tasks/s.") var rate = 500
         @Flag(help: "The worker also publishes `started` events (workers do not by default).") var startedEvents = false
+        @Flag(help: "Run the worker as `sluice worker --metrics` does: default middleware (logging, metrics, tracing), Prometheus metrics.")
+        var observed = false
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var connection: ConnectionOptions
 
@@ -84,9 +86,13 @@ struct Bench: AsyncParsableCommand {
         func run() async throws {
             let url = try connection.resolvedURL()
             let quiet = json
-            let r = try await TaskBenchmark(url: url, count: count, concurrency: concurrency, rounds: rounds,
-                                            latencyTasks: latencyTasks, offeredRate: rate, startedEvents: startedEvents)
-                .run { if !quiet { standardError($0) } }
+            var benchmark = TaskBenchmark(url: url, count: count, concurrency: concurrency, rounds: rounds,
+                                          latencyTasks: latencyTasks, offeredRate: rate, startedEvents: startedEvents)
+            if observed {
+                PrometheusMetrics.bootstrap()
+                benchmark.defaultMiddleware = true
+            }
+            let r = try await benchmark.run { if !quiet { standardError($0) } }
             let latency: [String: Int] = ["p50": r.startLatency(percentile: 50), "p99": r.startLatency(percentile: 99), "max": r.startLatencyMax]
             if json {
                 printJSON([

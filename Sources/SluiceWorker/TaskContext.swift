@@ -28,6 +28,9 @@ public struct TaskContext: Sendable {
         set { baseLogger = newValue }
     }
 
+    /// Whether the logger would write debug messages (cheap to ask).
+    var logsAtDebug: Bool { baseLogger.logLevel <= .debug }
+
     /// Stable across retries and redeliveries.
     public var id: String { task.id }
     /// The task name.

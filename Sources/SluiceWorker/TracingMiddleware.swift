@@ -10,6 +10,8 @@ public struct TracingMiddleware: WorkerMiddleware {
     public init() {}
 
     public func handle(_ context: TaskContext, next: @escaping @Sendable (TaskContext) async throws -> [UInt8]?) async throws -> [UInt8]? {
+        // No tracer bootstrapped: no span to make (the trace context still flows).
+        if InstrumentationSystem.tracer is NoOpTracer { return try await next(context) }
         var parent = InstrumentationContext.current ?? .topLevel
         if let traceparent = context.traceparent {
             InstrumentationSystem.instrument.extract(["traceparent": traceparent], into: &parent, using: HeaderExtractor())

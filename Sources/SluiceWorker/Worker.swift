@@ -105,6 +105,8 @@ public final class Worker: Service {
     private let handlersCancelled = ShutdownSignal()
     private let startedAt = Date()
     private let inFlightByQueue = Mutex<[String: Int]>([:])
+    private let taskMetrics: MetricCache<TaskMetrics>
+    private let queueMetrics: MetricCache<QueueMetrics>
     private let phase = Mutex("running")
 
     /// The worker's counters now.
@@ -116,6 +118,16 @@ public final class Worker: Service {
         self.registry = registry
         self.configuration = configuration
         self.logger = logger
+        self.taskMetrics = MetricCache(factory: configuration.metricsFactory) { key, factory in
+            let d = [("task", key.task), ("queue", key.queue)]
+            return TaskMetrics(succeeded: Counter(label: "sluice_tasks_total", dimensions: d + [("outcome", "succeeded")], factory: factory),
+                               retried: Counter(label: "sluice_tasks_total", dimensions: d + [("outcome", "retried")], factory: factory),
+                               dead: Counter(label: "sluice_tasks_total", dimensions: d + [("outcome", "dead")], factory: factory))
+        }
+        self.queueMetrics = MetricCache(factory: configuration.metricsFactory) { key, factory in
+            QueueMetrics(wait: Metrics.Timer(label: "sluice_task_wait_seconds", dimensions: [("queue", key.queue)], factory: factory),
+                         inFlight: Gauge(label: "sluice_tasks_in_flight", dimensions: [("queue", key.queue)], factory: factory))
+        }
     }
 
     private var topology: Topology { broker.topology }
@@ -271,7 +283,7 @@ public final class Worker: Service {
         }
 
         let context = TaskContext(task: task, logger: logger)
-        metrics.timer("sluice_task_wait_seconds", [("queue", queue)]).recordNanoseconds(Int64(waited * 1_000_000))
+        queueMetrics.handles(task: "", queue: queue).wait.recordNanoseconds(Int64(waited * 1_000_000))
 
         // The handler runs in a span of the task's trace: tasks it enqueues join it.
         let span = task.traceparent.flatMap(TraceParent.init)?.child(seed: "\(task.id)/\(task.attempt)")
@@ -416,24 +428,27 @@ public final class Worker: Service {
 
     // MARK: Metrics
 
-    private struct MetricsHandles {
-        let factory: any MetricsFactory
-        func timer(_ label: String, _ dimensions: [(String, String)]) -> Metrics.Timer {
-            Metrics.Timer(label: label, dimensions: dimensions, factory: factory)
-        }
+    private struct TaskMetrics: Sendable {
+        let succeeded: Counter, retried: Counter, dead: Counter
     }
 
-    private var metrics: MetricsHandles { MetricsHandles(factory: configuration.metricsFactory ?? MetricsSystem.factory) }
+    private struct QueueMetrics: Sendable {
+        let wait: Metrics.Timer, inFlight: Gauge
+    }
 
     /// `sluice_tasks_total{task,queue,outcome}`: what became of each delivery.
     private func countOutcome(_ outcome: String, _ task: String, _ queue: String) {
-        Counter(label: "sluice_tasks_total", dimensions: [("task", task), ("queue", queue), ("outcome", outcome)],
-                factory: metrics.factory).increment()
+        let m = taskMetrics.handles(task: task, queue: queue)
+        switch outcome {
+        case "succeeded": m.succeeded.increment()
+        case "retried": m.retried.increment()
+        default: m.dead.increment()
+        }
     }
 
     /// `sluice_tasks_in_flight{queue}`.
     private func changeInFlight(_ queue: String, by delta: Int) {
-        let gauge = Gauge(label: "sluice_tasks_in_flight", dimensions: [("queue", queue)], factory: metrics.factory)
+        let gauge = queueMetrics.handles(task: "", queue: queue).inFlight
         // Recorded under the lock: two tasks ending at once must not record 1 after 0.
         inFlightByQueue.withLock { counts in
             counts[queue, default: 0] += delta

@@ -15,6 +15,13 @@ public protocol WorkerMiddleware: Sendable {
 public struct LoggingMiddleware: WorkerMiddleware {
     public init() {}
     public func handle(_ context: TaskContext, next: @escaping @Sendable (TaskContext) async throws -> [UInt8]?) async throws -> [UInt8]? {
+        // Building the task's logger (its metadata) costs more than a no-op task.
+        guard context.logsAtDebug else {
+            do { return try await next(context) } catch {
+                context.logger.info("task failed", metadata: ["error": "\(error)"])
+                throw error
+            }
+        }
         context.logger.debug("task started")
         do {
             let result = try await next(context)
@@ -32,28 +39,33 @@ public struct LoggingMiddleware: WorkerMiddleware {
 /// `sluice_task_duration_seconds`). What became of each delivery (succeeded,
 /// retried, dead) the worker counts itself as `sluice_tasks_total`.
 public struct MetricsMiddleware: WorkerMiddleware {
-    private let factory: (any MetricsFactory)?
+    private struct Handles: Sendable {
+        let succeeded: Counter, failed: Counter, duration: Metrics.Timer
+    }
+
+    private let metrics: MetricCache<Handles>
 
     /// `factory`: where the metrics go; nil for the process's `MetricsSystem`.
     public init(factory: (any MetricsFactory)? = nil) {
-        self.factory = factory
+        metrics = MetricCache(factory: factory) { key, factory in
+            let d = [("task", key.task), ("queue", key.queue)]
+            return Handles(succeeded: Counter(label: "sluice_task_runs_total", dimensions: d + [("outcome", "succeeded")], factory: factory),
+                           failed: Counter(label: "sluice_task_runs_total", dimensions: d + [("outcome", "failed")], factory: factory),
+                           duration: Metrics.Timer(label: "sluice_task_duration_seconds", dimensions: d, factory: factory))
+        }
     }
 
     public func handle(_ context: TaskContext, next: @escaping @Sendable (TaskContext) async throws -> [UInt8]?) async throws -> [UInt8]? {
-        let dimensions = [("task", context.name), ("queue", context.task.queue)]
-        let factory = self.factory ?? MetricsSystem.factory
+        let m = metrics.handles(task: context.name, queue: context.task.queue)
         let start = ContinuousClock.now
-        let outcome: String
-        defer {
-            Counter(label: "sluice_task_runs_total", dimensions: dimensions + [("outcome", outcome)], factory: factory).increment()
-            Metrics.Timer(label: "sluice_task_duration_seconds", dimensions: dimensions, factory: factory).recordInterval(since: start)
-        }
         do {
             let result = try await next(context)
-            outcome = "succeeded"
+            m.succeeded.increment()
+            m.duration.recordInterval(since: start)
             return result
         } catch {
-            outcome = "failed"
+            m.failed.increment()
+            m.duration.recordInterval(since: start)
             throw error
         }
     }
