@@ -224,17 +224,12 @@ final class DevStack: @unchecked Sendable {
 
     /// Starts `sluice ARGS` with its output in `<dataDir>/<name>.log`.
     func spawn(_ name: String, _ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = arguments
+        let (process, input) = SupervisedChild.process(arguments)
         let path = logPath(name)
         _ = FileManager.default.createFile(atPath: path, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         process.standardOutput = log
         process.standardError = log
-        // The child stops when this pipe closes: when we exit, however we exit.
-        let input = Pipe()
-        process.standardInput = input
         process.terminationHandler = { [weak self] p in
             guard let self else { return }
             self.lock.lock()

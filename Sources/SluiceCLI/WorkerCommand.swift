@@ -145,8 +145,7 @@ struct WorkerCommand: AsyncParsableCommand {
             }
             return out + ["--supervised"]
         }
-        let supervisor = WorkerSupervisor(executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(), count: count,
-                                          hardLimit: try hardTimeLimit.map(parseDuration), logger: logger, arguments: arguments)
+        let supervisor = WorkerSupervisor(count: count, hardLimit: try hardTimeLimit.map(parseDuration), logger: logger, arguments: arguments)
         logger.info("supervising worker processes", metadata: ["processes": "\(count)", "hard-time-limit": "\(hardTimeLimit ?? "none")"])
         let status = await supervisor.run()
         if status != 0 { throw ExitCode(status) }

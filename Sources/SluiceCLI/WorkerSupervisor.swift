@@ -28,7 +28,6 @@ final class WorkerSupervisor: Sendable {
         var killedForLimit = false
     }
 
-    private let executable: URL
     private let arguments: @Sendable (Int) -> [String]
     private let count: Int
     private let hardLimit: Duration?
@@ -36,8 +35,7 @@ final class WorkerSupervisor: Sendable {
     private let state: Mutex<(slots: [Slot], stopping: Bool)>
     private let exits = AsyncStream<(Int, Int32)>.makeStream()
 
-    init(executable: URL, count: Int, hardLimit: Duration?, logger: Logger, arguments: @escaping @Sendable (Int) -> [String]) {
-        self.executable = executable
+    init(count: Int, hardLimit: Duration?, logger: Logger, arguments: @escaping @Sendable (Int) -> [String]) {
         self.count = count
         self.hardLimit = hardLimit
         self.logger = logger
@@ -117,11 +115,8 @@ final class WorkerSupervisor: Sendable {
     private var exitsContinuation: AsyncStream<(Int, Int32)>.Continuation { exits.continuation }
 
     private func start(_ slot: Int) {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments(slot)
-        let input = Pipe(), reports = Pipe()
-        process.standardInput = input
+        let (process, input) = SupervisedChild.process(arguments(slot))
+        let reports = Pipe()
         process.standardOutput = reports
         reports.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
@@ -206,6 +201,19 @@ final class WorkerSupervisor: Sendable {
 /// In a supervised child: reports task starts and ends on standard output,
 /// and stops when the supervisor goes (standard input reaches end-of-file).
 enum SupervisedChild {
+    /// `sluice ARGUMENTS` (this very binary) as a child process, not started,
+    /// whose standard input is a pipe from us: while we hold its write end
+    /// the child runs; when it closes (we exited, however) the child stops.
+    /// The arguments should include `--supervised`.
+    static func process(_ arguments: [String]) -> (Process, input: Pipe) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = arguments
+        let input = Pipe()
+        process.standardInput = input
+        return (process, input)
+    }
+
     static func report(_ line: String) {
         let bytes = Array((line + "\n").utf8)
         bytes.withUnsafeBytes { _ = write(STDOUT_FILENO, $0.baseAddress, $0.count) }

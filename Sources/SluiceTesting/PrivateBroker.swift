@@ -87,7 +87,8 @@ public struct PrivateBroker: Sendable {
 /// and stderr together). The output goes to a file, not a pipe: a chatty
 /// program cannot fill a pipe and hang, and a server it starts cannot hold
 /// our end open.
-func runTool(_ executable: String, _ arguments: [String], environment: [String: String]) async throws -> (Int32, String) {
+public func runTool(_ executable: String, _ arguments: [String],
+                    environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> (Int32, String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments

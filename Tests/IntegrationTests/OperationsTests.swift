@@ -12,27 +12,9 @@ import SluiceWorker
 import SluiceWorkflow
 import Testing
 
-/// Runs a program to its end; output (stdout and stderr) through a file.
-func runProgram(_ path: String, _ arguments: [String], environment: [String: String]? = nil) async throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    let log = FileManager.default.temporaryDirectory.appendingPathComponent("prog-\(UUID().uuidString).log")
-    _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-    defer { try? FileManager.default.removeItem(at: log) }
-    let handle = try FileHandle(forWritingTo: log)
-    process.standardOutput = handle
-    process.standardError = handle
-    process.standardInput = FileHandle.nullDevice
-    let status = try await SluiceBinary.exitStatus(of: process, start: true)
-    try? handle.close()
-    return (status, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
-}
-
 /// Child process ids of `pid` (procps `ps`).
 func children(of pid: Int32) async throws -> Set<Int32> {
-    let (_, output) = try await runProgram("/bin/ps", ["-o", "pid=", "--ppid", "\(pid)"])
+    let (_, output) = try await runTool("/bin/ps", ["-o", "pid=", "--ppid", "\(pid)"])
     return Set(output.split(whereSeparator: \.isWhitespace).compactMap { Int32($0) })
 }
 
@@ -147,7 +129,7 @@ struct OperationsTests {
         // Foundation's Process learns that a child ended from one of them, so
         // the client must not pass them on: close all but 0-2, then run tmux.
         @Sendable func runTmux(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-            try await runProgram("/bin/bash", ["-c", #"for fd in /proc/self/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-" 2>/dev/null; done; exec "$@""#, "bash", tmux] + arguments,
+            try await runTool("/bin/bash", ["-c", #"for fd in /proc/self/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-" 2>/dev/null; done; exec "$@""#, "bash", tmux] + arguments,
                                  environment: environment)
         }
         let command = "\(SluiceBinary.url.path) top --url '\(h.url)' --prefix \(h.topology.prefix) --api http://127.0.0.1:1"
