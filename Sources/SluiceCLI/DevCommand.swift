@@ -95,7 +95,10 @@ struct DevCommand: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(200))
         }
 
-        // 3. The demo workflow.
+        // 3. The demo workflow (the dead queue may hold letters of earlier demos).
+        let broker = try await RabbitMQBroker.connect(url: try AMQPURL(brokerURL), topology: try Topology(prefix: prefix), connectionName: "sluice dev")
+        defer { Task { await broker.close() } }
+        let deadBefore = (try? await broker.queueState(broker.topology.deadQueue("demo")).messageCount) ?? 0
         _ = try await api.send("POST", "v1/workflows", raw: Array(Self.demoWorkflow.utf8), contentType: "application/yaml")
         let run = try await api.send("POST", "v1/runs", json: .object(["workflow": "sluice-demo", "input": .object([:])]))
         let runID = run["runID"].map(text) ?? ""
@@ -133,10 +136,9 @@ struct DevCommand: AsyncParsableCommand {
         print("\ndemo run \(status).")
         let flakyAttempts = final?["steps"]?["flaky"]?["attempts"].map(text) ?? "?"
         print("  retry:       step 'flaky' failed twice and succeeded on attempt \(flakyAttempts) (the worker retried it through the delay ladder)")
-        let broker = try await RabbitMQBroker.connect(url: try AMQPURL(brokerURL), topology: try Topology(prefix: prefix), connectionName: "sluice dev")
         let dead = (try? await broker.queueState(broker.topology.deadQueue("demo")).messageCount) ?? 0
-        await broker.close()
-        print("  dead letter: \(dead) task(s) in the dead queue of 'demo'; see them with: sluice dead list demo\(prefix == "sluice" ? "" : " --prefix \(prefix)")")
+        print("  dead letter: \(Int(dead) - Int(deadBefore)) new in the dead queue of 'demo' (\(dead) in all), the element that failed for good;"
+              + " see them with: sluice dead list demo\(prefix == "sluice" ? "" : " --prefix \(prefix)")")
         print("  output:      \(final?["output"].map { $0.jsonText } ?? "null")")
         if exitWhenDone {
             if status != "completed" { throw CLIError("the demo run ended \(status)") }

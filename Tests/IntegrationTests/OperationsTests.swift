@@ -259,7 +259,7 @@ struct OperationsTests {
         }
         #expect(output.contains("demo run completed."), "\(output)")
         #expect(output.contains("succeeded on attempt 3"))
-        #expect(output.contains("dead letter: 1 task(s)"))
+        #expect(output.contains("dead letter: 1 new in the dead queue of 'demo' (1 in all)"), "\(output)")
         #expect(output.contains("management UI      \(node.managementURL)"))
         #expect(output.contains("coordinator API    http://127.0.0.1:\(port)/v1/runs/"))
         let started = try await children(of: process.processIdentifier)
