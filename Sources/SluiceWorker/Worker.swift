@@ -104,9 +104,8 @@ public final class Worker: Service {
     /// Fired when shutdown cancels running handlers: their failures mean "hand back".
     private let handlersCancelled = ShutdownSignal()
     private let startedAt = Date()
-    private let inFlightByQueue = Mutex<[String: Int]>([:])
-    private let taskMetrics: MetricCache<TaskMetrics>
-    private let queueMetrics: MetricCache<QueueMetrics>
+    /// Metric handles per consumed queue, made once (queues are fixed).
+    private let queueMetrics: [String: QueueMetrics]
     private let phase = Mutex("running")
 
     /// The worker's counters now.
@@ -118,16 +117,9 @@ public final class Worker: Service {
         self.registry = registry
         self.configuration = configuration
         self.logger = logger
-        self.taskMetrics = MetricCache(factory: configuration.metricsFactory) { key, factory in
-            let d = [("task", key.task), ("queue", key.queue)]
-            return TaskMetrics(succeeded: Counter(label: "sluice_tasks_total", dimensions: d + [("outcome", "succeeded")], factory: factory),
-                               retried: Counter(label: "sluice_tasks_total", dimensions: d + [("outcome", "retried")], factory: factory),
-                               dead: Counter(label: "sluice_tasks_total", dimensions: d + [("outcome", "dead")], factory: factory))
-        }
-        self.queueMetrics = MetricCache(factory: configuration.metricsFactory) { key, factory in
-            QueueMetrics(wait: Metrics.Timer(label: "sluice_task_wait_seconds", dimensions: [("queue", key.queue)], factory: factory),
-                         inFlight: Gauge(label: "sluice_tasks_in_flight", dimensions: [("queue", key.queue)], factory: factory))
-        }
+        let factory = configuration.metricsFactory ?? MetricsSystem.factory
+        self.queueMetrics = Dictionary(configuration.queues.map { ($0, QueueMetrics(queue: $0, factory: factory)) },
+                                       uniquingKeysWith: { first, _ in first })
     }
 
     private var topology: Topology { broker.topology }
@@ -167,12 +159,12 @@ public final class Worker: Service {
                                     continue
                                 }
                                 self.statsBox.withLock { $0.inFlight += 1 }
-                                self.changeInFlight(queue, by: 1)
+                                self.queueMetrics[queue]?.inFlight.increment()
                                 // Unstructured, so that shutdown can cancel just the handlers.
                                 running.start {
                                     await self.process(delivery, queue: queue)
                                     self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
-                                    self.changeInFlight(queue, by: -1)
+                                    self.queueMetrics[queue]?.inFlight.decrement()
                                     await slots.release()
                                 }
                             }
@@ -283,7 +275,7 @@ public final class Worker: Service {
         }
 
         let context = TaskContext(task: task, logger: logger)
-        queueMetrics.handles(task: "", queue: queue).wait.recordNanoseconds(Int64(waited * 1_000_000))
+        queueMetrics[queue]?.wait.recordNanoseconds(Int64(waited * 1_000_000))
 
         // The handler runs in a span of the task's trace: tasks it enqueues join it.
         let span = task.traceparent.flatMap(TraceParent.init)?.child(seed: "\(task.id)/\(task.attempt)")
@@ -317,7 +309,7 @@ public final class Worker: Service {
                     e.errorMessage = "result of \(result.count) bytes exceeds the limit of \(configuration.maxResultBytes) and was dropped"
                 }
             }
-            try await publishOutcome([topology.eventMessage(e)])
+            try await publishAll([topology.eventMessage(e)])
             statsBox.withLock { $0.succeeded += 1 }
             countOutcome("succeeded", task.name, queue)
             try await delivery.ack()
@@ -340,7 +332,7 @@ public final class Worker: Service {
                 e.waitMilliseconds = waited
                 // The copy must be safe before the ack; the event is reported, not required
                 // (publishing both as one batch could requeue a task whose copy exists).
-                try await publishOutcome([topology.message(for: next)])
+                try await publishAll([topology.message(for: next)])
                 await publishEvent(e)
                 statsBox.withLock { $0.retried += 1 }
                 countOutcome("retried", task.name, queue)
@@ -375,7 +367,7 @@ public final class Worker: Service {
             "queue": "\(queue)", "reason": "\(reason.rawValue)", "task.id": "\(task?.id ?? delivery.properties.messageId ?? "?")",
             "error": "\(message)",
         ])
-        try await publishOutcome([topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: reason,
+        try await publishAll([topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: reason,
                                                        errorType: errorType, errorMessage: message, worker: configuration.workerID)])
         var e: TaskEvent
         if let task {
@@ -392,13 +384,6 @@ public final class Worker: Service {
         statsBox.withLock { $0.dead += 1 }
         countOutcome("dead", task?.name ?? delivery.properties.type ?? "unknown", queue)
         try await delivery.ack()
-    }
-
-    /// Publishes a task's outcome (its event, retry copy or dead copy) before
-    /// its ack. The task cannot be cancelled by then (see
-    /// `RunningTasks.markSettling`), so outcome and ack go out together.
-    private func publishOutcome(_ messages: [OutboundMessage]) async throws {
-        try await publishAll(messages)
     }
 
     /// Publishes an event and waits for the broker; a failure is logged, not thrown.
@@ -428,32 +413,44 @@ public final class Worker: Service {
 
     // MARK: Metrics
 
-    private struct TaskMetrics: Sendable {
-        let succeeded: Counter, retried: Counter, dead: Counter
-    }
+    /// A consumed queue's handles: the wait histogram, the in-flight meter
+    /// (incremented and decremented, so no lock keeps its updates in order)
+    /// and the outcome counters of each task name seen on it.
+    private final class QueueMetrics: Sendable {
+        let queue: String
+        let factory: any MetricsFactory
+        let wait: Metrics.Timer
+        let inFlight: Meter
+        let outcomes = Mutex<[String: (succeeded: Counter, retried: Counter, dead: Counter)]>([:])
 
-    private struct QueueMetrics: Sendable {
-        let wait: Metrics.Timer, inFlight: Gauge
+        init(queue: String, factory: any MetricsFactory) {
+            self.queue = queue
+            self.factory = factory
+            wait = Metrics.Timer(label: "sluice_task_wait_seconds", dimensions: [("queue", queue)], factory: factory)
+            inFlight = Meter(label: "sluice_tasks_in_flight", dimensions: [("queue", queue)], factory: factory)
+        }
+
+        func outcome(_ outcome: String, task: String) -> Counter {
+            let counters = outcomes.withLock { cache in
+                if let c = cache[task] { return c }
+                func make(_ o: String) -> Counter {
+                    Counter(label: "sluice_tasks_total", dimensions: [("task", task), ("queue", queue), ("outcome", o)], factory: factory)
+                }
+                let c = (make("succeeded"), make("retried"), make("dead"))
+                cache[task] = c
+                return c
+            }
+            switch outcome {
+            case "succeeded": return counters.succeeded
+            case "retried": return counters.retried
+            default: return counters.dead
+            }
+        }
     }
 
     /// `sluice_tasks_total{task,queue,outcome}`: what became of each delivery.
     private func countOutcome(_ outcome: String, _ task: String, _ queue: String) {
-        let m = taskMetrics.handles(task: task, queue: queue)
-        switch outcome {
-        case "succeeded": m.succeeded.increment()
-        case "retried": m.retried.increment()
-        default: m.dead.increment()
-        }
-    }
-
-    /// `sluice_tasks_in_flight{queue}`.
-    private func changeInFlight(_ queue: String, by delta: Int) {
-        let gauge = queueMetrics.handles(task: "", queue: queue).inFlight
-        // Recorded under the lock: two tasks ending at once must not record 1 after 0.
-        inFlightByQueue.withLock { counts in
-            counts[queue, default: 0] += delta
-            gauge.record(counts[queue]!)
-        }
+        queueMetrics[queue]?.outcome(outcome, task: task).increment()
     }
 
     // MARK: Heartbeats
