@@ -41,11 +41,10 @@ struct DevCommand: AsyncParsableCommand {
 
     func run() async throws {
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
-        let signals = SignalWatcher([SIGINT, SIGTERM])
-        defer { signals.stop() }
         let stack = DevStack(dataDir: dataDir)
         do {
-            try await bringUp(stack, signals: signals)
+            // Ctrl-C (or SIGTERM) at any point cancels the bring-up; tearDown follows.
+            try await untilInterrupted { try await self.bringUp(stack) }
         } catch {
             standardError("dev: \(error)")
             await stack.tearDown()
@@ -54,7 +53,7 @@ struct DevCommand: AsyncParsableCommand {
         await stack.tearDown()
     }
 
-    private func bringUp(_ stack: DevStack, signals: SignalWatcher) async throws {
+    private func bringUp(_ stack: DevStack) async throws {
         // 1. The broker.
         var brokerURL = url ?? ProcessInfo.processInfo.environment["SLUICE_URL"]
         var managementURL: String?
@@ -67,7 +66,6 @@ struct DevCommand: AsyncParsableCommand {
                 step("starting a private RabbitMQ node on 127.0.0.1:\(brokerPort) (takes about 6 s)...")
                 stack.startedBroker = node
                 try await node.start()
-                if signals.pending { return }
             } else {
                 step("using the private RabbitMQ node already running on 127.0.0.1:\(brokerPort)")
             }
@@ -89,7 +87,6 @@ struct DevCommand: AsyncParsableCommand {
         let deadline = ContinuousClock.now + .seconds(60)
         while true {
             if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
-            if signals.pending { return }
             if let health = try? await api.send("GET", "healthz"), health["active"].map(text) == "true" { break }
             guard ContinuousClock.now < deadline else { throw CLIError("the coordinator did not become active within 60 s; see \(stack.logPath("coordinator"))") }
             try await Task.sleep(for: .milliseconds(200))
@@ -121,7 +118,6 @@ struct DevCommand: AsyncParsableCommand {
         while final == nil {
             if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
             guard ContinuousClock.now < watchDeadline else { throw CLIError("the demo run did not finish within 3 minutes; see the logs") }
-            if signals.pending { return }
             let state = try await api.send("GET", "v1/runs/\(runID)")
             let frame = Self.progress(state)
             if frame != lastFrame {
@@ -146,7 +142,7 @@ struct DevCommand: AsyncParsableCommand {
         }
         print("\nThe stack keeps running: try `sluice top`, `sluice queues`, `sluice workers`, `sluice workflow list`. Ctrl-C stops it.")
         flushStandardOutput()
-        while !signals.pending {
+        while true {
             if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
             try await Task.sleep(for: .milliseconds(200))
         }

@@ -3,7 +3,7 @@ import Foundation
 import SluiceCore
 import SluiceMonitor
 import SluiceRabbitMQ
-import Synchronization
+import UnixSignals
 
 /// Where the management API is, for the monitoring commands.
 struct ManagementOptions: ParsableArguments {
@@ -110,71 +110,18 @@ func encodeJSON<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String 
     return String(decoding: try encoder.encode(value), as: UTF8.self)
 }
 
-/// Runs `body` until it returns or SIGINT/SIGTERM arrives (then cancels it).
+/// Runs `body` until it returns or SIGINT/SIGTERM arrives (then cancels it
+/// and returns). Signals come from swift-service-lifecycle's UnixSignals.
 func untilInterrupted(_ body: @escaping @Sendable () async throws -> Void) async throws {
-    let signals = SignalWatcher([SIGINT, SIGTERM])
-    defer { signals.stop() }
+    let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {
             do { try await body() } catch is CancellationError {}
         }
         group.addTask {
-            _ = await signals.next()
+            for await _ in signals { return }
         }
         _ = try await group.next()
         group.cancelAll()
-    }
-}
-
-/// Turns signals into an async wait (DispatchSource, with the default
-/// action ignored while it watches).
-final class SignalWatcher: @unchecked Sendable {
-    private let received = Flag()
-    private var sources: [any DispatchSourceSignal] = []
-    private let stream: AsyncStream<Int32>
-    private let continuation: AsyncStream<Int32>.Continuation
-
-    private let signals: [Int32]
-
-    init(_ signals: [Int32]) {
-        self.signals = signals
-        (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
-        let continuation = self.continuation
-        let received = self.received
-        sources = signals.map { sig in
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                received.set()
-                continuation.yield(sig)
-            }
-            source.resume()
-            return source
-        }
-    }
-
-    /// Whether a signal has arrived.
-    var pending: Bool { received.isSet }
-
-    final class Flag: Sendable {
-        private let value = Atomic<Bool>(false)
-        func set() { value.store(true, ordering: .relaxed) }
-        var isSet: Bool { value.load(ordering: .relaxed) }
-    }
-
-    /// The next signal (nil once stopped).
-    func next() async -> Int32? {
-        var iterator = stream.makeAsyncIterator()
-        return await iterator.next()
-    }
-
-    /// Every signal, as they come.
-    var all: AsyncStream<Int32> { stream }
-
-    /// Stops watching and gives the signals their default action back.
-    func stop() {
-        for s in sources { s.cancel() }
-        for sig in signals { signal(sig, SIG_DFL) }
-        continuation.finish()
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
+import UnixSignals
 
 /// `sluice worker --processes N`: runs N worker processes and keeps them
 /// running.
@@ -45,15 +46,14 @@ final class WorkerSupervisor: Sendable {
 
     /// Runs until the children have stopped after a signal; returns the exit status.
     func run() async -> Int32 {
-        let signals = SignalWatcher([SIGTERM, SIGINT])
-        defer { signals.stop() }
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         for i in 0..<count { start(i) }
         let watchdog = Task { await self.watchdog() }
         let forwarder = Task {
             var received = 0
             var resender: Task<Void, Never>?
             defer { resender?.cancel() }
-            for await sig in signals.all {
+            for await sig in signals {
                 received += 1
                 self.logger.info("\(received == 1 ? "stopping" : "killing") worker processes", metadata: ["signal": "\(sig)"])
                 self.state.withLock { $0.stopping = true }
