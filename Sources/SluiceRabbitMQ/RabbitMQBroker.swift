@@ -97,6 +97,11 @@ public final class RabbitMQBroker: Broker {
         let channel = try await connection.openChannel()
         let name = topology.monitorQueue("\(UInt64.random(in: 0...UInt64.max))")
         do {
+            // The events exchange may not exist yet (no worker has run under
+            // this prefix): declaring it is idempotent and lets a monitor start first.
+            if let events = topology.exchanges.first(where: { $0.name == topology.eventsExchange }) {
+                try await channel.exchangeDeclare(events)
+            }
             // Classic, exclusive, auto-delete; a length cap and TTL so a slow
             // reader cannot make the broker hoard events.
             try await channel.queueDeclare(QueueDeclaration(name: name, durable: false, exclusive: true, autoDelete: true, arguments: [
