@@ -38,18 +38,15 @@ struct TopCommand: AsyncParsableCommand {
         let keys = KeyReader()
         try await untilInterrupted {
             var history: [String: [Double]] = [:]
-            var frame = 0
             while !Task.isCancelled {
                 let overview = await collector.collect(known: events.workerQueues(), waits: events.recentWaits())
                 for row in overview.queues {
                     history[row.queue, default: []].append(row.ackRate ?? row.deliverRate ?? 0)
                     if history[row.queue]!.count > 60 { history[row.queue]!.removeFirst() }
                 }
-                // Runs change slower than queues: ask the coordinator every other frame.
-                let runs = frame % 2 == 0 ? await Self.runCounts(apiClient) : nil
+                let runs = await Self.runCounts(apiClient)
                 screen.draw(Self.lines(overview: overview, history: history, workers: events.workers(),
                                        runs: runs, failures: events.recentFailures(limit: 8), width: screen.width))
-                frame += 1
                 if await keys.waitForQuit(timeout: pause) { return }
             }
         }
@@ -60,17 +57,13 @@ struct TopCommand: AsyncParsableCommand {
         await broker.close()
     }
 
-    /// Runs per state from the coordinator's API, or nil when it does not answer.
+    /// Runs per state from the coordinator's `/v1/stats`, or nil when it does not answer.
     static func runCounts(_ client: APIClient?) async -> [(String, Int)]? {
-        guard let client else { return nil }
-        var counts: [(String, Int)] = []
-        for status in RunState.Status.allCases {
-            var request = client
-            request.base = URL(string: client.base.absoluteString.trimmingCharacters(in: ["/"]) + "/v1/runs?limit=1000&status=\(status.rawValue)")!
-            guard let page = try? await request.send("GET", ""), case .array(let runs)? = page["runs"] else { return nil }
-            counts.append((status.rawValue, runs.count))
+        guard let client, let stats = try? await client.send("GET", "v1/stats"), case .object(let runs)? = stats["runs"] else { return nil }
+        return RunState.Status.allCases.map { status in
+            if case .number(let n)? = runs[status.rawValue] { return (status.rawValue, Int(n)) }
+            return (status.rawValue, 0)
         }
-        return counts
     }
 
     static func lines(overview: QueueOverview, history: [String: [Double]], workers: [WorkerRoster.Entry], runs: [(String, Int)]?,

@@ -14,6 +14,7 @@ import SluiceWorkflow
 ///
 /// ```
 /// GET  /healthz                       liveness, and whether this coordinator is active
+/// GET  /v1/stats                      runs by status, outbox backlog (counts, no run state)
 /// GET  /metrics                       Prometheus text: runs by status, outbox backlog
 /// POST /v1/workflows                  register a definition (JSON, or YAML with content-type application/yaml)
 /// GET  /v1/workflows                  registered definitions
@@ -88,6 +89,15 @@ public struct CoordinatorAPI: Sendable {
 
         router.get("/healthz") { _, _ in
             try json(["status": "ok", "active": coordinator.isActive ? "true" : "false"])
+        }
+        router.get("/v1/stats") { _, _ in
+            let stats = try await engine.store.statistics()
+            var runs: [String: JSONValue] = [:]
+            for status in RunState.Status.allCases { runs[status.rawValue] = .number(Double(stats.runsByStatus[status.rawValue] ?? 0)) }
+            return try json(.object([
+                "runs": .object(runs), "outboxUnsent": .number(Double(stats.unsentOutbox)),
+                "active": .bool(coordinator.isActive),
+            ]))
         }
         let metricsText = configuration.metricsText
         router.get("/metrics") { _, _ in
