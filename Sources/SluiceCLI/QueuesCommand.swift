@@ -58,29 +58,14 @@ struct QueuesCommand: AsyncParsableCommand {
         let broker = try await connection.connect(name: "sluice queues")
         let collector = QueueCollector(broker: broker, management: try managementOptions.client(connection))
         let palette = noColor ? Rendering.Palette(enabled: false) : .automatic
-        if !watch {
-            let overview = await collector.collect(only: queues)
-            if json { print(try encodeJSON(overview)) } else { print(Self.render(overview, palette: palette).joined(separator: "\n")) }
-            await broker.close()
-            return
+        // Watching, it listens to events too: for the wait, and the queues workers report.
+        let events = watch ? try await EventWatch(broker: broker) : nil
+        let queues = self.queues
+        try await printSnapshots(watch: watch, json: json, every: try parseDuration(interval)) {
+            let overview = await collector.collect(only: queues, known: events?.workerQueues() ?? [], waits: events?.recentWaits() ?? [:])
+            return (overview, Self.render(overview, palette: palette))
         }
-        let events = try await EventWatch(broker: broker)
-        let pause = try parseDuration(interval)
-        let clear = !json && isatty(STDOUT_FILENO) == 1
-        try await untilInterrupted {
-            while !Task.isCancelled {
-                let overview = await collector.collect(only: queues, known: events.workerQueues(), waits: events.recentWaits())
-                if json {
-                    print(try encodeJSON(overview, pretty: false))
-                } else {
-                    if clear { print("\u{1B}[2J\u{1B}[H", terminator: "") }
-                    print(Self.render(overview, palette: palette).joined(separator: "\n"))
-                }
-                flushStandardOutput()
-                try await Task.sleep(for: pause)
-            }
-        }
-        await events.stop()
+        await events?.stop()
         await broker.close()
     }
 
@@ -99,6 +84,31 @@ struct QueuesCommand: AsyncParsableCommand {
             lines.append(palette.yellow("rates and unacknowledged counts unavailable: \(o.ratesUnavailableReason ?? "no management API")"))
         }
         return lines
+    }
+}
+
+/// Prints a snapshot once, or with `watch` every `interval` until Ctrl-C:
+/// as JSON (one object per line when watching) or as text lines (the
+/// screen cleared first on a terminal).
+func printSnapshots<T: Encodable & Sendable>(watch: Bool, json: Bool, every interval: Duration,
+                                  _ snapshot: @escaping @Sendable () async -> (T, [String])) async throws {
+    let clear = watch && !json && isatty(STDOUT_FILENO) == 1
+    let show: @Sendable () async throws -> Void = {
+        let (value, lines) = await snapshot()
+        if json {
+            print(try encodeJSON(value, pretty: !watch))
+        } else {
+            if clear { print("\u{1B}[2J\u{1B}[H", terminator: "") }
+            print(lines.joined(separator: "\n"))
+        }
+        flushStandardOutput()
+    }
+    guard watch else { return try await show() }
+    try await untilInterrupted {
+        while !Task.isCancelled {
+            try await show()
+            try await Task.sleep(for: interval)
+        }
     }
 }
 

@@ -32,22 +32,9 @@ struct WorkersCommand: AsyncParsableCommand {
         await events.ping()
         try await Task.sleep(for: try parseDuration(wait))
         let palette = noColor ? Rendering.Palette(enabled: false) : .automatic
-        if !watch {
+        try await printSnapshots(watch: watch, json: json, every: .seconds(1)) {
             let list = events.workers()
-            if json { print(try encodeJSON(list)) } else { print(Self.render(list, palette: palette).joined(separator: "\n")) }
-        } else {
-            let clear = !json && isatty(STDOUT_FILENO) == 1
-            try await untilInterrupted {
-                while !Task.isCancelled {
-                    let list = events.workers()
-                    if json { print(try encodeJSON(list, pretty: false)) } else {
-                        if clear { print("\u{1B}[2J\u{1B}[H", terminator: "") }
-                        print(Self.render(list, palette: palette).joined(separator: "\n"))
-                    }
-                    flushStandardOutput()
-                    try await Task.sleep(for: .seconds(1))
-                }
-            }
+            return (list, Self.render(list, palette: palette))
         }
         await events.stop()
         await broker.close()

@@ -163,17 +163,18 @@ struct OperationsTests {
                                                  "--log-level", "warning"])
         defer { SluiceBinary.stopIfRunning(supervisor) }
         let pid = supervisor.processIdentifier
-        let first = try await eventually(30, "3 worker processes") { () -> Set<Int32>? in
-            let c = try await children(of: pid)
-            return c.count == 3 ? c : nil
+        /// Waits until the supervisor has 3 children, none of them `gone`.
+        func threeChildren(_ what: String, without gone: Int32? = nil) async throws -> Set<Int32> {
+            try await eventually(30, what) { () -> Set<Int32>? in
+                let c = try await children(of: pid)
+                return c.count == 3 && !(gone.map(c.contains) ?? false) ? c : nil
+            }
         }
+        let first = try await threeChildren("3 worker processes")
         // Crash one: the supervisor starts a new one.
         let victim = first.sorted()[0]
         kill(victim, SIGKILL)
-        let second = try await eventually(30, "the killed process to be replaced") { () -> Set<Int32>? in
-            let c = try await children(of: pid)
-            return c.count == 3 && !c.contains(victim) ? c : nil
-        }
+        let second = try await threeChildren("the killed process to be replaced", without: victim)
         #expect(second.intersection(first).count == 2)
 
         // A task stuck past the hard limit: its process is killed, the task redelivered,
@@ -190,10 +191,7 @@ struct OperationsTests {
 
         // SIGTERM: every child drains and exits, and so does the supervisor, with 0.
         // (The last process killed at the limit may still be in its restart backoff.)
-        let before = try await eventually(30, "3 worker processes again") { () -> Set<Int32>? in
-            let c = try await children(of: pid)
-            return c.count == 3 ? c : nil
-        }
+        let before = try await threeChildren("3 worker processes again")
         kill(pid, SIGTERM)
         let status = try await within(60, "the supervisor to stop") { try await SluiceBinary.exitStatus(of: supervisor) }
         #expect(status == 0)
