@@ -52,7 +52,6 @@ struct TopCommand: AsyncParsableCommand {
         }
         screen.leave()
         restored = true
-        keys.stop()
         await events.stop()
         await broker.close()
     }
@@ -188,6 +187,4 @@ final class KeyReader: Sendable {
         }
         return quitRequested.load(ordering: .relaxed)
     }
-
-    func stop() {}
 }

@@ -104,15 +104,13 @@ final class WorkerSupervisor: Sendable {
                 while ContinuousClock.now < until, !self.state.withLock({ $0.stopping }) {
                     try? await Task.sleep(for: .milliseconds(100))
                 }
-                if !self.state.withLock({ $0.stopping }) { self.start(slot) } else { self.exitsContinuation.yield((slot, 0)) }
+                if !self.state.withLock({ $0.stopping }) { self.start(slot) } else { self.exits.continuation.yield((slot, 0)) }
             }
         }
         watchdog.cancel()
         forwarder.cancel()
         return worst
     }
-
-    private var exitsContinuation: AsyncStream<(Int, Int32)>.Continuation { exits.continuation }
 
     private func start(_ slot: Int) {
         let (process, input) = SupervisedChild.process(arguments(slot))

@@ -13,7 +13,6 @@ public final class EventWatch: Sendable {
         /// Recent waits per queue, newest last (at most 200 each).
         var waits: [String: [Double]] = [:]
         var failures: [TaskEvent] = []
-        var heartbeats = 0
     }
 
     private final class Shared: Sendable {
@@ -41,7 +40,7 @@ public final class EventWatch: Sendable {
                 for try await delivery in consumer {
                     if delivery.routingKey == heartbeatKey {
                         if let beat = try? WorkerHeartbeat.decode(delivery.body) {
-                            state.withLock { $0.roster.record(beat); $0.heartbeats += 1 }
+                            state.withLock { $0.roster.record(beat) }
                         }
                     } else if let event = try? TaskEvent.decode(delivery.body) {
                         state.withLock { s in
@@ -77,9 +76,6 @@ public final class EventWatch: Sendable {
     public func workerQueues() -> [String] {
         Array(Set(workers().flatMap(\.heartbeat.queues))).sorted()
     }
-
-    /// Heartbeats received so far.
-    public var heartbeatCount: Int { state.withLock { $0.heartbeats } }
 
     /// The median of the recent enqueue-to-start waits, per queue (ms).
     public func recentWaits() -> [String: Double] {
