@@ -217,8 +217,9 @@ enum SupervisedChild {
         bytes.withUnsafeBytes { _ = write(STDOUT_FILENO, $0.baseAddress, $0.count) }
     }
 
-    /// A spawned process inherits ignored signals: put SIGTERM and SIGINT
-    /// back to their defaults (the service group then installs its handlers).
+    /// A spawned process inherits ignored and blocked signals from whatever
+    /// started its parent: put SIGTERM and SIGINT back to their defaults, so
+    /// that the supervisor's SIGTERM always reaches the service group.
     static func resetSignals() {
         signal(SIGTERM, SIG_DFL)
         signal(SIGINT, SIG_DFL)
