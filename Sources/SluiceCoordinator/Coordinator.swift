@@ -8,8 +8,10 @@ import Synchronization
 /// The coordinator service: runs workflows.
 ///
 /// * Waits as a standby until it holds the store's coordinator lease (one
-///   active coordinator per prefix), then keeps renewing it; if it loses the
-///   lease it stops with an error, so that its supervisor restarts it as a standby.
+///   active coordinator per prefix), then keeps renewing it. If another
+///   coordinator takes the lease over (after this one stalled past it), it
+///   stops its loops, hands its unacknowledged events back to the queue and
+///   stands by again. A late renewal keeps a lease nobody took over.
 /// * Consumes task outcome events from its own quorum queue (single active
 ///   consumer) and applies each through the ``RunEngine``: the state change,
 ///   its outbox rows and timers are committed before the event is acknowledged.
@@ -78,37 +80,62 @@ public struct Coordinator: Service {
     public func run() async throws {
         do {
             try await cancelWhenGracefulShutdown {
-                try await self.runActive()
+                try await self.standByAndLead()
             }
         } catch is CancellationError {
             // Graceful shutdown: the loops were cancelled; the current event was
             // either committed and acknowledged or will come again.
         } catch {
-            activeFlag.set(false)
-            try? await store.releaseLease(leaseName, holder: configuration.holder)
+            activeFlag.set(nil)
+            try? await store.releaseLease(leaseName, holder: activeFlag.lastHolder ?? configuration.holder)
             throw error
         }
-        activeFlag.set(false)
-        try? await store.releaseLease(leaseName, holder: configuration.holder)
+        activeFlag.set(nil)
+        try? await store.releaseLease(leaseName, holder: activeFlag.lastHolder ?? configuration.holder)
         logger.info("coordinator stopped", metadata: ["holder": "\(configuration.holder)"])
     }
 
-    private func runActive() async throws {
-        var announced = false
-        while try await !store.acquireLease(leaseName, holder: configuration.holder, now: Date(), ttl: configuration.leaseTTL) {
-            if !announced {
-                logger.info("standing by: another coordinator is active", metadata: ["holder": "\(configuration.holder)"])
-                announced = true
+    /// Stands by until it holds the lease, leads while it holds it, and
+    /// stands by again if another coordinator takes it over.
+    private func standByAndLead() async throws {
+        var term = 0
+        while true {
+            term += 1
+            // A holder name of its own for each term, so that nothing left of
+            // an earlier term can pass the fence of a later one.
+            let holder = term == 1 ? configuration.holder : "\(configuration.holder)/\(term)"
+            var announced = false
+            while try await !store.acquireLease(leaseName, holder: holder, now: Date(), ttl: configuration.leaseTTL) {
+                if !announced {
+                    logger.info("standing by: another coordinator is active", metadata: ["holder": "\(holder)"])
+                    announced = true
+                }
+                try await Task.sleep(for: configuration.leaseTTL / 5)
             }
-            try await Task.sleep(for: configuration.leaseTTL / 5)
+            // From here on, every write checks that this term still holds the lease.
+            store.setFence(StoreFence(lease: leaseName, holder: holder))
+            activeFlag.set(holder)
+            logger.info("coordinator active", metadata: ["holder": "\(holder)", "prefix": "\(broker.topology.prefix)"])
+            do {
+                try await lead(as: holder)
+                return
+            } catch where Self.isLeaseLoss(error) {
+                activeFlag.set(nil)
+                logger.warning("another coordinator took the lease over; standing by", metadata: ["holder": "\(holder)"])
+            }
         }
-        // From here on, every write checks that this coordinator still holds the lease.
-        store.setFence(StoreFence(lease: leaseName, holder: configuration.holder))
-        logger.info("coordinator active", metadata: ["holder": "\(configuration.holder)", "prefix": "\(broker.topology.prefix)"])
-        activeFlag.set(true)
+    }
+
+    /// Whether `error` says that another coordinator holds the lease now.
+    static func isLeaseLoss(_ error: any Error) -> Bool {
+        error is LeaseLost || (error as? StoreError)?.code == .leaseLost
+    }
+
+    /// Runs workflows until a loop ends: an error, a lost lease, or cancellation at shutdown.
+    private func lead(as holder: String) async throws {
         try await broker.prepareCoordinatorQueue()
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.renewLease() }
+            group.addTask { try await self.renewLease(as: holder) }
             group.addTask { try await self.consumeEvents() }
             group.addTask { try await self.consumeDeadLetters() }
             group.addTask { try await self.relayOutbox() }
@@ -120,38 +147,62 @@ public struct Coordinator: Service {
         }
     }
 
-    private func renewLease() async throws {
+    private func renewLease(as holder: String) async throws {
         while true {
             try await Task.sleep(for: configuration.leaseTTL / 3)
-            guard try await store.renewLease(leaseName, holder: configuration.holder, now: Date(), ttl: configuration.leaseTTL) else {
-                activeFlag.set(false)
-                logger.error("lost the coordinator lease; stopping")
-                throw LeaseLost(holder: configuration.holder)
+            let renewed: Bool
+            do {
+                renewed = try await store.renewLease(leaseName, holder: holder, now: Date(), ttl: configuration.leaseTTL)
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                // The store may be back at the next try; while it is away no
+                // standby can take the lease either, and fenced writes fail.
+                logger.warning("could not renew the coordinator lease; trying again", metadata: ["error": "\(error)"])
+                continue
+            }
+            guard renewed else {
+                activeFlag.set(nil)
+                throw LeaseLost(holder: holder)
             }
         }
     }
 
+    /// A consumer of `queue` for `body`, closed afterwards whatever happens:
+    /// deliveries not yet acknowledged go back to the queue for whoever leads next.
+    private func consuming(_ queue: String, prefetch: Int, _ body: (BrokerConsumer) async throws -> Void) async throws {
+        let consumer = try await broker.consume(queue: queue, prefetch: prefetch)
+        do {
+            try await body(consumer)
+        } catch {
+            await consumer.close()
+            throw error
+        }
+        await consumer.close()
+    }
+
     private func consumeEvents() async throws {
-        let consumer = try await broker.consume(queue: broker.topology.coordinatorQueue, prefetch: configuration.prefetch)
-        let buffer = DeliveryBuffer()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            // One task receives; the other applies whatever has arrived as one
-            // batch: one commit for many events when they come fast.
-            group.addTask {
-                do {
-                    for try await delivery in consumer { buffer.push(delivery) }
-                    buffer.finish(nil)
-                } catch {
-                    buffer.finish(error)
+        try await consuming(broker.topology.coordinatorQueue, prefetch: configuration.prefetch) { consumer in
+            let buffer = DeliveryBuffer()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // One task receives; the other applies whatever has arrived as one
+                // batch: one commit for many events when they come fast.
+                group.addTask {
+                    do {
+                        for try await delivery in consumer { buffer.push(delivery) }
+                        buffer.finish(nil)
+                    } catch {
+                        buffer.finish(error)
+                    }
                 }
-            }
-            group.addTask {
-                while let batch = try await buffer.take(max: self.configuration.prefetch) {
-                    try await self.apply(batch)
+                group.addTask {
+                    while let batch = try await buffer.take(max: self.configuration.prefetch) {
+                        try await self.apply(batch)
+                    }
                 }
+                defer { group.cancelAll() }
+                try await group.next()
             }
-            defer { group.cancelAll() }
-            try await group.next()
         }
     }
 
@@ -169,6 +220,8 @@ public struct Coordinator: Service {
             try await engine.apply(events)
         } catch is CancellationError {
             throw CancellationError()
+        } catch where Self.isLeaseLoss(error) {
+            throw error
         } catch {
             // Not committed. Apply them one at a time, so that one event that
             // cannot be applied does not hold the others back; it comes again
@@ -186,6 +239,8 @@ public struct Coordinator: Service {
                     try await delivery.ack()
                 } catch is CancellationError {
                     throw CancellationError()
+                } catch where Self.isLeaseLoss(error) {
+                    throw error
                 } catch {
                     failed = true
                     logger.error("could not apply an event; it will come again", metadata: [
@@ -206,29 +261,32 @@ public struct Coordinator: Service {
     /// worker is left to report it. (A worker's own dead letters also come
     /// with an event; applying both changes nothing twice.)
     private func consumeDeadLetters() async throws {
-        let consumer = try await broker.consume(queue: broker.topology.coordinatorDeadQueue, prefetch: 50)
-        for try await delivery in consumer {
-            let headers = delivery.properties.headers ?? [:]
-            guard let task = try? TaskEnvelope.decode(properties: delivery.properties, body: delivery.body, queue: ""),
-                  task.workflowRunID != nil else {
-                try await delivery.ack()
-                continue
-            }
-            var event = TaskEvent(kind: .dead, task: task)
-            let reason = headers[WireHeader.deadReason]?.stringValue ?? headers["x-first-death-reason"]?.stringValue
-            event.deadReason = reason.flatMap(DeadReason.init(rawValue:)) ?? .broker
-            event.errorMessage = headers[WireHeader.errorMessage]?.stringValue
-                ?? (event.deadReason == .deliveryLimit ? "the task crashed or stalled its worker at every delivery" : nil)
-            do {
-                try await engine.apply([event])
-                try await delivery.ack()
-                wake.signal()
-            } catch is CancellationError {
-                return
-            } catch {
-                logger.error("could not apply a dead letter; it will come again", metadata: ["task.id": "\(task.id)", "error": "\(error)"])
-                try? await delivery.reject(requeue: true)
-                try await Task.sleep(for: .seconds(1))
+        try await consuming(broker.topology.coordinatorDeadQueue, prefetch: 50) { consumer in
+            for try await delivery in consumer {
+                let headers = delivery.properties.headers ?? [:]
+                guard let task = try? TaskEnvelope.decode(properties: delivery.properties, body: delivery.body, queue: ""),
+                      task.workflowRunID != nil else {
+                    try await delivery.ack()
+                    continue
+                }
+                var event = TaskEvent(kind: .dead, task: task)
+                let reason = headers[WireHeader.deadReason]?.stringValue ?? headers["x-first-death-reason"]?.stringValue
+                event.deadReason = reason.flatMap(DeadReason.init(rawValue:)) ?? .broker
+                event.errorMessage = headers[WireHeader.errorMessage]?.stringValue
+                    ?? (event.deadReason == .deliveryLimit ? "the task crashed or stalled its worker at every delivery" : nil)
+                do {
+                    try await engine.apply([event])
+                    try await delivery.ack()
+                    wake.signal()
+                } catch is CancellationError {
+                    return
+                } catch where Self.isLeaseLoss(error) {
+                    throw error
+                } catch {
+                    logger.error("could not apply a dead letter; it will come again", metadata: ["task.id": "\(task.id)", "error": "\(error)"])
+                    try? await delivery.reject(requeue: true)
+                    try await Task.sleep(for: .seconds(1))
+                }
             }
         }
     }
@@ -289,6 +347,8 @@ public struct Coordinator: Service {
                     }
                 } catch is CancellationError {
                     throw CancellationError()
+                } catch where Self.isLeaseLoss(error) {
+                    throw error
                 } catch {
                     logger.error("a timer could not fire; it will be tried again", metadata: ["timer": "\(timer.id)", "error": "\(error)"])
                 }
@@ -340,6 +400,8 @@ public struct Coordinator: Service {
                         logger.info("schedule fired", metadata: ["schedule": "\(spec.id)", "next": "\(next)"])
                         wake.signal()
                     }
+                } catch where Self.isLeaseLoss(error) || error is CancellationError {
+                    throw error
                 } catch {
                     logger.error("a schedule could not fire", metadata: ["schedule": "\(spec.id)", "error": "\(error)"])
                 }
@@ -465,8 +527,16 @@ final class DeliveryBuffer: Sendable {
     }
 }
 
+/// Whether the coordinator leads, and under which lease holder name.
 final class ActiveFlag: Sendable {
-    private let state = Mutex(false)
-    var value: Bool { state.withLock { $0 } }
-    func set(_ v: Bool) { state.withLock { $0 = v } }
+    private let state = Mutex<(holder: String?, last: String?)>((nil, nil))
+    var value: Bool { state.withLock { $0.holder != nil } }
+    /// The holder name of the current or latest term (for releasing the lease at shutdown).
+    var lastHolder: String? { state.withLock { $0.last } }
+    func set(_ holder: String?) {
+        state.withLock {
+            $0.holder = holder
+            if let holder { $0.last = holder }
+        }
+    }
 }

@@ -57,6 +57,7 @@ public struct BrokerConsumer: AsyncSequence, Sendable {
     public typealias Element = BrokerDelivery
     private let makeIterator: @Sendable () -> Iterator
     private let cancelBody: @Sendable () async throws -> Void
+    private let closeBody: (@Sendable () async -> Void)?
 
     /// A consumer from a stream and a cancel action.
     public init(stream: AsyncThrowingStream<BrokerDelivery, any Error>, cancel: @escaping @Sendable () async throws -> Void) {
@@ -65,16 +66,28 @@ public struct BrokerConsumer: AsyncSequence, Sendable {
 
     /// A consumer reading any sequence of deliveries directly (no task or
     /// stream in between, which would cost a hand-over per delivery).
-    public init<Base: AsyncSequence & Sendable>(_ base: Base, cancel: @escaping @Sendable () async throws -> Void)
+    /// `close`, if given, also hands unacknowledged deliveries back (see ``close()``).
+    public init<Base: AsyncSequence & Sendable>(_ base: Base, cancel: @escaping @Sendable () async throws -> Void,
+                                                close: (@Sendable () async -> Void)? = nil)
     where Base.Element == BrokerDelivery {
         self.makeIterator = { Iterator(base.makeAsyncIterator()) }
         self.cancelBody = cancel
+        self.closeBody = close
     }
 
     public func makeAsyncIterator() -> Iterator { makeIterator() }
 
-    /// Stops new deliveries; the sequence ends after those already received.
+    /// Stops new deliveries; the sequence ends after those already received,
+    /// which can still be acknowledged (a draining worker does that).
     public func cancel() async throws { try await cancelBody() }
+
+    /// Stops deliveries and gives up those not acknowledged yet: the broker
+    /// delivers them again to another consumer (RabbitMQ: the channel closes).
+    /// Brokers without a way to do that just cancel. Never throws: it is
+    /// meant for clean-up paths.
+    public func close() async {
+        if let closeBody { await closeBody() } else { try? await cancelBody() }
+    }
 
     /// Reads the underlying sequence's iterator (one reader, as for any iterator).
     public struct Iterator: AsyncIteratorProtocol {

@@ -88,9 +88,13 @@ public final class RabbitMQBroker: Broker {
             return BrokerDelivery(properties: delivery.properties, body: delivery.body, redelivered: delivery.redelivered,
                                   deliveryCount: count, routingKey: delivery.routingKey, acknowledger: Acknowledger(delivery: delivery))
         }
-        return BrokerConsumer(deliveries) {
+        return BrokerConsumer(deliveries, cancel: {
             try await consumer.cancel()
-        }
+        }, close: {
+            // Closing the channel returns its unacknowledged deliveries to the queue.
+            try? await consumer.cancel()
+            try? await channel.close()
+        })
     }
 
     public func subscribeEvents(bindings: [String]) async throws -> BrokerConsumer {
@@ -116,10 +120,10 @@ public final class RabbitMQBroker: Broker {
                 BrokerDelivery(properties: delivery.properties, body: delivery.body, redelivered: delivery.redelivered,
                                deliveryCount: 0, routingKey: delivery.routingKey, acknowledger: NoAcknowledger())
             }
-            return BrokerConsumer(deliveries) {
+            return BrokerConsumer(deliveries, cancel: {
                 try await consumer.cancel()
                 try? await channel.close()
-            }
+            })
         } catch {
             try? await channel.close()
             throw error

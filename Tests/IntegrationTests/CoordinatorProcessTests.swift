@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import SluiceCoordinator
 import SluiceWorkflow
 import Testing
 
@@ -43,9 +44,11 @@ struct CoordinatorProcess {
             if let (status, body) = try? await Self.request("GET", url), status == 200, body["active"] == .string(active ? "true" : "false") {
                 return
             }
+            if let exited = SluiceBinary.exited(process, "the coordinator at \(api)") { throw exited }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw TimedOut(what: "the coordinator at \(api) to be \(active ? "active" : "standing by")", seconds: seconds)
+        throw TimedOut(what: "the coordinator at \(api) to be \(active ? "active" : "standing by") (its log ends:\n"
+                           + SluiceBinary.logTail(of: process) + ")", seconds: seconds)
     }
 
     func run(_ id: String) async throws -> JSONValue? {
@@ -62,9 +65,11 @@ struct CoordinatorProcess {
                 last = run
                 if run["status"] == .string(status) { return run }
             }
+            if let exited = SluiceBinary.exited(process, "the coordinator at \(api)") { throw exited }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw TimedOut(what: "run \(id) to be \(status) (last: \(last?["status"]?.jsonText ?? "none"))", seconds: seconds)
+        throw TimedOut(what: "run \(id) to be \(status) (last: \(last?["status"]?.jsonText ?? "none"); the coordinator's log ends:\n"
+                           + SluiceBinary.logTail(of: process) + ")", seconds: seconds)
     }
 }
 
@@ -275,6 +280,65 @@ struct CoordinatorProcessTests {
         coordinator.process.terminate()
         _ = try await SluiceBinary.exitStatus(of: coordinator.process)
         await h.broker.close()
+    }
+
+    @Test("a coordinator stalled past its lease carries on; one whose lease is taken over stands by, and leads again once it is free")
+    func stepsDownAndRejoins() async throws {
+        let h = try await TaskHarness.make()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
+        let coordinator = try CoordinatorProcess.start(h, store: "sqlite:" + path)
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        let worker = try SluiceBinary.start(workerArguments(h))
+        defer { SluiceBinary.stopIfRunning(worker) }
+        try await coordinator.waitUntilHealthy(active: true)
+        let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(Self.pipeline.utf8),
+                                                            contentType: "application/yaml")
+        #expect(register.status == 201)
+        let before = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs",
+                                                          body: Array(#"{"workflow": "pipeline", "input": {"items": [1]}}"#.utf8))
+        guard case .string(let first)? = before.body["runID"] else { Issue.record("no run: \(before)"); return }
+        _ = try await coordinator.wait(for: first, "completed")
+
+        // A stall past the lease (6 s here) with no standby around: it carries on.
+        kill(coordinator.process.processIdentifier, SIGSTOP)
+        try await Task.sleep(for: .seconds(8))  // the stall itself, not a wait for something
+        kill(coordinator.process.processIdentifier, SIGCONT)
+        let resumed = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs",
+                                                           body: Array(#"{"workflow": "pipeline", "input": {"items": [5]}}"#.utf8))
+        guard case .string(let afterStall)? = resumed.body["runID"] else { Issue.record("no run after the stall: \(resumed)"); return }
+        _ = try await coordinator.wait(for: afterStall, "completed")
+        try await coordinator.waitUntilHealthy(active: true)
+
+        // Another holder takes the lease, as a standby would after this one stalled
+        // (its clock an hour ahead makes the lease look expired).
+        let lease = "coordinator:\(h.topology.prefix)"
+        let store = try await SQLiteWorkflowStore.open(path: path)
+        do {
+            #expect(try await store.acquireLease(lease, holder: "intruder", now: Date() + 3600, ttl: .seconds(3600)))
+            try await coordinator.waitUntilHealthy(active: false, seconds: 30)
+            #expect(coordinator.process.isRunning, "it stands by instead of exiting")
+            let refused = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs",
+                                                               body: Array(#"{"workflow": "pipeline", "input": {"items": [2]}}"#.utf8))
+            #expect(refused.status == 503, "a standby refuses commands")
+            // The lease is free again: it leads again, with new consumers (the
+            // event queue has a single active consumer: were the old one still
+            // there, it would take the events and the next run would stall).
+            try await store.releaseLease(lease, holder: "intruder")
+            try await coordinator.waitUntilHealthy(active: true, seconds: 30)
+            try await store.close()
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        let after = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs",
+                                                         body: Array(#"{"workflow": "pipeline", "input": {"items": [3, 4]}}"#.utf8))
+        guard case .string(let second)? = after.body["runID"] else { Issue.record("no run: \(after)"); return }
+        let done = try await coordinator.wait(for: second, "completed", seconds: 60)
+        #expect(done["steps"]?["total"]?["output"] == ["all": [["v": 3], ["v": 4]]])
+        coordinator.process.terminate()
+        #expect(try await SluiceBinary.exitStatus(of: coordinator.process) == 0)
+        await h.broker.close()
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
     }
 
     @Test("two coordinators on one PostgreSQL: the active one is killed, the standby takes over, all runs complete")

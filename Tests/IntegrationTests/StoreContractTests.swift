@@ -200,13 +200,19 @@ struct StoreContractTests {
         try await store.close()
     }
 
-    @Test("a lease belongs to one holder until it expires", arguments: StoreKind.allCases)
+    @Test("a lease belongs to one holder until another takes it over after it expired", arguments: StoreKind.allCases)
     func leases(kind: StoreKind) async throws {
         let (store, _) = try await kind.make()
         #expect(try await store.acquireLease("coordinator", holder: "a", now: t0, ttl: .seconds(10)))
         #expect(try await store.renewLease("coordinator", holder: "a", now: t0 + 3, ttl: .seconds(10)))
         #expect(try await !store.renewLease("coordinator", holder: "b", now: t0 + 3, ttl: .seconds(10)), "only the holder renews")
-        #expect(try await !store.renewLease("coordinator", holder: "a", now: t0 + 30, ttl: .seconds(10)), "an expired lease is not revived")
+        // A late renewal (a stall, a clock step) keeps a lease that nobody took over...
+        #expect(try await store.renewLease("coordinator", holder: "a", now: t0 + 30, ttl: .seconds(10)), "late, not taken over")
+        #expect(try await !store.acquireLease("coordinator", holder: "b", now: t0 + 35, ttl: .seconds(10)), "renewed until t0 + 40")
+        // ...and fails once another holder has it.
+        #expect(try await store.acquireLease("coordinator", holder: "b", now: t0 + 41, ttl: .seconds(10)))
+        #expect(try await !store.renewLease("coordinator", holder: "a", now: t0 + 42, ttl: .seconds(10)), "taken over: not renewed")
+        try await store.releaseLease("coordinator", holder: "b")
         #expect(try await store.acquireLease("coordinator", holder: "a", now: t0, ttl: .seconds(10)))
         #expect(try await !store.acquireLease("coordinator", holder: "b", now: t0 + 5, ttl: .seconds(10)))
         #expect(try await store.acquireLease("coordinator", holder: "a", now: t0 + 5, ttl: .seconds(10)), "renewal")
@@ -227,6 +233,9 @@ struct StoreContractTests {
         #expect(try await store.acquireLease("coordinator", holder: "a", now: now, ttl: .seconds(60)))
         store.setFence(StoreFence(lease: "coordinator", holder: "a"))
         try await store.commit([RunChange(run: newRun("r1", createdAt: t0), isNew: true)])
+        // Expired but not taken over: a's writes still go through (only the holder counts).
+        #expect(try await store.acquireLease("coordinator", holder: "a", now: now, ttl: .seconds(-1)))
+        try await store.commit([RunChange(run: newRun("r0", createdAt: t0), isNew: true)])
         // b takes over (a's lease is moved into the past, as if a had stalled).
         #expect(try await store.acquireLease("coordinator", holder: "a", now: now, ttl: .seconds(-1)))
         #expect(try await store.acquireLease("coordinator", holder: "b", now: now, ttl: .seconds(60)))

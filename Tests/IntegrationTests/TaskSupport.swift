@@ -187,11 +187,32 @@ enum SluiceBinary {
         return (process, log, handle)
     }
 
-    /// Starts `sluice ARGS`; output goes to a log file.
+    /// Starts `sluice ARGS`; output goes to a log file (see ``logTail(of:)``).
     static func start(_ arguments: [String]) throws -> Process {
-        let (process, _, _) = try process(arguments)
+        let (process, log, _) = try process(arguments)
         try process.run()
+        logs.withLock { $0[process.processIdentifier] = log }
         return process
+    }
+
+    private static let logs = Mutex<[Int32: URL]>([:])
+
+    /// The last lines a started process wrote, for failure messages.
+    static func logTail(of process: Process, lines: Int = 25) -> String {
+        guard let log = logs.withLock({ $0[process.processIdentifier] }),
+              let text = try? String(contentsOf: log, encoding: .utf8) else { return "(no log)" }
+        let tail = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
+        return tail.isEmpty ? "(empty log)" : tail
+    }
+
+    /// An error if `process` has ended: what a wait for it should throw instead of timing out.
+    static func exited(_ process: Process, _ what: String) -> (any Error)? {
+        guard !process.isRunning else { return nil }
+        return ProcessExited(description: "\(what) exited with status \(process.terminationStatus); its log ends:\n\(logTail(of: process))")
+    }
+
+    struct ProcessExited: Error, CustomStringConvertible {
+        var description: String
     }
 
     /// Ends a process a test started, if a failed test left it running.

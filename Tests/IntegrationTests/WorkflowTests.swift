@@ -88,12 +88,15 @@ final class WorkflowHarness {
         let deadline = ContinuousClock.now + .seconds(seconds)
         var last: RunState?
         while ContinuousClock.now < deadline {
+            if let exited = SluiceBinary.exited(coordinator.process, "the coordinator") { throw exited }
+            if let exited = SluiceBinary.exited(worker, "the worker") { throw exited }
             last = try await engine.run(runID)
             if last?.status == status { return last! }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw TimedOut(what: "run \(runID) to be \(status) (it is \(last?.status.rawValue ?? "missing"), error \(last?.error ?? "none"))",
-                       seconds: seconds)
+        throw TimedOut(what: "run \(runID) to be \(status) (it is \(last?.status.rawValue ?? "missing"), error \(last?.error ?? "none"));"
+                           + " the coordinator's log ends:\n" + SluiceBinary.logTail(of: coordinator.process)
+                           + "\nthe worker's log ends:\n" + SluiceBinary.logTail(of: worker), seconds: seconds)
     }
 
     func finish() async throws {

@@ -192,11 +192,11 @@ public final class PostgresWorkflowStore: WorkflowStore {
 
     /// Inside a transaction: fails unless the fence's holder still holds its
     /// lease (the row is locked until commit, so a takeover waits for us).
+    /// Only the holder counts, not the expiry time, as in renewal.
     private static func checkFence(_ fence: StoreFence?, on connection: PostgresConnection, logger: Logger) async throws {
         guard let fence else { return }
-        let now = Date().epochMilliseconds
         let rows = try await collect(try await connection.query(
-            "SELECT holder FROM coordinator_leases WHERE name = \(fence.lease) AND expires_at >= \(now) FOR SHARE", logger: logger))
+            "SELECT holder FROM coordinator_leases WHERE name = \(fence.lease) FOR SHARE", logger: logger))
         guard try rows.first?.decode(String.self) == fence.holder else { throw FenceBox.lost(fence) }
     }
 
@@ -350,9 +350,8 @@ public final class PostgresWorkflowStore: WorkflowStore {
 
     public func renewLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool {
         let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18).epochMilliseconds
-        let at = now.epochMilliseconds
         return !(try await rows("""
-            UPDATE coordinator_leases SET expires_at = \(until) WHERE name = \(name) AND holder = \(holder) AND expires_at >= \(at)
+            UPDATE coordinator_leases SET expires_at = \(until) WHERE name = \(name) AND holder = \(holder)
             RETURNING name
             """, "renew lease")).isEmpty
     }

@@ -187,11 +187,12 @@ public final class SQLiteWorkflowStore: WorkflowStore {
 
     public func setFence(_ fence: StoreFence?) { self.fence.set(fence) }
 
-    /// Inside a transaction: fails unless the fence's holder still holds its lease.
+    /// Inside a transaction: fails unless the fence's holder still holds its
+    /// lease. Only the holder counts, not the expiry time: a lease nobody took
+    /// over is still ours after a stall (see ``renewLease(_:holder:now:ttl:)``).
     private func checkFence() async throws {
         guard let fence = fence.current else { return }
-        let rows = try await query("SELECT holder FROM coordinator_leases WHERE name = ? AND expires_at >= ?",
-                                   [.text(fence.lease), .integer(Int(Date().epochMilliseconds))])
+        let rows = try await query("SELECT holder FROM coordinator_leases WHERE name = ?", [.text(fence.lease)])
         guard rows.first?.column("holder")?.string == fence.holder else { throw FenceBox.lost(fence) }
     }
 
@@ -346,8 +347,8 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18)
         return try await transaction {
             !(try await self.query("""
-                UPDATE coordinator_leases SET expires_at = ? WHERE name = ? AND holder = ? AND expires_at >= ? RETURNING name
-                """, [.integer(Int(until.epochMilliseconds)), .text(name), .text(holder), .integer(Int(now.epochMilliseconds))])).isEmpty
+                UPDATE coordinator_leases SET expires_at = ? WHERE name = ? AND holder = ? RETURNING name
+                """, [.integer(Int(until.epochMilliseconds)), .text(name), .text(holder)])).isEmpty
         }
     }
 

@@ -62,9 +62,11 @@ public protocol WorkflowStore: Sendable {
     /// Takes or renews a named lease for `holder` until `now + ttl`; true if
     /// `holder` holds it now. Coordinators use it to choose the active one.
     func acquireLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool
-    /// Extends a lease `holder` holds and that has not expired; false otherwise
-    /// (an expired lease is never revived by renewal: another coordinator may
-    /// have held it meanwhile, so the holder must start over as a standby).
+    /// Extends a lease `holder` still holds; false once another holder took it
+    /// (or it was released). A renewal that comes late, after a stall or a
+    /// clock step, still succeeds if nobody took the lease over meanwhile:
+    /// takeover rewrites the holder, and every fenced write checks the holder,
+    /// so the late holder cannot have overlapped with another one.
     func renewLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool
 
     /// Gives a lease up (if `holder` holds it).
