@@ -20,7 +20,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
           sluice coordinator --store postgres://sluice@db:5432/sluice --http 0.0.0.0:27200 --http-token "$TOKEN"
         """)
 
-    @Option(help: "Where workflow state lives: sqlite:PATH or postgres://user:password@host:port/database (default: $SLUICE_STORE, else sqlite:sluice-coordinator.sqlite).")
+    @Option(help: "Where workflow state lives: sqlite:PATH or postgres://user:password@host:port/database, with ?sslmode=disable|prefer|require|verify-ca|verify-full and sslrootcert, sslcert, sslkey as in libpq (default: $SLUICE_STORE, else sqlite:sluice-coordinator.sqlite).")
     var store: String?
     @Option(help: "Address of the HTTP API, HOST:PORT ('none' for no API).")
     var http: String = "127.0.0.1:27200"

@@ -13,10 +13,13 @@ public struct PrivatePostgres: Sendable {
 
     public let name: String
     public let port: Int
+    /// A folder with `server.pem` and `server-key.pem`: the cluster also accepts TLS.
+    public let tlsDirectory: String?
 
-    public init(name: String, port: Int) {
+    public init(name: String, port: Int, tlsDirectory: String? = nil) {
         self.name = name
         self.port = port
+        self.tlsDirectory = tlsDirectory
     }
 
     /// The cluster's admin URL (database `postgres`, user `postgres`, trusted on loopback).
@@ -49,6 +52,7 @@ public struct PrivatePostgres: Sendable {
         var environment = ProcessInfo.processInfo.environment
         environment["SLUICE_POSTGRES_NAME"] = name
         environment["SLUICE_POSTGRES_PORT"] = String(port)
+        environment["SLUICE_POSTGRES_TLS_DIR"] = tlsDirectory
         let (status, text) = try await runTool(executable, arguments, environment: environment)
         guard status == 0 else {
             throw Failure(command: "\(executable) \(arguments.joined(separator: " "))", status: status, output: text)

@@ -1,6 +1,7 @@
 import SluiceCore
 import Foundation
 import Logging
+import NIOSSL
 import PostgresNIO
 import SluiceWorkflow
 
@@ -23,8 +24,13 @@ public final class PostgresWorkflowStore: WorkflowStore {
     /// Connects (a small pool) and brings the schema up to date.
     public static func connect(url text: String, logger: Logger = Logger(label: "sluice.store")) async throws -> PostgresWorkflowStore {
         let url = try PostgresURL(text)
+        let tls = try tlsConfiguration(for: url)
+        // One connection first, so that a wrong address, password or
+        // certificate is an error now (the pool would keep retrying it).
+        try await probe(url, tls: tls, logger: logger)
+        let clientTLS: PostgresClient.Configuration.TLS = tls.map { url.sslMode == .prefer ? .prefer($0) : .require($0) } ?? .disable
         var configuration = PostgresClient.Configuration(host: url.host, port: url.port, username: url.username, password: url.password,
-                                                         database: url.database, tls: .disable)
+                                                         database: url.database, tls: clientTLS)
         configuration.options.maximumConnections = 4
         // The pool's own chatter (such as a lease asked for a moment before
         // `run()` starts) is not worth a warning; failures reach callers as errors.
@@ -40,6 +46,56 @@ public final class PostgresWorkflowStore: WorkflowStore {
             throw error
         }
         return store
+    }
+
+    /// The TLS settings for the URL's `sslmode` and certificate files; nil for `disable`.
+    static func tlsConfiguration(for url: PostgresURL) throws -> TLSConfiguration? {
+        if url.sslMode == .disable { return nil }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        switch url.sslMode {
+        case .disable, .prefer, .require: tls.certificateVerification = .none  // encryption only, as libpq does
+        case .verifyCA: tls.certificateVerification = .noHostnameVerification
+        case .verifyFull: tls.certificateVerification = .fullVerification
+        }
+        do {
+            if let root = url.sslRootCertificate {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(root))
+            }
+            if let certificate = url.sslCertificate, let key = url.sslKey {
+                tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
+                tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+            }
+        } catch {
+            throw StoreError(.invalidArgument, "cannot load the TLS files named in the PostgreSQL URL: \(error)")
+        }
+        return tls
+    }
+
+    /// Opens and closes one connection; throws a readable error if that fails.
+    private static func probe(_ url: PostgresURL, tls: TLSConfiguration?, logger: Logger) async throws {
+        let connectionTLS: PostgresConnection.Configuration.TLS
+        if let tls {
+            let context = try NIOSSLContext(configuration: tls)
+            connectionTLS = url.sslMode == .prefer ? .prefer(context) : .require(context)
+        } else {
+            connectionTLS = .disable
+        }
+        let configuration = PostgresConnection.Configuration(host: url.host, port: url.port, username: url.username,
+                                                             password: url.password, database: url.database, tls: connectionTLS)
+        var quiet = logger
+        quiet.logLevel = .error
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: quiet)
+        } catch let error as PSQLError where error.code == .sslUnsupported {
+            throw StoreError(.database, "cannot connect to \(url): the server does not offer TLS (use sslmode=prefer or disable)")
+        } catch let error as PSQLError {
+            let reason = error.serverInfo?[.message] ?? "\(error.code)" + (error.underlying.map { ": \($0)" } ?? "")
+            throw StoreError(.database, "cannot connect to \(url): \(reason)")
+        } catch {
+            throw StoreError(.database, "cannot connect to \(url): \(error)")
+        }
+        try? await connection.close()
     }
 
     public func close() async throws {
