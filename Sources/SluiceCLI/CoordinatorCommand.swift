@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import SluiceCoordinator
 import SluiceCore
+import SluiceWorkflow
 
 struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,6 +31,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var defaultQueue: String = "default"
     @Option(help: "How long the coordinator lease lasts without renewal (a standby takes over after about this long).")
     var leaseTtl: String = "10s"
+    @Option(help: "How long finished runs (completed, failed, cancelled) are kept after their last change, then deleted; 'forever' keeps them. Starting a run with the idempotency key of a deleted run starts a new one.")
+    var retention: String = "30d"
     @Option(help: "Also serve Prometheus metrics on HOST:PORT at /metrics (the API serves them at /metrics too).")
     var metrics: String?
     @Option(help: "Log level: trace, debug, info, warning, error.")
@@ -43,6 +46,16 @@ struct CoordinatorCommand: AsyncParsableCommand {
         if http != "none" { _ = try parseHostPort(http) }
         if let metrics { _ = try parseHostPort(metrics) }
         guard try parseDuration(leaseTtl) >= .seconds(1) else { throw ValidationError("--lease-ttl must be at least 1s") }
+        _ = try retentionPeriod()
+    }
+
+    /// `--retention`: nil for forever.
+    func retentionPeriod() throws -> Duration? {
+        if retention == "forever" { return nil }
+        guard let ms = try? WorkflowDuration.milliseconds(retention), ms >= 1000 else {
+            throw ValidationError("--retention must be a duration of at least 1s (examples: 12h, 30d) or 'forever'")
+        }
+        return .milliseconds(Int64(ms))
     }
 
     func run() async throws {
@@ -73,7 +86,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
             defer { Task { await broker.close() } }
             let engine = RunEngine(store: store, logger: logger)
             let coordinator = Coordinator(broker: broker, engine: engine,
-                                          configuration: .init(leaseTTL: leaseTTL, defaultQueue: defaultQueue), logger: logger)
+                                          configuration: .init(leaseTTL: leaseTTL, defaultQueue: defaultQueue,
+                                                               retention: try retentionPeriod()), logger: logger)
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
                 .init(service: coordinator, successTerminationBehavior: .gracefullyShutdownGroup,
                       failureTerminationBehavior: .gracefullyShutdownGroup),

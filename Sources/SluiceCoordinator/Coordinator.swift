@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 import SluiceCore
 import SluiceWorkflow
@@ -33,15 +34,19 @@ public struct Coordinator: Service {
         public var outboxBatch: Int
         /// Longest wait between looks at the outbox and the timers.
         public var pollInterval: Duration
+        /// How long finished runs are kept after their last change; nil keeps them forever.
+        public var retention: Duration?
 
         public init(holder: String = Coordinator.defaultHolder, leaseTTL: Duration = .seconds(10), defaultQueue: String = "default",
-                    prefetch: Int = 200, outboxBatch: Int = 500, pollInterval: Duration = .milliseconds(250)) {
+                    prefetch: Int = 200, outboxBatch: Int = 500, pollInterval: Duration = .milliseconds(250),
+                    retention: Duration? = .seconds(30 * 86_400)) {
             self.holder = holder
             self.leaseTTL = leaseTTL
             self.defaultQueue = defaultQueue
             self.prefetch = prefetch
             self.outboxBatch = outboxBatch
             self.pollInterval = pollInterval
+            self.retention = retention
         }
     }
 
@@ -141,6 +146,9 @@ public struct Coordinator: Service {
             group.addTask { try await self.relayOutbox() }
             group.addTask { try await self.fireTimers() }
             group.addTask { try await self.fireSchedules() }
+            if let retention = configuration.retention {
+                group.addTask { try await self.pruneRuns(keeping: retention) }
+            }
             // The first to end (an error, or cancellation at shutdown) ends them all.
             defer { group.cancelAll() }
             try await group.next()
@@ -408,6 +416,34 @@ public struct Coordinator: Service {
             }
             let wait = max(0.01, soonest.timeIntervalSinceNow)
             try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
+        }
+    }
+
+    /// Deletes finished runs older than `retention`, in batches, at start and
+    /// then every quarter of it (at least every second, at most every 10 minutes).
+    private func pruneRuns(keeping retention: Duration) async throws {
+        let every = min(max(retention / 4, .seconds(1)), .seconds(600))
+        let pruned = Counter(label: "sluice_workflow_runs_pruned_total")
+        while true {
+            do {
+                var total = 0
+                while true {
+                    let cutoff = Date().addingTimeInterval(-Double(retention.components.seconds)
+                                                           - Double(retention.components.attoseconds) / 1e18)
+                    let ids = try await store.pruneRuns(finishedBefore: cutoff, limit: 500)
+                    total += ids.count
+                    if ids.count < 500 { break }
+                }
+                if total > 0 {
+                    pruned.increment(by: total)
+                    logger.info("deleted finished runs past their retention", metadata: ["count": "\(total)", "retention": "\(retention)"])
+                }
+            } catch where Self.isLeaseLoss(error) || error is CancellationError {
+                throw error
+            } catch {
+                logger.warning("could not delete old runs; trying again later", metadata: ["error": "\(error)"])
+            }
+            try await Task.sleep(for: every)
         }
     }
 

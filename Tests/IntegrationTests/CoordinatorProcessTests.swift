@@ -341,6 +341,39 @@ struct CoordinatorProcessTests {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
     }
 
+    @Test("--retention: a finished run is deleted once it is older; a run still going stays")
+    func retention() async throws {
+        let h = try await TaskHarness.make()
+        let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
+        let coordinator = try CoordinatorProcess.start(h, store: store, extra: ["--retention", "2s"])
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        let worker = try SluiceBinary.start(workerArguments(h))
+        defer { SluiceBinary.stopIfRunning(worker) }
+        try await coordinator.waitUntilHealthy()
+        for yaml in [Self.pipeline, "name: slow\nsteps:\n  - id: wait\n    delay: 1h\n"] {
+            let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(yaml.utf8),
+                                                                contentType: "application/yaml")
+            #expect(register.status == 201, "\(register.body)")
+        }
+        let slow = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: Array(#"{"workflow": "slow"}"#.utf8))
+        let quick = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs",
+                                                         body: Array(#"{"workflow": "pipeline", "input": {"items": [1]}}"#.utf8))
+        guard case .string(let slowID)? = slow.body["runID"], case .string(let quickID)? = quick.body["runID"] else {
+            Issue.record("runs not started: \(slow) \(quick)")
+            return
+        }
+        _ = try await coordinator.wait(for: quickID, "completed")
+        // Deleted within a few seconds of turning 2 s old (the coordinator looks every second).
+        try await eventually(30, "the finished run to be deleted") { () -> Bool? in
+            let (status, _) = try await CoordinatorProcess.request("GET", coordinator.api + "/v1/runs/\(quickID)")
+            return status == 404 ? true : nil
+        }
+        #expect(try await coordinator.run(slowID)?["status"] == .string("running"), "a run still going is kept")
+        coordinator.process.terminate()
+        #expect(try await SluiceBinary.exitStatus(of: coordinator.process) == 0)
+        await h.broker.close()
+    }
+
     @Test("two coordinators on one PostgreSQL: the active one is killed, the standby takes over, all runs complete")
     func standbyTakesOver() async throws {
         let h = try await TaskHarness.make()

@@ -123,6 +123,40 @@ struct StoreContractTests {
         try await again.close()
     }
 
+    @Test("pruning deletes finished runs past the cutoff with their timers, children only after their parent", arguments: StoreKind.allCases)
+    func pruning(kind: StoreKind) async throws {
+        let (store, _) = try await kind.make()
+        var changes: [RunChange] = []
+        for (id, status) in [("done", RunState.Status.completed), ("failed", .failed), ("cancelled", .cancelled),
+                             ("running", .running), ("paused", .paused), ("pending", .pending)] {
+            changes.append(RunChange(run: newRun(id, status: status, createdAt: t0), isNew: true,
+                                     addTimers: [TimerEntry(id: "timer-\(id)", runID: id, dueAt: t0 + 60)]))
+        }
+        // A finished child of a running parent stays; a finished child of a finished parent goes.
+        var child = newRun("child-of-running", status: .completed, createdAt: t0)
+        child.parent = RunState.ParentLink(runID: "running", childKey: "running/sub/0")
+        var other = newRun("child-of-done", status: .completed, createdAt: t0)
+        other.parent = RunState.ParentLink(runID: "done", childKey: "done/sub/0")
+        changes += [RunChange(run: child, isNew: true), RunChange(run: other, isNew: true)]
+        try await store.commit(changes)
+
+        #expect(try await store.pruneRuns(finishedBefore: Date() - 3600, limit: 100).isEmpty, "nothing is that old")
+        let first = try await store.pruneRuns(finishedBefore: Date() + 3600, limit: 2)
+        #expect(first.count == 2, "the limit holds")
+        let rest = try await store.pruneRuns(finishedBefore: Date() + 3600, limit: 100)
+        #expect(Set(first + rest) == ["done", "failed", "cancelled", "child-of-done"])
+        for id in ["done", "failed", "cancelled", "child-of-done"] { #expect(try await store.run(id: id) == nil) }
+        for id in ["running", "paused", "pending", "child-of-running"] { #expect(try await store.run(id: id) != nil) }
+        #expect(try await Set(store.dueTimers(now: t0 + 100, limit: 10).map(\.id)) == ["timer-running", "timer-paused", "timer-pending"])
+
+        // Fenced like a commit.
+        #expect(try await store.acquireLease("coordinator", holder: "b", now: Date(), ttl: .seconds(60)))
+        store.setFence(StoreFence(lease: "coordinator", holder: "a"))
+        await #expect(throws: StoreError.self) { try await store.pruneRuns(finishedBefore: Date() + 3600, limit: 100) }
+        store.setFence(nil)
+        try await store.close()
+    }
+
     @Test("timers: due ones in order, moved, removed", arguments: StoreKind.allCases)
     func timers(kind: StoreKind) async throws {
         let (store, _) = try await kind.make()

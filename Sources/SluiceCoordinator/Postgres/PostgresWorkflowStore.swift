@@ -327,8 +327,30 @@ public final class PostgresWorkflowStore: WorkflowStore {
 
     public func markSent(_ ids: [Int64]) async throws {
         guard !ids.isEmpty else { return }
-        let now = Date().epochMilliseconds
-        _ = try await rows("UPDATE workflow_outbox SET sent_at = \(now) WHERE id = ANY(\(ids))", "mark sent")
+        _ = try await rows("DELETE FROM workflow_outbox WHERE id = ANY(\(ids))", "mark sent")
+    }
+
+    public func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> [String] {
+        let finished = RunState.Status.allCases.filter(\.isFinal).map(\.rawValue)
+        let cutoff = before.epochMilliseconds
+        let fence = self.fence.current
+        return try await mapped("prune runs") {
+            try await client.withTransaction(logger: logger) { connection in
+                try await Self.checkFence(fence, on: connection, logger: logger)
+                let rows = try await Self.collect(try await connection.query("""
+                    SELECT r.id FROM workflow_runs r LEFT JOIN workflow_runs p ON p.id = r.parent_run
+                    WHERE r.status = ANY(\(finished)) AND r.updated_at < \(cutoff) AND (p.id IS NULL OR p.status = ANY(\(finished)))
+                    ORDER BY r.updated_at LIMIT \(limit)
+                    """, logger: logger))
+                let ids = try rows.map { try $0.decode(String.self) }
+                if !ids.isEmpty {
+                    _ = try await connection.query("DELETE FROM workflow_timers WHERE run_id = ANY(\(ids))", logger: logger)
+                    _ = try await connection.query("DELETE FROM workflow_runs WHERE id = ANY(\(ids))", logger: logger)
+                }
+                _ = try await connection.query("DELETE FROM workflow_outbox WHERE sent_at IS NOT NULL", logger: logger)
+                return ids
+            }
+        }
     }
 
     // MARK: Timers

@@ -259,9 +259,27 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         try await transaction {
             for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                try await self.query("UPDATE workflow_outbox SET sent_at = ? WHERE id IN (\(marks))",
-                                     [.integer(now)] + chunk.map { .integer(Int($0)) })
+                try await self.query("DELETE FROM workflow_outbox WHERE id IN (\(marks))", chunk.map { .integer(Int($0)) })
             }
+        }
+    }
+
+    public func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> [String] {
+        let finished = RunState.Status.allCases.filter(\.isFinal).map { "'\($0.rawValue)'" }.joined(separator: ",")
+        return try await transaction {
+            try await self.checkFence()
+            let ids = try await self.query("""
+                SELECT r.id FROM workflow_runs r LEFT JOIN workflow_runs p ON p.id = r.parent_run
+                WHERE r.status IN (\(finished)) AND r.updated_at < ? AND (p.id IS NULL OR p.status IN (\(finished)))
+                ORDER BY r.updated_at LIMIT ?
+                """, [.integer(Int(before.epochMilliseconds)), .integer(limit)]).compactMap { $0.column("id")?.string }
+            for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                try await self.query("DELETE FROM workflow_timers WHERE run_id IN (\(marks))", chunk.map { .text($0) })
+                try await self.query("DELETE FROM workflow_runs WHERE id IN (\(marks))", chunk.map { .text($0) })
+            }
+            try await self.query("DELETE FROM workflow_outbox WHERE sent_at IS NOT NULL")
+            return ids
         }
     }
 

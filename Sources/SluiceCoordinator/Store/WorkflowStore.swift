@@ -40,8 +40,15 @@ public protocol WorkflowStore: Sendable {
 
     /// Run counts by status and the outbox backlog, for metrics.
     func statistics() async throws -> StoreStatistics
-    /// Marks outbox entries sent (after the broker confirmed them).
+    /// Marks outbox entries sent (after the broker confirmed them): they are
+    /// removed, as nothing reads a published entry again.
     func markSent(_ ids: [Int64]) async throws
+
+    /// Deletes up to `limit` finished runs (completed, failed, cancelled) last
+    /// changed before `before`, with their timers, and returns their ids.
+    /// A child run goes only once its parent is finished or gone. Fenced like
+    /// `commit`. Also clears outbox rows that older versions kept after sending.
+    func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> [String]
 
     /// Timers due at or before `now`, earliest first.
     func dueTimers(now: Date, limit: Int) async throws -> [TimerEntry]
