@@ -119,6 +119,8 @@ public struct Coordinator: Service {
             }
             // From here on, every write checks that this term still holds the lease.
             store.setFence(StoreFence(lease: leaseName, holder: holder))
+            // Another coordinator may have changed runs since this one last led.
+            try await engine.forgetRuns()
             activeFlag.set(holder)
             logger.info("coordinator active", metadata: ["holder": "\(holder)", "prefix": "\(broker.topology.prefix)"])
             do {
@@ -126,6 +128,8 @@ public struct Coordinator: Service {
                 return
             } catch where Self.isLeaseLoss(error) {
                 activeFlag.set(nil)
+                // Reads while standing by come from the store, which the new active one writes.
+                try await engine.forgetRuns()
                 logger.warning("another coordinator took the lease over; standing by", metadata: ["holder": "\(holder)"])
             }
         }
@@ -430,9 +434,9 @@ public struct Coordinator: Service {
                 while true {
                     let cutoff = Date().addingTimeInterval(-Double(retention.components.seconds)
                                                            - Double(retention.components.attoseconds) / 1e18)
-                    let ids = try await store.pruneRuns(finishedBefore: cutoff, limit: 500)
-                    total += ids.count
-                    if ids.count < 500 { break }
+                    let count = try await engine.pruneRuns(finishedBefore: cutoff, limit: 500)
+                    total += count
+                    if count < 500 { break }
                 }
                 if total > 0 {
                     pruned.increment(by: total)

@@ -13,8 +13,9 @@ import SluiceWorkflow
 /// before it returns, and only then may its event be acknowledged.
 ///
 /// It keeps unfinished runs' state machines in memory: only the active
-/// coordinator writes runs, so its copy stays current. A standby that takes
-/// over starts with an empty cache and loads runs from the store.
+/// coordinator writes runs, so its copy stays current while it leads. The
+/// coordinator empties the cache whenever it starts or stops leading
+/// (``forgetRuns()``), so runs are then loaded from the store again.
 public actor RunEngine {
     public enum EngineError: Error, CustomStringConvertible {
         case unknownWorkflow(String, Int?)
@@ -89,6 +90,23 @@ public actor RunEngine {
         }
         if let state = machines[runID]?.state { return state }
         return try await store.run(id: runID) ?? machine.state
+    }
+
+    /// Drops every cached run, so that runs are read from the store again.
+    /// The coordinator calls it when it starts or stops leading: while it
+    /// stood by, another coordinator may have changed them.
+    public func forgetRuns() async throws {
+        try await exclusively { $0.machines = [:] }
+    }
+
+    /// Deletes finished runs past `before` from the store (see
+    /// ``WorkflowStore/pruneRuns(finishedBefore:limit:)``) and from the cache.
+    public func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> Int {
+        try await exclusively { engine in
+            let ids = try await engine.store.pruneRuns(finishedBefore: before, limit: limit)
+            for id in ids { engine.machines[id] = nil }
+            return ids.count
+        }
     }
 
     /// A run's current state.

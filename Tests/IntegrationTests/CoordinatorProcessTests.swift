@@ -291,9 +291,14 @@ struct CoordinatorProcessTests {
         let worker = try SluiceBinary.start(workerArguments(h))
         defer { SluiceBinary.stopIfRunning(worker) }
         try await coordinator.waitUntilHealthy(active: true)
-        let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(Self.pipeline.utf8),
-                                                            contentType: "application/yaml")
-        #expect(register.status == 201)
+        for yaml in [Self.pipeline, "name: slow\nsteps:\n  - id: wait\n    delay: 1h\n"] {
+            let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(yaml.utf8),
+                                                                contentType: "application/yaml")
+            #expect(register.status == 201, "\(register.body)")
+        }
+        // A run that stays running, so the coordinator keeps it in its cache.
+        let slow = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: Array(#"{"workflow": "slow"}"#.utf8))
+        guard case .string(let slowID)? = slow.body["runID"] else { Issue.record("no run: \(slow)"); return }
         let before = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs",
                                                           body: Array(#"{"workflow": "pipeline", "input": {"items": [1]}}"#.utf8))
         guard case .string(let first)? = before.body["runID"] else { Issue.record("no run: \(before)"); return }
@@ -320,6 +325,12 @@ struct CoordinatorProcessTests {
             let refused = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs",
                                                                body: Array(#"{"workflow": "pipeline", "input": {"items": [2]}}"#.utf8))
             #expect(refused.status == 503, "a standby refuses commands")
+            // Meanwhile the other coordinator cancels the slow run (the test writes it, unfenced).
+            guard var changed = try await store.run(id: slowID) else { Issue.record("no run \(slowID) in the store"); return }
+            #expect(changed.status == .running)
+            changed.status = .cancelled
+            try await store.commit([RunChange(run: changed)])
+            #expect(try await coordinator.run(slowID)?["status"] == .string("cancelled"), "a standby reads runs from the store")
             // The lease is free again: it leads again, with new consumers (the
             // event queue has a single active consumer: were the old one still
             // there, it would take the events and the next run would stall).
@@ -330,6 +341,11 @@ struct CoordinatorProcessTests {
             try? await store.close()
             throw error
         }
+        // Leading again, it does not act on what it knew before: pausing the
+        // run finds it cancelled and changes nothing.
+        let paused = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs/\(slowID)/pause")
+        #expect(paused.body["status"] == .string("cancelled"), "\(paused)")
+        #expect(try await coordinator.run(slowID)?["status"] == .string("cancelled"))
         let after = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs",
                                                          body: Array(#"{"workflow": "pipeline", "input": {"items": [3, 4]}}"#.utf8))
         guard case .string(let second)? = after.body["runID"] else { Issue.record("no run: \(after)"); return }
