@@ -110,6 +110,8 @@ public struct Coordinator: Service {
             // an earlier term can pass the fence of a later one.
             let holder = term == 1 ? configuration.holder : "\(configuration.holder)/\(term)"
             var announced = false
+            // Named before asking: a shutdown that cuts the answer off still releases it.
+            activeFlag.setCandidate(holder)
             while try await !store.acquireLease(leaseName, holder: holder, now: Date(), ttl: configuration.leaseTTL) {
                 if !announced {
                     logger.info("standing by: another coordinator is active", metadata: ["holder": "\(holder)"])
@@ -165,11 +167,11 @@ public struct Coordinator: Service {
             let renewed: Bool
             do {
                 renewed = try await store.renewLease(leaseName, holder: holder, now: Date(), ttl: configuration.leaseTTL)
-            } catch is CancellationError {
-                throw CancellationError()
             } catch {
-                // The store may be back at the next try; while it is away no
-                // standby can take the lease either, and fenced writes fail.
+                if error is CancellationError || Task.isCancelled { throw CancellationError() }
+                // One failed renewal is tried again at the next tick (the lease
+                // has two more ticks to run). A store that stays away fails the
+                // other loops too, and the coordinator stops.
                 logger.warning("could not renew the coordinator lease; trying again", metadata: ["error": "\(error)"])
                 continue
             }
@@ -571,7 +573,8 @@ final class DeliveryBuffer: Sendable {
 final class ActiveFlag: Sendable {
     private let state = Mutex<(holder: String?, last: String?)>((nil, nil))
     var value: Bool { state.withLock { $0.holder != nil } }
-    /// The holder name of the current or latest term (for releasing the lease at shutdown).
+    /// The holder name of the current or latest term, or the one being asked
+    /// for (for releasing the lease at shutdown).
     var lastHolder: String? { state.withLock { $0.last } }
     func set(_ holder: String?) {
         state.withLock {
@@ -579,4 +582,5 @@ final class ActiveFlag: Sendable {
             if let holder { $0.last = holder }
         }
     }
+    func setCandidate(_ holder: String) { state.withLock { $0.last = holder } }
 }

@@ -91,9 +91,13 @@ public final class RabbitMQBroker: Broker {
         return BrokerConsumer(deliveries, cancel: {
             try await consumer.cancel()
         }, close: {
-            // Closing the channel returns its unacknowledged deliveries to the queue.
-            try? await consumer.cancel()
-            try? await channel.close()
+            // Closing the channel returns its unacknowledged deliveries to the
+            // queue. In a task of its own: callers close while being cancelled,
+            // and a cancelled caller's request would be dropped unsent.
+            await Task {
+                try? await consumer.cancel()
+                try? await channel.close()
+            }.value
         })
     }
 

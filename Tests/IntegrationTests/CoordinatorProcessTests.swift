@@ -380,7 +380,7 @@ struct CoordinatorProcessTests {
         }
         _ = try await coordinator.wait(for: quickID, "completed")
         // Deleted within a few seconds of turning 2 s old (the coordinator looks every second).
-        try await eventually(30, "the finished run to be deleted") { () -> Bool? in
+        _ = try await eventually(30, "the finished run to be deleted") { () -> Bool? in
             let (status, _) = try await CoordinatorProcess.request("GET", coordinator.api + "/v1/runs/\(quickID)")
             return status == 404 ? true : nil
         }

@@ -5,9 +5,9 @@ import Testing
 
 @Suite("TLS (own node with a TLS listener)")
 struct TLSTests {
-    /// Makes a CA, a server certificate for 127.0.0.1/localhost signed by it,
-    /// and an unrelated CA, with openssl.
-    static func makeCertificates() throws -> URL {
+    /// Makes a CA, a server certificate for `serverNames` (subjectAltName
+    /// entries) signed by it, and an unrelated CA, with openssl.
+    static func makeCertificates(serverNames: String = "DNS:localhost,IP:127.0.0.1") throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let script = """
@@ -15,7 +15,7 @@ struct TLSTests {
         cd '\(dir.path)'
         openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=Sluice Test CA' -keyout ca-key.pem -out ca.pem 2>/dev/null
         openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' -keyout server-key.pem -out server.csr 2>/dev/null
-        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > ext.cnf
+        printf 'subjectAltName=\(serverNames)\\nextendedKeyUsage=serverAuth\\n' > ext.cnf
         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 -extfile ext.cnf -out server.pem 2>/dev/null
         openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=Some Other CA' -keyout other-ca-key.pem -out other-ca.pem 2>/dev/null
         chmod 644 *.pem

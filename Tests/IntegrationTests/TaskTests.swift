@@ -14,6 +14,34 @@ struct Greet: TaskDefinition {
 
 @Suite("Tasks end to end against the private broker")
 struct TaskTests {
+    @Test("a broker consumer closed from a cancelled task hands its unacknowledged deliveries back to the queue")
+    func closeWhileCancelled() async throws {
+        let h = try await TaskHarness.make()
+        defer { Task { await h.broker.close() } }
+        let q = "handback"
+        try await h.broker.prepare(queues: [q])
+        for i in 0..<3 { try await h.publishRaw(queue: q, body: Array("{\"i\":\(i)}".utf8), properties: BasicProperties(type: "t")) }
+        let consumer = try await h.broker.consume(queue: h.topology.workQueue(q), prefetch: 10)
+        let held = try await within(30, "3 deliveries") { () -> Int in
+            var n = 0
+            for try await _ in consumer {
+                n += 1
+                if n == 3 { break }
+            }
+            return n
+        }
+        #expect(held == 3)
+        try await h.waitForReady(q, count: 0)
+        // As when a coordinator's loops are cancelled on losing its lease.
+        let closer = Task {
+            while !Task.isCancelled { await Task.yield() }
+            await consumer.close()
+        }
+        closer.cancel()
+        await closer.value
+        try await h.waitForReady(q, count: 3)
+    }
+
     @Test("typed and raw JSON tasks run and publish succeeded with the handler's result")
     func succeeded() async throws {
         let h = try await TaskHarness.make()

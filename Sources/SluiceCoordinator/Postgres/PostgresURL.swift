@@ -4,10 +4,12 @@ import Foundation
 /// The password never appears in `description`.
 ///
 /// TLS follows libpq's `sslmode` (default `prefer`): `disable`; `prefer`
-/// (TLS if the server offers it, else plain); `require` (TLS, certificate not
-/// checked); `verify-ca` (the chain must lead to `sslrootcert`, or the
-/// system's CAs); `verify-full` (that, and the host name or IP address must
-/// match the certificate). `sslcert` and `sslkey` give a client certificate.
+/// (TLS if the server offers it, else plain); `require` (TLS; the certificate
+/// is checked against `sslrootcert` only if one is given, as libpq does);
+/// `verify-ca` (the chain must lead to `sslrootcert`, which it requires);
+/// `verify-full` (the chain must lead to `sslrootcert`, or the system's CAs,
+/// and the host name or IP address must match the certificate). `sslcert`
+/// and `sslkey` give a client certificate.
 public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
     public enum SSLMode: String, Sendable, Hashable, CaseIterable {
         case disable, prefer, require
@@ -33,7 +35,8 @@ public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
     public init(_ text: String) throws {
         guard let components = URLComponents(string: text), let scheme = components.scheme,
               scheme == "postgres" || scheme == "postgresql" else {
-            throw StoreError(.invalidArgument, "expected postgres://user@host:port/database, got '\(Self.redact(text))'")
+            // Not echoed: a URL that does not parse may hide its password anywhere.
+            throw StoreError(.invalidArgument, "expected a URL like postgres://user:password@host:port/database")
         }
         guard let host = components.host, !host.isEmpty else { throw StoreError(.invalidArgument, "the PostgreSQL URL has no host") }
         self.host = host
@@ -75,6 +78,10 @@ public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
         if sslMode == .disable, sslRootCertificate != nil || sslCertificate != nil {
             throw StoreError(.invalidArgument, "sslmode=disable with certificate files: choose a TLS mode or drop the files")
         }
+        // Any public CA would do for a chain checked without the host name.
+        if sslMode == .verifyCA, sslRootCertificate == nil {
+            throw StoreError(.invalidArgument, "sslmode=verify-ca needs sslrootcert (the CA that signed the server's certificate)")
+        }
         for path in [sslRootCertificate, sslCertificate, sslKey].compactMap({ $0 }) where !FileManager.default.isReadableFile(atPath: path) {
             throw StoreError(.invalidArgument, "cannot read \(path), named in the PostgreSQL URL")
         }
@@ -86,11 +93,5 @@ public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
         if let sslCertificate { text += "&sslcert=\(sslCertificate)" }
         if let sslKey { text += "&sslkey=\(sslKey)" }
         return text
-    }
-
-    static func redact(_ text: String) -> String {
-        guard let at = text.lastIndex(of: "@"), let colon = text[..<at].lastIndex(of: ":"),
-              text[..<colon].hasSuffix("//") == false, text[..<colon].contains("//") else { return text }
-        return String(text[...colon]) + "***" + String(text[at...])
     }
 }

@@ -53,7 +53,9 @@ public final class PostgresWorkflowStore: WorkflowStore {
         if url.sslMode == .disable { return nil }
         var tls = TLSConfiguration.makeClientConfiguration()
         switch url.sslMode {
-        case .disable, .prefer, .require: tls.certificateVerification = .none  // encryption only, as libpq does
+        case .disable, .prefer: tls.certificateVerification = .none  // encryption only, as libpq does
+        // libpq: with a root certificate given, require checks the chain as verify-ca does.
+        case .require: tls.certificateVerification = url.sslRootCertificate == nil ? .none : .noHostnameVerification
         case .verifyCA: tls.certificateVerification = .noHostnameVerification
         case .verifyFull: tls.certificateVerification = .fullVerification
         }
@@ -65,8 +67,10 @@ public final class PostgresWorkflowStore: WorkflowStore {
                 tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
                 tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
             }
+            // Made once here, so that a key that does not match its certificate is reported now.
+            _ = try NIOSSLContext(configuration: tls)
         } catch {
-            throw StoreError(.invalidArgument, "cannot load the TLS files named in the PostgreSQL URL: \(error)")
+            throw StoreError(.invalidArgument, "cannot use the TLS files named in the PostgreSQL URL: \(error)")
         }
         return tls
     }
@@ -75,7 +79,12 @@ public final class PostgresWorkflowStore: WorkflowStore {
     private static func probe(_ url: PostgresURL, tls: TLSConfiguration?, logger: Logger) async throws {
         let connectionTLS: PostgresConnection.Configuration.TLS
         if let tls {
-            let context = try NIOSSLContext(configuration: tls)
+            let context: NIOSSLContext
+            do {
+                context = try NIOSSLContext(configuration: tls)
+            } catch {
+                throw StoreError(.invalidArgument, "cannot use the TLS files named in the PostgreSQL URL: \(error)")
+            }
             connectionTLS = url.sslMode == .prefer ? .prefer(context) : .require(context)
         } else {
             connectionTLS = .disable

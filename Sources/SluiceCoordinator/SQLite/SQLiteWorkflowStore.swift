@@ -255,7 +255,6 @@ public final class SQLiteWorkflowStore: WorkflowStore {
 
     public func markSent(_ ids: [Int64]) async throws {
         guard !ids.isEmpty else { return }
-        let now = Int(Date().epochMilliseconds)
         try await transaction {
             for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
