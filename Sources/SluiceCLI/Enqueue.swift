@@ -50,7 +50,7 @@ struct Enqueue: AsyncParsableCommand {
         if let delay { options.delay = try parseDuration(delay) }
         if let deadline {
             let d = try parseDuration(deadline)
-            options.deadline = Date().addingTimeInterval(Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+            options.deadline = Date().addingTimeInterval(d.timeInterval)
         }
         let broker = try await connection.connect(name: "sluice enqueue")
         defer { Task { await broker.close() } }
@@ -76,7 +76,7 @@ struct Enqueue: AsyncParsableCommand {
         }
         if progress { FileHandle.standardError.write(Data("\n".utf8)) }
         let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.timeInterval
         let rate = Double(done) / max(seconds, 1e-9)
         if json {
             printJSON(["enqueued": done, "failed": failed, "seconds": seconds, "tasks_per_second": rate.rounded()])

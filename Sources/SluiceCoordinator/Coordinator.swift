@@ -378,7 +378,7 @@ public struct Coordinator: Service {
             var wait = configuration.pollInterval
             if orphans.isEmpty, let next = try await store.nextTimerDue() {
                 let until = next.timeIntervalSinceNow
-                if until < Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18 {
+                if until < wait.timeInterval {
                     wait = .milliseconds(max(1, Int(until * 1000)))
                 }
             }
@@ -434,8 +434,7 @@ public struct Coordinator: Service {
             do {
                 var total = 0
                 while true {
-                    let cutoff = Date().addingTimeInterval(-Double(retention.components.seconds)
-                                                           - Double(retention.components.attoseconds) / 1e18)
+                    let cutoff = Date().addingTimeInterval(-retention.timeInterval)
                     let count = try await engine.pruneRuns(finishedBefore: cutoff, limit: 500)
                     total += count
                     if count < 500 { break }

@@ -295,7 +295,7 @@ public final class Worker: Service {
             return
         }
         let elapsed = ContinuousClock.now - start
-        let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        let milliseconds = elapsed.timeInterval * 1000
 
         switch outcome {
         case .success(let result):
@@ -458,13 +458,12 @@ public final class Worker: Service {
     /// The heartbeat now.
     public var heartbeat: WorkerHeartbeat {
         let s = stats
-        let interval = configuration.heartbeatInterval.components
         return WorkerHeartbeat(
             worker: configuration.workerID, host: ProcessInfo.processInfo.hostName,
             pid: Int(ProcessInfo.processInfo.processIdentifier), queues: configuration.queues,
             concurrency: configuration.concurrency, inFlight: s.inFlight, processed: s.processed,
             succeeded: s.succeeded, retried: s.retried, dead: s.dead, startedAt: startedAt, at: Date(),
-            state: phase.withLock { $0 }, intervalSeconds: Double(interval.seconds) + Double(interval.attoseconds) / 1e18)
+            state: phase.withLock { $0 }, intervalSeconds: configuration.heartbeatInterval.timeInterval)
     }
 
     private func sendHeartbeat() async {

@@ -424,7 +424,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
     // MARK: Leases
 
     public func acquireLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool {
-        let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18).epochMilliseconds
+        let until = now.addingTimeInterval(ttl.timeInterval).epochMilliseconds
         let at = now.epochMilliseconds
         let rows = try await rows("""
             INSERT INTO coordinator_leases (name, holder, expires_at) VALUES (\(name), \(holder), \(until))
@@ -436,7 +436,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
     }
 
     public func renewLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool {
-        let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18).epochMilliseconds
+        let until = now.addingTimeInterval(ttl.timeInterval).epochMilliseconds
         return !(try await rows("""
             UPDATE coordinator_leases SET expires_at = \(until) WHERE name = \(name) AND holder = \(holder)
             RETURNING name

@@ -348,7 +348,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     // MARK: Leases
 
     public func acquireLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool {
-        let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18)
+        let until = now.addingTimeInterval(ttl.timeInterval)
         return try await transaction {
             let rows = try await self.query("""
                 INSERT INTO coordinator_leases (name, holder, expires_at) VALUES (?, ?, ?)
@@ -361,7 +361,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     }
 
     public func renewLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool {
-        let until = now.addingTimeInterval(Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18)
+        let until = now.addingTimeInterval(ttl.timeInterval)
         return try await transaction {
             !(try await self.query("""
                 UPDATE coordinator_leases SET expires_at = ? WHERE name = ? AND holder = ? RETURNING name
