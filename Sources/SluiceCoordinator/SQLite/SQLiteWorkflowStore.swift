@@ -253,10 +253,15 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         return StoreStatistics(runsByStatus: byStatus, unsentOutbox: count, oldestUnsent: oldest.map { Date(epochMilliseconds: Int64($0)) })
     }
 
+    /// Pieces of at most 500, so that `IN (?, ...)` stays well under SQLite's bind limit.
+    private static func chunks<T>(_ items: [T]) -> [[T]] {
+        stride(from: 0, to: items.count, by: 500).map { Array(items[$0..<min($0 + 500, items.count)]) }
+    }
+
     public func markSent(_ ids: [Int64]) async throws {
         guard !ids.isEmpty else { return }
         try await transaction {
-            for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
+            for chunk in Self.chunks(ids) {
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
                 try await self.query("DELETE FROM workflow_outbox WHERE id IN (\(marks))", chunk.map { .integer(Int($0)) })
             }
@@ -272,7 +277,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 WHERE r.status IN (\(finished)) AND r.updated_at < ? AND (p.id IS NULL OR p.status IN (\(finished)))
                 ORDER BY r.updated_at LIMIT ?
                 """, [.integer(Int(before.epochMilliseconds)), .integer(limit)]).compactMap { $0.column("id")?.string }
-            for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
+            for chunk in Self.chunks(ids) {
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
                 try await self.query("DELETE FROM workflow_timers WHERE run_id IN (\(marks))", chunk.map { .text($0) })
                 try await self.query("DELETE FROM workflow_runs WHERE id IN (\(marks))", chunk.map { .text($0) })
