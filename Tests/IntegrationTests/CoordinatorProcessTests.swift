@@ -420,7 +420,8 @@ struct CoordinatorProcessTests {
         let takeover = ContinuousClock.now
         try await second.waitUntilHealthy(active: true, seconds: 30)
         let took = ContinuousClock.now - takeover
-        #expect(took < .seconds(15), "the standby took over within seconds (took \(took))")
+        // At most one lease TTL (6 s) and a poll (2 s) on an idle machine; the bound leaves room for a loaded one.
+        #expect(took < .seconds(20), "the standby took over within seconds (took \(took))")
         for id in ids { _ = try await second.wait(for: id, "completed") }
         second.process.terminate()
         _ = try await SluiceBinary.exitStatus(of: second.process)

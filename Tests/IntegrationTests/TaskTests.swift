@@ -91,11 +91,11 @@ struct TaskTests {
         #expect(outcomes[flaky]?.kind == .succeeded)
         #expect(outcomes[flaky]?.attempt == 3)
         // Outcome events carry the attempt's wait (due → start) and run time.
-        #expect(outcomes[flaky]?.waitMilliseconds.map { $0 >= 0 && $0 < 10_000 } == true)
+        #expect(outcomes[flaky]?.waitMilliseconds.map { $0 >= 0 && $0 < 60_000 } == true, "a plausible wait, not a clock mix-up")
         #expect(outcomes[flaky]?.durationMilliseconds != nil)
         // `started` events are not waited for by the worker: they may trail the outcome.
         let flakyID = flaky
-        let all = try await events.waitUntil("three started events of the flaky task", seconds: 10) { events in
+        let all = try await events.waitUntil("three started events of the flaky task", seconds: 30) { events in
             events.filter { $0.taskID == flakyID && $0.kind == .started }.count >= 3
         }
         let retrying = all.filter { $0.taskID == flaky && $0.kind == .retrying }
@@ -104,10 +104,10 @@ struct TaskTests {
         #expect(starts.count == 3)
         if starts.count == 3 {
             let gap1 = starts[1].timeIntervalSince(starts[0]), gap2 = starts[2].timeIntervalSince(starts[1])
-            // Each wait is at least the policy's delay; the tolerance above it covers the
-            // broker's TTL expiry, which lags under load (seen: +1 s on a busy 2-core run).
-            #expect(gap1 >= 0.95 && gap1 < 1 + 3, "first retry after ~1 s, was \(gap1)")
-            #expect(gap2 >= 1.95 && gap2 < 2 + 3, "second retry after ~2 s, was \(gap2)")
+            // Each wait is at least the policy's delay. The bound above it only catches a
+            // delay gone wrong by far: TTL expiry and a loaded 2-core CI machine add seconds.
+            #expect(gap1 >= 0.95 && gap1 < 1 + 10, "first retry after ~1 s, was \(gap1)")
+            #expect(gap2 >= 1.95 && gap2 < 2 + 10, "second retry after ~2 s, was \(gap2)")
         }
 
         #expect(outcomes[broken]?.kind == .dead)

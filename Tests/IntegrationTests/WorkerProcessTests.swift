@@ -79,7 +79,7 @@ struct WorkerProcessTests {
         #expect(try await within(30, "the worker to exit") { try await SluiceBinary.exitStatus(of: worker) } == 0)
         let started = await Set(events.events.filter { $0.kind == .started }.map(\.taskID))
         // Their outcome events were confirmed before the worker exited; the recorder may lag a little.
-        _ = try await events.waitForOutcomes(started, seconds: 10)
+        _ = try await events.waitForOutcomes(started, seconds: 30)
         let finished = await Set(events.outcomes.keys)
         #expect(started.isSubset(of: finished), "every task that started before SIGTERM finished")
         // Every task that did not finish is back in the queue: finished + queued = all.
