@@ -52,7 +52,13 @@ public struct Coordinator: Service {
 
     public struct LeaseLost: Error, CustomStringConvertible {
         public var holder: String
-        public var description: String { "coordinator \(holder) lost its lease to another coordinator" }
+        /// True if the store could not be reached to renew it for a whole lease
+        /// TTL: another coordinator may have taken it, or may take it any time.
+        public var unconfirmed = false
+        public var description: String {
+            unconfirmed ? "coordinator \(holder) could not renew its lease for a whole lease TTL"
+                        : "coordinator \(holder) lost its lease to another coordinator"
+        }
     }
 
     /// `host:pid:random`.
@@ -112,10 +118,22 @@ public struct Coordinator: Service {
             var announced = false
             // Named before asking: a shutdown that cuts the answer off still releases it.
             activeFlag.setCandidate(holder)
-            while try await !store.acquireLease(leaseName, holder: holder, now: Date(), ttl: configuration.leaseTTL) {
-                if !announced {
-                    logger.info("standing by: another coordinator is active", metadata: ["holder": "\(holder)"])
-                    announced = true
+            var storeAway = false
+            while true {
+                do {
+                    if try await store.acquireLease(leaseName, holder: holder, now: Date(), ttl: configuration.leaseTTL) { break }
+                    storeAway = false
+                    if !announced {
+                        logger.info("standing by: another coordinator is active", metadata: ["holder": "\(holder)"])
+                        announced = true
+                    }
+                } catch {
+                    if error is CancellationError || Task.isCancelled { throw CancellationError() }
+                    // A store that is away (a failover) is waited for, not a reason to exit.
+                    if !storeAway {
+                        logger.warning("cannot reach the store to take the lease; trying again", metadata: ["error": "\(error)"])
+                        storeAway = true
+                    }
                 }
                 try await Task.sleep(for: configuration.leaseTTL / 5)
             }
@@ -132,7 +150,7 @@ public struct Coordinator: Service {
                 activeFlag.set(nil)
                 // Reads while standing by come from the store, which the new active one writes.
                 try await engine.forgetRuns()
-                logger.warning("another coordinator took the lease over; standing by", metadata: ["holder": "\(holder)"])
+                logger.warning("\(error); standing by", metadata: ["holder": "\(holder)"])
             }
         }
     }
@@ -142,36 +160,95 @@ public struct Coordinator: Service {
         error is LeaseLost || (error as? StoreError)?.code == .leaseLost
     }
 
-    /// Runs workflows until a loop ends: an error, a lost lease, or cancellation at shutdown.
+    /// Runs workflows until the lease is lost or shutdown cancels the loops.
     private func lead(as holder: String) async throws {
-        try await broker.prepareCoordinatorQueue()
+        // The coordinator queue is declared by each loop that needs it when it
+        // starts, so that a broker that is away now delays them instead of failing the start.
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.renewLease(as: holder) }
-            group.addTask { try await self.consumeEvents() }
-            group.addTask { try await self.consumeDeadLetters() }
-            group.addTask { try await self.relayOutbox() }
-            group.addTask { try await self.fireTimers() }
-            group.addTask { try await self.fireSchedules() }
+            group.addTask { try await self.restarting("events") { try await self.consumeEvents() } }
+            group.addTask { try await self.restarting("dead letters") { try await self.consumeDeadLetters() } }
+            group.addTask {
+                try await self.restarting("outbox") {
+                    // Bound before step tasks go out, so that their outcomes have a queue to land in.
+                    try await self.broker.prepareCoordinatorQueue()
+                    try await self.relayOutbox()
+                }
+            }
+            group.addTask { try await self.restarting("timers") { try await self.fireTimers() } }
+            group.addTask { try await self.restarting("schedules") { try await self.fireSchedules() } }
             if let retention = configuration.retention {
                 group.addTask { try await self.pruneRuns(keeping: retention) }
             }
-            // The first to end (an error, or cancellation at shutdown) ends them all.
+            // The first to end (a lost lease, or cancellation at shutdown) ends them all.
             defer { group.cancelAll() }
             try await group.next()
         }
     }
 
+    /// Runs one of the leader's loops, and starts it again after an error
+    /// other than a lost lease or cancellation: a store or broker that is
+    /// away for a while (a PostgreSQL failover, a dropped connection) is
+    /// waited out with a capped backoff instead of ending the coordinator.
+    /// Nothing is lost meanwhile: events stay in their queue, step tasks in
+    /// the outbox, timers and schedules in the store.
+    private func restarting(_ loop: String, _ body: @Sendable () async throws -> Void) async throws {
+        let restarts = Counter(label: "sluice_coordinator_loop_restarts_total", dimensions: [("loop", loop)])
+        var failures = 0
+        while true {
+            let started = ContinuousClock.now
+            let reason: String
+            do {
+                try await body()
+                if Task.isCancelled { return }
+                // A consumer the broker cancelled (its queue deleted, say) ends without an error.
+                reason = "it ended"
+            } catch where Self.isLeaseLoss(error) {
+                throw error
+            } catch {
+                if error is CancellationError || Task.isCancelled { throw CancellationError() }
+                reason = "\(error)"
+            }
+            // A loop that ran a while before it failed starts from the short delay again.
+            if ContinuousClock.now - started > Self.restartDelayCap * 2 { failures = 0 }
+            let delay = Self.restartDelay(afterFailures: failures)
+            failures += 1
+            restarts.increment()
+            logger.warning("a coordinator loop stopped; starting it again", metadata: [
+                "loop": "\(loop)", "error": "\(reason)", "in": "\(delay)"])
+            try await Task.sleep(for: delay)
+        }
+    }
+
+    static let restartDelayCap = Duration.seconds(30)
+
+    /// 0.5 s, 1 s, 2 s ... up to 30 s.
+    static func restartDelay(afterFailures failures: Int) -> Duration {
+        min(.milliseconds(500) * (1 << min(failures, 10)), restartDelayCap)
+    }
+
     private func renewLease(as holder: String) async throws {
+        var lastRenewed = ContinuousClock.now
         while true {
             try await Task.sleep(for: configuration.leaseTTL / 3)
             let renewed: Bool
             do {
-                renewed = try await store.renewLease(leaseName, holder: holder, now: Date(), ttl: configuration.leaseTTL)
+                // Bounded: a database that is gone can make a call wait for a
+                // connection indefinitely (the PostgreSQL pool does).
+                let bound = max(configuration.leaseTTL / 3, configuration.leaseTTL - (ContinuousClock.now - lastRenewed))
+                renewed = try await Self.within(bound, "renewing the lease") { [store, leaseName, configuration] in
+                    try await store.renewLease(leaseName, holder: holder, now: Date(), ttl: configuration.leaseTTL)
+                }
             } catch {
                 if error is CancellationError || Task.isCancelled { throw CancellationError() }
-                // One failed renewal is tried again at the next tick (the lease
-                // has two more ticks to run). A store that stays away fails the
-                // other loops too, and the coordinator stops.
+                // A failed renewal is tried again at the next tick. After a whole
+                // TTL without one, this coordinator cannot know whether it still
+                // leads (a standby that reaches the store may have taken over), so
+                // it stands by and takes the lease again once the store is back.
+                guard ContinuousClock.now - lastRenewed < configuration.leaseTTL else {
+                    activeFlag.set(nil)
+                    throw LeaseLost(holder: holder, unconfirmed: true)
+                }
                 logger.warning("could not renew the coordinator lease; trying again", metadata: ["error": "\(error)"])
                 continue
             }
@@ -179,12 +256,31 @@ public struct Coordinator: Service {
                 activeFlag.set(nil)
                 throw LeaseLost(holder: holder)
             }
+            lastRenewed = ContinuousClock.now
+        }
+    }
+
+    struct TimedOut: Error, CustomStringConvertible {
+        var what: String
+        var after: Duration
+        var description: String { "\(what) took longer than \(after)" }
+    }
+
+    /// `body`'s result, or `TimedOut` once `limit` has passed (`body` is then
+    /// cancelled and not waited for: a call stuck on a dead connection may ignore it).
+    static func within<T: Sendable>(_ limit: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        switch await Abandonable.run(limit, body) {
+        case .finished(let result): return try result.get()
+        case .timedOut: throw TimedOut(what: what, after: limit)
+        case .cancelled: throw CancellationError()
         }
     }
 
     /// A consumer of `queue` for `body`, closed afterwards whatever happens:
     /// deliveries not yet acknowledged go back to the queue for whoever leads next.
     private func consuming(_ queue: String, prefetch: Int, _ body: (BrokerConsumer) async throws -> Void) async throws {
+        // Declared at each start (idempotent): also after a restart because the queue was deleted.
+        try await broker.prepareCoordinatorQueue()
         let consumer = try await broker.consume(queue: queue, prefetch: prefetch)
         do {
             try await body(consumer)

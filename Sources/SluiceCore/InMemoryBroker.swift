@@ -7,7 +7,9 @@ import SluiceAMQP
 /// the dead exchange to dead queues, delay exchanges back to the tasks
 /// exchange after the tier's time. Events are kept in ``events``. Prefetch,
 /// redelivery counts, requeue and dead-lettering on reject behave like a
-/// quorum queue's; durability and the network do not exist here.
+/// quorum queue's; a closed consumer's unacknowledged deliveries go back to
+/// their queue (a cancelled one's can still be acknowledged); durability and
+/// the network do not exist here.
 public actor InMemoryBroker: Broker {
     public nonisolated let topology: Topology
 
@@ -18,7 +20,9 @@ public actor InMemoryBroker: Broker {
 
     private struct Consumer {
         var prefetch: Int
-        var unacked: Int
+        /// Delivered, not yet acknowledged or rejected, by delivery tag.
+        var unacked: [Int: Stored] = [:]
+        var nextTag = 0
         var continuation: AsyncThrowingStream<BrokerDelivery, any Error>.Continuation
     }
 
@@ -124,11 +128,13 @@ public actor InMemoryBroker: Broker {
             for _ in 0..<queue.order.count {
                 let id = queue.order[queue.next % queue.order.count]
                 queue.next += 1
-                guard var consumer = queue.consumers[id], consumer.unacked < consumer.prefetch else { continue }
+                guard var consumer = queue.consumers[id], consumer.unacked.count < consumer.prefetch else { continue }
                 let stored = queue.ready.removeFirst()
-                consumer.unacked += 1
+                let tag = consumer.nextTag
+                consumer.nextTag += 1
+                consumer.unacked[tag] = stored
                 queue.consumers[id] = consumer
-                let ack = Acknowledger(broker: self, queue: name, consumer: id, stored: stored)
+                let ack = Acknowledger(broker: self, queue: name, consumer: id, tag: tag)
                 var properties = stored.message.properties
                 if stored.deliveryCount > 0 {
                     var headers = properties.headers ?? [:]
@@ -145,26 +151,35 @@ public actor InMemoryBroker: Broker {
         }
     }
 
-    fileprivate func settle(queue name: String, consumer: Int, stored: Stored, requeue: Bool?) {
-        if var c = queues[name]?.consumers[consumer] {
-            c.unacked -= 1
-            queues[name]!.consumers[consumer] = c
+    fileprivate func settle(queue name: String, consumer: Int, tag: Int, requeue: Bool?) throws {
+        // Like an ack on a closed channel: the delivery went back to its queue when its consumer was cancelled.
+        guard let stored = queues[name]?.consumers[consumer]?.unacked.removeValue(forKey: tag) else {
+            throw SluiceError(.broker, "the delivery's consumer was closed; the message went back to \(name)", queue: name)
+        }
+        if queues[name]!.order.contains(consumer) == false, queues[name]!.consumers[consumer]!.unacked.isEmpty {
+            queues[name]!.consumers[consumer] = nil  // cancelled, and now drained
         }
         switch requeue {
         case .none:
             break
         case .some(true):
-            var again = stored
-            again.deliveryCount += 1
-            if again.deliveryCount > topology.deliveryLimit, let q = queueName(name) {
-                deadLetter(stored.message, queue: q, reason: .deliveryLimit)
-            } else {
-                queues[name]?.ready.prepend(again)
-            }
+            putBack(stored, into: name)
         case .some(false):
             if let q = queueName(name) { deadLetter(stored.message, queue: q, reason: .broker) }
         }
         dispatch(name)
+    }
+
+    /// Returns a delivery to the head of its queue, counting the delivery
+    /// (dead-lettered past the delivery limit, as a quorum queue does).
+    private func putBack(_ stored: Stored, into name: String) {
+        var again = stored
+        again.deliveryCount += 1
+        if again.deliveryCount > topology.deliveryLimit, let q = queueName(name) {
+            deadLetter(stored.message, queue: q, reason: .deliveryLimit)
+        } else {
+            queues[name]?.ready.prepend(again)
+        }
     }
 
     private func queueName(_ brokerQueue: String) -> String? { topology.queueName(fromWorkQueue: brokerQueue) }
@@ -184,10 +199,11 @@ public actor InMemoryBroker: Broker {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: BrokerDelivery.self)
         let id = nextConsumerID
         nextConsumerID += 1
-        queues[name]!.consumers[id] = Consumer(prefetch: max(1, prefetch), unacked: 0, continuation: continuation)
+        queues[name]!.consumers[id] = Consumer(prefetch: max(1, prefetch), continuation: continuation)
         queues[name]!.order.append(id)
         dispatch(name)
-        return BrokerConsumer(stream: stream) { [weak self] in await self?.cancel(queue: name, consumer: id) }
+        return BrokerConsumer(stream, cancel: { [weak self] in await self?.cancel(queue: name, consumer: id) },
+                              close: { [weak self] in await self?.close(queue: name, consumer: id) })
     }
 
     public func subscribeEvents(bindings: [String]) async throws -> BrokerConsumer {
@@ -207,15 +223,27 @@ public actor InMemoryBroker: Broker {
         func reject(requeue: Bool) async throws {}
     }
 
+    /// No new deliveries; those delivered can still be acknowledged (basic.cancel).
     private func cancel(queue name: String, consumer id: Int) {
+        guard let consumer = queues[name]?.consumers[id], queues[name]!.order.contains(id) else { return }
+        queues[name]!.order.removeAll { $0 == id }
+        consumer.continuation.finish()
+        if consumer.unacked.isEmpty { queues[name]!.consumers[id] = nil }
+    }
+
+    /// Gives unacknowledged deliveries back to the queue (a channel closing).
+    private func close(queue name: String, consumer id: Int) {
         guard let consumer = queues[name]?.consumers.removeValue(forKey: id) else { return }
         queues[name]!.order.removeAll { $0 == id }
         consumer.continuation.finish()
+        // Back in the order they were delivered, ahead of what is ready.
+        for tag in consumer.unacked.keys.sorted(by: >) { putBack(consumer.unacked[tag]!, into: name) }
+        dispatch(name)
     }
 
     public func queueState(_ name: String) async throws -> QueueState {
         guard let queue = queues[name] else { throw SluiceError(.notFound, "no queue \(name)", queue: name) }
-        return QueueState(name: name, messageCount: UInt32(queue.ready.count), consumerCount: UInt32(queue.consumers.count))
+        return QueueState(name: name, messageCount: UInt32(queue.ready.count), consumerCount: UInt32(queue.order.count))
     }
 
     public func purge(_ name: String) async throws -> Int {
@@ -260,11 +288,11 @@ public actor InMemoryBroker: Broker {
         let broker: InMemoryBroker
         let queue: String
         let consumer: Int
-        let stored: Stored
+        let tag: Int
 
-        func ack() async throws { await broker.settle(queue: queue, consumer: consumer, stored: stored, requeue: nil) }
+        func ack() async throws { try await broker.settle(queue: queue, consumer: consumer, tag: tag, requeue: nil) }
         func reject(requeue: Bool) async throws {
-            await broker.settle(queue: queue, consumer: consumer, stored: stored, requeue: requeue)
+            try await broker.settle(queue: queue, consumer: consumer, tag: tag, requeue: requeue)
         }
     }
 }

@@ -4,25 +4,42 @@ import Logging
 import NIOSSL
 import PostgresNIO
 import SluiceWorkflow
+import Synchronization
 
 /// The store for several coordinators: PostgreSQL through postgres-nio.
 /// The coordinators share it; a lease in it picks the active one.
 public final class PostgresWorkflowStore: WorkflowStore {
-    private let client: PostgresClient
-    private let runner: Task<Void, Never>
+    /// The connection pool and the task that runs it; replaced when a call hangs.
+    private let pool: Mutex<(client: PostgresClient, runner: Task<Void, Never>)>
+    private let configuration: PostgresClient.Configuration
     private let logger: Logger
     private let fence = FenceBox()
     public let url: PostgresURL
+    /// How long one call may take before it is abandoned (migrations excepted).
+    public let callTimeout: Duration
 
-    private init(client: PostgresClient, runner: Task<Void, Never>, logger: Logger, url: PostgresURL) {
-        self.client = client
-        self.runner = runner
+    private var client: PostgresClient { pool.withLock { $0.client } }
+
+    private init(configuration: PostgresClient.Configuration, logger: Logger, url: PostgresURL, callTimeout: Duration) {
+        self.configuration = configuration
+        self.pool = Mutex(Self.startPool(configuration, logger: logger))
         self.logger = logger
         self.url = url
+        self.callTimeout = callTimeout
+    }
+
+    private static func startPool(_ configuration: PostgresClient.Configuration, logger: Logger) -> (client: PostgresClient, runner: Task<Void, Never>) {
+        // The pool's own chatter (such as a lease asked for a moment before
+        // `run()` starts) is not worth a warning; failures reach callers as errors.
+        var background = logger
+        background.logLevel = .error
+        let client = PostgresClient(configuration: configuration, backgroundLogger: background)
+        return (client, Task { await client.run() })
     }
 
     /// Connects (a small pool) and brings the schema up to date.
-    public static func connect(url text: String, logger: Logger = Logger(label: "sluice.store")) async throws -> PostgresWorkflowStore {
+    public static func connect(url text: String, callTimeout: Duration = .seconds(15),
+                               logger: Logger = Logger(label: "sluice.store")) async throws -> PostgresWorkflowStore {
         let url = try PostgresURL(text)
         let tls = try tlsConfiguration(for: url)
         // One connection first, so that a wrong address, password or
@@ -32,17 +49,11 @@ public final class PostgresWorkflowStore: WorkflowStore {
         var configuration = PostgresClient.Configuration(host: url.host, port: url.port, username: url.username, password: url.password,
                                                          database: url.database, tls: clientTLS)
         configuration.options.maximumConnections = 4
-        // The pool's own chatter (such as a lease asked for a moment before
-        // `run()` starts) is not worth a warning; failures reach callers as errors.
-        var background = logger
-        background.logLevel = .error
-        let client = PostgresClient(configuration: configuration, backgroundLogger: background)
-        let runner = Task { await client.run() }
-        let store = PostgresWorkflowStore(client: client, runner: runner, logger: logger, url: url)
+        let store = PostgresWorkflowStore(configuration: configuration, logger: logger, url: url, callTimeout: callTimeout)
         do {
             try await store.migrate()
         } catch {
-            runner.cancel()
+            try? await store.close()
             throw error
         }
         return store
@@ -108,14 +119,42 @@ public final class PostgresWorkflowStore: WorkflowStore {
     }
 
     public func close() async throws {
+        let runner = pool.withLock { $0.runner }
         runner.cancel()
         _ = await runner.value
     }
 
     // MARK: Plumbing
 
+    /// Runs one call, with driver errors turned into store errors, and gives
+    /// up on it after `callTimeout` (nil: no limit). postgres-nio 1.33 can
+    /// leave a query waiting forever, deaf to cancellation, when the server
+    /// goes away under it; such a call is left behind, and the pool that
+    /// holds its connection is replaced by a new one.
+    private func mapped<T: Sendable>(_ what: String, bounded: Bool = true,
+                                     _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard bounded else { return try await Self.mappingErrors(what, body) }
+        let limit = callTimeout
+        let outcome = await Abandonable.run(limit) { try await Self.mappingErrors(what, body) }
+        switch outcome {
+        case .finished(let result):
+            return try result.get()
+        case .cancelled:
+            throw CancellationError()
+        case .timedOut:
+            logger.error("PostgreSQL did not answer in time; the call is abandoned and the connection pool replaced",
+                         metadata: ["call": "\(what)", "timeout": "\(limit)"])
+            let old = pool.withLock { pool in
+                defer { pool = Self.startPool(configuration, logger: logger) }
+                return pool.runner
+            }
+            old.cancel()
+            throw StoreError(.database, "\(what): PostgreSQL did not answer within \(limit)")
+        }
+    }
+
     /// Turns driver errors into store errors (unique violations into `conflict`).
-    private func mapped<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+    private static func mappingErrors<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as StoreError {
@@ -124,7 +163,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
             // withTransaction wraps what went wrong; map the cause.
             let cause = error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError
             guard let cause else { throw StoreError(.database, "\(what): the transaction failed") }
-            return try await mapped(what) { throw cause }
+            return try await mappingErrors(what) { throw cause }
         } catch let error as PSQLError {
             let state = error.serverInfo?[.sqlState]
             let message = error.serverInfo?[.message] ?? "\(error.code)"
@@ -136,7 +175,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
     }
 
     private func rows(_ query: PostgresQuery, _ what: String) async throws -> [PostgresRow] {
-        try await mapped(what) {
+        try await mapped(what) { [self] in
             var out: [PostgresRow] = []
             for try await row in try await client.query(query, logger: logger) { out.append(row) }
             return out
@@ -152,7 +191,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
     // MARK: Schema
 
     public func migrate() async throws {
-        try await mapped("migrate") {
+        try await mapped("migrate", bounded: false) { [self] in
             _ = try await client.query("CREATE TABLE IF NOT EXISTS sluice_schema (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
                                        logger: logger)
             let latest = PostgresMigrations.all.last?.version ?? 0
@@ -181,7 +220,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
     public func saveDefinition(_ definition: WorkflowDefinition) async throws {
         let text = try StoreCoding.definitionText(definition)
         let name = definition.name, version = definition.version, now = Date().epochMilliseconds
-        try await mapped("save definition") {
+        try await mapped("save definition") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 let inserted = try await Self.collect(try await connection.query("""
                     INSERT INTO workflow_definitions (name, version, definition, created_at) VALUES (\(name), \(version), \(text), \(now))
@@ -268,7 +307,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
     public func commit(_ changes: [RunChange]) async throws {
         let prepared = try StoreCoding.prepare(changes)
         let fence = self.fence.current
-        try await mapped("commit") {
+        try await mapped("commit") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 try await Self.checkFence(fence, on: connection, logger: logger)
                 try await Self.apply(prepared, on: connection, logger: logger)
@@ -343,7 +382,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
         let finished = RunState.Status.allCases.filter(\.isFinal).map(\.rawValue)
         let cutoff = before.epochMilliseconds
         let fence = self.fence.current
-        return try await mapped("prune runs") {
+        return try await mapped("prune runs") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 try await Self.checkFence(fence, on: connection, logger: logger)
                 let rows = try await Self.collect(try await connection.query("""
@@ -403,7 +442,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
         let standalone = try publish.map { try StoreCoding.encode($0) }
         let was = expected.epochMilliseconds, then = next.epochMilliseconds, now = Date().epochMilliseconds
         let fence = self.fence.current
-        return try await mapped("fire schedule") {
+        return try await mapped("fire schedule") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 try await Self.checkFence(fence, on: connection, logger: logger)
                 let moved = try await Self.collect(try await connection.query("""

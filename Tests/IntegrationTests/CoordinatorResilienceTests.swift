@@ -1,0 +1,216 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+@testable import SluiceCoordinator
+import SluiceCore
+import SluiceWorker
+import SluiceWorkflow
+import Synchronization
+import Testing
+
+/// A store that can be switched "away": every call fails as a database in
+/// failover would, until it is switched back.
+final class SwitchableStore: WorkflowStore {
+    struct Away: Error, CustomStringConvertible {
+        var description: String { "the store is away (test)" }
+    }
+
+    let base: any WorkflowStore
+    private let away = Mutex(false)
+
+    init(_ base: any WorkflowStore) { self.base = base }
+
+    func setAway(_ value: Bool) { away.withLock { $0 = value } }
+
+    private func reachable() throws {
+        if away.withLock({ $0 }) { throw Away() }
+    }
+
+    func migrate() async throws { try reachable(); try await base.migrate() }
+    func saveDefinition(_ definition: WorkflowDefinition) async throws { try reachable(); try await base.saveDefinition(definition) }
+    func definition(name: String, version: Int?) async throws -> WorkflowDefinition? {
+        try reachable(); return try await base.definition(name: name, version: version)
+    }
+    func definitions() async throws -> [WorkflowDefinition] { try reachable(); return try await base.definitions() }
+    func run(id: String) async throws -> RunState? { try reachable(); return try await base.run(id: id) }
+    func run(idempotencyKey: String) async throws -> RunState? { try reachable(); return try await base.run(idempotencyKey: idempotencyKey) }
+    func runs(_ query: RunQuery) async throws -> RunPage { try reachable(); return try await base.runs(query) }
+    func activeRunIDs() async throws -> [String] { try reachable(); return try await base.activeRunIDs() }
+    func commit(_ changes: [RunChange]) async throws { try reachable(); try await base.commit(changes) }
+    func unsentOutbox(limit: Int) async throws -> [OutboxEntry] { try reachable(); return try await base.unsentOutbox(limit: limit) }
+    func statistics() async throws -> StoreStatistics { try reachable(); return try await base.statistics() }
+    func markSent(_ ids: [Int64]) async throws { try reachable(); try await base.markSent(ids) }
+    func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> [String] {
+        try reachable(); return try await base.pruneRuns(finishedBefore: before, limit: limit)
+    }
+    func dueTimers(now: Date, limit: Int) async throws -> [TimerEntry] { try reachable(); return try await base.dueTimers(now: now, limit: limit) }
+    func nextTimerDue() async throws -> Date? { try reachable(); return try await base.nextTimerDue() }
+    func saveSchedule(_ schedule: ScheduleRecord) async throws { try reachable(); try await base.saveSchedule(schedule) }
+    func schedules() async throws -> [ScheduleRecord] { try reachable(); return try await base.schedules() }
+    func removeSchedule(id: String) async throws -> Bool { try reachable(); return try await base.removeSchedule(id: id) }
+    func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange], publish: [StepTask]) async throws -> Bool {
+        try reachable(); return try await base.fireSchedule(id: id, expected: expected, next: next, changes: changes, publish: publish)
+    }
+    func acquireLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool {
+        try reachable(); return try await base.acquireLease(name, holder: holder, now: now, ttl: ttl)
+    }
+    func renewLease(_ name: String, holder: String, now: Date, ttl: Duration) async throws -> Bool {
+        try reachable(); return try await base.renewLease(name, holder: holder, now: now, ttl: ttl)
+    }
+    func releaseLease(_ name: String, holder: String) async throws { try reachable(); try await base.releaseLease(name, holder: holder) }
+    func setFence(_ fence: StoreFence?) { base.setFence(fence) }
+    func close() async throws { try await base.close() }
+}
+
+/// A one-shot signal a test awaits (with a bound) and a handler fires.
+final class OneShotSignal: Sendable {
+    private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func fire() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.fired = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let fired = state.withLock { s -> Bool in
+                if !s.fired { s.waiters.append(c) }
+                return s.fired
+            }
+            if fired { c.resume() }
+        }
+    }
+}
+
+@Suite("The coordinator rides out a store that is away (in-memory broker)")
+struct CoordinatorResilienceTests {
+    /// Polls `condition` every 20 ms; fails with `what` after `seconds`.
+    func eventually(_ what: String, seconds: Double = 30, _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw TimedOut(what: what, seconds: seconds)
+    }
+
+    @Test("a call that ignores cancellation is given up on time, and at once when its caller is cancelled")
+    func abandonable() async throws {
+        // Work deaf to cancellation, as a driver stuck on a dead connection is.
+        let release = OneShotSignal()
+        defer { release.fire() }
+        let deaf: @Sendable () async throws -> Int = {
+            await release.wait()
+            return 1
+        }
+        // Returning at all shows it did not wait: the work ends only when this test does.
+        let timedOut = await Abandonable.run(.milliseconds(200), deaf)
+        guard case .timedOut = timedOut else { Issue.record("expected a time-out, got \(timedOut)"); return }
+
+        let caller = Task { await Abandonable.run(.seconds(3600), deaf) }
+        caller.cancel()
+        guard case .cancelled = await caller.value else { Issue.record("expected cancelled"); return }
+
+        guard case .finished(.success(let value)) = await Abandonable.run(.seconds(3600), { 7 }) else {
+            Issue.record("expected the result"); return
+        }
+        #expect(value == 7)
+        guard case .finished(.failure(let error)) = await Abandonable.run(.seconds(3600), { () async throws -> Int in throw CoordinatorEnded("boom") }) else {
+            Issue.record("expected the error"); return
+        }
+        #expect("\(error)" == "boom")
+    }
+
+    @Test("loop restarts back off from 0.5 s, doubling, up to 30 s")
+    func restartDelays() {
+        #expect((0..<8).map { Coordinator.restartDelay(afterFailures: $0) }
+                == [.milliseconds(500), .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(30)])
+        #expect(Coordinator.restartDelay(afterFailures: 1000) == .seconds(30))
+    }
+
+    @Test("a store away for longer than the lease: the coordinator stands by instead of exiting, then leads and finishes the run")
+    func storeAway() async throws {
+        var logger = Logger(label: "test.resilience")
+        logger.logLevel = .critical
+        let broker = InMemoryBroker(topology: try Topology(prefix: "res"))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-res-\(UUID().uuidString).sqlite").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let sqlite = try await SQLiteWorkflowStore.open(path: path)
+        try await sqlite.migrate()
+        let store = SwitchableStore(sqlite)
+        let engine = RunEngine(store: store, logger: logger)
+        let coordinator = Coordinator(broker: broker, engine: engine,
+                                      configuration: .init(leaseTTL: .seconds(2), defaultQueue: "wf", pollInterval: .milliseconds(50)),
+                                      logger: logger)
+
+        let gateStarted = OneShotSignal(), gateOpen = OneShotSignal()
+        var registry = HandlerRegistry()
+        registry.register("gate") { _ in
+            gateStarted.fire()
+            await gateOpen.wait()
+            return Array(#"{"passed": true}"#.utf8)
+        }
+        registry.register("echo") { context in context.arguments }
+        let worker = Worker(broker: broker, registry: registry,
+                            configuration: .init(queues: ["wf"], concurrency: 2, publishStartedEvents: false), logger: logger)
+
+        let ended = Mutex<String?>(nil)
+        let group = ServiceGroup(configuration: .init(services: [coordinator, worker], logger: logger))
+        let running = Task {
+            do {
+                try await group.run()
+                ended.withLock { $0 = "the service group ended" }
+            } catch {
+                ended.withLock { $0 = "the service group failed: \(error)" }
+            }
+        }
+        do {
+            try await eventually("the coordinator to lead") { coordinator.isActive }
+            try await engine.register(WorkflowDefinition(name: "gated") {
+                WorkflowStep.task("gate", "gate")
+                WorkflowStep.task("after", "echo", after: ["gate"], arguments: ["gate": "${steps.gate.output.passed}"])
+            })
+            let run = try await engine.start(workflow: "gated", input: [:])
+            await gateStarted.wait()
+
+            // The database goes away while a step is running; its result comes back meanwhile.
+            store.setAway(true)
+            gateOpen.fire()
+            // After a lease TTL without renewal the coordinator cannot know it still leads: it stands by.
+            try await eventually("the coordinator to stand by while the store is away") {
+                if let reason = ended.withLock({ $0 }) { throw CoordinatorEnded(reason) }
+                return !coordinator.isActive
+            }
+            #expect(ended.withLock { $0 } == nil, "the coordinator is still running")
+
+            store.setAway(false)
+            try await eventually("the run to complete once the store is back") {
+                if let reason = ended.withLock({ $0 }) { throw CoordinatorEnded(reason) }
+                return try await engine.run(run.runID)?.status == .completed
+            }
+            let done = try await engine.run(run.runID)
+            #expect(done?.steps["after"]?.output == ["gate": true], "the step's result survived the outage")
+            #expect(coordinator.isActive, "it leads again")
+            #expect(ended.withLock { $0 } == nil)
+        } catch {
+            store.setAway(false)
+            gateOpen.fire()
+            await group.triggerGracefulShutdown()
+            await running.value
+            try? await sqlite.close()
+            throw error
+        }
+        await group.triggerGracefulShutdown()
+        await running.value
+        try await sqlite.close()
+    }
+}
+
+struct CoordinatorEnded: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import SluiceTesting
+import SluiceWorkflow
+import Testing
+
+@Suite("PostgreSQL restarted under a running coordinator (own cluster)")
+struct PostgresRestartTests {
+    @Test("the database goes away: the coordinator stands by instead of exiting; it comes back: the coordinator leads again and every run completes")
+    func restart() async throws {
+        // A cluster of its own, as this test stops it (scripts/test removes any a crash left).
+        let pid = Int(ProcessInfo.processInfo.processIdentifier)
+        let port = 27_300 + (pid + 300) % 600  // never the TLS test's port (pid % 600)
+        let cluster = PrivatePostgres(name: "restart-\(pid)", port: port)
+        try? await cluster.destroy()
+        try await cluster.start()
+        let h = try await TaskHarness.make()
+        let coordinator = try CoordinatorProcess.start(h, store: cluster.url)
+        let worker = try SluiceBinary.start(["worker", "--url", h.url, "--prefix", h.topology.prefix,
+                                             "--delivery-limit", "\(h.topology.deliveryLimit)", "--queue", "wf",
+                                             "--concurrency", "20", "--log-level", "warning"])
+        do {
+            try await coordinator.waitUntilHealthy(active: true)
+            let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows",
+                                                                body: Array(CoordinatorProcessTests.pipeline.utf8), contentType: "application/yaml")
+            #expect(register.status == 201, "\(register.body)")
+            var ids: [String] = []
+            for i in 0..<10 {
+                let body = JSONValue.object(["workflow": "pipeline", "input": ["items": .array((0..<3).map { .number(Double($0 + i)) })]])
+                let started = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: body.jsonBytes)
+                if case .string(let id)? = started.body["runID"] { ids.append(id) }
+            }
+            #expect(ids.count == 10)
+
+            // Gone while runs are in progress. After a lease TTL (6 s) without a
+            // renewal the coordinator cannot know it still leads: it stands by.
+            try await cluster.stop()
+            try await coordinator.waitUntilHealthy(active: false, seconds: 60)
+            #expect(coordinator.process.isRunning, "the coordinator waits for the database instead of exiting")
+
+            try await cluster.start()
+            try await coordinator.waitUntilHealthy(active: true, seconds: 60)
+            for id in ids { _ = try await coordinator.wait(for: id, "completed") }
+            // New work goes through as before.
+            let after = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs",
+                                                             body: Array(#"{"workflow": "pipeline", "input": {"items": [42]}}"#.utf8))
+            guard case .string(let afterID)? = after.body["runID"] else {
+                throw CoordinatorEnded("no run started after the restart: \(after)")
+            }
+            let done = try await coordinator.wait(for: afterID, "completed")
+            #expect(done["steps"]?["total"]?["output"] == ["all": [["v": 42]]], "\(done)")
+        } catch {
+            SluiceBinary.stopIfRunning(worker)
+            SluiceBinary.stopIfRunning(coordinator.process)
+            await h.broker.close()
+            try? await cluster.destroy()
+            throw error
+        }
+        SluiceBinary.stopIfRunning(worker)
+        coordinator.process.terminate()
+        #expect(try await within(30, "the coordinator to stop") { try await SluiceBinary.exitStatus(of: coordinator.process) } == 0)
+        await h.broker.close()
+        try await cluster.destroy()
+    }
+}
