@@ -130,7 +130,8 @@ struct WorkerInMemoryTests {
         let events = try await run(broker, registry, timeLimit: .milliseconds(100)) { events in
             Set(events.filter { $0.kind == .dead }.map(\.taskID)) == [slow, stubborn]
         }
-        #expect(ContinuousClock.now - start < .seconds(10), "the 30 s handler was cut short")
+        // Well under the handler's 30 s, with room for a loaded machine (CI once took 10.5 s here).
+        #expect(ContinuousClock.now - start < .seconds(25), "the 30 s handler was cut short")
         for id in [slow, stubborn] {
             let dead = events.last { $0.taskID == id }
             #expect(dead?.errorType == "time_limit")
