@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import SluiceCoordinator
 import SluiceWorkflow
+import Synchronization
 import Testing
 
 /// `sluice coordinator` as a real process, with its HTTP API, against real workers.
@@ -12,7 +13,34 @@ struct CoordinatorProcess {
     let port: Int
     var api: String { "http://127.0.0.1:\(port)" }
 
-    static func freePort() -> Int { Int.random(in: 32_000...33_999) }
+    /// A port for a server a test starts: below Linux's ephemeral range
+    /// (32768 up, where outgoing connections take their local ports) and the
+    /// private nodes' ports (27170 up), never handed out twice in one run, and
+    /// free to bind now.
+    static func freePort() -> Int {
+        while true {
+            let port = Int.random(in: 20_000...26_999)
+            let fresh = handedOut.withLock { $0.insert(port).inserted }
+            if fresh && canBind(port) { return port }
+        }
+    }
+
+    private static let handedOut = Mutex<Set<Int>>([])
+
+    private static func canBind(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = in_addr_t(0x7f00_0001).bigEndian
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
 
     static func start(_ h: TaskHarness, store: String, port: Int = freePort(), extra: [String] = []) throws -> CoordinatorProcess {
         let process = try SluiceBinary.start(["coordinator", "--url", h.url, "--prefix", h.topology.prefix,

@@ -284,4 +284,26 @@ struct StoreContractTests {
         try await store.commit([RunChange(run: newRun("r3", createdAt: t0), isNew: true)])
         try await store.close()
     }
+
+    @Test("calls cancelled at any point leave no transaction open: later calls work", arguments: StoreKind.allCases)
+    func cancelledCalls(kind: StoreKind) async throws {
+        let (store, _) = try await kind.make()
+        // Cancelled after 0..9 scheduling turns, so some land between BEGIN and
+        // COMMIT (where a skipped ROLLBACK once left the SQLite connection stuck).
+        for i in 0..<60 {
+            let call = Task { try await store.commit([RunChange(run: newRun("c\(i)", createdAt: t0), isNew: true)]) }
+            for _ in 0..<(i % 10) { await Task.yield() }
+            call.cancel()
+            _ = await call.result
+        }
+        do {
+            try await store.commit([RunChange(run: newRun("after", createdAt: t0), isNew: true)])
+            #expect(try await store.run(id: "after")?.runID == "after")
+            try await store.saveDefinition(definition())
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        try await store.close()
+    }
 }

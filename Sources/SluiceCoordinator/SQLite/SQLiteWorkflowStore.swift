@@ -66,10 +66,18 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 try await self.query("COMMIT")
                 return result
             } catch {
-                _ = try? await self.query("ROLLBACK")
+                await self.rollback()
                 throw error
             }
         }
+    }
+
+    /// Ends the open transaction, also for a caller that was cancelled:
+    /// NIOThreadPool skips work submitted from a cancelled task, and a
+    /// skipped ROLLBACK would leave the transaction open for every later
+    /// call ("cannot start a transaction within a transaction").
+    private func rollback() async {
+        _ = try? await Task { try await self.query("ROLLBACK") }.value
     }
 
     /// A read outside any transaction (serialised with the writes).
@@ -96,7 +104,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                                          [.integer(migration.version), .integer(Int(Date().epochMilliseconds))])
                     try await self.query("COMMIT")
                 } catch {
-                    _ = try? await self.query("ROLLBACK")
+                    await self.rollback()
                     throw error
                 }
             }
