@@ -98,18 +98,30 @@ public struct Coordinator: Service {
             // either committed and acknowledged or will come again.
         } catch {
             activeFlag.set(nil)
-            try? await store.releaseLease(leaseName, holder: activeFlag.lastHolder ?? configuration.holder)
+            await releaseLeaseAtExit()
             throw error
         }
         activeFlag.set(nil)
-        try? await store.releaseLease(leaseName, holder: activeFlag.lastHolder ?? configuration.holder)
+        await releaseLeaseAtExit()
         logger.info("coordinator stopped", metadata: ["holder": "\(configuration.holder)"])
+    }
+
+    /// Frees the lease for a standby at once, if the store answers soon; a
+    /// store that is away only delays the stop, and the lease then expires.
+    private func releaseLeaseAtExit() async {
+        let holder = activeFlag.lastHolder ?? configuration.holder
+        _ = try? await Self.within(min(configuration.leaseTTL / 2, .seconds(3)), "releasing the lease") { [store, leaseName] in
+            try await store.releaseLease(leaseName, holder: holder)
+        }
     }
 
     /// Stands by until it holds the lease, leads while it holds it, and
     /// stands by again if another coordinator takes it over.
     private func standByAndLead() async throws {
         var term = 0
+        // A term given up without hearing from the store: its lease is freed
+        // once the store answers, in case the last renewal did land after all.
+        var unconfirmedHolder: String?
         while true {
             term += 1
             // A holder name of its own for each term, so that nothing left of
@@ -118,22 +130,32 @@ public struct Coordinator: Service {
             var announced = false
             // Named before asking: a shutdown that cuts the answer off still releases it.
             activeFlag.setCandidate(holder)
-            var storeAway = false
+            var failedAttempts = 0
             while true {
                 do {
-                    if try await store.acquireLease(leaseName, holder: holder, now: Date(), ttl: configuration.leaseTTL) { break }
-                    storeAway = false
+                    if let stale = unconfirmedHolder {
+                        try await store.releaseLease(leaseName, holder: stale)
+                        unconfirmedHolder = nil
+                    }
+                    let acquired = try await store.acquireLease(leaseName, holder: holder, now: Date(), ttl: configuration.leaseTTL)
+                    if failedAttempts > 0 {
+                        logger.info("the store answers again", metadata: ["after": "\(failedAttempts) failed attempts"])
+                        failedAttempts = 0
+                    }
+                    if acquired { break }
                     if !announced {
                         logger.info("standing by: another coordinator is active", metadata: ["holder": "\(holder)"])
                         announced = true
                     }
                 } catch {
                     if error is CancellationError || Task.isCancelled { throw CancellationError() }
-                    // A store that is away (a failover) is waited for, not a reason to exit.
-                    if !storeAway {
-                        logger.warning("cannot reach the store to take the lease; trying again", metadata: ["error": "\(error)"])
-                        storeAway = true
+                    // A store that is away (a failover) is waited for, not a reason to exit;
+                    // said at the first failure and then every 50 (every 10 TTLs).
+                    if failedAttempts % 50 == 0 {
+                        logger.warning("cannot reach the store to take the lease; trying again",
+                                       metadata: ["error": "\(error)", "attempts": "\(failedAttempts + 1)"])
                     }
+                    failedAttempts += 1
                 }
                 try await Task.sleep(for: configuration.leaseTTL / 5)
             }
@@ -148,6 +170,7 @@ public struct Coordinator: Service {
                 return
             } catch where Self.isLeaseLoss(error) {
                 activeFlag.set(nil)
+                if (error as? LeaseLost)?.unconfirmed == true { unconfirmedHolder = holder }
                 // Reads while standing by come from the store, which the new active one writes.
                 try await engine.forgetRuns()
                 logger.warning("\(error); standing by", metadata: ["holder": "\(holder)"])

@@ -62,9 +62,12 @@ final class SwitchableStore: WorkflowStore {
     func close() async throws { try await base.close() }
 }
 
-/// A one-shot signal a test awaits (with a bound) and a handler fires.
+/// A one-shot signal: a handler waits for the test to fire it, or the test
+/// polls (with a bound) for a handler to have fired it.
 final class OneShotSignal: Sendable {
     private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    var isFired: Bool { state.withLock { $0.fired } }
 
     func fire() {
         let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
@@ -175,7 +178,7 @@ struct CoordinatorResilienceTests {
                 WorkflowStep.task("after", "echo", after: ["gate"], arguments: ["gate": "${steps.gate.output.passed}"])
             })
             let run = try await engine.start(workflow: "gated", input: [:])
-            await gateStarted.wait()
+            try await eventually("the gate step to start") { gateStarted.isFired }
 
             // The database goes away while a step is running; its result comes back meanwhile.
             store.setAway(true)

@@ -15,9 +15,8 @@ struct PostgresRestartTests {
         try await cluster.start()
         let h = try await TaskHarness.make()
         let coordinator = try CoordinatorProcess.start(h, store: cluster.url)
-        let worker = try SluiceBinary.start(["worker", "--url", h.url, "--prefix", h.topology.prefix,
-                                             "--delivery-limit", "\(h.topology.deliveryLimit)", "--queue", "wf",
-                                             "--concurrency", "20", "--log-level", "warning"])
+        // No worker until the database is gone, so that every run is in progress then.
+        var worker: Process?
         do {
             try await coordinator.waitUntilHealthy(active: true)
             let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows",
@@ -30,10 +29,15 @@ struct PostgresRestartTests {
                 if case .string(let id)? = started.body["runID"] { ids.append(id) }
             }
             #expect(ids.count == 10)
+            for id in ids { #expect(try await coordinator.run(id)?["status"] == "running") }
 
             // Gone while runs are in progress. After a lease TTL (6 s) without a
             // renewal the coordinator cannot know it still leads: it stands by.
             try await cluster.stop()
+            // Step results arrive while the database is away; they wait in the coordinator's queue.
+            worker = try SluiceBinary.start(["worker", "--url", h.url, "--prefix", h.topology.prefix,
+                                             "--delivery-limit", "\(h.topology.deliveryLimit)", "--queue", "wf",
+                                             "--concurrency", "20", "--log-level", "warning"])
             try await coordinator.waitUntilHealthy(active: false, seconds: 60)
             #expect(coordinator.process.isRunning, "the coordinator waits for the database instead of exiting")
 
@@ -49,13 +53,13 @@ struct PostgresRestartTests {
             let done = try await coordinator.wait(for: afterID, "completed")
             #expect(done["steps"]?["total"]?["output"] == ["all": [["v": 42]]], "\(done)")
         } catch {
-            SluiceBinary.stopIfRunning(worker)
+            if let worker { SluiceBinary.stopIfRunning(worker) }
             SluiceBinary.stopIfRunning(coordinator.process)
             await h.broker.close()
             try? await cluster.destroy()
             throw error
         }
-        SluiceBinary.stopIfRunning(worker)
+        if let worker { SluiceBinary.stopIfRunning(worker) }
         coordinator.process.terminate()
         #expect(try await within(30, "the coordinator to stop") { try await SluiceBinary.exitStatus(of: coordinator.process) } == 0)
         await h.broker.close()

@@ -10,7 +10,14 @@ import Synchronization
 /// The coordinators share it; a lease in it picks the active one.
 public final class PostgresWorkflowStore: WorkflowStore {
     /// The connection pool and the task that runs it; replaced when a call hangs.
-    private let pool: Mutex<(client: PostgresClient, runner: Task<Void, Never>)>
+    private struct Pool {
+        var client: PostgresClient
+        var runner: Task<Void, Never>
+        /// Counts replacements, so that calls that time out together replace the pool once.
+        var generation = 0
+        var closed = false
+    }
+    private let pool: Mutex<Pool>
     private let configuration: PostgresClient.Configuration
     private let logger: Logger
     private let fence = FenceBox()
@@ -28,13 +35,27 @@ public final class PostgresWorkflowStore: WorkflowStore {
         self.callTimeout = callTimeout
     }
 
-    private static func startPool(_ configuration: PostgresClient.Configuration, logger: Logger) -> (client: PostgresClient, runner: Task<Void, Never>) {
+    private static func startPool(_ configuration: PostgresClient.Configuration, logger: Logger) -> Pool {
         // The pool's own chatter (such as a lease asked for a moment before
         // `run()` starts) is not worth a warning; failures reach callers as errors.
         var background = logger
         background.logLevel = .error
         let client = PostgresClient(configuration: configuration, backgroundLogger: background)
-        return (client, Task { await client.run() })
+        return Pool(client: client, runner: Task { await client.run() })
+    }
+
+    /// Starts a new pool in place of the one of `generation`, unless that was
+    /// done already (by another call that timed out) or the store is closed.
+    private func replacePool(of generation: Int) {
+        let old = pool.withLock { pool -> Task<Void, Never>? in
+            guard !pool.closed, pool.generation == generation else { return nil }
+            let old = pool.runner
+            pool = Self.startPool(configuration, logger: logger)
+            pool.generation = generation + 1
+            return old
+        }
+        // Not awaited: its connections may be the ones stuck.
+        old?.cancel()
     }
 
     /// Connects (a small pool) and brings the schema up to date.
@@ -119,7 +140,10 @@ public final class PostgresWorkflowStore: WorkflowStore {
     }
 
     public func close() async throws {
-        let runner = pool.withLock { $0.runner }
+        let runner = pool.withLock { pool in
+            pool.closed = true
+            return pool.runner
+        }
         runner.cancel()
         _ = await runner.value
     }
@@ -127,7 +151,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
     // MARK: Plumbing
 
     /// Runs one call, with driver errors turned into store errors, and gives
-    /// up on it after `callTimeout` (nil: no limit). postgres-nio 1.33 can
+    /// up on it after `callTimeout` (unless `bounded` is false). postgres-nio 1.33 can
     /// leave a query waiting forever, deaf to cancellation, when the server
     /// goes away under it; such a call is left behind, and the pool that
     /// holds its connection is replaced by a new one.
@@ -135,6 +159,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
                                      _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard bounded else { return try await Self.mappingErrors(what, body) }
         let limit = callTimeout
+        let generation = pool.withLock { $0.generation }
         let outcome = await Abandonable.run(limit) { try await Self.mappingErrors(what, body) }
         switch outcome {
         case .finished(let result):
@@ -144,11 +169,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
         case .timedOut:
             logger.error("PostgreSQL did not answer in time; the call is abandoned and the connection pool replaced",
                          metadata: ["call": "\(what)", "timeout": "\(limit)"])
-            let old = pool.withLock { pool in
-                defer { pool = Self.startPool(configuration, logger: logger) }
-                return pool.runner
-            }
-            old.cancel()
+            replacePool(of: generation)
             throw StoreError(.database, "\(what): PostgreSQL did not answer within \(limit)")
         }
     }
