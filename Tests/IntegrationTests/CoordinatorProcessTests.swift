@@ -84,6 +84,23 @@ struct CoordinatorProcess {
         return status == 200 ? body : nil
     }
 
+    /// Registers ``CoordinatorProcessTests/pipeline`` and starts `count` runs
+    /// of it; run `i` maps over the `width` items `i`, `i+1`, ...
+    func startPipelineRuns(_ count: Int, width: Int) async throws -> [String] {
+        let register = try await Self.request("POST", api + "/v1/workflows", body: Array(CoordinatorProcessTests.pipeline.utf8),
+                                              contentType: "application/yaml")
+        #expect(register.status == 201, "\(register.body)")
+        var ids: [String] = []
+        for i in 0..<count {
+            let body = JSONValue.object(["workflow": "pipeline", "input": ["items": .array((0..<width).map { .number(Double($0 + i)) })]])
+            let started = try await Self.request("POST", api + "/v1/runs", body: body.jsonBytes)
+            #expect(started.status == 201, "\(started.body)")
+            if case .string(let id)? = started.body["runID"] { ids.append(id) }
+        }
+        #expect(ids.count == count)
+        return ids
+    }
+
     /// Waits until a run reaches `status`.
     func wait(for id: String, _ status: String, seconds: Double = 90) async throws -> JSONValue {
         let deadline = ContinuousClock.now + .seconds(seconds)
@@ -124,7 +141,8 @@ struct CoordinatorProcessTests {
             arguments: { all: "${steps.each.output}" }
         """
 
-    func workerArguments(_ h: TaskHarness) -> [String] {
+    /// A `sluice worker` on the workflows' queue `wf`.
+    static func workerArguments(_ h: TaskHarness) -> [String] {
         ["worker", "--url", h.url, "--prefix", h.topology.prefix, "--delivery-limit", "\(h.topology.deliveryLimit)", "--queue", "wf",
          "--concurrency", "20", "--log-level", "warning"]
     }
@@ -135,7 +153,7 @@ struct CoordinatorProcessTests {
         let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
         let coordinator = try CoordinatorProcess.start(h, store: store)
         defer { SluiceBinary.stopIfRunning(coordinator.process) }
-        let worker = try SluiceBinary.start(workerArguments(h))
+        let worker = try SluiceBinary.start(Self.workerArguments(h))
         defer { SluiceBinary.stopIfRunning(worker) }
         try await coordinator.waitUntilHealthy()
         let file = try writeTemp(Self.pipeline, "yaml")
@@ -256,7 +274,7 @@ struct CoordinatorProcessTests {
         guard case .string(let runID)? = started.body["runID"] else { Issue.record("no run id"); return }
         // Each worker dies on the task; after the limit RabbitMQ dead-letters it, and no worker reports it.
         for attempt in 1...3 {
-            let (status, output) = try await within(60, "worker run \(attempt)") { try await SluiceBinary.run(workerArguments(h)) }
+            let (status, output) = try await within(60, "worker run \(attempt)") { try await SluiceBinary.run(Self.workerArguments(h)) }
             #expect(status == 70, "run \(attempt): the worker should die on sluice.crash: \(output)")
         }
         let failed = try await coordinator.wait(for: runID, "failed")
@@ -273,20 +291,10 @@ struct CoordinatorProcessTests {
         let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
         let port = CoordinatorProcess.freePort()
         var coordinator = try CoordinatorProcess.start(h, store: store, port: port)
-        let worker = try SluiceBinary.start(workerArguments(h))
+        let worker = try SluiceBinary.start(Self.workerArguments(h))
         defer { SluiceBinary.stopIfRunning(worker) }
         try await coordinator.waitUntilHealthy()
-        let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(Self.pipeline.utf8),
-                                                            contentType: "application/yaml")
-        #expect(register.status == 201)
-        var ids: [String] = []
-        for i in 0..<50 {
-            let body = JSONValue.object(["workflow": "pipeline", "input": ["items": .array((0..<5).map { .number(Double($0 + i)) })]])
-            let started = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: body.jsonBytes)
-            #expect(started.status == 201)
-            if case .string(let id)? = started.body["runID"] { ids.append(id) }
-        }
-        #expect(ids.count == 50)
+        let ids = try await coordinator.startPipelineRuns(50, width: 5)
         for _ in 0..<4 {
             try await Task.sleep(for: .milliseconds(Int.random(in: 200...600)))
             kill(coordinator.process.processIdentifier, SIGKILL)
@@ -316,7 +324,7 @@ struct CoordinatorProcessTests {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
         let coordinator = try CoordinatorProcess.start(h, store: "sqlite:" + path)
         defer { SluiceBinary.stopIfRunning(coordinator.process) }
-        let worker = try SluiceBinary.start(workerArguments(h))
+        let worker = try SluiceBinary.start(Self.workerArguments(h))
         defer { SluiceBinary.stopIfRunning(worker) }
         try await coordinator.waitUntilHealthy(active: true)
         for yaml in [Self.pipeline, "name: slow\nsteps:\n  - id: wait\n    delay: 1h\n"] {
@@ -391,7 +399,7 @@ struct CoordinatorProcessTests {
         let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
         let coordinator = try CoordinatorProcess.start(h, store: store, extra: ["--retention", "2s"])
         defer { SluiceBinary.stopIfRunning(coordinator.process) }
-        let worker = try SluiceBinary.start(workerArguments(h))
+        let worker = try SluiceBinary.start(Self.workerArguments(h))
         defer { SluiceBinary.stopIfRunning(worker) }
         try await coordinator.waitUntilHealthy()
         for yaml in [Self.pipeline, "name: slow\nsteps:\n  - id: wait\n    delay: 1h\n"] {
@@ -428,21 +436,12 @@ struct CoordinatorProcessTests {
         let second = try CoordinatorProcess.start(h, store: store)
         defer { SluiceBinary.stopIfRunning(second.process) }
         try await second.waitUntilHealthy(active: false)
-        let worker = try SluiceBinary.start(workerArguments(h))
+        let worker = try SluiceBinary.start(Self.workerArguments(h))
         defer { SluiceBinary.stopIfRunning(worker) }
-        let register = try await CoordinatorProcess.request("POST", first.api + "/v1/workflows", body: Array(Self.pipeline.utf8),
-                                                            contentType: "application/yaml")
-        #expect(register.status == 201)
+        let ids = try await first.startPipelineRuns(20, width: 3)
         // The standby refuses commands.
         let refused = try await CoordinatorProcess.request("POST", second.api + "/v1/runs", body: Array(#"{"workflow": "pipeline"}"#.utf8))
         #expect(refused.status == 503)
-        var ids: [String] = []
-        for i in 0..<20 {
-            let body = JSONValue.object(["workflow": "pipeline", "input": ["items": .array((0..<3).map { .number(Double($0 + i)) })]])
-            let started = try await CoordinatorProcess.request("POST", first.api + "/v1/runs", body: body.jsonBytes)
-            if case .string(let id)? = started.body["runID"] { ids.append(id) }
-        }
-        #expect(ids.count == 20)
         kill(first.process.processIdentifier, SIGKILL)
         _ = try await SluiceBinary.exitStatus(of: first.process)
         let takeover = ContinuousClock.now

@@ -19,25 +19,14 @@ struct PostgresRestartTests {
         var worker: Process?
         do {
             try await coordinator.waitUntilHealthy(active: true)
-            let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows",
-                                                                body: Array(CoordinatorProcessTests.pipeline.utf8), contentType: "application/yaml")
-            #expect(register.status == 201, "\(register.body)")
-            var ids: [String] = []
-            for i in 0..<10 {
-                let body = JSONValue.object(["workflow": "pipeline", "input": ["items": .array((0..<3).map { .number(Double($0 + i)) })]])
-                let started = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: body.jsonBytes)
-                if case .string(let id)? = started.body["runID"] { ids.append(id) }
-            }
-            #expect(ids.count == 10)
+            let ids = try await coordinator.startPipelineRuns(10, width: 3)
             for id in ids { #expect(try await coordinator.run(id)?["status"] == "running") }
 
             // Gone while runs are in progress. After a lease TTL (6 s) without a
             // renewal the coordinator cannot know it still leads: it stands by.
             try await cluster.stop()
             // Step results arrive while the database is away; they wait in the coordinator's queue.
-            worker = try SluiceBinary.start(["worker", "--url", h.url, "--prefix", h.topology.prefix,
-                                             "--delivery-limit", "\(h.topology.deliveryLimit)", "--queue", "wf",
-                                             "--concurrency", "20", "--log-level", "warning"])
+            worker = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h))
             try await coordinator.waitUntilHealthy(active: false, seconds: 60)
             #expect(coordinator.process.isRunning, "the coordinator waits for the database instead of exiting")
 
