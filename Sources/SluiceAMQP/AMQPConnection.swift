@@ -21,6 +21,10 @@ public final class AMQPConnection: Sendable {
         public var rpcTimeout: Duration
         /// Most unconfirmed publishes per confirm channel; more wait their turn.
         public var confirmWindow: Int
+        /// Largest body a publish may carry: RabbitMQ's `max_message_size`
+        /// (128 MiB unless the broker is configured otherwise). A larger one
+        /// fails alone with `unencodable` instead of closing the channel.
+        public var maxMessageBytes: Int
         /// Where connection-level events are logged.
         public var logger: Logger
 
@@ -41,12 +45,14 @@ public final class AMQPConnection: Sendable {
         /// Defaults: recovery on, 30 s RPC timeout, a confirm window of 1024.
         public init(url: AMQPURL, connectionName: String? = nil, recovery: Recovery? = Recovery(),
                     rpcTimeout: Duration = .seconds(30), confirmWindow: Int = 1024,
+                    maxMessageBytes: Int = MessageLimits.defaultMaxMessageBytes,
                     logger: Logger = Logger(label: "sluice.amqp")) {
             self.url = url
             self.connectionName = connectionName
             self.recovery = recovery
             self.rpcTimeout = rpcTimeout
             self.confirmWindow = max(1, confirmWindow)
+            self.maxMessageBytes = maxMessageBytes
             self.logger = logger
         }
     }

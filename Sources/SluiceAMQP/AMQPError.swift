@@ -12,6 +12,10 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidURL = Code(raw: "invalid_url")
         /// An argument was rejected before anything was sent.
         public static let invalidArgument = Code(raw: "invalid_argument")
+        /// A message breaks a limit of AMQP or of the broker (a short string
+        /// over 255 bytes, headers larger than a frame, a body over the
+        /// broker's maximum); it was not sent and the connection is unaffected.
+        public static let unencodable = Code(raw: "unencodable")
         /// The TCP or TLS connection could not be established.
         public static let connectionFailed = Code(raw: "connection_failed")
         /// TLS handshake or certificate verification failed.

@@ -355,6 +355,15 @@ extension ConnectionCore {
             return
         }
         let m = request.message
+        do {
+            // Checked first: rabbitmq-c writes the method frame before it
+            // encodes the properties, so a failure there would leave the
+            // connection mid-message.
+            try MessageLimits.check(m, frameMax: frameMax, maxMessageBytes: configuration.maxMessageBytes)
+        } catch {
+            request.waiter?.settle(.failure(error))
+            return
+        }
         if channel.confirms, let waiter = request.waiter {
             _ = channel.tracker.register(waiter, mandatory: m.mandatory, exchange: m.exchange, routingKey: m.routingKey)
         }

@@ -47,6 +47,8 @@ final class ConnectionCore: @unchecked Sendable {
     var socketFD: Int32 = -1
     var heartbeatSeconds = 0
     var channelMax = 2047
+    /// The negotiated frame size: content headers must fit one frame.
+    var frameMax = 131_072
     var generation: UInt64 = 0
     var channels: [UInt16: ChannelState] = [:]
     var topology = TopologyRecorder()
@@ -406,6 +408,7 @@ final class ConnectionCore: @unchecked Sendable {
         heartbeatSeconds = Int(amqp_get_heartbeat(state))
         channelMax = Int(amqp_get_channel_max(state))
         if channelMax == 0 { channelMax = 65535 }
+        frameMax = Int(amqp_get_frame_max(state))
         lastInbound = .now
         blocked = false
         blockedFlag.store(false)

@@ -13,20 +13,29 @@ struct CoordinatorCommand: AsyncParsableCommand {
         discussion: """
         Keeps workflow state in --store: a SQLite file (the default, one coordinator) or PostgreSQL \
         (several coordinators: one is active, the others stand by and take over when it stops). \
-        The HTTP API listens on --http (loopback by default; any other address needs --http-token \
-        or SLUICE_API_TOKEN). SIGTERM or SIGINT stops it after the event in hand is committed.
+        The HTTP API listens on --http (loopback by default; any other address, decided by what it \
+        resolves to, needs a token: SLUICE_API_TOKEN, --http-token-file, or --http-token). SIGTERM or \
+        SIGINT stops it after the event in hand is committed.
 
         Examples:
           sluice coordinator                                      # sqlite:sluice-coordinator.sqlite, http 127.0.0.1:27200
-          sluice coordinator --store postgres://sluice@db:5432/sluice --http 0.0.0.0:27200 --http-token "$TOKEN"
+          SLUICE_API_TOKEN="$TOKEN" sluice coordinator --store postgres://sluice@db:5432/sluice --http 0.0.0.0:27200
+          sluice coordinator --http 0.0.0.0:27200 --http-token-file /run/secrets/sluice-api-token
         """)
 
     @Option(help: "Where workflow state lives: sqlite:PATH or postgres://user:password@host:port/database, with ?sslmode=disable|prefer|require|verify-ca|verify-full and sslrootcert, sslcert, sslkey as in libpq (default: $SLUICE_STORE, else sqlite:sluice-coordinator.sqlite).")
     var store: String?
     @Option(help: "Address of the HTTP API, HOST:PORT ('none' for no API).")
     var http: String = "127.0.0.1:27200"
-    @Option(help: "Bearer token the API requires (default: $SLUICE_API_TOKEN); required off loopback.")
+    @Option(help: ArgumentHelp("Bearer token the API requires; required off loopback. Prefer SLUICE_API_TOKEN or --http-token-file: a value here shows in `ps`.",
+                               valueName: "token"))
     var httpToken: String?
+    @Option(help: ArgumentHelp("File holding the bearer token (its first line), e.g. a mounted secret.", valueName: "path"))
+    var httpTokenFile: String?
+    @Option(help: "The most elements one map step may have; a start whose input holds a larger map is refused, a larger map met later fails its step.")
+    var maxMapElements: Int = WorkflowLimits.standard.maxMapElements
+    @Option(help: "The most bytes of JSON a step task's rendered arguments (or a sub-workflow's input, or a run's output) may take; past it the step fails.")
+    var maxArgumentsBytes: Int = WorkflowLimits.standard.maxArgumentsBytes
     @Option(help: "Queue for step tasks whose workflow names none.")
     var defaultQueue: String = "default"
     @Option(help: "How long the coordinator lease lasts without renewal (a standby takes over after about this long).")
@@ -47,6 +56,24 @@ struct CoordinatorCommand: AsyncParsableCommand {
         if let metrics { _ = try parseHostPort(metrics) }
         guard try parseDuration(leaseTtl) >= .seconds(1) else { throw ValidationError("--lease-ttl must be at least 1s") }
         _ = try retentionPeriod()
+        guard maxMapElements >= 1 else { throw ValidationError("--max-map-elements must be 1 or more") }
+        guard maxArgumentsBytes >= 1024 else { throw ValidationError("--max-arguments-bytes must be at least 1024") }
+        if httpToken != nil && httpTokenFile != nil { throw ValidationError("give --http-token or --http-token-file, not both") }
+    }
+
+    /// The API token: --http-token, --http-token-file's first line, or SLUICE_API_TOKEN.
+    func apiToken() throws -> String? {
+        if let httpToken { return httpToken }
+        if let httpTokenFile {
+            guard let data = FileManager.default.contents(atPath: httpTokenFile),
+                  let text = String(data: data, encoding: .utf8) else {
+                throw CLIError("cannot read --http-token-file \(httpTokenFile)")
+            }
+            let token = text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            guard !token.isEmpty else { throw CLIError("--http-token-file \(httpTokenFile) holds no token") }
+            return token
+        }
+        return ProcessInfo.processInfo.environment["SLUICE_API_TOKEN"]
     }
 
     /// `--retention`: nil for forever.
@@ -65,11 +92,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var apiConfiguration: CoordinatorAPI.Configuration?
         if http != "none" {
             let (host, port) = try parseHostPort(http)
-            let token = httpToken ?? ProcessInfo.processInfo.environment["SLUICE_API_TOKEN"]
+            let token = try apiToken()
             let configuration = CoordinatorAPI.Configuration(host: host, port: port, token: token,
                                                              metricsText: { PrometheusMetrics.text() })
             guard configuration.isAcceptable else {
-                throw CLIError("the API on \(host) needs a token off loopback (--http-token or SLUICE_API_TOKEN), or --http 127.0.0.1:\(port)")
+                throw CLIError("the API on \(host) needs a token off loopback (SLUICE_API_TOKEN, --http-token-file or --http-token), or --http 127.0.0.1:\(port)")
             }
             apiConfiguration = configuration
         }
@@ -84,7 +111,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         do {
             let broker = try await connection.connect(name: "sluice coordinator")
             defer { Task { await broker.close() } }
-            let engine = RunEngine(store: store, logger: logger)
+            let engine = RunEngine(store: store, limits: WorkflowLimits(maxArgumentsBytes: maxArgumentsBytes, maxMapElements: maxMapElements),
+                                   logger: logger)
             let coordinator = Coordinator(broker: broker, engine: engine,
                                           configuration: .init(leaseTTL: leaseTTL, defaultQueue: defaultQueue,
                                                                retention: try retentionPeriod()), logger: logger)
@@ -135,5 +163,9 @@ func parseHostPort(_ text: String) throws -> (String, Int) {
     var host = String(text[..<colon])
     if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
     guard !host.isEmpty else { throw ValidationError("'\(text)' has no host") }
+    // A host name or an IP literal: nothing that would make a URL of it ambiguous.
+    guard host.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || ".-:_%".unicodeScalars.contains($0)) }) else {
+        throw ValidationError("'\(text)': the host must be a name or an IP address")
+    }
     return (host, port)
 }

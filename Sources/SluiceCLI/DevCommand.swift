@@ -75,14 +75,19 @@ struct DevCommand: AsyncParsableCommand {
         guard let brokerURL else { throw CLIError("no broker") }
         let (host, port) = try parseHostPort(http)
         let apiBase = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
-        let common = ["--url", brokerURL, "--prefix", prefix]
+        guard let apiURL = URL(string: apiBase), apiURL.host != nil else {
+            throw ValidationError("--http '\(http)' is not a usable HOST:PORT")
+        }
+        // The broker URL (with its password) goes in the children's environment, not their argv.
+        let common = ["--prefix", prefix]
+        stack.environment["SLUICE_URL"] = brokerURL
 
         // 2. Coordinator and worker, as child processes of this one.
         let store = URL(fileURLWithPath: dataDir).appendingPathComponent("coordinator.sqlite").path
         try stack.spawn("coordinator", ["coordinator", "--store", "sqlite:\(store)", "--http", http, "--supervised"] + common)
         try stack.spawn("worker", ["worker", "--queue", "demo", "--concurrency", "8", "--retry-base", "500ms",
                                    "--metrics", "127.0.0.1:\(port + 210)", "--supervised"] + common)
-        var api = APIClient(base: URL(string: apiBase)!, token: nil)
+        var api = APIClient(base: apiURL, token: nil)
         step("waiting for the coordinator API at \(apiBase)...")
         let deadline = ContinuousClock.now + .seconds(60)
         while true {
@@ -111,7 +116,7 @@ struct DevCommand: AsyncParsableCommand {
         demo run \(runID):
         """)
         flushStandardOutput()
-        api.base = URL(string: apiBase)!
+        api.base = apiURL
         var lastFrame: [String] = []
         var final: JSONValue?
         let watchDeadline = ContinuousClock.now + .seconds(180)
@@ -211,6 +216,8 @@ final class DevStack: @unchecked Sendable {
 
     let dataDir: String
     var startedBroker: PrivateBroker?
+    /// Set for every child on top of this process's environment (the broker URL).
+    var environment: [String: String] = [:]
     private var children: [(name: String, process: Process, input: Pipe)] = []
     private let lock = NSLock()
     private var exits: [Exit] = []
@@ -222,7 +229,7 @@ final class DevStack: @unchecked Sendable {
 
     /// Starts `sluice ARGS` with its output in `<dataDir>/<name>.log`.
     func spawn(_ name: String, _ arguments: [String]) throws {
-        let (process, input) = SupervisedChild.process(arguments)
+        let (process, input) = SupervisedChild.process(arguments, environment: environment)
         let path = logPath(name)
         _ = FileManager.default.createFile(atPath: path, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: path))

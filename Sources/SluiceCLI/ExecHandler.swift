@@ -8,12 +8,17 @@ struct ExecHandler: Sendable {
     let command: String
     /// Standard output kept as the result.
     let maxOutput = 64 << 10
+    /// Variables of the worker that a task's command does not inherit: the
+    /// broker URL (with its password), the API token, the store URL.
+    static let withheldVariables = ["SLUICE_URL", "SLUICE_API_TOKEN", "SLUICE_STORE", "SLUICE_MANAGEMENT_URL"]
 
     func handle(_ context: TaskContext) async throws -> [UInt8]? {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", command]
         var environment = ProcessInfo.processInfo.environment
+        // The worker's own secrets are not the task's: a script gets its task, not the broker's password.
+        for secret in Self.withheldVariables { environment[secret] = nil }
         environment["SLUICE_TASK_ID"] = context.id
         environment["SLUICE_TASK_NAME"] = context.name
         environment["SLUICE_TASK_QUEUE"] = context.task.queue

@@ -75,7 +75,8 @@ struct TopologyCommand: AsyncParsableCommand {
                 "vhosts": [["name": vhost]],
                 "exchanges": exchanges, "queues": queueList, "bindings": bindings,
             ]
-            let data = try! JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
+            // Built from our own declarations (no NaN or other unencodable value), but never trap on it.
+            guard let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) else { return "{}" }
             return String(decoding: data, as: UTF8.self)
         }
 

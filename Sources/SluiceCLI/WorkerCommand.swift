@@ -132,7 +132,8 @@ struct WorkerCommand: AsyncParsableCommand {
             while i < original.count {
                 let a = original[i]
                 let name = a.split(separator: "=", maxSplits: 1).first.map(String.init) ?? a
-                if ["--processes", "--hard-time-limit", "--metrics"].contains(name) {
+                // --url goes to the children in their environment (it may hold a password).
+                if ["--processes", "--hard-time-limit", "--metrics", "--url"].contains(name) {
                     i += a.contains("=") ? 1 : 2
                     continue
                 }
@@ -145,7 +146,10 @@ struct WorkerCommand: AsyncParsableCommand {
             }
             return out + ["--supervised"]
         }
-        let supervisor = WorkerSupervisor(count: count, hardLimit: try hardTimeLimit.map(parseDuration), logger: logger, arguments: arguments)
+        var environment: [String: String] = [:]
+        if let url = connection.url { environment["SLUICE_URL"] = url }
+        let supervisor = WorkerSupervisor(count: count, hardLimit: try hardTimeLimit.map(parseDuration), logger: logger,
+                                          environment: environment, arguments: arguments)
         logger.info("supervising worker processes", metadata: ["processes": "\(count)", "hard-time-limit": "\(hardTimeLimit ?? "none")"])
         let status = await supervisor.run()
         if status != 0 { throw ExitCode(status) }

@@ -30,13 +30,16 @@ final class WorkerSupervisor: Sendable {
     }
 
     private let arguments: @Sendable (Int) -> [String]
+    private let environment: [String: String]
     private let count: Int
     private let hardLimit: Duration?
     private let logger: Logger
     private let state: Mutex<(slots: [Slot], stopping: Bool)>
     private let exits = AsyncStream<(Int, Int32)>.makeStream()
 
-    init(count: Int, hardLimit: Duration?, logger: Logger, arguments: @escaping @Sendable (Int) -> [String]) {
+    init(count: Int, hardLimit: Duration?, logger: Logger, environment: [String: String] = [:],
+         arguments: @escaping @Sendable (Int) -> [String]) {
+        self.environment = environment
         self.count = count
         self.hardLimit = hardLimit
         self.logger = logger
@@ -113,7 +116,7 @@ final class WorkerSupervisor: Sendable {
     }
 
     private func start(_ slot: Int) {
-        let (process, input) = SupervisedChild.process(arguments(slot))
+        let (process, input) = SupervisedChild.process(arguments(slot), environment: environment)
         let reports = Pipe()
         process.standardOutput = reports
         reports.fileHandleForReading.readabilityHandler = { [weak self] handle in
@@ -203,10 +206,16 @@ enum SupervisedChild {
     /// whose standard input is a pipe from us: while we hold its write end
     /// the child runs; when it closes (we exited, however) the child stops.
     /// The arguments should include `--supervised`.
-    static func process(_ arguments: [String]) -> (Process, input: Pipe) {
+    /// `environment`: variables set for the child on top of this process's
+    /// own; secrets (the broker URL with its password) go this way, never in
+    /// argv, which every user of the machine can read with `ps`.
+    static func process(_ arguments: [String], environment: [String: String] = [:]) -> (Process, input: Pipe) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         let input = Pipe()
         process.standardInput = input
         return (process, input)

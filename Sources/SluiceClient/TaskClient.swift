@@ -75,18 +75,12 @@ public final class TaskClient: Sendable {
     private func envelope(for request: Request, now: Date) throws -> TaskEnvelope {
         let o = request.options
         let queue = o.queue ?? defaultQueue
-        guard !request.name.isEmpty, request.name.count <= 255 else {
-            throw SluiceError(.invalidArgument, "a task name must be 1-255 characters", task: request.name, queue: queue)
-        }
         do { try Topology.validateQueue(queue) } catch var error as SluiceError {
             error.task = request.name
             throw error
         }
         guard TaskEnvelope.isValidJSON(request.arguments) else {
             throw SluiceError(.invalidArgument, "the arguments are not valid JSON", task: request.name, queue: queue)
-        }
-        if let id = o.id, id.isEmpty || id.count > 255 {
-            throw SluiceError(.invalidArgument, "a task id must be 1-255 characters", task: request.name, queue: queue)
         }
         if let m = o.maxAttempts, m < 1 {
             throw SluiceError(.invalidArgument, "max attempts must be 1 or more", task: request.name, queue: queue)
@@ -97,12 +91,17 @@ public final class TaskClient: Sendable {
             notBefore = now.addingTimeInterval(Double(s) + Double(atto) / 1e18)
         }
         let id = o.id ?? TaskEnvelope.newID()
-        return TaskEnvelope(
+        let envelope = TaskEnvelope(
             id: id, name: request.name, queue: queue, arguments: request.arguments,
             // The retry header carries backoff only: the policy's attempt limit travels as max attempts.
             maxAttempts: o.maxAttempts ?? o.retryPolicy?.maxAttempts, retryPolicy: o.retryPolicy, notBefore: notBefore, deadline: o.deadline,
             idempotencyKey: o.idempotencyKey, workflowRunID: o.workflowRunID, workflowStep: o.workflowStep,
             traceparent: o.traceparent ?? TraceParent.current?.child(seed: id).description, enqueuedAt: now)
+        // Every AMQP limit is checked here, where the task enters, with an
+        // error naming the field: never later, as a failed publish or a retry
+        // copy that cannot be sent.
+        try envelope.validateLimits()
+        return envelope
     }
 
     /// Declares each queue's topology once per client.

@@ -438,20 +438,54 @@ public struct Coordinator: Service {
                 try await broker.watchDeadLetters(of: Array(queues))
                 prepared.formUnion(queues)
             }
-            let messages = entries.map { broker.topology.message(for: envelope($0.task)) }
-            let results = try await broker.publish(messages)
+            // A task that can never be published (over an AMQP limit) fails
+            // its step instead of holding its row, and the rows behind it, forever.
+            var sendable: [OutboxEntry] = []
+            var refused: [(OutboxEntry, DeadReason, String)] = []
+            for entry in entries {
+                do {
+                    try envelope(entry.task).validateLimits()
+                    sendable.append(entry)
+                } catch {
+                    refused.append((entry, .invalidEnvelope, error.message))
+                }
+            }
+            let messages = sendable.map { broker.topology.message(for: envelope($0.task)) }
+            let results = messages.isEmpty ? [] : try await broker.publish(messages)
             var sent: [Int64] = []
-            for (entry, result) in zip(entries, results) {
+            var transientFailures = 0
+            for (entry, result) in zip(sendable, results) {
                 switch result {
                 case .success: sent.append(entry.id)
+                case .failure(let error) where WireLimits.isOverLimit(error):
+                    refused.append((entry, .tooLarge, "\(error)"))
                 case .failure(let error):
+                    transientFailures += 1
                     logger.warning("a step task was not confirmed; it will be published again", metadata: [
                         "task.id": "\(entry.task.taskID)", "error": "\(error)"])
                 }
             }
+            for (entry, reason, message) in refused {
+                try await failUnpublishable(entry, reason: reason, message: message)
+                sent.append(entry.id)
+            }
             try await store.markSent(sent)
-            if sent.count < entries.count { try await Task.sleep(for: .seconds(1)) }
+            if transientFailures > 0 { try await Task.sleep(for: .seconds(1)) }
         }
+    }
+
+    /// Fails the step of a task that cannot be published, as if a worker had
+    /// dead-lettered it with `reason`; the run then goes on by its rules.
+    private func failUnpublishable(_ entry: OutboxEntry, reason: DeadReason, message: String) async throws {
+        let task = envelope(entry.task)
+        logger.error("a step task cannot be published; its step fails", metadata: [
+            "task.id": "\(task.id.prefix(300))", "run": "\(entry.task.runID)", "reason": "\(reason.rawValue)", "error": "\(message)"])
+        guard task.workflowRunID != nil else { return }
+        var event = TaskEvent(kind: .dead, task: task)
+        event.deadReason = reason
+        event.errorType = reason.rawValue
+        event.errorMessage = "the task could not be published: \(message)"
+        try await engine.apply([event])
     }
 
     /// The task message for a step task.

@@ -36,9 +36,12 @@ public actor RunEngine {
     private var machines: [String: WorkflowStateMachine] = [:]
     private var definitionCache: [String: WorkflowDefinition] = [:]
     private let gate = AsyncGate()
+    /// How large a run's step tasks and maps may be.
+    public let limits: WorkflowLimits
 
-    public init(store: any WorkflowStore, logger: Logger = Logger(label: "sluice.coordinator")) {
+    public init(store: any WorkflowStore, limits: WorkflowLimits = .standard, logger: Logger = Logger(label: "sluice.coordinator")) {
         self.store = store
+        self.limits = limits
         self.logger = logger
     }
 
@@ -79,8 +82,9 @@ public actor RunEngine {
                                runID: String, traceparent: String?, at: Date) async throws -> RunState {
         if let key = idempotencyKey, let existing = try await store.run(idempotencyKey: key) { return existing }
         let definition = try await definition(name, version)
+        try checkMapSizes(definition, input: input)
         let machine = try WorkflowStateMachine(definition: definition, runID: runID, input: input, createdAt: at,
-                                               traceparent: traceparent)
+                                               traceparent: traceparent, limits: limits)
         do {
             try await process([(runID, .start(at: at))], newRuns: [runID: (machine, idempotencyKey)], at: at)
         } catch let error as StoreError where error.code == .conflict {
@@ -90,6 +94,18 @@ public actor RunEngine {
         }
         if let state = machines[runID]?.state { return state }
         return try await store.run(id: runID) ?? machine.state
+    }
+
+    /// Refuses a start whose input already holds a map larger than the limit
+    /// (maps over the input are known at once; others fail their step when
+    /// they start).
+    private func checkMapSizes(_ definition: WorkflowDefinition, input: JSONValue) throws {
+        for step in definition.steps {
+            guard case .map(let spec) = step.kind, case .key("input")? = spec.over.components.first,
+                  case .array(let items)? = spec.over.resolve(in: .object(["input": input])),
+                  items.count > limits.maxMapElements else { continue }
+            throw EngineError.invalid("step '\(step.id)' maps over \(items.count) elements of '\(spec.over)'; the limit is \(limits.maxMapElements)")
+        }
     }
 
     /// Drops every cached run, so that runs are read from the store again.
@@ -166,13 +182,18 @@ public actor RunEngine {
 
     /// A child run's id: its key (`parent/step/generation`) with dots for
     /// slashes, so that it fits in a URL path segment.
-    static func childRunID(_ key: String) -> String { key.replacingOccurrences(of: "/", with: ".") }
+    /// Bounded like every id that becomes an AMQP short string (it is the
+    /// correlation id and the prefix of its tasks' ids): sub-workflows nested
+    /// deep, or with long step ids, get a hashed id of 120 bytes at most.
+    static func childRunID(_ key: String) -> String {
+        WireLimits.boundedID(key.replacingOccurrences(of: "/", with: "."), limit: 120)
+    }
 
     private func machine(_ id: String) async throws -> WorkflowStateMachine? {
         if let m = machines[id] { return m }
         guard let state = try await store.run(id: id) else { return nil }
         let definition = try await definition(state.workflow, state.version)
-        let machine = try WorkflowStateMachine(definition: definition, state: state)
+        let machine = try WorkflowStateMachine(definition: definition, state: state, limits: limits)
         if !state.status.isFinal || state.status == .failed { machines[id] = machine }
         return machine
     }
@@ -215,7 +236,7 @@ public actor RunEngine {
             let runID = "sched-\(spec.id)-\(ms)"
             let now = Date()
             let definition = try await definition(name, version)
-            let machine = try WorkflowStateMachine(definition: definition, runID: runID, input: input, createdAt: now)
+            let machine = try WorkflowStateMachine(definition: definition, runID: runID, input: input, createdAt: now, limits: limits)
             let (changes, working) = try await plan([(runID, .start(at: now))], newRuns: [runID: (machine, runID)], removeTimers: [:], at: now)
             let fired = try await store.fireSchedule(id: spec.id, expected: expected, next: next, changes: changes, publish: [])
             if fired { adopt(working) }
@@ -278,7 +299,7 @@ public actor RunEngine {
                         let definition = try await definition(workflow, version)
                         let child = try WorkflowStateMachine(definition: definition, runID: childID, input: input, createdAt: at,
                                                              parent: RunState.ParentLink(runID: id, childKey: key),
-                                                             traceparent: working[id]?.state.traceparent)
+                                                             traceparent: working[id]?.state.traceparent, limits: limits)
                         working[childID] = child
                         created[childID] = .some(nil)
                         pending.append((childID, .start(at: at)))

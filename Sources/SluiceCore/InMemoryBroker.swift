@@ -68,6 +68,8 @@ public actor InMemoryBroker: Broker {
     }
 
     private func route(_ message: OutboundMessage) -> Result<Void, any Error> {
+        // The limits a RabbitMQ connection checks, with its default frame size.
+        do { try MessageLimits.check(message, frameMax: 131_072) } catch { return .failure(error) }
         let t = topology
         switch message.exchange {
         case t.tasksExchange:

@@ -34,8 +34,9 @@ public struct TaskEnvelope: Sendable, Hashable {
     public var workflowStep: String?
     /// W3C trace context.
     public var traceparent: String?
-    /// When it was first enqueued.
-    public var enqueuedAt: Date
+    /// When it was first enqueued; nil when the message said nothing
+    /// (no `timestamp`, no `sluice-enqueued-at`): its wait is then unknown.
+    public var enqueuedAt: Date?
     /// Headers this version does not interpret, kept on retries and dead copies.
     public var otherHeaders: FieldTable
 
@@ -43,7 +44,7 @@ public struct TaskEnvelope: Sendable, Hashable {
     public init(id: String = TaskEnvelope.newID(), name: String, queue: String, arguments: [UInt8], attempt: Int = 1,
                 maxAttempts: Int? = nil, retryPolicy: RetryPolicy? = nil, notBefore: Date? = nil, deadline: Date? = nil,
                 idempotencyKey: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil,
-                traceparent: String? = nil, enqueuedAt: Date = Date(), otherHeaders: FieldTable = [:]) {
+                traceparent: String? = nil, enqueuedAt: Date? = Date(), otherHeaders: FieldTable = [:]) {
         self.id = id
         self.name = name
         self.queue = queue
@@ -113,6 +114,9 @@ public enum WireHeader {
     public static let errorMessage = "sluice-error-message"
     public static let deadAt = "sluice-dead-at"
     public static let deadBy = "sluice-dead-by"
+    /// On a trimmed dead copy: how many of the original headers were dropped
+    /// so that the copy fits a frame.
+    public static let trimmedHeaders = "sluice-trimmed-headers"
 
     static let known: Set<String> = [version, task, id, queue, attempt, maxAttempts, retry, notBefore, deadline, idempotencyKey,
                                      workflowRun, workflowStep, enqueuedAt, traceparent]
@@ -125,7 +129,7 @@ extension TaskEnvelope {
         headers[WireHeader.version] = .int64(Int64(Self.protocolVersion))
         headers[WireHeader.queue] = .string(queue)
         headers[WireHeader.attempt] = .int64(Int64(attempt))
-        headers[WireHeader.enqueuedAt] = .int64(enqueuedAt.epochMilliseconds)
+        if let enqueuedAt { headers[WireHeader.enqueuedAt] = .int64(enqueuedAt.epochMilliseconds) }
         if let maxAttempts { headers[WireHeader.maxAttempts] = .int64(Int64(maxAttempts)) }
         if let retryPolicy { headers[WireHeader.retry] = .table(retryPolicy.fieldTable) }
         if let notBefore { headers[WireHeader.notBefore] = .int64(notBefore.epochMilliseconds) }
@@ -136,7 +140,7 @@ extension TaskEnvelope {
         if let traceparent { headers[WireHeader.traceparent] = .string(traceparent) }
         let properties = BasicProperties(
             contentType: "application/json", headers: headers, deliveryMode: 2, correlationId: workflowRunID,
-            messageId: id, timestamp: UInt64(clamping: max(0, enqueuedAt.epochMilliseconds / 1000)), type: name)
+            messageId: id, timestamp: enqueuedAt.map { UInt64(clamping: max(0, $0.epochMilliseconds / 1000)) }, type: name)
         return (properties, arguments)
     }
 
@@ -193,20 +197,31 @@ extension TaskEnvelope {
         if !JSONValidator.isValid(body) {
             throw DecodeFailure(.undecodable, "the body is not valid JSON")
         }
+        // No time at all (allowed): unknown, never "now", which would report a zero wait.
         let enqueued = try date(WireHeader.enqueuedAt)
-            ?? properties.timestamp.map { Date(epochMilliseconds: Int64(clamping: min($0, UInt64(Int64.max / 1000)) * 1000)) } ?? Date()
+            ?? properties.timestamp.map { Date(epochMilliseconds: Int64(clamping: min($0, UInt64(Int64.max / 1000)) * 1000)) }
         var others = FieldTable()
         for (key, value) in headers where !WireHeader.known.contains(key) { others[key] = value }
         let headerID = try string(WireHeader.id)
         let id = properties.messageId.flatMap { $0.isEmpty ? nil : $0 } ?? headerID.flatMap { $0.isEmpty ? nil : $0 }
             ?? contentID(properties: properties, body: body)
+        let workflowRunID = try string(WireHeader.workflowRun) ?? properties.correlationId
+        // What this worker writes back as short strings (retry copies, events)
+        // must fit one: a header may carry more than a property can.
+        do {
+            try WireLimits.checkShortString(id, field: "the task id")
+            try WireLimits.checkShortString(name, field: "the task name")
+            if let workflowRunID { try WireLimits.checkShortString(workflowRunID, field: "the workflow run id") }
+        } catch {
+            throw DecodeFailure(.invalidEnvelope, error.message)
+        }
         return TaskEnvelope(
             id: id,
             // The queue it was consumed from, not a header: retries must route back here.
             name: name, queue: queue, arguments: body, attempt: attempt,
             maxAttempts: maxAttempts, retryPolicy: retryPolicy, notBefore: try date(WireHeader.notBefore),
             deadline: try date(WireHeader.deadline), idempotencyKey: try string(WireHeader.idempotencyKey),
-            workflowRunID: try string(WireHeader.workflowRun) ?? properties.correlationId,
+            workflowRunID: workflowRunID,
             workflowStep: try string(WireHeader.workflowStep), traceparent: try string(WireHeader.traceparent),
             enqueuedAt: enqueued, otherHeaders: others)
     }
@@ -216,23 +231,11 @@ extension TaskEnvelope {
 /// 128-bit FNV-1a hash of its name, timestamp, headers and body. Identical
 /// id-less messages get the same id, and are indistinguishable anyway.
 func contentID(properties: BasicProperties, body: [UInt8]) -> String {
-    var hash: (UInt64, UInt64) = (0xcbf2_9ce4_8422_2325, 0x6c62_272e_07bb_0142)
-    func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
-        for b in bytes {
-            hash.0 = (hash.0 ^ UInt64(b)) &* 0x100_0000_01b3
-            hash.1 = (hash.1 ^ UInt64(b) ^ (hash.0 >> 29)) &* 0x100_0000_01b3
-        }
-    }
-    mix((properties.type ?? "").utf8)
-    mix(String(properties.timestamp ?? 0).utf8)
-    for (k, v) in (properties.headers ?? [:]).sorted(by: { $0.key < $1.key }) { mix(k.utf8); mix("\(v)".utf8) }
-    mix(body)
-    let hex = { (v: UInt64) in String(v, radix: 16).leftPadded(16) }
-    return "h-" + hex(hash.0) + hex(hash.1)
-}
-
-extension String {
-    fileprivate func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
+    var bytes = Array((properties.type ?? "").utf8)
+    bytes += String(properties.timestamp ?? 0).utf8
+    for (k, v) in (properties.headers ?? [:]).sorted(by: { $0.key < $1.key }) { bytes += k.utf8; bytes += "\(v)".utf8 }
+    bytes += body
+    return "h-" + contentHash(bytes)
 }
 
 /// Why a message cannot be run as a task.

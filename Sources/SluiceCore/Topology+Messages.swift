@@ -18,14 +18,24 @@ extension Topology {
     }
 
     /// The dead-letter copy of a task (or of an undecodable message), with the
-    /// reason and error in its headers.
+    /// reason and error in its headers. `trimmed`: the copy for a message
+    /// whose full copy would not fit a frame: only Sluice's own headers of
+    /// the original are kept (each under 1 KiB), the error text is shortened,
+    /// and `sluice-trimmed-headers` counts what was dropped.
     public func deadMessage(queue: String, properties: BasicProperties, body: [UInt8], reason: DeadReason,
-                            errorType: String?, errorMessage: String?, worker: String, at: Date = Date()) -> OutboundMessage {
+                            errorType: String?, errorMessage: String?, worker: String, at: Date = Date(),
+                            trimmed: Bool = false) -> OutboundMessage {
         var properties = properties
         var headers = properties.headers ?? [:]
+        if trimmed {
+            let original = headers
+            headers = FieldTable(original.filter { WireHeader.known.contains($0.key) && $0.key.utf8.count + Self.valueBytes($0.value) <= 1024 }
+                .map { ($0.key, $0.value) })
+            headers[WireHeader.trimmedHeaders] = .int64(Int64(original.count - headers.count))
+        }
         headers[WireHeader.deadReason] = .string(reason.rawValue)
-        if let errorType { headers[WireHeader.errorType] = .string(errorType) }
-        if let errorMessage { headers[WireHeader.errorMessage] = .string(String(errorMessage.prefix(4096))) }
+        if let errorType { headers[WireHeader.errorType] = .string(String(errorType.prefix(trimmed ? 200 : 1000))) }
+        if let errorMessage { headers[WireHeader.errorMessage] = .string(String(errorMessage.prefix(trimmed ? 1024 : 4096))) }
         headers[WireHeader.deadAt] = .int64(at.epochMilliseconds)
         headers[WireHeader.deadBy] = .string(worker)
         properties.headers = headers
@@ -38,7 +48,20 @@ extension Topology {
         OutboundMessage(exchange: eventsExchange, routingKey: eventRoutingKey(queue: event.queue, kind: event.kind),
                         body: event.jsonBytes(),
                         properties: BasicProperties(contentType: "application/json", deliveryMode: 2,
-                                                    correlationId: event.workflowRunID, messageId: "\(event.taskID).\(event.attempt).\(event.kind.rawValue)",
+                                                    correlationId: event.workflowRunID,
+                                                    // Derived from the task id, so bounded: a long id must not make it overflow.
+                                                    messageId: WireLimits.boundedID("\(event.taskID).\(event.attempt).\(event.kind.rawValue)"),
                                                     type: "sluice.event.\(event.kind.rawValue)"))
+    }
+
+    /// A rough size of a header value: long strings and byte arrays by their
+    /// length, anything nested as too big to keep in a trimmed copy.
+    private static func valueBytes(_ value: FieldValue) -> Int {
+        switch value {
+        case .string(let s): s.utf8.count
+        case .bytes(let b): b.count
+        case .array, .table: 1 << 20
+        default: 8
+        }
     }
 }

@@ -259,15 +259,21 @@ public final class Worker: Service {
         }
         if let notBefore = task.notBefore, notBefore.timeIntervalSince(now) > 0.02 {
             // Early from the delay ladder (a long wait hops through tiers): back it goes.
-            try await publishAll([topology.message(for: task, now: now)])
+            do {
+                try await publishAll([topology.message(for: task, now: now)])
+            } catch where WireLimits.isOverLimit(error) {
+                return try await deadLetter(delivery, queue: queue, task: task, reason: .tooLarge, errorType: "too_large",
+                                            message: "the task's copy for its next delay tier cannot be sent: \(error)")
+            }
             return try await delivery.ack()
         }
         guard let handler = registry.handler(for: task.name) else {
             return try await deadLetter(delivery, queue: queue, task: task, reason: .unknownTask, errorType: "unknown_task",
                                         message: "no handler is registered for \(task.name) (this worker has: \(registry.names.joined(separator: ", ")))")
         }
-        let due = max(task.enqueuedAt, task.notBefore ?? task.enqueuedAt)
-        let waited = max(0, Date().timeIntervalSince(due) * 1000)
+        // Unknown when the message carried no time: reported as unknown, not as zero.
+        let due = [task.enqueuedAt, task.notBefore].compactMap { $0 }.max()
+        let waited = due.map { max(0, Date().timeIntervalSince($0) * 1000) }
         if configuration.publishStartedEvents {
             let started = topology.eventMessage(event(.started, task))
             let broker = self.broker
@@ -275,7 +281,7 @@ public final class Worker: Service {
         }
 
         let context = TaskContext(task: task, logger: logger)
-        queueMetrics[queue]?.wait.recordNanoseconds(Int64(waited * 1_000_000))
+        if let waited { queueMetrics[queue]?.wait.recordNanoseconds(Int64(waited * 1_000_000)) }
 
         // The handler runs in a span of the task's trace: tasks it enqueues join it.
         let span = task.traceparent.flatMap(TraceParent.init)?.child(seed: "\(task.id)/\(task.attempt)")
@@ -332,7 +338,14 @@ public final class Worker: Service {
                 e.waitMilliseconds = waited
                 // The copy must be safe before the ack; the event is reported, not required
                 // (publishing both as one batch could requeue a task whose copy exists).
-                try await publishAll([topology.message(for: next)])
+                do {
+                    try await publishAll([topology.message(for: next)])
+                } catch where WireLimits.isOverLimit(error) {
+                    // Its headers and ours do not fit a frame: it can never be retried.
+                    return try await deadLetter(delivery, queue: queue, task: task, reason: .tooLarge, errorType: "too_large",
+                                                message: "the retry copy cannot be sent (\(error)); the attempt failed with \(kind): \(message)",
+                                                waited: waited)
+                }
                 await publishEvent(e)
                 statsBox.withLock { $0.retried += 1 }
                 countOutcome("retried", task.name, queue)
@@ -367,8 +380,19 @@ public final class Worker: Service {
             "queue": "\(queue)", "reason": "\(reason.rawValue)", "task.id": "\(task?.id ?? delivery.properties.messageId ?? "?")",
             "error": "\(message)",
         ])
-        try await publishAll([topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: reason,
+        var reason = reason
+        do {
+            try await publishAll([topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: reason,
                                                        errorType: errorType, errorMessage: message, worker: configuration.workerID)])
+        } catch where WireLimits.isOverLimit(error) {
+            // The message with our headers added does not fit a frame: the
+            // dead copy keeps the body and Sluice's own headers only.
+            logger.warning("the dead copy is too large; sending it trimmed", metadata: ["queue": "\(queue)", "error": "\(error)"])
+            reason = .tooLarge
+            try await publishAll([topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: .tooLarge,
+                                                       errorType: errorType, errorMessage: "\(message) (headers trimmed: \(error))",
+                                                       worker: configuration.workerID, trimmed: true)])
+        }
         var e: TaskEvent
         if let task {
             e = event(.dead, task)

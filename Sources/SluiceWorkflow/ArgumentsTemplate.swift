@@ -41,17 +41,51 @@ public struct ArgumentsTemplate: Sendable, Hashable, Codable {
         }
     }
 
-    /// The arguments with every reference replaced from `scope`.
-    public func render(in scope: JSONValue) throws(WorkflowError) -> JSONValue {
-        try Self.render(value, scope)
+    /// The arguments with every reference replaced from `scope`. Throws
+    /// (code `tooLarge`) as soon as the result would be more than `maxBytes`
+    /// of JSON: a template that repeats a large value must not build a huge
+    /// task (references share storage until encoded, so the size is counted,
+    /// not observed).
+    public func render(in scope: JSONValue, maxBytes: Int = Int.max) throws(WorkflowError) -> JSONValue {
+        var budget = Budget(remaining: maxBytes)
+        return try Self.render(value, scope, &budget)
     }
 
-    private static func render(_ value: JSONValue, _ scope: JSONValue) throws(WorkflowError) -> JSONValue {
+    /// Bytes of JSON still allowed; charged as the result is built.
+    struct Budget {
+        var remaining: Int
+        let limit: Int
+
+        init(remaining: Int) {
+            self.remaining = remaining
+            self.limit = remaining
+        }
+
+        mutating func charge(_ value: JSONValue) throws(WorkflowError) {
+            remaining = value.chargeEncodedSize(against: remaining)
+            try check()
+        }
+
+        mutating func charge(bytes: Int) throws(WorkflowError) {
+            remaining -= bytes
+            try check()
+        }
+
+        func check() throws(WorkflowError) {
+            if remaining < 0 {
+                throw WorkflowError(.tooLarge, "the rendered arguments exceed \(limit) bytes")
+            }
+        }
+    }
+
+    private static func render(_ value: JSONValue, _ scope: JSONValue, _ budget: inout Budget) throws(WorkflowError) -> JSONValue {
         switch value {
         case .string(let s):
             let parts = try pieces(s)
             if parts.count == 1, case .reference(let path) = parts[0] {
-                return try lookup(path, scope)
+                let v = try lookup(path, scope)
+                try budget.charge(v)
+                return v
             }
             var text = ""
             for part in parts {
@@ -59,19 +93,28 @@ public struct ArgumentsTemplate: Sendable, Hashable, Codable {
                 case .text(let t): text += t
                 case .reference(let path):
                     let v = try lookup(path, scope)
+                    // Counted before it is turned into text, which would allocate it.
+                    try budget.charge(v)
                     if case .string(let s) = v { text += s } else { text += v.jsonText }
                 }
             }
+            try budget.charge(bytes: 2 + parts.reduce(0) { if case .text(let t) = $1 { $0 + t.utf8.count } else { $0 } })
             return .string(text)
         case .array(let a):
             var out: [JSONValue] = []
-            for v in a { out.append(try render(v, scope)) }
+            try budget.charge(bytes: 2)
+            for v in a { out.append(try render(v, scope, &budget)); try budget.charge(bytes: 1) }
             return .array(out)
         case .object(let o):
             var out: [String: JSONValue] = [:]
-            for (k, v) in o { out[k] = try render(v, scope) }
+            try budget.charge(bytes: 2)
+            for (k, v) in o {
+                try budget.charge(bytes: k.utf8.count + 4)
+                out[k] = try render(v, scope, &budget)
+            }
             return .object(out)
         default:
+            try budget.charge(value)
             return value
         }
     }

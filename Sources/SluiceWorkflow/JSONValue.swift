@@ -149,3 +149,32 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     }
     public init(nilLiteral: ()) { self = .null }
 }
+
+extension JSONValue {
+    /// `budget` minus roughly the size of this value's JSON text, walking
+    /// only until the budget is spent (so a huge value costs no more than the
+    /// budget to measure). Strings count their UTF-8 bytes plus quotes,
+    /// numbers a generous 24.
+    func chargeEncodedSize(against budget: Int) -> Int {
+        var remaining = budget
+        var stack: [JSONValue] = [self]
+        while let value = stack.popLast(), remaining >= 0 {
+            switch value {
+            case .null, .bool: remaining -= 5
+            case .number: remaining -= 24
+            case .string(let s): remaining -= s.utf8.count + 2
+            case .array(let a):
+                remaining -= 2 + a.count
+                if remaining >= 0 { stack.append(contentsOf: a) }
+            case .object(let o):
+                remaining -= 2 + o.count
+                for (k, v) in o where remaining >= 0 {
+                    remaining -= k.utf8.count + 3
+                    stack.append(v)
+                }
+            }
+        }
+        return remaining
+    }
+}
+

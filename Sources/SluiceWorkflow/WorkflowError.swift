@@ -11,6 +11,8 @@ public struct WorkflowError: Error, Sendable, Hashable, CustomStringConvertible 
         case invalidExpression = "invalid_expression"
         case evaluation
         case invalidDuration = "invalid_duration"
+        /// Something a run would build is larger than its limit.
+        case tooLarge = "too_large"
     }
 
     public var code: Code

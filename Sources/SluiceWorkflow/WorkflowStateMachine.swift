@@ -21,6 +21,8 @@ import Foundation
 ///   is started.
 public struct WorkflowStateMachine: Sendable {
     public let definition: WorkflowDefinition
+    /// How large its step tasks and maps may be.
+    public let limits: WorkflowLimits
     public private(set) var state: RunState
     private let graph: [String: [String]]
     private let dependents: [String: [String]]
@@ -31,17 +33,19 @@ public struct WorkflowStateMachine: Sendable {
 
     /// A new, pending run (send it `.start`).
     public init(definition: WorkflowDefinition, runID: String, input: JSONValue, createdAt: Date,
-                parent: RunState.ParentLink? = nil, traceparent: String? = nil) throws(WorkflowError) {
+                parent: RunState.ParentLink? = nil, traceparent: String? = nil,
+                limits: WorkflowLimits = .standard) throws(WorkflowError) {
         var steps: [String: StepState] = [:]
         for step in definition.steps { steps[step.id] = StepState() }
         try self.init(definition: definition, state: RunState(runID: runID, workflow: definition.name, version: definition.version,
                                                               input: input, steps: steps, createdAt: createdAt, parent: parent,
-                                                              traceparent: traceparent))
+                                                              traceparent: traceparent), limits: limits)
     }
 
     /// A run restored from its stored state.
-    public init(definition: WorkflowDefinition, state: RunState) throws(WorkflowError) {
+    public init(definition: WorkflowDefinition, state: RunState, limits: WorkflowLimits = .standard) throws(WorkflowError) {
         try definition.validate()
+        self.limits = limits
         guard definition.name == state.workflow, definition.version == state.version else {
             throw WorkflowError(.invalidDefinition, "run \(state.runID) is of \(state.workflow) v\(state.version), not \(definition.name) v\(definition.version)")
         }
@@ -377,7 +381,8 @@ public struct WorkflowStateMachine: Sendable {
             state.steps[id] = step
             let taskID = taskID(step: id, generation: step.generation)
             do {
-                let arguments = try spec.arguments.render(in: scope(for: try spec.arguments.references()))
+                let arguments = try spec.arguments.render(in: scope(for: try spec.arguments.references()),
+                                                          maxBytes: limits.maxArgumentsBytes)
                 out.tasks.append(stepTask(taskID, spec, arguments: arguments, step: id, index: nil))
                 if let ms = spec.timeoutMilliseconds {
                     out.schedule.append(.scheduleTimer(timerID: taskID + "/~timeout", at: at.addingTimeInterval(Double(ms) / 1000)))
@@ -394,6 +399,11 @@ public struct WorkflowStateMachine: Sendable {
                 let found = spec.over.resolve(in: scope(for: [spec.over]))?.typeName ?? "nothing"
                 state.steps[id] = step
                 fail(id, "map over '\(spec.over)': expected an array, found \(found)", at: at, &out)
+                return
+            }
+            if items.count > limits.maxMapElements {
+                state.steps[id] = step
+                fail(id, "map over '\(spec.over)': \(items.count) elements; the limit is \(limits.maxMapElements)", at: at, &out)
                 return
             }
             step.elements = Array(repeating: ElementState(), count: items.count)
@@ -428,7 +438,7 @@ public struct WorkflowStateMachine: Sendable {
             step.startedAt = at
             state.steps[id] = step
             do {
-                let input = try spec.input.render(in: scope(for: try spec.input.references()))
+                let input = try spec.input.render(in: scope(for: try spec.input.references()), maxBytes: limits.maxArgumentsBytes)
                 out.children.append(.startChild(childKey: childKey(step: id, generation: step.generation), workflow: spec.name,
                                                 version: spec.version, input: input))
             } catch {
@@ -472,7 +482,7 @@ public struct WorkflowStateMachine: Sendable {
             element["index"] = .number(Double(i))
             let taskID = taskID(step: id, generation: step.generation, index: i)
             do {
-                let arguments = try spec.task.arguments.render(in: .object(element))
+                let arguments = try spec.task.arguments.render(in: .object(element), maxBytes: limits.maxArgumentsBytes)
                 out.tasks.append(stepTask(taskID, spec.task, arguments: arguments, step: id, index: i))
                 elements[i].status = .running
                 running += 1
@@ -514,7 +524,7 @@ public struct WorkflowStateMachine: Sendable {
         let output: JSONValue
         if let template = definition.output {
             do {
-                output = try template.render(in: scope(for: try template.references()))
+                output = try template.render(in: scope(for: try template.references()), maxBytes: limits.maxArgumentsBytes)
             } catch {
                 failRun("output: \(error.message)", step: nil, at: at, &out)
                 return

@@ -55,7 +55,8 @@ public struct CoordinatorAPI: Sendable {
             self.metricsText = metricsText
         }
 
-        var isLoopback: Bool { ["127.0.0.1", "::1", "localhost"].contains(host) || host.hasPrefix("127.") }
+        /// Decided from what the host resolves to: `127.evil.example` is not loopback.
+        var isLoopback: Bool { LoopbackAddress.isLoopback(host) }
 
         /// Loopback, or a token is set.
         public var isAcceptable: Bool { isLoopback || !(token ?? "").isEmpty }
