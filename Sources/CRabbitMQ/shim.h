@@ -15,6 +15,8 @@
 #include <amqp_ssl_socket.h>
 #endif
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
@@ -82,5 +84,17 @@ static const uint8_t SLUICE_FRAME_METHOD = AMQP_FRAME_METHOD;
 static const uint8_t SLUICE_FRAME_HEADER = AMQP_FRAME_HEADER;
 static const uint8_t SLUICE_FRAME_BODY = AMQP_FRAME_BODY;
 static const uint8_t SLUICE_FRAME_HEARTBEAT = AMQP_FRAME_HEARTBEAT;
+
+// rabbitmq-c 0.11 checks the host name against DNS entries and the common
+// name only, so a certificate that names its IP address never matches. For an
+// IP literal, this hands the check to OpenSSL: the socket's own SSL context
+// (one per socket, used when the socket opens) is told to expect the address,
+// and peer verification then fails on a mismatch. Returns 1 if `host` is an
+// IP address (and the check is set), 0 if it is a name.
+static inline int sluice_ssl_expect_ip(amqp_socket_t *socket, const char *host) {
+  SSL_CTX *context = (SSL_CTX *)amqp_ssl_socket_get_context(socket);
+  if (context == NULL) return 0;
+  return X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(context), host) == 1;
+}
 
 #endif

@@ -359,7 +359,11 @@ final class ConnectionCore: @unchecked Sendable {
                 throw AMQPError(.invalidURL, operation: operation, message: "certfile and keyfile go together")
             }
             amqp_ssl_socket_set_verify_peer(socket, tls.verifyPeer ? 1 : 0)
-            amqp_ssl_socket_set_verify_hostname(socket, tls.verifyHostname ? 1 : 0)
+            // An IP address is checked by OpenSSL against the certificate's IP
+            // entries (rabbitmq-c's own check only knows names); that check
+            // runs as part of peer verification, so it needs verify_peer.
+            let ipChecked = tls.verifyHostname && tls.verifyPeer && sluice_ssl_expect_ip(socket, url.host) == 1
+            amqp_ssl_socket_set_verify_hostname(socket, tls.verifyHostname && !ipChecked ? 1 : 0)
         } else {
             socket = amqp_tcp_socket_new(state)
             guard socket != nil else { throw AMQPError(.library, operation: operation, message: "could not create a socket") }

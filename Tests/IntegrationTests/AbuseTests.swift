@@ -6,6 +6,7 @@ import SluiceClient
 @testable import SluiceCoordinator
 import SluiceCore
 import SluiceRabbitMQ
+import SluiceTesting
 import SluiceWorker
 import SluiceWorkflow
 import Synchronization
@@ -368,5 +369,54 @@ struct AbuseWorkflowTests {
             _ = try await s.wait(for: plain.runID, .completed)
             #expect(try await s.sqlite.statistics().unsentOutbox == 0, "nothing is stuck in the outbox")
         }
+    }
+}
+
+@Suite("Abuse: TLS by IP address (own nodes)")
+struct AbuseTLSTests {
+    @Test("a certificate naming the broker's IP address verifies when the URL uses that address; one without it is refused")
+    func ipSubjectAltName() async throws {
+        let withIP = try TLSTests.makeCertificates(serverNames: "IP:127.0.0.1")
+        let withoutIP = try TLSTests.makeCertificates(serverNames: "DNS:localhost")
+        defer {
+            try? FileManager.default.removeItem(at: withIP)
+            try? FileManager.default.removeItem(at: withoutIP)
+        }
+        let ipNode = PrivateBroker.unique("tlsip", tlsDirectory: withIP.path)
+        let dnsNode = PrivateBroker.unique("tlsdns", tlsDirectory: withoutIP.path)
+        async let startIP: Void = ipNode.start()
+        async let startDNS: Void = dnsNode.start()
+        do {
+            try await startIP
+            try await startDNS
+        } catch {
+            try? await ipNode.destroy()
+            try? await dnsNode.destroy()
+            throw error
+        }
+        do {
+            let verified = try await AMQPConnection.connect(.init(
+                url: try AMQPURL("amqps://guest:guest@127.0.0.1:\(ipNode.amqpsPort)/%2f?cacertfile=\(withIP.path)/ca.pem"), recovery: nil))
+            _ = try await verified.openChannel()
+            await verified.close()
+            // Names are still checked: the certificate names no host.
+            let byName = await #expect(throws: AMQPError.self) {
+                _ = try await AMQPConnection.connect(.init(
+                    url: try AMQPURL("amqps://guest:guest@localhost:\(ipNode.amqpsPort)/%2f?cacertfile=\(withIP.path)/ca.pem"), recovery: nil))
+            }
+            #expect(byName?.code == .tlsFailed)
+            // The address is checked: this certificate does not name it.
+            let mismatch = await #expect(throws: AMQPError.self) {
+                _ = try await AMQPConnection.connect(.init(
+                    url: try AMQPURL("amqps://guest:guest@127.0.0.1:\(dnsNode.amqpsPort)/%2f?cacertfile=\(withoutIP.path)/ca.pem"), recovery: nil))
+            }
+            #expect(mismatch?.code == .tlsFailed)
+        } catch {
+            try? await ipNode.destroy()
+            try? await dnsNode.destroy()
+            throw error
+        }
+        try await ipNode.destroy()
+        try await dnsNode.destroy()
     }
 }

@@ -37,8 +37,6 @@ struct TLSTests {
         try await node.start()
         defer { Task { try? await node.destroy() } }
 
-        // rabbitmq-c 0.11 checks the certificate against DNS names only, not IP
-        // addresses, so verified connections name the host.
         let base = "amqps://guest:guest@localhost:\(node.amqpsPort)/%2f"
         // Verified against the right CA, hostname (IP SAN) checked.
         let verified = try await AMQPConnection.connect(.init(
