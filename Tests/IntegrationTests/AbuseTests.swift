@@ -420,3 +420,78 @@ struct AbuseTLSTests {
         try await dnsNode.destroy()
     }
 }
+
+@Suite("Abuse: secrets and bad command lines")
+struct AbuseSecretsTests {
+    @Test("loopback is decided from the resolved address: 127.evil.example is not loopback")
+    func loopback() {
+        for host in ["127.0.0.1", "127.1.2.3", "::1", "localhost", "::ffff:127.0.0.1"] {
+            #expect(LoopbackAddress.isLoopback(host), "\(host)")
+        }
+        for host in ["127.evil.example", "0.0.0.0", "10.0.0.1", "::", "example.invalid"] {
+            #expect(!LoopbackAddress.isLoopback(host), "\(host)")
+        }
+    }
+
+    @Test("the coordinator refuses a name that merely starts with 127. without a token, and takes its token from a file, out of argv")
+    func tokenFile() async throws {
+        let h = try await TaskHarness.make()
+        let store = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-tok-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: store + suffix) } }
+        let common = ["coordinator", "--prefix", h.topology.prefix, "--store", "sqlite:" + store, "--log-level", "warning"]
+        let refused = try await SluiceBinary.run(common + ["--http", "127.evil.example:\(CoordinatorProcess.freePort())"],
+                                                 environment: ["SLUICE_URL": h.url])
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("needs a token"), "\(refused.output)")
+
+        let secret = "s3cret-\(UInt32.random(in: 0...UInt32.max))"
+        let tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-token-\(UUID().uuidString)")
+        try Data((secret + "\n").utf8).write(to: tokenFile)
+        defer { try? FileManager.default.removeItem(at: tokenFile) }
+        let port = CoordinatorProcess.freePort()
+        let process = try SluiceBinary.start(common + ["--http", "0.0.0.0:\(port)", "--http-token-file", tokenFile.path],
+                                             environment: ["SLUICE_URL": h.url])
+        defer { SluiceBinary.stopIfRunning(process) }
+        let coordinator = CoordinatorProcess(process: process, port: port)
+        try await coordinator.waitUntilHealthy()
+        #expect(try await CoordinatorProcess.request("GET", coordinator.api + "/v1/runs").status == 401)
+        #expect(try await CoordinatorProcess.request("GET", coordinator.api + "/v1/runs", token: secret).status == 200)
+        #expect(!commandLine(of: process.processIdentifier).contains(secret))
+        #expect(!commandLine(of: process.processIdentifier).contains("amqp://"))
+        process.terminate()
+        #expect(try await within(30, "the coordinator to stop") { try await SluiceBinary.exitStatus(of: process) } == 0)
+        await h.broker.close()
+    }
+
+    @Test("supervised worker processes get the broker URL in their environment, and --exec tasks do not inherit it")
+    func workerSecrets() async throws {
+        let h = try await TaskHarness.make()
+        let events = try await h.recordEvents()
+        let worker = try SluiceBinary.start(["worker", "--processes", "1", "--url", h.url, "--prefix", h.topology.prefix,
+                                             "--queue", "env", "--exec", "env", "--log-level", "warning"],
+                                            environment: ["SLUICE_API_TOKEN": "token-of-the-worker"])
+        defer { SluiceBinary.stopIfRunning(worker) }
+        let id = try await TaskClient(broker: h.broker).enqueue(name: "show.env", json: Array("{}".utf8), options: .init(queue: "env"))
+        let outcome = try await events.waitForOutcomes([id])[id]
+        #expect(outcome?.kind == .succeeded)
+        let environment = outcome?.result ?? ""
+        #expect(environment.contains("SLUICE_TASK_ID="), "the task's own variables are there")
+        #expect(!environment.contains("SLUICE_URL="), "the broker URL is not the task's")
+        #expect(!environment.contains("SLUICE_API_TOKEN="))
+        let children = try await children(of: worker.processIdentifier)
+        #expect(children.count == 1)
+        for child in children { #expect(!commandLine(of: child).contains("amqp://"), "\(commandLine(of: child))") }
+        kill(worker.processIdentifier, SIGTERM)
+        #expect(try await within(60, "the worker to stop") { try await SluiceBinary.exitStatus(of: worker) } == 0)
+        await h.broker.close()
+    }
+
+    @Test("bad host names on the command line are refused with a message, never a crash")
+    func badHosts() async throws {
+        for arguments in [["dev", "--http", "a b:28388"], ["coordinator", "--http", "a b:28388"], ["worker", "--queue", "q", "--metrics", "a/b:9"]] {
+            let result = try await SluiceBinary.run(arguments)
+            #expect(result.status == 64, "\(arguments): status \(result.status), \(result.output)")
+            #expect(result.output.contains("host must be a name or an IP address"), "\(result.output)")
+        }
+    }
+}

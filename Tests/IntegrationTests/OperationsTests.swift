@@ -20,6 +20,12 @@ func children(of pid: Int32) async throws -> Set<Int32> {
 
 func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 
+/// A process's argv as `ps` shows it to every user ("" once it is gone).
+func commandLine(of pid: Int32) -> String {
+    let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()
+    return String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+}
+
 /// Polls `check` until it returns a value, for at most `seconds`.
 func eventually<T: Sendable>(_ seconds: Double, _ what: String, every: Duration = .milliseconds(200),
                              _ check: @escaping @Sendable () async throws -> T?) async throws -> T {
@@ -262,6 +268,10 @@ struct OperationsTests {
         #expect(output.contains("coordinator API    http://127.0.0.1:\(port)/v1/runs/"))
         let started = try await children(of: process.processIdentifier)
         #expect(started.count == 2, "the coordinator and the worker")
+        for child in started {
+            // The broker URL (with its password) reaches the children in their environment, not in argv.
+            #expect(!commandLine(of: child).contains("amqp://"), "\(commandLine(of: child))")
+        }
         kill(process.processIdentifier, SIGINT)
         let status = try await within(90, "sluice dev to stop") { try await SluiceBinary.exitStatus(of: process) }
         #expect(status == 0)

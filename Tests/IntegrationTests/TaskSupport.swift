@@ -174,10 +174,11 @@ enum SluiceBinary {
     }
 
     /// A `sluice ARGS` process (not started) whose output goes to a new log file.
-    private static func process(_ arguments: [String]) throws -> (Process, log: URL, handle: FileHandle) {
+    private static func process(_ arguments: [String], environment: [String: String] = [:]) throws -> (Process, log: URL, handle: FileHandle) {
         let process = Process()
         process.executableURL = url
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
@@ -188,8 +189,8 @@ enum SluiceBinary {
     }
 
     /// Starts `sluice ARGS`; output goes to a log file (see ``logTail(of:)``).
-    static func start(_ arguments: [String]) throws -> Process {
-        let (process, log, _) = try process(arguments)
+    static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> Process {
+        let (process, log, _) = try process(arguments, environment: environment)
         try process.run()
         logs.withLock { $0[process.processIdentifier] = log }
         return process
@@ -221,8 +222,8 @@ enum SluiceBinary {
     }
 
     /// Runs `sluice ARGS` to the end; returns its status and output.
-    static func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let (process, log, handle) = try process(arguments)
+    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+        let (process, log, handle) = try process(arguments, environment: environment)
         defer { try? FileManager.default.removeItem(at: log) }
         let status = try await exitStatus(of: process, start: true)
         try? handle.close()
