@@ -36,6 +36,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var maxMapElements: Int = WorkflowLimits.standard.maxMapElements
     @Option(help: "The most bytes of JSON a step task's rendered arguments (or a sub-workflow's input, or a run's output) may take; past it the step fails.")
     var maxArgumentsBytes: Int = WorkflowLimits.standard.maxArgumentsBytes
+    @Option(help: "Close an API connection that sends no part of a request for this long (a half-sent header included).")
+    var httpIdleTimeout: String = "30s"
     @Option(help: "Queue for step tasks whose workflow names none.")
     var defaultQueue: String = "default"
     @Option(help: "How long the coordinator lease lasts without renewal (a standby takes over after about this long).")
@@ -55,6 +57,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         if http != "none" { _ = try parseHostPort(http) }
         if let metrics { _ = try parseHostPort(metrics) }
         guard try parseDuration(leaseTtl) >= .seconds(1) else { throw ValidationError("--lease-ttl must be at least 1s") }
+        guard try parseDuration(httpIdleTimeout) >= .milliseconds(100) else { throw ValidationError("--http-idle-timeout must be at least 100ms") }
         _ = try retentionPeriod()
         guard maxMapElements >= 1 else { throw ValidationError("--max-map-elements must be 1 or more") }
         guard maxArgumentsBytes >= 1024 else { throw ValidationError("--max-arguments-bytes must be at least 1024") }
@@ -94,6 +97,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             let (host, port) = try parseHostPort(http)
             let token = try apiToken()
             let configuration = CoordinatorAPI.Configuration(host: host, port: port, token: token,
+                                                             idleTimeout: try parseDuration(httpIdleTimeout),
                                                              metricsText: { PrometheusMetrics.text() })
             guard configuration.isAcceptable else {
                 throw CLIError("the API on \(host) needs a token off loopback (SLUICE_API_TOKEN, --http-token-file or --http-token), or --http 127.0.0.1:\(port)")

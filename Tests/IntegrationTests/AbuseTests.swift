@@ -495,3 +495,83 @@ struct AbuseSecretsTests {
         }
     }
 }
+
+/// A raw TCP exchange with a server on 127.0.0.1: what a hostile client sends.
+enum RawHTTP {
+    /// Sends `request`, then reads until the server closes the connection or
+    /// `seconds` pass; returns what was read and whether the server closed.
+    static func exchange(port: Int, _ request: [UInt8], seconds: Double = 15) async -> (response: String, closed: Bool) {
+        await Task.detached {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { return ("socket failed", false) }
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = in_addr_t(0x7f00_0001).bigEndian
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard connected == 0 else { return ("connect failed", false) }
+            var timeout = timeval(tv_sec: 1, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var sent = 0
+            while sent < request.count {
+                let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { break }  // the server may close before reading it all
+                sent += n
+            }
+            var received: [UInt8] = []
+            let deadline = ContinuousClock.now + .seconds(seconds)
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while ContinuousClock.now < deadline {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n == 0 { return (String(decoding: received, as: UTF8.self), true) }
+                if n < 0 {
+                    if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { continue }
+                    return (String(decoding: received, as: UTF8.self), true)  // reset: closed too
+                }
+                received += buffer[0..<n]
+            }
+            return (String(decoding: received, as: UTF8.self), false)
+        }.value
+    }
+}
+
+@Suite("Abuse: HTTP edges")
+struct AbuseHTTPTests {
+    @Test("requests broken below the router answer 400 with the JSON error and close; half-sent requests are closed by the idle timeout")
+    func httpEdges() async throws {
+        let h = try await TaskHarness.make()
+        let store = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-http-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: store + suffix) } }
+        let coordinator = try CoordinatorProcess.start(h, store: "sqlite:" + store, extra: ["--http-idle-timeout", "2s"])
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        try await coordinator.waitUntilHealthy()
+        let port = coordinator.port
+        let cases: [(String, String)] = [
+            ("a 100k-character URL", "GET /" + String(repeating: "a", count: 100_000) + " HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ("an unknown method", "FROB /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ("a bad Content-Length", "POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"),
+            ("a 200 kB header", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + String(repeating: "b", count: 200_000) + "\r\n\r\n"),
+            ("CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
+            ("a malformed chunked body", "POST /v1/workflows HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"),
+        ]
+        for (what, request) in cases {
+            let (response, closed) = await RawHTTP.exchange(port: port, Array(request.utf8))
+            #expect(response.hasPrefix("HTTP/1.1 400"), "\(what): \(response.prefix(300))")
+            #expect(response.contains(#"{"error":{"code":"bad_request","message":"#), "\(what): \(response.prefix(300))")
+            #expect(closed, "\(what): the connection was left open")
+        }
+        // Half-sent: the header never ends. The idle timeout (2 s here) closes it.
+        let (_, closed) = await RawHTTP.exchange(port: port, Array("GET /healthz HTTP/1.1\r\nHost: x\r\n".utf8), seconds: 20)
+        #expect(closed, "a half-sent request was left open")
+        // And the server still serves.
+        #expect(try await CoordinatorProcess.request("GET", coordinator.api + "/healthz").status == 200)
+        #expect(SluiceBinary.exited(coordinator.process, "the coordinator") == nil)
+        coordinator.process.terminate()
+        #expect(try await within(30, "the coordinator to stop") { try await SluiceBinary.exitStatus(of: coordinator.process) } == 0)
+        await h.broker.close()
+    }
+}

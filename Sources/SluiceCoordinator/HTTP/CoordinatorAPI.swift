@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import SluiceClient
 import SluiceCore
 import ServiceLifecycle
@@ -42,12 +43,21 @@ public struct CoordinatorAPI: Sendable {
         public var token: String?
         /// Larger request bodies are refused with 413.
         public var maxBodyBytes: Int
+        /// A connection that sends no part of a request for this long (a
+        /// half-sent header included) is closed.
+        public var idleTimeout: Duration
+        /// Connections served at once; more wait to be accepted, so that
+        /// slow clients cannot use up the process's file descriptors.
+        public var maxConnections: Int
         /// The Prometheus text `/metrics` serves (the process's metrics
         /// registry); nil for a built-in summary of runs and the outbox.
         public var metricsText: (@Sendable () async -> [UInt8])?
 
         public init(host: String = "127.0.0.1", port: Int = 27200, token: String? = nil, maxBodyBytes: Int = 1 << 20,
+                    idleTimeout: Duration = .seconds(30), maxConnections: Int = 200,
                     metricsText: (@Sendable () async -> [UInt8])? = nil) {
+            self.idleTimeout = idleTimeout
+            self.maxConnections = max(1, maxConnections)
             self.host = host
             self.port = port
             self.token = token
@@ -75,8 +85,14 @@ public struct CoordinatorAPI: Sendable {
 
     /// The HTTP server, a Service to run beside the coordinator.
     public func application(logger: Logger) -> some Service {
-        Application(router: router(), configuration: .init(address: .hostname(configuration.host, port: configuration.port),
-                                                          serverName: "sluice-coordinator"),
+        // The idle timeout also bounds a request's headers: a connection that
+        // sends no complete request part within it is closed.
+        Application(router: router(),
+                    server: .http1(configuration: .init(additionalChannelHandlers: [HTTPGuard()],
+                                                        idleTimeout: .nanoseconds(Int64(configuration.idleTimeout.timeInterval * 1e9)))),
+                    configuration: .init(address: .hostname(configuration.host, port: configuration.port),
+                                         serverName: "sluice-coordinator",
+                                         availableConnectionsDelegate: .maximum(configuration.maxConnections, logger: logger)),
                     logger: logger)
     }
 
@@ -329,6 +345,9 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
             // The broker's failures are the server's, not the caller's.
             if e.code == .enqueueFailed || e.code == .broker { return APIError(.unavailable, "\(e)") }
             return APIError(.badRequest, "\(e)")
+        case let e as HTTPParserError:
+            // A body the HTTP parser could not read (a malformed chunk): the client's fault.
+            return APIError(.badRequest, "the request is malformed: \(HTTPGuard.describe(e))")
         case let e as any HTTPResponseError:
             // Hummingbird's own: no route, a body over the limit (NIOTooManyBytesError), ...
             switch e.status {
