@@ -41,12 +41,18 @@ struct Dead: AsyncParsableCommand {
     /// Reads up to `limit` dead tasks; `visit` decides each one's fate
     /// (true: acknowledge, it was handled; false: back to the dead queue).
     /// Bounded by the count at the start, so requeued ones are not read twice.
+    ///
+    /// Reading is consume-and-requeue, and a quorum queue takes requeued
+    /// messages back asynchronously: before it returns, the scan closes its
+    /// channel and waits (up to 15 s) until the queue counts the messages it
+    /// put back, so that a replay or purge run right after a listing sees
+    /// every dead task.
     static func scan(_ broker: RabbitMQBroker, queue: String, limit: Int,
                      visit: (Entry) async throws -> Bool) async throws {
         let name = broker.topology.deadQueue(queue)
         let available: Int
         do {
-            available = Int(try await broker.queueState(name).messageCount)
+            available = try await settledCount(broker, name)
         } catch let error as AMQPError where error.replyCode == 404 {
             throw CLIError("no dead queue for '\(queue)' (\(name)); has a worker or producer used this queue?")
         }
@@ -54,16 +60,46 @@ struct Dead: AsyncParsableCommand {
         guard total > 0 else { return }
         let consumer = try await broker.consume(queue: name, prefetch: min(total, 1000))
         var seen = 0
-        for try await delivery in consumer {
-            seen += 1
-            if try await visit(Entry(delivery: delivery)) {
-                try await delivery.ack()
-            } else {
-                try await delivery.reject(requeue: true)
+        var kept = 0
+        do {
+            for try await delivery in consumer {
+                seen += 1
+                if try await visit(Entry(delivery: delivery)) {
+                    try await delivery.ack()
+                } else {
+                    try await delivery.reject(requeue: true)
+                    kept += 1
+                }
+                if seen >= total { break }
             }
-            if seen >= total { break }
+        } catch {
+            await consumer.close()
+            throw error
         }
-        try? await consumer.cancel()
+        // Closing the channel also returns anything delivered past `total`.
+        await consumer.close()
+        if kept > 0 { await waitForReady(broker, name, atLeast: available - (seen - kept)) }
+    }
+
+    /// The ready count once no other reader (an earlier `dead list` still
+    /// handing its messages back) holds the queue, waiting up to 15 s for that.
+    static func settledCount(_ broker: RabbitMQBroker, _ name: String) async throws -> Int {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while true {
+            let state = try await broker.queueState(name)
+            if state.consumerCount == 0 || ContinuousClock.now >= deadline { return Int(state.messageCount) }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Waits (up to 15 s) until `name` counts at least `count` ready messages.
+    static func waitForReady(_ broker: RabbitMQBroker, _ name: String, atLeast count: Int) async {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            guard let state = try? await broker.queueState(name) else { return }
+            if Int(state.messageCount) >= count { return }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     struct List: AsyncParsableCommand {
@@ -169,6 +205,8 @@ struct Dead: AsyncParsableCommand {
 
         func run() async throws {
             let broker = try await connection.connect(name: "sluice dead purge")
+            // Purge takes ready messages only: first let a reader hand its messages back.
+            _ = try? await Dead.settledCount(broker, broker.topology.deadQueue(queue))
             let n = try await broker.purge(broker.topology.deadQueue(queue))
             await broker.close()
             print("purged \(n) dead task\(n == 1 ? "" : "s") from \(queue)")

@@ -575,3 +575,34 @@ struct AbuseHTTPTests {
         await h.broker.close()
     }
 }
+
+@Suite("Abuse: dead-letter tooling")
+struct AbuseDeadToolingTests {
+    @Test("a replay or purge right after a listing sees every dead task, again and again")
+    func replayAfterList() async throws {
+        let h = try await TaskHarness.make()
+        let events = try await h.recordEvents()
+        // A worker with no handler for the task: it dead-letters every copy it meets.
+        let worker = h.startWorker(queues: ["relist"], registry: .echo())
+        let client = TaskClient(broker: h.broker)
+        var ids: Set<String> = []
+        for i in 0..<4 { ids.insert(try await client.enqueue(name: "nobody.handles", json: Array("{\"n\":\(i)}".utf8), options: .init(queue: "relist"))) }
+        let common = ["--url", h.url, "--prefix", h.topology.prefix]
+        var deadEvents = 4
+        _ = try await events.waitUntil("4 dead events") { $0.filter { $0.kind == .dead }.count >= 4 }
+        for round in 0..<3 {
+            let list = try await SluiceBinary.run(["dead", "list", "relist", "--json"] + common)
+            #expect(list.status == 0)
+            let replay = try await SluiceBinary.run(["dead", "replay", "relist", "--all"] + common)
+            #expect(replay.output.contains("replayed 4 tasks"), "round \(round): \(replay.output)")
+            deadEvents += 4
+            let wanted = deadEvents
+            _ = try await events.waitUntil("the replayed tasks to die again") { $0.filter { $0.kind == .dead }.count >= wanted }
+        }
+        _ = try await SluiceBinary.run(["dead", "show", "relist", ids.first!] + common)
+        let purge = try await SluiceBinary.run(["dead", "purge", "relist"] + common)
+        #expect(purge.output.contains("purged 4 dead tasks"), "\(purge.output)")
+        try await worker.stop()
+        await h.broker.close()
+    }
+}
