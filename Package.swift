@@ -38,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         .systemLibrary(
@@ -56,7 +57,8 @@ let package = Package(
         ),
         .target(
             name: "SluiceCore",
-            dependencies: ["SluiceAMQP", .product(name: "DequeModule", package: "swift-collections")],
+            dependencies: ["SluiceAMQP", .product(name: "DequeModule", package: "swift-collections"),
+                           .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strictSwift
         ),
         .target(

@@ -30,6 +30,27 @@ extension ConnectionOptions {
     }
 }
 
+/// The key that signs and checks step outcomes: `--event-key-file`'s
+/// contents (surrounding whitespace dropped), else `SLUICE_EVENT_KEY`, else
+/// none (outcomes unsigned and unchecked).
+func eventSigner(keyFile: String?) throws -> EventSigner? {
+    var key: String?
+    if let keyFile {
+        guard let data = FileManager.default.contents(atPath: keyFile), let text = String(data: data, encoding: .utf8) else {
+            throw CLIError("cannot read --event-key-file \(keyFile)")
+        }
+        key = text.trimmingCharacters(in: .whitespacesAndNewlines)
+    } else {
+        key = ProcessInfo.processInfo.environment["SLUICE_EVENT_KEY"]
+    }
+    guard let key, !key.isEmpty else { return nil }
+    do {
+        return try EventSigner(key: Array(key.utf8))
+    } catch let error as SluiceError {
+        throw CLIError("the event key: \(error.message)")
+    }
+}
+
 /// Logs to standard error at `level` (a valid --log-level; info if not).
 func bootstrapLogging(_ level: String) {
     let level = Logger.Level(rawValue: level) ?? .info

@@ -46,6 +46,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var retention: String = "30d"
     @Option(help: "Also serve Prometheus metrics on HOST:PORT at /metrics (the API serves them at /metrics too).")
     var metrics: String?
+    @Option(help: ArgumentHelp("File holding the key that workers sign task outcomes with (default: $SLUICE_EVENT_KEY). With a key, unsigned or badly signed step outcomes are dropped and counted.",
+                               valueName: "path"))
+    var eventKeyFile: String?
     @Option(help: "Log level: trace, debug, info, warning, error.")
     var logLevel: String = "info"
     @Flag(help: .hidden) var supervised = false
@@ -105,6 +108,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             apiConfiguration = configuration
         }
         let leaseTTL = try parseDuration(leaseTtl)
+        let verifier = try eventSigner(keyFile: eventKeyFile)
         if supervised {
             SupervisedChild.resetSignals()
             SupervisedChild.stopWhenSupervisorGoes()
@@ -117,9 +121,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
             defer { Task { await broker.close() } }
             let engine = RunEngine(store: store, limits: WorkflowLimits(maxArgumentsBytes: maxArgumentsBytes, maxMapElements: maxMapElements),
                                    logger: logger)
-            let coordinator = Coordinator(broker: broker, engine: engine,
-                                          configuration: .init(leaseTTL: leaseTTL, defaultQueue: defaultQueue,
-                                                               retention: try retentionPeriod()), logger: logger)
+            var coordinatorConfiguration = Coordinator.Configuration(leaseTTL: leaseTTL, defaultQueue: defaultQueue,
+                                                                     retention: try retentionPeriod())
+            coordinatorConfiguration.eventVerifier = verifier
+            if verifier == nil {
+                logger.notice("no event key: step outcomes are not checked; keep producers from publishing events with broker permissions (docs/operations.md)")
+            }
+            let coordinator = Coordinator(broker: broker, engine: engine, configuration: coordinatorConfiguration, logger: logger)
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
                 .init(service: coordinator, successTerminationBehavior: .gracefullyShutdownGroup,
                       failureTerminationBehavior: .gracefullyShutdownGroup),

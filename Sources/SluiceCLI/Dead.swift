@@ -180,6 +180,7 @@ struct Dead: AsyncParsableCommand {
                 var properties = entry.delivery.properties
                 var headers = properties.headers ?? [:]
                 for key in [WireHeader.deadReason, WireHeader.errorType, WireHeader.errorMessage, WireHeader.deadAt, WireHeader.deadBy,
+                            WireHeader.signature, WireHeader.trimmedHeaders,
                             "x-death", "x-first-death-reason", "x-first-death-queue", "x-first-death-exchange",
                             "x-last-death-reason", "x-last-death-queue", "x-last-death-exchange", "x-delivery-count"] {
                     headers[key] = nil

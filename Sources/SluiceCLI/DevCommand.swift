@@ -81,6 +81,8 @@ struct DevCommand: AsyncParsableCommand {
         // The broker URL (with its password) goes in the children's environment, not their argv.
         let common = ["--prefix", prefix]
         stack.environment["SLUICE_URL"] = brokerURL
+        // Outcomes signed by the worker, checked by the coordinator: a key for this stack only.
+        stack.environment["SLUICE_EVENT_KEY"] = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
 
         // 2. Coordinator and worker, as child processes of this one.
         let store = URL(fileURLWithPath: dataDir).appendingPathComponent("coordinator.sqlite").path

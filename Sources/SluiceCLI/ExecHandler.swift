@@ -9,8 +9,8 @@ struct ExecHandler: Sendable {
     /// Standard output kept as the result.
     let maxOutput = 64 << 10
     /// Variables of the worker that a task's command does not inherit: the
-    /// broker URL (with its password), the API token, the store URL.
-    static let withheldVariables = ["SLUICE_URL", "SLUICE_API_TOKEN", "SLUICE_STORE", "SLUICE_MANAGEMENT_URL"]
+    /// broker URL (with its password), the API token, the store URL, the event key.
+    static let withheldVariables = ["SLUICE_URL", "SLUICE_API_TOKEN", "SLUICE_STORE", "SLUICE_MANAGEMENT_URL", "SLUICE_EVENT_KEY"]
 
     func handle(_ context: TaskContext) async throws -> [UInt8]? {
         let process = Process()

@@ -117,7 +117,7 @@ struct CheckArgs: ParsableCommand {
     @Argument(parsing: .captureForPassthrough) var arguments: [String] = []
 
     /// Environment variables sluice reads.
-    static let environment = ["SLUICE_URL", "SLUICE_STORE", "SLUICE_API", "SLUICE_API_TOKEN", "SLUICE_MANAGEMENT_URL"]
+    static let environment = ["SLUICE_URL", "SLUICE_STORE", "SLUICE_API", "SLUICE_API_TOKEN", "SLUICE_MANAGEMENT_URL", "SLUICE_EVENT_KEY"]
 
     func run() throws {
         if arguments == ["--environment"] {

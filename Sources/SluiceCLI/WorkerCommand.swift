@@ -60,6 +60,9 @@ struct WorkerCommand: AsyncParsableCommand {
     var hardTimeLimit: String?
     @Option(help: "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9410) at /metrics.")
     var metrics: String?
+    @Option(help: ArgumentHelp("File holding the key that signs task outcomes, shared with the coordinator (default: $SLUICE_EVENT_KEY).",
+                               valueName: "path"))
+    var eventKeyFile: String?
     @Option(help: "Log level: trace, debug, info, warning, error.")
     var logLevel: String = "info"
     @Flag(help: .hidden) var supervised = false
@@ -94,6 +97,7 @@ struct WorkerCommand: AsyncParsableCommand {
             queues: queues, concurrency: concurrency, retryPolicy: policy, maxBodyBytes: maxBodyBytes,
             timeLimit: try timeLimit.map(parseDuration), shutdownGrace: try parseDuration(shutdownGrace),
             publishStartedEvents: startedEvents)
+        configuration.eventSigner = try eventSigner(keyFile: eventKeyFile)
         if supervised {
             configuration.taskReporter = { report in
                 switch report {

@@ -36,6 +36,12 @@ public struct Coordinator: Service {
         public var pollInterval: Duration
         /// How long finished runs are kept after their last change; nil keeps them forever.
         public var retention: Duration?
+        /// Checks that every step outcome comes from a worker that holds the
+        /// event key: unsigned or badly signed outcomes are dropped, logged
+        /// and counted (`sluice_coordinator_forged_events_total`). Nil
+        /// accepts every outcome (then only broker permissions keep
+        /// producers from writing them: docs/operations.md).
+        public var eventVerifier: EventSigner?
 
         public init(holder: String = Coordinator.defaultHolder, leaseTTL: Duration = .seconds(10), defaultQueue: String = "default",
                     prefetch: Int = 200, outboxBatch: Int = 500, pollInterval: Duration = .milliseconds(250),
@@ -47,6 +53,7 @@ public struct Coordinator: Service {
             self.outboxBatch = outboxBatch
             self.pollInterval = pollInterval
             self.retention = retention
+            self.eventVerifier = nil
         }
     }
 
@@ -72,6 +79,10 @@ public struct Coordinator: Service {
     private let logger: Logger
     private let wake: Wake
     private let activeFlag = ActiveFlag()
+    private let forgedCount = SharedCounter()
+
+    /// Step outcomes dropped because no worker signed them (since start).
+    public var forgedEvents: Int { forgedCount.value }
 
     public init(broker: any Broker, engine: RunEngine, configuration: Configuration = Configuration(),
                 logger: Logger = Logger(label: "sluice.coordinator")) {
@@ -344,7 +355,8 @@ public struct Coordinator: Service {
         var events: [TaskEvent] = []
         for delivery in deliveries {
             do {
-                events.append(try TaskEvent.decode(delivery.body))
+                let event = try TaskEvent.decode(delivery.body)
+                if isAuthentic(event) { events.append(event) }
             } catch {
                 logger.warning("an event that is not valid JSON was dropped", metadata: ["error": "\(error)"])
             }
@@ -363,7 +375,7 @@ public struct Coordinator: Service {
                 "count": "\(events.count)", "error": "\(error)"])
             var failed = false
             for delivery in deliveries {
-                guard let event = try? TaskEvent.decode(delivery.body) else {
+                guard let event = try? TaskEvent.decode(delivery.body), isAuthentic(event) else {
                     try await delivery.ack()
                     continue
                 }
@@ -403,10 +415,23 @@ public struct Coordinator: Service {
                     continue
                 }
                 var event = TaskEvent(kind: .dead, task: task)
-                let reason = headers[WireHeader.deadReason]?.stringValue ?? headers["x-first-death-reason"]?.stringValue
-                event.deadReason = reason.flatMap(DeadReason.init(rawValue:)) ?? .broker
-                event.errorMessage = headers[WireHeader.errorMessage]?.stringValue
-                    ?? (event.deadReason == .deliveryLimit ? "the task crashed or stalled its worker at every delivery" : nil)
+                switch broker.topology.deadLetterOrigin(headers) {
+                case .deliveryLimit:
+                    event.deadReason = .deliveryLimit
+                case .worker(let reason):
+                    event.deadReason = reason
+                    event.signature = headers[WireHeader.signature]?.stringValue
+                    if !isAuthentic(event) {
+                        try await delivery.ack()
+                        continue
+                    }
+                case .other(let why):
+                    forged(event, why: why)
+                    try await delivery.ack()
+                    continue
+                }
+                event.errorMessage = event.deadReason == .deliveryLimit ? "the task crashed or stalled its worker at every delivery"
+                    : headers[WireHeader.errorMessage]?.stringValue
                 do {
                     try await engine.apply([event])
                     try await delivery.ack()
@@ -422,6 +447,23 @@ public struct Coordinator: Service {
                 }
             }
         }
+    }
+
+    /// True if the coordinator may act on `event`: it has no event key, or
+    /// the event is signed with it. Otherwise the event is logged and counted.
+    private func isAuthentic(_ event: TaskEvent) -> Bool {
+        guard let verifier = configuration.eventVerifier, event.workflowRunID != nil else { return true }
+        if verifier.verify(event) { return true }
+        forged(event, why: event.signature == nil ? "unsigned" : "bad signature")
+        return false
+    }
+
+    private func forged(_ event: TaskEvent, why: String) {
+        logger.warning("a step outcome that no worker signed was dropped", metadata: [
+            "task.id": "\(event.taskID.prefix(300))", "run": "\(event.workflowRunID?.prefix(300) ?? "")", "kind": "\(event.kind.rawValue)",
+            "why": "\(why)"])
+        Counter(label: "sluice_coordinator_forged_events_total").increment()
+        forgedCount.increment()
     }
 
     private func relayOutbox() async throws {
@@ -722,6 +764,13 @@ final class DeliveryBuffer: Sendable {
 }
 
 /// Whether the coordinator leads, and under which lease holder name.
+/// A count shared by the copies of a value type.
+final class SharedCounter: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func increment() { count.withLock { $0 += 1 } }
+}
+
 final class ActiveFlag: Sendable {
     private let state = Mutex<(holder: String?, last: String?)>((nil, nil))
     var value: Bool { state.withLock { $0.holder != nil } }

@@ -117,9 +117,11 @@ public enum WireHeader {
     /// On a trimmed dead copy: how many of the original headers were dropped
     /// so that the copy fits a frame.
     public static let trimmedHeaders = "sluice-trimmed-headers"
+    /// On a dead copy: the signature of its `dead` outcome (see ``EventSigner``).
+    public static let signature = "sluice-signature"
 
     static let known: Set<String> = [version, task, id, queue, attempt, maxAttempts, retry, notBefore, deadline, idempotencyKey,
-                                     workflowRun, workflowStep, enqueuedAt, traceparent]
+                                     workflowRun, workflowStep, enqueuedAt, traceparent, signature]
 }
 
 extension TaskEnvelope {

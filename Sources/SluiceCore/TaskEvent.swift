@@ -36,6 +36,9 @@ public struct TaskEvent: Sendable, Hashable, Codable {
     /// not-before time) and its start, in milliseconds. Carried here so that
     /// monitoring needs no `started` events.
     public var waitMilliseconds: Double?
+    /// HMAC-SHA256 of the outcome, hex, when workers share an event key
+    /// with the coordinator (see ``EventSigner``).
+    public var signature: String?
 
     public init(kind: Kind, task: TaskEnvelope, at: Date = Date(), worker: String? = nil) {
         self.kind = kind
@@ -63,6 +66,7 @@ public struct TaskEvent: Sendable, Hashable, Codable {
         if let nextDelayMilliseconds { w.field("nextDelayMilliseconds", Int64(nextDelayMilliseconds)) }
         w.field("queue", queue)
         if let result { w.field("result", result) }
+        if let signature { w.field("signature", signature) }
         w.field("taskID", taskID)
         w.field("taskName", taskName)
         if let waitMilliseconds { w.field("waitMilliseconds", waitMilliseconds) }

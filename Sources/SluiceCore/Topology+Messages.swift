@@ -24,7 +24,7 @@ extension Topology {
     /// and `sluice-trimmed-headers` counts what was dropped.
     public func deadMessage(queue: String, properties: BasicProperties, body: [UInt8], reason: DeadReason,
                             errorType: String?, errorMessage: String?, worker: String, at: Date = Date(),
-                            trimmed: Bool = false) -> OutboundMessage {
+                            signature: String? = nil, trimmed: Bool = false) -> OutboundMessage {
         var properties = properties
         var headers = properties.headers ?? [:]
         if trimmed {
@@ -38,6 +38,7 @@ extension Topology {
         if let errorMessage { headers[WireHeader.errorMessage] = .string(String(errorMessage.prefix(trimmed ? 1024 : 4096))) }
         headers[WireHeader.deadAt] = .int64(at.epochMilliseconds)
         headers[WireHeader.deadBy] = .string(worker)
+        if let signature { headers[WireHeader.signature] = .string(signature) }
         properties.headers = headers
         properties.deliveryMode = 2
         return OutboundMessage(exchange: deadExchange, routingKey: queue, body: body, properties: properties, mandatory: true)
@@ -63,5 +64,39 @@ extension Topology {
         case .array, .table: 1 << 20
         default: 8
         }
+    }
+}
+
+extension Topology {
+    /// Where a dead letter on the coordinator's watch queue came from.
+    public enum DeadLetterOrigin: Sendable, Equatable {
+        /// RabbitMQ dead-lettered it from a work queue at the delivery limit.
+        case deliveryLimit
+        /// A worker published it (no `x-death`), with this reason.
+        case worker(DeadReason)
+        /// Anything else: dead-lettered by the broker for another reason (a
+        /// producer can make a message expire), or without a reason.
+        case other(String)
+    }
+
+    /// Reads the broker's own record first: `x-death[0]` is the latest death
+    /// and only the broker writes it, so a forged `sluice-dead-reason`
+    /// on a message that merely expired does not count.
+    public func deadLetterOrigin(_ headers: FieldTable) -> DeadLetterOrigin {
+        if let deaths = headers["x-death"]?.arrayValue {
+            guard let latest = deaths.first?.tableValue else { return .other("an empty x-death header") }
+            let reason = latest["reason"]?.stringValue ?? ""
+            let queue = latest["queue"]?.stringValue ?? ""
+            if reason == "delivery_limit", queueName(fromWorkQueue: queue) != nil { return .deliveryLimit }
+            // A task that waited in the delay ladder carries the ladder's
+            // expiry; a worker dead-lettered it later, with its own reason.
+            if reason != "expired" || queueKind(queue)?.kind != .delay {
+                return .other("dead-lettered by the broker from \(queue) as \(reason)")
+            }
+        }
+        guard let reason = headers[WireHeader.deadReason]?.stringValue.flatMap(DeadReason.init(rawValue:)) else {
+            return .other("no dead reason")
+        }
+        return .worker(reason)
     }
 }

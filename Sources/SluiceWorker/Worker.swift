@@ -50,6 +50,9 @@ public final class Worker: Service {
         /// Where the worker's own metrics go (outcomes, in flight, wait);
         /// nil for the process's `MetricsSystem`.
         public var metricsFactory: (any MetricsFactory)?
+        /// Signs every outcome event (and dead copy) with the key the
+        /// coordinator checks them with; nil sends them unsigned.
+        public var eventSigner: EventSigner?
         /// Told when a handler starts and ends: `sluice worker --processes`
         /// uses it to find a child stuck in one task past the hard limit.
         public var taskReporter: (@Sendable (TaskReport) -> Void)?
@@ -73,6 +76,7 @@ public final class Worker: Service {
             self.middleware = middleware
             self.metricsFactory = nil
             self.taskReporter = nil
+            self.eventSigner = nil
         }
     }
 
@@ -275,7 +279,7 @@ public final class Worker: Service {
         let due = [task.enqueuedAt, task.notBefore].compactMap { $0 }.max()
         let waited = due.map { max(0, Date().timeIntervalSince($0) * 1000) }
         if configuration.publishStartedEvents {
-            let started = topology.eventMessage(event(.started, task))
+            let started = eventMessage(event(.started, task))
             let broker = self.broker
             Task { _ = try? await broker.publish([started]) }
         }
@@ -315,7 +319,7 @@ public final class Worker: Service {
                     e.errorMessage = "result of \(result.count) bytes exceeds the limit of \(configuration.maxResultBytes) and was dropped"
                 }
             }
-            try await publishAll([topology.eventMessage(e)])
+            try await publishAll([eventMessage(e)])
             statsBox.withLock { $0.succeeded += 1 }
             countOutcome("succeeded", task.name, queue)
             try await delivery.ack()
@@ -380,10 +384,25 @@ public final class Worker: Service {
             "queue": "\(queue)", "reason": "\(reason.rawValue)", "task.id": "\(task?.id ?? delivery.properties.messageId ?? "?")",
             "error": "\(message)",
         ])
+        var e: TaskEvent
+        if let task {
+            e = event(.dead, task)
+        } else {
+            let stub = TaskEnvelope(id: delivery.properties.messageId ?? "", name: delivery.properties.type ?? "", queue: queue, arguments: [])
+            e = event(.dead, stub)
+        }
+        // The copy carries the outcome's signature too: the coordinator may
+        // learn of the death from the dead queue alone.
+        func signature(_ reason: DeadReason) -> String? {
+            var dead = e
+            dead.deadReason = reason
+            return configuration.eventSigner?.signature(of: dead)
+        }
         var reason = reason
         do {
             try await publishAll([topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: reason,
-                                                       errorType: errorType, errorMessage: message, worker: configuration.workerID)])
+                                                       errorType: errorType, errorMessage: message, worker: configuration.workerID,
+                                                       signature: signature(reason))])
         } catch where WireLimits.isOverLimit(error) {
             // The message with our headers added does not fit a frame: the
             // dead copy keeps the body and Sluice's own headers only.
@@ -391,14 +410,7 @@ public final class Worker: Service {
             reason = .tooLarge
             try await publishAll([topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: .tooLarge,
                                                        errorType: errorType, errorMessage: "\(message) (headers trimmed: \(error))",
-                                                       worker: configuration.workerID, trimmed: true)])
-        }
-        var e: TaskEvent
-        if let task {
-            e = event(.dead, task)
-        } else {
-            let stub = TaskEnvelope(id: delivery.properties.messageId ?? "", name: delivery.properties.type ?? "", queue: queue, arguments: [])
-            e = event(.dead, stub)
+                                                       worker: configuration.workerID, signature: signature(.tooLarge), trimmed: true)])
         }
         e.deadReason = reason
         e.waitMilliseconds = waited
@@ -413,10 +425,15 @@ public final class Worker: Service {
     /// Publishes an event and waits for the broker; a failure is logged, not thrown.
     private func publishEvent(_ event: TaskEvent) async {
         do {
-            try await publishAll([topology.eventMessage(event)])
+            try await publishAll([eventMessage(event)])
         } catch {
             logger.warning("could not publish a task event", metadata: ["kind": "\(event.kind.rawValue)", "task.id": "\(event.taskID)", "error": "\(error)"])
         }
+    }
+
+    /// The message for an event, signed when the worker has an event key.
+    private func eventMessage(_ event: TaskEvent) -> OutboundMessage {
+        topology.eventMessage(configuration.eventSigner.map { $0.signed(event) } ?? event)
     }
 
     private func event(_ kind: TaskEvent.Kind, _ task: TaskEnvelope) -> TaskEvent {

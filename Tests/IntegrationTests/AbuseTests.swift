@@ -208,7 +208,7 @@ struct AbuseLimitTests {
 
 /// A coordinator and a worker in this process, on the real broker (a prefix
 /// of their own) and a SQLite file of their own.
-final class InProcessStack {
+final class InProcessStack: Sendable {
     let tasks: TaskHarness
     let engine: RunEngine
     let coordinator: Coordinator
@@ -218,17 +218,17 @@ final class InProcessStack {
     private let running: Task<Void, any Error>
     let gateOpen = OneShotSignal()
 
-    init(limits: WorkflowLimits = .standard) async throws {
+    init(limits: WorkflowLimits = .standard, eventKey: [UInt8]? = nil) async throws {
         var logger = Logger(label: "test.abuse")
-        logger.logLevel = .critical
+        logger.logLevel = ProcessInfo.processInfo.environment["ABUSE_LOG"] != nil ? .debug : .critical
         tasks = try await TaskHarness.make()
         path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-abuse-\(UUID().uuidString).sqlite").path
         sqlite = try await SQLiteWorkflowStore.open(path: path)
         try await sqlite.migrate()
         engine = RunEngine(store: sqlite, limits: limits, logger: logger)
-        coordinator = Coordinator(broker: tasks.broker, engine: engine,
-                                  configuration: .init(leaseTTL: .seconds(6), defaultQueue: "wf", pollInterval: .milliseconds(50)),
-                                  logger: logger)
+        var configuration = Coordinator.Configuration(leaseTTL: .seconds(6), defaultQueue: "wf", pollInterval: .milliseconds(50))
+        configuration.eventVerifier = try eventKey.map { try EventSigner(key: $0) }
+        coordinator = Coordinator(broker: tasks.broker, engine: engine, configuration: configuration, logger: logger)
         var registry = HandlerRegistry()
         registry.register("echo") { $0.arguments }
         let gateOpen = self.gateOpen
@@ -236,8 +236,9 @@ final class InProcessStack {
             await gateOpen.wait()
             return Array("{}".utf8)
         }
-        let worker = Worker(broker: tasks.broker, registry: registry,
-                            configuration: .init(queues: ["wf"], concurrency: 10, publishStartedEvents: false), logger: logger)
+        var workerConfiguration = Worker.Configuration(queues: ["wf"], concurrency: 10, publishStartedEvents: false)
+        workerConfiguration.eventSigner = try eventKey.map { try EventSigner(key: $0) }
+        let worker = Worker(broker: tasks.broker, registry: registry, configuration: workerConfiguration, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [coordinator, worker], logger: logger))
         self.group = group
         running = Task { try await group.run() }
@@ -270,8 +271,9 @@ final class InProcessStack {
     }
 
     /// Runs `body` with a new stack and always tears it down.
-    static func with(limits: WorkflowLimits = .standard, _ body: (InProcessStack) async throws -> Void) async throws {
-        let stack = try await InProcessStack(limits: limits)
+    static func with(limits: WorkflowLimits = .standard, eventKey: [UInt8]? = nil,
+                     _ body: (InProcessStack) async throws -> Void) async throws {
+        let stack = try await InProcessStack(limits: limits, eventKey: eventKey)
         do {
             try await body(stack)
         } catch {
@@ -603,6 +605,116 @@ struct AbuseDeadToolingTests {
         let purge = try await SluiceBinary.run(["dead", "purge", "relist"] + common)
         #expect(purge.output.contains("purged 4 dead tasks"), "\(purge.output)")
         try await worker.stop()
+        await h.broker.close()
+    }
+}
+
+@Suite("Abuse: forged step outcomes")
+struct AbuseForgeryTests {
+    @Test("with an event key, unsigned and badly signed outcomes are dropped and counted; the worker's signed one decides the step")
+    func forgedEventDropped() async throws {
+        let key = Array("a-test-key-of-32-bytes-0123456789".utf8)
+        try await InProcessStack.with(eventKey: key) { s in
+            try await s.engine.register(WorkflowDefinition(name: "hello") { WorkflowStep.task("hello", "gate") })
+            let run = try await s.engine.start(workflow: "hello", input: [:])
+            let taskID = "\(run.runID)/hello/0"
+            _ = try await eventually(30, "the step to start") { try await s.engine.run(run.runID)?.steps["hello"]?.status == .running ? true : nil }
+            // The coordinator's event queue is declared by its event loop, which may start after the run did.
+            let tasks = s.tasks
+            _ = try await eventually(30, "the coordinator to consume its event queue") {
+                (try? await tasks.broker.queueState(tasks.topology.coordinatorQueue))?.consumerCount == 1 ? true : nil
+            }
+            // What an attacker with publish rights on the events exchange sends.
+            let stub = TaskEnvelope(id: taskID, name: "gate", queue: "wf", arguments: [], workflowRunID: run.runID, workflowStep: "hello")
+            var forged = TaskEvent(kind: .succeeded, task: stub)
+            forged.result = #"{"text":"FORGED"}"#
+            var badlySigned = forged
+            badlySigned.signature = try EventSigner(key: Array("another-key-of-32-bytes-987654321".utf8)).signature(of: forged)
+            for event in [forged, badlySigned] {
+                try await s.tasks.broker.publish(OutboundMessage(exchange: s.tasks.topology.eventsExchange, routingKey: "wf.succeeded",
+                                                                 body: event.jsonBytes(), properties: BasicProperties(deliveryMode: 2)))
+            }
+            let coordinator = s.coordinator
+            _ = try await eventually(30, "both forgeries to be counted") { coordinator.forgedEvents >= 2 ? true : nil }
+            #expect(try await s.engine.run(run.runID)?.status == .running, "a forged outcome decided nothing")
+            s.gateOpen.fire()
+            let done = try await s.wait(for: run.runID, .completed)
+            #expect(done.steps["hello"]?.output == [:], "the worker's own result, not the forged one")
+            #expect(coordinator.forgedEvents == 2)
+        }
+    }
+
+    @Test("the coordinator's dead-letter watch trusts the broker's x-death record, not the message's own headers")
+    func deadLetterOrigin() throws {
+        let t = try Topology(prefix: "p")
+        func death(_ queue: String, _ reason: String) -> FieldValue { .array([.table(["queue": .string(queue), "reason": .string(reason)])]) }
+        #expect(t.deadLetterOrigin(["x-death": death("p.q.wf", "delivery_limit")]) == .deliveryLimit)
+        // A producer made its message expire and wrote its own reason: not a step outcome.
+        if case .other = t.deadLetterOrigin(["x-death": death("p.q.wf", "expired"), WireHeader.deadReason: "max_attempts"]) {} else {
+            Issue.record("an expired message counted as a step outcome")
+        }
+        if case .other = t.deadLetterOrigin(["x-death": death("other.q.wf", "delivery_limit")]) {} else {
+            Issue.record("another prefix's queue counted")
+        }
+        // A worker dead-lettered a task that had waited in the delay ladder.
+        #expect(t.deadLetterOrigin(["x-death": death("p.delay.1000", "expired"), WireHeader.deadReason: "max_attempts"]) == .worker(.maxAttempts))
+        #expect(t.deadLetterOrigin([WireHeader.deadReason: "unknown_task"]) == .worker(.unknownTask))
+        if case .other = t.deadLetterOrigin([:]) {} else { Issue.record("a reasonless dead letter counted") }
+    }
+
+    @Test("signatures cover the outcome: changing the result, the reason or the step breaks them")
+    func signatureCoverage() throws {
+        let signer = try EventSigner(key: Array("0123456789abcdef0123456789abcdef".utf8))
+        let task = TaskEnvelope(id: "r/s/0", name: "n", queue: "q", arguments: [], workflowRunID: "r", workflowStep: "s")
+        var ok = TaskEvent(kind: .succeeded, task: task)
+        ok.result = #"{"a":1}"#
+        let signed = signer.signed(ok)
+        #expect(signer.verify(signed))
+        var changed = signed
+        changed.result = #"{"a":2}"#
+        #expect(!signer.verify(changed))
+        changed = signed
+        changed.workflowStep = "other"
+        #expect(!signer.verify(changed))
+        changed = signed
+        changed.kind = .dead
+        #expect(!signer.verify(changed))
+        #expect(throws: SluiceError.self) { _ = try EventSigner(key: Array("short".utf8)) }
+    }
+
+    @Test("under the documented permissions a producer account enqueues but cannot publish to the events or dead exchanges")
+    func producerPermissions() async throws {
+        let h = try await TaskHarness.make()
+        // The queue exists (a worker or `sluice topology export` made it); the producer only uses it.
+        try await h.broker.prepare(queues: ["perm"])
+        let node = SharedBroker.node
+        let user = "producer-\(UInt32.random(in: 0...UInt32.max))", password = "pw-\(UInt32.random(in: 0...UInt32.max))"
+        let p = h.topology.prefix.replacingOccurrences(of: ".", with: "\\.")
+        _ = try await node.ctl("add_user", user, password)
+        do {
+            // docs/operations.md, "Broker permissions": the producer recipe.
+            _ = try await node.ctl("set_permissions", "-p", "/", user,
+                                   "^\(p)\\.(tasks|dead|events|(q|dead|delay)\\..+)$",
+                                   "^\(p)\\.(tasks|(q|dead|delay)\\..+)$",
+                                   "^\(p)\\.(tasks|dead|delay\\..+)$")
+            let url = try AMQPURL(h.url.replacingOccurrences(of: "guest:guest@", with: "\(user):\(password)@"))
+            let producer = try await RabbitMQBroker.connect(url: url, topology: h.topology, connectionName: "test producer")
+            let id = try await TaskClient(broker: producer).enqueue(name: "echo", json: Array("{}".utf8), options: .init(queue: "perm"))
+            #expect(!id.isEmpty, "the producer can enqueue")
+            let connection = producer.connection
+            for exchange in [h.topology.eventsExchange, h.topology.deadExchange] {
+                let channel = try await connection.openChannel(confirms: true)
+                let refused = await #expect(throws: AMQPError.self) {
+                    try await channel.publish(exchange: exchange, routingKey: "perm.succeeded", body: Array("{}".utf8))
+                }
+                #expect(refused?.replyCode == 403, "\(exchange): \(String(describing: refused))")
+            }
+            await producer.close()
+        } catch {
+            _ = try? await node.ctl("delete_user", user)
+            throw error
+        }
+        _ = try await node.ctl("delete_user", user)
         await h.broker.close()
     }
 }

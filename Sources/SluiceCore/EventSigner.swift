@@ -1,0 +1,88 @@
+import Crypto
+import Foundation
+
+/// Signs and checks task outcomes with a key that workers and coordinators
+/// share (HMAC-SHA256), so that only a worker can decide a workflow step:
+/// anyone who can publish to the broker can write an event, but not one that
+/// verifies.
+///
+/// What is signed is everything the coordinator acts on: the kind, the task
+/// id, the attempt, the run and step, the result of a success and the reason
+/// of a dead task. The key comes from `SLUICE_EVENT_KEY` or a file
+/// (`--event-key-file`); see docs/operations.md.
+public struct EventSigner: Sendable {
+    private let key: SymmetricKey
+
+    /// Keys shorter than this are refused: 16 bytes of randomness or more.
+    public static let minimumKeyBytes = 16
+
+    /// A signer with `key` (its bytes, e.g. the text of a key file).
+    public init(key: [UInt8]) throws {
+        guard key.count >= Self.minimumKeyBytes else {
+            throw SluiceError(.invalidArgument, "the event key must have at least \(Self.minimumKeyBytes) bytes (for example: openssl rand -hex 32)")
+        }
+        self.key = SymmetricKey(data: key)
+    }
+
+    /// The signature of `event`, as hex.
+    public func signature(of event: TaskEvent) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Self.signedBytes(event), using: key)
+        return mac.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// `event` with its signature set.
+    public func signed(_ event: TaskEvent) -> TaskEvent {
+        var e = event
+        e.signature = signature(of: event)
+        return e
+    }
+
+    /// Whether `event` carries a valid signature (compared in constant time).
+    public func verify(_ event: TaskEvent) -> Bool {
+        guard let text = event.signature, let given = Self.bytes(hex: text) else { return false }
+        return HMAC<SHA256>.isValidAuthenticationCode(given, authenticating: Self.signedBytes(event), using: key)
+    }
+
+    /// The fields a signature covers, each length-prefixed so that no two
+    /// events share an encoding.
+    static func signedBytes(_ event: TaskEvent) -> [UInt8] {
+        var out = Array("sluice-event-v1".utf8)
+        func add(_ text: String?) {
+            guard let text else { out += [0xFF]; return }
+            let utf8 = Array(text.utf8)
+            out += withUnsafeBytes(of: UInt32(utf8.count).bigEndian, Array.init)
+            out += utf8
+        }
+        add(event.kind.rawValue)
+        add(event.taskID)
+        add(String(event.attempt))
+        add(event.workflowRunID)
+        add(event.workflowStep)
+        add(event.kind == .succeeded ? event.result : nil)
+        add(event.kind == .dead ? event.deadReason?.rawValue : nil)
+        return out
+    }
+
+    private static func bytes(hex: String) -> [UInt8]? {
+        let digits = Array(hex.utf8)
+        guard digits.count == 64 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        var i = 0
+        while i < digits.count {
+            guard let high = nibble(digits[i]), let low = nibble(digits[i + 1]) else { return nil }
+            out.append(high << 4 | low)
+            i += 2
+        }
+        return out
+    }
+
+    private static func nibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
