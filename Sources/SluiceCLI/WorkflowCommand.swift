@@ -28,9 +28,16 @@ struct APIClient {
     var token: String?
 
     /// Sends a request; returns the JSON body, or throws the API's error message.
-    func send(_ method: String, _ path: String, json body: JSONValue? = nil, raw: [UInt8]? = nil,
+    func send(_ method: String, _ path: String, query: [(String, String)] = [], json body: JSONValue? = nil, raw: [UInt8]? = nil,
               contentType: String = "application/json") async throws -> JSONValue {
-        var request = URLRequest(url: base.appendingPathComponent(path))
+        var url = base.appendingPathComponent(path)
+        if !query.isEmpty, var components = URLComponents(url: url, resolvingAgainstBaseURL: false) {
+            components.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) }
+            // '+' means a space to many servers: encode it too.
+            components.percentEncodedQuery = components.percentEncodedQuery?.replacingOccurrences(of: "+", with: "%2B")
+            url = components.url ?? url
+        }
+        var request = URLRequest(url: url)
         request.httpMethod = method
         request.timeoutInterval = 30
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
@@ -66,7 +73,8 @@ struct WorkflowCommand: AsyncParsableCommand {
           sluice workflow list --state failed --json
           sluice workflow retry RUN --step charge
         """,
-        subcommands: [Register.self, Start.self, Status.self, List.self, Pause.self, Resume.self, Cancel.self, Retry.self])
+        subcommands: [Register.self, Definitions.self, Delete.self, Start.self, Status.self, List.self, Pause.self, Resume.self,
+                      Cancel.self, Retry.self])
 
     struct Register: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a definition from a YAML or JSON file (validated first).")
@@ -89,6 +97,47 @@ struct WorkflowCommand: AsyncParsableCommand {
             }
             let result = try await api.client().send("POST", "v1/workflows", raw: bytes, contentType: "application/yaml")
             print("registered \(result["name"].map(text) ?? "?") version \(result["version"].map(text) ?? "?")")
+        }
+    }
+
+    struct Definitions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List registered definitions (names, versions, sizes).")
+        @Option(help: "Show at most this many.") var limit: Int = 1000
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var api: APIOptions
+
+        func run() async throws {
+            let client = try api.client()
+            var cursor: String?
+            var all: [JSONValue] = []
+            repeat {
+                var query = [("limit", "\(min(1000, limit - all.count))")]
+                if let cursor { query.append(("cursor", cursor)) }
+                let page = try await client.send("GET", "v1/workflows", query: query)
+                if case .array(let items)? = page["workflows"] { all += items }
+                cursor = page["nextCursor"].flatMap { $0 == .null ? nil : text($0) }
+            } while cursor != nil && all.count < limit
+            if json { print(JSONValue.array(all).jsonText); return }
+            if all.isEmpty { print("no workflows registered"); return }
+            print(pad("NAME", 30) + pad("VERSION", 9) + pad("BYTES", 10) + "REGISTERED")
+            for w in all {
+                print(pad(w["name"].map(text) ?? "?", 30) + pad(w["version"].map(text) ?? "?", 9) + pad(w["bytes"].map(text) ?? "?", 10)
+                      + (w["createdAt"].map(text) ?? ""))
+            }
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a registered definition version.",
+            discussion: "Refused while runs of that version are pending, running, paused or failed (a failed run can be retried).")
+        @Argument(help: "The workflow's name.") var name: String
+        @Argument(help: "The version.") var version: Int
+        @OptionGroup var api: APIOptions
+
+        func run() async throws {
+            _ = try await api.client().send("DELETE", "v1/workflows/\(name)/\(version)")
+            print("deleted \(name) version \(version)")
         }
     }
 
@@ -186,16 +235,13 @@ struct WorkflowCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            var query = ["limit=\(limit)"]
-            if let workflow { query.append("workflow=\(escape(workflow))") }
-            if let state { query.append("status=\(state)") }
-            if let after { query.append("after=\(escape(after))") }
-            if let before { query.append("before=\(escape(before))") }
-            if let cursor { query.append("cursor=\(escape(cursor))") }
-            let client = try api.client()
-            var request = client
-            request.base = URL(string: client.base.absoluteString.trimmingCharacters(in: ["/"]) + "/v1/runs?" + query.joined(separator: "&"))!
-            let page = try await request.send("GET", "")
+            var query = [("limit", "\(limit)")]
+            if let workflow { query.append(("workflow", workflow)) }
+            if let state { query.append(("status", state)) }
+            if let after { query.append(("after", after)) }
+            if let before { query.append(("before", before)) }
+            if let cursor { query.append(("cursor", cursor)) }
+            let page = try await api.client().send("GET", "v1/runs", query: query)
             if json { print(page.jsonText); return }
             print(pad("RUN", 38) + pad("WORKFLOW", 20) + pad("STATE", 11) + "CREATED")
             if case .array(let runs)? = page["runs"] {
@@ -207,8 +253,6 @@ struct WorkflowCommand: AsyncParsableCommand {
             }
             if let next = page["nextCursor"], next != .null { print("more: --cursor \(text(next))") }
         }
-
-        func escape(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? s }
     }
 
     struct Pause: AsyncParsableCommand {

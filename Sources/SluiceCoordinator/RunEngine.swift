@@ -47,11 +47,26 @@ public actor RunEngine {
 
     // MARK: Definitions
 
+    /// The most bytes a definition may take as stored (JSON): YAML aliases
+    /// and long templates are counted expanded.
+    public static let maxDefinitionBytes = 1 << 20
+
     /// Validates and stores a definition.
     public func register(_ definition: WorkflowDefinition) async throws {
         try definition.validate()
+        let size = try definition.jsonBytes().count
+        guard size <= Self.maxDefinitionBytes else {
+            throw WorkflowError(.tooLarge, "the definition takes \(size) bytes expanded; the limit is \(Self.maxDefinitionBytes)")
+        }
         try await store.saveDefinition(definition)
         definitionCache["\(definition.name)@\(definition.version)"] = definition
+    }
+
+    /// Deletes a definition unless a run that may still need it uses it.
+    public func deleteDefinition(name: String, version: Int) async throws -> DefinitionDeletion {
+        let result = try await store.deleteDefinition(name: name, version: version)
+        if result == .deleted { definitionCache["\(name)@\(version)"] = nil }
+        return result
     }
 
     private func definition(_ name: String, _ version: Int?) async throws -> WorkflowDefinition {

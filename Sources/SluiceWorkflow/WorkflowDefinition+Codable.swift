@@ -53,10 +53,23 @@ extension WorkflowDefinition: Codable {
     }
 
     /// Decodes and validates a definition from YAML (JSON is YAML too).
+    ///
+    /// YAML aliases are allowed, but a definition may expand to at most
+    /// ``maxYAMLNodes`` nodes: a few bytes of nested aliases can otherwise
+    /// stand for billions (a "billion laughs" bomb).
     public static func decode(yaml: String) throws -> WorkflowDefinition {
         let definition: WorkflowDefinition
         do {
-            definition = try YAMLDecoder().decode(WorkflowDefinition.self, from: yaml)
+            guard let root = try Yams.compose(yaml: yaml) else {
+                throw WorkflowError(.invalidDefinition, "the YAML document is empty")
+            }
+            // Aliases share their anchor's node, so the tree is counted as it
+            // would be expanded, stopping at the budget.
+            var budget = maxYAMLNodes
+            guard Self.fits(root, &budget) else {
+                throw WorkflowError(.tooLarge, "the definition expands to more than \(maxYAMLNodes) YAML nodes (aliases included)")
+            }
+            definition = try YAMLDecoder().decode(WorkflowDefinition.self, from: root)
         } catch let error as DecodingError {
             throw WorkflowError(.invalidDefinition, Self.describe(error))
         } catch let error as YamlError {
@@ -64,6 +77,29 @@ extension WorkflowDefinition: Codable {
         }
         try definition.validate()
         return definition
+    }
+
+    /// The most YAML nodes a definition may expand to, aliases counted as
+    /// many times as they are used.
+    public static let maxYAMLNodes = 200_000
+
+    /// Whether `node`, expanded, fits in `budget` nodes (which it spends).
+    private static func fits(_ node: Node, _ budget: inout Int) -> Bool {
+        budget -= 1
+        if budget < 0 { return false }
+        switch node {
+        case .mapping(let mapping):
+            for (key, value) in mapping {
+                guard fits(key, &budget), fits(value, &budget) else { return false }
+            }
+        case .sequence(let sequence):
+            for item in sequence {
+                guard fits(item, &budget) else { return false }
+            }
+        case .scalar, .alias:
+            break
+        }
+        return true
     }
 
     /// JSON with sorted keys (the form the coordinator stores).

@@ -718,3 +718,99 @@ struct AbuseForgeryTests {
         await h.broker.close()
     }
 }
+
+@Suite("Abuse: definition bombs")
+struct AbuseDefinitionTests {
+    /// 7 levels of 10× aliases: 10 million nodes in about 450 bytes.
+    static let aliasBomb: String = {
+        var levels = ["    l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+        for i in 1...6 { levels.append("    l\(i): &l\(i) [" + Array(repeating: "*l\(i - 1)", count: 10).joined(separator: ", ") + "]") }
+        return "name: bomb\nsteps:\n- id: s\n  task: t\n  arguments:\n" + levels.joined(separator: "\n") + "\n"
+    }()
+
+    @Test("a YAML alias bomb is refused at once as too_large; aliases within the budget still work")
+    func aliasBomb() throws {
+        #expect(Self.aliasBomb.utf8.count < 600)
+        do {
+            _ = try WorkflowDefinition.decode(yaml: Self.aliasBomb)
+            Issue.record("the bomb was accepted")
+        } catch let error as WorkflowError {
+            #expect(error.code == .tooLarge)
+            #expect(error.message.contains("YAML nodes"))
+        }
+        let modest = """
+        name: reuse
+        steps:
+        - id: a
+          task: t
+          arguments: &shared {region: eu, tier: gold}
+        - id: b
+          task: t
+          after: [a]
+          arguments: *shared
+        """
+        let definition = try WorkflowDefinition.decode(yaml: modest)
+        #expect(definition.steps.count == 2)
+    }
+
+    @Test("validation is linear: a 10,000-step chain with references validates; 10,001 steps are refused")
+    func longChain() throws {
+        func chain(_ n: Int) -> WorkflowDefinition {
+            var steps = [WorkflowStep.task("s0", "t")]
+            for i in 1..<n {
+                steps.append(.task("s\(i)", "t", after: ["s\(i - 1)"], arguments: ["from": .string("${steps.s\(i - 1).output}"), "first": "${steps.s0.status}"]))
+            }
+            return WorkflowDefinition(name: "chain", steps: steps)
+        }
+        try chain(WorkflowDefinition.maxSteps).validate()
+        #expect(throws: WorkflowError.self) { try chain(WorkflowDefinition.maxSteps + 1).validate() }
+        // A reference to a step that does not surely run before is still caught.
+        var steps = [WorkflowStep.task("a", "t"), .task("b", "t"), .task("c", "t", after: ["a"], arguments: ["x": "${steps.b.output}"])]
+        #expect(throws: WorkflowError.self) { try WorkflowDefinition(name: "w", steps: steps).validate() }
+        steps[2] = .task("c", "t", after: ["a"], arguments: ["x": "${steps.a.output}"])
+        try WorkflowDefinition(name: "w", steps: steps).validate()
+    }
+
+    @Test("definitions list a page at a time without bodies; a definition is deleted only when no run needs it")
+    func listAndDelete() async throws {
+        let h = try await TaskHarness.make()
+        let store = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-defs-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: store + suffix) } }
+        let coordinator = try CoordinatorProcess.start(h, store: "sqlite:" + store)
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        try await coordinator.waitUntilHealthy()
+        let api = coordinator.api
+        for name in ["alpha", "beta", "gamma"] {
+            let yaml = "name: \(name)\nsteps:\n- id: s\n  task: sluice.echo\n"
+            #expect(try await CoordinatorProcess.request("POST", api + "/v1/workflows", body: Array(yaml.utf8), contentType: "application/yaml").status == 201)
+        }
+        let first = try await CoordinatorProcess.request("GET", api + "/v1/workflows?limit=2")
+        #expect(first.status == 200)
+        guard case .array(let items)? = first.body["workflows"], case .string(let cursor)? = first.body["nextCursor"] else {
+            Issue.record("no page: \(first.body.jsonText)")
+            return
+        }
+        #expect(items.compactMap { $0["name"].flatMap { if case .string(let s) = $0 { s } else { nil } } } == ["alpha", "beta"])
+        #expect(items.allSatisfy { $0["steps"] == nil }, "bodies are left out")
+        let second = try await CoordinatorProcess.request("GET", api + "/v1/workflows?limit=2&cursor=\(cursor.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)")
+        #expect(second.body["workflows"]?.jsonText.contains("gamma") == true)
+        #expect(second.body["nextCursor"] == nil || second.body["nextCursor"] == .null)
+        #expect(try await CoordinatorProcess.request("GET", api + "/v1/workflows/beta/1").body["steps"] != nil)
+
+        // A run of alpha that cannot finish (no worker): deleting alpha is refused.
+        let started = try await CoordinatorProcess.request("POST", api + "/v1/runs", body: Array(#"{"workflow":"alpha"}"#.utf8))
+        #expect(started.status == 201 || started.status == 200)
+        let refused = try await CoordinatorProcess.request("DELETE", api + "/v1/workflows/alpha/1")
+        #expect(refused.status == 409, "\(refused.body.jsonText)")
+        let common = ["--api", api]
+        let deleted = try await SluiceBinary.run(["workflow", "delete", "beta", "1"] + common)
+        #expect(deleted.status == 0 && deleted.output.contains("deleted beta version 1"), "\(deleted.output)")
+        let missing = try await SluiceBinary.run(["workflow", "delete", "beta", "1"] + common)
+        #expect(missing.status != 0 && missing.output.contains("no workflow beta version 1"), "\(missing.output)")
+        let listed = try await SluiceBinary.run(["workflow", "definitions", "--json"] + common)
+        #expect(listed.output.contains("alpha") && listed.output.contains("gamma") && !listed.output.contains("beta"), "\(listed.output)")
+        coordinator.process.terminate()
+        _ = try await within(30, "the coordinator to stop") { try await SluiceBinary.exitStatus(of: coordinator.process) }
+        await h.broker.close()
+    }
+}

@@ -31,7 +31,12 @@ final class SwitchableStore: WorkflowStore {
     func definition(name: String, version: Int?) async throws -> WorkflowDefinition? {
         try reachable(); return try await base.definition(name: name, version: version)
     }
-    func definitions() async throws -> [WorkflowDefinition] { try reachable(); return try await base.definitions() }
+    func definitionSummaries(after cursor: String?, limit: Int) async throws -> [DefinitionSummary] {
+        try reachable(); return try await base.definitionSummaries(after: cursor, limit: limit)
+    }
+    func deleteDefinition(name: String, version: Int) async throws -> DefinitionDeletion {
+        try reachable(); return try await base.deleteDefinition(name: name, version: version)
+    }
     func run(id: String) async throws -> RunState? { try reachable(); return try await base.run(id: id) }
     func run(idempotencyKey: String) async throws -> RunState? { try reachable(); return try await base.run(idempotencyKey: idempotencyKey) }
     func runs(_ query: RunQuery) async throws -> RunPage { try reachable(); return try await base.runs(query) }

@@ -50,7 +50,7 @@ struct StoreContractTests {
         try await store.migrate()
         try await store.close()
         let again = try await reopen()
-        #expect(try await again.definitions().isEmpty)
+        #expect(try await again.definitionSummaries(after: nil, limit: 10).isEmpty)
         try await again.close()
     }
 
@@ -64,8 +64,31 @@ struct StoreContractTests {
         #expect(try await store.definition(name: "orders", version: nil) == definition(version: 2, task: "t2"))
         #expect(try await store.definition(name: "orders", version: 1) == definition(version: 1))
         #expect(try await store.definition(name: "nope", version: nil) == nil)
-        #expect(try await store.definitions().map { "\($0.name)@\($0.version)" } == ["billing@1", "orders@1", "orders@2"])
+        #expect(try await store.definitionSummaries(after: nil, limit: 10).map { "\($0.name)@\($0.version)" } == ["billing@1", "orders@1", "orders@2"])
+        // Pages: names and versions only, continued from a cursor.
+        let first = try await store.definitionSummaries(after: nil, limit: 2)
+        #expect(first.map(\.cursor) == ["1:billing", "1:orders"])
+        #expect(first.allSatisfy { $0.bytes > 0 })
+        #expect(try await store.definitionSummaries(after: first[1].cursor, limit: 2).map { "\($0.name)@\($0.version)" } == ["orders@2"])
         await #expect(throws: StoreError.self) { try await store.saveDefinition(definition(version: 1, task: "changed")) }
+        try await store.close()
+    }
+
+    @Test("deleting a definition: refused while a run that may need it exists, then done once", arguments: StoreKind.allCases)
+    func deleteDefinition(kind: StoreKind) async throws {
+        let (store, _) = try await kind.make()
+        try await store.saveDefinition(definition(version: 1))
+        try await store.saveDefinition(definition(version: 2, task: "t2"))
+        var failed = newRun("d1", createdAt: t0)
+        failed.status = .failed
+        try await store.commit([RunChange(run: failed, isNew: true)])
+        #expect(try await store.deleteDefinition(name: "orders", version: 1) == .inUse(runs: 1), "a failed run can be retried")
+        #expect(try await store.deleteDefinition(name: "orders", version: 2) == .deleted)
+        #expect(try await store.deleteDefinition(name: "orders", version: 2) == .notFound)
+        failed.status = .cancelled
+        try await store.commit([RunChange(run: failed)])
+        #expect(try await store.deleteDefinition(name: "orders", version: 1) == .deleted)
+        #expect(try await store.definition(name: "orders", version: nil) == nil)
         try await store.close()
     }
 

@@ -18,7 +18,9 @@ import SluiceWorkflow
 /// GET  /v1/stats                      runs by status, outbox backlog (counts, no run state)
 /// GET  /metrics                       Prometheus text: runs by status, outbox backlog
 /// POST /v1/workflows                  register a definition (JSON, or YAML with content-type application/yaml)
-/// GET  /v1/workflows                  registered definitions
+/// GET  /v1/workflows                  registered definitions, names and versions only: ?limit=&cursor=
+/// GET  /v1/workflows/{name}/{version} one definition
+/// DELETE /v1/workflows/{name}/{version} (refused with 409 while runs that may need it exist)
 /// POST /v1/runs                       start: {"workflow", "version"?, "input"?, "idempotencyKey"?}
 /// GET  /v1/runs                       list: ?workflow=&status=&after=&before=&limit=&cursor=
 /// GET  /v1/runs/{id}                  a run with every step
@@ -135,9 +137,31 @@ public struct CoordinatorAPI: Sendable {
             try await engine.register(definition)
             return try json(["name": .string(definition.name), "version": .number(Double(definition.version))] as JSONValue, status: .created)
         }
-        router.get("/v1/workflows") { _, _ in
-            let all = try await engine.store.definitions()
-            return try encoded(all)
+        router.get("/v1/workflows") { request, _ in
+            // Names and versions only, a page at a time: a definition can be large.
+            let limit = min(max(request.uri.queryParameters["limit"].flatMap { Int(String($0)) } ?? 100, 1), 1000)
+            let cursor = request.uri.queryParameters["cursor"].map(String.init)
+            let page = try await engine.store.definitionSummaries(after: cursor, limit: limit + 1)
+            return try encoded(DefinitionPage(workflows: Array(page.prefix(limit)),
+                                              nextCursor: page.count > limit ? page[limit - 1].cursor : nil))
+        }
+        router.get("/v1/workflows/{name}/{version}") { _, context in
+            let (name, version) = try definitionKey(context)
+            guard let definition = try await engine.store.definition(name: name, version: version) else {
+                throw APIError(.notFound, "no workflow \(name) version \(version)")
+            }
+            return try encoded(definition)
+        }
+        router.delete("/v1/workflows/{name}/{version}") { _, context in
+            let (name, version) = try definitionKey(context)
+            try requireActive(coordinator)
+            switch try await engine.deleteDefinition(name: name, version: version) {
+            case .deleted: return try json(["deleted": .string(name), "version": .number(Double(version))] as JSONValue)
+            case .notFound: throw APIError(.notFound, "no workflow \(name) version \(version)")
+            case .inUse(let runs):
+                throw APIError(.conflict, "\(runs) run\(runs == 1 ? "" : "s") of \(name) version \(version) may still need it "
+                               + "(pending, running, paused or failed); cancel them or wait until they finish")
+            }
         }
         router.post("/v1/runs") { request, _ in
             var request = request
@@ -432,6 +456,21 @@ private func date(_ text: String) throws -> Date {
         throw APIError(.badRequest, "'\(text)' is not a time (ISO 8601 or seconds since the epoch)")
     }
     return d
+}
+
+/// A page of definition summaries.
+struct DefinitionPage: Encodable {
+    var workflows: [DefinitionSummary]
+    var nextCursor: String?
+}
+
+/// `{name}/{version}` from the path.
+private func definitionKey(_ context: BasicRequestContext) throws -> (String, Int) {
+    let name = try context.parameters.require("name")
+    guard let version = Int(try context.parameters.require("version")), version >= 1 else {
+        throw APIError(.badRequest, "the version must be a positive integer")
+    }
+    return (name, version)
 }
 
 private func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) throws -> Response {

@@ -267,9 +267,39 @@ public final class PostgresWorkflowStore: WorkflowStore {
         return try rows.first.map { try StoreCoding.definition(try $0.decode(String.self)) }
     }
 
-    public func definitions() async throws -> [WorkflowDefinition] {
-        try await rows("SELECT definition FROM workflow_definitions ORDER BY name, version", "definitions").map {
-            try StoreCoding.definition(try $0.decode(String.self))
+    public func definitionSummaries(after cursor: String?, limit: Int) async throws -> [DefinitionSummary] {
+        let limit = max(1, limit)
+        let query: PostgresQuery
+        if let cursor {
+            let (name, version) = try DefinitionSummary.parse(cursor: cursor)
+            query = """
+                SELECT name, version, created_at, octet_length(definition) FROM workflow_definitions
+                WHERE name > \(name) OR (name = \(name) AND version > \(version)) ORDER BY name, version LIMIT \(limit)
+                """
+        } else {
+            query = "SELECT name, version, created_at, octet_length(definition) FROM workflow_definitions ORDER BY name, version LIMIT \(limit)"
+        }
+        return try await rows(query, "list definitions").map { row in
+            let (name, version, created, bytes) = try row.decode((String, Int, Int64, Int).self)
+            return DefinitionSummary(name: name, version: version, createdAt: Date(epochMilliseconds: created), bytes: bytes)
+        }
+    }
+
+    public func deleteDefinition(name: String, version: Int) async throws -> DefinitionDeletion {
+        let fence = self.fence.current
+        return try await mapped("delete definition") { [self] in
+            try await client.withTransaction(logger: logger) { connection in
+                try await Self.checkFence(fence, on: connection, logger: logger)
+                let using = try await Self.collect(try await connection.query("""
+                    SELECT COUNT(*) FROM workflow_runs
+                    WHERE workflow = \(name) AND version = \(version) AND status IN ('pending', 'running', 'paused', 'failed')
+                    """, logger: logger))
+                let count = try using.first?.decode(Int.self) ?? 0
+                if count > 0 { return DefinitionDeletion.inUse(runs: count) }
+                let deleted = try await Self.collect(try await connection.query(
+                    "DELETE FROM workflow_definitions WHERE name = \(name) AND version = \(version) RETURNING name", logger: logger))
+                return deleted.isEmpty ? .notFound : .deleted
+            }
         }
     }
 

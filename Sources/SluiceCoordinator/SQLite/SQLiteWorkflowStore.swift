@@ -144,9 +144,34 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         return try rows.first?.column("definition")?.string.map(StoreCoding.definition)
     }
 
-    public func definitions() async throws -> [WorkflowDefinition] {
-        try await read("SELECT definition FROM workflow_definitions ORDER BY name, version").compactMap {
-            try $0.column("definition")?.string.map(StoreCoding.definition)
+    public func definitionSummaries(after cursor: String?, limit: Int) async throws -> [DefinitionSummary] {
+        var sql = "SELECT name, version, created_at, length(definition) AS bytes FROM workflow_definitions"
+        var binds: [SQLiteData] = []
+        if let cursor {
+            let (name, version) = try DefinitionSummary.parse(cursor: cursor)
+            sql += " WHERE name > ? OR (name = ? AND version > ?)"
+            binds = [.text(name), .text(name), .integer(version)]
+        }
+        sql += " ORDER BY name, version LIMIT ?"
+        binds.append(.integer(max(1, limit)))
+        return try await read(sql, binds).map { row in
+            DefinitionSummary(name: row.column("name")?.string ?? "", version: row.column("version")?.integer ?? 0,
+                              createdAt: Date(epochMilliseconds: Int64(row.column("created_at")?.integer ?? 0)),
+                              bytes: row.column("bytes")?.integer ?? 0)
+        }
+    }
+
+    public func deleteDefinition(name: String, version: Int) async throws -> DefinitionDeletion {
+        try await transaction {
+            let using = try await self.query("""
+                SELECT COUNT(*) AS n FROM workflow_runs
+                WHERE workflow = ? AND version = ? AND status IN ('pending', 'running', 'paused', 'failed')
+                """, [.text(name), .integer(version)])
+            let count = using.first?.column("n")?.integer ?? 0
+            if count > 0 { return .inUse(runs: count) }
+            let deleted = try await self.query("DELETE FROM workflow_definitions WHERE name = ? AND version = ? RETURNING name",
+                                               [.text(name), .integer(version)])
+            return deleted.isEmpty ? .notFound : .deleted
         }
     }
 

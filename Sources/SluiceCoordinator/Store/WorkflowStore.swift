@@ -19,8 +19,11 @@ public protocol WorkflowStore: Sendable {
     func saveDefinition(_ definition: WorkflowDefinition) async throws
     /// A definition by name, and version (nil: the highest).
     func definition(name: String, version: Int?) async throws -> WorkflowDefinition?
-    /// Every registered definition, by name then version.
-    func definitions() async throws -> [WorkflowDefinition]
+    /// Registered definitions without their bodies, by name then version,
+    /// after the cursor (``DefinitionSummary/cursor``), at most `limit`.
+    func definitionSummaries(after cursor: String?, limit: Int) async throws -> [DefinitionSummary]
+    /// Deletes a definition unless a run that may still need it uses it.
+    func deleteDefinition(name: String, version: Int) async throws -> DefinitionDeletion
 
     /// A run by id.
     func run(id: String) async throws -> RunState?
