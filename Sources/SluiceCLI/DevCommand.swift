@@ -245,6 +245,8 @@ final class DevStack: @unchecked Sendable {
         }
         try process.run()
         try? input.fileHandleForReading.close()
+        // A supervised worker waits for its supervisor's verdicts on crashed tasks: there are none.
+        try? input.fileHandleForWriting.write(contentsOf: Data("ready\n".utf8))
         try? log.close()
         lock.lock()
         children.append((name, process, input))

@@ -65,7 +65,11 @@ struct WorkerCommand: AsyncParsableCommand {
     var eventKeyFile: String?
     @Option(help: "Log level: trace, debug, info, warning, error.")
     var logLevel: String = "info"
+    @Option(help: "With --processes: a task that crashed its worker process this many times while running alone (suspects of a crash run one at a time in a process of their own) is dead-lettered as crashed_worker.")
+    var crashLimit: Int = 2
     @Flag(help: .hidden) var supervised = false
+    /// The supervisor's process for suspects: it consumes the isolation queues, one task at a time.
+    @Flag(help: .hidden) var isolation = false
     @OptionGroup var connection: ConnectionOptions
 
     func validate() throws {
@@ -73,9 +77,11 @@ struct WorkerCommand: AsyncParsableCommand {
         if let hardTimeLimit { guard try parseDuration(hardTimeLimit) > .zero else { throw ValidationError("--hard-time-limit must be more than 0") } }
         if let metrics {
             let (_, port) = try parseHostPort(metrics)
-            guard port + (processes ?? 1) - 1 <= 65535 else { throw ValidationError("--metrics: ports from \(port) do not fit \(processes ?? 1) processes") }
+            // One more port for the process that runs crash suspects.
+            guard port + (processes ?? 1) <= 65535 else { throw ValidationError("--metrics: ports from \(port) do not fit \(processes ?? 1) processes") }
         }
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be 1 or more") }
+        guard (1...100).contains(crashLimit) else { throw ValidationError("--crash-limit must be from 1 to 100") }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be 1 or more") }
         for q in queues where !Topology.isValidName(q) { throw ValidationError("--queue '\(q)' must be letters, digits, '-', '_' or '.'") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be trace, debug, info, warning or error") }
@@ -101,11 +107,19 @@ struct WorkerCommand: AsyncParsableCommand {
         if supervised {
             configuration.taskReporter = { report in
                 switch report {
-                case .started(let id): SupervisedChild.report("started \(id)")
-                case .finished(let id): SupervisedChild.report("finished \(id)")
+                case .started(let id): SupervisedChild.report("started", taskID: id)
+                case .finished(let id): SupervisedChild.report("finished", taskID: id)
                 }
             }
-            SupervisedChild.stopWhenSupervisorGoes()
+            let isolation = self.isolation, crashLimit = self.crashLimit
+            configuration.admission = { task in
+                CrashVerdicts.shared.admission(task, inIsolation: isolation, crashLimit: crashLimit)
+            }
+            if isolation {
+                configuration.consumesIsolationQueues = true
+                configuration.concurrency = 1
+            }
+            await SupervisedChild.listenToSupervisor()
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let metrics {
@@ -148,12 +162,13 @@ struct WorkerCommand: AsyncParsableCommand {
                 let h = host.contains(":") ? "[\(host)]" : host
                 out += ["--metrics", "\(h):\(port + slot)"]
             }
-            return out + ["--supervised"]
+            // The slot after the others runs suspects of a crash, one at a time.
+            return out + ["--supervised"] + (slot == count ? ["--isolation"] : [])
         }
         var environment: [String: String] = [:]
         if let url = connection.url { environment["SLUICE_URL"] = url }
-        let supervisor = WorkerSupervisor(count: count, hardLimit: try hardTimeLimit.map(parseDuration), logger: logger,
-                                          environment: environment, arguments: arguments)
+        let supervisor = WorkerSupervisor(count: count, hardLimit: try hardTimeLimit.map(parseDuration), crashLimit: crashLimit,
+                                          logger: logger, environment: environment, arguments: arguments)
         logger.info("supervising worker processes", metadata: ["processes": "\(count)", "hard-time-limit": "\(hardTimeLimit ?? "none")"])
         let status = await supervisor.run()
         if status != 0 { throw ExitCode(status) }

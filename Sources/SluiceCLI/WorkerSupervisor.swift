@@ -17,6 +17,16 @@ import UnixSignals
 ///   queue's delivery limit dead-letters one that keeps doing it.
 /// - Each child's standard input is a pipe from the supervisor: when the
 ///   supervisor dies, however it dies, the children see end-of-file and stop.
+/// - A crash costs innocent tasks almost nothing. Children report every
+///   task's start and end, so when one dies the supervisor knows what was
+///   running. Those tasks become suspects: every child hands a suspect to
+///   the queue's isolation queue instead of running it, and one more child
+///   (started at the first crash) runs those one at a time. A task that
+///   crashes a child while it runs alone is counted; at `crashLimit`
+///   crashes it is poison, and whichever child meets it next dead-letters it
+///   as `crashed_worker`. A crash with tasks in flight is explained, so its
+///   child restarts at once (0.25-0.75 s, jittered so children never move
+///   in lockstep); only unexplained exits back off.
 final class WorkerSupervisor: Sendable {
     struct Slot: Sendable {
         var process: Process?
@@ -27,6 +37,29 @@ final class WorkerSupervisor: Sendable {
         /// Report bytes after the last newline (a read may end mid-line).
         var partial: [UInt8] = []
         var killedForLimit = false
+        /// The write end of the child's standard input: verdicts go there.
+        var input: FileHandle?
+    }
+
+    /// What the supervisor has learnt about tasks present at crashes.
+    struct Verdicts {
+        /// Crashes of a process in which the task ran alone.
+        var crashes: [String: Int] = [:]
+        /// Tasks to run alone, oldest first (bounded).
+        var suspects: [String] = []
+        var suspectSet: Set<String> = []
+        var poisons: [String] = []
+
+        mutating func suspect(_ id: String) {
+            guard suspectSet.insert(id).inserted else { return }
+            suspects.append(id)
+            if suspects.count > 10_000 { suspectSet.remove(suspects.removeFirst()) }
+        }
+
+        /// The lines that bring a new child up to date.
+        var lines: [String] {
+            suspects.map { "suspect \(SupervisorLine.encode($0))" } + poisons.map { "poison \(SupervisorLine.encode($0))" }
+        }
     }
 
     private let arguments: @Sendable (Int) -> [String]
@@ -34,17 +67,23 @@ final class WorkerSupervisor: Sendable {
     private let count: Int
     private let hardLimit: Duration?
     private let logger: Logger
-    private let state: Mutex<(slots: [Slot], stopping: Bool)>
+    private let state: Mutex<(slots: [Slot], stopping: Bool, verdicts: Verdicts)>
+    private let crashLimit: Int
+    /// The slot of the child that runs suspects (after the `count` others).
+    private var isolationSlot: Int { count }
     private let exits = AsyncStream<(Int, Int32)>.makeStream()
 
-    init(count: Int, hardLimit: Duration?, logger: Logger, environment: [String: String] = [:],
+    /// `arguments(slot)`: the command line of a child; slot `count` is the
+    /// child that runs suspects (its arguments should add `--isolation`).
+    init(count: Int, hardLimit: Duration?, crashLimit: Int = 2, logger: Logger, environment: [String: String] = [:],
          arguments: @escaping @Sendable (Int) -> [String]) {
         self.environment = environment
+        self.crashLimit = max(1, crashLimit)
         self.count = count
         self.hardLimit = hardLimit
         self.logger = logger
         self.arguments = arguments
-        state = Mutex((Array(repeating: Slot(), count: count), false))
+        state = Mutex((Array(repeating: Slot(), count: count + 1), false, Verdicts()))
     }
 
     /// Runs until the children have stopped after a signal; returns the exit status.
@@ -77,30 +116,42 @@ final class WorkerSupervisor: Sendable {
         var live = count
         var worst: Int32 = 0
         for await (slot, status) in exits.stream {
-            let stopping = state.withLock { s -> Bool in
+            let (stopping, inFlight) = state.withLock { s -> (Bool, [String]) in
+                let inFlight = Array(s.slots[slot].tasks.keys)
                 s.slots[slot].process = nil
+                s.slots[slot].input = nil
                 s.slots[slot].tasks = [:]
-                return s.stopping
+                return (s.stopping, inFlight)
             }
             if stopping {
-                live -= 1
                 // 128+SIGTERM: a process that had only just been (re)started
                 // and had not set up its handlers yet; it held no task.
                 if status != 0 && status != 128 + SIGTERM { worst = 1 }
-                logger.info("worker process exited", metadata: ["slot": "\(slot)", "status": "\(status)", "left": "\(live)"])
-                if live == 0 { break }
+                // Every slot that had a process is waited for (the one that runs suspects too).
+                let left = state.withLock { $0.slots.filter { $0.process != nil }.count }
+                live = min(live - 1, left)
+                logger.info("worker process exited", metadata: ["slot": "\(slot)", "status": "\(status)", "left": "\(left)"])
+                if left == 0 { break }
                 continue
             }
             let (delay, killed) = state.withLock { s -> (Duration, Bool) in
                 let lived = ContinuousClock.now - s.slots[slot].startedAt
-                s.slots[slot].failures = lived > .seconds(30) ? 1 : s.slots[slot].failures + 1
                 let killed = s.slots[slot].killedForLimit
                 s.slots[slot].killedForLimit = false
+                // Jitter: children that died together must not restart together.
+                let jitter = Double.random(in: 0.5...1.5)
+                if !inFlight.isEmpty && !killed {
+                    // Explained by the tasks it ran: they are dealt with, so restart now.
+                    s.slots[slot].failures = 0
+                    return (.milliseconds(Int64(500 * jitter)), killed)
+                }
+                s.slots[slot].failures = lived > .seconds(30) ? 1 : s.slots[slot].failures + 1
                 let ms = min(30_000, 500 << min(s.slots[slot].failures - 1, 6))
-                return (.milliseconds(ms), killed)
+                return (.milliseconds(Int64(Double(ms) * jitter)), killed)
             }
             logger.warning(killed ? "worker process killed at the hard time limit; restarting" : "worker process exited unexpectedly; restarting",
-                           metadata: ["slot": "\(slot)", "status": "\(status)", "in": "\(delay)"])
+                           metadata: ["slot": "\(slot)", "status": "\(status)", "in": "\(delay)", "tasks": "\(inFlight.count)"])
+            if !killed && !inFlight.isEmpty { judge(inFlight, alone: slot == isolationSlot || inFlight.count == 1) }
             Task {
                 // Wait out the backoff, unless a stop comes first.
                 let until = ContinuousClock.now + delay
@@ -113,6 +164,41 @@ final class WorkerSupervisor: Sendable {
         watchdog.cancel()
         forwarder.cancel()
         return worst
+    }
+
+    /// Draws conclusions from the tasks that were running when a child
+    /// died, and tells every child.
+    private func judge(_ inFlight: [String], alone: Bool) {
+        let (lines, startIsolation) = state.withLock { s -> ([String], Bool) in
+            var lines: [String] = []
+            for id in inFlight {
+                if alone {
+                    s.verdicts.crashes[id, default: 0] += 1
+                    if s.verdicts.crashes[id]! >= crashLimit, !s.verdicts.poisons.contains(id) {
+                        s.verdicts.poisons.append(id)
+                        lines.append("poison \(SupervisorLine.encode(id))")
+                        continue
+                    }
+                }
+                s.verdicts.suspect(id)
+                lines.append("suspect \(SupervisorLine.encode(id))")
+            }
+            return (lines, s.slots[isolationSlot].process == nil && !s.stopping)
+        }
+        if alone, let id = inFlight.first {
+            logger.warning("a task crashed its worker process while running alone", metadata: [
+                "task.id": "\(id.prefix(300))", "crashes": "\(state.withLock { $0.verdicts.crashes[id] ?? 0 })", "limit": "\(crashLimit)"])
+        }
+        tell(lines)
+        if startIsolation { start(isolationSlot) }
+    }
+
+    /// Writes verdict lines to every running child.
+    private func tell(_ lines: [String]) {
+        guard !lines.isEmpty else { return }
+        let data = Data((lines.joined(separator: "\n") + "\n").utf8)
+        let inputs = state.withLock { $0.slots.compactMap(\.input) }
+        for input in inputs { try? input.write(contentsOf: data) }
     }
 
     private func start(_ slot: Int) {
@@ -133,13 +219,16 @@ final class WorkerSupervisor: Sendable {
             try process.run()
             try? input.fileHandleForReading.close()
             try? reports.fileHandleForWriting.close()
-            let stopping = state.withLock { s -> Bool in
+            let (stopping, verdicts) = state.withLock { s -> (Bool, [String]) in
                 s.slots[slot].process = process
+                s.slots[slot].input = input.fileHandleForWriting
                 s.slots[slot].startedAt = .now
                 s.slots[slot].tasks = [:]
                 s.slots[slot].partial = []
-                return s.stopping
+                return (s.stopping, s.verdicts.lines)
             }
+            // What is known so far, then `ready`: the child starts consuming only after it.
+            try? input.fileHandleForWriting.write(contentsOf: Data((verdicts + ["ready"]).joined(separator: "\n").utf8 + [UInt8(ascii: "\n")]))
             // A stop that came while this one was being started.
             if stopping { kill(process.processIdentifier, SIGTERM) }
             logger.info("worker process started", metadata: ["slot": "\(slot)", "pid": "\(process.processIdentifier)"])
@@ -163,8 +252,7 @@ final class WorkerSupervisor: Sendable {
             let text = String(decoding: bytes, as: UTF8.self)
             for line in text.split(separator: "\n") {
                 let parts = line.split(separator: " ", maxSplits: 1)
-                guard parts.count == 2 else { continue }
-                let id = String(parts[1])
+                guard parts.count == 2, let id = SupervisorLine.decode(String(parts[1])) else { continue }
                 if parts[0] == "started" { s.slots[slot].tasks[id] = .now } else if parts[0] == "finished" { s.slots[slot].tasks[id] = nil }
             }
         }
@@ -221,6 +309,11 @@ enum SupervisedChild {
         return (process, input)
     }
 
+    /// Tells the supervisor that a task started or finished (`started`/`finished <hex id>`).
+    static func report(_ event: String, taskID: String) {
+        report("\(event) \(SupervisorLine.encode(taskID))")
+    }
+
     static func report(_ line: String) {
         let bytes = Array((line + "\n").utf8)
         bytes.withUnsafeBytes { _ = write(STDOUT_FILENO, $0.baseAddress, $0.count) }
@@ -239,6 +332,33 @@ enum SupervisedChild {
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
+    /// For a worker process: reads the supervisor's verdicts from standard
+    /// input (see ``CrashVerdicts``) on a thread of its own, returns once the
+    /// first batch has arrived (`ready`), and stops the process when the
+    /// supervisor goes (end-of-file).
+    static func listenToSupervisor() async {
+        let ready = OnceSignal()
+        let thread = Thread {
+            var pending: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = read(STDIN_FILENO, &buffer, buffer.count)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                pending += buffer[0..<n]
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = String(decoding: pending[..<newline], as: UTF8.self)
+                    pending.removeSubrange(...newline)
+                    if CrashVerdicts.shared.apply(line: line) { ready.fire() }
+                }
+            }
+            ready.fire()
+            kill(getpid(), SIGTERM)
+        }
+        thread.start()
+        await ready.wait()
+    }
+
     static func stopWhenSupervisorGoes() {
         let thread = Thread {
             var buffer = [UInt8](repeating: 0, count: 64)
@@ -249,5 +369,31 @@ enum SupervisedChild {
             kill(getpid(), SIGTERM)
         }
         thread.start()
+    }
+}
+
+/// A one-time signal a thread fires and an async caller awaits.
+final class OnceSignal: Sendable {
+    private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func fire() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            if s.fired { return [] }
+            s.fired = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let fired = state.withLock { s -> Bool in
+                if s.fired { return true }
+                s.waiters.append(continuation)
+                return false
+            }
+            if fired { continuation.resume() }
+        }
     }
 }

@@ -13,6 +13,10 @@ public protocol Broker: Sendable {
     /// queues of `queues` (idempotent).
     func prepare(queues: [String]) async throws
 
+    /// Declares the isolation queues of `queues` (idempotent): see
+    /// ``Topology/isolationQueue(_:)``.
+    func prepareIsolation(queues: [String]) async throws
+
     /// Declares the coordinator's event queue and its bindings, and its
     /// dead-letter watch queue (idempotent).
     func prepareCoordinatorQueue() async throws

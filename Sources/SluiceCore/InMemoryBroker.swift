@@ -55,6 +55,10 @@ public actor InMemoryBroker: Broker {
         }
     }
 
+    public func prepareIsolation(queues names: [String]) async throws {
+        for name in names where queues[topology.isolationQueue(name)] == nil { queues[topology.isolationQueue(name)] = Queue() }
+    }
+
     public func prepareCoordinatorQueue() async throws {
         if queues[topology.coordinatorQueue] == nil { queues[topology.coordinatorQueue] = Queue() }
         if queues[topology.coordinatorDeadQueue] == nil { queues[topology.coordinatorDeadQueue] = Queue() }

@@ -273,6 +273,9 @@ public enum DeadReason: String, Sendable, Hashable, Codable, CaseIterable {
     case maxAttempts = "max_attempts"
     /// The broker's delivery limit: the task kept crashing or hanging workers.
     case deliveryLimit = "delivery_limit"
+    /// Run alone, it crashed its worker process again and again (a
+    /// supervised worker, `sluice worker --processes`).
+    case crashedWorker = "crashed_worker"
     /// Dead-lettered by the broker for another reason (rejected, expired...).
     case broker
 }

@@ -79,12 +79,14 @@ public struct Topology: Sendable, Hashable {
         let delay = "\(prefix).delay."
         if name.hasPrefix(delay), let ms = Int(name.dropFirst(delay.count)) { return (.delay, String(ms)) }
         if name == coordinatorQueue || name == coordinatorDeadQueue { return (.coordinator, name) }
+        let isolate = "\(prefix).isolate."
+        if name.hasPrefix(isolate) { return (.isolation, String(name.dropFirst(isolate.count))) }
         return nil
     }
 
     /// The roles of Sluice's queues.
     public enum QueueKind: String, Sendable {
-        case work, dead, delay, coordinator
+        case work, dead, delay, coordinator, isolation
     }
 
     /// The queue name inside a work or dead queue's broker name, if it is one of ours.
@@ -127,6 +129,22 @@ public struct Topology: Sendable, Hashable {
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
         ])
+    }
+
+    // MARK: Isolation
+
+    /// Where a supervised worker sends tasks suspected of crashing their
+    /// process, to run them one at a time in a process of their own
+    /// (`sluice worker --processes`): one per queue, published to through the
+    /// default exchange.
+    public func isolationQueue(_ queue: String) -> String { "\(prefix).isolate.\(queue)" }
+
+    /// Like a work queue: quorum, delivery limit, dead-lettering to the
+    /// task's own dead queue.
+    public func isolationQueueDeclaration(_ queue: String) -> QueueDeclaration {
+        var declaration = workQueueDeclaration(queue)
+        declaration.name = isolationQueue(queue)
+        return declaration
     }
 
     // MARK: Coordinator

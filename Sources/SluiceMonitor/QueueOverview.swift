@@ -140,7 +140,8 @@ public struct QueueCollector: Sendable {
                 rows[name] = row
             case .delay:
                 delayed += q.ready + q.unacknowledged
-            case .coordinator:
+            case .coordinator, .isolation:
+                // Isolation queues hold the few suspects of a supervised worker's crash.
                 break
             }
         }

@@ -53,6 +53,13 @@ public final class RabbitMQBroker: Broker {
         }
     }
 
+    public func prepareIsolation(queues: [String]) async throws {
+        for queue in queues { try Topology.validateQueue(queue) }
+        let channel = try await connection.openChannel()
+        defer { Task { try? await channel.close() } }
+        for queue in queues { try await channel.queueDeclare(topology.isolationQueueDeclaration(queue)) }
+    }
+
     public func prepareCoordinatorQueue() async throws {
         try await prepare(queues: [])
         let channel = try await connection.openChannel()

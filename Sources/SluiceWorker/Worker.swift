@@ -53,6 +53,11 @@ public final class Worker: Service {
         /// Signs every outcome event (and dead copy) with the key the
         /// coordinator checks them with; nil sends them unsigned.
         public var eventSigner: EventSigner?
+        /// Decides, per decoded task, whether it runs here (nil: always).
+        public var admission: (@Sendable (TaskEnvelope) -> Admission)?
+        /// Consume the queues' isolation queues (``Topology/isolationQueue(_:)``)
+        /// instead of their work queues: the process that runs suspects.
+        public var consumesIsolationQueues: Bool
         /// Told when a handler starts and ends: `sluice worker --processes`
         /// uses it to find a child stuck in one task past the hard limit.
         public var taskReporter: (@Sendable (TaskReport) -> Void)?
@@ -77,7 +82,21 @@ public final class Worker: Service {
             self.metricsFactory = nil
             self.taskReporter = nil
             self.eventSigner = nil
+            self.admission = nil
+            self.consumesIsolationQueues = false
         }
+    }
+
+    /// What to do with a decoded task before its handler runs: a supervisor
+    /// decides this for tasks suspected of crashing their process.
+    public enum Admission: Sendable, Hashable {
+        /// Run it here.
+        case run
+        /// Hand it to the isolation queue (``Topology/isolationQueue(_:)``),
+        /// where a process of its own runs such tasks one at a time.
+        case isolate
+        /// Dead-letter it with this reason and message instead of running it.
+        case deadLetter(DeadReason, String)
     }
 
     /// A handler's start or end, for a supervisor.
@@ -132,9 +151,11 @@ public final class Worker: Service {
         let queues = configuration.queues
         guard !queues.isEmpty else { throw SluiceError(.invalidArgument, "the worker needs at least one queue") }
         try await broker.prepare(queues: queues)
+        if configuration.admission != nil || configuration.consumesIsolationQueues { try await broker.prepareIsolation(queues: queues) }
         var consumers: [(String, BrokerConsumer)] = []
         for queue in queues {
-            consumers.append((queue, try await broker.consume(queue: topology.workQueue(queue), prefetch: configuration.concurrency)))
+            let name = configuration.consumesIsolationQueues ? topology.isolationQueue(queue) : topology.workQueue(queue)
+            consumers.append((queue, try await broker.consume(queue: name, prefetch: configuration.concurrency)))
         }
         logger.info("worker started", metadata: [
             "queues": "\(queues.joined(separator: ","))", "concurrency": "\(configuration.concurrency)",
@@ -270,6 +291,17 @@ public final class Worker: Service {
                                             message: "the task's copy for its next delay tier cannot be sent: \(error)")
             }
             return try await delivery.ack()
+        }
+        switch configuration.admission?(task) ?? .run {
+        case .run:
+            break
+        case .isolate:
+            // The same message, to the process that runs suspects alone; safe before the ack.
+            try await publishAll([OutboundMessage(exchange: "", routingKey: topology.isolationQueue(queue), body: delivery.body,
+                                                  properties: delivery.properties, mandatory: true)])
+            return try await delivery.ack()
+        case .deadLetter(let reason, let message):
+            return try await deadLetter(delivery, queue: queue, task: task, reason: reason, errorType: reason.rawValue, message: message)
         }
         guard let handler = registry.handler(for: task.name) else {
             return try await deadLetter(delivery, queue: queue, task: task, reason: .unknownTask, errorType: "unknown_task",

@@ -814,3 +814,40 @@ struct AbuseDefinitionTests {
         await h.broker.close()
     }
 }
+
+@Suite("Abuse: tasks that crash their worker")
+struct AbuseCrashTests {
+    @Test("crashing tasks among ordinary ones under --processes 2: each poison is dead-lettered as crashed_worker, no innocent is")
+    func crashPoison() async throws {
+        let h = try await TaskHarness.make()
+        let events = try await h.recordEvents()
+        let client = TaskClient(broker: h.broker)
+        let worker = try SluiceBinary.start(["worker", "--processes", "2", "--concurrency", "10", "--prefix", h.topology.prefix,
+                                             "--queue", "crashy", "--log-level", "warning"], environment: ["SLUICE_URL": h.url])
+        defer { SluiceBinary.stopIfRunning(worker) }
+        var ordinary: Set<String> = []
+        var poisons: Set<String> = []
+        // Ordinary tasks that take a moment (so that some are running at every crash), poisons among them.
+        for round in 0..<3 {
+            let batch = try await client.enqueue(batch: Array(repeating: TaskClient.Request(
+                name: "sluice.sleep", arguments: Array(#"{"seconds":0.2}"#.utf8), options: .init(queue: "crashy")), count: 30))
+            for result in batch { ordinary.insert(try result.get()) }
+            poisons.insert(try await client.enqueue(name: "sluice.crash", json: Array("{}".utf8), options: .init(queue: "crashy")))
+            _ = round
+        }
+        let outcomes = try await events.waitForOutcomes(ordinary.union(poisons), seconds: 120)
+        for id in poisons {
+            #expect(outcomes[id]?.kind == .dead)
+            #expect(outcomes[id]?.deadReason == .crashedWorker, "\(outcomes[id].map { "\($0.kind) \($0.deadReason?.rawValue ?? "")" } ?? "none")")
+        }
+        let innocentsDead = ordinary.filter { outcomes[$0]?.kind != .succeeded }
+        #expect(innocentsDead.isEmpty, "\(innocentsDead.count) ordinary tasks did not succeed")
+        #expect(SluiceBinary.exited(worker, "the supervisor") == nil)
+        let dead = try await h.takeDead("crashy")
+        #expect(Set(dead.compactMap { $0.properties.messageId }) == poisons)
+        #expect(dead.allSatisfy { $0.properties.headers?[WireHeader.deadReason]?.stringValue == "crashed_worker" })
+        kill(worker.processIdentifier, SIGTERM)
+        #expect(try await within(60, "the supervisor to stop") { try await SluiceBinary.exitStatus(of: worker) } == 0)
+        await h.broker.close()
+    }
+}

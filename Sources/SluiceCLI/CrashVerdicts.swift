@@ -1,0 +1,69 @@
+import Foundation
+import SluiceCore
+import SluiceWorker
+import Synchronization
+
+/// In a supervised worker process: what the supervisor has concluded about
+/// tasks that were running when a worker process died.
+///
+/// The supervisor writes one line per verdict on the child's standard input
+/// (`suspect <hex id>`, `poison <hex id>`, then `ready` once the verdicts it
+/// had at the child's start are sent); the child decides each task's
+/// admission from them. Ids travel hex-encoded, so that no id can break the
+/// line protocol.
+final class CrashVerdicts: Sendable {
+    static let shared = CrashVerdicts()
+
+    private struct State {
+        var suspects: Set<String> = []
+        var poisons: Set<String> = []
+    }
+
+    private let state = Mutex(State())
+
+    /// `.deadLetter` for a task that crashed its process again and again
+    /// while running alone; `.isolate` for one that was running when a
+    /// process died (unless this is the process that runs those).
+    func admission(_ task: TaskEnvelope, inIsolation: Bool, crashLimit: Int) -> Worker.Admission {
+        let (poison, suspect) = state.withLock { ($0.poisons.contains(task.id), $0.suspects.contains(task.id)) }
+        if poison {
+            return .deadLetter(.crashedWorker, "the task crashed its worker process \(crashLimit) times while it ran alone")
+        }
+        return suspect && !inIsolation ? .isolate : .run
+    }
+
+    /// Applies one line from the supervisor; true for `ready`.
+    @discardableResult
+    func apply(line: String) -> Bool {
+        let parts = line.split(separator: " ", maxSplits: 1)
+        if parts.first == "ready" { return true }
+        guard parts.count == 2, let id = SupervisorLine.decode(String(parts[1])) else { return false }
+        state.withLock {
+            switch parts[0] {
+            case "suspect": $0.suspects.insert(id)
+            case "poison": $0.poisons.insert(id)
+            default: break
+            }
+        }
+        return false
+    }
+}
+
+/// The line protocol between the supervisor and its worker processes.
+enum SupervisorLine {
+    static func encode(_ id: String) -> String { id.utf8.map { String(format: "%02x", $0) }.joined() }
+
+    static func decode(_ hex: String) -> String? {
+        let digits = Array(hex.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        var i = 0
+        while i < digits.count {
+            guard let byte = UInt8(String(decoding: digits[i...i + 1], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(byte)
+            i += 2
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+}
