@@ -7,7 +7,7 @@ import SluiceCoordinator
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput and latency against a broker (see docs/performance.md).",
-        subcommands: [AMQP.self, Tasks.self, Workflows.self])
+        subcommands: [AMQP.self, Tasks.self, Workflows.self, Poison.self, Validation.self])
 
     struct AMQP: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -173,6 +173,88 @@ struct Bench: AsyncParsableCommand {
                 print("\(r.store): \(Int(r.transitionsPerSecond)) step transitions/s (\(r.runs) runs × \(r.stepsPerRun) steps); "
                       + "map over \(r.mapSize) + join: \(String(format: "%.1f", r.mapSeconds)) s")
             }
+        }
+    }
+
+    struct Poison: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "What crashing tasks cost ordinary ones under a supervised worker.",
+            discussion: """
+            Starts `sluice worker --processes --processes` on a prefix of its own, enqueues ordinary \
+            tasks (sluice.sleep --task-seconds) at --rate per second for --seconds, with --poisons \
+            sluice.crash tasks spread among them, and reports the ordinary tasks' enqueue-to-start \
+            wait (p50, p99, max), how many of them did not succeed, and how long each poison took \
+            to be dead-lettered and why.
+            """)
+        @Option(help: "Ordinary tasks per second.") var rate = 20
+        @Option(help: "How long to enqueue.") var seconds = 30
+        @Option(help: "sluice.crash tasks among them.") var poisons = 5
+        @Option(help: "Worker processes.") var processes = 2
+        @Option(help: "How long each ordinary task sleeps.") var taskSeconds = 0.2
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var connection: ConnectionOptions
+
+        func validate() throws {
+            guard rate > 0, seconds > 0, poisons >= 0, (1...64).contains(processes), taskSeconds >= 0 else {
+                throw ValidationError("--rate and --seconds must be positive, --processes from 1 to 64")
+            }
+        }
+
+        func run() async throws {
+            let url = try connection.resolvedURL()
+            // The URL as given (its description hides the password).
+            let urlText = connection.url ?? ProcessInfo.processInfo.environment["SLUICE_URL"] ?? ConnectionOptions.localBroker
+            let processes = self.processes
+            let quiet = json
+            let bench = PoisonBenchmark(url: url, rate: rate, seconds: seconds, poisons: poisons, taskSeconds: taskSeconds)
+            let r = try await bench.run(startWorker: { prefix, queue in
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+                process.arguments = ["worker", "--processes", "\(processes)", "--prefix", prefix, "--queue", queue, "--log-level", "error"]
+                process.environment = ProcessInfo.processInfo.environment.merging(["SLUICE_URL": urlText]) { $1 }
+                try process.run()
+                return {
+                    process.terminate()
+                    while process.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
+                }
+            }, progress: { if !quiet { standardError($0) } })
+            let poisonSeconds = r.poisonSeconds.map { $0.map { ($0 * 10).rounded() / 10 } }
+            if json {
+                printJSON(["ordinary": r.ordinary, "poisons": r.poisons, "rate": rate, "processes": processes,
+                           "wait_ms": ["p50": r.wait(percentile: 50).rounded(), "p99": r.wait(percentile: 99).rounded(),
+                                       "max": (r.waits.last ?? 0).rounded()],
+                           "innocents_lost": r.innocentsLost, "poison_dead_seconds": poisonSeconds.map { $0 ?? -1 },
+                           "poison_reasons": r.poisonReasons])
+                return
+            }
+            print("\(r.ordinary) ordinary tasks at \(rate)/s, \(r.poisons) sluice.crash among them, --processes \(processes)")
+            print(String(format: "ordinary enqueue-to-start: p50 %.0f ms, p99 %.0f ms, max %.0f ms", r.wait(percentile: 50),
+                         r.wait(percentile: 99), r.waits.last ?? 0))
+            print("ordinary tasks that did not succeed: \(r.innocentsLost)")
+            print("poisons dead after: " + poisonSeconds.map { $0.map { "\($0) s" } ?? "never" }.joined(separator: ", ")
+                  + " (reasons: \(r.poisonReasons.joined(separator: ", ")))")
+        }
+    }
+
+    struct Validation: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "How long definition checks take on hostile sizes (no broker).",
+            discussion: "Validates a chain of --steps steps (each after the one before, referring to earlier outputs) --repeat times, builds a run's state machine for it, and refuses a YAML alias bomb.")
+        @Option(help: "Steps in the chain.") var steps = 10_000
+        @Option(name: .customLong("repeat"), help: "Validations to time.") var repetitions = 3
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let r = try ValidationBenchmark(steps: steps, repetitions: repetitions).run()
+            let best = r.validateSeconds.min() ?? 0, worst = r.validateSeconds.max() ?? 0
+            if json {
+                printJSON(["steps": r.steps, "validate_seconds": r.validateSeconds, "machine_seconds": r.machineSeconds,
+                           "alias_bomb_seconds": r.bombSeconds, "alias_bomb_bytes": r.bombBytes])
+                return
+            }
+            print(String(format: "validate a %d-step chain: %.3f-%.3f s (%d runs); its run state machine: %.3f s", r.steps, best, worst,
+                         r.validateSeconds.count, r.machineSeconds))
+            print(String(format: "refuse a %d-byte YAML alias bomb (10 million nodes): %.4f s", r.bombBytes, r.bombSeconds))
         }
     }
 }

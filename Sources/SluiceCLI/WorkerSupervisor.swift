@@ -39,6 +39,8 @@ final class WorkerSupervisor: Sendable {
         var killedForLimit = false
         /// The write end of the child's standard input: verdicts go there.
         var input: FileHandle?
+        /// Started at least once: the exit loop restarts it from then on.
+        var inUse = false
     }
 
     /// What the supervisor has learnt about tasks present at crashes.
@@ -183,7 +185,10 @@ final class WorkerSupervisor: Sendable {
                 s.verdicts.suspect(id)
                 lines.append("suspect \(SupervisorLine.encode(id))")
             }
-            return (lines, s.slots[isolationSlot].process == nil && !s.stopping)
+            // Started once, it is restarted by the exit loop like any child.
+            let startIsolation = !s.slots[isolationSlot].inUse && !s.stopping
+            if startIsolation { s.slots[isolationSlot].inUse = true }
+            return (lines, startIsolation)
         }
         if alone, let id = inFlight.first {
             logger.warning("a task crashed its worker process while running alone", metadata: [
@@ -211,8 +216,13 @@ final class WorkerSupervisor: Sendable {
             self?.read(reports: data, slot: slot)
         }
         let continuation = exits.continuation
-        process.terminationHandler = { p in
+        process.terminationHandler = { [weak self] p in
             try? input.fileHandleForWriting.close()
+            // Reports still in the pipe (a task that crashed the child at once
+            // was reported just before): read them before the exit is judged.
+            let handle = reports.fileHandleForReading
+            handle.readabilityHandler = nil
+            if let rest = try? handle.readToEnd(), !rest.isEmpty { self?.read(reports: rest, slot: slot) }
             continuation.yield((slot, p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus))
         }
         do {
