@@ -34,6 +34,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var httpTokenFile: String?
     @Option(help: "The most elements one map step may have; a start whose input holds a larger map is refused, a larger map met later fails its step.")
     var maxMapElements: Int = WorkflowLimits.standard.maxMapElements
+    @Option(help: "The most elements of one map in flight at once (a map's own maxParallel, if lower, wins), so that one run's map cannot fill the work queue ahead of other runs.")
+    var maxMapParallel: Int = WorkflowLimits.standard.maxMapParallel
     @Option(help: "The most bytes of JSON a step task's rendered arguments (or a sub-workflow's input, or a run's output) may take; past it the step fails.")
     var maxArgumentsBytes: Int = WorkflowLimits.standard.maxArgumentsBytes
     @Option(help: "Close an API connection that sends no part of a request for this long (a half-sent header included).")
@@ -63,6 +65,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard try parseDuration(httpIdleTimeout) >= .milliseconds(100) else { throw ValidationError("--http-idle-timeout must be at least 100ms") }
         _ = try retentionPeriod()
         guard maxMapElements >= 1 else { throw ValidationError("--max-map-elements must be 1 or more") }
+        guard maxMapParallel >= 1 else { throw ValidationError("--max-map-parallel must be 1 or more") }
         guard maxArgumentsBytes >= 1024 else { throw ValidationError("--max-arguments-bytes must be at least 1024") }
         if httpToken != nil && httpTokenFile != nil { throw ValidationError("give --http-token or --http-token-file, not both") }
     }
@@ -119,7 +122,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         do {
             let broker = try await connection.connect(name: "sluice coordinator")
             defer { Task { await broker.close() } }
-            let engine = RunEngine(store: store, limits: WorkflowLimits(maxArgumentsBytes: maxArgumentsBytes, maxMapElements: maxMapElements),
+            let engine = RunEngine(store: store, limits: WorkflowLimits(maxArgumentsBytes: maxArgumentsBytes, maxMapElements: maxMapElements,
+                                                                                 maxMapParallel: maxMapParallel),
                                    logger: logger)
             var coordinatorConfiguration = Coordinator.Configuration(leaseTTL: leaseTTL, defaultQueue: defaultQueue,
                                                                      retention: try retentionPeriod())

@@ -8,11 +8,16 @@ public struct WorkflowLimits: Sendable, Hashable {
     public var maxArgumentsBytes: Int
     /// The most elements one map step may have.
     public var maxMapElements: Int
+    /// The most elements of one map in flight at once (its `maxParallel`, if
+    /// lower, wins): one run's map cannot fill the work queue ahead of every
+    /// other run's steps.
+    public var maxMapParallel: Int
 
-    /// 1 MiB of arguments, 10,000 map elements.
-    public init(maxArgumentsBytes: Int = 1 << 20, maxMapElements: Int = 10_000) {
+    /// 1 MiB of arguments, 10,000 map elements, 1,000 of them in flight.
+    public init(maxArgumentsBytes: Int = 1 << 20, maxMapElements: Int = 10_000, maxMapParallel: Int = 1_000) {
         self.maxArgumentsBytes = max(2, maxArgumentsBytes)
         self.maxMapElements = max(1, maxMapElements)
+        self.maxMapParallel = max(1, maxMapParallel)
     }
 
     /// The defaults.

@@ -471,7 +471,7 @@ public struct WorkflowStateMachine: Sendable {
         guard state.status == .running, var step = state.steps[id], step.status == .running, var elements = step.elements,
               case .array(let items)? = spec.over.resolve(in: scope(for: [spec.over])) else { return }
         var running = elements.filter { $0.status == .running }.count
-        let limit = spec.maxParallel ?? Int.max
+        let limit = min(spec.maxParallel ?? Int.max, limits.maxMapParallel)
         let references = (try? spec.task.arguments.references()) ?? []
         let base = scope(for: references)
         var renderFailed = false

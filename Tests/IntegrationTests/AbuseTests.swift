@@ -231,6 +231,10 @@ final class InProcessStack: Sendable {
         coordinator = Coordinator(broker: tasks.broker, engine: engine, configuration: configuration, logger: logger)
         var registry = HandlerRegistry()
         registry.register("echo") { $0.arguments }
+        registry.register("slow") { context in
+            try await Task.sleep(for: .milliseconds(5))
+            return context.arguments
+        }
         let gateOpen = self.gateOpen
         registry.register("gate") { _ in
             await gateOpen.wait()
@@ -347,6 +351,28 @@ struct AbuseWorkflowTests {
             #expect(failed.steps["each"]?.error?.contains("51 elements; the limit is 50") == true)
             let small = try await s.engine.start(workflow: "fan", input: ["items": .array([1, 2, 3])])
             _ = try await s.wait(for: small.runID, .completed)
+        }
+    }
+
+    @Test("one run's big map cannot hold back another run: its elements in flight are capped")
+    func mapFairness() async throws {
+        try await InProcessStack.with(limits: WorkflowLimits(maxMapParallel: 20)) { s in
+            try await s.engine.register(WorkflowDefinition(name: "big") {
+                WorkflowStep.map("each", over: "input.items", task: "slow", arguments: ["i": "${item}"])
+            })
+            try await s.engine.register(WorkflowDefinition(name: "small") {
+                WorkflowStep.task("one", "echo", arguments: ["x": 1])
+                WorkflowStep.task("two", "echo", after: ["one"], arguments: ["x": "${steps.one.output.x}"])
+            })
+            let big = try await s.engine.start(workflow: "big", input: ["items": .array((0..<2000).map { .number(Double($0)) })])
+            let small = try await s.engine.start(workflow: "small", input: [:])
+            _ = try await s.wait(for: small.runID, .completed)
+            let progress = try await s.engine.run(big.runID)
+            let done = progress?.steps["each"]?.elements?.filter { $0.status == .succeeded }.count ?? 0
+            let running = progress?.steps["each"]?.elements?.filter { $0.status == .running }.count ?? 0
+            #expect(done < 1000, "the small run waited for \(done) of the map's 2000 elements")
+            #expect(running <= 20, "at most 20 elements in flight, saw \(running)")
+            _ = try await s.wait(for: big.runID, .completed, seconds: 120)
         }
     }
 
