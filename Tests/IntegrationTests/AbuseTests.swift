@@ -529,7 +529,14 @@ enum RawHTTP {
     /// Sends `request`, then reads until the server closes the connection or
     /// `seconds` pass; returns what was read and whether the server closed.
     static func exchange(port: Int, _ request: [UInt8], seconds: Double = 15) async -> (response: String, closed: Bool) {
-        await Task.detached {
+        // Blocking socket calls: on a thread of their own, not the concurrency pool.
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: blockingExchange(port: port, request, seconds: seconds)) }.start()
+        }
+    }
+
+    private static func blockingExchange(port: Int, _ request: [UInt8], seconds: Double) -> (response: String, closed: Bool) {
+        do {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { return ("socket failed", false) }
             defer { close(fd) }
@@ -562,7 +569,7 @@ enum RawHTTP {
                 received += buffer[0..<n]
             }
             return (String(decoding: received, as: UTF8.self), false)
-        }.value
+        }
     }
 }
 
