@@ -7,8 +7,8 @@ import Synchronization
 /// tasks that were running when a worker process died.
 ///
 /// The supervisor writes one line per verdict on the child's standard input
-/// (`suspect <hex id>`, `poison <hex id>`, then `ready` once the verdicts it
-/// had at the child's start are sent); the child decides each task's
+/// (`suspect <hex id>`, `poison <hex id>`, `clear <hex id>`, and `ready` once
+/// the verdicts it had at the child's start are sent); the child decides each task's
 /// admission from them. Ids travel hex-encoded, so that no id can break the
 /// line protocol.
 final class CrashVerdicts: Sendable {
@@ -27,6 +27,8 @@ final class CrashVerdicts: Sendable {
     func admission(_ task: TaskEnvelope, inIsolation: Bool, crashLimit: Int) -> Worker.Admission {
         let (poison, suspect) = state.withLock { ($0.poisons.contains(task.id), $0.suspects.contains(task.id)) }
         if poison {
+            // Told back, so that the supervisor forgets it: a later task may reuse the id.
+            SupervisedChild.report("poisoned", taskID: task.id)
             return .deadLetter(.crashedWorker, "the task crashed its worker process \(crashLimit) times while it ran alone")
         }
         return suspect && !inIsolation ? .isolate : .run
@@ -42,6 +44,9 @@ final class CrashVerdicts: Sendable {
             switch parts[0] {
             case "suspect": $0.suspects.insert(id)
             case "poison": $0.poisons.insert(id)
+            case "clear":
+                $0.suspects.remove(id)
+                $0.poisons.remove(id)
             default: break
             }
         }

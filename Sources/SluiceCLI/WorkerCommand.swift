@@ -88,11 +88,12 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A --exec child that exits without reading its input must not kill
+        // the worker, nor a dead child's pipe the supervisor that writes to
+        // it: such writes fail with EPIPE instead.
+        signal(SIGPIPE, SIG_IGN)
         if !supervised && (processes != nil || hardTimeLimit != nil) { return try await supervise() }
         if supervised { SupervisedChild.resetSignals() }
-        // A --exec child that exits without reading its input must not kill
-        // the worker: its write then fails with EPIPE instead.
-        signal(SIGPIPE, SIG_IGN)
         bootstrapLogging(logLevel)
         let logger = Logger(label: "sluice.worker")
         let base = try parseDuration(retryBase), cap = try parseDuration(retryMax)

@@ -121,6 +121,8 @@ final class WorkerSupervisor: Sendable {
             let (stopping, inFlight) = state.withLock { s -> (Bool, [String]) in
                 let inFlight = Array(s.slots[slot].tasks.keys)
                 s.slots[slot].process = nil
+                // Closed here, under the lock that writes to it (`tell`), never while a write is under way.
+                try? s.slots[slot].input?.close()
                 s.slots[slot].input = nil
                 s.slots[slot].tasks = [:]
                 return (s.stopping, inFlight)
@@ -142,7 +144,7 @@ final class WorkerSupervisor: Sendable {
                 s.slots[slot].killedForLimit = false
                 // Jitter: children that died together must not restart together.
                 let jitter = Double.random(in: 0.5...1.5)
-                if !inFlight.isEmpty && !killed {
+                if !inFlight.isEmpty && !killed && status != 0 && status != 1 && status != 64 {
                     // Explained by the tasks it ran: they are dealt with, so restart now.
                     s.slots[slot].failures = 0
                     return (.milliseconds(Int64(500 * jitter)), killed)
@@ -153,7 +155,10 @@ final class WorkerSupervisor: Sendable {
             }
             logger.warning(killed ? "worker process killed at the hard time limit; restarting" : "worker process exited unexpectedly; restarting",
                            metadata: ["slot": "\(slot)", "status": "\(status)", "in": "\(delay)", "tasks": "\(inFlight.count)"])
-            if !killed && !inFlight.isEmpty { judge(inFlight, alone: slot == isolationSlot || inFlight.count == 1) }
+            // A crash (a signal, or an exit status that is not Sluice's own error
+            // or usage status) is laid at the tasks that were running.
+            let crashed = status != 0 && status != 1 && status != 64
+            if crashed && !killed && !inFlight.isEmpty { judge(inFlight, alone: slot == isolationSlot || inFlight.count == 1) }
             Task {
                 // Wait out the backoff, unless a stop comes first.
                 let until = ContinuousClock.now + delay
@@ -198,12 +203,31 @@ final class WorkerSupervisor: Sendable {
         if startIsolation { start(isolationSlot) }
     }
 
-    /// Writes verdict lines to every running child.
+    /// Writes verdict lines to every running child. Under the lock, so that
+    /// no handle is closed meanwhile; the lines are short and every child
+    /// reads them on a thread of its own, and a dead one's pipe fails at once
+    /// (EPIPE: SIGPIPE is ignored).
     private func tell(_ lines: [String]) {
         guard !lines.isEmpty else { return }
         let data = Data((lines.joined(separator: "\n") + "\n").utf8)
-        let inputs = state.withLock { $0.slots.compactMap(\.input) }
-        for input in inputs { try? input.write(contentsOf: data) }
+        state.withLock { s in
+            for input in s.slots.compactMap(\.input) { try? input.write(contentsOf: data) }
+        }
+    }
+
+    /// Forgets what is known of these tasks and tells every child: a suspect
+    /// that ran alone to its end is innocent; a poison that was dead-lettered
+    /// is gone (a later task may reuse its id).
+    private func clear(_ ids: [String]) {
+        guard !ids.isEmpty else { return }
+        state.withLock { s in
+            for id in ids {
+                s.verdicts.crashes[id] = nil
+                s.verdicts.poisons.removeAll { $0 == id }
+                if s.verdicts.suspectSet.remove(id) != nil { s.verdicts.suspects.removeAll { $0 == id } }
+            }
+        }
+        tell(ids.map { "clear \(SupervisorLine.encode($0))" })
     }
 
     private func start(_ slot: Int) {
@@ -213,32 +237,38 @@ final class WorkerSupervisor: Sendable {
         reports.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
             if data.isEmpty { handle.readabilityHandler = nil; return }
-            self?.read(reports: data, slot: slot)
+            guard let self else { return }
+            self.clear(self.read(reports: data, slot: slot))
         }
         let continuation = exits.continuation
         process.terminationHandler = { [weak self] p in
-            try? input.fileHandleForWriting.close()
             // Reports still in the pipe (a task that crashed the child at once
             // was reported just before): read them before the exit is judged.
             let handle = reports.fileHandleForReading
             handle.readabilityHandler = nil
-            if let rest = try? handle.readToEnd(), !rest.isEmpty { self?.read(reports: rest, slot: slot) }
+            if let rest = try? handle.readToEnd(), !rest.isEmpty, let self { self.clear(self.read(reports: rest, slot: slot)) }
             continuation.yield((slot, p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus))
+        }
+        // The slot is set before the process runs: one that exits at once is
+        // then cleared by the exit loop, never marked live after it.
+        let stopping = state.withLock { s -> Bool in
+            s.slots[slot].process = process
+            s.slots[slot].input = input.fileHandleForWriting
+            s.slots[slot].inUse = true
+            s.slots[slot].startedAt = .now
+            s.slots[slot].tasks = [:]
+            s.slots[slot].partial = []
+            return s.stopping
         }
         do {
             try process.run()
             try? input.fileHandleForReading.close()
             try? reports.fileHandleForWriting.close()
-            let (stopping, verdicts) = state.withLock { s -> (Bool, [String]) in
-                s.slots[slot].process = process
-                s.slots[slot].input = input.fileHandleForWriting
-                s.slots[slot].startedAt = .now
-                s.slots[slot].tasks = [:]
-                s.slots[slot].partial = []
-                return (s.stopping, s.verdicts.lines)
-            }
             // What is known so far, then `ready`: the child starts consuming only after it.
-            try? input.fileHandleForWriting.write(contentsOf: Data((verdicts + ["ready"]).joined(separator: "\n").utf8 + [UInt8(ascii: "\n")]))
+            state.withLock { s in
+                guard let handle = s.slots[slot].input else { return }
+                try? handle.write(contentsOf: Data((s.verdicts.lines + ["ready"]).joined(separator: "\n").utf8 + [UInt8(ascii: "\n")]))
+            }
             // A stop that came while this one was being started.
             if stopping { kill(process.processIdentifier, SIGTERM) }
             logger.info("worker process started", metadata: ["slot": "\(slot)", "pid": "\(process.processIdentifier)"])
@@ -248,14 +278,18 @@ final class WorkerSupervisor: Sendable {
         }
     }
 
-    /// Lines `started <id>` / `finished <id>` from a child; only whole lines
-    /// count, the rest waits for the next read.
-    private func read(reports data: Data, slot: Int) {
-        state.withLock { s in
+    /// Lines `started <id>`, `finished <id>` and `poisoned <id>` from a
+    /// child; only whole lines count, the rest waits for the next read.
+    /// Returns the tasks to clear: suspects that ran to their end alone,
+    /// poisons that were dead-lettered.
+    private func read(reports data: Data, slot: Int) -> [String] {
+        let isolation = slot == isolationSlot
+        return state.withLock { s -> [String] in
+            var cleared: [String] = []
             var bytes = s.slots[slot].partial + Array(data)
             guard let end = bytes.lastIndex(of: UInt8(ascii: "\n")) else {
                 s.slots[slot].partial = bytes
-                return
+                return cleared
             }
             s.slots[slot].partial = Array(bytes[(end + 1)...])
             bytes.removeSubrange((end + 1)...)
@@ -263,8 +297,19 @@ final class WorkerSupervisor: Sendable {
             for line in text.split(separator: "\n") {
                 let parts = line.split(separator: " ", maxSplits: 1)
                 guard parts.count == 2, let id = SupervisorLine.decode(String(parts[1])) else { continue }
-                if parts[0] == "started" { s.slots[slot].tasks[id] = .now } else if parts[0] == "finished" { s.slots[slot].tasks[id] = nil }
+                switch parts[0] {
+                case "started":
+                    s.slots[slot].tasks[id] = .now
+                case "finished":
+                    s.slots[slot].tasks[id] = nil
+                    if isolation && s.verdicts.suspectSet.contains(id) { cleared.append(id) }
+                case "poisoned":
+                    cleared.append(id)
+                default:
+                    break
+                }
             }
+            return cleared
         }
     }
 

@@ -63,10 +63,13 @@ public actor RunEngine {
     }
 
     /// Deletes a definition unless a run that may still need it uses it.
+    /// Serialised with run starts, so that no start uses a definition being deleted.
     public func deleteDefinition(name: String, version: Int) async throws -> DefinitionDeletion {
-        let result = try await store.deleteDefinition(name: name, version: version)
-        if result == .deleted { definitionCache["\(name)@\(version)"] = nil }
-        return result
+        try await exclusively { engine in
+            let result = try await engine.store.deleteDefinition(name: name, version: version)
+            if result == .deleted { engine.definitionCache["\(name)@\(version)"] = nil }
+            return result
+        }
     }
 
     private func definition(_ name: String, _ version: Int?) async throws -> WorkflowDefinition {
@@ -127,7 +130,11 @@ public actor RunEngine {
     /// The coordinator calls it when it starts or stops leading: while it
     /// stood by, another coordinator may have changed them.
     public func forgetRuns() async throws {
-        try await exclusively { $0.machines = [:] }
+        // Definitions too: another coordinator may have deleted some meanwhile.
+        try await exclusively { engine in
+            engine.machines = [:]
+            engine.definitionCache = [:]
+        }
     }
 
     /// Deletes finished runs past `before` from the store (see

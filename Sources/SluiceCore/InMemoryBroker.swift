@@ -99,6 +99,8 @@ public actor InMemoryBroker: Broker {
             return .success(())
         case "":
             return enqueue(message, into: message.routingKey)
+        case t.isolationExchange:
+            return enqueue(message, into: t.isolationQueue(message.routingKey))
         default:
             if let tier = t.delayTiers.first(where: { t.delayExchange($0) == message.exchange }) {
                 var back = message

@@ -87,7 +87,9 @@ extension Topology {
             guard let latest = deaths.first?.tableValue else { return .other("an empty x-death header") }
             let reason = latest["reason"]?.stringValue ?? ""
             let queue = latest["queue"]?.stringValue ?? ""
-            if reason == "delivery_limit", queueName(fromWorkQueue: queue) != nil { return .deliveryLimit }
+            if reason == "delivery_limit", queueName(fromWorkQueue: queue) != nil || queueKind(queue)?.kind == .isolation {
+                return .deliveryLimit
+            }
             // A task that waited in the delay ladder carries the ladder's
             // expiry; a worker dead-lettered it later, with its own reason.
             if reason != "expired" || queueKind(queue)?.kind != .delay {

@@ -135,9 +135,13 @@ public struct Topology: Sendable, Hashable {
 
     /// Where a supervised worker sends tasks suspected of crashing their
     /// process, to run them one at a time in a process of their own
-    /// (`sluice worker --processes`): one per queue, published to through the
-    /// default exchange.
+    /// (`sluice worker --processes`): one queue per task queue, bound to the
+    /// isolation exchange with the queue's name. (Not the default exchange:
+    /// permissions could not tell it from any other publish.)
     public func isolationQueue(_ queue: String) -> String { "\(prefix).isolate.\(queue)" }
+
+    /// Direct exchange of the isolation queues; routing key = queue name.
+    public var isolationExchange: String { "\(prefix).isolate" }
 
     /// Like a work queue: quorum, delivery limit, dead-lettering to the
     /// task's own dead queue.

@@ -57,7 +57,11 @@ public final class RabbitMQBroker: Broker {
         for queue in queues { try Topology.validateQueue(queue) }
         let channel = try await connection.openChannel()
         defer { Task { try? await channel.close() } }
-        for queue in queues { try await channel.queueDeclare(topology.isolationQueueDeclaration(queue)) }
+        try await channel.exchangeDeclare(ExchangeDeclaration(name: topology.isolationExchange, type: "direct"))
+        for queue in queues {
+            try await channel.queueDeclare(topology.isolationQueueDeclaration(queue))
+            try await channel.queueBind(queue: topology.isolationQueue(queue), exchange: topology.isolationExchange, routingKey: queue)
+        }
     }
 
     public func prepareCoordinatorQueue() async throws {

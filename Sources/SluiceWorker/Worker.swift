@@ -297,7 +297,7 @@ public final class Worker: Service {
             break
         case .isolate:
             // The same message, to the process that runs suspects alone; safe before the ack.
-            try await publishAll([OutboundMessage(exchange: "", routingKey: topology.isolationQueue(queue), body: delivery.body,
+            try await publishAll([OutboundMessage(exchange: topology.isolationExchange, routingKey: queue, body: delivery.body,
                                                   properties: delivery.properties, mandatory: true)])
             return try await delivery.ack()
         case .deadLetter(let reason, let message):

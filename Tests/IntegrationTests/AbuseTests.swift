@@ -720,17 +720,9 @@ struct AbuseForgeryTests {
         let h = try await TaskHarness.make()
         // The queue exists (a worker or `sluice topology export` made it); the producer only uses it.
         try await h.broker.prepare(queues: ["perm"])
-        let node = SharedBroker.node
-        let user = "producer-\(UInt32.random(in: 0...UInt32.max))", password = "pw-\(UInt32.random(in: 0...UInt32.max))"
-        let p = h.topology.prefix.replacingOccurrences(of: ".", with: "\\.")
-        _ = try await node.ctl("add_user", user, password)
+        let account = try await BrokerAccount.make(role: .producer, prefix: h.topology.prefix, baseURL: h.url)
         do {
-            // docs/operations.md, "Broker permissions": the producer recipe.
-            _ = try await node.ctl("set_permissions", "-p", "/", user,
-                                   "^\(p)\\.(tasks|dead|events|(q|dead|delay)\\..+)$",
-                                   "^\(p)\\.(tasks|(q|dead|delay)\\..+)$",
-                                   "^\(p)\\.(tasks|dead|delay\\..+)$")
-            let url = try AMQPURL(h.url.replacingOccurrences(of: "guest:guest@", with: "\(user):\(password)@"))
+            let url = try AMQPURL(account.url)
             let producer = try await RabbitMQBroker.connect(url: url, topology: h.topology, connectionName: "test producer")
             let id = try await TaskClient(broker: producer).enqueue(name: "echo", json: Array("{}".utf8), options: .init(queue: "perm"))
             #expect(!id.isEmpty, "the producer can enqueue")
@@ -744,10 +736,10 @@ struct AbuseForgeryTests {
             }
             await producer.close()
         } catch {
-            _ = try? await node.ctl("delete_user", user)
+            await account.delete()
             throw error
         }
-        _ = try await node.ctl("delete_user", user)
+        await account.delete()
         await h.broker.close()
     }
 }
@@ -855,8 +847,11 @@ struct AbuseCrashTests {
         let h = try await TaskHarness.make()
         let events = try await h.recordEvents()
         let client = TaskClient(broker: h.broker)
+        // The worker runs as an account with the documented worker permissions (docs/operations.md).
+        let account = try await BrokerAccount.make(role: .worker, prefix: h.topology.prefix, baseURL: h.url)
+        defer { Task { await account.delete() } }
         let worker = try SluiceBinary.start(["worker", "--processes", "2", "--concurrency", "10", "--prefix", h.topology.prefix,
-                                             "--queue", "crashy", "--log-level", "warning"], environment: ["SLUICE_URL": h.url])
+                                             "--queue", "crashy", "--log-level", "warning"], environment: ["SLUICE_URL": account.url])
         defer { SluiceBinary.stopIfRunning(worker) }
         var ordinary: Set<String> = []
         var poisons: Set<String> = []
@@ -883,4 +878,31 @@ struct AbuseCrashTests {
         #expect(try await within(60, "the supervisor to stop") { try await SluiceBinary.exitStatus(of: worker) } == 0)
         await h.broker.close()
     }
+}
+
+/// An account on the shared test broker with the permissions
+/// docs/operations.md gives a role ("RabbitMQ permissions"), for a prefix.
+struct BrokerAccount: Sendable {
+    enum Role { case producer, worker }
+
+    let user: String
+    let url: String
+
+    static func make(role: Role, prefix: String, baseURL: String) async throws -> BrokerAccount {
+        let user = "\(role)-\(UInt32.random(in: 0...UInt32.max))", password = "pw-\(UInt32.random(in: 0...UInt32.max))"
+        let p = prefix.replacingOccurrences(of: ".", with: "\\.")
+        let (configure, write, read): (String, String, String) = switch role {
+        case .producer:
+            ("^\(p)\\.(tasks|dead|events|(q|dead|delay)\\..+)$", "^\(p)\\.(tasks|(q|dead|delay)\\..+)$", "^\(p)\\.(tasks|dead|delay\\..+)$")
+        case .worker:
+            ("^\(p)\\.(tasks|dead|events|isolate|(q|dead|delay|mon|isolate)\\..+)$",
+             "^\(p)\\.(tasks|dead|events|isolate|(q|dead|delay|mon|isolate)\\..+)$",
+             "^\(p)\\.(tasks|dead|events|isolate|(q|delay|mon|isolate)\\..+)$")
+        }
+        _ = try await SharedBroker.node.ctl("add_user", user, password)
+        _ = try await SharedBroker.node.ctl("set_permissions", "-p", "/", user, configure, write, read)
+        return BrokerAccount(user: user, url: baseURL.replacingOccurrences(of: "guest:guest@", with: "\(user):\(password)@"))
+    }
+
+    func delete() async { _ = try? await SharedBroker.node.ctl("delete_user", user) }
 }

@@ -38,7 +38,8 @@ final class HTTPGuard: ChannelDuplexHandler, RemovableChannelHandler {
         switch part {
         case .head(let head):
             if head.method == .connect {
-                reject(context, "CONNECT is not supported")
+                // After any answer still on its way to an earlier request.
+                if awaiting == 0 { reject(context, "CONNECT is not supported") } else { pendingReject = "CONNECT is not supported" }
                 return
             }
             awaiting += 1
@@ -52,7 +53,9 @@ final class HTTPGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if closing { return }  // the decoder repeats itself once it has failed
+        // The decoder repeats itself once it has failed; a request already
+        // broken mid-body is answered by its route and then closed.
+        if closing || closeAfterResponse || pendingReject != nil { return }
         let reason = Self.describe(error)
         if bodyOpen {
             // The route is reading this body: let it fail (the API answers 400), then close.

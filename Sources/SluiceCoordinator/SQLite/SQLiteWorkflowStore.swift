@@ -145,7 +145,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     }
 
     public func definitionSummaries(after cursor: String?, limit: Int) async throws -> [DefinitionSummary] {
-        var sql = "SELECT name, version, created_at, length(definition) AS bytes FROM workflow_definitions"
+        var sql = "SELECT name, version, created_at, length(CAST(definition AS BLOB)) AS bytes FROM workflow_definitions"
         var binds: [SQLiteData] = []
         if let cursor {
             let (name, version) = try DefinitionSummary.parse(cursor: cursor)
