@@ -418,6 +418,13 @@ public struct Coordinator: Service {
                 switch broker.topology.deadLetterOrigin(headers) {
                 case .deliveryLimit:
                     event.deadReason = .deliveryLimit
+                    // The broker dead-letters the message as published: a real
+                    // step task carries the coordinator's own signature.
+                    if let verifier = configuration.eventVerifier, !verifier.verifyStep(task) {
+                        forged(event, why: "a dead letter of a step task the coordinator did not sign")
+                        try await delivery.ack()
+                        continue
+                    }
                 case .worker(let reason):
                     event.deadReason = reason
                     event.signature = headers[WireHeader.signature]?.stringValue
@@ -535,10 +542,15 @@ public struct Coordinator: Service {
     func envelope(_ task: StepTask) -> TaskEnvelope {
         // A scheduled standalone task has no run.
         let step = task.runID.isEmpty ? nil : (task.index.map { "\(task.stepID)[\($0)]" } ?? task.stepID)
-        return TaskEnvelope(id: task.taskID, name: task.name, queue: task.queue ?? configuration.defaultQueue,
+        var envelope = TaskEnvelope(id: task.taskID, name: task.name, queue: task.queue ?? configuration.defaultQueue,
                             arguments: task.arguments.jsonBytes, maxAttempts: task.maxAttempts, retryPolicy: task.retry,
                             workflowRunID: task.runID.isEmpty ? nil : task.runID, workflowStep: step,
                             traceparent: task.traceparent.flatMap(TraceParent.init)?.child(seed: task.taskID).description)
+        if let signer = configuration.eventVerifier, !task.runID.isEmpty {
+            // Workers with the key run only step tasks signed here.
+            envelope.stepSignature = signer.stepSignature(taskID: task.taskID, runID: task.runID, step: step)
+        }
+        return envelope
     }
 
     private func fireTimers() async throws {

@@ -26,8 +26,7 @@ public struct EventSigner: Sendable {
 
     /// The signature of `event`, as hex.
     public func signature(of event: TaskEvent) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Self.signedBytes(event), using: key)
-        return mac.map { String(format: "%02x", $0) }.joined()
+        hex(HMAC<SHA256>.authenticationCode(for: Self.signedBytes(event), using: key))
     }
 
     /// `event` with its signature set.
@@ -42,6 +41,35 @@ public struct EventSigner: Sendable {
         guard let text = event.signature, let given = Self.bytes(hex: text) else { return false }
         return HMAC<SHA256>.isValidAuthenticationCode(given, authenticating: Self.signedBytes(event), using: key)
     }
+
+    /// The signature the coordinator puts on a step task it publishes
+    /// (header `sluice-step-signature`): over the task id, run and step, so
+    /// that a worker holding the key can tell a real step from a task that
+    /// someone enqueued in a step's name.
+    public func stepSignature(taskID: String, runID: String, step: String?) -> String {
+        hex(HMAC<SHA256>.authenticationCode(for: Self.stepBytes(taskID: taskID, runID: runID, step: step), using: key))
+    }
+
+    /// Whether `task` is a step task the coordinator signed.
+    public func verifyStep(_ task: TaskEnvelope) -> Bool {
+        guard let runID = task.workflowRunID, let text = task.stepSignature,
+              let given = Self.bytes(hex: text) else { return false }
+        return HMAC<SHA256>.isValidAuthenticationCode(given, authenticating: Self.stepBytes(taskID: task.id, runID: runID, step: task.workflowStep),
+                                                      using: key)
+    }
+
+    static func stepBytes(taskID: String, runID: String, step: String?) -> [UInt8] {
+        var out = Array("sluice-step-v1".utf8)
+        for field in [taskID, runID, step] {
+            guard let field else { out += [0xFF]; continue }
+            let utf8 = Array(field.utf8)
+            out += withUnsafeBytes(of: UInt32(utf8.count).bigEndian, Array.init)
+            out += utf8
+        }
+        return out
+    }
+
+    private func hex<M: MessageAuthenticationCode>(_ mac: M) -> String { mac.map { String(format: "%02x", $0) }.joined() }
 
     /// The fields a signature covers, each length-prefixed so that no two
     /// events share an encoding.
@@ -84,5 +112,13 @@ public struct EventSigner: Sendable {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
         default: nil
         }
+    }
+}
+
+extension TaskEnvelope {
+    /// The coordinator's signature on a step task (header `sluice-step-signature`).
+    public var stepSignature: String? {
+        get { otherHeaders[WireHeader.stepSignature]?.stringValue }
+        set { otherHeaders[WireHeader.stepSignature] = newValue.map { .string($0) } }
     }
 }

@@ -119,6 +119,10 @@ public enum WireHeader {
     public static let trimmedHeaders = "sluice-trimmed-headers"
     /// On a dead copy: the signature of its `dead` outcome (see ``EventSigner``).
     public static let signature = "sluice-signature"
+    /// On a step task: the coordinator's signature of its id, run and step
+    /// (see ``EventSigner/stepSignature(taskID:runID:step:)``). Kept on
+    /// retry copies, as any header this version does not interpret.
+    public static let stepSignature = "sluice-step-signature"
 
     static let known: Set<String> = [version, task, id, queue, attempt, maxAttempts, retry, notBefore, deadline, idempotencyKey,
                                      workflowRun, workflowStep, enqueuedAt, traceparent, signature]

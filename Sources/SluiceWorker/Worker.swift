@@ -270,12 +270,20 @@ public final class Worker: Service {
             return try await deadLetter(delivery, queue: queue, task: nil, reason: .tooLarge, errorType: "too_large",
                                         message: "body of \(delivery.body.count) bytes exceeds the limit of \(configuration.maxBodyBytes)")
         }
-        let task: TaskEnvelope
+        var task: TaskEnvelope
         do {
             task = try TaskEnvelope.decode(properties: delivery.properties, body: delivery.body, queue: queue)
         } catch {
             return try await deadLetter(delivery, queue: queue, task: nil, reason: error.reason, errorType: error.reason.rawValue,
                                         message: error.message)
+        }
+        if let signer = configuration.eventSigner, task.workflowRunID != nil, !signer.verifyStep(task) {
+            // Named a workflow step, but the coordinator did not sign it: it
+            // runs as a plain task, and its outcome decides no step.
+            logger.warning("a task names a workflow step the coordinator did not sign; it runs as a plain task", metadata: [
+                "task.id": "\(task.id.prefix(300))", "run": "\(task.workflowRunID?.prefix(300) ?? "")"])
+            task.workflowRunID = nil
+            task.workflowStep = nil
         }
         let now = Date()
         if let deadline = task.deadline, deadline < now || (task.notBefore.map { $0 > deadline } ?? false) {

@@ -667,13 +667,22 @@ struct AbuseForgeryTests {
                 try await s.tasks.broker.publish(OutboundMessage(exchange: s.tasks.topology.eventsExchange, routingKey: "wf.succeeded",
                                                                  body: event.jsonBytes(), properties: BasicProperties(deliveryMode: 2)))
             }
+            // What a producer can do without touching the events exchange: enqueue tasks in the step's
+            // name, for a worker to run and report. Unsigned by the coordinator, they decide nothing:
+            // one succeeds as a plain task, one nobody handles is dead-lettered (its copy is dropped).
+            let client = TaskClient(broker: s.tasks.broker)
+            var options = EnqueueOptions(queue: "wf", id: taskID)
+            options.workflowRunID = run.runID
+            options.workflowStep = "hello"
+            _ = try await client.enqueue(name: "echo", json: Array(#"{"text":"FORGED"}"#.utf8), options: options)
+            _ = try await client.enqueue(name: "no.such.task", json: Array("{}".utf8), options: options)
             let coordinator = s.coordinator
-            _ = try await eventually(30, "both forgeries to be counted") { coordinator.forgedEvents >= 2 ? true : nil }
+            _ = try await eventually(30, "the three forgeries to be counted") { coordinator.forgedEvents >= 3 ? true : nil }
             #expect(try await s.engine.run(run.runID)?.status == .running, "a forged outcome decided nothing")
             s.gateOpen.fire()
             let done = try await s.wait(for: run.runID, .completed)
             #expect(done.steps["hello"]?.output == [:], "the worker's own result, not the forged one")
-            #expect(coordinator.forgedEvents == 2)
+            #expect(coordinator.forgedEvents == 3)
         }
     }
 
