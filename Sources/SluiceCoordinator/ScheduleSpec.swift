@@ -56,7 +56,10 @@ public struct ScheduleSpec: Sendable, Hashable, Codable {
         case .workflow(let name, _, _):
             guard !name.isEmpty else { throw WorkflowError(.invalidDefinition, "a schedule needs a workflow name") }
         case .task(let name, let queue, _):
-            guard !name.isEmpty, name.count <= 255 else { throw WorkflowError(.invalidDefinition, "a task name must be 1-255 characters") }
+            // An AMQP short string: bytes, not characters.
+            guard !name.isEmpty, name.utf8.count <= WireLimits.shortStringBytes else {
+                throw WorkflowError(.invalidDefinition, "a task name must be 1-255 bytes (this one is \(name.utf8.count))")
+            }
             if let queue, !Topology.isValidName(queue) {
                 throw WorkflowError(.invalidDefinition, "queue '\(queue)' must be letters, digits, '-', '_' or '.'")
             }
