@@ -153,6 +153,11 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "SluiceCoordinatorTests",
+            dependencies: ["SluiceCoordinator"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "SluiceWorkflowTests",
             dependencies: ["SluiceWorkflow", "SluiceCore"],
             swiftSettings: strictSwift

@@ -1,0 +1,174 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import SluiceCore
+import SluiceWorkflow
+import Synchronization
+
+/// Task outcome events and dead letters: consumed, checked, applied.
+extension Coordinator {
+    /// A consumer of `queue` for `body`, closed afterwards whatever happens:
+    /// deliveries not yet acknowledged go back to the queue for whoever leads next.
+    func consuming(_ queue: String, prefetch: Int, _ body: (BrokerConsumer) async throws -> Void) async throws {
+        // Declared at each start (idempotent): also after a restart because the queue was deleted.
+        try await broker.prepareCoordinatorQueue()
+        let consumer = try await broker.consume(queue: queue, prefetch: prefetch)
+        do {
+            try await body(consumer)
+        } catch {
+            await consumer.close()
+            throw error
+        }
+        await consumer.close()
+    }
+
+    func consumeEvents() async throws {
+        try await consuming(broker.topology.coordinatorQueue, prefetch: configuration.prefetch) { consumer in
+            let buffer = DeliveryBuffer()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // One task receives; the other applies whatever has arrived as one
+                // batch: one commit for many events when they come fast.
+                group.addTask {
+                    do {
+                        for try await delivery in consumer { buffer.push(delivery) }
+                        buffer.finish(nil)
+                    } catch {
+                        buffer.finish(error)
+                    }
+                }
+                group.addTask {
+                    while let batch = try await buffer.take(max: self.configuration.prefetch) {
+                        try await self.apply(batch)
+                    }
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        }
+    }
+
+    /// Applies a batch of deliveries in one commit, then acknowledges them.
+    func apply(_ deliveries: [BrokerDelivery]) async throws {
+        var events: [TaskEvent] = []
+        for delivery in deliveries {
+            do {
+                let event = try TaskEvent.decode(delivery.body)
+                if isAuthentic(event) { events.append(event) }
+            } catch {
+                logger.warning("an event that is not valid JSON was dropped", metadata: ["error": "\(error)"])
+            }
+        }
+        do {
+            try await engine.apply(events)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch where Self.isLeaseLoss(error) {
+            throw error
+        } catch {
+            // Not committed. Apply them one at a time, so that one event that
+            // cannot be applied does not hold the others back; it comes again
+            // (applying an event twice changes nothing).
+            logger.warning("could not apply a batch of events; applying them one by one", metadata: [
+                "count": "\(events.count)", "error": "\(error)"])
+            var failed = false
+            for delivery in deliveries {
+                guard let event = try? TaskEvent.decode(delivery.body), isAuthentic(event, counting: false) else {
+                    try await delivery.ack()
+                    continue
+                }
+                do {
+                    try await engine.apply([event])
+                    try await delivery.ack()
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch where Self.isLeaseLoss(error) {
+                    throw error
+                } catch {
+                    failed = true
+                    logger.error("could not apply an event; it will come again", metadata: [
+                        "task.id": "\(event.taskID)", "run": "\(event.workflowRunID ?? "")", "error": "\(error)"])
+                    try? await delivery.reject(requeue: true)
+                }
+            }
+            wake.signal()
+            if failed { try await Task.sleep(for: .seconds(1)) }
+            return
+        }
+        for delivery in deliveries { try await delivery.ack() }
+        wake.signal()
+    }
+
+    /// Turns dead-lettered step tasks into `dead` events: RabbitMQ dead-letters
+    /// a task that crashed its worker at every delivery by itself, and no
+    /// worker is left to report it. (A worker's own dead letters also come
+    /// with an event; applying both changes nothing twice.)
+    func consumeDeadLetters() async throws {
+        try await consuming(broker.topology.coordinatorDeadQueue, prefetch: 50) { consumer in
+            for try await delivery in consumer {
+                let headers = delivery.properties.headers ?? [:]
+                guard let task = try? TaskEnvelope.decode(properties: delivery.properties, body: delivery.body, queue: ""),
+                      task.workflowRunID != nil else {
+                    try await delivery.ack()
+                    continue
+                }
+                var event = TaskEvent(kind: .dead, task: task)
+                switch broker.topology.deadLetterOrigin(headers) {
+                case .deliveryLimit:
+                    event.deadReason = .deliveryLimit
+                    // The broker dead-letters the message as published: a real
+                    // step task carries the coordinator's own signature.
+                    if let verifier = configuration.eventVerifier, !verifier.verifyStep(task) {
+                        forged(event, why: "a dead letter of a step task the coordinator did not sign")
+                        try await delivery.ack()
+                        continue
+                    }
+                case .worker(let reason):
+                    event.deadReason = reason
+                    event.signature = headers[WireHeader.signature]?.stringValue
+                    if !isAuthentic(event) {
+                        try await delivery.ack()
+                        continue
+                    }
+                case .other(let why):
+                    forged(event, why: why)
+                    try await delivery.ack()
+                    continue
+                }
+                event.errorMessage = event.deadReason == .deliveryLimit ? "the task crashed or stalled its worker at every delivery"
+                    : headers[WireHeader.errorMessage]?.stringValue
+                do {
+                    try await engine.apply([event])
+                    try await delivery.ack()
+                    wake.signal()
+                } catch is CancellationError {
+                    return
+                } catch where Self.isLeaseLoss(error) {
+                    throw error
+                } catch {
+                    logger.error("could not apply a dead letter; it will come again", metadata: ["task.id": "\(task.id)", "error": "\(error)"])
+                    try? await delivery.reject(requeue: true)
+                    try await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
+    }
+
+    /// True if the coordinator may act on `event`: it has no event key, or
+    /// the event is signed with it. Otherwise the event is logged and counted.
+    /// `counting` false: checked again (a batch applied one by one), already counted.
+    func isAuthentic(_ event: TaskEvent, counting: Bool = true) -> Bool {
+        guard let verifier = configuration.eventVerifier, event.workflowRunID != nil else { return true }
+        if verifier.verify(event) { return true }
+        if counting { forged(event, why: event.signature == nil ? "unsigned" : "bad signature") }
+        return false
+    }
+
+    func forged(_ event: TaskEvent, why: String) {
+        logger.warning("a step outcome that no worker signed was dropped", metadata: [
+            "task.id": "\(event.taskID.prefix(300))", "run": "\(event.workflowRunID?.prefix(300) ?? "")", "kind": "\(event.kind.rawValue)",
+            "why": "\(why)"])
+        Counter(label: "sluice_coordinator_forged_events_total").increment()
+        forgedCount.increment()
+    }
+}

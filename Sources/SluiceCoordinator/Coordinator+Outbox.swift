@@ -1,0 +1,92 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import SluiceCore
+import SluiceWorkflow
+import Synchronization
+
+/// The outbox relay: step tasks published after the commit that decided them.
+extension Coordinator {
+    func relayOutbox() async throws {
+        var prepared: Set<String> = []
+        while true {
+            let entries = try await store.unsentOutbox(limit: configuration.outboxBatch)
+            if entries.isEmpty {
+                await wake.wait(upTo: configuration.pollInterval)
+                continue
+            }
+            let queues = Set(entries.map { $0.task.queue ?? configuration.defaultQueue }).subtracting(prepared)
+            if !queues.isEmpty {
+                try await broker.prepare(queues: Array(queues))
+                try await broker.watchDeadLetters(of: Array(queues))
+                prepared.formUnion(queues)
+            }
+            // A task that can never be published (over an AMQP limit) fails
+            // its step instead of holding its row, and the rows behind it, forever.
+            var sendable: [OutboxEntry] = []
+            var refused: [(OutboxEntry, DeadReason, String)] = []
+            for entry in entries {
+                do {
+                    try envelope(entry.task).validateLimits()
+                    sendable.append(entry)
+                } catch {
+                    refused.append((entry, .invalidEnvelope, error.message))
+                }
+            }
+            let messages = sendable.map { broker.topology.message(for: envelope($0.task)) }
+            let results = messages.isEmpty ? [] : try await broker.publish(messages)
+            var sent: [Int64] = []
+            var transientFailures = 0
+            for (entry, result) in zip(sendable, results) {
+                switch result {
+                case .success: sent.append(entry.id)
+                case .failure(let error) where WireLimits.isOverLimit(error):
+                    refused.append((entry, .tooLarge, "\(error)"))
+                case .failure(let error):
+                    transientFailures += 1
+                    logger.warning("a step task was not confirmed; it will be published again", metadata: [
+                        "task.id": "\(entry.task.taskID)", "error": "\(error)"])
+                }
+            }
+            for (entry, reason, message) in refused {
+                try await failUnpublishable(entry, reason: reason, message: message)
+                sent.append(entry.id)
+            }
+            try await store.markSent(sent)
+            if transientFailures > 0 { try await Task.sleep(for: .seconds(1)) }
+        }
+    }
+
+    /// Fails the step of a task that cannot be published, as if a worker had
+    /// dead-lettered it with `reason`; the run then goes on by its rules.
+    func failUnpublishable(_ entry: OutboxEntry, reason: DeadReason, message: String) async throws {
+        let task = envelope(entry.task)
+        logger.error("a step task cannot be published; its step fails", metadata: [
+            "task.id": "\(task.id.prefix(300))", "run": "\(entry.task.runID)", "reason": "\(reason.rawValue)", "error": "\(message)"])
+        guard task.workflowRunID != nil else { return }
+        var event = TaskEvent(kind: .dead, task: task)
+        event.deadReason = reason
+        event.errorType = reason.rawValue
+        event.errorMessage = "the task could not be published: \(message)"
+        try await engine.apply([event])
+    }
+
+    /// The task message for a step task.
+    func envelope(_ task: StepTask) -> TaskEnvelope {
+        // A scheduled standalone task has no run.
+        let step = task.runID.isEmpty ? nil : (task.index.map { "\(task.stepID)[\($0)]" } ?? task.stepID)
+        var envelope = TaskEnvelope(id: task.taskID, name: task.name, queue: task.queue ?? configuration.defaultQueue,
+                            arguments: task.arguments.jsonBytes, maxAttempts: task.maxAttempts, retryPolicy: task.retry,
+                            workflowRunID: task.runID.isEmpty ? nil : task.runID, workflowStep: step,
+                            traceparent: task.traceparent.flatMap(TraceParent.init)?.child(seed: task.taskID).description)
+        if let signer = configuration.eventVerifier, !task.runID.isEmpty {
+            // Workers with the key run only step tasks signed here.
+            envelope.stepSignature = signer.stepSignature(taskID: task.taskID, runID: task.runID, step: step)
+        }
+        return envelope
+    }
+
+    /// Tells the outbox relay that there may be rows to publish (after a command).
+    public func outboxChanged() { wake.signal() }
+}
