@@ -1,5 +1,4 @@
 import Foundation
-import SluiceAMQP
 import SluiceCore
 import Synchronization
 
