@@ -56,19 +56,9 @@ final class CrashVerdicts: Sendable {
 
 /// The line protocol between the supervisor and its worker processes.
 enum SupervisorLine {
-    static func encode(_ id: String) -> String { id.utf8.map { String(format: "%02x", $0) }.joined() }
+    static func encode(_ id: String) -> String { Hex.encode(id.utf8) }
 
     static func decode(_ hex: String) -> String? {
-        let digits = Array(hex.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(digits.count / 2)
-        var i = 0
-        while i < digits.count {
-            guard let byte = UInt8(String(decoding: digits[i...i + 1], as: UTF8.self), radix: 16) else { return nil }
-            bytes.append(byte)
-            i += 2
-        }
-        return String(validating: bytes, as: UTF8.self)
+        Hex.decode(hex).flatMap { String(validating: $0, as: UTF8.self) }
     }
 }

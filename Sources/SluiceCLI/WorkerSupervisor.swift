@@ -115,7 +115,6 @@ final class WorkerSupervisor: Sendable {
                 }
             }
         }
-        var live = count
         var worst: Int32 = 0
         for await (slot, status) in exits.stream {
             let (stopping, inFlight) = state.withLock { s -> (Bool, [String]) in
@@ -133,7 +132,6 @@ final class WorkerSupervisor: Sendable {
                 if status != 0 && status != 128 + SIGTERM { worst = 1 }
                 // Every slot that had a process is waited for (the one that runs suspects too).
                 let left = state.withLock { $0.slots.filter { $0.process != nil }.count }
-                live = min(live - 1, left)
                 logger.info("worker process exited", metadata: ["slot": "\(slot)", "status": "\(status)", "left": "\(left)"])
                 if left == 0 { break }
                 continue

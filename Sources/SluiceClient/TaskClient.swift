@@ -61,9 +61,20 @@ public final class TaskClient: Sendable {
                 results[i] = .failure(error)
             }
         }
-        try await prepare(Set(envelopes.map(\.envelope.queue)))
-        let outcomes = try await broker.publish(envelopes.map { broker.topology.message(for: $0.envelope, now: now) })
-        for ((index, envelope), outcome) in zip(envelopes, outcomes) {
+        // Each task encoded once; its limits are checked on the message that is sent.
+        var encoded = envelopes.map { (index: $0.index, envelope: $0.envelope, message: broker.topology.message(for: $0.envelope, now: now)) }
+        encoded.removeAll { item in
+            do throws(SluiceError) {
+                try item.envelope.validateLimits(encodedAs: item.message.properties)
+                return false
+            } catch {
+                results[item.index] = .failure(error)
+                return true
+            }
+        }
+        try await prepare(Set(encoded.map(\.envelope.queue)))
+        let outcomes = try await broker.publish(encoded.map(\.message))
+        for ((index, envelope, _), outcome) in zip(encoded, outcomes) {
             results[index] = outcome.map { envelope.id }.mapError {
                 SluiceError(.enqueueFailed, "the broker did not confirm the task: \($0)", task: envelope.name, queue: envelope.queue)
             }
@@ -96,10 +107,9 @@ public final class TaskClient: Sendable {
             maxAttempts: o.maxAttempts ?? o.retryPolicy?.maxAttempts, retryPolicy: o.retryPolicy, notBefore: notBefore, deadline: o.deadline,
             idempotencyKey: o.idempotencyKey, workflowRunID: o.workflowRunID, workflowStep: o.workflowStep,
             traceparent: o.traceparent ?? TraceParent.current?.child(seed: id).description, enqueuedAt: now)
-        // Every AMQP limit is checked here, where the task enters, with an
-        // error naming the field: never later, as a failed publish or a retry
-        // copy that cannot be sent.
-        try envelope.validateLimits()
+        // Every AMQP limit is checked where the task enters (`enqueue(batch:)`,
+        // on its encoded message), with an error naming the field: never
+        // later, as a failed publish or a retry copy that cannot be sent.
         return envelope
     }
 

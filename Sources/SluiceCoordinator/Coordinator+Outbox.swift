@@ -24,21 +24,26 @@ extension Coordinator {
             }
             // A task that can never be published (over an AMQP limit) fails
             // its step instead of holding its row, and the rows behind it, forever.
-            var sendable: [OutboxEntry] = []
+            // Each envelope built once (with a key it carries an HMAC).
+            var sendable = entries.map { entry in
+                let task = envelope(entry.task)
+                return (entry: entry, message: broker.topology.message(for: task), task: task)
+            }
             var refused: [(OutboxEntry, DeadReason, String)] = []
-            for entry in entries {
-                do {
-                    try envelope(entry.task).validateLimits()
-                    sendable.append(entry)
+            sendable.removeAll { item in
+                do throws(SluiceError) {
+                    try item.task.validateLimits(encodedAs: item.message.properties)
+                    return false
                 } catch {
-                    refused.append((entry, .invalidEnvelope, error.message))
+                    refused.append((item.entry, .invalidEnvelope, error.message))
+                    return true
                 }
             }
-            let messages = sendable.map { broker.topology.message(for: envelope($0.task)) }
+            let messages = sendable.map(\.message)
             let results = messages.isEmpty ? [] : try await broker.publish(messages)
             var sent: [Int64] = []
             var transientFailures = 0
-            for (entry, result) in zip(sendable, results) {
+            for ((entry, _, _), result) in zip(sendable, results) {
                 switch result {
                 case .success: sent.append(entry.id)
                 case .failure(let error) where WireLimits.isOverLimit(error):

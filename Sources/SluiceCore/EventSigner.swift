@@ -38,7 +38,7 @@ public struct EventSigner: Sendable {
 
     /// Whether `event` carries a valid signature (compared in constant time).
     public func verify(_ event: TaskEvent) -> Bool {
-        guard let text = event.signature, let given = Self.bytes(hex: text) else { return false }
+        guard let text = event.signature, text.utf8.count == 64, let given = Hex.decode(text) else { return false }
         return HMAC<SHA256>.isValidAuthenticationCode(given, authenticating: Self.signedBytes(event), using: key)
     }
 
@@ -53,65 +53,35 @@ public struct EventSigner: Sendable {
     /// Whether `task` is a step task the coordinator signed.
     public func verifyStep(_ task: TaskEnvelope) -> Bool {
         guard let runID = task.workflowRunID, let text = task.stepSignature,
-              let given = Self.bytes(hex: text) else { return false }
+              text.utf8.count == 64, let given = Hex.decode(text) else { return false }
         return HMAC<SHA256>.isValidAuthenticationCode(given, authenticating: Self.stepBytes(taskID: task.id, runID: runID, step: task.workflowStep),
                                                       using: key)
     }
 
     static func stepBytes(taskID: String, runID: String, step: String?) -> [UInt8] {
         var out = Array("sluice-step-v1".utf8)
-        for field in [taskID, runID, step] {
-            guard let field else { out += [0xFF]; continue }
-            let utf8 = Array(field.utf8)
-            out += withUnsafeBytes(of: UInt32(utf8.count).bigEndian, Array.init)
-            out += utf8
-        }
+        for field in [taskID, runID, step] { appendField(field, to: &out) }
         return out
     }
 
-    private func hex<M: MessageAuthenticationCode>(_ mac: M) -> String { mac.map { String(format: "%02x", $0) }.joined() }
+    /// A field, length-prefixed (0xFF for none), so that no two field lists share an encoding.
+    private static func appendField(_ text: String?, to out: inout [UInt8]) {
+        guard let text else { out.append(0xFF); return }
+        withUnsafeBytes(of: UInt32(text.utf8.count).bigEndian) { out.append(contentsOf: $0) }
+        out.append(contentsOf: text.utf8)
+    }
+
+    private func hex<M: MessageAuthenticationCode>(_ mac: M) -> String { mac.withUnsafeBytes { Hex.encode($0) } }
 
     /// The fields a signature covers, each length-prefixed so that no two
     /// events share an encoding.
     static func signedBytes(_ event: TaskEvent) -> [UInt8] {
         var out = Array("sluice-event-v1".utf8)
-        func add(_ text: String?) {
-            guard let text else { out += [0xFF]; return }
-            let utf8 = Array(text.utf8)
-            out += withUnsafeBytes(of: UInt32(utf8.count).bigEndian, Array.init)
-            out += utf8
-        }
-        add(event.kind.rawValue)
-        add(event.taskID)
-        add(String(event.attempt))
-        add(event.workflowRunID)
-        add(event.workflowStep)
-        add(event.kind == .succeeded ? event.result : nil)
-        add(event.kind == .dead ? event.deadReason?.rawValue : nil)
-        return out
-    }
-
-    private static func bytes(hex: String) -> [UInt8]? {
-        let digits = Array(hex.utf8)
-        guard digits.count == 64 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(32)
-        var i = 0
-        while i < digits.count {
-            guard let high = nibble(digits[i]), let low = nibble(digits[i + 1]) else { return nil }
-            out.append(high << 4 | low)
-            i += 2
+        for field in [event.kind.rawValue, event.taskID, String(event.attempt), event.workflowRunID, event.workflowStep,
+                      event.kind == .succeeded ? event.result : nil, event.kind == .dead ? event.deadReason?.rawValue : nil] {
+            appendField(field, to: &out)
         }
         return out
-    }
-
-    private static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }
 

@@ -62,11 +62,7 @@ func contentHash(_ bytes: [UInt8]) -> String {
         hash.0 = (hash.0 ^ UInt64(b)) &* 0x100_0000_01b3
         hash.1 = (hash.1 ^ UInt64(b) ^ (hash.0 >> 29)) &* 0x100_0000_01b3
     }
-    let hex = { (v: UInt64) -> String in
-        let s = String(v, radix: 16)
-        return String(repeating: "0", count: 16 - s.count) + s
-    }
-    return hex(hash.0) + hex(hash.1)
+    return Hex.encode(withUnsafeBytes(of: hash.0.bigEndian, Array.init) + withUnsafeBytes(of: hash.1.bigEndian, Array.init))
 }
 
 extension TaskEnvelope {
@@ -75,6 +71,12 @@ extension TaskEnvelope {
     /// properties and headers; throws an `invalid_argument` error naming the
     /// field and its limit.
     public func validateLimits() throws(SluiceError) {
+        try validateLimits(encodedAs: encode().properties)
+    }
+
+    /// The same, with the properties this task was already encoded into
+    /// (a producer has them in hand: no second encoding per task).
+    public func validateLimits(encodedAs properties: BasicProperties) throws(SluiceError) {
         func fail(_ message: String) -> SluiceError { SluiceError(.invalidArgument, message, task: name, queue: queue) }
         if id.isEmpty { throw fail("the task id is empty") }
         if name.isEmpty { throw fail("the task name is empty") }
@@ -91,7 +93,7 @@ extension TaskEnvelope {
         }
         let size: Int
         do {
-            size = try MessageLimits.propertiesSize(encode().properties)
+            size = try MessageLimits.propertiesSize(properties)
         } catch {
             throw fail(error.message)
         }

@@ -625,7 +625,7 @@ struct AbuseDeadToolingTests {
         let common = ["--url", h.url, "--prefix", h.topology.prefix]
         var deadEvents = 4
         _ = try await events.waitUntil("4 dead events") { $0.filter { $0.kind == .dead }.count >= 4 }
-        for round in 0..<3 {
+        for _ in 0..<3 {
             let list = try await SluiceBinary.run(["dead", "list", "relist", "--json"] + common)
             #expect(list.status == 0)
             let replay = try await SluiceBinary.run(["dead", "replay", "relist", "--all"] + common)
@@ -865,12 +865,11 @@ struct AbuseCrashTests {
         var ordinary: Set<String> = []
         var poisons: Set<String> = []
         // Ordinary tasks that take a moment (so that some are running at every crash), poisons among them.
-        for round in 0..<3 {
+        for _ in 0..<3 {
             let batch = try await client.enqueue(batch: Array(repeating: TaskClient.Request(
                 name: "sluice.sleep", arguments: Array(#"{"seconds":0.2}"#.utf8), options: .init(queue: "crashy")), count: 30))
             for result in batch { ordinary.insert(try result.get()) }
             poisons.insert(try await client.enqueue(name: "sluice.crash", json: Array("{}".utf8), options: .init(queue: "crashy")))
-            _ = round
         }
         let outcomes = try await events.waitForOutcomes(ordinary.union(poisons), seconds: 120)
         for id in poisons {
