@@ -4,12 +4,18 @@ import PackageDescription
 let strictSwift: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
     .enableUpcomingFeature("ExistentialAny"),
+    // A module's imports are its own: a type from a dependency in a public
+    // signature must be imported `public`, and members are visible only from
+    // modules a file imports (scripts/check-imports holds the allowed graph).
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
 let package = Package(
     name: "Sluice",
     platforms: [.macOS(.v15)],
     products: [
+        .library(name: "SluiceWire", targets: ["SluiceWire"]),
         .library(name: "SluiceAMQP", targets: ["SluiceAMQP"]),
         .library(name: "SluiceCore", targets: ["SluiceCore"]),
         .library(name: "SluiceRabbitMQ", targets: ["SluiceRabbitMQ"]),
@@ -18,6 +24,7 @@ let package = Package(
         .library(name: "SluiceWorkflow", targets: ["SluiceWorkflow"]),
         .library(name: "SluiceCoordinator", targets: ["SluiceCoordinator"]),
         .library(name: "SluiceMonitor", targets: ["SluiceMonitor"]),
+        .library(name: "SluiceLocalBroker", targets: ["SluiceLocalBroker"]),
         .library(name: "SluiceTesting", targets: ["SluiceTesting"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
     ],
@@ -47,9 +54,13 @@ let package = Package(
             providers: [.apt(["librabbitmq-dev"])]
         ),
         .target(
+            name: "SluiceWire",
+            swiftSettings: strictSwift
+        ),
+        .target(
             name: "SluiceAMQP",
             dependencies: [
-                "CRabbitMQ",
+                "CRabbitMQ", "SluiceWire",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -57,24 +68,24 @@ let package = Package(
         ),
         .target(
             name: "SluiceCore",
-            dependencies: ["SluiceAMQP", .product(name: "DequeModule", package: "swift-collections"),
+            dependencies: ["SluiceWire", .product(name: "DequeModule", package: "swift-collections"),
                            .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strictSwift
         ),
         .target(
             name: "SluiceRabbitMQ",
-            dependencies: ["SluiceCore", "SluiceAMQP"],
+            dependencies: ["SluiceCore", "SluiceWire", "SluiceAMQP"],
             swiftSettings: strictSwift
         ),
         .target(
             name: "SluiceClient",
-            dependencies: ["SluiceCore"],
+            dependencies: ["SluiceCore", "SluiceWire"],
             swiftSettings: strictSwift
         ),
         .target(
             name: "SluiceWorker",
             dependencies: [
-                "SluiceCore", "SluiceAMQP",
+                "SluiceCore", "SluiceWire",
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -93,7 +104,7 @@ let package = Package(
         .target(
             name: "SluiceCoordinator",
             dependencies: [
-                "SluiceCore", "SluiceWorkflow", "SluiceClient",
+                "SluiceCore", "SluiceWire", "SluiceWorkflow", "SluiceClient",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -109,14 +120,14 @@ let package = Package(
         ),
         .target(
             name: "SluiceMonitor",
-            dependencies: ["SluiceCore", "SluiceAMQP"],
+            dependencies: ["SluiceCore", "SluiceWire", "SluiceAMQP"],
             swiftSettings: strictSwift
         ),
         .executableTarget(
             name: "SluiceCLI",
             dependencies: [
-                "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceBenchmarks",
-                "SluiceWorkflow", "SluiceCoordinator", "SluiceMonitor", "SluiceTesting",
+                "SluiceWire", "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceBenchmarks",
+                "SluiceWorkflow", "SluiceCoordinator", "SluiceMonitor", "SluiceLocalBroker",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -127,14 +138,19 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .target(
+            name: "SluiceLocalBroker",
+            swiftSettings: strictSwift
+        ),
+        .target(
             name: "SluiceTesting",
-            dependencies: ["SluiceAMQP"],
+            dependencies: ["SluiceLocalBroker"],
             swiftSettings: strictSwift
         ),
         .target(
             name: "SluiceBenchmarks",
             dependencies: [
-                "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceWorkflow", "SluiceCoordinator",
+                "SluiceWire", "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceWorkflow",
+                "SluiceCoordinator",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -142,13 +158,18 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "SluiceWireTests",
+            dependencies: ["SluiceWire"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "SluiceAMQPTests",
-            dependencies: ["SluiceAMQP"],
+            dependencies: ["SluiceAMQP", "SluiceWire"],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "SluiceCoreTests",
-            dependencies: ["SluiceCore", "SluiceClient", "SluiceWorker", "SluiceMonitor",
+            dependencies: ["SluiceCore", "SluiceWire", "SluiceClient", "SluiceWorker", "SluiceMonitor",
                            .product(name: "MetricsTestKit", package: "swift-metrics")],
             swiftSettings: strictSwift
         ),
@@ -164,7 +185,8 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceTesting", "SluiceMonitor",
+            dependencies: ["SluiceWire", "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker",
+                           "SluiceLocalBroker", "SluiceTesting", "SluiceMonitor",
                            .product(name: "Yams", package: "Yams"),
                            "SluiceWorkflow", "SluiceCoordinator"],
             swiftSettings: strictSwift

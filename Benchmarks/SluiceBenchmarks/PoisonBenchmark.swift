@@ -1,5 +1,5 @@
 import Foundation
-import SluiceAMQP
+public import SluiceAMQP
 import SluiceClient
 import SluiceCore
 import SluiceRabbitMQ

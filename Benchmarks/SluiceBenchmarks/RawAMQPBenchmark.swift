@@ -1,5 +1,6 @@
 import Foundation
-import SluiceAMQP
+public import SluiceAMQP
+import SluiceWire
 
 /// The raw AMQP ceiling: confirmed publishes/s and consume+ack/s through
 /// SluiceAMQP alone, the number every other benchmark is compared with.

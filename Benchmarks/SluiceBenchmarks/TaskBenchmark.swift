@@ -1,11 +1,12 @@
 import Foundation
-import Histogram
+public import Histogram
 import Logging
 import ServiceLifecycle
-import SluiceAMQP
+public import SluiceAMQP
 import SluiceClient
 import SluiceCore
 import SluiceRabbitMQ
+import SluiceWire
 import SluiceWorker
 import Synchronization
 

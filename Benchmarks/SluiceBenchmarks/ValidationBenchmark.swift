@@ -1,6 +1,6 @@
 import Foundation
 import SluiceCore
-import SluiceWorkflow
+public import SluiceWorkflow
 
 /// How long definition checks take on hostile sizes: validating a long
 /// `after` chain whose steps reference earlier ones, and refusing a YAML

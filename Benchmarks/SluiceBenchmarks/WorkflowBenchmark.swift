@@ -1,10 +1,11 @@
 import Foundation
 import Logging
 import ServiceLifecycle
-import SluiceAMQP
-import SluiceCoordinator
+public import SluiceAMQP
+public import SluiceCoordinator
 import SluiceCore
 import SluiceRabbitMQ
+import SluiceWire
 import SluiceWorker
 import SluiceWorkflow
 

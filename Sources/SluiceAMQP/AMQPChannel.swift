@@ -1,3 +1,5 @@
+import Logging
+public import SluiceWire
 import Synchronization
 
 /// An AMQP channel: declares, publishes, consumes and acknowledges.

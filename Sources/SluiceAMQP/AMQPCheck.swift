@@ -1,4 +1,5 @@
 import CRabbitMQ
+import SluiceWire
 
 /// The one place where rabbitmq-c results become Swift errors.
 ///

@@ -1,4 +1,5 @@
-import Logging
+public import Logging
+public import SluiceWire
 
 /// A connection to RabbitMQ, owned by a thread of its own.
 ///

@@ -1,3 +1,5 @@
+public import SluiceWire
+
 /// Something that happened to a connection, for its users to react to.
 public enum AMQPConnectionEvent: Sendable {
     /// The broker stopped reading from this connection (resource alarm).

@@ -1,3 +1,5 @@
+public import SluiceWire
+
 /// A message delivered to a consumer or fetched with `basic.get`.
 public struct AMQPDelivery: Sendable {
     /// The message body.
@@ -35,29 +37,5 @@ public struct AMQPDelivery: Sendable {
     /// Rejects it; `requeue` false dead-letters or drops it.
     public func reject(requeue: Bool = true) async throws {
         try await channel.reject(self, requeue: requeue)
-    }
-}
-
-/// A message to publish.
-public struct OutboundMessage: Sendable {
-    /// Target exchange; "" is the default exchange (routing key = queue name).
-    public var exchange: String
-    /// Routing key.
-    public var routingKey: String
-    /// Body bytes.
-    public var body: [UInt8]
-    /// Properties and headers.
-    public var properties: BasicProperties
-    /// Fail with `unroutable` when no queue receives it (confirm channels only).
-    public var mandatory: Bool
-
-    /// A message.
-    public init(exchange: String = "", routingKey: String, body: [UInt8], properties: BasicProperties = BasicProperties(),
-                mandatory: Bool = false) {
-        self.exchange = exchange
-        self.routingKey = routingKey
-        self.body = body
-        self.properties = properties
-        self.mandatory = mandatory
     }
 }

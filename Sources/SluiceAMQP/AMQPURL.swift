@@ -1,3 +1,6 @@
+import Foundation
+import SluiceWire
+
 /// A parsed `amqp://` or `amqps://` URL, following RabbitMQ's URI spec.
 ///
 /// `amqp://user:pass@host:port/vhost?heartbeat=10&connection_timeout=5000`

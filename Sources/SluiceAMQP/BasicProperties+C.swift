@@ -1,4 +1,5 @@
 import CRabbitMQ
+import SluiceWire
 
 extension BasicProperties {
     /// Copies rabbitmq-c's decoded properties into Swift values.

@@ -1,4 +1,5 @@
 import DequeModule
+import SluiceWire
 
 /// How a publish's confirmation reaches its caller.
 enum ConfirmWaiter {

@@ -1,4 +1,5 @@
 import CRabbitMQ
+import SluiceWire
 
 /// Channel operations, run on the connection thread.
 extension ConnectionCore {

@@ -1,4 +1,6 @@
 import CRabbitMQ
+import Logging
+import SluiceWire
 
 /// Routing of incoming frames: deliveries to consumers, confirms to
 /// publishers, closes and cancels to whoever waits on them.

@@ -1,4 +1,6 @@
 import CRabbitMQ
+import Logging
+import SluiceWire
 
 /// Losing a connection and getting it back, on the connection thread.
 extension ConnectionCore {

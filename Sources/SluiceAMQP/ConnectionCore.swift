@@ -1,6 +1,8 @@
 import CRabbitMQ
+import DequeModule
 import Foundation
 import Logging
+import SluiceWire
 import Synchronization
 
 /// The thread that owns one rabbitmq-c connection, and everything it knows.

@@ -1,4 +1,5 @@
 import CRabbitMQ
+import SluiceWire
 
 private func kind(_ k: amqp_field_value_kind_t) -> UInt8 { UInt8(truncatingIfNeeded: k.rawValue) }
 

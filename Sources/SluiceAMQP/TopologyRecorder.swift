@@ -1,3 +1,5 @@
+import SluiceWire
+
 /// The exchanges, queues and bindings declared through a connection, in order,
 /// so that a recovered connection can declare them again.
 ///

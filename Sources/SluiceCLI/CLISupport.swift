@@ -4,6 +4,7 @@ import Logging
 import SluiceAMQP
 import SluiceCore
 import SluiceRabbitMQ
+import SluiceWire
 import SluiceWorkflow
 
 extension ConnectionOptions {

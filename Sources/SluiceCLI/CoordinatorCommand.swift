@@ -4,7 +4,9 @@ import Logging
 import ServiceLifecycle
 import SluiceCoordinator
 import SluiceCore
+import SluiceRabbitMQ
 import SluiceWorkflow
+import UnixSignals
 
 struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

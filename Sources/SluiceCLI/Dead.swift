@@ -3,6 +3,7 @@ import Foundation
 import SluiceAMQP
 import SluiceCore
 import SluiceRabbitMQ
+import SluiceWire
 
 struct Dead: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,8 +2,9 @@ import ArgumentParser
 import Foundation
 import SluiceAMQP
 import SluiceCore
+import SluiceLocalBroker
 import SluiceRabbitMQ
-import SluiceTesting
+import SluiceWire
 import SluiceWorkflow
 
 struct DevCommand: AsyncParsableCommand {

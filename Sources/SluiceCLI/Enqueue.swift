@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SluiceClient
 import SluiceCore
+import SluiceRabbitMQ
 
 struct Enqueue: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

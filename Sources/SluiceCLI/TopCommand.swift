@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SluiceCore
 import SluiceMonitor
+import SluiceRabbitMQ
 import SluiceWorkflow
 import Synchronization
 

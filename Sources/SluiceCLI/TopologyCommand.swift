@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SluiceAMQP
 import SluiceCore
+import SluiceWire
 
 struct TopologyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

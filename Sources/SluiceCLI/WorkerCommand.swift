@@ -3,7 +3,9 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import SluiceCore
+import SluiceRabbitMQ
 import SluiceWorker
+import UnixSignals
 
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

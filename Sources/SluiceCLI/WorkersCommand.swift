@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SluiceCore
 import SluiceMonitor
+import SluiceRabbitMQ
 
 struct WorkersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

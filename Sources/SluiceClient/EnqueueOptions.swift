@@ -1,5 +1,5 @@
-import Foundation
-import SluiceCore
+public import Foundation
+public import SluiceCore
 
 /// How to enqueue one task.
 public struct EnqueueOptions: Sendable {

@@ -1,5 +1,6 @@
 import Foundation
-import SluiceCore
+public import SluiceCore
+import SluiceWire
 import Synchronization
 
 /// Enqueues tasks. Every `enqueue` returns only after the broker confirmed the

@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import ServiceLifecycle
 import SluiceCore
+import SluiceWire
 import SluiceWorkflow
 import Synchronization
 

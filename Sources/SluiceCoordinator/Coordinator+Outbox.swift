@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import ServiceLifecycle
 import SluiceCore
+import SluiceWire
 import SluiceWorkflow
 import Synchronization
 
@@ -46,7 +47,7 @@ extension Coordinator {
             for ((entry, _, _), result) in zip(sendable, results) {
                 switch result {
                 case .success: sent.append(entry.id)
-                case .failure(let error) where WireLimits.isOverLimit(error):
+                case .failure(let error) where PublishFailure.isOverLimit(error):
                     refused.append((entry, .tooLarge, "\(error)"))
                 case .failure(let error):
                     transientFailures += 1

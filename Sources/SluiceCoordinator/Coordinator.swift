@@ -1,8 +1,8 @@
 import Foundation
-import Logging
+public import Logging
 import Metrics
-import ServiceLifecycle
-import SluiceCore
+public import ServiceLifecycle
+public import SluiceCore
 import SluiceWorkflow
 import Synchronization
 

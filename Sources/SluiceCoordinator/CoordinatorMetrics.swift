@@ -1,7 +1,7 @@
 import Foundation
-import Logging
-import Metrics
-import ServiceLifecycle
+public import Logging
+public import Metrics
+public import ServiceLifecycle
 import SluiceWorkflow
 
 /// The coordinator's gauges, sampled from its store every 5 s and on each

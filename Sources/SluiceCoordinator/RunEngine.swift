@@ -1,8 +1,8 @@
-import Foundation
-import Logging
+public import Foundation
+public import Logging
 import Metrics
-import SluiceCore
-import SluiceWorkflow
+public import SluiceCore
+public import SluiceWorkflow
 
 /// Applies events to runs and commits the results: the one place where run
 /// state changes. Every change goes through one gate, so changes apply one

@@ -1,6 +1,6 @@
-import Foundation
+public import Foundation
 import SluiceCore
-import SluiceWorkflow
+public import SluiceWorkflow
 
 /// A cron schedule: when (a 5-field cron expression in a time zone) and what
 /// (start a workflow, or enqueue a task).

@@ -1,4 +1,4 @@
-import SluiceAMQP
+public import SluiceWire
 
 /// What producers and workers need from a message broker.
 ///

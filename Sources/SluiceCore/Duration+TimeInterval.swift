@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 extension Duration {
     /// The duration in seconds, for `Date` arithmetic and rates.

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SluiceWire
 
 /// Signs and checks task outcomes with a key that workers and coordinators
 /// share (HMAC-SHA256), so that only a worker can decide a workflow step:

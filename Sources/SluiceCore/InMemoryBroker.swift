@@ -1,5 +1,5 @@
 import DequeModule
-import SluiceAMQP
+public import SluiceWire
 
 /// A broker in memory, for unit tests of producers and workers.
 ///

@@ -1,4 +1,4 @@
-import SluiceAMQP
+import SluiceWire
 
 /// When and how often a failing task runs again.
 ///

@@ -1,5 +1,5 @@
-import Foundation
-import SluiceAMQP
+public import Foundation
+public import SluiceWire
 
 /// A task as it travels through the broker: identity, arguments and protocol
 /// metadata. The wire format (docs/wire-format.md) maps it onto AMQP

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// What happened to a task, published on the events exchange as JSON with
 /// routing key `<queue>.<kind>`.

@@ -1,5 +1,5 @@
-import Foundation
-import SluiceAMQP
+public import Foundation
+public import SluiceWire
 
 extension Topology {
     /// The message that puts `task` on its way: straight to its work queue, or
@@ -53,6 +53,27 @@ extension Topology {
                                                     // Derived from the task id, so bounded: a long id must not make it overflow.
                                                     messageId: WireLimits.boundedID("\(event.taskID).\(event.attempt).\(event.kind.rawValue)"),
                                                     type: "sluice.event.\(event.kind.rawValue)"))
+    }
+
+    /// A worker's heartbeat on the events exchange; it expires after a
+    /// minute, so a monitor that starts late is not fed stale workers.
+    public func heartbeatMessage(_ heartbeat: WorkerHeartbeat) -> OutboundMessage {
+        OutboundMessage(exchange: eventsExchange, routingKey: workerHeartbeatRoutingKey, body: heartbeat.jsonBytes(),
+                        properties: BasicProperties(contentType: "application/json", expiration: "60000",
+                                                    type: "sluice.worker.heartbeat"))
+    }
+
+    /// The request that makes every worker send its heartbeat now.
+    public func pingMessage() -> OutboundMessage {
+        OutboundMessage(exchange: eventsExchange, routingKey: workerPingRoutingKey, body: Array("{}".utf8),
+                        properties: BasicProperties(contentType: "application/json", expiration: "10000",
+                                                    type: "sluice.worker.ping"))
+    }
+
+    /// A delivery sent on, unchanged, to the isolation queue of `queue`
+    /// (see ``isolationQueue(_:)``).
+    public func isolationMessage(queue: String, properties: BasicProperties, body: [UInt8]) -> OutboundMessage {
+        OutboundMessage(exchange: isolationExchange, routingKey: queue, body: body, properties: properties, mandatory: true)
     }
 
     /// A rough size of a header value: long strings and byte arrays by their

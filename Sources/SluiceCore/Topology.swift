@@ -1,4 +1,4 @@
-import SluiceAMQP
+public import SluiceWire
 
 /// Every exchange, queue, binding and argument Sluice uses, derived from a
 /// prefix and queue names. Nothing else in Sluice spells a broker name.

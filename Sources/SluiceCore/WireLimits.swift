@@ -1,4 +1,4 @@
-import SluiceAMQP
+public import SluiceWire
 
 /// The limits a task must keep to travel through RabbitMQ, and the one way
 /// Sluice derives ids that stay within them.
@@ -30,13 +30,6 @@ public enum WireLimits {
         // Cut on a character boundary, so the result is valid UTF-8.
         while prefix.utf8.count + hash.utf8.count > limit { prefix = prefix.dropLast() }
         return String(prefix) + hash
-    }
-
-    /// Whether a publish failed because its message breaks an AMQP or broker
-    /// limit: it was not sent, the connection is fine, and sending it again
-    /// fails the same way.
-    public static func isOverLimit(_ error: any Error) -> Bool {
-        (error as? AMQPError)?.code == .unencodable
     }
 
     /// Throws naming `field` when `value` is longer than a short string.

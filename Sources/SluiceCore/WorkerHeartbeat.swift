@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// A worker's periodic "I am alive" message on the events exchange (routing
 /// key ``Topology/workerHeartbeatRoutingKey``). Workers also send one at once

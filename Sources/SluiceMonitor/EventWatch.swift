@@ -1,6 +1,5 @@
-import Foundation
-import SluiceAMQP
-import SluiceCore
+public import Foundation
+public import SluiceCore
 import Synchronization
 
 /// Listens to the events exchange for monitoring: worker heartbeats, and
@@ -61,10 +60,7 @@ public final class EventWatch: Sendable {
 
     /// Asks every worker for a heartbeat now.
     public func ping() async {
-        let t = broker.topology
-        let message = OutboundMessage(exchange: t.eventsExchange, routingKey: t.workerPingRoutingKey, body: Array("{}".utf8),
-                                      properties: BasicProperties(contentType: "application/json", expiration: "10000", type: "sluice.worker.ping"))
-        _ = try? await broker.publish([message])
+        _ = try? await broker.publish([broker.topology.pingMessage()])
     }
 
     /// Workers heard so far, with their status now.

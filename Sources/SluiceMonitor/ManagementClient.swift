@@ -1,8 +1,8 @@
-import Foundation
+public import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-import SluiceAMQP
+public import SluiceAMQP
 
 /// Reads queue counts and rates from RabbitMQ's management HTTP API. Only
 /// GET requests: monitoring never changes a queue.

@@ -1,5 +1,6 @@
-import Foundation
-import SluiceCore
+public import Foundation
+public import SluiceCore
+import SluiceWire
 
 /// One task queue's state: `sluice queues` prints one row per queue.
 public struct QueueRow: Sendable, Hashable, Codable {

@@ -1,5 +1,5 @@
-import Foundation
-import SluiceCore
+public import Foundation
+public import SluiceCore
 
 /// Live workers, from their heartbeats (pure: fed beats and a clock).
 ///

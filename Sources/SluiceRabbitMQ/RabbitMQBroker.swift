@@ -1,5 +1,6 @@
-import SluiceAMQP
-import SluiceCore
+public import SluiceAMQP
+public import SluiceCore
+public import SluiceWire
 import Synchronization
 
 /// The ``Broker`` protocol on RabbitMQ, through SluiceAMQP.

@@ -1,4 +1,5 @@
-import Foundation
+public import Foundation
+import SluiceLocalBroker
 
 /// A private PostgreSQL cluster for tests, started and stopped with
 /// `scripts/postgres` (initdb into the project's `.sluice/postgres/<name>`,

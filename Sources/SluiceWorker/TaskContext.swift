@@ -1,6 +1,6 @@
-import Foundation
-import Logging
-import SluiceCore
+public import Foundation
+public import Logging
+public import SluiceCore
 
 /// What a handler knows about the task it runs.
 public struct TaskContext: Sendable {

@@ -1,9 +1,9 @@
 import Foundation
-import Logging
-import Metrics
-import ServiceLifecycle
-import SluiceAMQP
-import SluiceCore
+public import Logging
+public import Metrics
+public import ServiceLifecycle
+import SluiceWire
+public import SluiceCore
 import Synchronization
 
 /// Consumes task queues and runs registered handlers: a ServiceLifecycle
@@ -294,7 +294,7 @@ public final class Worker: Service {
             // Early from the delay ladder (a long wait hops through tiers): back it goes.
             do {
                 try await publishAll([topology.message(for: task, now: now)])
-            } catch where WireLimits.isOverLimit(error) {
+            } catch where PublishFailure.isOverLimit(error) {
                 return try await deadLetter(delivery, queue: queue, task: task, reason: .tooLarge, errorType: "too_large",
                                             message: "the task's copy for its next delay tier cannot be sent: \(error)")
             }
@@ -305,8 +305,7 @@ public final class Worker: Service {
             break
         case .isolate:
             // The same message, to the process that runs suspects alone; safe before the ack.
-            try await publishAll([OutboundMessage(exchange: topology.isolationExchange, routingKey: queue, body: delivery.body,
-                                                  properties: delivery.properties, mandatory: true)])
+            try await publishAll([topology.isolationMessage(queue: queue, properties: delivery.properties, body: delivery.body)])
             return try await delivery.ack()
         case .deadLetter(let reason, let message):
             return try await deadLetter(delivery, queue: queue, task: task, reason: reason, errorType: reason.rawValue, message: message)
@@ -384,7 +383,7 @@ public final class Worker: Service {
                 // (publishing both as one batch could requeue a task whose copy exists).
                 do {
                     try await publishAll([topology.message(for: next)])
-                } catch where WireLimits.isOverLimit(error) {
+                } catch where PublishFailure.isOverLimit(error) {
                     // Its headers and ours do not fit a frame: it can never be retried.
                     return try await deadLetter(delivery, queue: queue, task: task, reason: .tooLarge, errorType: "too_large",
                                                 message: "the retry copy cannot be sent (\(error)); the attempt failed with \(kind): \(message)",
@@ -443,7 +442,7 @@ public final class Worker: Service {
             try await publishAll([topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: reason,
                                                        errorType: errorType, errorMessage: message, worker: configuration.workerID,
                                                        signature: signature(reason))])
-        } catch where WireLimits.isOverLimit(error) {
+        } catch where PublishFailure.isOverLimit(error) {
             // The message with our headers added does not fit a frame: the
             // dead copy keeps the body and Sluice's own headers only.
             logger.warning("the dead copy is too large; sending it trimmed", metadata: ["queue": "\(queue)", "error": "\(error)"])
@@ -486,7 +485,7 @@ public final class Worker: Service {
         let results = try await broker.publish(messages)
         for (message, result) in zip(messages, results) {
             if case .failure(let error) = result {
-                if message.exchange == topology.eventsExchange, let amqp = error as? AMQPError, amqp.code == .unroutable { continue }
+                if message.exchange == topology.eventsExchange, PublishFailure.isUnroutable(error) { continue }
                 throw error
             }
         }
@@ -548,10 +547,7 @@ public final class Worker: Service {
     }
 
     private func sendHeartbeat() async {
-        let message = OutboundMessage(exchange: topology.eventsExchange, routingKey: topology.workerHeartbeatRoutingKey,
-                                      body: heartbeat.jsonBytes(),
-                                      properties: BasicProperties(contentType: "application/json", expiration: "60000", type: "sluice.worker.heartbeat"))
-        _ = try? await broker.publish([message])
+        _ = try? await broker.publish([topology.heartbeatMessage(heartbeat)])
     }
 
     private func heartbeats() async {

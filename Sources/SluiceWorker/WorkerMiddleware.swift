@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Metrics
+public import Metrics
 import SluiceCore
 
 /// Code around every handler call: logging, metrics, time limits, tracing.

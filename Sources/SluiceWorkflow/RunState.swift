@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Everything the coordinator knows about one workflow run; what it stores.
 public struct RunState: Sendable, Hashable, Codable {

@@ -1,4 +1,4 @@
-import SluiceCore
+public import SluiceCore
 
 /// Builds a workflow's steps in Swift:
 ///

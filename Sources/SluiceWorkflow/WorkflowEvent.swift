@@ -1,5 +1,5 @@
-import Foundation
-import SluiceCore
+public import Foundation
+public import SluiceCore
 
 /// What can happen to a run: the state machine's input.
 public enum WorkflowEvent: Sendable, Hashable {

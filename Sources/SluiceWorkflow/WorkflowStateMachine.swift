@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// One workflow run as a pure, deterministic state machine: an event in,
 /// the new ``RunState`` and a list of ``WorkflowAction``s out. No clocks, no

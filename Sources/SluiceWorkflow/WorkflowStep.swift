@@ -1,4 +1,4 @@
-import SluiceCore
+public import SluiceCore
 
 /// One step of a workflow: what it does, and which steps must settle first.
 public struct WorkflowStep: Sendable, Hashable {

@@ -5,8 +5,10 @@ import SluiceAMQP
 import SluiceClient
 @testable import SluiceCoordinator
 import SluiceCore
+import SluiceLocalBroker
 import SluiceRabbitMQ
 import SluiceTesting
+import SluiceWire
 import SluiceWorker
 import SluiceWorkflow
 import Synchronization

@@ -1,5 +1,7 @@
 import SluiceAMQP
+import SluiceLocalBroker
 import SluiceTesting
+import SluiceWire
 import Testing
 
 @Suite("connection.blocked / unblocked (own node)")

@@ -1,5 +1,8 @@
 import Foundation
+import SluiceLocalBroker
+import SluiceRabbitMQ
 import SluiceTesting
+import SluiceWorkflow
 import Testing
 
 @Suite("The broker restarted under a running coordinator (own node)")

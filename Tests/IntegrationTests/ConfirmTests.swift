@@ -1,4 +1,5 @@
 import SluiceAMQP
+import SluiceWire
 import Testing
 
 @Suite("Publisher confirms, nacks and returns")

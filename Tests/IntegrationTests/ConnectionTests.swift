@@ -1,6 +1,7 @@
 import Foundation
 import SluiceAMQP
 import SluiceTesting
+import SluiceWire
 import Synchronization
 import Testing
 

@@ -3,6 +3,8 @@ import Foundation
 import FoundationNetworking
 #endif
 import SluiceCoordinator
+import SluiceCore
+import SluiceRabbitMQ
 import SluiceWorkflow
 import Synchronization
 import Testing

@@ -5,9 +5,11 @@ import FoundationNetworking
 import SluiceAMQP
 import SluiceClient
 import SluiceCore
+import SluiceLocalBroker
 import SluiceMonitor
 import SluiceRabbitMQ
 import SluiceTesting
+import SluiceWire
 import SluiceWorker
 import SluiceWorkflow
 import Testing

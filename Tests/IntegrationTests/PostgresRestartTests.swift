@@ -1,4 +1,5 @@
 import Foundation
+import SluiceRabbitMQ
 import SluiceTesting
 import SluiceWorkflow
 import Testing

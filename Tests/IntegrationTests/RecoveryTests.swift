@@ -1,6 +1,8 @@
 import Foundation
 import SluiceAMQP
+import SluiceLocalBroker
 import SluiceTesting
+import SluiceWire
 import Synchronization
 import Testing
 

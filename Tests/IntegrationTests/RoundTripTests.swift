@@ -1,5 +1,6 @@
 import Foundation
 import SluiceAMQP
+import SluiceWire
 import Testing
 
 @Suite("AMQP round trips against the private broker")

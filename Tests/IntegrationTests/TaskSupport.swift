@@ -4,6 +4,7 @@ import ServiceLifecycle
 import SluiceAMQP
 import SluiceCore
 import SluiceRabbitMQ
+import SluiceWire
 import SluiceWorker
 import Synchronization
 import Testing

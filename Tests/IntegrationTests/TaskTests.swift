@@ -2,6 +2,8 @@ import Foundation
 import SluiceAMQP
 import SluiceClient
 import SluiceCore
+import SluiceRabbitMQ
+import SluiceWire
 import SluiceWorker
 import Testing
 

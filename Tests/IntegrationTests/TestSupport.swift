@@ -1,5 +1,6 @@
 import Foundation
 import SluiceAMQP
+import SluiceLocalBroker
 import SluiceTesting
 import Testing
 

@@ -2,7 +2,10 @@ import Foundation
 import SluiceAMQP
 import SluiceClient
 import SluiceCore
+import SluiceLocalBroker
+import SluiceRabbitMQ
 import SluiceTesting
+import SluiceWire
 import Testing
 
 /// `sluice worker` as a real process: killed, stopped, and fed by other languages.

@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import SluiceCoordinator
 import SluiceCore
+import SluiceRabbitMQ
 import SluiceWorkflow
 import Testing
 

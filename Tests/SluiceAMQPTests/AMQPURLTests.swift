@@ -1,4 +1,5 @@
 @testable import SluiceAMQP
+import SluiceWire
 import Testing
 
 @Suite("AMQPURL")

@@ -1,4 +1,5 @@
 @testable import SluiceAMQP
+import SluiceWire
 import Testing
 
 @Suite("Field tables through rabbitmq-c's encoder and decoder")
@@ -29,18 +30,6 @@ struct FieldTableTests {
         // Signed 64-bit 'l', big-endian.
         #expect(try (["n": 258] as FieldTable).wireEncoded() == [0, 0, 0, 11, 1, 0x6E, 0x6C, 0, 0, 0, 0, 0, 0, 1, 2])
         #expect(try FieldTable().wireEncoded() == [0, 0, 0, 0])
-    }
-
-    @Test("setting a key replaces it in place; nil removes it")
-    func subscriptSemantics() {
-        var table: FieldTable = ["a": 1, "b": 2]
-        table["a"] = 3
-        table["c"] = 4
-        table["b"] = nil
-        #expect(table.entries.map(\.key) == ["a", "c"])
-        #expect(table["a"] == 3)
-        #expect(table["a"]?.intValue == 3)
-        #expect(FieldValue.string("x").stringValue == "x")
     }
 
     @Test("truncated wire bytes are an error, not a crash")

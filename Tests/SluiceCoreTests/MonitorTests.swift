@@ -2,6 +2,7 @@ import Foundation
 import SluiceClient
 import SluiceCore
 import SluiceMonitor
+import SluiceWire
 import Testing
 
 @Suite("Monitoring and trace helpers (no server)")

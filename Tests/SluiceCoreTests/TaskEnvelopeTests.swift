@@ -1,6 +1,7 @@
 import Foundation
 import SluiceAMQP
 @testable import SluiceCore
+import SluiceWire
 import Testing
 
 @Suite("Wire format")

@@ -5,6 +5,7 @@ import MetricsTestKit
 import ServiceLifecycle
 import SluiceClient
 import SluiceCore
+import SluiceWire
 import Synchronization
 @testable import SluiceWorker
 import Testing

@@ -1,12 +1,12 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import Logging
+public import Logging
 import NIOCore
 import NIOHTTP1
 import SluiceClient
 import SluiceCore
-import ServiceLifecycle
+public import ServiceLifecycle
 import SluiceWorkflow
 
 /// The coordinator's HTTP API (Hummingbird), for the CLI and for services

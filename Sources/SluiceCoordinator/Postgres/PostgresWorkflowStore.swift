@@ -1,9 +1,9 @@
 import SluiceCore
-import Foundation
-import Logging
+public import Foundation
+public import Logging
 import NIOSSL
 import PostgresNIO
-import SluiceWorkflow
+public import SluiceWorkflow
 import Synchronization
 
 /// The store for several coordinators: PostgreSQL through postgres-nio.

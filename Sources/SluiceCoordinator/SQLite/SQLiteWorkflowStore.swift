@@ -1,8 +1,8 @@
 import SluiceCore
-import Foundation
-import Logging
+public import Foundation
+public import Logging
 import SQLiteNIO
-import SluiceWorkflow
+public import SluiceWorkflow
 
 /// The embedded store: one SQLite file in WAL mode, written by one
 /// coordinator. Every commit is synced to disk before it returns

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// A registered definition without its body: what a listing shows.
 public struct DefinitionSummary: Sendable, Hashable, Codable {

@@ -1,5 +1,5 @@
-import Foundation
-import SluiceWorkflow
+public import Foundation
+public import SluiceWorkflow
 
 /// A task waiting in the outbox to be published.
 public struct OutboxEntry: Sendable, Hashable {

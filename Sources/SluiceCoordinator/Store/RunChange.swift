@@ -1,5 +1,5 @@
 import Foundation
-import SluiceWorkflow
+public import SluiceWorkflow
 
 /// One run's state change, written atomically with its consequences.
 public struct RunChange: Sendable {

@@ -1,6 +1,6 @@
 import SluiceCore
-import Foundation
-import SluiceWorkflow
+public import Foundation
+public import SluiceWorkflow
 
 /// Which runs to list: all filters optional; newest first.
 public struct RunQuery: Sendable, Hashable {

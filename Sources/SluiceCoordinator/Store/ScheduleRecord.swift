@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// A stored cron schedule: its definition as JSON (the coordinator reads
 /// it) and when it fires next.

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Counts for the coordinator's gauges, read with aggregate queries (no run
 /// state is loaded).

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// A durable timer: when due, the coordinator sends `timerFired` to its run.
 public struct TimerEntry: Sendable, Hashable {

@@ -1,5 +1,5 @@
-import Foundation
-import SluiceWorkflow
+public import Foundation
+public import SluiceWorkflow
 
 /// Where the coordinator keeps workflow state: definitions, runs, the
 /// outbox of tasks to publish, durable timers, cron schedules and the

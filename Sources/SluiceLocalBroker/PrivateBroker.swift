@@ -1,7 +1,7 @@
-import Foundation
-import Synchronization
+public import Foundation
 
-/// A private RabbitMQ node for tests, started and stopped with `scripts/broker`.
+/// A private RabbitMQ node on 127.0.0.1, started and stopped with the
+/// repository's `scripts/broker`: `sluice dev` runs one, and tests run many.
 ///
 /// Each node has its own name, data folder and ten ports from ``basePort``
 /// (see `scripts/broker --help`), so tests that stop, restart or reconfigure a
@@ -30,19 +30,6 @@ public struct PrivateBroker: Sendable {
     public var amqpsPort: Int { basePort + 1 }
     /// The management API's base URL.
     public var managementURL: String { "http://127.0.0.1:\(basePort + 2)/" }
-
-    private static let counter = Mutex(0)
-
-    /// A node description with a unique name and free-looking ports; nothing starts yet.
-    public static func unique(_ purpose: String, tlsDirectory: String? = nil, plugins: String = "none") -> PrivateBroker {
-        let n = counter.withLock { $0 += 1; return $0 }
-        let pid = Int(ProcessInfo.processInfo.processIdentifier)
-        // 28000-31990: below Linux's ephemeral range, clear of the dev (27170)
-        // and test (27270) nodes; spread by pid so parallel runs differ.
-        let slot = (pid % 40) * 10 + n
-        let port = 28_000 + (slot % 400) * 10
-        return PrivateBroker(name: "t-\(purpose)-\(pid)-\(n)", basePort: port, tlsDirectory: tlsDirectory, plugins: plugins)
-    }
 
     /// A node description.
     public init(name: String, basePort: Int, tlsDirectory: String? = nil, plugins: String = "none") {
