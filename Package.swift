@@ -169,13 +169,36 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceCoreTests",
-            dependencies: ["SluiceCore", "SluiceWire", "SluiceClient", "SluiceWorker", "SluiceMonitor",
-                           .product(name: "MetricsTestKit", package: "swift-metrics")],
+            dependencies: ["SluiceCore", "SluiceWire"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "SluiceClientTests",
+            dependencies: ["SluiceClient", "SluiceCore", "SluiceWire"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "SluiceWorkerTests",
+            dependencies: ["SluiceWorker", "SluiceClient", "SluiceCore", "SluiceWire",
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Metrics", package: "swift-metrics"),
+                           .product(name: "MetricsTestKit", package: "swift-metrics"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "SluiceMonitorTests",
+            dependencies: ["SluiceMonitor", "SluiceClient", "SluiceCore", "SluiceWire"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "SluiceCLITests",
+            dependencies: ["SluiceCLI", "SluiceTesting", .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "SluiceCoordinatorTests",
-            dependencies: ["SluiceCoordinator"],
+            dependencies: ["SluiceCoordinator", "SluiceCore", "SluiceWorkflow"],
             swiftSettings: strictSwift
         ),
         .testTarget(

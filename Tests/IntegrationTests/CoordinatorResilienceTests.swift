@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 @testable import SluiceCoordinator
 import SluiceCore
+import SluiceTesting
 import SluiceWorker
 import SluiceWorkflow
 import Synchronization

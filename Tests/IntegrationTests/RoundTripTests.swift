@@ -1,5 +1,6 @@
 import Foundation
 import SluiceAMQP
+import SluiceTesting
 import SluiceWire
 import Testing
 

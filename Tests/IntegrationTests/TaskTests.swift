@@ -3,6 +3,7 @@ import SluiceAMQP
 import SluiceClient
 import SluiceCore
 import SluiceRabbitMQ
+import SluiceTesting
 import SluiceWire
 import SluiceWorker
 import Testing

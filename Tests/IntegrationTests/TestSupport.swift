@@ -31,28 +31,6 @@ func uniqueName(_ base: String) -> String {
     "it.\(base).\(UInt32.random(in: 0...UInt32.max))"
 }
 
-struct TimedOut: Error, CustomStringConvertible {
-    var what: String
-    var seconds: Double
-    var description: String { "timed out after \(seconds) s waiting for \(what)" }
-}
-
-/// Runs `body`, failing with a clear message if it takes longer than `seconds`.
-func within<T: Sendable>(_ seconds: Double, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: .seconds(seconds))
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else {
-            throw TimedOut(what: what, seconds: seconds)
-        }
-        return value
-    }
-}
-
 /// Takes `count` deliveries from a consumer (or fails after `seconds`).
 func take(_ count: Int, from consumer: AMQPConsumer, within seconds: Double = 30, ack: Bool = false) async throws -> [AMQPDelivery] {
     try await within(seconds, "\(count) deliveries from \(consumer.queue)") {

@@ -1,5 +1,4 @@
 import Foundation
-import SluiceAMQP
 @testable import SluiceCore
 import SluiceWire
 import Testing
