@@ -130,6 +130,8 @@ public final class Worker: Service {
     /// Metric handles per consumed queue, made once (queues are fixed).
     private let queueMetrics: [String: QueueMetrics]
     private let phase = Mutex("running")
+    /// What the settlement of each delivery depends on, made once.
+    private let settlementSettings: SettlementStateMachine.Settings
 
     /// The worker's counters now.
     public var stats: Stats { statsBox.withLock { $0 } }
@@ -139,6 +141,7 @@ public final class Worker: Service {
         self.broker = broker
         self.registry = registry
         self.configuration = configuration
+        self.settlementSettings = Self.settlementSettings(configuration, topology: broker.topology)
         self.logger = logger
         let factory = configuration.metricsFactory ?? MetricsSystem.factory
         self.queueMetrics = Dictionary(configuration.queues.map { ($0, QueueMetrics(queue: $0, factory: factory)) },
@@ -265,64 +268,63 @@ public final class Worker: Service {
         }
     }
 
+    /// Drives the delivery's ``SettlementStateMachine``: it decides, this
+    /// executes (publishes, runs the handler, acknowledges).
     private func settle(_ delivery: BrokerDelivery, queue: String) async throws {
-        if delivery.body.count > configuration.maxBodyBytes {
-            return try await deadLetter(delivery, queue: queue, task: nil, reason: .tooLarge, errorType: "too_large",
-                                        message: "body of \(delivery.body.count) bytes exceeds the limit of \(configuration.maxBodyBytes)")
-        }
-        var task: TaskEnvelope
-        do {
-            task = try TaskEnvelope.decode(properties: delivery.properties, body: delivery.body, queue: queue)
-        } catch {
-            return try await deadLetter(delivery, queue: queue, task: nil, reason: error.reason, errorType: error.reason.rawValue,
-                                        message: error.message)
-        }
-        if let signer = configuration.eventSigner, task.workflowRunID != nil, !signer.verifyStep(task) {
-            // Named a workflow step, but the coordinator did not sign it: it
-            // runs as a plain task, and its outcome decides no step.
-            logger.warning("a task names a workflow step the coordinator did not sign; it runs as a plain task", metadata: [
-                "task.id": "\(task.id.prefix(300))", "run": "\(task.workflowRunID?.prefix(300) ?? "")"])
-            task.workflowRunID = nil
-            task.workflowStep = nil
-        }
-        let now = Date()
-        if let deadline = task.deadline, deadline < now || (task.notBefore.map { $0 > deadline } ?? false) {
-            return try await deadLetter(delivery, queue: queue, task: task, reason: .deadlineExpired, errorType: "deadline_expired",
-                                        message: "the deadline \(deadline) passed (or falls before the task may start)")
-        }
-        if let notBefore = task.notBefore, notBefore.timeIntervalSince(now) > 0.02 {
-            // Early from the delay ladder (a long wait hops through tiers): back it goes.
-            do {
-                try await publishAll([topology.message(for: task, now: now)])
-            } catch where PublishFailure.isOverLimit(error) {
-                return try await deadLetter(delivery, queue: queue, task: task, reason: .tooLarge, errorType: "too_large",
-                                            message: "the task's copy for its next delay tier cannot be sent: \(error)")
+        var machine = SettlementStateMachine(settings: settlementSettings, queue: queue, properties: delivery.properties,
+                                             body: delivery.body)
+        var action = machine.received(now: Date())
+        while true {
+            switch action {
+            case .log(.unsignedStep(let taskID, let runID)):
+                logger.warning("a task names a workflow step the coordinator did not sign; it runs as a plain task",
+                               metadata: ["task.id": "\(taskID)", "run": "\(runID)"])
+                action = machine.logged()
+            case .log(.overLimit(let error)):
+                logger.warning("a message breaks a wire limit; dead-lettering instead", metadata: ["queue": "\(queue)", "error": "\(error)"])
+                action = machine.logged()
+            case .admit(let task):
+                action = machine.admitted(configuration.admission?(task) ?? .run)
+            case .run(let task, let waited, let started):
+                guard let handler = registry.handler(for: task.name) else {
+                    action = machine.noHandler(registered: registry.names)
+                    continue
+                }
+                if let started {
+                    let broker = self.broker
+                    Task { _ = try? await broker.publish([started]) }
+                }
+                guard let finished = await run(task, handler, waited: waited, queue: queue) else {
+                    // Shutdown cancelled this task past its grace: hand it back whatever
+                    // the handler returned (nothing about it has been published).
+                    try? await delivery.reject(requeue: true)
+                    return
+                }
+                action = machine.handlerFinished(finished.outcome, milliseconds: finished.milliseconds, now: Date(),
+                                                 jitter: Double.random(in: 0..<1))
+            case .publish(let message):
+                do {
+                    try await publishAll([message])
+                    action = machine.published()
+                } catch where PublishFailure.isOverLimit(error) {
+                    action = machine.publishRefused(error)
+                }
+            case .publishEvent(let message):
+                await publishEvent(message)
+                action = machine.eventSent()
+            case .ack(let outcome):
+                count(outcome, queue: queue)
+                return try await delivery.ack()
+            case .fail(let error):
+                throw error
             }
-            return try await delivery.ack()
         }
-        switch configuration.admission?(task) ?? .run {
-        case .run:
-            break
-        case .isolate:
-            // The same message, to the process that runs suspects alone; safe before the ack.
-            try await publishAll([topology.isolationMessage(queue: queue, properties: delivery.properties, body: delivery.body)])
-            return try await delivery.ack()
-        case .deadLetter(let reason, let message):
-            return try await deadLetter(delivery, queue: queue, task: task, reason: reason, errorType: reason.rawValue, message: message)
-        }
-        guard let handler = registry.handler(for: task.name) else {
-            return try await deadLetter(delivery, queue: queue, task: task, reason: .unknownTask, errorType: "unknown_task",
-                                        message: "no handler is registered for \(task.name) (this worker has: \(registry.names.joined(separator: ", ")))")
-        }
-        // Unknown when the message carried no time: reported as unknown, not as zero.
-        let due = [task.enqueuedAt, task.notBefore].compactMap { $0 }.max()
-        let waited = due.map { max(0, Date().timeIntervalSince($0) * 1000) }
-        if configuration.publishStartedEvents {
-            let started = eventMessage(event(.started, task))
-            let broker = self.broker
-            Task { _ = try? await broker.publish([started]) }
-        }
+    }
 
+    /// Runs a task's handler through the middleware; nil when shutdown
+    /// cancelled it past its grace (its delivery goes back).
+    private func run(_ task: TaskEnvelope, _ handler: @escaping HandlerRegistry.Handler, waited: Double?,
+                     queue: String) async -> (outcome: Result<[UInt8]?, any Error>, milliseconds: Double)? {
         let context = TaskContext(task: task, logger: logger)
         if let waited { queueMetrics[queue]?.wait.recordNanoseconds(Int64(waited * 1_000_000)) }
 
@@ -337,67 +339,35 @@ public final class Worker: Service {
             outcome = .failure(error)
         }
         configuration.taskReporter?(.finished(taskID: task.id))
-        if !RunningTasks.markSettling() {
-            // Shutdown cancelled this task past its grace: hand it back whatever
-            // the handler returned (nothing about it has been published).
-            try? await delivery.reject(requeue: true)
-            return
-        }
-        let elapsed = ContinuousClock.now - start
-        let milliseconds = elapsed.timeInterval * 1000
+        guard RunningTasks.markSettling() else { return nil }
+        return (outcome, (ContinuousClock.now - start).timeInterval * 1000)
+    }
 
+    /// Counts and logs how a delivery ended.
+    private func count(_ outcome: SettlementStateMachine.Outcome, queue: String) {
         switch outcome {
-        case .success(let result):
-            var e = event(.succeeded, task)
-            e.durationMilliseconds = milliseconds
-            e.waitMilliseconds = waited
-            if let result {
-                let text = String(decoding: result.prefix(configuration.maxResultBytes), as: UTF8.self)
-                e.result = result.count > configuration.maxResultBytes ? nil : text
-                if result.count > configuration.maxResultBytes {
-                    e.errorMessage = "result of \(result.count) bytes exceeds the limit of \(configuration.maxResultBytes) and was dropped"
-                }
-            }
-            try await publishAll([eventMessage(e)])
+        case .forwarded:
+            break
+        case .succeeded(let task):
             statsBox.withLock { $0.succeeded += 1 }
-            countOutcome("succeeded", task.name, queue)
-            try await delivery.ack()
-        case .failure(let error):
-            let (kind, message, retryable) = Self.describe(error)
-            let policy = task.retryPolicy ?? configuration.retryPolicy
-            let decision: RetryDecision = retryable && !configuration.retryPolicy.nonRetryable.contains(kind)
-                ? policy.decision(afterAttempt: task.attempt, errorKind: kind, maxAttemptsOverride: task.maxAttempts ?? (task.retryPolicy == nil ? nil : configuration.retryPolicy.maxAttempts))
-                : .dead(.nonRetryable)
-            switch decision {
-            case .retry(let delay):
-                var next = task
-                next.attempt += 1
-                next.notBefore = Date().addingTimeInterval(Double(delay) / 1000)
-                var e = event(.retrying, task)
-                e.errorType = kind
-                e.errorMessage = message
-                e.nextDelayMilliseconds = delay
-                e.durationMilliseconds = milliseconds
-                e.waitMilliseconds = waited
-                // The copy must be safe before the ack; the event is reported, not required
-                // (publishing both as one batch could requeue a task whose copy exists).
-                do {
-                    try await publishAll([topology.message(for: next)])
-                } catch where PublishFailure.isOverLimit(error) {
-                    // Its headers and ours do not fit a frame: it can never be retried.
-                    return try await deadLetter(delivery, queue: queue, task: task, reason: .tooLarge, errorType: "too_large",
-                                                message: "the retry copy cannot be sent (\(error)); the attempt failed with \(kind): \(message)",
-                                                waited: waited)
-                }
-                await publishEvent(e)
-                statsBox.withLock { $0.retried += 1 }
-                countOutcome("retried", task.name, queue)
-                try await delivery.ack()
-            case .dead(let reason):
-                try await deadLetter(delivery, queue: queue, task: task, reason: reason, errorType: kind, message: message,
-                                     waited: waited)
-            }
+            countOutcome("succeeded", task, queue)
+        case .retried(let task):
+            statsBox.withLock { $0.retried += 1 }
+            countOutcome("retried", task, queue)
+        case .dead(let task, let id, let reason, let message):
+            logger.warning("task dead-lettered", metadata: [
+                "queue": "\(queue)", "reason": "\(reason.rawValue)", "task.id": "\(id)", "error": "\(message)",
+            ])
+            statsBox.withLock { $0.dead += 1 }
+            countOutcome("dead", task, queue)
         }
+    }
+
+    private static func settlementSettings(_ configuration: Configuration, topology: Topology) -> SettlementStateMachine.Settings {
+        SettlementStateMachine.Settings(
+            topology: topology, workerID: configuration.workerID, maxBodyBytes: configuration.maxBodyBytes,
+            maxResultBytes: configuration.maxResultBytes, retryPolicy: configuration.retryPolicy,
+            eventSigner: configuration.eventSigner, publishStartedEvents: configuration.publishStartedEvents)
     }
 
     private func runChain(_ context: TaskContext, _ handler: @escaping HandlerRegistry.Handler) async throws -> [UInt8]? {
@@ -411,72 +381,15 @@ public final class Worker: Service {
         return try await chain(context)
     }
 
-    /// The error's kind (for the retry policy), text, and whether it may be retried.
-    static func describe(_ error: any Error) -> (kind: String, message: String, retryable: Bool) {
-        if let failure = error as? TaskFailure { return (failure.kind, failure.message, failure.retryable) }
-        return (String(describing: type(of: error)), String(describing: error), true)
-    }
-
-    private func deadLetter(_ delivery: BrokerDelivery, queue: String, task: TaskEnvelope?, reason: DeadReason,
-                            errorType: String, message: String, waited: Double? = nil) async throws {
-        logger.warning("task dead-lettered", metadata: [
-            "queue": "\(queue)", "reason": "\(reason.rawValue)", "task.id": "\(task?.id ?? delivery.properties.messageId ?? "?")",
-            "error": "\(message)",
-        ])
-        var e: TaskEvent
-        if let task {
-            e = event(.dead, task)
-        } else {
-            let stub = TaskEnvelope(id: delivery.properties.messageId ?? "", name: delivery.properties.type ?? "", queue: queue, arguments: [])
-            e = event(.dead, stub)
-        }
-        // The copy carries the outcome's signature too: the coordinator may
-        // learn of the death from the dead queue alone.
-        func signature(_ reason: DeadReason) -> String? {
-            var dead = e
-            dead.deadReason = reason
-            return configuration.eventSigner?.signature(of: dead)
-        }
-        var reason = reason
+    /// Publishes a report and waits for the broker; a failure is logged, not thrown.
+    private func publishEvent(_ message: OutboundMessage) async {
         do {
-            try await publishAll([topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: reason,
-                                                       errorType: errorType, errorMessage: message, worker: configuration.workerID,
-                                                       signature: signature(reason))])
-        } catch where PublishFailure.isOverLimit(error) {
-            // The message with our headers added does not fit a frame: the
-            // dead copy keeps the body and Sluice's own headers only.
-            logger.warning("the dead copy is too large; sending it trimmed", metadata: ["queue": "\(queue)", "error": "\(error)"])
-            reason = .tooLarge
-            try await publishAll([topology.deadMessage(queue: queue, properties: delivery.properties, body: delivery.body, reason: .tooLarge,
-                                                       errorType: errorType, errorMessage: "\(message) (headers trimmed: \(error))",
-                                                       worker: configuration.workerID, signature: signature(.tooLarge), trimmed: true)])
-        }
-        e.deadReason = reason
-        e.waitMilliseconds = waited
-        e.errorType = errorType
-        e.errorMessage = message
-        await publishEvent(e)
-        statsBox.withLock { $0.dead += 1 }
-        countOutcome("dead", task?.name ?? delivery.properties.type ?? "unknown", queue)
-        try await delivery.ack()
-    }
-
-    /// Publishes an event and waits for the broker; a failure is logged, not thrown.
-    private func publishEvent(_ event: TaskEvent) async {
-        do {
-            try await publishAll([eventMessage(event)])
+            try await publishAll([message])
         } catch {
-            logger.warning("could not publish a task event", metadata: ["kind": "\(event.kind.rawValue)", "task.id": "\(event.taskID)", "error": "\(error)"])
+            logger.warning("could not publish a task event", metadata: ["type": "\(message.properties.type ?? "")",
+                                                                        "message.id": "\(message.properties.messageId ?? "")",
+                                                                        "error": "\(error)"])
         }
-    }
-
-    /// The message for an event, signed when the worker has an event key.
-    private func eventMessage(_ event: TaskEvent) -> OutboundMessage {
-        topology.eventMessage(configuration.eventSigner.map { $0.signed(event) } ?? event)
-    }
-
-    private func event(_ kind: TaskEvent.Kind, _ task: TaskEnvelope) -> TaskEvent {
-        TaskEvent(kind: kind, task: task, worker: configuration.workerID)
     }
 
     /// Publishes and requires every message confirmed. An event nobody has

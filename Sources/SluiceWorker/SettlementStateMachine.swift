@@ -1,0 +1,355 @@
+import Foundation
+import SluiceCore
+import SluiceWire
+
+/// What becomes of one delivery, decided without I/O: which messages must be
+/// published, in which order, and when to acknowledge.
+///
+/// The worker feeds it what happened (the delivery, the admission verdict,
+/// the handler's outcome, a publish that broke a wire limit) and executes the
+/// ``Action`` it returns, the way postgres-nio's connection state machine is
+/// driven. The rule it keeps: a delivery is acknowledged only after the
+/// message that carries its outcome (the postponed or retry copy, the
+/// `succeeded` event, the dead copy) has been confirmed; events that only
+/// report (`retrying`, `dead`) are sent on a best-effort basis. A publish that
+/// fails for any other reason than a wire limit is the caller's to handle:
+/// it leaves the delivery unacknowledged, so the broker delivers it again.
+struct SettlementStateMachine {
+    /// What the decisions depend on: the worker's configuration, pure parts.
+    struct Settings: Sendable {
+        var topology: Topology
+        var workerID: String
+        var maxBodyBytes: Int
+        var maxResultBytes: Int
+        var retryPolicy: RetryPolicy
+        var eventSigner: EventSigner?
+        var publishStartedEvents: Bool
+    }
+
+    /// What the worker does next.
+    enum Action {
+        /// Write a log line, then call ``logged()``.
+        case log(Warning)
+        /// Ask the admission hook about this task, then call ``admitted(_:)``.
+        case admit(TaskEnvelope)
+        /// Run the task's handler (`started`: an event to send without
+        /// waiting), then call ``handlerFinished(_:milliseconds:now:jitter:)``,
+        /// or ``noHandler(registered:)`` when no handler has the task's name.
+        case run(TaskEnvelope, waitedMilliseconds: Double?, started: OutboundMessage?)
+        /// Publish and wait for the broker's confirm, then call
+        /// ``published()``; if it breaks a wire limit, ``publishRefused(_:)``.
+        case publish(OutboundMessage)
+        /// Publish a report; whatever happens, then call ``eventSent()``.
+        case publishEvent(OutboundMessage)
+        /// Acknowledge the delivery: its outcome is safe. The end.
+        case ack(Outcome)
+        /// Give up without acknowledging (the broker delivers it again). The end.
+        case fail(any Error)
+    }
+
+    /// How a delivery ended, for counters and logs.
+    enum Outcome: Equatable {
+        /// Sent on: early from the delay ladder, or to the isolation queue.
+        case forwarded
+        case succeeded(task: String)
+        case retried(task: String)
+        case dead(task: String, id: String, reason: DeadReason, message: String)
+    }
+
+    /// Log lines the decisions call for.
+    enum Warning: Equatable {
+        /// A task named a workflow step the coordinator did not sign: it runs as a plain task.
+        case unsignedStep(taskID: String, runID: String)
+        /// The message carrying the outcome breaks a wire limit: what is sent instead.
+        case overLimit(String)
+    }
+
+    private enum State {
+        case received
+        case warnedUnsignedStep(TaskEnvelope, now: Date)
+        case admitting(TaskEnvelope, now: Date)
+        /// Publishing a copy that replaces the delivery (postponed, isolated);
+        /// `onRefused`: the dead letter if the copy breaks a wire limit.
+        case forwarding(onRefused: DeadLetter?)
+        case running(TaskEnvelope, waited: Double?)
+        case reportingSuccess(TaskEnvelope)
+        case copyingRetry(TaskEnvelope, event: TaskEvent, onRefused: DeadLetter)
+        case reportingRetry(TaskEnvelope)
+        case deadLettering(DeadLetter, trimmed: Bool)
+        case reportingDead(DeadLetter)
+        /// A log line is out; then `next`, in state `resume`.
+        indirect case warnedOverLimit(next: Action, resume: State)
+        case done
+    }
+
+    /// A dead-letter in the making.
+    private struct DeadLetter {
+        var task: TaskEnvelope?
+        var reason: DeadReason
+        var errorType: String
+        var message: String
+        var waited: Double?
+        /// For a copy that could not be sent: the message, given the error.
+        var explain: (@Sendable (String) -> String)?
+    }
+
+    private let settings: Settings
+    private let queue: String
+    private let properties: BasicProperties
+    private let body: [UInt8]
+    private var state = State.received
+
+    init(settings: Settings, queue: String, properties: BasicProperties, body: [UInt8]) {
+        self.settings = settings
+        self.queue = queue
+        self.properties = properties
+        self.body = body
+    }
+
+    // MARK: Inputs
+
+    /// The delivery arrived: check it before anything runs.
+    mutating func received(now: Date) -> Action {
+        guard case .received = state else { return invalid("received") }
+        if body.count > settings.maxBodyBytes {
+            return deadLetter(DeadLetter(task: nil, reason: .tooLarge, errorType: "too_large",
+                                         message: "body of \(body.count) bytes exceeds the limit of \(settings.maxBodyBytes)"))
+        }
+        var task: TaskEnvelope
+        do {
+            task = try TaskEnvelope.decode(properties: properties, body: body, queue: queue)
+        } catch {
+            return deadLetter(DeadLetter(task: nil, reason: error.reason, errorType: error.reason.rawValue, message: error.message))
+        }
+        if let signer = settings.eventSigner, let runID = task.workflowRunID, !signer.verifyStep(task) {
+            // Named a workflow step, but the coordinator did not sign it: it
+            // runs as a plain task, and its outcome decides no step.
+            let warning = Warning.unsignedStep(taskID: String(task.id.prefix(300)), runID: String(runID.prefix(300)))
+            task.workflowRunID = nil
+            task.workflowStep = nil
+            state = .warnedUnsignedStep(task, now: now)
+            return .log(warning)
+        }
+        return checkTime(task, now: now)
+    }
+
+    /// The log line asked for was written.
+    mutating func logged() -> Action {
+        switch state {
+        case .warnedUnsignedStep(let task, let now):
+            return checkTime(task, now: now)
+        case .warnedOverLimit(let next, let resume):
+            state = resume
+            return next
+        default:
+            return invalid("logged")
+        }
+    }
+
+    /// The admission hook's verdict (``Worker/Admission/run`` without one).
+    mutating func admitted(_ verdict: Worker.Admission) -> Action {
+        guard case .admitting(let task, let now) = state else { return invalid("admitted") }
+        switch verdict {
+        case .run:
+            // Unknown when the message carried no time: reported as unknown, not as zero.
+            let due = [task.enqueuedAt, task.notBefore].compactMap { $0 }.max()
+            let waited = due.map { max(0, now.timeIntervalSince($0) * 1000) }
+            state = .running(task, waited: waited)
+            let started = settings.publishStartedEvents ? eventMessage(TaskEvent(kind: .started, task: task, worker: settings.workerID)) : nil
+            return .run(task, waitedMilliseconds: waited, started: started)
+        case .isolate:
+            // The same message, to the process that runs suspects alone; safe before the ack.
+            state = .forwarding(onRefused: nil)
+            return .publish(settings.topology.isolationMessage(queue: queue, properties: properties, body: body))
+        case .deadLetter(let reason, let message):
+            return deadLetter(DeadLetter(task: task, reason: reason, errorType: reason.rawValue, message: message))
+        }
+    }
+
+    /// No handler is registered under the task's name.
+    mutating func noHandler(registered: [String]) -> Action {
+        guard case .running(let task, let waited) = state else { return invalid("noHandler") }
+        return deadLetter(DeadLetter(task: task, reason: .unknownTask, errorType: "unknown_task",
+                                     message: "no handler is registered for \(task.name) (this worker has: \(registered.joined(separator: ", ")))",
+                                     waited: waited))
+    }
+
+    /// The handler returned or threw. `jitter` (0..<1) spreads retry delays.
+    mutating func handlerFinished(_ outcome: Result<[UInt8]?, any Error>, milliseconds: Double, now: Date,
+                                  jitter: Double) -> Action {
+        guard case .running(let task, let waited) = state else { return invalid("handlerFinished") }
+        switch outcome {
+        case .success(let result):
+            var event = TaskEvent(kind: .succeeded, task: task, worker: settings.workerID)
+            event.durationMilliseconds = milliseconds
+            event.waitMilliseconds = waited
+            if let result {
+                if result.count > settings.maxResultBytes {
+                    event.errorMessage = "result of \(result.count) bytes exceeds the limit of \(settings.maxResultBytes) and was dropped"
+                } else {
+                    event.result = String(decoding: result, as: UTF8.self)
+                }
+            }
+            // The event is the outcome: it must be confirmed before the ack.
+            state = .reportingSuccess(task)
+            return .publish(eventMessage(event))
+        case .failure(let error):
+            let (kind, message, retryable) = Self.describe(error)
+            let policy = task.retryPolicy ?? settings.retryPolicy
+            let maxAttempts = task.maxAttempts ?? (task.retryPolicy == nil ? nil : settings.retryPolicy.maxAttempts)
+            let decision: RetryDecision = retryable && !settings.retryPolicy.nonRetryable.contains(kind)
+                ? policy.decision(afterAttempt: task.attempt, errorKind: kind, maxAttemptsOverride: maxAttempts, unit: jitter)
+                : .dead(.nonRetryable)
+            switch decision {
+            case .retry(let delay):
+                var next = task
+                next.attempt += 1
+                next.notBefore = now.addingTimeInterval(Double(delay) / 1000)
+                var event = TaskEvent(kind: .retrying, task: task, worker: settings.workerID)
+                event.errorType = kind
+                event.errorMessage = message
+                event.nextDelayMilliseconds = delay
+                event.durationMilliseconds = milliseconds
+                event.waitMilliseconds = waited
+                // The copy must be safe before the ack; the event only reports
+                // (publishing both as one batch could requeue a task whose copy exists).
+                let refused = DeadLetter(task: task, reason: .tooLarge, errorType: "too_large", message: "", waited: waited,
+                                         explain: { "the retry copy cannot be sent (\($0)); the attempt failed with \(kind): \(message)" })
+                state = .copyingRetry(task, event: event, onRefused: refused)
+                return .publish(settings.topology.message(for: next, now: now))
+            case .dead(let reason):
+                return deadLetter(DeadLetter(task: task, reason: reason, errorType: kind, message: message, waited: waited))
+            }
+        }
+    }
+
+    /// The broker confirmed the message of the last ``Action/publish(_:)``.
+    mutating func published() -> Action {
+        switch state {
+        case .forwarding:
+            return finish(.forwarded)
+        case .reportingSuccess(let task):
+            return finish(.succeeded(task: task.name))
+        case .copyingRetry(let task, let event, _):
+            state = .reportingRetry(task)
+            return .publishEvent(eventMessage(event))
+        case .deadLettering(let dead, _):
+            state = .reportingDead(dead)
+            var event = deadEvent(dead)
+            event.deadReason = dead.reason
+            event.waitMilliseconds = dead.waited
+            event.errorType = dead.errorType
+            event.errorMessage = dead.message
+            return .publishEvent(eventMessage(event))
+        default:
+            return invalid("published")
+        }
+    }
+
+    /// The message of the last ``Action/publish(_:)`` breaks a wire limit:
+    /// it was not sent, and never will be as it is.
+    mutating func publishRefused(_ error: any Error) -> Action {
+        switch state {
+        case .forwarding(let onRefused?):
+            return warnThen("\(error)", deadLetter(onRefused, error: error))
+        case .copyingRetry(_, _, let onRefused):
+            return warnThen("\(error)", deadLetter(onRefused, error: error))
+        case .deadLettering(var dead, false):
+            // The message with our headers added does not fit a frame: the
+            // dead copy keeps the body and Sluice's own headers only.
+            dead.reason = .tooLarge
+            state = .deadLettering(dead, trimmed: true)
+            let copy = deadCopy(DeadLetter(task: dead.task, reason: .tooLarge, errorType: dead.errorType,
+                                           message: "\(dead.message) (headers trimmed: \(error))", waited: dead.waited), trimmed: true)
+            return warnThen("\(error)", .publish(copy))
+        default:
+            state = .done
+            return .fail(error)
+        }
+    }
+
+    /// The report asked for by ``Action/publishEvent(_:)`` went (or failed).
+    mutating func eventSent() -> Action {
+        switch state {
+        case .reportingRetry(let task):
+            return finish(.retried(task: task.name))
+        case .reportingDead(let dead):
+            return finish(.dead(task: dead.task?.name ?? properties.type ?? "unknown",
+                                id: dead.task?.id ?? properties.messageId ?? "?", reason: dead.reason, message: dead.message))
+        default:
+            return invalid("eventSent")
+        }
+    }
+
+    // MARK: Decisions
+
+    private mutating func checkTime(_ task: TaskEnvelope, now: Date) -> Action {
+        if let deadline = task.deadline, deadline < now || (task.notBefore.map { $0 > deadline } ?? false) {
+            return deadLetter(DeadLetter(task: task, reason: .deadlineExpired, errorType: "deadline_expired",
+                                         message: "the deadline \(deadline) passed (or falls before the task may start)"))
+        }
+        if let notBefore = task.notBefore, notBefore.timeIntervalSince(now) > 0.02 {
+            // Early from the delay ladder (a long wait hops through tiers): back it goes.
+            state = .forwarding(onRefused: DeadLetter(task: task, reason: .tooLarge, errorType: "too_large", message: "",
+                                                      explain: { "the task's copy for its next delay tier cannot be sent: \($0)" }))
+            return .publish(settings.topology.message(for: task, now: now))
+        }
+        state = .admitting(task, now: now)
+        return .admit(task)
+    }
+
+    private mutating func deadLetter(_ dead: DeadLetter, error: (any Error)? = nil) -> Action {
+        var dead = dead
+        if let error, let explain = dead.explain { dead.message = explain("\(error)") }
+        state = .deadLettering(dead, trimmed: false)
+        return .publish(deadCopy(dead, trimmed: false))
+    }
+
+    /// Logs first; `next` was made by a decision that already set the state to return to.
+    private mutating func warnThen(_ text: String, _ next: Action) -> Action {
+        state = .warnedOverLimit(next: next, resume: state)
+        return .log(.overLimit(text))
+    }
+
+    private mutating func finish(_ outcome: Outcome) -> Action {
+        state = .done
+        return .ack(outcome)
+    }
+
+    private mutating func invalid(_ input: String) -> Action {
+        // A bug in the driver, not in the input: fail the delivery (it comes back) rather than crash.
+        let error = SluiceError(.broker, "settlement: \(input) in state \(state)")
+        state = .done
+        return .fail(error)
+    }
+
+    // MARK: Messages
+
+    /// The `dead` event, for a task or for a message that did not decode.
+    private func deadEvent(_ dead: DeadLetter) -> TaskEvent {
+        let task = dead.task ?? TaskEnvelope(id: properties.messageId ?? "", name: properties.type ?? "", queue: queue, arguments: [])
+        return TaskEvent(kind: .dead, task: task, worker: settings.workerID)
+    }
+
+    private func deadCopy(_ dead: DeadLetter, trimmed: Bool) -> OutboundMessage {
+        // The copy carries the outcome's signature too: the coordinator may
+        // learn of the death from the dead queue alone.
+        var event = deadEvent(dead)
+        event.deadReason = dead.reason
+        return settings.topology.deadMessage(queue: queue, properties: properties, body: body, reason: dead.reason,
+                                             errorType: dead.errorType, errorMessage: dead.message,
+                                             worker: settings.workerID, signature: settings.eventSigner?.signature(of: event),
+                                             trimmed: trimmed)
+    }
+
+    /// An event's message, signed when the worker has an event key.
+    private func eventMessage(_ event: TaskEvent) -> OutboundMessage {
+        settings.topology.eventMessage(settings.eventSigner.map { $0.signed(event) } ?? event)
+    }
+
+    /// The error's kind (for the retry policy), text, and whether it may be retried.
+    static func describe(_ error: any Error) -> (kind: String, message: String, retryable: Bool) {
+        if let failure = error as? TaskFailure { return (failure.kind, failure.message, failure.retryable) }
+        return (String(describing: type(of: error)), String(describing: error), true)
+    }
+}
