@@ -67,30 +67,22 @@ extension ConnectionCore {
                     message: "the broker cancelled consumer \(tag) (was its queue deleted?)"))
             }
             if m.nowait == 0, let connection {
-                var ok = amqp_basic_cancel_ok_t(consumer_tag: m.consumer_tag)
-                try AMQPCheck.status(amqp_send_method(connection, id, SLUICE_BASIC_CANCEL_OK, &ok), "basic.cancel-ok")
+                try RabbitMQC(state: connection).sendCancelOk(id, consumerTag: m.consumer_tag)
             }
         case SLUICE_CHANNEL_CLOSE:
             let error = AMQPCheck.serverError(method, operation: "channel \(id)")
-            if let connection {
-                var ok = amqp_channel_close_ok_t(dummy: 0)
-                try AMQPCheck.status(amqp_send_method(connection, id, SLUICE_CHANNEL_CLOSE_OK, &ok), "channel.close-ok")
-            }
+            if let connection { try RabbitMQC(state: connection).sendChannelCloseOk(id) }
             if let channel = channels.removeValue(forKey: id) {
                 logger.warning("broker closed channel", metadata: ["channel": "\(id)", "error": "\(error)"])
                 closeChannelState(channel, error: error)
             }
         case SLUICE_CHANNEL_FLOW:
             if let connection, let decoded {
-                var ok = amqp_channel_flow_ok_t(active: decoded.assumingMemoryBound(to: amqp_channel_flow_t.self).pointee.active)
-                try AMQPCheck.status(amqp_send_method(connection, id, SLUICE_CHANNEL_FLOW_OK, &ok), "channel.flow-ok")
+                try RabbitMQC(state: connection).sendFlowOk(id, active: decoded.assumingMemoryBound(to: amqp_channel_flow_t.self).pointee.active)
             }
         case SLUICE_CONNECTION_CLOSE:
             let error = AMQPCheck.serverError(method, operation: "connection")
-            if let connection {
-                var ok = amqp_connection_close_ok_t(dummy: 0)
-                _ = amqp_send_method(connection, 0, SLUICE_CONNECTION_CLOSE_OK, &ok)
-            }
+            if let connection { try? RabbitMQC(state: connection).sendConnectionCloseOk() }
             throw error
         case SLUICE_CONNECTION_BLOCKED:
             var reason = ""
@@ -152,7 +144,7 @@ extension ConnectionCore {
 
     private func rejectQuietly(_ channel: ChannelState, _ deliveryTag: UInt64) {
         guard let connection else { return }
-        let status = amqp_basic_reject(connection, channel.id, deliveryTag, 1)
+        let status = RabbitMQC(state: connection).basicReject(channel.id, deliveryTag, requeue: true)
         if status < 0 { logger.debug("reject failed", metadata: ["error": "\(AMQPCheck.libraryError(status, operation: "basic.reject"))"]) }
     }
 

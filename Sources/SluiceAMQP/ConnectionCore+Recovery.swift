@@ -10,7 +10,7 @@ extension ConnectionCore {
         guard let connection else { return }
         // The socket is dead or in an unknown state: no close handshake.
         connectedFlag.store(false)
-        amqp_destroy_connection(connection)
+        RabbitMQC(state: connection).destroy()
         self.connection = nil
         socketFD = -1
         blocked = false
@@ -55,7 +55,7 @@ extension ConnectionCore {
             try restore()
         } catch {
             if let connection {
-                amqp_destroy_connection(connection)
+                RabbitMQC(state: connection).destroy()
                 self.connection = nil
                 socketFD = -1
             }
@@ -79,48 +79,35 @@ extension ConnectionCore {
 
     /// Declares the recorded topology again and reopens channels and consumers.
     private func restore() throws(AMQPError) {
-        let connection = try requireConnection("restore")
+        let c = RabbitMQC(state: try requireConnection("restore"))
         // Topology first, on a scratch channel, so consumers find their queues.
         if !topology.declarations.isEmpty {
-            let scratchID = (1...UInt16(min(channelMax, 65535))).first(where: { channels[$0] == nil }) ?? 1
-            let scratch = ChannelState(id: scratchID, confirms: false)
+            let scratch = (1...UInt16(min(channelMax, 65535))).first(where: { channels[$0] == nil }) ?? 1
             var restored = TopologyRecorder()
-            defer { if channels[scratch.id] === scratch { channels.removeValue(forKey: scratch.id) } }
-            try openScratch(scratch, on: connection)
+            try c.channelOpen(scratch, "open restore channel")
             for declaration in topology.declarations {
-                let arena = CArena()
-                switch declaration {
-                case .exchange(let d):
-                    _ = amqp_exchange_declare(connection, scratch.id, arena.bytes(d.name), arena.bytes(d.type), 0,
-                                              d.durable ? 1 : 0, d.autoDelete ? 1 : 0, d.internal ? 1 : 0, d.arguments.cTable(in: arena))
-                case .queue(let d):
-                    _ = amqp_queue_declare(connection, scratch.id, arena.bytes(d.name), 0, d.durable ? 1 : 0,
-                                           d.exclusive ? 1 : 0, d.autoDelete ? 1 : 0, d.arguments.cTable(in: arena))
-                case .binding(let b):
-                    _ = amqp_queue_bind(connection, scratch.id, arena.bytes(b.queue), arena.bytes(b.exchange),
-                                        arena.bytes(b.routingKey), b.arguments.cTable(in: arena))
-                }
-                let reply = amqp_get_rpc_reply(connection)
-                defer { amqp_maybe_release_buffers_on_channel(connection, scratch.id) }
+                defer { c.releaseBuffers(scratch) }
+                let operation = "restore \(declaration)"
                 do {
-                    try AMQPCheck.reply(reply, "restore \(declaration)")
+                    switch declaration {
+                    case .exchange(let d): try c.exchangeDeclare(scratch, d, passive: false, operation)
+                    case .queue(let d): _ = try c.queueDeclare(scratch, d, passive: false, operation)
+                    case .binding(let b): try c.queueBind(scratch, b, operation)
+                    }
                     restored.record(declaration)
-                } catch {
-                    guard reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION, reply.reply.id == SLUICE_CHANNEL_CLOSE else { throw error }
-                    // The broker refused this one (it changed meanwhile): forget it, carry on.
+                } catch where error.code == .channelClosedByBroker {
+                    // The broker refused this one (it changed meanwhile; its close
+                    // was answered): forget it, carry on on a fresh channel.
                     logger.error("could not restore a declaration", metadata: ["error": "\(error)"])
-                    var ok = amqp_channel_close_ok_t(dummy: 0)
-                    _ = amqp_send_method(connection, scratch.id, SLUICE_CHANNEL_CLOSE_OK, &ok)
-                    try openScratch(scratch, on: connection)
+                    try c.channelOpen(scratch, "open restore channel")
                 }
             }
             topology = restored
-            channels.removeValue(forKey: scratch.id)
-            try AMQPCheck.reply(amqp_channel_close(connection, scratch.id, Int32(AMQP_REPLY_SUCCESS)), "close restore channel")
+            try c.channelClose(scratch, "close restore channel")
         }
         for channel in channels.values.sorted(by: { $0.id < $1.id }) {
-            try reopen(channel, on: connection)
-            try restoreConsumers(of: channel, on: connection)
+            try reopen(channel)
+            try restoreConsumers(of: channel, c)
         }
     }
 
@@ -129,39 +116,24 @@ extension ConnectionCore {
     /// error; since the refusal closes the channel, the channel is reopened
     /// and the others are started again. Consumers stay registered throughout,
     /// so a failed attempt leaves them for the next one.
-    private func restoreConsumers(of channel: ChannelState, on connection: amqp_connection_state_t) throws(AMQPError) {
+    private func restoreConsumers(of channel: ChannelState, _ c: RabbitMQC) throws(AMQPError) {
         var pending = channel.consumers.values.sorted { $0.tag < $1.tag }
         var index = 0
         while index < pending.count {
             let consumer = pending[index]
-            let arena = CArena()
-            _ = amqp_basic_consume(connection, channel.id, arena.bytes(consumer.queue), arena.bytes(consumer.tag), 0,
-                                   consumer.noAck ? 1 : 0, consumer.exclusive ? 1 : 0, consumer.arguments.cTable(in: arena))
-            let reply = amqp_get_rpc_reply(connection)
+            defer { c.releaseBuffers(channel.id) }
             do {
-                try AMQPCheck.reply(reply, "restore consumer \(consumer.tag) on \(consumer.queue)")
-                amqp_maybe_release_buffers_on_channel(connection, channel.id)
+                try startConsumer(consumer, on: channel.id, c, "restore consumer \(consumer.tag) on \(consumer.queue)")
                 index += 1
-            } catch {
-                guard reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION, reply.reply.id == SLUICE_CHANNEL_CLOSE else { throw error }
-                amqp_maybe_release_buffers_on_channel(connection, channel.id)
+            } catch where error.code == .channelClosedByBroker {
                 logger.error("could not restore a consumer", metadata: ["error": "\(error)"])
-                var ok = amqp_channel_close_ok_t(dummy: 0)
-                try AMQPCheck.status(amqp_send_method(connection, channel.id, SLUICE_CHANNEL_CLOSE_OK, &ok), "channel.close-ok")
                 channel.consumers.removeValue(forKey: consumer.tag)
                 consumer.continuation.finish(throwing: error)
                 pending.remove(at: index)
                 // The close ended the consumers already restored here: start over on a fresh channel.
-                try reopen(channel, on: connection)
+                try reopen(channel)
                 index = 0
             }
         }
-    }
-
-    private func openScratch(_ scratch: ChannelState, on connection: amqp_connection_state_t) throws(AMQPError) {
-        channels[scratch.id] = scratch
-        _ = amqp_channel_open(connection, scratch.id)
-        try AMQPCheck.reply(amqp_get_rpc_reply(connection), "open restore channel")
-        amqp_maybe_release_buffers_on_channel(connection, scratch.id)
     }
 }

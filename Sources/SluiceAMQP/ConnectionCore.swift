@@ -297,13 +297,12 @@ final class ConnectionCore: @unchecked Sendable {
     /// Reads and handles frames; returns true if it stopped at its limit with more to read.
     private func drain(readSocket: Bool) -> Bool {
         guard let connection else { return false }
+        let c = RabbitMQC(state: connection)
         var frame = amqp_frame_t()
         var zero = timeval(tv_sec: 0, tv_usec: 0)
         for _ in 0..<512 {
-            if !readSocket && amqp_frames_enqueued(connection) == 0 && amqp_data_in_buffer(connection) == 0 {
-                return false
-            }
-            let status = amqp_simple_wait_frame_noblock(connection, &frame, &zero)
+            if !readSocket && !c.hasBufferedInput { return false }
+            let status = c.nextFrame(&frame, timeout: &zero)
             if status == AMQP_STATUS_TIMEOUT.rawValue { return false }
             do {
                 try AMQPCheck.status(status, "read frame")
@@ -313,7 +312,7 @@ final class ConnectionCore: @unchecked Sendable {
                 return false
             }
             if let connection = self.connection {
-                amqp_maybe_release_buffers_on_channel(connection, frame.channel)
+                RabbitMQC(state: connection).releaseBuffers(frame.channel)
             } else {
                 return false
             }
@@ -346,7 +345,7 @@ final class ConnectionCore: @unchecked Sendable {
             throw AMQPError(.library, operation: operation, message: "out of memory")
         }
         var ok = false
-        defer { if !ok { amqp_destroy_connection(state) } }
+        defer { if !ok { RabbitMQC(state: state).destroy() } }
 
         let socket: OpaquePointer?
         if let tls = url.tls {
@@ -438,8 +437,7 @@ final class ConnectionCore: @unchecked Sendable {
     private func closeGracefully() {
         connectedFlag.store(false)
         if let connection {
-            _ = amqp_connection_close(connection, Int32(AMQP_REPLY_SUCCESS))
-            amqp_destroy_connection(connection)
+            RabbitMQC(state: connection).closeAndDestroy()
             self.connection = nil
             socketFD = -1
         }
