@@ -14,7 +14,7 @@ extension ConnectionCore {
         let c = RabbitMQC(state: mustBeOpen ? try requireOpen(channel, operation()) : try requireConnection(operation()))
         do {
             let value = try body(c)
-            lastInbound = .now
+            lifecycle.inbound(at: .now)
             c.releaseBuffers(channel.id)
             return value
         } catch {

@@ -87,12 +87,12 @@ extension ConnectionCore {
         case SLUICE_CONNECTION_BLOCKED:
             var reason = ""
             if let decoded { reason = decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee.reason.string }
-            blocked = true
+            _ = lifecycle.blocked()
             blockedFlag.store(true)
             logger.warning("broker blocked the connection", metadata: ["reason": "\(reason)"])
             events.emit(.blocked(reason: reason))
         case SLUICE_CONNECTION_UNBLOCKED:
-            blocked = false
+            _ = lifecycle.unblocked()
             blockedFlag.store(false)
             events.emit(.unblocked)
             for channel in channels.values { flushHeld(on: channel) }

@@ -4,16 +4,20 @@ import SluiceWire
 
 /// Losing a connection and getting it back, on the connection thread.
 extension ConnectionCore {
-    /// The socket is gone (or unusable). Fails what waited on it and either
-    /// starts recovery or ends the connection.
+    /// The socket is gone (or unusable): the lifecycle decides what follows.
     func connectionLost(_ error: AMQPError) {
+        execute(lifecycle.lost(error))
+    }
+
+    /// Fails what waited on the lost socket, keeps the unacknowledged
+    /// deliveries to report, and ends the connection unless it recovers.
+    func tearDown(_ error: AMQPError) {
         guard let connection else { return }
         // The socket is dead or in an unknown state: no close handshake.
         connectedFlag.store(false)
         RabbitMQC(state: connection).destroy()
         self.connection = nil
         socketFD = -1
-        blocked = false
         blockedFlag.store(false)
 
         var lost: [LostDelivery] = []
@@ -29,29 +33,26 @@ extension ConnectionCore {
         pendingLostDeliveries.append(contentsOf: lost.sorted { ($0.channel, $0.deliveryTag) < ($1.channel, $1.deliveryTag) })
         events.emit(.disconnected(error))
 
-        guard configuration.recovery != nil else {
+        guard lifecycle.isRecovering else {
             logger.error("connection lost", metadata: ["error": "\(error)"])
             finish(error: error)
             return
         }
         logger.warning("connection lost; reconnecting", metadata: ["error": "\(error)"])
-        recovering = true
-        failedAttempts = 0
-        backoff.reset()
     }
 
-    /// One reconnection attempt after a backoff delay.
+    /// One reconnection attempt after the lifecycle's backoff delay.
     func recoverStep() {
-        let delay = backoff.nextDelay()
+        guard case .reconnect(let delay) = lifecycle.nextStep() else { return }
         let milliseconds = Int32(clamping: delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
         _ = waitForWork(timeoutMilliseconds: milliseconds, includeSocket: false)
         if closeRequested() {
-            recovering = false
-            finish(error: nil)
+            execute(lifecycle.closeRequested())
             return
         }
+        let heartbeat: Int
         do {
-            try connect()
+            heartbeat = try connect()
             try restore()
         } catch {
             if let connection {
@@ -59,17 +60,16 @@ extension ConnectionCore {
                 self.connection = nil
                 socketFD = -1
             }
-            failedAttempts += 1
-            logger.info("reconnect attempt failed", metadata: ["attempt": "\(failedAttempts)", "error": "\(error)"])
-            if let max = configuration.recovery?.maxAttempts, failedAttempts >= max {
-                recovering = false
-                finish(error: error)
-            }
+            logger.info("reconnect attempt failed", metadata: ["attempt": "\(lifecycle.failedAttempts + 1)", "error": "\(error)"])
+            execute(lifecycle.reconnectFailed(error))
             return
         }
-        recovering = false
-        failedAttempts = 0
-        backoff.reset()
+        execute(lifecycle.reconnected(heartbeatSeconds: heartbeat, at: .now))
+    }
+
+    /// The connection is back: users hear of it, held publishes go out.
+    func announceRecovered() {
+        publishGeneration()
         let lost = pendingLostDeliveries
         pendingLostDeliveries.removeAll()
         logger.info("connection recovered", metadata: ["generation": "\(generation)", "lostDeliveries": "\(lost.count)"])

@@ -45,29 +45,30 @@ final class ConnectionCore: @unchecked Sendable {
     var logger: Logger { configuration.logger }
 
     // Connection-thread state.
+    /// Connecting, connected, recovering or closed, and the numbers that go
+    /// with it (generation, backoff, heartbeat): see ``ConnectionStateMachine``.
+    var lifecycle: ConnectionStateMachine
     var connection: amqp_connection_state_t?
     var socketFD: Int32 = -1
-    var heartbeatSeconds = 0
     var channelMax = 2047
     /// The negotiated frame size: content headers must fit one frame.
     var frameMax = 131_072
-    var generation: UInt64 = 0
     var channels: [UInt16: ChannelState] = [:]
     var topology = TopologyRecorder()
-    var blocked = false
-    var lastInbound = ContinuousClock.now
-    var recovering = false
-    var backoff: ReconnectBackoff
-    var failedAttempts = 0
     var pendingLostDeliveries: [LostDelivery] = []
     let publishArena = CArenaPool()
     private var startPending: PendingResult<Void>?
-    private var running = true
+    /// ``finish(error:)`` has run.
     private var finished = false
+
+    /// Which connection this is, counting reconnects.
+    var generation: UInt64 { lifecycle.generation }
+    /// The broker has blocked publishing.
+    var blocked: Bool { lifecycle.isBlocked }
 
     init(configuration: AMQPConnection.Configuration) throws {
         self.configuration = configuration
-        self.backoff = configuration.recovery?.backoff ?? ReconnectBackoff()
+        self.lifecycle = ConnectionStateMachine(recovery: configuration.recovery, now: .now)
         let fd = sluice_eventfd()
         guard fd >= 0 else {
             throw AMQPError(.library, operation: "eventfd", message: String(cString: strerror(errno)))
@@ -196,25 +197,27 @@ final class ConnectionCore: @unchecked Sendable {
 
     private func run() {
         do {
-            try connect()
-            failedAttempts = 0
+            let heartbeat = try connect()
+            execute(lifecycle.connected(heartbeatSeconds: heartbeat, at: .now))
+            publishGeneration()
             startPending?.succeed(())
         } catch {
             startPending?.fail(error)
             startPending = nil
-            finish(error: error)
+            execute(lifecycle.connectFailed(error))
             return
         }
         startPending = nil
 
         var moreFrames = false
-        while running {
-            if recovering {
+        while !lifecycle.isClosed {
+            if lifecycle.isRecovering {
                 recoverStep()
                 continue
             }
             runCommands()
             if closeRequested() {
+                execute(lifecycle.closeRequested())
                 break
             }
             if connection == nil { continue }
@@ -223,20 +226,38 @@ final class ConnectionCore: @unchecked Sendable {
             if connection == nil { continue }
             let readable = waitForWork(timeoutMilliseconds: moreFrames ? 0 : pollTimeoutMilliseconds)
             if readable.socket {
-                lastInbound = .now
+                lifecycle.inbound(at: .now)
             }
             // Read the socket when it has data, and on idle timeouts so that
             // rabbitmq-c sends its heartbeat when one is due.
             if readable.socket || !readable.wake || moreFrames {
                 moreFrames = drain(readSocket: true)
             }
-            checkHeartbeat()
+            execute(lifecycle.heartbeatCheck(at: .now))
         }
-        if !finished { closeGracefully() }
+        if !finished { finish(error: nil) }
+    }
+
+    /// Carries out what the lifecycle decided.
+    func execute(_ action: ConnectionStateMachine.Action) {
+        switch action {
+        case .none, .reconnect:
+            // Reconnects are paced by recoverStep(), which asks for them.
+            break
+        case .announceRecovered:
+            announceRecovered()
+        case .tearDown(let error):
+            tearDown(error)
+        case .closeGracefully:
+            closeGracefully()
+        case .finish(let error):
+            finish(error: error)
+        }
     }
 
     private var pollTimeoutMilliseconds: Int32 {
-        heartbeatSeconds > 0 ? Int32(max(100, heartbeatSeconds * 1000 / 4)) : 1000
+        let heartbeat = lifecycle.heartbeatSeconds
+        return heartbeat > 0 ? Int32(max(100, heartbeat * 1000 / 4)) : 1000
     }
 
     /// Waits on the socket and the wake-up eventfd.
@@ -274,7 +295,7 @@ final class ConnectionCore: @unchecked Sendable {
         defer { if corked >= 0 && corked == socketFD { setCork(corked, false) } }
         if !acks.isEmpty { sendAcks(acks) }
         var next = 0
-        while next < commands.count && !recovering && running {
+        while next < commands.count && !lifecycle.isRecovering && !lifecycle.isClosed {
             commands[next](self)
             next += 1
         }
@@ -320,25 +341,18 @@ final class ConnectionCore: @unchecked Sendable {
         return true
     }
 
-    private func checkHeartbeat() {
-        guard heartbeatSeconds > 0, connection != nil else { return }
-        if ContinuousClock.now - lastInbound > .seconds(2 * heartbeatSeconds) {
-            connectionLost(AMQPError(.heartbeatTimeout, operation: "heartbeat",
-                                     message: "no data from the broker for \(2 * heartbeatSeconds) s"))
-        }
-    }
-
     /// Whether a pending command's error means the connection itself is gone.
     func failIfConnectionLevel(_ error: AMQPError) {
         if error.isConnectionLevel || error.code == .timeout {
-            connectionLost(error)
+            execute(lifecycle.lost(error))
         }
     }
 
     // MARK: Connecting
 
-    /// Opens the socket and logs in. Throws with the C state cleaned up.
-    func connect() throws(AMQPError) {
+    /// Opens the socket and logs in; returns the negotiated heartbeat.
+    /// Throws with the C state cleaned up.
+    func connect() throws(AMQPError) -> Int {
         let url = configuration.url
         let operation = "connect \(url)"
         guard let state = amqp_new_connection() else {
@@ -410,21 +424,22 @@ final class ConnectionCore: @unchecked Sendable {
         ok = true
         connection = state
         socketFD = amqp_get_sockfd(state)
-        heartbeatSeconds = Int(amqp_get_heartbeat(state))
         channelMax = Int(amqp_get_channel_max(state))
         if channelMax == 0 { channelMax = 65535 }
         frameMax = Int(amqp_get_frame_max(state))
-        lastInbound = .now
-        blocked = false
         blockedFlag.store(false)
-        generation += 1
-        generationFlag.store(generation)
+        return Int(amqp_get_heartbeat(state))
+    }
+
+    /// Tells other threads which connection is up now (after the lifecycle counted it).
+    func publishGeneration() {
+        generationFlag.store(lifecycle.generation)
         connectedFlag.store(true)
     }
 
     func requireConnection(_ operation: @autoclosure () -> String) throws(AMQPError) -> amqp_connection_state_t {
         guard let connection else {
-            if finished || !running {
+            if lifecycle.isClosed {
                 throw AMQPError(.connectionClosed, operation: operation(), message: "the connection is closed")
             }
             throw AMQPError(.connectionLost, operation: operation(), message: "not connected")
@@ -448,7 +463,6 @@ final class ConnectionCore: @unchecked Sendable {
     func finish(error: AMQPError?) {
         guard !finished else { return }
         finished = true
-        running = false
         connectedFlag.store(false)
         let failure = error ?? AMQPError(.connectionClosed, operation: "connection", message: "the connection is closed")
         for channel in channels.values {
