@@ -213,9 +213,8 @@ public final class PostgresWorkflowStore: WorkflowStore {
 
     public func migrate() async throws {
         try await mapped("migrate", bounded: false) { [self] in
-            _ = try await client.query("CREATE TABLE IF NOT EXISTS sluice_schema (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
-                                       logger: logger)
-            let latest = PostgresMigrations.all.last?.version ?? 0
+            _ = try await client.query(PostgresQuery(unsafeSQL: StoreMigrations.schemaTable(.postgres)), logger: logger)
+            let latest = StoreMigrations.all(.postgres).last?.version ?? 0
             try await client.withTransaction(logger: logger) { connection in
                 // Coordinators starting together migrate one at a time.
                 _ = try await connection.query("SELECT pg_advisory_xact_lock(7251873)", logger: logger)
@@ -224,7 +223,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
                 guard current <= latest else {
                     throw StoreError(.schemaTooNew, "the database is at schema \(current); this sluice knows up to \(latest)")
                 }
-                for migration in PostgresMigrations.all where migration.version > current {
+                for migration in StoreMigrations.all(.postgres) where migration.version > current {
                     for statement in migration.statements {
                         _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                     }

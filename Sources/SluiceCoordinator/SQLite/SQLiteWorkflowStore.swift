@@ -89,14 +89,14 @@ public final class SQLiteWorkflowStore: WorkflowStore {
 
     public func migrate() async throws {
         try await gate.run {
-            try await self.query("CREATE TABLE IF NOT EXISTS sluice_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            try await self.query(StoreMigrations.schemaTable(.sqlite))
             let rows = try await self.query("SELECT COALESCE(MAX(version), 0) AS v FROM sluice_schema")
             let current = Int(rows.first?.column("v")?.integer ?? 0)
-            let latest = SQLiteMigrations.all.last?.version ?? 0
+            let latest = StoreMigrations.all(.sqlite).last?.version ?? 0
             guard current <= latest else {
                 throw StoreError(.schemaTooNew, "the database is at schema \(current); this sluice knows up to \(latest)")
             }
-            for migration in SQLiteMigrations.all where migration.version > current {
+            for migration in StoreMigrations.all(.sqlite) where migration.version > current {
                 try await self.query("BEGIN IMMEDIATE")
                 do {
                     for statement in migration.statements { try await self.query(statement) }

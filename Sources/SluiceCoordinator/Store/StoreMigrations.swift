@@ -1,0 +1,55 @@
+/// The schema of both stores, one numbered migration per change, written
+/// once: a ``Dialect`` fills in the column types SQLite and PostgreSQL name
+/// differently. Never edit a released migration: add the next number
+/// (StoreMigrationTests pins the released ones).
+enum StoreMigrations {
+    /// The column types that differ between the engines.
+    struct Dialect: Sendable {
+        /// Milliseconds since the epoch.
+        var timestamp: String
+        /// An auto-incrementing 64-bit primary key.
+        var serialKey: String
+
+        static let sqlite = Dialect(timestamp: "INTEGER", serialKey: "INTEGER PRIMARY KEY AUTOINCREMENT")
+        static let postgres = Dialect(timestamp: "BIGINT", serialKey: "BIGSERIAL PRIMARY KEY")
+    }
+
+    /// The table that records which migrations ran.
+    static func schemaTable(_ d: Dialect) -> String {
+        "CREATE TABLE IF NOT EXISTS sluice_schema (version INTEGER PRIMARY KEY, applied_at \(d.timestamp) NOT NULL)"
+    }
+
+    static func all(_ d: Dialect) -> [(version: Int, statements: [String])] {
+        [
+            (1, [
+                """
+                CREATE TABLE workflow_definitions (
+                    name TEXT NOT NULL, version INTEGER NOT NULL, definition TEXT NOT NULL, created_at \(d.timestamp) NOT NULL,
+                    PRIMARY KEY (name, version))
+                """,
+                """
+                CREATE TABLE workflow_runs (
+                    id TEXT PRIMARY KEY, workflow TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL,
+                    idempotency_key TEXT UNIQUE, parent_run TEXT, created_at \(d.timestamp) NOT NULL, updated_at \(d.timestamp) NOT NULL,
+                    state TEXT NOT NULL)
+                """,
+                "CREATE INDEX workflow_runs_status ON workflow_runs (status, created_at, id)",
+                "CREATE INDEX workflow_runs_workflow ON workflow_runs (workflow, created_at, id)",
+                "CREATE INDEX workflow_runs_created ON workflow_runs (created_at, id)",
+                """
+                CREATE TABLE workflow_outbox (
+                    id \(d.serialKey), run_id TEXT NOT NULL, payload TEXT NOT NULL,
+                    created_at \(d.timestamp) NOT NULL, sent_at \(d.timestamp))
+                """,
+                "CREATE INDEX workflow_outbox_unsent ON workflow_outbox (id) WHERE sent_at IS NULL",
+                "CREATE TABLE workflow_timers (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, due_at \(d.timestamp) NOT NULL)",
+                "CREATE INDEX workflow_timers_due ON workflow_timers (due_at)",
+                """
+                CREATE TABLE workflow_schedules (
+                    id TEXT PRIMARY KEY, spec TEXT NOT NULL, next_fire_at \(d.timestamp) NOT NULL, updated_at \(d.timestamp) NOT NULL)
+                """,
+                "CREATE TABLE coordinator_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at \(d.timestamp) NOT NULL)",
+            ]),
+        ]
+    }
+}
