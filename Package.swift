@@ -193,7 +193,8 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceCLITests",
-            dependencies: ["SluiceCLI", "SluiceTesting", .product(name: "Yams", package: "Yams")],
+            dependencies: ["SluiceCLI", "SluiceTesting", .product(name: "Yams", package: "Yams"),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -7,30 +7,6 @@ import SluiceRabbitMQ
 import SluiceWire
 import SluiceWorkflow
 
-extension ConnectionOptions {
-    func resolvedURL() throws -> AMQPURL {
-        let text = url ?? ProcessInfo.processInfo.environment["SLUICE_URL"] ?? Self.localBroker
-        do {
-            return try AMQPURL(text)
-        } catch let error as AMQPError {
-            throw ValidationError("--url: \(error.message)")
-        }
-    }
-
-    func topology() throws -> Topology {
-        do { return try Topology(prefix: prefix, deliveryLimit: deliveryLimit) } catch let error as SluiceError { throw ValidationError(error.message) }
-    }
-
-    func connect(name: String) async throws -> RabbitMQBroker {
-        let url = try resolvedURL()
-        do {
-            return try await RabbitMQBroker.connect(url: url, topology: try topology(), connectionName: name)
-        } catch let error as AMQPError where error.code == .connectionFailed {
-            throw CLIError("cannot reach the broker at \(url): \(error.message). Start one with scripts/broker start, or pass --url.")
-        }
-    }
-}
-
 /// The key that signs and checks step outcomes: `--event-key-file`'s
 /// contents (surrounding whitespace dropped), else `SLUICE_EVENT_KEY`, else
 /// none (outcomes unsigned and unchecked).
@@ -52,29 +28,10 @@ func eventSigner(keyFile: String?) throws -> EventSigner? {
     }
 }
 
-/// Logs to standard error at `level` (a valid --log-level; info if not).
-func bootstrapLogging(_ level: String) {
-    let level = Logger.Level(rawValue: level) ?? .info
-    LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
-    }
-}
-
 /// An error printed as-is, exit status 1.
 struct CLIError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
-}
-
-/// Parses a duration as workflow files do (`500ms`, `30s`, `2m`, `1h30m`,
-/// or a plain number of seconds), from 0 to a year.
-func parseDuration(_ text: String) throws -> Duration {
-    guard let ms = try? WorkflowDuration.milliseconds(text), ms <= 365 * 24 * 3_600_000 else {
-        throw ValidationError("'\(text)' is not a duration from 0 to a year (examples: 500ms, 30s, 2m, 1h)")
-    }
-    return .milliseconds(Int64(ms))
 }
 
 /// Reads JSON arguments from a literal, `@file`, or `-` (standard input).

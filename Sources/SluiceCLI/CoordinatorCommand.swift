@@ -38,37 +38,27 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var maxMapElements: Int = WorkflowLimits.standard.maxMapElements
     @Option(help: "The most elements of one map in flight at once (a map's own maxParallel, if lower, wins), so that one run's map cannot fill the work queue ahead of other runs.")
     var maxMapParallel: Int = WorkflowLimits.standard.maxMapParallel
-    @Option(help: "The most bytes of JSON a step task's rendered arguments (or a sub-workflow's input, or a run's output) may take; past it the step fails.")
-    var maxArgumentsBytes: Int = WorkflowLimits.standard.maxArgumentsBytes
+    @Option(help: "The most bytes of JSON (or KiB, MiB) a step task's rendered arguments (or a sub-workflow's input, or a run's output) may take; past it the step fails.")
+    var maxArgumentsBytes = ByteSize(bytes: WorkflowLimits.standard.maxArgumentsBytes)
     @Option(help: "Close an API connection that sends no part of a request for this long (a half-sent header included).")
-    var httpIdleTimeout: String = "30s"
+    var httpIdleTimeout: DurationArgument = "30s"
     @Option(help: "Queue for step tasks whose workflow names none.")
     var defaultQueue: String = "default"
     @Option(help: "How long the coordinator lease lasts without renewal (a standby takes over after about this long).")
-    var leaseTtl: String = "10s"
+    var leaseTtl: DurationArgument = "10s"
     @Option(help: "How long finished runs (completed, failed, cancelled) are kept after their last change, then deleted; 'forever' keeps them. Starting a run with the idempotency key of a deleted run starts a new one.")
-    var retention: String = "30d"
-    @Option(help: "Also serve Prometheus metrics on HOST:PORT at /metrics (the API serves them at /metrics too).")
-    var metrics: String?
-    @Option(help: ArgumentHelp("File holding the key that workers sign task outcomes with (default: $SLUICE_EVENT_KEY). With a key, unsigned or badly signed step outcomes are dropped and counted.",
-                               valueName: "path"))
-    var eventKeyFile: String?
-    @Option(help: "Log level: trace, debug, info, warning, error.")
-    var logLevel: String = "info"
-    @Flag(help: .hidden) var supervised = false
+    var retention: RetentionArgument = "30d"
+    @OptionGroup var service: ServiceOptions
     @OptionGroup var connection: ConnectionOptions
 
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be trace, debug, info, warning or error") }
         guard Topology.isValidName(defaultQueue) else { throw ValidationError("--default-queue must be letters, digits, '-', '_' or '.'") }
         if http != "none" { _ = try parseHostPort(http) }
-        if let metrics { _ = try parseHostPort(metrics) }
-        guard try parseDuration(leaseTtl) >= .seconds(1) else { throw ValidationError("--lease-ttl must be at least 1s") }
-        guard try parseDuration(httpIdleTimeout) >= .milliseconds(100) else { throw ValidationError("--http-idle-timeout must be at least 100ms") }
-        _ = try retentionPeriod()
+        guard leaseTtl.duration >= .seconds(1) else { throw ValidationError("--lease-ttl must be at least 1s") }
+        guard httpIdleTimeout.duration >= .milliseconds(100) else { throw ValidationError("--http-idle-timeout must be at least 100ms") }
         guard maxMapElements >= 1 else { throw ValidationError("--max-map-elements must be 1 or more") }
         guard maxMapParallel >= 1 else { throw ValidationError("--max-map-parallel must be 1 or more") }
-        guard maxArgumentsBytes >= 1024 else { throw ValidationError("--max-arguments-bytes must be at least 1024") }
+        guard maxArgumentsBytes.bytes >= 1024 else { throw ValidationError("--max-arguments-bytes must be at least 1024") }
         if httpToken != nil && httpTokenFile != nil { throw ValidationError("give --http-token or --http-token-file, not both") }
     }
 
@@ -87,17 +77,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         return ProcessInfo.processInfo.environment["SLUICE_API_TOKEN"]
     }
 
-    /// `--retention`: nil for forever.
-    func retentionPeriod() throws -> Duration? {
-        if retention == "forever" { return nil }
-        guard let ms = try? WorkflowDuration.milliseconds(retention), ms >= 1000 else {
-            throw ValidationError("--retention must be a duration of at least 1s (examples: 12h, 30d) or 'forever'")
-        }
-        return .milliseconds(Int64(ms))
-    }
-
     func run() async throws {
-        bootstrapLogging(logLevel)
+        service.bootstrapLogging()
         let logger = Logger(label: "sluice.coordinator")
         // Settings first, so that a bad one fails before anything is opened.
         var apiConfiguration: CoordinatorAPI.Configuration?
@@ -105,16 +86,16 @@ struct CoordinatorCommand: AsyncParsableCommand {
             let (host, port) = try parseHostPort(http)
             let token = try apiToken()
             let configuration = CoordinatorAPI.Configuration(host: host, port: port, token: token,
-                                                             idleTimeout: try parseDuration(httpIdleTimeout),
+                                                             idleTimeout: httpIdleTimeout.duration,
                                                              metricsText: { PrometheusMetrics.text() })
             guard configuration.isAcceptable else {
                 throw CLIError("the API on \(host) needs a token off loopback (SLUICE_API_TOKEN, --http-token-file or --http-token), or --http 127.0.0.1:\(port)")
             }
             apiConfiguration = configuration
         }
-        let leaseTTL = try parseDuration(leaseTtl)
-        let verifier = try eventSigner(keyFile: eventKeyFile)
-        if supervised {
+        let leaseTTL = leaseTtl.duration
+        let verifier = try eventSigner(keyFile: service.eventKeyFile)
+        if service.supervised {
             SupervisedChild.resetSignals()
             SupervisedChild.stopWhenSupervisorGoes()
         }
@@ -124,11 +105,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
         do {
             let broker = try await connection.connect(name: "sluice coordinator")
             defer { Task { await broker.close() } }
-            let engine = RunEngine(store: store, limits: WorkflowLimits(maxArgumentsBytes: maxArgumentsBytes, maxMapElements: maxMapElements,
+            let engine = RunEngine(store: store, limits: WorkflowLimits(maxArgumentsBytes: maxArgumentsBytes.bytes, maxMapElements: maxMapElements,
                                                                                  maxMapParallel: maxMapParallel),
                                    logger: logger)
             var coordinatorConfiguration = Coordinator.Configuration(leaseTTL: leaseTTL, defaultQueue: defaultQueue,
-                                                                     retention: try retentionPeriod())
+                                                                     retention: retention.period)
             coordinatorConfiguration.eventVerifier = verifier
             if verifier == nil {
                 logger.notice("no event key: step outcomes are not checked; keep producers from publishing events with broker permissions (docs/operations.md)")
@@ -139,7 +120,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                       failureTerminationBehavior: .gracefullyShutdownGroup),
             ]
             services.append(.init(service: CoordinatorMetrics(coordinator: coordinator)))
-            if let metrics { services.append(.init(service: try PrometheusMetrics.server(metrics, logger: logger))) }
+            if let metrics = service.metrics { services.append(.init(service: try PrometheusMetrics.server(metrics, logger: logger))) }
             if let apiConfiguration {
                 let api = try CoordinatorAPI(coordinator: coordinator, configuration: apiConfiguration)
                 services.append(.init(service: api.application(logger: logger)))
@@ -156,34 +137,3 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 }
 
-/// Opens `sqlite:PATH` or `postgres://...`.
-func openStore(_ spec: String, logger: Logger) async throws -> any WorkflowStore {
-    do {
-        if spec.hasPrefix("sqlite:") {
-            let path = String(spec.dropFirst("sqlite:".count))
-            guard !path.isEmpty else { throw ValidationError("--store sqlite: needs a file path (sqlite:PATH)") }
-            return try await SQLiteWorkflowStore.open(path: path, logger: logger)
-        }
-        if spec.hasPrefix("postgres://") || spec.hasPrefix("postgresql://") {
-            return try await PostgresWorkflowStore.connect(url: spec, logger: logger)
-        }
-    } catch let error as StoreError {
-        throw CLIError("cannot open the store: \(error.message)")
-    }
-    throw ValidationError("--store must be sqlite:PATH or postgres://user:password@host:port/database")
-}
-
-/// `HOST:PORT` (IPv6 hosts in brackets).
-func parseHostPort(_ text: String) throws -> (String, Int) {
-    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
-        throw ValidationError("'\(text)' is not HOST:PORT")
-    }
-    var host = String(text[..<colon])
-    if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-    guard !host.isEmpty else { throw ValidationError("'\(text)' has no host") }
-    // A host name or an IP literal: nothing that would make a URL of it ambiguous.
-    guard host.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || ".-:_%".unicodeScalars.contains($0)) }) else {
-        throw ValidationError("'\(text)': the host must be a name or an IP address")
-    }
-    return (host, port)
-}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SluiceAMQP
+import SluiceCoordinator
 import SluiceCore
 import SluiceLocalBroker
 import SluiceRabbitMQ
@@ -95,7 +96,7 @@ struct DevCommand: AsyncParsableCommand {
         let deadline = ContinuousClock.now + .seconds(60)
         while true {
             if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
-            if let health = try? await api.send("GET", "healthz"), health["active"].map(text) == "true" { break }
+            if let health = try? await api.call("GET", "healthz", as: HealthStatus.self), health.active == "true" { break }
             guard ContinuousClock.now < deadline else { throw CLIError("the coordinator did not become active within 60 s; see \(stack.logPath("coordinator"))") }
             try await Task.sleep(for: .milliseconds(200))
         }
@@ -104,9 +105,10 @@ struct DevCommand: AsyncParsableCommand {
         let broker = try await RabbitMQBroker.connect(url: try AMQPURL(brokerURL), topology: try Topology(prefix: prefix), connectionName: "sluice dev")
         defer { Task { await broker.close() } }
         let deadBefore = (try? await broker.queueState(broker.topology.deadQueue("demo")).messageCount) ?? 0
-        _ = try await api.send("POST", "v1/workflows", raw: Array(Self.demoWorkflow.utf8), contentType: "application/yaml")
-        let run = try await api.send("POST", "v1/runs", json: .object(["workflow": "sluice-demo", "input": .object([:])]))
-        let runID = run["runID"].map(text) ?? ""
+        _ = try await api.call("POST", "v1/workflows", raw: Array(Self.demoWorkflow.utf8), contentType: "application/yaml",
+                               as: RegisteredWorkflow.self)
+        let run = try await api.call("POST", "v1/runs", json: StartRunRequest(workflow: "sluice-demo", input: [:]), as: RunState.self)
+        let runID = run.runID
         print("""
 
         Sluice dev stack
@@ -121,29 +123,29 @@ struct DevCommand: AsyncParsableCommand {
         flushStandardOutput()
         api.base = apiURL
         var lastFrame: [String] = []
-        var final: JSONValue?
+        var final: RunState?
         let watchDeadline = ContinuousClock.now + .seconds(180)
         while final == nil {
             if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
             guard ContinuousClock.now < watchDeadline else { throw CLIError("the demo run did not finish within 3 minutes; see the logs") }
-            let state = try await api.send("GET", "v1/runs/\(runID)")
+            let state = try await api.call("GET", "v1/runs/\(runID)", as: RunState.self)
             let frame = Self.progress(state)
             if frame != lastFrame {
                 for line in frame where !lastFrame.contains(line) { print("  " + line) }
                 flushStandardOutput()
                 lastFrame = frame
             }
-            if let status = state["status"].map(text), ["completed", "failed", "cancelled"].contains(status) { final = state }
+            if state.status.isFinal { final = state }
             try await Task.sleep(for: .milliseconds(300))
         }
-        let status = final?["status"].map(text) ?? "?"
+        let status = final?.status.rawValue ?? "?"
         print("\ndemo run \(status).")
-        let flakyAttempts = final?["steps"]?["flaky"]?["attempts"].map(text) ?? "?"
+        let flakyAttempts = final?.steps["flaky"].map { "\($0.attempts)" } ?? "?"
         print("  retry:       step 'flaky' failed twice and succeeded on attempt \(flakyAttempts) (the worker retried it through the delay ladder)")
         let dead = (try? await broker.queueState(broker.topology.deadQueue("demo")).messageCount) ?? 0
         print("  dead letter: \(Int(dead) - Int(deadBefore)) new in the dead queue of 'demo' (\(dead) in all), the element that failed for good;"
               + " see them with: sluice dead list demo\(prefix == "sluice" ? "" : " --prefix \(prefix)")")
-        print("  output:      \(final?["output"].map { $0.jsonText } ?? "null")")
+        print("  output:      \(final?.output?.jsonText ?? "null")")
         if exitWhenDone {
             if status != "completed" { throw CLIError("the demo run ended \(status)") }
             return
@@ -166,18 +168,17 @@ struct DevCommand: AsyncParsableCommand {
     }
 
     /// One line per step: state, attempts, and a map's elements by state.
-    static func progress(_ run: JSONValue) -> [String] {
-        guard case .object(let steps)? = run["steps"] else { return [] }
-        return steps.keys.sorted().map { id in
-            let s = steps[id]!
-            var line = "\(id.padding(toLength: 8, withPad: " ", startingAt: 0)) \(s["status"].map(text) ?? "?")"
-            if let attempts = s["attempts"].map(text), attempts != "0", attempts != "1" { line += ", attempt \(attempts)" }
-            if case .array(let elements)? = s["elements"] {
+    static func progress(_ run: RunState) -> [String] {
+        run.steps.keys.sorted().map { id in
+            let s = run.steps[id]!
+            var line = "\(id.padding(toLength: 8, withPad: " ", startingAt: 0)) \(s.status.rawValue)"
+            if s.attempts > 1 { line += ", attempt \(s.attempts)" }
+            if let elements = s.elements {
                 var counts: [String: Int] = [:]
-                for e in elements { counts[e["status"].map(text) ?? "?", default: 0] += 1 }
+                for e in elements { counts[e.status.rawValue, default: 0] += 1 }
                 line += " (" + counts.keys.sorted().map { "\(counts[$0]!) \($0)" }.joined(separator: ", ") + ")"
             }
-            if let error = s["error"].map(text), error != "null" { line += ": \(error)" }
+            if let error = s.error { line += ": \(error)" }
             return line
         }
     }
@@ -213,77 +214,3 @@ struct DevCommand: AsyncParsableCommand {
     """
 }
 
-/// The child processes `sluice dev` started, and how to stop them.
-final class DevStack: @unchecked Sendable {
-    struct Exit { var name: String; var status: Int32; var log: String }
-
-    let dataDir: String
-    var startedBroker: PrivateBroker?
-    /// Set for every child on top of this process's environment (the broker URL).
-    var environment: [String: String] = [:]
-    private var children: [(name: String, process: Process, input: Pipe)] = []
-    private let lock = NSLock()
-    private var exits: [Exit] = []
-    private var stopping = false
-
-    init(dataDir: String) { self.dataDir = dataDir }
-
-    func logPath(_ name: String) -> String { URL(fileURLWithPath: dataDir).appendingPathComponent("\(name).log").path }
-
-    /// Starts `sluice ARGS` with its output in `<dataDir>/<name>.log`.
-    func spawn(_ name: String, _ arguments: [String]) throws {
-        let (process, input) = SupervisedChild.process(arguments, environment: environment)
-        let path = logPath(name)
-        _ = FileManager.default.createFile(atPath: path, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        process.standardOutput = log
-        process.standardError = log
-        process.terminationHandler = { [weak self] p in
-            guard let self else { return }
-            self.lock.lock()
-            if !self.stopping { self.exits.append(Exit(name: name, status: p.terminationStatus, log: path)) }
-            self.lock.unlock()
-        }
-        try process.run()
-        try? input.fileHandleForReading.close()
-        // A supervised worker waits for its supervisor's verdicts on crashed tasks: there are none.
-        try? input.fileHandleForWriting.write(contentsOf: Data("ready\n".utf8))
-        try? log.close()
-        lock.lock()
-        children.append((name, process, input))
-        lock.unlock()
-    }
-
-    /// A child that exited on its own, if any.
-    func exited() -> Exit? {
-        lock.lock()
-        defer { lock.unlock() }
-        return exits.first
-    }
-
-    private func beginStopping() -> [(name: String, process: Process, input: Pipe)] {
-        lock.withLock {
-            stopping = true
-            return children
-        }
-    }
-
-    /// SIGTERM to every child, a wait for them (SIGKILL after 40 s), then the broker.
-    func tearDown() async {
-        let list = beginStopping()
-        if !list.isEmpty { print("dev: stopping the worker and the coordinator...") }
-        for child in list where child.process.isRunning { kill(child.process.processIdentifier, SIGTERM) }
-        let deadline = ContinuousClock.now + .seconds(40)
-        while list.contains(where: { $0.process.isRunning }) && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(100))
-        }
-        for child in list where child.process.isRunning { kill(child.process.processIdentifier, SIGKILL) }
-        for child in list { try? child.input.fileHandleForWriting.close() }
-        if let broker = startedBroker {
-            print("dev: stopping the private RabbitMQ node...")
-            do { try await broker.stop() } catch { standardError("dev: could not stop the broker: \(error)") }
-        }
-        print("dev: stopped.")
-        flushStandardOutput()
-    }
-}

@@ -5,23 +5,6 @@ import SluiceMonitor
 import SluiceRabbitMQ
 import UnixSignals
 
-/// Where the management API is, for the monitoring commands.
-struct ManagementOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("RabbitMQ's management API (default: $SLUICE_MANAGEMENT_URL, else the broker's host on 15672, or on its AMQP port + 2 for Sluice's private nodes).",
-                               discussion: "Credentials come from --url unless given in this URL."))
-    var management: String?
-    @Flag(help: "Do not use the management API (counts from passive declares; no rates, no unacknowledged counts).")
-    var noManagement = false
-
-    func client(_ connection: ConnectionOptions) throws -> ManagementClient? {
-        if noManagement { return nil }
-        let explicit = management ?? ProcessInfo.processInfo.environment["SLUICE_MANAGEMENT_URL"]
-        do { return try ManagementClient.forBroker(try connection.resolvedURL(), explicit: explicit) } catch let e as ManagementError {
-            throw ValidationError("--management: \(e.description)")
-        }
-    }
-}
-
 struct QueuesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "queues",
@@ -41,7 +24,7 @@ struct QueuesCommand: AsyncParsableCommand {
     @Flag(help: "Refresh until Ctrl-C.")
     var watch = false
     @Option(help: "Refresh interval with --watch.")
-    var interval: String = "2s"
+    var interval: DurationArgument = "2s"
     @Flag(help: "Print JSON (with --watch: one object per line).")
     var json = false
     @Flag(help: "No colours.")
@@ -51,7 +34,6 @@ struct QueuesCommand: AsyncParsableCommand {
 
     func validate() throws {
         for q in queues where !Topology.isValidName(q) { throw ValidationError("--queue '\(q)' must be letters, digits, '-', '_' or '.'") }
-        _ = try parseDuration(interval)
     }
 
     func run() async throws {
@@ -61,7 +43,7 @@ struct QueuesCommand: AsyncParsableCommand {
         // Watching, it listens to events too: for the wait, and the queues workers report.
         let events = watch ? try await EventWatch(broker: broker) : nil
         let queues = self.queues
-        try await printSnapshots(watch: watch, json: json, every: try parseDuration(interval)) {
+        try await printSnapshots(watch: watch, json: json, every: interval.duration) {
             let overview = await collector.collect(only: queues, known: events?.workerQueues() ?? [], waits: events?.recentWaits() ?? [:])
             return (overview, Self.render(overview, palette: palette))
         }
@@ -87,51 +69,3 @@ struct QueuesCommand: AsyncParsableCommand {
     }
 }
 
-/// Prints a snapshot once, or with `watch` every `interval` until Ctrl-C:
-/// as JSON (one object per line when watching) or as text lines (the
-/// screen cleared first on a terminal).
-func printSnapshots<T: Encodable & Sendable>(watch: Bool, json: Bool, every interval: Duration,
-                                  _ snapshot: @escaping @Sendable () async -> (T, [String])) async throws {
-    let clear = watch && !json && isatty(STDOUT_FILENO) == 1
-    let show: @Sendable () async throws -> Void = {
-        let (value, lines) = await snapshot()
-        if json {
-            print(try encodeJSON(value, pretty: !watch))
-        } else {
-            if clear { print("\u{1B}[2J\u{1B}[H", terminator: "") }
-            print(lines.joined(separator: "\n"))
-        }
-        flushStandardOutput()
-    }
-    guard watch else { return try await show() }
-    try await untilInterrupted {
-        while !Task.isCancelled {
-            try await show()
-            try await Task.sleep(for: interval)
-        }
-    }
-}
-
-/// JSON text of an Encodable value, dates as ISO 8601.
-func encodeJSON<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.dateEncodingStrategy = .iso8601
-    encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted] : [.sortedKeys]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
-}
-
-/// Runs `body` until it returns or SIGINT/SIGTERM arrives (then cancels it
-/// and returns). Signals come from swift-service-lifecycle's UnixSignals.
-func untilInterrupted(_ body: @escaping @Sendable () async throws -> Void) async throws {
-    let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask {
-            do { try await body() } catch is CancellationError {}
-        }
-        group.addTask {
-            for await _ in signals { return }
-        }
-        _ = try await group.next()
-        group.cancelAll()
-    }
-}

@@ -48,9 +48,8 @@ struct ScheduleCommand: AsyncParsableCommand {
                 action = .task(name: task!, queue: queue, arguments: try json(args, "--args"))
             }
             let spec = ScheduleSpec(id: id, cron: cron, timeZone: tz, action: action, misfire: ScheduleSpec.Misfire(rawValue: misfire)!)
-            let encoder = JSONEncoder()
-            let result = try await api.client().send("POST", "v1/schedules", raw: Array(try encoder.encode(spec)))
-            print("schedule \(id): next fire \(result["nextFireAt"].map(text) ?? "?")")
+            let result = try await api.client().call("POST", "v1/schedules", json: spec, as: ScheduleView.self)
+            print("schedule \(id): next fire \(APICoding.formatDate(result.nextFireAt))")
         }
 
         func json(_ spec: String, _ option: String) throws -> JSONValue {
@@ -66,17 +65,17 @@ struct ScheduleCommand: AsyncParsableCommand {
         @OptionGroup var api: APIOptions
 
         func run() async throws {
-            let all = try await api.client().send("GET", "v1/schedules")
-            if json { print(all.jsonText); return }
+            let all = try await api.client().call("GET", "v1/schedules", as: [ScheduleView].self)
+            if json { return try printAPIJSON(all) }
             print(pad("ID", 24) + pad("CRON", 18) + pad("ZONE", 16) + pad("NEXT", 22) + "ACTION")
-            guard case .array(let items) = all, !items.isEmpty else { print("(no schedules)"); return }
-            for item in items {
-                let spec = item["spec"] ?? .null
-                var action = "?"
-                if let w = spec["action"]?["workflow"] { action = "workflow " + (w["name"].map(text) ?? "?") }
-                if let t = spec["action"]?["task"] { action = "task " + (t["name"].map(text) ?? "?") }
-                print(pad(spec["id"].map(text) ?? "?", 24) + pad(spec["cron"].map(text) ?? "?", 18) + pad(spec["timeZone"].map(text) ?? "", 16)
-                      + pad(item["nextFireAt"].map(text) ?? "", 22) + action)
+            guard !all.isEmpty else { print("(no schedules)"); return }
+            for item in all {
+                let spec = item.spec
+                let action = switch spec.action {
+                case .workflow(let name, _, _): "workflow " + name
+                case .task(let name, _, _): "task " + name
+                }
+                print(pad(spec.id, 24) + pad(spec.cron, 18) + pad(spec.timeZone, 16) + pad(APICoding.formatDate(item.nextFireAt), 22) + action)
             }
         }
     }
@@ -87,7 +86,7 @@ struct ScheduleCommand: AsyncParsableCommand {
         @OptionGroup var api: APIOptions
 
         func run() async throws {
-            _ = try await api.client().send("DELETE", "v1/schedules/\(id)")
+            _ = try await api.client().call("DELETE", "v1/schedules/\(id)", as: RemovedSchedule.self)
             print("removed schedule \(id)")
         }
     }

@@ -12,22 +12,8 @@ struct Sluice: AsyncParsableCommand {
         never printed.
         """,
         version: SluiceVersion.current,
-        subcommands: [Enqueue.self, WorkerCommand.self, QueuesCommand.self, WorkersCommand.self, TopCommand.self, Dead.self,
+        subcommands: [EnqueueCommand.self, WorkerCommand.self, QueuesCommand.self, WorkersCommand.self, TopCommand.self, DeadCommand.self,
                       CoordinatorCommand.self, WorkflowCommand.self, ScheduleCommand.self, DevCommand.self, TopologyCommand.self,
-                      Bench.self, CheckArgs.self, CLIReference.self])
+                      BenchCommand.self, CheckArgsCommand.self, CLIReferenceCommand.self])
 }
 
-/// Options every command shares.
-struct ConnectionOptions: ParsableArguments {
-    @Option(help: "Broker URL (default: $SLUICE_URL, then the local private broker).")
-    var url: String?
-
-    @Option(help: "Name prefix of Sluice's exchanges and queues.")
-    var prefix: String = "sluice"
-
-    @Option(help: ArgumentHelp("Deliveries after which the broker dead-letters a task that keeps crashing workers.",
-                               discussion: "A queue argument: every process using a queue must agree on it."))
-    var deliveryLimit: Int = 10
-
-    static let localBroker = "amqp://guest:guest@127.0.0.1:27170/%2f"
-}

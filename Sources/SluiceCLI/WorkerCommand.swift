@@ -43,41 +43,36 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Command to run for tasks without a built-in handler (via /bin/sh -c).")
     var exec: String?
     @Option(help: "Soft time limit per task (e.g. 30s).")
-    var timeLimit: String?
+    var timeLimit: DurationArgument?
     @Option(help: "How long running tasks may finish after SIGTERM.")
-    var shutdownGrace: String = "30s"
+    var shutdownGrace: DurationArgument = "30s"
     @Option(help: "Runs allowed per task unless the task says otherwise.")
     var maxAttempts: Int = 5
     @Option(help: "First retry delay; later ones double (e.g. 1s).")
-    var retryBase: String = "1s"
+    var retryBase: DurationArgument = "1s"
     @Option(help: "Longest retry delay.")
-    var retryMax: String = "10m"
-    @Option(help: "Largest task body accepted, in bytes; larger ones are dead-lettered.")
-    var maxBodyBytes: Int = 1 << 20
+    var retryMax: DurationArgument = "10m"
+    @Option(help: "Largest task body accepted (bytes, or with KiB, MiB); larger ones are dead-lettered.")
+    var maxBodyBytes = ByteSize(bytes: 1 << 20)
     @Flag(help: "Also publish a `started` event per task (outcome events always carry the wait and run time).")
     var startedEvents = false
     @Option(help: "Run this many worker processes under a supervisor (restarts, SIGTERM forwarding, hard time limit).")
     var processes: Int?
     @Option(help: "Kill a worker process whose task runs longer than this (e.g. 10m); implies a supervisor (--processes 1 if not given).")
-    var hardTimeLimit: String?
-    @Option(help: "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9410) at /metrics.")
-    var metrics: String?
-    @Option(help: ArgumentHelp("File holding the key that signs task outcomes, shared with the coordinator (default: $SLUICE_EVENT_KEY).",
-                               valueName: "path"))
-    var eventKeyFile: String?
-    @Option(help: "Log level: trace, debug, info, warning, error.")
-    var logLevel: String = "info"
+    var hardTimeLimit: DurationArgument?
     @Option(help: "With --processes: a task that crashed its worker process this many times while running alone (suspects of a crash run one at a time in a process of their own) is dead-lettered as crashed_worker.")
     var crashLimit: Int = 2
-    @Flag(help: .hidden) var supervised = false
     /// The supervisor's process for suspects: it consumes the isolation queues, one task at a time.
     @Flag(help: .hidden) var isolation = false
+    @OptionGroup var service: ServiceOptions
     @OptionGroup var connection: ConnectionOptions
+
+    private var supervised: Bool { service.supervised }
 
     func validate() throws {
         if let processes { guard (1...256).contains(processes) else { throw ValidationError("--processes must be from 1 to 256") } }
-        if let hardTimeLimit { guard try parseDuration(hardTimeLimit) > .zero else { throw ValidationError("--hard-time-limit must be more than 0") } }
-        if let metrics {
+        if let hardTimeLimit { guard hardTimeLimit.duration > .zero else { throw ValidationError("--hard-time-limit must be more than 0") } }
+        if let metrics = service.metrics {
             let (_, port) = try parseHostPort(metrics)
             // One more port for the process that runs crash suspects.
             guard port + (processes ?? 1) <= 65535 else { throw ValidationError("--metrics: ports from \(port) do not fit \(processes ?? 1) processes") }
@@ -86,7 +81,6 @@ struct WorkerCommand: AsyncParsableCommand {
         guard (1...100).contains(crashLimit) else { throw ValidationError("--crash-limit must be from 1 to 100") }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be 1 or more") }
         for q in queues where !Topology.isValidName(q) { throw ValidationError("--queue '\(q)' must be letters, digits, '-', '_' or '.'") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be trace, debug, info, warning or error") }
     }
 
     func run() async throws {
@@ -96,17 +90,17 @@ struct WorkerCommand: AsyncParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         if !supervised && (processes != nil || hardTimeLimit != nil) { return try await supervise() }
         if supervised { SupervisedChild.resetSignals() }
-        bootstrapLogging(logLevel)
+        service.bootstrapLogging()
         let logger = Logger(label: "sluice.worker")
-        let base = try parseDuration(retryBase), cap = try parseDuration(retryMax)
-        let policy = RetryPolicy(maxAttempts: maxAttempts, baseMilliseconds: milliseconds(base), capMilliseconds: milliseconds(cap))
+        let policy = RetryPolicy(maxAttempts: maxAttempts, baseMilliseconds: milliseconds(retryBase.duration),
+                                 capMilliseconds: milliseconds(retryMax.duration))
         var registry = BuiltinTasks.registry()
         if let exec { registry.fallback = ExecHandler(command: exec).handle }
         var configuration = Worker.Configuration(
-            queues: queues, concurrency: concurrency, retryPolicy: policy, maxBodyBytes: maxBodyBytes,
-            timeLimit: try timeLimit.map(parseDuration), shutdownGrace: try parseDuration(shutdownGrace),
+            queues: queues, concurrency: concurrency, retryPolicy: policy, maxBodyBytes: maxBodyBytes.bytes,
+            timeLimit: timeLimit?.duration, shutdownGrace: shutdownGrace.duration,
             publishStartedEvents: startedEvents)
-        configuration.eventSigner = try eventSigner(keyFile: eventKeyFile)
+        configuration.eventSigner = try eventSigner(keyFile: service.eventKeyFile)
         if supervised {
             configuration.taskReporter = { report in
                 switch report {
@@ -125,7 +119,7 @@ struct WorkerCommand: AsyncParsableCommand {
             await SupervisedChild.listenToSupervisor()
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if let metrics {
+        if let metrics = service.metrics {
             PrometheusMetrics.bootstrap()
             services.append(.init(service: try PrometheusMetrics.server(metrics, logger: logger)))
         }
@@ -142,10 +136,10 @@ struct WorkerCommand: AsyncParsableCommand {
     /// Runs --processes children: this command again, without the
     /// supervisor's options, each with its own metrics port.
     private func supervise() async throws {
-        bootstrapLogging(logLevel)
+        service.bootstrapLogging()
         let logger = Logger(label: "sluice.worker.supervisor")
         let count = processes ?? 1
-        let metricsBase = try metrics.map(parseHostPort)
+        let metricsBase = try service.metrics.map(parseHostPort)
         let original = Array(CommandLine.arguments.dropFirst())
         let arguments: @Sendable (Int) -> [String] = { slot in
             var out: [String] = []
@@ -170,9 +164,9 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         var environment: [String: String] = [:]
         if let url = connection.url { environment["SLUICE_URL"] = url }
-        let supervisor = WorkerSupervisor(count: count, hardLimit: try hardTimeLimit.map(parseDuration), crashLimit: crashLimit,
+        let supervisor = WorkerSupervisor(count: count, hardLimit: hardTimeLimit?.duration, crashLimit: crashLimit,
                                           logger: logger, environment: environment, arguments: arguments)
-        logger.info("supervising worker processes", metadata: ["processes": "\(count)", "hard-time-limit": "\(hardTimeLimit ?? "none")"])
+        logger.info("supervising worker processes", metadata: ["processes": "\(count)", "hard-time-limit": "\(hardTimeLimit?.description ?? "none")"])
         let status = await supervisor.run()
         if status != 0 { throw ExitCode(status) }
     }
@@ -182,32 +176,3 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 }
 
-/// Tasks every worker can run, for demos and tests.
-enum BuiltinTasks {
-    static func registry() -> HandlerRegistry {
-        var r = HandlerRegistry()
-        r.register("sluice.echo") { $0.arguments }
-        r.register("sluice.sleep") { context in
-            let seconds = (try? JSONSerialization.jsonObject(with: Data(context.arguments)) as? [String: Any])?["seconds"] as? Double ?? 1
-            guard seconds.isFinite, seconds >= 0, seconds <= 86_400 else {
-                throw TaskFailure.permanent("seconds must be from 0 to 86400", kind: "bad_arguments")
-            }
-            try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
-            return Array(#"{"slept":\#(seconds)}"#.utf8)
-        }
-        r.register("sluice.fail") { context in
-            let object = (try? JSONSerialization.jsonObject(with: Data(context.arguments))) as? [String: Any]
-            let message = object?["message"] as? String ?? "sluice.fail failed on purpose"
-            if let times = object?["times"] as? Int, context.attempt > times {
-                return Array(#"{"attempt":\#(context.attempt)}"#.utf8)
-            }
-            if object?["permanent"] as? Bool == true { throw TaskFailure.permanent(message) }
-            throw TaskFailure(kind: "sluice.fail", message)
-        }
-        r.register("sluice.crash") { _ in
-            // Simulates a task that kills its worker (segfault, OOM kill...).
-            exit(70)
-        }
-        return r
-    }
-}

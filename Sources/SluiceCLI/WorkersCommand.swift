@@ -18,20 +18,18 @@ struct WorkersCommand: AsyncParsableCommand {
     @Flag(help: "Refresh until Ctrl-C.")
     var watch = false
     @Option(help: "How long to listen for answers.")
-    var wait: String = "1500ms"
+    var wait: DurationArgument = "1500ms"
     @Flag(help: "Print JSON.")
     var json = false
     @Flag(help: "No colours.")
     var noColor = false
     @OptionGroup var connection: ConnectionOptions
 
-    func validate() throws { _ = try parseDuration(wait) }
-
     func run() async throws {
         let broker = try await connection.connect(name: "sluice workers")
         let events = try await EventWatch(broker: broker, outcomes: false)
         await events.ping()
-        try await Task.sleep(for: try parseDuration(wait))
+        try await Task.sleep(for: wait.duration)
         let palette = noColor ? Rendering.Palette(enabled: false) : .automatic
         try await printSnapshots(watch: watch, json: json, every: .seconds(1)) {
             let list = events.workers()

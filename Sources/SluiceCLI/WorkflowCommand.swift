@@ -3,63 +3,9 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import SluiceCoordinator
 import SluiceCore
 import SluiceWorkflow
-
-/// Where the coordinator's API is, for every `sluice workflow` command.
-struct APIOptions: ParsableArguments {
-    @Option(help: "The coordinator's API (default: $SLUICE_API, else http://127.0.0.1:27200).")
-    var api: String?
-    @Option(help: "Bearer token for the API (default: $SLUICE_API_TOKEN).")
-    var token: String?
-
-    func client() throws -> APIClient {
-        let text = api ?? ProcessInfo.processInfo.environment["SLUICE_API"] ?? "http://127.0.0.1:27200"
-        guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", url.host != nil else {
-            throw ValidationError("--api must be an http:// or https:// URL, got '\(text)'")
-        }
-        return APIClient(base: url, token: token ?? ProcessInfo.processInfo.environment["SLUICE_API_TOKEN"])
-    }
-}
-
-/// A small client for the coordinator's HTTP API.
-struct APIClient {
-    var base: URL
-    var token: String?
-
-    /// Sends a request; returns the JSON body, or throws the API's error message.
-    func send(_ method: String, _ path: String, query: [(String, String)] = [], json body: JSONValue? = nil, raw: [UInt8]? = nil,
-              contentType: String = "application/json") async throws -> JSONValue {
-        var url = base.appendingPathComponent(path)
-        if !query.isEmpty, var components = URLComponents(url: url, resolvingAgainstBaseURL: false) {
-            components.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) }
-            // '+' means a space to many servers: encode it too.
-            components.percentEncodedQuery = components.percentEncodedQuery?.replacingOccurrences(of: "+", with: "%2B")
-            url = components.url ?? url
-        }
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        request.timeoutInterval = 30
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        if let bytes = raw ?? body?.jsonBytes {
-            request.httpBody = Data(bytes)
-            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
-        }
-        let data: Data, response: URLResponse
-        do {
-            (data, response) = try await URLSession.shared.data(for: request)
-        } catch {
-            throw CLIError("cannot reach the coordinator at \(base): \(error.localizedDescription). Is `sluice coordinator` running? (--api)")
-        }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        let value = (try? JSONValue.parse(Array(data))) ?? .null
-        guard (200..<300).contains(status) else {
-            let message = value["error"]?["message"].flatMap { if case .string(let s) = $0 { s } else { nil } }
-            throw CLIError("the coordinator said \(status): \(message ?? String(decoding: data, as: UTF8.self))")
-        }
-        return value
-    }
-}
 
 struct WorkflowCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -95,8 +41,9 @@ struct WorkflowCommand: AsyncParsableCommand {
             } catch let error as WorkflowError {
                 throw CLIError("\(file): \(error)")
             }
-            let result = try await api.client().send("POST", "v1/workflows", raw: bytes, contentType: "application/yaml")
-            print("registered \(result["name"].map(text) ?? "?") version \(result["version"].map(text) ?? "?")")
+            let result = try await api.client().call("POST", "v1/workflows", raw: bytes, contentType: "application/yaml",
+                                                     as: RegisteredWorkflow.self)
+            print("registered \(result.name) version \(result.version)")
         }
     }
 
@@ -109,20 +56,19 @@ struct WorkflowCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try api.client()
             var cursor: String?
-            var all: [JSONValue] = []
+            var all: [DefinitionSummary] = []
             repeat {
                 var query = [("limit", "\(min(1000, limit - all.count))")]
                 if let cursor { query.append(("cursor", cursor)) }
-                let page = try await client.send("GET", "v1/workflows", query: query)
-                if case .array(let items)? = page["workflows"] { all += items }
-                cursor = page["nextCursor"].flatMap { $0 == .null ? nil : text($0) }
+                let page = try await client.call("GET", "v1/workflows", query: query, as: DefinitionPage.self)
+                all += page.workflows
+                cursor = page.nextCursor
             } while cursor != nil && all.count < limit
-            if json { print(JSONValue.array(all).jsonText); return }
+            if json { return try printAPIJSON(all) }
             if all.isEmpty { print("no workflows registered"); return }
             print(pad("NAME", 30) + pad("VERSION", 9) + pad("BYTES", 10) + "REGISTERED")
             for w in all {
-                print(pad(w["name"].map(text) ?? "?", 30) + pad(w["version"].map(text) ?? "?", 9) + pad(w["bytes"].map(text) ?? "?", 10)
-                      + (w["createdAt"].map(text) ?? ""))
+                print(pad(w.name, 30) + pad("\(w.version)", 9) + pad("\(w.bytes)", 10) + APICoding.formatDate(w.createdAt))
             }
         }
     }
@@ -136,7 +82,7 @@ struct WorkflowCommand: AsyncParsableCommand {
         @OptionGroup var api: APIOptions
 
         func run() async throws {
-            _ = try await api.client().send("DELETE", "v1/workflows/\(name)/\(version)")
+            _ = try await api.client().call("DELETE", "v1/workflows/\(name)/\(version)", as: DeletedWorkflow.self)
             print("deleted \(name) version \(version)")
         }
     }
@@ -163,12 +109,10 @@ struct WorkflowCommand: AsyncParsableCommand {
             do { inputValue = try JSONValue.parse(try readArguments(input)) } catch let e as ValidationError { throw e } catch {
                 throw ValidationError("--input is not valid JSON")
             }
-            var body: [String: JSONValue] = ["workflow": .string(name), "input": inputValue]
-            if let version { body["version"] = .number(Double(version)) }
-            if let key { body["idempotencyKey"] = .string(key) }
-            if let traceparent { body["traceparent"] = .string(traceparent) }
-            let run = try await api.client().send("POST", "v1/runs", json: .object(body))
-            if json { print(run.jsonText) } else { print(run["runID"].map(text) ?? "?") }
+            let request = StartRunRequest(workflow: name, version: version, input: inputValue, idempotencyKey: key,
+                                          traceparent: traceparent)
+            let run = try await api.client().call("POST", "v1/runs", json: request, as: RunState.self)
+            if json { try printAPIJSON(run) } else { print(run.runID) }
         }
     }
 
@@ -182,36 +126,32 @@ struct WorkflowCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try api.client()
             while true {
-                let state = try await client.send("GET", "v1/runs/\(run)")
+                let state = try await client.call("GET", "v1/runs/\(run)", as: RunState.self)
                 if json {
-                    print(state.jsonText)
+                    try printAPIJSON(state)
                 } else {
                     if watch { print("\u{1B}[2J\u{1B}[H", terminator: "") }
                     print(describe(state))
                 }
-                let status = state["status"].map(text) ?? ""
-                guard watch, !["completed", "failed", "cancelled"].contains(status) else { return }
+                guard watch, !state.status.isFinal else { return }
                 try await Task.sleep(for: .seconds(1))
             }
         }
 
-        func describe(_ s: JSONValue) -> String {
-            var lines = ["run \(s["runID"].map(text) ?? "?")  \(s["workflow"].map(text) ?? "?") v\(s["version"].map(text) ?? "?")  \(s["status"].map(text) ?? "?")"]
-            if let e = s["error"], e != .null { lines.append("error: \(text(e))") }
+        func describe(_ s: RunState) -> String {
+            var lines = ["run \(s.runID)  \(s.workflow) v\(s.version)  \(s.status.rawValue)"]
+            if let error = s.error { lines.append("error: \(error)") }
             lines.append("")
             lines.append(pad("STEP", 20) + pad("STATE", 11) + pad("ATTEMPTS", 9) + "OUTPUT / ERROR")
-            if case .object(let steps)? = s["steps"] {
-                for (id, step) in steps.sorted(by: { $0.key < $1.key }) {
-                    var detail = step["error"].flatMap { $0 == .null ? nil : text($0) } ?? step["output"].map { $0 == .null ? "" : $0.jsonText } ?? ""
-                    if case .array(let elements)? = step["elements"] {
-                        let done = elements.filter { $0["status"].map(text) == "succeeded" }.count
-                        detail = "\(done)/\(elements.count) elements; " + detail
-                    }
-                    lines.append(pad(id, 20) + pad(step["status"].map(text) ?? "?", 11) + pad(step["attempts"].map(text) ?? "0", 9)
-                                 + String(detail.prefix(80)))
+            for (id, step) in s.steps.sorted(by: { $0.key < $1.key }) {
+                var detail = step.error ?? step.output.map { $0 == .null ? "" : $0.jsonText } ?? ""
+                if let elements = step.elements {
+                    let done = elements.filter { $0.status == .succeeded }.count
+                    detail = "\(done)/\(elements.count) elements; " + detail
                 }
+                lines.append(pad(id, 20) + pad(step.status.rawValue, 11) + pad("\(step.attempts)", 9) + String(detail.prefix(80)))
             }
-            if let o = s["output"], o != .null { lines.append(""); lines.append("output: \(o.jsonText.prefix(400))") }
+            if let o = s.output, o != .null { lines.append(""); lines.append("output: \(o.jsonText.prefix(400))") }
             return lines.joined(separator: "\n")
         }
     }
@@ -241,17 +181,14 @@ struct WorkflowCommand: AsyncParsableCommand {
             if let after { query.append(("after", after)) }
             if let before { query.append(("before", before)) }
             if let cursor { query.append(("cursor", cursor)) }
-            let page = try await api.client().send("GET", "v1/runs", query: query)
-            if json { print(page.jsonText); return }
+            let page = try await api.client().call("GET", "v1/runs", query: query, as: RunPage.self)
+            if json { return try printAPIJSON(page) }
             print(pad("RUN", 38) + pad("WORKFLOW", 20) + pad("STATE", 11) + "CREATED")
-            if case .array(let runs)? = page["runs"] {
-                for r in runs {
-                    print(pad(r["runID"].map(text) ?? "", 38) + pad(r["workflow"].map(text) ?? "", 20) + pad(r["status"].map(text) ?? "", 11)
-                          + (r["createdAt"].map(text) ?? ""))
-                }
-                if runs.isEmpty { print("(no runs)") }
+            for r in page.runs {
+                print(pad(r.runID, 38) + pad(r.workflow, 20) + pad(r.status.rawValue, 11) + APICoding.formatDate(r.createdAt))
             }
-            if let next = page["nextCursor"], next != .null { print("more: --cursor \(text(next))") }
+            if page.runs.isEmpty { print("(no runs)") }
+            if let next = page.nextCursor { print("more: --cursor \(next)") }
         }
     }
 
@@ -274,7 +211,7 @@ struct WorkflowCommand: AsyncParsableCommand {
         @Argument(help: "The run id.") var run: String
         @Option(help: "Why (kept as the run's error).") var reason: String = "cancelled by hand"
         @OptionGroup var api: APIOptions
-        func run() async throws { try await command(api, run, "cancel", ["reason": .string(reason)]) }
+        func run() async throws { try await command(api, run, "cancel", RunCommandRequest(reason: reason)) }
     }
 
     struct Retry: AsyncParsableCommand {
@@ -288,26 +225,24 @@ struct WorkflowCommand: AsyncParsableCommand {
             let client = try api.client()
             var stepID = step
             if stepID == nil {
-                let state = try await client.send("GET", "v1/runs/\(run)")
-                guard let failed = state["failedStep"], failed != .null else {
+                let state = try await client.call("GET", "v1/runs/\(run)", as: RunState.self)
+                guard let failed = state.failedStep else {
                     throw CLIError("run \(run) has no failed step; name one with --step")
                 }
-                stepID = text(failed)
+                stepID = failed
             }
-            try await command(api, run, "retry", ["step": .string(stepID!), "rerun": .bool(rerun)])
+            try await command(api, run, "retry", RetryStepRequest(step: stepID!, rerun: rerun))
         }
     }
 }
 
-private func command(_ api: APIOptions, _ run: String, _ verb: String, _ body: [String: JSONValue] = [:]) async throws {
-    let state = try await api.client().send("POST", "v1/runs/\(run)/\(verb)", json: .object(body))
-    print("run \(run): \(state["status"].map(text) ?? "?")")
+private func command<B: Encodable>(_ api: APIOptions, _ run: String, _ verb: String, _ body: B) async throws {
+    let state = try await api.client().call("POST", "v1/runs/\(run)/\(verb)", json: body, as: RunState.self)
+    print("run \(run): \(state.status.rawValue)")
 }
 
-/// A JSON value as plain text (strings without quotes).
-func text(_ value: JSONValue) -> String {
-    if case .string(let s) = value { return s }
-    return value.jsonText
+private func command(_ api: APIOptions, _ run: String, _ verb: String) async throws {
+    try await command(api, run, verb, RunCommandRequest())
 }
 
 func pad(_ s: String, _ width: Int) -> String {

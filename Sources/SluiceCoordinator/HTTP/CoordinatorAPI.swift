@@ -107,16 +107,13 @@ public struct CoordinatorAPI: Sendable {
         let limit = configuration.maxBodyBytes
 
         router.get("/healthz") { _, _ in
-            try json(["status": "ok", "active": coordinator.isActive ? "true" : "false"])
+            try encoded(HealthStatus(status: "ok", active: coordinator.isActive ? "true" : "false"))
         }
         router.get("/v1/stats") { _, _ in
             let stats = try await engine.store.statistics()
-            var runs: [String: JSONValue] = [:]
-            for status in RunState.Status.allCases { runs[status.rawValue] = .number(Double(stats.runsByStatus[status.rawValue] ?? 0)) }
-            return try json(.object([
-                "runs": .object(runs), "outboxUnsent": .number(Double(stats.unsentOutbox)),
-                "active": .bool(coordinator.isActive),
-            ]))
+            var runs: [String: Int] = [:]
+            for status in RunState.Status.allCases { runs[status.rawValue] = stats.runsByStatus[status.rawValue] ?? 0 }
+            return try encoded(CoordinatorStats(runs: runs, outboxUnsent: stats.unsentOutbox, active: coordinator.isActive))
         }
         let metricsText = configuration.metricsText
         router.get("/metrics") { _, _ in
@@ -135,7 +132,7 @@ public struct CoordinatorAPI: Sendable {
                                   : try WorkflowDefinition.decode(json: body)
             try requireActive(coordinator)
             try await engine.register(definition)
-            return try json(["name": .string(definition.name), "version": .number(Double(definition.version))] as JSONValue, status: .created)
+            return try encoded(RegisteredWorkflow(name: definition.name, version: definition.version), status: .created)
         }
         router.get("/v1/workflows") { request, _ in
             // Names and versions only, a page at a time: a definition can be large.
@@ -156,7 +153,7 @@ public struct CoordinatorAPI: Sendable {
             let (name, version) = try definitionKey(context)
             try requireActive(coordinator)
             switch try await engine.deleteDefinition(name: name, version: version) {
-            case .deleted: return try json(["deleted": .string(name), "version": .number(Double(version))] as JSONValue)
+            case .deleted: return try encoded(DeletedWorkflow(deleted: name, version: version))
             case .notFound: throw APIError(.notFound, "no workflow \(name) version \(version)")
             case .inUse(let runs):
                 throw APIError(.conflict, "\(runs) run\(runs == 1 ? "" : "s") of \(name) version \(version) may still need it "
@@ -165,7 +162,7 @@ public struct CoordinatorAPI: Sendable {
         }
         router.post("/v1/runs") { request, _ in
             var request = request
-            let start = try decode(StartRequest.self, try await bodyBytes(&request, limit: limit))
+            let start = try decode(StartRunRequest.self, try await bodyBytes(&request, limit: limit))
             try requireActive(coordinator)
             // The body field (refused if invalid), else the W3C header (ignored
             // if invalid, as the specification asks): step tasks join that trace.
@@ -196,14 +193,14 @@ public struct CoordinatorAPI: Sendable {
             }
             if let c = q["cursor"] { query.cursor = String(c) }
             let page = try await engine.store.runs(query)
-            return try encoded(RunList(runs: page.runs, nextCursor: page.nextCursor))
+            return try encoded(page)
         }
         router.get("/v1/runs/{id}") { _, context in
             let id = try context.parameters.require("id")
             guard let run = try await engine.run(id) else { throw APIError(.notFound, "no run \(id)") }
             return try encoded(run)
         }
-        let commands: [(String, @Sendable (CommandRequest) -> WorkflowEvent)] = [
+        let commands: [(String, @Sendable (RunCommandRequest) -> WorkflowEvent)] = [
             ("pause", { _ in .pause(at: Date()) }),
             ("resume", { _ in .resume(at: Date()) }),
             ("cancel", { c in .cancel(reason: c.reason ?? "cancelled", at: Date()) }),
@@ -213,7 +210,7 @@ public struct CoordinatorAPI: Sendable {
                 var request = request
                 let id = try context.parameters.require("id")
                 let body = try await bodyBytes(&request, limit: limit)
-                let command = body.isEmpty ? CommandRequest() : try decode(CommandRequest.self, body)
+                let command = body.isEmpty ? RunCommandRequest() : try decode(RunCommandRequest.self, body)
                 try requireActive(coordinator)
                 try await engine.apply(makeEvent(command), to: id)
                 coordinator.outboxChanged()
@@ -224,7 +221,7 @@ public struct CoordinatorAPI: Sendable {
         router.post("/v1/runs/{id}/retry") { request, context in
             var request = request
             let id = try context.parameters.require("id")
-            let retry = try decode(RetryRequest.self, try await bodyBytes(&request, limit: limit))
+            let retry = try decode(RetryStepRequest.self, try await bodyBytes(&request, limit: limit))
             try requireActive(coordinator)
             try await engine.apply(.retryStep(stepID: retry.step, rerun: retry.rerun ?? false, at: Date()), to: id)
             coordinator.outboxChanged()
@@ -251,11 +248,11 @@ public struct CoordinatorAPI: Sendable {
         router.delete("/v1/schedules/{id}") { _, context in
             let id = try context.parameters.require("id")
             guard try await engine.store.removeSchedule(id: id) else { throw APIError(.notFound, "no schedule \(id)") }
-            return try json(["removed": .string(id)] as JSONValue)
+            return try encoded(RemovedSchedule(removed: id))
         }
         router.post("/v1/tasks") { request, _ in
             var request = request
-            let task = try decode(TaskRequest.self, try await bodyBytes(&request, limit: limit))
+            let task = try decode(EnqueueTaskRequest.self, try await bodyBytes(&request, limit: limit))
             var options = EnqueueOptions(queue: task.queue ?? coordinator.configuration.defaultQueue)
             if let s = task.delaySeconds {
                 guard s >= 0, s < 366 * 86400 else { throw APIError(.badRequest, "delaySeconds must be from 0 to a year") }
@@ -265,160 +262,9 @@ public struct CoordinatorAPI: Sendable {
             options.idempotencyKey = task.idempotencyKey
             let client = TaskClient(broker: coordinator.broker, defaultQueue: coordinator.configuration.defaultQueue)
             let id = try await client.enqueue(name: task.name, json: (task.arguments ?? [:]).jsonBytes, options: options)
-            return try json(["id": .string(id)] as JSONValue, status: .created)
+            return try encoded(EnqueuedTask(id: id), status: .created)
         }
         return router
-    }
-}
-
-// MARK: Requests and responses
-
-struct StartRequest: Decodable {
-    var workflow: String
-    var version: Int?
-    var input: JSONValue?
-    var idempotencyKey: String?
-    var traceparent: String?
-}
-
-struct CommandRequest: Decodable {
-    var reason: String?
-}
-
-struct RetryRequest: Decodable {
-    var step: String
-    var rerun: Bool?
-}
-
-struct TaskRequest: Decodable {
-    var name: String
-    var queue: String?
-    var arguments: JSONValue?
-    var delaySeconds: Double?
-    var maxAttempts: Int?
-    var idempotencyKey: String?
-}
-
-struct ScheduleView: Encodable {
-    var spec: ScheduleSpec
-    var nextFireAt: Date
-}
-
-struct RunList: Encodable {
-    var runs: [RunState]
-    var nextCursor: String?
-}
-
-/// An API error: an HTTP status and a stable code.
-public struct APIError: Error, Sendable, CustomStringConvertible {
-    public enum Code: String, Sendable {
-        case badRequest = "bad_request"
-        case unauthorized
-        case notFound = "not_found"
-        case conflict
-        case tooLarge = "too_large"
-        case standby
-        case invalidDefinition = "invalid_definition"
-        case unknownWorkflow = "unknown_workflow"
-        case internalError = "internal"
-        case unavailable
-
-        var status: HTTPResponse.Status {
-            switch self {
-            case .badRequest, .invalidDefinition: return .badRequest
-            case .unauthorized: return .unauthorized
-            case .notFound, .unknownWorkflow: return .notFound
-            case .conflict: return .conflict
-            case .tooLarge: return .contentTooLarge
-            case .standby, .unavailable: return .serviceUnavailable
-            case .internalError: return .internalServerError
-            }
-        }
-    }
-
-    public var code: Code
-    public var message: String
-
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { "\(code.rawValue): \(message)" }
-
-    /// The API error for any error a handler threw.
-    static func from(_ error: any Error) -> APIError {
-        switch error {
-        case let e as APIError: return e
-        case let e as WorkflowError: return APIError(.invalidDefinition, e.description)
-        case let e as StoreError:
-            switch e.code {
-            case .conflict: return APIError(.conflict, e.message)
-            case .leaseLost: return APIError(.standby, e.message)
-            case .notFound: return APIError(.notFound, e.message)
-            case .invalidArgument: return APIError(.badRequest, e.message)
-            default: return APIError(.internalError, e.message)
-            }
-        case let e as RunEngine.EngineError:
-            switch e {
-            case .unknownWorkflow: return APIError(.unknownWorkflow, e.description)
-            case .unknownRun: return APIError(.notFound, e.description)
-            case .invalid: return APIError(.badRequest, e.description)
-            }
-        case let e as SluiceError:
-            // The broker's failures are the server's, not the caller's.
-            if e.code == .enqueueFailed || e.code == .broker { return APIError(.unavailable, "\(e)") }
-            return APIError(.badRequest, "\(e)")
-        case let e as HTTPParserError:
-            // A body the HTTP parser could not read (a malformed chunk): the client's fault.
-            return APIError(.badRequest, "the request is malformed: \(HTTPGuard.describe(e))")
-        case let e as any HTTPResponseError:
-            // Hummingbird's own: no route, a body over the limit (NIOTooManyBytesError), ...
-            switch e.status {
-            case .contentTooLarge: return APIError(.tooLarge, "the request body is too large")
-            case .notFound: return APIError(.notFound, "no such route")
-            case .methodNotAllowed: return APIError(.badRequest, "method not allowed")
-            default: return APIError(e.status.code < 500 ? .badRequest : .internalError, (e as? HTTPError)?.body ?? "\(e.status)")
-            }
-        default: return APIError(.internalError, "\(error)")
-        }
-    }
-}
-
-/// Turns every error into a JSON error response.
-struct ErrorMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        do {
-            return try await next(request, context)
-        } catch {
-            let api = APIError.from(error)
-            if api.code == .internalError { context.logger.error("request failed", metadata: ["error": "\(error)"]) }
-            return try json(["error": ["code": .string(api.code.rawValue), "message": .string(api.message)]] as JSONValue,
-                            status: api.code.status)
-        }
-    }
-}
-
-/// Requires `Authorization: Bearer <token>` everywhere but /healthz.
-struct TokenMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
-    let token: String
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path == "/healthz" { return try await next(request, context) }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-              constantTimeEqual(Array(header.dropFirst(7).utf8), Array(token.utf8)) else {
-            throw APIError(.unauthorized, "a bearer token is required (Authorization: Bearer <token>)")
-        }
-        return try await next(request, context)
-    }
-
-    /// Compares without stopping at the first difference.
-    private func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var diff: UInt8 = 0
-        for (x, y) in zip(a, b) { diff |= x ^ y }
-        return diff == 0
     }
 }
 
@@ -458,12 +304,6 @@ private func date(_ text: String) throws -> Date {
     return d
 }
 
-/// A page of definition summaries.
-struct DefinitionPage: Encodable {
-    var workflows: [DefinitionSummary]
-    var nextCursor: String?
-}
-
 /// `{name}/{version}` from the path.
 private func definitionKey(_ context: BasicRequestContext) throws -> (String, Int) {
     let name = try context.parameters.require("name")
@@ -473,25 +313,8 @@ private func definitionKey(_ context: BasicRequestContext) throws -> (String, In
     return (name, version)
 }
 
-private func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) throws -> Response {
-    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: value.jsonBytes)))
-}
-
-private func json(_ object: [String: String], status: HTTPResponse.Status = .ok) throws -> Response {
-    try json(.object(object.mapValues { .string($0) }), status: status)
-}
-
-private func encoded<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    // ISO 8601 with milliseconds: step timings are often under a second.
-    encoder.dateEncodingStrategy = .custom { date, encoder in
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        var c = encoder.singleValueContainer()
-        try c.encode(formatter.string(from: date))
-    }
-    let data = try encoder.encode(value)
+func encoded<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    let data = try APICoding.encoder().encode(value)
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
 }
 

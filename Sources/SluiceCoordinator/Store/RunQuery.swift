@@ -27,7 +27,8 @@ public struct RunQuery: Sendable, Hashable {
 }
 
 /// One page of runs.
-public struct RunPage: Sendable {
+/// Also the body of `GET /v1/runs`.
+public struct RunPage: Sendable, Codable {
     public var runs: [RunState]
     /// Pass as ``RunQuery/cursor`` for the next page; nil on the last one.
     public var nextCursor: String?

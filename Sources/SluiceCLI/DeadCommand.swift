@@ -5,8 +5,9 @@ import SluiceCore
 import SluiceRabbitMQ
 import SluiceWire
 
-struct Dead: AsyncParsableCommand {
+struct DeadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "dead",
         abstract: "List, show, replay and purge dead tasks.",
         subcommands: [List.self, Show.self, Replay.self, Purge.self])
 
@@ -114,7 +115,7 @@ struct Dead: AsyncParsableCommand {
             let broker = try await connection.connect(name: "sluice dead list")
             var entries: [[String: Any]] = []
             var rows: [String] = []
-            try await Dead.scan(broker, queue: queue, limit: limit) { entry in
+            try await DeadCommand.scan(broker, queue: queue, limit: limit) { entry in
                 entries.append(entry.json)
                 rows.append("\(entry.id)  \(entry.name)  \(entry.reason)  attempt \(entry.attempt)  \(entry.error.prefix(60))")
                 return false
@@ -140,7 +141,7 @@ struct Dead: AsyncParsableCommand {
         func run() async throws {
             let broker = try await connection.connect(name: "sluice dead show")
             var found: [String: Any]?
-            try await Dead.scan(broker, queue: queue, limit: .max) { entry in
+            try await DeadCommand.scan(broker, queue: queue, limit: .max) { entry in
                 if entry.id == id {
                     var j = entry.json
                     var headers: [String: String] = [:]
@@ -175,7 +176,7 @@ struct Dead: AsyncParsableCommand {
             let wanted = Set(id)
             var replayed = 0
             var replayedIDs = Set<String>()
-            try await Dead.scan(broker, queue: queue, limit: .max) { entry in
+            try await DeadCommand.scan(broker, queue: queue, limit: .max) { entry in
                 guard all || wanted.contains(entry.id) else { return false }
                 replayedIDs.insert(entry.id)
                 var properties = entry.delivery.properties
@@ -208,7 +209,7 @@ struct Dead: AsyncParsableCommand {
         func run() async throws {
             let broker = try await connection.connect(name: "sluice dead purge")
             // Purge takes ready messages only: first let a reader hand its messages back.
-            _ = try? await Dead.settledCount(broker, broker.topology.deadQueue(queue))
+            _ = try? await DeadCommand.settledCount(broker, broker.topology.deadQueue(queue))
             let n = try await broker.purge(broker.topology.deadQueue(queue))
             await broker.close()
             print("purged \(n) dead task\(n == 1 ? "" : "s") from \(queue)")

@@ -4,8 +4,9 @@ import SluiceAMQP
 import SluiceBenchmarks
 import SluiceCoordinator
 
-struct Bench: AsyncParsableCommand {
+struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "bench",
         abstract: "Measure throughput and latency against a broker (see docs/performance.md).",
         subcommands: [AMQP.self, Tasks.self, Workflows.self, Poison.self, Validation.self])
 

@@ -4,8 +4,9 @@ import SluiceClient
 import SluiceCore
 import SluiceRabbitMQ
 
-struct Enqueue: AsyncParsableCommand {
+struct EnqueueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "enqueue",
         abstract: "Enqueue a task; prints its id once the broker confirmed it.",
         discussion: """
         Examples:
@@ -21,13 +22,13 @@ struct Enqueue: AsyncParsableCommand {
     @Option(help: "JSON arguments: literal JSON, @file, or - for standard input.")
     var args: String = "{}"
     @Option(help: "Start no earlier than this from now (500ms, 30s, 2m, 1h).")
-    var delay: String?
+    var delay: DurationArgument?
     @Option(help: "Runs allowed in all.")
     var attempts: Int?
     @Option(help: "Idempotency key handed to the handler.")
     var key: String?
     @Option(help: "Dead-letter instead of starting after this long from now.")
-    var deadline: String?
+    var deadline: DurationArgument?
     @Option(help: "W3C trace context (00-<trace id>-<span id>-<flags>) the task carries; a handler's own tasks join it.")
     var traceparent: String?
     @Option(help: "Enqueue this many copies (pipelined), with progress and a rate.")
@@ -48,11 +49,8 @@ struct Enqueue: AsyncParsableCommand {
     func run() async throws {
         let arguments = try readArguments(args)
         var options = EnqueueOptions(queue: queue, maxAttempts: attempts, idempotencyKey: key, traceparent: traceparent)
-        if let delay { options.delay = try parseDuration(delay) }
-        if let deadline {
-            let d = try parseDuration(deadline)
-            options.deadline = Date().addingTimeInterval(d.timeInterval)
-        }
+        options.delay = delay?.duration
+        if let deadline { options.deadline = Date().addingTimeInterval(deadline.duration.timeInterval) }
         let broker = try await connection.connect(name: "sluice enqueue")
         defer { Task { await broker.close() } }
         let client = TaskClient(broker: broker)

@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import SluiceAMQP
+import SluiceCore
+import SluiceRabbitMQ
+import SluiceWire
+
+/// Options every command shares.
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Broker URL (default: $SLUICE_URL, then the local private broker).")
+    var url: String?
+
+    @Option(help: "Name prefix of Sluice's exchanges and queues.")
+    var prefix: String = "sluice"
+
+    @Option(help: ArgumentHelp("Deliveries after which the broker dead-letters a task that keeps crashing workers.",
+                               discussion: "A queue argument: every process using a queue must agree on it."))
+    var deliveryLimit: Int = 10
+
+    static let localBroker = "amqp://guest:guest@127.0.0.1:27170/%2f"
+}
+
+extension ConnectionOptions {
+    func resolvedURL() throws -> AMQPURL {
+        let text = url ?? ProcessInfo.processInfo.environment["SLUICE_URL"] ?? Self.localBroker
+        do {
+            return try AMQPURL(text)
+        } catch let error as AMQPError {
+            throw ValidationError("--url: \(error.message)")
+        }
+    }
+
+    func topology() throws -> Topology {
+        do { return try Topology(prefix: prefix, deliveryLimit: deliveryLimit) } catch let error as SluiceError { throw ValidationError(error.message) }
+    }
+
+    func connect(name: String) async throws -> RabbitMQBroker {
+        let url = try resolvedURL()
+        do {
+            return try await RabbitMQBroker.connect(url: url, topology: try topology(), connectionName: name)
+        } catch let error as AMQPError where error.code == .connectionFailed {
+            throw CLIError("cannot reach the broker at \(url): \(error.message). Start one with scripts/broker start, or pass --url.")
+        }
+    }
+}

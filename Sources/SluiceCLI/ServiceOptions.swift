@@ -1,0 +1,31 @@
+import ArgumentParser
+import Logging
+
+/// Options of the long-running processes (`sluice worker`, `sluice
+/// coordinator`): logging, metrics, the event key, and the hidden flag a
+/// supervisor passes to its children.
+struct ServiceOptions: ParsableArguments {
+    @Option(help: "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9410) at /metrics.")
+    var metrics: String?
+    @Option(help: ArgumentHelp("File holding the key that signs task outcomes (workers) and checks them (the coordinator); the same key for both. Default: $SLUICE_EVENT_KEY. With a key, the coordinator drops and counts unsigned or badly signed step outcomes.",
+                               valueName: "path"))
+    var eventKeyFile: String?
+    @Option(help: "Log level.")
+    var logLevel: LogLevel = .info
+    /// Set by a supervisor (`--processes`, `sluice dev`) on the processes it runs.
+    @Flag(help: .hidden) var supervised = false
+
+    func validate() throws {
+        if let metrics { _ = try parseHostPort(metrics) }
+    }
+
+    /// Logs to standard error at the chosen level.
+    func bootstrapLogging() {
+        let level = logLevel.level
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}

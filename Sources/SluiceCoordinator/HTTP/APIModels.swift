@@ -1,0 +1,171 @@
+public import Foundation
+public import SluiceWorkflow
+
+// The JSON bodies of the coordinator's HTTP API, one type each, shared by
+// the server (CoordinatorAPI) and its clients (the `sluice` CLI), so that
+// neither reads fields by string. Dates travel as ISO 8601 with
+// milliseconds (APICoding).
+
+/// `POST /v1/runs`.
+public struct StartRunRequest: Codable, Sendable {
+    public var workflow: String
+    public var version: Int?
+    public var input: JSONValue?
+    public var idempotencyKey: String?
+    /// W3C trace context every step task joins.
+    public var traceparent: String?
+
+    public init(workflow: String, version: Int? = nil, input: JSONValue? = nil, idempotencyKey: String? = nil,
+                traceparent: String? = nil) {
+        self.workflow = workflow
+        self.version = version
+        self.input = input
+        self.idempotencyKey = idempotencyKey
+        self.traceparent = traceparent
+    }
+}
+
+/// `POST /v1/runs/{id}/pause|resume|cancel` (an empty body is allowed).
+public struct RunCommandRequest: Codable, Sendable {
+    /// Why (cancel only): kept as the run's error.
+    public var reason: String?
+
+    public init(reason: String? = nil) { self.reason = reason }
+}
+
+/// `POST /v1/runs/{id}/retry`.
+public struct RetryStepRequest: Codable, Sendable {
+    public var step: String
+    /// Also run again the steps after it that succeeded.
+    public var rerun: Bool?
+
+    public init(step: String, rerun: Bool? = nil) {
+        self.step = step
+        self.rerun = rerun
+    }
+}
+
+/// `POST /v1/tasks`: a standalone task.
+public struct EnqueueTaskRequest: Codable, Sendable {
+    public var name: String
+    public var queue: String?
+    public var arguments: JSONValue?
+    public var delaySeconds: Double?
+    public var maxAttempts: Int?
+    public var idempotencyKey: String?
+
+    public init(name: String, queue: String? = nil, arguments: JSONValue? = nil, delaySeconds: Double? = nil,
+                maxAttempts: Int? = nil, idempotencyKey: String? = nil) {
+        self.name = name
+        self.queue = queue
+        self.arguments = arguments
+        self.delaySeconds = delaySeconds
+        self.maxAttempts = maxAttempts
+        self.idempotencyKey = idempotencyKey
+    }
+}
+
+/// The answer to `POST /v1/tasks`.
+public struct EnqueuedTask: Codable, Sendable {
+    public var id: String
+}
+
+/// The answer to `POST /v1/workflows`: what was registered.
+public struct RegisteredWorkflow: Codable, Sendable {
+    public var name: String
+    public var version: Int
+}
+
+/// The answer to `DELETE /v1/workflows/{name}/{version}`.
+public struct DeletedWorkflow: Codable, Sendable {
+    public var deleted: String
+    public var version: Int
+}
+
+/// The answer to `DELETE /v1/schedules/{id}`.
+public struct RemovedSchedule: Codable, Sendable {
+    public var removed: String
+}
+
+/// A schedule and when it fires next (`GET /v1/schedules`, `POST /v1/schedules`).
+public struct ScheduleView: Codable, Sendable {
+    public var spec: ScheduleSpec
+    public var nextFireAt: Date
+}
+
+/// A page of definition summaries (`GET /v1/workflows`).
+public struct DefinitionPage: Codable, Sendable {
+    public var workflows: [DefinitionSummary]
+    public var nextCursor: String?
+}
+
+/// `GET /healthz`. `active` is "true" or "false" (a string, as load
+/// balancers' simple matchers expect).
+public struct HealthStatus: Codable, Sendable {
+    public var status: String
+    public var active: String
+}
+
+/// `GET /v1/stats`: counts only, no run state.
+public struct CoordinatorStats: Codable, Sendable {
+    /// Runs by status name.
+    public var runs: [String: Int]
+    /// Step tasks waiting in the outbox.
+    public var outboxUnsent: Int
+    /// Whether this coordinator holds the lease.
+    public var active: Bool
+}
+
+/// Every error: `{"error": {"code": "...", "message": "..."}}`.
+public struct APIErrorBody: Codable, Sendable {
+    public struct Detail: Codable, Sendable {
+        /// Stable, for programs: see ``APIError/Code``.
+        public var code: String
+        public var message: String
+    }
+
+    public var error: Detail
+}
+
+/// The one JSON encoding of the API, for both ends.
+public enum APICoding {
+    /// Sorted keys; dates as ISO 8601 with milliseconds (step timings are often under a second).
+    public static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(formatDate(date))
+        }
+        return encoder
+    }
+
+    /// Reads what ``encoder()`` writes (and ISO 8601 without fractions).
+    public static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            guard let date = parseDate(text) else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "'\(text)' is not an ISO 8601 time")
+            }
+            return date
+        }
+        return decoder
+    }
+
+    /// A time as the API writes it.
+    public static func formatDate(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: date)
+    }
+
+    static func parseDate(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.date(from: text)
+    }
+}
