@@ -261,8 +261,8 @@ public final class Worker: Service {
         do {
             try await settle(delivery, queue: queue)
         } catch {
-            // Publishing the outcome failed: leave the delivery unacked so the
-            // broker redelivers it (now, or after the connection recovers).
+            // Publishing the outcome failed: hand the delivery back so the broker
+            // delivers it again (a cancelled one goes back when its channel closes).
             logger.error("could not settle a delivery; it will be redelivered", metadata: ["queue": "\(queue)", "error": "\(error)"])
             if !(error is CancellationError) { try? await delivery.reject(requeue: true) }
         }
