@@ -21,6 +21,7 @@ import Synchronization
 ///   duplicate publish is harmless).
 /// * Fires durable timers when they come due.
 public struct Coordinator: Service {
+    /// Coordinator settings: lease, outbox and timer pacing, retention, limits.
     public struct Configuration: Sendable {
         /// Who holds the lease (`host:pid:random`).
         public var holder: String
@@ -57,6 +58,7 @@ public struct Coordinator: Service {
         }
     }
 
+    /// Thrown when this coordinator lost its lease while it was active.
     public struct LeaseLost: Error, CustomStringConvertible {
         public var holder: String
         /// True if the store could not be reached to renew it for a whole lease

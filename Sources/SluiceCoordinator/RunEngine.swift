@@ -17,6 +17,7 @@ public import SluiceWorkflow
 /// coordinator empties the cache whenever it starts or stops leading
 /// (``forgetRuns()``), so runs are then loaded from the store again.
 public actor RunEngine {
+    /// A command the engine refused: an unknown workflow or run, or one it cannot apply.
     public enum EngineError: Error, CustomStringConvertible {
         case unknownWorkflow(String, Int?)
         case unknownRun(String)

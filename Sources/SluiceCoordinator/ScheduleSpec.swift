@@ -11,11 +11,13 @@ public import SluiceWorkflow
 /// drops a fire more than a minute late. A fire is claimed in the same transaction
 /// as the run or task it creates, so it never happens twice.
 public struct ScheduleSpec: Sendable, Hashable, Codable {
+    /// What a schedule does when it fires: start a workflow run or enqueue a task.
     public enum Action: Sendable, Hashable, Codable {
         case workflow(name: String, version: Int?, input: JSONValue)
         case task(name: String, queue: String?, arguments: JSONValue)
     }
 
+    /// What to do about fires missed while no coordinator was running: skip them, or fire once.
     public enum Misfire: String, Sendable, Hashable, Codable {
         case once, skip
     }

@@ -117,6 +117,7 @@ public struct ManagedQueue: Sendable, Hashable {
     }
 }
 
+/// A failed call to RabbitMQ's management API, with what it answered.
 public struct ManagementError: Error, CustomStringConvertible, Sendable {
     public var description: String
     public init(_ description: String) { self.description = description }

@@ -8,6 +8,7 @@ public import SluiceCore
 /// beat said so (a graceful exit). Gone and stopped workers are forgotten
 /// after `forgetAfter`.
 public struct WorkerRoster: Sendable {
+    /// One worker: its last heartbeat, whether it is live, and how long it has run.
     public struct Entry: Sendable, Hashable, Codable {
         public var heartbeat: WorkerHeartbeat
         /// `running`, `stopping`, `stopped` or `gone`.

@@ -5,6 +5,7 @@ import SluiceLocalBroker
 /// `scripts/postgres` (initdb into the project's `.sluice/postgres/<name>`,
 /// listening on 127.0.0.1 only).
 public struct PrivatePostgres: Sendable {
+    /// Why a PostgreSQL command failed, with its output.
     public struct Failure: Error, CustomStringConvertible {
         public var command: String
         public var status: Int32

@@ -49,6 +49,7 @@ public enum SluiceBinary {
         return ProcessExited(description: "\(what) exited with status \(process.terminationStatus); its log ends:\n\(logTail(of: process))")
     }
 
+    /// A process ended while a test waited for something else.
     public struct ProcessExited: Error, CustomStringConvertible {
         public var description: String
     }

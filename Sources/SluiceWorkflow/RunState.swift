@@ -2,6 +2,7 @@ public import Foundation
 
 /// Everything the coordinator knows about one workflow run; what it stores.
 public struct RunState: Sendable, Hashable, Codable {
+    /// Where a run is; completed, failed and cancelled are final.
     public enum Status: String, Sendable, Hashable, Codable, CaseIterable {
         /// Created, not yet started.
         case pending
@@ -38,6 +39,7 @@ public struct RunState: Sendable, Hashable, Codable {
     /// parent run); every step task carries this trace.
     public var traceparent: String?
 
+    /// For a sub-workflow's run: the run that started it and under which key.
     public struct ParentLink: Sendable, Hashable, Codable {
         public var runID: String
         public var childKey: String
@@ -63,6 +65,7 @@ public struct RunState: Sendable, Hashable, Codable {
 
 /// One step of a run.
 public struct StepState: Sendable, Hashable, Codable {
+    /// Where a step is; succeeded, failed and skipped are settled.
     public enum Status: String, Sendable, Hashable, Codable, CaseIterable {
         /// Its dependencies have not all settled.
         case waiting

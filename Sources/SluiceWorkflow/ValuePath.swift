@@ -4,6 +4,7 @@
 /// The first component names the root: `input` (the run's input), `steps`
 /// (then a step id, then `output`, `status` or `error`), `item` or `index`.
 public struct ValuePath: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// One part of a path: an object key or an array index.
     public enum Component: Sendable, Hashable {
         case key(String)
         case index(Int)

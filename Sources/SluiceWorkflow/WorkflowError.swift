@@ -1,5 +1,6 @@
 /// What is wrong with a workflow definition, a path, a template or an expression.
 public struct WorkflowError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What kind of error this is; stable, for programs to switch on.
     public enum Code: String, Sendable, Hashable, Codable {
         case invalidDefinition = "invalid_definition"
         case duplicateStep = "duplicate_step"

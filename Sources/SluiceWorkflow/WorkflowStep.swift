@@ -8,6 +8,7 @@ public struct WorkflowStep: Sendable, Hashable {
     public var after: [String]
     public var kind: Kind
 
+    /// What the step does: run a task, map a task over a list, start a sub-workflow, wait, branch or join.
     public enum Kind: Sendable, Hashable {
         /// Runs one task.
         case task(TaskSpec)

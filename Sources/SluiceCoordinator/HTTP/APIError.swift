@@ -9,6 +9,7 @@ import SluiceWorkflow
 
 /// An API error: an HTTP status and a stable code.
 public struct APIError: Error, Sendable, CustomStringConvertible {
+    /// The error codes the API answers with (`error.code` in the body); each has its HTTP status.
     public enum Code: String, Sendable {
         case badRequest = "bad_request"
         case unauthorized

@@ -38,6 +38,7 @@ import SluiceWorkflow
 /// Listening on anything but loopback requires a bearer token
 /// (`Authorization: Bearer <token>`), checked on every route but `/healthz`.
 public struct CoordinatorAPI: Sendable {
+    /// Where the API listens, its token, its limits.
     public struct Configuration: Sendable {
         public var host: String
         public var port: Int

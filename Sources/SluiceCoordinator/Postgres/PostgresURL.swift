@@ -11,6 +11,7 @@ import Foundation
 /// and the host name or IP address must match the certificate). `sslcert`
 /// and `sslkey` give a client certificate.
 public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
+    /// libpq's `sslmode`: whether to use TLS and what to verify.
     public enum SSLMode: String, Sendable, Hashable, CaseIterable {
         case disable, prefer, require
         case verifyCA = "verify-ca"

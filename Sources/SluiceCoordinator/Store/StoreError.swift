@@ -1,5 +1,6 @@
 /// A store operation that failed, with a stable code.
 public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What kind of store error this is; stable, for programs to switch on.
     public enum Code: String, Sendable, Hashable {
         /// A unique key is taken (a run id, an idempotency key, a definition version with other content).
         case conflict

@@ -1,0 +1,175 @@
+import SluiceCore
+import Foundation
+import Logging
+import NIOSSL
+import PostgresNIO
+public import SluiceWorkflow
+import Synchronization
+
+/// Definitions, runs and their changes, in PostgreSQL.
+extension PostgresWorkflowStore {
+    // MARK: Definitions
+
+    public func saveDefinition(_ definition: WorkflowDefinition) async throws {
+        let text = try StoreCoding.definitionText(definition)
+        let name = definition.name, version = definition.version, now = Date().epochMilliseconds
+        try await mapped("save definition") { [self] in
+            try await client.withTransaction(logger: logger) { connection in
+                let inserted = try await Self.collect(try await connection.query("""
+                    INSERT INTO workflow_definitions (name, version, definition, created_at) VALUES (\(name), \(version), \(text), \(now))
+                    ON CONFLICT (name, version) DO NOTHING RETURNING name
+                    """, logger: logger))
+                if !inserted.isEmpty { return }
+                let existing = try await Self.collect(try await connection.query(
+                    "SELECT definition FROM workflow_definitions WHERE name = \(name) AND version = \(version)", logger: logger))
+                guard try existing.first?.decode(String.self) == text else {
+                    throw StoreError(.conflict, "\(name) version \(version) is registered with other content; register a new version")
+                }
+            }
+        }
+    }
+
+    public func definition(name: String, version: Int?) async throws -> WorkflowDefinition? {
+        let rows: [PostgresRow]
+        if let version {
+            rows = try await self.rows("SELECT definition FROM workflow_definitions WHERE name = \(name) AND version = \(version)", "definition")
+        } else {
+            rows = try await self.rows("SELECT definition FROM workflow_definitions WHERE name = \(name) ORDER BY version DESC LIMIT 1", "definition")
+        }
+        return try rows.first.map { try StoreCoding.definition(try $0.decode(String.self)) }
+    }
+
+    public func definitionSummaries(after cursor: String?, limit: Int) async throws -> [DefinitionSummary] {
+        let limit = max(1, limit)
+        let query: PostgresQuery
+        if let cursor {
+            let (name, version) = try DefinitionSummary.parse(cursor: cursor)
+            query = """
+                SELECT name, version, created_at, octet_length(definition) FROM workflow_definitions
+                WHERE name > \(name) OR (name = \(name) AND version > \(version)) ORDER BY name, version LIMIT \(limit)
+                """
+        } else {
+            query = "SELECT name, version, created_at, octet_length(definition) FROM workflow_definitions ORDER BY name, version LIMIT \(limit)"
+        }
+        return try await rows(query, "list definitions").map { row in
+            let (name, version, created, bytes) = try row.decode((String, Int, Int64, Int).self)
+            return DefinitionSummary(name: name, version: version, createdAt: Date(epochMilliseconds: created), bytes: bytes)
+        }
+    }
+
+    public func deleteDefinition(name: String, version: Int) async throws -> DefinitionDeletion {
+        let fence = self.fence.current
+        return try await mapped("delete definition") { [self] in
+            try await client.withTransaction(logger: logger) { connection in
+                try await Self.checkFence(fence, on: connection, logger: logger)
+                let using = try await Self.collect(try await connection.query("""
+                    SELECT COUNT(*) FROM workflow_runs
+                    WHERE workflow = \(name) AND version = \(version) AND status IN ('pending', 'running', 'paused', 'failed')
+                    """, logger: logger))
+                let count = try using.first?.decode(Int.self) ?? 0
+                if count > 0 { return DefinitionDeletion.inUse(runs: count) }
+                let deleted = try await Self.collect(try await connection.query(
+                    "DELETE FROM workflow_definitions WHERE name = \(name) AND version = \(version) RETURNING name", logger: logger))
+                return deleted.isEmpty ? .notFound : .deleted
+            }
+        }
+    }
+
+    // MARK: Runs
+
+    public func run(id: String) async throws -> RunState? {
+        try await rows("SELECT state FROM workflow_runs WHERE id = \(id)", "run").first.map(Self.runState)
+    }
+
+    public func run(idempotencyKey: String) async throws -> RunState? {
+        try await rows("SELECT state FROM workflow_runs WHERE idempotency_key = \(idempotencyKey)", "run").first.map(Self.runState)
+    }
+
+    static func runState(_ row: PostgresRow) throws -> RunState {
+        try StoreCoding.decode(RunState.self, try row.decode(String.self))
+    }
+
+    public func runs(_ query: RunQuery) async throws -> RunPage {
+        var sql = "SELECT state FROM workflow_runs WHERE TRUE"
+        var binds = PostgresBindings()
+        func bind<T: PostgresThrowingDynamicTypeEncodable>(_ value: T) throws -> String {
+            try binds.append(value)
+            return "$\(binds.count)"
+        }
+        if let w = query.workflow { sql += " AND workflow = \(try bind(w))" }
+        if let s = query.status { sql += " AND status = \(try bind(s.rawValue))" }
+        if let a = query.createdAfter { sql += " AND created_at >= \(try bind(a.epochMilliseconds))" }
+        if let b = query.createdBefore { sql += " AND created_at < \(try bind(b.epochMilliseconds))" }
+        if let cursor = query.cursor {
+            let (ms, id) = try RunCursor.parse(cursor)
+            let m = try bind(ms)
+            sql += " AND (created_at < \(m) OR (created_at = \(m) AND id < \(try bind(id))))"
+        }
+        sql += " ORDER BY created_at DESC, id DESC LIMIT \(try bind(query.limit + 1))"
+        let fetched = try await rows(PostgresQuery(unsafeSQL: sql, binds: binds), "list runs").map(Self.runState)
+        return RunPage(fetched: fetched, limit: query.limit)
+    }
+
+    public func activeRunIDs() async throws -> [String] {
+        try await rows("SELECT id FROM workflow_runs WHERE status IN ('pending', 'running', 'paused') ORDER BY created_at, id", "active runs")
+            .map { try $0.decode(String.self) }
+    }
+
+    public func setFence(_ fence: StoreFence?) { self.fence.set(fence) }
+
+    /// Inside a transaction: fails unless the fence's holder still holds its
+    /// lease (the row is locked until commit, so a takeover waits for us).
+    /// Only the holder counts, not the expiry time, as in renewal.
+    static func checkFence(_ fence: StoreFence?, on connection: PostgresConnection, logger: Logger) async throws {
+        guard let fence else { return }
+        let rows = try await collect(try await connection.query(
+            "SELECT holder FROM coordinator_leases WHERE name = \(fence.lease) FOR SHARE", logger: logger))
+        guard try rows.first?.decode(String.self) == fence.holder else { throw FenceBox.lost(fence) }
+    }
+
+    public func commit(_ changes: [RunChange]) async throws {
+        let prepared = try StoreCoding.prepare(changes)
+        let fence = self.fence.current
+        try await mapped("commit") { [self] in
+            try await client.withTransaction(logger: logger) { connection in
+                try await Self.checkFence(fence, on: connection, logger: logger)
+                try await Self.apply(prepared, on: connection, logger: logger)
+            }
+        }
+    }
+
+    static func apply(_ prepared: StoreCoding.PreparedChanges, on connection: PostgresConnection, logger: Logger) async throws {
+        let now = Date().epochMilliseconds
+        for (change, state, payloads) in prepared {
+            let run = change.run
+            let id = run.runID, status = run.status.rawValue
+            if change.isNew {
+                let created = run.createdAt.epochMilliseconds
+                _ = try await connection.query("""
+                    INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state)
+                    VALUES (\(id), \(run.workflow), \(run.version), \(status), \(change.idempotencyKey), \(run.parent?.runID),
+                            \(created), \(now), \(state))
+                    """, logger: logger)
+            } else {
+                let updated = try await collect(try await connection.query(
+                    "UPDATE workflow_runs SET status = \(status), updated_at = \(now), state = \(state) WHERE id = \(id) RETURNING id",
+                    logger: logger))
+                guard !updated.isEmpty else { throw StoreError(.notFound, "run \(id) does not exist") }
+            }
+            for payload in payloads {
+                _ = try await connection.query(
+                    "INSERT INTO workflow_outbox (run_id, payload, created_at) VALUES (\(id), \(payload), \(now))", logger: logger)
+            }
+            for timer in change.removeTimers {
+                _ = try await connection.query("DELETE FROM workflow_timers WHERE id = \(timer)", logger: logger)
+            }
+            for timer in change.addTimers {
+                let due = timer.dueAt.epochMilliseconds
+                _ = try await connection.query("""
+                    INSERT INTO workflow_timers (id, run_id, due_at) VALUES (\(timer.id), \(timer.runID), \(due))
+                    ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at, run_id = EXCLUDED.run_id
+                    """, logger: logger)
+            }
+        }
+    }
+}
