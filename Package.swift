@@ -203,7 +203,9 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceCoordinatorTests",
-            dependencies: ["SluiceCoordinator", "SluiceCore", "SluiceWorkflow"],
+            dependencies: ["SluiceCoordinator", "SluiceCore", "SluiceWorkflow", "SluiceWorker", "SluiceTesting",
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: strictSwift
         ),
         .testTarget(

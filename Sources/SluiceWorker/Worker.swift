@@ -300,8 +300,9 @@ public final class Worker: Service {
                     try? await delivery.reject(requeue: true)
                     return
                 }
-                action = machine.handlerFinished(finished.outcome, milliseconds: finished.milliseconds, now: Date(),
-                                                 jitter: Double.random(in: 0..<1))
+                // Jitter only matters for a retry: no random draw for a success.
+                let jitter = if case .failure = finished.outcome { Double.random(in: 0..<1) } else { 0.0 }
+                action = machine.handlerFinished(finished.outcome, milliseconds: finished.milliseconds, now: Date(), jitter: jitter)
             case .publish(let message):
                 do {
                     try await publishAll([message])

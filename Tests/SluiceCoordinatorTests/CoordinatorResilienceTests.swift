@@ -68,33 +68,6 @@ final class SwitchableStore: WorkflowStore {
     func close() async throws { try await base.close() }
 }
 
-/// A one-shot signal: a handler waits for the test to fire it, or the test
-/// polls (with a bound) for a handler to have fired it.
-final class OneShotSignal: Sendable {
-    private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    var isFired: Bool { state.withLock { $0.fired } }
-
-    func fire() {
-        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-            s.fired = true
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for w in waiters { w.resume() }
-    }
-
-    func wait() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let fired = state.withLock { s -> Bool in
-                if !s.fired { s.waiters.append(c) }
-                return s.fired
-            }
-            if fired { c.resume() }
-        }
-    }
-}
-
 @Suite("The coordinator rides out a store that is away (in-memory broker)")
 struct CoordinatorResilienceTests {
     /// Polls `condition` every 20 ms; fails with `what` after `seconds`.
@@ -223,7 +196,3 @@ struct CoordinatorResilienceTests {
     }
 }
 
-struct CoordinatorEnded: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
