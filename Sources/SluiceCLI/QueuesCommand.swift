@@ -21,14 +21,9 @@ struct QueuesCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("queue"), help: "Only this queue (repeat for several).")
     var queues: [String] = []
-    @Flag(help: "Refresh until Ctrl-C.")
-    var watch = false
     @Option(help: "Refresh interval with --watch.")
     var interval: DurationArgument = "2s"
-    @Flag(help: "Print JSON (with --watch: one object per line).")
-    var json = false
-    @Flag(help: "No colours.")
-    var noColor = false
+    @OptionGroup var output: SnapshotOptions
     @OptionGroup var managementOptions: ManagementOptions
     @OptionGroup var connection: ConnectionOptions
 
@@ -39,11 +34,11 @@ struct QueuesCommand: AsyncParsableCommand {
     func run() async throws {
         let broker = try await connection.connect(name: "sluice queues")
         let collector = QueueCollector(broker: broker, management: try managementOptions.client(connection))
-        let palette = noColor ? Rendering.Palette(enabled: false) : .automatic
+        let palette = output.palette
         // Watching, it listens to events too: for the wait, and the queues workers report.
-        let events = watch ? try await EventWatch(broker: broker) : nil
+        let events = output.watch ? try await EventWatch(broker: broker) : nil
         let queues = self.queues
-        try await printSnapshots(watch: watch, json: json, every: interval.duration) {
+        try await printSnapshots(watch: output.watch, json: output.json, every: interval.duration) {
             let overview = await collector.collect(only: queues, known: events?.workerQueues() ?? [], waits: events?.recentWaits() ?? [:])
             return (overview, Self.render(overview, palette: palette))
         }

@@ -15,14 +15,9 @@ struct WorkersCommand: AsyncParsableCommand {
         gracefully, as stopped. With --watch the list refreshes until Ctrl-C.
         """)
 
-    @Flag(help: "Refresh until Ctrl-C.")
-    var watch = false
     @Option(help: "How long to listen for answers.")
     var wait: DurationArgument = "1500ms"
-    @Flag(help: "Print JSON.")
-    var json = false
-    @Flag(help: "No colours.")
-    var noColor = false
+    @OptionGroup var output: SnapshotOptions
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
@@ -30,8 +25,8 @@ struct WorkersCommand: AsyncParsableCommand {
         let events = try await EventWatch(broker: broker, outcomes: false)
         await events.ping()
         try await Task.sleep(for: wait.duration)
-        let palette = noColor ? Rendering.Palette(enabled: false) : .automatic
-        try await printSnapshots(watch: watch, json: json, every: .seconds(1)) {
+        let palette = output.palette
+        try await printSnapshots(watch: output.watch, json: output.json, every: .seconds(1)) {
             let list = events.workers()
             return (list, Self.render(list, palette: palette))
         }
