@@ -48,6 +48,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var leaseTtl: DurationArgument = "10s"
     @Option(help: "How long finished runs (completed, failed, cancelled) are kept after their last change, then deleted; 'forever' keeps them. Starting a run with the idempotency key of a deleted run starts a new one.")
     var retention: RetentionArgument = "30d"
+    @Flag(help: "Also receive every task's outcome, as versions before 0.6 did, for workers of such a version still running during an upgrade (upgrade the workers first and this is not needed). Without it those bindings are removed.")
+    var legacyEventBindings = false
     @OptionGroup var service: ServiceOptions
     @OptionGroup var connection: ConnectionOptions
 
@@ -111,6 +113,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             var coordinatorConfiguration = Coordinator.Configuration(leaseTTL: leaseTTL, defaultQueue: defaultQueue,
                                                                      retention: retention.period)
             coordinatorConfiguration.eventVerifier = verifier
+            coordinatorConfiguration.legacyEventBindings = legacyEventBindings
             if verifier == nil {
                 logger.notice("no event key: step outcomes are not checked; keep producers from publishing events with broker permissions (docs/operations.md)")
             }

@@ -13,7 +13,7 @@ extension Coordinator {
     /// deliveries not yet acknowledged go back to the queue for whoever leads next.
     func consuming(_ queue: String, prefetch: Int, _ body: (BrokerConsumer) async throws -> Void) async throws {
         // Declared at each start (idempotent): also after a restart because the queue was deleted.
-        try await broker.prepareCoordinatorQueue()
+        try await broker.prepareCoordinatorQueue(legacyEventBindings: configuration.legacyEventBindings)
         let consumer = try await broker.consume(queue: queue, prefetch: prefetch)
         do {
             try await body(consumer)

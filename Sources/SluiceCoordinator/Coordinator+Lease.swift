@@ -85,7 +85,7 @@ extension Coordinator {
             group.addTask {
                 try await self.restarting("outbox") {
                     // Bound before step tasks go out, so that their outcomes have a queue to land in.
-                    try await self.broker.prepareCoordinatorQueue()
+                    try await self.broker.prepareCoordinatorQueue(legacyEventBindings: self.configuration.legacyEventBindings)
                     try await self.relayOutbox()
                 }
             }

@@ -43,6 +43,12 @@ public struct Coordinator: Service {
         /// accepts every outcome (then only broker permissions keep
         /// producers from writing them: docs/operations.md).
         public var eventVerifier: EventSigner?
+        /// Also bind every task's outcome to the coordinator queue, as versions
+        /// before step event keys did, for workers of such a version still
+        /// running (an upgrade that starts with the coordinator). Off: plain
+        /// tasks' outcomes never reach the coordinator, and the old bindings
+        /// are removed.
+        public var legacyEventBindings: Bool
 
         public init(holder: String = Coordinator.defaultHolder, leaseTTL: Duration = .seconds(10), defaultQueue: String = "default",
                     prefetch: Int = 200, outboxBatch: Int = 500, pollInterval: Duration = .milliseconds(250),
@@ -55,6 +61,7 @@ public struct Coordinator: Service {
             self.pollInterval = pollInterval
             self.retention = retention
             self.eventVerifier = nil
+            self.legacyEventBindings = false
         }
     }
 

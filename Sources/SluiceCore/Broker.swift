@@ -18,8 +18,10 @@ public protocol Broker: Sendable {
     func prepareIsolation(queues: [String]) async throws
 
     /// Declares the coordinator's event queue and its bindings, and its
-    /// dead-letter watch queue (idempotent).
-    func prepareCoordinatorQueue() async throws
+    /// dead-letter watch queue (idempotent). `legacyEventBindings`: also bind
+    /// every task's outcome, as versions before step event keys did (for
+    /// workers of such a version); without it those bindings are removed.
+    func prepareCoordinatorQueue(legacyEventBindings: Bool) async throws
 
     /// Binds the coordinator's dead-letter watch queue to the dead letters of
     /// these task queues (idempotent).

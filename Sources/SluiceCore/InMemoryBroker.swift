@@ -41,6 +41,8 @@ public actor InMemoryBroker: Broker {
     public private(set) var otherEventMessages: [OutboundMessage] = []
     private var eventWaiters: [(id: Int, ready: @Sendable ([TaskEvent]) -> Bool, continuation: CheckedContinuation<Bool, Never>)] = []
     private var nextWaiterID = 0
+    /// The coordinator queue's bindings on the events exchange.
+    private var coordinatorBindings: [String] = []
     private var subscribers: [Int: (bindings: [String], continuation: AsyncThrowingStream<BrokerDelivery, any Error>.Continuation)] = [:]
 
     public init(topology: Topology) {
@@ -59,7 +61,8 @@ public actor InMemoryBroker: Broker {
         for name in names where queues[topology.isolationQueue(name)] == nil { queues[topology.isolationQueue(name)] = Queue() }
     }
 
-    public func prepareCoordinatorQueue() async throws {
+    public func prepareCoordinatorQueue(legacyEventBindings: Bool) async throws {
+        coordinatorBindings = topology.coordinatorBindings + (legacyEventBindings ? topology.legacyCoordinatorBindings : [])
         if queues[topology.coordinatorQueue] == nil { queues[topology.coordinatorQueue] = Queue() }
         if queues[topology.coordinatorDeadQueue] == nil { queues[topology.coordinatorDeadQueue] = Queue() }
     }
@@ -87,7 +90,9 @@ public actor InMemoryBroker: Broker {
             }
             if let event = try? TaskEvent.decode(message.body) {
                 events.append(event)
-                if queues[t.coordinatorQueue] != nil, [.succeeded, .retrying, .dead].contains(event.kind) {
+                // As RabbitMQ would route it: by the coordinator queue's bindings.
+                if queues[t.coordinatorQueue] != nil,
+                   coordinatorBindings.contains(where: { TopicPattern.matches($0, message.routingKey) }) {
                     _ = enqueue(message, into: t.coordinatorQueue)
                 }
                 let ready = eventWaiters.filter { $0.ready(events) }

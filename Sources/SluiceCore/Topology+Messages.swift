@@ -46,7 +46,7 @@ extension Topology {
 
     /// An event message on the events exchange.
     public func eventMessage(_ event: TaskEvent) -> OutboundMessage {
-        OutboundMessage(exchange: eventsExchange, routingKey: eventRoutingKey(queue: event.queue, kind: event.kind),
+        OutboundMessage(exchange: eventsExchange, routingKey: eventRoutingKey(for: event),
                         body: event.jsonBytes(),
                         properties: BasicProperties(contentType: "application/json", deliveryMode: 2,
                                                     correlationId: event.workflowRunID,

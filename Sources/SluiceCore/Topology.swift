@@ -61,8 +61,38 @@ public struct Topology: Sendable, Hashable {
     public func deadQueue(_ queue: String) -> String { "\(prefix).dead.\(queue)" }
     public func delayExchange(_ milliseconds: Int) -> String { "\(prefix).delay.\(milliseconds)" }
     public func delayQueue(_ milliseconds: Int) -> String { "\(prefix).delay.\(milliseconds)" }
-    /// Routing key of an event on the events exchange.
+    /// Routing key of an event on the events exchange: `<queue>.<kind>` for a
+    /// plain task; a workflow step's has its own (``stepEventRoutingKey(runID:queue:kind:)``).
     public func eventRoutingKey(queue: String, kind: TaskEvent.Kind) -> String { "\(queue).\(kind.rawValue)" }
+
+    /// Routing key of the event of a workflow step:
+    /// `~wf.<bucket>.<queue>.<kind>`. The first word cannot start a queue name,
+    /// so the coordinator binds `~wf.#` patterns and never receives plain
+    /// tasks' outcomes; the key still ends in `<queue>.<kind>`, so monitors'
+    /// `#.<kind>` bindings see steps too. The bucket, from a stable hash of the
+    /// run id, lets coordinators share runs by binding buckets.
+    public func stepEventRoutingKey(runID: String, queue: String, kind: TaskEvent.Kind) -> String {
+        "\(Self.stepEventWord).\(Self.stepEventBucket(runID: runID)).\(queue).\(kind.rawValue)"
+    }
+
+    /// The routing key an event is published with.
+    public func eventRoutingKey(for event: TaskEvent) -> String {
+        guard let runID = event.workflowRunID else { return eventRoutingKey(queue: event.queue, kind: event.kind) }
+        return stepEventRoutingKey(runID: runID, queue: event.queue, kind: event.kind)
+    }
+
+    /// The first word of every workflow step's event key.
+    public static let stepEventWord = "~wf"
+    /// How many buckets step events are spread over (by run id).
+    public static let stepEventBuckets = 64
+
+    /// A run's bucket: FNV-1a of its id, modulo ``stepEventBuckets``, stable
+    /// across processes and versions.
+    public static func stepEventBucket(runID: String) -> Int {
+        var hash: UInt32 = 0x811c_9dc5
+        for byte in runID.utf8 { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
+        return Int(hash % UInt32(stepEventBuckets))
+    }
     /// Routing key of worker heartbeats on the events exchange.
     public var workerHeartbeatRoutingKey: String { "_workers.heartbeat" }
     /// Routing key of a ping: every worker answers with a heartbeat at once.
@@ -171,9 +201,16 @@ public struct Topology: Sendable, Hashable {
 
     public var coordinatorDeadQueueDeclaration: QueueDeclaration { .quorum(coordinatorDeadQueue) }
 
-    /// What the coordinator queue is bound to on the events exchange: outcomes,
-    /// whatever the queue's name (queue names may contain dots).
+    /// What the coordinator queue is bound to on the events exchange: the
+    /// outcomes of workflow steps only (queue names may contain dots, hence `#`).
     public var coordinatorBindings: [String] {
+        [TaskEvent.Kind.succeeded, .retrying, .dead].map { "\(Self.stepEventWord).#.\($0.rawValue)" }
+    }
+
+    /// What versions before step event keys bound the coordinator queue to:
+    /// every task's outcome. Bound again only while workers of such a version
+    /// still run (`sluice coordinator --legacy-event-bindings`); unbound otherwise.
+    public var legacyCoordinatorBindings: [String] {
         [TaskEvent.Kind.succeeded, .retrying, .dead].map { "#.\($0.rawValue)" }
     }
 

@@ -63,5 +63,5 @@ public struct WorkerHeartbeat: Sendable, Codable, Hashable {
 
 /// The version this build of Sluice reports in heartbeats and `--version`.
 public enum SluiceVersion {
-    public static let current = "0.5.0"
+    public static let current = "0.6.0"
 }

@@ -65,13 +65,21 @@ public final class RabbitMQBroker: Broker {
         }
     }
 
-    public func prepareCoordinatorQueue() async throws {
+    public func prepareCoordinatorQueue(legacyEventBindings: Bool) async throws {
         try await prepare(queues: [])
         let channel = try await connection.openChannel()
         defer { Task { try? await channel.close() } }
         try await channel.queueDeclare(topology.coordinatorQueueDeclaration)
         for key in topology.coordinatorBindings {
             try await channel.queueBind(queue: topology.coordinatorQueue, exchange: topology.eventsExchange, routingKey: key)
+        }
+        // The queue is durable: bindings an earlier version made stay until removed.
+        for key in topology.legacyCoordinatorBindings {
+            if legacyEventBindings {
+                try await channel.queueBind(queue: topology.coordinatorQueue, exchange: topology.eventsExchange, routingKey: key)
+            } else {
+                try await channel.queueUnbind(queue: topology.coordinatorQueue, exchange: topology.eventsExchange, routingKey: key)
+            }
         }
         try await channel.queueDeclare(topology.coordinatorDeadQueueDeclaration)
     }

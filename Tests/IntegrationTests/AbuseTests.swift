@@ -648,7 +648,9 @@ struct AbuseForgeryTests {
             var badlySigned = forged
             badlySigned.signature = try EventSigner(key: Array("another-key-of-32-bytes-987654321".utf8)).signature(of: forged)
             for event in [forged, badlySigned] {
-                try await s.tasks.broker.publish(OutboundMessage(exchange: s.tasks.topology.eventsExchange, routingKey: "wf.succeeded",
+                // On the key of a step's event: the coordinator is bound to no other.
+                try await s.tasks.broker.publish(OutboundMessage(exchange: s.tasks.topology.eventsExchange,
+                                                                 routingKey: s.tasks.topology.eventRoutingKey(for: event),
                                                                  body: event.jsonBytes(), properties: BasicProperties(deliveryMode: 2)))
             }
             // What a producer can do without touching the events exchange: enqueue tasks in the step's

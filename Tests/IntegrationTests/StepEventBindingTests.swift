@@ -1,0 +1,54 @@
+import Foundation
+import SluiceAMQP
+import SluiceCore
+import SluiceRabbitMQ
+import SluiceTesting
+import SluiceWire
+import Testing
+
+/// On a real broker: the coordinator queue receives workflow steps' outcomes
+/// and no plain task's, and the bindings an earlier version left behind are
+/// removed (or kept, during an upgrade, with legacy bindings).
+@Suite("Step events reach the coordinator queue alone")
+struct StepEventBindingTests {
+    static func event(_ topology: Topology, runID: String?) -> OutboundMessage {
+        topology.eventMessage(TaskEvent(kind: .succeeded, task: TaskEnvelope(
+            id: UUID().uuidString, name: "n", queue: "orders", arguments: [], workflowRunID: runID,
+            workflowStep: runID == nil ? nil : "s")))
+    }
+
+    /// Publishes a plain and a step outcome; returns how many reached the coordinator queue.
+    static func delivered(_ h: TaskHarness) async throws -> UInt32 {
+        let before = try await h.broker.queueState(h.topology.coordinatorQueue).messageCount
+        try await h.broker.publish(Self.event(h.topology, runID: nil))
+        try await h.broker.publish(Self.event(h.topology, runID: "run-\(UUID().uuidString)"))
+        // Confirmed publishes are routed: the counts are final once both confirms are in.
+        return try await h.broker.queueState(h.topology.coordinatorQueue).messageCount - before
+    }
+
+    @Test("with the old bindings left by an earlier version, preparing removes them; legacy bindings put them back")
+    func bindings() async throws {
+        let h = try await TaskHarness.make()
+        // What a coordinator before step event keys left on the durable queue.
+        try await h.broker.prepare(queues: [])
+        let channel = try await h.broker.connection.openChannel()
+        try await channel.queueDeclare(h.topology.coordinatorQueueDeclaration)
+        for key in h.topology.legacyCoordinatorBindings {
+            try await channel.queueBind(queue: h.topology.coordinatorQueue, exchange: h.topology.eventsExchange, routingKey: key)
+        }
+        try await channel.close()
+        #expect(try await Self.delivered(h) == 2, "the old bindings take every outcome")
+
+        try await h.broker.prepareCoordinatorQueue(legacyEventBindings: false)
+        #expect(try await Self.delivered(h) == 1, "only the step's outcome")
+
+        try await h.broker.prepareCoordinatorQueue(legacyEventBindings: true)
+        #expect(try await Self.delivered(h) == 2, "during an upgrade: old workers' keys too")
+
+        try await h.broker.prepareCoordinatorQueue(legacyEventBindings: false)
+        #expect(try await Self.delivered(h) == 1)
+        _ = try await h.broker.purge(h.topology.coordinatorQueue)
+        await h.broker.close()
+    }
+}
+
