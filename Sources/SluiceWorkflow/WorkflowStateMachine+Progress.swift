@@ -130,6 +130,7 @@ extension WorkflowStateMachine {
             }
             step.elements = Array(repeating: ElementState(), count: items.count)
             state.steps[id] = step
+            mapProgress[id] = nil
             if decideMap(id, spec, at: at) {
                 afterSettling(id, at: at, &out)
             } else {
@@ -188,46 +189,57 @@ extension WorkflowStateMachine {
         if failureFailsRun(id) { failRun("step '\(id)' failed: \(message)", step: id, at: at, &out) }
     }
 
-    /// Publishes a map step's waiting elements, up to its parallelism.
+    /// Publishes a map step's waiting elements, up to its parallelism. Starts
+    /// at the first element that may be waiting and writes elements in
+    /// place: O(elements published), not O(elements).
     mutating func fillMap(_ id: String, _ spec: MapSpec, at: Date, _ out: inout Output) {
-        guard state.status == .running, var step = state.steps[id], step.status == .running, var elements = step.elements,
+        guard state.status == .running, let (generation, count) = runningMap(id),
               case .array(let items)? = spec.over.resolve(in: scope(for: [spec.over])) else { return }
-        var running = elements.filter { $0.status == .running }.count
+        var progress = progress(ofMap: id)
         let limit = min(spec.maxParallel ?? Int.max, limits.maxMapParallel)
         let references = (try? spec.task.arguments.references()) ?? []
         let base = scope(for: references)
         var renderFailed = false
-        for i in elements.indices where elements[i].status == .waiting && running < limit {
+        var i = progress.cursor
+        while i < count && progress.running < limit {
+            guard state.steps[id]!.elements![i].status == .waiting else {
+                i += 1
+                continue
+            }
             guard items.indices.contains(i) else { break }
             var element = scopeObject(base)
             element["item"] = items[i]
             element["index"] = .number(Double(i))
-            let taskID = taskID(step: id, generation: step.generation, index: i)
+            let taskID = taskID(step: id, generation: generation, index: i)
             do {
                 let arguments = try spec.task.arguments.render(in: .object(element), maxBytes: limits.maxArgumentsBytes)
                 out.tasks.append(stepTask(taskID, spec.task, arguments: arguments, step: id, index: i))
-                elements[i].status = .running
-                running += 1
+                state.steps[id]!.elements![i].status = .running
+                progress.running += 1
                 if let ms = spec.task.timeoutMilliseconds {
                     out.schedule.append(.scheduleTimer(timerID: taskID + "/~timeout", at: at.addingTimeInterval(Double(ms) / 1000)))
                 }
             } catch {
-                elements[i].status = .failed
-                elements[i].error = "arguments: \(error.message)"
+                state.steps[id]!.elements![i].status = .failed
+                state.steps[id]!.elements![i].error = "arguments: \(error.message)"
+                progress.failed += 1
                 renderFailed = true
             }
+            i += 1
         }
-        step.elements = elements
-        state.steps[id] = step
+        progress.cursor = i
+        mapProgress[id] = progress
         if renderFailed, decideMap(id, spec, at: at) { afterSettling(id, at: at, &out) }
     }
 
     /// Settles a map step if its join policy can decide; true if it settled.
+    /// Deciding reads the counts; only a decision reads the elements.
     mutating func decideMap(_ id: String, _ spec: MapSpec, at: Date) -> Bool {
-        guard var step = state.steps[id], step.status == .running, let elements = step.elements else { return false }
-        let succeeded = elements.filter { $0.status == .succeeded }.count
-        let failed = elements.filter { $0.status == .failed }.count
-        guard let decision = spec.join.decide(succeeded: succeeded, failed: failed, total: elements.count) else { return false }
+        guard let (_, count) = runningMap(id) else { return false }
+        let progress = progress(ofMap: id)
+        guard let decision = spec.join.decide(succeeded: progress.succeeded, failed: progress.failed, total: count) else { return false }
+        var step = state.steps[id]!
+        let elements = step.elements ?? []
         step.output = .array(elements.map { $0.status == .succeeded ? ($0.output ?? .null) : .null })
         step.finishedAt = at
         if decision {
@@ -235,7 +247,7 @@ extension WorkflowStateMachine {
         } else {
             step.status = .failed
             let first = elements.firstIndex { $0.status == .failed }
-            step.error = "\(failed) of \(elements.count) elements failed"
+            step.error = "\(progress.failed) of \(count) elements failed"
                 + (first.map { ", first [\($0)]: \(elements[$0].error ?? "")" } ?? "")
         }
         state.steps[id] = step

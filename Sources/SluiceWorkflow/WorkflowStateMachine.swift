@@ -30,6 +30,8 @@ public struct WorkflowStateMachine: Sendable {
     let stepsByID: [String: WorkflowStep]
     /// The branch that targets a step, for steps a branch targets.
     let branchOf: [String: String]
+    /// Element counts of map steps (see ``MapProgress``).
+    var mapProgress: [String: MapProgress] = [:]
 
     /// A new, pending run (send it `.start`).
     public init(definition: WorkflowDefinition, runID: String, input: JSONValue, createdAt: Date,
@@ -113,17 +115,16 @@ public struct WorkflowStateMachine: Sendable {
             settleTask(taskID, attempt: attempt, result: .failure(error.map { "\(reason): \($0)" } ?? reason), at: at, &out)
 
         case .taskRetrying(let taskID, let attempt, _, _):
-            guard state.status != .pending, !state.status.isFinal || state.status == .failed,
-                  let ref = parse(taskID), var step = state.steps[ref.step], step.generation == ref.generation else { return [] }
+            guard state.status != .pending, !state.status.isFinal || state.status == .failed, let ref = parse(taskID) else { return [] }
             if let i = ref.index {
-                guard var elements = step.elements, elements.indices.contains(i), elements[i].status == .running else { return [] }
-                elements[i].attempts = max(elements[i].attempts, attempt)
-                step.elements = elements
+                // In place: a copy of the step would copy every element.
+                guard elementIsRunning(ref.step, generation: ref.generation, i, stepRunning: false) else { return [] }
+                state.steps[ref.step]!.elements![i].attempts = max(state.steps[ref.step]!.elements![i].attempts, attempt)
             } else {
-                guard step.status == .running else { return [] }
+                guard var step = state.steps[ref.step], step.generation == ref.generation, step.status == .running else { return [] }
                 step.attempts = max(step.attempts, attempt)
+                state.steps[ref.step] = step
             }
-            state.steps[ref.step] = step
 
         case .timerFired(let timerID, let at):
             timerFired(timerID, at: at, &out)
@@ -196,22 +197,10 @@ public struct WorkflowStateMachine: Sendable {
     var isActive: Bool { state.status == .running || state.status == .paused }
 
     mutating func settleTask(_ taskID: String, attempt: Int, result: Result<JSONValue, StepFailure>, at: Date, _ out: inout Output) {
-        guard acceptsResults, let ref = parse(taskID), var step = state.steps[ref.step], step.generation == ref.generation,
-              step.status == .running else { return }
+        guard acceptsResults, let ref = parse(taskID) else { return }
         if let i = ref.index {
-            guard case .map(let spec)? = stepsByID[ref.step]?.kind, var elements = step.elements, elements.indices.contains(i),
-                  elements[i].status == .running else { return }
-            elements[i].attempts = max(elements[i].attempts, attempt)
-            switch result {
-            case .success(let output):
-                elements[i].status = .succeeded
-                elements[i].output = output
-            case .failure(let failure):
-                elements[i].status = .failed
-                elements[i].error = failure.message
-            }
-            step.elements = elements
-            state.steps[ref.step] = step
+            guard case .map(let spec)? = stepsByID[ref.step]?.kind, elementIsRunning(ref.step, generation: ref.generation, i) else { return }
+            settleElement(ref.step, i, attempt: attempt, result: result)
             if let ms = spec.task.timeoutMilliseconds, ms > 0 {
                 out.cancel.append(.cancelTimer(timerID: taskID + "/~timeout"))
             }
@@ -222,7 +211,8 @@ public struct WorkflowStateMachine: Sendable {
             }
             return
         }
-        guard case .task(let spec)? = stepsByID[ref.step]?.kind else { return }
+        guard var step = state.steps[ref.step], step.generation == ref.generation, step.status == .running,
+              case .task(let spec)? = stepsByID[ref.step]?.kind else { return }
         step.attempts = max(step.attempts, attempt)
         switch result {
         case .success(let output):
@@ -248,27 +238,27 @@ public struct WorkflowStateMachine: Sendable {
         guard acceptsResults, let tilde = timerID.range(of: "/~", options: .backwards) else { return }
         let kind = timerID[tilde.upperBound...]
         let base = String(timerID[..<tilde.lowerBound])
-        guard let ref = parse(base), var step = state.steps[ref.step], step.generation == ref.generation,
-              step.status == .running else { return }
+        guard let ref = parse(base), let current = state.steps[ref.step], current.generation == ref.generation,
+              current.status == .running else { return }
         switch (kind, stepsByID[ref.step]?.kind) {
         case ("delay", .delay?):
+            var step = current
             step.status = .succeeded
             step.output = .null
             step.finishedAt = at
             state.steps[ref.step] = step
             afterSettling(ref.step, at: at, &out)
         case ("timeout", .task(let spec)?) where ref.index == nil:
+            var step = current
             step.status = .failed
             step.error = "timed out after \(WorkflowDuration.text(milliseconds: spec.timeoutMilliseconds ?? 0))"
             step.finishedAt = at
             state.steps[ref.step] = step
             afterSettling(ref.step, at: at, &out)
         case ("timeout", .map(let spec)?):
-            guard let i = ref.index, var elements = step.elements, elements.indices.contains(i), elements[i].status == .running else { return }
-            elements[i].status = .failed
-            elements[i].error = "timed out after \(WorkflowDuration.text(milliseconds: spec.task.timeoutMilliseconds ?? 0))"
-            step.elements = elements
-            state.steps[ref.step] = step
+            guard let i = ref.index, elementIsRunning(ref.step, generation: ref.generation, i) else { return }
+            settleElement(ref.step, i, attempt: nil,
+                          result: .failure("timed out after \(WorkflowDuration.text(milliseconds: spec.task.timeoutMilliseconds ?? 0))"))
             if decideMap(ref.step, spec, at: at) {
                 afterSettling(ref.step, at: at, &out)
             } else if isActive {
