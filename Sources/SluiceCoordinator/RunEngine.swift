@@ -285,24 +285,29 @@ public actor RunEngine {
             steps += 1
             guard steps < 10_000 else { throw EngineError.invalid("an event cascaded through too many runs") }
             let (id, event) = pending.removeFirst()
-            var machine: WorkflowStateMachine
-            if let m = working[id] {
-                machine = m
-            } else if let m = try await self.machine(id) {
-                machine = m
-            } else {
-                logger.warning("an event for an unknown run", metadata: ["run": "\(id)"])
-                continue
+            if working[id] == nil {
+                guard let loaded = try await self.machine(id) else {
+                    logger.warning("an event for an unknown run", metadata: ["run": "\(id)"])
+                    continue
+                }
+                working[id] = loaded
             }
-            let actions = machine.handle(event)
-            working[id] = machine
+            // Handled in place in `working`: a copy of the machine per event
+            // would copy a map's elements per event. (The cache keeps the
+            // state before this batch until the commit succeeds.)
+            let actions = working[id]!.handle(event)
+            let parent = working[id]!.state.parent
             if changes[id] == nil {
                 order.append(id)
-                changes[id] = RunChange(run: machine.state, isNew: created.keys.contains(id), idempotencyKey: created[id] ?? nil,
+                // The run's state is taken once the batch is planned (below);
+                // meanwhile the change holds no steps, so that it shares no
+                // elements with the machine being changed.
+                changes[id] = RunChange(run: working[id]!.state, isNew: created.keys.contains(id), idempotencyKey: created[id] ?? nil,
                                         removeTimers: removeTimers[id] ?? [])
+                changes[id]!.run.steps = [:]
             }
             var change = changes[id]!
-            change.run = machine.state
+            changes[id] = nil
             for action in actions {
                 switch action {
                 case .publish(let tasks):
@@ -332,15 +337,15 @@ public actor RunEngine {
                 case .cancelChild(let key):
                     pending.append((Self.childRunID(key), .cancel(reason: "the parent run was cancelled", at: at)))
                 case .completed(let output):
-                    if let parent = machine.state.parent {
+                    if let parent {
                         pending.append((parent.runID, .childFinished(childKey: parent.childKey, succeeded: true, output: output, error: nil, at: at)))
                     }
                 case .failed(let reason):
-                    if let parent = machine.state.parent {
+                    if let parent {
                         pending.append((parent.runID, .childFinished(childKey: parent.childKey, succeeded: false, output: nil, error: reason, at: at)))
                     }
                 case .cancelled(let reason):
-                    if let parent = machine.state.parent {
+                    if let parent {
                         pending.append((parent.runID, .childFinished(childKey: parent.childKey, succeeded: false, output: nil,
                                                                      error: "cancelled: \(reason)", at: at)))
                     }
@@ -348,6 +353,7 @@ public actor RunEngine {
             }
             changes[id] = change
         }
+        for id in order { changes[id]?.run = working[id]!.state }
         return (order.compactMap { changes[$0] }, working)
     }
 }
