@@ -55,6 +55,9 @@ extension ConnectionCore {
         _ = amqp_set_rpc_timeout(state, &rpc)
 
         let arena = CArena()
+        // Alive until the C call has read what it points to (Swift may end a
+        // lifetime at the last Swift use).
+        defer { withExtendedLifetime(arena) {} }
         var clientProperties = FieldTable()
         clientProperties["product"] = "Sluice"
         clientProperties["platform"] = "Swift"

@@ -97,6 +97,9 @@ extension FieldTable {
     /// (so tests can check our C conversion against the protocol bytes).
     func wireEncoded() throws -> [UInt8] {
         let arena = CArena()
+        // Alive until the C call has read what it points to (Swift may end a
+        // lifetime at the last Swift use).
+        defer { withExtendedLifetime(arena) {} }
         var table = cTable(in: arena)
         var capacity = 4096
         while true {

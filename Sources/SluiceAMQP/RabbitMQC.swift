@@ -10,7 +10,10 @@ import SluiceWire
 /// `channel.close` or `connection.close` instead, the `close-ok` it expects is
 /// sent here, and the error is thrown: what that means for the channel's
 /// state (end its consumers, or keep them for a retry) is the caller's call.
-/// C strings and tables live in a ``CArena`` for the length of one call.
+/// C strings and tables live in a ``CArena`` for the length of one call:
+/// each method keeps its arena alive to its end (`withExtendedLifetime`), as
+/// Swift may otherwise free it after its last Swift use, before the C call
+/// has read what it points to.
 struct RabbitMQC {
     let state: amqp_connection_state_t
 
@@ -49,6 +52,7 @@ struct RabbitMQC {
     func exchangeDeclare(_ channel: amqp_channel_t, _ d: ExchangeDeclaration, passive: Bool,
                          _ operation: @autoclosure () -> String) throws(AMQPError) {
         let arena = CArena()
+        defer { withExtendedLifetime(arena) {} }
         _ = amqp_exchange_declare(state, channel, arena.bytes(d.name), arena.bytes(d.type), passive ? 1 : 0,
                                   d.durable ? 1 : 0, d.autoDelete ? 1 : 0, d.internal ? 1 : 0, d.arguments.cTable(in: arena))
         try checkReply(channel, operation())
@@ -56,6 +60,7 @@ struct RabbitMQC {
 
     func exchangeDelete(_ channel: amqp_channel_t, _ name: String, ifUnused: Bool, _ operation: @autoclosure () -> String) throws(AMQPError) {
         let arena = CArena()
+        defer { withExtendedLifetime(arena) {} }
         _ = amqp_exchange_delete(state, channel, arena.bytes(name), ifUnused ? 1 : 0)
         try checkReply(channel, operation())
     }
@@ -63,6 +68,7 @@ struct RabbitMQC {
     func queueDeclare(_ channel: amqp_channel_t, _ d: QueueDeclaration, passive: Bool,
                       _ operation: @autoclosure () -> String) throws(AMQPError) -> QueueState {
         let arena = CArena()
+        defer { withExtendedLifetime(arena) {} }
         let ok = amqp_queue_declare(state, channel, arena.bytes(d.name), passive ? 1 : 0, d.durable ? 1 : 0,
                                     d.exclusive ? 1 : 0, d.autoDelete ? 1 : 0, d.arguments.cTable(in: arena))
         try checkReply(channel, operation())
@@ -73,6 +79,7 @@ struct RabbitMQC {
 
     func queueBind(_ channel: amqp_channel_t, _ b: TopologyRecorder.Binding, _ operation: @autoclosure () -> String) throws(AMQPError) {
         let arena = CArena()
+        defer { withExtendedLifetime(arena) {} }
         _ = amqp_queue_bind(state, channel, arena.bytes(b.queue), arena.bytes(b.exchange), arena.bytes(b.routingKey),
                             b.arguments.cTable(in: arena))
         try checkReply(channel, operation())
@@ -80,6 +87,7 @@ struct RabbitMQC {
 
     func queueUnbind(_ channel: amqp_channel_t, _ b: TopologyRecorder.Binding, _ operation: @autoclosure () -> String) throws(AMQPError) {
         let arena = CArena()
+        defer { withExtendedLifetime(arena) {} }
         _ = amqp_queue_unbind(state, channel, arena.bytes(b.queue), arena.bytes(b.exchange), arena.bytes(b.routingKey),
                               b.arguments.cTable(in: arena))
         try checkReply(channel, operation())
@@ -88,6 +96,7 @@ struct RabbitMQC {
     /// `queue.purge`; returns how many messages it removed.
     func queuePurge(_ channel: amqp_channel_t, _ name: String, _ operation: @autoclosure () -> String) throws(AMQPError) -> UInt32 {
         let arena = CArena()
+        defer { withExtendedLifetime(arena) {} }
         let ok = amqp_queue_purge(state, channel, arena.bytes(name))
         try checkReply(channel, operation())
         return ok?.pointee.message_count ?? 0
@@ -97,6 +106,7 @@ struct RabbitMQC {
     func queueDelete(_ channel: amqp_channel_t, _ name: String, ifUnused: Bool, ifEmpty: Bool,
                      _ operation: @autoclosure () -> String) throws(AMQPError) -> UInt32 {
         let arena = CArena()
+        defer { withExtendedLifetime(arena) {} }
         let ok = amqp_queue_delete(state, channel, arena.bytes(name), ifUnused ? 1 : 0, ifEmpty ? 1 : 0)
         try checkReply(channel, operation())
         return ok?.pointee.message_count ?? 0
@@ -105,6 +115,7 @@ struct RabbitMQC {
     func basicConsume(_ channel: amqp_channel_t, queue: String, tag: String, noAck: Bool, exclusive: Bool, arguments: FieldTable,
                       _ operation: @autoclosure () -> String) throws(AMQPError) {
         let arena = CArena()
+        defer { withExtendedLifetime(arena) {} }
         _ = amqp_basic_consume(state, channel, arena.bytes(queue), arena.bytes(tag), 0, noAck ? 1 : 0, exclusive ? 1 : 0,
                                arguments.cTable(in: arena))
         try checkReply(channel, operation())
@@ -112,6 +123,7 @@ struct RabbitMQC {
 
     func basicCancel(_ channel: amqp_channel_t, tag: String, _ operation: @autoclosure () -> String) throws(AMQPError) {
         let arena = CArena()
+        defer { withExtendedLifetime(arena) {} }
         _ = amqp_basic_cancel(state, channel, arena.bytes(tag))
         try checkReply(channel, operation())
     }
@@ -120,6 +132,7 @@ struct RabbitMQC {
     /// to read the message that follows through the frame path.
     func basicGet(_ channel: amqp_channel_t, queue: String, noAck: Bool, _ operation: @autoclosure () -> String) throws(AMQPError) -> amqp_method_t {
         let arena = CArena()
+        defer { withExtendedLifetime(arena) {} }
         let reply = amqp_basic_get(state, channel, arena.bytes(queue), noAck ? 1 : 0)
         if reply.reply_type != AMQP_RESPONSE_NORMAL { answerClose(reply, channel) }
         try AMQPCheck.reply(reply, operation())

@@ -168,10 +168,9 @@ struct SettlementStateMachine {
 
     /// No handler is registered under the task's name.
     mutating func noHandler(registered: [String]) -> Action {
-        guard case .running(let task, let waited) = state else { return invalid("noHandler") }
+        guard case .running(let task, _) = state else { return invalid("noHandler") }
         return deadLetter(DeadLetter(task: task, reason: .unknownTask, errorType: "unknown_task",
-                                     message: "no handler is registered for \(task.name) (this worker has: \(registered.joined(separator: ", ")))",
-                                     waited: waited))
+                                     message: "no handler is registered for \(task.name) (this worker has: \(registered.joined(separator: ", ")))"))
     }
 
     /// The handler returned or threw. `jitter` (0..<1) spreads retry delays.
