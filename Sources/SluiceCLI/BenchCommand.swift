@@ -127,23 +127,34 @@ struct BenchCommand: AsyncParsableCommand {
             Runs an in-process coordinator and worker (no-op steps) against the broker: first --runs runs of \
             --steps sequential steps (transitions/s = steps completed per second), then one map over --map \
             elements with a join. On a temporary SQLite file, and on PostgreSQL when --postgres is given.
+
+            First it measures the end-to-end rate of --plain-tasks plain no-op tasks through one worker (as \
+            `sluice bench tasks` does), and prints each store's transitions/s as a share of it: the two come \
+            from one run on one machine, so the ratio compares across days where raw rates do not.
             """)
         @Option(help: "Sequential runs for the transitions measurement.") var runs = 500
         @Option(help: "Steps per run.") var steps = 3
         @Option(help: "Elements of the map.") var map = 10_000
         @Option(help: "Worker concurrency.") var concurrency = 200
         @Option(help: "A PostgreSQL database URL to measure too (its tables are created; use a scratch database).") var postgres: String?
+        @Option(help: "Plain tasks for the end-to-end rate the transitions are compared with (0 skips it).") var plainTasks = 20_000
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var connection: ConnectionOptions
 
         func validate() throws {
             guard runs > 0, steps > 0, map > 0, concurrency > 0 else { throw ValidationError("--runs, --steps, --map and --concurrency must be positive") }
+            guard plainTasks >= 0 else { throw ValidationError("--plain-tasks must be 0 or more") }
         }
 
         func run() async throws {
             let url = try connection.resolvedURL()
             let bench = WorkflowBenchmark(url: url, runs: runs, stepsPerRun: steps, mapSize: map, concurrency: concurrency)
             let quiet = json
+            var plainRate: Double?
+            if plainTasks > 0 {
+                let plain = TaskBenchmark(url: url, count: plainTasks, concurrency: 300, rounds: 1, latencyTasks: 0)
+                plainRate = try await plain.run { if !quiet { standardError("plain tasks: \($0)") } }.medianEndToEnd
+            }
             var results: [WorkflowBenchmark.Result] = []
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-bench-\(UUID().uuidString).sqlite").path
             let sqlite = try await SQLiteWorkflowStore.open(path: path)
@@ -166,12 +177,21 @@ struct BenchCommand: AsyncParsableCommand {
                 try await store.close()
             }
             if json {
-                printJSON(results.map { ["store": $0.store, "transitions_per_s": $0.transitionsPerSecond.rounded(), "runs": $0.runs,
-                                         "steps_per_run": $0.stepsPerRun, "map_size": $0.mapSize, "map_seconds": $0.mapSeconds] })
+                printJSON(results.map { r -> [String: Any] in
+                    var row: [String: Any] = ["store": r.store, "transitions_per_s": r.transitionsPerSecond.rounded(), "runs": r.runs,
+                                              "steps_per_run": r.stepsPerRun, "map_size": r.mapSize, "map_seconds": r.mapSeconds]
+                    if let plainRate {
+                        row["plain_tasks_per_s"] = plainRate.rounded()
+                        row["transitions_share_of_plain"] = r.transitionsPerSecond / plainRate
+                    }
+                    return row
+                })
                 return
             }
+            if let plainRate { print("plain tasks end to end: \(Int(plainRate)) tasks/s (\(plainTasks) tasks, one worker, concurrency 300)") }
             for r in results {
-                print("\(r.store): \(Int(r.transitionsPerSecond)) step transitions/s (\(r.runs) runs × \(r.stepsPerRun) steps); "
+                let share = plainRate.map { String(format: " (%.0f%% of the plain-task rate)", 100 * r.transitionsPerSecond / $0) } ?? ""
+                print("\(r.store): \(Int(r.transitionsPerSecond)) step transitions/s\(share) (\(r.runs) runs × \(r.stepsPerRun) steps); "
                       + "map over \(r.mapSize) + join: \(String(format: "%.1f", r.mapSeconds)) s")
             }
         }
