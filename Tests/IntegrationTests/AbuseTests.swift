@@ -635,10 +635,11 @@ struct AbuseForgeryTests {
             try await s.engine.register(WorkflowDefinition(name: "hello") { WorkflowStep.task("hello", "gate") })
             let run = try await s.engine.start(workflow: "hello", input: [:])
             let taskID = "\(run.runID)/hello/0"
-            _ = try await eventually(30, "the step to start") { try await s.engine.run(run.runID)?.steps["hello"]?.status == .running ? true : nil }
-            // The coordinator's event queue is declared by its event loop, which may start after the run did.
+            _ = try await eventually(60, "the step to start") { try await s.engine.run(run.runID)?.steps["hello"]?.status == .running ? true : nil }
+            // The coordinator's event queue is declared by its event loop, which may start after the run did
+            // (on a loaded CI machine, with broker nodes of other tests starting, over 30 s once).
             let tasks = s.tasks
-            _ = try await eventually(30, "the coordinator to consume its event queue") {
+            _ = try await eventually(90, "the coordinator to consume its event queue") {
                 (try? await tasks.broker.queueState(tasks.topology.coordinatorQueue))?.consumerCount == 1 ? true : nil
             }
             // What an attacker with publish rights on the events exchange sends.
