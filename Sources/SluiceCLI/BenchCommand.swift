@@ -155,26 +155,23 @@ struct BenchCommand: AsyncParsableCommand {
                 let plain = TaskBenchmark(url: url, count: plainTasks, concurrency: 300, rounds: 1, latencyTasks: 0)
                 plainRate = try await plain.run { if !quiet { standardError("plain tasks: \($0)") } }.medianEndToEnd
             }
-            var results: [WorkflowBenchmark.Result] = []
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-bench-\(UUID().uuidString).sqlite").path
-            let sqlite = try await SQLiteWorkflowStore.open(path: path)
-            do {
-                results.append(try await bench.run(store: sqlite, label: "sqlite") { if !quiet { standardError($0) } })
-            } catch {
-                try? await sqlite.close()
-                throw error
-            }
-            try await sqlite.close()
-            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
-            if let postgres {
-                let store = try await PostgresWorkflowStore.connect(url: postgres)
+            /// Measures one store and closes it, whatever happens.
+            func measure(_ store: any WorkflowStore, _ label: String) async throws -> WorkflowBenchmark.Result {
                 do {
-                    results.append(try await bench.run(store: store, label: "postgres") { if !quiet { standardError($0) } })
+                    let result = try await bench.run(store: store, label: label) { if !quiet { standardError($0) } }
+                    try await store.close()
+                    return result
                 } catch {
                     try? await store.close()
                     throw error
                 }
-                try await store.close()
+            }
+            var results: [WorkflowBenchmark.Result] = []
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-bench-\(UUID().uuidString).sqlite").path
+            defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+            results.append(try await measure(try await SQLiteWorkflowStore.open(path: path), "sqlite"))
+            if let postgres {
+                results.append(try await measure(try await PostgresWorkflowStore.connect(url: postgres), "postgres"))
             }
             if json {
                 printJSON(results.map { r -> [String: Any] in
