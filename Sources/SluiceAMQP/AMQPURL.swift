@@ -191,7 +191,7 @@ public struct AMQPURL: Sendable, Hashable, CustomStringConvertible {
         while let byte = iterator.next() {
             if byte == UInt8(ascii: "%") {
                 guard let h = iterator.next(), let l = iterator.next(),
-                      let hi = hexValue(h), let lo = hexValue(l) else {
+                      let hi = Hex.value(ofDigit: h), let lo = Hex.value(ofDigit: l) else {
                     throw fail("bad percent-encoding in '\(redactedComponent(text))'")
                 }
                 bytes.append(hi << 4 | lo)
@@ -203,15 +203,6 @@ public struct AMQPURL: Sendable, Hashable, CustomStringConvertible {
             throw fail("percent-encoding is not valid UTF-8")
         }
         return decoded
-    }
-
-    private static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 
     /// Hides anything that could be a password in a component we report.

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceWire
 import SluiceCore
 import SluiceWorker
 import Synchronization

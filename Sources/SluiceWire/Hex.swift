@@ -1,5 +1,5 @@
-/// Lowercase hexadecimal text for bytes, and back: signatures, and ids on
-/// the supervisor's pipes. Written by hand: `String(format:)` per byte was
+/// Lowercase hexadecimal text for bytes, and back: signatures, ids on the
+/// supervisor's pipes, and the digits of a URL's percent-encoding. Written by hand: `String(format:)` per byte was
 /// an allocation per digit pair on the per-event signing path.
 public enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
@@ -23,14 +23,15 @@ public enum Hex {
         out.reserveCapacity(chars.count / 2)
         var i = 0
         while i < chars.count {
-            guard let high = nibble(chars[i]), let low = nibble(chars[i + 1]) else { return nil }
+            guard let high = value(ofDigit: chars[i]), let low = value(ofDigit: chars[i + 1]) else { return nil }
             out.append(high << 4 | low)
             i += 2
         }
         return out
     }
 
-    private static func nibble(_ c: UInt8) -> UInt8? {
+    /// The value of one hex digit (either case); nil if it is not one.
+    public static func value(ofDigit c: UInt8) -> UInt8? {
         switch c {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
