@@ -2,10 +2,8 @@ import ArgumentParser
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
-#endif
 import SluiceCoordinator
-import SluiceCore
-import SluiceWorkflow
+#endif
 
 /// Where the coordinator's API is, for every `sluice workflow` command.
 struct APIOptions: ParsableArguments {

@@ -1,11 +1,6 @@
-import ArgumentParser
 import Foundation
-import Logging
-import ServiceLifecycle
 import SluiceCore
-import SluiceRabbitMQ
 import SluiceWorker
-import UnixSignals
 
 /// Tasks every worker can run, for demos and tests.
 enum BuiltinTasks {

@@ -1,8 +1,5 @@
 import ArgumentParser
 import Foundation
-import SluiceAMQP
-import SluiceCore
-import SluiceWire
 
 /// `sluice cli-reference`: docs/cli.md, from every command's `--help`.
 struct CLIReferenceCommand: ParsableCommand {

@@ -1,11 +1,6 @@
 import ArgumentParser
 import Foundation
-import Logging
-import SluiceAMQP
 import SluiceCore
-import SluiceRabbitMQ
-import SluiceWire
-import SluiceWorkflow
 
 /// The key that signs and checks step outcomes: `--event-key-file`'s
 /// contents (surrounding whitespace dropped), else `SLUICE_EVENT_KEY`, else

@@ -1,8 +1,5 @@
 import ArgumentParser
 import Foundation
-import SluiceAMQP
-import SluiceCore
-import SluiceWire
 
 /// `sluice check-args ARGS...`: parses a sluice command line without running
 /// it. The deploy files' test uses it so that their commands match the CLI.

@@ -1,11 +1,5 @@
-import ArgumentParser
 import Foundation
-import SluiceAMQP
-import SluiceCore
 import SluiceLocalBroker
-import SluiceRabbitMQ
-import SluiceWire
-import SluiceWorkflow
 
 /// The child processes `sluice dev` started, and how to stop them.
 final class DevStack: @unchecked Sendable {

@@ -1,9 +1,6 @@
 import ArgumentParser
 import Foundation
-import SluiceCore
 import SluiceMonitor
-import SluiceRabbitMQ
-import UnixSignals
 
 /// Where the management API is, for the monitoring commands.
 struct ManagementOptions: ParsableArguments {

@@ -1,12 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
-import ServiceLifecycle
 import SluiceCoordinator
-import SluiceCore
-import SluiceRabbitMQ
-import SluiceWorkflow
-import UnixSignals
 
 /// Opens `sqlite:PATH` or `postgres://...`.
 func openStore(_ spec: String, logger: Logger) async throws -> any WorkflowStore {

@@ -1,8 +1,4 @@
-import ArgumentParser
 import Foundation
-import SluiceCore
-import SluiceMonitor
-import SluiceRabbitMQ
 import UnixSignals
 
 /// Prints a snapshot once, or with `watch` every `interval` until Ctrl-C:

@@ -1,9 +1,4 @@
-import ArgumentParser
 import Foundation
-import SluiceCore
-import SluiceMonitor
-import SluiceRabbitMQ
-import SluiceWorkflow
 import Synchronization
 
 /// The terminal in full-screen mode: the alternate screen, no cursor, keys

@@ -136,13 +136,16 @@ final class WorkerSupervisor: Sendable {
                 if left == 0 { break }
                 continue
             }
+            // A crash (a signal, or an exit status that is not Sluice's own error
+            // or usage status) is laid at the tasks that were running.
+            let crashed = status != 0 && status != 1 && status != 64
             let (delay, killed) = state.withLock { s -> (Duration, Bool) in
                 let lived = ContinuousClock.now - s.slots[slot].startedAt
                 let killed = s.slots[slot].killedForLimit
                 s.slots[slot].killedForLimit = false
                 // Jitter: children that died together must not restart together.
                 let jitter = Double.random(in: 0.5...1.5)
-                if !inFlight.isEmpty && !killed && status != 0 && status != 1 && status != 64 {
+                if !inFlight.isEmpty && !killed && crashed {
                     // Explained by the tasks it ran: they are dealt with, so restart now.
                     s.slots[slot].failures = 0
                     return (.milliseconds(Int64(500 * jitter)), killed)
@@ -153,9 +156,6 @@ final class WorkerSupervisor: Sendable {
             }
             logger.warning(killed ? "worker process killed at the hard time limit; restarting" : "worker process exited unexpectedly; restarting",
                            metadata: ["slot": "\(slot)", "status": "\(status)", "in": "\(delay)", "tasks": "\(inFlight.count)"])
-            // A crash (a signal, or an exit status that is not Sluice's own error
-            // or usage status) is laid at the tasks that were running.
-            let crashed = status != 0 && status != 1 && status != 64
             if crashed && !killed && !inFlight.isEmpty { judge(inFlight, alone: slot == isolationSlot || inFlight.count == 1) }
             Task {
                 // Wait out the backoff, unless a stop comes first.

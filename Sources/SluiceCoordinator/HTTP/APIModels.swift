@@ -154,18 +154,18 @@ public enum APICoding {
         return decoder
     }
 
+    /// Made once: a run's state holds a time per step, and a formatter per
+    /// time was an allocation each.
+    private static let withMilliseconds = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    private static let wholeSeconds = Date.ISO8601FormatStyle()
+
     /// A time as the API writes it.
     public static func formatDate(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
+        withMilliseconds.format(date)
     }
 
+    /// A time as the API writes it, or ISO 8601 without fractions.
     static func parseDate(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
+        (try? withMilliseconds.parse(text)) ?? (try? wholeSeconds.parse(text))
     }
 }

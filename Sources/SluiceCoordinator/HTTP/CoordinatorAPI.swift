@@ -299,7 +299,8 @@ private func date(_ text: String) throws -> Date {
         guard seconds.isFinite, abs(seconds) < 1e11 else { throw APIError(.badRequest, "'\(text)' is not a usable time") }
         return Date(timeIntervalSince1970: seconds)
     }
-    guard let d = ISO8601DateFormatter().date(from: text) else {
+    // As the API writes times (with milliseconds), or without fractions.
+    guard let d = APICoding.parseDate(text) else {
         throw APIError(.badRequest, "'\(text)' is not a time (ISO 8601 or seconds since the epoch)")
     }
     return d
