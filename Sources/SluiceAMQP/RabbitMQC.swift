@@ -10,10 +10,8 @@ import SluiceWire
 /// `channel.close` or `connection.close` instead, the `close-ok` it expects is
 /// sent here, and the error is thrown: what that means for the channel's
 /// state (end its consumers, or keep them for a retry) is the caller's call.
-/// C strings and tables live in a ``CArena`` for the length of one call:
-/// each method keeps its arena alive to its end (`withExtendedLifetime`), as
-/// Swift may otherwise free it after its last Swift use, before the C call
-/// has read what it points to.
+/// C strings and tables live in a ``CArena`` for the length of one call
+/// (``withArena(_:)``).
 struct RabbitMQC {
     let state: amqp_connection_state_t
 
@@ -24,19 +22,15 @@ struct RabbitMQC {
         try checkReply(channel, operation())
     }
 
-    /// `channel.close`. Returns false when the broker's own close crossed
-    /// ours (it has been answered): the channel is closed either way.
-    @discardableResult
-    func channelClose(_ channel: amqp_channel_t, _ operation: @autoclosure () -> String) throws(AMQPError) -> Bool {
+    /// `channel.close`. When the broker's own close crosses ours, it is
+    /// answered: the channel is closed either way.
+    func channelClose(_ channel: amqp_channel_t, _ operation: @autoclosure () -> String) throws(AMQPError) {
         let reply = amqp_channel_close(state, channel, Int32(AMQP_REPLY_SUCCESS))
+        defer { releaseBuffers(channel) }
         if reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && reply.reply.id == SLUICE_CHANNEL_CLOSE {
-            try sendChannelCloseOk(channel)
-            releaseBuffers(channel)
-            return false
+            return try sendChannelCloseOk(channel)
         }
         try AMQPCheck.reply(reply, operation())
-        releaseBuffers(channel)
-        return true
     }
 
     func confirmSelect(_ channel: amqp_channel_t, _ operation: @autoclosure () -> String) throws(AMQPError) {
@@ -51,26 +45,26 @@ struct RabbitMQC {
 
     func exchangeDeclare(_ channel: amqp_channel_t, _ d: ExchangeDeclaration, passive: Bool,
                          _ operation: @autoclosure () -> String) throws(AMQPError) {
-        let arena = CArena()
-        defer { withExtendedLifetime(arena) {} }
-        _ = amqp_exchange_declare(state, channel, arena.bytes(d.name), arena.bytes(d.type), passive ? 1 : 0,
-                                  d.durable ? 1 : 0, d.autoDelete ? 1 : 0, d.internal ? 1 : 0, d.arguments.cTable(in: arena))
+        withArena { arena in
+            _ = amqp_exchange_declare(state, channel, arena.bytes(d.name), arena.bytes(d.type), passive ? 1 : 0,
+                                      d.durable ? 1 : 0, d.autoDelete ? 1 : 0, d.internal ? 1 : 0, d.arguments.cTable(in: arena))
+        }
         try checkReply(channel, operation())
     }
 
     func exchangeDelete(_ channel: amqp_channel_t, _ name: String, ifUnused: Bool, _ operation: @autoclosure () -> String) throws(AMQPError) {
-        let arena = CArena()
-        defer { withExtendedLifetime(arena) {} }
-        _ = amqp_exchange_delete(state, channel, arena.bytes(name), ifUnused ? 1 : 0)
+        withArena { arena in
+            _ = amqp_exchange_delete(state, channel, arena.bytes(name), ifUnused ? 1 : 0)
+        }
         try checkReply(channel, operation())
     }
 
     func queueDeclare(_ channel: amqp_channel_t, _ d: QueueDeclaration, passive: Bool,
                       _ operation: @autoclosure () -> String) throws(AMQPError) -> QueueState {
-        let arena = CArena()
-        defer { withExtendedLifetime(arena) {} }
-        let ok = amqp_queue_declare(state, channel, arena.bytes(d.name), passive ? 1 : 0, d.durable ? 1 : 0,
-                                    d.exclusive ? 1 : 0, d.autoDelete ? 1 : 0, d.arguments.cTable(in: arena))
+        let ok = withArena { arena in
+            amqp_queue_declare(state, channel, arena.bytes(d.name), passive ? 1 : 0, d.durable ? 1 : 0,
+                               d.exclusive ? 1 : 0, d.autoDelete ? 1 : 0, d.arguments.cTable(in: arena))
+        }
         try checkReply(channel, operation())
         guard let ok else { throw AMQPError(.protocolError, operation: operation(), message: "no declare-ok") }
         return QueueState(name: ok.pointee.queue.string, messageCount: ok.pointee.message_count,
@@ -78,26 +72,26 @@ struct RabbitMQC {
     }
 
     func queueBind(_ channel: amqp_channel_t, _ b: TopologyRecorder.Binding, _ operation: @autoclosure () -> String) throws(AMQPError) {
-        let arena = CArena()
-        defer { withExtendedLifetime(arena) {} }
-        _ = amqp_queue_bind(state, channel, arena.bytes(b.queue), arena.bytes(b.exchange), arena.bytes(b.routingKey),
-                            b.arguments.cTable(in: arena))
+        withArena { arena in
+            _ = amqp_queue_bind(state, channel, arena.bytes(b.queue), arena.bytes(b.exchange), arena.bytes(b.routingKey),
+                                b.arguments.cTable(in: arena))
+        }
         try checkReply(channel, operation())
     }
 
     func queueUnbind(_ channel: amqp_channel_t, _ b: TopologyRecorder.Binding, _ operation: @autoclosure () -> String) throws(AMQPError) {
-        let arena = CArena()
-        defer { withExtendedLifetime(arena) {} }
-        _ = amqp_queue_unbind(state, channel, arena.bytes(b.queue), arena.bytes(b.exchange), arena.bytes(b.routingKey),
-                              b.arguments.cTable(in: arena))
+        withArena { arena in
+            _ = amqp_queue_unbind(state, channel, arena.bytes(b.queue), arena.bytes(b.exchange), arena.bytes(b.routingKey),
+                                  b.arguments.cTable(in: arena))
+        }
         try checkReply(channel, operation())
     }
 
     /// `queue.purge`; returns how many messages it removed.
     func queuePurge(_ channel: amqp_channel_t, _ name: String, _ operation: @autoclosure () -> String) throws(AMQPError) -> UInt32 {
-        let arena = CArena()
-        defer { withExtendedLifetime(arena) {} }
-        let ok = amqp_queue_purge(state, channel, arena.bytes(name))
+        let ok = withArena { arena in
+            amqp_queue_purge(state, channel, arena.bytes(name))
+        }
         try checkReply(channel, operation())
         return ok?.pointee.message_count ?? 0
     }
@@ -105,35 +99,35 @@ struct RabbitMQC {
     /// `queue.delete`; returns how many messages went with it.
     func queueDelete(_ channel: amqp_channel_t, _ name: String, ifUnused: Bool, ifEmpty: Bool,
                      _ operation: @autoclosure () -> String) throws(AMQPError) -> UInt32 {
-        let arena = CArena()
-        defer { withExtendedLifetime(arena) {} }
-        let ok = amqp_queue_delete(state, channel, arena.bytes(name), ifUnused ? 1 : 0, ifEmpty ? 1 : 0)
+        let ok = withArena { arena in
+            amqp_queue_delete(state, channel, arena.bytes(name), ifUnused ? 1 : 0, ifEmpty ? 1 : 0)
+        }
         try checkReply(channel, operation())
         return ok?.pointee.message_count ?? 0
     }
 
     func basicConsume(_ channel: amqp_channel_t, queue: String, tag: String, noAck: Bool, exclusive: Bool, arguments: FieldTable,
                       _ operation: @autoclosure () -> String) throws(AMQPError) {
-        let arena = CArena()
-        defer { withExtendedLifetime(arena) {} }
-        _ = amqp_basic_consume(state, channel, arena.bytes(queue), arena.bytes(tag), 0, noAck ? 1 : 0, exclusive ? 1 : 0,
-                               arguments.cTable(in: arena))
+        withArena { arena in
+            _ = amqp_basic_consume(state, channel, arena.bytes(queue), arena.bytes(tag), 0, noAck ? 1 : 0, exclusive ? 1 : 0,
+                                   arguments.cTable(in: arena))
+        }
         try checkReply(channel, operation())
     }
 
     func basicCancel(_ channel: amqp_channel_t, tag: String, _ operation: @autoclosure () -> String) throws(AMQPError) {
-        let arena = CArena()
-        defer { withExtendedLifetime(arena) {} }
-        _ = amqp_basic_cancel(state, channel, arena.bytes(tag))
+        withArena { arena in
+            _ = amqp_basic_cancel(state, channel, arena.bytes(tag))
+        }
         try checkReply(channel, operation())
     }
 
     /// `basic.get`: the raw reply (`get-ok` or `get-empty`), for the caller
     /// to read the message that follows through the frame path.
     func basicGet(_ channel: amqp_channel_t, queue: String, noAck: Bool, _ operation: @autoclosure () -> String) throws(AMQPError) -> amqp_method_t {
-        let arena = CArena()
-        defer { withExtendedLifetime(arena) {} }
-        let reply = amqp_basic_get(state, channel, arena.bytes(queue), noAck ? 1 : 0)
+        let reply = withArena { arena in
+            amqp_basic_get(state, channel, arena.bytes(queue), noAck ? 1 : 0)
+        }
         if reply.reply_type != AMQP_RESPONSE_NORMAL { answerClose(reply, channel) }
         try AMQPCheck.reply(reply, operation())
         return reply.reply
@@ -217,6 +211,14 @@ struct RabbitMQC {
     }
 
     // MARK: Replies
+
+    /// Runs `call` with an arena for the C copies of its arguments, kept alive
+    /// until the call returns: Swift may otherwise free an object after its
+    /// last Swift use, before C has read what it points to.
+    private func withArena<T>(_ call: (CArena) -> T) -> T {
+        let arena = CArena()
+        return withExtendedLifetime(arena) { call(arena) }
+    }
 
     /// Reads the reply of the method just sent on `channel`.
     private func checkReply(_ channel: amqp_channel_t, _ operation: @autoclosure () -> String) throws(AMQPError) {
