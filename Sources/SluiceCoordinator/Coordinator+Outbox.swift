@@ -59,7 +59,8 @@ extension Coordinator {
                 try await failUnpublishable(entry, reason: reason, message: message)
                 sent.append(entry.id)
             }
-            try await store.markSent(sent)
+            // With the next commit of events: no transaction of its own.
+            try await engine.markSent(sent)
             if transientFailures > 0 { try await Task.sleep(for: .seconds(1)) }
         }
     }

@@ -88,24 +88,13 @@ public actor RunEngine {
     public func start(workflow name: String, version: Int? = nil, input: JSONValue, idempotencyKey: String? = nil,
                       runID: String = UUID().uuidString.lowercased(), traceparent: String? = nil, at: Date = Date()) async throws -> RunState {
         let trace = traceparent.flatMap(TraceParent.init)?.description
-        return try await exclusively { try await $0.startUnlocked(workflow: name, version: version, input: input, idempotencyKey: idempotencyKey,
-                                                                  runID: runID, traceparent: trace, at: at) }
-    }
-
-    /// Runs `body` with no other change in progress.
-    private func exclusively<T: Sendable>(_ body: @Sendable @escaping (isolated RunEngine) async throws -> T) async throws -> T {
-        try await gate.run { try await body(self) }
-    }
-
-    private func startUnlocked(workflow name: String, version: Int?, input: JSONValue, idempotencyKey: String?,
-                               runID: String, traceparent: String?, at: Date) async throws -> RunState {
         if let key = idempotencyKey, let existing = try await store.run(idempotencyKey: key) { return existing }
         let definition = try await definition(name, version)
         try checkMapSizes(definition, input: input)
         let machine = try WorkflowStateMachine(definition: definition, runID: runID, input: input, createdAt: at,
-                                               traceparent: traceparent, limits: limits)
+                                               traceparent: trace, limits: limits)
         do {
-            try await process([(runID, .start(at: at))], newRuns: [runID: (machine, idempotencyKey)], at: at)
+            _ = try await submit(.start(machine, idempotencyKey: idempotencyKey, at: at))
         } catch let error as StoreError where error.code == .conflict {
             // Two starts with one key raced: the other won.
             if let key = idempotencyKey, let existing = try await store.run(idempotencyKey: key) { return existing }
@@ -113,6 +102,11 @@ public actor RunEngine {
         }
         if let state = machines[runID]?.state { return state }
         return try await store.run(id: runID) ?? machine.state
+    }
+
+    /// Runs `body` with no commit or other change in progress.
+    private func exclusively<T: Sendable>(_ body: @Sendable @escaping (isolated RunEngine) async throws -> T) async throws -> T {
+        try await gate.run { try await body(self) }
     }
 
     /// Refuses a start whose input already holds a map larger than the limit
@@ -161,46 +155,35 @@ public actor RunEngine {
 
     /// Applies several task events in order, committing them together (one
     /// transaction, one write of each run touched, however many events it got).
+    /// Events of unknown runs are logged and skipped.
     public func apply(_ events: [TaskEvent]) async throws {
-        try await exclusively { try await $0.applyUnlocked(events) }
-    }
-
-    private func applyUnlocked(_ events: [TaskEvent]) async throws {
         var initial: [(String, WorkflowEvent)] = []
         var at = Date.distantPast
         for event in events {
             guard let runID = event.workflowRunID, let workflowEvent = WorkflowEvent(event) else { continue }
-            guard try await machine(runID) != nil else {
-                logger.warning("an event for an unknown run", metadata: ["run": "\(runID)", "task.id": "\(event.taskID)"])
-                continue
-            }
             initial.append((runID, workflowEvent))
             at = max(at, event.at)
         }
         guard !initial.isEmpty else { return }
-        try await process(initial, at: at)
+        _ = try await submit(.events(initial, at: at))
     }
 
     /// Applies a command or timer to a run.
     public func apply(_ event: WorkflowEvent, to runID: String, removeTimers: [String] = [], at: Date = Date()) async throws {
-        try await exclusively { try await $0.applyUnlocked(event, to: runID, removeTimers: removeTimers, at: at) }
-    }
-
-    private func applyUnlocked(_ event: WorkflowEvent, to runID: String, removeTimers: [String], at: Date) async throws {
-        guard try await machine(runID) != nil else { throw EngineError.unknownRun(runID) }
-        try await process([(runID, event)], removeTimers: [runID: removeTimers], at: at)
+        guard try await submit(.command(runID: runID, event, removeTimers: removeTimers, at: at)) else { throw EngineError.unknownRun(runID) }
     }
 
     /// Fires a due timer (and removes it, in the same commit).
+    /// False when the timer's run does not exist (the timer is then left alone).
     public func fire(_ timer: TimerEntry, at: Date = Date()) async throws -> Bool {
-        try await exclusively { try await $0.fireUnlocked(timer, at: at) }
+        try await submit(.command(runID: timer.runID, .timerFired(timerID: timer.id, at: at), removeTimers: [timer.id], at: at))
     }
 
-    /// False when the timer's run does not exist (the timer is then left alone).
-    private func fireUnlocked(_ timer: TimerEntry, at: Date) async throws -> Bool {
-        guard try await machine(timer.runID) != nil else { return false }
-        try await process([(timer.runID, .timerFired(timerID: timer.id, at: at))], removeTimers: [timer.runID: [timer.id]], at: at)
-        return true
+    /// Deletes the outbox rows of published tasks, in the next commit (with
+    /// whatever events and starts it carries, so sending costs no transaction of its own).
+    public func markSent(_ ids: [Int64]) async throws {
+        guard !ids.isEmpty else { return }
+        _ = try await submit(.sent(ids))
     }
 
     /// A child run's id: its key (`parent/step/generation`) with dots for
@@ -219,16 +202,6 @@ public actor RunEngine {
         let machine = try WorkflowStateMachine(definition: definition, state: state, limits: limits)
         if !state.status.isFinal || state.status == .failed { machines[id] = machine }
         return machine
-    }
-
-    /// Applies events, following them into child and parent runs, and
-    /// commits every change in one transaction.
-    private func process(_ initial: [(String, WorkflowEvent)], newRuns: [String: (WorkflowStateMachine, String?)] = [:],
-                         removeTimers: [String: [String]] = [:], at: Date) async throws {
-        let (changes, working) = try await plan(initial, newRuns: newRuns, removeTimers: removeTimers, at: at)
-        try await store.commit(changes)
-        adopt(working)
-        Counter(label: "sluice_workflow_transitions_total").increment(by: initial.count)
     }
 
     /// Keeps the machines of a committed change (finished ones leave the cache).
@@ -260,54 +233,178 @@ public actor RunEngine {
             let now = Date()
             let definition = try await definition(name, version)
             let machine = try WorkflowStateMachine(definition: definition, runID: runID, input: input, createdAt: now, limits: limits)
-            let (changes, working) = try await plan([(runID, .start(at: now))], newRuns: [runID: (machine, runID)], removeTimers: [:], at: now)
-            let fired = try await store.fireSchedule(id: spec.id, expected: expected, next: next, changes: changes, publish: [])
-            if fired { adopt(working) }
+            var plan = Plan()
+            plan.create(machine, idempotencyKey: runID)
+            try await cascade([(runID, .start(at: now))], at: now, into: &plan)
+            let fired = try await store.fireSchedule(id: spec.id, expected: expected, next: next, changes: plan.runChanges, publish: [])
+            if fired { adopt(plan.working) }
             return fired
         }
     }
 
-    /// Applies events to copies of the runs, following them into child and
-    /// parent runs; returns the changes to commit and the machines to keep after.
-    private func plan(_ initial: [(String, WorkflowEvent)], newRuns: [String: (WorkflowStateMachine, String?)],
-                      removeTimers: [String: [String]], at: Date) async throws -> ([RunChange], [String: WorkflowStateMachine]) {
-        var pending = initial
+    // MARK: Group commit
+
+    /// What one caller asks of the next commit.
+    enum Work: Sendable {
+        /// A new run (its machine not yet started).
+        case start(WorkflowStateMachine, idempotencyKey: String?, at: Date)
+        /// Task events; those of unknown runs are skipped.
+        case events([(String, WorkflowEvent)], at: Date)
+        /// A command or timer for one run; false if the run is unknown.
+        case command(runID: String, WorkflowEvent, removeTimers: [String], at: Date)
+        /// Outbox rows to delete.
+        case sent([Int64])
+    }
+
+    private struct Submission {
+        var work: Work
+        var continuation: CheckedContinuation<Bool, any Error>
+    }
+
+    /// Changes planned for one commit: every run touched, in the order first touched.
+    struct Plan {
         var working: [String: WorkflowStateMachine] = [:]
         var changes: [String: RunChange] = [:]
         var order: [String] = []
         var created: [String: String?] = [:]
-        for (id, (machine, key)) in newRuns {
-            working[id] = machine
-            created[id] = key
+        var sent: [Int64] = []
+        var transitions = 0
+
+        mutating func create(_ machine: WorkflowStateMachine, idempotencyKey: String?) {
+            working[machine.state.runID] = machine
+            created[machine.state.runID] = .some(idempotencyKey)
         }
+
+        /// Makes sure run `id` (in `working`) has a change to collect its consequences in.
+        mutating func touch(_ id: String) {
+            guard changes[id] == nil else { return }
+            order.append(id)
+            // The run's state is taken once the group is planned
+            // (`runChanges`); meanwhile the change holds no steps, so that it
+            // shares no elements with the machine being changed.
+            var run = working[id]!.state
+            run.steps = [:]
+            changes[id] = RunChange(run: run, isNew: created.keys.contains(id), idempotencyKey: created[id] ?? nil)
+        }
+
+        /// The changes to commit, each with its run's state as planned.
+        var runChanges: [RunChange] {
+            order.compactMap { id in
+                guard var change = changes[id] else { return nil }
+                change.run = working[id]!.state
+                return change
+            }
+        }
+    }
+
+    /// Work waiting for the commit in progress to end.
+    private var queued: [Submission] = []
+    private var draining = false
+
+    /// Queues work for the next commit and waits until it is committed.
+    /// Whatever arrives while a commit is in progress goes into the next one
+    /// together (group commit): one transaction for many starts, event
+    /// batches, timers and outbox deletions, instead of one each.
+    private func submit(_ work: Work) async throws -> Bool {
+        try await withCheckedThrowingContinuation { continuation in
+            queued.append(Submission(work: work, continuation: continuation))
+            if !draining {
+                draining = true
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    private func drain() async {
+        while !queued.isEmpty {
+            let batch = queued
+            queued = []
+            await commit(batch)
+        }
+        draining = false
+    }
+
+    /// Plans a group into one transaction. If the group fails, each piece is
+    /// committed on its own, so that one that cannot be applied does not fail
+    /// the others (nothing of a failed group was kept: the cache changes only
+    /// after a commit).
+    private func commit(_ batch: [Submission]) async {
+        do {
+            let results = try await exclusively { try await $0.planAndCommit(batch.map(\.work)) }
+            for (submission, result) in zip(batch, results) { submission.continuation.resume(with: result) }
+        } catch where batch.count > 1 {
+            logger.debug("a group commit failed; committing its pieces one by one", metadata: ["error": "\(error)"])
+            for submission in batch { await commit([submission]) }
+        } catch {
+            batch[0].continuation.resume(throwing: error)
+        }
+    }
+
+    private func planAndCommit(_ works: [Work]) async throws -> [Result<Bool, any Error>] {
+        var plan = Plan()
+        var results: [Result<Bool, any Error>] = []
+        for work in works {
+            switch work {
+            case .start(let machine, let key, let at):
+                let id = machine.state.runID
+                if plan.working[id] != nil || machines[id] != nil {
+                    results.append(.failure(StoreError(.conflict, "run \(id) exists")))
+                    continue
+                }
+                plan.create(machine, idempotencyKey: key)
+                try await cascade([(id, .start(at: at))], at: at, into: &plan)
+                results.append(.success(true))
+            case .events(let events, let at):
+                try await cascade(events, at: at, into: &plan)
+                results.append(.success(true))
+            case .command(let runID, let event, let removeTimers, let at):
+                if plan.working[runID] == nil {
+                    guard let loaded = try await machine(runID) else {
+                        results.append(.success(false))
+                        continue
+                    }
+                    plan.working[runID] = loaded
+                }
+                plan.touch(runID)
+                plan.changes[runID]!.addTimers.removeAll { removeTimers.contains($0.id) }
+                plan.changes[runID]!.removeTimers += removeTimers
+                try await cascade([(runID, event)], at: at, into: &plan)
+                results.append(.success(true))
+            case .sent(let ids):
+                plan.sent += ids
+                results.append(.success(true))
+            }
+        }
+        try await store.commit(plan.runChanges, sent: plan.sent)
+        adopt(plan.working)
+        Counter(label: "sluice_workflow_transitions_total").increment(by: plan.transitions)
+        return results
+    }
+
+    /// Applies events to the plan's copies of the runs, following them into
+    /// child and parent runs.
+    private func cascade(_ initial: [(String, WorkflowEvent)], at: Date, into plan: inout Plan) async throws {
+        var pending = initial[...]
         var steps = 0
-        while !pending.isEmpty {
+        while let (id, event) = pending.popFirst() {
             steps += 1
             guard steps < 10_000 else { throw EngineError.invalid("an event cascaded through too many runs") }
-            let (id, event) = pending.removeFirst()
-            if working[id] == nil {
+            if plan.working[id] == nil {
                 guard let loaded = try await self.machine(id) else {
                     logger.warning("an event for an unknown run", metadata: ["run": "\(id)"])
                     continue
                 }
-                working[id] = loaded
+                plan.working[id] = loaded
             }
+            plan.transitions += 1
             // Handled in place in `working`: a copy of the machine per event
             // would copy a map's elements per event. (The cache keeps the
-            // state before this batch until the commit succeeds.)
-            let actions = working[id]!.handle(event)
-            let parent = working[id]!.state.parent
-            if changes[id] == nil {
-                order.append(id)
-                // The run's state is taken once the batch is planned (below);
-                // meanwhile the change holds no steps, so that it shares no
-                // elements with the machine being changed.
-                changes[id] = RunChange(run: working[id]!.state, isNew: created.keys.contains(id), idempotencyKey: created[id] ?? nil,
-                                        removeTimers: removeTimers[id] ?? [])
-                changes[id]!.run.steps = [:]
-            }
-            var change = changes[id]!
-            changes[id] = nil
+            // state before this group until the commit succeeds.)
+            let actions = plan.working[id]!.handle(event)
+            let parent = plan.working[id]!.state.parent
+            plan.touch(id)
+            var change = plan.changes[id]!
+            plan.changes[id] = nil
             for action in actions {
                 switch action {
                 case .publish(let tasks):
@@ -321,15 +418,14 @@ public actor RunEngine {
                     change.removeTimers.append(timerID)
                 case .startChild(let key, let workflow, let version, let input):
                     let childID = Self.childRunID(key)
-                    if working[childID] != nil { break }
+                    if plan.working[childID] != nil { break }
                     if try await store.run(id: childID) != nil { break }  // already started (a replayed event)
                     do {
                         let definition = try await definition(workflow, version)
                         let child = try WorkflowStateMachine(definition: definition, runID: childID, input: input, createdAt: at,
                                                              parent: RunState.ParentLink(runID: id, childKey: key),
-                                                             traceparent: working[id]?.state.traceparent, limits: limits)
-                        working[childID] = child
-                        created[childID] = .some(nil)
+                                                             traceparent: plan.working[id]?.state.traceparent, limits: limits)
+                        plan.create(child, idempotencyKey: nil)
                         pending.append((childID, .start(at: at)))
                     } catch {
                         pending.append((id, .childFinished(childKey: key, succeeded: false, output: nil, error: "\(error)", at: at)))
@@ -351,9 +447,7 @@ public actor RunEngine {
                     }
                 }
             }
-            changes[id] = change
+            plan.changes[id] = change
         }
-        for id in order { changes[id]?.run = working[id]!.state }
-        return (order.compactMap { changes[$0] }, working)
     }
 }

@@ -127,49 +127,74 @@ extension PostgresWorkflowStore {
         guard try rows.first?.decode(String.self) == fence.holder else { throw FenceBox.lost(fence) }
     }
 
-    public func commit(_ changes: [RunChange]) async throws {
+    public func commit(_ changes: [RunChange], sent: [Int64]) async throws {
         let prepared = try StoreCoding.prepare(changes)
         let fence = self.fence.current
         try await mapped("commit") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 try await Self.checkFence(fence, on: connection, logger: logger)
                 try await Self.apply(prepared, on: connection, logger: logger)
+                if !sent.isEmpty {
+                    _ = try await connection.query("DELETE FROM workflow_outbox WHERE id = ANY(\(sent))", logger: logger)
+                }
             }
         }
     }
 
+    /// Writes changes inside a transaction: one statement per kind of row,
+    /// its values passed as arrays (`unnest`), so a commit of many runs costs
+    /// a few round trips, not several per run.
     static func apply(_ prepared: StoreCoding.PreparedChanges, on connection: PostgresConnection, logger: Logger) async throws {
         let now = Date().epochMilliseconds
-        for (change, state, payloads) in prepared {
-            let run = change.run
-            let id = run.runID, status = run.status.rawValue
-            if change.isNew {
-                let created = run.createdAt.epochMilliseconds
-                _ = try await connection.query("""
-                    INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state)
-                    VALUES (\(id), \(run.workflow), \(run.version), \(status), \(change.idempotencyKey), \(run.parent?.runID),
-                            \(created), \(now), \(state))
-                    """, logger: logger)
-            } else {
-                let updated = try await collect(try await connection.query(
-                    "UPDATE workflow_runs SET status = \(status), updated_at = \(now), state = \(state) WHERE id = \(id) RETURNING id",
-                    logger: logger))
-                guard !updated.isEmpty else { throw StoreError(.notFound, "run \(id) does not exist") }
+        let new = prepared.filter(\.change.isNew)
+        if !new.isEmpty {
+            let runs = new.map(\.change.run)
+            let ids = runs.map(\.runID), workflows = runs.map(\.workflow), versions = runs.map(\.version)
+            let statuses = runs.map(\.status.rawValue), created = runs.map(\.createdAt.epochMilliseconds), states = new.map(\.state)
+            // Arrays of optionals do not bind: a flag says which values are absent.
+            let keys = new.map { $0.change.idempotencyKey ?? "" }, hasKey = new.map { $0.change.idempotencyKey != nil }
+            let parents = runs.map { $0.parent?.runID ?? "" }, hasParent = runs.map { $0.parent != nil }
+            _ = try await connection.query("""
+                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state)
+                SELECT u.id, u.workflow, u.version, u.status, CASE WHEN u.has_key THEN u.key END, CASE WHEN u.has_parent THEN u.parent END,
+                       u.created, \(now), u.state
+                FROM unnest(\(ids)::text[], \(workflows)::text[], \(versions)::bigint[], \(statuses)::text[], \(keys)::text[], \(hasKey)::bool[],
+                            \(parents)::text[], \(hasParent)::bool[], \(created)::bigint[], \(states)::text[])
+                     AS u(id, workflow, version, status, key, has_key, parent, has_parent, created, state)
+                """, logger: logger)
+        }
+        let updates = prepared.filter { !$0.change.isNew }
+        if !updates.isEmpty {
+            let ids = updates.map(\.change.run.runID), statuses = updates.map(\.change.run.status.rawValue), states = updates.map(\.state)
+            let updated = try await collect(try await connection.query("""
+                UPDATE workflow_runs r SET status = u.status, updated_at = \(now), state = u.state
+                FROM unnest(\(ids)::text[], \(statuses)::text[], \(states)::text[]) AS u(id, status, state)
+                WHERE r.id = u.id RETURNING r.id
+                """, logger: logger))
+            guard updated.count == updates.count else {
+                let found = Set(try updated.map { try $0.decode(String.self) })
+                throw StoreError(.notFound, "run \(ids.first { !found.contains($0) } ?? "?") does not exist")
             }
-            for payload in payloads {
-                _ = try await connection.query(
-                    "INSERT INTO workflow_outbox (run_id, payload, created_at) VALUES (\(id), \(payload), \(now))", logger: logger)
-            }
-            for timer in change.removeTimers {
-                _ = try await connection.query("DELETE FROM workflow_timers WHERE id = \(timer)", logger: logger)
-            }
-            for timer in change.addTimers {
-                let due = timer.dueAt.epochMilliseconds
-                _ = try await connection.query("""
-                    INSERT INTO workflow_timers (id, run_id, due_at) VALUES (\(timer.id), \(timer.runID), \(due))
-                    ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at, run_id = EXCLUDED.run_id
-                    """, logger: logger)
-            }
+        }
+        let outbox = prepared.flatMap { item in item.payloads.map { (item.change.run.runID, $0) } }
+        if !outbox.isEmpty {
+            // In order: the relay publishes by id.
+            _ = try await connection.query("""
+                INSERT INTO workflow_outbox (run_id, payload, created_at)
+                SELECT u.run_id, u.payload, \(now) FROM unnest(\(outbox.map(\.0))::text[], \(outbox.map(\.1))::text[])
+                    WITH ORDINALITY AS u(run_id, payload, n) ORDER BY u.n
+                """, logger: logger)
+        }
+        let removed = prepared.flatMap(\.change.removeTimers)
+        if !removed.isEmpty {
+            _ = try await connection.query("DELETE FROM workflow_timers WHERE id = ANY(\(removed))", logger: logger)
+        }
+        for timer in prepared.flatMap(\.change.addTimers) {
+            let due = timer.dueAt.epochMilliseconds
+            _ = try await connection.query("""
+                INSERT INTO workflow_timers (id, run_id, due_at) VALUES (\(timer.id), \(timer.runID), \(due))
+                ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at, run_id = EXCLUDED.run_id
+                """, logger: logger)
         }
     }
 }

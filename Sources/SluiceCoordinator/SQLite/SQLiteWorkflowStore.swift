@@ -213,9 +213,9 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             .compactMap { $0.column("id")?.string }
     }
 
-    public func commit(_ changes: [RunChange]) async throws {
+    public func commit(_ changes: [RunChange], sent: [Int64]) async throws {
         let prepared = try StoreCoding.prepare(changes)
-        try await transaction { try await self.apply(prepared) }
+        try await transaction { try await self.apply(prepared, sent: sent) }
     }
 
     public func setFence(_ fence: StoreFence?) { self.fence.set(fence) }
@@ -229,37 +229,61 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         guard rows.first?.column("holder")?.string == fence.holder else { throw FenceBox.lost(fence) }
     }
 
-    /// Writes changes inside the current transaction.
-    private func apply(_ prepared: StoreCoding.PreparedChanges) async throws {
+    /// Writes changes inside the current transaction: a few statements of
+    /// many rows each, not a statement per row (each statement is a hop to
+    /// SQLite's thread).
+    private func apply(_ prepared: StoreCoding.PreparedChanges, sent: [Int64] = []) async throws {
         try await checkFence()
-        let now = Int(Date().epochMilliseconds)
-        for (change, state, payloads) in prepared {
-            let run = change.run
-            if change.isNew {
-                try await query("""
-                    INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, [.text(run.runID), .text(run.workflow), .integer(run.version), .text(run.status.rawValue),
-                          change.idempotencyKey.map(SQLiteData.text) ?? .null, run.parent.map { .text($0.runID) } ?? .null,
-                          .integer(Int(run.createdAt.epochMilliseconds)), .integer(now), .text(state)])
-            } else {
-                let updated = try await query("UPDATE workflow_runs SET status = ?, updated_at = ?, state = ? WHERE id = ? RETURNING id",
-                                              [.text(run.status.rawValue), .integer(now), .text(state), .text(run.runID)])
-                guard !updated.isEmpty else { throw StoreError(.notFound, "run \(run.runID) does not exist") }
+        let now = SQLiteData.integer(Int(Date().epochMilliseconds))
+        for chunk in Self.chunks(prepared.filter(\.change.isNew), size: 300) {
+            let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
+            try await query("""
+                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state)
+                VALUES \(rows)
+                """, chunk.flatMap { (change, state, _) -> [SQLiteData] in
+                    let run = change.run
+                    return [.text(run.runID), .text(run.workflow), .integer(run.version), .text(run.status.rawValue),
+                            change.idempotencyKey.map(SQLiteData.text) ?? .null, run.parent.map { .text($0.runID) } ?? .null,
+                            .integer(Int(run.createdAt.epochMilliseconds)), now, .text(state)]
+                })
+        }
+        for chunk in Self.chunks(prepared.filter { !$0.change.isNew }) {
+            let rows = Array(repeating: "(?, ?, ?)", count: chunk.count).joined(separator: ", ")
+            let updated = try await query("""
+                UPDATE workflow_runs SET status = v.column2, updated_at = ?, state = v.column3
+                FROM (VALUES \(rows)) AS v WHERE workflow_runs.id = v.column1 RETURNING workflow_runs.id
+                """, [now] + chunk.flatMap { (change, state, _) -> [SQLiteData] in
+                    [.text(change.run.runID), .text(change.run.status.rawValue), .text(state)]
+                })
+            guard updated.count == chunk.count else {
+                let found = Set(updated.compactMap { $0.column("id")?.string })
+                let missing = chunk.map(\.change.run.runID).first { !found.contains($0) } ?? "?"
+                throw StoreError(.notFound, "run \(missing) does not exist")
             }
-            for payload in payloads {
-                try await query("INSERT INTO workflow_outbox (run_id, payload, created_at) VALUES (?, ?, ?)",
-                                [.text(run.runID), .text(payload), .integer(now)])
-            }
-            for id in change.removeTimers {
-                try await query("DELETE FROM workflow_timers WHERE id = ?", [.text(id)])
-            }
-            for timer in change.addTimers {
-                try await query("""
-                    INSERT INTO workflow_timers (id, run_id, due_at) VALUES (?, ?, ?)
-                    ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, run_id = excluded.run_id
-                    """, [.text(timer.id), .text(timer.runID), .integer(Int(timer.dueAt.epochMilliseconds))])
-            }
+        }
+        let outbox = prepared.flatMap { item in item.payloads.map { (item.change.run.runID, $0) } }
+        for chunk in Self.chunks(outbox) {
+            let rows = Array(repeating: "(?, ?, ?)", count: chunk.count).joined(separator: ", ")
+            try await query("INSERT INTO workflow_outbox (run_id, payload, created_at) VALUES \(rows)",
+                            chunk.flatMap { [.text($0.0), .text($0.1), now] })
+        }
+        for chunk in Self.chunks(prepared.flatMap(\.change.removeTimers)) {
+            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            try await query("DELETE FROM workflow_timers WHERE id IN (\(marks))", chunk.map { .text($0) })
+        }
+        for timer in prepared.flatMap(\.change.addTimers) {
+            try await query("""
+                INSERT INTO workflow_timers (id, run_id, due_at) VALUES (?, ?, ?)
+                ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, run_id = excluded.run_id
+                """, [.text(timer.id), .text(timer.runID), .integer(Int(timer.dueAt.epochMilliseconds))])
+        }
+        try await deleteOutbox(sent)
+    }
+
+    private func deleteOutbox(_ ids: [Int64]) async throws {
+        for chunk in Self.chunks(ids) {
+            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            try await query("DELETE FROM workflow_outbox WHERE id IN (\(marks))", chunk.map { .integer(Int($0)) })
         }
     }
 
@@ -286,19 +310,14 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         return StoreStatistics(runsByStatus: byStatus, unsentOutbox: count, oldestUnsent: oldest.map { Date(epochMilliseconds: Int64($0)) })
     }
 
-    /// Pieces of at most 500, so that `IN (?, ...)` stays well under SQLite's bind limit.
-    private static func chunks<T>(_ items: [T]) -> [[T]] {
-        stride(from: 0, to: items.count, by: 500).map { Array(items[$0..<min($0 + 500, items.count)]) }
+    /// Pieces of at most `size`, so that a statement's binds stay well under SQLite's limit.
+    private static func chunks<T>(_ items: [T], size: Int = 500) -> [[T]] {
+        stride(from: 0, to: items.count, by: size).map { Array(items[$0..<min($0 + size, items.count)]) }
     }
 
     public func markSent(_ ids: [Int64]) async throws {
         guard !ids.isEmpty else { return }
-        try await transaction {
-            for chunk in Self.chunks(ids) {
-                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                try await self.query("DELETE FROM workflow_outbox WHERE id IN (\(marks))", chunk.map { .integer(Int($0)) })
-            }
-        }
+        try await transaction { try await self.deleteOutbox(ids) }
     }
 
     public func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> [String] {

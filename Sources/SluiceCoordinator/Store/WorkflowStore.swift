@@ -34,9 +34,10 @@ public protocol WorkflowStore: Sendable {
     /// Runs that are not finished (running, paused, pending): what a coordinator resumes.
     func activeRunIDs() async throws -> [String]
 
-    /// Applies changes to one or more runs atomically (see ``RunChange``).
+    /// Applies changes to one or more runs atomically (see ``RunChange``),
+    /// and deletes the outbox rows `sent` (published since) in the same transaction.
     /// Throws `conflict` if a new run's id or idempotency key is taken.
-    func commit(_ changes: [RunChange]) async throws
+    func commit(_ changes: [RunChange], sent: [Int64]) async throws
 
     /// Outbox entries not yet marked sent, oldest first.
     func unsentOutbox(limit: Int) async throws -> [OutboxEntry]
@@ -90,4 +91,11 @@ public protocol WorkflowStore: Sendable {
 
     /// Closes connections.
     func close() async throws
+}
+
+extension WorkflowStore {
+    /// Applies changes to one or more runs atomically (see ``RunChange``).
+    public func commit(_ changes: [RunChange]) async throws {
+        try await commit(changes, sent: [])
+    }
 }
