@@ -91,7 +91,7 @@ public struct WorkflowBenchmark: Sendable {
         let items = JSONValue.array((0..<mapSize).map { .number(Double($0)) })
         let mapRun = try await engine.start(workflow: "bench-map", input: ["items": items])
         coordinator.outboxChanged()
-        try await waitForCompletion(engine, [mapRun.runID])
+        try await waitForCompletion(engine, [mapRun.runID], after: ids.count)
         let mapSeconds = seconds(since: mapStart)
 
         await group.triggerGracefulShutdown()
@@ -107,15 +107,21 @@ public struct WorkflowBenchmark: Sendable {
                       mapSeconds: mapSeconds, mapSize: mapSize)
     }
 
-    private func waitForCompletion(_ engine: RunEngine, _ ids: [String]) async throws {
-        var remaining = ids
-        while let id = remaining.last {
-            guard let run = try await engine.run(id) else { throw BenchmarkError("run \(id) disappeared") }
-            switch run.status {
-            case .completed: remaining.removeLast()
-            case .failed, .cancelled: throw BenchmarkError("run \(id) ended \(run.status.rawValue): \(run.error ?? "")")
-            default: try await Task.sleep(for: .milliseconds(20))
+    /// Waits until the store counts `ids` completed runs (one grouped count per
+    /// poll: reading each run back would cost the coordinator more than the runs).
+    /// The store holds only this benchmark's runs.
+    private func waitForCompletion(_ engine: RunEngine, _ ids: [String], after completedBefore: Int = 0) async throws {
+        while true {
+            let counts = try await engine.store.statistics().runsByStatus
+            if let failed = counts["failed"] ?? counts["cancelled"], failed > 0 {
+                for id in ids {
+                    if let run = try await engine.run(id), run.status == .failed || run.status == .cancelled {
+                        throw BenchmarkError("run \(id) ended \(run.status.rawValue): \(run.error ?? "")")
+                    }
+                }
             }
+            if (counts["completed"] ?? 0) >= completedBefore + ids.count { return }
+            try await Task.sleep(for: .milliseconds(20))
         }
     }
 }

@@ -32,7 +32,8 @@ public actor RunEngine {
         }
     }
 
-    let store: any WorkflowStore
+    /// Where runs are kept.
+    public let store: any WorkflowStore
     private let logger: Logger
     private var machines: [String: WorkflowStateMachine] = [:]
     private var definitionCache: [String: WorkflowDefinition] = [:]
@@ -74,7 +75,12 @@ public actor RunEngine {
     }
 
     private func definition(_ name: String, _ version: Int?) async throws -> WorkflowDefinition {
-        if let version, let cached = definitionCache["\(name)@\(version)"] { return cached }
+        // Without a version: the latest, asked for each time (another
+        // coordinator may have registered a newer one) but decoded once.
+        var version = version
+        if version == nil { version = try await store.latestDefinitionVersion(name: name) }
+        guard let version else { throw EngineError.unknownWorkflow(name, nil) }
+        if let cached = definitionCache["\(name)@\(version)"] { return cached }
         guard let found = try await store.definition(name: name, version: version) else { throw EngineError.unknownWorkflow(name, version) }
         definitionCache["\(found.name)@\(found.version)"] = found
         return found

@@ -64,7 +64,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
     /// Compact JSON text with object keys sorted.
     public var jsonText: String { String(decoding: jsonBytes, as: UTF8.self) }
 
-    private func write(to out: inout [UInt8]) {
+    func write(to out: inout [UInt8]) {
         switch self {
         case .null: out.append(contentsOf: Array("null".utf8))
         case .bool(let b): out.append(contentsOf: Array((b ? "true" : "false").utf8))

@@ -32,6 +32,7 @@ final class SwitchableStore: WorkflowStore {
     func definition(name: String, version: Int?) async throws -> WorkflowDefinition? {
         try reachable(); return try await base.definition(name: name, version: version)
     }
+    func latestDefinitionVersion(name: String) async throws -> Int? { try reachable(); return try await base.latestDefinitionVersion(name: name) }
     func definitionSummaries(after cursor: String?, limit: Int) async throws -> [DefinitionSummary] {
         try reachable(); return try await base.definitionSummaries(after: cursor, limit: limit)
     }

@@ -39,6 +39,10 @@ extension PostgresWorkflowStore {
         return try rows.first.map { try StoreCoding.definition(try $0.decode(String.self)) }
     }
 
+    public func latestDefinitionVersion(name: String) async throws -> Int? {
+        try await rows("SELECT MAX(version) FROM workflow_definitions WHERE name = \(name)", "definition version").first?.decode(Int?.self)
+    }
+
     public func definitionSummaries(after cursor: String?, limit: Int) async throws -> [DefinitionSummary] {
         let limit = max(1, limit)
         let query: PostgresQuery

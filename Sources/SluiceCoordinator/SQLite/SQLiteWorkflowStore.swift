@@ -144,6 +144,10 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         return try rows.first?.column("definition")?.string.map(StoreCoding.definition)
     }
 
+    public func latestDefinitionVersion(name: String) async throws -> Int? {
+        try await read("SELECT MAX(version) AS v FROM workflow_definitions WHERE name = ?", [.text(name)]).first?.column("v")?.integer
+    }
+
     public func definitionSummaries(after cursor: String?, limit: Int) async throws -> [DefinitionSummary] {
         var sql = "SELECT name, version, created_at, length(CAST(definition AS BLOB)) AS bytes FROM workflow_definitions"
         var binds: [SQLiteData] = []

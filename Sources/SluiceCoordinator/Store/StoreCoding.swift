@@ -38,7 +38,7 @@ enum StoreCoding {
     typealias PreparedChanges = [(change: RunChange, state: String, payloads: [String])]
 
     static func prepare(_ changes: [RunChange]) throws -> PreparedChanges {
-        try changes.map { ($0, try encode($0.run), try $0.publish.map { try encode($0) }) }
+        try changes.map { ($0, String(decoding: $0.run.storedJSON, as: UTF8.self), try $0.publish.map { try encode($0) }) }
     }
 }
 

@@ -19,6 +19,9 @@ public protocol WorkflowStore: Sendable {
     func saveDefinition(_ definition: WorkflowDefinition) async throws
     /// A definition by name, and version (nil: the highest).
     func definition(name: String, version: Int?) async throws -> WorkflowDefinition?
+    /// The highest registered version of a definition (a cheap read: the
+    /// engine keeps definitions decoded, by version).
+    func latestDefinitionVersion(name: String) async throws -> Int?
     /// Registered definitions without their bodies, by name then version,
     /// after the cursor (``DefinitionSummary/cursor``), at most `limit`.
     func definitionSummaries(after cursor: String?, limit: Int) async throws -> [DefinitionSummary]

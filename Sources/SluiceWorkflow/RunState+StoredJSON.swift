@@ -1,0 +1,133 @@
+public import Foundation
+import SluiceCore
+
+extension RunState {
+    /// The run as stores keep it: the JSON of its `Codable` form, with times
+    /// as milliseconds since 1970 (what `JSONDecoder` reads back with
+    /// `.millisecondsSince1970`). Written by hand because the coordinator
+    /// writes every changed run on every commit, and Foundation's encoder
+    /// took most of a commit's time.
+    public var storedJSON: [UInt8] {
+        var out = StoredJSONWriter()
+        out.object { o in
+            o.field("runID", runID)
+            o.field("workflow", workflow)
+            o.field("version", version)
+            o.field("input", input)
+            o.field("status", status.rawValue)
+            o.key("steps")
+            o.out.object { s in
+                for id in steps.keys.sorted() {
+                    s.key(id)
+                    steps[id]!.write(to: &s.out)
+                }
+            }
+            if let output { o.field("output", output) }
+            if let error { o.field("error", error) }
+            if let failedStep { o.field("failedStep", failedStep) }
+            o.field("createdAt", createdAt)
+            if let startedAt { o.field("startedAt", startedAt) }
+            if let finishedAt { o.field("finishedAt", finishedAt) }
+            if let parent {
+                o.key("parent")
+                o.out.object { p in
+                    p.field("runID", parent.runID)
+                    p.field("childKey", parent.childKey)
+                }
+            }
+            if let traceparent { o.field("traceparent", traceparent) }
+        }
+        return out.bytes
+    }
+}
+
+extension StepState {
+    func write(to out: inout StoredJSONWriter) {
+        out.object { o in
+            o.field("status", status.rawValue)
+            o.field("generation", generation)
+            o.field("attempts", attempts)
+            if let output { o.field("output", output) }
+            if let error { o.field("error", error) }
+            if let startedAt { o.field("startedAt", startedAt) }
+            if let finishedAt { o.field("finishedAt", finishedAt) }
+            if let elements {
+                o.key("elements")
+                o.out.array(elements) { out, element in element.write(to: &out) }
+            }
+        }
+    }
+}
+
+extension ElementState {
+    func write(to out: inout StoredJSONWriter) {
+        out.object { o in
+            o.field("status", status.rawValue)
+            o.field("attempts", attempts)
+            if let output { o.field("output", output) }
+            if let error { o.field("error", error) }
+        }
+    }
+}
+
+/// Appends JSON text: objects, arrays and the field types of stored state.
+struct StoredJSONWriter {
+    var bytes: [UInt8] = []
+
+    init() { bytes.reserveCapacity(512) }
+
+    mutating func object(_ body: (inout ObjectWriter) -> Void) {
+        var writer = ObjectWriter(out: self)
+        bytes = []
+        writer.out.bytes.append(UInt8(ascii: "{"))
+        body(&writer)
+        writer.out.bytes.append(UInt8(ascii: "}"))
+        self = writer.out
+    }
+
+    mutating func array<T>(_ items: [T], _ write: (inout StoredJSONWriter, T) -> Void) {
+        bytes.append(UInt8(ascii: "["))
+        for (i, item) in items.enumerated() {
+            if i > 0 { bytes.append(UInt8(ascii: ",")) }
+            write(&self, item)
+        }
+        bytes.append(UInt8(ascii: "]"))
+    }
+
+    /// The fields of one object, commas between them.
+    struct ObjectWriter {
+        var out: StoredJSONWriter
+        private var first = true
+
+        init(out: StoredJSONWriter) { self.out = out }
+
+        mutating func key(_ k: String) {
+            if !first { out.bytes.append(UInt8(ascii: ",")) }
+            first = false
+            JSONText.appendString(k, to: &out.bytes)
+            out.bytes.append(UInt8(ascii: ":"))
+        }
+
+        mutating func field(_ k: String, _ value: String) {
+            key(k)
+            JSONText.appendString(value, to: &out.bytes)
+        }
+
+        mutating func field(_ k: String, _ value: Int) {
+            key(k)
+            out.bytes.append(contentsOf: String(value).utf8)
+        }
+
+        mutating func field(_ k: String, _ value: JSONValue) {
+            key(k)
+            value.write(to: &out.bytes)
+        }
+
+        /// As `JSONEncoder` writes a date with `.millisecondsSince1970`: the
+        /// same double, so it reads back as the same date.
+        mutating func field(_ k: String, _ value: Date) {
+            key(k)
+            out.bytes.append(contentsOf: JSONValue.format(1000.0 * value.timeIntervalSince1970).utf8)
+        }
+    }
+}
