@@ -74,11 +74,7 @@ public struct WorkflowBenchmark: Sendable {
             var ids: [String] = []
             for i in 0..<runs {
                 if i >= 64, let id = try await group.next() { ids.append(id) }
-                group.addTask {
-                    let id = try await engine.start(workflow: "bench-seq", input: [:]).runID
-                    coordinator.outboxChanged()
-                    return id
-                }
+                group.addTask { try await engine.start(workflow: "bench-seq", input: [:]).runID }
             }
             for try await id in group { ids.append(id) }
             return ids
@@ -90,7 +86,6 @@ public struct WorkflowBenchmark: Sendable {
         let mapStart = ContinuousClock.now
         let items = JSONValue.array((0..<mapSize).map { .number(Double($0)) })
         let mapRun = try await engine.start(workflow: "bench-map", input: ["items": items])
-        coordinator.outboxChanged()
         try await waitForCompletion(engine, [mapRun.runID], after: ids.count)
         let mapSeconds = seconds(since: mapStart)
 

@@ -92,12 +92,10 @@ extension Coordinator {
                     try? await delivery.reject(requeue: true)
                 }
             }
-            wake.signal()
             if failed { try await Task.sleep(for: .seconds(1)) }
             return
         }
         for delivery in deliveries { try await delivery.ack() }
-        wake.signal()
     }
 
     /// Turns dead-lettered step tasks into `dead` events: RabbitMQ dead-letters
@@ -141,7 +139,6 @@ extension Coordinator {
                 do {
                     try await engine.apply([event])
                     try await delivery.ack()
-                    wake.signal()
                 } catch is CancellationError {
                     return
                 } catch where Self.isLeaseLoss(error) {

@@ -11,10 +11,26 @@ import Synchronization
 extension Coordinator {
     func relayOutbox() async throws {
         var prepared: Set<String> = []
+        let feed = engine.outboxFeed
+        // What was published lately: a row read from the store and handed
+        // over by the feed too (the two race right after a commit) goes once.
+        var recent = RecentIDs(capacity: 65_536)
+        // The store holds rows of earlier leaders, of schedules, and any the feed dropped.
+        var readStore = true
+        feed.clear()
         while true {
-            let entries = try await store.unsentOutbox(limit: configuration.outboxBatch)
+            var (entries, overflowed) = feed.take(max: configuration.outboxBatch)
+            if overflowed || feed.takeStoreChanged() { readStore = true }
+            if entries.isEmpty && readStore {
+                entries = try await store.unsentOutbox(limit: configuration.outboxBatch)
+                readStore = entries.count == configuration.outboxBatch
+            }
+            entries.removeAll { recent.contains($0.id) }
             if entries.isEmpty {
                 await wake.wait(upTo: configuration.pollInterval)
+                // Nothing handed over after a wait (the poll interval
+                // passed): look in the store, in case.
+                if feed.isEmpty { readStore = true }
                 continue
             }
             let queues = Set(entries.map { $0.task.queue ?? configuration.defaultQueue }).subtracting(prepared)
@@ -59,9 +75,14 @@ extension Coordinator {
                 try await failUnpublishable(entry, reason: reason, message: message)
                 sent.append(entry.id)
             }
+            for id in sent { recent.insert(id) }
             // With the next commit of events: no transaction of its own.
             try await engine.markSent(sent)
-            if transientFailures > 0 { try await Task.sleep(for: .seconds(1)) }
+            if transientFailures > 0 {
+                // The unconfirmed rows are still in the store.
+                readStore = true
+                try await Task.sleep(for: .seconds(1))
+            }
         }
     }
 
@@ -94,6 +115,33 @@ extension Coordinator {
         return envelope
     }
 
-    /// Tells the outbox relay that there may be rows to publish (after a command).
-    public func outboxChanged() { wake.signal() }
+    /// Tells the outbox relay that there may be rows to publish that it
+    /// should read from the store (written outside the engine's commits).
+    public func outboxChanged() {
+        engine.outboxFeed.storeChanged()
+        wake.signal()
+    }
+}
+
+/// The last `capacity` ids seen, for a membership test.
+struct RecentIDs {
+    private var members: Set<Int64> = []
+    private var ring: [Int64] = []
+    private var next = 0
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func contains(_ id: Int64) -> Bool { members.contains(id) }
+
+    mutating func insert(_ id: Int64) {
+        guard members.insert(id).inserted else { return }
+        if ring.count < capacity {
+            ring.append(id)
+        } else {
+            members.remove(ring[next])
+            ring[next] = id
+            next = (next + 1) % capacity
+        }
+    }
 }

@@ -31,7 +31,7 @@ extension Coordinator {
                 }
             }
             if fired > 0 {
-                wake.signal()
+                // The commits rang the outbox relay themselves.
                 continue
             }
             if !due.isEmpty {
@@ -75,7 +75,7 @@ extension Coordinator {
                     } else if try await engine.fire(schedule: spec, expected: record.nextFireAt, next: next,
                                                     defaultQueue: configuration.defaultQueue) {
                         logger.info("schedule fired", metadata: ["schedule": "\(spec.id)", "next": "\(next)"])
-                        wake.signal()
+                        outboxChanged()
                     }
                 } catch where Self.isLeaseLoss(error) || error is CancellationError {
                     throw error

@@ -86,7 +86,6 @@ public struct Coordinator: Service {
     public let engine: RunEngine
     public let configuration: Configuration
     let logger: Logger
-    let wake: Wake
     let activeFlag = ActiveFlag()
     let forgedCount = SharedCounter()
 
@@ -99,13 +98,14 @@ public struct Coordinator: Service {
         self.engine = engine
         self.configuration = configuration
         self.logger = logger
-        self.wake = Wake()
     }
 
     /// Whether this coordinator holds the lease and is running workflows.
     public var isActive: Bool { activeFlag.value }
 
     var store: any WorkflowStore { engine.store }
+    /// Wakes the outbox relay: the engine's commits ring it.
+    var wake: Wake { engine.outboxFeed.wake }
     var leaseName: String { "coordinator:\(broker.topology.prefix)" }
 
     public func run() async throws {

@@ -36,8 +36,10 @@ public actor RunEngine {
     public let store: any WorkflowStore
     private let logger: Logger
     private var machines: [String: WorkflowStateMachine] = [:]
-    private var definitionCache: [String: WorkflowDefinition] = [:]
+    private var definitionCache: [String: CompiledWorkflow] = [:]
     private let gate = AsyncGate()
+    /// Committed outbox rows for the relay (see ``OutboxFeed``).
+    nonisolated let outboxFeed = OutboxFeed()
     /// How large a run's step tasks and maps may be.
     public let limits: WorkflowLimits
 
@@ -61,7 +63,7 @@ public actor RunEngine {
             throw WorkflowError(.tooLarge, "the definition takes \(size) bytes expanded; the limit is \(Self.maxDefinitionBytes)")
         }
         try await store.saveDefinition(definition)
-        definitionCache["\(definition.name)@\(definition.version)"] = definition
+        definitionCache["\(definition.name)@\(definition.version)"] = try CompiledWorkflow(definition)
     }
 
     /// Deletes a definition unless a run that may still need it uses it.
@@ -74,7 +76,7 @@ public actor RunEngine {
         }
     }
 
-    private func definition(_ name: String, _ version: Int?) async throws -> WorkflowDefinition {
+    private func definition(_ name: String, _ version: Int?) async throws -> CompiledWorkflow {
         // Without a version: the latest, asked for each time (another
         // coordinator may have registered a newer one) but decoded once.
         var version = version
@@ -82,8 +84,9 @@ public actor RunEngine {
         guard let version else { throw EngineError.unknownWorkflow(name, nil) }
         if let cached = definitionCache["\(name)@\(version)"] { return cached }
         guard let found = try await store.definition(name: name, version: version) else { throw EngineError.unknownWorkflow(name, version) }
-        definitionCache["\(found.name)@\(found.version)"] = found
-        return found
+        let compiled = try CompiledWorkflow(found)
+        definitionCache["\(found.name)@\(found.version)"] = compiled
+        return compiled
     }
 
     // MARK: Runs
@@ -96,8 +99,8 @@ public actor RunEngine {
         let trace = traceparent.flatMap(TraceParent.init)?.description
         if let key = idempotencyKey, let existing = try await store.run(idempotencyKey: key) { return existing }
         let definition = try await definition(name, version)
-        try checkMapSizes(definition, input: input)
-        let machine = try WorkflowStateMachine(definition: definition, runID: runID, input: input, createdAt: at,
+        try checkMapSizes(definition.definition, input: input)
+        let machine = try WorkflowStateMachine(compiled: definition, runID: runID, input: input, createdAt: at,
                                                traceparent: trace, limits: limits)
         do {
             _ = try await submit(.start(machine, idempotencyKey: idempotencyKey, at: at))
@@ -205,7 +208,7 @@ public actor RunEngine {
         if let m = machines[id] { return m }
         guard let state = try await store.run(id: id) else { return nil }
         let definition = try await definition(state.workflow, state.version)
-        let machine = try WorkflowStateMachine(definition: definition, state: state, limits: limits)
+        let machine = try WorkflowStateMachine(compiled: definition, state: state, limits: limits)
         if !state.status.isFinal || state.status == .failed { machines[id] = machine }
         return machine
     }
@@ -238,7 +241,7 @@ public actor RunEngine {
             let runID = "sched-\(spec.id)-\(ms)"
             let now = Date()
             let definition = try await definition(name, version)
-            let machine = try WorkflowStateMachine(definition: definition, runID: runID, input: input, createdAt: now, limits: limits)
+            let machine = try WorkflowStateMachine(compiled: definition, runID: runID, input: input, createdAt: now, limits: limits)
             var plan = Plan()
             plan.create(machine, idempotencyKey: runID)
             try await cascade([(runID, .start(at: now))], at: now, into: &plan)
@@ -381,7 +384,10 @@ public actor RunEngine {
                 results.append(.success(true))
             }
         }
-        try await store.commit(plan.runChanges, sent: plan.sent)
+        let changes = plan.runChanges
+        let ids = try await store.commit(changes, sent: plan.sent)
+        let now = Date()
+        outboxFeed.append(zip(ids, changes.flatMap(\.publish)).map { OutboxEntry(id: $0, task: $1, createdAt: now) })
         adopt(plan.working)
         Counter(label: "sluice_workflow_transitions_total").increment(by: plan.transitions)
         return results
@@ -428,7 +434,7 @@ public actor RunEngine {
                     if try await store.run(id: childID) != nil { break }  // already started (a replayed event)
                     do {
                         let definition = try await definition(workflow, version)
-                        let child = try WorkflowStateMachine(definition: definition, runID: childID, input: input, createdAt: at,
+                        let child = try WorkflowStateMachine(compiled: definition, runID: childID, input: input, createdAt: at,
                                                              parent: RunState.ParentLink(runID: id, childKey: key),
                                                              traceparent: plan.working[id]?.state.traceparent, limits: limits)
                         plan.create(child, idempotencyKey: nil)

@@ -37,34 +37,41 @@ public struct WorkflowStateMachine: Sendable {
     public init(definition: WorkflowDefinition, runID: String, input: JSONValue, createdAt: Date,
                 parent: RunState.ParentLink? = nil, traceparent: String? = nil,
                 limits: WorkflowLimits = .standard) throws(WorkflowError) {
+        try self.init(compiled: CompiledWorkflow(definition), runID: runID, input: input, createdAt: createdAt, parent: parent,
+                      traceparent: traceparent, limits: limits)
+    }
+
+    /// A new, pending run of a definition checked and compiled before (send it `.start`).
+    public init(compiled: CompiledWorkflow, runID: String, input: JSONValue, createdAt: Date,
+                parent: RunState.ParentLink? = nil, traceparent: String? = nil,
+                limits: WorkflowLimits = .standard) throws(WorkflowError) {
+        let definition = compiled.definition
         var steps: [String: StepState] = [:]
         for step in definition.steps { steps[step.id] = StepState() }
-        try self.init(definition: definition, state: RunState(runID: runID, workflow: definition.name, version: definition.version,
-                                                              input: input, steps: steps, createdAt: createdAt, parent: parent,
-                                                              traceparent: traceparent), limits: limits)
+        try self.init(compiled: compiled, state: RunState(runID: runID, workflow: definition.name, version: definition.version,
+                                                          input: input, steps: steps, createdAt: createdAt, parent: parent,
+                                                          traceparent: traceparent), limits: limits)
     }
 
     /// A run restored from its stored state.
     public init(definition: WorkflowDefinition, state: RunState, limits: WorkflowLimits = .standard) throws(WorkflowError) {
-        try definition.validate()
+        try self.init(compiled: CompiledWorkflow(definition), state: state, limits: limits)
+    }
+
+    /// A run restored from its stored state, of a definition compiled before.
+    public init(compiled: CompiledWorkflow, state: RunState, limits: WorkflowLimits = .standard) throws(WorkflowError) {
+        let definition = compiled.definition
         self.limits = limits
         guard definition.name == state.workflow, definition.version == state.version else {
             throw WorkflowError(.invalidDefinition, "run \(state.runID) is of \(state.workflow) v\(state.version), not \(definition.name) v\(definition.version)")
         }
         self.definition = definition
         self.state = state
-        let graph = try definition.dependencyGraph()
-        self.graph = graph
-        self.order = try definition.topologicalOrder(graph)
-        var dependents: [String: [String]] = [:]
-        for id in order { for dep in graph[id] ?? [] { dependents[dep, default: []].append(id) } }
-        self.dependents = dependents
-        self.stepsByID = Dictionary(uniqueKeysWithValues: definition.steps.map { ($0.id, $0) })
-        var branchOf: [String: String] = [:]
-        for step in definition.steps {
-            if case .branch(let b) = step.kind { for target in b.then + b.otherwise { branchOf[target] = step.id } }
-        }
-        self.branchOf = branchOf
+        self.graph = compiled.graph
+        self.order = compiled.order
+        self.dependents = compiled.dependents
+        self.stepsByID = compiled.stepsByID
+        self.branchOf = compiled.branchOf
         for step in definition.steps where self.state.steps[step.id] == nil { self.state.steps[step.id] = StepState() }
     }
 

@@ -173,7 +173,6 @@ public struct CoordinatorAPI: Sendable {
             let trace = start.traceparent ?? request.headers[HTTPField.Name("traceparent")!].flatMap { TraceParent($0)?.description }
             let run = try await engine.start(workflow: start.workflow, version: start.version, input: start.input ?? [:],
                                              idempotencyKey: start.idempotencyKey, traceparent: trace)
-            coordinator.outboxChanged()
             return try encoded(run, status: .created)
         }
         router.get("/v1/runs") { request, _ in
@@ -214,7 +213,6 @@ public struct CoordinatorAPI: Sendable {
                 let command = body.isEmpty ? RunCommandRequest() : try decode(RunCommandRequest.self, body)
                 try requireActive(coordinator)
                 try await engine.apply(makeEvent(command), to: id)
-                coordinator.outboxChanged()
                 guard let run = try await engine.run(id) else { throw APIError(.notFound, "no run \(id)") }
                 return try encoded(run)
             }
@@ -225,7 +223,6 @@ public struct CoordinatorAPI: Sendable {
             let retry = try decode(RetryStepRequest.self, try await bodyBytes(&request, limit: limit))
             try requireActive(coordinator)
             try await engine.apply(.retryStep(stepID: retry.step, rerun: retry.rerun ?? false, at: Date()), to: id)
-            coordinator.outboxChanged()
             guard let run = try await engine.run(id) else { throw APIError(.notFound, "no run \(id)") }
             return try encoded(run)
         }

@@ -131,16 +131,17 @@ extension PostgresWorkflowStore {
         guard try rows.first?.decode(String.self) == fence.holder else { throw FenceBox.lost(fence) }
     }
 
-    public func commit(_ changes: [RunChange], sent: [Int64]) async throws {
+    public func commit(_ changes: [RunChange], sent: [Int64]) async throws -> [Int64] {
         let prepared = try StoreCoding.prepare(changes)
         let fence = self.fence.current
-        try await mapped("commit") { [self] in
+        return try await mapped("commit") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 try await Self.checkFence(fence, on: connection, logger: logger)
-                try await Self.apply(prepared, on: connection, logger: logger)
+                let ids = try await Self.apply(prepared, on: connection, logger: logger)
                 if !sent.isEmpty {
                     _ = try await connection.query("DELETE FROM workflow_outbox WHERE id = ANY(\(sent))", logger: logger)
                 }
+                return ids
             }
         }
     }
@@ -148,7 +149,8 @@ extension PostgresWorkflowStore {
     /// Writes changes inside a transaction: one statement per kind of row,
     /// its values passed as arrays (`unnest`), so a commit of many runs costs
     /// a few round trips, not several per run.
-    static func apply(_ prepared: StoreCoding.PreparedChanges, on connection: PostgresConnection, logger: Logger) async throws {
+    @discardableResult
+    static func apply(_ prepared: StoreCoding.PreparedChanges, on connection: PostgresConnection, logger: Logger) async throws -> [Int64] {
         let now = Date().epochMilliseconds
         let new = prepared.filter(\.change.isNew)
         if !new.isEmpty {
@@ -181,12 +183,18 @@ extension PostgresWorkflowStore {
             }
         }
         let outbox = prepared.flatMap { item in item.payloads.map { (item.change.run.runID, $0) } }
+        var ids: [Int64] = []
         if !outbox.isEmpty {
-            // In order: the relay publishes by id.
+            // Ids drawn first, so the caller learns which row is which task
+            // (in increasing order: the relay publishes by id).
+            let count = outbox.count
+            ids = try await collect(try await connection.query("""
+                SELECT nextval(pg_get_serial_sequence('workflow_outbox', 'id')) FROM generate_series(1, \(count))
+                """, logger: logger)).map { try $0.decode(Int64.self) }.sorted()
             _ = try await connection.query("""
-                INSERT INTO workflow_outbox (run_id, payload, created_at)
-                SELECT u.run_id, u.payload, \(now) FROM unnest(\(outbox.map(\.0))::text[], \(outbox.map(\.1))::text[])
-                    WITH ORDINALITY AS u(run_id, payload, n) ORDER BY u.n
+                INSERT INTO workflow_outbox (id, run_id, payload, created_at)
+                SELECT u.id, u.run_id, u.payload, \(now) FROM unnest(\(ids)::bigint[], \(outbox.map(\.0))::text[], \(outbox.map(\.1))::text[])
+                    AS u(id, run_id, payload)
                 """, logger: logger)
         }
         let removed = prepared.flatMap(\.change.removeTimers)
@@ -200,5 +208,6 @@ extension PostgresWorkflowStore {
                 ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at, run_id = EXCLUDED.run_id
                 """, logger: logger)
         }
+        return ids
     }
 }

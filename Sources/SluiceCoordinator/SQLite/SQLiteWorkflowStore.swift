@@ -217,9 +217,9 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             .compactMap { $0.column("id")?.string }
     }
 
-    public func commit(_ changes: [RunChange], sent: [Int64]) async throws {
+    public func commit(_ changes: [RunChange], sent: [Int64]) async throws -> [Int64] {
         let prepared = try StoreCoding.prepare(changes)
-        try await transaction { try await self.apply(prepared, sent: sent) }
+        return try await transaction { try await self.apply(prepared, sent: sent) }
     }
 
     public func setFence(_ fence: StoreFence?) { self.fence.set(fence) }
@@ -236,7 +236,8 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     /// Writes changes inside the current transaction: a few statements of
     /// many rows each, not a statement per row (each statement is a hop to
     /// SQLite's thread).
-    private func apply(_ prepared: StoreCoding.PreparedChanges, sent: [Int64] = []) async throws {
+    @discardableResult
+    private func apply(_ prepared: StoreCoding.PreparedChanges, sent: [Int64] = []) async throws -> [Int64] {
         try await checkFence()
         let now = SQLiteData.integer(Int(Date().epochMilliseconds))
         for chunk in Self.chunks(prepared.filter(\.change.isNew), size: 300) {
@@ -266,10 +267,18 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             }
         }
         let outbox = prepared.flatMap { item in item.payloads.map { (item.change.run.runID, $0) } }
-        for chunk in Self.chunks(outbox) {
-            let rows = Array(repeating: "(?, ?, ?)", count: chunk.count).joined(separator: ", ")
-            try await query("INSERT INTO workflow_outbox (run_id, payload, created_at) VALUES \(rows)",
-                            chunk.flatMap { [.text($0.0), .text($0.1), now] })
+        var ids: [Int64] = []
+        if !outbox.isEmpty {
+            // Ids given here (this transaction is the only writer), so the
+            // caller learns which row is which task.
+            let last = try await query("SELECT MAX(id) AS id FROM (SELECT seq AS id FROM sqlite_sequence WHERE name = 'workflow_outbox' "
+                                       + "UNION ALL SELECT MAX(id) FROM workflow_outbox)").first?.column("id")?.integer ?? 0
+            ids = (0..<outbox.count).map { Int64(last + 1 + $0) }
+        }
+        for (chunk, chunkIDs) in zip(Self.chunks(outbox), Self.chunks(ids)) {
+            let rows = Array(repeating: "(?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
+            try await query("INSERT INTO workflow_outbox (id, run_id, payload, created_at) VALUES \(rows)",
+                            zip(chunk, chunkIDs).flatMap { [.integer(Int($1)), .text($0.0), .text($0.1), now] })
         }
         for chunk in Self.chunks(prepared.flatMap(\.change.removeTimers)) {
             let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
@@ -282,6 +291,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 """, [.text(timer.id), .text(timer.runID), .integer(Int(timer.dueAt.epochMilliseconds))])
         }
         try await deleteOutbox(sent)
+        return ids
     }
 
     private func deleteOutbox(_ ids: [Int64]) async throws {

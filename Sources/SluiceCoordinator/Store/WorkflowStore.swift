@@ -39,8 +39,11 @@ public protocol WorkflowStore: Sendable {
 
     /// Applies changes to one or more runs atomically (see ``RunChange``),
     /// and deletes the outbox rows `sent` (published since) in the same transaction.
+    /// Returns the ids of the outbox rows written, in the order of the
+    /// changes' `publish` tasks (so the relay can publish them without reading them back).
     /// Throws `conflict` if a new run's id or idempotency key is taken.
-    func commit(_ changes: [RunChange], sent: [Int64]) async throws
+    @discardableResult
+    func commit(_ changes: [RunChange], sent: [Int64]) async throws -> [Int64]
 
     /// Outbox entries not yet marked sent, oldest first.
     func unsentOutbox(limit: Int) async throws -> [OutboxEntry]
@@ -98,7 +101,8 @@ public protocol WorkflowStore: Sendable {
 
 extension WorkflowStore {
     /// Applies changes to one or more runs atomically (see ``RunChange``).
-    public func commit(_ changes: [RunChange]) async throws {
+    @discardableResult
+    public func commit(_ changes: [RunChange]) async throws -> [Int64] {
         try await commit(changes, sent: [])
     }
 }

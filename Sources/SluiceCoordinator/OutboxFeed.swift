@@ -1,0 +1,65 @@
+import Synchronization
+
+/// Outbox rows handed from the engine's commits straight to the relay, so
+/// that the relay need not read back (and decode) what was just written.
+/// The store stays the truth: the relay reads it when it starts leading,
+/// when the feed overflowed, and when it was woken with nothing in the feed.
+final class OutboxFeed: Sendable {
+    /// Rows beyond this are left to the store, so a relay that cannot
+    /// publish (broker away) holds no unbounded list.
+    static let capacity = 20_000
+
+    private struct State {
+        var entries: [OutboxEntry] = []
+        var overflowed = false
+        var storeChanged = false
+    }
+    private let state = Mutex(State())
+    /// Rung by every append and store change: the relay waits on it.
+    let wake = Wake()
+
+    func append(_ entries: [OutboxEntry]) {
+        guard !entries.isEmpty else { return }
+        state.withLock { s in
+            if s.entries.count + entries.count > Self.capacity {
+                s.overflowed = true
+            } else {
+                s.entries += entries
+            }
+        }
+        wake.signal()
+    }
+
+    /// Up to `max` rows, oldest first; `overflowed`: some rows were not kept
+    /// (read the store once these are out).
+    func take(max: Int) -> (entries: [OutboxEntry], overflowed: Bool) {
+        state.withLock { s in
+            let taken = Array(s.entries.prefix(max))
+            s.entries.removeFirst(taken.count)
+            let overflowed = s.overflowed && s.entries.isEmpty
+            if overflowed { s.overflowed = false }
+            return (taken, overflowed)
+        }
+    }
+
+    /// Rows were written that the feed did not get (a schedule fired).
+    func storeChanged() {
+        state.withLock { $0.storeChanged = true }
+        wake.signal()
+    }
+
+    /// Whether rows were written that the feed did not get, since last asked.
+    func takeStoreChanged() -> Bool {
+        state.withLock { s in
+            defer { s.storeChanged = false }
+            return s.storeChanged
+        }
+    }
+
+    var isEmpty: Bool { state.withLock { $0.entries.isEmpty } }
+
+    /// Forgets every row (when leading starts or stops: the store has them).
+    func clear() {
+        state.withLock { $0 = State() }
+    }
+}
