@@ -67,6 +67,7 @@ public struct WorkflowBenchmark: Sendable {
         })
 
         progress("\(label): \(runs) runs of \(stepsPerRun) steps...")
+        let completedBefore = try await counts(engine)
         let start = ContinuousClock.now
         // Started as a service's requests would start them: many at once
         // (the engine commits starts that arrive together in one transaction).
@@ -79,14 +80,15 @@ public struct WorkflowBenchmark: Sendable {
             for try await id in group { ids.append(id) }
             return ids
         }
-        try await waitForCompletion(engine, ids)
+        try await waitForCompletion(engine, ids, after: completedBefore)
         let transitionsPerSecond = Double(runs * stepsPerRun) / seconds(since: start)
 
         progress("\(label): a map over \(mapSize) elements and a join...")
+        let mapBefore = try await counts(engine)
         let mapStart = ContinuousClock.now
         let items = JSONValue.array((0..<mapSize).map { .number(Double($0)) })
         let mapRun = try await engine.start(workflow: "bench-map", input: ["items": items])
-        try await waitForCompletion(engine, [mapRun.runID], after: ids.count)
+        try await waitForCompletion(engine, [mapRun.runID], after: mapBefore)
         let mapSeconds = seconds(since: mapStart)
 
         await group.triggerGracefulShutdown()
@@ -102,20 +104,21 @@ public struct WorkflowBenchmark: Sendable {
                       mapSeconds: mapSeconds, mapSize: mapSize)
     }
 
-    /// Waits until the store counts `ids` completed runs (one grouped count per
-    /// poll: reading each run back would cost the coordinator more than the runs).
-    /// The store holds only this benchmark's runs.
-    private func waitForCompletion(_ engine: RunEngine, _ ids: [String], after completedBefore: Int = 0) async throws {
+    /// Runs by status, as the store counts them.
+    private func counts(_ engine: RunEngine) async throws -> [String: Int] {
+        try await engine.store.statistics().runsByStatus
+    }
+
+    /// Waits until the store counts `ids.count` more completed runs than
+    /// `before` (one grouped count per poll: reading each run back would
+    /// cost the coordinator more than the runs; a scratch PostgreSQL
+    /// database may hold runs of earlier benchmarks).
+    private func waitForCompletion(_ engine: RunEngine, _ ids: [String], after before: [String: Int]) async throws {
         while true {
-            let counts = try await engine.store.statistics().runsByStatus
-            if let failed = counts["failed"] ?? counts["cancelled"], failed > 0 {
-                for id in ids {
-                    if let run = try await engine.run(id), run.status == .failed || run.status == .cancelled {
-                        throw BenchmarkError("run \(id) ended \(run.status.rawValue): \(run.error ?? "")")
-                    }
-                }
-            }
-            if (counts["completed"] ?? 0) >= completedBefore + ids.count { return }
+            let now = try await counts(engine)
+            let ended = ["failed", "cancelled"].reduce(0) { $0 + (now[$1] ?? 0) - (before[$1] ?? 0) }
+            if ended > 0 { throw BenchmarkError("\(ended) runs failed or were cancelled") }
+            if (now["completed"] ?? 0) - (before["completed"] ?? 0) >= ids.count { return }
             try await Task.sleep(for: .milliseconds(20))
         }
     }
