@@ -245,7 +245,7 @@ public actor RunEngine {
             var plan = Plan()
             plan.create(machine, idempotencyKey: runID)
             try await cascade([(runID, .start(at: now))], at: now, into: &plan)
-            let fired = try await store.fireSchedule(id: spec.id, expected: expected, next: next, changes: plan.runChanges, publish: [])
+            let fired = try await store.fireSchedule(id: spec.id, expected: expected, next: next, changes: plan.takeRunChanges(), publish: [])
             if fired { adopt(plan.working) }
             return fired
         }
@@ -296,11 +296,14 @@ public actor RunEngine {
             changes[id] = RunChange(run: run, isNew: created.keys.contains(id), idempotencyKey: created[id] ?? nil)
         }
 
-        /// The changes to commit, each with its run's state as planned.
-        var runChanges: [RunChange] {
+        /// The changes to commit, each with its run's state as planned and
+        /// the map elements it changed (taken from the machines, which then
+        /// start counting changes afresh).
+        mutating func takeRunChanges() -> [RunChange] {
             order.compactMap { id in
                 guard var change = changes[id] else { return nil }
                 change.run = working[id]!.state
+                change.elements = working[id]!.takeElementChanges()
                 return change
             }
         }
@@ -384,7 +387,7 @@ public actor RunEngine {
                 results.append(.success(true))
             }
         }
-        let changes = plan.runChanges
+        let changes = plan.takeRunChanges()
         let ids = try await store.commit(changes, sent: plan.sent)
         let now = Date()
         outboxFeed.append(zip(ids, changes.flatMap(\.publish)).map { OutboxEntry(id: $0, task: $1, createdAt: now) })

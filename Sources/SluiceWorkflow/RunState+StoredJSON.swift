@@ -7,7 +7,12 @@ extension RunState {
     /// `.millisecondsSince1970`). Written by hand because the coordinator
     /// writes every changed run on every commit, and Foundation's encoder
     /// took most of a commit's time.
-    public var storedJSON: [UInt8] {
+    ///
+    /// `elementsAsRows`: map elements are kept as rows of their own (see
+    /// ``ElementChanges``): a map step then has `elementCount` instead of
+    /// `elements`, and a settled map's output (gathered from its elements)
+    /// is left out, so the document stays small however large the map.
+    public func storedJSON(elementsAsRows: Bool = false) -> [UInt8] {
         var out = StoredJSONWriter()
         out.object { o in
             o.field("runID", runID)
@@ -19,7 +24,7 @@ extension RunState {
             o.out.object { s in
                 for id in steps.keys.sorted() {
                     s.key(id)
-                    steps[id]!.write(to: &s.out)
+                    steps[id]!.write(to: &s.out, elementsAsRows: elementsAsRows)
                 }
             }
             if let output { o.field("output", output) }
@@ -42,18 +47,27 @@ extension RunState {
 }
 
 extension StepState {
-    func write(to out: inout StoredJSONWriter) {
+    /// A map step's output: its elements' outputs in order, null for those that did not succeed.
+    public static func mapOutput(_ elements: [ElementState]) -> JSONValue {
+        .array(elements.map { $0.status == .succeeded ? ($0.output ?? .null) : .null })
+    }
+
+    func write(to out: inout StoredJSONWriter, elementsAsRows: Bool) {
         out.object { o in
             o.field("status", status.rawValue)
             o.field("generation", generation)
             o.field("attempts", attempts)
-            if let output { o.field("output", output) }
+            if let output, !(elementsAsRows && elements != nil && status.isSettled) { o.field("output", output) }
             if let error { o.field("error", error) }
             if let startedAt { o.field("startedAt", startedAt) }
             if let finishedAt { o.field("finishedAt", finishedAt) }
             if let elements {
-                o.key("elements")
-                o.out.array(elements) { out, element in element.write(to: &out) }
+                if elementsAsRows {
+                    o.field("elementCount", elements.count)
+                } else {
+                    o.key("elements")
+                    o.out.array(elements) { out, element in element.write(to: &out) }
+                }
             }
         }
     }

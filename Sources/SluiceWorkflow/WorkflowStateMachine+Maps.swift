@@ -52,6 +52,7 @@ extension WorkflowStateMachine {
     /// Settles a running element in place and counts it.
     mutating func settleElement(_ id: String, _ index: Int, attempt: Int?, result: Result<JSONValue, StepFailure>) {
         var progress = progress(ofMap: id)
+        changedElements[id, default: []].insert(index)
         if let attempt {
             state.steps[id]!.elements![index].attempts = max(state.steps[id]!.elements![index].attempts, attempt)
         }
@@ -67,5 +68,57 @@ extension WorkflowStateMachine {
         }
         progress.running -= 1
         mapProgress[id] = progress
+    }
+}
+
+/// Map elements changed since the last call, for a store that keeps them as rows.
+public struct ElementChanges: Sendable, Hashable {
+    /// Steps whose rows are all replaced: every element not waiting is in `elements`.
+    public var replaced: [String] = []
+    /// Elements to write, by step and index (waiting elements have no row).
+    public var elements: [ElementRow] = []
+
+    public init(replaced: [String] = [], elements: [ElementRow] = []) {
+        self.replaced = replaced
+        self.elements = elements
+    }
+
+    public var isEmpty: Bool { replaced.isEmpty && elements.isEmpty }
+}
+
+/// One map element as a store row.
+public struct ElementRow: Sendable, Hashable {
+    public var step: String
+    public var index: Int
+    public var element: ElementState
+
+    public init(step: String, index: Int, element: ElementState) {
+        self.step = step
+        self.index = index
+        self.element = element
+    }
+}
+
+extension WorkflowStateMachine {
+    /// The map elements changed since the last call (and forgets them).
+    public mutating func takeElementChanges() -> ElementChanges {
+        guard !changedElements.isEmpty || !replacedElements.isEmpty else { return ElementChanges() }
+        var changes = ElementChanges()
+        for id in replacedElements.sorted() {
+            changes.replaced.append(id)
+            guard let elements = state.steps[id]?.elements else { continue }
+            for (i, element) in elements.enumerated() where element.status != .waiting {
+                changes.elements.append(ElementRow(step: id, index: i, element: element))
+            }
+        }
+        for (id, indices) in changedElements where !replacedElements.contains(id) {
+            guard let elements = state.steps[id]?.elements else { continue }
+            for i in indices.sorted() where elements.indices.contains(i) {
+                changes.elements.append(ElementRow(step: id, index: i, element: elements[i]))
+            }
+        }
+        changedElements = [:]
+        replacedElements = []
+        return changes
     }
 }

@@ -131,6 +131,7 @@ extension WorkflowStateMachine {
             step.elements = Array(repeating: ElementState(), count: items.count)
             state.steps[id] = step
             mapProgress[id] = nil
+            replacedElements.insert(id)
             if decideMap(id, spec, at: at) {
                 afterSettling(id, at: at, &out)
             } else {
@@ -215,6 +216,7 @@ extension WorkflowStateMachine {
                 let arguments = try spec.task.arguments.render(in: .object(element), maxBytes: limits.maxArgumentsBytes)
                 out.tasks.append(stepTask(taskID, spec.task, arguments: arguments, step: id, index: i))
                 state.steps[id]!.elements![i].status = .running
+                changedElements[id, default: []].insert(i)
                 progress.running += 1
                 if let ms = spec.task.timeoutMilliseconds {
                     out.schedule.append(.scheduleTimer(timerID: taskID + "/~timeout", at: at.addingTimeInterval(Double(ms) / 1000)))
@@ -222,6 +224,7 @@ extension WorkflowStateMachine {
             } catch {
                 state.steps[id]!.elements![i].status = .failed
                 state.steps[id]!.elements![i].error = "arguments: \(error.message)"
+                changedElements[id, default: []].insert(i)
                 progress.failed += 1
                 renderFailed = true
             }
@@ -240,7 +243,7 @@ extension WorkflowStateMachine {
         guard let decision = spec.join.decide(succeeded: progress.succeeded, failed: progress.failed, total: count) else { return false }
         var step = state.steps[id]!
         let elements = step.elements ?? []
-        step.output = .array(elements.map { $0.status == .succeeded ? ($0.output ?? .null) : .null })
+        step.output = StepState.mapOutput(elements)
         step.finishedAt = at
         if decision {
             step.status = .succeeded

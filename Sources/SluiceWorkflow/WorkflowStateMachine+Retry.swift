@@ -26,6 +26,7 @@ extension WorkflowStateMachine {
         for r in order where reset.contains(r) {
             guard var s = state.steps[r] else { continue }
             mapProgress[r] = nil  // its elements are reset below
+            if s.elements != nil { replacedElements.insert(r) }
             out.cancel.append(contentsOf: timerIDs(of: r, s).map { .cancelTimer(timerID: $0) })
             if s.status == .running, case .workflow? = stepsByID[r]?.kind {
                 out.children.append(.cancelChild(childKey: childKey(step: r, generation: s.generation)))

@@ -32,6 +32,12 @@ public struct WorkflowStateMachine: Sendable {
     let branchOf: [String: String]
     /// Element counts of map steps (see ``MapProgress``).
     var mapProgress: [String: MapProgress] = [:]
+    /// Map elements changed since ``takeElementChanges()``: a store keeps
+    /// elements as rows and writes only these.
+    var changedElements: [String: Set<Int>] = [:]
+    /// Map steps whose elements were replaced wholesale (the map started or
+    /// was retried) since ``takeElementChanges()``: all their rows are rewritten.
+    var replacedElements: Set<String> = []
 
     /// A new, pending run (send it `.start`).
     public init(definition: WorkflowDefinition, runID: String, input: JSONValue, createdAt: Date,
@@ -127,6 +133,7 @@ public struct WorkflowStateMachine: Sendable {
                 // In place: a copy of the step would copy every element.
                 guard elementIsRunning(ref.step, generation: ref.generation, i, stepRunning: false) else { return [] }
                 state.steps[ref.step]!.elements![i].attempts = max(state.steps[ref.step]!.elements![i].attempts, attempt)
+                changedElements[ref.step, default: []].insert(i)
             } else {
                 guard var step = state.steps[ref.step], step.generation == ref.generation, step.status == .running else { return [] }
                 step.attempts = max(step.attempts, attempt)

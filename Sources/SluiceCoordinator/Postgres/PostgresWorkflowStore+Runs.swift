@@ -82,15 +82,49 @@ extension PostgresWorkflowStore {
     // MARK: Runs
 
     public func run(id: String) async throws -> RunState? {
-        try await rows("SELECT state FROM workflow_runs WHERE id = \(id)", "run").first.map(Self.runState)
+        try await runs(rows("SELECT state FROM workflow_runs WHERE id = \(id)", "run")).first
     }
 
     public func run(idempotencyKey: String) async throws -> RunState? {
-        try await rows("SELECT state FROM workflow_runs WHERE idempotency_key = \(idempotencyKey)", "run").first.map(Self.runState)
+        try await runs(rows("SELECT state FROM workflow_runs WHERE idempotency_key = \(idempotencyKey)", "run")).first
     }
 
-    static func runState(_ row: PostgresRow) throws -> RunState {
-        try StoreCoding.decode(RunState.self, try row.decode(String.self))
+    /// Runs from their rows, with their map elements read back from theirs.
+    func runs(_ rows: [PostgresRow]) async throws -> [RunState] {
+        var runs: [RunState] = []
+        for row in rows {
+            var (run, counts) = try StoreCoding.runDocument(try row.decode(String.self))
+            if let counts {
+                let elements = try await self.rows("""
+                    SELECT step_id, idx, status, attempts, output, error FROM workflow_elements WHERE run_id = \(run.runID)
+                    """, "run elements").map { row in
+                    let (step, index, status, attempts, output, error) = try row.decode((String, Int, String, Int, String?, String?).self)
+                    return StoreCoding.ElementColumns(runID: "", step: step, index: index, status: status, attempts: attempts, output: output, error: error)
+                }
+                try StoreCoding.attach(elements, counts: counts, to: &run)
+            }
+            runs.append(run)
+        }
+        return runs
+    }
+
+    /// Writes element rows (replacing those with the same key).
+    static func writeElements(_ elements: [StoreCoding.ElementColumns], on connection: PostgresConnection, logger: Logger) async throws {
+        guard !elements.isEmpty else { return }
+        // Arrays of optionals do not bind: a flag says which values are absent.
+        let runIDs = elements.map(\.runID), steps = elements.map(\.step), indices = elements.map(\.index)
+        let statuses = elements.map(\.status), attempts = elements.map(\.attempts)
+        let outputs = elements.map { $0.output ?? "" }, hasOutput = elements.map { $0.output != nil }
+        let errors = elements.map { $0.error ?? "" }, hasError = elements.map { $0.error != nil }
+        _ = try await connection.query("""
+            INSERT INTO workflow_elements (run_id, step_id, idx, status, attempts, output, error)
+            SELECT u.run_id, u.step_id, u.idx, u.status, u.attempts, CASE WHEN u.has_output THEN u.output END, CASE WHEN u.has_error THEN u.error END
+            FROM unnest(\(runIDs)::text[], \(steps)::text[], \(indices)::bigint[], \(statuses)::text[], \(attempts)::bigint[],
+                        \(outputs)::text[], \(hasOutput)::bool[], \(errors)::text[], \(hasError)::bool[])
+                 AS u(run_id, step_id, idx, status, attempts, output, has_output, error, has_error)
+            ON CONFLICT (run_id, step_id, idx) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts,
+                output = EXCLUDED.output, error = EXCLUDED.error
+            """, logger: logger)
     }
 
     public func runs(_ query: RunQuery) async throws -> RunPage {
@@ -110,7 +144,7 @@ extension PostgresWorkflowStore {
             sql += " AND (created_at < \(m) OR (created_at = \(m) AND id < \(try bind(id))))"
         }
         sql += " ORDER BY created_at DESC, id DESC LIMIT \(try bind(query.limit + 1))"
-        let fetched = try await rows(PostgresQuery(unsafeSQL: sql, binds: binds), "list runs").map(Self.runState)
+        let fetched = try await runs(rows(PostgresQuery(unsafeSQL: sql, binds: binds), "list runs"))
         return RunPage(fetched: fetched, limit: query.limit)
     }
 
@@ -197,6 +231,14 @@ extension PostgresWorkflowStore {
                     AS u(id, run_id, payload)
                 """, logger: logger)
         }
+        let (replaced, elements) = StoreCoding.elementRows(prepared)
+        if !replaced.isEmpty {
+            _ = try await connection.query("""
+                DELETE FROM workflow_elements e USING unnest(\(replaced.map(\.runID))::text[], \(replaced.map(\.step))::text[]) AS u(run_id, step_id)
+                WHERE e.run_id = u.run_id AND e.step_id = u.step_id
+                """, logger: logger)
+        }
+        try await writeElements(elements, on: connection, logger: logger)
         let removed = prepared.flatMap(\.change.removeTimers)
         if !removed.isEmpty {
             _ = try await connection.query("DELETE FROM workflow_timers WHERE id = ANY(\(removed))", logger: logger)

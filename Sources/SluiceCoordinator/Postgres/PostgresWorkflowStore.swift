@@ -61,6 +61,12 @@ public final class PostgresWorkflowStore: WorkflowStore {
     /// Connects (a small pool) and brings the schema up to date.
     public static func connect(url text: String, callTimeout: Duration = .seconds(15),
                                logger: Logger = Logger(label: "sluice.store")) async throws -> PostgresWorkflowStore {
+        try await connect(url: text, callTimeout: callTimeout, logger: logger, migratingUpTo: nil)
+    }
+
+    /// `migratingUpTo`: stop at that schema version (tests write stores as older versions did).
+    static func connect(url text: String, callTimeout: Duration = .seconds(15), logger: Logger = Logger(label: "sluice.store"),
+                        migratingUpTo target: Int?) async throws -> PostgresWorkflowStore {
         let url = try PostgresURL(text)
         let tls = try tlsConfiguration(for: url)
         // One connection first, so that a wrong address, password or
@@ -72,7 +78,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
         configuration.options.maximumConnections = 4
         let store = PostgresWorkflowStore(configuration: configuration, logger: logger, url: url, callTimeout: callTimeout)
         do {
-            try await store.migrate()
+            try await store.migrate(upTo: target)
         } catch {
             try? await store.close()
             throw error
@@ -211,7 +217,34 @@ public final class PostgresWorkflowStore: WorkflowStore {
 
     // MARK: Schema
 
+    /// Inside the migration's transaction.
+    static func convert(_ conversion: StoreMigrations.Conversion, on connection: PostgresConnection, logger: Logger) async throws {
+        switch conversion {
+        case .mapElementsToRows:
+            let runs = try await collect(try await connection.query(
+                "SELECT id, state FROM workflow_runs WHERE state LIKE \("%\"elements\":[%")", logger: logger))
+            for row in runs {
+                let (id, state) = try row.decode((String, String).self)
+                let (document, elements) = try StoreCoding.elementsToRows(runID: id, document: state)
+                try await writeElements(elements, on: connection, logger: logger)
+                _ = try await connection.query("UPDATE workflow_runs SET state = \(document) WHERE id = \(id)", logger: logger)
+            }
+        }
+    }
+
     public func migrate() async throws {
+        try await migrate(upTo: nil)
+    }
+
+    /// Runs one statement with text parameters, outside the store's own
+    /// operations (for tests that write what older versions wrote).
+    func execute(_ sql: String, _ texts: [String] = []) async throws {
+        var binds = PostgresBindings()
+        for text in texts { binds.append(text) }
+        _ = try await rows(PostgresQuery(unsafeSQL: sql, binds: binds), "execute")
+    }
+
+    func migrate(upTo target: Int?) async throws {
         try await mapped("migrate", bounded: false) { [self] in
             _ = try await client.query(PostgresQuery(unsafeSQL: StoreMigrations.schemaTable(.postgres)), logger: logger)
             let latest = StoreMigrations.all(.postgres).last?.version ?? 0
@@ -223,10 +256,11 @@ public final class PostgresWorkflowStore: WorkflowStore {
                 guard current <= latest else {
                     throw StoreError(.schemaTooNew, "the database is at schema \(current); this sluice knows up to \(latest)")
                 }
-                for migration in StoreMigrations.all(.postgres) where migration.version > current {
+                for migration in StoreMigrations.all(.postgres) where migration.version > current && migration.version <= (target ?? latest) {
                     for statement in migration.statements {
                         _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                     }
+                    if let conversion = migration.conversion { try await Self.convert(conversion, on: connection, logger: logger) }
                     _ = try await connection.query(
                         "INSERT INTO sluice_schema (version, applied_at) VALUES (\(migration.version), \(Date().epochMilliseconds))",
                         logger: logger)

@@ -21,6 +21,11 @@ public final class SQLiteWorkflowStore: WorkflowStore {
 
     /// Opens (creating if needed) the database file and brings its schema up to date.
     public static func open(path: String, logger: Logger = Logger(label: "sluice.store")) async throws -> SQLiteWorkflowStore {
+        try await open(path: path, logger: logger, migratingUpTo: nil)
+    }
+
+    /// `migratingUpTo`: stop at that schema version (tests write stores as older versions did).
+    static func open(path: String, logger: Logger, migratingUpTo version: Int?) async throws -> SQLiteWorkflowStore {
         let connection: SQLiteConnection
         do {
             connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
@@ -31,8 +36,14 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000"] {
             _ = try await store.query(pragma)
         }
-        try await store.migrate()
+        try await store.migrate(upTo: version)
         return store
+    }
+
+    /// Runs one statement with text parameters, outside the store's own
+    /// operations (for tests that write what older versions wrote).
+    func execute(_ sql: String, _ texts: [String] = []) async throws {
+        _ = try await read(sql, texts.map { .text($0) })
     }
 
     public func close() async throws {
@@ -88,6 +99,10 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     // MARK: Schema
 
     public func migrate() async throws {
+        try await migrate(upTo: nil)
+    }
+
+    func migrate(upTo target: Int?) async throws {
         try await gate.run {
             try await self.query(StoreMigrations.schemaTable(.sqlite))
             let rows = try await self.query("SELECT COALESCE(MAX(version), 0) AS v FROM sluice_schema")
@@ -96,10 +111,11 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             guard current <= latest else {
                 throw StoreError(.schemaTooNew, "the database is at schema \(current); this sluice knows up to \(latest)")
             }
-            for migration in StoreMigrations.all(.sqlite) where migration.version > current {
+            for migration in StoreMigrations.all(.sqlite) where migration.version > current && migration.version <= (target ?? latest) {
                 try await self.query("BEGIN IMMEDIATE")
                 do {
                     for statement in migration.statements { try await self.query(statement) }
+                    if let conversion = migration.conversion { try await self.convert(conversion) }
                     try await self.query("INSERT INTO sluice_schema (version, applied_at) VALUES (?, ?)",
                                          [.integer(migration.version), .integer(Int(Date().epochMilliseconds))])
                     try await self.query("COMMIT")
@@ -107,6 +123,20 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                     await self.rollback()
                     throw error
                 }
+            }
+        }
+    }
+
+    /// Inside the migration's transaction.
+    private func convert(_ conversion: StoreMigrations.Conversion) async throws {
+        switch conversion {
+        case .mapElementsToRows:
+            let runs = try await query("SELECT id, state FROM workflow_runs WHERE state LIKE '%\"elements\":[%'")
+            for row in runs {
+                guard let id = row.column("id")?.string, let state = row.column("state")?.string else { continue }
+                let (document, elements) = try StoreCoding.elementsToRows(runID: id, document: state)
+                try await writeElements(elements)
+                try await query("UPDATE workflow_runs SET state = ? WHERE id = ?", [.text(document), .text(id)])
             }
         }
     }
@@ -182,16 +212,34 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     // MARK: Runs
 
     public func run(id: String) async throws -> RunState? {
-        try await read("SELECT state FROM workflow_runs WHERE id = ?", [.text(id)]).first.map(Self.runState)
+        try await runs(read("SELECT state FROM workflow_runs WHERE id = ?", [.text(id)])).first
     }
 
     public func run(idempotencyKey: String) async throws -> RunState? {
-        try await read("SELECT state FROM workflow_runs WHERE idempotency_key = ?", [.text(idempotencyKey)]).first.map(Self.runState)
+        try await runs(read("SELECT state FROM workflow_runs WHERE idempotency_key = ?", [.text(idempotencyKey)])).first
     }
 
-    private static func runState(_ row: SQLiteRow) throws -> RunState {
-        guard let text = row.column("state")?.string else { throw StoreError(.database, "a run row has no state") }
-        return try StoreCoding.decode(RunState.self, text)
+    /// Runs from their rows, with their map elements read back from theirs.
+    private func runs(_ rows: [SQLiteRow]) async throws -> [RunState] {
+        var runs: [RunState] = []
+        for row in rows {
+            guard let text = row.column("state")?.string else { throw StoreError(.database, "a run row has no state") }
+            var (run, counts) = try StoreCoding.runDocument(text)
+            if let counts {
+                let elements = try await read("SELECT step_id, idx, status, attempts, output, error FROM workflow_elements WHERE run_id = ?",
+                                              [.text(run.runID)]).map(Self.element)
+                try StoreCoding.attach(elements, counts: counts, to: &run)
+            }
+            runs.append(run)
+        }
+        return runs
+    }
+
+    private static func element(_ row: SQLiteRow) throws -> StoreCoding.ElementColumns {
+        guard let step = row.column("step_id")?.string, let index = row.column("idx")?.integer, let status = row.column("status")?.string,
+              let attempts = row.column("attempts")?.integer else { throw StoreError(.database, "a bad element row") }
+        return StoreCoding.ElementColumns(runID: "", step: step, index: index, status: status, attempts: attempts,
+                                          output: row.column("output")?.string, error: row.column("error")?.string)
     }
 
     public func runs(_ query: RunQuery) async throws -> RunPage {
@@ -209,7 +257,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         binds.append(.integer(query.limit + 1))
         let rows = try await read("SELECT state FROM workflow_runs \(filter) ORDER BY created_at DESC, id DESC LIMIT ?", binds)
-        return RunPage(fetched: try rows.map(Self.runState), limit: query.limit)
+        return RunPage(fetched: try await runs(rows), limit: query.limit)
     }
 
     public func activeRunIDs() async throws -> [String] {
@@ -280,6 +328,11 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             try await query("INSERT INTO workflow_outbox (id, run_id, payload, created_at) VALUES \(rows)",
                             zip(chunk, chunkIDs).flatMap { [.integer(Int($1)), .text($0.0), .text($0.1), now] })
         }
+        let (replaced, elements) = StoreCoding.elementRows(prepared)
+        for (runID, step) in replaced {
+            try await query("DELETE FROM workflow_elements WHERE run_id = ? AND step_id = ?", [.text(runID), .text(step)])
+        }
+        try await writeElements(elements)
         for chunk in Self.chunks(prepared.flatMap(\.change.removeTimers)) {
             let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
             try await query("DELETE FROM workflow_timers WHERE id IN (\(marks))", chunk.map { .text($0) })
@@ -292,6 +345,20 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         }
         try await deleteOutbox(sent)
         return ids
+    }
+
+    private func writeElements(_ elements: [StoreCoding.ElementColumns]) async throws {
+        for chunk in Self.chunks(elements, size: 400) {
+            let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
+            try await query("""
+                INSERT INTO workflow_elements (run_id, step_id, idx, status, attempts, output, error) VALUES \(rows)
+                ON CONFLICT (run_id, step_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+                    output = excluded.output, error = excluded.error
+                """, chunk.flatMap { e -> [SQLiteData] in
+                    [.text(e.runID), .text(e.step), .integer(e.index), .text(e.status), .integer(e.attempts),
+                     e.output.map(SQLiteData.text) ?? .null, e.error.map(SQLiteData.text) ?? .null]
+                })
+        }
     }
 
     private func deleteOutbox(_ ids: [Int64]) async throws {
@@ -346,6 +413,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             for chunk in Self.chunks(ids) {
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
                 try await self.query("DELETE FROM workflow_timers WHERE run_id IN (\(marks))", chunk.map { .text($0) })
+                try await self.query("DELETE FROM workflow_elements WHERE run_id IN (\(marks))", chunk.map { .text($0) })
                 try await self.query("DELETE FROM workflow_runs WHERE id IN (\(marks))", chunk.map { .text($0) })
             }
             try await self.query("DELETE FROM workflow_outbox WHERE sent_at IS NOT NULL")

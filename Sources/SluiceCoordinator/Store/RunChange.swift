@@ -14,14 +14,18 @@ public struct RunChange: Sendable {
     public var addTimers: [TimerEntry]
     /// Timers to remove (fired or no longer needed).
     public var removeTimers: [String]
+    /// Map elements to write as rows (``RunState/storedJSON(elementsAsRows:)``
+    /// leaves them out of the run's document).
+    public var elements: ElementChanges
 
     public init(run: RunState, isNew: Bool = false, idempotencyKey: String? = nil, publish: [StepTask] = [],
-                addTimers: [TimerEntry] = [], removeTimers: [String] = []) {
+                addTimers: [TimerEntry] = [], removeTimers: [String] = [], elements: ElementChanges = ElementChanges()) {
         self.run = run
         self.isNew = isNew
         self.idempotencyKey = idempotencyKey
         self.publish = publish
         self.addTimers = addTimers
         self.removeTimers = removeTimers
+        self.elements = elements
     }
 }

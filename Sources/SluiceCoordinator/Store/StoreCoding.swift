@@ -38,7 +38,87 @@ enum StoreCoding {
     typealias PreparedChanges = [(change: RunChange, state: String, payloads: [String])]
 
     static func prepare(_ changes: [RunChange]) throws -> PreparedChanges {
-        try changes.map { ($0, String(decoding: $0.run.storedJSON, as: UTF8.self), try $0.publish.map { try encode($0) }) }
+        try changes.map { ($0, String(decoding: $0.run.storedJSON(elementsAsRows: true), as: UTF8.self), try $0.publish.map { try encode($0) }) }
+    }
+
+    /// A map element row's columns, as both stores write them.
+    struct ElementColumns {
+        var runID: String
+        var step: String
+        var index: Int
+        var status: String
+        var attempts: Int
+        var output: String?
+        var error: String?
+    }
+
+    /// Every element row to write in a commit, and the map steps whose rows are replaced first.
+    static func elementRows(_ prepared: PreparedChanges) -> (replaced: [(runID: String, step: String)], rows: [ElementColumns]) {
+        var replaced: [(String, String)] = []
+        var rows: [ElementColumns] = []
+        for (change, _, _) in prepared {
+            let id = change.run.runID
+            for step in change.elements.replaced { replaced.append((id, step)) }
+            for row in change.elements.elements {
+                rows.append(ElementColumns(runID: id, step: row.step, index: row.index, status: row.element.status.rawValue,
+                                           attempts: row.element.attempts, output: row.element.output?.jsonText, error: row.element.error))
+            }
+        }
+        return (replaced, rows)
+    }
+
+    /// Runs stored before migration 2 hold their map elements in their
+    /// document: the document rewritten without them, and their rows.
+    static func elementsToRows(runID: String, document: String) throws -> (document: String, rows: [ElementColumns]) {
+        var run = try decode(RunState.self, document)
+        var changes = ElementChanges()
+        for (id, step) in run.steps.sorted(by: { $0.key < $1.key }) {
+            guard let elements = step.elements else { continue }
+            changes.replaced.append(id)
+            for (i, element) in elements.enumerated() where element.status != .waiting {
+                changes.elements.append(ElementRow(step: id, index: i, element: element))
+            }
+        }
+        run.runID = runID
+        let change = RunChange(run: run, elements: changes)
+        let prepared: PreparedChanges = [(change, String(decoding: run.storedJSON(elementsAsRows: true), as: UTF8.self), [])]
+        return (prepared[0].state, elementRows(prepared).rows)
+    }
+
+    /// A run as stored: its document, and for maps whose elements are rows,
+    /// how many elements each has (`nil` if none: nothing more to read).
+    static func runDocument(_ text: String) throws -> (run: RunState, elementCounts: [String: Int]?) {
+        let run = try decode(RunState.self, text)
+        guard text.contains("\"elementCount\"") else { return (run, nil) }
+        let counts = try decode(StoredElementCounts.self, text)
+        return (run, counts.steps.compactMapValues(\.elementCount))
+    }
+
+    private struct StoredElementCounts: Decodable {
+        struct Step: Decodable { var elementCount: Int? }
+        var steps: [String: Step]
+    }
+
+    /// Puts a run's map elements back from their rows (elements without a row are waiting),
+    /// and each settled map's output, gathered from them.
+    static func attach(_ rows: [ElementColumns], counts: [String: Int], to run: inout RunState) throws {
+        for (step, count) in counts where run.steps[step] != nil {
+            run.steps[step]!.elements = Array(repeating: ElementState(), count: count)
+        }
+        for row in rows {
+            guard run.steps[row.step]?.elements?.indices.contains(row.index) == true,
+                  let status = StepState.Status(rawValue: row.status) else { continue }
+            var element = ElementState()
+            element.status = status
+            element.attempts = row.attempts
+            element.output = try row.output.map { try JSONValue.parse($0) }
+            element.error = row.error
+            run.steps[row.step]!.elements![row.index] = element
+        }
+        for step in counts.keys {
+            guard let state = run.steps[step], state.status.isSettled, let elements = state.elements else { continue }
+            run.steps[step]!.output = StepState.mapOutput(elements)
+        }
     }
 }
 

@@ -19,7 +19,13 @@ enum StoreMigrations {
         "CREATE TABLE IF NOT EXISTS sluice_schema (version INTEGER PRIMARY KEY, applied_at \(d.timestamp) NOT NULL)"
     }
 
-    static func all(_ d: Dialect) -> [(version: Int, statements: [String])] {
+    /// Work a migration does in Swift after its statements, in the same transaction.
+    enum Conversion: Sendable {
+        /// Map elements move from each run's document into `workflow_elements` rows.
+        case mapElementsToRows
+    }
+
+    static func all(_ d: Dialect) -> [(version: Int, statements: [String], conversion: Conversion?)] {
         [
             (1, [
                 """
@@ -49,7 +55,15 @@ enum StoreMigrations {
                     id TEXT PRIMARY KEY, spec TEXT NOT NULL, next_fire_at \(d.timestamp) NOT NULL, updated_at \(d.timestamp) NOT NULL)
                 """,
                 "CREATE TABLE coordinator_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at \(d.timestamp) NOT NULL)",
-            ]),
+            ], nil),
+            // Map elements as rows: an element's event writes its row, not the run's whole document.
+            (2, [
+                """
+                CREATE TABLE workflow_elements (
+                    run_id TEXT NOT NULL, step_id TEXT NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+                    output TEXT, error TEXT, PRIMARY KEY (run_id, step_id, idx))
+                """,
+            ], .mapElementsToRows),
         ]
     }
 }
