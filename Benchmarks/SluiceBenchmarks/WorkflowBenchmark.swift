@@ -44,7 +44,7 @@ public struct WorkflowBenchmark: Sendable {
         let broker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench workflows")
         var logger = Logger(label: "sluice.bench")
         logger.logLevel = .warning
-        let engine = RunEngine(store: store, logger: logger)
+        let engine = RunEngine(store: store, limits: WorkflowLimits(maxMapElements: max(WorkflowLimits.standard.maxMapElements, mapSize)), logger: logger)
         let queue = "bench"
         let coordinator = Coordinator(broker: broker, engine: engine,
                                       configuration: .init(leaseTTL: .seconds(30), defaultQueue: queue, prefetch: 500), logger: logger)

@@ -12,13 +12,14 @@ extension RunState {
     /// ``ElementChanges``): a map step then has `elementCount` instead of
     /// `elements`, and a settled map's output (gathered from its elements)
     /// is left out, so the document stays small however large the map.
-    public func storedJSON(elementsAsRows: Bool = false) -> [UInt8] {
+    /// `inputApart`: the input is stored on its own, once (written as null).
+    public func storedJSON(elementsAsRows: Bool = false, inputApart: Bool = false) -> [UInt8] {
         var out = StoredJSONWriter()
         out.object { o in
             o.field("runID", runID)
             o.field("workflow", workflow)
             o.field("version", version)
-            o.field("input", input)
+            o.field("input", inputApart ? .null : input)
             o.field("status", status.rawValue)
             o.key("steps")
             o.out.object { s in

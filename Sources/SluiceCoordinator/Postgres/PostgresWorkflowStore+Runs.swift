@@ -82,18 +82,19 @@ extension PostgresWorkflowStore {
     // MARK: Runs
 
     public func run(id: String) async throws -> RunState? {
-        try await runs(rows("SELECT state FROM workflow_runs WHERE id = \(id)", "run")).first
+        try await runs(rows("SELECT state, input FROM workflow_runs WHERE id = \(id)", "run")).first
     }
 
     public func run(idempotencyKey: String) async throws -> RunState? {
-        try await runs(rows("SELECT state FROM workflow_runs WHERE idempotency_key = \(idempotencyKey)", "run")).first
+        try await runs(rows("SELECT state, input FROM workflow_runs WHERE idempotency_key = \(idempotencyKey)", "run")).first
     }
 
     /// Runs from their rows, with their map elements read back from theirs.
     func runs(_ rows: [PostgresRow]) async throws -> [RunState] {
         var runs: [RunState] = []
         for row in rows {
-            var (run, counts) = try StoreCoding.runDocument(try row.decode(String.self))
+            let (text, input) = try row.decode((String, String?).self)
+            var (run, counts) = try StoreCoding.runDocument(text, input: input)
             if let counts {
                 let elements = try await self.rows("""
                     SELECT step_id, idx, status, attempts, output, error FROM workflow_elements WHERE run_id = \(run.runID)
@@ -128,7 +129,7 @@ extension PostgresWorkflowStore {
     }
 
     public func runs(_ query: RunQuery) async throws -> RunPage {
-        var sql = "SELECT state FROM workflow_runs WHERE TRUE"
+        var sql = "SELECT state, input FROM workflow_runs WHERE TRUE"
         var binds = PostgresBindings()
         func bind<T: PostgresThrowingDynamicTypeEncodable>(_ value: T) throws -> String {
             try binds.append(value)
@@ -191,16 +192,17 @@ extension PostgresWorkflowStore {
             let runs = new.map(\.change.run)
             let ids = runs.map(\.runID), workflows = runs.map(\.workflow), versions = runs.map(\.version)
             let statuses = runs.map(\.status.rawValue), created = runs.map(\.createdAt.epochMilliseconds), states = new.map(\.state)
+            let inputs = new.map { $0.input ?? "null" }
             // Arrays of optionals do not bind: a flag says which values are absent.
             let keys = new.map { $0.change.idempotencyKey ?? "" }, hasKey = new.map { $0.change.idempotencyKey != nil }
             let parents = runs.map { $0.parent?.runID ?? "" }, hasParent = runs.map { $0.parent != nil }
             _ = try await connection.query("""
-                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state)
+                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state, input)
                 SELECT u.id, u.workflow, u.version, u.status, CASE WHEN u.has_key THEN u.key END, CASE WHEN u.has_parent THEN u.parent END,
-                       u.created, \(now), u.state
+                       u.created, \(now), u.state, u.input
                 FROM unnest(\(ids)::text[], \(workflows)::text[], \(versions)::bigint[], \(statuses)::text[], \(keys)::text[], \(hasKey)::bool[],
-                            \(parents)::text[], \(hasParent)::bool[], \(created)::bigint[], \(states)::text[])
-                     AS u(id, workflow, version, status, key, has_key, parent, has_parent, created, state)
+                            \(parents)::text[], \(hasParent)::bool[], \(created)::bigint[], \(states)::text[], \(inputs)::text[])
+                     AS u(id, workflow, version, status, key, has_key, parent, has_parent, created, state, input)
                 """, logger: logger)
         }
         let updates = prepared.filter { !$0.change.isNew }

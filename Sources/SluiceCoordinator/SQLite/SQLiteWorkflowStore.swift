@@ -212,11 +212,11 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     // MARK: Runs
 
     public func run(id: String) async throws -> RunState? {
-        try await runs(read("SELECT state FROM workflow_runs WHERE id = ?", [.text(id)])).first
+        try await runs(read("SELECT state, input FROM workflow_runs WHERE id = ?", [.text(id)])).first
     }
 
     public func run(idempotencyKey: String) async throws -> RunState? {
-        try await runs(read("SELECT state FROM workflow_runs WHERE idempotency_key = ?", [.text(idempotencyKey)])).first
+        try await runs(read("SELECT state, input FROM workflow_runs WHERE idempotency_key = ?", [.text(idempotencyKey)])).first
     }
 
     /// Runs from their rows, with their map elements read back from theirs.
@@ -224,7 +224,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         var runs: [RunState] = []
         for row in rows {
             guard let text = row.column("state")?.string else { throw StoreError(.database, "a run row has no state") }
-            var (run, counts) = try StoreCoding.runDocument(text)
+            var (run, counts) = try StoreCoding.runDocument(text, input: row.column("input")?.string)
             if let counts {
                 let elements = try await read("SELECT step_id, idx, status, attempts, output, error FROM workflow_elements WHERE run_id = ?",
                                               [.text(run.runID)]).map(Self.element)
@@ -256,7 +256,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         }
         let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         binds.append(.integer(query.limit + 1))
-        let rows = try await read("SELECT state FROM workflow_runs \(filter) ORDER BY created_at DESC, id DESC LIMIT ?", binds)
+        let rows = try await read("SELECT state, input FROM workflow_runs \(filter) ORDER BY created_at DESC, id DESC LIMIT ?", binds)
         return RunPage(fetched: try await runs(rows), limit: query.limit)
     }
 
@@ -289,15 +289,15 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         try await checkFence()
         let now = SQLiteData.integer(Int(Date().epochMilliseconds))
         for chunk in Self.chunks(prepared.filter(\.change.isNew), size: 300) {
-            let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
+            let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
             try await query("""
-                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state)
+                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state, input)
                 VALUES \(rows)
-                """, chunk.flatMap { (change, state, _) -> [SQLiteData] in
+                """, chunk.flatMap { (change, state, input, _) -> [SQLiteData] in
                     let run = change.run
                     return [.text(run.runID), .text(run.workflow), .integer(run.version), .text(run.status.rawValue),
                             change.idempotencyKey.map(SQLiteData.text) ?? .null, run.parent.map { .text($0.runID) } ?? .null,
-                            .integer(Int(run.createdAt.epochMilliseconds)), now, .text(state)]
+                            .integer(Int(run.createdAt.epochMilliseconds)), now, .text(state), input.map(SQLiteData.text) ?? .null]
                 })
         }
         for chunk in Self.chunks(prepared.filter { !$0.change.isNew }) {
@@ -305,7 +305,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             let updated = try await query("""
                 UPDATE workflow_runs SET status = v.column2, updated_at = ?, state = v.column3
                 FROM (VALUES \(rows)) AS v WHERE workflow_runs.id = v.column1 RETURNING workflow_runs.id
-                """, [now] + chunk.flatMap { (change, state, _) -> [SQLiteData] in
+                """, [now] + chunk.flatMap { (change, state, _, _) -> [SQLiteData] in
                     [.text(change.run.runID), .text(change.run.status.rawValue), .text(state)]
                 })
             guard updated.count == chunk.count else {

@@ -34,11 +34,14 @@ enum StoreCoding {
     }
 
     /// Changes with their state and outbox payloads encoded, before a
-    /// transaction begins (so it stays short).
-    typealias PreparedChanges = [(change: RunChange, state: String, payloads: [String])]
+    /// transaction begins (so it stays short). The input, written once, only for new runs.
+    typealias PreparedChanges = [(change: RunChange, state: String, input: String?, payloads: [String])]
 
     static func prepare(_ changes: [RunChange]) throws -> PreparedChanges {
-        try changes.map { ($0, String(decoding: $0.run.storedJSON(elementsAsRows: true), as: UTF8.self), try $0.publish.map { try encode($0) }) }
+        try changes.map { change in
+            (change, String(decoding: change.run.storedJSON(elementsAsRows: true, inputApart: true), as: UTF8.self),
+             change.isNew ? change.run.input.jsonText : nil, try change.publish.map { try encode($0) })
+        }
     }
 
     /// A map element row's columns, as both stores write them.
@@ -56,7 +59,7 @@ enum StoreCoding {
     static func elementRows(_ prepared: PreparedChanges) -> (replaced: [(runID: String, step: String)], rows: [ElementColumns]) {
         var replaced: [(String, String)] = []
         var rows: [ElementColumns] = []
-        for (change, _, _) in prepared {
+        for (change, _, _, _) in prepared {
             let id = change.run.runID
             for step in change.elements.replaced { replaced.append((id, step)) }
             for row in change.elements.elements {
@@ -81,14 +84,23 @@ enum StoreCoding {
         }
         run.runID = runID
         let change = RunChange(run: run, elements: changes)
-        let prepared: PreparedChanges = [(change, String(decoding: run.storedJSON(elementsAsRows: true), as: UTF8.self), [])]
+        // Its input was copied to its column by the migration's statements.
+        let prepared: PreparedChanges = [(change, String(decoding: run.storedJSON(elementsAsRows: true, inputApart: true), as: UTF8.self), nil, [])]
         return (prepared[0].state, elementRows(prepared).rows)
     }
 
     /// A run as stored: its document, and for maps whose elements are rows,
     /// how many elements each has (`nil` if none: nothing more to read).
-    static func runDocument(_ text: String) throws -> (run: RunState, elementCounts: [String: Int]?) {
-        let run = try decode(RunState.self, text)
+    /// `input`: the input column (runs written before migration 2 have theirs in the document).
+    static func runDocument(_ text: String, input: String?) throws -> (run: RunState, elementCounts: [String: Int]?) {
+        var run = try decode(RunState.self, text)
+        if let input {
+            do {
+                run.input = try JSONValue.parse(input)
+            } catch {
+                throw StoreError(.database, "the stored input of run \(run.runID) could not be read: \(error)")
+            }
+        }
         guard text.contains("\"elementCount\"") else { return (run, nil) }
         let counts = try decode(StoredElementCounts.self, text)
         return (run, counts.steps.compactMapValues(\.elementCount))

@@ -9,9 +9,13 @@ enum StoreMigrations {
         var timestamp: String
         /// An auto-incrementing 64-bit primary key.
         var serialKey: String
+        /// The JSON text of a member of a JSON document held in a text column.
+        var jsonMember: @Sendable (_ column: String, _ key: String) -> String
 
-        static let sqlite = Dialect(timestamp: "INTEGER", serialKey: "INTEGER PRIMARY KEY AUTOINCREMENT")
-        static let postgres = Dialect(timestamp: "BIGINT", serialKey: "BIGSERIAL PRIMARY KEY")
+        static let sqlite = Dialect(timestamp: "INTEGER", serialKey: "INTEGER PRIMARY KEY AUTOINCREMENT",
+                                    jsonMember: { "\($0) -> '$.\($1)'" })
+        static let postgres = Dialect(timestamp: "BIGINT", serialKey: "BIGSERIAL PRIMARY KEY",
+                                      jsonMember: { "(\($0)::jsonb -> '\($1)')::text" })
     }
 
     /// The table that records which migrations ran.
@@ -56,8 +60,12 @@ enum StoreMigrations {
                 """,
                 "CREATE TABLE coordinator_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at \(d.timestamp) NOT NULL)",
             ], nil),
-            // Map elements as rows: an element's event writes its row, not the run's whole document.
+            // Map elements as rows: an element's event writes its row, not the
+            // run's whole document; the input (which may hold a large map's
+            // items) written once, in a column, not with every change.
             (2, [
+                "ALTER TABLE workflow_runs ADD COLUMN input TEXT",
+                "UPDATE workflow_runs SET input = \(d.jsonMember("state", "input"))",
                 """
                 CREATE TABLE workflow_elements (
                     run_id TEXT NOT NULL, step_id TEXT NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
