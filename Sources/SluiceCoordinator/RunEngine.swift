@@ -204,13 +204,15 @@ public actor RunEngine {
         WireLimits.boundedID(key.replacingOccurrences(of: "/", with: "."), limit: 120)
     }
 
-    private func machine(_ id: String) async throws -> WorkflowStateMachine? {
-        if let m = machines[id] { return m }
+    /// A run's machine for a plan, taken out of the cache: changed in place
+    /// there, it shares no elements with a cached copy (which would copy a
+    /// large map's elements at every commit). The commit puts it back; if
+    /// the commit fails, the run is read from the store next time.
+    private func takeMachine(_ id: String) async throws -> WorkflowStateMachine? {
+        if let cached = machines.removeValue(forKey: id) { return cached }
         guard let state = try await store.run(id: id) else { return nil }
         let definition = try await definition(state.workflow, state.version)
-        let machine = try WorkflowStateMachine(compiled: definition, state: state, limits: limits)
-        if !state.status.isFinal || state.status == .failed { machines[id] = machine }
-        return machine
+        return try WorkflowStateMachine(compiled: definition, state: state, limits: limits)
     }
 
     /// Keeps the machines of a committed change (finished ones leave the cache).
@@ -371,7 +373,7 @@ public actor RunEngine {
                 results.append(.success(true))
             case .command(let runID, let event, let removeTimers, let at):
                 if plan.working[runID] == nil {
-                    guard let loaded = try await machine(runID) else {
+                    guard let loaded = try await takeMachine(runID) else {
                         results.append(.success(false))
                         continue
                     }
@@ -405,7 +407,7 @@ public actor RunEngine {
             steps += 1
             guard steps < 10_000 else { throw EngineError.invalid("an event cascaded through too many runs") }
             if plan.working[id] == nil {
-                guard let loaded = try await self.machine(id) else {
+                guard let loaded = try await takeMachine(id) else {
                     logger.warning("an event for an unknown run", metadata: ["run": "\(id)"])
                     continue
                 }

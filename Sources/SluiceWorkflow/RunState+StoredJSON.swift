@@ -146,3 +146,29 @@ struct StoredJSONWriter {
         }
     }
 }
+
+extension StepTask {
+    /// The task as the outbox stores it: the JSON of its `Codable` form,
+    /// written by hand (one per step task published) except for a retry
+    /// policy, which is rare and left to `JSONEncoder`.
+    public func storedJSON() throws -> [UInt8] {
+        let retryJSON = try retry.map { try JSONEncoder().encode($0) }
+        var out = StoredJSONWriter()
+        out.object { o in
+            o.field("taskID", taskID)
+            o.field("name", name)
+            if let queue { o.field("queue", queue) }
+            o.field("arguments", arguments)
+            if let maxAttempts { o.field("maxAttempts", maxAttempts) }
+            if let retryJSON {
+                o.key("retry")
+                o.out.bytes.append(contentsOf: retryJSON)
+            }
+            o.field("runID", runID)
+            o.field("stepID", stepID)
+            if let index { o.field("index", index) }
+            if let traceparent { o.field("traceparent", traceparent) }
+        }
+        return out.bytes
+    }
+}

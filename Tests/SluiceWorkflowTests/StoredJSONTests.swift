@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 import SluiceWorkflow
 import Testing
 
@@ -57,5 +58,17 @@ struct StoredJSONTests {
         encoder.dateEncodingStrategy = .millisecondsSince1970
         let foundation = try JSONValue.parse(Array(try encoder.encode(run)))
         #expect(try JSONValue.parse(run.storedJSON()) == foundation)
+    }
+
+    @Test("a step task's stored form reads back as the same task, with and without its optional fields")
+    func stepTask() throws {
+        let full = StepTask(taskID: "r/each/0/3", name: "t\"x", queue: "q", arguments: ["i": 3, "s": "a\nb"], maxAttempts: 4,
+                            retry: RetryPolicy(), runID: "r", stepID: "each", index: 3, traceparent: "00-1-2-01")
+        let bare = StepTask(taskID: "r/a/0", name: "t", queue: nil, arguments: [:], maxAttempts: nil, retry: nil,
+                            runID: "r", stepID: "a", index: nil)
+        for task in [full, bare] {
+            #expect(try JSONDecoder().decode(StepTask.self, from: Data(try task.storedJSON())) == task)
+            #expect(try JSONValue.parse(try task.storedJSON()) == JSONValue.parse(Array(try JSONEncoder().encode(task))))
+        }
     }
 }

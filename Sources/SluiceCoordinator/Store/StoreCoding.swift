@@ -40,7 +40,7 @@ enum StoreCoding {
     static func prepare(_ changes: [RunChange]) throws -> PreparedChanges {
         try changes.map { change in
             (change, String(decoding: change.run.storedJSON(elementsAsRows: true, inputApart: true), as: UTF8.self),
-             change.isNew ? change.run.input.jsonText : nil, try change.publish.map { try encode($0) })
+             change.isNew ? change.run.input.jsonText : nil, try change.publish.map { String(decoding: try $0.storedJSON(), as: UTF8.self) })
         }
     }
 
