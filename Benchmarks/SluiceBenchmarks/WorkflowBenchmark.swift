@@ -22,6 +22,12 @@ public struct WorkflowBenchmark: Sendable {
         /// Seconds from start to completion of one map over `mapSize` elements and its join.
         public var mapSeconds: Double
         public var mapSize: Int
+        /// Seconds from start to completion of small runs (`stepsPerRun`
+        /// steps) started every quarter second while the map ran: p50 and p99.
+        public var otherRunsP50: Double
+        public var otherRunsP99: Double
+        /// The most resident memory of this process (coordinator and worker) while the map ran.
+        public var peakResidentBytes: Int
     }
 
     public var url: AMQPURL
@@ -84,12 +90,18 @@ public struct WorkflowBenchmark: Sendable {
         let transitionsPerSecond = Double(runs * stepsPerRun) / seconds(since: start)
 
         progress("\(label): a map over \(mapSize) elements and a join...")
-        let mapBefore = try await counts(engine)
         let mapStart = ContinuousClock.now
         let items = JSONValue.array((0..<mapSize).map { .number(Double($0)) })
-        let mapRun = try await engine.start(workflow: "bench-map", input: ["items": items])
-        try await waitForCompletion(engine, [mapRun.runID], after: mapBefore)
+        // Only its id kept: a copy of its state here would double its elements in memory.
+        let mapRunID = try await engine.start(workflow: "bench-map", input: ["items": items]).runID
+        // Meanwhile: how long other, small runs take, and how much memory the process holds.
+        let probe = Task { try await probeWhileMapRuns(engine) }
+        try await waitForRun(engine, mapRunID)
         let mapSeconds = seconds(since: mapStart)
+        probe.cancel()
+        let (latencies, peakResident) = try await probe.value
+        let sorted = latencies.sorted()
+        func percentile(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
 
         await group.triggerGracefulShutdown()
         try await running.value
@@ -101,7 +113,51 @@ public struct WorkflowBenchmark: Sendable {
         for e in topology.exchanges { try await admin.exchangeDelete(e.name) }
         await broker.close()
         return Result(store: label, transitionsPerSecond: transitionsPerSecond, runs: runs, stepsPerRun: stepsPerRun,
-                      mapSeconds: mapSeconds, mapSize: mapSize)
+                      mapSeconds: mapSeconds, mapSize: mapSize, otherRunsP50: percentile(0.5), otherRunsP99: percentile(0.99),
+                      peakResidentBytes: peakResident)
+    }
+
+    /// Starts a small run every quarter second until cancelled, and returns
+    /// how long each took to complete, and the process's peak resident memory.
+    private func probeWhileMapRuns(_ engine: RunEngine) async throws -> ([Double], Int) {
+        var latencies: [Double] = []
+        var peak = Self.residentBytes()
+        while !Task.isCancelled {
+            let started = ContinuousClock.now
+            let run = try await engine.start(workflow: "bench-seq", input: [:])
+            while !Task.isCancelled {
+                peak = max(peak, Self.residentBytes())
+                if let status = try await engine.runStatus(run.runID), status.isFinal {
+                    latencies.append(seconds(since: started))
+                    break
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+        return (latencies, peak)
+    }
+
+    /// VmRSS from /proc/self/status (0 where there is none).
+    static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+        return kb * 1024
+    }
+
+    /// Waits until one run is final (it must complete), reading its status alone.
+    private func waitForRun(_ engine: RunEngine, _ id: String) async throws {
+        while true {
+            if let status = try await engine.runStatus(id), status.isFinal {
+                guard status == .completed else {
+                    let error = try await engine.run(id)?.error ?? ""
+                    throw BenchmarkError("run \(id) ended \(status.rawValue): \(error)")
+                }
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     /// Runs by status, as the store counts them.

@@ -126,13 +126,15 @@ struct BenchCommand: AsyncParsableCommand {
             discussion: """
             Runs an in-process coordinator and worker (no-op steps) against the broker: first --runs runs of \
             --steps sequential steps (transitions/s = steps completed per second), then one map over --map \
-            elements with a join. On a temporary SQLite file, and on PostgreSQL when --postgres is given.
+            elements with a join, while a run of --steps steps is started every quarter second (their \
+            p50/p99 time to complete shows whether one big map holds other runs back) and the process's \
+            peak resident memory is sampled. On a temporary SQLite file, and on PostgreSQL when --postgres is given.
 
             First it measures the end-to-end rate of --plain-tasks plain no-op tasks through one worker (as \
             `sluice bench tasks` does), and prints each store's transitions/s as a share of it: the two come \
             from one run on one machine, so the ratio compares across days where raw rates do not.
             """)
-        @Option(help: "Sequential runs for the transitions measurement.") var runs = 500
+        @Option(help: "Runs for the transitions measurement (started 64 at a time).") var runs = 2000
         @Option(help: "Steps per run.") var steps = 3
         @Option(help: "Elements of the map.") var map = 10_000
         @Option(help: "Worker concurrency.") var concurrency = 200
@@ -176,7 +178,9 @@ struct BenchCommand: AsyncParsableCommand {
             if json {
                 printJSON(results.map { r -> [String: Any] in
                     var row: [String: Any] = ["store": r.store, "transitions_per_s": r.transitionsPerSecond.rounded(), "runs": r.runs,
-                                              "steps_per_run": r.stepsPerRun, "map_size": r.mapSize, "map_seconds": r.mapSeconds]
+                                              "steps_per_run": r.stepsPerRun, "map_size": r.mapSize, "map_seconds": r.mapSeconds,
+                                              "other_runs_p50_s": r.otherRunsP50, "other_runs_p99_s": r.otherRunsP99,
+                                              "peak_resident_bytes": r.peakResidentBytes]
                     if let plainRate {
                         row["plain_tasks_per_s"] = plainRate.rounded()
                         row["transitions_share_of_plain"] = r.transitionsPerSecond / plainRate
@@ -189,7 +193,9 @@ struct BenchCommand: AsyncParsableCommand {
             for r in results {
                 let share = plainRate.map { String(format: " (%.0f%% of the plain-task rate)", 100 * r.transitionsPerSecond / $0) } ?? ""
                 print("\(r.store): \(Int(r.transitionsPerSecond)) step transitions/s\(share) (\(r.runs) runs × \(r.stepsPerRun) steps); "
-                      + "map over \(r.mapSize) + join: \(String(format: "%.1f", r.mapSeconds)) s")
+                      + "map over \(r.mapSize) + join: \(String(format: "%.1f", r.mapSeconds)) s; meanwhile \(r.stepsPerRun)-step runs took "
+                      + String(format: "%.2f s p50, %.2f s p99", r.otherRunsP50, r.otherRunsP99)
+                      + "; peak RSS \(r.peakResidentBytes / 1_048_576) MB")
             }
         }
     }

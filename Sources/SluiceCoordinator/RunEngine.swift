@@ -37,6 +37,8 @@ public actor RunEngine {
     private let logger: Logger
     private var machines: [String: WorkflowStateMachine] = [:]
     private var definitionCache: [String: CompiledWorkflow] = [:]
+    /// Runs whose machines a commit in progress took out of `machines`.
+    private var checkedOut: Set<String> = []
     private let gate = AsyncGate()
     /// Committed outbox rows for the relay (see ``OutboxFeed``).
     nonisolated let outboxFeed = OutboxFeed()
@@ -151,9 +153,30 @@ public actor RunEngine {
         }
     }
 
+    /// A run's status alone: unlike ``run(_:)``, cheap for a run with a large map.
+    public func runStatus(_ id: String) async throws -> RunState.Status? {
+        if let m = machines[id] { return m.state.status }
+        if checkedOut.contains(id) {
+            return try await exclusively { engine in
+                if let m = engine.machines[id] { return m.state.status }
+                return try await engine.store.runStatus(id: id)
+            }
+        }
+        return try await store.runStatus(id: id)
+    }
+
     /// A run's current state.
     public func run(_ id: String) async throws -> RunState? {
         if let m = machines[id] { return m.state }
+        // Out of the cache for a commit in progress: its state is there
+        // again once the commit ends (reading it back from the store would
+        // cost a large map's whole state).
+        if checkedOut.contains(id) {
+            return try await exclusively { engine in
+                if let m = engine.machines[id] { return m.state }
+                return try await engine.store.run(id: id)
+            }
+        }
         return try await store.run(id: id)
     }
 
@@ -209,7 +232,10 @@ public actor RunEngine {
     /// large map's elements at every commit). The commit puts it back; if
     /// the commit fails, the run is read from the store next time.
     private func takeMachine(_ id: String) async throws -> WorkflowStateMachine? {
-        if let cached = machines.removeValue(forKey: id) { return cached }
+        if let cached = machines.removeValue(forKey: id) {
+            checkedOut.insert(id)
+            return cached
+        }
         guard let state = try await store.run(id: id) else { return nil }
         let definition = try await definition(state.workflow, state.version)
         return try WorkflowStateMachine(compiled: definition, state: state, limits: limits)
@@ -355,6 +381,9 @@ public actor RunEngine {
     }
 
     private func planAndCommit(_ works: [Work]) async throws -> [Result<Bool, any Error>] {
+        // Taken machines are back in the cache after a commit, or dropped
+        // (read from the store next time) after a failure.
+        defer { checkedOut = [] }
         var plan = Plan()
         var results: [Result<Bool, any Error>] = []
         for work in works {

@@ -105,6 +105,8 @@ struct StoreContractTests {
         run.output = ["done": true]
         try await store.commit([RunChange(run: run)])
         #expect(try await store.run(id: "r1")?.output == ["done": true])
+        #expect(try await store.runStatus(id: "r1") == .completed)
+        #expect(try await store.runStatus(id: "r2") == nil)
 
         // Taken ids and keys are conflicts (the engine relies on the code to resolve racing starts).
         for taken in [RunChange(run: newRun("r1", createdAt: t0), isNew: true),
@@ -127,6 +129,63 @@ struct StoreContractTests {
         let again = try await reopen()
         #expect(try await again.run(id: "r1") == run, "committed state survives a reopen")
         try await again.close()
+    }
+
+    @Test("map elements are rows: only changed ones written, replaced ones cleared, a settled map's output gathered", arguments: StoreKind.allCases)
+    func elementRows(kind: StoreKind) async throws {
+        let (store, reopen) = try await kind.make()
+        var run = newRun("m1", createdAt: t0)
+        var map = StepState()
+        map.status = .running
+        map.elements = Array(repeating: ElementState(), count: 4)
+        map.elements![0].status = .running
+        run.steps["each"] = map
+        try await store.commit([RunChange(run: run, isNew: true, elements: ElementChanges(
+            replaced: ["each"], elements: [ElementRow(step: "each", index: 0, element: run.steps["each"]!.elements![0])]))])
+        #expect(try await store.run(id: "m1") == run)
+
+        // One element settles: only its row is written; the others keep theirs.
+        run.steps["each"]!.elements![0].status = .succeeded
+        run.steps["each"]!.elements![0].output = ["v": 0]
+        run.steps["each"]!.elements![0].attempts = 2
+        run.steps["each"]!.elements![3].status = .failed
+        run.steps["each"]!.elements![3].error = "boom"
+        try await store.commit([RunChange(run: run, elements: ElementChanges(elements: [
+            ElementRow(step: "each", index: 0, element: run.steps["each"]!.elements![0]),
+            ElementRow(step: "each", index: 3, element: run.steps["each"]!.elements![3])]))])
+        #expect(try await store.run(id: "m1") == run)
+
+        // The map settles: its output is not stored with the run but gathered from the rows.
+        run.steps["each"]!.status = .failed
+        run.steps["each"]!.output = StepState.mapOutput(run.steps["each"]!.elements!)
+        try await store.commit([RunChange(run: run)])
+        #expect(try await store.run(id: "m1")?.steps["each"]?.output == [["v": 0], nil, nil, nil])
+
+        // Retried wholesale: the old rows go, and elements without a row read as waiting.
+        run.steps["each"]!.status = .running
+        run.steps["each"]!.output = nil
+        run.steps["each"]!.elements = Array(repeating: ElementState(), count: 2)
+        try await store.commit([RunChange(run: run, elements: ElementChanges(replaced: ["each"]))])
+        try await store.close()
+        let again = try await reopen()
+        #expect(try await again.run(id: "m1") == run)
+        try await again.close()
+    }
+
+    @Test("a commit returns its outbox rows' ids in order and deletes the rows it is told were sent", arguments: StoreKind.allCases)
+    func commitOutboxIDs(kind: StoreKind) async throws {
+        let (store, _) = try await kind.make()
+        let ids = try await store.commit([RunChange(run: newRun("o1", createdAt: t0), isNew: true, publish: [task("o1", "a"), task("o1", "b")]),
+                                          RunChange(run: newRun("o2", createdAt: t0), isNew: true, publish: [task("o2", "a")])])
+        #expect(ids.count == 3 && ids == ids.sorted() && Set(ids).count == 3)
+        let unsent = try await store.unsentOutbox(limit: 10)
+        #expect(unsent.map(\.id) == ids)
+        #expect(unsent.map(\.task.taskID) == ["o1/a/0", "o1/b/0", "o2/a/0"])
+        let more = try await store.commit([RunChange(run: newRun("o3", createdAt: t0), isNew: true, publish: [task("o3", "a")])],
+                                          sent: Array(ids.prefix(2)))
+        #expect(more.count == 1 && more[0] > ids[2])
+        #expect(try await store.unsentOutbox(limit: 10).map(\.id) == [ids[2], more[0]])
+        try await store.close()
     }
 
     @Test("the outbox keeps publish order until marked sent, across reopening", arguments: StoreKind.allCases)

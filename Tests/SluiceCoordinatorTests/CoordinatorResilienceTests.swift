@@ -43,6 +43,7 @@ final class SwitchableStore: WorkflowStore {
     func run(idempotencyKey: String) async throws -> RunState? { try reachable(); return try await base.run(idempotencyKey: idempotencyKey) }
     func runs(_ query: RunQuery) async throws -> RunPage { try reachable(); return try await base.runs(query) }
     func activeRunIDs() async throws -> [String] { try reachable(); return try await base.activeRunIDs() }
+    func runStatus(id: String) async throws -> RunState.Status? { try reachable(); return try await base.runStatus(id: id) }
     func commit(_ changes: [RunChange], sent: [Int64]) async throws -> [Int64] { try reachable(); return try await base.commit(changes, sent: sent) }
     func unsentOutbox(limit: Int) async throws -> [OutboxEntry] { try reachable(); return try await base.unsentOutbox(limit: limit) }
     func statistics() async throws -> StoreStatistics { try reachable(); return try await base.statistics() }

@@ -149,6 +149,11 @@ extension PostgresWorkflowStore {
         return RunPage(fetched: fetched, limit: query.limit)
     }
 
+    public func runStatus(id: String) async throws -> RunState.Status? {
+        try await rows("SELECT status FROM workflow_runs WHERE id = \(id)", "run status").first
+            .flatMap { RunState.Status(rawValue: try $0.decode(String.self)) }
+    }
+
     public func activeRunIDs() async throws -> [String] {
         try await rows("SELECT id FROM workflow_runs WHERE status IN ('pending', 'running', 'paused') ORDER BY created_at, id", "active runs")
             .map { try $0.decode(String.self) }

@@ -260,6 +260,11 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         return RunPage(fetched: try await runs(rows), limit: query.limit)
     }
 
+    public func runStatus(id: String) async throws -> RunState.Status? {
+        try await read("SELECT status FROM workflow_runs WHERE id = ?", [.text(id)]).first?.column("status")?.string
+            .flatMap(RunState.Status.init(rawValue:))
+    }
+
     public func activeRunIDs() async throws -> [String] {
         try await read("SELECT id FROM workflow_runs WHERE status IN ('pending', 'running', 'paused') ORDER BY created_at, id")
             .compactMap { $0.column("id")?.string }

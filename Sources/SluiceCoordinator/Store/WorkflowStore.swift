@@ -36,6 +36,8 @@ public protocol WorkflowStore: Sendable {
     func runs(_ query: RunQuery) async throws -> RunPage
     /// Runs that are not finished (running, paused, pending): what a coordinator resumes.
     func activeRunIDs() async throws -> [String]
+    /// A run's status alone (nil: no such run): cheap whatever the run's size.
+    func runStatus(id: String) async throws -> RunState.Status?
 
     /// Applies changes to one or more runs atomically (see ``RunChange``),
     /// and deletes the outbox rows `sent` (published since) in the same transaction.
