@@ -19,11 +19,18 @@ extension Coordinator {
         var readStore = true
         feed.clear()
         while true {
-            var (entries, overflowed) = feed.take(max: configuration.outboxBatch)
-            if overflowed || feed.takeStoreChanged() { readStore = true }
-            if entries.isEmpty && readStore {
+            if feed.takeStoreChanged() { readStore = true }
+            var entries: [OutboxEntry]
+            if readStore {
+                // The store first, oldest first, until it holds no more than
+                // a batch: it has every row the feed has, and those it alone
+                // has would otherwise wait behind a feed that never runs dry.
                 entries = try await store.unsentOutbox(limit: configuration.outboxBatch)
                 readStore = entries.count == configuration.outboxBatch
+            } else {
+                let taken = feed.take(max: configuration.outboxBatch)
+                entries = taken.entries
+                if taken.overflowed { readStore = true }
             }
             entries.removeAll { recent.contains($0.id) }
             if entries.isEmpty {

@@ -30,15 +30,14 @@ final class OutboxFeed: Sendable {
         wake.signal()
     }
 
-    /// Up to `max` rows, oldest first; `overflowed`: some rows were not kept
-    /// (read the store once these are out).
+    /// Up to `max` rows, oldest first; `overflowed`: rows were dropped since
+    /// the last take (read the store).
     func take(max: Int) -> (entries: [OutboxEntry], overflowed: Bool) {
         state.withLock { s in
             let taken = Array(s.entries.prefix(max))
             s.entries.removeFirst(taken.count)
-            let overflowed = s.overflowed && s.entries.isEmpty
-            if overflowed { s.overflowed = false }
-            return (taken, overflowed)
+            defer { s.overflowed = false }
+            return (taken, s.overflowed)
         }
     }
 

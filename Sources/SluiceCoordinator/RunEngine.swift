@@ -259,6 +259,7 @@ public actor RunEngine {
     }
 
     private func fireUnlocked(schedule spec: ScheduleSpec, expected: Date, next: Date, defaultQueue: String) async throws -> Bool {
+        defer { checkedOut = [] }
         let ms = expected.epochMilliseconds
         switch spec.action {
         case .task(let name, let queue, let arguments):
@@ -372,12 +373,21 @@ public actor RunEngine {
         do {
             let results = try await exclusively { try await $0.planAndCommit(batch.map(\.work)) }
             for (submission, result) in zip(batch, results) { submission.continuation.resume(with: result) }
-        } catch where batch.count > 1 {
+        } catch where batch.count > 1 && Self.isPieceError(error) {
             logger.debug("a group commit failed; committing its pieces one by one", metadata: ["error": "\(error)"])
             for submission in batch { await commit([submission]) }
         } catch {
             batch[0].continuation.resume(throwing: error)
         }
+    }
+
+    /// Whether a group's failure may come from one of its pieces (so that
+    /// committing them one by one isolates it), rather than from the store
+    /// itself: after a timeout the group may yet have committed, and replaying
+    /// its pieces would apply commands twice.
+    private static func isPieceError(_ error: any Error) -> Bool {
+        guard let store = error as? StoreError else { return !(error is CancellationError) }
+        return store.code == .conflict || store.code == .notFound || store.code == .invalidArgument
     }
 
     private func planAndCommit(_ works: [Work]) async throws -> [Result<Bool, any Error>] {
@@ -392,6 +402,17 @@ public actor RunEngine {
                 let id = machine.state.runID
                 if plan.working[id] != nil || machines[id] != nil {
                     results.append(.failure(StoreError(.conflict, "run \(id) exists")))
+                    continue
+                }
+                if let key, plan.created.values.contains(where: { $0 == key }) {
+                    results.append(.failure(StoreError(.conflict, "idempotency key \(key) is taken")))
+                    continue
+                }
+                // Checked again under the gate: the definition may have been deleted since the start looked it up.
+                do {
+                    _ = try await definition(machine.definition.name, machine.definition.version)
+                } catch {
+                    results.append(.failure(error))
                     continue
                 }
                 plan.create(machine, idempotencyKey: key)

@@ -94,19 +94,36 @@ extension PostgresWorkflowStore {
         var runs: [RunState] = []
         for row in rows {
             let (text, input) = try row.decode((String, String?).self)
-            var (run, counts) = try StoreCoding.runDocument(text, input: input)
-            if let counts {
-                let elements = try await self.rows("""
-                    SELECT step_id, idx, status, attempts, output, error FROM workflow_elements WHERE run_id = \(run.runID)
-                    """, "run elements").map { row in
+            let (run, counts) = try StoreCoding.runDocument(text, input: input)
+            if counts != nil {
+                // Read again with its elements in one snapshot, so that the
+                // document and the rows agree.
+                if let whole = try await runWithElements(run.runID) { runs.append(whole) }
+            } else {
+                runs.append(run)
+            }
+        }
+        return runs
+    }
+
+    /// A run and its element rows, read in one repeatable-read transaction.
+    private func runWithElements(_ id: String) async throws -> RunState? {
+        try await mapped("run") { [self] in
+            try await client.withTransaction(logger: logger) { connection in
+                _ = try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", logger: logger)
+                guard let row = try await Self.collect(try await connection.query(
+                    "SELECT state, input FROM workflow_runs WHERE id = \(id)", logger: logger)).first else { return nil }
+                let (text, input) = try row.decode((String, String?).self)
+                var (run, counts) = try StoreCoding.runDocument(text, input: input)
+                let elements = try await Self.collect(try await connection.query(
+                    "SELECT step_id, idx, status, attempts, output, error FROM workflow_elements WHERE run_id = \(id)", logger: logger)).map { row in
                     let (step, index, status, attempts, output, error) = try row.decode((String, Int, String, Int, String?, String?).self)
                     return StoreCoding.ElementColumns(runID: "", step: step, index: index, status: status, attempts: attempts, output: output, error: error)
                 }
-                try StoreCoding.attach(elements, counts: counts, to: &run)
+                try StoreCoding.attach(elements, counts: counts ?? [:], to: &run)
+                return run
             }
-            runs.append(run)
         }
-        return runs
     }
 
     /// Writes element rows (replacing those with the same key).

@@ -212,22 +212,29 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     // MARK: Runs
 
     public func run(id: String) async throws -> RunState? {
-        try await runs(read("SELECT state, input FROM workflow_runs WHERE id = ?", [.text(id)])).first
+        try await runs("SELECT state, input FROM workflow_runs WHERE id = ?", [.text(id)]).first
     }
 
     public func run(idempotencyKey: String) async throws -> RunState? {
-        try await runs(read("SELECT state, input FROM workflow_runs WHERE idempotency_key = ?", [.text(idempotencyKey)])).first
+        try await runs("SELECT state, input FROM workflow_runs WHERE idempotency_key = ?", [.text(idempotencyKey)]).first
     }
 
-    /// Runs from their rows, with their map elements read back from theirs.
+    /// Runs with their map elements, read with no commit in between (so a
+    /// run's document and its element rows agree).
+    private func runs(_ sql: String, _ binds: [SQLiteData]) async throws -> [RunState] {
+        try await gate.run { try await self.runs(self.query(sql, binds)) }
+    }
+
+    /// Runs from their rows, with their map elements read back from theirs
+    /// (inside the gate).
     private func runs(_ rows: [SQLiteRow]) async throws -> [RunState] {
         var runs: [RunState] = []
         for row in rows {
             guard let text = row.column("state")?.string else { throw StoreError(.database, "a run row has no state") }
             var (run, counts) = try StoreCoding.runDocument(text, input: row.column("input")?.string)
             if let counts {
-                let elements = try await read("SELECT step_id, idx, status, attempts, output, error FROM workflow_elements WHERE run_id = ?",
-                                              [.text(run.runID)]).map(Self.element)
+                let elements = try await query("SELECT step_id, idx, status, attempts, output, error FROM workflow_elements WHERE run_id = ?",
+                                               [.text(run.runID)]).map(Self.element)
                 try StoreCoding.attach(elements, counts: counts, to: &run)
             }
             runs.append(run)
@@ -256,8 +263,8 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         }
         let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         binds.append(.integer(query.limit + 1))
-        let rows = try await read("SELECT state, input FROM workflow_runs \(filter) ORDER BY created_at DESC, id DESC LIMIT ?", binds)
-        return RunPage(fetched: try await runs(rows), limit: query.limit)
+        let fetched = try await runs("SELECT state, input FROM workflow_runs \(filter) ORDER BY created_at DESC, id DESC LIMIT ?", binds)
+        return RunPage(fetched: fetched, limit: query.limit)
     }
 
     public func runStatus(id: String) async throws -> RunState.Status? {

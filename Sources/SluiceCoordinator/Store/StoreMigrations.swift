@@ -15,7 +15,8 @@ enum StoreMigrations {
         static let sqlite = Dialect(timestamp: "INTEGER", serialKey: "INTEGER PRIMARY KEY AUTOINCREMENT",
                                     jsonMember: { "\($0) -> '$.\($1)'" })
         static let postgres = Dialect(timestamp: "BIGINT", serialKey: "BIGSERIAL PRIMARY KEY",
-                                      jsonMember: { "(\($0)::jsonb -> '\($1)')::text" })
+                                      // json, not jsonb: it takes every string JSON allows (jsonb refuses \u0000).
+                                      jsonMember: { "(\($0)::json -> '\($1)')::text" })
     }
 
     /// The table that records which migrations ran.
