@@ -23,9 +23,10 @@ public struct WorkflowBenchmark: Sendable {
         public var mapSeconds: Double
         public var mapSize: Int
         /// Seconds from start to completion of small runs (`stepsPerRun`
-        /// steps) started every quarter second while the map ran: p50 and p99.
-        public var otherRunsP50: Double
-        public var otherRunsP99: Double
+        /// steps) started every quarter second while the map ran: p50 and p99
+        /// (nil if none finished before the map did).
+        public var otherRunsP50: Double?
+        public var otherRunsP99: Double?
         /// The most resident memory of this process (coordinator and worker) while the map ran.
         public var peakResidentBytes: Int
     }
@@ -36,8 +37,12 @@ public struct WorkflowBenchmark: Sendable {
     public var mapSize: Int
     public var concurrency: Int
 
-    public init(url: AMQPURL, runs: Int = 500, stepsPerRun: Int = 3, mapSize: Int = 10_000, concurrency: Int = 200) {
+    /// A queue of its own for the map's tasks (nil: the same queue as every step).
+    public var mapQueue: String?
+
+    public init(url: AMQPURL, runs: Int = 500, stepsPerRun: Int = 3, mapSize: Int = 10_000, concurrency: Int = 200, mapQueue: String? = nil) {
         self.url = url
+        self.mapQueue = mapQueue
         self.runs = runs
         self.stepsPerRun = stepsPerRun
         self.mapSize = mapSize
@@ -56,7 +61,8 @@ public struct WorkflowBenchmark: Sendable {
                                       configuration: .init(leaseTTL: .seconds(30), defaultQueue: queue, prefetch: 500), logger: logger)
         var registry = HandlerRegistry()
         registry.register("bench.step") { _ in Array("{}".utf8) }
-        var configuration = Worker.Configuration(queues: [queue], concurrency: concurrency)
+        let queues = [queue] + (mapQueue.map { [$0] } ?? [])
+        var configuration = Worker.Configuration(queues: queues, concurrency: concurrency)
         configuration.middleware = []
         let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [coordinator, worker], logger: logger))
@@ -68,7 +74,7 @@ public struct WorkflowBenchmark: Sendable {
             }
         })
         try await engine.register(WorkflowDefinition(name: "bench-map") {
-            WorkflowStep.map("each", over: "input.items", task: "bench.step", arguments: ["i": "${index}"])
+            WorkflowStep.map("each", over: "input.items", task: "bench.step", queue: mapQueue, arguments: ["i": "${index}"])
             WorkflowStep.join("all", after: ["each"])
         })
 
@@ -101,13 +107,15 @@ public struct WorkflowBenchmark: Sendable {
         probe.cancel()
         let (latencies, peakResident) = try await probe.value
         let sorted = latencies.sorted()
-        func percentile(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
+        func percentile(_ p: Double) -> Double? { sorted.isEmpty ? nil : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
 
         await group.triggerGracefulShutdown()
         try await running.value
         let admin = try await broker.connection.openChannel()
-        try await admin.queueDelete(topology.workQueue(queue))
-        try await admin.queueDelete(topology.deadQueue(queue))
+        for q in queues {
+            try await admin.queueDelete(topology.workQueue(q))
+            try await admin.queueDelete(topology.deadQueue(q))
+        }
         try await admin.queueDelete(topology.coordinatorQueue)
         for (q, _) in topology.delayQueues { try await admin.queueDelete(q.name) }
         for e in topology.exchanges { try await admin.exchangeDelete(e.name) }
