@@ -57,6 +57,9 @@ final class OutboxFeed: Sendable {
 
     var isEmpty: Bool { state.withLock { $0.entries.isEmpty } }
 
+    /// Rows waiting.
+    var count: Int { state.withLock { $0.entries.count } }
+
     /// Forgets every row (when leading starts or stops: the store has them).
     func clear() {
         state.withLock { $0 = State() }

@@ -1,0 +1,74 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+@testable import SluiceCoordinator
+import SluiceCore
+import SluiceTesting
+import SluiceWorkflow
+import Synchronization
+import Testing
+
+@Suite("The outbox relay (in-memory broker, SQLite)")
+struct OutboxRelayTests {
+    /// A row written to the store outside the engine's commits (as a schedule
+    /// writes its tasks) is published even while the in-memory feed never
+    /// runs dry: the relay reads the store first when told it changed.
+    @Test("a row only the store holds is published while the feed stays busy")
+    func storeRowsUnderLoad() async throws {
+        var logger = Logger(label: "test.relay")
+        logger.logLevel = .critical
+        let broker = InMemoryBroker(topology: try Topology(prefix: "relay"))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-relay-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let store = try await SQLiteWorkflowStore.open(path: path)
+        let engine = RunEngine(store: store, logger: logger)
+        let coordinator = Coordinator(broker: broker, engine: engine,
+                                      configuration: .init(leaseTTL: .seconds(30), defaultQueue: "wf", pollInterval: .seconds(60)),
+                                      logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [coordinator], logger: logger))
+        let running = Task { try await group.run() }
+        // Keeps a few thousand rows in the feed all the time (rows the store does not hold: publishing them is harmless).
+        let busy = Task {
+            var next: Int64 = 1_000_000_000
+            while !Task.isCancelled {
+                if engine.outboxFeed.count < 3_000 {
+                    engine.outboxFeed.append((0..<500).map { i in
+                        OutboxEntry(id: next + Int64(i), task: StepTask(taskID: "busy-\(next + Int64(i))", name: "t", queue: "busy", arguments: [:],
+                                                                        maxAttempts: nil, retry: nil, runID: "", stepID: "", index: nil),
+                                    createdAt: Date())
+                    })
+                    next += 500
+                }
+                try? await Task.sleep(for: .milliseconds(1))
+            }
+        }
+        do {
+            try await within(30, "the coordinator to lead") { while !coordinator.isActive { try await Task.sleep(for: .milliseconds(20)) } }
+            try await within(30, "the feed's rows to be published") {
+                while await broker.readyMessages(broker.topology.workQueue("busy")).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            // Written around the engine, so the feed never sees it.
+            var run = RunState(runID: "store-only", workflow: "x", version: 1, input: [:], steps: [:], createdAt: Date())
+            run.status = .running
+            try await store.commit([RunChange(run: run, isNew: true, publish: [
+                StepTask(taskID: "store-only/a/0", name: "t", queue: "wf", arguments: [:], maxAttempts: nil, retry: nil,
+                         runID: "store-only", stepID: "a", index: nil)])])
+            coordinator.outboxChanged()
+            // Nothing else publishes to "wf".
+            try await within(30, "the store-only row to be published while the feed is busy") {
+                while await broker.readyMessages(broker.topology.workQueue("wf")).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(engine.outboxFeed.count > 0, "the feed was still busy")
+        } catch {
+            busy.cancel()
+            await group.triggerGracefulShutdown()
+            _ = await running.result
+            try? await store.close()
+            throw error
+        }
+        busy.cancel()
+        await group.triggerGracefulShutdown()
+        _ = await running.result
+        try await store.close()
+    }
+}
