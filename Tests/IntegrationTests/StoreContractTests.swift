@@ -188,7 +188,7 @@ struct StoreContractTests {
         try await store.close()
     }
 
-    @Test("the outbox keeps publish order until marked sent, across reopening", arguments: StoreKind.allCases)
+    @Test("the outbox keeps publish order until its rows are deleted as sent, across reopening", arguments: StoreKind.allCases)
     func outbox(kind: StoreKind) async throws {
         let (store, reopen) = try await kind.make()
         try await store.commit([RunChange(run: newRun("r1", createdAt: t0), isNew: true, publish: [task("r1", "a"), task("r1", "b")])])
@@ -197,7 +197,7 @@ struct StoreContractTests {
         #expect(unsent.map(\.task.taskID) == ["r1/a/0", "r1/b/0", "r2/a/0"])
         #expect(unsent[0].task == task("r1", "a"))
         #expect(unsent.map(\.id) == unsent.map(\.id).sorted())
-        try await store.markSent([unsent[0].id, unsent[2].id])
+        try await store.commit([], sent: [unsent[0].id, unsent[2].id])
         try await store.close()
         let again = try await reopen()
         #expect(try await again.unsentOutbox(limit: 10).map(\.task.taskID) == ["r1/b/0"])

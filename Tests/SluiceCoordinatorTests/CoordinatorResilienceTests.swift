@@ -47,7 +47,6 @@ final class SwitchableStore: WorkflowStore {
     func commit(_ changes: [RunChange], sent: [Int64]) async throws -> [Int64] { try reachable(); return try await base.commit(changes, sent: sent) }
     func unsentOutbox(limit: Int) async throws -> [OutboxEntry] { try reachable(); return try await base.unsentOutbox(limit: limit) }
     func statistics() async throws -> StoreStatistics { try reachable(); return try await base.statistics() }
-    func markSent(_ ids: [Int64]) async throws { try reachable(); try await base.markSent(ids) }
     func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> [String] {
         try reachable(); return try await base.pruneRuns(finishedBefore: before, limit: limit)
     }

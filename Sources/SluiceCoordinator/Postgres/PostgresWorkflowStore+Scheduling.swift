@@ -31,11 +31,6 @@ extension PostgresWorkflowStore {
         return StoreStatistics(runsByStatus: byStatus, unsentOutbox: Int(count), oldestUnsent: oldest.map { Date(epochMilliseconds: $0) })
     }
 
-    public func markSent(_ ids: [Int64]) async throws {
-        guard !ids.isEmpty else { return }
-        _ = try await rows("DELETE FROM workflow_outbox WHERE id = ANY(\(ids))", "mark sent")
-    }
-
     public func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> [String] {
         let finished = RunState.Status.allCases.filter(\.isFinal).map(\.rawValue)
         let cutoff = before.epochMilliseconds

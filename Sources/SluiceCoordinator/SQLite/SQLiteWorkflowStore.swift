@@ -408,11 +408,6 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         stride(from: 0, to: items.count, by: size).map { Array(items[$0..<min($0 + size, items.count)]) }
     }
 
-    public func markSent(_ ids: [Int64]) async throws {
-        guard !ids.isEmpty else { return }
-        try await transaction { try await self.deleteOutbox(ids) }
-    }
-
     public func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> [String] {
         let finished = RunState.Status.allCases.filter(\.isFinal).map { "'\($0.rawValue)'" }.joined(separator: ",")
         return try await transaction {

@@ -52,9 +52,6 @@ public protocol WorkflowStore: Sendable {
 
     /// Run counts by status and the outbox backlog, for metrics.
     func statistics() async throws -> StoreStatistics
-    /// Marks outbox entries sent (after the broker confirmed them): they are
-    /// removed, as nothing reads a published entry again.
-    func markSent(_ ids: [Int64]) async throws
 
     /// Deletes up to `limit` finished runs (completed, failed, cancelled) last
     /// changed before `before`, with their timers, and returns their ids.
