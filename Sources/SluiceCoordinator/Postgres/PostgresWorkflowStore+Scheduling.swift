@@ -93,7 +93,7 @@ extension PostgresWorkflowStore {
 
     public func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange], publish: [StepTask]) async throws -> Bool {
         let prepared = try StoreCoding.prepare(changes)
-        let standalone = try publish.map { try StoreCoding.encode($0) }
+        let standalone = try publish.map(StoreCoding.taskText)
         let was = expected.epochMilliseconds, then = next.epochMilliseconds, now = Date().epochMilliseconds
         let fence = self.fence.current
         return try await mapped("fire schedule") { [self] in

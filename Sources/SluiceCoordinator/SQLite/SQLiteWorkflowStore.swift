@@ -475,7 +475,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
 
     public func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange], publish: [StepTask]) async throws -> Bool {
         let prepared = try StoreCoding.prepare(changes)
-        let standalone = try publish.map { try StoreCoding.encode($0) }
+        let standalone = try publish.map(StoreCoding.taskText)
         return try await transaction {
             let rows = try await self.query("""
                 UPDATE workflow_schedules SET next_fire_at = ?, updated_at = ? WHERE id = ? AND next_fire_at = ? RETURNING id

@@ -40,8 +40,13 @@ enum StoreCoding {
     static func prepare(_ changes: [RunChange]) throws -> PreparedChanges {
         try changes.map { change in
             (change, String(decoding: change.run.storedJSON(elementsAsRows: true, inputApart: true), as: UTF8.self),
-             change.isNew ? change.run.input.jsonText : nil, try change.publish.map { String(decoding: try $0.storedJSON(), as: UTF8.self) })
+             change.isNew ? change.run.input.jsonText : nil, try change.publish.map(taskText))
         }
+    }
+
+    /// An outbox row's payload.
+    static func taskText(_ task: StepTask) throws -> String {
+        String(decoding: try task.storedJSON(), as: UTF8.self)
     }
 
     /// A map element row's columns, as both stores write them.
