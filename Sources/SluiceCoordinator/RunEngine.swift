@@ -155,29 +155,26 @@ public actor RunEngine {
 
     /// A run's status alone: unlike ``run(_:)``, cheap for a run with a large map.
     public func runStatus(_ id: String) async throws -> RunState.Status? {
-        if let m = machines[id] { return m.state.status }
-        if checkedOut.contains(id) {
-            return try await exclusively { engine in
-                if let m = engine.machines[id] { return m.state.status }
-                return try await engine.store.runStatus(id: id)
-            }
-        }
-        return try await store.runStatus(id: id)
+        try await read(id, \.status) { try await $0.runStatus(id: id) }
     }
 
     /// A run's current state.
     public func run(_ id: String) async throws -> RunState? {
-        if let m = machines[id] { return m.state }
-        // Out of the cache for a commit in progress: its state is there
-        // again once the commit ends (reading it back from the store would
-        // cost a large map's whole state).
-        if checkedOut.contains(id) {
-            return try await exclusively { engine in
-                if let m = engine.machines[id] { return m.state }
-                return try await engine.store.run(id: id)
-            }
+        try await read(id, \.self) { try await $0.run(id: id) }
+    }
+
+    /// `field` of a run's state from the cache, or else `fromStore`. A run
+    /// out of the cache for a commit in progress is back once the commit
+    /// ends: reading it from the store meanwhile would cost a large map's
+    /// whole state.
+    private func read<T: Sendable>(_ id: String, _ field: @Sendable @escaping (RunState) -> T,
+                                   _ fromStore: @Sendable @escaping (any WorkflowStore) async throws -> T?) async throws -> T? {
+        if let m = machines[id] { return field(m.state) }
+        guard checkedOut.contains(id) else { return try await fromStore(store) }
+        return try await exclusively { engine in
+            if let m = engine.machines[id] { return field(m.state) }
+            return try await fromStore(engine.store)
         }
-        return try await store.run(id: id)
     }
 
     /// Applies a worker's task event; events of tasks that are not workflow steps are ignored.
