@@ -11,9 +11,9 @@ import Synchronization
 extension Coordinator {
     /// A consumer of `queue` for `body`, closed afterwards whatever happens:
     /// deliveries not yet acknowledged go back to the queue for whoever leads next.
-    func consuming(_ queue: String, prefetch: Int, _ body: (BrokerConsumer) async throws -> Void) async throws {
+    func consuming(_ queue: String, prefetch: Int, partitions: Int = 1, _ body: (BrokerConsumer) async throws -> Void) async throws {
         // Declared at each start (idempotent): also after a restart because the queue was deleted.
-        try await broker.prepareCoordinatorQueue(legacyEventBindings: configuration.legacyEventBindings)
+        try await prepareEventQueues(partitions: partitions)
         let consumer = try await broker.consume(queue: queue, prefetch: prefetch)
         do {
             try await body(consumer)
@@ -24,8 +24,22 @@ extension Coordinator {
         await consumer.close()
     }
 
-    func consumeEvents() async throws {
-        try await consuming(broker.topology.coordinatorQueue, prefetch: configuration.prefetch) { consumer in
+    /// Declares and binds the event queues of every partition (those of
+    /// partitions led by others too: a step task's outcome needs its queue
+    /// before the task goes out), and the dead-letter watch queue.
+    func prepareEventQueues(partitions count: Int) async throws {
+        if count == 1 {
+            try await broker.prepareCoordinatorQueue(legacyEventBindings: configuration.legacyEventBindings)
+        } else {
+            for partition in 0..<count { try await broker.preparePartitionQueue(partition, of: count) }
+        }
+    }
+
+    /// Applies the events of partition `partition` of `count` (the single
+    /// coordinator queue with one partition) until cancelled.
+    func consumeEvents(partition: Int = 0, of count: Int = 1) async throws {
+        let queue = broker.topology.coordinatorQueue(partition: partition, of: count)
+        try await consuming(queue, prefetch: configuration.prefetch, partitions: count) { consumer in
             let buffer = DeliveryBuffer()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // One task receives; the other applies whatever has arrived as one
@@ -52,7 +66,12 @@ extension Coordinator {
     /// Applies a batch of deliveries in one commit, then acknowledges them.
     func apply(_ deliveries: [BrokerDelivery]) async throws {
         var events: [TaskEvent] = []
+        var messages: [RunMessage] = []
         for delivery in deliveries {
+            if Self.isRunMessage(delivery) {
+                if let message = runMessage(delivery) { messages.append(message) }
+                continue
+            }
             do {
                 let event = try TaskEvent.decode(delivery.body)
                 if isAuthentic(event) { events.append(event) }
@@ -61,7 +80,7 @@ extension Coordinator {
             }
         }
         do {
-            try await engine.apply(events)
+            try await engine.apply(events, messages: messages)
         } catch is CancellationError {
             throw CancellationError()
         } catch where Self.isLeaseLoss(error) {
@@ -74,12 +93,19 @@ extension Coordinator {
                 "count": "\(events.count)", "error": "\(error)"])
             var failed = false
             for delivery in deliveries {
-                guard let event = try? TaskEvent.decode(delivery.body), isAuthentic(event, counting: false) else {
+                var event: TaskEvent?
+                var message: RunMessage?
+                if Self.isRunMessage(delivery) {
+                    message = runMessage(delivery, counting: false)
+                } else if let decoded = try? TaskEvent.decode(delivery.body), isAuthentic(decoded, counting: false) {
+                    event = decoded
+                }
+                guard event != nil || message != nil else {
                     try await delivery.ack()
                     continue
                 }
                 do {
-                    try await engine.apply([event])
+                    try await engine.apply(event.map { [$0] } ?? [], messages: message.map { [$0] } ?? [])
                     try await delivery.ack()
                 } catch is CancellationError {
                     throw CancellationError()
@@ -88,7 +114,7 @@ extension Coordinator {
                 } catch {
                     failed = true
                     logger.error("could not apply an event; it will come again", metadata: [
-                        "task.id": "\(event.taskID)", "run": "\(event.workflowRunID ?? "")", "error": "\(error)"])
+                        "task.id": "\(event?.taskID ?? "")", "run": "\(event?.workflowRunID ?? message?.runID ?? "")", "error": "\(error)"])
                     try? await delivery.reject(requeue: true)
                 }
             }
@@ -102,8 +128,8 @@ extension Coordinator {
     /// a task that crashed its worker at every delivery by itself, and no
     /// worker is left to report it. (A worker's own dead letters also come
     /// with an event; applying both changes nothing twice.)
-    func consumeDeadLetters() async throws {
-        try await consuming(broker.topology.coordinatorDeadQueue, prefetch: 50) { consumer in
+    func consumeDeadLetters(partitions: Int = 1) async throws {
+        try await consuming(broker.topology.coordinatorDeadQueue, prefetch: 50, partitions: partitions) { consumer in
             for try await delivery in consumer {
                 let headers = delivery.properties.headers ?? [:]
                 guard let task = try? TaskEnvelope.decode(properties: delivery.properties, body: delivery.body, queue: ""),
@@ -150,6 +176,30 @@ extension Coordinator {
                 }
             }
         }
+    }
+
+    /// Whether a delivery is a message from another coordinator (`~wf.<bucket>.~run`).
+    static func isRunMessage(_ delivery: BrokerDelivery) -> Bool {
+        delivery.routingKey.hasSuffix(".\(Topology.runMessageWord)")
+    }
+
+    /// The run message a delivery holds, if it is valid and (with an event
+    /// key) signed by a coordinator; else nil, logged and counted.
+    func runMessage(_ delivery: BrokerDelivery, counting: Bool = true) -> RunMessage? {
+        guard let message = try? RunMessage.decode(body: delivery.body) else {
+            if counting { logger.warning("a run message that cannot be read was dropped", metadata: ["key": "\(delivery.routingKey.prefix(300))"]) }
+            return nil
+        }
+        if let verifier = configuration.eventVerifier,
+           !verifier.verifyMessage(delivery.body, signature: delivery.properties.headers?[WireHeader.signature]?.stringValue) {
+            if counting {
+                logger.warning("a run message that no coordinator signed was dropped", metadata: ["run": "\(message.runID.prefix(300))"])
+                Counter(label: "sluice_coordinator_forged_events_total").increment()
+                forgedCount.increment()
+            }
+            return nil
+        }
+        return message
     }
 
     /// True if the coordinator may act on `event`: it has no event key, or

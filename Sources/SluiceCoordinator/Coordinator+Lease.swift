@@ -13,8 +13,44 @@ extension Coordinator {
     /// store that is away only delays the stop, and the lease then expires.
     func releaseLeaseAtExit() async {
         let holder = activeFlag.lastHolder ?? configuration.holder
+        let partitions = leadership.takeAll()
         _ = try? await Self.within(min(configuration.leaseTTL / 2, .seconds(3)), "releasing the lease") { [store, leaseName] in
-            try await store.releaseLease(leaseName, holder: holder)
+            if let partitions {
+                // Partitions first: the others take them at their next look.
+                for name in partitions.leases { try await store.releaseLease(name, holder: partitions.holder) }
+                try await store.releaseLease(partitions.member, holder: partitions.holder)
+            } else {
+                try await store.releaseLease(leaseName, holder: holder)
+            }
+        }
+    }
+
+    /// The store's partition count, asked until the store answers (it may be
+    /// away at start, like a lease).
+    func storePartitionCount() async throws -> Int {
+        var failures = 0
+        while true {
+            do {
+                let count = try await store.partitionCount(proposed: configuration.partitions)
+                guard Topology.isValidPartitionCount(count) else {
+                    throw StoreError(.invalidArgument, "the store's partition count is \(count); it must divide 64")
+                }
+                if count != configuration.partitions && configuration.partitions != 1 {
+                    logger.warning("the store was created with another partition count; it keeps it", metadata: [
+                        "partitions": "\(count)", "asked": "\(configuration.partitions)"])
+                }
+                return count
+            } catch let error as StoreError where error.code == .invalidArgument {
+                throw error
+            } catch {
+                if error is CancellationError || Task.isCancelled { throw CancellationError() }
+                if failures % 50 == 0 {
+                    logger.warning("cannot reach the store to read its partition count; trying again",
+                                   metadata: ["error": "\(error)", "attempts": "\(failures + 1)"])
+                }
+                failures += 1
+                try await Task.sleep(for: configuration.leaseTTL / 5)
+            }
         }
     }
 

@@ -7,7 +7,8 @@ import SluiceWire
 import SluiceWorkflow
 import Synchronization
 
-/// The outbox relay: step tasks published after the commit that decided them.
+/// The outbox relay: step tasks (and messages to other coordinators)
+/// published after the commit that decided them.
 extension Coordinator {
     func relayOutbox() async throws {
         var prepared: Set<String> = []
@@ -40,7 +41,18 @@ extension Coordinator {
                 if feed.isEmpty { readStore = true }
                 continue
             }
-            let queues = Set(entries.map { $0.task.queue ?? configuration.defaultQueue }).subtracting(prepared)
+            // Messages for runs in other coordinators' partitions go to those partitions' queues.
+            var messages: [(entry: OutboxEntry, message: OutboundMessage)] = []
+            entries.removeAll { entry in
+                guard case .message(let message) = entry.item else { return false }
+                do {
+                    messages.append((entry, try outbound(message)))
+                } catch {
+                    logger.error("a run message cannot be encoded; it is dropped", metadata: ["run": "\(message.runID)", "error": "\(error)"])
+                }
+                return true
+            }
+            let queues = Set(entries.compactMap { $0.task.map { $0.queue ?? configuration.defaultQueue } }).subtracting(prepared)
             if !queues.isEmpty {
                 try await broker.prepare(queues: Array(queues))
                 try await broker.watchDeadLetters(of: Array(queues))
@@ -49,8 +61,9 @@ extension Coordinator {
             // A task that can never be published (over an AMQP limit) fails
             // its step instead of holding its row, and the rows behind it, forever.
             // Each envelope built once (with a key it carries an HMAC).
-            var sendable = entries.map { entry in
-                let task = envelope(entry.task)
+            var sendable = entries.compactMap { entry -> (entry: OutboxEntry, message: OutboundMessage, task: TaskEnvelope)? in
+                guard let step = entry.task else { return nil }
+                let task = envelope(step)
                 return (entry: entry, message: broker.topology.message(for: task), task: task)
             }
             var refused: [(OutboxEntry, DeadReason, String)] = []
@@ -63,11 +76,11 @@ extension Coordinator {
                     return true
                 }
             }
-            let messages = sendable.map(\.message)
-            let results = messages.isEmpty ? [] : try await broker.publish(messages)
+            let outgoing = sendable.map(\.message) + messages.map(\.message)
+            let results = outgoing.isEmpty ? [] : try await broker.publish(outgoing)
             var sent: [Int64] = []
             var transientFailures = 0
-            for ((entry, _, _), result) in zip(sendable, results) {
+            for (entry, result) in zip(sendable.map(\.entry) + messages.map(\.entry), results) {
                 switch result {
                 case .success: sent.append(entry.id)
                 case .failure(let error) where PublishFailure.isOverLimit(error):
@@ -75,7 +88,7 @@ extension Coordinator {
                 case .failure(let error):
                     transientFailures += 1
                     logger.warning("a step task was not confirmed; it will be published again", metadata: [
-                        "task.id": "\(entry.task.taskID)", "error": "\(error)"])
+                        "task.id": "\(entry.task?.taskID ?? "")", "run": "\(entry.runID)", "error": "\(error)"])
                 }
             }
             for (entry, reason, message) in refused {
@@ -96,15 +109,29 @@ extension Coordinator {
     /// Fails the step of a task that cannot be published, as if a worker had
     /// dead-lettered it with `reason`; the run then goes on by its rules.
     func failUnpublishable(_ entry: OutboxEntry, reason: DeadReason, message: String) async throws {
-        let task = envelope(entry.task)
+        guard let step = entry.task else {
+            logger.error("a run message cannot be published; it is dropped", metadata: ["run": "\(entry.runID)", "error": "\(message)"])
+            return
+        }
+        let task = envelope(step)
         logger.error("a step task cannot be published; its step fails", metadata: [
-            "task.id": "\(task.id.prefix(300))", "run": "\(entry.task.runID)", "reason": "\(reason.rawValue)", "error": "\(message)"])
+            "task.id": "\(task.id.prefix(300))", "run": "\(step.runID)", "reason": "\(reason.rawValue)", "error": "\(message)"])
         guard task.workflowRunID != nil else { return }
         var event = TaskEvent(kind: .dead, task: task)
         event.deadReason = reason
         event.errorType = reason.rawValue
         event.errorMessage = "the task could not be published: \(message)"
         try await engine.apply([event])
+    }
+
+    /// The broker message for a run message: to the events exchange, on
+    /// the run's partition key, signed with the event key if there is one.
+    func outbound(_ message: RunMessage) throws -> OutboundMessage {
+        let body = try message.body()
+        var headers: FieldTable = [:]
+        if let signer = configuration.eventVerifier { headers[WireHeader.signature] = .string(signer.messageSignature(of: body)) }
+        return OutboundMessage(exchange: broker.topology.eventsExchange, routingKey: broker.topology.runMessageRoutingKey(runID: message.runID),
+                               body: body, properties: BasicProperties(contentType: "application/json", headers: headers, deliveryMode: 2))
     }
 
     /// The task message for a step task.

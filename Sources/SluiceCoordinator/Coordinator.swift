@@ -49,6 +49,11 @@ public struct Coordinator: Service {
         /// tasks' outcomes never reach the coordinator, and the old bindings
         /// are removed.
         public var legacyEventBindings: Bool
+        /// The partition count for a store that has none yet (a new one):
+        /// with more than one, several coordinators share the runs, each
+        /// leading some partitions (PostgreSQL). A store keeps the count it
+        /// was created with; 1 (the default) is one active coordinator.
+        public var partitions: Int
 
         public init(holder: String = Coordinator.defaultHolder, leaseTTL: Duration = .seconds(10), defaultQueue: String = "default",
                     prefetch: Int = 200, outboxBatch: Int = 500, pollInterval: Duration = .milliseconds(250),
@@ -62,6 +67,7 @@ public struct Coordinator: Service {
             self.retention = retention
             self.eventVerifier = nil
             self.legacyEventBindings = false
+            self.partitions = 1
         }
     }
 
@@ -88,6 +94,8 @@ public struct Coordinator: Service {
     let logger: Logger
     let activeFlag = ActiveFlag()
     let forgedCount = SharedCounter()
+    /// The partitions this coordinator leads (with several).
+    let leadership = PartitionLeadership()
 
     /// Step outcomes dropped because no worker signed them (since start).
     public var forgedEvents: Int { forgedCount.value }
@@ -108,10 +116,23 @@ public struct Coordinator: Service {
     var wake: Wake { engine.outboxFeed.wake }
     var leaseName: String { "coordinator:\(broker.topology.prefix)" }
 
+    /// The partitions this coordinator leads now, of the store's count (empty
+    /// while it stands by; with one partition, `[0]` while active).
+    public var ledPartitions: (partitions: [Int], of: Int) {
+        let led = leadership.led
+        if led.count == 0, isActive { return ([0], 1) }
+        return (led.partitions, led.count)
+    }
+
     public func run() async throws {
         do {
             try await cancelWhenGracefulShutdown {
-                try await self.standByAndLead()
+                let count = try await self.storePartitionCount()
+                if count == 1 {
+                    try await self.standByAndLead()
+                } else {
+                    try await self.sharePartitions(of: count)
+                }
             }
         } catch is CancellationError {
             // Graceful shutdown: the loops were cancelled; the current event was

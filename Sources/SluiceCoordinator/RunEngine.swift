@@ -12,10 +12,17 @@ public import SluiceWorkflow
 /// its timers, and the same for any child or parent run the event reaches)
 /// before it returns, and only then may its event be acknowledged.
 ///
-/// It keeps unfinished runs' state machines in memory: only the active
-/// coordinator writes runs, so its copy stays current while it leads. The
-/// coordinator empties the cache whenever it starts or stops leading
-/// (``forgetRuns()``), so runs are then loaded from the store again.
+/// It keeps unfinished runs' state machines in memory: only the coordinator
+/// that leads a run's partition writes it, so its copy stays current while
+/// it leads. The coordinator empties the cache whenever it starts or stops
+/// leading (``forgetRuns()``, ``lead(partitions:of:fence:)``), so runs are
+/// then loaded from the store again.
+///
+/// With several partitions, an event for an existing run in a partition
+/// this engine does not lead is not applied here: it becomes a
+/// ``RunMessage`` in the outbox, which the relay publishes to that
+/// partition's queue. New runs (starts, children) are written wherever
+/// they belong: nobody else can hold one yet.
 public actor RunEngine {
     /// A command the engine refused: an unknown workflow or run, or one it cannot apply.
     public enum EngineError: Error, CustomStringConvertible {
@@ -44,6 +51,9 @@ public actor RunEngine {
     nonisolated let outboxFeed = OutboxFeed()
     /// How large a run's step tasks and maps may be.
     public let limits: WorkflowLimits
+    /// The store's partition count, and those this engine leads (nil: all).
+    private var partitionCount = 1
+    private var ledPartitions: Set<Int>?
 
     public init(store: any WorkflowStore, limits: WorkflowLimits = .standard, logger: Logger = Logger(label: "sluice.coordinator")) {
         self.store = store
@@ -132,6 +142,25 @@ public actor RunEngine {
         }
     }
 
+    /// Whether this engine applies `runID`'s events itself.
+    func leads(_ runID: String) -> Bool {
+        guard let led = ledPartitions else { return true }
+        return led.contains(Topology.partition(runID: runID, of: partitionCount))
+    }
+
+    /// From now on, leads `partitions` of `count` (nil: all) and fences the
+    /// store with `fence`. Waits for the commit in progress, and drops the
+    /// cached runs of partitions it no longer leads (another coordinator may
+    /// change them from now on).
+    public func lead(partitions: Set<Int>?, of count: Int, fence: StoreFence?) async throws {
+        try await exclusively { engine in
+            engine.partitionCount = count
+            engine.ledPartitions = partitions
+            engine.store.setFence(fence)
+            for id in engine.machines.keys where !engine.leads(id) { engine.machines[id] = nil }
+        }
+    }
+
     /// Drops every cached run, so that runs are read from the store again.
     /// The coordinator calls it when it starts or stops leading: while it
     /// stood by, another coordinator may have changed them.
@@ -186,8 +215,14 @@ public actor RunEngine {
     /// transaction, one write of each run touched, however many events it got).
     /// Events of unknown runs are logged and skipped.
     public func apply(_ events: [TaskEvent]) async throws {
-        var initial: [(String, WorkflowEvent)] = []
-        var at = Date.distantPast
+        try await apply(events, messages: [])
+    }
+
+    /// Applies task events and messages from other coordinators (see
+    /// ``RunMessage``) in one commit.
+    public func apply(_ events: [TaskEvent], messages: [RunMessage]) async throws {
+        var initial: [(String, WorkflowEvent)] = messages.map { ($0.runID, $0.event) }
+        var at = messages.isEmpty ? Date.distantPast : Date()
         for event in events {
             guard let runID = event.workflowRunID, let workflowEvent = WorkflowEvent(event) else { continue }
             initial.append((runID, workflowEvent))
@@ -197,15 +232,35 @@ public actor RunEngine {
         _ = try await submit(.events(initial, at: at))
     }
 
-    /// Applies a command or timer to a run.
-    public func apply(_ event: WorkflowEvent, to runID: String, removeTimers: [String] = [], at: Date = Date()) async throws {
+    /// What became of a command.
+    public enum CommandOutcome: Sendable {
+        /// Applied and committed here.
+        case applied
+        /// The run is in a partition another coordinator leads: the command
+        /// was committed to the outbox as a message to it, and is applied there.
+        case forwarded
+    }
+
+    /// Applies a command or timer to a run (or forwards it to the run's
+    /// partition, if another coordinator leads it).
+    @discardableResult
+    public func apply(_ event: WorkflowEvent, to runID: String, removeTimers: [String] = [], at: Date = Date()) async throws -> CommandOutcome {
+        if !leads(runID) {
+            guard try await store.runStatus(id: runID) != nil else { throw EngineError.unknownRun(runID) }
+            _ = try await submit(.forward(RunMessage(runID: runID, event: event)))
+            return .forwarded
+        }
         guard try await submit(.command(runID: runID, event, removeTimers: removeTimers, at: at)) else { throw EngineError.unknownRun(runID) }
+        return .applied
     }
 
     /// Fires a due timer (and removes it, in the same commit).
     /// False when the timer's run does not exist (the timer is then left alone).
     public func fire(_ timer: TimerEntry, at: Date = Date()) async throws -> Bool {
-        try await submit(.command(runID: timer.runID, .timerFired(timerID: timer.id, at: at), removeTimers: [timer.id], at: at))
+        // Its partition moved to another coordinator since the timer was
+        // read: that one fires it.
+        guard leads(timer.runID) else { return true }
+        return try await submit(.command(runID: timer.runID, .timerFired(timerID: timer.id, at: at), removeTimers: [timer.id], at: at))
     }
 
     /// Deletes the outbox rows of published tasks, in the next commit (with
@@ -238,10 +293,11 @@ public actor RunEngine {
         return try WorkflowStateMachine(compiled: definition, state: state, limits: limits)
     }
 
-    /// Keeps the machines of a committed change (finished ones leave the cache).
+    /// Keeps the machines of a committed change (finished ones leave the
+    /// cache, and so do new runs of partitions another coordinator leads).
     private func adopt(_ working: [String: WorkflowStateMachine]) {
         for (id, machine) in working {
-            if machine.state.status.isFinal && machine.state.status != .failed {
+            if (machine.state.status.isFinal && machine.state.status != .failed) || !leads(id) {
                 machines[id] = nil
             } else {
                 machines[id] = machine
@@ -289,6 +345,8 @@ public actor RunEngine {
         case command(runID: String, WorkflowEvent, removeTimers: [String], at: Date)
         /// Outbox rows to delete.
         case sent([Int64])
+        /// A command for a run another coordinator leads, to send it.
+        case forward(RunMessage)
     }
 
     private struct Submission {
@@ -303,6 +361,8 @@ public actor RunEngine {
         var order: [String] = []
         var created: [String: String?] = [:]
         var sent: [Int64] = []
+        /// Events for runs other coordinators lead.
+        var messages: [RunMessage] = []
         var transitions = 0
 
         mutating func create(_ machine: WorkflowStateMachine, idempotencyKey: String?) {
@@ -420,6 +480,12 @@ public actor RunEngine {
                 results.append(.success(true))
             case .command(let runID, let event, let removeTimers, let at):
                 if plan.working[runID] == nil {
+                    // Its partition moved away since the command was submitted.
+                    guard leads(runID) else {
+                        if removeTimers.isEmpty { plan.messages.append(RunMessage(runID: runID, event: event)) }
+                        results.append(.success(true))
+                        continue
+                    }
                     guard let loaded = try await takeMachine(runID) else {
                         results.append(.success(false))
                         continue
@@ -434,12 +500,16 @@ public actor RunEngine {
             case .sent(let ids):
                 plan.sent += ids
                 results.append(.success(true))
+            case .forward(let message):
+                plan.messages.append(message)
+                results.append(.success(true))
             }
         }
         let changes = plan.takeRunChanges()
-        let ids = try await store.commit(changes, sent: plan.sent)
+        let ids = try await store.commit(changes, messages: plan.messages, sent: plan.sent)
         let now = Date()
-        outboxFeed.append(zip(ids, changes.flatMap(\.publish)).map { OutboxEntry(id: $0, task: $1, createdAt: now) })
+        let items = changes.flatMap(\.publish).map(OutboxEntry.Item.task) + plan.messages.map(OutboxEntry.Item.message)
+        outboxFeed.append(zip(ids, items).map { OutboxEntry(id: $0, item: $1, createdAt: now) })
         adopt(plan.working)
         Counter(label: "sluice_workflow_transitions_total").increment(by: plan.transitions)
         return results
@@ -454,6 +524,10 @@ public actor RunEngine {
             steps += 1
             guard steps < 10_000 else { throw EngineError.invalid("an event cascaded through too many runs") }
             if plan.working[id] == nil {
+                guard leads(id) else {
+                    plan.messages.append(RunMessage(runID: id, event: event))
+                    continue
+                }
                 guard let loaded = try await takeMachine(id) else {
                     logger.warning("an event for an unknown run", metadata: ["run": "\(id)"])
                     continue

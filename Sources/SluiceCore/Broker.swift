@@ -23,6 +23,11 @@ public protocol Broker: Sendable {
     /// workers of such a version); without it those bindings are removed.
     func prepareCoordinatorQueue(legacyEventBindings: Bool) async throws
 
+    /// Declares the event queue of one partition of `count` (several
+    /// coordinators sharing a PostgreSQL store), binds it to its buckets'
+    /// step outcomes and run messages, and declares the dead-letter watch queue.
+    func preparePartitionQueue(_ partition: Int, of count: Int) async throws
+
     /// Binds the coordinator's dead-letter watch queue to the dead letters of
     /// these task queues (idempotent).
     func watchDeadLetters(of queues: [String]) async throws

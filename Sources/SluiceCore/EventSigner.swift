@@ -51,6 +51,19 @@ public struct EventSigner: Sendable {
         hex(HMAC<SHA256>.authenticationCode(for: Self.stepBytes(taskID: taskID, runID: runID, step: step), using: key))
     }
 
+    /// The signature of a message from one coordinator to another (a run
+    /// message: its body), as hex. A domain word keeps it from ever equalling
+    /// an event's or a step's signature.
+    public func messageSignature(of body: [UInt8]) -> String {
+        hex(HMAC<SHA256>.authenticationCode(for: Array("sluice-run-message\u{0}".utf8) + body, using: key))
+    }
+
+    /// Whether `signature` is `body`'s message signature.
+    public func verifyMessage(_ body: [UInt8], signature: String?) -> Bool {
+        guard let text = signature, text.utf8.count == 64, let given = Hex.decode(text) else { return false }
+        return HMAC<SHA256>.isValidAuthenticationCode(given, authenticating: Array("sluice-run-message\u{0}".utf8) + body, using: key)
+    }
+
     /// Whether `task` is a step task the coordinator signed.
     public func verifyStep(_ task: TaskEnvelope) -> Bool {
         guard let runID = task.workflowRunID, let text = task.stepSignature,

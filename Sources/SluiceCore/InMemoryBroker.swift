@@ -41,8 +41,8 @@ public actor InMemoryBroker: Broker {
     public private(set) var otherEventMessages: [OutboundMessage] = []
     private var eventWaiters: [(id: Int, ready: @Sendable ([TaskEvent]) -> Bool, continuation: CheckedContinuation<Bool, Never>)] = []
     private var nextWaiterID = 0
-    /// The coordinator queue's bindings on the events exchange.
-    private var coordinatorBindings: [String] = []
+    /// The coordinator queues' bindings on the events exchange, by queue.
+    private var coordinatorBindings: [String: [String]] = [:]
     private var subscribers: [Int: (bindings: [String], continuation: AsyncThrowingStream<BrokerDelivery, any Error>.Continuation)] = [:]
 
     public init(topology: Topology) {
@@ -62,8 +62,16 @@ public actor InMemoryBroker: Broker {
     }
 
     public func prepareCoordinatorQueue(legacyEventBindings: Bool) async throws {
-        coordinatorBindings = topology.coordinatorBindings + (legacyEventBindings ? topology.legacyCoordinatorBindings : [])
+        coordinatorBindings[topology.coordinatorQueue] = topology.coordinatorBindings
+            + (legacyEventBindings ? topology.legacyCoordinatorBindings : [])
         if queues[topology.coordinatorQueue] == nil { queues[topology.coordinatorQueue] = Queue() }
+        if queues[topology.coordinatorDeadQueue] == nil { queues[topology.coordinatorDeadQueue] = Queue() }
+    }
+
+    public func preparePartitionQueue(_ partition: Int, of count: Int) async throws {
+        let queue = topology.coordinatorQueue(partition: partition, of: count)
+        coordinatorBindings[queue] = topology.coordinatorBindings(partition: partition, of: count)
+        if queues[queue] == nil { queues[queue] = Queue() }
         if queues[topology.coordinatorDeadQueue] == nil { queues[topology.coordinatorDeadQueue] = Queue() }
     }
 
@@ -88,13 +96,12 @@ public actor InMemoryBroker: Broker {
                 subscriber.continuation.yield(BrokerDelivery(properties: message.properties, body: message.body, redelivered: false,
                                                              deliveryCount: 0, routingKey: message.routingKey, acknowledger: NoAcknowledger()))
             }
+            // As RabbitMQ would route it: by the coordinator queues' bindings.
+            for (queue, bindings) in coordinatorBindings where bindings.contains(where: { TopicPattern.matches($0, message.routingKey) }) {
+                _ = enqueue(message, into: queue)
+            }
             if let event = try? TaskEvent.decode(message.body) {
                 events.append(event)
-                // As RabbitMQ would route it: by the coordinator queue's bindings.
-                if queues[t.coordinatorQueue] != nil,
-                   coordinatorBindings.contains(where: { TopicPattern.matches($0, message.routingKey) }) {
-                    _ = enqueue(message, into: t.coordinatorQueue)
-                }
                 let ready = eventWaiters.filter { $0.ready(events) }
                 eventWaiters.removeAll { w in ready.contains { $0.id == w.id } }
                 for w in ready { w.continuation.resume(returning: true) }

@@ -109,6 +109,8 @@ public struct Topology: Sendable, Hashable {
         let delay = "\(prefix).delay."
         if name.hasPrefix(delay), let ms = Int(name.dropFirst(delay.count)) { return (.delay, String(ms)) }
         if name == coordinatorQueue || name == coordinatorDeadQueue { return (.coordinator, name) }
+        let partition = "\(prefix).coordinator.p"
+        if name.hasPrefix(partition), Int(name.dropFirst(partition.count)) != nil { return (.coordinator, name) }
         let isolate = "\(prefix).isolate."
         if name.hasPrefix(isolate) { return (.isolation, String(name.dropFirst(isolate.count))) }
         return nil
@@ -205,6 +207,56 @@ public struct Topology: Sendable, Hashable {
     /// outcomes of workflow steps only (queue names may contain dots, hence `#`).
     public var coordinatorBindings: [String] {
         [TaskEvent.Kind.succeeded, .retrying, .dead].map { "\(Self.stepEventWord).#.\($0.rawValue)" }
+    }
+
+    // MARK: Partitions
+
+    /// The first word after a step event key's bucket in a run message's
+    /// key (`~wf.<bucket>.~run`): cannot be a queue name, so no step event has it.
+    public static let runMessageWord = "~run"
+
+    /// Whether `count` can be a store's partition count: from 1 to 64, dividing
+    /// the 64 buckets evenly (each partition binds the same number of them).
+    public static func isValidPartitionCount(_ count: Int) -> Bool {
+        (1...stepEventBuckets).contains(count) && stepEventBuckets % count == 0
+    }
+
+    /// A run's partition among `count`: its bucket modulo `count`.
+    public static func partition(runID: String, of count: Int) -> Int {
+        stepEventBucket(runID: runID) % count
+    }
+
+    /// The buckets whose runs belong to partition `partition` of `count`.
+    public static func buckets(ofPartition partition: Int, of count: Int) -> [Int] {
+        stride(from: partition, to: stepEventBuckets, by: count).map { $0 }
+    }
+
+    /// The routing key of a message from one coordinator to the leader of a
+    /// run's partition (a child's end for its parent, a cancel for a child, a
+    /// command sent to another coordinator's API): `~wf.<bucket>.~run`.
+    public func runMessageRoutingKey(runID: String) -> String {
+        "\(Self.stepEventWord).\(Self.stepEventBucket(runID: runID)).\(Self.runMessageWord)"
+    }
+
+    /// A partition's event queue. One partition (SQLite, or a store created
+    /// with one) keeps the single coordinator queue of earlier versions.
+    public func coordinatorQueue(partition: Int, of count: Int) -> String {
+        count == 1 ? coordinatorQueue : "\(prefix).coordinator.p\(partition)"
+    }
+
+    /// Quorum, single active consumer, like ``coordinatorQueueDeclaration``.
+    public func coordinatorQueueDeclaration(partition: Int, of count: Int) -> QueueDeclaration {
+        .quorum(coordinatorQueue(partition: partition, of: count), arguments: ["x-single-active-consumer": .bool(true)])
+    }
+
+    /// A partition queue's bindings on the events exchange: the step
+    /// outcomes and run messages of its buckets.
+    public func coordinatorBindings(partition: Int, of count: Int) -> [String] {
+        guard count > 1 else { return coordinatorBindings + ["\(Self.stepEventWord).*.\(Self.runMessageWord)"] }
+        return Self.buckets(ofPartition: partition, of: count).flatMap { bucket in
+            [TaskEvent.Kind.succeeded, .retrying, .dead].map { "\(Self.stepEventWord).\(bucket).#.\($0.rawValue)" }
+                + ["\(Self.stepEventWord).\(bucket).\(Self.runMessageWord)"]
+        }
     }
 
     /// What versions before step event keys bound the coordinator queue to:

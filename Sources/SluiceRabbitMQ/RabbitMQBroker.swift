@@ -84,6 +84,18 @@ public final class RabbitMQBroker: Broker {
         try await channel.queueDeclare(topology.coordinatorDeadQueueDeclaration)
     }
 
+    public func preparePartitionQueue(_ partition: Int, of count: Int) async throws {
+        try await prepare(queues: [])
+        let channel = try await connection.openChannel()
+        defer { Task { try? await channel.close() } }
+        let queue = topology.coordinatorQueue(partition: partition, of: count)
+        try await channel.queueDeclare(topology.coordinatorQueueDeclaration(partition: partition, of: count))
+        for key in topology.coordinatorBindings(partition: partition, of: count) {
+            try await channel.queueBind(queue: queue, exchange: topology.eventsExchange, routingKey: key)
+        }
+        try await channel.queueDeclare(topology.coordinatorDeadQueueDeclaration)
+    }
+
     public func watchDeadLetters(of queues: [String]) async throws {
         for queue in queues { try Topology.validateQueue(queue) }
         let channel = try await connection.openChannel()

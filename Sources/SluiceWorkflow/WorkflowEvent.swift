@@ -1,8 +1,9 @@
 public import Foundation
 public import SluiceCore
 
-/// What can happen to a run: the state machine's input.
-public enum WorkflowEvent: Sendable, Hashable {
+/// What can happen to a run: the state machine's input. Codable: a
+/// coordinator sends an event for a run in another's partition as a run message.
+public enum WorkflowEvent: Sendable, Hashable, Codable {
     /// Starts a pending run.
     case start(at: Date)
     /// A step's task (or a map element's) succeeded with its result.

@@ -44,7 +44,9 @@ final class SwitchableStore: WorkflowStore {
     func runs(_ query: RunQuery) async throws -> RunPage { try reachable(); return try await base.runs(query) }
     func activeRunIDs() async throws -> [String] { try reachable(); return try await base.activeRunIDs() }
     func runStatus(id: String) async throws -> RunState.Status? { try reachable(); return try await base.runStatus(id: id) }
-    func commit(_ changes: [RunChange], sent: [Int64]) async throws -> [Int64] { try reachable(); return try await base.commit(changes, sent: sent) }
+    func commit(_ changes: [RunChange], messages: [RunMessage], sent: [Int64]) async throws -> [Int64] {
+        try reachable(); return try await base.commit(changes, messages: messages, sent: sent)
+    }
     func unsentOutbox(limit: Int) async throws -> [OutboxEntry] { try reachable(); return try await base.unsentOutbox(limit: limit) }
     func statistics() async throws -> StoreStatistics { try reachable(); return try await base.statistics() }
     func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> [String] {
@@ -65,6 +67,8 @@ final class SwitchableStore: WorkflowStore {
         try reachable(); return try await base.renewLease(name, holder: holder, now: now, ttl: ttl)
     }
     func releaseLease(_ name: String, holder: String) async throws { try reachable(); try await base.releaseLease(name, holder: holder) }
+    func leases(prefix: String, now: Date) async throws -> [String: String] { try reachable(); return try await base.leases(prefix: prefix, now: now) }
+    func partitionCount(proposed: Int) async throws -> Int { try reachable(); return try await base.partitionCount(proposed: proposed) }
     func setFence(_ fence: StoreFence?) { base.setFence(fence) }
     func close() async throws { try await base.close() }
 }

@@ -182,19 +182,26 @@ extension PostgresWorkflowStore {
     /// lease (the row is locked until commit, so a takeover waits for us).
     /// Only the holder counts, not the expiry time, as in renewal.
     static func checkFence(_ fence: StoreFence?, on connection: PostgresConnection, logger: Logger) async throws {
-        guard let fence else { return }
+        guard let fence, !fence.leases.isEmpty else { return }
+        let names = fence.leases.keys.sorted()
         let rows = try await collect(try await connection.query(
-            "SELECT holder FROM coordinator_leases WHERE name = \(fence.lease) FOR SHARE", logger: logger))
-        guard try rows.first?.decode(String.self) == fence.holder else { throw FenceBox.lost(fence) }
+            "SELECT name, holder FROM coordinator_leases WHERE name = ANY(\(names)) ORDER BY name FOR SHARE", logger: logger))
+        var holders: [String: String] = [:]
+        for row in rows {
+            let (name, holder) = try row.decode((String, String).self)
+            holders[name] = holder
+        }
+        try FenceBox.check(fence, holders: holders)
     }
 
-    public func commit(_ changes: [RunChange], sent: [Int64]) async throws -> [Int64] {
+    public func commit(_ changes: [RunChange], messages: [RunMessage], sent: [Int64]) async throws -> [Int64] {
         let prepared = try StoreCoding.prepare(changes)
+        let outbox = try StoreCoding.outboxRows(prepared, messages)
         let fence = self.fence.current
         return try await mapped("commit") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 try await Self.checkFence(fence, on: connection, logger: logger)
-                let ids = try await Self.apply(prepared, on: connection, logger: logger)
+                let ids = try await Self.apply(prepared, outbox: outbox, on: connection, logger: logger)
                 if !sent.isEmpty {
                     _ = try await connection.query("DELETE FROM workflow_outbox WHERE id = ANY(\(sent))", logger: logger)
                 }
@@ -207,7 +214,8 @@ extension PostgresWorkflowStore {
     /// its values passed as arrays (`unnest`), so a commit of many runs costs
     /// a few round trips, not several per run.
     @discardableResult
-    static func apply(_ prepared: StoreCoding.PreparedChanges, on connection: PostgresConnection, logger: Logger) async throws -> [Int64] {
+    static func apply(_ prepared: StoreCoding.PreparedChanges, outbox: [(runID: String, bucket: Int, payload: String)],
+                      on connection: PostgresConnection, logger: Logger) async throws -> [Int64] {
         let now = Date().epochMilliseconds
         let new = prepared.filter(\.change.isNew)
         if !new.isEmpty {
@@ -218,13 +226,14 @@ extension PostgresWorkflowStore {
             // Arrays of optionals do not bind: a flag says which values are absent.
             let keys = new.map { $0.change.idempotencyKey ?? "" }, hasKey = new.map { $0.change.idempotencyKey != nil }
             let parents = runs.map { $0.parent?.runID ?? "" }, hasParent = runs.map { $0.parent != nil }
+            let buckets = ids.map { Topology.stepEventBucket(runID: $0) }
             _ = try await connection.query("""
-                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state, input)
+                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state, input, bucket)
                 SELECT u.id, u.workflow, u.version, u.status, CASE WHEN u.has_key THEN u.key END, CASE WHEN u.has_parent THEN u.parent END,
-                       u.created, \(now), u.state, u.input
+                       u.created, \(now), u.state, u.input, u.bucket
                 FROM unnest(\(ids)::text[], \(workflows)::text[], \(versions)::bigint[], \(statuses)::text[], \(keys)::text[], \(hasKey)::bool[],
-                            \(parents)::text[], \(hasParent)::bool[], \(created)::bigint[], \(states)::text[], \(inputs)::text[])
-                     AS u(id, workflow, version, status, key, has_key, parent, has_parent, created, state, input)
+                            \(parents)::text[], \(hasParent)::bool[], \(created)::bigint[], \(states)::text[], \(inputs)::text[], \(buckets)::int[])
+                     AS u(id, workflow, version, status, key, has_key, parent, has_parent, created, state, input, bucket)
                 """, logger: logger)
         }
         let updates = prepared.filter { !$0.change.isNew }
@@ -240,7 +249,6 @@ extension PostgresWorkflowStore {
                 throw StoreError(.notFound, "run \(ids.first { !found.contains($0) } ?? "?") does not exist")
             }
         }
-        let outbox = prepared.flatMap { item in item.payloads.map { (item.change.run.runID, $0) } }
         var ids: [Int64] = []
         if !outbox.isEmpty {
             // Ids drawn first, so the caller learns which row is which task
@@ -250,9 +258,10 @@ extension PostgresWorkflowStore {
                 SELECT nextval(pg_get_serial_sequence('workflow_outbox', 'id')) FROM generate_series(1, \(count))
                 """, logger: logger)).map { try $0.decode(Int64.self) }.sorted()
             _ = try await connection.query("""
-                INSERT INTO workflow_outbox (id, run_id, payload, created_at)
-                SELECT u.id, u.run_id, u.payload, \(now) FROM unnest(\(ids)::bigint[], \(outbox.map(\.0))::text[], \(outbox.map(\.1))::text[])
-                    AS u(id, run_id, payload)
+                INSERT INTO workflow_outbox (id, run_id, payload, created_at, bucket)
+                SELECT u.id, u.run_id, u.payload, \(now), u.bucket
+                FROM unnest(\(ids)::bigint[], \(outbox.map(\.runID))::text[], \(outbox.map(\.payload))::text[], \(outbox.map(\.bucket))::int[])
+                    AS u(id, run_id, payload, bucket)
                 """, logger: logger)
         }
         let (replaced, elements) = StoreCoding.elementRows(prepared)
@@ -269,9 +278,10 @@ extension PostgresWorkflowStore {
         }
         for timer in prepared.flatMap(\.change.addTimers) {
             let due = timer.dueAt.epochMilliseconds
+            let bucket = Topology.stepEventBucket(runID: timer.runID)
             _ = try await connection.query("""
-                INSERT INTO workflow_timers (id, run_id, due_at) VALUES (\(timer.id), \(timer.runID), \(due))
-                ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at, run_id = EXCLUDED.run_id
+                INSERT INTO workflow_timers (id, run_id, due_at, bucket) VALUES (\(timer.id), \(timer.runID), \(due), \(bucket))
+                ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at, run_id = EXCLUDED.run_id, bucket = EXCLUDED.bucket
                 """, logger: logger)
         }
         return ids

@@ -11,10 +11,11 @@ extension PostgresWorkflowStore {
     // MARK: Outbox
 
     public func unsentOutbox(limit: Int) async throws -> [OutboxEntry] {
-        try await rows("SELECT id, payload, created_at FROM workflow_outbox WHERE sent_at IS NULL ORDER BY id LIMIT \(limit)", "outbox")
+        try await rows("SELECT id, payload, created_at FROM workflow_outbox WHERE sent_at IS NULL\(unescaped: bucketFilter()) ORDER BY id LIMIT \(limit)",
+                       "outbox")
             .map { row in
                 let (id, payload, created) = try row.decode((Int64, String, Int64).self)
-                return OutboxEntry(id: id, task: try StoreCoding.decode(StepTask.self, payload), createdAt: Date(epochMilliseconds: created))
+                return try OutboxEntry.decode(id: id, payload: payload, createdAt: Date(epochMilliseconds: created))
             }
     }
 
@@ -35,12 +36,14 @@ extension PostgresWorkflowStore {
         let finished = RunState.Status.allCases.filter(\.isFinal).map(\.rawValue)
         let cutoff = before.epochMilliseconds
         let fence = self.fence.current
+        let buckets = fence?.bucketList
         return try await mapped("prune runs") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 try await Self.checkFence(fence, on: connection, logger: logger)
                 let rows = try await Self.collect(try await connection.query("""
                     SELECT r.id FROM workflow_runs r LEFT JOIN workflow_runs p ON p.id = r.parent_run
                     WHERE r.status = ANY(\(finished)) AND r.updated_at < \(cutoff) AND (p.id IS NULL OR p.status = ANY(\(finished)))
+                          AND (\(buckets == nil) OR r.bucket = ANY(\(buckets ?? [])))
                     ORDER BY r.updated_at LIMIT \(limit)
                     """, logger: logger))
                 let ids = try rows.map { try $0.decode(String.self) }
@@ -58,15 +61,16 @@ extension PostgresWorkflowStore {
     // MARK: Timers
 
     public func dueTimers(now: Date, limit: Int) async throws -> [TimerEntry] {
-        try await rows("SELECT id, run_id, due_at FROM workflow_timers WHERE due_at <= \(now.epochMilliseconds) ORDER BY due_at, id LIMIT \(limit)",
-                       "due timers").map { row in
+        try await rows("""
+            SELECT id, run_id, due_at FROM workflow_timers WHERE due_at <= \(now.epochMilliseconds)\(unescaped: bucketFilter()) ORDER BY due_at, id LIMIT \(limit)
+            """, "due timers").map { row in
             let (id, run, due) = try row.decode((String, String, Int64).self)
             return TimerEntry(id: id, runID: run, dueAt: Date(epochMilliseconds: due))
         }
     }
 
     public func nextTimerDue() async throws -> Date? {
-        try await rows("SELECT MIN(due_at) FROM workflow_timers", "next timer").first
+        try await rows("SELECT MIN(due_at) FROM workflow_timers WHERE true\(unescaped: bucketFilter())", "next timer").first
             .flatMap { try $0.decode(Int64?.self) }.map { Date(epochMilliseconds: $0) }
     }
 
@@ -104,10 +108,11 @@ extension PostgresWorkflowStore {
                     RETURNING id
                     """, logger: logger))
                 guard !moved.isEmpty else { return false }
-                try await Self.apply(prepared, on: connection, logger: logger)
+                try await Self.apply(prepared, outbox: try StoreCoding.outboxRows(prepared, []), on: connection, logger: logger)
+                let bucket = Topology.stepEventBucket(runID: "")
                 for payload in standalone {
                     _ = try await connection.query(
-                        "INSERT INTO workflow_outbox (run_id, payload, created_at) VALUES ('', \(payload), \(now))", logger: logger)
+                        "INSERT INTO workflow_outbox (run_id, payload, created_at, bucket) VALUES ('', \(payload), \(now), \(bucket))", logger: logger)
                 }
                 return true
             }
@@ -138,5 +143,32 @@ extension PostgresWorkflowStore {
 
     public func releaseLease(_ name: String, holder: String) async throws {
         _ = try await rows("DELETE FROM coordinator_leases WHERE name = \(name) AND holder = \(holder)", "release lease")
+    }
+
+    public func leases(prefix: String, now: Date) async throws -> [String: String] {
+        var found: [String: String] = [:]
+        for row in try await rows("""
+            SELECT name, holder FROM coordinator_leases WHERE left(name, \(prefix.unicodeScalars.count)) = \(prefix) AND expires_at >= \(now.epochMilliseconds)
+            """, "list leases") {
+            let (name, holder) = try row.decode((String, String).self)
+            found[name] = holder
+        }
+        return found
+    }
+
+    public func partitionCount(proposed: Int) async throws -> Int {
+        _ = try await rows("INSERT INTO sluice_settings (name, value) VALUES ('partitions', \(String(proposed))) ON CONFLICT (name) DO NOTHING",
+                           "partition count")
+        let stored = try await rows("SELECT value FROM sluice_settings WHERE name = 'partitions'", "partition count")
+            .first.map { try $0.decode(String.self) }
+        guard let count = stored.flatMap({ Int($0) }) else { throw StoreError(.database, "the store's partition count is not a number") }
+        return count
+    }
+
+    /// ` AND bucket = ANY(...)` for a fence that names buckets, else nothing.
+    func bucketFilter() -> String {
+        guard let buckets = fence.current?.bucketList else { return "" }
+        guard !buckets.isEmpty else { return " AND false" }
+        return " AND bucket IN (\(buckets.map(String.init).joined(separator: ",")))"
     }
 }

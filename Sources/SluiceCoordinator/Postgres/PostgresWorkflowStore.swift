@@ -229,6 +229,18 @@ public final class PostgresWorkflowStore: WorkflowStore {
                 try await writeElements(elements, on: connection, logger: logger)
                 _ = try await connection.query("UPDATE workflow_runs SET state = \(document) WHERE id = \(id)", logger: logger)
             }
+        case .bucketsFromRunIDs:
+            for (table, column) in StoreMigrations.bucketedTables {
+                let ids = try await collect(try await connection.query(
+                    PostgresQuery(unsafeSQL: "SELECT DISTINCT \(column) FROM \(table)"), logger: logger)).map { try $0.decode(String.self) }
+                for (bucket, group) in StoreMigrations.byBucket(ids) where bucket != 0 {
+                    var binds = PostgresBindings()
+                    binds.append(bucket)
+                    binds.append(group)
+                    _ = try await connection.query(PostgresQuery(unsafeSQL: "UPDATE \(table) SET bucket = $1 WHERE \(column) = ANY($2)", binds: binds),
+                                                   logger: logger)
+                }
+            }
         }
     }
 

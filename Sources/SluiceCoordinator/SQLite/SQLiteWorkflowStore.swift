@@ -138,6 +138,16 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 try await writeElements(elements)
                 try await query("UPDATE workflow_runs SET state = ? WHERE id = ?", [.text(document), .text(id)])
             }
+        case .bucketsFromRunIDs:
+            for (table, column) in StoreMigrations.bucketedTables {
+                let ids = try await query("SELECT DISTINCT \(column) AS id FROM \(table)").compactMap { $0.column("id")?.string }
+                for (bucket, group) in StoreMigrations.byBucket(ids) where bucket != 0 {
+                    for chunk in Self.chunks(group) {
+                        let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                        try await query("UPDATE \(table) SET bucket = ? WHERE \(column) IN (\(marks))", [.integer(bucket)] + chunk.map { .text($0) })
+                    }
+                }
+            }
         }
     }
 
@@ -277,9 +287,9 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             .compactMap { $0.column("id")?.string }
     }
 
-    public func commit(_ changes: [RunChange], sent: [Int64]) async throws -> [Int64] {
+    public func commit(_ changes: [RunChange], messages: [RunMessage], sent: [Int64]) async throws -> [Int64] {
         let prepared = try StoreCoding.prepare(changes)
-        return try await transaction { try await self.apply(prepared, sent: sent) }
+        return try await transaction { try await self.apply(prepared, messages: messages, sent: sent) }
     }
 
     public func setFence(_ fence: StoreFence?) { self.fence.set(fence) }
@@ -288,28 +298,41 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     /// lease. Only the holder counts, not the expiry time: a lease nobody took
     /// over is still ours after a stall (see ``renewLease(_:holder:now:ttl:)``).
     private func checkFence() async throws {
-        guard let fence = fence.current else { return }
-        let rows = try await query("SELECT holder FROM coordinator_leases WHERE name = ?", [.text(fence.lease)])
-        guard rows.first?.column("holder")?.string == fence.holder else { throw FenceBox.lost(fence) }
+        guard let fence = fence.current, !fence.leases.isEmpty else { return }
+        let names = fence.leases.keys.sorted()
+        let marks = Array(repeating: "?", count: names.count).joined(separator: ",")
+        var holders: [String: String] = [:]
+        for row in try await query("SELECT name, holder FROM coordinator_leases WHERE name IN (\(marks))", names.map { .text($0) }) {
+            if let name = row.column("name")?.string { holders[name] = row.column("holder")?.string }
+        }
+        try FenceBox.check(fence, holders: holders)
+    }
+
+    /// ` AND <column> IN (...)` for a fence that names buckets, else nothing.
+    private func bucketFilter(_ column: String = "bucket") -> String {
+        guard let buckets = fence.current?.bucketList else { return "" }
+        guard !buckets.isEmpty else { return " AND 0 = 1" }
+        return " AND \(column) IN (\(buckets.map(String.init).joined(separator: ",")))"
     }
 
     /// Writes changes inside the current transaction: a few statements of
     /// many rows each, not a statement per row (each statement is a hop to
     /// SQLite's thread).
     @discardableResult
-    private func apply(_ prepared: StoreCoding.PreparedChanges, sent: [Int64] = []) async throws -> [Int64] {
+    private func apply(_ prepared: StoreCoding.PreparedChanges, messages: [RunMessage] = [], sent: [Int64] = []) async throws -> [Int64] {
         try await checkFence()
         let now = SQLiteData.integer(Int(Date().epochMilliseconds))
         for chunk in Self.chunks(prepared.filter(\.change.isNew), size: 300) {
-            let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
+            let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
             try await query("""
-                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state, input)
+                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state, input, bucket)
                 VALUES \(rows)
                 """, chunk.flatMap { (change, state, input, _) -> [SQLiteData] in
                     let run = change.run
                     return [.text(run.runID), .text(run.workflow), .integer(run.version), .text(run.status.rawValue),
                             change.idempotencyKey.map(SQLiteData.text) ?? .null, run.parent.map { .text($0.runID) } ?? .null,
-                            .integer(Int(run.createdAt.epochMilliseconds)), now, .text(state), input.map(SQLiteData.text) ?? .null]
+                            .integer(Int(run.createdAt.epochMilliseconds)), now, .text(state), input.map(SQLiteData.text) ?? .null,
+                            .integer(Topology.stepEventBucket(runID: run.runID))]
                 })
         }
         for chunk in Self.chunks(prepared.filter { !$0.change.isNew }) {
@@ -326,7 +349,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 throw StoreError(.notFound, "run \(missing) does not exist")
             }
         }
-        let outbox = prepared.flatMap { item in item.payloads.map { (item.change.run.runID, $0) } }
+        let outbox = try StoreCoding.outboxRows(prepared, messages)
         var ids: [Int64] = []
         if !outbox.isEmpty {
             // Ids given here (this transaction is the only writer), so the
@@ -336,9 +359,9 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             ids = (0..<outbox.count).map { Int64(last + 1 + $0) }
         }
         for (chunk, chunkIDs) in zip(Self.chunks(outbox), Self.chunks(ids)) {
-            let rows = Array(repeating: "(?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
-            try await query("INSERT INTO workflow_outbox (id, run_id, payload, created_at) VALUES \(rows)",
-                            zip(chunk, chunkIDs).flatMap { [.integer(Int($1)), .text($0.0), .text($0.1), now] })
+            let rows = Array(repeating: "(?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
+            try await query("INSERT INTO workflow_outbox (id, run_id, payload, created_at, bucket) VALUES \(rows)",
+                            zip(chunk, chunkIDs).flatMap { [.integer(Int($1)), .text($0.runID), .text($0.payload), now, .integer($0.bucket)] })
         }
         let (replaced, elements) = StoreCoding.elementRows(prepared)
         for (runID, step) in replaced {
@@ -351,9 +374,10 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         }
         for timer in prepared.flatMap(\.change.addTimers) {
             try await query("""
-                INSERT INTO workflow_timers (id, run_id, due_at) VALUES (?, ?, ?)
-                ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, run_id = excluded.run_id
-                """, [.text(timer.id), .text(timer.runID), .integer(Int(timer.dueAt.epochMilliseconds))])
+                INSERT INTO workflow_timers (id, run_id, due_at, bucket) VALUES (?, ?, ?, ?)
+                ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, run_id = excluded.run_id, bucket = excluded.bucket
+                """, [.text(timer.id), .text(timer.runID), .integer(Int(timer.dueAt.epochMilliseconds)),
+                      .integer(Topology.stepEventBucket(runID: timer.runID))])
         }
         try await deleteOutbox(sent)
         return ids
@@ -383,12 +407,12 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     // MARK: Outbox
 
     public func unsentOutbox(limit: Int) async throws -> [OutboxEntry] {
-        try await read("SELECT id, payload, created_at FROM workflow_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?", [.integer(limit)])
+        try await read("SELECT id, payload, created_at FROM workflow_outbox WHERE sent_at IS NULL\(bucketFilter()) ORDER BY id LIMIT ?",
+                       [.integer(limit)])
             .map { row in
                 guard let id = row.column("id")?.integer, let payload = row.column("payload")?.string,
                       let created = row.column("created_at")?.integer else { throw StoreError(.database, "a bad outbox row") }
-                return OutboxEntry(id: Int64(id), task: try StoreCoding.decode(StepTask.self, payload),
-                                   createdAt: Date(epochMilliseconds: Int64(created)))
+                return try OutboxEntry.decode(id: Int64(id), payload: payload, createdAt: Date(epochMilliseconds: Int64(created)))
             }
     }
 
@@ -414,7 +438,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             try await self.checkFence()
             let ids = try await self.query("""
                 SELECT r.id FROM workflow_runs r LEFT JOIN workflow_runs p ON p.id = r.parent_run
-                WHERE r.status IN (\(finished)) AND r.updated_at < ? AND (p.id IS NULL OR p.status IN (\(finished)))
+                WHERE r.status IN (\(finished)) AND r.updated_at < ? AND (p.id IS NULL OR p.status IN (\(finished)))\(self.bucketFilter("r.bucket"))
                 ORDER BY r.updated_at LIMIT ?
                 """, [.integer(Int(before.epochMilliseconds)), .integer(limit)]).compactMap { $0.column("id")?.string }
             for chunk in Self.chunks(ids) {
@@ -431,12 +455,12 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     // MARK: Timers
 
     public func dueTimers(now: Date, limit: Int) async throws -> [TimerEntry] {
-        try await read("SELECT id, run_id, due_at FROM workflow_timers WHERE due_at <= ? ORDER BY due_at, id LIMIT ?",
+        try await read("SELECT id, run_id, due_at FROM workflow_timers WHERE due_at <= ?\(bucketFilter()) ORDER BY due_at, id LIMIT ?",
                        [.integer(Int(now.epochMilliseconds)), .integer(limit)]).map(Self.timer)
     }
 
     public func nextTimerDue() async throws -> Date? {
-        try await read("SELECT MIN(due_at) AS due FROM workflow_timers").first?.column("due")?.integer
+        try await read("SELECT MIN(due_at) AS due FROM workflow_timers WHERE 1 = 1\(bucketFilter())").first?.column("due")?.integer
             .map { Date(epochMilliseconds: Int64($0)) }
     }
 
@@ -484,8 +508,8 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             guard !rows.isEmpty else { return false }
             try await self.apply(prepared)
             for payload in standalone {
-                try await self.query("INSERT INTO workflow_outbox (run_id, payload, created_at) VALUES ('', ?, ?)",
-                                     [.text(payload), .integer(Int(Date().epochMilliseconds))])
+                try await self.query("INSERT INTO workflow_outbox (run_id, payload, created_at, bucket) VALUES ('', ?, ?, ?)",
+                                     [.text(payload), .integer(Int(Date().epochMilliseconds)), .integer(Topology.stepEventBucket(runID: ""))])
             }
             return true
         }
@@ -518,6 +542,25 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     public func releaseLease(_ name: String, holder: String) async throws {
         try await transaction {
             try await self.query("DELETE FROM coordinator_leases WHERE name = ? AND holder = ?", [.text(name), .text(holder)])
+        }
+    }
+
+    public func leases(prefix: String, now: Date) async throws -> [String: String] {
+        var found: [String: String] = [:]
+        for row in try await read("SELECT name, holder FROM coordinator_leases WHERE substr(name, 1, ?) = ? AND expires_at >= ?",
+                                  [.integer(prefix.unicodeScalars.count), .text(prefix), .integer(Int(now.epochMilliseconds))]) {
+            if let name = row.column("name")?.string, let holder = row.column("holder")?.string { found[name] = holder }
+        }
+        return found
+    }
+
+    public func partitionCount(proposed: Int) async throws -> Int {
+        try await transaction {
+            try await self.query("INSERT INTO sluice_settings (name, value) VALUES ('partitions', ?) ON CONFLICT (name) DO NOTHING",
+                                 [.text(String(proposed))])
+            let stored = try await self.query("SELECT value FROM sluice_settings WHERE name = 'partitions'").first?.column("value")?.string
+            guard let count = stored.flatMap({ Int($0) }) else { throw StoreError(.database, "the store's partition count is not a number") }
+            return count
         }
     }
 }

@@ -1,3 +1,4 @@
+import SluiceCore
 import Foundation
 import SluiceWorkflow
 
@@ -42,6 +43,19 @@ enum StoreCoding {
             (change, String(decoding: change.run.storedJSON(elementsAsRows: true, inputApart: true), as: UTF8.self),
              change.isNew ? change.run.input.jsonText : nil, try change.publish.map(taskText))
         }
+    }
+
+    /// A commit's outbox rows, in the order their ids are returned: the
+    /// changes' tasks, then the messages. Each with its run and that run's bucket.
+    static func outboxRows(_ prepared: PreparedChanges, _ messages: [RunMessage]) throws -> [(runID: String, bucket: Int, payload: String)] {
+        var rows: [(runID: String, bucket: Int, payload: String)] = []
+        for item in prepared {
+            let runID = item.change.run.runID
+            let bucket = Topology.stepEventBucket(runID: runID)
+            for payload in item.payloads { rows.append((runID, bucket, payload)) }
+        }
+        for message in messages { rows.append((message.runID, Topology.stepEventBucket(runID: message.runID), try message.payload())) }
+        return rows
     }
 
     /// An outbox row's payload.

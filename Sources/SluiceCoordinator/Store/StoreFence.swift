@@ -1,14 +1,27 @@
 import Synchronization
 
-/// The lease a store's writes are fenced with (see ``WorkflowStore/setFence(_:)``).
+/// What a coordinator leads, which a store's writes are fenced with (see
+/// ``WorkflowStore/setFence(_:)``): the leases it holds, by name with the
+/// holder name of its term, and the buckets of the runs they cover (nil:
+/// every run), which the coordinator's loops read (outbox, timers, retention).
 public struct StoreFence: Sendable, Hashable {
-    public var lease: String
-    public var holder: String
+    /// Lease name → holder. A fenced write checks every one.
+    public var leases: [String: String]
+    /// Buckets (``Topology/stepEventBucket(runID:)``) of the runs led; nil: all.
+    public var buckets: Set<Int>?
 
+    /// One lease over every run (one partition).
     public init(lease: String, holder: String) {
-        self.lease = lease
-        self.holder = holder
+        self.init(leases: [lease: holder], buckets: nil)
     }
+
+    public init(leases: [String: String], buckets: Set<Int>?) {
+        self.leases = leases
+        self.buckets = buckets
+    }
+
+    /// The buckets as a sorted list, for a query (nil: all).
+    var bucketList: [Int]? { buckets.map { $0.sorted() } }
 }
 
 /// A store's current fence.
@@ -17,7 +30,11 @@ final class FenceBox: Sendable {
     var current: StoreFence? { value.withLock { $0 } }
     func set(_ fence: StoreFence?) { value.withLock { $0 = fence } }
 
-    static func lost(_ fence: StoreFence) -> StoreError {
-        StoreError(.leaseLost, "coordinator \(fence.holder) no longer holds the lease \(fence.lease); another coordinator took over")
+    /// Fails unless every lease of `fence` is held by its holder, given the
+    /// holders the store has for them (by name).
+    static func check(_ fence: StoreFence, holders: [String: String]) throws {
+        for (lease, holder) in fence.leases.sorted(by: { $0.key < $1.key }) where holders[lease] != holder {
+            throw StoreError(.leaseLost, "coordinator \(holder) no longer holds the lease \(lease); another coordinator took over")
+        }
     }
 }

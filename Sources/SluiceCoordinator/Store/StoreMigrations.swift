@@ -1,3 +1,5 @@
+import SluiceCore
+
 /// The schema of both stores, one numbered migration per change, written
 /// once: a ``Dialect`` fills in the column types SQLite and PostgreSQL name
 /// differently. Never edit a released migration: add the next number
@@ -28,6 +30,8 @@ enum StoreMigrations {
     enum Conversion: Sendable {
         /// Map elements move from each run's document into `workflow_elements` rows.
         case mapElementsToRows
+        /// Each run's, outbox row's and timer's `bucket` is set from its run id.
+        case bucketsFromRunIDs
     }
 
     static func all(_ d: Dialect) -> [(version: Int, statements: [String], conversion: Conversion?)] {
@@ -73,6 +77,27 @@ enum StoreMigrations {
                     output TEXT, error TEXT, PRIMARY KEY (run_id, step_id, idx))
                 """,
             ], .mapElementsToRows),
+            // Partitions (several active coordinators): each run's bucket
+            // (``Topology/stepEventBucket(runID:)``) beside it, its outbox rows
+            // and timers, so that a coordinator reads only those of the
+            // partitions it leads; the partition count, fixed when the store
+            // is created. A store that already holds runs keeps one partition
+            // (its runs' events are in the single coordinator queue).
+            (3, [
+                "ALTER TABLE workflow_runs ADD COLUMN bucket INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE workflow_outbox ADD COLUMN bucket INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE workflow_timers ADD COLUMN bucket INTEGER NOT NULL DEFAULT 0",
+                "CREATE TABLE sluice_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                "INSERT INTO sluice_settings (name, value) SELECT 'partitions', '1' WHERE EXISTS (SELECT 1 FROM workflow_runs)",
+            ], .bucketsFromRunIDs),
         ]
+    }
+
+    /// The tables whose rows carry a run id (column) and a bucket.
+    static let bucketedTables = [("workflow_runs", "id"), ("workflow_outbox", "run_id"), ("workflow_timers", "run_id")]
+
+    /// Ids grouped by their run's bucket (for the conversion's updates).
+    static func byBucket(_ runIDs: [String]) -> [Int: [String]] {
+        Dictionary(grouping: Set(runIDs), by: { Topology.stepEventBucket(runID: $0) })
     }
 }

@@ -40,26 +40,32 @@ public protocol WorkflowStore: Sendable {
     func runStatus(id: String) async throws -> RunState.Status?
 
     /// Applies changes to one or more runs atomically (see ``RunChange``),
-    /// and deletes the outbox rows `sent` (published since) in the same transaction.
-    /// Returns the ids of the outbox rows written, in the order of the
-    /// changes' `publish` tasks (so the relay can publish them without reading them back).
+    /// writes `messages` (for runs in partitions other coordinators lead)
+    /// to the outbox, and deletes the outbox rows `sent` (published since),
+    /// in the same transaction.
+    /// Returns the ids of the outbox rows written: the changes' `publish`
+    /// tasks in order, then the messages (so the relay can publish them
+    /// without reading them back).
     /// Throws `conflict` if a new run's id or idempotency key is taken.
     @discardableResult
-    func commit(_ changes: [RunChange], sent: [Int64]) async throws -> [Int64]
+    func commit(_ changes: [RunChange], messages: [RunMessage], sent: [Int64]) async throws -> [Int64]
 
-    /// Outbox entries not yet marked sent, oldest first.
+    /// Outbox entries not yet marked sent, oldest first (with a fence that
+    /// names buckets, only those of its buckets).
     func unsentOutbox(limit: Int) async throws -> [OutboxEntry]
 
     /// Run counts by status and the outbox backlog, for metrics.
     func statistics() async throws -> StoreStatistics
 
     /// Deletes up to `limit` finished runs (completed, failed, cancelled) last
-    /// changed before `before`, with their timers, and returns their ids.
+    /// changed before `before` (with a fence that names buckets, only in
+    /// those), with their timers, and returns their ids.
     /// A child run goes only once its parent is finished or gone. Fenced like
     /// `commit`. Also clears outbox rows that older versions kept after sending.
     func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> [String]
 
-    /// Timers due at or before `now`, earliest first.
+    /// Timers due at or before `now`, earliest first (with a fence that
+    /// names buckets, only those of its runs; so for `nextTimerDue`).
     func dueTimers(now: Date, limit: Int) async throws -> [TimerEntry]
     /// The earliest pending timer's due time, if any.
     func nextTimerDue() async throws -> Date?
@@ -88,6 +94,15 @@ public protocol WorkflowStore: Sendable {
     /// Gives a lease up (if `holder` holds it).
     func releaseLease(_ name: String, holder: String) async throws
 
+    /// The leases whose names start with `prefix` that have not expired at
+    /// `now`: name → holder (coordinators read who is alive and who leads what).
+    func leases(prefix: String, now: Date) async throws -> [String: String]
+
+    /// The store's partition count: fixed the first time it is asked (to
+    /// `proposed`, or 1 if the store already held runs before it had
+    /// partitions), the same ever after.
+    func partitionCount(proposed: Int) async throws -> Int
+
     /// From now on, every `commit` and `fireSchedule` first checks, in its own
     /// transaction, that `holder` still holds lease `name` (and fails with
     /// `leaseLost` if not): a coordinator that stalled past its lease cannot
@@ -102,6 +117,12 @@ extension WorkflowStore {
     /// Applies changes to one or more runs atomically (see ``RunChange``).
     @discardableResult
     public func commit(_ changes: [RunChange]) async throws -> [Int64] {
-        try await commit(changes, sent: [])
+        try await commit(changes, messages: [], sent: [])
+    }
+
+    /// Applies changes and deletes the outbox rows `sent` (see ``commit(_:messages:sent:)``).
+    @discardableResult
+    public func commit(_ changes: [RunChange], sent: [Int64]) async throws -> [Int64] {
+        try await commit(changes, messages: [], sent: sent)
     }
 }
