@@ -14,7 +14,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
         abstract: "Run the workflow coordinator (and its HTTP API).",
         discussion: """
         Keeps workflow state in --store: a SQLite file (the default, one coordinator) or PostgreSQL \
-        (several coordinators: one is active, the others stand by and take over when it stops). \
+        (several coordinators). A PostgreSQL store is split into --partitions partitions when it is \
+        created (16 by default): every coordinator on it leads a share of them and runs their \
+        workflows, and the others take over a stopped or dead one's share within about a lease \
+        TTL. A store created with one partition (as before 0.6) has one active coordinator; the \
+        others stand by. \
         The HTTP API listens on --http (loopback by default; any other address, decided by what it \
         resolves to, needs a token: SLUICE_API_TOKEN, --http-token-file, or --http-token). SIGTERM or \
         SIGINT stops it after the event in hand is committed.
@@ -48,6 +52,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var leaseTtl: DurationArgument = "10s"
     @Option(help: "How long finished runs (completed, failed, cancelled) are kept after their last change, then deleted; 'forever' keeps them. Starting a run with the idempotency key of a deleted run starts a new one.")
     var retention: RetentionArgument = "30d"
+    @Option(help: "Partitions of a new PostgreSQL store (one that has none yet): 1, 2, 4, 8, 16, 32 or 64. Each coordinator on the store leads a share of them. A store keeps the count it was created with. SQLite stores have 1. (default: 16 for PostgreSQL, 1 for SQLite)")
+    var partitions: Int?
     @Flag(help: "Also receive every task's outcome, as versions before 0.6 did, for workers of such a version still running during an upgrade (upgrade the workers first and this is not needed). Without it those bindings are removed.")
     var legacyEventBindings = false
     @OptionGroup var service: ServiceOptions
@@ -62,6 +68,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard maxMapParallel >= 1 else { throw ValidationError("--max-map-parallel must be 1 or more") }
         guard maxArgumentsBytes.bytes >= 1024 else { throw ValidationError("--max-arguments-bytes must be at least 1024") }
         if httpToken != nil && httpTokenFile != nil { throw ValidationError("give --http-token or --http-token-file, not both") }
+        if let partitions, !Topology.isValidPartitionCount(partitions) {
+            throw ValidationError("--partitions must divide 64: 1, 2, 4, 8, 16, 32 or 64")
+        }
     }
 
     /// The API token: --http-token, --http-token-file's first line, or SLUICE_API_TOKEN.
@@ -102,8 +111,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
             SupervisedChild.stopWhenSupervisorGoes()
         }
         PrometheusMetrics.bootstrap()
-        let store = try await openStore(store ?? ProcessInfo.processInfo.environment["SLUICE_STORE"] ?? "sqlite:sluice-coordinator.sqlite",
-                                        logger: logger)
+        let location = store ?? ProcessInfo.processInfo.environment["SLUICE_STORE"] ?? "sqlite:sluice-coordinator.sqlite"
+        let isSQLite = !location.hasPrefix("postgres")
+        if isSQLite, let partitions, partitions > 1 {
+            throw CLIError("--partitions needs a PostgreSQL store: a SQLite store is one coordinator's, with one partition")
+        }
+        let store = try await openStore(location, logger: logger)
         do {
             let broker = try await connection.connect(name: "sluice coordinator")
             defer { Task { await broker.close() } }
@@ -114,6 +127,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                                                                      retention: retention.period)
             coordinatorConfiguration.eventVerifier = verifier
             coordinatorConfiguration.legacyEventBindings = legacyEventBindings
+            coordinatorConfiguration.partitions = partitions ?? (isSQLite ? 1 : 16)
             if verifier == nil {
                 logger.notice("no event key: step outcomes are not checked; keep producers from publishing events with broker permissions (docs/operations.md)")
             }

@@ -433,10 +433,11 @@ struct CoordinatorProcessTests {
     func standbyTakesOver() async throws {
         let h = try await TaskHarness.make()
         let store = try await SharedPostgres.createDatabase()
-        let first = try CoordinatorProcess.start(h, store: store)
+        // One partition: one active coordinator, the other standing by.
+        let first = try CoordinatorProcess.start(h, store: store, extra: ["--partitions", "1"])
         defer { SluiceBinary.stopIfRunning(first.process) }
         try await first.waitUntilHealthy(active: true)
-        let second = try CoordinatorProcess.start(h, store: store)
+        let second = try CoordinatorProcess.start(h, store: store, extra: ["--partitions", "1"])
         defer { SluiceBinary.stopIfRunning(second.process) }
         try await second.waitUntilHealthy(active: false)
         let worker = try SluiceBinary.start(Self.workerArguments(h))

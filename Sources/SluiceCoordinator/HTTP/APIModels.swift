@@ -103,7 +103,11 @@ public struct DefinitionPage: Codable, Sendable {
 /// balancers' simple matchers expect).
 public struct HealthStatus: Codable, Sendable {
     public var status: String
+    /// "true" while this coordinator leads (one partition or more).
     public var active: String
+    /// The partitions it leads, of `partitionCount` (the store's; 0 until it is known).
+    public var partitions: [Int]
+    public var partitionCount: Int
 }
 
 /// `GET /v1/stats`: counts only, no run state.

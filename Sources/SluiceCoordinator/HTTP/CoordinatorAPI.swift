@@ -108,7 +108,8 @@ public struct CoordinatorAPI: Sendable {
         let limit = configuration.maxBodyBytes
 
         router.get("/healthz") { _, _ in
-            try encoded(HealthStatus(status: "ok", active: coordinator.isActive ? "true" : "false"))
+            try encoded(HealthStatus(status: "ok", active: coordinator.isActive ? "true" : "false",
+                                     partitions: coordinator.ledPartitions.partitions, partitionCount: coordinator.ledPartitions.of))
         }
         router.get("/v1/stats") { _, _ in
             let stats = try await engine.store.statistics()
@@ -212,9 +213,10 @@ public struct CoordinatorAPI: Sendable {
                 let body = try await bodyBytes(&request, limit: limit)
                 let command = body.isEmpty ? RunCommandRequest() : try decode(RunCommandRequest.self, body)
                 try requireActive(coordinator)
-                try await engine.apply(makeEvent(command), to: id)
+                let outcome = try await engine.apply(makeEvent(command), to: id)
                 guard let run = try await engine.run(id) else { throw APIError(.notFound, "no run \(id)") }
-                return try encoded(run)
+                // Forwarded to the coordinator that leads the run's partition: applied there shortly.
+                return try encoded(run, status: outcome == .forwarded ? .accepted : .ok)
             }
         }
         router.post("/v1/runs/{id}/retry") { request, context in
@@ -222,9 +224,9 @@ public struct CoordinatorAPI: Sendable {
             let id = try context.parameters.require("id")
             let retry = try decode(RetryStepRequest.self, try await bodyBytes(&request, limit: limit))
             try requireActive(coordinator)
-            try await engine.apply(.retryStep(stepID: retry.step, rerun: retry.rerun ?? false, at: Date()), to: id)
+            let outcome = try await engine.apply(.retryStep(stepID: retry.step, rerun: retry.rerun ?? false, at: Date()), to: id)
             guard let run = try await engine.run(id) else { throw APIError(.notFound, "no run \(id)") }
-            return try encoded(run)
+            return try encoded(run, status: outcome == .forwarded ? .accepted : .ok)
         }
         router.post("/v1/schedules") { request, _ in
             var request = request

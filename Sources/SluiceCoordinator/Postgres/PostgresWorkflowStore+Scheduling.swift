@@ -148,7 +148,7 @@ extension PostgresWorkflowStore {
     public func leases(prefix: String, now: Date) async throws -> [String: String] {
         var found: [String: String] = [:]
         for row in try await rows("""
-            SELECT name, holder FROM coordinator_leases WHERE left(name, \(prefix.unicodeScalars.count)) = \(prefix) AND expires_at >= \(now.epochMilliseconds)
+            SELECT name, holder FROM coordinator_leases WHERE left(name, \(prefix.unicodeScalars.count)::int) = \(prefix) AND expires_at >= \(now.epochMilliseconds)
             """, "list leases") {
             let (name, holder) = try row.decode((String, String).self)
             found[name] = holder
