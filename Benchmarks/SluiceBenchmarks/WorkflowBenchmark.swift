@@ -29,6 +29,9 @@ public struct WorkflowBenchmark: Sendable {
         public var otherRunsP99: Double?
         /// The most resident memory of this process (coordinator and worker) while the map ran.
         public var peakResidentBytes: Int
+        /// Coordinators that shared the store, and its partition count.
+        public var coordinators = 1
+        public var partitions = 1
     }
 
     public var url: AMQPURL
@@ -51,22 +54,43 @@ public struct WorkflowBenchmark: Sendable {
 
     /// Runs both measurements against a store (`label` names it in the result).
     public func run(store: any WorkflowStore, label: String, progress: @Sendable (String) -> Void = { _ in }) async throws -> Result {
+        try await run(stores: [store], partitions: 1, label: label, progress: progress)
+    }
+
+    /// Runs both measurements with one in-process coordinator per store
+    /// (each its own connection to one database; with more than one, the
+    /// database must be new, so that it takes `partitions`, and they share them).
+    public func run(stores: [any WorkflowStore], partitions: Int, label: String,
+                    progress: @Sendable (String) -> Void = { _ in }) async throws -> Result {
         let topology = try Topology(prefix: "sluice-wfbench-\(UInt32.random(in: 0...UInt32.max))")
         let broker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench workflows")
         var logger = Logger(label: "sluice.bench")
         logger.logLevel = .warning
-        let engine = RunEngine(store: store, limits: WorkflowLimits(maxMapElements: max(WorkflowLimits.standard.maxMapElements, mapSize)), logger: logger)
+        let limits = WorkflowLimits(maxMapElements: max(WorkflowLimits.standard.maxMapElements, mapSize))
+        let engines = stores.map { RunEngine(store: $0, limits: limits, logger: logger) }
+        let engine = engines[0]
+        let partitionCount = try await engine.store.partitionCount(proposed: partitions)
+        if engines.count > 1 && partitionCount == 1 {
+            throw BenchmarkError("this database was created with one partition: give several coordinators a new one")
+        }
         let queue = "bench"
-        let coordinator = Coordinator(broker: broker, engine: engine,
-                                      configuration: .init(leaseTTL: .seconds(30), defaultQueue: queue, prefetch: 500), logger: logger)
+        let coordinators = engines.map { engine in
+            var configuration = Coordinator.Configuration(leaseTTL: .seconds(30), defaultQueue: queue, prefetch: 500)
+            configuration.partitions = partitions
+            return Coordinator(broker: broker, engine: engine, configuration: configuration, logger: logger)
+        }
         var registry = HandlerRegistry()
         registry.register("bench.step") { _ in Array("{}".utf8) }
         let queues = [queue] + (mapQueue.map { [$0] } ?? [])
         var configuration = Worker.Configuration(queues: queues, concurrency: concurrency)
         configuration.middleware = []
         let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [coordinator, worker], logger: logger))
+        let group = ServiceGroup(configuration: .init(services: coordinators.map { $0 as any Service } + [worker], logger: logger))
         let running = Task { try await group.run() }
+        if partitionCount > 1 {
+            progress("\(label): \(coordinators.count) coordinators sharing \(partitionCount) partitions...")
+            try await waitUntilShared(coordinators, partitionCount)
+        }
 
         try await engine.register(WorkflowDefinition(name: "bench-seq") {
             for i in 0..<stepsPerRun {
@@ -87,7 +111,9 @@ public struct WorkflowBenchmark: Sendable {
             var ids: [String] = []
             for i in 0..<runs {
                 if i >= 64, let id = try await group.next() { ids.append(id) }
-                group.addTask { try await engine.start(workflow: "bench-seq", input: [:]).runID }
+                // Through each coordinator in turn, as a service behind a load balancer would.
+                let through = engines[i % engines.count]
+                group.addTask { try await through.start(workflow: "bench-seq", input: [:]).runID }
             }
             for try await id in group { ids.append(id) }
             return ids
@@ -116,13 +142,25 @@ public struct WorkflowBenchmark: Sendable {
             try await admin.queueDelete(topology.workQueue(q))
             try await admin.queueDelete(topology.deadQueue(q))
         }
-        try await admin.queueDelete(topology.coordinatorQueue)
+        for partition in 0..<partitionCount { try await admin.queueDelete(topology.coordinatorQueue(partition: partition, of: partitionCount)) }
+        try await admin.queueDelete(topology.coordinatorDeadQueue)
         for (q, _) in topology.delayQueues { try await admin.queueDelete(q.name) }
         for e in topology.exchanges { try await admin.exchangeDelete(e.name) }
         await broker.close()
         return Result(store: label, transitionsPerSecond: transitionsPerSecond, runs: runs, stepsPerRun: stepsPerRun,
                       mapSeconds: mapSeconds, mapSize: mapSize, otherRunsP50: percentile(0.5), otherRunsP99: percentile(0.99),
-                      peakResidentBytes: peakResident)
+                      peakResidentBytes: peakResident, coordinators: coordinators.count, partitions: partitionCount)
+    }
+
+    /// Waits until every coordinator leads some partitions and together they lead all.
+    private func waitUntilShared(_ coordinators: [Coordinator], _ count: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            let led = coordinators.map(\.ledPartitions.partitions)
+            if led.allSatisfy({ !$0.isEmpty }) && led.flatMap({ $0 }).sorted() == Array(0..<count) { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw BenchmarkError("the coordinators did not come to share the partitions within 120 s")
     }
 
     /// Starts a small run every quarter second until cancelled, and returns

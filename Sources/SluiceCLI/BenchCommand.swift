@@ -3,6 +3,7 @@ import Foundation
 import SluiceAMQP
 import SluiceBenchmarks
 import SluiceCoordinator
+import SluiceCore
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -142,12 +143,18 @@ struct BenchCommand: AsyncParsableCommand {
         var mapQueue: String?
         @Option(help: "A PostgreSQL database URL to measure too (its tables are created; use a scratch database).") var postgres: String?
         @Option(help: "Plain tasks for the end-to-end rate the transitions are compared with (0 skips it).") var plainTasks = 20_000
+        @Option(help: "Coordinators sharing the PostgreSQL store (in this process, each with its own connection); more than one needs a new database, created with --partitions.")
+        var coordinators = 1
+        @Option(help: "Partitions of a new PostgreSQL database (with one coordinator too).") var partitions = 1
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var connection: ConnectionOptions
 
         func validate() throws {
             guard runs > 0, steps > 0, map > 0, concurrency > 0 else { throw ValidationError("--runs, --steps, --map and --concurrency must be positive") }
             guard plainTasks >= 0 else { throw ValidationError("--plain-tasks must be 0 or more") }
+            guard coordinators >= 1 else { throw ValidationError("--coordinators must be 1 or more") }
+            guard Topology.isValidPartitionCount(partitions) else { throw ValidationError("--partitions must divide 64") }
+            if (coordinators > 1 || partitions > 1) && postgres == nil { throw ValidationError("--coordinators and --partitions need --postgres") }
         }
 
         func run() async throws {
@@ -175,13 +182,23 @@ struct BenchCommand: AsyncParsableCommand {
             defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
             results.append(try await measure(try await SQLiteWorkflowStore.open(path: path), "sqlite"))
             if let postgres {
-                results.append(try await measure(try await PostgresWorkflowStore.connect(url: postgres), "postgres"))
+                var stores: [any WorkflowStore] = []
+                do {
+                    for _ in 0..<coordinators { stores.append(try await PostgresWorkflowStore.connect(url: postgres)) }
+                    let label = coordinators == 1 ? "postgres" : "postgres, \(coordinators) coordinators"
+                    results.append(try await bench.run(stores: stores, partitions: partitions, label: label) { if !quiet { standardError($0) } })
+                } catch {
+                    for store in stores { try? await store.close() }
+                    throw error
+                }
+                for store in stores { try? await store.close() }
             }
             if json {
                 printJSON(results.map { r -> [String: Any] in
                     var row: [String: Any] = ["store": r.store, "transitions_per_s": r.transitionsPerSecond.rounded(), "runs": r.runs,
                                               "steps_per_run": r.stepsPerRun, "map_size": r.mapSize, "map_seconds": r.mapSeconds,
-                                              "peak_resident_bytes": r.peakResidentBytes]
+                                              "peak_resident_bytes": r.peakResidentBytes, "coordinators": r.coordinators,
+                                              "partitions": r.partitions]
                     // Absent when no other run finished during the map.
                     if let p50 = r.otherRunsP50, let p99 = r.otherRunsP99 {
                         row["other_runs_p50_s"] = p50

@@ -198,12 +198,14 @@ extension Coordinator {
                     logger.warning("could not renew the coordinator lease; trying again", metadata: ["error": "\(error)"])
                     continue
                 case .standBy(let unconfirmed):
+                    await engine.dropCachedRuns()
                     activeFlag.set(nil)
                     throw LeaseLost(holder: holder, unconfirmed: unconfirmed)
                 }
             }
             guard renewed else {
                 _ = lease.renewRefused()
+                await engine.dropCachedRuns()
                 activeFlag.set(nil)
                 throw LeaseLost(holder: holder)
             }

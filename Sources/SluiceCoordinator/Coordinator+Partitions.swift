@@ -31,6 +31,7 @@ extension Coordinator {
                 try await leadPartitions(of: count, holder: holder)
                 return
             } catch where Self.isLeaseLoss(error) {
+                await engine.dropCachedRuns()
                 activeFlag.set(nil)
                 // What this term still holds goes at once; what it lost is another's.
                 await releaseLeaseAtExit()

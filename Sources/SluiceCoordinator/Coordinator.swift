@@ -8,6 +8,9 @@ import Synchronization
 
 /// The coordinator service: runs workflows.
 ///
+/// * With a store of several partitions (PostgreSQL), shares them with the
+///   other coordinators of the prefix, each leading some (see
+///   `Coordinator+Partitions.swift`). With one, as follows:
 /// * Waits as a standby until it holds the store's coordinator lease (one
 ///   active coordinator per prefix), then keeps renewing it. If another
 ///   coordinator takes the lease over (after this one stalled past it), it
@@ -120,7 +123,8 @@ public struct Coordinator: Service {
     /// while it stands by; with one partition, `[0]` while active).
     public var ledPartitions: (partitions: [Int], of: Int) {
         let led = leadership.led
-        if led.count == 0, isActive { return ([0], 1) }
+        // One partition: the single lease's.
+        if led.count == 1 { return (isActive ? [0] : [], 1) }
         return (led.partitions, led.count)
     }
 
@@ -128,6 +132,7 @@ public struct Coordinator: Service {
         do {
             try await cancelWhenGracefulShutdown {
                 let count = try await self.storePartitionCount()
+                self.leadership.setStoreCount(count)
                 if count == 1 {
                     try await self.standByAndLead()
                 } else {

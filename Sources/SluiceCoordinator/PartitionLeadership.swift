@@ -12,6 +12,10 @@ final class PartitionLeadership: Sendable {
     }
 
     private let state = Mutex<Term?>(nil)
+    /// The store's partition count, once read (0 before).
+    private let storeCount = Mutex(0)
+
+    func setStoreCount(_ count: Int) { storeCount.withLock { $0 = count } }
 
     func begin(holder: String, member: String, count: Int) {
         state.withLock { $0 = Term(holder: holder, member: member, count: count) }
@@ -23,7 +27,8 @@ final class PartitionLeadership: Sendable {
 
     /// Partitions led, sorted, of the store's count (0 with one partition).
     var led: (partitions: [Int], count: Int) {
-        state.withLock { term in (term?.leases.keys.sorted() ?? [], term?.count ?? 0) }
+        let known = storeCount.withLock { $0 }
+        return state.withLock { term in (term?.leases.keys.sorted() ?? [], term?.count ?? known) }
     }
 
     /// The term's leases to release at exit (nil with one partition), forgotten here.

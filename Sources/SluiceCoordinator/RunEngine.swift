@@ -172,6 +172,14 @@ public actor RunEngine {
         }
     }
 
+    /// Drops the cached runs at once, without waiting for a commit in
+    /// progress (which, after a lost lease, can only fail): reads then come
+    /// from the store as soon as the coordinator says it stands by.
+    /// ``forgetRuns()`` follows once its loops have stopped.
+    public func dropCachedRuns() {
+        machines = [:]
+    }
+
     /// Deletes finished runs past `before` from the store (see
     /// ``WorkflowStore/pruneRuns(finishedBefore:limit:)``) and from the cache.
     public func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> Int {

@@ -1,6 +1,7 @@
 import Foundation
 import SluiceCoordinator
 import SluiceWorkflow
+import SluiceCore
 import Testing
 
 /// The stores the contract runs against. Each test gets a fresh, empty store.
@@ -185,6 +186,37 @@ struct StoreContractTests {
                                           sent: Array(ids.prefix(2)))
         #expect(more.count == 1 && more[0] > ids[2])
         #expect(try await store.unsentOutbox(limit: 10).map(\.id) == [ids[2], more[0]])
+        try await store.close()
+    }
+
+    @Test("partitions: a new store takes the count first proposed and keeps it; a fence with buckets reads only their rows; leases list by prefix",
+          arguments: StoreKind.allCases)
+    func partitions(kind: StoreKind) async throws {
+        let (store, _) = try await kind.make()
+        #expect(try await store.partitionCount(proposed: 4) == 4)
+        #expect(try await store.partitionCount(proposed: 16) == 4)
+        let ids = ["pa", "pb", "pc", "pd", "pe", "pf", "pg"]
+        for id in ids {
+            var change = RunChange(run: newRun(id, createdAt: t0), isNew: true, publish: [task(id, "a")])
+            change.addTimers = [TimerEntry(id: "\(id)/t", runID: id, dueAt: t0)]
+            try await store.commit([change])
+        }
+        let partition = Topology.partition(runID: "pa", of: 4)
+        let mine = ids.filter { Topology.partition(runID: $0, of: 4) == partition }
+        #expect(try await store.acquireLease("coordinator:x:p\(partition)", holder: "a", now: t0, ttl: .seconds(3600)))
+        store.setFence(StoreFence(leases: ["coordinator:x:p\(partition)": "a"],
+                                  buckets: Set(Topology.buckets(ofPartition: partition, of: 4))))
+        #expect(Set(try await store.unsentOutbox(limit: 100).compactMap { $0.task?.runID }) == Set(mine))
+        #expect(Set(try await store.dueTimers(now: t0, limit: 100).map(\.runID)) == Set(mine))
+        // Another holder takes the lease: fenced writes fail.
+        #expect(try await store.acquireLease("coordinators:x:a", holder: "a", now: t0, ttl: .seconds(3600)))
+        #expect(try await store.acquireLease("coordinators:x:b", holder: "b", now: t0, ttl: .seconds(1)))
+        #expect(try await store.leases(prefix: "coordinators:x:", now: t0 + 2) == ["coordinators:x:a": "a"])
+        try await store.releaseLease("coordinator:x:p\(partition)", holder: "a")
+        #expect(try await store.acquireLease("coordinator:x:p\(partition)", holder: "b", now: t0, ttl: .seconds(3600)))
+        await #expect(throws: StoreError.self) { try await store.commit([RunChange(run: newRun("ph", createdAt: t0), isNew: true)]) }
+        store.setFence(nil)
+        #expect(try await store.unsentOutbox(limit: 100).count == ids.count)
         try await store.close()
     }
 

@@ -218,7 +218,9 @@ public final class PostgresWorkflowStore: WorkflowStore {
     // MARK: Schema
 
     /// Inside the migration's transaction.
-    static func convert(_ conversion: StoreMigrations.Conversion, on connection: PostgresConnection, logger: Logger) async throws {
+    /// `existedAt`: the schema version the store had when this migration began (0: a new store).
+    static func convert(_ conversion: StoreMigrations.Conversion, existedAt current: Int, on connection: PostgresConnection,
+                        logger: Logger) async throws {
         switch conversion {
         case .mapElementsToRows:
             let runs = try await collect(try await connection.query(
@@ -230,6 +232,7 @@ public final class PostgresWorkflowStore: WorkflowStore {
                 _ = try await connection.query("UPDATE workflow_runs SET state = \(document) WHERE id = \(id)", logger: logger)
             }
         case .bucketsFromRunIDs:
+            if current > 0 { _ = try await connection.query(PostgresQuery(unsafeSQL: StoreMigrations.onePartition), logger: logger) }
             for (table, column) in StoreMigrations.bucketedTables {
                 let ids = try await collect(try await connection.query(
                     PostgresQuery(unsafeSQL: "SELECT DISTINCT \(column) FROM \(table)"), logger: logger)).map { try $0.decode(String.self) }
@@ -272,7 +275,9 @@ public final class PostgresWorkflowStore: WorkflowStore {
                     for statement in migration.statements {
                         _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                     }
-                    if let conversion = migration.conversion { try await Self.convert(conversion, on: connection, logger: logger) }
+                    if let conversion = migration.conversion {
+                        try await Self.convert(conversion, existedAt: current, on: connection, logger: logger)
+                    }
                     _ = try await connection.query(
                         "INSERT INTO sluice_schema (version, applied_at) VALUES (\(migration.version), \(Date().epochMilliseconds))",
                         logger: logger)

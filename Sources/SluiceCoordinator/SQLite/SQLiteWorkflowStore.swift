@@ -115,7 +115,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 try await self.query("BEGIN IMMEDIATE")
                 do {
                     for statement in migration.statements { try await self.query(statement) }
-                    if let conversion = migration.conversion { try await self.convert(conversion) }
+                    if let conversion = migration.conversion { try await self.convert(conversion, existedAt: current) }
                     try await self.query("INSERT INTO sluice_schema (version, applied_at) VALUES (?, ?)",
                                          [.integer(migration.version), .integer(Int(Date().epochMilliseconds))])
                     try await self.query("COMMIT")
@@ -128,7 +128,8 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     }
 
     /// Inside the migration's transaction.
-    private func convert(_ conversion: StoreMigrations.Conversion) async throws {
+    /// `existedAt`: the schema version the store had when this migration began (0: a new store).
+    private func convert(_ conversion: StoreMigrations.Conversion, existedAt current: Int) async throws {
         switch conversion {
         case .mapElementsToRows:
             let runs = try await query("SELECT id, state FROM workflow_runs WHERE state LIKE '%\"elements\":[%'")
@@ -139,6 +140,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 try await query("UPDATE workflow_runs SET state = ? WHERE id = ?", [.text(document), .text(id)])
             }
         case .bucketsFromRunIDs:
+            if current > 0 { try await query(StoreMigrations.onePartition) }
             for (table, column) in StoreMigrations.bucketedTables {
                 let ids = try await query("SELECT DISTINCT \(column) AS id FROM \(table)").compactMap { $0.column("id")?.string }
                 for (bucket, group) in StoreMigrations.byBucket(ids) where bucket != 0 {

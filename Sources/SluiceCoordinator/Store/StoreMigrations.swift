@@ -30,7 +30,9 @@ enum StoreMigrations {
     enum Conversion: Sendable {
         /// Map elements move from each run's document into `workflow_elements` rows.
         case mapElementsToRows
-        /// Each run's, outbox row's and timer's `bucket` is set from its run id.
+        /// Each run's, outbox row's and timer's `bucket` is set from its run
+        /// id; a store that existed before (schema 1 or later when the
+        /// migration began) gets one partition.
         case bucketsFromRunIDs
     }
 
@@ -81,20 +83,24 @@ enum StoreMigrations {
             // (``Topology/stepEventBucket(runID:)``) beside it, its outbox rows
             // and timers, so that a coordinator reads only those of the
             // partitions it leads; the partition count, fixed when the store
-            // is created. A store that already holds runs keeps one partition
-            // (its runs' events are in the single coordinator queue).
+            // is created. A store that existed before this migration keeps
+            // one partition (its runs' events, and its coordinators'
+            // bindings, are those of the single coordinator queue): the
+            // conversion records it.
             (3, [
                 "ALTER TABLE workflow_runs ADD COLUMN bucket INTEGER NOT NULL DEFAULT 0",
                 "ALTER TABLE workflow_outbox ADD COLUMN bucket INTEGER NOT NULL DEFAULT 0",
                 "ALTER TABLE workflow_timers ADD COLUMN bucket INTEGER NOT NULL DEFAULT 0",
                 "CREATE TABLE sluice_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-                "INSERT INTO sluice_settings (name, value) SELECT 'partitions', '1' WHERE EXISTS (SELECT 1 FROM workflow_runs)",
             ], .bucketsFromRunIDs),
         ]
     }
 
     /// The tables whose rows carry a run id (column) and a bucket.
     static let bucketedTables = [("workflow_runs", "id"), ("workflow_outbox", "run_id"), ("workflow_timers", "run_id")]
+
+    /// What the conversion writes for a store that existed before schema 3.
+    static let onePartition = "INSERT INTO sluice_settings (name, value) VALUES ('partitions', '1')"
 
     /// Ids grouped by their run's bucket (for the conversion's updates).
     static func byBucket(_ runIDs: [String]) -> [Int: [String]] {
