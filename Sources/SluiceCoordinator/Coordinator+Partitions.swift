@@ -132,8 +132,12 @@ extension Coordinator {
 
     /// The fence for the partitions in `held`: their leases, their buckets.
     func fence(_ held: Set<Int>, of count: Int, holder: String) -> StoreFence {
-        StoreFence(leases: Dictionary(uniqueKeysWithValues: held.map { (partitionLeaseName($0), holder) }),
-                   buckets: Set(held.flatMap { Topology.buckets(ofPartition: $0, of: count) }))
+        var leaseOfBucket: [Int: String] = [:]
+        for partition in held {
+            for bucket in Topology.buckets(ofPartition: partition, of: count) { leaseOfBucket[bucket] = partitionLeaseName(partition) }
+        }
+        return StoreFence(leases: Dictionary(uniqueKeysWithValues: held.map { (partitionLeaseName($0), holder) }),
+                          buckets: Set(leaseOfBucket.keys), leaseOfBucket: leaseOfBucket)
     }
 
     /// Just acquired: fence it, consume its events, publish its outbox rows.

@@ -204,8 +204,9 @@ struct StoreContractTests {
         let partition = Topology.partition(runID: "pa", of: 4)
         let mine = ids.filter { Topology.partition(runID: $0, of: 4) == partition }
         #expect(try await store.acquireLease("coordinator:x:p\(partition)", holder: "a", now: t0, ttl: .seconds(3600)))
-        store.setFence(StoreFence(leases: ["coordinator:x:p\(partition)": "a"],
-                                  buckets: Set(Topology.buckets(ofPartition: partition, of: 4))))
+        let buckets = Topology.buckets(ofPartition: partition, of: 4)
+        store.setFence(StoreFence(leases: ["coordinator:x:p\(partition)": "a"], buckets: Set(buckets),
+                                  leaseOfBucket: Dictionary(uniqueKeysWithValues: buckets.map { ($0, "coordinator:x:p\(partition)") })))
         #expect(Set(try await store.unsentOutbox(limit: 100).compactMap { $0.task?.runID }) == Set(mine))
         #expect(Set(try await store.dueTimers(now: t0, limit: 100).map(\.runID)) == Set(mine))
         // Another holder takes the lease: fenced writes fail.
@@ -214,9 +215,18 @@ struct StoreContractTests {
         #expect(try await store.leases(prefix: "coordinators:x:", now: t0 + 2) == ["coordinators:x:a": "a"])
         try await store.releaseLease("coordinator:x:p\(partition)", holder: "a")
         #expect(try await store.acquireLease("coordinator:x:p\(partition)", holder: "b", now: t0, ttl: .seconds(3600)))
-        await #expect(throws: StoreError.self) { try await store.commit([RunChange(run: newRun("ph", createdAt: t0), isNew: true)]) }
+        // Another holder took the lease: changing a run of the partition fails;
+        // a new run needs no lease (nobody else can hold it yet).
+        let pa = try #require(try await store.run(id: "pa"))
+        await #expect(throws: StoreError.self) { try await store.commit([RunChange(run: pa)]) }
+        try await store.commit([RunChange(run: newRun("ph", createdAt: t0), isNew: true)])
+        // A run of a partition not led is refused outright.
+        if let other = ids.first(where: { !mine.contains($0) }), let run = try await store.run(id: other) {
+            await #expect(throws: StoreError.self) { try await store.commit([RunChange(run: run)]) }
+        }
         store.setFence(nil)
         #expect(try await store.unsentOutbox(limit: 100).count == ids.count)
+        #expect(try await store.run(id: "ph") != nil)
         try await store.close()
     }
 

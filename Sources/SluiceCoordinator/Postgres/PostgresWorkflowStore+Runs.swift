@@ -197,7 +197,7 @@ extension PostgresWorkflowStore {
     public func commit(_ changes: [RunChange], messages: [RunMessage], sent: [Int64]) async throws -> [Int64] {
         let prepared = try StoreCoding.prepare(changes)
         let outbox = try StoreCoding.outboxRows(prepared, messages)
-        let fence = self.fence.current
+        let fence = try self.fence.current?.scoped(toChangedRuns: changes.filter { !$0.isNew }.map(\.run.runID))
         return try await mapped("commit") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 try await Self.checkFence(fence, on: connection, logger: logger)

@@ -261,11 +261,13 @@ public final class PostgresWorkflowStore: WorkflowStore {
 
     func migrate(upTo target: Int?) async throws {
         try await mapped("migrate", bounded: false) { [self] in
-            _ = try await client.query(PostgresQuery(unsafeSQL: StoreMigrations.schemaTable(.postgres)), logger: logger)
             let latest = StoreMigrations.all(.postgres).last?.version ?? 0
             try await client.withTransaction(logger: logger) { connection in
-                // Coordinators starting together migrate one at a time.
+                // Coordinators starting together migrate one at a time, from
+                // the schema table on (two concurrent CREATE TABLE IF NOT
+                // EXISTS can both try to create it, and one fails).
                 _ = try await connection.query("SELECT pg_advisory_xact_lock(7251873)", logger: logger)
+                _ = try await connection.query(PostgresQuery(unsafeSQL: StoreMigrations.schemaTable(.postgres)), logger: logger)
                 let rows = try await Self.collect(try await connection.query("SELECT COALESCE(MAX(version), 0) FROM sluice_schema", logger: logger))
                 let current = try rows.first?.decode(Int.self) ?? 0
                 guard current <= latest else {

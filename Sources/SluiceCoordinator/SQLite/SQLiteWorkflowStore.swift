@@ -291,7 +291,8 @@ public final class SQLiteWorkflowStore: WorkflowStore {
 
     public func commit(_ changes: [RunChange], messages: [RunMessage], sent: [Int64]) async throws -> [Int64] {
         let prepared = try StoreCoding.prepare(changes)
-        return try await transaction { try await self.apply(prepared, messages: messages, sent: sent) }
+        let fence = try self.fence.current?.scoped(toChangedRuns: changes.filter { !$0.isNew }.map(\.run.runID))
+        return try await transaction { try await self.apply(prepared, messages: messages, sent: sent, fence: fence) }
     }
 
     public func setFence(_ fence: StoreFence?) { self.fence.set(fence) }
@@ -299,8 +300,8 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     /// Inside a transaction: fails unless the fence's holder still holds its
     /// lease. Only the holder counts, not the expiry time: a lease nobody took
     /// over is still ours after a stall (see ``renewLease(_:holder:now:ttl:)``).
-    private func checkFence() async throws {
-        guard let fence = fence.current, !fence.leases.isEmpty else { return }
+    private func checkFence(_ scoped: StoreFence? = nil) async throws {
+        guard let fence = scoped ?? fence.current, !fence.leases.isEmpty else { return }
         let names = fence.leases.keys.sorted()
         let marks = Array(repeating: "?", count: names.count).joined(separator: ",")
         var holders: [String: String] = [:]
@@ -321,8 +322,9 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     /// many rows each, not a statement per row (each statement is a hop to
     /// SQLite's thread).
     @discardableResult
-    private func apply(_ prepared: StoreCoding.PreparedChanges, messages: [RunMessage] = [], sent: [Int64] = []) async throws -> [Int64] {
-        try await checkFence()
+    private func apply(_ prepared: StoreCoding.PreparedChanges, messages: [RunMessage] = [], sent: [Int64] = [],
+                       fence: StoreFence? = nil) async throws -> [Int64] {
+        try await checkFence(fence)
         let now = SQLiteData.integer(Int(Date().epochMilliseconds))
         for chunk in Self.chunks(prepared.filter(\.change.isNew), size: 300) {
             let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")

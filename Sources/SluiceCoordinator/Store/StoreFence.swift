@@ -1,3 +1,4 @@
+import SluiceCore
 import Synchronization
 
 /// What a coordinator leads, which a store's writes are fenced with (see
@@ -9,15 +10,36 @@ public struct StoreFence: Sendable, Hashable {
     public var leases: [String: String]
     /// Buckets (``Topology/stepEventBucket(runID:)``) of the runs led; nil: all.
     public var buckets: Set<Int>?
+    /// With several partitions: the lease that covers each bucket led. A
+    /// commit then checks only the leases of the existing runs it changes
+    /// (a new run, a message or a sent row needs none: nobody else can hold
+    /// a new run, and the others are harmless twice).
+    public var leaseOfBucket: [Int: String]?
 
     /// One lease over every run (one partition).
     public init(lease: String, holder: String) {
         self.init(leases: [lease: holder], buckets: nil)
     }
 
-    public init(leases: [String: String], buckets: Set<Int>?) {
+    public init(leases: [String: String], buckets: Set<Int>?, leaseOfBucket: [Int: String]? = nil) {
         self.leases = leases
         self.buckets = buckets
+        self.leaseOfBucket = leaseOfBucket
+    }
+
+    /// The fence a commit changing the existing runs `runIDs` must pass:
+    /// all of it, or with ``leaseOfBucket`` the leases of those runs only.
+    /// Throws `leaseLost` for a run in a bucket not led.
+    func scoped(toChangedRuns runIDs: [String]) throws -> StoreFence {
+        guard let leaseOfBucket else { return self }
+        var names: Set<String> = []
+        for id in runIDs {
+            guard let lease = leaseOfBucket[Topology.stepEventBucket(runID: id)] else {
+                throw StoreError(.leaseLost, "run \(id) is in a partition this coordinator does not lead")
+            }
+            names.insert(lease)
+        }
+        return StoreFence(leases: leases.filter { names.contains($0.key) }, buckets: buckets, leaseOfBucket: leaseOfBucket)
     }
 
     /// The buckets as a sorted list, for a query (nil: all).
