@@ -74,7 +74,12 @@ public struct WorkflowBenchmark: Sendable {
             throw BenchmarkError("this database was created with one partition: give several coordinators a new one")
         }
         let queue = "bench"
-        let coordinators = engines.map { engine in
+        // Each coordinator on a connection of its own, as separate processes would be.
+        var brokers: [RabbitMQBroker] = [broker]
+        for i in 1..<engines.count {
+            brokers.append(try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench workflows \(i)"))
+        }
+        let coordinators = zip(engines, brokers).map { engine, broker in
             var configuration = Coordinator.Configuration(leaseTTL: .seconds(30), defaultQueue: queue, prefetch: 500)
             configuration.partitions = partitions
             return Coordinator(broker: broker, engine: engine, configuration: configuration, logger: logger)
@@ -146,7 +151,7 @@ public struct WorkflowBenchmark: Sendable {
         try await admin.queueDelete(topology.coordinatorDeadQueue)
         for (q, _) in topology.delayQueues { try await admin.queueDelete(q.name) }
         for e in topology.exchanges { try await admin.exchangeDelete(e.name) }
-        await broker.close()
+        for b in brokers { await b.close() }
         return Result(store: label, transitionsPerSecond: transitionsPerSecond, runs: runs, stepsPerRun: stepsPerRun,
                       mapSeconds: mapSeconds, mapSize: mapSize, otherRunsP50: percentile(0.5), otherRunsP99: percentile(0.99),
                       peakResidentBytes: peakResident, coordinators: coordinators.count, partitions: partitionCount)

@@ -11,9 +11,17 @@ import Synchronization
 extension Coordinator {
     /// A consumer of `queue` for `body`, closed afterwards whatever happens:
     /// deliveries not yet acknowledged go back to the queue for whoever leads next.
-    func consuming(_ queue: String, prefetch: Int, partitions: Int = 1, _ body: (BrokerConsumer) async throws -> Void) async throws {
-        // Declared at each start (idempotent): also after a restart because the queue was deleted.
-        try await prepareEventQueues(partitions: partitions)
+    func consuming(_ queue: String, prefetch: Int, partition: Int = 0, of partitions: Int = 1,
+                   _ body: (BrokerConsumer) async throws -> Void) async throws {
+        // Declared at each start (idempotent): also after a restart because
+        // the queue was deleted. With partitions, only this partition's queue
+        // (and the dead-letter watch): the relay declares them all, once; each
+        // consumer declaring every queue would cost N × N calls at a start.
+        if partitions == 1 {
+            try await prepareEventQueues(partitions: 1)
+        } else {
+            try await broker.preparePartitionQueue(partition, of: partitions)
+        }
         let consumer = try await broker.consume(queue: queue, prefetch: prefetch)
         do {
             try await body(consumer)
@@ -39,7 +47,7 @@ extension Coordinator {
     /// coordinator queue with one partition) until cancelled.
     func consumeEvents(partition: Int = 0, of count: Int = 1) async throws {
         let queue = broker.topology.coordinatorQueue(partition: partition, of: count)
-        try await consuming(queue, prefetch: configuration.prefetch, partitions: count) { consumer in
+        try await consuming(queue, prefetch: configuration.prefetch, partition: partition, of: count) { consumer in
             let buffer = DeliveryBuffer()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // One task receives; the other applies whatever has arrived as one
@@ -129,7 +137,7 @@ extension Coordinator {
     /// worker is left to report it. (A worker's own dead letters also come
     /// with an event; applying both changes nothing twice.)
     func consumeDeadLetters(partitions: Int = 1) async throws {
-        try await consuming(broker.topology.coordinatorDeadQueue, prefetch: 50, partitions: partitions) { consumer in
+        try await consuming(broker.topology.coordinatorDeadQueue, prefetch: 50, of: partitions) { consumer in
             for try await delivery in consumer {
                 let headers = delivery.properties.headers ?? [:]
                 guard let task = try? TaskEnvelope.decode(properties: delivery.properties, body: delivery.body, queue: ""),

@@ -106,8 +106,13 @@ public actor RunEngine {
     /// Starts a run; with an idempotency key, a second start returns the first run.
     /// `traceparent`: the caller's W3C trace context; every step task joins
     /// that trace (invalid values are ignored).
+    /// Without `runID`, a new UUID in a partition this engine leads, so that
+    /// the run stays in its cache (a run started here for another
+    /// coordinator's partition would be read back from the store at its
+    /// first event there).
     public func start(workflow name: String, version: Int? = nil, input: JSONValue, idempotencyKey: String? = nil,
-                      runID: String = UUID().uuidString.lowercased(), traceparent: String? = nil, at: Date = Date()) async throws -> RunState {
+                      runID givenID: String? = nil, traceparent: String? = nil, at: Date = Date()) async throws -> RunState {
+        let runID = givenID ?? newRunID()
         let trace = traceparent.flatMap(TraceParent.init)?.description
         if let key = idempotencyKey, let existing = try await store.run(idempotencyKey: key) { return existing }
         let definition = try await definition(name, version)
@@ -123,6 +128,15 @@ public actor RunEngine {
         }
         if let state = machines[runID]?.state { return state }
         return try await store.run(id: runID) ?? machine.state
+    }
+
+    /// A random run id (a UUID) in a partition this engine leads, if it leads any.
+    private func newRunID() -> String {
+        var id = UUID().uuidString.lowercased()
+        guard let led = ledPartitions, !led.isEmpty else { return id }
+        // Expected tries: the partition count over those led.
+        for _ in 0..<1000 where !leads(id) { id = UUID().uuidString.lowercased() }
+        return id
     }
 
     /// Runs `body` with no commit or other change in progress.
