@@ -18,9 +18,13 @@ extension Coordinator {
         var recent = RecentIDs(capacity: 65_536)
         // The store holds rows of earlier leaders, of schedules, and any the feed dropped.
         var readStore = true
+        // Rows only the store has (written by another coordinator into this
+        // one's partitions, by a schedule, or left by a failed publish) are
+        // read at least this often, even while the feed never runs dry.
+        var lastStoreRead = ContinuousClock.now
         feed.clear()
         while true {
-            if feed.takeStoreChanged() { readStore = true }
+            if feed.takeStoreChanged() || ContinuousClock.now - lastStoreRead > .seconds(1) { readStore = true }
             var entries: [OutboxEntry]
             if readStore {
                 // The store first, oldest first, until it holds no more than
@@ -28,6 +32,7 @@ extension Coordinator {
                 // has would otherwise wait behind a feed that never runs dry.
                 entries = try await store.unsentOutbox(limit: configuration.outboxBatch)
                 readStore = entries.count == configuration.outboxBatch
+                lastStoreRead = .now
             } else {
                 let taken = feed.take(max: configuration.outboxBatch)
                 entries = taken.entries

@@ -456,7 +456,8 @@ public actor RunEngine {
             logger.debug("a group commit failed; committing its pieces one by one", metadata: ["error": "\(error)"])
             for submission in batch { await commit([submission]) }
         } catch {
-            batch[0].continuation.resume(throwing: error)
+            // The store's failure (or a lost lease): every caller of the group learns it.
+            for submission in batch { submission.continuation.resume(throwing: error) }
         }
     }
 
