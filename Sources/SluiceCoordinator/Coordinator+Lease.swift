@@ -114,14 +114,24 @@ extension Coordinator {
     func lead(_ lease: LeaseStateMachine) async throws {
         // The coordinator queue is declared by each loop that needs it when it
         // starts, so that a broker that is away now delays them instead of failing the start.
+        try await runLoops(partitions: 1, [
+            { try await self.renewLease(lease) },
+            { try await self.restarting("events") { try await self.consumeEvents() } },
+        ])
+    }
+
+    /// The loops of a leading coordinator, with `own` (what leads: the lease
+    /// renewal and event consumer, or the partition balancing): dead
+    /// letters, the outbox relay, timers, schedules, retention. The first to
+    /// end (a lost lease, or cancellation at shutdown) ends them all.
+    func runLoops(partitions count: Int, _ own: [@Sendable () async throws -> Void]) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.renewLease(lease) }
-            group.addTask { try await self.restarting("events") { try await self.consumeEvents() } }
-            group.addTask { try await self.restarting("dead letters") { try await self.consumeDeadLetters() } }
+            for body in own { group.addTask { try await body() } }
+            group.addTask { try await self.restarting("dead letters") { try await self.consumeDeadLetters(partitions: count) } }
             group.addTask {
                 try await self.restarting("outbox") {
-                    // Bound before step tasks go out, so that their outcomes have a queue to land in.
-                    try await self.broker.prepareCoordinatorQueue(legacyEventBindings: self.configuration.legacyEventBindings)
+                    // Every event queue bound before step tasks go out, so that their outcomes have a queue to land in.
+                    try await self.prepareEventQueues(partitions: count)
                     try await self.relayOutbox()
                 }
             }
@@ -130,7 +140,6 @@ extension Coordinator {
             if let retention = configuration.retention {
                 group.addTask { try await self.pruneRuns(keeping: retention) }
             }
-            // The first to end (a lost lease, or cancellation at shutdown) ends them all.
             defer { group.cancelAll() }
             try await group.next()
         }

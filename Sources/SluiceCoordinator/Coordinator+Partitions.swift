@@ -56,24 +56,7 @@ extension Coordinator {
         defer { consumers.cancelAll() }
         logger.info("coordinator sharing partitions", metadata: [
             "holder": "\(holder)", "prefix": "\(broker.topology.prefix)", "partitions": "\(count)"])
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.balancePartitions(of: count, holder: holder, consumers: consumers) }
-            group.addTask { try await self.restarting("dead letters") { try await self.consumeDeadLetters(partitions: count) } }
-            group.addTask {
-                try await self.restarting("outbox") {
-                    // Every partition's queue, bound before step tasks go out.
-                    try await self.prepareEventQueues(partitions: count)
-                    try await self.relayOutbox()
-                }
-            }
-            group.addTask { try await self.restarting("timers") { try await self.fireTimers() } }
-            group.addTask { try await self.restarting("schedules") { try await self.fireSchedules() } }
-            if let retention = configuration.retention {
-                group.addTask { try await self.pruneRuns(keeping: retention) }
-            }
-            defer { group.cancelAll() }
-            try await group.next()
-        }
+        try await runLoops(partitions: count, [{ try await self.balancePartitions(of: count, holder: holder, consumers: consumers) }])
     }
 
     /// Looks every fifth of the TTL: renews, counts, gives up or takes partitions.
