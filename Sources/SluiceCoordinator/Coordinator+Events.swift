@@ -188,8 +188,11 @@ extension Coordinator {
 
     /// Whether a delivery is a message from another coordinator (`~wf.<bucket>.~run`).
     static func isRunMessage(_ delivery: BrokerDelivery) -> Bool {
-        delivery.routingKey.hasSuffix(".\(Topology.runMessageWord)")
+        delivery.routingKey.hasSuffix(runMessageKeySuffix)
     }
+
+    /// Built once: it is checked on every delivery.
+    static let runMessageKeySuffix = ".\(Topology.runMessageWord)"
 
     /// The run message a delivery holds, if it is valid and (with an event
     /// key) signed by a coordinator; else nil, logged and counted.
