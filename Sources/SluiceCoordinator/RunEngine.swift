@@ -243,11 +243,11 @@ public actor RunEngine {
     /// Applies task events and messages from other coordinators (see
     /// ``RunMessage``) in one commit.
     public func apply(_ events: [TaskEvent], messages: [RunMessage]) async throws {
-        var initial: [(String, WorkflowEvent)] = messages.map { ($0.runID, $0.event) }
+        var initial: [Incoming] = messages.map { ($0.runID, $0.event, $0.id) }
         var at = messages.isEmpty ? Date.distantPast : Date()
         for event in events {
             guard let runID = event.workflowRunID, let workflowEvent = WorkflowEvent(event) else { continue }
-            initial.append((runID, workflowEvent))
+            initial.append((runID, workflowEvent, nil))
             at = max(at, event.at)
         }
         guard !initial.isEmpty else { return }
@@ -348,7 +348,7 @@ public actor RunEngine {
             let machine = try WorkflowStateMachine(compiled: definition, runID: runID, input: input, createdAt: now, limits: limits)
             var plan = Plan()
             plan.create(machine, idempotencyKey: runID)
-            try await cascade([(runID, .start(at: now))], at: now, into: &plan)
+            try await cascade([(runID, .start(at: now), nil)], at: now, into: &plan)
             let fired = try await store.fireSchedule(id: spec.id, expected: expected, next: next, changes: plan.takeRunChanges(), publish: [])
             if fired { adopt(plan.working) }
             return fired
@@ -357,12 +357,16 @@ public actor RunEngine {
 
     // MARK: Group commit
 
+    /// An event for a run, with the id of the message that brought it if
+    /// it must apply once (see ``RunMessage``).
+    typealias Incoming = (runID: String, event: WorkflowEvent, messageID: String?)
+
     /// What one caller asks of the next commit.
     enum Work: Sendable {
         /// A new run (its machine not yet started).
         case start(WorkflowStateMachine, idempotencyKey: String?, at: Date)
         /// Task events; those of unknown runs are skipped.
-        case events([(String, WorkflowEvent)], at: Date)
+        case events([Incoming], at: Date)
         /// A command or timer for one run; false if the run is unknown.
         case command(runID: String, WorkflowEvent, removeTimers: [String], at: Date)
         /// Outbox rows to delete.
@@ -496,7 +500,7 @@ public actor RunEngine {
                     continue
                 }
                 plan.create(machine, idempotencyKey: key)
-                try await cascade([(id, .start(at: at))], at: at, into: &plan)
+                try await cascade([(id, .start(at: at), nil)], at: at, into: &plan)
                 results.append(.success(true))
             case .events(let events, let at):
                 try await cascade(events, at: at, into: &plan)
@@ -518,7 +522,7 @@ public actor RunEngine {
                 plan.touch(runID)
                 plan.changes[runID]!.addTimers.removeAll { removeTimers.contains($0.id) }
                 plan.changes[runID]!.removeTimers += removeTimers
-                try await cascade([(runID, event)], at: at, into: &plan)
+                try await cascade([(runID, event, nil)], at: at, into: &plan)
                 results.append(.success(true))
             case .sent(let ids):
                 plan.sent += ids
@@ -540,15 +544,15 @@ public actor RunEngine {
 
     /// Applies events to the plan's copies of the runs, following them into
     /// child and parent runs.
-    private func cascade(_ initial: [(String, WorkflowEvent)], at: Date, into plan: inout Plan) async throws {
+    private func cascade(_ initial: [Incoming], at: Date, into plan: inout Plan) async throws {
         var pending = initial[...]
         var steps = 0
-        while let (id, event) = pending.popFirst() {
+        while let (id, event, messageID) = pending.popFirst() {
             steps += 1
             guard steps < 10_000 else { throw EngineError.invalid("an event cascaded through too many runs") }
             if plan.working[id] == nil {
                 guard leads(id) else {
-                    plan.messages.append(RunMessage(runID: id, event: event))
+                    plan.messages.append(RunMessage(runID: id, event: event, id: messageID))
                     continue
                 }
                 guard let loaded = try await takeMachine(id) else {
@@ -556,6 +560,11 @@ public actor RunEngine {
                     continue
                 }
                 plan.working[id] = loaded
+            }
+            if let messageID {
+                // A command message delivered again: applied already.
+                guard plan.working[id]!.recordMessage(messageID) else { continue }
+                plan.touch(id)
             }
             plan.transitions += 1
             // Handled in place in `working`: a copy of the machine per event
@@ -587,24 +596,24 @@ public actor RunEngine {
                                                              parent: RunState.ParentLink(runID: id, childKey: key),
                                                              traceparent: plan.working[id]?.state.traceparent, limits: limits)
                         plan.create(child, idempotencyKey: nil)
-                        pending.append((childID, .start(at: at)))
+                        pending.append((childID, .start(at: at), nil))
                     } catch {
-                        pending.append((id, .childFinished(childKey: key, succeeded: false, output: nil, error: "\(error)", at: at)))
+                        pending.append((id, .childFinished(childKey: key, succeeded: false, output: nil, error: "\(error)", at: at), nil))
                     }
                 case .cancelChild(let key):
-                    pending.append((Self.childRunID(key), .cancel(reason: "the parent run was cancelled", at: at)))
+                    pending.append((Self.childRunID(key), .cancel(reason: "the parent run was cancelled", at: at), nil))
                 case .completed(let output):
                     if let parent {
-                        pending.append((parent.runID, .childFinished(childKey: parent.childKey, succeeded: true, output: output, error: nil, at: at)))
+                        pending.append((parent.runID, .childFinished(childKey: parent.childKey, succeeded: true, output: output, error: nil, at: at), nil))
                     }
                 case .failed(let reason):
                     if let parent {
-                        pending.append((parent.runID, .childFinished(childKey: parent.childKey, succeeded: false, output: nil, error: reason, at: at)))
+                        pending.append((parent.runID, .childFinished(childKey: parent.childKey, succeeded: false, output: nil, error: reason, at: at), nil))
                     }
                 case .cancelled(let reason):
                     if let parent {
                         pending.append((parent.runID, .childFinished(childKey: parent.childKey, succeeded: false, output: nil,
-                                                                     error: "cancelled: \(reason)", at: at)))
+                                                                     error: "cancelled: \(reason)", at: at), nil))
                     }
                 }
             }

@@ -42,6 +42,10 @@ extension RunState {
                 }
             }
             if let traceparent { o.field("traceparent", traceparent) }
+            if let appliedMessages {
+                o.key("appliedMessages")
+                o.out.array(appliedMessages) { out, id in JSONText.appendString(id, to: &out.bytes) }
+            }
         }
         return out.bytes
     }

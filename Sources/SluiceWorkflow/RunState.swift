@@ -38,6 +38,24 @@ public struct RunState: Sendable, Hashable, Codable {
     /// The W3C `traceparent` of the request that started the run (or of its
     /// parent run); every step task carries this trace.
     public var traceparent: String?
+    /// The ids of the last commands this run received as messages from
+    /// another coordinator (oldest first, at most ``appliedMessagesKept``),
+    /// so that one delivered twice applies once.
+    public var appliedMessages: [String]?
+
+    /// How many message ids a run remembers: far more than can be in flight
+    /// for one run at once (commands are sent by people and scripts).
+    public static let appliedMessagesKept = 32
+
+    /// Remembers a message id; false if the run had applied it already.
+    public mutating func recordMessage(_ id: String) -> Bool {
+        var ids = appliedMessages ?? []
+        guard !ids.contains(id) else { return false }
+        ids.append(id)
+        if ids.count > Self.appliedMessagesKept { ids.removeFirst(ids.count - Self.appliedMessagesKept) }
+        appliedMessages = ids
+        return true
+    }
 
     /// For a sub-workflow's run: the run that started it and under which key.
     public struct ParentLink: Sendable, Hashable, Codable {

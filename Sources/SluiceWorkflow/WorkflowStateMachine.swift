@@ -108,6 +108,12 @@ public struct WorkflowStateMachine: Sendable {
 
     // MARK: Events
 
+    /// Remembers the id of a message that brought a command; false if this
+    /// run applied that message already (see ``RunState/appliedMessages``).
+    public mutating func recordMessage(_ id: String) -> Bool {
+        state.recordMessage(id)
+    }
+
     /// Applies an event; returns what the coordinator must do.
     public mutating func handle(_ event: WorkflowEvent) -> [WorkflowAction] {
         var out = Output()

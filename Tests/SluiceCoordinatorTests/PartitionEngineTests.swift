@@ -88,4 +88,43 @@ struct PartitionEngineTests {
         await #expect(throws: RunEngine.EngineError.self) { try await second.apply(.pause(at: t0), to: "nobody") }
         try await store.close()
     }
+
+    @Test("forwarded pause, resume and step retries apply once when delivered again")
+    func commandsApplyOnce() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-partitions-\(UUID().uuidString).sqlite").path
+        let store = try await SQLiteWorkflowStore.open(path: path)
+        let runID = (0..<1_000).map { "run-\($0)" }.first { Topology.partition(runID: $0, of: 4) == 0 }!
+        let leader = RunEngine(store: store), other = RunEngine(store: store)
+        try await leader.lead(partitions: [0], of: 4, fence: nil)
+        try await other.lead(partitions: [1, 2, 3], of: 4, fence: nil)
+        try await leader.register(WorkflowDefinition(name: "two") {
+            WorkflowStep.task("a", "t")
+            WorkflowStep.task("b", "t", after: ["a"])
+        })
+        _ = try await leader.start(workflow: "two", input: [:], runID: runID, at: t0)
+
+        #expect(try await other.apply(.pause(at: t0), to: runID) == .forwarded)
+        #expect(try await other.apply(.resume(at: t0), to: runID) == .forwarded)
+        let pauseAndResume = try await takeMessages(store)
+        #expect(pauseAndResume.count == 2 && pauseAndResume.allSatisfy { $0.id != nil })
+        // The pause published twice (by its sender and by the leader's relay) arrives after the resume.
+        try await leader.apply([], messages: pauseAndResume + [pauseAndResume[0]])
+        #expect(try await store.run(id: runID)?.status == .running)
+
+        try await leader.apply([succeeded("\(runID)/a/0", run: runID, output: "1")])
+        #expect(try await other.apply(.retryStep(stepID: "a", rerun: true, at: t0), to: runID) == .forwarded)
+        let retry = try await takeMessages(store)
+        #expect(retry.count == 1)
+        try await leader.apply([], messages: retry)
+        try await leader.apply([], messages: retry)  // redelivered after the leader applied it
+        let run = try #require(try await store.run(id: runID))
+        #expect(run.steps["a"]?.generation == 1)
+        #expect(run.steps["a"]?.status == .running)
+        #expect(run.appliedMessages?.count == 3)
+        // Ids survive a reload from the store (a new leader after a crash).
+        await leader.dropCachedRuns()
+        try await leader.apply([], messages: retry)
+        #expect(try await store.run(id: runID)?.steps["a"]?.generation == 1)
+        try await store.close()
+    }
 }

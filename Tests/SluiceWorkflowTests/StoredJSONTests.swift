@@ -33,7 +33,23 @@ struct StoredJSONTests {
         run.failedStep = "b"
         run.output = ["x": [1, 2]]
         run.finishedAt = Date(timeIntervalSince1970: 1_733_155_299.999)
+        _ = run.recordMessage("m-1")
+        _ = run.recordMessage("m-\"2\"")
         return run
+    }
+
+    @Test("a run remembers the last message ids it applied, and refuses one seen")
+    func appliedMessages() {
+        var run = sample()
+        let again = run.recordMessage("m-1")
+        #expect(!again)
+        var recorded = 0
+        for i in 0..<RunState.appliedMessagesKept where run.recordMessage("n-\(i)") { recorded += 1 }
+        #expect(recorded == RunState.appliedMessagesKept)
+        #expect(run.appliedMessages?.count == RunState.appliedMessagesKept)
+        #expect(run.appliedMessages?.first == "n-0")
+        let forgotten = run.recordMessage("m-1")  // only the last ones are kept
+        #expect(forgotten)
     }
 
     private func decode(_ bytes: [UInt8]) throws -> RunState {

@@ -1,19 +1,38 @@
 public import SluiceWorkflow
+import Foundation
 
 /// An event for a run in a partition this coordinator does not lead: kept
 /// in the outbox with the commit that decided it, then published to the
 /// run's partition queue (`~wf.<bucket>.~run`), where its leader applies it.
 /// What crosses partitions this way: a child run's end for its parent, a
 /// parent's cancel for a child, a dead letter, and commands sent to the API
-/// of a coordinator that does not lead the run. Applying one twice changes
-/// nothing, like every event.
+/// of a coordinator that does not lead the run.
+///
+/// A message can arrive twice (published by the sender and again by the
+/// leader's relay, or redelivered after a crash). Events and a cancel change
+/// nothing the second time; pause, resume and a step retry would (a replayed
+/// pause after a resume, a second rerun), so those carry an `id` and the run
+/// remembers the ids of the last ones it applied (``RunState/appliedMessages``).
 public struct RunMessage: Sendable, Hashable, Codable {
     public var runID: String
     public var event: WorkflowEvent
+    /// Set for commands that must apply once (see ``needsID(_:)``).
+    public var id: String?
 
-    public init(runID: String, event: WorkflowEvent) {
+    /// A message for `runID`; commands that must apply once get a new id
+    /// unless one is given (a message passed on keeps its id).
+    public init(runID: String, event: WorkflowEvent, id: String? = nil) {
         self.runID = runID
         self.event = event
+        self.id = id ?? (Self.needsID(event) ? UUID().uuidString : nil)
+    }
+
+    /// Whether applying `event` a second time could change the run.
+    static func needsID(_ event: WorkflowEvent) -> Bool {
+        switch event {
+        case .pause, .resume, .retryStep: true
+        case .start, .taskSucceeded, .taskRetrying, .taskDead, .timerFired, .childFinished, .cancel: false
+        }
     }
 
     /// How an outbox row's payload that holds a message starts (a task's
