@@ -173,6 +173,14 @@ public struct WorkflowBenchmark: Sendable {
     private func probeWhileMapRuns(_ engine: RunEngine) async throws -> ([Double], Int) {
         var latencies: [Double] = []
         var peak = Self.residentBytes()
+        // Cancelled when the map is done: a store call cut short by it ends the probe, not the benchmark.
+        do {
+            try await probe(engine, &latencies, &peak)
+        } catch where Task.isCancelled {}
+        return (latencies, peak)
+    }
+
+    private func probe(_ engine: RunEngine, _ latencies: inout [Double], _ peak: inout Int) async throws {
         while !Task.isCancelled {
             let started = ContinuousClock.now
             let run = try await engine.start(workflow: "bench-seq", input: [:])
@@ -180,13 +188,13 @@ public struct WorkflowBenchmark: Sendable {
                 peak = max(peak, Self.residentBytes())
                 if let status = try await engine.runStatus(run.runID), status.isFinal {
                     latencies.append(seconds(since: started))
+                    if ProcessInfo.processInfo.environment["SLUICE_BENCH_TRACE"] != nil { print("PROBE \(Date().timeIntervalSince1970) \(latencies.last!)") }
                     break
                 }
                 try? await Task.sleep(for: .milliseconds(5))
             }
             try? await Task.sleep(for: .milliseconds(250))
         }
-        return (latencies, peak)
     }
 
     /// VmRSS from /proc/self/status (0 where there is none).

@@ -20,6 +20,7 @@ struct StoreMigrationTests {
         1: (0x6d61_0198_9429_37ea, 0x261a_47fc_1134_f657),
         2: (0x7ff9_d2ec_84b7_d8fb, 0x710a_974f_21bf_c28f),
         3: (0x0db8_a8b1_e5f2_db0a, 0x0db8_a8b1_e5f2_db0a),
+        4: (0x3b34_9502_cc4c_d1f0, 0x3b34_9502_cc4c_d1f0),
     ]
 
     @Test("released migrations render exactly as they were released, for both engines")

@@ -82,11 +82,11 @@ extension PostgresWorkflowStore {
     // MARK: Runs
 
     public func run(id: String) async throws -> RunState? {
-        try await runs(rows("SELECT state, input FROM workflow_runs WHERE id = \(id)", "run")).first
+        try await runs(rows("\(unescaped: StoreCoding.selectRuns) WHERE id = \(id)", "run")).first
     }
 
     public func run(idempotencyKey: String) async throws -> RunState? {
-        try await runs(rows("SELECT state, input FROM workflow_runs WHERE idempotency_key = \(idempotencyKey)", "run")).first
+        try await runs(rows("\(unescaped: StoreCoding.selectRuns) WHERE idempotency_key = \(idempotencyKey)", "run")).first
     }
 
     /// Runs from their rows, with their map elements read back from theirs.
@@ -112,7 +112,7 @@ extension PostgresWorkflowStore {
             try await client.withTransaction(logger: logger) { connection in
                 _ = try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", logger: logger)
                 guard let row = try await Self.collect(try await connection.query(
-                    "SELECT state, input FROM workflow_runs WHERE id = \(id)", logger: logger)).first else { return nil }
+                    "\(unescaped: StoreCoding.selectRuns) WHERE id = \(id)", logger: logger)).first else { return nil }
                 let (text, input) = try row.decode((String, String?).self)
                 var (run, counts) = try StoreCoding.runDocument(text, input: input)
                 let elements = try await Self.collect(try await connection.query(
@@ -146,7 +146,7 @@ extension PostgresWorkflowStore {
     }
 
     public func runs(_ query: RunQuery) async throws -> RunPage {
-        var sql = "SELECT state, input FROM workflow_runs WHERE TRUE"
+        var sql = "\(StoreCoding.selectRuns) WHERE TRUE"
         var binds = PostgresBindings()
         func bind<T: PostgresThrowingDynamicTypeEncodable>(_ value: T) throws -> String {
             try binds.append(value)
@@ -228,12 +228,15 @@ extension PostgresWorkflowStore {
             let parents = runs.map { $0.parent?.runID ?? "" }, hasParent = runs.map { $0.parent != nil }
             let buckets = ids.map { Topology.stepEventBucket(runID: $0) }
             _ = try await connection.query("""
-                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state, input, bucket)
+                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state, bucket)
                 SELECT u.id, u.workflow, u.version, u.status, CASE WHEN u.has_key THEN u.key END, CASE WHEN u.has_parent THEN u.parent END,
-                       u.created, \(now), u.state, u.input, u.bucket
+                       u.created, \(now), u.state, u.bucket
                 FROM unnest(\(ids)::text[], \(workflows)::text[], \(versions)::bigint[], \(statuses)::text[], \(keys)::text[], \(hasKey)::bool[],
-                            \(parents)::text[], \(hasParent)::bool[], \(created)::bigint[], \(states)::text[], \(inputs)::text[], \(buckets)::int[])
-                     AS u(id, workflow, version, status, key, has_key, parent, has_parent, created, state, input, bucket)
+                            \(parents)::text[], \(hasParent)::bool[], \(created)::bigint[], \(states)::text[], \(buckets)::int[])
+                     AS u(id, workflow, version, status, key, has_key, parent, has_parent, created, state, bucket)
+                """, logger: logger)
+            _ = try await connection.query("""
+                INSERT INTO workflow_inputs (run_id, input) SELECT * FROM unnest(\(ids)::text[], \(inputs)::text[])
                 """, logger: logger)
         }
         let updates = prepared.filter { !$0.change.isNew }

@@ -50,6 +50,7 @@ extension PostgresWorkflowStore {
                 if !ids.isEmpty {
                     _ = try await connection.query("DELETE FROM workflow_timers WHERE run_id = ANY(\(ids))", logger: logger)
                     _ = try await connection.query("DELETE FROM workflow_elements WHERE run_id = ANY(\(ids))", logger: logger)
+                    _ = try await connection.query("DELETE FROM workflow_inputs WHERE run_id = ANY(\(ids))", logger: logger)
                     _ = try await connection.query("DELETE FROM workflow_runs WHERE id = ANY(\(ids))", logger: logger)
                 }
                 _ = try await connection.query("DELETE FROM workflow_outbox WHERE sent_at IS NOT NULL", logger: logger)

@@ -224,11 +224,11 @@ public final class SQLiteWorkflowStore: WorkflowStore {
     // MARK: Runs
 
     public func run(id: String) async throws -> RunState? {
-        try await runs("SELECT state, input FROM workflow_runs WHERE id = ?", [.text(id)]).first
+        try await runs("\(StoreCoding.selectRuns) WHERE id = ?", [.text(id)]).first
     }
 
     public func run(idempotencyKey: String) async throws -> RunState? {
-        try await runs("SELECT state, input FROM workflow_runs WHERE idempotency_key = ?", [.text(idempotencyKey)]).first
+        try await runs("\(StoreCoding.selectRuns) WHERE idempotency_key = ?", [.text(idempotencyKey)]).first
     }
 
     /// Runs with their map elements, read with no commit in between (so a
@@ -275,7 +275,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         }
         let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         binds.append(.integer(query.limit + 1))
-        let fetched = try await runs("SELECT state, input FROM workflow_runs \(filter) ORDER BY created_at DESC, id DESC LIMIT ?", binds)
+        let fetched = try await runs("\(StoreCoding.selectRuns) \(filter) ORDER BY created_at DESC, id DESC LIMIT ?", binds)
         return RunPage(fetched: fetched, limit: query.limit)
     }
 
@@ -327,17 +327,22 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         try await checkFence(fence)
         let now = SQLiteData.integer(Int(Date().epochMilliseconds))
         for chunk in Self.chunks(prepared.filter(\.change.isNew), size: 300) {
-            let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
+            let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: chunk.count).joined(separator: ", ")
             try await query("""
-                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state, input, bucket)
+                INSERT INTO workflow_runs (id, workflow, version, status, idempotency_key, parent_run, created_at, updated_at, state, bucket)
                 VALUES \(rows)
-                """, chunk.flatMap { (change, state, input, _) -> [SQLiteData] in
+                """, chunk.flatMap { (change, state, _, _) -> [SQLiteData] in
                     let run = change.run
                     return [.text(run.runID), .text(run.workflow), .integer(run.version), .text(run.status.rawValue),
                             change.idempotencyKey.map(SQLiteData.text) ?? .null, run.parent.map { .text($0.runID) } ?? .null,
-                            .integer(Int(run.createdAt.epochMilliseconds)), now, .text(state), input.map(SQLiteData.text) ?? .null,
+                            .integer(Int(run.createdAt.epochMilliseconds)), now, .text(state),
                             .integer(Topology.stepEventBucket(runID: run.runID))]
                 })
+            let inputs = chunk.compactMap { row in row.input.map { (row.change.run.runID, $0) } }
+            if !inputs.isEmpty {
+                try await query("INSERT INTO workflow_inputs (run_id, input) VALUES \(Array(repeating: "(?, ?)", count: inputs.count).joined(separator: ", "))",
+                                inputs.flatMap { [SQLiteData.text($0.0), .text($0.1)] })
+            }
         }
         for chunk in Self.chunks(prepared.filter { !$0.change.isNew }) {
             let rows = Array(repeating: "(?, ?, ?)", count: chunk.count).joined(separator: ", ")
@@ -449,6 +454,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
                 try await self.query("DELETE FROM workflow_timers WHERE run_id IN (\(marks))", chunk.map { .text($0) })
                 try await self.query("DELETE FROM workflow_elements WHERE run_id IN (\(marks))", chunk.map { .text($0) })
+                try await self.query("DELETE FROM workflow_inputs WHERE run_id IN (\(marks))", chunk.map { .text($0) })
                 try await self.query("DELETE FROM workflow_runs WHERE id IN (\(marks))", chunk.map { .text($0) })
             }
             try await self.query("DELETE FROM workflow_outbox WHERE sent_at IS NOT NULL")

@@ -108,6 +108,10 @@ enum StoreCoding {
         return (prepared[0].state, elementRows(prepared).rows)
     }
 
+    /// Selects runs' documents with their inputs (kept in a table of their
+    /// own, see migration 4); a caller adds the condition.
+    static let selectRuns = "SELECT state, input FROM workflow_runs LEFT JOIN workflow_inputs ON workflow_inputs.run_id = workflow_runs.id"
+
     /// A run as stored: its document, and for maps whose elements are rows,
     /// how many elements each has (`nil` if none: nothing more to read).
     /// `input`: the input column (runs written before migration 2 have theirs in the document).

@@ -93,6 +93,15 @@ enum StoreMigrations {
                 "ALTER TABLE workflow_timers ADD COLUMN bucket INTEGER NOT NULL DEFAULT 0",
                 "CREATE TABLE sluice_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
             ], .bucketsFromRunIDs),
+            // Inputs in a table of their own: SQLite rewrites a whole row on
+            // every update, so a run's input (megabytes for a map over a
+            // million items) was read and written again at every commit of
+            // the run.
+            (4, [
+                "CREATE TABLE workflow_inputs (run_id TEXT PRIMARY KEY, input TEXT NOT NULL)",
+                "INSERT INTO workflow_inputs (run_id, input) SELECT id, input FROM workflow_runs WHERE input IS NOT NULL",
+                "ALTER TABLE workflow_runs DROP COLUMN input",
+            ], nil),
         ]
     }
 
