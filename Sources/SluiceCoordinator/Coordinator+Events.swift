@@ -71,24 +71,43 @@ extension Coordinator {
         }
     }
 
-    /// Applies a batch of deliveries in one commit, then acknowledges them.
+    /// Applies a batch of deliveries, then acknowledges them: in one commit,
+    /// unless one run has many events in it (a big map); then the other
+    /// runs' events go first, in a commit of their own, and the big run's
+    /// follow in commits of at most ``FairBatch/heavyChunk`` events, so that
+    /// one huge run delays the others' events by at most one such commit.
     func apply(_ deliveries: [BrokerDelivery]) async throws {
-        var events: [TaskEvent] = []
-        var messages: [RunMessage] = []
-        for delivery in deliveries {
-            if Self.isRunMessage(delivery) {
-                if let message = runMessage(delivery) { messages.append(message) }
-                continue
-            }
-            do {
-                let event = try TaskEvent.decode(delivery.body)
-                if isAuthentic(event) { events.append(event) }
-            } catch {
-                logger.warning("an event that is not valid JSON was dropped", metadata: ["error": "\(error)"])
-            }
+        let decoded = deliveries.map(decode)
+        for part in FairBatch.parts(runIDs: decoded.map(\.runID)) {
+            try await apply(part.map { decoded[$0] })
+        }
+    }
+
+    /// A delivery read once: the event or message it holds, if valid and authentic.
+    struct DecodedDelivery {
+        var delivery: BrokerDelivery
+        var event: TaskEvent?
+        var message: RunMessage?
+        var runID: String? { event?.workflowRunID ?? message?.runID }
+    }
+
+    func decode(_ delivery: BrokerDelivery) -> DecodedDelivery {
+        if Self.isRunMessage(delivery) {
+            return DecodedDelivery(delivery: delivery, message: runMessage(delivery))
         }
         do {
-            try await engine.apply(events, messages: messages)
+            let event = try TaskEvent.decode(delivery.body)
+            return DecodedDelivery(delivery: delivery, event: isAuthentic(event) ? event : nil)
+        } catch {
+            logger.warning("an event that is not valid JSON was dropped", metadata: ["error": "\(error)"])
+            return DecodedDelivery(delivery: delivery)
+        }
+    }
+
+    /// Applies decoded deliveries in one commit, then acknowledges them.
+    private func apply(_ decoded: [DecodedDelivery]) async throws {
+        do {
+            try await engine.apply(decoded.compactMap(\.event), messages: decoded.compactMap(\.message))
         } catch is CancellationError {
             throw CancellationError()
         } catch where Self.isLeaseLoss(error) {
@@ -98,23 +117,16 @@ extension Coordinator {
             // cannot be applied does not hold the others back; it comes again
             // (applying an event twice changes nothing).
             logger.warning("could not apply a batch of events; applying them one by one", metadata: [
-                "count": "\(events.count)", "error": "\(error)"])
+                "count": "\(decoded.count)", "error": "\(error)"])
             var failed = false
-            for delivery in deliveries {
-                var event: TaskEvent?
-                var message: RunMessage?
-                if Self.isRunMessage(delivery) {
-                    message = runMessage(delivery, counting: false)
-                } else if let decoded = try? TaskEvent.decode(delivery.body), isAuthentic(decoded, counting: false) {
-                    event = decoded
-                }
-                guard event != nil || message != nil else {
-                    try await delivery.ack()
+            for item in decoded {
+                guard item.event != nil || item.message != nil else {
+                    try await item.delivery.ack()
                     continue
                 }
                 do {
-                    try await engine.apply(event.map { [$0] } ?? [], messages: message.map { [$0] } ?? [])
-                    try await delivery.ack()
+                    try await engine.apply(item.event.map { [$0] } ?? [], messages: item.message.map { [$0] } ?? [])
+                    try await item.delivery.ack()
                 } catch is CancellationError {
                     throw CancellationError()
                 } catch where Self.isLeaseLoss(error) {
@@ -122,14 +134,14 @@ extension Coordinator {
                 } catch {
                     failed = true
                     logger.error("could not apply an event; it will come again", metadata: [
-                        "task.id": "\(event?.taskID ?? "")", "run": "\(event?.workflowRunID ?? message?.runID ?? "")", "error": "\(error)"])
-                    try? await delivery.reject(requeue: true)
+                        "task.id": "\(item.event?.taskID ?? "")", "run": "\(item.runID ?? "")", "error": "\(error)"])
+                    try? await item.delivery.reject(requeue: true)
                 }
             }
             if failed { try await Task.sleep(for: .seconds(1)) }
             return
         }
-        for delivery in deliveries { try await delivery.ack() }
+        for item in decoded { try await item.delivery.ack() }
     }
 
     /// Turns dead-lettered step tasks into `dead` events: RabbitMQ dead-letters

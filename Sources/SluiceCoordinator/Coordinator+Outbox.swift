@@ -115,7 +115,19 @@ extension Coordinator {
     /// dead-lettered it with `reason`; the run then goes on by its rules.
     func failUnpublishable(_ entry: OutboxEntry, reason: DeadReason, message: String) async throws {
         guard let step = entry.task else {
-            logger.error("a run message cannot be published; it is dropped", metadata: ["run": "\(entry.runID)", "error": "\(message)"])
+            guard case .message(let runMessage) = entry.item,
+                  case .childFinished(let key, true, _, _, let at) = runMessage.event else {
+                // Commands and task outcomes are small: this is not expected.
+                logger.error("a run message cannot be published; it is dropped", metadata: ["run": "\(entry.runID)", "error": "\(message)"])
+                return
+            }
+            // A sub-workflow's output too large to travel to its parent: the
+            // parent's step fails with the reason instead of waiting forever.
+            logger.error("a sub-workflow's output cannot be sent to its parent run; its step fails", metadata: [
+                "run": "\(entry.runID)", "error": "\(message)"])
+            let failed = RunMessage(runID: runMessage.runID, event: .childFinished(
+                childKey: key, succeeded: false, output: nil, error: "too_large: the sub-workflow's output could not be sent: \(message)", at: at))
+            try await engine.apply([], messages: [failed])
             return
         }
         let task = envelope(step)

@@ -83,18 +83,28 @@ extension Coordinator {
                 lastConfirmed = .now
                 if failures > 0 { logger.info("the store answers again", metadata: ["after": "\(failures) failed attempts"]) }
                 failures = 0
-                let members = max(1, try await store.leases(prefix: memberLeasePrefix, now: now).count)
+                // Every store call is bounded: one that hangs must not stop the renewals.
+                let memberLeases = try await Self.within(ttl / 3, "counting the coordinators") { [store, memberLeasePrefix] in
+                    try await store.leases(prefix: memberLeasePrefix, now: now)
+                }
+                let members = max(1, memberLeases.count)
                 let share = (count + members - 1) / members
                 if held.count > share {
                     for partition in held.sorted().suffix(held.count - share) {
                         try await stopLeading(partition, of: count, holder: holder, held: &held, consumers: consumers)
                     }
                 } else if held.count < share {
-                    let taken = try await store.leases(prefix: partitionLeasePrefix, now: now)
-                    let free = (0..<count).filter { taken[partitionLeaseName($0)] == nil }.shuffled()
-                    for partition in free.prefix(share - held.count)
-                    where try await store.acquireLease(partitionLeaseName(partition), holder: holder, now: now, ttl: ttl) {
-                        try await startLeading(partition, of: count, holder: holder, held: &held, consumers: consumers)
+                    let taken = try await Self.within(ttl / 3, "listing the partition leases") { [store, partitionLeasePrefix] in
+                        try await store.leases(prefix: partitionLeasePrefix, now: now)
+                    }
+                    // A lease held under this holder but not led here: an acquire that timed out after it committed.
+                    let free = (0..<count).filter { !held.contains($0) && [nil, holder].contains(taken[partitionLeaseName($0)]) }.shuffled()
+                    for partition in free.prefix(share - held.count) {
+                        let name = partitionLeaseName(partition)
+                        let acquired = try await Self.within(ttl / 3, "taking a partition lease") { [store] in
+                            try await store.acquireLease(name, holder: holder, now: now, ttl: ttl)
+                        }
+                        if acquired { try await startLeading(partition, of: count, holder: holder, held: &held, consumers: consumers) }
                     }
                 }
             } catch {
@@ -151,7 +161,10 @@ extension Coordinator {
         held.remove(partition)
         try await engine.lead(partitions: held, of: count, fence: fence(held, of: count, holder: holder))
         leadership.set(partition, lease: nil)
-        try await store.releaseLease(partitionLeaseName(partition), holder: holder)
+        let name = partitionLeaseName(partition)
+        try await Self.within(configuration.leaseTTL / 3, "releasing a partition lease") { [store] in
+            try await store.releaseLease(name, holder: holder)
+        }
         if held.isEmpty { activeFlag.set(nil) }
         logger.info("gave a partition up to another coordinator", metadata: ["partition": "\(partition)", "of": "\(count)"])
     }

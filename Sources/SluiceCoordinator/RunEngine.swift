@@ -272,8 +272,11 @@ public actor RunEngine {
             _ = try await submit(.forward(RunMessage(runID: runID, event: event)))
             return .forwarded
         }
-        guard try await submit(.command(runID: runID, event, removeTimers: removeTimers, at: at)) else { throw EngineError.unknownRun(runID) }
-        return .applied
+        switch try await submit(.command(runID: runID, event, removeTimers: removeTimers, at: at)) {
+        case .done: return .applied
+        case .forwarded: return .forwarded
+        case .unknownRun: throw EngineError.unknownRun(runID)
+        }
     }
 
     /// Fires a due timer (and removes it, in the same commit).
@@ -282,7 +285,7 @@ public actor RunEngine {
         // Its partition moved to another coordinator since the timer was
         // read: that one fires it.
         guard leads(timer.runID) else { return true }
-        return try await submit(.command(runID: timer.runID, .timerFired(timerID: timer.id, at: at), removeTimers: [timer.id], at: at))
+        return try await submit(.command(runID: timer.runID, .timerFired(timerID: timer.id, at: at), removeTimers: [timer.id], at: at)) != .unknownRun
     }
 
     /// Deletes the outbox rows of published tasks, in the next commit (with
@@ -361,13 +364,21 @@ public actor RunEngine {
     /// it must apply once (see ``RunMessage``).
     typealias Incoming = (runID: String, event: WorkflowEvent, messageID: String?)
 
+    /// What became of one caller's work.
+    enum WorkOutcome: Sendable {
+        case done
+        /// A command for a run whose partition moved away meanwhile: sent to its leader.
+        case forwarded
+        case unknownRun
+    }
+
     /// What one caller asks of the next commit.
     enum Work: Sendable {
         /// A new run (its machine not yet started).
         case start(WorkflowStateMachine, idempotencyKey: String?, at: Date)
         /// Task events; those of unknown runs are skipped.
         case events([Incoming], at: Date)
-        /// A command or timer for one run; false if the run is unknown.
+        /// A command or timer for one run (`unknownRun` if there is none).
         case command(runID: String, WorkflowEvent, removeTimers: [String], at: Date)
         /// Outbox rows to delete.
         case sent([Int64])
@@ -377,7 +388,7 @@ public actor RunEngine {
 
     private struct Submission {
         var work: Work
-        var continuation: CheckedContinuation<Bool, any Error>
+        var continuation: CheckedContinuation<WorkOutcome, any Error>
     }
 
     /// Changes planned for one commit: every run touched, in the order first touched.
@@ -429,7 +440,7 @@ public actor RunEngine {
     /// Whatever arrives while a commit is in progress goes into the next one
     /// together (group commit): one transaction for many starts, event
     /// batches, timers and outbox deletions, instead of one each.
-    private func submit(_ work: Work) async throws -> Bool {
+    private func submit(_ work: Work) async throws -> WorkOutcome {
         try await withCheckedThrowingContinuation { continuation in
             queued.append(Submission(work: work, continuation: continuation))
             if !draining {
@@ -474,12 +485,12 @@ public actor RunEngine {
         return store.code == .conflict || store.code == .notFound || store.code == .invalidArgument
     }
 
-    private func planAndCommit(_ works: [Work]) async throws -> [Result<Bool, any Error>] {
+    private func planAndCommit(_ works: [Work]) async throws -> [Result<WorkOutcome, any Error>] {
         // Taken machines are back in the cache after a commit, or dropped
         // (read from the store next time) after a failure.
         defer { checkedOut = [] }
         var plan = Plan()
-        var results: [Result<Bool, any Error>] = []
+        var results: [Result<WorkOutcome, any Error>] = []
         for work in works {
             switch work {
             case .start(let machine, let key, let at):
@@ -501,20 +512,20 @@ public actor RunEngine {
                 }
                 plan.create(machine, idempotencyKey: key)
                 try await cascade([(id, .start(at: at), nil)], at: at, into: &plan)
-                results.append(.success(true))
+                results.append(.success(.done))
             case .events(let events, let at):
                 try await cascade(events, at: at, into: &plan)
-                results.append(.success(true))
+                results.append(.success(.done))
             case .command(let runID, let event, let removeTimers, let at):
                 if plan.working[runID] == nil {
                     // Its partition moved away since the command was submitted.
                     guard leads(runID) else {
                         if removeTimers.isEmpty { plan.messages.append(RunMessage(runID: runID, event: event)) }
-                        results.append(.success(true))
+                        results.append(.success(.forwarded))
                         continue
                     }
                     guard let loaded = try await takeMachine(runID) else {
-                        results.append(.success(false))
+                        results.append(.success(.unknownRun))
                         continue
                     }
                     plan.working[runID] = loaded
@@ -523,13 +534,13 @@ public actor RunEngine {
                 plan.changes[runID]!.addTimers.removeAll { removeTimers.contains($0.id) }
                 plan.changes[runID]!.removeTimers += removeTimers
                 try await cascade([(runID, event, nil)], at: at, into: &plan)
-                results.append(.success(true))
+                results.append(.success(.done))
             case .sent(let ids):
                 plan.sent += ids
-                results.append(.success(true))
+                results.append(.success(.done))
             case .forward(let message):
                 plan.messages.append(message)
-                results.append(.success(true))
+                results.append(.success(.done))
             }
         }
         let changes = plan.takeRunChanges()

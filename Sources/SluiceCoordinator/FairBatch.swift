@@ -1,0 +1,33 @@
+/// How a batch of events taken from a coordinator queue is cut into commits
+/// so that one run with many events in it (a map of a million elements
+/// reporting) cannot hold the other runs' events back for long: the events
+/// of runs with few events in the batch go first, together; the events of
+/// each run with many follow in parts of at most `heavyChunk`. A run's
+/// events keep their order. With no heavy run, the batch is one part.
+enum FairBatch {
+    /// A run with more events than this in one batch is heavy.
+    static let lightLimit = 16
+    /// At most this many events of a heavy run per commit: each such commit
+    /// is the most another run's event waits behind (a few milliseconds).
+    static let heavyChunk = 64
+
+    /// The batch's indices, in parts to commit one after the other.
+    /// `runIDs[i]` is the run of item i (nil for an item that applies to no
+    /// run: an invalid or forged delivery, acknowledged with the first part).
+    static func parts(runIDs: [String?], lightLimit: Int = lightLimit, heavyChunk: Int = heavyChunk) -> [[Int]] {
+        guard runIDs.count > lightLimit else { return runIDs.isEmpty ? [] : [Array(runIDs.indices)] }
+        var counts: [String: Int] = [:]
+        for case let id? in runIDs { counts[id, default: 0] += 1 }
+        guard counts.values.contains(where: { $0 > lightLimit }) else { return [Array(runIDs.indices)] }
+        var light: [Int] = []
+        var heavy: [Int] = []
+        for (i, id) in runIDs.enumerated() {
+            if let id, counts[id]! > lightLimit { heavy.append(i) } else { light.append(i) }
+        }
+        var parts = light.isEmpty ? [] : [light]
+        for start in stride(from: 0, to: heavy.count, by: heavyChunk) {
+            parts.append(Array(heavy[start..<min(start + heavyChunk, heavy.count)]))
+        }
+        return parts
+    }
+}
