@@ -8,8 +8,9 @@ enum FairBatch {
     /// A run with more events than this in one batch is heavy.
     static let lightLimit = 16
     /// At most this many events of a heavy run per commit: each such commit
-    /// is the most another run's event waits behind (a few milliseconds).
-    static let heavyChunk = 64
+    /// is the most another run's event waits behind (tens of milliseconds;
+    /// 64 made a 10,000-element map about 9 % slower, 256 cost nothing measurable).
+    static let heavyChunk = 256
 
     /// The batch's indices, in parts to commit one after the other.
     /// `runIDs[i]` is the run of item i (nil for an item that applies to no
