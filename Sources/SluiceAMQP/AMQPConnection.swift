@@ -1,5 +1,6 @@
 public import Logging
 public import SluiceWire
+import Synchronization
 
 /// A connection to RabbitMQ, owned by a thread of its own.
 ///
@@ -84,6 +85,12 @@ public final class AMQPConnection: Sendable {
 
     deinit {
         core.requestClose()
+    }
+
+    /// The broker node this connection is on (or was on last, while it
+    /// reconnects): one of the URL's nodes.
+    public var node: AMQPURL.Node? {
+        core.connectedNode.withLock { $0 }
     }
 
     /// Opens a channel; with `confirms`, publishes on it wait for the broker's ack.

@@ -1,11 +1,16 @@
 import Foundation
 import SluiceWire
 
-/// A parsed `amqp://` or `amqps://` URL, following RabbitMQ's URI spec.
+/// A parsed `amqp://` or `amqps://` URL, following RabbitMQ's URI spec,
+/// with one extension: several nodes of a cluster, comma-separated.
 ///
 /// `amqp://user:pass@host:port/vhost?heartbeat=10&connection_timeout=5000`
+/// `amqp://user:pass@node1:5672,node2:5672,node3:5672/vhost`
 ///
-/// * user and password default to `guest`; the port to 5672 (`amqps`: 5671).
+/// * user and password default to `guest`; the port to 5672 (`amqps`: 5671),
+///   for each node that gives none. Every node shares the user, vhost and
+///   options: they are one cluster. A connection starts at a random node and
+///   moves to the next when one cannot be reached or is lost.
 /// * The vhost is the percent-decoded path: `%2f` is `/`. With no path the
 ///   vhost is `/`; with an empty path (`amqp://host/`) it is the empty name,
 ///   as the spec says.
@@ -47,10 +52,32 @@ public struct AMQPURL: Sendable, Hashable, CustomStringConvertible {
     public var user: String
     /// Password (default `guest`); never printed.
     public var password: String
-    /// Host name or address (IPv6 without brackets).
-    public var host: String
-    /// TCP port.
-    public var port: Int
+    /// One broker node: a host name or address (IPv6 without brackets) and a TCP port.
+    public struct Node: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        /// `host:port` (`[v6]:port`).
+        public var description: String { "\(host.contains(":") ? "[\(host)]" : host):\(port)" }
+    }
+
+    /// The nodes to connect to, at least one (several for a cluster).
+    public var nodes: [Node]
+    /// The first node's host.
+    public var host: String {
+        get { nodes[0].host }
+        set { nodes[0].host = newValue }
+    }
+    /// The first node's port.
+    public var port: Int {
+        get { nodes[0].port }
+        set { nodes[0].port = newValue }
+    }
     /// Virtual host.
     public var vhost: String
     /// Heartbeat interval proposed to the broker, in seconds; 0 turns heartbeats off.
@@ -68,8 +95,7 @@ public struct AMQPURL: Sendable, Hashable, CustomStringConvertible {
     public init(host: String = "localhost", port: Int? = nil, user: String = "guest", password: String = "guest",
                 vhost: String = "/", tls: TLS? = nil) {
         self.scheme = tls == nil ? "amqp" : "amqps"
-        self.host = host
-        self.port = port ?? (tls == nil ? 5672 : 5671)
+        self.nodes = [Node(host: host, port: port ?? (tls == nil ? 5672 : 5671))]
         self.user = user
         self.password = password
         self.vhost = vhost
@@ -117,25 +143,11 @@ public struct AMQPURL: Sendable, Hashable, CustomStringConvertible {
                 user = try Self.decode(userInfo, fail)
             }
         }
-        var portText: Substring? = nil
-        if hostPort.hasPrefix("[") {
-            guard let close = hostPort.firstIndex(of: "]") else { throw fail("unclosed '[' in IPv6 host") }
-            host = String(hostPort[hostPort.index(after: hostPort.startIndex)..<close])
-            let after = hostPort[hostPort.index(after: close)...]
-            if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty { throw fail("unexpected text after IPv6 host") }
-        } else if let colon = hostPort.lastIndex(of: ":") {
-            host = try Self.decode(hostPort[..<colon], fail)
-            portText = hostPort[hostPort.index(after: colon)...]
-        } else if !hostPort.isEmpty {
-            host = try Self.decode(hostPort, fail)
-        }
-        if host.isEmpty { host = "localhost" }
-        if let portText {
-            guard let value = Int(portText), (1...65535).contains(value) else {
-                throw fail("port '\(portText)' is not a number from 1 to 65535")
-            }
-            port = value
-        }
+        // A comma cannot be part of a host name, an address or a port.
+        let entries = hostPort.split(separator: ",", omittingEmptySubsequences: false)
+        if entries.count > 1 && entries.contains(where: \.isEmpty) { throw fail("an empty node in the list '\(hostPort)'") }
+        let defaultPort = port
+        nodes = try entries.map { try Self.node($0, defaultPort: defaultPort, fail) }
         if let path {
             if path.contains("/") { throw fail("the vhost must be one path segment; write '/' in a vhost as %2f") }
             vhost = try Self.decode(path, fail)
@@ -146,6 +158,58 @@ public struct AMQPURL: Sendable, Hashable, CustomStringConvertible {
             let value = parts.count > 1 ? try Self.decode(parts[1], fail) : ""
             try applyOption(key, value, fail)
         }
+    }
+
+    /// One `host[:port]` (or `[v6][:port]`) of the node list.
+    private static func node(_ text: Substring, defaultPort: Int, _ fail: (String) -> AMQPError) throws -> Node {
+        var host = ""
+        var portText: Substring? = nil
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { throw fail("unclosed '[' in IPv6 host") }
+            host = String(text[text.index(after: text.startIndex)..<close])
+            let after = text[text.index(after: close)...]
+            if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty { throw fail("unexpected text after IPv6 host") }
+        } else if let colon = text.lastIndex(of: ":") {
+            host = try decode(text[..<colon], fail)
+            portText = text[text.index(after: colon)...]
+        } else if !text.isEmpty {
+            host = try decode(text, fail)
+        }
+        if host.isEmpty { host = "localhost" }
+        var port = defaultPort
+        if let portText {
+            guard let value = Int(portText), (1...65535).contains(value) else {
+                throw fail("port '\(portText)' is not a number from 1 to 65535")
+            }
+            port = value
+        }
+        return Node(host: host, port: port)
+    }
+
+    /// Several URLs of one cluster (a repeated `--url`) as one: their nodes
+    /// in order, duplicates dropped. They must agree on everything else.
+    public init(joining strings: [String]) throws {
+        guard let first = strings.first else {
+            throw AMQPError(.invalidURL, operation: "parse URLs", message: "no URL given")
+        }
+        self = try AMQPURL(first)
+        for string in strings.dropFirst() {
+            let other = try AMQPURL(string)
+            var comparable = other
+            comparable.nodes = nodes
+            guard comparable == self else {
+                throw AMQPError(.invalidURL, operation: "parse URL \(AMQPURL.redacted(string))",
+                                message: "the URLs of one cluster must differ only in their nodes (scheme, user, password, vhost and options the same)")
+            }
+            for node in other.nodes where !nodes.contains(node) { nodes.append(node) }
+        }
+    }
+
+    /// The same URL with only `node` (what one connection attempt uses).
+    public func only(_ node: Node) -> AMQPURL {
+        var url = self
+        url.nodes = [node]
+        return url
     }
 
     private mutating func applyOption(_ key: String, _ value: String, _ fail: (String) -> AMQPError) throws {
@@ -235,8 +299,7 @@ public struct AMQPURL: Sendable, Hashable, CustomStringConvertible {
 
     /// The URL with the password shown as `***`.
     public var description: String {
-        let hostText = host.contains(":") ? "[\(host)]" : host
-        return "\(scheme)://\(user):***@\(hostText):\(port)/\(encodedVhost)"
+        "\(scheme)://\(user):***@\(nodes.map(\.description).joined(separator: ","))/\(encodedVhost)"
     }
 }
 

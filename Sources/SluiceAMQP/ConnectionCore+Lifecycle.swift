@@ -1,5 +1,6 @@
 import CRabbitMQ
 import DequeModule
+import Logging
 import SluiceWire
 import Synchronization
 
@@ -9,10 +10,36 @@ import Synchronization
 extension ConnectionCore {
     // MARK: Connecting
 
-    /// Opens the socket and logs in; returns the negotiated heartbeat.
-    /// Throws with the C state cleaned up.
+    /// Connects to the first node of the URL's list that answers, starting
+    /// at ``nodeIndex``; returns the negotiated heartbeat. Throws the last
+    /// node's error if none answers.
     func connect() throws(AMQPError) -> Int {
-        let url = configuration.url
+        let nodes = configuration.url.nodes
+        var lastError: AMQPError?
+        for offset in 0..<nodes.count {
+            let index = (nodeIndex + offset) % nodes.count
+            do {
+                let heartbeat = try connect(to: nodes[index])
+                nodeIndex = index
+                connectedNode.withLock { $0 = nodes[index] }
+                logger.info("connected to the broker", metadata: ["node": "\(nodes[index])"])
+                return heartbeat
+            } catch {
+                if nodes.count > 1 {
+                    logger.info("a broker node did not answer; trying the next", metadata: ["node": "\(nodes[index])", "error": "\(error.message)"])
+                }
+                lastError = error
+            }
+        }
+        var error = lastError!
+        if nodes.count > 1 { error.message += " (no node of \(nodes.count) answered)" }
+        throw error
+    }
+
+    /// Opens the socket to one node and logs in; returns the negotiated
+    /// heartbeat. Throws with the C state cleaned up.
+    func connect(to node: AMQPURL.Node) throws(AMQPError) -> Int {
+        let url = configuration.url.only(node)
         let operation = "connect \(url)"
         guard let state = amqp_new_connection() else {
             throw AMQPError(.library, operation: operation, message: "out of memory")

@@ -19,6 +19,8 @@ extension ConnectionCore {
         self.connection = nil
         socketFD = -1
         blockedFlag.store(false)
+        // Reconnect to the next node first: this one may be down.
+        nodeIndex = (nodeIndex + 1) % configuration.url.nodes.count
 
         var lost: [LostDelivery] = []
         for channel in channels.values {

@@ -40,6 +40,8 @@ final class ConnectionCore: @unchecked Sendable {
     let blockedFlag = AtomicFlag(false)
     let generationFlag = AtomicFlag<UInt64>(0)
     let connectedFlag = AtomicFlag(false)
+    /// The node of the current (or last) connection, for other threads.
+    let connectedNode = Mutex<AMQPURL.Node?>(nil)
     let inbox = Mutex(Inbox())
     private let wakeFD: Int32
     var logger: Logger { configuration.logger }
@@ -56,6 +58,9 @@ final class ConnectionCore: @unchecked Sendable {
     var channels: [UInt16: ChannelState] = [:]
     var topology = TopologyRecorder()
     var pendingLostDeliveries: [LostDelivery] = []
+    /// The node of the URL's list to try first: a random one at the start
+    /// (so that processes spread over a cluster), the next after a loss.
+    var nodeIndex: Int
     let publishArena = CArenaPool()
     private var startPending: PendingResult<Void>?
     /// ``finish(error:)`` has run.
@@ -69,6 +74,7 @@ final class ConnectionCore: @unchecked Sendable {
     init(configuration: AMQPConnection.Configuration) throws {
         self.configuration = configuration
         self.lifecycle = ConnectionStateMachine(recovery: configuration.recovery, now: .now)
+        self.nodeIndex = Int.random(in: 0..<configuration.url.nodes.count)
         let fd = sluice_eventfd()
         guard fd >= 0 else {
             throw AMQPError(.library, operation: "eventfd", message: String(cString: strerror(errno)))

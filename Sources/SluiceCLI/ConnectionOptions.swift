@@ -7,8 +7,15 @@ import SluiceWire
 
 /// Options every command shares.
 struct ConnectionOptions: ParsableArguments {
-    @Option(help: "Broker URL (default: $SLUICE_URL, then the local private broker).")
-    var url: String?
+    @Option(help: ArgumentHelp(
+        "Broker URL (default: $SLUICE_URL, then the local private broker).",
+        discussion: """
+            For a cluster, name its nodes: comma-separated in one URL \
+            (amqp://user:pass@node1:5672,node2:5672,node3:5672/vhost, also in SLUICE_URL), \
+            or --url repeated (in SLUICE_URL: several URLs separated by spaces). A connection starts at a random node and moves to the next \
+            when one cannot be reached or is lost.
+            """))
+    var url: [String] = []
 
     @Option(help: "Name prefix of Sluice's exchanges and queues.")
     var prefix: String = "sluice"
@@ -18,13 +25,17 @@ struct ConnectionOptions: ParsableArguments {
     var deliveryLimit: Int = 10
 
     static let localBroker = "amqp://guest:guest@127.0.0.1:27170/%2f"
+
+    /// The URLs as given, for a child process's SLUICE_URL (which may hold
+    /// several, separated by spaces: a URL has none); nil if none was given.
+    var urlEnvironment: String? { url.isEmpty ? nil : url.joined(separator: " ") }
 }
 
 extension ConnectionOptions {
     func resolvedURL() throws -> AMQPURL {
-        let text = url ?? ProcessInfo.processInfo.environment["SLUICE_URL"] ?? Self.localBroker
+        let texts = url.isEmpty ? (ProcessInfo.processInfo.environment["SLUICE_URL"] ?? Self.localBroker).split(separator: " ").map(String.init) : url
         do {
-            return try AMQPURL(text)
+            return try AMQPURL(joining: texts)
         } catch let error as AMQPError {
             throw ValidationError("--url: \(error.message)")
         }

@@ -119,6 +119,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let store = try await openStore(location, logger: logger)
         do {
             let broker = try await connection.connect(name: "sluice coordinator")
+            PrometheusMetrics.reportNode(of: broker.connection)
             defer { Task { await broker.close() } }
             let engine = RunEngine(store: store, limits: WorkflowLimits(maxArgumentsBytes: maxArgumentsBytes.bytes, maxMapElements: maxMapElements,
                                                                                  maxMapParallel: maxMapParallel),

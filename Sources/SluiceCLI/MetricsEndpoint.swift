@@ -5,6 +5,8 @@ import Metrics
 import NIOCore
 import Prometheus
 import ServiceLifecycle
+import SluiceAMQP
+import Synchronization
 
 /// The process's Prometheus registry: `--metrics` bootstraps swift-metrics
 /// with it, and `/metrics` prints it.
@@ -23,8 +25,30 @@ enum PrometheusMetrics {
         MetricsSystem.bootstrap(factory)
     }
 
+    /// The connection whose broker node `sluice_broker_node` reports, and
+    /// the node last reported.
+    private static let watched = Mutex<(connection: AMQPConnection?, node: String?)>((nil, nil))
+
+    /// Reports, at each scrape, which broker node `connection` is on:
+    /// `sluice_broker_node{node="host:port"} 1` (0 for a node it left).
+    static func reportNode(of connection: AMQPConnection) {
+        watched.withLock { $0.connection = connection }
+    }
+
+    private static func refreshBrokerNode() {
+        let (old, new) = watched.withLock { state -> (String?, String?) in
+            let node = state.connection?.node?.description
+            defer { state.node = node ?? state.node }
+            return (state.node, node)
+        }
+        guard let new, new != old else { return }
+        if let old { Gauge(label: "sluice_broker_node", dimensions: [("node", old)]).record(0) }
+        Gauge(label: "sluice_broker_node", dimensions: [("node", new)]).record(1)
+    }
+
     /// The registry as Prometheus text.
     static func text() -> [UInt8] {
+        refreshBrokerNode()
         var buffer: [UInt8] = []
         buffer.reserveCapacity(8192)
         registry.emit(into: &buffer)

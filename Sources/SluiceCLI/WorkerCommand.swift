@@ -124,6 +124,7 @@ struct WorkerCommand: AsyncParsableCommand {
             services.append(.init(service: try PrometheusMetrics.server(metrics, logger: logger)))
         }
         let broker = try await connection.connect(name: "sluice worker \(Worker.defaultWorkerID)")
+        PrometheusMetrics.reportNode(of: broker.connection)
         let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
         services.insert(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
                               failureTerminationBehavior: .gracefullyShutdownGroup), at: 0)
@@ -163,7 +164,7 @@ struct WorkerCommand: AsyncParsableCommand {
             return out + ["--supervised"] + (slot == count ? ["--isolation"] : [])
         }
         var environment: [String: String] = [:]
-        if let url = connection.url { environment["SLUICE_URL"] = url }
+        if let url = connection.urlEnvironment { environment["SLUICE_URL"] = url }
         let supervisor = WorkerSupervisor(count: count, hardLimit: hardTimeLimit?.duration, crashLimit: crashLimit,
                                           logger: logger, environment: environment, arguments: arguments)
         logger.info("supervising worker processes", metadata: ["processes": "\(count)", "hard-time-limit": "\(hardTimeLimit?.description ?? "none")"])

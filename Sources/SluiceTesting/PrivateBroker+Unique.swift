@@ -17,3 +17,15 @@ extension PrivateBroker {
         return PrivateBroker(name: "t-\(purpose)-\(pid)-\(n)", basePort: port, tlsDirectory: tlsDirectory, plugins: plugins)
     }
 }
+
+extension PrivateCluster {
+    /// A cluster description with a unique name and ports (40 from the
+    /// base, in 24000-26990: clear of single test nodes, the dev and test
+    /// nodes and the default cluster); nothing starts yet.
+    public static func unique(_ purpose: String, plugins: String = "none") -> PrivateCluster {
+        let n = uniqueNodeCounter.withLock { $0 += 1; return $0 }
+        let pid = Int(ProcessInfo.processInfo.processIdentifier)
+        let slot = (pid % 20) * 4 + n
+        return PrivateCluster(name: "t-\(purpose)-\(pid)-\(n)", basePort: 24_000 + (slot % 74) * 40, plugins: plugins)
+    }
+}

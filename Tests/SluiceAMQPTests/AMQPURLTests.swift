@@ -76,4 +76,29 @@ struct AMQPURLTests {
         #expect(error.map { "\($0)".contains("s3cret-pw") } == false)
         #expect(try AMQPURL("amqp://h/%2f").description.hasSuffix("/%2f"))
     }
+
+    @Test("several nodes of a cluster: comma-separated, each with its port or the scheme's")
+    func nodes() throws {
+        let url = try AMQPURL("amqp://u:p@n1:5673,n2,[::1]:5674/v?heartbeat=5")
+        #expect(url.nodes == [.init(host: "n1", port: 5673), .init(host: "n2", port: 5672), .init(host: "::1", port: 5674)])
+        #expect(url.host == "n1" && url.port == 5673)
+        #expect(url.user == "u" && url.password == "p" && url.vhost == "v" && url.heartbeatSeconds == 5)
+        #expect(url.description == "amqp://u:***@n1:5673,n2:5672,[::1]:5674/v")
+        #expect(try AMQPURL("amqps://a,b").nodes.map(\.port) == [5671, 5671])
+        #expect(url.only(url.nodes[1]).nodes == [.init(host: "n2", port: 5672)])
+        for bad in ["amqp://a,,b", "amqp://a,", "amqp://,a", "amqp://a,b:99999"] {
+            #expect(throws: AMQPError.self, "\(bad)") { try AMQPURL(bad) }
+        }
+    }
+
+    @Test("a repeated --url joins the nodes of URLs that agree on everything else")
+    func joining() throws {
+        let url = try AMQPURL(joining: ["amqp://u:p@a:1/v", "amqp://u:p@b:2,a:1/v"])
+        #expect(url.nodes.map(\.description) == ["a:1", "b:2"])
+        #expect(try AMQPURL(joining: ["amqp://h"]) == AMQPURL("amqp://h"))
+        for other in ["amqp://u:q@b/v", "amqp://u:p@b/w", "amqps://u:p@b/v", "amqp://u:p@b/v?heartbeat=1"] {
+            #expect(throws: AMQPError.self, "\(other)") { try AMQPURL(joining: ["amqp://u:p@a/v", other]) }
+        }
+        #expect(throws: AMQPError.self) { try AMQPURL(joining: []) }
+    }
 }
