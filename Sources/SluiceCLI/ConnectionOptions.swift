@@ -24,6 +24,15 @@ struct ConnectionOptions: ParsableArguments {
                                discussion: "A queue argument: every process using a queue must agree on it."))
     var deliveryLimit: Int = 10
 
+    @Option(help: ArgumentHelp("Members of each quorum queue Sluice creates (x-quorum-initial-group-size).",
+                               discussion: """
+                                   RabbitMQ takes at most the cluster's node count, so 3 means every node of a \
+                                   three-node cluster and the one node of a single broker. A queue argument: give \
+                                   every process the same value. A queue that already exists keeps its members \
+                                   (change them with rabbitmq-queues grow or shrink).
+                                   """))
+    var replicas: Int = 3
+
     static let localBroker = "amqp://guest:guest@127.0.0.1:27170/%2f"
 
     /// The URLs as given, for a child process's SLUICE_URL (which may hold
@@ -33,6 +42,8 @@ struct ConnectionOptions: ParsableArguments {
 
 extension ConnectionOptions {
     func resolvedURL() throws -> AMQPURL {
+        // Before any connection logs: to standard error, not into the command's output.
+        CLILogging.start()
         let texts = url.isEmpty ? (ProcessInfo.processInfo.environment["SLUICE_URL"] ?? Self.localBroker).split(separator: " ").map(String.init) : url
         do {
             return try AMQPURL(joining: texts)
@@ -42,7 +53,7 @@ extension ConnectionOptions {
     }
 
     func topology() throws -> Topology {
-        do { return try Topology(prefix: prefix, deliveryLimit: deliveryLimit) } catch let error as SluiceError { throw ValidationError(error.message) }
+        do { return try Topology(prefix: prefix, deliveryLimit: deliveryLimit, replicas: replicas) } catch let error as SluiceError { throw ValidationError(error.message) }
     }
 
     func connect(name: String) async throws -> RabbitMQBroker {

@@ -102,6 +102,7 @@ struct DevCommand: AsyncParsableCommand {
         }
 
         // 3. The demo workflow (the dead queue may hold letters of earlier demos).
+        CLILogging.start()
         let broker = try await RabbitMQBroker.connect(url: try AMQPURL(brokerURL), topology: try Topology(prefix: prefix), connectionName: "sluice dev")
         defer { Task { await broker.close() } }
         let deadBefore = (try? await broker.queueState(broker.topology.deadQueue("demo")).messageCount) ?? 0

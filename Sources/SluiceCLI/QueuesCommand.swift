@@ -51,12 +51,17 @@ struct QueuesCommand: AsyncParsableCommand {
             let dead = r.dead.map { $0 > 0 ? palette.red(String($0)) : "0" } ?? "-"
             return [r.missing ? palette.yellow(r.queue + " (missing)") : r.queue, Rendering.count(r.ready), Rendering.count(r.unacknowledged),
                     Rendering.count(r.consumers), Rendering.rate(r.publishRate), Rendering.rate(r.deliverRate), Rendering.rate(r.ackRate),
-                    dead, Rendering.duration(milliseconds: r.recentWaitMilliseconds)]
+                    dead, Rendering.duration(milliseconds: r.recentWaitMilliseconds), Rendering.replicas(r, palette: palette),
+                    r.leader.map(Rendering.node) ?? "-"]
         }
-        var lines = Rendering.table(["QUEUE", "READY", "UNACKED", "CONSUMERS", "PUBLISH", "DELIVER", "ACK", "DEAD", "WAIT"], rows,
-                                    right: [1, 2, 3, 4, 5, 6, 7, 8], palette: palette)
+        var lines = Rendering.table(["QUEUE", "READY", "UNACKED", "CONSUMERS", "PUBLISH", "DELIVER", "ACK", "DEAD", "WAIT", "ONLINE", "LEADER"], rows,
+                                    right: [1, 2, 3, 4, 5, 6, 7, 8, 9], palette: palette)
         if o.queues.isEmpty { lines.append(palette.dim("no queues under the prefix '\(o.prefix)' yet")) }
         lines.append("delay ladder: \(Rendering.count(o.delayed)) tasks waiting (retries and delayed tasks)")
+        let short = o.queues.filter(\.underReplicated).map(\.queue)
+        if !short.isEmpty {
+            lines.append(palette.red("under-replicated (a member offline): \(short.joined(separator: ", "))"))
+        }
         if !o.ratesAvailable {
             lines.append(palette.yellow("rates and unacknowledged counts unavailable: \(o.ratesUnavailableReason ?? "no management API")"))
         }

@@ -21,11 +21,6 @@ struct ServiceOptions: ParsableArguments {
 
     /// Logs to standard error at the chosen level.
     func bootstrapLogging() {
-        let level = logLevel.level
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        CLILogging.start(level: logLevel.level)
     }
 }

@@ -74,10 +74,11 @@ struct TopCommand: AsyncParsableCommand {
         let queueRows = overview.queues.map { r -> [String] in
             [r.queue, Rendering.count(r.ready), Rendering.count(r.unacknowledged), Rendering.count(r.consumers),
              Rendering.rate(r.publishRate), Rendering.rate(r.ackRate), (r.dead ?? 0) > 0 ? p.red(String(r.dead!)) : Rendering.count(r.dead),
-             Rendering.duration(milliseconds: r.recentWaitMilliseconds), p.cyan(Rendering.sparkline(history[r.queue] ?? [], width: 30))]
+             Rendering.duration(milliseconds: r.recentWaitMilliseconds), Rendering.replicas(r, palette: p),
+             r.leader.map(Rendering.node) ?? "-", p.cyan(Rendering.sparkline(history[r.queue] ?? [], width: 30))]
         }
-        out += Rendering.table(["QUEUE", "READY", "UNACKED", "CONSUMERS", "PUBLISH", "ACK", "DEAD", "WAIT", "ACK RATE (last 30)"], queueRows,
-                               right: [1, 2, 3, 4, 5, 6, 7], palette: p)
+        out += Rendering.table(["QUEUE", "READY", "UNACKED", "CONSUMERS", "PUBLISH", "ACK", "DEAD", "WAIT", "ONLINE", "LEADER", "ACK RATE (last 30)"],
+                               queueRows, right: [1, 2, 3, 4, 5, 6, 7, 8], palette: p)
         var ladder = "delay ladder: \(Rendering.count(overview.delayed)) waiting"
         if !overview.ratesAvailable { ladder += p.yellow("   rates unavailable: \(overview.ratesUnavailableReason ?? "no management API")") }
         out.append(ladder)

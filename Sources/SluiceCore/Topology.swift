@@ -22,16 +22,28 @@ public struct Topology: Sendable, Hashable {
     public var deliveryLimit: Int
     /// The delay ladder, shortest first, in milliseconds.
     public var delayTiers: [Int]
+    /// Members of each quorum queue when it is created
+    /// (`x-quorum-initial-group-size`; RabbitMQ takes at most the cluster's
+    /// node count); nil leaves it to the broker (every node). A queue
+    /// argument: processes sharing queues should agree on it, though a queue
+    /// that exists with another size is kept as it is.
+    public var replicas: Int?
+
+    /// The queue argument that sets a quorum queue's initial member count.
+    public static let replicasArgument = "x-quorum-initial-group-size"
 
     /// The default ladder: 250 ms, 1 s, 5 s, 30 s, 2 min, 10 min, 1 h.
     public static let defaultDelayTiers = [250, 1_000, 5_000, 30_000, 120_000, 600_000, 3_600_000]
 
     /// A topology; throws if the prefix is not a plain name.
-    public init(prefix: String = "sluice", deliveryLimit: Int = 10, delayTiers: [Int] = Topology.defaultDelayTiers) throws {
+    public init(prefix: String = "sluice", deliveryLimit: Int = 10, delayTiers: [Int] = Topology.defaultDelayTiers,
+                replicas: Int? = 3) throws {
         guard Self.isValidName(prefix) else {
             throw SluiceError(.invalidArgument, "prefix '\(prefix)' must be 1-100 letters, digits, '-', '_' or '.'")
         }
         guard deliveryLimit > 0 else { throw SluiceError(.invalidArgument, "the delivery limit must be positive") }
+        if let replicas, replicas < 1 { throw SluiceError(.invalidArgument, "replicas must be 1 or more") }
+        self.replicas = replicas
         self.prefix = prefix
         self.deliveryLimit = deliveryLimit
         self.delayTiers = delayTiers.filter { $0 > 0 }.sorted()
@@ -143,7 +155,7 @@ public struct Topology: Sendable, Hashable {
     /// (the task's queue), so no worker holds a waiting task.
     public var delayQueues: [(queue: QueueDeclaration, exchange: String)] {
         delayTiers.map { ms in
-            (QueueDeclaration.quorum(delayQueue(ms), arguments: [
+            (quorumQueue(delayQueue(ms), arguments: [
                 "x-message-ttl": .int64(Int64(ms)),
                 "x-dead-letter-exchange": .string(tasksExchange),
                 "x-dead-letter-strategy": "at-least-once",
@@ -154,7 +166,7 @@ public struct Topology: Sendable, Hashable {
 
     /// A work queue: quorum, delivery limit, at-least-once dead-lettering to its dead queue.
     public func workQueueDeclaration(_ queue: String) -> QueueDeclaration {
-        .quorum(workQueue(queue), arguments: [
+        quorumQueue(workQueue(queue), arguments: [
             "x-delivery-limit": .int64(Int64(deliveryLimit)),
             "x-dead-letter-exchange": .string(deadExchange),
             "x-dead-letter-routing-key": .string(queue),
@@ -192,7 +204,7 @@ public struct Topology: Sendable, Hashable {
     /// Quorum, single active consumer: a standby coordinator's consumer waits
     /// until the active one's goes away, so one run's events are applied in order.
     public var coordinatorQueueDeclaration: QueueDeclaration {
-        .quorum(coordinatorQueue, arguments: ["x-single-active-consumer": .bool(true)])
+        quorumQueue(coordinatorQueue, arguments: ["x-single-active-consumer": .bool(true)])
     }
 
     /// The coordinator's watch on dead letters: bound to the dead exchange
@@ -201,7 +213,7 @@ public struct Topology: Sendable, Hashable {
     /// (no worker lives to report those).
     public var coordinatorDeadQueue: String { "\(prefix).coordinator.dead" }
 
-    public var coordinatorDeadQueueDeclaration: QueueDeclaration { .quorum(coordinatorDeadQueue) }
+    public var coordinatorDeadQueueDeclaration: QueueDeclaration { quorumQueue(coordinatorDeadQueue) }
 
     /// What the coordinator queue is bound to on the events exchange: the
     /// outcomes of workflow steps only (queue names may contain dots, hence `#`).
@@ -246,7 +258,7 @@ public struct Topology: Sendable, Hashable {
 
     /// Quorum, single active consumer, like ``coordinatorQueueDeclaration``.
     public func coordinatorQueueDeclaration(partition: Int, of count: Int) -> QueueDeclaration {
-        .quorum(coordinatorQueue(partition: partition, of: count), arguments: ["x-single-active-consumer": .bool(true)])
+        quorumQueue(coordinatorQueue(partition: partition, of: count), arguments: ["x-single-active-consumer": .bool(true)])
     }
 
     /// A partition queue's bindings on the events exchange: the step
@@ -266,9 +278,16 @@ public struct Topology: Sendable, Hashable {
         [TaskEvent.Kind.succeeded, .retrying, .dead].map { "#.\($0.rawValue)" }
     }
 
+    /// A quorum queue with ``replicas`` initial members.
+    func quorumQueue(_ name: String, arguments: FieldTable = [:]) -> QueueDeclaration {
+        var arguments = arguments
+        if let replicas { arguments[Self.replicasArgument] = .int64(Int64(replicas)) }
+        return .quorum(name, arguments: arguments)
+    }
+
     /// A dead queue: quorum, kept until replayed or purged.
     public func deadQueueDeclaration(_ queue: String) -> QueueDeclaration {
-        .quorum(deadQueue(queue))
+        quorumQueue(deadQueue(queue))
     }
 
     // MARK: Delays

@@ -52,7 +52,7 @@ public struct ManagementClient: Sendable {
     /// Every queue of the vhost, with counts and rates.
     public func queues() async throws -> [ManagedQueue] {
         let vhost = self.vhost.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? self.vhost
-        let value = try await get("api/queues/\(vhost)?columns=name,type,messages_ready,messages_unacknowledged,consumers,message_stats,arguments")
+        let value = try await get("api/queues/\(vhost)?columns=name,type,messages_ready,messages_unacknowledged,consumers,message_stats,arguments,leader,members,online")
         guard let list = value as? [[String: Any]] else { throw ManagementError("unexpected answer from \(address)api/queues") }
         return list.compactMap(ManagedQueue.init)
     }
@@ -90,9 +90,15 @@ public struct ManagedQueue: Sendable, Hashable {
     public var publishRate: Double?
     public var deliverRate: Double?
     public var ackRate: Double?
+    /// Quorum queues: the node of the leader, and the nodes of every member
+    /// and of those online (nil for other queue types).
+    public var leader: String?
+    public var members: [String]?
+    public var online: [String]?
 
     public init(name: String, type: String = "quorum", ready: Int, unacknowledged: Int, consumers: Int,
-                publishRate: Double? = nil, deliverRate: Double? = nil, ackRate: Double? = nil) {
+                publishRate: Double? = nil, deliverRate: Double? = nil, ackRate: Double? = nil,
+                leader: String? = nil, members: [String]? = nil, online: [String]? = nil) {
         self.name = name
         self.type = type
         self.ready = ready
@@ -101,6 +107,9 @@ public struct ManagedQueue: Sendable, Hashable {
         self.publishRate = publishRate
         self.deliverRate = deliverRate
         self.ackRate = ackRate
+        self.leader = leader
+        self.members = members
+        self.online = online
     }
 
     init?(_ json: [String: Any]) {
@@ -113,7 +122,8 @@ public struct ManagedQueue: Sendable, Hashable {
                   // With no traffic yet the broker omits the stats: that is a rate of 0.
                   publishRate: stats == nil ? 0 : rate("publish_details") ?? 0,
                   deliverRate: stats == nil ? 0 : rate("deliver_get_details") ?? 0,
-                  ackRate: stats == nil ? 0 : rate("ack_details") ?? 0)
+                  ackRate: stats == nil ? 0 : rate("ack_details") ?? 0,
+                  leader: json["leader"] as? String, members: json["members"] as? [String], online: json["online"] as? [String])
     }
 }
 

@@ -76,6 +76,20 @@ public enum Rendering {
     }
 
     public static func count(_ value: Int?) -> String { value.map(String.init) ?? "-" }
+
+    /// A quorum queue's members online of all (`3/3`), red and flagged when
+    /// one is offline; `-` for a queue that has none (or without the management API).
+    public static func replicas(_ row: QueueRow, palette: Palette) -> String {
+        guard let members = row.members, let online = row.online else { return "-" }
+        let text = "\(online)/\(members)"
+        return row.underReplicated ? palette.red(text + " !") : text
+    }
+
+    /// A node name without its host part when it is the local one
+    /// (`rabbit@localhost` → `rabbit`), as a short column.
+    public static func node(_ name: String) -> String {
+        name.hasSuffix("@localhost") ? String(name.dropLast("@localhost".count)) : name
+    }
 }
 
 extension String {

@@ -39,37 +39,37 @@ public final class RabbitMQBroker: Broker {
 
     public func prepare(queues: [String]) async throws {
         for queue in queues { try Topology.validateQueue(queue) }
-        let channel = try await connection.openChannel()
-        defer { Task { try? await channel.close() } }
+        var channel = try await connection.openChannel()
+        defer { Task { [channel] in try? await channel.close() } }
         for exchange in topology.exchanges { try await channel.exchangeDeclare(exchange) }
         for (queue, exchange) in topology.delayQueues {
-            try await channel.queueDeclare(queue)
+            channel = try await declareQueue(queue, on: channel)
             try await channel.queueBind(queue: queue.name, exchange: exchange, routingKey: "")
         }
         for queue in queues {
-            try await channel.queueDeclare(topology.workQueueDeclaration(queue))
+            channel = try await declareQueue(topology.workQueueDeclaration(queue), on: channel)
             try await channel.queueBind(queue: topology.workQueue(queue), exchange: topology.tasksExchange, routingKey: queue)
-            try await channel.queueDeclare(topology.deadQueueDeclaration(queue))
+            channel = try await declareQueue(topology.deadQueueDeclaration(queue), on: channel)
             try await channel.queueBind(queue: topology.deadQueue(queue), exchange: topology.deadExchange, routingKey: queue)
         }
     }
 
     public func prepareIsolation(queues: [String]) async throws {
         for queue in queues { try Topology.validateQueue(queue) }
-        let channel = try await connection.openChannel()
-        defer { Task { try? await channel.close() } }
+        var channel = try await connection.openChannel()
+        defer { Task { [channel] in try? await channel.close() } }
         try await channel.exchangeDeclare(ExchangeDeclaration(name: topology.isolationExchange, type: "direct"))
         for queue in queues {
-            try await channel.queueDeclare(topology.isolationQueueDeclaration(queue))
+            channel = try await declareQueue(topology.isolationQueueDeclaration(queue), on: channel)
             try await channel.queueBind(queue: topology.isolationQueue(queue), exchange: topology.isolationExchange, routingKey: queue)
         }
     }
 
     public func prepareCoordinatorQueue(legacyEventBindings: Bool) async throws {
         try await prepare(queues: [])
-        let channel = try await connection.openChannel()
-        defer { Task { try? await channel.close() } }
-        try await channel.queueDeclare(topology.coordinatorQueueDeclaration)
+        var channel = try await connection.openChannel()
+        defer { Task { [channel] in try? await channel.close() } }
+        channel = try await declareQueue(topology.coordinatorQueueDeclaration, on: channel)
         for key in topology.coordinatorBindings {
             try await channel.queueBind(queue: topology.coordinatorQueue, exchange: topology.eventsExchange, routingKey: key)
         }
@@ -81,19 +81,46 @@ public final class RabbitMQBroker: Broker {
                 try await channel.queueUnbind(queue: topology.coordinatorQueue, exchange: topology.eventsExchange, routingKey: key)
             }
         }
-        try await channel.queueDeclare(topology.coordinatorDeadQueueDeclaration)
+        channel = try await declareQueue(topology.coordinatorDeadQueueDeclaration, on: channel)
     }
 
     public func preparePartitionQueue(_ partition: Int, of count: Int) async throws {
         try await prepare(queues: [])
-        let channel = try await connection.openChannel()
-        defer { Task { try? await channel.close() } }
+        var channel = try await connection.openChannel()
+        defer { Task { [channel] in try? await channel.close() } }
         let queue = topology.coordinatorQueue(partition: partition, of: count)
-        try await channel.queueDeclare(topology.coordinatorQueueDeclaration(partition: partition, of: count))
+        channel = try await declareQueue(topology.coordinatorQueueDeclaration(partition: partition, of: count), on: channel)
         for key in topology.coordinatorBindings(partition: partition, of: count) {
             try await channel.queueBind(queue: queue, exchange: topology.eventsExchange, routingKey: key)
         }
-        try await channel.queueDeclare(topology.coordinatorDeadQueueDeclaration)
+        channel = try await declareQueue(topology.coordinatorDeadQueueDeclaration, on: channel)
+    }
+
+    /// Declares a queue; returns the channel to go on with. A quorum queue
+    /// that exists with another replication size (declared by an earlier
+    /// Sluice, which set none, or with another `--replicas`) is kept as it
+    /// is: redeclaring cannot change its members (`rabbitmq-queues grow`
+    /// and `shrink` do), and refusing would stop every process that meets it.
+    func declareQueue(_ declaration: QueueDeclaration, on channel: AMQPChannel) async throws -> AMQPChannel {
+        do {
+            _ = try await channel.queueDeclare(declaration)
+            return channel
+        } catch let error as AMQPError where error.replyCode == 406 && (error.replyText ?? error.message).contains(Topology.replicasArgument) {
+            // The broker closed the channel; its reply names the queue's own value.
+            var existing = declaration
+            existing.arguments[Topology.replicasArgument] = Self.existingReplicas(in: error.replyText ?? error.message).map { .int64($0) }
+            let fresh = try await connection.openChannel()
+            _ = try await fresh.queueDeclare(existing)
+            return fresh
+        }
+    }
+
+    /// The replication size a PRECONDITION_FAILED reply says the queue has
+    /// ("... but current is '2'"), or nil for "current is none".
+    static func existingReplicas(in reply: String) -> Int64? {
+        guard let range = reply.firstRange(of: "current is ") else { return nil }
+        let digits = reply[range.upperBound...].drop { !$0.isNumber }.prefix { $0.isNumber }
+        return reply[range.upperBound...].hasPrefix("none") ? nil : Int64(digits)
     }
 
     public func watchDeadLetters(of queues: [String]) async throws {

@@ -1,6 +1,8 @@
 import Foundation
 import SluiceAMQP
+import SluiceCore
 import SluiceLocalBroker
+import SluiceRabbitMQ
 import SluiceTesting
 import SluiceWire
 import Testing
@@ -38,6 +40,17 @@ struct ClusterTests {
         }
         #expect(!seen.isEmpty)
         try await cluster.restart(node: 1)
+
+        // Replicas: 3 by default (every node here), or as many as asked.
+        for (replicas, queue) in [(3, "rep3"), (2, "rep2")] {
+            let broker = try await RabbitMQBroker.connect(url: url, topology: try Topology(prefix: "cl", replicas: replicas))
+            try await broker.prepare(queues: [queue])
+            await broker.close()
+            let listing = try await cluster.ctl(node: 1, "-q", "list_queues", "name", "members", "--formatter", "json")
+            let rows = try JSONSerialization.jsonObject(with: Data(listing.utf8)) as? [[String: Any]] ?? []
+            let members = rows.first { $0["name"] as? String == "cl.q.\(queue)" }?["members"] as? [Any]
+            #expect(members?.count == replicas, "\(listing)")
+        }
 
         // A consumer on a quorum queue; its node dies.
         let connection = try await AMQPConnection.connect(.init(url: url))

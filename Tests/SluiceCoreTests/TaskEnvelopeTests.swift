@@ -123,6 +123,21 @@ struct RetryAndTopologyTests {
         #expect(throws: SluiceError.self) { try Topology.validateQueue("has/slash") }
     }
 
+    @Test("every quorum queue Sluice declares asks for its replicas (3 by default); nil leaves it to the broker")
+    func replicas() throws {
+        let t = try Topology(prefix: "r")
+        let quorum = [t.workQueueDeclaration("q"), t.deadQueueDeclaration("q"), t.coordinatorQueueDeclaration,
+                      t.coordinatorDeadQueueDeclaration, t.coordinatorQueueDeclaration(partition: 1, of: 4),
+                      t.isolationQueueDeclaration("q")] + t.delayQueues.map(\.queue)
+        #expect(quorum.allSatisfy { $0.arguments["x-queue-type"] == "quorum" })
+        #expect(quorum.allSatisfy { $0.arguments[Topology.replicasArgument] == .int64(3) })
+        let five = try Topology(prefix: "r", replicas: 5)
+        #expect(five.workQueueDeclaration("q").arguments[Topology.replicasArgument] == .int64(5))
+        let brokers = try Topology(prefix: "r", replicas: nil)
+        #expect(brokers.workQueueDeclaration("q").arguments[Topology.replicasArgument] == nil)
+        #expect(throws: SluiceError.self) { try Topology(replicas: 0) }
+    }
+
     @Test("a delay picks the longest tier that fits, so long waits hop")
     func tiers() throws {
         let t = try Topology()

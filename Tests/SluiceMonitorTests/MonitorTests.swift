@@ -106,6 +106,31 @@ struct MonitorTests {
         #expect(only.queues[0].missing)
     }
 
+    @Test("a quorum queue's leader and members: online of all, flagged when a member is offline, in the JSON too")
+    func replicas() throws {
+        let t = try Topology(prefix: "app")
+        let nodes = ["r1@h", "r2@h", "r3@h"]
+        let list = [
+            ManagedQueue(name: "app.q.ok", ready: 0, unacknowledged: 0, consumers: 1, leader: "r1@h", members: nodes, online: nodes),
+            ManagedQueue(name: "app.q.short", ready: 0, unacknowledged: 0, consumers: 1, leader: "r2@h", members: nodes,
+                         online: ["r2@h", "r3@h"]),
+            ManagedQueue(name: "app.q.classic", type: "classic", ready: 0, unacknowledged: 0, consumers: 0),
+        ]
+        let o = QueueCollector.overview(from: list, topology: t, only: [], waits: [:])
+        let rows = Dictionary(uniqueKeysWithValues: o.queues.map { ($0.queue, $0) })
+        #expect(rows["ok"]?.members == 3 && rows["ok"]?.online == 3 && rows["ok"]?.leader == "r1@h" && rows["ok"]?.underReplicated == false)
+        #expect(rows["short"]?.online == 2 && rows["short"]?.underReplicated == true)
+        #expect(rows["classic"]?.members == nil && rows["classic"]?.underReplicated == false)
+        let p = Rendering.Palette(enabled: false)
+        #expect(Rendering.replicas(rows["ok"]!, palette: p) == "3/3")
+        #expect(Rendering.replicas(rows["short"]!, palette: p) == "2/3 !")
+        #expect(Rendering.replicas(rows["classic"]!, palette: p) == "-")
+        #expect(Rendering.node("rabbit@localhost") == "rabbit")
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(rows["short"]!)) as? [String: Any]
+        #expect(json?["underReplicated"] as? Bool == true && json?["members"] as? Int == 3 && json?["online"] as? Int == 2)
+        #expect(try JSONDecoder().decode(QueueRow.self, from: JSONEncoder().encode(rows["short"]!)) == rows["short"]!)
+    }
+
     @Test("tables align columns whatever the colour codes; sparklines scale to their maximum")
     func rendering() {
         let p = Rendering.Palette(enabled: true)
