@@ -32,7 +32,7 @@ extension ConnectionCore {
             }
         }
         var error = lastError!
-        if nodes.count > 1 { error.message += " (no node of \(nodes.count) answered)" }
+        if nodes.count > 1 { error.message += " (no node of \(nodes.count) accepted the connection)" }
         throw error
     }
 

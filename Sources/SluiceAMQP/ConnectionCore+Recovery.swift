@@ -58,6 +58,8 @@ extension ConnectionCore {
             try restore()
         } catch {
             if let connection {
+                // Connected, but restoring failed: try the next node first.
+                nodeIndex = (nodeIndex + 1) % configuration.url.nodes.count
                 RabbitMQC(state: connection).destroy()
                 self.connection = nil
                 socketFD = -1

@@ -74,6 +74,9 @@ final class ConnectionCore: @unchecked Sendable {
     init(configuration: AMQPConnection.Configuration) throws {
         self.configuration = configuration
         self.lifecycle = ConnectionStateMachine(recovery: configuration.recovery, now: .now)
+        guard !configuration.url.nodes.isEmpty else {
+            throw AMQPError(.invalidURL, operation: "connect", message: "the URL names no broker node")
+        }
         self.nodeIndex = Int.random(in: 0..<configuration.url.nodes.count)
         let fd = sluice_eventfd()
         guard fd >= 0 else {

@@ -110,7 +110,12 @@ public final class RabbitMQBroker: Broker {
             var existing = declaration
             existing.arguments[Topology.replicasArgument] = Self.existingReplicas(in: error.replyText ?? error.message).map { .int64($0) }
             let fresh = try await connection.openChannel()
-            _ = try await fresh.queueDeclare(existing)
+            do {
+                _ = try await fresh.queueDeclare(existing)
+            } catch {
+                Task { try? await fresh.close() }
+                throw error
+            }
             return fresh
         }
     }
