@@ -188,7 +188,6 @@ public struct WorkflowBenchmark: Sendable {
                 peak = max(peak, Self.residentBytes())
                 if let status = try await engine.runStatus(run.runID), status.isFinal {
                     latencies.append(seconds(since: started))
-                    if ProcessInfo.processInfo.environment["SLUICE_BENCH_TRACE"] != nil { print("PROBE \(Date().timeIntervalSince1970) \(latencies.last!)") }
                     break
                 }
                 try? await Task.sleep(for: .milliseconds(5))

@@ -251,7 +251,7 @@ struct BenchCommand: AsyncParsableCommand {
         func run() async throws {
             let url = try connection.resolvedURL()
             // The URL as given (its description hides the password).
-            let urlText = connection.urlEnvironment ?? ProcessInfo.processInfo.environment["SLUICE_URL"] ?? ConnectionOptions.localBroker
+            let urlText = connection.urlText
             let processes = self.processes
             let quiet = json
             let bench = PoisonBenchmark(url: url, rate: rate, seconds: seconds, poisons: poisons, taskSeconds: taskSeconds)

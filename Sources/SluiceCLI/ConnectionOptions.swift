@@ -38,18 +38,26 @@ struct ConnectionOptions: ParsableArguments {
     /// The URLs as given, for a child process's SLUICE_URL (which may hold
     /// several, separated by spaces: a URL has none); nil if none was given.
     var urlEnvironment: String? { url.isEmpty ? nil : url.joined(separator: " ") }
+
+    /// The broker URLs in force, as text: `--url`, else SLUICE_URL, else the local broker.
+    var urlText: String { urlEnvironment ?? ProcessInfo.processInfo.environment["SLUICE_URL"] ?? Self.localBroker }
 }
 
 extension ConnectionOptions {
     func resolvedURL() throws -> AMQPURL {
-        // Before any connection logs: to standard error, not into the command's output.
-        CLILogging.start()
-        let texts = url.isEmpty ? (ProcessInfo.processInfo.environment["SLUICE_URL"] ?? Self.localBroker).split(separator: " ").map(String.init) : url
         do {
-            return try AMQPURL(joining: texts)
+            return try Self.brokerURL(urlText)
         } catch let error as AMQPError {
             throw ValidationError("--url: \(error.message)")
         }
+    }
+
+    /// The broker in a SLUICE_URL-style text: one URL (its nodes
+    /// comma-separated), or several URLs of one cluster separated by spaces.
+    static func brokerURL(_ text: String) throws -> AMQPURL {
+        // Before any connection logs: to standard error, not into the command's output.
+        CLILogging.start()
+        return try AMQPURL(joining: text.split(separator: " ").map(String.init))
     }
 
     func topology() throws -> Topology {

@@ -102,8 +102,7 @@ struct DevCommand: AsyncParsableCommand {
         }
 
         // 3. The demo workflow (the dead queue may hold letters of earlier demos).
-        CLILogging.start()
-        let broker = try await RabbitMQBroker.connect(url: try AMQPURL(joining: brokerURL.split(separator: " ").map(String.init)), topology: try Topology(prefix: prefix), connectionName: "sluice dev")
+        let broker = try await RabbitMQBroker.connect(url: try ConnectionOptions.brokerURL(brokerURL), topology: try Topology(prefix: prefix), connectionName: "sluice dev")
         defer { Task { await broker.close() } }
         let deadBefore = (try? await broker.queueState(broker.topology.deadQueue("demo")).messageCount) ?? 0
         _ = try await api.call("POST", "v1/workflows", raw: Array(Self.demoWorkflow.utf8), contentType: "application/yaml",
@@ -165,7 +164,7 @@ struct DevCommand: AsyncParsableCommand {
     }
 
     private func redacted(_ url: String) -> String {
-        (try? AMQPURL(joining: url.split(separator: " ").map(String.init)).description) ?? url
+        (try? ConnectionOptions.brokerURL(url).description) ?? url
     }
 
     /// One line per step: state, attempts, and a map's elements by state.
