@@ -23,15 +23,20 @@ public struct QueueRow: Sendable, Hashable, Codable {
     public var missing: Bool
     /// The work queue's replicas (quorum queues, management API only): the
     /// leader's node, and how many members it has and how many are online.
-    public var leader: String?
-    public var members: Int?
-    public var online: Int?
-
+    public private(set) var leader: String?
+    public private(set) var members: Int?
+    public private(set) var online: Int?
     /// A member of the work queue is offline: it has fewer copies than it
-    /// should, and one more node lost may stop it.
-    public var underReplicated: Bool {
-        guard let members, let online else { return false }
-        return online < members
+    /// should, and one more node lost may stop it. (Stored, so that `--json`
+    /// carries it for scripts that alert on it.)
+    public private(set) var underReplicated = false
+
+    /// Sets the replicas from the management API's member lists.
+    public mutating func setReplicas(leader: String?, members: [String]?, online: [String]?) {
+        self.leader = leader
+        self.members = members?.count
+        self.online = online?.count
+        underReplicated = (online?.count ?? 0) < (members?.count ?? 0)
     }
 
     public init(queue: String, ready: Int? = nil, unacknowledged: Int? = nil, consumers: Int? = nil, dead: Int? = nil,
@@ -47,45 +52,6 @@ public struct QueueRow: Sendable, Hashable, Codable {
         self.ackRate = ackRate
         self.recentWaitMilliseconds = recentWaitMilliseconds
         self.missing = missing
-    }
-
-    private enum CodingKeys: String, CodingKey {
-        case queue, ready, unacknowledged, consumers, dead, publishRate, deliverRate, ackRate, recentWaitMilliseconds, missing
-        case leader, members, online, underReplicated
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(queue: try c.decode(String.self, forKey: .queue), ready: try c.decodeIfPresent(Int.self, forKey: .ready),
-                  unacknowledged: try c.decodeIfPresent(Int.self, forKey: .unacknowledged),
-                  consumers: try c.decodeIfPresent(Int.self, forKey: .consumers), dead: try c.decodeIfPresent(Int.self, forKey: .dead),
-                  publishRate: try c.decodeIfPresent(Double.self, forKey: .publishRate),
-                  deliverRate: try c.decodeIfPresent(Double.self, forKey: .deliverRate),
-                  ackRate: try c.decodeIfPresent(Double.self, forKey: .ackRate),
-                  recentWaitMilliseconds: try c.decodeIfPresent(Double.self, forKey: .recentWaitMilliseconds),
-                  missing: try c.decode(Bool.self, forKey: .missing))
-        leader = try c.decodeIfPresent(String.self, forKey: .leader)
-        members = try c.decodeIfPresent(Int.self, forKey: .members)
-        online = try c.decodeIfPresent(Int.self, forKey: .online)
-    }
-
-    /// As the fields are, plus `underReplicated` (for scripts that alert on it).
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(queue, forKey: .queue)
-        try c.encodeIfPresent(ready, forKey: .ready)
-        try c.encodeIfPresent(unacknowledged, forKey: .unacknowledged)
-        try c.encodeIfPresent(consumers, forKey: .consumers)
-        try c.encodeIfPresent(dead, forKey: .dead)
-        try c.encodeIfPresent(publishRate, forKey: .publishRate)
-        try c.encodeIfPresent(deliverRate, forKey: .deliverRate)
-        try c.encodeIfPresent(ackRate, forKey: .ackRate)
-        try c.encodeIfPresent(recentWaitMilliseconds, forKey: .recentWaitMilliseconds)
-        try c.encode(missing, forKey: .missing)
-        try c.encodeIfPresent(leader, forKey: .leader)
-        try c.encodeIfPresent(members, forKey: .members)
-        try c.encodeIfPresent(online, forKey: .online)
-        if members != nil { try c.encode(underReplicated, forKey: .underReplicated) }
     }
 }
 
@@ -185,9 +151,7 @@ public struct QueueCollector: Sendable {
                 row.ackRate = q.ackRate
                 row.recentWaitMilliseconds = waits[name]
                 row.missing = false
-                row.leader = q.leader
-                row.members = q.members?.count
-                row.online = q.online?.count
+                row.setReplicas(leader: q.leader, members: q.members, online: q.online)
                 rows[name] = row
             case .dead:
                 var row = rows[name] ?? QueueRow(queue: name, missing: true)
