@@ -520,8 +520,9 @@ public actor RunEngine {
                 if plan.working[runID] == nil {
                     // Its partition moved away since the command was submitted.
                     guard leads(runID) else {
+                        // A command goes to the new leader; a timer is that leader's to fire.
                         if removeTimers.isEmpty { plan.messages.append(RunMessage(runID: runID, event: event)) }
-                        results.append(.success(.forwarded))
+                        results.append(.success(removeTimers.isEmpty ? .forwarded : .done))
                         continue
                     }
                     guard let loaded = try await takeMachine(runID) else {
