@@ -18,13 +18,16 @@ public final class RabbitMQBroker: Broker {
     public let topology: Topology
     /// The underlying connection.
     public let connection: AMQPConnection
-    private let publishers: [AMQPChannel]
+    /// The publisher channels, each with when it was opened (see ``replace(publisher:_:)``).
+    private let publishers: Mutex<[(channel: AMQPChannel, opened: ContinuousClock.Instant)]>
+    private let publisherCount: Int
     private let nextPublisher = Atomic<UInt>(0)
 
     private init(topology: Topology, connection: AMQPConnection, publishers: [AMQPChannel]) {
         self.topology = topology
         self.connection = connection
-        self.publishers = publishers
+        self.publishers = Mutex(publishers.map { ($0, ContinuousClock.now) })
+        self.publisherCount = publishers.count
     }
 
     /// Connects and opens the publishing channels.
@@ -139,8 +142,33 @@ public final class RabbitMQBroker: Broker {
 
     public func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>] {
         let turn = nextPublisher.wrappingAdd(1, ordering: .relaxed).oldValue
-        let publisher = publishers[Int(turn % UInt(publishers.count))]
-        return try await publisher.publish(batch: messages).map { $0.mapError { $0 as any Error } }
+        let slot = Int(turn % UInt(publisherCount))
+        let publisher = publishers.withLock { $0[slot].channel }
+        let results = try await publisher.publish(batch: messages)
+        if results.contains(where: { if case .failure(let error) = $0 { error.code == .publishNacked } else { false } }) {
+            await replace(publisher: slot, publisher)
+        }
+        return results.map { $0.mapError { $0 as any Error } }
+    }
+
+    /// Opens a new channel in place of a publisher channel the broker nacked.
+    ///
+    /// A nack may be the channel's fault, not the queue's: on RabbitMQ 3.10, a
+    /// channel that first publishes to a quorum queue while the queue elects a
+    /// new leader (its node just died) can go on nacking every publish to it,
+    /// while a new channel on the same connection succeeds (seen in
+    /// `ClusterTests`). The old channel is closed: publishes still waiting on
+    /// it fail, as nacks would. At most one replacement per channel a second,
+    /// since a full queue (`x-overflow: reject-publish`) nacks every time too.
+    private func replace(publisher slot: Int, _ old: AMQPChannel) async {
+        let due = publishers.withLock { p in
+            guard p[slot].channel === old, ContinuousClock.now - p[slot].opened >= .seconds(1) else { return false }
+            p[slot].opened = .now  // this caller replaces it; others skip
+            return true
+        }
+        guard due, let fresh = try? await connection.openChannel(confirms: true) else { return }
+        publishers.withLock { $0[slot].channel = fresh }
+        try? await old.close()
     }
 
     public func consume(queue: String, prefetch: Int) async throws -> BrokerConsumer {

@@ -7,9 +7,10 @@ import SluiceTesting
 import SluiceWire
 import Testing
 
-/// Connections to a three-node cluster of their own (`scripts/cluster`):
-/// a URL with every node's address.
-@Suite("A RabbitMQ cluster: several node addresses")
+/// Connections and processes on a three-node cluster of their own
+/// (`scripts/cluster`), given a URL with every node's address. One test at
+/// a time: each runs three RabbitMQ nodes.
+@Suite("A RabbitMQ cluster: several node addresses, nodes killed and restarted", .serialized)
 struct ClusterTests {
     @Test("a connection skips a node that is down, and moves to another node when its own dies; a consumer resumes there")
     func failover() async throws {
