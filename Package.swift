@@ -128,7 +128,7 @@ let package = Package(
             name: "SluiceCLI",
             dependencies: [
                 "SluiceWire", "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceBenchmarks",
-                "SluiceWorkflow", "SluiceCoordinator", "SluiceMonitor", "SluiceLocalBroker",
+                "SluiceWorkflow", "SluiceCoordinator", "SluiceMonitor", "SluiceLocalBroker", "SluiceSpawn",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -138,6 +138,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "SluiceSpawn",
             swiftSettings: strictSwift
         ),
         .target(
@@ -159,6 +163,11 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/SluiceBenchmarks",
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "SluiceSpawnTests",
+            dependencies: ["SluiceSpawn"],
             swiftSettings: strictSwift
         ),
         .testTarget(

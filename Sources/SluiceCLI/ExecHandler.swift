@@ -1,5 +1,6 @@
 import Foundation
 import SluiceCore
+import SluiceSpawn
 import SluiceWorker
 import Synchronization
 
@@ -13,9 +14,6 @@ struct ExecHandler: Sendable {
     static let withheldVariables = ["SLUICE_URL", "SLUICE_API_TOKEN", "SLUICE_STORE", "SLUICE_MANAGEMENT_URL", "SLUICE_EVENT_KEY"]
 
     func handle(_ context: TaskContext) async throws -> [UInt8]? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
         var environment = ProcessInfo.processInfo.environment
         // The worker's own secrets are not the task's: a script gets its task, not the broker's password.
         for secret in Self.withheldVariables { environment[secret] = nil }
@@ -27,57 +25,55 @@ struct ExecHandler: Sendable {
         if let run = context.task.workflowRunID { environment["SLUICE_WORKFLOW_RUN"] = run }
         if let step = context.task.workflowStep { environment["SLUICE_WORKFLOW_STEP"] = step }
         environment["SLUICE_IDEMPOTENCY_KEY"] = context.idempotencyKey
-        process.environment = environment
-        let input = Pipe(), output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = FileHandle.standardError
+        // posix_spawn, not Foundation's Process: its run() can crash (see ChildProcess).
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(executable: "/bin/sh", arguments: ["-c", command], environment: environment,
+                                     standardInput: .pipe, standardOutput: .pipe, standardError: .inherit)
+        } catch {
+            throw TaskFailure.permanent("cannot run \(command): \(error)", kind: "exec_failed")
+        }
         let collected = OutputBuffer(limit: maxOutput)
-        let status: Int32 = try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-                do {
-                    try process.run()
-                } catch {
-                    continuation.resume(throwing: TaskFailure.permanent("cannot run \(command): \(error)", kind: "exec_failed"))
-                    return
-                }
-                // Blocking pipe I/O stays off the concurrency pool, each end on a
-                // thread of its own: a child may write all its output before it
-                // reads its input, or never read it (the write then fails with
-                // EPIPE, which is fine: the worker ignores SIGPIPE).
-                let arguments = Data(context.arguments)
-                let writer = Thread {
-                    try? input.fileHandleForWriting.write(contentsOf: arguments)
-                    try? input.fileHandleForWriting.close()
-                }
-                writer.start()
-                let reader = Thread {
-                    let handle = output.fileHandleForReading
-                    while let data = try? handle.read(upToCount: 64 << 10), !data.isEmpty { collected.append(data) }
-                    collected.finish()
-                }
-                reader.start()
-            }
+        // Blocking pipe I/O stays off the concurrency pool, each end on a
+        // thread of its own: a child may write all its output before it
+        // reads its input, or never read it (the write then fails with
+        // EPIPE, which is fine: the worker ignores SIGPIPE).
+        let arguments = Data(context.arguments)
+        if let input = child.standardInput {
+            Thread {
+                try? input.write(contentsOf: arguments)
+                try? input.close()
+            }.start()
+        }
+        if let output = child.standardOutput {
+            Thread {
+                while let data = try? output.read(upToCount: 64 << 10), !data.isEmpty { collected.append(data) }
+                collected.finish()
+            }.start()
+        }
+        let termination = await withTaskCancellationHandler {
+            await child.wait()
         } onCancel: {
-            if process.isRunning { process.terminate() }
+            child.signal(SIGTERM)
         }
         // The output ends when every holder of the pipe has closed it; a
         // background grandchild may keep it open, so wait a little, not forever.
         await collected.waitUntilFinished(timeout: .seconds(2))
         try Task.checkCancellation()
-        switch status {
-        case 0:
+        switch termination {
+        case .exited(0):
             let bytes = collected.bytes
             // A JSON result is kept as is; other text becomes a JSON string.
             if bytes.isEmpty { return nil }
             if (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) != nil { return bytes }
             let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             return Array((try? JSONEncoder().encode(text)) ?? Data())
-        case 75:
+        case .exited(75):
             throw TaskFailure(kind: "exec_retry", "the command asked for a retry (exit 75)")
-        default:
+        case .exited(let status):
             throw TaskFailure(kind: "exec_exit_\(status)", "the command exited with status \(status)")
+        case .signaled(let signal):
+            throw TaskFailure(kind: "exec_signal_\(signal)", "the command was killed by signal \(signal)")
         }
     }
 }
