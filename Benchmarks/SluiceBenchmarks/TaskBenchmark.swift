@@ -59,7 +59,7 @@ public struct TaskBenchmark: Sendable {
         self.url = url
         self.count = count
         self.concurrency = concurrency
-        self.rounds = max(1, rounds)
+        self.rounds = max(0, rounds)
         self.latencyTasks = latencyTasks
         self.offeredRate = offeredRate
         self.startedEvents = startedEvents
@@ -94,7 +94,7 @@ public struct TaskBenchmark: Sendable {
 
         let arguments = Array(#"{"n":0}"#.utf8)
         var results: [Round] = []
-        for round in 1...rounds {
+        for round in stride(from: 1, through: rounds, by: 1) {
             let label = "round \(round)/\(rounds)"
             func measureRaw() async throws -> Double {
                 progress("\(label): raw ceiling (quorum, \(count) × 100 B, confirmed)...")
@@ -140,19 +140,21 @@ public struct TaskBenchmark: Sendable {
             results.append(Round(rawConfirmedPublishesPerSecond: raw, enqueuePerSecond: enqueue, endToEndPerSecond: endToEnd))
         }
 
-        progress("enqueue-to-start latency: \(latencyTasks) tasks at \(offeredRate)/s...")
-        let (_, group, running) = startWorker()
-        let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, offeredRate)))
-        let latencyStart = ContinuousClock.now
-        for i in 0..<latencyTasks {
-            try await Task.sleep(until: latencyStart + interval * i, clock: .continuous)
-            let sent = DispatchTime.now().uptimeNanoseconds
-            try await client.enqueue(name: "bench.latency", json: Array(try JSONEncoder().encode(LatencyArguments(sent: sent))),
-                                     options: .init(queue: queue))
+        if latencyTasks > 0 {
+            progress("enqueue-to-start latency: \(latencyTasks) tasks at \(offeredRate)/s...")
+            let (_, group, running) = startWorker()
+            let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, offeredRate)))
+            let latencyStart = ContinuousClock.now
+            for i in 0..<latencyTasks {
+                try await Task.sleep(until: latencyStart + interval * i, clock: .continuous)
+                let sent = DispatchTime.now().uptimeNanoseconds
+                try await client.enqueue(name: "bench.latency", json: Array(try JSONEncoder().encode(LatencyArguments(sent: sent))),
+                                         options: .init(queue: queue))
+            }
+            while latencies.count < latencyTasks { try await Task.sleep(for: .milliseconds(5)) }
+            await group.triggerGracefulShutdown()
+            try await running.value
         }
-        while latencies.count < latencyTasks { try await Task.sleep(for: .milliseconds(5)) }
-        await group.triggerGracefulShutdown()
-        try await running.value
 
         // The bench prefix's queues and exchanges stay small and empty; remove them.
         let admin = try await broker.connection.openChannel()

@@ -4,6 +4,7 @@ import SluiceAMQP
 import SluiceBenchmarks
 import SluiceCoordinator
 import SluiceCore
+import SluiceWire
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -67,6 +68,11 @@ struct BenchCommand: AsyncParsableCommand {
             alternate which of the first two goes first; the summary gives the medians. Then \
             --latency-tasks tasks are enqueued one at a time at --rate per second and the \
             enqueue-to-start latency is reported (HdrHistogram).
+
+            With --versus URL, every measurement also runs against a second broker (say one \
+            node, against a cluster given by --url), round by round in turns, and the summary \
+            gives each figure of the first as a ratio of the second's: a comparison made in one \
+            run, on a machine whose speed drifts between runs.
             """)
         @Option(help: "Tasks per round for the throughput runs.") var count = 50_000
         @Option(help: "Worker concurrency (tasks in flight; a no-op task needs a deep pipeline).") var concurrency = 300
@@ -76,10 +82,13 @@ struct BenchCommand: AsyncParsableCommand {
         @Flag(help: "The worker also publishes `started` events (workers do not by default).") var startedEvents = false
         @Flag(help: "Run the worker as `sluice worker --metrics` does: default middleware (logging, metrics, tracing), Prometheus metrics.")
         var observed = false
+        @Option(help: "A second broker to measure in the same run, for ratios (e.g. one node, against a cluster in --url).")
+        var versus: String?
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var connection: ConnectionOptions
 
         func validate() throws {
+            if let versus { _ = try parseURL(versus, option: "--versus") }
             guard count > 0, concurrency > 0, rounds > 0, latencyTasks > 0, rate > 0 else {
                 throw ValidationError("--count, --concurrency, --rounds, --latency-tasks and --rate must be positive")
             }
@@ -87,6 +96,7 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() async throws {
             let url = try connection.resolvedURL()
+            if let versus { return try await compare(url, try parseURL(versus, option: "--versus")) }
             let quiet = json
             var benchmark = TaskBenchmark(url: url, count: count, concurrency: concurrency, rounds: rounds,
                                           latencyTasks: latencyTasks, offeredRate: rate, startedEvents: startedEvents)
@@ -118,6 +128,73 @@ struct BenchCommand: AsyncParsableCommand {
             print("median: raw \(Int(r.medianRaw))/s; confirmed enqueue \(Int(r.medianEnqueue)) tasks/s (\(pct(r.medianEnqueueRatio)) of raw); "
                 + "end to end, 1 worker, concurrency \(concurrency): \(Int(r.medianEndToEnd)) tasks/s (\(pct(r.medianEndToEndRatio)) of raw)")
             print("enqueue-to-start at \(r.offeredRate)/s: p50 \(latency["p50"]!) µs, p99 \(latency["p99"]!) µs, max \(latency["max"]!) µs")
+        }
+
+        private func parseURL(_ text: String, option: String) throws -> AMQPURL {
+            do { return try ConnectionOptions.brokerURL(text) } catch let error as AMQPError { throw ValidationError("\(option): \(error.message)") }
+        }
+
+        /// `--versus`: the rounds against the two brokers in turns (which goes
+        /// first alternates), then each one's latency run; ratios are first/second.
+        private func compare(_ first: AMQPURL, _ second: AMQPURL) async throws {
+            let quiet = json
+            func benchmark(_ url: AMQPURL, rounds: Int, latencyTasks: Int) -> TaskBenchmark {
+                var b = TaskBenchmark(url: url, count: count, concurrency: concurrency, rounds: rounds, latencyTasks: latencyTasks,
+                                      offeredRate: rate, startedEvents: startedEvents)
+                b.defaultMiddleware = observed
+                return b
+            }
+            if observed { PrometheusMetrics.bootstrap() }
+            var results: [[TaskBenchmark.Round]] = [[], []]
+            let urls = [first, second]
+            for round in 0..<rounds {
+                for side in round % 2 == 0 ? [0, 1] : [1, 0] {
+                    let name = side == 0 ? "--url" : "--versus"
+                    let r = try await benchmark(urls[side], rounds: 1, latencyTasks: 0).run {
+                        if !quiet { standardError("\(name), round \(round + 1)/\(rounds): \($0)") }
+                    }
+                    results[side] += r.rounds
+                }
+            }
+            var latency: [TaskBenchmark.Result] = []
+            for (side, url) in urls.enumerated() {
+                let name = side == 0 ? "--url" : "--versus"
+                latency.append(try await benchmark(url, rounds: 0, latencyTasks: latencyTasks).run {
+                    if !quiet { standardError("\(name): \($0)") }
+                })
+            }
+            let medians = results.map { rounds -> [String: Double] in
+                ["raw": median(rounds.map(\.rawConfirmedPublishesPerSecond)), "enqueue": median(rounds.map(\.enqueuePerSecond)),
+                 "end_to_end": median(rounds.map(\.endToEndPerSecond))]
+            }
+            let p = latency.map { ["p50": Double($0.startLatency(percentile: 50)), "p99": Double($0.startLatency(percentile: 99))] }
+            func ratio(_ a: Double?, _ b: Double?) -> Double { (a ?? 0) / max(b ?? 0, 1e-9) }
+            if json {
+                func side(_ i: Int) -> [String: Any] {
+                    ["url": "\(urls[i])", "median_raw_confirmed_publishes_per_s": medians[i]["raw"]!.rounded(),
+                     "median_enqueue_per_s": medians[i]["enqueue"]!.rounded(), "median_end_to_end_per_s": medians[i]["end_to_end"]!.rounded(),
+                     "start_latency_us": ["p50": p[i]["p50"]!, "p99": p[i]["p99"]!]]
+                }
+                printJSON([
+                    "url": side(0), "versus": side(1), "rounds": rounds, "count": count, "concurrency": concurrency, "offered_rate": rate,
+                    "ratio": ["raw": ratio(medians[0]["raw"], medians[1]["raw"]), "enqueue": ratio(medians[0]["enqueue"], medians[1]["enqueue"]),
+                              "end_to_end": ratio(medians[0]["end_to_end"], medians[1]["end_to_end"]),
+                              "start_latency_p50": ratio(p[0]["p50"], p[1]["p50"]), "start_latency_p99": ratio(p[0]["p99"], p[1]["p99"])],
+                ])
+                return
+            }
+            func row(_ label: String, _ i: Int) -> String {
+                label.padding(toLength: 9, withPad: " ", startingAt: 0)
+                    + String(format: " %13.0f  %9.0f  %12.0f  %8.0f / %.0f µs", medians[i]["raw"]!, medians[i]["enqueue"]!,
+                             medians[i]["end_to_end"]!, p[i]["p50"]!, p[i]["p99"]!)
+            }
+            print("medians of \(rounds) rounds each; latency at \(rate)/s")
+            print("broker    raw publish/s  enqueue/s  end to end/s  start p50 / p99")
+            print(row("--url", 0))
+            print(row("--versus", 1))
+            print(String(format: "ratio     %13.2f  %9.2f  %12.2f  %8.2f / %.2f", ratio(medians[0]["raw"], medians[1]["raw"]),
+                         ratio(medians[0]["enqueue"], medians[1]["enqueue"]), ratio(medians[0]["end_to_end"], medians[1]["end_to_end"]),
+                         ratio(p[0]["p50"], p[1]["p50"]), ratio(p[0]["p99"], p[1]["p99"])))
         }
     }
 
