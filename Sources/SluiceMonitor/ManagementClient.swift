@@ -3,18 +3,25 @@ public import Foundation
 import FoundationNetworking
 #endif
 public import SluiceAMQP
+import Synchronization
 
 /// Reads queue counts and rates from RabbitMQ's management HTTP API. Only
 /// GET requests: monitoring never changes a queue.
 public struct ManagementClient: Sendable {
     /// The API's base URL, e.g. `http://127.0.0.1:15672/`.
     public var base: URL
+    /// The same API on the cluster's other nodes, tried in turn when the
+    /// one in use does not answer (a node down must not blind the monitor).
+    public var alternatives: [URL]
     public var user: String
     public var password: String
     public var vhost: String
+    /// Which of `[base] + alternatives` answered last.
+    private let inUse = NodeChoice()
 
-    public init(base: URL, user: String, password: String, vhost: String) {
+    public init(base: URL, alternatives: [URL] = [], user: String, password: String, vhost: String) {
         self.base = base
+        self.alternatives = alternatives
         self.user = user
         self.password = password
         self.vhost = vhost
@@ -38,16 +45,23 @@ public struct ManagementClient: Sendable {
             if !parts.path.hasSuffix("/") { parts.path += "/" }
             base = parts.url!
         } else {
-            let port = amqp.port == 5672 ? 15672 : amqp.port == 5671 ? 15671 : amqp.port + 2
+            // One per node of the URL: the first answers unless it is down.
             let scheme = amqp.scheme == "amqps" ? "https" : "http"
-            let host = amqp.host.contains(":") ? "[\(amqp.host)]" : amqp.host
-            base = URL(string: "\(scheme)://\(host):\(port)/")!
+            let all = amqp.nodes.map { node -> URL in
+                let port = node.port == 5672 ? 15672 : node.port == 5671 ? 15671 : node.port + 2
+                let host = node.host.contains(":") ? "[\(node.host)]" : node.host
+                return URL(string: "\(scheme)://\(host):\(port)/")!
+            }
+            return ManagementClient(base: all[0], alternatives: Array(all.dropFirst()), user: user, password: password, vhost: amqp.vhost)
         }
         return ManagementClient(base: base, user: user, password: password, vhost: amqp.vhost)
     }
 
-    /// The address without credentials, for messages.
-    public var address: String { base.absoluteString }
+    /// The address in use, without credentials, for messages.
+    public var address: String { current.absoluteString }
+
+    private var candidates: [URL] { [base] + alternatives }
+    private var current: URL { let all = candidates; return all[inUse.index.load(ordering: .relaxed) % all.count] }
 
     /// Every queue of the vhost, with counts and rates.
     public func queues() async throws -> [ManagedQueue] {
@@ -58,16 +72,28 @@ public struct ManagementClient: Sendable {
     }
 
     private func get(_ path: String) async throws -> Any {
-        guard let url = URL(string: path, relativeTo: base) else { throw ManagementError("bad path \(path)") }
-        var request = URLRequest(url: url)
-        request.timeoutInterval = 3
-        let credentials = Data("\(user):\(password)".utf8).base64EncodedString()
-        request.setValue("Basic \(credentials)", forHTTPHeaderField: "Authorization")
-        let data: Data, response: URLResponse
-        do {
-            (data, response) = try await URLSession.shared.data(for: request)
-        } catch {
-            throw ManagementError("the management API at \(address) is not reachable (\(error.localizedDescription))")
+        let all = candidates
+        let first = inUse.index.load(ordering: .relaxed) % all.count
+        var data = Data(), response: URLResponse?
+        var unreachable: [String] = []
+        // The node that answered last first, then the others in order.
+        for offset in 0..<all.count {
+            let index = (first + offset) % all.count
+            guard let url = URL(string: path, relativeTo: all[index]) else { throw ManagementError("bad path \(path)") }
+            var request = URLRequest(url: url)
+            request.timeoutInterval = 3
+            let credentials = Data("\(user):\(password)".utf8).base64EncodedString()
+            request.setValue("Basic \(credentials)", forHTTPHeaderField: "Authorization")
+            do {
+                (data, response) = try await URLSession.shared.data(for: request)
+                inUse.index.store(index, ordering: .relaxed)
+                break
+            } catch {
+                unreachable.append("\(all[index].absoluteString) (\(error.localizedDescription))")
+            }
+        }
+        guard let response else {
+            throw ManagementError("the management API is not reachable at " + unreachable.joined(separator: ", "))
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard status == 200 else {
@@ -131,4 +157,9 @@ public struct ManagedQueue: Sendable, Hashable {
 public struct ManagementError: Error, CustomStringConvertible, Sendable {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// The index of the management endpoint in use, shared by a client's copies.
+private final class NodeChoice: Sendable {
+    let index = Atomic<Int>(0)
 }

@@ -19,7 +19,7 @@ extension ClusterTests {
 
     @Test("the node the producer and workers are on is killed, then one they are not on: no confirmed task is lost, every run completes, every process reconnects")
     func nodesKilledUnderLoad() async throws {
-        let cluster = PrivateCluster.unique("kill-load")
+        let cluster = PrivateCluster.unique("kill-load", plugins: "rabbitmq_management")
         try await cluster.start()
         do {
             try await killNodes(cluster)
@@ -140,6 +140,22 @@ extension ClusterTests {
                                + "\(confirmedAtKill) confirmed at the kill; now \(producer.summary); queues:\n\(queues))", seconds: error.seconds)
         }
         for w in ["w1", "w2"] { try await log.waitForProgress("after node \(shared) was killed", worker: w, more: 20, processes: workers) }
+        // `sluice queues` sees it through a live node's management API (the
+        // dead node first in its list): the work queue has 2 of 3 members online.
+        let listURL = cluster.url(nodes: [shared] + [1, 2, 3].filter { $0 != shared })
+        let seen = try await within(90, "sluice queues to report the work queue under-replicated") {
+            while true {
+                let (status, output) = try await SluiceBinary.run(["queues", "--json", "--url", listURL, "--prefix", prefix])
+                let json = output.firstIndex(of: "{").map { String(output[$0...]) } ?? ""
+                if status == 0, let overview = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+                   let load = (overview["queues"] as? [[String: Any]])?.first(where: { $0["queue"] as? String == "load" }),
+                   load["online"] as? Int == 2, load["members"] as? Int == 3 {
+                    return load["underReplicated"] as? Bool
+                }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        #expect(seen == true)
         try await startRuns("killed")
         try await cluster.restart(node: shared)
 
