@@ -146,11 +146,12 @@ let package = Package(
         ),
         .target(
             name: "SluiceLocalBroker",
+            dependencies: ["SluiceSpawn"],
             swiftSettings: strictSwift
         ),
         .target(
             name: "SluiceTesting",
-            dependencies: ["SluiceLocalBroker"],
+            dependencies: ["SluiceLocalBroker", "SluiceSpawn"],
             swiftSettings: strictSwift
         ),
         .target(
@@ -225,7 +226,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["SluiceWire", "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker",
-                           "SluiceLocalBroker", "SluiceTesting", "SluiceMonitor",
+                           "SluiceLocalBroker", "SluiceTesting", "SluiceMonitor", "SluiceSpawn",
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            "SluiceWorkflow", "SluiceCoordinator"],

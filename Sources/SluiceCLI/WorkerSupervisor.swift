@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SluiceSpawn
 import Synchronization
 import UnixSignals
 
@@ -29,7 +30,7 @@ import UnixSignals
 ///   in lockstep); only unexplained exits back off.
 final class WorkerSupervisor: Sendable {
     struct Slot: Sendable {
-        var process: Process?
+        var process: ChildProcess?
         var startedAt = ContinuousClock.now
         var failures = 0
         /// Running tasks by id, with when they started.
@@ -229,51 +230,61 @@ final class WorkerSupervisor: Sendable {
     }
 
     private func start(_ slot: Int) {
-        let (process, input) = SupervisedChild.process(arguments(slot), environment: environment)
-        let reports = Pipe()
-        process.standardOutput = reports
-        reports.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            if data.isEmpty { handle.readabilityHandler = nil; return }
-            guard let self else { return }
-            self.clear(self.read(reports: data, slot: slot))
-        }
         let continuation = exits.continuation
-        process.terminationHandler = { [weak self] p in
-            // Reports still in the pipe (a task that crashed the child at once
-            // was reported just before): read them before the exit is judged.
-            let handle = reports.fileHandleForReading
-            handle.readabilityHandler = nil
-            if let rest = try? handle.readToEnd(), !rest.isEmpty, let self { self.clear(self.read(reports: rest, slot: slot)) }
-            continuation.yield((slot, p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus))
+        let child: ChildProcess
+        do {
+            child = try SupervisedChild.spawn(arguments(slot), environment: environment, output: .pipe)
+        } catch {
+            logger.error("cannot start a worker process", metadata: ["error": "\(error)"])
+            continuation.yield((slot, 127))
+            return
         }
-        // The slot is set before the process runs: one that exits at once is
-        // then cleared by the exit loop, never marked live after it.
+        // The slot is set before the exit is watched: one that exits at once
+        // is then cleared by the exit loop, never marked live after it.
         let stopping = state.withLock { s -> Bool in
-            s.slots[slot].process = process
-            s.slots[slot].input = input.fileHandleForWriting
+            s.slots[slot].process = child
+            s.slots[slot].input = child.standardInput
             s.slots[slot].inUse = true
             s.slots[slot].startedAt = .now
             s.slots[slot].tasks = [:]
             s.slots[slot].partial = []
             return s.stopping
         }
-        do {
-            try process.run()
-            try? input.fileHandleForReading.close()
-            try? reports.fileHandleForWriting.close()
-            // What is known so far, then `ready`: the child starts consuming only after it.
-            state.withLock { s in
-                guard let handle = s.slots[slot].input else { return }
-                try? handle.write(contentsOf: Data((s.verdicts.lines + ["ready"]).joined(separator: "\n").utf8 + [UInt8(ascii: "\n")]))
-            }
-            // A stop that came while this one was being started.
-            if stopping { kill(process.processIdentifier, SIGTERM) }
-            logger.info("worker process started", metadata: ["slot": "\(slot)", "pid": "\(process.processIdentifier)"])
-        } catch {
-            logger.error("cannot start a worker process", metadata: ["error": "\(error)"])
-            continuation.yield((slot, 127))
+        // Reports, read on a thread of their own until the child's end closes the pipe.
+        let reportsRead = OnceSignal()
+        if let reports = child.standardOutput {
+            Thread { [weak self] in
+                // read(2), not FileHandle.read(upToCount:), which waits for the count or the end.
+                var buffer = [UInt8](repeating: 0, count: 64 << 10)
+                while true {
+                    let n = Glibc.read(reports.fileDescriptor, &buffer, buffer.count)
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0, let self else { break }
+                    self.clear(self.read(reports: Data(buffer[0..<n]), slot: slot))
+                }
+                reportsRead.fire()
+            }.start()
+        } else {
+            reportsRead.fire()
         }
+        Task {
+            let termination = await child.wait()
+            // Reports still in the pipe (a task that crashed the child at once
+            // was reported just before) are read before the exit is judged.
+            await reportsRead.wait()
+            switch termination {
+            case .exited(let status): continuation.yield((slot, status))
+            case .signaled(let signal): continuation.yield((slot, 128 + signal))
+            }
+        }
+        // What is known so far, then `ready`: the child starts consuming only after it.
+        state.withLock { s in
+            guard let handle = s.slots[slot].input else { return }
+            try? handle.write(contentsOf: Data((s.verdicts.lines + ["ready"]).joined(separator: "\n").utf8 + [UInt8(ascii: "\n")]))
+        }
+        // A stop that came while this one was being started.
+        if stopping { child.signal(SIGTERM) }
+        logger.info("worker process started", metadata: ["slot": "\(slot)", "pid": "\(child.pid)"])
     }
 
     /// Lines `started <id>`, `finished <id>` and `poisoned <id>` from a
@@ -316,27 +327,27 @@ final class WorkerSupervisor: Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(250))
             let now = ContinuousClock.now
-            let stuck = state.withLock { s -> [(Int32, String)] in
-                var result: [(Int32, String)] = []
+            let stuck = state.withLock { s -> [(ChildProcess, String)] in
+                var result: [(ChildProcess, String)] = []
                 for i in s.slots.indices {
                     guard let p = s.slots[i].process, !s.slots[i].killedForLimit,
                           let (id, _) = s.slots[i].tasks.first(where: { now - $0.value > hardLimit }) else { continue }
                     s.slots[i].killedForLimit = true
-                    result.append((p.processIdentifier, id))
+                    result.append((p, id))
                 }
                 return result
             }
-            for (pid, task) in stuck {
+            for (child, task) in stuck {
                 logger.error("a task ran past the hard time limit: killing its worker process (the task will be redelivered)",
-                             metadata: ["pid": "\(pid)", "task.id": "\(task)", "limit": "\(hardLimit)"])
-                kill(pid, SIGKILL)
+                             metadata: ["pid": "\(child.pid)", "task.id": "\(task)", "limit": "\(hardLimit)"])
+                child.signal(SIGKILL)
             }
         }
     }
 
     private func signalChildren(_ sig: Int32) {
-        let pids = state.withLock { $0.slots.compactMap { $0.process?.processIdentifier } }
-        for pid in pids { kill(pid, sig) }
+        let children = state.withLock { $0.slots.compactMap(\.process) }
+        for child in children { child.signal(sig) }
     }
 }
 
@@ -360,6 +371,17 @@ enum SupervisedChild {
         let input = Pipe()
         process.standardInput = input
         return (process, input)
+    }
+
+    /// The same, started at once with `posix_spawn` (see ``ChildProcess``;
+    /// a supervisor restarts children often): its standard input is
+    /// ``ChildProcess/standardInput``, its output goes where `output` says,
+    /// its errors to ours.
+    static func spawn(_ arguments: [String], environment: [String: String] = [:], output: ChildProcess.Stream) throws -> ChildProcess {
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        return try ChildProcess(executable: executable, arguments: arguments,
+                                environment: ProcessInfo.processInfo.environment.merging(environment) { _, new in new },
+                                standardInput: .pipe, standardOutput: output, standardError: .inherit)
     }
 
     /// Tells the supervisor that a task started or finished (`started`/`finished <hex id>`).

@@ -1,4 +1,5 @@
 public import Foundation
+import SluiceSpawn
 
 /// A private RabbitMQ node on 127.0.0.1, started and stopped with the
 /// repository's `scripts/broker`: `sluice dev` runs one, and tests run many.
@@ -70,27 +71,27 @@ public struct PrivateBroker: Sendable {
     }
 }
 
-/// Runs a program to its end and returns its exit status and output (stdout
-/// and stderr together). The output goes to a file, not a pipe: a chatty
-/// program cannot fill a pipe and hang, and a server it starts cannot hold
-/// our end open.
+/// Runs a program to its end and returns its exit status (128 + the signal
+/// for one killed by a signal) and output (stdout and stderr together). The
+/// output goes to a file, not a pipe: a chatty program cannot fill a pipe
+/// and hang, and a server it starts cannot hold our end open. Started with
+/// `posix_spawn` (``ChildProcess``), not Foundation's `Process`, whose
+/// `run()` can crash on Linux.
 public func runTool(_ executable: String, _ arguments: [String],
                     environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> (Int32, String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.environment = environment
     let logURL = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-tool-\(UUID().uuidString).log")
     _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: logURL) }
     let output = try FileHandle(forWritingTo: logURL)
-    defer { try? output.close() }
-    process.standardOutput = output
-    process.standardError = output
-    process.standardInput = FileHandle.nullDevice
-    let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-        process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-        do { try process.run() } catch { continuation.resume(throwing: error) }
+    let child: ChildProcess
+    do {
+        defer { try? output.close() }
+        child = try ChildProcess(executable: executable, arguments: arguments, environment: environment,
+                                 standardOutput: .descriptor(output.fileDescriptor), standardError: .descriptor(output.fileDescriptor))
+    }
+    let status: Int32 = switch await child.wait() {
+    case .exited(let status): status
+    case .signaled(let signal): 128 + signal
     }
     return (status, (try? String(contentsOf: logURL, encoding: .utf8)) ?? "")
 }

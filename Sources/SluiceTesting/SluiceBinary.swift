@@ -1,7 +1,12 @@
 public import Foundation
+public import SluiceSpawn
 import Synchronization
 
 /// The `sluice` executable built next to the tests.
+///
+/// Processes are started with `posix_spawn` (``ChildProcess``): the test
+/// runner starts hundreds, and Foundation's `Process.run()` can crash on
+/// Linux (see ``ChildProcess``).
 public enum SluiceBinary {
     public static var url: URL {
         if let path = ProcessInfo.processInfo.environment["SLUICE_BIN"] { return URL(fileURLWithPath: path) }
@@ -10,43 +15,43 @@ public enum SluiceBinary {
         return tests.deletingLastPathComponent().appendingPathComponent("sluice")
     }
 
-    /// A `sluice ARGS` process (not started) whose output goes to a new log file.
-    private static func process(_ arguments: [String], environment: [String: String] = [:]) throws -> (Process, log: URL, handle: FileHandle) {
-        let process = Process()
-        process.executableURL = url
-        process.arguments = arguments
-        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    /// Starts `sluice ARGS`; output goes to a log file (see ``logTail(of:)``).
+    public static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
+        try start(executable: url.path, arguments, environment: environment)
+    }
+
+    /// Starts any program the same way (its environment: ours, with `environment` on top).
+    public static func start(executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        return (process, log, handle)
-    }
-
-    /// Starts `sluice ARGS`; output goes to a log file (see ``logTail(of:)``).
-    public static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> Process {
-        let (process, log, _) = try process(arguments, environment: environment)
-        try process.run()
-        logs.withLock { $0[process.processIdentifier] = log }
+        defer { try? handle.close() }
+        let process = try ChildProcess(executable: executable, arguments: arguments,
+                                       environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+                                       standardOutput: .descriptor(handle.fileDescriptor), standardError: .descriptor(handle.fileDescriptor))
+        logs.withLock { $0[process.pid] = log }
         return process
     }
 
     private static let logs = Mutex<[Int32: URL]>([:])
 
     /// The last lines a started process wrote, for failure messages.
-    public static func logTail(of process: Process, lines: Int = 25) -> String {
-        guard let log = logs.withLock({ $0[process.processIdentifier] }),
-              let text = try? String(contentsOf: log, encoding: .utf8) else { return "(no log)" }
+    public static func logTail(of process: ChildProcess, lines: Int = 25) -> String {
+        guard let text = log(of: process) else { return "(no log)" }
         let tail = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
         return tail.isEmpty ? "(empty log)" : tail
     }
 
+    /// Everything a started process wrote so far.
+    public static func log(of process: ChildProcess) -> String? {
+        guard let url = logs.withLock({ $0[process.pid] }) else { return nil }
+        return try? String(contentsOf: url, encoding: .utf8)
+    }
+
     /// An error if `process` has ended: what a wait for it should throw instead of timing out.
-    public static func exited(_ process: Process, _ what: String) -> (any Error)? {
-        guard !process.isRunning else { return nil }
-        return ProcessExited(description: "\(what) exited with status \(process.terminationStatus); its log ends:\n\(logTail(of: process))")
+    public static func exited(_ process: ChildProcess, _ what: String) -> (any Error)? {
+        guard let ended = process.termination else { return nil }
+        return ProcessExited(description: "\(what) \(ended); its log ends:\n\(logTail(of: process))")
     }
 
     /// A process ended while a test waited for something else.
@@ -55,40 +60,46 @@ public enum SluiceBinary {
     }
 
     /// Ends a process a test started, if a failed test left it running.
-    public static func stopIfRunning(_ process: Process) {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    public static func stopIfRunning(_ process: ChildProcess) {
+        process.signal(SIGKILL)
     }
 
     /// Runs `sluice ARGS` to the end; returns its status and output.
     public static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
-        let (process, log, handle) = try process(arguments, environment: environment)
-        defer { try? FileManager.default.removeItem(at: log) }
-        let status = try await exitStatus(of: process, start: true)
-        try? handle.close()
-        return (status, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+        let process = try start(arguments, environment: environment)
+        let status = try await exitStatus(of: process)
+        let output = log(of: process) ?? ""
+        if let url = logs.withLock({ $0.removeValue(forKey: process.pid) }) { try? FileManager.default.removeItem(at: url) }
+        return (status, output)
     }
 
-    /// Waits for a process to end (starting it first if asked).
-    public static func exitStatus(of process: Process, start: Bool = false) async throws -> Int32 {
-        let once = OnceFlag()
-        // Cancelled (a bounded wait ran out): end the process, so the wait ends too.
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                process.terminationHandler = { p in if once.claim() { continuation.resume(returning: p.terminationStatus) } }
-                if start {
-                    do { try process.run() } catch { if once.claim() { continuation.resume(throwing: error) } }
-                } else if !process.isRunning, once.claim() {
-                    continuation.resume(returning: process.terminationStatus)
-                }
-            }
+    /// Waits for a process to end: its exit status, or the signal that
+    /// killed it. A cancelled wait (a bounded wait ran out) kills it.
+    public static func exitStatus(of process: ChildProcess) async throws -> Int32 {
+        let ended = await withTaskCancellationHandler {
+            await process.wait()
         } onCancel: {
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.signal(SIGKILL)
         }
+        return ended.status
     }
 }
 
-/// True for the first caller only.
-final class OnceFlag: Sendable {
-    private let taken = Mutex(false)
-    func claim() -> Bool { taken.withLock { t in defer { t = true }; return !t } }
+extension ChildProcess {
+    /// The names tests use, as Foundation's `Process` has them.
+    public var processIdentifier: Int32 { pid }
+    /// SIGTERM.
+    public func terminate() { signal(SIGTERM) }
+    /// The exit status, or the signal that ended it (0 while it runs).
+    public var terminationStatus: Int32 { termination?.status ?? 0 }
+}
+
+extension ChildProcess.Termination {
+    /// The exit status, or the signal number, as Foundation's `terminationStatus` gives it.
+    public var status: Int32 {
+        switch self {
+        case .exited(let status): status
+        case .signaled(let signal): signal
+        }
+    }
 }

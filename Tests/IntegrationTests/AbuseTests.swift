@@ -7,6 +7,7 @@ import SluiceClient
 import SluiceCore
 import SluiceLocalBroker
 import SluiceRabbitMQ
+import SluiceSpawn
 import SluiceTesting
 import SluiceWire
 import SluiceWorker

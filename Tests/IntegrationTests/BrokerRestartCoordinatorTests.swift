@@ -1,6 +1,7 @@
 import Foundation
 import SluiceLocalBroker
 import SluiceRabbitMQ
+import SluiceSpawn
 import SluiceTesting
 import SluiceWorkflow
 import Testing
@@ -16,7 +17,7 @@ struct BrokerRestartCoordinatorTests {
         let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
         let coordinator = try CoordinatorProcess.start(h, store: store)
         // No worker until the broker is back, so that every run is in progress across the restart.
-        var worker: Process?
+        var worker: ChildProcess?
         do {
             try await coordinator.waitUntilHealthy(active: true)
             let ids = try await coordinator.startPipelineRuns(10, width: 3)

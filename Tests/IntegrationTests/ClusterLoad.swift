@@ -7,6 +7,7 @@ import SluiceClient
 import SluiceCore
 import SluiceLocalBroker
 import SluiceRabbitMQ
+import SluiceSpawn
 import SluiceTesting
 import Synchronization
 import Testing
@@ -17,7 +18,8 @@ import Testing
 /// but is never dropped. Every id the broker confirmed is kept.
 final class LoadProducer: Sendable {
     let broker: RabbitMQBroker
-    private let state = Mutex<(confirmed: Set<String>, failures: Int, stopped: Bool, batches: Int, lastError: String?)>(([], 0, false, 0, nil))
+    private let state = Mutex<(confirmed: Set<String>, failures: Int, stopped: Bool, batches: Int, lastError: String?, kinds: [String: Int])>(
+        ([], 0, false, 0, nil, [:]))
     private let loop = Mutex<Task<Void, Never>?>(nil)
 
     init(broker: RabbitMQBroker) { self.broker = broker }
@@ -25,6 +27,18 @@ final class LoadProducer: Sendable {
     var confirmed: Set<String> { state.withLock { $0.confirmed } }
     /// Publishes that failed (each sent again until confirmed).
     var failures: Int { state.withLock { $0.failures } }
+
+    /// Failed publishes by the AMQP error code in their message (`[publish_nacked]`, `[connection_lost]`...).
+    var failureKinds: String {
+        let kinds = state.withLock { $0.kinds }
+        return kinds.isEmpty ? "none" : kinds.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+    }
+
+    private static func kind(of message: String) -> String {
+        // The first bracketed code, e.g. "... [publish_nacked] [enqueue_failed]".
+        guard let open = message.firstIndex(of: "["), let close = message[open...].firstIndex(of: "]") else { return "other" }
+        return String(message[message.index(after: open)..<close])
+    }
 
     /// Counts for a failure message.
     var summary: String {
@@ -43,14 +57,15 @@ final class LoadProducer: Sendable {
                     let results = try await client.enqueue(batch: requests)
                     unconfirmed = zip(ids, results).compactMap { id, result in (try? result.get()) == nil ? id : nil }
                     let confirmed = zip(ids, results).compactMap { id, result in (try? result.get()) == nil ? nil : id }
-                    let firstError = results.lazy.compactMap { result -> String? in
-                        if case .failure(let error) = result { return "\(error)" } else { return nil }
-                    }.first
+                    let errors = results.compactMap { result -> SluiceError? in
+                        if case .failure(let error) = result { return error } else { return nil }
+                    }
                     state.withLock {
                         $0.confirmed.formUnion(confirmed)
                         $0.failures += unconfirmed.count
                         $0.batches += 1
-                        if let firstError { $0.lastError = firstError }
+                        if let first = errors.first { $0.lastError = "\(first)" }
+                        for error in errors { $0.kinds[Self.kind(of: "\(error)"), default: 0] += 1 }
                     }
                 } catch {
                     unconfirmed = ids
@@ -58,6 +73,7 @@ final class LoadProducer: Sendable {
                         $0.failures += ids.count
                         $0.batches += 1
                         $0.lastError = "\(error)"
+                        $0.kinds[Self.kind(of: "\(error)"), default: 0] += ids.count
                     }
                 }
                 // The pace of the load, not a wait for anything.
@@ -102,7 +118,7 @@ struct RunLog {
     /// Waits until the log holds `more` lines beyond `count(worker:)` now:
     /// work still gets done (by that worker, if named).
     func waitForProgress(_ what: String, worker: String? = nil, more: Int = 50, seconds: Double = 120,
-                         processes: [Process] = []) async throws {
+                         processes: [ChildProcess] = []) async throws {
         let start = count(worker: worker)
         try await within(seconds, "\(more) more tasks to run \(what)" + (worker.map { " on \($0)" } ?? "")) {
             while count(worker: worker) < start + more {
@@ -127,7 +143,7 @@ func brokerNode(_ cluster: PrivateCluster, metricsURL: String) async -> Int? {
 }
 
 /// Waits until a process reports a node that `accept` takes; returns it.
-func waitForNode(_ cluster: PrivateCluster, metricsURL: String, _ what: String, process: Process,
+func waitForNode(_ cluster: PrivateCluster, metricsURL: String, _ what: String, process: ChildProcess,
                  seconds: Double = 120, accept: @escaping @Sendable (Int) -> Bool = { _ in true }) async throws -> Int {
     do {
         return try await within(seconds, "\(what) to report a broker node") {

@@ -3,6 +3,7 @@ import SluiceAMQP
 import SluiceCore
 import SluiceLocalBroker
 import SluiceRabbitMQ
+import SluiceSpawn
 import SluiceTesting
 import SluiceWorkflow
 import Testing
@@ -50,7 +51,7 @@ extension ClusterTests {
         let prefix = h.topology.prefix
         let metrics = [CoordinatorProcess.freePort(), CoordinatorProcess.freePort()]
         let metricsURL = metrics.map { "http://127.0.0.1:\($0)/metrics" }
-        func startWorker(_ i: Int) throws -> Process {
+        func startWorker(_ i: Int) throws -> ChildProcess {
             try SluiceBinary.start(Self.workerArguments(cluster, prefix: prefix, script: log.script(worker: "w\(i + 1)"), metricsPort: metrics[i]))
         }
 
@@ -233,7 +234,7 @@ extension ClusterTests {
     /// Waits until every task the broker confirmed has run (the loss this
     /// test forbids); returns a line with the counts, duplicates included
     /// (at-least-once: a task whose ack was lost with a node runs again).
-    private func waitForEveryConfirmedTask(_ producer: LoadProducer, _ log: RunLog, processes: [Process]) async throws -> String {
+    private func waitForEveryConfirmedTask(_ producer: LoadProducer, _ log: RunLog, processes: [ChildProcess]) async throws -> String {
         let confirmed = producer.confirmed
         #expect(confirmed.count >= 200, "the load was too light to show anything: \(confirmed.count) tasks")
         var missing: Set<String> = confirmed
@@ -255,6 +256,7 @@ extension ClusterTests {
         let entries = log.entries().filter { confirmed.contains(String($0.id)) }
         let duplicates = entries.count - confirmed.count
         #expect(missing.isEmpty)
-        return "\(confirmed.count) tasks confirmed, 0 lost, \(duplicates) ran twice or more, \(producer.failures) publishes failed and were sent again"
+        return "\(confirmed.count) tasks confirmed, 0 lost, \(duplicates) ran twice or more, \(producer.failures) publishes failed "
+            + "(\(producer.failureKinds)) and were sent again"
     }
 }

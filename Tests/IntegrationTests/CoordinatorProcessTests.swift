@@ -5,6 +5,7 @@ import FoundationNetworking
 import SluiceCoordinator
 import SluiceCore
 import SluiceRabbitMQ
+import SluiceSpawn
 import SluiceTesting
 import SluiceWorkflow
 import Synchronization
@@ -12,7 +13,7 @@ import Testing
 
 /// `sluice coordinator` as a real process, with its HTTP API, against real workers.
 struct CoordinatorProcess {
-    let process: Process
+    let process: ChildProcess
     let port: Int
     var api: String { "http://127.0.0.1:\(port)" }
 

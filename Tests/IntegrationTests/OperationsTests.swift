@@ -8,6 +8,7 @@ import SluiceCore
 import SluiceLocalBroker
 import SluiceMonitor
 import SluiceRabbitMQ
+import SluiceSpawn
 import SluiceTesting
 import SluiceWire
 import SluiceWorker
@@ -247,24 +248,14 @@ struct OperationsTests {
         let node = PrivateBroker.unique("dev")
         let port = CoordinatorProcess.freePort()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-dev-\(UUID().uuidString)").path
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-dev-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        let process = Process()
-        process.executableURL = SluiceBinary.url
-        process.arguments = ["dev", "--broker-port", "\(node.basePort)", "--http", "127.0.0.1:\(port)", "--data-dir", dir]
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let process = try SluiceBinary.start(["dev", "--broker-port", "\(node.basePort)", "--http", "127.0.0.1:\(port)", "--data-dir", dir])
         defer {
             SluiceBinary.stopIfRunning(process)
             try? FileManager.default.removeItem(atPath: dir)
-            try? FileManager.default.removeItem(at: log)
         }
         let devNode = PrivateBroker(name: "dev-\(node.basePort)", basePort: node.basePort, plugins: "rabbitmq_management")
         let output = try await eventually(180, "the demo run to finish") { () -> String? in
-            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            let text = SluiceBinary.log(of: process) ?? ""
             if !process.isRunning { throw TimedOut(what: "sluice dev exited early:\n\(text)", seconds: 0) }
             return text.contains("Ctrl-C stops it") ? text : nil
         }

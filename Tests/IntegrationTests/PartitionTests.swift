@@ -5,6 +5,7 @@ import FoundationNetworking
 import SluiceCoordinator
 import SluiceCore
 import SluiceRabbitMQ
+import SluiceSpawn
 import SluiceTesting
 import SluiceWorkflow
 import Testing

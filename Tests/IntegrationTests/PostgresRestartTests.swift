@@ -1,5 +1,6 @@
 import Foundation
 import SluiceRabbitMQ
+import SluiceSpawn
 import SluiceTesting
 import SluiceWorkflow
 import Testing
@@ -17,7 +18,7 @@ struct PostgresRestartTests {
         let h = try await TaskHarness.make()
         let coordinator = try CoordinatorProcess.start(h, store: cluster.url)
         // No worker until the database is gone, so that every run is in progress then.
-        var worker: Process?
+        var worker: ChildProcess?
         do {
             try await coordinator.waitUntilHealthy(active: true)
             let ids = try await coordinator.startPipelineRuns(10, width: 3)

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceCoordinator
+import SluiceSpawn
 import SluiceTesting
 import SluiceWorkflow
 import Testing

@@ -1,6 +1,7 @@
 import Foundation
 import SluiceClient
 import SluiceCore
+import SluiceSpawn
 import SluiceTesting
 import SluiceWorkflow
 import Testing

@@ -4,6 +4,7 @@ import SluiceClient
 import SluiceCore
 import SluiceLocalBroker
 import SluiceRabbitMQ
+import SluiceSpawn
 import SluiceTesting
 import SluiceWire
 import Testing
@@ -223,16 +224,13 @@ struct WorkerProcessTests {
         )
         connection.close()
         """
-        let pika = Process()
-        pika.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        pika.arguments = ["-c", python, h.url, h.topology.prefix]
-        #expect(try await SluiceBinary.exitStatus(of: pika, start: true) == 0)
+        let pika = try SluiceBinary.start(executable: "/usr/bin/python3", ["-c", python, h.url, h.topology.prefix])
+        #expect(try await SluiceBinary.exitStatus(of: pika) == 0, "\(SluiceBinary.logTail(of: pika))")
 
-        let publish = Process()
-        publish.executableURL = URL(fileURLWithPath: "/usr/bin/amqp-publish")
-        publish.arguments = ["--url", h.url, "-e", h.topology.tasksExchange, "-r", "interop", "-p", "-C", "application/json",
-                             "-H", "sluice-task: sluice.echo", "-H", "sluice-version: 1", "-b", #"{"from":"amqp-publish"}"#]
-        #expect(try await SluiceBinary.exitStatus(of: publish, start: true) == 0)
+        let publish = try SluiceBinary.start(executable: "/usr/bin/amqp-publish", [
+            "--url", h.url, "-e", h.topology.tasksExchange, "-r", "interop", "-p", "-C", "application/json",
+            "-H", "sluice-task: sluice.echo", "-H", "sluice-version: 1", "-b", #"{"from":"amqp-publish"}"#])
+        #expect(try await SluiceBinary.exitStatus(of: publish) == 0, "\(SluiceBinary.logTail(of: publish))")
 
         let events2 = try await events.waitUntil("both interop tasks to succeed") {
             $0.filter { $0.kind == .succeeded }.count >= 2

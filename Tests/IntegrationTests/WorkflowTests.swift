@@ -5,6 +5,7 @@ import FoundationNetworking
 import SluiceCoordinator
 import SluiceCore
 import SluiceRabbitMQ
+import SluiceSpawn
 import SluiceTesting
 import SluiceWorkflow
 import Testing
@@ -16,10 +17,10 @@ final class WorkflowHarness {
     let tasks: TaskHarness
     let storePath: String
     let port: Int
-    let worker: Process
+    let worker: ChildProcess
     var coordinator: CoordinatorProcess
 
-    init(tasks: TaskHarness, storePath: String, port: Int, worker: Process, coordinator: CoordinatorProcess) {
+    init(tasks: TaskHarness, storePath: String, port: Int, worker: ChildProcess, coordinator: CoordinatorProcess) {
         self.tasks = tasks
         self.storePath = storePath
         self.port = port
