@@ -20,26 +20,41 @@ import Synchronization
 public struct TaskBenchmark: Sendable {
     public struct Round: Sendable {
         public var rawConfirmedPublishesPerSecond: Double
+        /// The raw ceiling of the other side: consume and ack, prefetch 1000.
+        public var rawConsumeAckPerSecond: Double
         public var enqueuePerSecond: Double
         public var endToEndPerSecond: Double
         public var enqueueRatio: Double { enqueuePerSecond / rawConfirmedPublishesPerSecond }
         public var endToEndRatio: Double { endToEndPerSecond / rawConfirmedPublishesPerSecond }
+        public var endToEndConsumeRatio: Double { endToEndPerSecond / rawConsumeAckPerSecond }
+    }
+
+    /// Enqueue-to-start latency at one offered rate.
+    public struct Latency: Sendable {
+        public var rate: Int
+        /// Microseconds.
+        public var histogram: Histogram<UInt64>
+        public func percentile(_ p: Double) -> Int { Int(histogram.valueAtPercentile(p)) }
+        public var max: Int { Int(histogram.max) }
     }
 
     public struct Result: Sendable {
         public var rounds: [Round]
-        /// Enqueue-to-start latency at the offered rate, microseconds.
-        public var startLatency: Histogram<UInt64>
-        public var offeredRate: Int
+        /// Enqueue-to-start latency at each offered rate.
+        public var latencies: [Latency]
+        /// SluiceAMQP's own publish-to-consume round trip on the same broker,
+        /// measured just before the latency runs: microseconds, sorted.
+        public var rawRoundTrip: [Int]
 
         public var medianRaw: Double { median(rounds.map(\.rawConfirmedPublishesPerSecond)) }
         public var medianEnqueue: Double { median(rounds.map(\.enqueuePerSecond)) }
         public var medianEndToEnd: Double { median(rounds.map(\.endToEndPerSecond)) }
         public var medianEnqueueRatio: Double { median(rounds.map(\.enqueueRatio)) }
         public var medianEndToEndRatio: Double { median(rounds.map(\.endToEndRatio)) }
-        /// Enqueue-to-start latency at a percentile (0-100), microseconds.
-        public func startLatency(percentile: Double) -> Int { Int(startLatency.valueAtPercentile(percentile)) }
-        public var startLatencyMax: Int { Int(startLatency.max) }
+        public var medianRawConsumeAck: Double { median(rounds.map(\.rawConsumeAckPerSecond)) }
+        public var medianEndToEndConsumeRatio: Double { median(rounds.map(\.endToEndConsumeRatio)) }
+        /// The raw round trip at a percentile (0-100), microseconds.
+        public func rawRoundTrip(percentile p: Double) -> Int { rawRoundTrip.isEmpty ? 0 : SluiceBenchmarks.percentile(rawRoundTrip, p / 100) }
     }
 
     public var url: AMQPURL
@@ -47,21 +62,22 @@ public struct TaskBenchmark: Sendable {
     public var concurrency: Int
     public var rounds: Int
     public var latencyTasks: Int
-    public var offeredRate: Int
+    /// Offered rates of the latency runs, tasks/s (one run each).
+    public var offeredRates: [Int]
     /// Whether the worker publishes `started` events (one more publish per task).
     public var startedEvents: Bool
     /// Keep the worker's default middleware (logging, metrics, tracing)
     /// instead of none.
     public var defaultMiddleware = false
 
-    public init(url: AMQPURL, count: Int, concurrency: Int, rounds: Int = 3, latencyTasks: Int = 2000, offeredRate: Int = 500,
+    public init(url: AMQPURL, count: Int, concurrency: Int, rounds: Int = 3, latencyTasks: Int = 2000, offeredRates: [Int] = [200, 5000],
                 startedEvents: Bool = false) {
         self.url = url
         self.count = count
         self.concurrency = concurrency
         self.rounds = max(0, rounds)
         self.latencyTasks = latencyTasks
-        self.offeredRate = offeredRate
+        self.offeredRates = offeredRates
         self.startedEvents = startedEvents
     }
 
@@ -96,10 +112,9 @@ public struct TaskBenchmark: Sendable {
         var results: [Round] = []
         for round in stride(from: 1, through: rounds, by: 1) {
             let label = "round \(round)/\(rounds)"
-            func measureRaw() async throws -> Double {
-                progress("\(label): raw ceiling (quorum, \(count) × 100 B, confirmed)...")
-                return try await RawAMQPBenchmark(url: url, count: count).run(queueType: "quorum", consume: false)
-                    .confirmedPublishesPerSecond
+            func measureRaw() async throws -> RawAMQPBenchmark.Result {
+                progress("\(label): raw ceiling (quorum, \(count) × 100 B, confirmed publish, then consume+ack)...")
+                return try await RawAMQPBenchmark(url: url, count: count).run(queueType: "quorum", consume: true)
             }
             func measureEnqueue() async throws -> Double {
                 progress("\(label): confirmed enqueue of \(count) tasks...")
@@ -113,7 +128,7 @@ public struct TaskBenchmark: Sendable {
             }
             // Alternate the order so that neither side always runs on a broker
             // still busy with the other's aftermath.
-            let raw: Double, enqueue: Double
+            let raw: RawAMQPBenchmark.Result, enqueue: Double
             if round % 2 == 1 {
                 raw = try await measureRaw()
                 enqueue = try await measureEnqueue()
@@ -137,21 +152,37 @@ public struct TaskBenchmark: Sendable {
             let endToEnd = Double(count - first) / seconds(since: start)
             await group.triggerGracefulShutdown()
             try await running.value
-            results.append(Round(rawConfirmedPublishesPerSecond: raw, enqueuePerSecond: enqueue, endToEndPerSecond: endToEnd))
+            results.append(Round(rawConfirmedPublishesPerSecond: raw.confirmedPublishesPerSecond, rawConsumeAckPerSecond: raw.consumeAckPerSecond,
+                                 enqueuePerSecond: enqueue, endToEndPerSecond: endToEnd))
         }
 
-        if latencyTasks > 0 {
-            progress("enqueue-to-start latency: \(latencyTasks) tasks at \(offeredRate)/s...")
+        var latencyResults: [Latency] = []
+        var rawRoundTrip: [Int] = []
+        if latencyTasks > 0 && !offeredRates.isEmpty {
+            progress("raw round trip (SluiceAMQP, publish to consume, \(latencyTasks)×)...")
+            rawRoundTrip = try await RawAMQPBenchmark(url: url, count: 0).roundTrips(latencyTasks)
             let (_, group, running) = startWorker()
-            let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, offeredRate)))
-            let latencyStart = ContinuousClock.now
-            for i in 0..<latencyTasks {
-                try await Task.sleep(until: latencyStart + interval * i, clock: .continuous)
-                let sent = DispatchTime.now().uptimeNanoseconds
-                try await client.enqueue(name: "bench.latency", json: Array(try JSONEncoder().encode(LatencyArguments(sent: sent))),
-                                         options: .init(queue: queue))
+            for rate in offeredRates {
+                progress("enqueue-to-start latency: \(latencyTasks) tasks at \(rate)/s...")
+                latencies.reset()
+                let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, rate)))
+                let latencyStart = ContinuousClock.now
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    // Each enqueue on its own task: at high rates one waiting
+                    // for its confirm must not hold back the next send.
+                    for i in 0..<latencyTasks {
+                        try await Task.sleep(until: latencyStart + interval * i, clock: .continuous)
+                        group.addTask {
+                            let sent = DispatchTime.now().uptimeNanoseconds
+                            try await client.enqueue(name: "bench.latency", json: Array(try JSONEncoder().encode(LatencyArguments(sent: sent))),
+                                                     options: .init(queue: queue))
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                while latencies.count < latencyTasks { try await Task.sleep(for: .milliseconds(5)) }
+                latencyResults.append(Latency(rate: rate, histogram: latencies.histogram))
             }
-            while latencies.count < latencyTasks { try await Task.sleep(for: .milliseconds(5)) }
             await group.triggerGracefulShutdown()
             try await running.value
         }
@@ -163,7 +194,7 @@ public struct TaskBenchmark: Sendable {
         for (q, _) in topology.delayQueues { try await admin.queueDelete(q.name) }
         for e in topology.exchanges { try await admin.exchangeDelete(e.name) }
         await broker.close()
-        return Result(rounds: results, startLatency: latencies.histogram, offeredRate: offeredRate)
+        return Result(rounds: results, latencies: latencyResults, rawRoundTrip: rawRoundTrip)
     }
 
     struct LatencyArguments: Codable { var sent: UInt64 }
@@ -176,6 +207,7 @@ public struct TaskBenchmark: Sendable {
         }
         var count: Int { Int(state.withLock { $0.totalCount }) }
         var histogram: Histogram<UInt64> { state.withLock { $0 } }
+        func reset() { state.withLock { $0.reset() } }
     }
 }
 

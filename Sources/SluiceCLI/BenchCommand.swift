@@ -66,8 +66,10 @@ struct BenchCommand: AsyncParsableCommand {
             messages to a quorum queue), confirmed enqueue of --count tasks, and one in-process \
             worker running them, and prints each rate beside the ceiling as a ratio. Rounds \
             alternate which of the first two goes first; the summary gives the medians. Then \
-            --latency-tasks tasks are enqueued one at a time at --rate per second and the \
-            enqueue-to-start latency is reported (HdrHistogram).
+            SluiceAMQP's own publish-to-consume round trip is measured (--latency-tasks times, one \
+            after another), and then, at each rate of --rate, --latency-tasks tasks are enqueued at \
+            that pace and the enqueue-to-start latency is reported (HdrHistogram), also as a \
+            multiple of the raw round trip.
 
             With --versus URL, every measurement also runs against a second broker (say one \
             node, against a cluster given by --url), round by round in turns, and the summary \
@@ -78,7 +80,7 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Worker concurrency (tasks in flight; a no-op task needs a deep pipeline).") var concurrency = 300
         @Option(help: "Rounds of raw ceiling, enqueue and end to end.") var rounds = 5
         @Option(help: "Tasks for the latency run.") var latencyTasks = 2000
-        @Option(help: "Offered rate for the latency run, tasks/s.") var rate = 500
+        @Option(help: "Offered rates for the latency runs, tasks/s, comma-separated.") var rate = "200,5000"
         @Flag(help: "The worker also publishes `started` events (workers do not by default).") var startedEvents = false
         @Flag(help: "Run the worker as `sluice worker --metrics` does: default middleware (logging, metrics, tracing), Prometheus metrics.")
         var observed = false
@@ -89,9 +91,20 @@ struct BenchCommand: AsyncParsableCommand {
 
         func validate() throws {
             if let versus { _ = try parseURL(versus, option: "--versus") }
-            guard count > 0, concurrency > 0, rounds > 0, latencyTasks > 0, rate > 0 else {
-                throw ValidationError("--count, --concurrency, --rounds, --latency-tasks and --rate must be positive")
+            guard count > 0, concurrency > 0, rounds > 0, latencyTasks > 0 else {
+                throw ValidationError("--count, --concurrency, --rounds and --latency-tasks must be positive")
             }
+            _ = try rates()
+        }
+
+        /// `--rate` as numbers.
+        func rates() throws -> [Int] {
+            let parts = rate.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            let values = parts.compactMap { Int($0) }.filter { $0 > 0 && $0 <= 1_000_000 }
+            guard !parts.isEmpty, values.count == parts.count else {
+                throw ValidationError("--rate: give tasks per second (1 to 1000000), comma-separated, e.g. 200,5000; got '\(rate)'")
+            }
+            return values
         }
 
         func run() async throws {
@@ -99,35 +112,50 @@ struct BenchCommand: AsyncParsableCommand {
             if let versus { return try await compare(url, try parseURL(versus, option: "--versus")) }
             let quiet = json
             var benchmark = TaskBenchmark(url: url, count: count, concurrency: concurrency, rounds: rounds,
-                                          latencyTasks: latencyTasks, offeredRate: rate, startedEvents: startedEvents)
+                                          latencyTasks: latencyTasks, offeredRates: try rates(), startedEvents: startedEvents)
             if observed {
                 PrometheusMetrics.bootstrap()
                 benchmark.defaultMiddleware = true
             }
             let r = try await benchmark.run { if !quiet { standardError($0) } }
-            let latency: [String: Int] = ["p50": r.startLatency(percentile: 50), "p99": r.startLatency(percentile: 99), "max": r.startLatencyMax]
+            let rawTrip = ["p50": r.rawRoundTrip(percentile: 50), "p99": r.rawRoundTrip(percentile: 99)]
+            func times(_ value: Int, _ raw: Int) -> Double { raw > 0 ? (Double(value) / Double(raw) * 10).rounded() / 10 : 0 }
             if json {
                 printJSON([
                     "rounds": r.rounds.map { ["raw_confirmed_publishes_per_s": $0.rawConfirmedPublishesPerSecond.rounded(),
+                                              "raw_consume_ack_per_s": $0.rawConsumeAckPerSecond.rounded(),
                                               "enqueue_per_s": $0.enqueuePerSecond.rounded(), "enqueue_ratio": $0.enqueueRatio,
-                                              "end_to_end_per_s": $0.endToEndPerSecond.rounded(), "end_to_end_ratio": $0.endToEndRatio] },
-                    "median": ["raw_confirmed_publishes_per_s": r.medianRaw.rounded(), "enqueue_per_s": r.medianEnqueue.rounded(),
-                               "enqueue_ratio": r.medianEnqueueRatio, "end_to_end_per_s": r.medianEndToEnd.rounded(),
-                               "end_to_end_ratio": r.medianEndToEndRatio],
-                    "start_latency_us": latency, "offered_rate": r.offeredRate, "count": count, "concurrency": concurrency,
-                    "started_events": startedEvents,
+                                              "end_to_end_per_s": $0.endToEndPerSecond.rounded(), "end_to_end_ratio": $0.endToEndRatio,
+                                              "end_to_end_consume_ratio": $0.endToEndConsumeRatio] },
+                    "median": ["raw_confirmed_publishes_per_s": r.medianRaw.rounded(), "raw_consume_ack_per_s": r.medianRawConsumeAck.rounded(),
+                               "enqueue_per_s": r.medianEnqueue.rounded(), "enqueue_ratio": r.medianEnqueueRatio,
+                               "end_to_end_per_s": r.medianEndToEnd.rounded(), "end_to_end_ratio": r.medianEndToEndRatio,
+                               "end_to_end_consume_ratio": r.medianEndToEndConsumeRatio],
+                    "raw_round_trip_us": rawTrip,
+                    "start_latency_us": r.latencies.map { l -> [String: Any] in
+                        ["rate": l.rate, "p50": l.percentile(50), "p99": l.percentile(99), "max": l.max,
+                         "p50_times_raw": times(l.percentile(50), rawTrip["p50"]!), "p99_times_raw": times(l.percentile(99), rawTrip["p99"]!)]
+                    },
+                    "count": count, "concurrency": concurrency, "started_events": startedEvents,
                 ])
                 return
             }
             func pct(_ x: Double) -> String { "\(Int((x * 100).rounded()))%" }
-            print("round  raw publish/s  enqueue/s (ratio)   end to end/s (ratio)")
+            print("round  raw publish/s  raw consume+ack/s  enqueue/s (ratio)   end to end/s (of publish, of consume+ack)")
             for (i, round) in r.rounds.enumerated() {
-                print(String(format: "%5d  %13.0f  %9.0f (%@)   %12.0f (%@)", i + 1, round.rawConfirmedPublishesPerSecond,
-                             round.enqueuePerSecond, pct(round.enqueueRatio), round.endToEndPerSecond, pct(round.endToEndRatio)))
+                print(String(format: "%5d  %13.0f  %17.0f  %9.0f (%@)   %12.0f (%@, %@)", i + 1, round.rawConfirmedPublishesPerSecond,
+                             round.rawConsumeAckPerSecond, round.enqueuePerSecond, pct(round.enqueueRatio), round.endToEndPerSecond,
+                             pct(round.endToEndRatio), pct(round.endToEndConsumeRatio)))
             }
-            print("median: raw \(Int(r.medianRaw))/s; confirmed enqueue \(Int(r.medianEnqueue)) tasks/s (\(pct(r.medianEnqueueRatio)) of raw); "
-                + "end to end, 1 worker, concurrency \(concurrency): \(Int(r.medianEndToEnd)) tasks/s (\(pct(r.medianEndToEndRatio)) of raw)")
-            print("enqueue-to-start at \(r.offeredRate)/s: p50 \(latency["p50"]!) µs, p99 \(latency["p99"]!) µs, max \(latency["max"]!) µs")
+            print("median: raw \(Int(r.medianRaw))/s publish, \(Int(r.medianRawConsumeAck))/s consume+ack; confirmed enqueue "
+                + "\(Int(r.medianEnqueue)) tasks/s (\(pct(r.medianEnqueueRatio)) of raw publish); end to end, 1 worker, concurrency "
+                + "\(concurrency): \(Int(r.medianEndToEnd)) tasks/s (\(pct(r.medianEndToEndRatio)) of raw publish, "
+                + "\(pct(r.medianEndToEndConsumeRatio)) of raw consume+ack)")
+            print("raw round trip (SluiceAMQP, publish to consume): p50 \(rawTrip["p50"]!) µs, p99 \(rawTrip["p99"]!) µs")
+            for l in r.latencies {
+                print("enqueue-to-start at \(l.rate)/s: p50 \(l.percentile(50)) µs (\(times(l.percentile(50), rawTrip["p50"]!))× raw), "
+                    + "p99 \(l.percentile(99)) µs (\(times(l.percentile(99), rawTrip["p99"]!))× raw), max \(l.max) µs")
+            }
         }
 
         private func parseURL(_ text: String, option: String) throws -> AMQPURL {
@@ -138,9 +166,11 @@ struct BenchCommand: AsyncParsableCommand {
         /// first alternates), then each one's latency run; ratios are first/second.
         private func compare(_ first: AMQPURL, _ second: AMQPURL) async throws {
             let quiet = json
+            // One latency run per broker, at the first rate of --rate.
+            let latencyRate = try rates()[0]
             func benchmark(_ url: AMQPURL, rounds: Int, latencyTasks: Int) -> TaskBenchmark {
                 var b = TaskBenchmark(url: url, count: count, concurrency: concurrency, rounds: rounds, latencyTasks: latencyTasks,
-                                      offeredRate: rate, startedEvents: startedEvents)
+                                      offeredRates: [latencyRate], startedEvents: startedEvents)
                 b.defaultMiddleware = observed
                 return b
             }
@@ -167,7 +197,7 @@ struct BenchCommand: AsyncParsableCommand {
                 ["raw": median(rounds.map(\.rawConfirmedPublishesPerSecond)), "enqueue": median(rounds.map(\.enqueuePerSecond)),
                  "end_to_end": median(rounds.map(\.endToEndPerSecond))]
             }
-            let p = latency.map { ["p50": Double($0.startLatency(percentile: 50)), "p99": Double($0.startLatency(percentile: 99))] }
+            let p = latency.map { ["p50": Double($0.latencies.first?.percentile(50) ?? 0), "p99": Double($0.latencies.first?.percentile(99) ?? 0)] }
             func ratio(_ a: Double?, _ b: Double?) -> Double { (a ?? 0) / max(b ?? 0, 1e-9) }
             if json {
                 func side(_ i: Int) -> [String: Any] {
@@ -176,7 +206,7 @@ struct BenchCommand: AsyncParsableCommand {
                      "start_latency_us": ["p50": p[i]["p50"]!, "p99": p[i]["p99"]!]]
                 }
                 printJSON([
-                    "url": side(0), "versus": side(1), "rounds": rounds, "count": count, "concurrency": concurrency, "offered_rate": rate,
+                    "url": side(0), "versus": side(1), "rounds": rounds, "count": count, "concurrency": concurrency, "offered_rate": latencyRate,
                     "ratio": ["raw": ratio(medians[0]["raw"], medians[1]["raw"]), "enqueue": ratio(medians[0]["enqueue"], medians[1]["enqueue"]),
                               "end_to_end": ratio(medians[0]["end_to_end"], medians[1]["end_to_end"]),
                               "start_latency_p50": ratio(p[0]["p50"], p[1]["p50"]), "start_latency_p99": ratio(p[0]["p99"], p[1]["p99"])],
@@ -188,7 +218,7 @@ struct BenchCommand: AsyncParsableCommand {
                     + String(format: " %13.0f  %9.0f  %12.0f  %8.0f / %.0f µs", medians[i]["raw"]!, medians[i]["enqueue"]!,
                              medians[i]["end_to_end"]!, p[i]["p50"]!, p[i]["p99"]!)
             }
-            print("medians of \(rounds) rounds each; latency at \(rate)/s")
+            print("medians of \(rounds) rounds each; latency at \(latencyRate)/s")
             print("broker    raw publish/s  enqueue/s  end to end/s  start p50 / p99")
             print(row("--url", 0))
             print(row("--versus", 1))
