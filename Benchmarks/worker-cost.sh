@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# What a `sluice worker` process spends per task, measured from outside as a
+# user runs it: CPU time (user + system, from /proc) and resident memory,
+# idle and after draining.
+#
+#   Benchmarks/worker-cost.sh [SMALL LARGE]   (default: 20000 100000)
+#
+# For each size N, N `sluice.echo` tasks are enqueued first on a queue of
+# their own, then a worker (--concurrency 300) starts, drains them (its
+# Prometheus counter is polled) and stops with SIGTERM. The difference
+# between the two sizes, divided by the difference in tasks, is the cost per
+# task without start-up. Instruction counts would be more repeatable, but
+# on this machine perf has no hardware counters (a VM: "<not supported>")
+# and valgrind 3.19 crashes on Swift 6.3 binaries (internal SIGSEGV, even
+# with --tool=none).
+#
+# Settings: SLUICE_BIN (default .build/release/sluice), SLUICE_URL (default:
+# the test node, amqp://guest:guest@127.0.0.1:27270/%2f), METRICS_PORT (27299).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${SLUICE_BIN:-.build/release/sluice}
+url=${SLUICE_URL:-amqp://guest:guest@127.0.0.1:27270/%2f}
+port=${METRICS_PORT:-27299}
+small=${1:-20000}
+large=${2:-100000}
+[ -x "$bin" ] || { echo "worker-cost: build first: swift build -c release --product sluice" >&2; exit 1; }
+
+# utime + stime of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+succeeded() {
+  curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null \
+    | awk '/^sluice_tasks_total\{/ && /outcome="succeeded"/ {s += $NF} END {printf "%d\n", s}'
+}
+
+# A worker on an empty queue, once its metrics endpoint answers: its RSS in KiB.
+idle_rss() {
+  local pid rss
+  "$bin" worker --queue idle --prefix "idle$RANDOM$RANDOM" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error &
+  pid=$!
+  until curl -sf "http://127.0.0.1:$port/metrics" >/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { echo "worker-cost: the worker exited" >&2; exit 1; }
+    sleep 0.05
+  done
+  rss=$(rss_kb "$pid")
+  kill -TERM "$pid"
+  wait "$pid" || true
+  echo "$rss"
+}
+
+# run N: prints "cpu_ms drained_rss_kb drain_ms"
+run() {
+  local n=$1 prefix="cost$RANDOM$RANDOM" pid drained start end cpu
+  "$bin" enqueue sluice.echo --args '{}' --count "$n" --queue cost --prefix "$prefix" --url "$url" >/dev/null 2>&1
+  "$bin" worker --queue cost --prefix "$prefix" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error &
+  pid=$!
+  until [ "$(succeeded)" -gt 0 ]; do
+    kill -0 "$pid" 2>/dev/null || { echo "worker-cost: the worker exited" >&2; exit 1; }
+    sleep 0.05
+  done
+  start=$(date +%s%N)
+  until [ "$(succeeded)" -ge "$n" ]; do
+    kill -0 "$pid" 2>/dev/null || { echo "worker-cost: the worker exited" >&2; exit 1; }
+    sleep 0.05
+  done
+  end=$(date +%s%N)
+  drained=$(rss_kb "$pid")
+  cpu=$(( $(cpu_ticks "$pid") * 1000 / $(getconf CLK_TCK) ))
+  kill -TERM "$pid"
+  wait "$pid" || true
+  echo "$cpu $drained $(( (end - start) / 1000000 ))"
+}
+
+idle=$(idle_rss)
+read -r c1 rss1 ms1 < <(run "$small")
+read -r c2 rss2 ms2 < <(run "$large")
+echo "worker (sluice.echo, concurrency 300), $url"
+echo "idle (empty queue): RSS $(( idle / 1024 )) MiB"
+echo "$small tasks: CPU $c1 ms, RSS after draining $(( rss1 / 1024 )) MiB, drained at $(( small * 1000 / (ms1 > 0 ? ms1 : 1) )) tasks/s"
+echo "$large tasks: CPU $c2 ms, RSS after draining $(( rss2 / 1024 )) MiB, drained at $(( large * 1000 / (ms2 > 0 ? ms2 : 1) )) tasks/s"
+echo "CPU per task (difference of the two): $(( (c2 - c1) * 1000 / (large - small) )) µs"
