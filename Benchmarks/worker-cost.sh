@@ -28,6 +28,10 @@ large=${2:-100000}
 # utime + stime of a process, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# The private part of it: heap, stacks, other anonymous memory (the rest is
+# file pages: the code of the binary and of Swift's libraries, shared and
+# reclaimable).
+anon_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 succeeded() {
   curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null \
     | awk '/^sluice_tasks_total\{/ && /outcome="succeeded"/ {s += $NF} END {printf "%d\n", s}'
@@ -42,13 +46,13 @@ idle_rss() {
     kill -0 "$pid" 2>/dev/null || { echo "worker-cost: the worker exited" >&2; exit 1; }
     sleep 0.05
   done
-  rss=$(rss_kb "$pid")
+  rss="$(rss_kb "$pid") $(anon_kb "$pid")"
   kill -TERM "$pid"
   wait "$pid" || true
   echo "$rss"
 }
 
-# run N: prints "cpu_ms drained_rss_kb drain_ms"
+# run N: prints "cpu_ms drained_rss_kb drained_anon_kb settled_rss_kb settled_anon_kb drain_ms"
 run() {
   local n=$1 prefix="cost$RANDOM$RANDOM" pid drained start end cpu
   "$bin" enqueue sluice.echo --args '{}' --count "$n" --queue cost --prefix "$prefix" --url "$url" >/dev/null 2>&1
@@ -64,18 +68,21 @@ run() {
     sleep 0.05
   done
   end=$(date +%s%N)
-  drained=$(rss_kb "$pid")
+  drained="$(rss_kb "$pid") $(anon_kb "$pid")"
   cpu=$(( $(cpu_ticks "$pid") * 1000 / $(getconf CLK_TCK) ))
+  # Idle a while, as a worker between bursts is (it gives freed memory back after 5 s idle).
+  sleep 6
+  settled="$(rss_kb "$pid") $(anon_kb "$pid")"
   kill -TERM "$pid"
   wait "$pid" || true
-  echo "$cpu $drained $(( (end - start) / 1000000 ))"
+  echo "$cpu $drained $settled $(( (end - start) / 1000000 ))"
 }
 
-idle=$(idle_rss)
-read -r c1 rss1 ms1 < <(run "$small")
-read -r c2 rss2 ms2 < <(run "$large")
+read -r idle idle_anon < <(idle_rss)
+read -r c1 rss1 anon1 srss1 sanon1 ms1 < <(run "$small")
+read -r c2 rss2 anon2 srss2 sanon2 ms2 < <(run "$large")
 echo "worker (sluice.echo, concurrency 300), $url"
-echo "idle (empty queue): RSS $(( idle / 1024 )) MiB"
-echo "$small tasks: CPU $c1 ms, RSS after draining $(( rss1 / 1024 )) MiB, drained at $(( small * 1000 / (ms1 > 0 ? ms1 : 1) )) tasks/s"
-echo "$large tasks: CPU $c2 ms, RSS after draining $(( rss2 / 1024 )) MiB, drained at $(( large * 1000 / (ms2 > 0 ? ms2 : 1) )) tasks/s"
+echo "idle (empty queue): RSS $(( idle / 1024 )) MiB, of it anonymous $(( idle_anon / 1024 )) MiB"
+echo "$small tasks: CPU $c1 ms, RSS after draining $(( rss1 / 1024 )) MiB (anonymous $(( anon1 / 1024 )) MiB), 6 s later $(( srss1 / 1024 )) MiB ($(( sanon1 / 1024 )) MiB), drained at $(( small * 1000 / (ms1 > 0 ? ms1 : 1) )) tasks/s"
+echo "$large tasks: CPU $c2 ms, RSS after draining $(( rss2 / 1024 )) MiB (anonymous $(( anon2 / 1024 )) MiB), 6 s later $(( srss2 / 1024 )) MiB ($(( sanon2 / 1024 )) MiB), drained at $(( large * 1000 / (ms2 > 0 ? ms2 : 1) )) tasks/s"
 echo "CPU per task (difference of the two): $(( (c2 - c1) * 1000 / (large - small) )) µs"

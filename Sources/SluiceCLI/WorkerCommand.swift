@@ -128,6 +128,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
         services.insert(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
                               failureTerminationBehavior: .gracefullyShutdownGroup), at: 0)
+        services.append(.init(service: IdleMemoryTrim(worker: worker)))
         let group = ServiceGroup(configuration: .init(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
