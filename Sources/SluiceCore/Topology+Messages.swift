@@ -44,7 +44,9 @@ extension Topology {
         return OutboundMessage(exchange: deadExchange, routingKey: queue, body: body, properties: properties, mandatory: true)
     }
 
-    /// An event message on the events exchange.
+    /// An event message on the events exchange. Mandatory: an event that no
+    /// queue is bound for comes back unroutable, which tells the worker that
+    /// nobody listens to its key (`EventDemand`).
     public func eventMessage(_ event: TaskEvent) -> OutboundMessage {
         OutboundMessage(exchange: eventsExchange, routingKey: eventRoutingKey(for: event),
                         body: event.jsonBytes(),
@@ -52,7 +54,8 @@ extension Topology {
                                                     correlationId: event.workflowRunID,
                                                     // Derived from the task id, so bounded: a long id must not make it overflow.
                                                     messageId: WireLimits.boundedID("\(event.taskID).\(event.attempt).\(event.kind.rawValue)"),
-                                                    type: "sluice.event.\(event.kind.rawValue)"))
+                                                    type: "sluice.event.\(event.kind.rawValue)"),
+                        mandatory: true)
     }
 
     /// A worker's heartbeat on the events exchange; it expires after a

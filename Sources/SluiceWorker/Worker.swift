@@ -41,6 +41,10 @@ public final class Worker: Service {
         /// cut end-to-end throughput by a third (docs/performance.md), and the
         /// outcome events already carry the wait and the run time.
         public var publishStartedEvents: Bool
+        /// How long a plain task's events are not published after one came
+        /// back unroutable (nobody listens; see ``EventDemand``). Zero
+        /// publishes every event whether anybody listens or not.
+        public var unheardEventHold: Duration = .seconds(5)
         /// Interval of the worker's heartbeat on the events exchange.
         public var heartbeatInterval: Duration
         /// `host:pid`, in events and dead-letter headers.
@@ -117,6 +121,8 @@ public final class Worker: Service {
         public var succeeded = 0
         public var retried = 0
         public var dead = 0
+        /// Events not published because nobody listened to their key (``EventDemand``).
+        public var eventsHeldBack = 0
     }
 
     public let broker: any Broker
@@ -124,6 +130,7 @@ public final class Worker: Service {
     public let configuration: Configuration
     private let logger: Logger
     private let statsBox = Mutex(Stats())
+    private let eventDemand: Mutex<EventDemand>
     /// Fired when shutdown cancels running handlers: their failures mean "hand back".
     private let handlersCancelled = ShutdownSignal()
     private let startedAt = Date()
@@ -143,6 +150,7 @@ public final class Worker: Service {
         self.configuration = configuration
         self.settlementSettings = Self.settlementSettings(configuration, topology: broker.topology)
         self.logger = logger
+        self.eventDemand = Mutex(EventDemand(hold: configuration.unheardEventHold))
         let factory = configuration.metricsFactory ?? MetricsSystem.factory
         self.queueMetrics = Dictionary(configuration.queues.map { ($0, QueueMetrics(queue: $0, factory: factory)) },
                                        uniquingKeysWith: { first, _ in first })
@@ -290,9 +298,8 @@ public final class Worker: Service {
                     action = machine.noHandler(registered: registry.names)
                     continue
                 }
-                if let started {
-                    let broker = self.broker
-                    Task { _ = try? await broker.publish([started]) }
+                if let started, eventWanted(started) {
+                    Task { try? await self.publishAll([started]) }
                 }
                 guard let finished = await run(task, handler, waited: waited, queue: queue) else {
                     // Shutdown cancelled this task past its grace: hand it back whatever
@@ -304,6 +311,11 @@ public final class Worker: Service {
                 let jitter = if case .failure = finished.outcome { Double.random(in: 0..<1) } else { 0.0 }
                 action = machine.handlerFinished(finished.outcome, milliseconds: finished.milliseconds, now: Date(), jitter: jitter)
             case .publish(let message):
+                // A plain task's outcome event that nobody listens to: the ack alone is its outcome.
+                if message.exchange == topology.eventsExchange, !eventWanted(message) {
+                    action = machine.published()
+                    continue
+                }
                 do {
                     try await publishAll([message])
                     action = machine.published()
@@ -311,7 +323,7 @@ public final class Worker: Service {
                     action = machine.publishRefused(error)
                 }
             case .publishEvent(let message):
-                await publishEvent(message)
+                if eventWanted(message) { await publishEvent(message) }
                 action = machine.eventSent()
             case .ack(let outcome):
                 count(outcome, queue: queue)
@@ -394,15 +406,30 @@ public final class Worker: Service {
     }
 
     /// Publishes and requires every message confirmed. An event nobody has
-    /// bound a queue for is confirmed as unroutable: that is fine for events.
+    /// bound a queue for is confirmed as unroutable: that is fine for events,
+    /// and tells ``eventDemand`` that nobody listens to its key.
     private func publishAll(_ messages: [OutboundMessage]) async throws {
         let results = try await broker.publish(messages)
         for (message, result) in zip(messages, results) {
-            if case .failure(let error) = result {
-                if message.exchange == topology.eventsExchange, PublishFailure.isUnroutable(error) { continue }
+            let isEvent = message.exchange == topology.eventsExchange
+            switch result {
+            case .success:
+                if isEvent { eventDemand.withLock { $0.routed(message.routingKey) } }
+            case .failure(let error):
+                if isEvent, PublishFailure.isUnroutable(error) {
+                    eventDemand.withLock { $0.unroutable(message.routingKey, now: .now) }
+                    continue
+                }
                 throw error
             }
         }
+    }
+
+    /// Whether an event should go out; counts the ones held back.
+    private func eventWanted(_ message: OutboundMessage) -> Bool {
+        if eventDemand.withLock({ $0.wanted(message.routingKey, now: .now) }) { return true }
+        statsBox.withLock { $0.eventsHeldBack += 1 }
+        return false
     }
 
     // MARK: Metrics

@@ -230,7 +230,8 @@ struct OperationsTests {
         _ = try await events.waitForOutcomes(ids)
         // The worker counts an outcome just after publishing its event: poll.
         let text = try await eventually(30, "/metrics to count the 4 tasks") { () -> String? in
-            let (status, text) = try await httpGet("http://127.0.0.1:\(port)/metrics")
+            // The metrics server may bind after the worker has run its first tasks.
+            guard let (status, text) = try? await httpGet("http://127.0.0.1:\(port)/metrics") else { return nil }
             return status == 200 && text.contains(#"sluice_tasks_in_flight{queue="met"} 0"#)
                 && text.contains(#"outcome="dead"} 1"#) ? text : nil
         }

@@ -20,8 +20,10 @@ struct StepEventBindingTests {
     /// Publishes a plain and a step outcome; returns how many reached the coordinator queue.
     static func delivered(_ h: TaskHarness) async throws -> UInt32 {
         let before = try await h.broker.queueState(h.topology.coordinatorQueue).messageCount
-        try await h.broker.publish(Self.event(h.topology, runID: nil))
-        try await h.broker.publish(Self.event(h.topology, runID: "run-\(UUID().uuidString)"))
+        // Events are mandatory: one no queue takes comes back unroutable.
+        for runID in [nil, "run-\(UUID().uuidString)"] {
+            do { try await h.broker.publish(Self.event(h.topology, runID: runID)) } catch where PublishFailure.isUnroutable(error) {}
+        }
         // Confirmed publishes are routed: the counts are final once both confirms are in.
         return try await h.broker.queueState(h.topology.coordinatorQueue).messageCount - before
     }

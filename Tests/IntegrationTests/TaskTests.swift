@@ -69,6 +69,43 @@ struct TaskTests {
         await h.broker.close()
     }
 
+    @Test("a plain task nobody listens to is acknowledged without its event; once a listener binds, events flow again")
+    func unheardEvents() async throws {
+        let h = try await TaskHarness.make()
+        var registry = HandlerRegistry()
+        registry.register("noop") { _ in nil }
+        let worker = h.startWorker(queues: ["quiet"], registry: registry) { $0.unheardEventHold = .milliseconds(300) }
+        let client = TaskClient(broker: h.broker)
+        // No coordinator, no monitor: nobody binds the events exchange.
+        let quiet = try await client.enqueue(batch: Array(repeating: TaskClient.Request(
+            name: "noop", arguments: Array("{}".utf8), options: .init(queue: "quiet")), count: 200))
+        #expect(quiet.allSatisfy { (try? $0.get()) != nil })
+        try await within(60, "the worker to run the 200 tasks") {
+            while worker.worker.stats.succeeded < 200 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        // The first events ask the broker and come back unroutable; the rest are held back.
+        #expect(worker.worker.stats.eventsHeldBack > 100, "\(worker.worker.stats)")
+        try await h.waitForReady("quiet", count: 0)
+
+        // A listener binds: within the hold, events reach it again. One task
+        // at a time until one is heard, then every later one is.
+        let events = try await h.recordEvents()
+        let first = try await within(30, "an event to be heard after the listener bound") {
+            while true {
+                let id = try await client.enqueue(name: "noop", json: Array("{}".utf8), options: .init(queue: "quiet"))
+                if (try? await events.waitForOutcomes([id], seconds: 1)) != nil { return id }
+            }
+        }
+        #expect(!first.isEmpty)
+        let later = try await client.enqueue(batch: Array(repeating: TaskClient.Request(
+            name: "noop", arguments: Array("{}".utf8), options: .init(queue: "quiet")), count: 50))
+        let ids = Set(try later.map { try $0.get() })
+        let outcomes = try await events.waitForOutcomes(ids)
+        #expect(outcomes.values.allSatisfy { $0.kind == .succeeded })
+        try await worker.stop()
+        await h.broker.close()
+    }
+
     @Test("fails twice then succeeds: three runs with growing delays; always failing ends dead with the details")
     func retries() async throws {
         let h = try await TaskHarness.make()

@@ -27,7 +27,9 @@ struct WorkerProcessTests {
     func sigkill() async throws {
         let h = try await TaskHarness.make()
         let events = try await h.recordEvents()
-        let ids = try await sleepTasks(h, queue: "kill", count: 12, seconds: 0.5)
+        // 2 s each, 3 rounds at concurrency 4: the kill lands mid-way even when
+        // `started` events reach the recorder a second late on a loaded machine.
+        let ids = try await sleepTasks(h, queue: "kill", count: 12, seconds: 2)
         let first = try SluiceBinary.start(workerArguments(h, queue: "kill", ["--concurrency", "4"]))
         defer { SluiceBinary.stopIfRunning(first) }
         // Kill it while it holds tasks: after some have started, before all are done.
