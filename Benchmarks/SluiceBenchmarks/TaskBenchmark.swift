@@ -69,6 +69,9 @@ public struct TaskBenchmark: Sendable {
     /// Keep the worker's default middleware (logging, metrics, tracing)
     /// instead of none.
     public var defaultMiddleware = false
+    /// Publish every outcome event even though nobody listens (as with a
+    /// coordinator or monitor bound), instead of holding unheard ones back.
+    public var eventsAlways = false
 
     public init(url: AMQPURL, count: Int, concurrency: Int, rounds: Int = 3, latencyTasks: Int = 2000, offeredRates: [Int] = [200, 5000],
                 startedEvents: Bool = false) {
@@ -100,6 +103,7 @@ public struct TaskBenchmark: Sendable {
         var configuration = Worker.Configuration(queues: [queue], concurrency: concurrency)
         if !defaultMiddleware { configuration.middleware = [] }
         configuration.publishStartedEvents = startedEvents
+        if eventsAlways { configuration.unheardEventHold = .zero }
         let workerConfiguration = configuration
 
         func startWorker() -> (Worker, ServiceGroup, Task<Void, any Error>) {

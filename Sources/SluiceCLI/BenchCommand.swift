@@ -84,6 +84,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Flag(help: "The worker also publishes `started` events (workers do not by default).") var startedEvents = false
         @Flag(help: "Run the worker as `sluice worker --metrics` does: default middleware (logging, metrics, tracing), Prometheus metrics.")
         var observed = false
+        @Flag(help: "Publish every outcome event although nobody listens, as when a coordinator or monitor is bound (by default the worker holds back events nobody listens to).")
+        var eventsAlways = false
         @Option(help: "A second broker to measure in the same run, for ratios (e.g. one node, against a cluster in --url).")
         var versus: String?
         @Flag(help: "Print JSON.") var json = false
@@ -113,6 +115,7 @@ struct BenchCommand: AsyncParsableCommand {
             let quiet = json
             var benchmark = TaskBenchmark(url: url, count: count, concurrency: concurrency, rounds: rounds,
                                           latencyTasks: latencyTasks, offeredRates: try rates(), startedEvents: startedEvents)
+            benchmark.eventsAlways = eventsAlways
             if observed {
                 PrometheusMetrics.bootstrap()
                 benchmark.defaultMiddleware = true
@@ -172,6 +175,7 @@ struct BenchCommand: AsyncParsableCommand {
                 var b = TaskBenchmark(url: url, count: count, concurrency: concurrency, rounds: rounds, latencyTasks: latencyTasks,
                                       offeredRates: [latencyRate], startedEvents: startedEvents)
                 b.defaultMiddleware = observed
+                b.eventsAlways = eventsAlways
                 return b
             }
             if observed { PrometheusMetrics.bootstrap() }
