@@ -30,6 +30,9 @@ struct ExecHandler: Sendable {
         do {
             child = try ChildProcess(executable: "/bin/sh", arguments: ["-c", command], environment: environment,
                                      standardInput: .pipe, standardOutput: .pipe, standardError: .inherit)
+        } catch let error as ChildProcess.SpawnError where [EAGAIN, EMFILE, ENFILE, ENOMEM].contains(error.errno) {
+            // Out of processes, descriptors or memory for now: worth a retry.
+            throw TaskFailure(kind: "exec_failed", "cannot run \(command) now: \(error)")
         } catch {
             throw TaskFailure.permanent("cannot run \(command): \(error)", kind: "exec_failed")
         }

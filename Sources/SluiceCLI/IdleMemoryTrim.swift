@@ -21,7 +21,11 @@ struct IdleMemoryTrim: Service {
     }()
 
     func run() async throws {
-        guard let trim = Self.trim else { return }
+        guard let trim = Self.trim else {
+            // No malloc_trim (not glibc): nothing to do, but returning would end the worker's service group.
+            try? await gracefulShutdown()
+            return
+        }
         let worker = self.worker, interval = self.interval
         do {
             try await cancelWhenGracefulShutdown {

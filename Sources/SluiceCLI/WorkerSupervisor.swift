@@ -270,8 +270,15 @@ final class WorkerSupervisor: Sendable {
         Task {
             let termination = await child.wait()
             // Reports still in the pipe (a task that crashed the child at once
-            // was reported just before) are read before the exit is judged.
-            await reportsRead.wait()
+            // was reported just before) are read before the exit is judged:
+            // until the pipe's end, or 2 s if something else still holds it.
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await reportsRead.wait() }
+                group.addTask { try? await Task.sleep(for: .seconds(2)) }
+                await group.next()
+                group.cancelAll()
+                reportsRead.fire()  // releases the first task if the sleep won
+            }
             switch termination {
             case .exited(let status): continuation.yield((slot, status))
             case .signaled(let signal): continuation.yield((slot, 128 + signal))

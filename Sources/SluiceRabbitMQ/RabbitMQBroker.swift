@@ -146,7 +146,8 @@ public final class RabbitMQBroker: Broker {
         let publisher = publishers.withLock { $0[slot].channel }
         let results = try await publisher.publish(batch: messages)
         if results.contains(where: { if case .failure(let error) = $0 { error.code == .publishNacked } else { false } }) {
-            await replace(publisher: slot, publisher)
+            // Off this caller's path: its answer does not wait for a new channel.
+            Task { await self.replace(publisher: slot, publisher) }
         }
         return results.map { $0.mapError { $0 as any Error } }
     }
@@ -157,9 +158,12 @@ public final class RabbitMQBroker: Broker {
     /// channel that first publishes to a quorum queue while the queue elects a
     /// new leader (its node just died) can go on nacking every publish to it,
     /// while a new channel on the same connection succeeds (seen in
-    /// `ClusterTests`). The old channel is closed: publishes still waiting on
-    /// it fail, as nacks would. At most one replacement per channel a second,
-    /// since a full queue (`x-overflow: reject-publish`) nacks every time too.
+    /// `ClusterTests`). New publishes go to the new channel at once; the old
+    /// one is closed only after a while, so that publishes other callers
+    /// still await on it get their confirm (or nack) instead of an error for
+    /// a message the broker may have taken. At most one replacement per
+    /// channel a second, since a full queue (`x-overflow: reject-publish`)
+    /// nacks every time too.
     private func replace(publisher slot: Int, _ old: AMQPChannel) async {
         let due = publishers.withLock { p in
             guard p[slot].channel === old, ContinuousClock.now - p[slot].opened >= .seconds(1) else { return false }
@@ -168,8 +172,12 @@ public final class RabbitMQBroker: Broker {
         }
         guard due, let fresh = try? await connection.openChannel(confirms: true) else { return }
         publishers.withLock { $0[slot].channel = fresh }
+        try? await Task.sleep(for: Self.retiredChannelLinger)
         try? await old.close()
     }
+
+    /// How long a replaced publisher channel stays open for the confirms still due on it.
+    static let retiredChannelLinger: Duration = .seconds(30)
 
     public func consume(queue: String, prefetch: Int) async throws -> BrokerConsumer {
         let channel = try await connection.openChannel()

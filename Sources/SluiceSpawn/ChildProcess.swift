@@ -86,10 +86,14 @@ public final class ChildProcess: Sendable {
                     posix_spawn_file_actions_adddup2(&actions, fd, target)
                 case .pipe:
                     var fds: [Int32] = [-1, -1]
-                    // (pipe2 is not in Swift's Glibc module; a spawn elsewhere that
-                    // catches these two before fcntl closes them with closefrom.)
-                    guard pipe(&fds) == 0 else { throw SpawnError(operation: "pipe", errno: errno) }
-                    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+                    if let pipe2 = Self.pipe2 {
+                        guard pipe2(&fds, O_CLOEXEC) == 0 else { throw SpawnError(operation: "pipe2", errno: errno) }
+                    } else {
+                        // A spawn elsewhere that catches these two before fcntl
+                        // closes them itself, with closefrom (glibc has both or neither).
+                        guard pipe(&fds) == 0 else { throw SpawnError(operation: "pipe", errno: errno) }
+                        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+                    }
                     let (child, parent) = target == 0 ? (fds[0], fds[1]) : (fds[1], fds[0])
                     theirs.append(child)
                     ours[Int(target)] = parent
@@ -144,6 +148,12 @@ public final class ChildProcess: Sendable {
         return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
     }()
 
+    /// `pipe2`, looked up at run time as ``closeFrom`` is: atomic close-on-exec.
+    private static let pipe2: (@convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pipe2") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32).self)
+    }()
+
     /// Waits for the child on a thread of its own, and reaps it under the
     /// lock, so that ``signal(_:)`` never reaches a reused pid.
     private func reap() {
@@ -152,9 +162,17 @@ public final class ChildProcess: Sendable {
         while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR {}
         let waiters = state.withLock { s -> [CheckedContinuation<Termination, Never>] in
             var status: Int32 = 0
-            while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-            let signal = status & 0x7f
-            s.termination = signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal)
+            var reaped: pid_t
+            repeat { reaped = waitpid(pid, &status, 0) } while reaped == -1 && errno == EINTR
+            if reaped == pid {
+                let signal = status & 0x7f
+                s.termination = signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal)
+            } else {
+                // Reaped by someone else (SIGCHLD ignored, a waitpid(-1)
+                // elsewhere): what waitid saw, never a made-up success.
+                let code = info.si_code, value = info._sifields._sigchld.si_status
+                s.termination = code == Int32(CLD_EXITED) ? .exited(value) : .signaled(code == 0 ? SIGKILL : value)
+            }
             defer { s.waiters = [] }
             return s.waiters
         }
