@@ -86,6 +86,7 @@ let package = Package(
             name: "SluiceWorker",
             dependencies: [
                 "SluiceCore", "SluiceWire",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),

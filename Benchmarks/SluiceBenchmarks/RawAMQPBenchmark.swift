@@ -89,6 +89,58 @@ public struct RawAMQPBenchmark: Sendable {
     }
 }
 
+extension RawAMQPBenchmark {
+    /// Publish-to-consume latency through a durable queue of `queueType`, the
+    /// path a task takes with nothing of Sluice's in it: `count` persistent
+    /// messages sent open loop at `rate`/s on a confirm channel (each send on
+    /// its own task, as the task benchmark enqueues), consumed with
+    /// prefetch `prefetch` and acked one by one. Microseconds, sorted.
+    ///
+    /// A quorum queue hands a message to its consumer only once the message
+    /// is committed to its log, so this, not a transient classic queue's round
+    /// trip, is the floor under enqueue-to-start of a task.
+    public func latency(count n: Int, rate: Int, queueType: String, prefetch: UInt16 = 300) async throws -> [Int] {
+        let connection = try await AMQPConnection.connect(.init(url: url, connectionName: "sluice bench raw latency"))
+        let publisher = try await connection.openChannel(confirms: true)
+        let queue = "sluice.bench.latency.\(queueType).\(UInt32.random(in: 0...UInt32.max))"
+        try await publisher.queueDeclare(QueueDeclaration(name: queue, arguments: ["x-queue-type": .string(queueType)]))
+        let consumerChannel = try await connection.openChannel()
+        try await consumerChannel.qos(prefetchCount: prefetch)
+        let consumer = try await consumerChannel.consume(queue: queue)
+        let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, rate)))
+        let micros = try await withThrowingTaskGroup(of: [Int].self) { group in
+            group.addTask {
+                var micros: [Int] = []
+                micros.reserveCapacity(n)
+                for try await delivery in consumer {
+                    let sent = delivery.body.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                    micros.append(Int((DispatchTime.now().uptimeNanoseconds - sent) / 1000))
+                    try await delivery.ack()
+                    if micros.count == n { break }
+                }
+                return micros
+            }
+            let start = ContinuousClock.now
+            for i in 0..<n {
+                try await Task.sleep(until: start + interval * i, clock: .continuous)
+                group.addTask {
+                    var sent = DispatchTime.now().uptimeNanoseconds
+                    let body = withUnsafeBytes(of: &sent) { Array($0) }
+                    try await publisher.publish(OutboundMessage(routingKey: queue, body: body, properties: .persistent))
+                    return []
+                }
+            }
+            var all: [Int] = []
+            for try await part in group { all += part }
+            return all
+        }
+        try await consumer.cancel()
+        try await publisher.queueDelete(queue)
+        await connection.close()
+        return micros.sorted()
+    }
+}
+
 /// Runs `body(n)` for batches of at most 512 that add up to `count`, with
 /// enough batches at once to keep `inFlight` messages unconfirmed.
 func pipelined(count: Int, inFlight: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {

@@ -34,8 +34,15 @@ public struct TaskBenchmark: Sendable {
         public var rate: Int
         /// Microseconds.
         public var histogram: Histogram<UInt64>
+        /// The same path without Sluice, measured just before at the same
+        /// rate: persistent messages through a quorum queue, consumed and
+        /// acked (``RawAMQPBenchmark/latency(count:rate:queueType:prefetch:)``);
+        /// microseconds, sorted.
+        public var rawQuorum: [Int]
         public func percentile(_ p: Double) -> Int { Int(histogram.valueAtPercentile(p)) }
         public var max: Int { Int(histogram.max) }
+        /// The raw quorum-queue latency at a percentile (0-100), microseconds.
+        public func rawQuorum(percentile p: Double) -> Int { rawQuorum.isEmpty ? 0 : SluiceBenchmarks.percentile(rawQuorum, p / 100) }
     }
 
     public struct Result: Sendable {
@@ -167,6 +174,8 @@ public struct TaskBenchmark: Sendable {
             rawRoundTrip = try await RawAMQPBenchmark(url: url, count: 0).roundTrips(latencyTasks)
             let (_, group, running) = startWorker()
             for rate in offeredRates {
+                progress("raw latency through a quorum queue: \(latencyTasks) messages at \(rate)/s...")
+                let rawQuorum = try await RawAMQPBenchmark(url: url, count: 0).latency(count: latencyTasks, rate: rate, queueType: "quorum")
                 progress("enqueue-to-start latency: \(latencyTasks) tasks at \(rate)/s...")
                 latencies.reset()
                 let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, rate)))
@@ -185,7 +194,7 @@ public struct TaskBenchmark: Sendable {
                     try await group.waitForAll()
                 }
                 while latencies.count < latencyTasks { try await Task.sleep(for: .milliseconds(5)) }
-                latencyResults.append(Latency(rate: rate, histogram: latencies.histogram))
+                latencyResults.append(Latency(rate: rate, histogram: latencies.histogram, rawQuorum: rawQuorum))
             }
             await group.triggerGracefulShutdown()
             try await running.value

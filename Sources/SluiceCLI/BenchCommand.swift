@@ -137,7 +137,10 @@ struct BenchCommand: AsyncParsableCommand {
                     "raw_round_trip_us": rawTrip,
                     "start_latency_us": r.latencies.map { l -> [String: Any] in
                         ["rate": l.rate, "p50": l.percentile(50), "p99": l.percentile(99), "max": l.max,
-                         "p50_times_raw": times(l.percentile(50), rawTrip["p50"]!), "p99_times_raw": times(l.percentile(99), rawTrip["p99"]!)]
+                         "p50_times_raw": times(l.percentile(50), rawTrip["p50"]!), "p99_times_raw": times(l.percentile(99), rawTrip["p99"]!),
+                         "raw_quorum_us": ["p50": l.rawQuorum(percentile: 50), "p99": l.rawQuorum(percentile: 99)],
+                         "p50_times_raw_quorum": times(l.percentile(50), l.rawQuorum(percentile: 50)),
+                         "p99_times_raw_quorum": times(l.percentile(99), l.rawQuorum(percentile: 99))]
                     },
                     "count": count, "concurrency": concurrency, "started_events": startedEvents,
                 ])
@@ -154,10 +157,13 @@ struct BenchCommand: AsyncParsableCommand {
                 + "\(Int(r.medianEnqueue)) tasks/s (\(pct(r.medianEnqueueRatio)) of raw publish); end to end, 1 worker, concurrency "
                 + "\(concurrency): \(Int(r.medianEndToEnd)) tasks/s (\(pct(r.medianEndToEndRatio)) of raw publish, "
                 + "\(pct(r.medianEndToEndConsumeRatio)) of raw consume+ack)")
-            print("raw round trip (SluiceAMQP, publish to consume): p50 \(rawTrip["p50"]!) µs, p99 \(rawTrip["p99"]!) µs")
+            print("raw round trip (SluiceAMQP, transient message, classic queue, one at a time): p50 \(rawTrip["p50"]!) µs, p99 \(rawTrip["p99"]!) µs")
             for l in r.latencies {
-                print("enqueue-to-start at \(l.rate)/s: p50 \(l.percentile(50)) µs (\(times(l.percentile(50), rawTrip["p50"]!))× raw), "
-                    + "p99 \(l.percentile(99)) µs (\(times(l.percentile(99), rawTrip["p99"]!))× raw), max \(l.max) µs")
+                let q50 = l.rawQuorum(percentile: 50), q99 = l.rawQuorum(percentile: 99)
+                print("at \(l.rate)/s: raw through a quorum queue p50 \(q50) µs, p99 \(q99) µs; enqueue-to-start p50 \(l.percentile(50)) µs "
+                    + "(\(times(l.percentile(50), q50))× raw quorum, \(times(l.percentile(50), rawTrip["p50"]!))× raw round trip), "
+                    + "p99 \(l.percentile(99)) µs (\(times(l.percentile(99), q99))× raw quorum, \(times(l.percentile(99), rawTrip["p99"]!))× raw round trip), "
+                    + "max \(l.max) µs")
             }
         }
 

@@ -22,14 +22,22 @@ public struct FieldTable: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
 
     /// The value for a key, or nil; assigning nil removes the key.
     public subscript(key: String) -> FieldValue? {
-        get { entries.first(where: { $0.key == key })?.value }
+        get { entries.first(where: { Self.same($0.key, key) })?.value }
         set {
-            if let i = entries.firstIndex(where: { $0.key == key }) {
+            if let i = entries.firstIndex(where: { Self.same($0.key, key) }) {
                 if let newValue { entries[i].value = newValue } else { entries.remove(at: i) }
             } else if let newValue {
                 entries.append((key, newValue))
             }
         }
+    }
+
+    /// Most keys a lookup passes differ in length: checked first (O(1) for
+    /// native strings), it spares String's Unicode comparison, which a worker
+    /// otherwise ran dozens of times per task over the headers.
+    @inline(__always)
+    private static func same(_ a: String, _ b: String) -> Bool {
+        a.utf8.count == b.utf8.count && a == b
     }
 
     /// Number of entries.

@@ -37,6 +37,14 @@ public struct HandlerRegistry: Sendable {
     }
 
     func handler(for name: String) -> Handler? { handlers[name] ?? fallback }
+
+    /// The same registry with every handler (and the fallback) wrapped by `wrap`.
+    func wrapped(_ wrap: (@escaping Handler) -> Handler) -> HandlerRegistry {
+        var copy = self
+        copy.handlers = handlers.mapValues { wrap($0) }
+        copy.fallback = fallback.map { wrap($0) }
+        return copy
+    }
 }
 
 /// A result for handlers that return nothing.

@@ -26,6 +26,12 @@ struct SettlementStateMachine {
         var publishStartedEvents: Bool
     }
 
+    /// Whether anybody wants an event with this routing key (see
+    /// ``EventDemand``). Asked before an event is built: one nobody wants is
+    /// neither written nor published, and a plain task's success is then
+    /// acknowledged at once. Every event is wanted unless the worker says otherwise.
+    var eventWanted: (_ routingKey: String) -> Bool = { _ in true }
+
     /// What the worker does next.
     enum Action {
         /// Write a log line, then call ``logged()``.
@@ -189,8 +195,10 @@ struct SettlementStateMachine {
                     event.result = String(decoding: result, as: UTF8.self)
                 }
             }
-            // The event is the outcome: it must be confirmed before the ack.
             state = .reportingSuccess(task)
+            // Nobody listens: the ack alone is the outcome.
+            guard eventWanted(settings.topology.eventRoutingKey(for: event)) else { return finish(.succeeded(task: task.name)) }
+            // The event is the outcome: it must be confirmed before the ack.
             return .publish(eventMessage(event))
         case .failure(let error):
             let (kind, message, retryable) = Self.describe(error)
@@ -231,7 +239,7 @@ struct SettlementStateMachine {
             return finish(.succeeded(task: task.name))
         case .copyingRetry(let task, let event, _):
             state = .reportingRetry(task)
-            return .publishEvent(eventMessage(event))
+            return report(event)
         case .deadLettering(let dead, _):
             state = .reportingDead(dead)
             var event = deadEvent(dead)
@@ -239,7 +247,7 @@ struct SettlementStateMachine {
             event.waitMilliseconds = dead.waited
             event.errorType = dead.errorType
             event.errorMessage = dead.message
-            return .publishEvent(eventMessage(event))
+            return report(event)
         default:
             return invalid("published")
         }
@@ -339,6 +347,12 @@ struct SettlementStateMachine {
                                              errorType: dead.errorType, errorMessage: dead.message,
                                              worker: settings.workerID, signature: settings.eventSigner?.signature(of: event),
                                              trimmed: trimmed)
+    }
+
+    /// A report's event, or straight on when nobody wants it.
+    private mutating func report(_ event: TaskEvent) -> Action {
+        guard eventWanted(settings.topology.eventRoutingKey(for: event)) else { return eventSent() }
+        return .publishEvent(eventMessage(event))
     }
 
     /// An event's message, signed when the worker has an event key.

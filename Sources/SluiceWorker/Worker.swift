@@ -139,6 +139,8 @@ public final class Worker: Service {
     private let phase = Mutex("running")
     /// What the settlement of each delivery depends on, made once.
     private let settlementSettings: SettlementStateMachine.Settings
+    /// Each handler wrapped in the middleware, once (not per task).
+    private let chains: HandlerRegistry
 
     /// The worker's counters now.
     public var stats: Stats { statsBox.withLock { $0 } }
@@ -149,6 +151,7 @@ public final class Worker: Service {
         self.registry = registry
         self.configuration = configuration
         self.settlementSettings = Self.settlementSettings(configuration, topology: broker.topology)
+        self.chains = registry.wrapped { Self.chain(configuration, $0) }
         self.logger = logger
         self.eventDemand = Mutex(EventDemand(hold: configuration.unheardEventHold))
         let factory = configuration.metricsFactory ?? MetricsSystem.factory
@@ -191,7 +194,7 @@ public final class Worker: Service {
                                 if stopping.isFired {
                                     // Buffered before the consumer was cancelled: hand it back, do not start it.
                                     try? await delivery.reject(requeue: true)
-                                    await slots.release()
+                                    slots.release()
                                     continue
                                 }
                                 self.statsBox.withLock { $0.inFlight += 1 }
@@ -201,7 +204,7 @@ public final class Worker: Service {
                                     await self.process(delivery, queue: queue)
                                     self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
                                     self.queueMetrics[queue]?.inFlight.decrement()
-                                    await slots.release()
+                                    slots.release()
                                 }
                             }
                         } catch {
@@ -281,6 +284,7 @@ public final class Worker: Service {
     private func settle(_ delivery: BrokerDelivery, queue: String) async throws {
         var machine = SettlementStateMachine(settings: settlementSettings, queue: queue, properties: delivery.properties,
                                              body: delivery.body)
+        machine.eventWanted = { self.eventWanted(routingKey: $0) }
         var action = machine.received(now: Date())
         while true {
             switch action {
@@ -294,11 +298,11 @@ public final class Worker: Service {
             case .admit(let task):
                 action = machine.admitted(configuration.admission?(task) ?? .run)
             case .run(let task, let waited, let started):
-                guard let handler = registry.handler(for: task.name) else {
+                guard let handler = chains.handler(for: task.name) else {
                     action = machine.noHandler(registered: registry.names)
                     continue
                 }
-                if let started, eventWanted(started) {
+                if let started, eventWanted(routingKey: started.routingKey) {
                     Task { try? await self.publishAll([started]) }
                 }
                 guard let finished = await run(task, handler, waited: waited, queue: queue) else {
@@ -311,11 +315,7 @@ public final class Worker: Service {
                 let jitter = if case .failure = finished.outcome { Double.random(in: 0..<1) } else { 0.0 }
                 action = machine.handlerFinished(finished.outcome, milliseconds: finished.milliseconds, now: Date(), jitter: jitter)
             case .publish(let message):
-                // A plain task's outcome event that nobody listens to: the ack alone is its outcome.
-                if message.exchange == topology.eventsExchange, !eventWanted(message) {
-                    action = machine.published()
-                    continue
-                }
+                // (An outcome event nobody listens to never gets here: the machine asked ``eventWanted``.)
                 do {
                     try await publishAll([message])
                     action = machine.published()
@@ -323,7 +323,7 @@ public final class Worker: Service {
                     action = machine.publishRefused(error)
                 }
             case .publishEvent(let message):
-                if eventWanted(message) { await publishEvent(message) }
+                await publishEvent(message)
                 action = machine.eventSent()
             case .ack(let outcome):
                 count(outcome, queue: queue)
@@ -347,7 +347,7 @@ public final class Worker: Service {
         let start = ContinuousClock.now
         let outcome: Result<[UInt8]?, any Error>
         do {
-            outcome = .success(try await TraceParent.$current.withValue(span) { try await runChain(context, handler) })
+            outcome = .success(try await TraceParent.$current.withValue(span) { try await handler(context) })
         } catch {
             outcome = .failure(error)
         }
@@ -383,15 +383,16 @@ public final class Worker: Service {
             eventSigner: configuration.eventSigner, publishStartedEvents: configuration.publishStartedEvents)
     }
 
-    private func runChain(_ context: TaskContext, _ handler: @escaping HandlerRegistry.Handler) async throws -> [UInt8]? {
-        var chain: @Sendable (TaskContext) async throws -> [UInt8]? = handler
+    /// `handler` inside the configured middleware (the first is outermost), then the time limit.
+    private static func chain(_ configuration: Configuration, _ handler: @escaping HandlerRegistry.Handler) -> HandlerRegistry.Handler {
+        var chain: HandlerRegistry.Handler = handler
         var layers = configuration.middleware
         if let limit = configuration.timeLimit { layers.append(TimeLimitMiddleware(limit: limit, grace: configuration.timeLimitGrace)) }
         for middleware in layers.reversed() {
             let next = chain
             chain = { try await middleware.handle($0, next: next) }
         }
-        return try await chain(context)
+        return chain
     }
 
     /// Publishes a report and waits for the broker; a failure is logged, not thrown.
@@ -426,8 +427,8 @@ public final class Worker: Service {
     }
 
     /// Whether an event should go out; counts the ones held back.
-    private func eventWanted(_ message: OutboundMessage) -> Bool {
-        if eventDemand.withLock({ $0.wanted(message.routingKey, now: .now) }) { return true }
+    private func eventWanted(routingKey: String) -> Bool {
+        if eventDemand.withLock({ $0.wanted(routingKey, now: .now) }) { return true }
         statsBox.withLock { $0.eventsHeldBack += 1 }
         return false
     }

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# CPU instructions a `sluice worker` process spends per no-op task, counted
+# by valgrind's callgrind (repeatable where timings are not).
+#
+#   Benchmarks/worker-instructions.sh [SMALL LARGE]   (default: 2000 10000)
+#
+# For each size N, N `sluice.echo` tasks are enqueued on a queue of their
+# own, then a worker (--concurrency 300) runs under callgrind, drains them
+# (its Prometheus counter is polled) and stops with SIGTERM. The difference
+# of the two runs' totals, divided by the difference in tasks, is the count
+# per task without start-up and shutdown. The five functions that cost most
+# in the larger run are printed too (the whole profile stays in
+# .sluice/callgrind.LARGE.out for callgrind_annotate).
+#
+# Needs the patched valgrind of Benchmarks/build-valgrind.sh (built on first
+# use). Settings: SLUICE_BIN (default .build/release/sluice), SLUICE_URL
+# (default: the test node), METRICS_PORT (27298).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${SLUICE_BIN:-.build/release/sluice}
+url=${SLUICE_URL:-amqp://guest:guest@127.0.0.1:27270/%2f}
+port=${METRICS_PORT:-27298}
+small=${1:-2000}
+large=${2:-10000}
+valgrind=.sluice/valgrind/bin/valgrind
+[ -x "$bin" ] || { echo "worker-instructions: build first: swift build -c release --product sluice" >&2; exit 1; }
+[ -x "$valgrind" ] || Benchmarks/build-valgrind.sh >&2
+
+succeeded() {
+  curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null \
+    | awk '/^sluice_tasks_total\{/ && /outcome="succeeded"/ {s += $NF} END {printf "%d\n", s}'
+}
+
+# run N: prints the instructions the worker process executed in all.
+run() {
+  local n=$1 prefix="instr$RANDOM$RANDOM" pid out=.sluice/callgrind.$1.out
+  "$bin" enqueue sluice.echo --args '{}' --count "$n" --queue cost --prefix "$prefix" --url "$url" >/dev/null 2>&1
+  "$valgrind" --tool=callgrind --callgrind-out-file="$out" \
+    "$bin" worker --queue cost --prefix "$prefix" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error \
+    2>/dev/null &
+  pid=$!
+  until [ "$(succeeded)" -ge "$n" ]; do
+    kill -0 "$pid" 2>/dev/null || { echo "worker-instructions: the worker exited" >&2; exit 1; }
+    sleep 0.2
+  done
+  kill -TERM "$pid"
+  wait "$pid" || true
+  awk '/^summary:/ {print $2}' "$out"
+}
+
+mkdir -p .sluice
+i1=$(run "$small")
+i2=$(run "$large")
+echo "worker (sluice.echo, concurrency 300, no listener), $url"
+echo "$small tasks: $i1 instructions; $large tasks: $i2 instructions"
+echo "instructions per task (difference of the two): $(( (i2 - i1) / (large - small) ))"
+echo "most expensive functions (exclusive), $large tasks:"
+.sluice/valgrind/bin/callgrind_annotate ".sluice/callgrind.$large.out" 2>/dev/null \
+  | awk '/^-+$/ {section++} section == 3 && /\(/ {print; if (++shown == 5) exit}'
