@@ -69,6 +69,26 @@ struct SettlementStateMachineTests {
         guard case .ack(.succeeded(task: "emails.send")) = m.published() else { Issue.record("no ack"); return }
     }
 
+    @Test("an event nobody wants is not built: success is acked at once, a retry's copy still goes first")
+    func unwantedEvents() throws {
+        var asked: [String] = []
+        var m = Self.machine(Self.task())
+        m.eventWanted = { asked.append($0); return false }
+        _ = Self.toHandler(&m)
+        guard case .ack(.succeeded(task: "emails.send")) = m.handlerFinished(.success(nil), milliseconds: 1, now: Self.now, jitter: 0) else {
+            Issue.record("a success nobody listens to should be acked without a publish"); return
+        }
+        #expect(asked == [Self.topology.eventRoutingKey(queue: "emails", kind: .succeeded)])
+
+        var r = Self.machine(Self.task())
+        r.eventWanted = { _ in false }
+        _ = Self.toHandler(&r)
+        let copy = Self.published(r.handlerFinished(.failure(TaskFailure(kind: "smtp", "down")), milliseconds: 1, now: Self.now, jitter: 0))
+        #expect(copy?.exchange.hasPrefix("unit.delay.") == true, "the retry copy is the outcome: always published")
+        guard case .ack(.retried(task: "emails.send")) = r.published() else { Issue.record("no ack after the copy"); return }
+
+    }
+
     @Test("a result over the limit is dropped from the event, with a note")
     func bigResult() throws {
         var m = Self.machine(Self.task())
