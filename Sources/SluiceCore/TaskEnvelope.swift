@@ -8,58 +8,205 @@ public struct TaskEnvelope: Sendable, Hashable {
     /// The wire-format version this code writes and the newest it reads.
     public static let protocolVersion = 1
 
+    // The fields live in one box, copied on write: a value that passes
+    // through many hands per message is then copied with one reference
+    // count instead of one per field.
+    private struct Fields: Sendable, Hashable {
+        var id: String
+        var name: String
+        var queue: String
+        var arguments: [UInt8]
+        var attempt: Int
+        var maxAttempts: Int?
+        var retryPolicy: RetryPolicy?
+        var notBefore: Date?
+        var deadline: Date?
+        var idempotencyKey: String?
+        var workflowRunID: String?
+        var workflowStep: String?
+        var traceparent: String?
+        var enqueuedAt: Date?
+        var otherHeaders: FieldTable
+    }
+
+    /// `@unchecked`: `fields` is written only through ``mutate(_:)``, after
+    /// making the box unique, so no two values ever share a box being written.
+    private final class Box: @unchecked Sendable {
+        var fields: Fields
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var box: Box
+
+    private mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&box) { box = Box(box.fields) }
+    }
+
+    private mutating func mutate(_ change: (inout Fields) -> Void) {
+        makeUnique()
+        change(&box.fields)
+    }
+
+    public static func == (a: TaskEnvelope, b: TaskEnvelope) -> Bool { a.box === b.box || a.box.fields == b.box.fields }
+    public func hash(into hasher: inout Hasher) { hasher.combine(box.fields) }
+
     /// Stable across retries and redeliveries (`message_id`).
-    public var id: String
+    public var id: String {
+        get { box.fields.id }
+        set { mutate { $0.id = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.id
+        }
+    }
+
     /// The registered task name (`type`).
-    public var name: String
+    public var name: String {
+        get { box.fields.name }
+        set { mutate { $0.name = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.name
+        }
+    }
+
     /// The queue the task belongs to (without prefix).
-    public var queue: String
+    public var queue: String {
+        get { box.fields.queue }
+        set { mutate { $0.queue = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.queue
+        }
+    }
+
     /// The JSON arguments (the message body).
-    public var arguments: [UInt8]
+    public var arguments: [UInt8] {
+        get { box.fields.arguments }
+        set { mutate { $0.arguments = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.arguments
+        }
+    }
+
     /// 1 for the first run, +1 per retry.
-    public var attempt: Int
+    public var attempt: Int {
+        get { box.fields.attempt }
+        set { mutate { $0.attempt = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.attempt
+        }
+    }
+
     /// Runs allowed in all; nil: the worker's policy decides.
-    public var maxAttempts: Int?
+    public var maxAttempts: Int? {
+        get { box.fields.maxAttempts }
+        set { mutate { $0.maxAttempts = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.maxAttempts
+        }
+    }
+
     /// Retry backoff overriding the worker's policy.
-    public var retryPolicy: RetryPolicy?
+    public var retryPolicy: RetryPolicy? {
+        get { box.fields.retryPolicy }
+        set { mutate { $0.retryPolicy = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.retryPolicy
+        }
+    }
+
     /// Do not start before this time.
-    public var notBefore: Date?
+    public var notBefore: Date? {
+        get { box.fields.notBefore }
+        set { mutate { $0.notBefore = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.notBefore
+        }
+    }
+
     /// Dead-letter instead of starting after this time.
-    public var deadline: Date?
+    public var deadline: Date? {
+        get { box.fields.deadline }
+        set { mutate { $0.deadline = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.deadline
+        }
+    }
+
     /// The caller's key for deduplicating side effects; defaults to the id.
-    public var idempotencyKey: String?
+    public var idempotencyKey: String? {
+        get { box.fields.idempotencyKey }
+        set { mutate { $0.idempotencyKey = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.idempotencyKey
+        }
+    }
+
     /// The workflow run this task is a step of (`correlation_id` too).
-    public var workflowRunID: String?
+    public var workflowRunID: String? {
+        get { box.fields.workflowRunID }
+        set { mutate { $0.workflowRunID = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.workflowRunID
+        }
+    }
+
     /// The step id within that run.
-    public var workflowStep: String?
+    public var workflowStep: String? {
+        get { box.fields.workflowStep }
+        set { mutate { $0.workflowStep = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.workflowStep
+        }
+    }
+
     /// W3C trace context.
-    public var traceparent: String?
+    public var traceparent: String? {
+        get { box.fields.traceparent }
+        set { mutate { $0.traceparent = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.traceparent
+        }
+    }
+
     /// When it was first enqueued; nil when the message said nothing
     /// (no `timestamp`, no `sluice-enqueued-at`): its wait is then unknown.
-    public var enqueuedAt: Date?
+    public var enqueuedAt: Date? {
+        get { box.fields.enqueuedAt }
+        set { mutate { $0.enqueuedAt = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.enqueuedAt
+        }
+    }
+
     /// Headers this version does not interpret, kept on retries and dead copies.
-    public var otherHeaders: FieldTable
+    public var otherHeaders: FieldTable {
+        get { box.fields.otherHeaders }
+        set { mutate { $0.otherHeaders = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.otherHeaders
+        }
+    }
 
     /// A new task, attempt 1, enqueued now.
     public init(id: String = TaskEnvelope.newID(), name: String, queue: String, arguments: [UInt8], attempt: Int = 1,
                 maxAttempts: Int? = nil, retryPolicy: RetryPolicy? = nil, notBefore: Date? = nil, deadline: Date? = nil,
                 idempotencyKey: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil,
                 traceparent: String? = nil, enqueuedAt: Date? = Date(), otherHeaders: FieldTable = [:]) {
-        self.id = id
-        self.name = name
-        self.queue = queue
-        self.arguments = arguments
-        self.attempt = attempt
-        self.maxAttempts = maxAttempts
-        self.retryPolicy = retryPolicy
-        self.notBefore = notBefore
-        self.deadline = deadline
-        self.idempotencyKey = idempotencyKey
-        self.workflowRunID = workflowRunID
-        self.workflowStep = workflowStep
-        self.traceparent = traceparent
-        self.enqueuedAt = enqueuedAt
-        self.otherHeaders = otherHeaders
+        box = Box(Fields(id: id, name: name, queue: queue, arguments: arguments, attempt: attempt, maxAttempts: maxAttempts, retryPolicy: retryPolicy, notBefore: notBefore, deadline: deadline, idempotencyKey: idempotencyKey, workflowRunID: workflowRunID, workflowStep: workflowStep, traceparent: traceparent, enqueuedAt: enqueuedAt, otherHeaders: otherHeaders))
     }
 
     /// A random task id: a version-4 UUID in lowercase. Made from the system

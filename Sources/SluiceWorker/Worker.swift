@@ -187,6 +187,8 @@ public final class Worker: Service {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 for (queue, consumer) in consumersToStop {
+                    // Looked up once per consumer, not per delivery.
+                    let metrics = self.queueMetrics[queue]
                     group.addTask {
                         do {
                             for try await delivery in consumer {
@@ -198,12 +200,12 @@ public final class Worker: Service {
                                     continue
                                 }
                                 self.statsBox.withLock { $0.inFlight += 1 }
-                                self.queueMetrics[queue]?.inFlight.increment()
+                                metrics?.inFlight.increment()
                                 // Unstructured, so that shutdown can cancel just the handlers.
                                 running.start {
-                                    await self.process(delivery, queue: queue)
+                                    await self.process(delivery, queue: queue, metrics: metrics)
                                     self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
-                                    self.queueMetrics[queue]?.inFlight.decrement()
+                                    metrics?.inFlight.decrement()
                                     slots.release()
                                 }
                             }
@@ -268,9 +270,9 @@ public final class Worker: Service {
     // MARK: One delivery
 
     /// Runs one delivery to its outcome, then acknowledges it. Never throws.
-    func process(_ delivery: BrokerDelivery, queue: String) async {
+    private func process(_ delivery: BrokerDelivery, queue: String, metrics: QueueMetrics?) async {
         do {
-            try await settle(delivery, queue: queue)
+            try await settle(delivery, queue: queue, metrics: metrics)
         } catch {
             // Publishing the outcome failed: hand the delivery back so the broker
             // delivers it again (a cancelled one goes back when its channel closes).
@@ -281,7 +283,7 @@ public final class Worker: Service {
 
     /// Drives the delivery's ``SettlementStateMachine``: it decides, this
     /// executes (publishes, runs the handler, acknowledges).
-    private func settle(_ delivery: BrokerDelivery, queue: String) async throws {
+    private func settle(_ delivery: BrokerDelivery, queue: String, metrics: QueueMetrics?) async throws {
         var machine = SettlementStateMachine(settings: settlementSettings, queue: queue, properties: delivery.properties,
                                              body: delivery.body)
         machine.eventWanted = { self.eventWanted(routingKey: $0) }
@@ -305,7 +307,7 @@ public final class Worker: Service {
                 if let started, eventWanted(routingKey: started.routingKey) {
                     Task { try? await self.publishAll([started]) }
                 }
-                guard let finished = await run(task, handler, waited: waited, queue: queue) else {
+                guard let finished = await run(task, handler, waited: waited, metrics: metrics) else {
                     // Shutdown cancelled this task past its grace: hand it back whatever
                     // the handler returned (nothing about it has been published).
                     try? await delivery.reject(requeue: true)
@@ -326,7 +328,7 @@ public final class Worker: Service {
                 await publishEvent(message)
                 action = machine.eventSent()
             case .ack(let outcome):
-                count(outcome, queue: queue)
+                count(outcome, queue: queue, metrics: metrics)
                 return try await delivery.ack()
             case .fail(let error):
                 throw error
@@ -337,9 +339,9 @@ public final class Worker: Service {
     /// Runs a task's handler through the middleware; nil when shutdown
     /// cancelled it past its grace (its delivery goes back).
     private func run(_ task: TaskEnvelope, _ handler: @escaping HandlerRegistry.Handler, waited: Double?,
-                     queue: String) async -> (outcome: Result<[UInt8]?, any Error>, milliseconds: Double)? {
+                     metrics: QueueMetrics?) async -> (outcome: Result<[UInt8]?, any Error>, milliseconds: Double)? {
         let context = TaskContext(task: task, logger: logger)
-        if let waited { queueMetrics[queue]?.wait.recordNanoseconds(Int64(waited * 1_000_000)) }
+        if let waited { metrics?.wait.recordNanoseconds(Int64(waited * 1_000_000)) }
 
         // The handler runs in a span of the task's trace: tasks it enqueues join it.
         let span = task.traceparent.flatMap(TraceParent.init)?.child(seed: "\(task.id)/\(task.attempt)")
@@ -347,7 +349,12 @@ public final class Worker: Service {
         let start = ContinuousClock.now
         let outcome: Result<[UInt8]?, any Error>
         do {
-            outcome = .success(try await TraceParent.$current.withValue(span) { try await handler(context) })
+            // No trace to join: no task-local to set (the handler's task has none of its own).
+            if let span {
+                outcome = .success(try await TraceParent.$current.withValue(span) { try await handler(context) })
+            } else {
+                outcome = .success(try await handler(context))
+            }
         } catch {
             outcome = .failure(error)
         }
@@ -357,22 +364,22 @@ public final class Worker: Service {
     }
 
     /// Counts and logs how a delivery ended.
-    private func count(_ outcome: SettlementStateMachine.Outcome, queue: String) {
+    private func count(_ outcome: SettlementStateMachine.Outcome, queue: String, metrics: QueueMetrics?) {
         switch outcome {
         case .forwarded:
             break
         case .succeeded(let task):
             statsBox.withLock { $0.succeeded += 1 }
-            countOutcome("succeeded", task, queue)
+            metrics?.outcome(.succeeded, task: task).increment()
         case .retried(let task):
             statsBox.withLock { $0.retried += 1 }
-            countOutcome("retried", task, queue)
+            metrics?.outcome(.retried, task: task).increment()
         case .dead(let task, let id, let reason, let message):
             logger.warning("task dead-lettered", metadata: [
                 "queue": "\(queue)", "reason": "\(reason.rawValue)", "task.id": "\(id)", "error": "\(message)",
             ])
             statsBox.withLock { $0.dead += 1 }
-            countOutcome("dead", task, queue)
+            metrics?.outcome(.dead, task: task).increment()
         }
     }
 
@@ -452,7 +459,9 @@ public final class Worker: Service {
             inFlight = Meter(label: "sluice_tasks_in_flight", dimensions: [("queue", queue)], factory: factory)
         }
 
-        func outcome(_ outcome: String, task: String) -> Counter {
+        enum Kind { case succeeded, retried, dead }
+
+        func outcome(_ outcome: Kind, task: String) -> Counter {
             let counters = outcomes.withLock { cache in
                 if let c = cache[task] { return c }
                 func make(_ o: String) -> Counter {
@@ -463,18 +472,14 @@ public final class Worker: Service {
                 return c
             }
             switch outcome {
-            case "succeeded": return counters.succeeded
-            case "retried": return counters.retried
-            default: return counters.dead
+            case .succeeded: return counters.succeeded
+            case .retried: return counters.retried
+            case .dead: return counters.dead
             }
         }
     }
 
     /// `sluice_tasks_total{task,queue,outcome}`: what became of each delivery.
-    private func countOutcome(_ outcome: String, _ task: String, _ queue: String) {
-        queueMetrics[queue]?.outcome(outcome, task: task).increment()
-    }
-
     // MARK: Heartbeats
 
     /// The heartbeat now.
