@@ -18,19 +18,22 @@ cd "$(dirname "$0")/.."
 root=$PWD/.sluice/valgrind
 version=3.24.0
 debian_version=1:3.24.0-3
-if [ -x "$root/bin/valgrind" ] && "$root/bin/valgrind" --version | grep -q "$version"; then
+if [ -x "$root/bin/valgrind" ] && [ "$("$root/bin/valgrind" --version)" = "valgrind-$version" ]; then
   echo "valgrind: $root/bin/valgrind ($version) is already built"
   exit 0
 fi
-command -v make >/dev/null && command -v gcc >/dev/null || {
-  echo "valgrind: installing make and gcc" >&2
-  apt-get update -qq && apt-get install -y -qq make gcc libc6-dbg >/dev/null
+# The source version is pinned: the fix below is written against it.
+command -v make >/dev/null && command -v gcc >/dev/null && command -v bzip2 >/dev/null && command -v python3 >/dev/null || {
+  echo "valgrind: installing make, gcc, bzip2 and python3" >&2
+  apt-get update -qq && apt-get install -y -qq make gcc libc6-dbg bzip2 python3 >/dev/null
 }
 work=$root.src
 rm -rf "$work" && mkdir -p "$work/lists/partial"
 cd "$work"
 echo "deb-src http://deb.debian.org/debian trixie main" > sources.list
-apt_options=(-o Dir::Etc::sourcelist="$work/sources.list" -o Dir::Etc::sourceparts=- -o Dir::State::Lists="$work/lists")
+mkdir -p "$work/cache/archives/partial"
+apt_options=(-o Dir::Etc::sourcelist="$work/sources.list" -o Dir::Etc::sourceparts=- -o Dir::State::Lists="$work/lists"
+             -o Dir::Cache="$work/cache")
 apt-get "${apt_options[@]}" update -qq
 apt-get "${apt_options[@]}" source --download-only "valgrind=$debian_version" >/dev/null
 tar xjf "valgrind_$version.orig.tar.bz2"
@@ -47,6 +50,7 @@ if text.count(before) != 1:
 open(path, "w").write(text.replace(before, after))
 EOF
 echo "valgrind: building $version (a few minutes)" >&2
+trap 'echo "valgrind: the build failed; see the logs in $work" >&2' ERR
 nice -n 10 ./configure --prefix="$root" >"$work/configure.log" 2>&1
 nice -n 10 make -j"$(nproc)" >"$work/make.log" 2>&1
 make install >"$work/install.log" 2>&1

@@ -16,6 +16,7 @@
 # use). Settings: SLUICE_BIN (default .build/release/sluice), SLUICE_URL
 # (default: the test node), METRICS_PORT (27298).
 set -euo pipefail
+shopt -s inherit_errexit  # a failure inside $(run ...) stops the script too
 cd "$(dirname "$0")/.."
 bin=${SLUICE_BIN:-.build/release/sluice}
 url=${SLUICE_URL:-amqp://guest:guest@127.0.0.1:27270/%2f}
@@ -34,13 +35,16 @@ succeeded() {
 # run N: prints the instructions the worker process executed in all.
 run() {
   local n=$1 prefix="instr$RANDOM$RANDOM" pid out=.sluice/callgrind.$1.out
-  "$bin" enqueue sluice.echo --args '{}' --count "$n" --queue cost --prefix "$prefix" --url "$url" >/dev/null 2>&1
+  "$bin" enqueue sluice.echo --args '{}' --count "$n" --queue cost --prefix "$prefix" --url "$url" >/dev/null \
+    || { echo "worker-instructions: could not enqueue $n tasks at $url" >&2; return 1; }
   "$valgrind" --tool=callgrind --callgrind-out-file="$out" \
     "$bin" worker --queue cost --prefix "$prefix" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error \
     2>/dev/null &
   pid=$!
+  local deadline=$((SECONDS + 600))
   until [ "$(succeeded)" -ge "$n" ]; do
-    kill -0 "$pid" 2>/dev/null || { echo "worker-instructions: the worker exited" >&2; exit 1; }
+    kill -0 "$pid" 2>/dev/null || { echo "worker-instructions: the worker exited" >&2; return 1; }
+    [ "$SECONDS" -lt "$deadline" ] || { echo "worker-instructions: $n tasks not done after 600 s" >&2; kill -TERM "$pid"; return 1; }
     sleep 0.2
   done
   kill -TERM "$pid"
@@ -51,9 +55,10 @@ run() {
 mkdir -p .sluice
 i1=$(run "$small")
 i2=$(run "$large")
+[[ "$i1" =~ ^[0-9]+$ && "$i2" =~ ^[0-9]+$ ]] || { echo "worker-instructions: no instruction total in callgrind's output" >&2; exit 1; }
 echo "worker (sluice.echo, concurrency 300, no listener), $url"
 echo "$small tasks: $i1 instructions; $large tasks: $i2 instructions"
 echo "instructions per task (difference of the two): $(( (i2 - i1) / (large - small) ))"
 echo "most expensive functions (exclusive), $large tasks:"
 .sluice/valgrind/bin/callgrind_annotate ".sluice/callgrind.$large.out" 2>/dev/null \
-  | awk '/^-+$/ {section++} section == 3 && /\(/ {print; if (++shown == 5) exit}'
+  | awk '/^-+$/ {section++} section == 3 && /\(/ && shown < 5 {print; shown++}'

@@ -100,10 +100,18 @@ extension RawAMQPBenchmark {
     /// is committed to its log, so this, not a transient classic queue's round
     /// trip, is the floor under enqueue-to-start of a task.
     public func latency(count n: Int, rate: Int, queueType: String, prefetch: UInt16 = 300) async throws -> [Int] {
+        guard n > 0 else { return [] }
         let connection = try await AMQPConnection.connect(.init(url: url, connectionName: "sluice bench raw latency"))
         let publisher = try await connection.openChannel(confirms: true)
         let queue = "sluice.bench.latency.\(queueType).\(UInt32.random(in: 0...UInt32.max))"
         try await publisher.queueDeclare(QueueDeclaration(name: queue, arguments: ["x-queue-type": .string(queueType)]))
+        // Whatever happens below, the durable queue and the connection go.
+        defer {
+            Task {
+                _ = try? await publisher.queueDelete(queue)
+                await connection.close()
+            }
+        }
         let consumerChannel = try await connection.openChannel()
         try await consumerChannel.qos(prefetchCount: prefetch)
         let consumer = try await consumerChannel.consume(queue: queue)
@@ -135,8 +143,9 @@ extension RawAMQPBenchmark {
             return all
         }
         try await consumer.cancel()
-        try await publisher.queueDelete(queue)
-        await connection.close()
+        guard micros.count == n else {
+            throw AMQPError(.channelClosed, operation: "bench latency", message: "the consumer ended after \(micros.count) of \(n) messages")
+        }
         return micros.sorted()
     }
 }

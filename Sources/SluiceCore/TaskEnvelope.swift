@@ -4,7 +4,7 @@ public import SluiceWire
 /// A task as it travels through the broker: identity, arguments and protocol
 /// metadata. The wire format (docs/wire-format.md) maps it onto AMQP
 /// properties and `sluice-*` headers; the body is the JSON arguments.
-public struct TaskEnvelope: Sendable, Hashable {
+public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
     /// The wire-format version this code writes and the newest it reads.
     public static let protocolVersion = 1
 
@@ -49,6 +49,9 @@ public struct TaskEnvelope: Sendable, Hashable {
 
     public static func == (a: TaskEnvelope, b: TaskEnvelope) -> Bool { a.box === b.box || a.box.fields == b.box.fields }
     public func hash(into hasher: inout Hasher) { hasher.combine(box.fields) }
+
+    /// Printed and inspected as its fields, not as the box.
+    public var customMirror: Mirror { Mirror(self, children: Mirror(reflecting: box.fields).children, displayStyle: .struct) }
 
     /// Stable across retries and redeliveries (`message_id`).
     public var id: String {

@@ -2,7 +2,7 @@
 ///
 /// Sluice's wire format puts task metadata here: `messageId` is the task id,
 /// `type` the task name, `headers` the protocol headers (docs/wire-format.md).
-public struct BasicProperties: Sendable, Hashable {
+public struct BasicProperties: Sendable, Hashable, CustomReflectable {
     // The fields live in one box, copied on write: a value that passes
     // through many hands per message is then copied with one reference
     // count instead of one per field.
@@ -42,6 +42,9 @@ public struct BasicProperties: Sendable, Hashable {
 
     public static func == (a: BasicProperties, b: BasicProperties) -> Bool { a.box === b.box || a.box.fields == b.box.fields }
     public func hash(into hasher: inout Hasher) { hasher.combine(box.fields) }
+
+    /// Printed and inspected as its fields, not as the box.
+    public var customMirror: Mirror { Mirror(self, children: Mirror(reflecting: box.fields).children, displayStyle: .struct) }
 
     /// MIME type of the body, for example `application/json`.
     public var contentType: String? {

@@ -189,7 +189,9 @@ public final class Worker: Service {
                 for (queue, consumer) in consumersToStop {
                     // Looked up once per consumer, not per delivery.
                     let metrics = self.queueMetrics[queue]
-                    group.addTask {
+                    // No trace of whoever runs the worker leaks into tasks: a task
+                    // without a traceparent runs (and enqueues) outside any trace.
+                    group.addTask { await TraceParent.$current.withValue(nil) {
                         do {
                             for try await delivery in consumer {
                                 await slots.acquire()
@@ -215,7 +217,7 @@ public final class Worker: Service {
                         }
                         // With every consumer gone (shutdown, or the broker cancelled them), stop.
                         if liveConsumers.decrement() == 0 { stopping.fire() }
-                    }
+                    } }
                 }
                 // Shutdown: cancel the consumers, which ends the loops above.
                 group.addTask {
@@ -349,7 +351,7 @@ public final class Worker: Service {
         let start = ContinuousClock.now
         let outcome: Result<[UInt8]?, any Error>
         do {
-            // No trace to join: no task-local to set (the handler's task has none of its own).
+            // No trace to join: no task-local to set (the consumer loop cleared it).
             if let span {
                 outcome = .success(try await TraceParent.$current.withValue(span) { try await handler(context) })
             } else {
