@@ -61,4 +61,4 @@ echo "$small tasks: $i1 instructions; $large tasks: $i2 instructions"
 echo "instructions per task (difference of the two): $(( (i2 - i1) / (large - small) ))"
 echo "most expensive functions (exclusive), $large tasks:"
 .sluice/valgrind/bin/callgrind_annotate ".sluice/callgrind.$large.out" 2>/dev/null \
-  | awk '/^-+$/ {section++} section == 3 && /\(/ && shown < 5 {print; shown++}'
+  | awk '/file:function/ {listing = 1; next} listing && /\(/ && shown < 5 {print; shown++}'
