@@ -17,13 +17,10 @@
 # Settings: SLUICE_BIN (default .build/release/sluice), SLUICE_URL (default:
 # the test node, amqp://guest:guest@127.0.0.1:27270/%2f), METRICS_PORT (27299).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bin=${SLUICE_BIN:-.build/release/sluice}
-url=${SLUICE_URL:-amqp://guest:guest@127.0.0.1:27270/%2f}
-port=${METRICS_PORT:-27299}
+default_port=27299
+. "$(dirname "$0")/worker-common.sh"
 small=${1:-20000}
 large=${2:-100000}
-[ -x "$bin" ] || { echo "worker-cost: build first: swift build -c release --product sluice" >&2; exit 1; }
 
 # utime + stime of a process, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -32,10 +29,6 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # file pages: the code of the binary and of Swift's libraries, shared and
 # reclaimable).
 anon_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-succeeded() {
-  curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null \
-    | awk '/^sluice_tasks_total\{/ && /outcome="succeeded"/ {s += $NF} END {printf "%d\n", s}'
-}
 
 # A worker on an empty queue, once its metrics endpoint answers: its RSS in KiB.
 idle_rss() {

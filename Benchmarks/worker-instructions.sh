@@ -17,20 +17,12 @@
 # (default: the test node), METRICS_PORT (27298).
 set -euo pipefail
 shopt -s inherit_errexit  # a failure inside $(run ...) stops the script too
-cd "$(dirname "$0")/.."
-bin=${SLUICE_BIN:-.build/release/sluice}
-url=${SLUICE_URL:-amqp://guest:guest@127.0.0.1:27270/%2f}
-port=${METRICS_PORT:-27298}
+default_port=27298
+. "$(dirname "$0")/worker-common.sh"
 small=${1:-2000}
 large=${2:-10000}
 valgrind=.sluice/valgrind/bin/valgrind
-[ -x "$bin" ] || { echo "worker-instructions: build first: swift build -c release --product sluice" >&2; exit 1; }
 [ -x "$valgrind" ] || Benchmarks/build-valgrind.sh >&2
-
-succeeded() {
-  curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null \
-    | awk '/^sluice_tasks_total\{/ && /outcome="succeeded"/ {s += $NF} END {printf "%d\n", s}'
-}
 
 # run N: prints the instructions the worker process executed in all.
 run() {

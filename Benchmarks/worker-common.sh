@@ -1,0 +1,15 @@
+# Shared by the worker benchmarks (worker-cost.sh, worker-instructions.sh);
+# sourced, not run. Expects `default_port` set, and the caller's name in $0.
+# Settings: SLUICE_BIN (default .build/release/sluice), SLUICE_URL (default:
+# the test node), METRICS_PORT.
+cd "$(dirname "$0")/.."
+bin=${SLUICE_BIN:-.build/release/sluice}
+url=${SLUICE_URL:-amqp://guest:guest@127.0.0.1:27270/%2f}
+port=${METRICS_PORT:-$default_port}
+[ -x "$bin" ] || { echo "$(basename "$0" .sh): build first: swift build -c release --product sluice" >&2; exit 1; }
+
+# Tasks the worker on $port reports as succeeded (its Prometheus counter).
+succeeded() {
+  curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null \
+    | awk '/^sluice_tasks_total\{/ && /outcome="succeeded"/ {s += $NF} END {printf "%d\n", s}'
+}
