@@ -156,25 +156,23 @@ public final class AMQPChannel: Sendable {
             let n = consumerCounter.withLock { $0 += 1; return $0 }
             return "sluice-\(state.id)-\(n)-\(UInt32.random(in: 0...UInt32.max))"
         }()
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: AMQPDelivery.self)
+        let deliveries = DeliveryQueue()
         let consumer = ConsumerState(tag: tag, queue: queue, noAck: noAck, exclusive: exclusive,
-                                     arguments: arguments, continuation: continuation)
+                                     arguments: arguments, deliveries: deliveries)
         do {
             try await core.call("basic.consume \(queue)") { core in try core.consume(state, consumer) }
         } catch {
             // Cancelled after the broker may have registered it: make sure it does not linger.
             core.submit { core in try? core.cancel(state, tag: tag) }
-            continuation.finish()
+            deliveries.finish()
             throw error
         }
         let core = self.core
-        continuation.onTermination = { termination in
+        deliveries.setOnTermination {
             // The iterating task stopped: stop the broker sending to it.
-            if case .cancelled = termination {
-                core.submit { core in try? core.cancel(state, tag: tag) }
-            }
+            core.submit { core in try? core.cancel(state, tag: tag) }
         }
-        return AMQPConsumer(tag: tag, queue: queue, stream: stream, channel: self)
+        return AMQPConsumer(tag: tag, queue: queue, deliveries: deliveries, channel: self)
     }
 
     /// Cancels a consumer; its sequence ends after deliveries already received.
@@ -191,17 +189,17 @@ public final class AMQPChannel: Sendable {
 
     /// Acknowledges a delivery (with `multiple`, every earlier one on this channel too).
     public func ack(_ delivery: AMQPDelivery, multiple: Bool = false) async throws {
-        try await acknowledge(delivery, .ack(multiple: multiple))
+        try await acknowledge(delivery.receipt, .ack(multiple: multiple))
     }
 
     /// Negatively acknowledges a delivery.
     public func nack(_ delivery: AMQPDelivery, multiple: Bool = false, requeue: Bool = true) async throws {
-        try await acknowledge(delivery, .nack(multiple: multiple, requeue: requeue))
+        try await acknowledge(delivery.receipt, .nack(multiple: multiple, requeue: requeue))
     }
 
     /// Rejects a delivery.
     public func reject(_ delivery: AMQPDelivery, requeue: Bool = true) async throws {
-        try await acknowledge(delivery, .reject(requeue: requeue))
+        try await acknowledge(delivery.receipt, .reject(requeue: requeue))
     }
 
     /// AMQP acks have no reply, so this returns once the ack is queued for
@@ -209,7 +207,7 @@ public final class AMQPChannel: Sendable {
     /// every consumer pay a thread round trip per message. A delivery from a
     /// lost connection is refused here (or, if the loss races with this call,
     /// dropped by the thread): its ack must never reach the new connection.
-    private func acknowledge(_ delivery: AMQPDelivery, _ kind: ConnectionCore.AckKind) async throws {
+    func acknowledge(_ delivery: AMQPDelivery.Receipt, _ kind: ConnectionCore.AckKind) async throws {
         guard delivery.channel === self else {
             throw AMQPError(.invalidArgument, operation: kind.name, message: "the delivery belongs to another channel")
         }
@@ -252,12 +250,29 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     public let tag: String
     /// The queue it consumes.
     public let queue: String
-    let stream: AsyncThrowingStream<AMQPDelivery, any Error>
+    let deliveries: DeliveryQueue
     /// The channel it runs on.
     public let channel: AMQPChannel
 
-    public func makeAsyncIterator() -> AsyncThrowingStream<AMQPDelivery, any Error>.AsyncIterator {
-        stream.makeAsyncIterator()
+    /// One iterator per consumer, as with any stream of deliveries.
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(reader: makeReader())
+    }
+
+    /// The consumer's deliveries as a reader class, for code that keeps it
+    /// in a closure (no mutable iterator to box).
+    public func makeReader() -> AMQPDeliveryReader {
+        AMQPDeliveryReader(deliveries)
+    }
+
+    /// Reads the consumer's deliveries. Cancelling the task that iterates
+    /// cancels the consumer.
+    public struct Iterator: AsyncIteratorProtocol {
+        let reader: AMQPDeliveryReader
+
+        public mutating func next() async throws -> AMQPDelivery? {
+            try await reader.next()
+        }
     }
 
     /// Cancels the consumer.

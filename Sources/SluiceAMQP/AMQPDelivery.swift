@@ -24,6 +24,30 @@ public struct AMQPDelivery: Sendable {
     /// Which connection (counting reconnects) it arrived on.
     let generation: UInt64
 
+    /// What settling this delivery takes (channel, tag, connection), without
+    /// its body and properties: three words, so a value that keeps it for
+    /// later (a `BrokerDelivery`'s acknowledger) needs no allocation.
+    public var receipt: Receipt { Receipt(channel: channel, deliveryTag: deliveryTag, generation: generation) }
+
+    /// Settles a delivery: see ``AMQPDelivery/receipt``.
+    public struct Receipt: Sendable {
+        /// The channel that received it.
+        public let channel: AMQPChannel
+        /// The broker's tag for the delivery on its channel.
+        public let deliveryTag: UInt64
+        let generation: UInt64
+
+        /// Acknowledges the delivery.
+        public func ack() async throws {
+            try await channel.acknowledge(self, .ack(multiple: false))
+        }
+
+        /// Rejects it; `requeue` false dead-letters or drops it.
+        public func reject(requeue: Bool = true) async throws {
+            try await channel.acknowledge(self, .reject(requeue: requeue))
+        }
+    }
+
     /// Acknowledges this delivery (and, with `multiple`, all before it on the channel).
     public func ack(multiple: Bool = false) async throws {
         try await channel.ack(self, multiple: multiple)

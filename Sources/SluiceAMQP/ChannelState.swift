@@ -50,7 +50,7 @@ struct ConsumerState {
     var noAck: Bool
     var exclusive: Bool
     var arguments: FieldTable
-    var continuation: AsyncThrowingStream<AMQPDelivery, any Error>.Continuation
+    var deliveries: DeliveryQueue
 }
 
 /// A message being assembled from its method, header and body frames.

@@ -150,12 +150,12 @@ extension ConnectionCore {
         // consumer; after removal any straggler is rejected back to the queue.
         channel.consumers.removeValue(forKey: tag)
         if consumer.noAck { channel.cancelledNoAckTags.insert(tag) }
-        consumer.continuation.finish()
+        consumer.deliveries.finish()
     }
 
     // MARK: Acknowledgements
 
-    func acknowledge(_ channel: ChannelState, _ delivery: AMQPDelivery, kind: AckKind) throws(AMQPError) {
+    func acknowledge(_ channel: ChannelState, _ delivery: AMQPDelivery.Receipt, kind: AckKind) throws(AMQPError) {
         let operation = "\(kind.name) delivery \(delivery.deliveryTag)"
         if delivery.generation != generation {
             throw AMQPError(.staleDelivery, operation: operation,

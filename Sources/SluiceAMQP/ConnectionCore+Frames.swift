@@ -62,7 +62,7 @@ extension ConnectionCore {
             let m = decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
             let tag = m.consumer_tag.string
             if let consumer = channel.consumers.removeValue(forKey: tag) {
-                consumer.continuation.finish(throwing: AMQPError(
+                consumer.deliveries.finish(throwing: AMQPError(
                     .consumerCancelled, operation: "consume \(consumer.queue)",
                     message: "the broker cancelled consumer \(tag) (was its queue deleted?)"))
             }
@@ -118,7 +118,7 @@ extension ConnectionCore {
                 body: content.body, properties: properties, deliveryTag: deliveryTag, redelivered: redelivered,
                 exchange: exchange, routingKey: routingKey, consumerTag: consumerTag, messageCount: nil,
                 channel: handle, generation: generation)
-            if case .terminated = consumer.continuation.yield(delivery) {
+            if case .terminated = consumer.deliveries.yield(delivery) {
                 // Nobody iterates any more (the stream's termination handler is
                 // cancelling the consumer): give the message back rather than hold it.
                 if !consumer.noAck {

@@ -180,7 +180,7 @@ extension ConnectionCore {
         for waiter in channel.tracker.failAll() { waiter.settle(.failure(error)) }
         while let request = channel.held.popFirst() { request.waiter?.settle(.failure(error)) }
         for consumer in channel.consumers.values {
-            if endConsumersCleanly { consumer.continuation.finish() } else { consumer.continuation.finish(throwing: error) }
+            if endConsumersCleanly { consumer.deliveries.finish() } else { consumer.deliveries.finish(throwing: error) }
         }
         channel.consumers.removeAll()
         channel.content = nil

@@ -132,7 +132,7 @@ extension ConnectionCore {
             } catch where error.code == .channelClosedByBroker {
                 logger.error("could not restore a consumer", metadata: ["error": "\(error)"])
                 channel.consumers.removeValue(forKey: consumer.tag)
-                consumer.continuation.finish(throwing: error)
+                consumer.deliveries.finish(throwing: error)
                 pending.remove(at: index)
                 // The close ended the consumers already restored here: start over on a fresh channel.
                 try reopen(channel)

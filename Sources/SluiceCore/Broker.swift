@@ -86,6 +86,17 @@ public struct BrokerConsumer: AsyncSequence, Sendable {
         self.closeBody = close
     }
 
+    /// A consumer whose iterators each read through a function `makeNext`
+    /// makes: the cheapest way in for a broker that has a non-generic
+    /// reader of its own (no generic sequence or iterator box in between,
+    /// whose unspecialized calls look up type metadata per delivery).
+    public init(makeNext: @escaping @Sendable () -> () async throws -> BrokerDelivery?,
+                cancel: @escaping @Sendable () async throws -> Void, close: (@Sendable () async -> Void)? = nil) {
+        self.makeIterator = { Iterator(next: makeNext()) }
+        self.cancelBody = cancel
+        self.closeBody = close
+    }
+
     public func makeAsyncIterator() -> Iterator { makeIterator() }
 
     /// Stops new deliveries; the sequence ends after those already received,
@@ -107,6 +118,10 @@ public struct BrokerConsumer: AsyncSequence, Sendable {
         init<Base: AsyncIteratorProtocol>(_ base: Base) where Base.Element == BrokerDelivery {
             let box = IteratorBox(base)
             nextBody = { try await box.next() }
+        }
+
+        init(next: @escaping () async throws -> BrokerDelivery?) {
+            nextBody = next
         }
 
         public mutating func next() async throws -> BrokerDelivery? { try await nextBody() }

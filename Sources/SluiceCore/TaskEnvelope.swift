@@ -274,8 +274,17 @@ public enum WireHeader {
     /// retry copies, as any header this version does not interpret.
     public static let stepSignature = "sluice-step-signature"
 
-    static let known: Set<String> = [version, task, id, queue, attempt, maxAttempts, retry, notBefore, deadline, idempotencyKey,
-                                     workflowRun, workflowStep, enqueuedAt, traceparent, signature]
+    static let known: [String] = [version, task, id, queue, attempt, maxAttempts, retry, notBefore, deadline, idempotencyKey,
+                                  workflowRun, workflowStep, enqueuedAt, traceparent, signature]
+
+    /// Whether `key` is one of ``known``. A scan, not a `Set`: every task's
+    /// headers are looked up here, and hashing a key costs more than
+    /// comparing it with fifteen short strings (most differ in length).
+    static func isKnown(_ key: String) -> Bool {
+        let count = key.utf8.count
+        for name in known where name.utf8.count == count && name == key { return true }
+        return false
+    }
 }
 
 extension TaskEnvelope {
@@ -357,7 +366,7 @@ extension TaskEnvelope {
         let enqueued = try date(WireHeader.enqueuedAt)
             ?? properties.timestamp.map { Date(epochMilliseconds: Int64(clamping: min($0, UInt64(Int64.max / 1000)) * 1000)) }
         var others = FieldTable()
-        for (key, value) in headers where !WireHeader.known.contains(key) { others[key] = value }
+        for (key, value) in headers where !WireHeader.isKnown(key) { others[key] = value }
         let headerID = try string(WireHeader.id)
         let id = properties.messageId.flatMap { $0.isEmpty ? nil : $0 } ?? headerID.flatMap { $0.isEmpty ? nil : $0 }
             ?? contentID(properties: properties, body: body)

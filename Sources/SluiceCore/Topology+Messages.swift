@@ -29,7 +29,7 @@ extension Topology {
         var headers = properties.headers ?? [:]
         if trimmed {
             let original = headers
-            headers = FieldTable(original.filter { WireHeader.known.contains($0.key) && $0.key.utf8.count + Self.valueBytes($0.value) <= 1024 }
+            headers = FieldTable(original.filter { WireHeader.isKnown($0.key) && $0.key.utf8.count + Self.valueBytes($0.value) <= 1024 }
                 .map { ($0.key, $0.value) })
             headers[WireHeader.trimmedHeaders] = .int64(Int64(original.count - headers.count))
         }

@@ -89,8 +89,14 @@ public struct Topology: Sendable, Hashable {
 
     /// The routing key an event is published with.
     public func eventRoutingKey(for event: TaskEvent) -> String {
-        guard let runID = event.workflowRunID else { return eventRoutingKey(queue: event.queue, kind: event.kind) }
-        return stepEventRoutingKey(runID: runID, queue: event.queue, kind: event.kind)
+        eventRoutingKey(kind: event.kind, queue: event.queue, runID: event.workflowRunID)
+    }
+
+    /// The routing key of a task's event of `kind` (before the event exists:
+    /// a worker asks whether anybody listens before it builds one).
+    public func eventRoutingKey(kind: TaskEvent.Kind, queue: String, runID: String?) -> String {
+        guard let runID else { return eventRoutingKey(queue: queue, kind: kind) }
+        return stepEventRoutingKey(runID: runID, queue: queue, kind: kind)
     }
 
     /// The first word of every workflow step's event key.

@@ -183,12 +183,16 @@ public final class RabbitMQBroker: Broker {
         let channel = try await connection.openChannel()
         try await channel.qos(prefetchCount: UInt16(clamping: max(1, prefetch)))
         let consumer = try await channel.consume(queue: queue)
-        let deliveries = consumer.map { delivery in
-            let count = delivery.properties.headers?["x-delivery-count"]?.intValue ?? (delivery.redelivered ? 1 : 0)
-            return BrokerDelivery(properties: delivery.properties, body: delivery.body, redelivered: delivery.redelivered,
-                                  deliveryCount: count, routingKey: delivery.routingKey, acknowledger: Acknowledger(delivery: delivery))
-        }
-        return BrokerConsumer(deliveries, cancel: {
+        return BrokerConsumer(makeNext: {
+            let reader = consumer.makeReader()
+            return {
+                guard let delivery = try await reader.next() else { return nil }
+                let count = delivery.properties.headers?["x-delivery-count"]?.intValue ?? (delivery.redelivered ? 1 : 0)
+                return BrokerDelivery(properties: delivery.properties, body: delivery.body, redelivered: delivery.redelivered,
+                                      deliveryCount: count, routingKey: delivery.routingKey,
+                                      acknowledger: Acknowledger(receipt: delivery.receipt))
+            }
+        }, cancel: {
             try await consumer.cancel()
         }, close: {
             // Closing the channel returns its unacknowledged deliveries to the
@@ -257,9 +261,10 @@ public final class RabbitMQBroker: Broker {
         await connection.close()
     }
 
+    /// Three words: it fits an existential's inline buffer (no allocation per delivery).
     private struct Acknowledger: DeliveryAcknowledger {
-        let delivery: AMQPDelivery
-        func ack() async throws { try await delivery.ack() }
-        func reject(requeue: Bool) async throws { try await delivery.reject(requeue: requeue) }
+        let receipt: AMQPDelivery.Receipt
+        func ack() async throws { try await receipt.ack() }
+        func reject(requeue: Bool) async throws { try await receipt.reject(requeue: requeue) }
     }
 }

@@ -19,7 +19,7 @@ public struct EventDemand: Sendable {
 
     /// Whether an event with `routingKey` should be published now.
     public func wanted(_ routingKey: String, now: ContinuousClock.Instant) -> Bool {
-        guard hold > .zero, !routingKey.hasPrefix(Self.stepPrefix) else { return true }
+        guard hold > .zero, !unheardUntil.isEmpty, !routingKey.hasPrefix(Self.stepPrefix) else { return true }
         guard let until = unheardUntil[routingKey] else { return true }
         return now >= until
     }

@@ -11,7 +11,14 @@ import Synchronization
 final class MetricCache<Handles: Sendable>: Sendable {
     private let explicitFactory: (any MetricsFactory)?
     private let make: @Sendable (_ key: (task: String, queue: String), _ factory: any MetricsFactory) -> Handles
-    private let cache = Mutex<[String: [String: Handles]]>([:])
+    private struct State {
+        var byQueue: [String: [String: Handles]] = [:]
+        /// The last pair asked for: most workers run one task name from one
+        /// queue, and comparing two strings costs less than hashing them.
+        var last: (task: String, queue: String, handles: Handles)?
+    }
+
+    private let cache = Mutex(State())
 
     init(factory: (any MetricsFactory)?, make: @escaping @Sendable (_ key: (task: String, queue: String), _ factory: any MetricsFactory) -> Handles) {
         explicitFactory = factory
@@ -20,10 +27,16 @@ final class MetricCache<Handles: Sendable>: Sendable {
 
     /// The handles for a task name (may be empty) and queue.
     func handles(task: String, queue: String) -> Handles {
-        cache.withLock { cache in
-            if let h = cache[queue]?[task] { return h }
-            let h = make((task, queue), explicitFactory ?? MetricsSystem.factory)
-            cache[queue, default: [:]][task] = h
+        cache.withLock { state in
+            if let last = state.last, last.task == task, last.queue == queue { return last.handles }
+            let h: Handles
+            if let found = state.byQueue[queue]?[task] {
+                h = found
+            } else {
+                h = make((task, queue), explicitFactory ?? MetricsSystem.factory)
+                state.byQueue[queue, default: [:]][task] = h
+            }
+            state.last = (task, queue, h)
             return h
         }
     }

@@ -185,6 +185,10 @@ struct SettlementStateMachine {
         guard case .running(let task, let waited) = state else { return invalid("handlerFinished") }
         switch outcome {
         case .success(let result):
+            state = .reportingSuccess(task)
+            // Nobody listens: the ack alone is the outcome (asked before the event is built).
+            let key = settings.topology.eventRoutingKey(kind: .succeeded, queue: task.queue, runID: task.workflowRunID)
+            guard eventWanted(key) else { return finish(.succeeded(task: task.name)) }
             var event = TaskEvent(kind: .succeeded, task: task, worker: settings.workerID)
             event.durationMilliseconds = milliseconds
             event.waitMilliseconds = waited
@@ -195,9 +199,6 @@ struct SettlementStateMachine {
                     event.result = String(decoding: result, as: UTF8.self)
                 }
             }
-            state = .reportingSuccess(task)
-            // Nobody listens: the ack alone is the outcome.
-            guard eventWanted(settings.topology.eventRoutingKey(for: event)) else { return finish(.succeeded(task: task.name)) }
             // The event is the outcome: it must be confirmed before the ack.
             return .publish(eventMessage(event))
         case .failure(let error):

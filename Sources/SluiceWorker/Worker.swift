@@ -452,7 +452,9 @@ public final class Worker: Service {
         let factory: any MetricsFactory
         let wait: Metrics.Timer
         let inFlight: Meter
-        let outcomes = Mutex<[String: (succeeded: Counter, retried: Counter, dead: Counter)]>([:])
+        typealias Counters = (succeeded: Counter, retried: Counter, dead: Counter)
+        /// By task name, and the last name asked for (one comparison instead of a hash, usually).
+        let outcomes = Mutex<(byTask: [String: Counters], last: (task: String, counters: Counters)?)>(([:], nil))
 
         init(queue: String, factory: any MetricsFactory) {
             self.queue = queue
@@ -464,13 +466,14 @@ public final class Worker: Service {
         enum Kind { case succeeded, retried, dead }
 
         func outcome(_ outcome: Kind, task: String) -> Counter {
-            let counters = outcomes.withLock { cache in
-                if let c = cache[task] { return c }
+            let counters = outcomes.withLock { cache -> Counters in
+                if let last = cache.last, last.task == task { return last.counters }
                 func make(_ o: String) -> Counter {
                     Counter(label: "sluice_tasks_total", dimensions: [("task", task), ("queue", queue), ("outcome", o)], factory: factory)
                 }
-                let c = (make("succeeded"), make("retried"), make("dead"))
-                cache[task] = c
+                let c = cache.byTask[task] ?? (make("succeeded"), make("retried"), make("dead"))
+                cache.byTask[task] = c
+                cache.last = (task, c)
                 return c
             }
             switch outcome {
@@ -481,7 +484,6 @@ public final class Worker: Service {
         }
     }
 
-    /// `sluice_tasks_total{task,queue,outcome}`: what became of each delivery.
     // MARK: Heartbeats
 
     /// The heartbeat now.

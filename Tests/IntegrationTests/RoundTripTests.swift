@@ -186,6 +186,42 @@ struct RoundTripTests {
         await connection.close()
     }
 
+    @Test("cancelling the task that reads a consumer cancels it at the broker; basic.cancel ends its sequence")
+    func consumerEnds() async throws {
+        let connection = try await SharedBroker.connect()
+        let channel = try await connection.openChannel()
+        let admin = try await connection.openChannel()
+        let queue = uniqueName("ends")
+        try await admin.queueDeclare(QueueDeclaration(name: queue, durable: false))
+
+        // A reader waiting for a delivery is cancelled: the consumer goes away.
+        let consumer = try await channel.consume(queue: queue)
+        let reading = Task { for try await _ in consumer {} }
+        #expect(try await admin.queueDeclarePassive(queue).consumerCount == 1)
+        reading.cancel()
+        try await reading.value
+        _ = try await eventually(10, "the broker to drop the cancelled consumer") {
+            try await admin.queueDeclarePassive(queue).consumerCount == 0 ? true : nil
+        }
+
+        // basic.cancel ends the sequence; a new iterator continues where the last one stopped.
+        let second = try await channel.consume(queue: queue, noAck: true)
+        for i in 0..<3 { try await admin.publish(routingKey: queue, body: "\(i)".bytes) }
+        var first = second.makeAsyncIterator()
+        #expect(try await first.next().map { String(decoding: $0.body, as: UTF8.self) } == "0")
+        let rest = try await within(10, "the other two deliveries, then the end after basic.cancel") {
+            var read: [String] = []
+            for try await delivery in second {
+                read.append(String(decoding: delivery.body, as: UTF8.self))
+                if read.count == 2 { try await second.cancel() }
+            }
+            return read
+        }
+        #expect(rest == ["1", "2"])
+        try await admin.queueDelete(queue)
+        await connection.close()
+    }
+
     @Test("a channel error closes only that channel, with the broker's reply")
     func channelErrorIsContained() async throws {
         let connection = try await SharedBroker.connect()
