@@ -12,6 +12,10 @@
 # in the larger run are printed too (the whole profile stays in
 # .sluice/callgrind.LARGE.out for callgrind_annotate).
 #
+# LISTENER=1 binds a queue to the tasks' succeeded events first (through the
+# management API at MANAGEMENT_URL, default http://127.0.0.1:27272), so every
+# outcome event is published and routed, as with a monitor or coordinator.
+#
 # Needs the patched valgrind of Benchmarks/build-valgrind.sh (built on first
 # use). Settings: SLUICE_BIN (default .build/release/sluice), SLUICE_URL
 # (default: the test node), METRICS_PORT (27298).
@@ -29,6 +33,16 @@ run() {
   local n=$1 prefix="instr$RANDOM$RANDOM" pid out=.sluice/callgrind.$1.out
   "$bin" enqueue sluice.echo --args '{}' --count "$n" --queue cost --prefix "$prefix" --url "$url" >/dev/null \
     || { echo "worker-instructions: could not enqueue $n tasks at $url" >&2; return 1; }
+  if [ -n "${LISTENER:-}" ]; then
+    # A listener's queue, bound to the tasks' succeeded events (as a monitor
+    # binds one): every event is published and routed. Capped, unread.
+    local api="${MANAGEMENT_URL:-http://127.0.0.1:27272}/api" auth="guest:guest" listen="$prefix.listener"
+    curl -sf -u "$auth" -X PUT -H 'content-type: application/json' "$api/queues/%2f/$listen" \
+      -d '{"durable": false, "auto_delete": false, "arguments": {"x-max-length": 1000}}' >/dev/null \
+      && curl -sf -u "$auth" -X POST -H 'content-type: application/json' "$api/bindings/%2f/e/$prefix.events/q/$listen" \
+      -d '{"routing_key": "cost.succeeded"}' >/dev/null \
+      || { echo "worker-instructions: could not bind a listener through $api" >&2; return 1; }
+  fi
   "$valgrind" --tool=callgrind --callgrind-out-file="$out" \
     "$bin" worker --queue cost --prefix "$prefix" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error \
     2>/dev/null &
@@ -41,6 +55,7 @@ run() {
   done
   kill -TERM "$pid"
   wait "$pid" || true
+  [ -z "${LISTENER:-}" ] || curl -sf -u guest:guest -X DELETE "${MANAGEMENT_URL:-http://127.0.0.1:27272}/api/queues/%2f/$prefix.listener" >/dev/null || true
   awk '/^summary:/ {print $2}' "$out"
 }
 
@@ -48,7 +63,7 @@ mkdir -p .sluice
 i1=$(run "$small")
 i2=$(run "$large")
 [[ "$i1" =~ ^[0-9]+$ && "$i2" =~ ^[0-9]+$ ]] || { echo "worker-instructions: no instruction total in callgrind's output" >&2; exit 1; }
-echo "worker (sluice.echo, concurrency 300, no listener), $url"
+echo "worker (sluice.echo, concurrency 300, $([ -n "${LISTENER:-}" ] && echo "a listener bound to the succeeded events" || echo "no listener")), $url"
 echo "$small tasks: $i1 instructions; $large tasks: $i2 instructions"
 echo "instructions per task (difference of the two): $(( (i2 - i1) / (large - small) ))"
 echo "most expensive functions (exclusive), $large tasks:"

@@ -79,6 +79,10 @@ public struct TaskBenchmark: Sendable {
     /// Publish every outcome event even though nobody listens (as with a
     /// coordinator or monitor bound), instead of holding unheard ones back.
     public var eventsAlways = false
+    /// Bind a listener to the tasks' `succeeded` events during the end-to-end
+    /// runs (as `sluice top` or a result waiter does): every event is
+    /// published, routed to its queue and read.
+    public var listener = false
 
     public init(url: AMQPURL, count: Int, concurrency: Int, rounds: Int = 3, latencyTasks: Int = 2000, offeredRates: [Int] = [200, 5000],
                 startedEvents: Bool = false) {
@@ -148,7 +152,12 @@ public struct TaskBenchmark: Sendable {
                 raw = try await measureRaw()
             }
 
-            progress("\(label): end to end, one worker, concurrency \(concurrency)...")
+            progress("\(label): end to end, one worker, concurrency \(concurrency)\(listener ? ", a listener bound" : "")...")
+            var listening: (consumer: BrokerConsumer, reading: Task<Void, any Error>)?
+            if listener {
+                let events = try await broker.subscribeEvents(bindings: [topology.eventRoutingKey(queue: queue, kind: .succeeded)])
+                listening = (events, Task { for try await _ in events {} })
+            }
             let (worker, group, running) = startWorker()
             // The clock starts at the first settled task, so that the worker's
             // start-up (declares, consumer) does not count as throughput; it
@@ -163,6 +172,10 @@ public struct TaskBenchmark: Sendable {
             let endToEnd = Double(count - first) / seconds(since: start)
             await group.triggerGracefulShutdown()
             try await running.value
+            if let listening {
+                try await listening.consumer.cancel()
+                listening.reading.cancel()
+            }
             results.append(Round(rawConfirmedPublishesPerSecond: raw.confirmedPublishesPerSecond, rawConsumeAckPerSecond: raw.consumeAckPerSecond,
                                  enqueuePerSecond: enqueue, endToEndPerSecond: endToEnd))
         }

@@ -86,6 +86,8 @@ struct BenchCommand: AsyncParsableCommand {
         var observed = false
         @Flag(help: "Publish every outcome event although nobody listens, as when a coordinator or monitor is bound (by default the worker holds back events nobody listens to).")
         var eventsAlways = false
+        @Flag(help: "Bind a listener to the tasks' succeeded events while the worker drains (as `sluice top` or a result waiter does): every event is published, routed to a queue and read.")
+        var listener = false
         @Option(help: "A second broker to measure in the same run, for ratios (e.g. one node, against a cluster in --url).")
         var versus: String?
         @Flag(help: "Print JSON.") var json = false
@@ -116,6 +118,7 @@ struct BenchCommand: AsyncParsableCommand {
             var benchmark = TaskBenchmark(url: url, count: count, concurrency: concurrency, rounds: rounds,
                                           latencyTasks: latencyTasks, offeredRates: try rates(), startedEvents: startedEvents)
             benchmark.eventsAlways = eventsAlways
+            benchmark.listener = listener
             if observed {
                 PrometheusMetrics.bootstrap()
                 benchmark.defaultMiddleware = true
@@ -142,7 +145,7 @@ struct BenchCommand: AsyncParsableCommand {
                          "p50_times_raw_quorum": times(l.percentile(50), l.rawQuorum(percentile: 50)),
                          "p99_times_raw_quorum": times(l.percentile(99), l.rawQuorum(percentile: 99))]
                     },
-                    "count": count, "concurrency": concurrency, "started_events": startedEvents,
+                    "count": count, "concurrency": concurrency, "started_events": startedEvents, "events_always": eventsAlways, "listener": listener,
                 ])
                 return
             }
@@ -182,6 +185,7 @@ struct BenchCommand: AsyncParsableCommand {
                                       offeredRates: [latencyRate], startedEvents: startedEvents)
                 b.defaultMiddleware = observed
                 b.eventsAlways = eventsAlways
+                b.listener = listener
                 return b
             }
             if observed { PrometheusMetrics.bootstrap() }

@@ -27,6 +27,30 @@ struct JSONTests {
         #expect(!JSONValidator.isValid(Array((String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)).utf8)))
     }
 
+    @Test("strings are written as JSON literals that read back the same", arguments: [
+        "", "plain", "a \"quoted\" \\ path\\", "line\nbreak\r\ttab", "\u{01}\u{1f}\u{7f}", "Grüße 🚀", "\"", "end\\",
+        String(repeating: "x", count: 300) + "\u{0}",
+    ])
+    func strings(_ text: String) throws {
+        var bytes: [UInt8] = []
+        JSONText.appendString(text, to: &bytes)
+        #expect(JSONValidator.isValid(bytes))
+        let back = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) as? String
+        #expect(back == text)
+        // Control characters never appear raw.
+        #expect(!bytes.contains { $0 < 0x20 })
+    }
+
+    @Test("integers are written in place, signs and extremes included", arguments: [Int64(0), 7, -7, 1_700_000_000_123, .max, .min])
+    func integers(_ value: Int64) throws {
+        var w = JSONObjectWriter()
+        w.field("n", value)
+        w.field("s", "x")
+        let bytes = w.finish()
+        #expect(String(decoding: bytes, as: UTF8.self) == #"{"n":\#(value),"s":"x"}"#)
+        #expect(JSONValidator.isValid(bytes))
+    }
+
     @Test("events written by hand decode back, escapes included")
     func eventRoundTrip() throws {
         let task = TaskEnvelope(id: "id\"1", name: "n\\ame", queue: "q", arguments: [], attempt: 2,
