@@ -4,10 +4,15 @@ import Tracing
 /// Runs each handler in a span of the process's swift-distributed-tracing
 /// tracer (swift-otel, for example, bootstrapped by the application), as a
 /// child of the trace the task carries in its `traceparent` header. Without
-/// a bootstrapped tracer it costs next to nothing; the trace context still
-/// flows (the worker sets ``TraceParent/current`` for the handler).
+/// a bootstrapped tracer it costs nothing: a worker created before any
+/// tracer is bootstrapped leaves it out (``isActive``), so bootstrap the
+/// tracer first. The trace context still flows either way (the worker sets
+/// ``TraceParent/current`` for the handler).
 public struct TracingMiddleware: WorkerMiddleware {
     public init() {}
+
+    /// Only with a tracer bootstrapped.
+    public var isActive: Bool { !(InstrumentationSystem.tracer is NoOpTracer) }
 
     public func handle(_ context: TaskContext, next: @escaping @Sendable (TaskContext) async throws -> [UInt8]?) async throws -> [UInt8]? {
         // No tracer bootstrapped: no span to make (the trace context still flows).

@@ -392,12 +392,13 @@ public final class Worker: Service {
             eventSigner: configuration.eventSigner, publishStartedEvents: configuration.publishStartedEvents)
     }
 
-    /// `handler` inside the configured middleware (the first is outermost), then the time limit.
+    /// `handler` inside the configured middleware (the first is outermost;
+    /// inactive ones left out), then the time limit.
     private static func chain(_ configuration: Configuration, _ handler: @escaping HandlerRegistry.Handler) -> HandlerRegistry.Handler {
         var chain: HandlerRegistry.Handler = handler
         var layers = configuration.middleware
         if let limit = configuration.timeLimit { layers.append(TimeLimitMiddleware(limit: limit, grace: configuration.timeLimitGrace)) }
-        for middleware in layers.reversed() {
+        for middleware in layers.reversed() where middleware.isActive {
             let next = chain
             chain = { try await middleware.handle($0, next: next) }
         }

@@ -9,6 +9,16 @@ import SluiceCore
 /// the context, the result, or the error.
 public protocol WorkerMiddleware: Sendable {
     func handle(_ context: TaskContext, next: @escaping @Sendable (TaskContext) async throws -> [UInt8]?) async throws -> [UInt8]?
+
+    /// Whether this middleware has anything to do in this process. A worker
+    /// asks once, when it is created, and leaves an inactive one out of its
+    /// chains: even a layer that only calls `next` costs every task an
+    /// async call. Default: true.
+    var isActive: Bool { get }
+}
+
+extension WorkerMiddleware {
+    public var isActive: Bool { true }
 }
 
 /// Logs each task's start and end.

@@ -73,6 +73,42 @@ struct WorkerInMemoryTests {
         #expect(okTimer.values.count == 3)
     }
 
+    @Test("a middleware that reports itself inactive is left out of the chain; the tracing middleware is, without a tracer")
+    func inactiveMiddleware() async throws {
+        let broker = InMemoryBroker(topology: try Topology(prefix: "mem"))
+        let client = TaskClient(broker: broker)
+        var registry = HandlerRegistry()
+        registry.register("ok") { _ in nil }
+        let id = try await client.enqueue(name: "ok", json: Array("{}".utf8), options: .init(queue: "q"))
+        let activeCalls = Counted(active: true), inactiveCalls = Counted(active: false)
+        _ = try await run(broker, registry, middleware: [activeCalls.middleware, inactiveCalls.middleware]) { events in
+            events.contains { $0.kind == .succeeded && $0.taskID == id }
+        }
+        #expect(activeCalls.count == 1)
+        #expect(inactiveCalls.count == 0)
+        // No tracer is bootstrapped in this test process.
+        #expect(!TracingMiddleware().isActive)
+        #expect(LoggingMiddleware().isActive && MetricsMiddleware().isActive)
+    }
+
+    /// Counts the tasks its middleware wraps; `active` says whether that middleware asks to be in the chain.
+    final class Counted: Sendable {
+        private let calls = Mutex(0)
+        private let active: Bool
+        init(active: Bool) { self.active = active }
+        var count: Int { calls.withLock { $0 } }
+        var middleware: any WorkerMiddleware { Wrapper(owner: self) }
+
+        struct Wrapper: WorkerMiddleware {
+            let owner: Counted
+            var isActive: Bool { owner.active }
+            func handle(_ context: TaskContext, next: @escaping @Sendable (TaskContext) async throws -> [UInt8]?) async throws -> [UInt8]? {
+                owner.calls.withLock { $0 += 1 }
+                return try await next(context)
+            }
+        }
+    }
+
     @Test("success, retry to success, and dead-lettering, with outcomes confirmed before acks")
     func outcomes() async throws {
         let broker = InMemoryBroker(topology: try Topology(prefix: "mem"))
