@@ -13,3 +13,17 @@ succeeded() {
   curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null \
     | awk '/^sluice_tasks_total\{/ && /outcome="succeeded"/ {s += $NF} END {printf "%d\n", s}'
 }
+
+# Deletes the queues and exchanges of prefix $1 (best effort, through the
+# management API at MANAGEMENT_URL, default the test node's): each run
+# declares a topology of its own, and thousands of leftovers slow a node down.
+remove_prefix() {
+  local api="${MANAGEMENT_URL:-http://127.0.0.1:27272}/api" kind name
+  for kind in queues exchanges; do
+    curl -sf -u guest:guest "$api/$kind/%2f?columns=name" 2>/dev/null \
+      | python3 -c 'import json, sys, urllib.parse
+for x in json.load(sys.stdin):
+    if x["name"].startswith(sys.argv[1] + "."): print(urllib.parse.quote(x["name"], safe=""))' "$1" \
+      | while read -r name; do curl -sf -u guest:guest -X DELETE "$api/$kind/%2f/$name" >/dev/null || true; done
+  done
+}

@@ -9,10 +9,9 @@
 # their own, then a worker (--concurrency 300) starts, drains them (its
 # Prometheus counter is polled) and stops with SIGTERM. The difference
 # between the two sizes, divided by the difference in tasks, is the cost per
-# task without start-up. Instruction counts would be more repeatable, but
-# on this machine perf has no hardware counters (a VM: "<not supported>")
-# and valgrind 3.19 crashes on Swift 6.3 binaries (internal SIGSEGV, even
-# with --tool=none).
+# task without start-up. Benchmarks/worker-instructions.sh counts
+# instructions instead (more repeatable; perf has no hardware counters in
+# this VM, so it uses callgrind).
 #
 # Settings: SLUICE_BIN (default .build/release/sluice), SLUICE_URL (default:
 # the test node, amqp://guest:guest@127.0.0.1:27270/%2f), METRICS_PORT (27299).
@@ -32,8 +31,8 @@ anon_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0;
 
 # A worker on an empty queue, once its metrics endpoint answers: its RSS in KiB.
 idle_rss() {
-  local pid rss
-  "$bin" worker --queue idle --prefix "idle$RANDOM$RANDOM" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error &
+  local pid rss prefix="idle$RANDOM$RANDOM"
+  "$bin" worker --queue idle --prefix "$prefix" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error &
   pid=$!
   until curl -sf "http://127.0.0.1:$port/metrics" >/dev/null; do
     kill -0 "$pid" 2>/dev/null || { echo "worker-cost: the worker exited" >&2; exit 1; }
@@ -42,6 +41,7 @@ idle_rss() {
   rss="$(rss_kb "$pid") $(anon_kb "$pid")"
   kill -TERM "$pid"
   wait "$pid" || true
+  remove_prefix "$prefix"
   echo "$rss"
 }
 
@@ -68,6 +68,7 @@ run() {
   settled="$(rss_kb "$pid") $(anon_kb "$pid")"
   kill -TERM "$pid"
   wait "$pid" || true
+  remove_prefix "$prefix"
   echo "$cpu $drained $settled $(( (end - start) / 1000000 ))"
 }
 

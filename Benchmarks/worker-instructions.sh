@@ -55,7 +55,7 @@ run() {
   done
   kill -TERM "$pid"
   wait "$pid" || true
-  [ -z "${LISTENER:-}" ] || curl -sf -u guest:guest -X DELETE "${MANAGEMENT_URL:-http://127.0.0.1:27272}/api/queues/%2f/$prefix.listener" >/dev/null || true
+  remove_prefix "$prefix"
   awk '/^summary:/ {print $2}' "$out"
 }
 
