@@ -20,10 +20,11 @@ succeeded() {
 remove_prefix() {
   local api="${MANAGEMENT_URL:-http://127.0.0.1:27272}/api" kind name
   for kind in queues exchanges; do
-    curl -sf -u guest:guest "$api/$kind/%2f?columns=name" 2>/dev/null \
-      | python3 -c 'import json, sys, urllib.parse
+    # No management API (or no python3): leave them, never fail the run.
+    { curl -sf -u guest:guest "$api/$kind/%2f?columns=name" 2>/dev/null \
+        | python3 -c 'import json, sys, urllib.parse
 for x in json.load(sys.stdin):
-    if x["name"].startswith(sys.argv[1] + "."): print(urllib.parse.quote(x["name"], safe=""))' "$1" \
-      | while read -r name; do curl -sf -u guest:guest -X DELETE "$api/$kind/%2f/$name" >/dev/null || true; done
+    if x["name"].startswith(sys.argv[1] + "."): print(urllib.parse.quote(x["name"], safe=""))' "$1" 2>/dev/null \
+        | while read -r name; do curl -sf -u guest:guest -X DELETE "$api/$kind/%2f/$name" >/dev/null || true; done; } || true
   done
 }

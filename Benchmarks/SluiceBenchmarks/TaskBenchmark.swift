@@ -173,8 +173,8 @@ public struct TaskBenchmark: Sendable {
             await group.triggerGracefulShutdown()
             try await running.value
             if let listening {
-                try await listening.consumer.cancel()
                 listening.reading.cancel()
+                try? await listening.consumer.cancel()
             }
             results.append(Round(rawConfirmedPublishesPerSecond: raw.confirmedPublishesPerSecond, rawConsumeAckPerSecond: raw.consumeAckPerSecond,
                                  enqueuePerSecond: enqueue, endToEndPerSecond: endToEnd))

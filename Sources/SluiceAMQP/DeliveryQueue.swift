@@ -10,9 +10,11 @@ import Synchronization
 /// callgrind). This one is written for `AMQPDelivery` only.
 ///
 /// Same contract as the stream it replaces: unbounded (the channel's prefetch
-/// bounds it), ends cleanly or with an error after what was buffered, and
-/// when the task reading it is cancelled it reports termination once
-/// through `onTermination`; later deliveries are refused. Readers share the
+/// bounds it), ends cleanly or with an error (thrown once) after what was
+/// buffered, and when the task reading it is cancelled it reports
+/// termination once through `onTermination` and refuses later deliveries
+/// (the connection thread rejects those back to the queue); what was
+/// already buffered is still read. One reader at a time; readers share the
 /// buffer (a new iterator continues where the last one stopped).
 final class DeliveryQueue: Sendable {
     enum YieldResult { case enqueued, terminated }
@@ -25,7 +27,7 @@ final class DeliveryQueue: Sendable {
         var waiter: UnsafeContinuation<Void, Never>?
         /// Set by ``finish(throwing:)``: nil error is a clean end.
         var finished: (any Error)?? = nil
-        /// The reader was cancelled: nothing is buffered any more.
+        /// The reading task was cancelled: no more deliveries are taken.
         var terminated = false
         var onTermination: (@Sendable () -> Void)?
 
@@ -37,7 +39,7 @@ final class DeliveryQueue: Sendable {
     /// Called once, outside the lock, when the reading task is cancelled before the end.
     func setOnTermination(_ body: @escaping @Sendable () -> Void) {
         let runNow = state.withLock { s -> Bool in
-            if s.terminated { return true }
+            if s.terminated { return s.finished == nil }
             s.onTermination = body
             return false
         }
@@ -66,13 +68,13 @@ final class DeliveryQueue: Sendable {
         waiter?.resume()
     }
 
-    /// The reading task was cancelled: drop what is buffered, refuse the rest, tell the owner.
+    /// The reading task was cancelled: refuse what comes next and tell the
+    /// owner (what is buffered was accepted, so it is still read: dropping it
+    /// would leave those deliveries unacknowledged on the channel).
     func terminate() {
         let (waiter, handler) = state.withLock { s -> (UnsafeContinuation<Void, Never>?, (@Sendable () -> Void)?) in
             if s.terminated { return (nil, nil) }
             s.terminated = true
-            s.buffer = []
-            s.head = 0
             defer { s.waiter = nil; s.onTermination = nil }
             // A finished queue does not report termination (nor did the stream).
             return (s.waiter, s.finished == nil ? s.onTermination : nil)
@@ -100,7 +102,11 @@ final class DeliveryQueue: Sendable {
                 return .delivery(delivery)
             }
             if s.terminated { return .end(nil) }
-            if let finished = s.finished { return .end(finished) }
+            if let finished = s.finished {
+                // An error is thrown once; after it the sequence just ends.
+                if finished != nil { s.finished = .some(nil) }
+                return .end(finished)
+            }
             return .empty
         }
     }
@@ -111,6 +117,7 @@ final class DeliveryQueue: Sendable {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
                 let resumeNow = state.withLock { s -> Bool in
                     if !s.isEmpty || s.terminated || s.finished != nil { return true }
+                    precondition(s.waiter == nil, "two tasks read one consumer's deliveries at once")
                     s.waiter = continuation
                     return false
                 }
@@ -135,6 +142,9 @@ public final class AMQPDeliveryReader {
     /// reading was cancelled); throws when the broker cancelled the
     /// consumer or the channel closed.
     public func next() async throws -> AMQPDelivery? {
+        // Checked on every call, not only when nothing is buffered: a busy
+        // consumer's buffer may never run dry.
+        if Task.isCancelled { queue.terminate() }
         while !ended {
             switch queue.take() {
             case .delivery(let delivery):
@@ -143,12 +153,8 @@ public final class AMQPDeliveryReader {
                 ended = true
                 if let error { throw error }
             case .empty:
-                if Task.isCancelled {
-                    queue.terminate()
-                    ended = true
-                } else {
-                    await queue.wait()
-                }
+                // (Cancelled: `wait` returns at once, and `take` ends.)
+                await queue.wait()
             }
         }
         return nil

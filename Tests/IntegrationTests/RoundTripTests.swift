@@ -2,6 +2,7 @@ import Foundation
 import SluiceAMQP
 import SluiceTesting
 import SluiceWire
+import Synchronization
 import Testing
 
 @Suite("AMQP round trips against the private broker")
@@ -218,6 +219,43 @@ struct RoundTripTests {
             return read
         }
         #expect(rest == ["1", "2"])
+        try await admin.queueDelete(queue)
+        await connection.close()
+    }
+
+    @Test("a reading task cancelled while deliveries keep coming stops, and so does its consumer")
+    func cancelledWhileBusy() async throws {
+        let connection = try await SharedBroker.connect()
+        let channel = try await connection.openChannel()
+        let admin = try await connection.openChannel()
+        let queue = uniqueName("busy")
+        try await admin.queueDeclare(QueueDeclaration(name: queue, durable: false))
+        // Far more messages than the prefetch: acking refills the reader's
+        // buffer, so it need never run dry.
+        for _ in 0..<5_000 { try await admin.publish(routingKey: queue, body: "m".bytes) }
+        try await channel.qos(prefetchCount: 50)
+        let consumer = try await channel.consume(queue: queue)
+        final class Count: Sendable {
+            private let value = Mutex(0)
+            func add() -> Int { value.withLock { $0 += 1; return $0 } }
+            var current: Int { value.withLock { $0 } }
+        }
+        let count = Count()
+        let reading = Task {
+            for try await delivery in consumer {
+                try await delivery.ack()
+                if count.add() == 20 { withUnsafeCurrentTask { $0?.cancel() } }
+                // A slow handler (blocking, as cancellation cannot cut it
+                // short): the broker refills the buffer meanwhile.
+                usleep(2_000)
+            }
+        }
+        try await within(30, "the cancelled reader to stop") { try await reading.value }
+        // What was buffered at the cancel is still read (at most the prefetch), nothing after.
+        #expect(count.current <= 20 + 50 + 50, "read \(count.current) of 5,000 after cancelling at 20")
+        _ = try await eventually(10, "the broker to drop the cancelled consumer") {
+            try await admin.queueDeclarePassive(queue).consumerCount == 0 ? true : nil
+        }
         try await admin.queueDelete(queue)
         await connection.close()
     }
