@@ -224,11 +224,14 @@ public final class RabbitMQBroker: Broker {
             }
             try await channel.qos(prefetchCount: 500)
             let consumer = try await channel.consume(queue: name, noAck: true, exclusive: true)
-            let deliveries = consumer.map { delivery in
-                BrokerDelivery(properties: delivery.properties, body: delivery.body, redelivered: delivery.redelivered,
-                               deliveryCount: 0, routingKey: delivery.routingKey, acknowledger: NoAcknowledger())
-            }
-            return BrokerConsumer(deliveries, cancel: {
+            return BrokerConsumer(makeNext: {
+                let reader = consumer.makeReader()
+                return {
+                    guard let delivery = try await reader.next() else { return nil }
+                    return BrokerDelivery(properties: delivery.properties, body: delivery.body, redelivered: delivery.redelivered,
+                                          deliveryCount: 0, routingKey: delivery.routingKey, acknowledger: NoAcknowledger())
+                }
+            }, cancel: {
                 try await consumer.cancel()
                 try? await channel.close()
             })
