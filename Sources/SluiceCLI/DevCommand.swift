@@ -20,12 +20,23 @@ struct DevCommand: AsyncParsableCommand {
         then the stack keeps running for you to explore (sluice top, sluice queues, the management \
         UI) until Ctrl-C, which stops everything this command started. The broker's data stays \
         (scripts/broker destroy removes it).
+
+        With --cluster the broker is a private three-node cluster (scripts/cluster, about 30 s to \
+        start) instead of one node: the coordinator and the worker get all three node addresses \
+        and every quorum queue three replicas. Try `scripts/cluster kill 1` (SIGKILL) and \
+        `scripts/cluster restart 1` while it runs, and watch `sluice queues` (ONLINE, LEADER) and \
+        the processes reconnect. Data stays (SLUICE_CLUSTER_NAME=dev scripts/cluster destroy \
+        removes it).
         """)
 
     @Option(help: "Use this broker instead of starting a private one.")
     var url: String?
     @Option(help: "First port of the private broker (AMQP; management is +2).")
     var brokerPort: Int = 27170
+    @Flag(help: "Run a private three-node RabbitMQ cluster instead of one node (scripts/cluster).")
+    var cluster = false
+    @Option(help: "With --cluster: the cluster's base port P (its epmd); node N listens on P+10N (AMQP) and P+10N+2 (management).")
+    var clusterPort: Int = 27500
     @Option(help: "Where the coordinator API listens.")
     var http: String = "127.0.0.1:27200"
     @Option(help: "Folder for the SQLite store and the logs.")
@@ -38,6 +49,10 @@ struct DevCommand: AsyncParsableCommand {
     func validate() throws {
         _ = try parseHostPort(http)
         guard (1024...65000).contains(brokerPort), brokerPort != 5672 else { throw ValidationError("--broker-port must be from 1024 to 65000, not 5672") }
+        guard (1024...65000).contains(clusterPort), !(clusterPort...(clusterPort + 39)).contains(5672) else {
+            throw ValidationError("--cluster-port must be from 1024 to 65000, and its 40 ports must not include 5672")
+        }
+        if cluster, url != nil { throw ValidationError("--cluster starts a private cluster; it cannot be given with --url") }
         guard Topology.isValidName(prefix) else { throw ValidationError("--prefix must be letters, digits, '-', '_' or '.'") }
     }
 
@@ -59,14 +74,29 @@ struct DevCommand: AsyncParsableCommand {
         // 1. The broker.
         var brokerURL = url ?? ProcessInfo.processInfo.environment["SLUICE_URL"]
         var managementURL: String?
-        if brokerURL == nil {
+        if cluster {
+            let nodes = PrivateCluster(name: clusterPort == 27500 ? "dev" : "dev-\(clusterPort)", basePort: clusterPort, plugins: "rabbitmq_management")
+            guard FileManager.default.isExecutableFile(atPath: PrivateCluster.script.path) else {
+                throw CLIError("cannot find scripts/cluster (\(PrivateCluster.script.path)); run from a Sluice checkout or pass --url")
+            }
+            let status = (try? await nodes.run(["status"])) ?? ""
+            if status.components(separatedBy: " running,").count - 1 < 3 {
+                step("starting a private three-node RabbitMQ cluster on 127.0.0.1:\((1...3).map { String(nodes.amqpPort($0)) }.joined(separator: ",")) (takes about 30 s)...")
+                stack.stopBroker = ("cluster", { try await nodes.stop() })
+                try await nodes.start()
+            } else {
+                step("using the private RabbitMQ cluster already running on 127.0.0.1:\((1...3).map { String(nodes.amqpPort($0)) }.joined(separator: ","))")
+            }
+            brokerURL = nodes.url()
+            managementURL = nodes.managementURL(node: 1)
+        } else if brokerURL == nil {
             let node = PrivateBroker(name: brokerPort == 27170 ? "dev" : "dev-\(brokerPort)", basePort: brokerPort, plugins: "rabbitmq_management")
             guard FileManager.default.isExecutableFile(atPath: PrivateBroker.script.path) else {
                 throw CLIError("cannot find scripts/broker (\(PrivateBroker.script.path)); run from a Sluice checkout or pass --url")
             }
             if (try? await node.run(["running"])) == nil {
                 step("starting a private RabbitMQ node on 127.0.0.1:\(brokerPort) (takes about 6 s)...")
-                stack.startedBroker = node
+                stack.stopBroker = ("node", { try await node.stop() })
                 try await node.start()
             } else {
                 step("using the private RabbitMQ node already running on 127.0.0.1:\(brokerPort)")

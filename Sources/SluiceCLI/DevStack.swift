@@ -6,7 +6,8 @@ final class DevStack: @unchecked Sendable {
     struct Exit { var name: String; var status: Int32; var log: String }
 
     let dataDir: String
-    var startedBroker: PrivateBroker?
+    /// Stops the private broker (a node or a cluster) this command started, if it started one.
+    var stopBroker: (what: String, stop: @Sendable () async throws -> Void)?
     /// Set for every child on top of this process's environment (the broker URL).
     var environment: [String: String] = [:]
     private var children: [(name: String, process: Process, input: Pipe)] = []
@@ -67,9 +68,9 @@ final class DevStack: @unchecked Sendable {
         }
         for child in list where child.process.isRunning { kill(child.process.processIdentifier, SIGKILL) }
         for child in list { try? child.input.fileHandleForWriting.close() }
-        if let broker = startedBroker {
-            print("dev: stopping the private RabbitMQ node...")
-            do { try await broker.stop() } catch { standardError("dev: could not stop the broker: \(error)") }
+        if let broker = stopBroker {
+            print("dev: stopping the private RabbitMQ \(broker.what)...")
+            do { try await broker.stop() } catch { standardError("dev: could not stop the \(broker.what): \(error)") }
         }
         print("dev: stopped.")
         flushStandardOutput()
