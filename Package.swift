@@ -79,7 +79,7 @@ let package = Package(
         ),
         .target(
             name: "SluiceClient",
-            dependencies: ["SluiceCore", "SluiceWire"],
+            dependencies: ["SluiceCore", "SluiceWire", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strictSwift
         ),
         .target(

@@ -24,10 +24,15 @@ public struct EnqueueOptions: Sendable {
     /// Workflow context (set by the coordinator).
     public var workflowRunID: String?
     public var workflowStep: String?
+    /// Where the worker sends the task's final outcome (`reply_to`): a reply
+    /// queue of this prefix (`<prefix>.reply.<id>`) or RabbitMQ's direct
+    /// reply-to. ``TaskClient/enqueueForResult(name:json:options:)`` sets
+    /// its own; set this only to collect outcomes yourself.
+    public var replyTo: String?
 
     public init(queue: String? = nil, delay: Duration? = nil, notBefore: Date? = nil, maxAttempts: Int? = nil,
                 retryPolicy: RetryPolicy? = nil, idempotencyKey: String? = nil, deadline: Date? = nil, id: String? = nil,
-                traceparent: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil) {
+                traceparent: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil, replyTo: String? = nil) {
         self.queue = queue
         self.delay = delay
         self.notBefore = notBefore
@@ -39,5 +44,6 @@ public struct EnqueueOptions: Sendable {
         self.traceparent = traceparent
         self.workflowRunID = workflowRunID
         self.workflowStep = workflowStep
+        self.replyTo = replyTo
     }
 }

@@ -22,11 +22,26 @@ public final class TaskClient: Sendable {
     public let broker: any Broker
     /// Queue used when neither the task nor the options name one.
     public let defaultQueue: String
+    /// How long the reply queue outlives this client (RabbitMQ's `x-expires`:
+    /// time without a consumer). A reconnect within it keeps the outcomes
+    /// that arrived meanwhile.
+    public let replyQueueExpiry: Duration
     private let prepared = Mutex<Set<String>>([])
+    /// The reply queue and its waiters, made at the first
+    /// ``enqueueForResult(name:json:options:)`` (a task, so that callers
+    /// arriving meanwhile wait for the same one).
+    private let replies = Mutex<Task<ReplyListener, any Error>?>(nil)
 
-    public init(broker: any Broker, defaultQueue: String = "default") {
+    public init(broker: any Broker, defaultQueue: String = "default", replyQueueExpiry: Duration = .seconds(600)) {
         self.broker = broker
         self.defaultQueue = defaultQueue
+        self.replyQueueExpiry = replyQueueExpiry
+    }
+
+    deinit {
+        if let made = replies.withLock({ $0 }) {
+            Task { try? await made.value.stop() }
+        }
     }
 
     /// Enqueues a typed task; returns its id once the broker confirmed it.
@@ -83,6 +98,75 @@ public final class TaskClient: Sendable {
         return results.map { $0! }
     }
 
+    // MARK: Results
+
+    /// Enqueues a typed task whose final outcome this client waits for:
+    /// the workers send it to this client's reply queue. Returns once the
+    /// broker confirmed the task; ``TaskHandle/result(timeout:)`` waits.
+    public func enqueueForResult<T: TaskDefinition>(_ task: T.Type, _ arguments: T.Arguments,
+                                                    options: EnqueueOptions = EnqueueOptions()) async throws -> TaskHandle {
+        var options = options
+        if options.queue == nil { options.queue = T.queue }
+        let json: [UInt8]
+        do {
+            json = Array(try JSONEncoder().encode(arguments))
+        } catch {
+            throw SluiceError(.encodingFailed, "arguments could not be encoded as JSON: \(error)", task: T.name, queue: options.queue)
+        }
+        return try await enqueueForResult(name: T.name, json: json, options: options)
+    }
+
+    /// Enqueues a task with raw JSON arguments whose final outcome this
+    /// client waits for (see ``enqueueForResult(_:_:options:)``).
+    public func enqueueForResult(name: String, json: [UInt8], options: EnqueueOptions = EnqueueOptions()) async throws -> TaskHandle {
+        var options = options
+        options.replyTo = try await replyListener().queue
+        return TaskHandle(id: try await enqueue(name: name, json: json, options: options), client: self)
+    }
+
+    /// The final outcome of a task this client enqueued with
+    /// ``enqueueForResult(name:json:options:)``: its result, or ``TaskFailed``
+    /// when it ended dead. Throws `SluiceError` `timed_out` after `timeout`;
+    /// never waits longer. The newest 10,000 outcomes nobody asked for yet
+    /// are kept, so asking late is fine.
+    public func result(of id: String, timeout: Duration = .seconds(60)) async throws -> TaskResult {
+        let listener = try await replyListener()
+        return try await listener.wait(for: id, timeout: timeout).outcome().get()
+    }
+
+    /// This client's reply listener, declared and consuming; a new one if
+    /// the last one's consumer ended (its queue deleted, the client closed).
+    private func replyListener() async throws -> ReplyListener {
+        for _ in 0..<2 {
+            let making = replies.withLock { slot -> Task<ReplyListener, any Error> in
+                if let slot { return slot }
+                let made = Task { try await self.makeReplyListener() }
+                slot = made
+                return made
+            }
+            do {
+                let listener = try await making.value
+                if !listener.hasEnded { return listener }
+                replies.withLock { if $0 == making { $0 = nil } }
+            } catch {
+                replies.withLock { if $0 == making { $0 = nil } }
+                throw error
+            }
+        }
+        throw SluiceError(.broker, "the reply queue's consumer ended at once, twice")
+    }
+
+    private func makeReplyListener() async throws -> ReplyListener {
+        let queue = broker.topology.replyQueue(TaskEnvelope.newID())
+        let (seconds, attoseconds) = replyQueueExpiry.components
+        try await broker.prepareReplyQueue(queue, expiresAfterMilliseconds: Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
+        let listener = ReplyListener(queue: queue)
+        listener.start(try await broker.consume(queue: queue, prefetch: 256))
+        return listener
+    }
+
+    // MARK: Encoding
+
     private func envelope(for request: Request, now: Date) throws -> TaskEnvelope {
         let o = request.options
         let queue = o.queue ?? defaultQueue
@@ -96,6 +180,10 @@ public final class TaskClient: Sendable {
         if let m = o.maxAttempts, m < 1 {
             throw SluiceError(.invalidArgument, "max attempts must be 1 or more", task: request.name, queue: queue)
         }
+        if let replyTo = o.replyTo, !broker.topology.isReplyAddress(replyTo) {
+            throw SluiceError(.invalidArgument, "reply address '\(replyTo)' is neither a reply queue of this prefix "
+                              + "(\(broker.topology.replyQueue("<id>"))) nor a direct reply-to address", task: request.name, queue: queue)
+        }
         var notBefore = o.notBefore
         if notBefore == nil, let delay = o.delay, delay > .zero {
             let (s, atto) = delay.components
@@ -107,7 +195,7 @@ public final class TaskClient: Sendable {
             // The retry header carries backoff only: the policy's attempt limit travels as max attempts.
             maxAttempts: o.maxAttempts ?? o.retryPolicy?.maxAttempts, retryPolicy: o.retryPolicy, notBefore: notBefore, deadline: o.deadline,
             idempotencyKey: o.idempotencyKey, workflowRunID: o.workflowRunID, workflowStep: o.workflowStep,
-            traceparent: o.traceparent ?? TraceParent.current?.child(seed: id).description, enqueuedAt: now)
+            traceparent: o.traceparent ?? TraceParent.current?.child(seed: id).description, enqueuedAt: now, replyTo: o.replyTo)
         // Every AMQP limit is checked where the task enters (`enqueue(batch:)`,
         // on its encoded message), with an error naming the field: never
         // later, as a failed publish or a retry copy that cannot be sent.

@@ -32,6 +32,10 @@ public protocol Broker: Sendable {
     /// these task queues (idempotent).
     func watchDeadLetters(of queues: [String]) async throws
 
+    /// Declares a producer's reply queue (``Topology/replyQueueDeclaration(_:expiresAfterMilliseconds:)``),
+    /// where workers send the outcomes of the tasks it waits for (idempotent).
+    func prepareReplyQueue(_ name: String, expiresAfterMilliseconds: Int) async throws
+
     /// Publishes messages and returns, per message, whether the broker
     /// confirmed it. Returns only when every one is settled.
     func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>]

@@ -75,6 +75,11 @@ public actor InMemoryBroker: Broker {
         if queues[topology.coordinatorDeadQueue] == nil { queues[topology.coordinatorDeadQueue] = Queue() }
     }
 
+    /// Reply queues here never expire.
+    public func prepareReplyQueue(_ name: String, expiresAfterMilliseconds: Int) async throws {
+        if queues[name] == nil { queues[name] = Queue() }
+    }
+
     /// Dead letters here are not copied (the in-memory broker has no delivery limit).
     public func watchDeadLetters(of queues: [String]) async throws {}
 

@@ -16,6 +16,8 @@ public struct SluiceError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let broker = Code(raw: "broker_error")
         /// Something was not found (a task id in a dead queue...).
         public static let notFound = Code(raw: "not_found")
+        /// A wait ended at its timeout (a task's result...).
+        public static let timedOut = Code(raw: "timed_out")
     }
 
     /// What kind of failure.

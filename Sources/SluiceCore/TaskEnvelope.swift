@@ -26,6 +26,7 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
         var workflowStep: String?
         var traceparent: String?
         var enqueuedAt: Date?
+        var replyTo: String?
         var otherHeaders: FieldTable
     }
 
@@ -194,6 +195,18 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
         }
     }
 
+    /// Where the worker sends the task's final outcome (`reply_to`): a
+    /// producer's reply queue (``Topology/replyQueue(_:)``) or RabbitMQ's
+    /// direct reply-to. Kept on retry copies; only the last attempt answers.
+    public var replyTo: String? {
+        get { box.fields.replyTo }
+        set { mutate { $0.replyTo = newValue } }
+        _modify {
+            makeUnique()
+            yield &box.fields.replyTo
+        }
+    }
+
     /// Headers this version does not interpret, kept on retries and dead copies.
     public var otherHeaders: FieldTable {
         get { box.fields.otherHeaders }
@@ -208,8 +221,8 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
     public init(id: String = TaskEnvelope.newID(), name: String, queue: String, arguments: [UInt8], attempt: Int = 1,
                 maxAttempts: Int? = nil, retryPolicy: RetryPolicy? = nil, notBefore: Date? = nil, deadline: Date? = nil,
                 idempotencyKey: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil,
-                traceparent: String? = nil, enqueuedAt: Date? = Date(), otherHeaders: FieldTable = [:]) {
-        box = Box(Fields(id: id, name: name, queue: queue, arguments: arguments, attempt: attempt, maxAttempts: maxAttempts, retryPolicy: retryPolicy, notBefore: notBefore, deadline: deadline, idempotencyKey: idempotencyKey, workflowRunID: workflowRunID, workflowStep: workflowStep, traceparent: traceparent, enqueuedAt: enqueuedAt, otherHeaders: otherHeaders))
+                traceparent: String? = nil, enqueuedAt: Date? = Date(), replyTo: String? = nil, otherHeaders: FieldTable = [:]) {
+        box = Box(Fields(id: id, name: name, queue: queue, arguments: arguments, attempt: attempt, maxAttempts: maxAttempts, retryPolicy: retryPolicy, notBefore: notBefore, deadline: deadline, idempotencyKey: idempotencyKey, workflowRunID: workflowRunID, workflowStep: workflowStep, traceparent: traceparent, enqueuedAt: enqueuedAt, replyTo: replyTo, otherHeaders: otherHeaders))
     }
 
     /// A random task id: a version-4 UUID in lowercase. Made from the system
@@ -305,7 +318,7 @@ extension TaskEnvelope {
         if let traceparent { headers[WireHeader.traceparent] = .string(traceparent) }
         let properties = BasicProperties(
             contentType: "application/json", headers: headers, deliveryMode: 2, correlationId: workflowRunID,
-            messageId: id, timestamp: enqueuedAt.map { UInt64(clamping: max(0, $0.epochMilliseconds / 1000)) }, type: name)
+            replyTo: replyTo, messageId: id, timestamp: enqueuedAt.map { UInt64(clamping: max(0, $0.epochMilliseconds / 1000)) }, type: name)
         return (properties, arguments)
     }
 
@@ -388,7 +401,7 @@ extension TaskEnvelope {
             deadline: try date(WireHeader.deadline), idempotencyKey: try string(WireHeader.idempotencyKey),
             workflowRunID: workflowRunID,
             workflowStep: try string(WireHeader.workflowStep), traceparent: try string(WireHeader.traceparent),
-            enqueuedAt: enqueued, otherHeaders: others)
+            enqueuedAt: enqueued, replyTo: properties.replyTo.flatMap { $0.isEmpty ? nil : $0 }, otherHeaders: others)
     }
 }
 

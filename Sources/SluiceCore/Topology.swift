@@ -11,6 +11,7 @@ public import SluiceWire
 /// <prefix>.delay.<ms>   fanout exchange + quorum queue with TTL <ms> that
 ///                       dead-letters to <prefix>.tasks with the task's queue as key
 /// <prefix>.events       topic exchange; routing key = <queue>.<event kind>
+/// <prefix>.reply.<id>   quorum reply queue of a producer waiting for results
 /// ```
 ///
 /// Two prefixes on one vhost share nothing.
@@ -131,12 +132,16 @@ public struct Topology: Sendable, Hashable {
         if name.hasPrefix(partition), Int(name.dropFirst(partition.count)) != nil { return (.coordinator, name) }
         let isolate = "\(prefix).isolate."
         if name.hasPrefix(isolate) { return (.isolation, String(name.dropFirst(isolate.count))) }
+        let reply = "\(prefix).reply."
+        if name.hasPrefix(reply) { return (.reply, String(name.dropFirst(reply.count))) }
         return nil
     }
 
     /// The roles of Sluice's queues.
     public enum QueueKind: String, Sendable {
         case work, dead, delay, coordinator, isolation
+        /// A producer's reply queue (results of tasks it waits for).
+        case reply
     }
 
     /// The queue name inside a work or dead queue's broker name, if it is one of ours.

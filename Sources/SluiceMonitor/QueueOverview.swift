@@ -159,8 +159,9 @@ public struct QueueCollector: Sendable {
                 rows[name] = row
             case .delay:
                 delayed += q.ready + q.unacknowledged
-            case .coordinator, .isolation:
-                // Isolation queues hold the few suspects of a supervised worker's crash.
+            case .coordinator, .isolation, .reply:
+                // Isolation queues hold the few suspects of a supervised worker's crash;
+                // reply queues, results on their way to a producer.
                 break
             }
         }

@@ -99,6 +99,14 @@ public final class RabbitMQBroker: Broker {
         channel = try await declareQueue(topology.coordinatorDeadQueueDeclaration, on: channel)
     }
 
+    public func prepareReplyQueue(_ name: String, expiresAfterMilliseconds: Int) async throws {
+        var channel = try await connection.openChannel()
+        defer { Task { [channel] in try? await channel.close() } }
+        // Recorded by the connection: declared again after a reconnect, in
+        // case it expired while the connection was down.
+        channel = try await declareQueue(topology.replyQueueDeclaration(name, expiresAfterMilliseconds: expiresAfterMilliseconds), on: channel)
+    }
+
     /// Declares a queue; returns the channel to go on with. A quorum queue
     /// that exists with another replication size (declared by an earlier
     /// Sluice, which set none, or with another `--replicas`) is kept as it

@@ -10,8 +10,9 @@ import SluiceWire
 /// ``Action`` it returns, the way postgres-nio's connection state machine is
 /// driven. The rule it keeps: a delivery is acknowledged only after the
 /// message that carries its outcome (the postponed or retry copy, the
-/// `succeeded` event, the dead copy) has been confirmed; events that only
-/// report (`retrying`, `dead`) are sent on a best-effort basis. A publish that
+/// `succeeded` event, the reply to a producer waiting for the result, the dead
+/// copy) has been confirmed; events that only report (`retrying`, `dead`,
+/// the reply about a dead task) are sent on a best-effort basis. A publish that
 /// fails for any other reason than a wire limit is the caller's to handle:
 /// it leaves the delivery unacknowledged, so the broker delivers it again.
 struct SettlementStateMachine {
@@ -78,10 +79,13 @@ struct SettlementStateMachine {
         /// `onRefused`: the dead letter if the copy breaks a wire limit.
         case forwarding(onRefused: DeadLetter?)
         case running(TaskEnvelope, waited: Double?)
-        case reportingSuccess(TaskEnvelope)
+        /// Publishing the success event or the reply; `then`: the reply, still to send.
+        case reportingSuccess(TaskEnvelope, then: OutboundMessage?)
         case copyingRetry(TaskEnvelope, event: TaskEvent, onRefused: DeadLetter)
         case reportingRetry(TaskEnvelope)
         case deadLettering(DeadLetter, trimmed: Bool)
+        /// The dead copy is safe; the waiting producer is told, then the `dead` event reported.
+        case replyingDead(DeadLetter, event: TaskEvent)
         case reportingDead(DeadLetter)
         /// A log line is out; then `next`, in state `resume`.
         indirect case warnedOverLimit(next: Action, resume: State)
@@ -185,10 +189,13 @@ struct SettlementStateMachine {
         guard case .running(let task, let waited) = state else { return invalid("handlerFinished") }
         switch outcome {
         case .success(let result):
-            state = .reportingSuccess(task)
-            // Nobody listens: the ack alone is the outcome (asked before the event is built).
+            state = .reportingSuccess(task, then: nil)
+            // Nobody listens and nobody waits: the ack alone is the outcome
+            // (asked before the event is built).
             let key = settings.topology.eventRoutingKey(kind: .succeeded, queue: task.queue, runID: task.workflowRunID)
-            guard eventWanted(key) else { return finish(.succeeded(task: task.name)) }
+            let wanted = eventWanted(key)
+            let replyTo = replyAddress
+            guard wanted || replyTo != nil else { return finish(.succeeded(task: task.name)) }
             var event = TaskEvent(kind: .succeeded, task: task, worker: settings.workerID)
             event.durationMilliseconds = milliseconds
             event.waitMilliseconds = waited
@@ -199,7 +206,12 @@ struct SettlementStateMachine {
                     event.result = String(decoding: result, as: UTF8.self)
                 }
             }
-            // The event is the outcome: it must be confirmed before the ack.
+            // The event and the reply are the outcome: both confirmed before the ack.
+            let reply = replyTo.map { replyMessage(event, to: $0) }
+            guard wanted else {
+                return .publish(reply!)
+            }
+            state = .reportingSuccess(task, then: reply)
             return .publish(eventMessage(event))
         case .failure(let error):
             let (kind, message, retryable) = Self.describe(error)
@@ -236,18 +248,26 @@ struct SettlementStateMachine {
         switch state {
         case .forwarding:
             return finish(.forwarded)
-        case .reportingSuccess(let task):
+        case .reportingSuccess(let task, let reply):
+            if let reply {
+                state = .reportingSuccess(task, then: nil)
+                return .publish(reply)
+            }
             return finish(.succeeded(task: task.name))
         case .copyingRetry(let task, let event, _):
             state = .reportingRetry(task)
             return report(event)
         case .deadLettering(let dead, _):
-            state = .reportingDead(dead)
             var event = deadEvent(dead)
             event.deadReason = dead.reason
             event.waitMilliseconds = dead.waited
             event.errorType = dead.errorType
             event.errorMessage = dead.message
+            if let replyTo = replyAddress {
+                state = .replyingDead(dead, event: event)
+                return .publishEvent(replyMessage(event, to: replyTo))
+            }
+            state = .reportingDead(dead)
             return report(event)
         default:
             return invalid("published")
@@ -279,6 +299,9 @@ struct SettlementStateMachine {
     /// The report asked for by ``Action/publishEvent(_:)`` went (or failed).
     mutating func eventSent() -> Action {
         switch state {
+        case .replyingDead(let dead, let event):
+            state = .reportingDead(dead)
+            return report(event)
         case .reportingRetry(let task):
             return finish(.retried(task: task.name))
         case .reportingDead(let dead):
@@ -359,6 +382,20 @@ struct SettlementStateMachine {
     /// An event's message, signed when the worker has an event key.
     private func eventMessage(_ event: TaskEvent) -> OutboundMessage {
         settings.topology.eventMessage(settings.eventSigner.map { $0.signed(event) } ?? event)
+    }
+
+    /// Where the delivery asks for its final outcome (`reply_to`), if it is
+    /// an address a worker may answer to (``Topology/isReplyAddress(_:)``);
+    /// any other is ignored. Read from the delivery itself, so that a
+    /// message that did not decode as a task is answered too.
+    private var replyAddress: String? {
+        guard let address = properties.replyTo, settings.topology.isReplyAddress(address) else { return nil }
+        return address
+    }
+
+    /// The reply carrying a final outcome, signed like its event.
+    private func replyMessage(_ event: TaskEvent, to address: String) -> OutboundMessage {
+        settings.topology.replyMessage(settings.eventSigner.map { $0.signed(event) } ?? event, to: address)
     }
 
     /// The error's kind (for the retry policy), text, and whether it may be retried.

@@ -418,7 +418,8 @@ public final class Worker: Service {
 
     /// Publishes and requires every message confirmed. An event nobody has
     /// bound a queue for is confirmed as unroutable: that is fine for events,
-    /// and tells ``eventDemand`` that nobody listens to its key.
+    /// and tells ``eventDemand`` that nobody listens to its key. A reply
+    /// whose queue is gone is fine too: nobody waits for it any more.
     private func publishAll(_ messages: [OutboundMessage]) async throws {
         let results = try await broker.publish(messages)
         for (message, result) in zip(messages, results) {
@@ -429,6 +430,10 @@ public final class Worker: Service {
             case .failure(let error):
                 if isEvent, PublishFailure.isUnroutable(error) {
                     eventDemand.withLock { $0.unroutable(message.routingKey, now: .now) }
+                    continue
+                }
+                if message.exchange.isEmpty, PublishFailure.isUnroutable(error) {
+                    logger.debug("a reply's queue is gone", metadata: ["reply_to": "\(message.routingKey)"])
                     continue
                 }
                 throw error

@@ -1,0 +1,146 @@
+import DequeModule
+import SluiceCore
+import Synchronization
+
+/// A producer's reply queue and the tasks waiting on it: workers send the
+/// final outcome of each task enqueued with this queue as `reply_to`, and
+/// ``wait(for:timeout:)`` hands it to whoever asks for that task id.
+///
+/// An outcome that arrives before anyone asks is kept (the newest
+/// ``keptOutcomes``), so a caller may enqueue, do other work, then ask.
+final class ReplyListener: Sendable {
+    /// How many outcomes nobody asked for yet are kept, oldest dropped first.
+    static let keptOutcomes = 10_000
+
+    /// The reply queue's broker name.
+    let queue: String
+
+    private struct Waiter {
+        var continuation: CheckedContinuation<TaskEvent, any Error>
+        var timer: Task<Void, Never>?
+    }
+
+    private struct State {
+        var waiters: [String: [Int: Waiter]] = [:]
+        var arrived: [String: TaskEvent] = [:]
+        var arrivalOrder = Deque<String>()
+        var nextToken = 0
+        /// Why the listener stopped (its consumer ended); every wait fails with it.
+        var ended: (any Error)?
+        var consumerTask: Task<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    init(queue: String) {
+        self.queue = queue
+    }
+
+    /// Whether the consumer ended (a new listener is needed).
+    var hasEnded: Bool { state.withLock { $0.ended != nil } }
+
+    /// Consumes the reply queue until its consumer ends or ``stop()``.
+    func start(_ consumer: BrokerConsumer) {
+        let task = Task {
+            do {
+                for try await delivery in consumer {
+                    // Anything that is not an outcome is dropped: nobody could wait for it.
+                    if let event = try? TaskEvent.decode(delivery.body), event.kind == .succeeded || event.kind == .dead {
+                        deliver(event)
+                    }
+                    try? await delivery.ack()
+                }
+                end(SluiceError(.broker, "the reply queue's consumer ended"))
+            } catch {
+                end(SluiceError(.broker, "the reply queue's consumer failed: \(error)"))
+            }
+        }
+        state.withLock { $0.consumerTask = task }
+    }
+
+    /// Stops consuming; waiting callers fail.
+    func stop() {
+        let task = state.withLock { $0.consumerTask }
+        task?.cancel()
+        end(CancellationError())
+    }
+
+    /// The outcome of task `id`: at once if it arrived, else when it does,
+    /// or a `timed_out` error after `timeout`.
+    func wait(for id: String, timeout: Duration) async throws -> TaskEvent {
+        let token = state.withLock { s -> Int in
+            s.nextToken += 1
+            return s.nextToken
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<TaskEvent, any Error>) in
+                let now: Result<TaskEvent, any Error>? = state.withLock { s in
+                    if let event = s.arrived[id] { return .success(event) }
+                    if let ended = s.ended { return .failure(ended) }
+                    s.waiters[id, default: [:]][token] = Waiter(continuation: continuation)
+                    return nil
+                }
+                if let now {
+                    continuation.resume(with: now)
+                    return
+                }
+                // Cancelled before the waiter was registered: onCancel found nothing to end.
+                if Task.isCancelled {
+                    fail(id, token, CancellationError())
+                    return
+                }
+                let timer = Task {
+                    guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                    self.fail(id, token, SluiceError(.timedOut, "no outcome of task \(id) within \(timeout)"))
+                }
+                let stillWaiting = state.withLock { s -> Bool in
+                    guard s.waiters[id]?[token] != nil else { return false }
+                    s.waiters[id]![token]!.timer = timer
+                    return true
+                }
+                if !stillWaiting { timer.cancel() }
+            }
+        } onCancel: {
+            self.fail(id, token, CancellationError())
+        }
+    }
+
+    /// An outcome arrived: every caller waiting for it gets it, and it is kept for later callers.
+    func deliver(_ event: TaskEvent) {
+        let waiting = state.withLock { s -> [Waiter] in
+            if s.arrived.updateValue(event, forKey: event.taskID) == nil {
+                s.arrivalOrder.append(event.taskID)
+                if s.arrivalOrder.count > Self.keptOutcomes, let oldest = s.arrivalOrder.popFirst() {
+                    s.arrived[oldest] = nil
+                }
+            }
+            return s.waiters.removeValue(forKey: event.taskID).map { Array($0.values) } ?? []
+        }
+        for waiter in waiting {
+            waiter.timer?.cancel()
+            waiter.continuation.resume(returning: event)
+        }
+    }
+
+    private func fail(_ id: String, _ token: Int, _ error: any Error) {
+        let waiter = state.withLock { s -> Waiter? in
+            let w = s.waiters[id]?.removeValue(forKey: token)
+            if s.waiters[id]?.isEmpty == true { s.waiters[id] = nil }
+            return w
+        }
+        waiter?.timer?.cancel()
+        waiter?.continuation.resume(throwing: error)
+    }
+
+    private func end(_ error: any Error) {
+        let waiting = state.withLock { s -> [Waiter] in
+            if s.ended == nil { s.ended = error }
+            defer { s.waiters = [:] }
+            return s.waiters.values.flatMap(\.values)
+        }
+        for waiter in waiting {
+            waiter.timer?.cancel()
+            waiter.continuation.resume(throwing: error)
+        }
+    }
+}
