@@ -13,6 +13,13 @@ struct EnqueueCommand: AsyncParsableCommand {
           sluice enqueue emails.send --queue emails --args '{"to":"a@b.c"}'
           sluice enqueue report.build --args @report.json --delay 5m
           echo '{"n":1}' | sluice enqueue sluice.echo --args - --count 1000
+          sluice enqueue sluice.echo --args '{"x":1}' --wait --timeout 30s
+
+        With --wait, the command waits for the task's final outcome (retries do not \
+        answer, only the last attempt), sent by the worker to a reply queue of this \
+        command, and prints the result's JSON (null when the handler returned nothing). \
+        Exit status: 0 succeeded; 1 dead (the reason and error on standard error); \
+        124 no outcome within --timeout (the task may still run later).
         """)
 
     @Argument(help: "The task name, as registered on the workers.")
@@ -33,12 +40,18 @@ struct EnqueueCommand: AsyncParsableCommand {
     var traceparent: String?
     @Option(help: "Enqueue this many copies (pipelined), with progress and a rate.")
     var count: Int = 1
+    @Flag(help: "Wait for the task's final outcome and print its result (exit 1 if it ended dead, 124 on timeout).")
+    var wait = false
+    @Option(help: "With --wait: how long to wait for the outcome (500ms, 30s, 2m, 1h).")
+    var timeout: DurationArgument = "60s"
     @Flag(help: "Print JSON.")
     var json = false
     @OptionGroup var connection: ConnectionOptions
 
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count must be 1 or more") }
+        if wait, count != 1 { throw ValidationError("--wait waits for one task; it cannot be given with --count") }
+        guard timeout.duration > .zero else { throw ValidationError("--timeout must be more than zero") }
         if let attempts, attempts < 1 { throw ValidationError("--attempts must be 1 or more") }
         if let traceparent, TraceParent(traceparent) == nil {
             throw ValidationError("--traceparent must be a W3C trace context: 00-<32 hex>-<16 hex>-<2 hex>")
@@ -54,6 +67,14 @@ struct EnqueueCommand: AsyncParsableCommand {
         let broker = try await connection.connect(name: "sluice enqueue")
         defer { Task { await broker.close() } }
         let client = TaskClient(broker: broker)
+        if wait {
+            let handle = try await client.enqueueForResult(name: name, json: arguments, options: options)
+            if !json { standardError("enqueued \(handle.id); waiting up to \(timeout) for its outcome...") }
+            let status = await printOutcome(of: handle)
+            await broker.close()
+            if status != 0 { throw ExitCode(status) }
+            return
+        }
         if count == 1 {
             let id = try await client.enqueue(name: name, json: arguments, options: options)
             if json { printJSON(["id": id, "name": name, "queue": queue]) } else { print(id) }
@@ -84,5 +105,41 @@ struct EnqueueCommand: AsyncParsableCommand {
         }
         await broker.close()
         if failed > 0 { throw ExitCode(1) }
+    }
+
+    /// Waits for the outcome, prints it, and returns the exit status.
+    private func printOutcome(of handle: TaskHandle) async -> Int32 {
+        do {
+            let result = try await handle.result(timeout: timeout.duration)
+            if json {
+                var object: [String: Any] = ["id": handle.id, "name": name, "queue": queue, "status": "succeeded", "attempt": result.attempt]
+                object["result"] = result.json.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) } ?? NSNull()
+                if let note = result.note { object["note"] = note }
+                printJSON(object)
+            } else {
+                print(result.json ?? "null")
+                if let note = result.note { standardError("note: \(note)") }
+            }
+            return 0
+        } catch let failed as TaskFailed {
+            if json {
+                printJSON(["id": handle.id, "name": name, "queue": queue, "status": "dead", "attempt": failed.attempt,
+                           "reason": failed.reason?.rawValue ?? NSNull(), "errorType": failed.errorType ?? NSNull(),
+                           "errorMessage": failed.errorMessage ?? NSNull()] as [String: Any])
+            } else {
+                standardError("dead: \(failed)")
+            }
+            return 1
+        } catch let error as SluiceError where error.code == .timedOut {
+            if json {
+                printJSON(["id": handle.id, "name": name, "queue": queue, "status": "timed_out"])
+            } else {
+                standardError("no outcome of task \(handle.id) within \(timeout); it may still run (see sluice dead list \(queue))")
+            }
+            return 124
+        } catch {
+            standardError("waiting for the outcome failed: \(error)")
+            return 1
+        }
     }
 }

@@ -134,6 +134,13 @@ public final class TaskClient: Sendable {
         return try await listener.wait(for: id, timeout: timeout).outcome().get()
     }
 
+    /// This client's reply queue, declared and consumed from the first
+    /// call on. Set it as `reply_to` on a task published by other means
+    /// (with a `message_id`) to wait for it with ``result(of:timeout:)``.
+    public func replyAddress() async throws -> String {
+        try await replyListener().queue
+    }
+
     /// This client's reply listener, declared and consuming; a new one if
     /// the last one's consumer ended (its queue deleted, the client closed).
     private func replyListener() async throws -> ReplyListener {

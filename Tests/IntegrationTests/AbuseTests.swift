@@ -675,17 +675,26 @@ struct AbuseForgeryTests {
         }
     }
 
-    @Test("under the documented permissions a producer account enqueues but cannot publish to the events or dead exchanges")
+    @Test("under the documented permissions a producer account enqueues and waits for results, but cannot publish to the events or dead exchanges")
     func producerPermissions() async throws {
         let h = try await TaskHarness.make()
         // The queue exists (a worker or `sluice topology export` made it); the producer only uses it.
         try await h.broker.prepare(queues: ["perm"])
         let account = try await BrokerAccount.make(role: .producer, prefix: h.topology.prefix, baseURL: h.url)
+        let workerAccount = try await BrokerAccount.make(role: .worker, prefix: h.topology.prefix, baseURL: h.url)
+        defer { Task { await workerAccount.delete() } }
+        let worker = try SluiceBinary.start(["worker", "--prefix", h.topology.prefix, "--queue", "perm", "--log-level", "warning"],
+                                            environment: ["SLUICE_URL": workerAccount.url])
+        defer { SluiceBinary.stopIfRunning(worker) }
         do {
             let url = try AMQPURL(account.url)
             let producer = try await RabbitMQBroker.connect(url: url, topology: h.topology, connectionName: "test producer")
-            let id = try await TaskClient(broker: producer).enqueue(name: "echo", json: Array("{}".utf8), options: .init(queue: "perm"))
+            let client = TaskClient(broker: producer)
+            let id = try await client.enqueue(name: "echo", json: Array("{}".utf8), options: .init(queue: "perm"))
             #expect(!id.isEmpty, "the producer can enqueue")
+            // It declares and reads its reply queue; the worker account answers through the default exchange.
+            let handle = try await client.enqueueForResult(name: "sluice.echo", json: Array("[7]".utf8), options: .init(queue: "perm"))
+            #expect(try await handle.result(timeout: .seconds(60)).json == "[7]")
             let connection = producer.connection
             for exchange in [h.topology.eventsExchange, h.topology.deadExchange] {
                 let channel = try await connection.openChannel(confirms: true)
@@ -802,10 +811,11 @@ struct BrokerAccount: Sendable {
         let p = prefix.replacingOccurrences(of: ".", with: "\\.")
         let (configure, write, read): (String, String, String) = switch role {
         case .producer:
-            ("^\(p)\\.(tasks|dead|events|(q|dead|delay)\\..+)$", "^\(p)\\.(tasks|(q|dead|delay)\\..+)$", "^\(p)\\.(tasks|dead|delay\\..+)$")
+            ("^\(p)\\.(tasks|dead|events|(q|dead|delay|reply)\\..+)$", "^\(p)\\.(tasks|(q|dead|delay)\\..+)$",
+             "^\(p)\\.(tasks|dead|(delay|reply)\\..+)$")
         case .worker:
             ("^\(p)\\.(tasks|dead|events|isolate|(q|dead|delay|mon|isolate)\\..+)$",
-             "^\(p)\\.(tasks|dead|events|isolate|(q|dead|delay|mon|isolate)\\..+)$",
+             "^(\(p)\\.(tasks|dead|events|isolate|(q|dead|delay|mon|isolate)\\..+)|amq\\.default)$",
              "^\(p)\\.(tasks|dead|events|isolate|(q|delay|mon|isolate)\\..+)$")
         }
         _ = try await SharedBroker.node.ctl("add_user", user, password)
