@@ -1,6 +1,8 @@
 import Foundation
+import SluiceAMQP
 import SluiceClient
 import SluiceCore
+import SluiceLocalBroker
 import SluiceRabbitMQ
 import SluiceTesting
 import SluiceWire
@@ -168,6 +170,36 @@ struct ResultTests {
         #expect(idle.status == 124, "\(idle.output)")
         worker.terminate()
         #expect(try await SluiceBinary.exitStatus(of: worker) == 0)
+        await h.broker.close()
+    }
+
+    @Test("the producer's connection closed by the broker while its task runs: it reconnects, and the result still arrives")
+    func acrossProducerReconnect() async throws {
+        let h = try await TaskHarness.make()
+        let name = "result-reconnect-\(UInt32.random(in: 0...UInt32.max))"
+        let producer = try await RabbitMQBroker.connect(url: AMQPURL(h.url), topology: h.topology, connectionName: name)
+        let events = producer.connection.events()
+        let client = TaskClient(broker: producer)
+        let worker = try SluiceBinary.start(["worker", "--url", h.url, "--prefix", h.topology.prefix, "--queue", "resreconnect",
+                                             "--log-level", "warning"])
+        defer { SluiceBinary.stopIfRunning(worker) }
+        let handle = try await client.enqueueForResult(name: "sluice.sleep", json: Array(#"{"seconds":2}"#.utf8),
+                                                       options: .init(queue: "resreconnect"))
+        // The broker closes the producer's connection (as a node restart or a network cut would).
+        let listing = try await SharedBroker.node.ctl("list_connections", "pid", "client_properties", "-q")
+        let line = try #require(listing.split(separator: "\n").first { $0.contains(name) }, "\(listing)")
+        let pid = String(line.split(separator: "\t")[0])
+        _ = try await SharedBroker.node.ctl("close_connection", pid, "test: result across a reconnect")
+        let recovered = try await within(60, "the producer's connection to recover") {
+            for await event in events { if case .recovered = event { return true } }
+            return false
+        }
+        #expect(recovered)
+        let result = try await handle.result(timeout: .seconds(120))
+        #expect(result.json == #"{"slept":2.0}"#)
+        worker.terminate()
+        #expect(try await SluiceBinary.exitStatus(of: worker) == 0)
+        await producer.close()
         await h.broker.close()
     }
 }
