@@ -23,10 +23,11 @@ struct DevCommand: AsyncParsableCommand {
 
         With --cluster the broker is a private three-node cluster (scripts/cluster, about 30 s to \
         start) instead of one node: the coordinator and the worker get all three node addresses \
-        and every quorum queue three replicas. Try `scripts/cluster kill 1` (SIGKILL) and \
-        `scripts/cluster restart 1` while it runs, and watch `sluice queues` (ONLINE, LEADER) and \
-        the processes reconnect. Data stays (SLUICE_CLUSTER_NAME=dev scripts/cluster destroy \
-        removes it).
+        and every quorum queue three replicas. While it runs, crash a node with \
+        `SLUICE_CLUSTER_NAME=dev SLUICE_CLUSTER_PORT=27500 scripts/cluster kill 1` (and bring it \
+        back with `... restart 1`), and watch `sluice queues` (ONLINE, LEADER) and the processes \
+        reconnect; the summary prints these commands for the ports in use. Data stays \
+        (`SLUICE_CLUSTER_NAME=dev SLUICE_CLUSTER_PORT=27500 scripts/cluster destroy` removes it).
         """)
 
     @Option(help: "Use this broker instead of starting a private one.")
@@ -74,6 +75,7 @@ struct DevCommand: AsyncParsableCommand {
         // 1. The broker.
         var brokerURL = url ?? ProcessInfo.processInfo.environment["SLUICE_URL"]
         var managementURL: String?
+        var clusterCommands: String?
         if cluster {
             let nodes = PrivateCluster(name: clusterPort == 27500 ? "dev" : "dev-\(clusterPort)", basePort: clusterPort, plugins: "rabbitmq_management")
             guard FileManager.default.isExecutableFile(atPath: PrivateCluster.script.path) else {
@@ -89,6 +91,9 @@ struct DevCommand: AsyncParsableCommand {
             }
             brokerURL = nodes.url()
             managementURL = nodes.managementURL(node: 1)
+            let env = "SLUICE_CLUSTER_NAME=\(nodes.name) SLUICE_CLUSTER_PORT=\(nodes.basePort) scripts/cluster"
+            clusterCommands = "\(env) kill 1    (then: \(env) restart 1)"
+
         } else if brokerURL == nil {
             let node = PrivateBroker(name: brokerPort == 27170 ? "dev" : "dev-\(brokerPort)", basePort: brokerPort, plugins: "rabbitmq_management")
             guard FileManager.default.isExecutableFile(atPath: PrivateBroker.script.path) else {
@@ -146,7 +151,7 @@ struct DevCommand: AsyncParsableCommand {
           management UI      \(managementURL.map { "\($0) (guest / guest)" } ?? "(the broker's management plugin)")
           coordinator API    \(apiBase)/v1/runs/\(runID)
           worker metrics     http://127.0.0.1:\(port + 210)/metrics
-          logs               \(stack.logPath("coordinator")), \(stack.logPath("worker"))
+          logs               \(stack.logPath("coordinator")), \(stack.logPath("worker"))\(clusterCommands.map { "\n  crash a node       \($0)" } ?? "")
 
         demo run \(runID):
         """)

@@ -18,8 +18,8 @@ struct EnqueueCommand: AsyncParsableCommand {
         With --wait, the command waits for the task's final outcome (retries do not \
         answer, only the last attempt), sent by the worker to a reply queue of this \
         command, and prints the result's JSON (null when the handler returned nothing). \
-        Exit status: 0 succeeded; 1 dead (the reason and error on standard error); \
-        124 no outcome within --timeout (the task may still run later).
+        Exit status: 0 succeeded; 1 dead (the reason and error on standard error) or \
+        another error; 124 no outcome within --timeout (the task may still run later).
         """)
 
     @Argument(help: "The task name, as registered on the workers.")
@@ -66,15 +66,18 @@ struct EnqueueCommand: AsyncParsableCommand {
         if let deadline { options.deadline = Date().addingTimeInterval(deadline.duration.timeInterval) }
         let broker = try await connection.connect(name: "sluice enqueue")
         defer { Task { await broker.close() } }
-        let client = TaskClient(broker: broker)
         if wait {
+            // The reply queue outlives this command only briefly; it is deleted at the end anyway.
+            let client = TaskClient(broker: broker, replyQueueExpiry: timeout.duration + .seconds(60))
             let handle = try await client.enqueueForResult(name: name, json: arguments, options: options)
             if !json { standardError("enqueued \(handle.id); waiting up to \(timeout) for its outcome...") }
             let status = await printOutcome(of: handle)
+            await client.close()
             await broker.close()
             if status != 0 { throw ExitCode(status) }
             return
         }
+        let client = TaskClient(broker: broker)
         if count == 1 {
             let id = try await client.enqueue(name: name, json: arguments, options: options)
             if json { printJSON(["id": id, "name": name, "queue": queue]) } else { print(id) }

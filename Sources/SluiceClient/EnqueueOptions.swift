@@ -25,9 +25,11 @@ public struct EnqueueOptions: Sendable {
     public var workflowRunID: String?
     public var workflowStep: String?
     /// Where the worker sends the task's final outcome (`reply_to`): a reply
-    /// queue of this prefix (`<prefix>.reply.<id>`) or RabbitMQ's direct
-    /// reply-to. ``TaskClient/enqueueForResult(name:json:options:)`` sets
-    /// its own; set this only to collect outcomes yourself.
+    /// queue of this prefix (`<prefix>.reply.<id>`, see
+    /// `Topology.isReplyQueue`). ``TaskClient/enqueueForResult(name:json:options:)``
+    /// sets the client's own; set this only to collect outcomes yourself.
+    /// (RabbitMQ's direct reply-to needs the publishing channel to consume
+    /// it, which `TaskClient`'s channels do not: other clients can use it.)
     public var replyTo: String?
 
     public init(queue: String? = nil, delay: Duration? = nil, notBefore: Date? = nil, maxAttempts: Int? = nil,

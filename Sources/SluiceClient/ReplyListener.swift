@@ -6,27 +6,33 @@ import Synchronization
 /// final outcome of each task enqueued with this queue as `reply_to`, and
 /// ``wait(for:timeout:)`` hands it to whoever asks for that task id.
 ///
-/// An outcome that arrives before anyone asks is kept (the newest
-/// ``keptOutcomes``), so a caller may enqueue, do other work, then ask.
+/// An outcome that arrives before anyone asks is kept until asked for (the
+/// newest ``keptOutcomes``, at most ``keptBytes`` of results), so a caller
+/// may enqueue, do other work, then ask. The first outcome of a task wins:
+/// a task that ran twice may answer twice.
 final class ReplyListener: Sendable {
     /// How many outcomes nobody asked for yet are kept, oldest dropped first.
     static let keptOutcomes = 10_000
+    /// And how many bytes of their results, at most.
+    static let keptBytes = 64 << 20
 
     /// The reply queue's broker name.
     let queue: String
 
-    private struct Waiter {
+    fileprivate struct Waiter {
         var continuation: CheckedContinuation<TaskEvent, any Error>
         var timer: Task<Void, Never>?
     }
 
-    private struct State {
+    fileprivate struct State {
         var waiters: [String: [Int: Waiter]] = [:]
         var arrived: [String: TaskEvent] = [:]
         var arrivalOrder = Deque<String>()
+        var arrivedBytes = 0
         var nextToken = 0
         /// Why the listener stopped (its consumer ended); every wait fails with it.
         var ended: (any Error)?
+        var consumer: BrokerConsumer?
         var consumerTask: Task<Void, Never>?
     }
 
@@ -35,6 +41,9 @@ final class ReplyListener: Sendable {
     init(queue: String) {
         self.queue = queue
     }
+
+    /// How many callers wait for task `id` now (for tests).
+    func waiting(for id: String) -> Int { state.withLock { $0.waiters[id]?.count ?? 0 } }
 
     /// Whether the consumer ended (a new listener is needed).
     var hasEnded: Bool { state.withLock { $0.ended != nil } }
@@ -55,14 +64,18 @@ final class ReplyListener: Sendable {
                 end(SluiceError(.broker, "the reply queue's consumer failed: \(error)"))
             }
         }
-        state.withLock { $0.consumerTask = task }
+        state.withLock {
+            $0.consumer = consumer
+            $0.consumerTask = task
+        }
     }
 
-    /// Stops consuming; waiting callers fail.
-    func stop() {
-        let task = state.withLock { $0.consumerTask }
-        task?.cancel()
+    /// Stops consuming and closes the consumer's channel; waiting callers fail.
+    func stop() async {
+        let (consumer, task) = state.withLock { ($0.consumer, $0.consumerTask) }
         end(CancellationError())
+        task?.cancel()
+        await consumer?.close()
     }
 
     /// The outcome of task `id`: at once if it arrived, else when it does,
@@ -75,7 +88,7 @@ final class ReplyListener: Sendable {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<TaskEvent, any Error>) in
                 let now: Result<TaskEvent, any Error>? = state.withLock { s in
-                    if let event = s.arrived[id] { return .success(event) }
+                    if let event = s.take(id) { return .success(event) }
                     if let ended = s.ended { return .failure(ended) }
                     s.waiters[id, default: [:]][token] = Waiter(continuation: continuation)
                     return nil
@@ -105,16 +118,13 @@ final class ReplyListener: Sendable {
         }
     }
 
-    /// An outcome arrived: every caller waiting for it gets it, and it is kept for later callers.
+    /// An outcome arrived: every caller waiting for it gets it; with nobody
+    /// waiting it is kept for the first who asks. A later outcome of the same task is dropped.
     func deliver(_ event: TaskEvent) {
         let waiting = state.withLock { s -> [Waiter] in
-            if s.arrived.updateValue(event, forKey: event.taskID) == nil {
-                s.arrivalOrder.append(event.taskID)
-                if s.arrivalOrder.count > Self.keptOutcomes, let oldest = s.arrivalOrder.popFirst() {
-                    s.arrived[oldest] = nil
-                }
-            }
-            return s.waiters.removeValue(forKey: event.taskID).map { Array($0.values) } ?? []
+            if let waiters = s.waiters.removeValue(forKey: event.taskID) { return Array(waiters.values) }
+            s.keep(event)
+            return []
         }
         for waiter in waiting {
             waiter.timer?.cancel()
@@ -143,4 +153,29 @@ final class ReplyListener: Sendable {
             waiter.continuation.resume(throwing: error)
         }
     }
+}
+
+extension ReplyListener.State {
+    /// Takes a kept outcome (asked for once, it is not kept any more).
+    mutating func take(_ id: String) -> TaskEvent? {
+        guard let event = arrived.removeValue(forKey: id) else { return nil }
+        arrivedBytes -= Self.size(event)
+        // Its id stays in arrivalOrder until it reaches the front: skipped then.
+        return event
+    }
+
+    /// Keeps an outcome nobody waits for yet (the first of its task), within the limits.
+    mutating func keep(_ event: TaskEvent) {
+        guard arrived[event.taskID] == nil else { return }
+        arrived[event.taskID] = event
+        arrivedBytes += Self.size(event)
+        arrivalOrder.append(event.taskID)
+        while arrived.count > ReplyListener.keptOutcomes || arrivedBytes > ReplyListener.keptBytes
+                || arrivalOrder.count > 2 * ReplyListener.keptOutcomes,
+              let oldest = arrivalOrder.popFirst() {
+            if let dropped = arrived.removeValue(forKey: oldest) { arrivedBytes -= Self.size(dropped) }
+        }
+    }
+
+    static func size(_ event: TaskEvent) -> Int { (event.result?.utf8.count ?? 0) + (event.errorMessage?.utf8.count ?? 0) + 200 }
 }

@@ -26,22 +26,49 @@ public final class TaskClient: Sendable {
     /// time without a consumer). A reconnect within it keeps the outcomes
     /// that arrived meanwhile.
     public let replyQueueExpiry: Duration
+    /// This client's reply queue (`<prefix>.reply.<uuid>`): one name for
+    /// the client's life, so that a listener made again (after its consumer
+    /// ended) still receives the outcomes of tasks already sent.
+    private let replyQueue: String
     private let prepared = Mutex<Set<String>>([])
     /// The reply queue and its waiters, made at the first
     /// ``enqueueForResult(name:json:options:)`` (a task, so that callers
     /// arriving meanwhile wait for the same one).
     private let replies = Mutex<Task<ReplyListener, any Error>?>(nil)
 
+    /// A client publishing through `broker`. Make one per process (or per
+    /// broker connection) and keep it: each client that waits for results
+    /// has a reply queue of its own.
     public init(broker: any Broker, defaultQueue: String = "default", replyQueueExpiry: Duration = .seconds(600)) {
         self.broker = broker
         self.defaultQueue = defaultQueue
         self.replyQueueExpiry = replyQueueExpiry
+        self.replyQueue = broker.topology.replyQueue(TaskEnvelope.newID())
     }
 
     deinit {
         if let made = replies.withLock({ $0 }) {
-            Task { try? await made.value.stop() }
+            let broker = self.broker
+            Task {
+                guard let listener = try? await made.value else { return }
+                await listener.stop()
+                await broker.releaseReplyQueue(listener.queue)
+            }
         }
+    }
+
+    /// Stops waiting for results: waits still open fail, the reply queue's
+    /// consumer and channel close, and the queue is deleted (outcomes still
+    /// on their way are dropped). Enqueueing still works; waiting for a
+    /// result afterwards starts a new listener on the same queue.
+    public func close() async {
+        guard let made = replies.withLock({ slot -> Task<ReplyListener, any Error>? in
+            defer { slot = nil }
+            return slot
+        }) else { return }
+        guard let listener = try? await made.value else { return }
+        await listener.stop()
+        await broker.releaseReplyQueue(listener.queue)
     }
 
     /// Enqueues a typed task; returns its id once the broker confirmed it.
@@ -120,30 +147,36 @@ public final class TaskClient: Sendable {
     /// client waits for (see ``enqueueForResult(_:_:options:)``).
     public func enqueueForResult(name: String, json: [UInt8], options: EnqueueOptions = EnqueueOptions()) async throws -> TaskHandle {
         var options = options
-        options.replyTo = try await replyListener().queue
+        options.replyTo = try await replyListener(until: nil).queue
         return TaskHandle(id: try await enqueue(name: name, json: json, options: options), client: self)
     }
 
     /// The final outcome of a task this client enqueued with
     /// ``enqueueForResult(name:json:options:)``: its result, or ``TaskFailed``
-    /// when it ended dead. Throws `SluiceError` `timed_out` after `timeout`;
-    /// never waits longer. The newest 10,000 outcomes nobody asked for yet
-    /// are kept, so asking late is fine.
+    /// when it ended dead. Throws `SluiceError` `timed_out` after `timeout`
+    /// (which also bounds setting up the reply queue's consumer, the first
+    /// time); never waits longer. An outcome that came before anyone asked
+    /// is kept until asked for once (the newest 10,000); a second call for
+    /// the same task waits for another outcome.
     public func result(of id: String, timeout: Duration = .seconds(60)) async throws -> TaskResult {
-        let listener = try await replyListener()
-        return try await listener.wait(for: id, timeout: timeout).outcome().get()
+        let deadline = ContinuousClock.now + timeout
+        let listener = try await replyListener(until: deadline)
+        let left = deadline - ContinuousClock.now
+        return try await listener.wait(for: id, timeout: left > .zero ? left : .zero).outcome().get()
     }
 
     /// This client's reply queue, declared and consumed from the first
     /// call on. Set it as `reply_to` on a task published by other means
     /// (with a `message_id`) to wait for it with ``result(of:timeout:)``.
     public func replyAddress() async throws -> String {
-        try await replyListener().queue
+        try await replyListener(until: nil).queue
     }
 
-    /// This client's reply listener, declared and consuming; a new one if
-    /// the last one's consumer ended (its queue deleted, the client closed).
-    private func replyListener() async throws -> ReplyListener {
+    /// This client's reply listener, declared and consuming; made again if
+    /// the last one's consumer ended (its queue deleted, ``close()``).
+    /// Waiting for it follows the caller's cancellation and `deadline`
+    /// without cancelling the set-up other callers share.
+    private func replyListener(until deadline: ContinuousClock.Instant?) async throws -> ReplyListener {
         for _ in 0..<2 {
             let making = replies.withLock { slot -> Task<ReplyListener, any Error> in
                 if let slot { return slot }
@@ -152,9 +185,13 @@ public final class TaskClient: Sendable {
                 return made
             }
             do {
-                let listener = try await making.value
+                let listener = try await value(of: making, until: deadline, what: "the reply queue's consumer")
                 if !listener.hasEnded { return listener }
                 replies.withLock { if $0 == making { $0 = nil } }
+            } catch let error as SluiceError where error.code == .timedOut {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
             } catch {
                 replies.withLock { if $0 == making { $0 = nil } }
                 throw error
@@ -164,11 +201,11 @@ public final class TaskClient: Sendable {
     }
 
     private func makeReplyListener() async throws -> ReplyListener {
-        let queue = broker.topology.replyQueue(TaskEnvelope.newID())
         let (seconds, attoseconds) = replyQueueExpiry.components
-        try await broker.prepareReplyQueue(queue, expiresAfterMilliseconds: Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
-        let listener = ReplyListener(queue: queue)
-        listener.start(try await broker.consume(queue: queue, prefetch: 256))
+        let milliseconds = seconds > Int64(Int32.max) ? Int(Int32.max) : Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+        try await broker.prepareReplyQueue(replyQueue, expiresAfterMilliseconds: milliseconds)
+        let listener = ReplyListener(queue: replyQueue)
+        listener.start(try await broker.consume(queue: replyQueue, prefetch: 256))
         return listener
     }
 
@@ -187,9 +224,9 @@ public final class TaskClient: Sendable {
         if let m = o.maxAttempts, m < 1 {
             throw SluiceError(.invalidArgument, "max attempts must be 1 or more", task: request.name, queue: queue)
         }
-        if let replyTo = o.replyTo, !broker.topology.isReplyAddress(replyTo) {
-            throw SluiceError(.invalidArgument, "reply address '\(replyTo)' is neither a reply queue of this prefix "
-                              + "(\(broker.topology.replyQueue("<id>"))) nor a direct reply-to address", task: request.name, queue: queue)
+        if let replyTo = o.replyTo, !broker.topology.isReplyQueue(replyTo) {
+            throw SluiceError(.invalidArgument, "reply address '\(replyTo)' is not a reply queue of this prefix "
+                              + "(\(broker.topology.replyQueue("<1-64 letters, digits, - or _>")))", task: request.name, queue: queue)
         }
         var notBefore = o.notBefore
         if notBefore == nil, let delay = o.delay, delay > .zero {

@@ -36,6 +36,10 @@ public protocol Broker: Sendable {
     /// where workers send the outcomes of the tasks it waits for (idempotent).
     func prepareReplyQueue(_ name: String, expiresAfterMilliseconds: Int) async throws
 
+    /// Deletes a reply queue this process declared, and forgets it (it is
+    /// not declared again after a reconnect). Never throws: a clean-up.
+    func releaseReplyQueue(_ name: String) async
+
     /// Publishes messages and returns, per message, whether the broker
     /// confirmed it. Returns only when every one is settled.
     func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>]

@@ -80,6 +80,10 @@ public actor InMemoryBroker: Broker {
         if queues[name] == nil { queues[name] = Queue() }
     }
 
+    public func releaseReplyQueue(_ name: String) async {
+        queues[name] = nil
+    }
+
     /// Dead letters here are not copied (the in-memory broker has no delivery limit).
     public func watchDeadLetters(of queues: [String]) async throws {}
 

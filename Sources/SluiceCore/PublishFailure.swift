@@ -15,4 +15,12 @@ public enum PublishFailure {
     public static func isUnroutable(_ error: any Error) -> Bool {
         (error as? AMQPError)?.code == .unroutable
     }
+
+    /// The message went nowhere because of where it was going, not because
+    /// of the connection: unroutable, nacked by the broker (a full or
+    /// unavailable queue), or over a limit. Sending it again would not help.
+    public static func isRefusedByDestination(_ error: any Error) -> Bool {
+        guard let code = (error as? AMQPError)?.code else { return false }
+        return code == .unroutable || code == .publishNacked || code == .unencodable
+    }
 }

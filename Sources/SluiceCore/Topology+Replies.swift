@@ -21,15 +21,28 @@ extension Topology {
     /// How a direct reply-to address looks once the broker rewrote it.
     public static let directReplyToPrefix = "amq.rabbitmq.reply-to."
 
-    /// Whether a worker may answer to `address`: one of this prefix's reply
-    /// queues, or a direct reply-to address. Nothing else: a producer must
-    /// not be able to make workers publish into a work, dead or coordinator
-    /// queue through the default exchange.
-    public func isReplyAddress(_ address: String) -> Bool {
+    /// Whether `name` is one of this prefix's reply queues: `<prefix>.reply.`
+    /// and then 1-64 letters, digits, '-' or '_'. No dot, so that no other
+    /// prefix's queue (a deployment whose prefix is `<prefix>.reply` has
+    /// `<prefix>.reply.q.<queue>`) can ever pass for one.
+    public func isReplyQueue(_ name: String) -> Bool {
         let own = "\(prefix).reply."
-        let length = address.utf8.count
-        return (length > own.utf8.count && address.hasPrefix(own))
-            || (length > Self.directReplyToPrefix.utf8.count && address.hasPrefix(Self.directReplyToPrefix))
+        guard name.hasPrefix(own) else { return false }
+        let suffix = name.utf8.dropFirst(own.utf8.count)
+        return (1...64).contains(suffix.count) && suffix.allSatisfy {
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
+        }
+    }
+
+    /// Whether a worker may answer to `address`: one of this prefix's reply
+    /// queues (``isReplyQueue(_:)``), or a direct reply-to address as the
+    /// broker rewrote it (it names a channel, never a queue). Nothing else:
+    /// a producer must not be able to make workers publish into a work,
+    /// dead or coordinator queue through the default exchange.
+    public func isReplyAddress(_ address: String) -> Bool {
+        isReplyQueue(address)
+            || (address.utf8.count > Self.directReplyToPrefix.utf8.count && address.hasPrefix(Self.directReplyToPrefix))
     }
 
     /// A task's final outcome (a `succeeded` or `dead` event, signed like

@@ -107,6 +107,13 @@ public final class RabbitMQBroker: Broker {
         channel = try await declareQueue(topology.replyQueueDeclaration(name, expiresAfterMilliseconds: expiresAfterMilliseconds), on: channel)
     }
 
+    public func releaseReplyQueue(_ name: String) async {
+        guard let channel = try? await connection.openChannel() else { return }
+        // Deleting through the connection also drops it from the topology it re-declares.
+        _ = try? await channel.queueDelete(name)
+        try? await channel.close()
+    }
+
     /// Declares a queue; returns the channel to go on with. A quorum queue
     /// that exists with another replication size (declared by an earlier
     /// Sluice, which set none, or with another `--replicas`) is kept as it

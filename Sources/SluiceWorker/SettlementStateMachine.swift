@@ -69,6 +69,8 @@ struct SettlementStateMachine {
         case unsignedStep(taskID: String, runID: String)
         /// The message carrying the outcome breaks a wire limit: what is sent instead.
         case overLimit(String)
+        /// A success's reply breaks a wire limit: the task is acknowledged, nobody is answered.
+        case replyRefused(String)
     }
 
     private enum State {
@@ -79,8 +81,8 @@ struct SettlementStateMachine {
         /// `onRefused`: the dead letter if the copy breaks a wire limit.
         case forwarding(onRefused: DeadLetter?)
         case running(TaskEnvelope, waited: Double?)
-        /// Publishing the success event or the reply; `then`: the reply, still to send.
-        case reportingSuccess(TaskEnvelope, then: OutboundMessage?)
+        /// Publishing the success event or the reply (`replying`); `then`: the reply, still to send.
+        case reportingSuccess(TaskEnvelope, then: OutboundMessage?, replying: Bool)
         case copyingRetry(TaskEnvelope, event: TaskEvent, onRefused: DeadLetter)
         case reportingRetry(TaskEnvelope)
         case deadLettering(DeadLetter, trimmed: Bool)
@@ -189,7 +191,7 @@ struct SettlementStateMachine {
         guard case .running(let task, let waited) = state else { return invalid("handlerFinished") }
         switch outcome {
         case .success(let result):
-            state = .reportingSuccess(task, then: nil)
+            state = .reportingSuccess(task, then: nil, replying: false)
             // Nobody listens and nobody waits: the ack alone is the outcome
             // (asked before the event is built).
             let key = settings.topology.eventRoutingKey(kind: .succeeded, queue: task.queue, runID: task.workflowRunID)
@@ -209,9 +211,10 @@ struct SettlementStateMachine {
             // The event and the reply are the outcome: both confirmed before the ack.
             let reply = replyTo.map { replyMessage(event, to: $0) }
             guard wanted else {
+                state = .reportingSuccess(task, then: nil, replying: true)
                 return .publish(reply!)
             }
-            state = .reportingSuccess(task, then: reply)
+            state = .reportingSuccess(task, then: reply, replying: false)
             return .publish(eventMessage(event))
         case .failure(let error):
             let (kind, message, retryable) = Self.describe(error)
@@ -248,9 +251,9 @@ struct SettlementStateMachine {
         switch state {
         case .forwarding:
             return finish(.forwarded)
-        case .reportingSuccess(let task, let reply):
+        case .reportingSuccess(let task, let reply, _):
             if let reply {
-                state = .reportingSuccess(task, then: nil)
+                state = .reportingSuccess(task, then: nil, replying: true)
                 return .publish(reply)
             }
             return finish(.succeeded(task: task.name))
@@ -278,6 +281,12 @@ struct SettlementStateMachine {
     /// it was not sent, and never will be as it is.
     mutating func publishRefused(_ error: any Error) -> Action {
         switch state {
+        case .reportingSuccess(let task, nil, replying: true):
+            // The reply cannot be sent as it is; the success stands (running
+            // the handler again would not make it fit). Nobody is answered.
+            let next = finish(.succeeded(task: task.name))
+            state = .warnedOverLimit(next: next, resume: .done)
+            return .log(.replyRefused("\(error)"))
         case .forwarding(let onRefused?):
             return warnThen("\(error)", deadLetter(onRefused, error: error))
         case .copyingRetry(_, _, let onRefused):

@@ -296,6 +296,10 @@ public final class Worker: Service {
                 logger.warning("a task names a workflow step the coordinator did not sign; it runs as a plain task",
                                metadata: ["task.id": "\(taskID)", "run": "\(runID)"])
                 action = machine.logged()
+            case .log(.replyRefused(let error)):
+                logger.warning("a task's reply breaks a wire limit; the task succeeded, the waiting producer is not answered",
+                               metadata: ["queue": "\(queue)", "error": "\(error)"])
+                action = machine.logged()
             case .log(.overLimit(let error)):
                 logger.warning("a message breaks a wire limit; dead-lettering instead", metadata: ["queue": "\(queue)", "error": "\(error)"])
                 action = machine.logged()
@@ -432,8 +436,16 @@ public final class Worker: Service {
                     eventDemand.withLock { $0.unroutable(message.routingKey, now: .now) }
                     continue
                 }
-                if message.exchange.isEmpty, PublishFailure.isUnroutable(error) {
-                    logger.debug("a reply's queue is gone", metadata: ["reply_to": "\(message.routingKey)"])
+                if message.exchange.isEmpty, PublishFailure.isRefusedByDestination(error) {
+                    // A reply whose queue is gone, refuses it (a length limit, no quorum)
+                    // or cannot take it: the task's outcome stands (its event, if any,
+                    // is confirmed); running the handler again would not help.
+                    if PublishFailure.isUnroutable(error) {
+                        logger.debug("a reply's queue is gone", metadata: ["reply_to": "\(message.routingKey)"])
+                    } else {
+                        logger.warning("a reply was refused; the waiting producer is not answered",
+                                       metadata: ["reply_to": "\(message.routingKey)", "error": "\(error)"])
+                    }
                     continue
                 }
                 throw error

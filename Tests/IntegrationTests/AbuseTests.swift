@@ -696,7 +696,8 @@ struct AbuseForgeryTests {
             let handle = try await client.enqueueForResult(name: "sluice.echo", json: Array("[7]".utf8), options: .init(queue: "perm"))
             #expect(try await handle.result(timeout: .seconds(60)).json == "[7]")
             let connection = producer.connection
-            for exchange in [h.topology.eventsExchange, h.topology.deadExchange] {
+            // "": the default exchange (amq.default), through which workers answer reply queues.
+            for exchange in [h.topology.eventsExchange, h.topology.deadExchange, ""] {
                 let channel = try await connection.openChannel(confirms: true)
                 let refused = await #expect(throws: AMQPError.self) {
                     try await channel.publish(exchange: exchange, routingKey: "perm.succeeded", body: Array("{}".utf8))

@@ -9,7 +9,8 @@ extension ClusterTests {
         let ports = PrivateCluster.unique("dev")
         // The name `sluice dev` gives a cluster on a port other than its default.
         let cluster = PrivateCluster(name: "dev-\(ports.basePort)", basePort: ports.basePort, plugins: "rabbitmq_management")
-        let http = CoordinatorProcess.freePort()
+        // The worker's metrics listen on the API port + 210.
+        let http = CoordinatorProcess.freePort(alsoFree: 210)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-dev-cluster-\(UUID().uuidString)").path
         defer {
             try? FileManager.default.removeItem(atPath: dir)
@@ -18,7 +19,7 @@ extension ClusterTests {
                                               "--data-dir", dir, "--exit-when-done"])
         let status: Int32
         do {
-            status = try await within(300, "sluice dev --cluster to finish its demo") { try await SluiceBinary.exitStatus(of: process) }
+            status = try await within(480, "sluice dev --cluster to finish its demo") { try await SluiceBinary.exitStatus(of: process) }
         } catch {
             SluiceBinary.stopIfRunning(process)
             try? await cluster.destroy()

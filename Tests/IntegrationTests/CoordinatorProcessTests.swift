@@ -21,11 +21,16 @@ struct CoordinatorProcess {
     /// (32768 up, where outgoing connections take their local ports) and the
     /// private nodes' ports (27170 up), never handed out twice in one run, and
     /// free to bind now.
-    static func freePort() -> Int {
+    /// A port nobody listens on, from 20000-23999: below the test clusters'
+    /// ports (24000-26990, `PrivateCluster.unique`). `alsoFree`: a second
+    /// port at that offset must be free too (a process listening on both).
+    static func freePort(alsoFree offset: Int? = nil) -> Int {
         while true {
-            let port = Int.random(in: 20_000...26_999)
-            let fresh = handedOut.withLock { $0.insert(port).inserted }
-            if fresh && canBind(port) { return port }
+            let port = Int.random(in: 20_000...(23_999 - (offset ?? 0)))
+            let fresh = handedOut.withLock { s in
+                s.insert(port).inserted && (offset.map { s.insert(port + $0).inserted } ?? true)
+            }
+            if fresh && canBind(port) && (offset.map { canBind(port + $0) } ?? true) { return port }
         }
     }
 

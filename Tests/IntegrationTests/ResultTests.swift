@@ -7,6 +7,7 @@ import SluiceRabbitMQ
 import SluiceTesting
 import SluiceWire
 import SluiceWorker
+import Synchronization
 import Testing
 
 /// A producer waiting for its tasks' outcomes on the real broker: the
@@ -82,7 +83,8 @@ struct ResultTests {
         let h = try await TaskHarness.make()
         let events = try await h.recordEvents()
         let client = TaskClient(broker: h.broker)
-        let handle = try await client.enqueueForResult(name: "sluice.sleep", json: Array(#"{"seconds":3}"#.utf8), options: .init(queue: "reskill"))
+        // Long enough that the kill lands while it runs, even on a slow machine.
+        let handle = try await client.enqueueForResult(name: "sluice.sleep", json: Array(#"{"seconds":8}"#.utf8), options: .init(queue: "reskill"))
         let arguments = ["worker", "--url", h.url, "--prefix", h.topology.prefix, "--queue", "reskill", "--log-level", "warning", "--started-events"]
         let first = try SluiceBinary.start(arguments)
         defer { SluiceBinary.stopIfRunning(first) }
@@ -94,7 +96,7 @@ struct ResultTests {
         let second = try SluiceBinary.start(arguments)
         defer { SluiceBinary.stopIfRunning(second) }
         let result = try await handle.result(timeout: .seconds(120))
-        #expect(result.json == #"{"slept":3.0}"#)
+        #expect(result.json == #"{"slept":8.0}"#)
         second.terminate()
         #expect(try await SluiceBinary.exitStatus(of: second) == 0)
         await h.broker.close()
@@ -180,26 +182,66 @@ struct ResultTests {
         let producer = try await RabbitMQBroker.connect(url: AMQPURL(h.url), topology: h.topology, connectionName: name)
         let events = producer.connection.events()
         let client = TaskClient(broker: producer)
-        let worker = try SluiceBinary.start(["worker", "--url", h.url, "--prefix", h.topology.prefix, "--queue", "resreconnect",
-                                             "--log-level", "warning"])
-        defer { SluiceBinary.stopIfRunning(worker) }
-        let handle = try await client.enqueueForResult(name: "sluice.sleep", json: Array(#"{"seconds":2}"#.utf8),
-                                                       options: .init(queue: "resreconnect"))
+        // The task runs until the test lets it finish: after the producer has reconnected.
+        let started = OneShotSignal(), release = OneShotSignal()
+        var registry = HandlerRegistry()
+        registry.register("gate") { _ in
+            started.fire()
+            await release.wait()
+            return Array(#""done""#.utf8)
+        }
+        let worker = h.startWorker(queues: ["resreconnect"], registry: registry)  // on the harness' own connection
+        let handle = try await client.enqueueForResult(name: "gate", json: Array("{}".utf8), options: .init(queue: "resreconnect"))
+        try await within(60, "the task to start") { await started.wait() }
+
         // The broker closes the producer's connection (as a node restart or a network cut would).
         let listing = try await SharedBroker.node.ctl("list_connections", "pid", "client_properties", "-q")
         let line = try #require(listing.split(separator: "\n").first { $0.contains(name) }, "\(listing)")
         let pid = String(line.split(separator: "\t")[0])
         _ = try await SharedBroker.node.ctl("close_connection", pid, "test: result across a reconnect")
-        let recovered = try await within(60, "the producer's connection to recover") {
+        let recovered = try await within(120, "the producer's connection to recover") {
             for await event in events { if case .recovered = event { return true } }
             return false
         }
         #expect(recovered)
+        release.fire()
         let result = try await handle.result(timeout: .seconds(120))
-        #expect(result.json == #"{"slept":2.0}"#)
-        worker.terminate()
-        #expect(try await SluiceBinary.exitStatus(of: worker) == 0)
+        #expect(result.json == #""done""#)
+        try await worker.stop()
         await producer.close()
+        await h.broker.close()
+    }
+
+    @Test("replies that cannot be delivered never undo a success: a full reply queue nacks it, a bogus direct reply-to address returns it; each task runs once and is acked")
+    func refusedReplies() async throws {
+        let h = try await TaskHarness.make()
+        let runs = Mutex(0)
+        var registry = HandlerRegistry()
+        registry.register("count") { _ in
+            runs.withLock { $0 += 1 }
+            return nil
+        }
+        // A reply queue that refuses every message (a producer could declare one).
+        let full = h.topology.replyQueue("full")
+        let channel = try await h.broker.connection.openChannel()
+        _ = try await channel.queueDeclare(QueueDeclaration(name: full, durable: false, arguments: [
+            "x-max-length": .int64(0), "x-overflow": "reject-publish"]))
+        try await channel.close()
+        try await h.broker.prepare(queues: ["resrefused"])
+        let worker = h.startWorker(queues: ["resrefused"], registry: registry)
+        let client = TaskClient(broker: h.broker)
+        _ = try await client.enqueue(name: "count", json: Array("{}".utf8), options: .init(queue: "resrefused", replyTo: full))
+        try await h.publishRaw(queue: "resrefused", body: Array("{}".utf8),
+                               properties: BasicProperties(replyTo: "amq.rabbitmq.reply-to.garbage", messageId: "bogus-1", type: "count"))
+        try await within(60, "both tasks to be processed") {
+            while worker.worker.stats.processed < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        // A reply refused by the broker does not requeue the delivery: both acked as succeeded, each run once.
+        #expect(worker.worker.stats.succeeded == 2)
+        #expect(runs.withLock { $0 } == 2)
+        try await worker.stop()
+        try await h.waitForReady("resrefused", count: 0)
+        #expect(runs.withLock { $0 } == 2)
         await h.broker.close()
     }
 }

@@ -91,7 +91,9 @@ struct SettlementRepliesTests {
 
     @Test("only reply addresses are answered: a work queue, another prefix's queue or junk in reply_to gets nothing")
     func foreignAddressesIgnored() throws {
-        for address in ["unit.q.emails", "unit.coordinator.p0", "other.reply.x", "unit.reply.", "amq.rabbitmq.reply-to", ""] {
+        // "unit.reply.q.emails" is the work queue of a deployment whose prefix is "unit.reply".
+        for address in ["unit.q.emails", "unit.coordinator.p0", "other.reply.x", "unit.reply.", "unit.reply.q.emails",
+                        "unit.reply.a b", "unit.reply." + String(repeating: "x", count: 65), "amq.rabbitmq.reply-to", ""] {
             var m = T.machine(Self.task(replyTo: address))
             m.eventWanted = { _ in false }
             _ = T.toHandler(&m)
@@ -102,5 +104,20 @@ struct SettlementRepliesTests {
         }
         #expect(T.topology.isReplyAddress("amq.rabbitmq.reply-to.g1h2AA5yZXBseUAx"))
         #expect(T.topology.isReplyAddress(Self.replyQueue))
+        #expect(T.topology.isReplyQueue("unit.reply.0f1e-Ab_9"))
+        #expect(!T.topology.isReplyQueue("amq.rabbitmq.reply-to.g1h2AA5yZXBseUAx"), "a client may not name one for TaskClient")
+    }
+
+    @Test("a success's reply that cannot be sent as it is: logged, and the success acked (the handler does not run again)")
+    func refusedReply() throws {
+        var m = T.machine(Self.task())
+        m.eventWanted = { _ in false }
+        _ = T.toHandler(&m)
+        _ = T.published(m.handlerFinished(.success(nil), milliseconds: 1, now: T.now, jitter: 0))
+        guard case .log(.replyRefused) = m.publishRefused(AMQPError(.unencodable, operation: "publish", message: "too big")) else {
+            Issue.record("not logged")
+            return
+        }
+        guard case .ack(.succeeded) = m.logged() else { Issue.record("no ack"); return }
     }
 }
