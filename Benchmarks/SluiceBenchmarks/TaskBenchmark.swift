@@ -24,7 +24,12 @@ public struct TaskBenchmark: Sendable {
         public var rawConsumeAckPerSecond: Double
         public var enqueuePerSecond: Double
         public var endToEndPerSecond: Double
+        /// With ``TaskBenchmark/taskMessagesRaw``: the enqueue's own messages
+        /// (tasks exchange, mandatory, its headers) published raw on one channel.
+        public var rawTaskMessagesPerSecond: Double?
         public var enqueueRatio: Double { enqueuePerSecond / rawConfirmedPublishesPerSecond }
+        /// Enqueue against the raw publish of the very same messages.
+        public var enqueueTaskMessagesRatio: Double? { rawTaskMessagesPerSecond.map { enqueuePerSecond / $0 } }
         public var endToEndRatio: Double { endToEndPerSecond / rawConfirmedPublishesPerSecond }
         public var endToEndConsumeRatio: Double { endToEndPerSecond / rawConsumeAckPerSecond }
     }
@@ -83,6 +88,10 @@ public struct TaskBenchmark: Sendable {
     /// runs (as `sluice top` or a result waiter does): every event is
     /// published, routed to its queue and read.
     public var listener = false
+    /// Also publish the enqueue's own messages raw (SluiceAMQP, one channel,
+    /// no TaskClient) in each round: separates what the message shape
+    /// costs the broker from what the client costs.
+    public var taskMessagesRaw = false
 
     public init(url: AMQPURL, count: Int, concurrency: Int, rounds: Int = 3, latencyTasks: Int = 2000, offeredRates: [Int] = [200, 5000],
                 startedEvents: Bool = false) {
@@ -141,14 +150,34 @@ public struct TaskBenchmark: Sendable {
                 }
                 return Double(count) / seconds(since: start)
             }
+            func measureTaskMessagesRaw() async throws -> Double {
+                progress("\(label): raw publish of \(count) task messages (tasks exchange, mandatory, headers; one channel)...")
+                let shaped = try Topology(prefix: topology.prefix + "-raw")
+                let shapedBroker = try await RabbitMQBroker.connect(url: url, topology: shaped, connectionName: "sluice bench raw tasks",
+                                                                    publisherChannels: 1)
+                try await shapedBroker.prepare(queues: [queue])
+                let message = shaped.message(for: TaskEnvelope(name: "bench.noop", queue: queue, arguments: arguments))
+                let channel = try await shapedBroker.connection.openChannel(confirms: true)
+                let start = ContinuousClock.now
+                try await pipelined(count: count, inFlight: 1024) { n in
+                    for result in try await channel.publish(batch: Array(repeating: message, count: n)) { try result.get() }
+                }
+                let rate = Double(count) / seconds(since: start)
+                for name in [shaped.workQueue(queue), shaped.deadQueue(queue)] { _ = try? await channel.queueDelete(name) }
+                await shapedBroker.close()
+                return rate
+            }
             // Alternate the order so that neither side always runs on a broker
             // still busy with the other's aftermath.
             let raw: RawAMQPBenchmark.Result, enqueue: Double
+            var taskMessages: Double?
             if round % 2 == 1 {
                 raw = try await measureRaw()
+                if taskMessagesRaw { taskMessages = try await measureTaskMessagesRaw() }
                 enqueue = try await measureEnqueue()
             } else {
                 enqueue = try await measureEnqueue()
+                if taskMessagesRaw { taskMessages = try await measureTaskMessagesRaw() }
                 raw = try await measureRaw()
             }
 
@@ -177,7 +206,7 @@ public struct TaskBenchmark: Sendable {
                 try? await listening.consumer.cancel()
             }
             results.append(Round(rawConfirmedPublishesPerSecond: raw.confirmedPublishesPerSecond, rawConsumeAckPerSecond: raw.consumeAckPerSecond,
-                                 enqueuePerSecond: enqueue, endToEndPerSecond: endToEnd))
+                                 enqueuePerSecond: enqueue, endToEndPerSecond: endToEnd, rawTaskMessagesPerSecond: taskMessages))
         }
 
         var latencyResults: [Latency] = []

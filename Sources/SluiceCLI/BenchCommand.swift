@@ -88,6 +88,8 @@ struct BenchCommand: AsyncParsableCommand {
         var eventsAlways = false
         @Flag(help: "Bind a listener to the tasks' succeeded events while the worker drains (as `sluice top` or a result waiter does): every event is published, routed to a queue and read.")
         var listener = false
+        @Flag(help: "Also publish the enqueue's own task messages raw (one channel, no TaskClient) in each round, and give enqueue as a ratio of that: what the message shape costs the broker, apart from the client.")
+        var taskMessagesRaw = false
         @Option(help: "A second broker to measure in the same run, for ratios (e.g. one node, against a cluster in --url).")
         var versus: String?
         @Flag(help: "Print JSON.") var json = false
@@ -119,6 +121,7 @@ struct BenchCommand: AsyncParsableCommand {
                                           latencyTasks: latencyTasks, offeredRates: try rates(), startedEvents: startedEvents)
             benchmark.eventsAlways = eventsAlways
             benchmark.listener = listener
+            benchmark.taskMessagesRaw = taskMessagesRaw
             if observed {
                 PrometheusMetrics.bootstrap()
                 benchmark.defaultMiddleware = true
@@ -132,7 +135,9 @@ struct BenchCommand: AsyncParsableCommand {
                                               "raw_consume_ack_per_s": $0.rawConsumeAckPerSecond.rounded(),
                                               "enqueue_per_s": $0.enqueuePerSecond.rounded(), "enqueue_ratio": $0.enqueueRatio,
                                               "end_to_end_per_s": $0.endToEndPerSecond.rounded(), "end_to_end_ratio": $0.endToEndRatio,
-                                              "end_to_end_consume_ratio": $0.endToEndConsumeRatio] },
+                                              "end_to_end_consume_ratio": $0.endToEndConsumeRatio,
+                                              "raw_task_messages_per_s": $0.rawTaskMessagesPerSecond.map { $0.rounded() } ?? NSNull(),
+                                              "enqueue_ratio_task_messages": $0.enqueueTaskMessagesRatio ?? NSNull()] as [String: Any] },
                     "median": ["raw_confirmed_publishes_per_s": r.medianRaw.rounded(), "raw_consume_ack_per_s": r.medianRawConsumeAck.rounded(),
                                "enqueue_per_s": r.medianEnqueue.rounded(), "enqueue_ratio": r.medianEnqueueRatio,
                                "end_to_end_per_s": r.medianEndToEnd.rounded(), "end_to_end_ratio": r.medianEndToEndRatio,
@@ -155,6 +160,10 @@ struct BenchCommand: AsyncParsableCommand {
                 print(String(format: "%5d  %13.0f  %17.0f  %9.0f (%@)   %12.0f (%@, %@)", i + 1, round.rawConfirmedPublishesPerSecond,
                              round.rawConsumeAckPerSecond, round.enqueuePerSecond, pct(round.enqueueRatio), round.endToEndPerSecond,
                              pct(round.endToEndRatio), pct(round.endToEndConsumeRatio)))
+                if let shaped = round.rawTaskMessagesPerSecond, let ratio = round.enqueueTaskMessagesRatio {
+                    print(String(format: "       raw publish of the task messages themselves: %.0f/s (%@ of raw publish); enqueue %@ of it",
+                                 shaped, pct(shaped / round.rawConfirmedPublishesPerSecond), pct(ratio)))
+                }
             }
             print("median: raw \(Int(r.medianRaw))/s publish, \(Int(r.medianRawConsumeAck))/s consume+ack; confirmed enqueue "
                 + "\(Int(r.medianEnqueue)) tasks/s (\(pct(r.medianEnqueueRatio)) of raw publish); end to end, 1 worker, concurrency "
