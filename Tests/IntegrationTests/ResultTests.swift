@@ -84,7 +84,7 @@ struct ResultTests {
         let events = try await h.recordEvents()
         let client = TaskClient(broker: h.broker)
         // Long enough that the kill lands while it runs, even on a slow machine.
-        let handle = try await client.enqueueForResult(name: "sluice.sleep", json: Array(#"{"seconds":8}"#.utf8), options: .init(queue: "reskill"))
+        let handle = try await client.enqueueForResult(name: "sluice.sleep", json: Array(#"{"seconds":15}"#.utf8), options: .init(queue: "reskill"))
         let arguments = ["worker", "--url", h.url, "--prefix", h.topology.prefix, "--queue", "reskill", "--log-level", "warning", "--started-events"]
         let first = try SluiceBinary.start(arguments)
         defer { SluiceBinary.stopIfRunning(first) }
@@ -96,7 +96,7 @@ struct ResultTests {
         let second = try SluiceBinary.start(arguments)
         defer { SluiceBinary.stopIfRunning(second) }
         let result = try await handle.result(timeout: .seconds(120))
-        #expect(result.json == #"{"slept":8.0}"#)
+        #expect(result.json == #"{"slept":15.0}"#)
         second.terminate()
         #expect(try await SluiceBinary.exitStatus(of: second) == 0)
         await h.broker.close()
