@@ -1,5 +1,6 @@
 import DequeModule
 import SluiceCore
+import SluiceWire
 import Synchronization
 
 /// A producer's reply queue and the tasks waiting on it: workers send the
@@ -18,6 +19,8 @@ final class ReplyListener: Sendable {
 
     /// The reply queue's broker name.
     let queue: String
+    /// To read the dead letters bound to the queue.
+    let topology: Topology
 
     fileprivate struct Waiter {
         var continuation: CheckedContinuation<TaskEvent, any Error>
@@ -38,8 +41,9 @@ final class ReplyListener: Sendable {
 
     private let state = Mutex(State())
 
-    init(queue: String) {
+    init(queue: String, topology: Topology) {
         self.queue = queue
+        self.topology = topology
     }
 
     /// How many callers wait for task `id` now (for tests).
@@ -53,10 +57,8 @@ final class ReplyListener: Sendable {
         let task = Task {
             do {
                 for try await delivery in consumer {
-                    // Anything that is not an outcome is dropped: nobody could wait for it.
-                    if let event = try? TaskEvent.decode(delivery.body), event.kind == .succeeded || event.kind == .dead {
-                        deliver(event)
-                    }
+                    if let event = outcome(of: delivery) { deliver(event) }
+                    // Anything else is dropped: nobody could wait for it.
                     try? await delivery.ack()
                 }
                 end(SluiceError(.broker, "the reply queue's consumer ended"))
@@ -68,6 +70,38 @@ final class ReplyListener: Sendable {
             $0.consumer = consumer
             $0.consumerTask = task
         }
+    }
+
+    /// What a delivery on the reply queue says: a worker's reply (through the
+    /// default exchange, so its routing key is this queue's name), or the
+    /// dead letter of a task that named this queue as `reply_to` (through the
+    /// dead exchange, routing key = the task's queue), whose body is the
+    /// task's own and is never read as an outcome.
+    func outcome(of delivery: BrokerDelivery) -> TaskEvent? {
+        if delivery.routingKey == queue {
+            guard let event = try? TaskEvent.decode(delivery.body), event.kind == .succeeded || event.kind == .dead else { return nil }
+            return event
+        }
+        let properties = delivery.properties
+        guard properties.replyTo == queue, let id = properties.messageId ?? properties.headers?[WireHeader.id]?.stringValue else { return nil }
+        let headers = properties.headers ?? [:]
+        let task = TaskEnvelope(id: id, name: properties.type ?? headers[WireHeader.task]?.stringValue ?? "", queue: delivery.routingKey,
+                                arguments: [], attempt: headers[WireHeader.attempt]?.intValue ?? 1)
+        var event = TaskEvent(kind: .dead, task: task)
+        switch topology.deadLetterOrigin(headers) {
+        case .deliveryLimit:
+            event.deadReason = .deliveryLimit
+            event.errorType = "delivery_limit"
+            event.errorMessage = "RabbitMQ dead-lettered the task after its delivery limit: it kept crashing or hanging its workers"
+        case .worker(let reason):
+            event.deadReason = reason
+            event.errorType = headers[WireHeader.errorType]?.stringValue
+            event.errorMessage = headers[WireHeader.errorMessage]?.stringValue
+        case .other(let why):
+            event.deadReason = .broker
+            event.errorMessage = why
+        }
+        return event
     }
 
     /// Stops consuming and closes the consumer's channel; waiting callers fail.

@@ -31,6 +31,8 @@ public final class TaskClient: Sendable {
     /// ended) still receives the outcomes of tasks already sent.
     private let replyQueue: String
     private let prepared = Mutex<Set<String>>([])
+    /// Task queues whose dead letters the reply queue is bound to.
+    private let deadLettersWatched = Mutex<Set<String>>([])
     /// The reply queue and its waiters, made at the first
     /// ``enqueueForResult(name:json:options:)`` (a task, so that callers
     /// arriving meanwhile wait for the same one).
@@ -147,7 +149,17 @@ public final class TaskClient: Sendable {
     /// client waits for (see ``enqueueForResult(_:_:options:)``).
     public func enqueueForResult(name: String, json: [UInt8], options: EnqueueOptions = EnqueueOptions()) async throws -> TaskHandle {
         var options = options
-        options.replyTo = try await replyListener(until: nil).queue
+        let listener = try await replyListener(until: nil)
+        options.replyTo = listener.queue
+        // Before the task goes: a task RabbitMQ dead-letters at the delivery
+        // limit (it killed every worker that took it) is answered by no worker;
+        // its dead letter, copied to the reply queue, tells the listener.
+        let queue = options.queue ?? defaultQueue
+        if !deadLettersWatched.withLock({ $0.contains(queue) }), Topology.isValidName(queue) {
+            try await prepare([queue])
+            try await broker.bindReplyQueue(listener.queue, toDeadLettersOf: [queue])
+            deadLettersWatched.withLock { _ = $0.insert(queue) }
+        }
         return TaskHandle(id: try await enqueue(name: name, json: json, options: options), client: self)
     }
 
@@ -204,7 +216,9 @@ public final class TaskClient: Sendable {
         let (seconds, attoseconds) = replyQueueExpiry.components
         let milliseconds = seconds > Int64(Int32.max) ? Int(Int32.max) : Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
         try await broker.prepareReplyQueue(replyQueue, expiresAfterMilliseconds: milliseconds)
-        let listener = ReplyListener(queue: replyQueue)
+        let listener = ReplyListener(queue: replyQueue, topology: broker.topology)
+        // A new listener's queue may be new too (expired, deleted by close()): bind again.
+        deadLettersWatched.withLock { $0 = [] }
         listener.start(try await broker.consume(queue: replyQueue, prefetch: 256))
         return listener
     }

@@ -36,6 +36,12 @@ public protocol Broker: Sendable {
     /// where workers send the outcomes of the tasks it waits for (idempotent).
     func prepareReplyQueue(_ name: String, expiresAfterMilliseconds: Int) async throws
 
+    /// Binds a reply queue to the dead letters of task queues (the dead
+    /// exchange, routing key = queue), so that a producer also learns of
+    /// the tasks RabbitMQ itself dead-letters at the delivery limit, which no
+    /// worker lives to answer (idempotent).
+    func bindReplyQueue(_ name: String, toDeadLettersOf queues: [String]) async throws
+
     /// Deletes a reply queue this process declared, and forgets it (it is
     /// not declared again after a reconnect). Never throws: a clean-up.
     func releaseReplyQueue(_ name: String) async

@@ -80,6 +80,9 @@ public actor InMemoryBroker: Broker {
         if queues[name] == nil { queues[name] = Queue() }
     }
 
+    /// Nothing to bind: this broker has no delivery limit, so no dead letter comes without a worker's reply.
+    public func bindReplyQueue(_ name: String, toDeadLettersOf queues: [String]) async throws {}
+
     public func releaseReplyQueue(_ name: String) async {
         queues[name] = nil
     }

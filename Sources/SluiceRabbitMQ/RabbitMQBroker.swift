@@ -107,6 +107,12 @@ public final class RabbitMQBroker: Broker {
         channel = try await declareQueue(topology.replyQueueDeclaration(name, expiresAfterMilliseconds: expiresAfterMilliseconds), on: channel)
     }
 
+    public func bindReplyQueue(_ name: String, toDeadLettersOf queues: [String]) async throws {
+        let channel = try await connection.openChannel()
+        defer { Task { try? await channel.close() } }
+        for queue in queues { try await channel.queueBind(queue: name, exchange: topology.deadExchange, routingKey: queue) }
+    }
+
     public func releaseReplyQueue(_ name: String) async {
         guard let channel = try? await connection.openChannel() else { return }
         // Deleting through the connection also drops it from the topology it re-declares.

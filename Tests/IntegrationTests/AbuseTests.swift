@@ -812,7 +812,7 @@ struct BrokerAccount: Sendable {
         let p = prefix.replacingOccurrences(of: ".", with: "\\.")
         let (configure, write, read): (String, String, String) = switch role {
         case .producer:
-            ("^\(p)\\.(tasks|dead|events|(q|dead|delay|reply)\\..+)$", "^\(p)\\.(tasks|(q|dead|delay)\\..+)$",
+            ("^\(p)\\.(tasks|dead|events|(q|dead|delay|reply)\\..+)$", "^\(p)\\.(tasks|(q|dead|delay|reply)\\..+)$",
              "^\(p)\\.(tasks|dead|(delay|reply)\\..+)$")
         case .worker:
             ("^\(p)\\.(tasks|dead|events|isolate|(q|dead|delay|mon|isolate)\\..+)$",

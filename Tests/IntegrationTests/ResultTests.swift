@@ -244,4 +244,27 @@ struct ResultTests {
         #expect(runs.withLock { $0 } == 2)
         await h.broker.close()
     }
+
+    @Test("a task that kills every worker that takes it: RabbitMQ dead-letters it at the delivery limit, and the waiting producer learns it (delivery_limit)")
+    func deliveryLimit() async throws {
+        let h = try await TaskHarness.make(deliveryLimit: 2)
+        let client = TaskClient(broker: h.broker)
+        let handle = try await client.enqueueForResult(name: "sluice.crash", json: Array("{}".utf8), options: .init(queue: "rescrash"))
+        // Each worker process dies on the task; the third return exceeds the limit (2).
+        for run in 1...3 {
+            let (status, output) = try await within(60, "worker run \(run)") {
+                try await SluiceBinary.run(["worker", "--url", h.url, "--prefix", h.topology.prefix, "--delivery-limit", "2",
+                                            "--queue", "rescrash", "--log-level", "warning"])
+            }
+            #expect(status == 70, "run \(run): the worker should die on sluice.crash: \(output)")
+        }
+        do {
+            let result = try await handle.result(timeout: .seconds(60))
+            Issue.record("a crashing task succeeded: \(result)")
+        } catch let failed as TaskFailed {
+            #expect(failed.reason == .deliveryLimit, "\(failed)")
+            #expect(failed.taskID == handle.id)
+        }
+        await h.broker.close()
+    }
 }

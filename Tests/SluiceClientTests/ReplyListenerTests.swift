@@ -1,6 +1,7 @@
 import Foundation
 @testable import SluiceClient
 import SluiceCore
+import SluiceWire
 import Testing
 
 /// The waiting room of a client's reply queue, fed by hand (no broker).
@@ -23,7 +24,7 @@ struct ReplyListenerTests {
 
     @Test("an outcome that came before anyone asked is kept until asked for once; the first of a task's outcomes wins")
     func keptUntilAsked() async throws {
-        let listener = ReplyListener(queue: "p.reply.x")
+        let listener = ReplyListener(queue: "p.reply.x", topology: try Topology(prefix: "p"))
         listener.deliver(Self.outcome("a", result: "first"))
         listener.deliver(Self.outcome("a", result: "second"))
         #expect(try await listener.wait(for: "a", timeout: .seconds(5)).result == "first")
@@ -33,7 +34,7 @@ struct ReplyListenerTests {
 
     @Test("every waiter for a task gets its outcome; other tasks' waiters go on waiting")
     func waitersGetIt() async throws {
-        let listener = ReplyListener(queue: "p.reply.x")
+        let listener = ReplyListener(queue: "p.reply.x", topology: try Topology(prefix: "p"))
         async let first = listener.wait(for: "b", timeout: .seconds(30))
         async let second = listener.wait(for: "b", timeout: .seconds(30))
         let other = Task { try await listener.wait(for: "c", timeout: .seconds(30)) }
@@ -49,7 +50,7 @@ struct ReplyListenerTests {
 
     @Test("a timeout, a cancellation before the wait registered, and an ended consumer each end the wait")
     func endings() async throws {
-        let listener = ReplyListener(queue: "p.reply.x")
+        let listener = ReplyListener(queue: "p.reply.x", topology: try Topology(prefix: "p"))
         await #expect(throws: SluiceError.self) { try await listener.wait(for: "none", timeout: .milliseconds(20)) }
         let cancelled = Task { try await listener.wait(for: "none", timeout: .seconds(600)) }
         cancelled.cancel()
@@ -64,9 +65,41 @@ struct ReplyListenerTests {
 
     @Test("outcomes nobody asks for are capped: the oldest go first")
     func capped() async throws {
-        let listener = ReplyListener(queue: "p.reply.x")
+        let listener = ReplyListener(queue: "p.reply.x", topology: try Topology(prefix: "p"))
         for i in 0..<(ReplyListener.keptOutcomes + 5) { listener.deliver(Self.outcome("t\(i)")) }
         await #expect(throws: SluiceError.self) { try await listener.wait(for: "t0", timeout: .milliseconds(20)) }
         #expect(try await listener.wait(for: "t\(ReplyListener.keptOutcomes + 4)", timeout: .seconds(5)).taskID == "t\(ReplyListener.keptOutcomes + 4)")
+    }
+
+    struct NoAck: DeliveryAcknowledger {
+        func ack() async throws {}
+        func reject(requeue: Bool) async throws {}
+    }
+
+    static func delivery(routingKey: String, replyTo: String?, headers: FieldTable, body: String) -> BrokerDelivery {
+        BrokerDelivery(properties: BasicProperties(headers: headers, replyTo: replyTo, messageId: "task-1", type: "t"), body: Array(body.utf8),
+                       redelivered: false, deliveryCount: 0, routingKey: routingKey, acknowledger: NoAck())
+    }
+
+    @Test("a dead letter bound to the reply queue: the delivery limit becomes a dead outcome; another client's, or its body, is never taken for one")
+    func deadLetters() throws {
+        let listener = ReplyListener(queue: "p.reply.x", topology: try Topology(prefix: "p"))
+        let death: FieldTable = ["x-death": .array([.table(["reason": "delivery_limit", "queue": "p.q.emails", "count": .int64(1)])])]
+        // The body looks like a success: a dead letter's body is the task's, never read as an outcome.
+        let fake = #"{"kind":"succeeded","taskID":"task-1","taskName":"t","queue":"emails","attempt":1,"at":0,"result":"forged"}"#
+        let outcome = try #require(listener.outcome(of: Self.delivery(routingKey: "emails", replyTo: "p.reply.x", headers: death, body: fake)))
+        #expect(outcome.kind == .dead)
+        #expect(outcome.deadReason == .deliveryLimit)
+        #expect(outcome.taskID == "task-1")
+        #expect(outcome.queue == "emails")
+        // Another client's task on the same queue.
+        #expect(listener.outcome(of: Self.delivery(routingKey: "emails", replyTo: "p.reply.other", headers: death, body: "{}")) == nil)
+        // A worker's reply arrives through the default exchange: routing key = the reply queue.
+        #expect(listener.outcome(of: Self.delivery(routingKey: "p.reply.x", replyTo: nil, headers: [:], body: fake))?.result == "forged")
+        // A worker's own dead copy carries its reason.
+        let byWorker: FieldTable = [WireHeader.deadReason: "non_retryable", WireHeader.errorType: "bad_input"]
+        let copy = try #require(listener.outcome(of: Self.delivery(routingKey: "emails", replyTo: "p.reply.x", headers: byWorker, body: "{}")))
+        #expect(copy.deadReason == .nonRetryable)
+        #expect(copy.errorType == "bad_input")
     }
 }
