@@ -77,13 +77,7 @@ public final class TaskClient: Sendable {
     @discardableResult
     public func enqueue<T: TaskDefinition>(_ task: T.Type, _ arguments: T.Arguments, options: EnqueueOptions = EnqueueOptions()) async throws -> String {
         var options = options
-        if options.queue == nil { options.queue = T.queue }
-        let json: [UInt8]
-        do {
-            json = Array(try JSONEncoder().encode(arguments))
-        } catch {
-            throw SluiceError(.encodingFailed, "arguments could not be encoded as JSON: \(error)", task: T.name, queue: options.queue)
-        }
+        let json = try Self.encode(task, arguments, into: &options)
         return try await enqueue(name: T.name, json: json, options: options)
     }
 
@@ -135,13 +129,7 @@ public final class TaskClient: Sendable {
     public func enqueueForResult<T: TaskDefinition>(_ task: T.Type, _ arguments: T.Arguments,
                                                     options: EnqueueOptions = EnqueueOptions()) async throws -> TaskHandle {
         var options = options
-        if options.queue == nil { options.queue = T.queue }
-        let json: [UInt8]
-        do {
-            json = Array(try JSONEncoder().encode(arguments))
-        } catch {
-            throw SluiceError(.encodingFailed, "arguments could not be encoded as JSON: \(error)", task: T.name, queue: options.queue)
-        }
+        let json = try Self.encode(task, arguments, into: &options)
         return try await enqueueForResult(name: T.name, json: json, options: options)
     }
 
@@ -224,6 +212,17 @@ public final class TaskClient: Sendable {
     }
 
     // MARK: Encoding
+
+    /// A typed task's arguments as JSON; its default queue unless the options name one.
+    private static func encode<T: TaskDefinition>(_ task: T.Type, _ arguments: T.Arguments,
+                                                  into options: inout EnqueueOptions) throws -> [UInt8] {
+        if options.queue == nil { options.queue = T.queue }
+        do {
+            return Array(try JSONEncoder().encode(arguments))
+        } catch {
+            throw SluiceError(.encodingFailed, "arguments could not be encoded as JSON: \(error)", task: T.name, queue: options.queue)
+        }
+    }
 
     private func envelope(for request: Request, now: Date) throws -> TaskEnvelope {
         let o = request.options

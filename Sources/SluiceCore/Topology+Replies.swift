@@ -15,10 +15,9 @@ extension Topology {
         quorumQueue(name, arguments: ["x-expires": .int64(Int64(max(1_000, expiresAfterMilliseconds)))])
     }
 
-    /// RabbitMQ's direct reply-to pseudo-queue, as a producer names it; the
-    /// broker rewrites it to ``directReplyToPrefix`` and a channel token.
-    public static let directReplyTo = "amq.rabbitmq.reply-to"
-    /// How a direct reply-to address looks once the broker rewrote it.
+    /// How a direct reply-to address looks once the broker rewrote it (a
+    /// producer names the pseudo-queue `amq.rabbitmq.reply-to`; the broker
+    /// adds a channel token).
     public static let directReplyToPrefix = "amq.rabbitmq.reply-to."
 
     /// Whether `name` is one of this prefix's reply queues: `<prefix>.reply.`
@@ -28,11 +27,8 @@ extension Topology {
     public func isReplyQueue(_ name: String) -> Bool {
         let own = "\(prefix).reply."
         guard name.hasPrefix(own) else { return false }
-        let suffix = name.utf8.dropFirst(own.utf8.count)
-        return (1...64).contains(suffix.count) && suffix.allSatisfy {
-            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0)
-                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
-        }
+        let suffix = String(name.utf8.dropFirst(own.utf8.count))!
+        return suffix.utf8.count <= 64 && Self.isValidName(suffix) && !suffix.contains(".")
     }
 
     /// Whether a worker may answer to `address`: one of this prefix's reply

@@ -69,7 +69,8 @@ struct SettlementStateMachine {
         case unsignedStep(taskID: String, runID: String)
         /// The message carrying the outcome breaks a wire limit: what is sent instead.
         case overLimit(String)
-        /// A success's reply breaks a wire limit: the task is acknowledged, nobody is answered.
+        /// The broker refused a success's reply (unroutable, nacked, over a
+        /// limit): the task is acknowledged, nobody is answered.
         case replyRefused(String)
     }
 
@@ -81,8 +82,10 @@ struct SettlementStateMachine {
         /// `onRefused`: the dead letter if the copy breaks a wire limit.
         case forwarding(onRefused: DeadLetter?)
         case running(TaskEnvelope, waited: Double?)
-        /// Publishing the success event or the reply (`replying`); `then`: the reply, still to send.
-        case reportingSuccess(TaskEnvelope, then: OutboundMessage?, replying: Bool)
+        /// Publishing the success event; `then`: the reply, still to send.
+        case reportingSuccess(TaskEnvelope, then: OutboundMessage?)
+        /// Publishing a success's reply to the producer waiting for it.
+        case replyingSuccess(TaskEnvelope)
         case copyingRetry(TaskEnvelope, event: TaskEvent, onRefused: DeadLetter)
         case reportingRetry(TaskEnvelope)
         case deadLettering(DeadLetter, trimmed: Bool)
@@ -191,7 +194,7 @@ struct SettlementStateMachine {
         guard case .running(let task, let waited) = state else { return invalid("handlerFinished") }
         switch outcome {
         case .success(let result):
-            state = .reportingSuccess(task, then: nil, replying: false)
+            state = .reportingSuccess(task, then: nil)
             // Nobody listens and nobody waits: the ack alone is the outcome
             // (asked before the event is built).
             let key = settings.topology.eventRoutingKey(kind: .succeeded, queue: task.queue, runID: task.workflowRunID)
@@ -211,10 +214,10 @@ struct SettlementStateMachine {
             // The event and the reply are the outcome: both confirmed before the ack.
             let reply = replyTo.map { replyMessage(event, to: $0) }
             guard wanted else {
-                state = .reportingSuccess(task, then: nil, replying: true)
+                state = .replyingSuccess(task)
                 return .publish(reply!)
             }
-            state = .reportingSuccess(task, then: reply, replying: false)
+            state = .reportingSuccess(task, then: reply)
             return .publish(eventMessage(event))
         case .failure(let error):
             let (kind, message, retryable) = Self.describe(error)
@@ -251,11 +254,10 @@ struct SettlementStateMachine {
         switch state {
         case .forwarding:
             return finish(.forwarded)
-        case .reportingSuccess(let task, let reply, _):
-            if let reply {
-                state = .reportingSuccess(task, then: nil, replying: true)
-                return .publish(reply)
-            }
+        case .reportingSuccess(let task, let reply?):
+            state = .replyingSuccess(task)
+            return .publish(reply)
+        case .reportingSuccess(let task, nil), .replyingSuccess(let task):
             return finish(.succeeded(task: task.name))
         case .copyingRetry(let task, let event, _):
             state = .reportingRetry(task)
@@ -277,20 +279,27 @@ struct SettlementStateMachine {
         }
     }
 
-    /// The message of the last ``Action/publish(_:)`` breaks a wire limit:
-    /// it was not sent, and never will be as it is.
+    /// The broker refused the message of the last ``Action/publish(_:)``
+    /// for where it was going or what it is (``PublishFailure/isRefusedByDestination(_:)``:
+    /// unroutable, nacked, over a wire limit), not for the connection.
     mutating func publishRefused(_ error: any Error) -> Action {
+        if case .replyingSuccess(let task) = state {
+            // The reply's queue is gone, full or without quorum, or the reply
+            // does not fit: the success stands (running the handler again
+            // would not change that). Nobody is answered.
+            return warnThen(.replyRefused("\(error)"), finish(.succeeded(task: task.name)))
+        }
+        // Anything but a wire limit is the connection's or the queue's
+        // trouble: the delivery comes back.
+        guard PublishFailure.isOverLimit(error) else {
+            state = .done
+            return .fail(error)
+        }
         switch state {
-        case .reportingSuccess(let task, nil, replying: true):
-            // The reply cannot be sent as it is; the success stands (running
-            // the handler again would not make it fit). Nobody is answered.
-            let next = finish(.succeeded(task: task.name))
-            state = .warnedOverLimit(next: next, resume: .done)
-            return .log(.replyRefused("\(error)"))
         case .forwarding(let onRefused?):
-            return warnThen("\(error)", deadLetter(onRefused, error: error))
+            return warnThen(.overLimit("\(error)"), deadLetter(onRefused, error: error))
         case .copyingRetry(_, _, let onRefused):
-            return warnThen("\(error)", deadLetter(onRefused, error: error))
+            return warnThen(.overLimit("\(error)"), deadLetter(onRefused, error: error))
         case .deadLettering(var dead, false):
             // The message with our headers added does not fit a frame: the
             // dead copy keeps the body and Sluice's own headers only.
@@ -298,7 +307,7 @@ struct SettlementStateMachine {
             state = .deadLettering(dead, trimmed: true)
             let copy = deadCopy(DeadLetter(task: dead.task, reason: .tooLarge, errorType: dead.errorType,
                                            message: "\(dead.message) (headers trimmed: \(error))", waited: dead.waited), trimmed: true)
-            return warnThen("\(error)", .publish(copy))
+            return warnThen(.overLimit("\(error)"), .publish(copy))
         default:
             state = .done
             return .fail(error)
@@ -346,9 +355,9 @@ struct SettlementStateMachine {
     }
 
     /// Logs first; `next` was made by a decision that already set the state to return to.
-    private mutating func warnThen(_ text: String, _ next: Action) -> Action {
+    private mutating func warnThen(_ warning: Warning, _ next: Action) -> Action {
         state = .warnedOverLimit(next: next, resume: state)
-        return .log(.overLimit(text))
+        return .log(warning)
     }
 
     private mutating func finish(_ outcome: Outcome) -> Action {

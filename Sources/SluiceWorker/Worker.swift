@@ -297,7 +297,7 @@ public final class Worker: Service {
                                metadata: ["task.id": "\(taskID)", "run": "\(runID)"])
                 action = machine.logged()
             case .log(.replyRefused(let error)):
-                logger.warning("a task's reply breaks a wire limit; the task succeeded, the waiting producer is not answered",
+                logger.warning("a task's reply was refused (its queue gone or full, or too large); the task succeeded, the waiting producer is not answered",
                                metadata: ["queue": "\(queue)", "error": "\(error)"])
                 action = machine.logged()
             case .log(.overLimit(let error)):
@@ -327,7 +327,7 @@ public final class Worker: Service {
                 do {
                     try await publishAll([message])
                     action = machine.published()
-                } catch where PublishFailure.isOverLimit(error) {
+                } catch where PublishFailure.isRefusedByDestination(error) {
                     action = machine.publishRefused(error)
                 }
             case .publishEvent(let message):
@@ -422,8 +422,7 @@ public final class Worker: Service {
 
     /// Publishes and requires every message confirmed. An event nobody has
     /// bound a queue for is confirmed as unroutable: that is fine for events,
-    /// and tells ``eventDemand`` that nobody listens to its key. A reply
-    /// whose queue is gone is fine too: nobody waits for it any more.
+    /// and tells ``eventDemand`` that nobody listens to its key.
     private func publishAll(_ messages: [OutboundMessage]) async throws {
         let results = try await broker.publish(messages)
         for (message, result) in zip(messages, results) {
@@ -434,18 +433,6 @@ public final class Worker: Service {
             case .failure(let error):
                 if isEvent, PublishFailure.isUnroutable(error) {
                     eventDemand.withLock { $0.unroutable(message.routingKey, now: .now) }
-                    continue
-                }
-                if message.exchange.isEmpty, PublishFailure.isRefusedByDestination(error) {
-                    // A reply whose queue is gone, refuses it (a length limit, no quorum)
-                    // or cannot take it: the task's outcome stands (its event, if any,
-                    // is confirmed); running the handler again would not help.
-                    if PublishFailure.isUnroutable(error) {
-                        logger.debug("a reply's queue is gone", metadata: ["reply_to": "\(message.routingKey)"])
-                    } else {
-                        logger.warning("a reply was refused; the waiting producer is not answered",
-                                       metadata: ["reply_to": "\(message.routingKey)", "error": "\(error)"])
-                    }
                     continue
                 }
                 throw error

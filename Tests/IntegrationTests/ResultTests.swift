@@ -15,15 +15,33 @@ import Testing
 /// reply-to), only with final outcomes, also across a worker SIGKILL.
 @Suite("Task results")
 struct ResultTests {
-    @Test("success, a retried task's final result, dead tasks with their reason (non_retryable, max_attempts, unknown_task, undecodable), a timeout")
-    func outcomes() async throws {
-        let h = try await TaskHarness.make()
-        let client = TaskClient(broker: h.broker)
+    /// A registry with `add`: the sum of a JSON array of integers.
+    static var adding: HandlerRegistry {
         var registry = HandlerRegistry()
         registry.register("add") { c in
             let numbers = try JSONDecoder().decode([Int].self, from: Data(c.arguments))
             return Array(String(numbers.reduce(0, +)).utf8)
         }
+        return registry
+    }
+
+    /// Waits for an outcome that must be a dead task; returns it (nil, and an issue, otherwise).
+    @discardableResult
+    static func dead(_ wait: () async throws -> TaskResult, sourceLocation: SourceLocation = #_sourceLocation) async throws -> TaskFailed? {
+        do {
+            let result = try await wait()
+            Issue.record("succeeded: \(result)", sourceLocation: sourceLocation)
+            return nil
+        } catch let failed as TaskFailed {
+            return failed
+        }
+    }
+
+    @Test("success, a retried task's final result, dead tasks with their reason (non_retryable, max_attempts, unknown_task, undecodable), a timeout")
+    func outcomes() async throws {
+        let h = try await TaskHarness.make()
+        let client = TaskClient(broker: h.broker)
+        var registry = Self.adding
         registry.register("flaky") { c in
             if c.attempt < 2 { throw TaskFailure(kind: "flaky", "first attempt fails") }
             return Array(#"{"attempt":\#(c.attempt)}"#.utf8)
@@ -46,25 +64,17 @@ struct ResultTests {
         for (name, reason, type) in [("fatal", DeadReason.nonRetryable, "bad_input"), ("always", .maxAttempts, "smtp"),
                                      ("nobody.handles.this", .unknownTask, "unknown_task")] {
             let handle = try await client.enqueueForResult(name: name, json: Array("{}".utf8), options: options)
-            do {
-                let result = try await handle.result(timeout: .seconds(60))
-                Issue.record("\(name) succeeded: \(result)")
-            } catch let failed as TaskFailed {
-                #expect(failed.reason == reason, "\(failed)")
-                #expect(failed.errorType == type, "\(failed)")
-            }
+            let failed = try await Self.dead { try await handle.result(timeout: .seconds(60)) }
+            #expect(failed?.reason == reason, "\(name): \(String(describing: failed))")
+            #expect(failed?.errorType == type, "\(name): \(String(describing: failed))")
         }
 
         // A message that is not a task, published by other means with this client's reply queue.
         let address = try await client.replyAddress()
         try await h.publishRaw(queue: "res", body: Array("not json".utf8),
                                properties: BasicProperties(contentType: "application/json", replyTo: address, messageId: "raw-1", type: "add"))
-        do {
-            _ = try await client.result(of: "raw-1", timeout: .seconds(60))
-            Issue.record("an undecodable message succeeded")
-        } catch let failed as TaskFailed {
-            #expect(failed.reason == .undecodable, "\(failed)")
-        }
+        let undecodable = try await Self.dead { try await client.result(of: "raw-1", timeout: .seconds(60)) }
+        #expect(undecodable?.reason == .undecodable, "\(String(describing: undecodable))")
 
         // Nobody consumes `idle`: the wait ends at its timeout.
         let waiting = try await client.enqueueForResult(name: "add", json: Array("[1]".utf8), options: .init(queue: "idle"))
@@ -106,11 +116,7 @@ struct ResultTests {
     func pikaWaits() async throws {
         let h = try await TaskHarness.make()
         try await h.broker.prepare(queues: ["respika"])
-        var registry = HandlerRegistry()
-        registry.register("add") { c in
-            let numbers = try JSONDecoder().decode([Int].self, from: Data(c.arguments))
-            return Array(String(numbers.reduce(0, +)).utf8)
-        }
+        let registry = Self.adding
         let worker = h.startWorker(queues: ["respika"], registry: registry)
         let python = """
         import json, sys, uuid, pika
@@ -258,13 +264,9 @@ struct ResultTests {
             }
             #expect(status == 70, "run \(run): the worker should die on sluice.crash: \(output)")
         }
-        do {
-            let result = try await handle.result(timeout: .seconds(60))
-            Issue.record("a crashing task succeeded: \(result)")
-        } catch let failed as TaskFailed {
-            #expect(failed.reason == .deliveryLimit, "\(failed)")
-            #expect(failed.taskID == handle.id)
-        }
+        let failed = try await Self.dead { try await handle.result(timeout: .seconds(60)) }
+        #expect(failed?.reason == .deliveryLimit, "\(String(describing: failed))")
+        #expect(failed?.taskID == handle.id)
         await h.broker.close()
     }
 }

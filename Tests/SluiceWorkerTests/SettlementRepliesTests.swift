@@ -108,16 +108,31 @@ struct SettlementRepliesTests {
         #expect(!T.topology.isReplyQueue("amq.rabbitmq.reply-to.g1h2AA5yZXBseUAx"), "a client may not name one for TaskClient")
     }
 
-    @Test("a success's reply that cannot be sent as it is: logged, and the success acked (the handler does not run again)")
+    @Test("a success's reply the broker refuses (over a limit, nacked, unroutable): logged, and the success acked (the handler does not run again)")
     func refusedReply() throws {
-        var m = T.machine(Self.task())
-        m.eventWanted = { _ in false }
-        _ = T.toHandler(&m)
-        _ = T.published(m.handlerFinished(.success(nil), milliseconds: 1, now: T.now, jitter: 0))
-        guard case .log(.replyRefused) = m.publishRefused(AMQPError(.unencodable, operation: "publish", message: "too big")) else {
-            Issue.record("not logged")
-            return
+        for code in [AMQPError.Code.unencodable, .publishNacked, .unroutable] {
+            var m = T.machine(Self.task())
+            m.eventWanted = { _ in false }
+            _ = T.toHandler(&m)
+            _ = T.published(m.handlerFinished(.success(nil), milliseconds: 1, now: T.now, jitter: 0))
+            guard case .log(.replyRefused) = m.publishRefused(AMQPError(code, operation: "publish", message: "refused")) else {
+                Issue.record("\(code): not logged")
+                continue
+            }
+            guard case .ack(.succeeded) = m.logged() else { Issue.record("\(code): no ack"); continue }
         }
-        guard case .ack(.succeeded) = m.logged() else { Issue.record("no ack"); return }
+    }
+
+    @Test("a nacked outcome that is not a reply (the success event, a retry copy) fails the delivery, which comes back")
+    func nackedOutcomeFails() throws {
+        let nack = AMQPError(.publishNacked, operation: "publish", message: "nacked")
+        var success = T.machine(Self.task())
+        _ = T.toHandler(&success)
+        _ = T.published(success.handlerFinished(.success(nil), milliseconds: 1, now: T.now, jitter: 0))
+        guard case .fail = success.publishRefused(nack) else { Issue.record("a nacked success event was not a failure"); return }
+        var retry = T.machine(Self.task())
+        _ = T.toHandler(&retry)
+        _ = T.published(retry.handlerFinished(.failure(TaskFailure("down")), milliseconds: 1, now: T.now, jitter: 0))
+        guard case .fail = retry.publishRefused(nack) else { Issue.record("a nacked retry copy was not a failure"); return }
     }
 }
