@@ -109,6 +109,9 @@ public final class AMQPConnection: Sendable {
         core.events.subscribe()
     }
 
+    /// The logger the connection was configured with.
+    public var logger: Logger { core.logger }
+
     /// Whether the broker has blocked this connection (resource alarm).
     public var isBlocked: Bool { core.blockedFlag.load() }
 

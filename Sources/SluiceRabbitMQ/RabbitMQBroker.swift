@@ -42,6 +42,10 @@ public final class RabbitMQBroker: Broker {
 
     public func prepare(queues: [String]) async throws {
         for queue in queues { try Topology.validateQueue(queue) }
+        try await retryingTransient("declaring the task queues") { try await self.declareTaskTopology(queues: queues) }
+    }
+
+    private func declareTaskTopology(queues: [String]) async throws {
         var channel = try await connection.openChannel()
         defer { Task { [channel] in try? await channel.close() } }
         for exchange in topology.exchanges { try await channel.exchangeDeclare(exchange) }
@@ -59,6 +63,10 @@ public final class RabbitMQBroker: Broker {
 
     public func prepareIsolation(queues: [String]) async throws {
         for queue in queues { try Topology.validateQueue(queue) }
+        try await retryingTransient("declaring the isolation queues") { try await self.declareIsolationTopology(queues: queues) }
+    }
+
+    private func declareIsolationTopology(queues: [String]) async throws {
         var channel = try await connection.openChannel()
         defer { Task { [channel] in try? await channel.close() } }
         try await channel.exchangeDeclare(ExchangeDeclaration(name: topology.isolationExchange, type: "direct"))
@@ -69,7 +77,13 @@ public final class RabbitMQBroker: Broker {
     }
 
     public func prepareCoordinatorQueue(legacyEventBindings: Bool) async throws {
-        try await prepare(queues: [])
+        try await retryingTransient("declaring the coordinator queue") {
+            try await self.declareTaskTopology(queues: [])
+            try await self.declareCoordinatorQueue(legacyEventBindings: legacyEventBindings)
+        }
+    }
+
+    private func declareCoordinatorQueue(legacyEventBindings: Bool) async throws {
         var channel = try await connection.openChannel()
         defer { Task { [channel] in try? await channel.close() } }
         channel = try await declareQueue(topology.coordinatorQueueDeclaration, on: channel)
@@ -88,7 +102,13 @@ public final class RabbitMQBroker: Broker {
     }
 
     public func preparePartitionQueue(_ partition: Int, of count: Int) async throws {
-        try await prepare(queues: [])
+        try await retryingTransient("declaring coordinator partition queue \(partition)") {
+            try await self.declareTaskTopology(queues: [])
+            try await self.declarePartitionQueue(partition, of: count)
+        }
+    }
+
+    private func declarePartitionQueue(_ partition: Int, of count: Int) async throws {
         var channel = try await connection.openChannel()
         defer { Task { [channel] in try? await channel.close() } }
         let queue = topology.coordinatorQueue(partition: partition, of: count)
@@ -98,6 +118,15 @@ public final class RabbitMQBroker: Broker {
         }
         channel = try await declareQueue(topology.coordinatorDeadQueueDeclaration, on: channel)
     }
+
+    /// Declarations are idempotent: on a busy or restarting broker they are
+    /// tried again (see ``TransientRetry``) instead of failing the process.
+    private func retryingTransient(_ what: String, _ body: () async throws -> Void) async throws {
+        try await TransientRetry.run(what, budget: Self.transientRetryBudget, logger: connection.logger, body)
+    }
+
+    /// How long declarations are tried again after transient failures.
+    static let transientRetryBudget: Duration = .seconds(120)
 
     public func prepareReplyQueue(_ name: String, expiresAfterMilliseconds: Int) async throws {
         var channel = try await connection.openChannel()

@@ -79,6 +79,22 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
         [.connectionLost, .heartbeatTimeout, .connectionClosedByBroker, .connectionFailed, .tlsFailed].contains(code)
     }
 
+    /// Whether the same operation may succeed if tried again shortly: the
+    /// connection went away (a supervised one comes back), the broker did not
+    /// answer in time, or it failed inside (541 `INTERNAL_ERROR`, which a
+    /// quorum queue declare gets as `cluster_not_formed` when its replicas do
+    /// not start in time on a busy node or cluster). Refusals that would
+    /// repeat (access, arguments, a missing queue) are not transient, and
+    /// neither is a connection or channel this process closed.
+    public var isTransient: Bool {
+        switch code {
+        case .connectionLost, .heartbeatTimeout, .timeout, .connectionFailed: true
+        // 320 CONNECTION_FORCED: a node shutting down; 541 INTERNAL_ERROR.
+        case .connectionClosedByBroker, .channelClosedByBroker: replyCode == 320 || replyCode == 541
+        default: false
+        }
+    }
+
     public var description: String {
         var text = "\(operation): \(message)"
         if let replyCode {

@@ -263,7 +263,7 @@ final class InProcessStack: Sendable {
             }
         } catch let error as TimedOut {
             let last = try await engine.run(runID)
-            throw TimedOut(what: error.what + " (it is \(last?.status.rawValue ?? "missing"), error \(last?.error ?? "none"))", seconds: seconds)
+            throw TimedOut(what: error.what + " (it is \(last?.status.rawValue ?? "missing"), error \(last?.error ?? "none"))", seconds: error.seconds)
         }
     }
 

@@ -76,7 +76,7 @@ struct CoordinatorProcess {
     /// Waits until the API answers /healthz with `active` as asked.
     func waitUntilHealthy(active: Bool = true, seconds: Double = 60) async throws {
         let url = api + "/healthz"
-        let deadline = ContinuousClock.now + .seconds(seconds)
+        let deadline = TestTime.deadline(seconds)
         while ContinuousClock.now < deadline {
             if let (status, body) = try? await Self.request("GET", url), status == 200, body["active"] == .string(active ? "true" : "false") {
                 return
@@ -85,7 +85,7 @@ struct CoordinatorProcess {
             try await Task.sleep(for: .milliseconds(100))
         }
         throw TimedOut(what: "the coordinator at \(api) to be \(active ? "active" : "standing by") (its log ends:\n"
-                           + SluiceBinary.logTail(of: process) + ")", seconds: seconds)
+                           + SluiceBinary.logTail(of: process) + ")", seconds: TestTime.scaled(seconds))
     }
 
     func run(_ id: String) async throws -> JSONValue? {
@@ -112,7 +112,7 @@ struct CoordinatorProcess {
 
     /// Waits until a run reaches `status`.
     func wait(for id: String, _ status: String, seconds: Double = 90) async throws -> JSONValue {
-        let deadline = ContinuousClock.now + .seconds(seconds)
+        let deadline = TestTime.deadline(seconds)
         var last: JSONValue?
         while ContinuousClock.now < deadline {
             if let run = try? await run(id) {
@@ -123,7 +123,7 @@ struct CoordinatorProcess {
             try await Task.sleep(for: .milliseconds(100))
         }
         throw TimedOut(what: "run \(id) to be \(status) (last: \(last?["status"]?.jsonText ?? "none"); the coordinator's log ends:\n"
-                           + SluiceBinary.logTail(of: process) + ")", seconds: seconds)
+                           + SluiceBinary.logTail(of: process) + ")", seconds: TestTime.scaled(seconds))
     }
 }
 

@@ -32,12 +32,12 @@ func commandLine(of pid: Int32) -> String {
 /// Polls `check` until it returns a value, for at most `seconds`.
 func eventually<T: Sendable>(_ seconds: Double, _ what: String, every: Duration = .milliseconds(200),
                              _ check: @escaping @Sendable () async throws -> T?) async throws -> T {
-    let deadline = ContinuousClock.now + .seconds(seconds)
+    let deadline = TestTime.deadline(seconds)
     while ContinuousClock.now < deadline {
         if let value = try await check() { return value }
         try await Task.sleep(for: every)
     }
-    throw TimedOut(what: what, seconds: seconds)
+    throw TimedOut(what: what, seconds: TestTime.scaled(seconds))
 }
 
 func httpGet(_ url: String) async throws -> (Int, String) {

@@ -37,7 +37,7 @@ struct PartitionTests {
     /// Waits until `condition` holds of the coordinators' partitions.
     static func waitForPartitions(_ coordinators: [CoordinatorProcess], _ what: String, seconds: Double = 60,
                                   _ condition: ([[Int]]) -> Bool) async throws -> [[Int]] {
-        let deadline = ContinuousClock.now + .seconds(seconds)
+        let deadline = TestTime.deadline(seconds)
         var last: [[Int]] = []
         while ContinuousClock.now < deadline {
             var all: [[Int]] = []
@@ -50,7 +50,7 @@ struct PartitionTests {
             if answered && condition(all) { return all }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw TimedOut(what: "\(what) (partitions led: \(last))", seconds: seconds)
+        throw TimedOut(what: "\(what) (partitions led: \(last))", seconds: TestTime.scaled(seconds))
     }
 
     /// Every partition led by exactly one of them.

@@ -71,13 +71,13 @@ struct TaskHarness {
         let broker = self.broker
         let name = topology.workQueue(queue)
         var last = -1
-        let deadline = ContinuousClock.now + .seconds(seconds)
+        let deadline = TestTime.deadline(seconds)
         while ContinuousClock.now < deadline {
             last = Int(try await broker.queueState(name).messageCount)
             if last == count { return }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw TimedOut(what: "\(name) to hold \(count) ready messages (it holds \(last))", seconds: seconds)
+        throw TimedOut(what: "\(name) to hold \(count) ready messages (it holds \(last))", seconds: TestTime.scaled(seconds))
     }
 
     /// Publishes a raw message to the tasks exchange (as a foreign client would).

@@ -95,7 +95,7 @@ final class WorkflowHarness {
     func wait(for runID: String, _ what: String, seconds: Double = 60,
               until condition: (RunState) -> Bool) async throws -> RunState {
         let engine = self.engine
-        let deadline = ContinuousClock.now + .seconds(seconds)
+        let deadline = TestTime.deadline(seconds)
         var last: RunState?
         while ContinuousClock.now < deadline {
             if let exited = SluiceBinary.exited(coordinator.process, "the coordinator") { throw exited }
@@ -107,7 +107,7 @@ final class WorkflowHarness {
         let steps = (last?.steps ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.status.rawValue)" }
         throw TimedOut(what: "run \(runID) to \(what) (it is \(last?.status.rawValue ?? "missing"), steps \(steps), error \(last?.error ?? "none"));"
                            + " the coordinator's log ends:\n" + SluiceBinary.logTail(of: coordinator.process)
-                           + "\nthe worker's log ends:\n" + SluiceBinary.logTail(of: worker), seconds: seconds)
+                           + "\nthe worker's log ends:\n" + SluiceBinary.logTail(of: worker), seconds: TestTime.scaled(seconds))
     }
 
     func finish() async throws {
@@ -316,7 +316,7 @@ struct WorkflowTests {
             let encoded = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
             try await h.withStore { try await $0.saveSchedule(ScheduleRecord(id: "yearly", spec: encoded, nextFireAt: due)) }
             let runID = "sched-yearly-\(Int64((due.timeIntervalSince1970 * 1000).rounded()))"
-            let deadline = ContinuousClock.now + .seconds(30)
+            let deadline = TestTime.deadline(30)
             while try await h.engine.run(runID) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
             let run = try await h.wait(for: runID, .completed)
             // Never early. How late it may be is a matter of load (a busy 2-core CI

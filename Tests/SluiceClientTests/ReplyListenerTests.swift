@@ -13,11 +13,11 @@ struct ReplyListenerTests {
         return event
     }
 
-    /// Waits (up to 10 s) until `condition` holds.
+    /// Waits (up to 60 s: the full suite can starve this process for tens of seconds) until `condition` holds.
     static func until(_ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(60)
         while !condition() {
-            guard ContinuousClock.now < deadline else { throw SluiceError(.timedOut, "the condition did not hold within 10 s") }
+            guard ContinuousClock.now < deadline else { throw SluiceError(.timedOut, "the condition did not hold within 60 s") }
             try await Task.sleep(for: .milliseconds(5))
         }
     }

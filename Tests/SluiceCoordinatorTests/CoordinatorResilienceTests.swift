@@ -77,12 +77,12 @@ final class SwitchableStore: WorkflowStore {
 struct CoordinatorResilienceTests {
     /// Polls `condition` every 20 ms; fails with `what` after `seconds`.
     func eventually(_ what: String, seconds: Double = 30, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
+        let deadline = TestTime.deadline(seconds)
         while ContinuousClock.now < deadline {
             if try await condition() { return }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw TimedOut(what: what, seconds: seconds)
+        throw TimedOut(what: what, seconds: TestTime.scaled(seconds))
     }
 
     /// Runs `body`, again while it fails only because the coordinator stood by
@@ -90,12 +90,12 @@ struct CoordinatorResilienceTests {
     /// can miss a renewal (seen twice in CI). A fenced commit wrote nothing,
     /// so trying again is safe.
     func whileLeading<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
-        let deadline = ContinuousClock.now + .seconds(60)
+        let deadline = TestTime.deadline(60)
         while true {
             do {
                 return try await body()
             } catch where Coordinator.isLeaseLoss(error) {
-                if ContinuousClock.now >= deadline { throw TimedOut(what: what, seconds: 60) }
+                if ContinuousClock.now >= deadline { throw TimedOut(what: what, seconds: TestTime.scaled(60)) }
                 try await Task.sleep(for: .milliseconds(50))
             }
         }
