@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SluiceCore
 import SluiceWorkflow
 
 /// A duration on the command line, written as workflow files write them
@@ -59,6 +60,13 @@ struct ByteSize: ExpressibleByArgument, Sendable, Hashable, CustomStringConverti
     }
 
     var defaultValueDescription: String { description }
+}
+
+/// `--priority high|normal|low`.
+enum PriorityArgument: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case high, normal, low
+
+    var priority: TaskPriority { TaskPriority(rawValue: rawValue) ?? .normal }
 }
 
 /// `--log-level`: swift-log's levels by name.

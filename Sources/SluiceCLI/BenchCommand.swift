@@ -10,7 +10,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure throughput and latency against a broker (see docs/performance.md).",
-        subcommands: [AMQP.self, Tasks.self, Workflows.self, Poison.self, Validation.self])
+        subcommands: [AMQP.self, Tasks.self, Workflows.self, Poison.self, Priorities.self, Validation.self])
 
     struct AMQP: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -411,6 +411,60 @@ struct BenchCommand: AsyncParsableCommand {
             print("ordinary tasks that did not succeed: \(r.innocentsLost)")
             print("poisons dead after: " + poisonSeconds.map { $0.map { "\($0) s" } ?? "never" }.joined(separator: ", ")
                   + " (reasons: \(r.poisonReasons.joined(separator: ", ")))")
+        }
+    }
+
+    struct Priorities: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "How soon high tasks start behind a low backlog, and what priority levels cost.",
+            discussion: """
+            On a prefix of its own: enqueues --backlog low tasks, starts a worker with priorities \
+            (weights 6:3:1, --concurrency slots) in this process, and once it is draining them \
+            enqueues --highs high tasks; reports their enqueue-to-start time (p50, p99, max) and \
+            low's share of the starts until the last high one started, beside the share its weight \
+            promises. Then, in --rounds alternating pairs, drains --tasks normal tasks with a worker \
+            without priorities and one with them, and reports the ratio of their rates.
+            """)
+        @Option(help: "Low tasks waiting before the high ones come.") var backlog = 50_000
+        @Option(help: "High tasks enqueued behind them.") var highs = 500
+        @Option(help: "The worker's slots.") var concurrency = 100
+        @Option(help: "Tasks per single-level throughput measurement.") var tasks = 20_000
+        @Option(help: "Pairs of single-level measurements.") var rounds = 2
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var connection: ConnectionOptions
+
+        func validate() throws {
+            guard backlog >= 1, highs >= 1, concurrency >= 1, tasks >= 1, rounds >= 1 else {
+                throw ValidationError("--backlog, --highs, --concurrency, --tasks and --rounds must be 1 or more")
+            }
+        }
+
+        func run() async throws {
+            let quiet = json
+            let r = try await PriorityBenchmark(url: try connection.resolvedURL(), backlog: backlog, highs: highs,
+                                                concurrency: concurrency, tasks: tasks, rounds: rounds)
+                .run(progress: { if !quiet { standardError($0) } })
+            let rounded = { (x: Double) in (x * 1000).rounded() / 1000 }
+            if json {
+                printJSON(["backlog": r.backlog, "highs": r.highs, "concurrency": r.concurrency,
+                           "high_start_ms": ["p50": rounded(r.highStart(percentile: 50)), "p99": rounded(r.highStart(percentile: 99)),
+                                             "max": rounded(r.highStartMilliseconds.last ?? 0)],
+                           "low_starts_meanwhile": r.lowStartsMeanwhile, "high_starts_meanwhile": r.highStartsMeanwhile,
+                           "low_share": rounded(r.lowShare), "low_weight_share": rounded(r.lowWeightShare),
+                           "single_level_per_second": r.singleLevel.map { ["plain": $0.plain.rounded(), "levels": $0.levels.rounded()] },
+                           "single_level_ratio": rounded(r.singleLevelRatio)])
+                return
+            }
+            print("\(r.highs) high tasks behind \(r.backlog) low ones, one worker, --concurrency \(r.concurrency), weights 6:3:1")
+            print(String(format: "high enqueue-to-start: p50 %.1f ms, p99 %.1f ms, max %.1f ms", r.highStart(percentile: 50),
+                         r.highStart(percentile: 99), r.highStartMilliseconds.last ?? 0))
+            print(String(format: "meanwhile low started %d, high %d: low's share %.1f%% (its weight promises %.1f%% while both wait)",
+                         r.lowStartsMeanwhile, r.highStartsMeanwhile, r.lowShare * 100, r.lowWeightShare * 100))
+            for (i, round) in r.singleLevel.enumerated() {
+                print(String(format: "round %d: all-normal work, without priorities %.0f tasks/s, with %.0f tasks/s (%.2f)",
+                             i + 1, round.plain, round.levels, round.levels / round.plain))
+            }
+            print(String(format: "single-level throughput with priorities: %.2f of without (median)", r.singleLevelRatio))
         }
     }
 

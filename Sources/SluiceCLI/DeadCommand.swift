@@ -176,11 +176,16 @@ struct DeadCommand: AsyncParsableCommand {
             let wanted = Set(id)
             var replayed = 0
             var replayedIDs = Set<String>()
+            var preparedLevels = Set<String>()
             try await DeadCommand.scan(broker, queue: queue, limit: .max) { entry in
                 guard all || wanted.contains(entry.id) else { return false }
                 replayedIDs.insert(entry.id)
                 var properties = entry.delivery.properties
                 var headers = properties.headers ?? [:]
+                // Back to the priority level it left (read before x-death goes).
+                let level = broker.topology.priority(ofDeadLetter: headers)
+                let key = Topology.levelName(queue, level)
+                if preparedLevels.insert(key).inserted { try await broker.prepare(queues: [key]) }
                 for key in [WireHeader.deadReason, WireHeader.errorType, WireHeader.errorMessage, WireHeader.deadAt, WireHeader.deadBy,
                             WireHeader.signature, WireHeader.trimmedHeaders,
                             "x-death", "x-first-death-reason", "x-first-death-queue", "x-first-death-exchange",
@@ -188,8 +193,9 @@ struct DeadCommand: AsyncParsableCommand {
                     headers[key] = nil
                 }
                 if resetAttempts { headers[WireHeader.attempt] = 1 }
+                if level != .normal { headers[WireHeader.priority] = .string(level.rawValue) }
                 properties.headers = headers
-                try await broker.publish(OutboundMessage(exchange: broker.topology.tasksExchange, routingKey: queue,
+                try await broker.publish(OutboundMessage(exchange: broker.topology.tasksExchange, routingKey: key,
                                                          body: entry.delivery.body, properties: properties, mandatory: true))
                 replayed += 1
                 return true

@@ -26,6 +26,8 @@ struct EnqueueCommand: AsyncParsableCommand {
     var name: String
     @Option(help: "The queue.")
     var queue: String = "default"
+    @Option(help: "Priority level: high, normal or low. Each level of a queue is a queue of its own (<queue>~high, <queue>~low); workers started with --priorities take from all of them, higher levels first by weight.")
+    var priority: PriorityArgument?
     @Option(help: "JSON arguments: literal JSON, @file, or - for standard input.")
     var args: String = "{}"
     @Option(help: "Start no earlier than this from now (500ms, 30s, 2m, 1h).")
@@ -56,12 +58,13 @@ struct EnqueueCommand: AsyncParsableCommand {
         if let traceparent, TraceParent(traceparent) == nil {
             throw ValidationError("--traceparent must be a W3C trace context: 00-<32 hex>-<16 hex>-<2 hex>")
         }
-        guard Topology.isValidName(queue) else { throw ValidationError("--queue must be letters, digits, '-', '_' or '.'") }
+        do { try Topology.validateQueue(queue) } catch let error as SluiceError { throw ValidationError("--queue: \(error.message)") }
     }
 
     func run() async throws {
         let arguments = try readArguments(args)
         var options = EnqueueOptions(queue: queue, maxAttempts: attempts, idempotencyKey: key, traceparent: traceparent)
+        options.priority = priority?.priority
         options.delay = delay?.duration
         if let deadline { options.deadline = Date().addingTimeInterval(deadline.duration.timeInterval) }
         let broker = try await connection.connect(name: "sluice enqueue")

@@ -28,6 +28,8 @@ struct TopologyCommand: AsyncParsableCommand {
         var vhost: String = "/"
         @Flag(help: "Include the coordinator's queues (workflows).")
         var coordinator = false
+        @Flag(help: "Include each queue's other priority levels (<queue>~high, <queue>~low), as workers started with --priorities declare them.")
+        var priorities = false
         @Option(help: "Name prefix of Sluice's exchanges and queues.")
         var prefix: String = "sluice"
         @Option(help: "Deliveries after which the broker dead-letters a task (a queue argument; workers must agree).")
@@ -41,10 +43,10 @@ struct TopologyCommand: AsyncParsableCommand {
         func run() throws {
             let topology: Topology
             do { topology = try Topology(prefix: prefix, deliveryLimit: deliveryLimit) } catch let e as SluiceError { throw ValidationError(e.message) }
-            print(Self.definitions(topology, queues: queues, vhost: vhost, coordinator: coordinator))
+            print(Self.definitions(topology, queues: queues, vhost: vhost, coordinator: coordinator, priorities: priorities))
         }
 
-        static func definitions(_ t: Topology, queues: [String], vhost: String, coordinator: Bool) -> String {
+        static func definitions(_ t: Topology, queues: [String], vhost: String, coordinator: Bool, priorities: Bool = false) -> String {
             var exchanges: [[String: Any]] = []
             for e in t.exchanges {
                 exchanges.append(["name": e.name, "vhost": vhost, "type": e.type, "durable": e.durable, "auto_delete": e.autoDelete,
@@ -58,8 +60,11 @@ struct TopologyCommand: AsyncParsableCommand {
             }
             for (q, exchange) in t.delayQueues { bind(q.name, exchange, "") }
             for q in queues {
-                declared.append(t.workQueueDeclaration(q))
-                bind(t.workQueue(q), t.tasksExchange, q)
+                for level in priorities ? TaskPriority.highestFirst : [.normal] {
+                    let name = Topology.levelName(q, level)
+                    declared.append(t.workQueueDeclaration(name))
+                    bind(t.workQueue(name), t.tasksExchange, name)
+                }
                 declared.append(t.deadQueueDeclaration(q))
                 bind(t.deadQueue(q), t.deadExchange, q)
             }

@@ -62,6 +62,10 @@ struct WorkerCommand: AsyncParsableCommand {
     var hardTimeLimit: DurationArgument?
     @Option(help: "With --processes: a task that crashed its worker process this many times while running alone (suspects of a crash run one at a time in a process of their own) is dead-lettered as crashed_worker.")
     var crashLimit: Int = 2
+    @Flag(help: "Consume every priority level of each queue (<queue>~high, <queue>, <queue>~low): while several levels have work, starts are shared by --priority-weights; a level alone with work gets every slot.")
+    var priorities = false
+    @Option(help: "With --priorities: the shares of HIGH,NORMAL,LOW while several levels have work.")
+    var priorityWeights: String = "6,3,1"
     /// The supervisor's process for suspects: it consumes the isolation queues, one task at a time.
     @Flag(help: .hidden) var isolation = false
     @OptionGroup var service: ServiceOptions
@@ -80,7 +84,12 @@ struct WorkerCommand: AsyncParsableCommand {
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be 1 or more") }
         guard (1...100).contains(crashLimit) else { throw ValidationError("--crash-limit must be from 1 to 100") }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be 1 or more") }
-        for q in queues where !Topology.isValidName(q) { throw ValidationError("--queue '\(q)' must be letters, digits, '-', '_' or '.'") }
+        for q in queues {
+            do { try Topology.validateQueue(q) } catch let error as SluiceError { throw ValidationError("--queue: \(error.message)") }
+        }
+        do { _ = try PriorityWeights(parsing: priorityWeights) } catch let error as SluiceError {
+            throw ValidationError("--priority-weights: \(error.message)")
+        }
     }
 
     func run() async throws {
@@ -101,6 +110,7 @@ struct WorkerCommand: AsyncParsableCommand {
             timeLimit: timeLimit?.duration, shutdownGrace: shutdownGrace.duration,
             publishStartedEvents: startedEvents)
         configuration.eventSigner = try eventSigner(keyFile: service.eventKeyFile)
+        if priorities { configuration.priorities = try PriorityWeights(parsing: priorityWeights) }
         if supervised {
             configuration.taskReporter = { report in
                 switch report {

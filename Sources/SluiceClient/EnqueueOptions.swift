@@ -31,11 +31,17 @@ public struct EnqueueOptions: Sendable {
     /// (RabbitMQ's direct reply-to needs the publishing channel to consume
     /// it, which `TaskClient`'s channels do not: other clients can use it.)
     public var replyTo: String?
+    /// The priority level (``TaskPriority``); nil: normal, or the level the
+    /// queue is named at (`emails~high`). Workers started with priorities
+    /// take from every level; see `Worker.Configuration.priorities`.
+    public var priority: TaskPriority?
 
     public init(queue: String? = nil, delay: Duration? = nil, notBefore: Date? = nil, maxAttempts: Int? = nil,
                 retryPolicy: RetryPolicy? = nil, idempotencyKey: String? = nil, deadline: Date? = nil, id: String? = nil,
-                traceparent: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil, replyTo: String? = nil) {
+                traceparent: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil, replyTo: String? = nil,
+                priority: TaskPriority? = nil) {
         self.queue = queue
+        self.priority = priority
         self.delay = delay
         self.notBefore = notBefore
         self.maxAttempts = maxAttempts

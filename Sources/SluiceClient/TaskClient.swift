@@ -111,7 +111,7 @@ public final class TaskClient: Sendable {
                 return true
             }
         }
-        try await prepare(Set(encoded.map(\.envelope.queue)))
+        try await prepare(Set(encoded.map { Topology.levelName($0.envelope.queue, $0.envelope.priority) }))
         let outcomes = try await broker.publish(encoded.map(\.message))
         for ((index, envelope, _), outcome) in zip(encoded, outcomes) {
             results[index] = outcome.map { envelope.id }.mapError {
@@ -142,7 +142,8 @@ public final class TaskClient: Sendable {
         // Before the task goes: a task RabbitMQ dead-letters at the delivery
         // limit (it killed every worker that took it) is answered by no worker;
         // its dead letter, copied to the reply queue, tells the listener.
-        let queue = options.queue ?? defaultQueue
+        // Dead letters come under the queue's name whatever the level.
+        let queue = Topology.splitLevel(options.queue ?? defaultQueue).queue
         if !deadLettersWatched.withLock({ $0.contains(queue) }), Topology.isValidName(queue) {
             try await prepare([queue])
             try await broker.bindReplyQueue(listener.queue, toDeadLettersOf: [queue])
@@ -226,11 +227,14 @@ public final class TaskClient: Sendable {
 
     private func envelope(for request: Request, now: Date) throws -> TaskEnvelope {
         let o = request.options
-        let queue = o.queue ?? defaultQueue
-        do { try Topology.validateQueue(queue) } catch var error as SluiceError {
+        let named = o.queue ?? defaultQueue
+        do { try Topology.validateQueue(named) } catch var error as SluiceError {
             error.task = request.name
             throw error
         }
+        // A queue may be named at a level (`emails~high`); an explicit priority wins.
+        let (queue, level) = Topology.splitLevel(named)
+        let priority = o.priority ?? level ?? .normal
         guard TaskEnvelope.isValidJSON(request.arguments) else {
             throw SluiceError(.invalidArgument, "the arguments are not valid JSON", task: request.name, queue: queue)
         }
@@ -252,7 +256,8 @@ public final class TaskClient: Sendable {
             // The retry header carries backoff only: the policy's attempt limit travels as max attempts.
             maxAttempts: o.maxAttempts ?? o.retryPolicy?.maxAttempts, retryPolicy: o.retryPolicy, notBefore: notBefore, deadline: o.deadline,
             idempotencyKey: o.idempotencyKey, workflowRunID: o.workflowRunID, workflowStep: o.workflowStep,
-            traceparent: o.traceparent ?? TraceParent.current?.child(seed: id).description, enqueuedAt: now, replyTo: o.replyTo)
+            traceparent: o.traceparent ?? TraceParent.current?.child(seed: id).description, enqueuedAt: now, replyTo: o.replyTo,
+            priority: priority)
         // Every AMQP limit is checked where the task enters (`enqueue(batch:)`,
         // on its encoded message), with an error naming the field: never
         // later, as a failed publish or a retry copy that cannot be sent.

@@ -53,7 +53,8 @@ public actor InMemoryBroker: Broker {
         for name in names {
             try Topology.validateQueue(name)
             if queues[topology.workQueue(name)] == nil { queues[topology.workQueue(name)] = Queue() }
-            if queues[topology.deadQueue(name)] == nil { queues[topology.deadQueue(name)] = Queue() }
+            let dead = topology.deadQueue(Topology.splitLevel(name).queue)
+            if queues[dead] == nil { queues[dead] = Queue() }
         }
     }
 

@@ -27,6 +27,7 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
         var traceparent: String?
         var enqueuedAt: Date?
         var replyTo: String?
+        var priority: TaskPriority
         var otherHeaders: FieldTable
     }
 
@@ -207,6 +208,13 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
         }
     }
 
+    /// The priority level the task is on (``TaskPriority``): it routes to
+    /// ``Topology/levelName(_:_:)`` of its queue, and retries come back there.
+    public var priority: TaskPriority {
+        get { box.fields.priority }
+        set { mutate { $0.priority = newValue } }
+    }
+
     /// Headers this version does not interpret, kept on retries and dead copies.
     public var otherHeaders: FieldTable {
         get { box.fields.otherHeaders }
@@ -221,8 +229,9 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
     public init(id: String = TaskEnvelope.newID(), name: String, queue: String, arguments: [UInt8], attempt: Int = 1,
                 maxAttempts: Int? = nil, retryPolicy: RetryPolicy? = nil, notBefore: Date? = nil, deadline: Date? = nil,
                 idempotencyKey: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil,
-                traceparent: String? = nil, enqueuedAt: Date? = Date(), replyTo: String? = nil, otherHeaders: FieldTable = [:]) {
-        box = Box(Fields(id: id, name: name, queue: queue, arguments: arguments, attempt: attempt, maxAttempts: maxAttempts, retryPolicy: retryPolicy, notBefore: notBefore, deadline: deadline, idempotencyKey: idempotencyKey, workflowRunID: workflowRunID, workflowStep: workflowStep, traceparent: traceparent, enqueuedAt: enqueuedAt, replyTo: replyTo, otherHeaders: otherHeaders))
+                traceparent: String? = nil, enqueuedAt: Date? = Date(), replyTo: String? = nil, priority: TaskPriority = .normal,
+                otherHeaders: FieldTable = [:]) {
+        box = Box(Fields(id: id, name: name, queue: queue, arguments: arguments, attempt: attempt, maxAttempts: maxAttempts, retryPolicy: retryPolicy, notBefore: notBefore, deadline: deadline, idempotencyKey: idempotencyKey, workflowRunID: workflowRunID, workflowStep: workflowStep, traceparent: traceparent, enqueuedAt: enqueuedAt, replyTo: replyTo, priority: priority, otherHeaders: otherHeaders))
     }
 
     /// A random task id: a version-4 UUID in lowercase. Made from the system
@@ -271,6 +280,9 @@ public enum WireHeader {
     public static let workflowStep = "sluice-workflow-step"
     public static let enqueuedAt = "sluice-enqueued-at"
     public static let traceparent = "traceparent"
+    /// The task's priority level, `high` or `low` (absent: normal). Informs;
+    /// the routing key decides where a task goes (``Topology/levelName(_:_:)``).
+    public static let priority = "sluice-priority"
     // On dead copies:
     public static let deadReason = "sluice-dead-reason"
     public static let errorType = "sluice-error-type"
@@ -288,7 +300,7 @@ public enum WireHeader {
     public static let stepSignature = "sluice-step-signature"
 
     static let known: [String] = [version, task, id, queue, attempt, maxAttempts, retry, notBefore, deadline, idempotencyKey,
-                                  workflowRun, workflowStep, enqueuedAt, traceparent, signature]
+                                  workflowRun, workflowStep, enqueuedAt, traceparent, signature, priority]
 
     /// Whether `key` is one of ``known``. A scan, not a `Set`: every task's
     /// headers are looked up here, and hashing a key costs more than
@@ -316,16 +328,20 @@ extension TaskEnvelope {
         if let workflowRunID { headers[WireHeader.workflowRun] = .string(workflowRunID) }
         if let workflowStep { headers[WireHeader.workflowStep] = .string(workflowStep) }
         if let traceparent { headers[WireHeader.traceparent] = .string(traceparent) }
+        if priority != .normal { headers[WireHeader.priority] = .string(priority.rawValue) }
         let properties = BasicProperties(
             contentType: "application/json", headers: headers, deliveryMode: 2, correlationId: workflowRunID,
             replyTo: replyTo, messageId: id, timestamp: enqueuedAt.map { UInt64(clamping: max(0, $0.epochMilliseconds / 1000)) }, type: name)
         return (properties, arguments)
     }
 
-    /// Reads a task from a message; `queue` is the queue it was consumed from.
+    /// Reads a task from a message; `queue` is the queue it was consumed from,
+    /// `priority` the level (nil: the `sluice-priority` header says, for a
+    /// queue that holds every level, such as an isolation queue).
     /// Throws ``DecodeFailure`` saying why the message is not a task this
     /// version can run (the worker dead-letters it with that reason).
-    public static func decode(properties: BasicProperties, body: [UInt8], queue: String) throws(DecodeFailure) -> TaskEnvelope {
+    public static func decode(properties: BasicProperties, body: [UInt8], queue: String,
+                              priority: TaskPriority? = .normal) throws(DecodeFailure) -> TaskEnvelope {
         let headers = properties.headers ?? [:]
         // Integers may come as decimal strings: some tools (amqp-publish -H) only send strings.
         func integer(_ value: FieldValue) -> Int? { value.intValue ?? value.stringValue.flatMap { Int($0) } }
@@ -401,7 +417,10 @@ extension TaskEnvelope {
             deadline: try date(WireHeader.deadline), idempotencyKey: try string(WireHeader.idempotencyKey),
             workflowRunID: workflowRunID,
             workflowStep: try string(WireHeader.workflowStep), traceparent: try string(WireHeader.traceparent),
-            enqueuedAt: enqueued, replyTo: properties.replyTo.flatMap { $0.isEmpty ? nil : $0 }, otherHeaders: others)
+            enqueuedAt: enqueued, replyTo: properties.replyTo.flatMap { $0.isEmpty ? nil : $0 },
+            // The level it was consumed from, like the queue: retries route back there.
+            priority: priority ?? headers[WireHeader.priority]?.stringValue.flatMap(TaskPriority.init(rawValue:)) ?? .normal,
+            otherHeaders: others)
     }
 }
 

@@ -6,15 +6,17 @@ extension Topology {
     /// into the delay tier that fits when it must wait until `notBefore`.
     public func message(for task: TaskEnvelope, now: Date = Date()) -> OutboundMessage {
         let (properties, body) = task.encode()
+        // The level's routing key: the delay ladder dead-letters under it, so a delayed task keeps its level.
+        let key = Self.levelName(task.queue, task.priority)
         if let notBefore = task.notBefore {
             let wait = Int(notBefore.epochMilliseconds - now.epochMilliseconds)
             // A few milliseconds early is on time.
             if wait > 20 {
-                return OutboundMessage(exchange: delayExchange(delayTier(for: wait)), routingKey: task.queue, body: body,
+                return OutboundMessage(exchange: delayExchange(delayTier(for: wait)), routingKey: key, body: body,
                                        properties: properties, mandatory: true)
             }
         }
-        return OutboundMessage(exchange: tasksExchange, routingKey: task.queue, body: body, properties: properties, mandatory: true)
+        return OutboundMessage(exchange: tasksExchange, routingKey: key, body: body, properties: properties, mandatory: true)
     }
 
     /// The dead-letter copy of a task (or of an undecodable message), with the
@@ -22,9 +24,11 @@ extension Topology {
     /// whose full copy would not fit a frame: only Sluice's own headers of
     /// the original are kept (each under 1 KiB), the error text is shortened,
     /// and `sluice-trimmed-headers` counts what was dropped.
+    /// `priority`: the level the task was on, kept in `sluice-priority` so
+    /// that a replay puts it back there.
     public func deadMessage(queue: String, properties: BasicProperties, body: [UInt8], reason: DeadReason,
                             errorType: String?, errorMessage: String?, worker: String, at: Date = Date(),
-                            signature: String? = nil, trimmed: Bool = false) -> OutboundMessage {
+                            signature: String? = nil, trimmed: Bool = false, priority: TaskPriority = .normal) -> OutboundMessage {
         var properties = properties
         var headers = properties.headers ?? [:]
         if trimmed {
@@ -39,6 +43,7 @@ extension Topology {
         headers[WireHeader.deadAt] = .int64(at.epochMilliseconds)
         headers[WireHeader.deadBy] = .string(worker)
         if let signature { headers[WireHeader.signature] = .string(signature) }
+        if priority != .normal { headers[WireHeader.priority] = .string(priority.rawValue) }
         properties.headers = headers
         properties.deliveryMode = 2
         return OutboundMessage(exchange: deadExchange, routingKey: queue, body: body, properties: properties, mandatory: true)
@@ -75,8 +80,29 @@ extension Topology {
 
     /// A delivery sent on, unchanged, to the isolation queue of `queue`
     /// (see ``isolationQueue(_:)``).
-    public func isolationMessage(queue: String, properties: BasicProperties, body: [UInt8]) -> OutboundMessage {
-        OutboundMessage(exchange: isolationExchange, routingKey: queue, body: body, properties: properties, mandatory: true)
+    /// The level goes along in `sluice-priority`: one isolation queue holds
+    /// every level of its queue.
+    public func isolationMessage(queue: String, properties: BasicProperties, body: [UInt8],
+                                 priority: TaskPriority = .normal) -> OutboundMessage {
+        var properties = properties
+        if priority != .normal || properties.headers?[WireHeader.priority] != nil {
+            var headers = properties.headers ?? [:]
+            headers[WireHeader.priority] = priority == .normal ? nil : .string(priority.rawValue)
+            properties.headers = headers
+        }
+        return OutboundMessage(exchange: isolationExchange, routingKey: queue, body: body, properties: properties, mandatory: true)
+    }
+
+    /// The level a dead letter was on, for a replay: its `sluice-priority`
+    /// header, else the level queue RabbitMQ dead-lettered it from
+    /// (`x-death`), else normal.
+    public func priority(ofDeadLetter headers: FieldTable) -> TaskPriority {
+        if let level = headers[WireHeader.priority]?.stringValue.flatMap(TaskPriority.init(rawValue:)) { return level }
+        if let queue = headers["x-death"]?.arrayValue?.first?.tableValue?["queue"]?.stringValue,
+           let name = queueName(fromWorkQueue: queue), let level = Self.splitLevel(name).priority {
+            return level
+        }
+        return .normal
     }
 
     /// A rough size of a header value: long strings and byte arrays by their

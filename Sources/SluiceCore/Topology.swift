@@ -6,6 +6,9 @@ public import SluiceWire
 /// ```
 /// <prefix>.tasks        direct exchange; routing key = queue name
 /// <prefix>.q.<queue>    quorum work queue; delivery limit; dead-letters to <prefix>.dead
+/// <prefix>.q.<queue>~high, <prefix>.q.<queue>~low
+///                       its other priority levels (routing keys <queue>~high, <queue>~low);
+///                       they dead-letter to the queue's one dead queue
 /// <prefix>.dead         direct exchange; routing key = queue name
 /// <prefix>.dead.<queue> quorum dead queue
 /// <prefix>.delay.<ms>   fanout exchange + quorum queue with TTL <ms> that
@@ -58,11 +61,35 @@ public struct Topology: Sendable, Hashable {
         }
     }
 
-    /// Checks a queue name; throws a clear error if it is not usable.
+    /// Checks a queue name, or one level of a queue (`emails~high`); throws
+    /// a clear error if it is not usable.
     public static func validateQueue(_ queue: String) throws {
-        guard isValidName(queue) else {
-            throw SluiceError(.invalidArgument, "queue name '\(queue)' must be 1-100 letters, digits, '-', '_' or '.'", queue: queue)
+        guard isValidName(splitLevel(queue).queue), splitLevel(queue).priority != nil else {
+            throw SluiceError(.invalidArgument, "queue name '\(queue)' must be 1-100 letters, digits, '-', '_' or '.'"
+                              + " (and may end in ~high or ~low to name one priority level)", queue: queue)
         }
+    }
+
+    // MARK: Priority levels
+
+    /// Between a queue's name and its level: a character queue names cannot hold.
+    public static let levelSeparator: Character = "~"
+
+    /// The name of one priority level of `queue`: the queue itself for normal,
+    /// `<queue>~high` or `<queue>~low` otherwise. It is the level's routing
+    /// key on the tasks exchange and names its work queue
+    /// (``workQueue(_:)``), so whatever routes by a task's queue (enqueues,
+    /// the delay ladder) keeps its level.
+    public static func levelName(_ queue: String, _ priority: TaskPriority) -> String {
+        priority == .normal ? queue : "\(queue)\(levelSeparator)\(priority.rawValue)"
+    }
+
+    /// The queue and level a level name stands for; the level is nil for an
+    /// unknown suffix (`emails~urgent`), normal without one.
+    public static func splitLevel(_ name: String) -> (queue: String, priority: TaskPriority?) {
+        guard let index = name.lastIndex(of: levelSeparator) else { return (name, .normal) }
+        let level = TaskPriority(rawValue: String(name[name.index(after: index)...]))
+        return (String(name[..<index]), level == .normal ? nil : level)
     }
 
     // MARK: Names
@@ -175,12 +202,13 @@ public struct Topology: Sendable, Hashable {
         }
     }
 
-    /// A work queue: quorum, delivery limit, at-least-once dead-lettering to its dead queue.
+    /// A work queue (or one level of one): quorum, delivery limit,
+    /// at-least-once dead-lettering to its queue's dead queue.
     public func workQueueDeclaration(_ queue: String) -> QueueDeclaration {
         quorumQueue(workQueue(queue), arguments: [
             "x-delivery-limit": .int64(Int64(deliveryLimit)),
             "x-dead-letter-exchange": .string(deadExchange),
-            "x-dead-letter-routing-key": .string(queue),
+            "x-dead-letter-routing-key": .string(Self.splitLevel(queue).queue),
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
         ])

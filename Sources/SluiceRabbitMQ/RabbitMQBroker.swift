@@ -53,11 +53,15 @@ public final class RabbitMQBroker: Broker {
             channel = try await declareQueue(queue, on: channel)
             try await channel.queueBind(queue: queue.name, exchange: exchange, routingKey: "")
         }
+        var deadQueues: Set<String> = []
         for queue in queues {
+            // A level of a queue (`emails~high`) has a work queue of its own and shares the queue's dead queue.
             channel = try await declareQueue(topology.workQueueDeclaration(queue), on: channel)
             try await channel.queueBind(queue: topology.workQueue(queue), exchange: topology.tasksExchange, routingKey: queue)
-            channel = try await declareQueue(topology.deadQueueDeclaration(queue), on: channel)
-            try await channel.queueBind(queue: topology.deadQueue(queue), exchange: topology.deadExchange, routingKey: queue)
+            let base = Topology.splitLevel(queue).queue
+            guard deadQueues.insert(base).inserted else { continue }
+            channel = try await declareQueue(topology.deadQueueDeclaration(base), on: channel)
+            try await channel.queueBind(queue: topology.deadQueue(base), exchange: topology.deadExchange, routingKey: base)
         }
     }
 

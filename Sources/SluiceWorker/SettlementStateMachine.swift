@@ -110,13 +110,17 @@ struct SettlementStateMachine {
 
     private let settings: Settings
     private let queue: String
+    /// The level the delivery was consumed from; nil for a queue that holds
+    /// every level (isolation), where the task's header says.
+    private let priority: TaskPriority?
     private let properties: BasicProperties
     private let body: [UInt8]
     private var state = State.received
 
-    init(settings: Settings, queue: String, properties: BasicProperties, body: [UInt8]) {
+    init(settings: Settings, queue: String, priority: TaskPriority? = .normal, properties: BasicProperties, body: [UInt8]) {
         self.settings = settings
         self.queue = queue
+        self.priority = priority
         self.properties = properties
         self.body = body
     }
@@ -132,7 +136,7 @@ struct SettlementStateMachine {
         }
         var task: TaskEnvelope
         do {
-            task = try TaskEnvelope.decode(properties: properties, body: body, queue: queue)
+            task = try TaskEnvelope.decode(properties: properties, body: body, queue: queue, priority: priority)
         } catch {
             return deadLetter(DeadLetter(task: nil, reason: error.reason, errorType: error.reason.rawValue, message: error.message))
         }
@@ -175,7 +179,7 @@ struct SettlementStateMachine {
         case .isolate:
             // The same message, to the process that runs suspects alone; safe before the ack.
             state = .forwarding(onRefused: nil)
-            return .publish(settings.topology.isolationMessage(queue: queue, properties: properties, body: body))
+            return .publish(settings.topology.isolationMessage(queue: queue, properties: properties, body: body, priority: task.priority))
         case .deadLetter(let reason, let message):
             return deadLetter(DeadLetter(task: task, reason: reason, errorType: reason.rawValue, message: message))
         }
@@ -388,7 +392,7 @@ struct SettlementStateMachine {
         return settings.topology.deadMessage(queue: queue, properties: properties, body: body, reason: dead.reason,
                                              errorType: dead.errorType, errorMessage: dead.message,
                                              worker: settings.workerID, signature: settings.eventSigner?.signature(of: event),
-                                             trimmed: trimmed)
+                                             trimmed: trimmed, priority: dead.task?.priority ?? priority ?? .normal)
     }
 
     /// A report's event, or straight on when nobody wants it.

@@ -37,6 +37,8 @@ public struct TaskContext: Sendable {
     public var name: String { task.name }
     /// 1 for the first run.
     public var attempt: Int { task.attempt }
+    /// The priority level the task was taken from.
+    public var priority: TaskPriority { task.priority }
     /// When the task must have finished starting.
     public var deadline: Date? { task.deadline }
     /// Use this to make side effects idempotent (execution is at-least-once).

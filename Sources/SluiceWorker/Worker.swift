@@ -65,6 +65,11 @@ public final class Worker: Service {
         /// Told when a handler starts and ends: `sluice worker --processes`
         /// uses it to find a child stuck in one task past the hard limit.
         public var taskReporter: (@Sendable (TaskReport) -> Void)?
+        /// Take from every priority level of each queue (`<queue>~high`,
+        /// `<queue>`, `<queue>~low`), sharing slots by these weights while
+        /// several levels have work; nil consumes the queues as named (a name
+        /// may itself be one level, `emails~high`).
+        public var priorities: PriorityWeights?
 
         public init(queues: [String], concurrency: Int = 10, retryPolicy: RetryPolicy = RetryPolicy(),
                     maxBodyBytes: Int = 1 << 20, maxResultBytes: Int = 64 << 10, timeLimit: Duration? = nil,
@@ -155,7 +160,7 @@ public final class Worker: Service {
         self.logger = logger
         self.eventDemand = Mutex(EventDemand(hold: configuration.unheardEventHold))
         let factory = configuration.metricsFactory ?? MetricsSystem.factory
-        self.queueMetrics = Dictionary(configuration.queues.map { ($0, QueueMetrics(queue: $0, factory: factory)) },
+        self.queueMetrics = Dictionary(Self.baseQueues(configuration).map { ($0, QueueMetrics(queue: $0, factory: factory)) },
                                        uniquingKeysWith: { first, _ in first })
     }
 
@@ -164,29 +169,38 @@ public final class Worker: Service {
     public func run() async throws {
         let queues = configuration.queues
         guard !queues.isEmpty else { throw SluiceError(.invalidArgument, "the worker needs at least one queue") }
-        try await broker.prepare(queues: queues)
-        if configuration.admission != nil || configuration.consumesIsolationQueues { try await broker.prepareIsolation(queues: queues) }
-        var consumers: [(String, BrokerConsumer)] = []
-        for queue in queues {
-            let name = configuration.consumesIsolationQueues ? topology.isolationQueue(queue) : topology.workQueue(queue)
-            consumers.append((queue, try await broker.consume(queue: name, prefetch: configuration.concurrency)))
+        for queue in queues { try Topology.validateQueue(queue) }
+        let sources = Self.sources(configuration)
+        try await broker.prepare(queues: Self.levelNames(configuration))
+        if configuration.admission != nil || configuration.consumesIsolationQueues {
+            try await broker.prepareIsolation(queues: Self.baseQueues(configuration))
+        }
+        var consumers: [(Source, BrokerConsumer)] = []
+        for source in sources {
+            consumers.append((source, try await broker.consume(queue: source.brokerQueue(topology), prefetch: configuration.concurrency)))
         }
         logger.info("worker started", metadata: [
             "queues": "\(queues.joined(separator: ","))", "concurrency": "\(configuration.concurrency)",
             "tasks": "\(registry.names.joined(separator: ","))",
         ])
         let consumersToStop = consumers
-        let slots = SlotPool(configuration.concurrency)
+        let slots = SlotPool(configuration.concurrency, weights: configuration.priorities.map { w in
+            TaskPriority.highestFirst.map { w.weight(of: $0) }
+        } ?? [1])
         let stopping = ShutdownSignal()
         let running = RunningTasks()
         let heartbeat = Task { await self.heartbeats() }
+        if configuration.priorities == nil && !configuration.consumesIsolationQueues {
+            Task { await self.warnAboutUnreadLevels() }
+        }
         let pings = Task { await self.answerPings() }
         let liveConsumers = SharedCount(consumers.count)
         let consumerFailure = FirstError()
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                for (queue, consumer) in consumersToStop {
+                for (source, consumer) in consumersToStop {
+                    let queue = source.queue, priority = source.priority, level = source.slotLevel
                     // Looked up once per consumer, not per delivery.
                     let metrics = self.queueMetrics[queue]
                     // No trace of whoever runs the worker leaks into tasks: a task
@@ -194,7 +208,7 @@ public final class Worker: Service {
                     group.addTask { await TraceParent.$current.withValue(nil) {
                         do {
                             for try await delivery in consumer {
-                                await slots.acquire()
+                                await slots.acquire(level: level)
                                 if stopping.isFired {
                                     // Buffered before the consumer was cancelled: hand it back, do not start it.
                                     try? await delivery.reject(requeue: true)
@@ -205,7 +219,7 @@ public final class Worker: Service {
                                 metrics?.inFlight.increment()
                                 // Unstructured, so that shutdown can cancel just the handlers.
                                 running.start {
-                                    await self.process(delivery, queue: queue, metrics: metrics)
+                                    await self.process(delivery, queue: queue, priority: priority, metrics: metrics)
                                     self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
                                     metrics?.inFlight.decrement()
                                     slots.release()
@@ -245,6 +259,20 @@ public final class Worker: Service {
         }
     }
 
+    /// Tasks waiting at a priority level this worker does not consume wait
+    /// until a worker with priorities comes: say so once, at start.
+    private func warnAboutUnreadLevels() async {
+        for name in configuration.queues where Topology.splitLevel(name) == (name, .normal) {
+            for level in [TaskPriority.high, .low] {
+                let levelName = Topology.levelName(name, level)
+                // A level nobody created fails the passive declare: nothing waits there.
+                guard let state = try? await broker.queueState(topology.workQueue(levelName)), state.messageCount > 0 else { continue }
+                logger.warning("tasks wait at a priority level this worker does not consume; start workers of the queue with --priorities",
+                               metadata: ["queue": "\(levelName)", "ready": "\(state.messageCount)"])
+            }
+        }
+    }
+
     /// Lets running tasks finish for the shutdown grace period; cancels the
     /// rest, which returns their deliveries to the queue.
     private func drain(_ running: RunningTasks) async {
@@ -272,9 +300,9 @@ public final class Worker: Service {
     // MARK: One delivery
 
     /// Runs one delivery to its outcome, then acknowledges it. Never throws.
-    private func process(_ delivery: BrokerDelivery, queue: String, metrics: QueueMetrics?) async {
+    private func process(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, metrics: QueueMetrics?) async {
         do {
-            try await settle(delivery, queue: queue, metrics: metrics)
+            try await settle(delivery, queue: queue, priority: priority, metrics: metrics)
         } catch {
             // Publishing the outcome failed: hand the delivery back so the broker
             // delivers it again (a cancelled one goes back when its channel closes).
@@ -285,9 +313,9 @@ public final class Worker: Service {
 
     /// Drives the delivery's ``SettlementStateMachine``: it decides, this
     /// executes (publishes, runs the handler, acknowledges).
-    private func settle(_ delivery: BrokerDelivery, queue: String, metrics: QueueMetrics?) async throws {
-        var machine = SettlementStateMachine(settings: settlementSettings, queue: queue, properties: delivery.properties,
-                                             body: delivery.body)
+    private func settle(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, metrics: QueueMetrics?) async throws {
+        var machine = SettlementStateMachine(settings: settlementSettings, queue: queue, priority: priority,
+                                             properties: delivery.properties, body: delivery.body)
         machine.eventWanted = { self.eventWanted(routingKey: $0) }
         var action = machine.received(now: Date())
         while true {

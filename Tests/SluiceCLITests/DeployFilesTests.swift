@@ -169,6 +169,16 @@ struct DeployFilesTests {
                 "regenerate it: sluice topology export --queue default --coordinator > deploy/rabbitmq/definitions.json")
         let queues = (generated?["queues"] as? [[String: Any]])?.compactMap { $0["name"] as? String } ?? []
         #expect(queues.contains("sluice.q.default") && queues.contains("sluice.dead.default") && queues.contains("sluice.coordinator"))
+        #expect(!queues.contains("sluice.q.default~high"), "levels only when asked for")
+        let (levelsStatus, levelsOutput) = try await SluiceBinary.run(["topology", "export", "--queue", "reports", "--priorities"])
+        #expect(levelsStatus == 0)
+        let levels = try JSONSerialization.jsonObject(with: Data(levelsOutput.utf8)) as? NSDictionary
+        let levelQueues = (levels?["queues"] as? [[String: Any]])?.compactMap { $0["name"] as? String } ?? []
+        #expect(Set(levelQueues.filter { $0.hasPrefix("sluice.q.") || $0.hasPrefix("sluice.dead.") })
+                == ["sluice.q.reports~high", "sluice.q.reports", "sluice.q.reports~low", "sluice.dead.reports"])
+        let levelKeys = (levels?["bindings"] as? [[String: Any]])?.filter { ($0["source"] as? String) == "sluice.tasks" }
+            .compactMap { $0["routing_key"] as? String } ?? []
+        #expect(Set(levelKeys) == ["reports~high", "reports", "reports~low"])
 
         let conf = try String(contentsOf: Self.deploy.appendingPathComponent("rabbitmq/rabbitmq.conf"), encoding: .utf8)
         var keys: [String: String] = [:]

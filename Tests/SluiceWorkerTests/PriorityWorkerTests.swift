@@ -1,0 +1,168 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceClient
+import SluiceCore
+import SluiceWire
+import Synchronization
+@testable import SluiceWorker
+import Testing
+
+/// A list several tasks append to.
+final class Appended<T: Sendable>: Sendable {
+    private let items = Mutex<[T]>([])
+    func append(_ item: T) { items.withLock { $0.append(item) } }
+    var all: [T] { items.withLock { $0 } }
+    var count: Int { items.withLock { $0.count } }
+}
+
+@Suite("Priority levels in the worker")
+struct PriorityWorkerTests {
+    /// Waits (bounded) until `count` waiters wait at `level`.
+    static func waiting(_ pool: SlotPool, level: Int, count: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while pool.waiting(level: level) < count {
+            guard ContinuousClock.now < deadline else { throw SluiceError(.timedOut, "\(count) waiters at level \(level) within 60 s") }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    /// Parks `count` acquirers at `level`; each appends its level to `order` when it gets a slot.
+    static func park(_ pool: SlotPool, level: Int, count: Int, order: Appended<Int>) async throws -> [Task<Void, Never>] {
+        var tasks: [Task<Void, Never>] = []
+        for i in 0..<count {
+            tasks.append(Task {
+                await pool.acquire(level: level)
+                order.append(level)
+            })
+            try await waiting(pool, level: level, count: i + 1)
+        }
+        return tasks
+    }
+
+    @Test("released slots go to waiting levels by weight, 6:3:1; a level alone gets them all; one level is first come, first served")
+    func slotShares() async throws {
+        let pool = SlotPool(1, weights: [6, 3, 1])
+        await pool.acquire(level: 2)  // the one slot is busy
+        let order = Appended<Int>()
+        var parked: [Task<Void, Never>] = []
+        for level in [2, 1, 0] { parked += try await Self.park(pool, level: level, count: 20, order: order) }
+        // Twenty releases, each handing the slot on to one waiter.
+        for n in 1...20 {
+            pool.release()
+            let deadline = ContinuousClock.now + .seconds(60)
+            while order.count < n {
+                guard ContinuousClock.now < deadline else { Issue.record("release \(n) woke nobody"); return }
+                await Task.yield()
+            }
+        }
+        let first = order.all
+        #expect(first.filter { $0 == 0 }.count == 12, "high: 6/10 of 20 starts, got \(first)")
+        #expect(first.filter { $0 == 1 }.count == 6, "normal: 3/10, got \(first)")
+        #expect(first.filter { $0 == 2 }.count == 2, "low is never starved: 1/10, got \(first)")
+        // Drain: high runs out first; then normal and low share 3:1; then low alone gets every slot.
+        for _ in 0..<40 { pool.release() }
+        for task in parked { await task.value }
+        let all = order.all
+        #expect(all.count == 60)
+        #expect(all.suffix(8).allSatisfy { $0 == 2 }, "the last starts are low's, alone: \(all)")
+
+        let fifo = SlotPool(1)
+        await fifo.acquire()
+        let fifoOrder = Appended<Int>()
+        var waiters: [Task<Void, Never>] = []
+        for i in 0..<5 {
+            waiters.append(Task { await fifo.acquire(); fifoOrder.append(i); fifo.release() })
+            try await Self.waiting(fifo, level: 0, count: i + 1)
+        }
+        fifo.release()
+        for w in waiters { await w.value }
+        #expect(fifoOrder.all == [0, 1, 2, 3, 4])
+    }
+
+    @Test("with priorities a worker consumes each queue's three levels, highest first; a level named alone is consumed alone")
+    func sources() throws {
+        var configuration = Worker.Configuration(queues: ["emails", "reports~high"])
+        #expect(Worker.sources(configuration).map(\.levelName) == ["emails", "reports~high"])
+        #expect(Worker.sources(configuration).map(\.slotLevel) == [0, 0], "without priorities every source waits at one level")
+        #expect(Worker.sources(configuration).last?.queue == "reports")
+        configuration.priorities = .standard
+        let sources = Worker.sources(configuration)
+        #expect(sources.map(\.levelName) == ["emails~high", "emails", "emails~low", "reports~high"])
+        #expect(sources.map(\.slotLevel) == [0, 1, 2, 0])
+        #expect(sources.allSatisfy { $0.queue == "emails" || $0.queue == "reports" })
+        configuration.consumesIsolationQueues = true
+        let isolation = Worker.sources(configuration)
+        #expect(isolation.map(\.queue) == ["emails", "reports"])
+        #expect(isolation.allSatisfy { $0.isolation && $0.priority == nil })
+    }
+
+    @Test("a high task's retry goes back to the high level through the delay ladder; its dead copy records the level")
+    func retryKeepsLevel() throws {
+        let topology = try Topology(prefix: "unit")
+        let settings = SettlementStateMachine.Settings(topology: topology, workerID: "host:1", maxBodyBytes: 1 << 20, maxResultBytes: 8,
+                                                       retryPolicy: RetryPolicy(maxAttempts: 2), eventSigner: nil, publishStartedEvents: false)
+        // A foreign producer that only routed to the level: no header.
+        let task = TaskEnvelope(id: "t-1", name: "n", queue: "emails", arguments: Array("{}".utf8))
+        let (properties, body) = task.encode()
+        var first = SettlementStateMachine(settings: settings, queue: "emails", priority: .high, properties: properties, body: body)
+        guard case .admit = first.received(now: Date()), case .run(let running, _, _) = first.admitted(.run) else {
+            Issue.record("not run"); return
+        }
+        #expect(running.priority == .high)
+        guard case .publish(let copy) = first.handlerFinished(.failure(TaskFailure("down")), milliseconds: 1, now: Date(), jitter: 0) else {
+            Issue.record("no retry copy"); return
+        }
+        #expect(copy.exchange.hasPrefix("unit.delay."))
+        #expect(copy.routingKey == "emails~high")
+        var last = SettlementStateMachine(settings: settings, queue: "emails", priority: .high, properties: copy.properties, body: copy.body)
+        // Taken from the level once its delay has passed.
+        let later = Date().addingTimeInterval(3600)
+        guard case .admit = last.received(now: later), case .run = last.admitted(.run) else { Issue.record("not run"); return }
+        guard case .publish(let dead) = last.handlerFinished(.failure(TaskFailure("down")), milliseconds: 1, now: later, jitter: 0) else {
+            Issue.record("no dead copy"); return
+        }
+        #expect(dead.exchange == "unit.dead" && dead.routingKey == "emails")
+        #expect(topology.priority(ofDeadLetter: dead.properties.headers ?? [:]) == .high)
+    }
+
+    @Test("a worker with priorities, one slot, a backlog of low tasks: high tasks enqueued later start before the low backlog is done")
+    func inMemoryOrder() async throws {
+        let broker = InMemoryBroker(topology: try Topology(prefix: "mem"))
+        let client = TaskClient(broker: broker)
+        for i in 0..<60 {
+            _ = try await client.enqueue(name: "job", json: Array(#"{"n":"low-\#(i)"}"#.utf8), options: .init(queue: "q", priority: .low))
+        }
+        for i in 0..<6 {
+            _ = try await client.enqueue(name: "job", json: Array(#"{"n":"high-\#(i)"}"#.utf8), options: .init(queue: "q~high"))
+        }
+        let order = Appended<String>()
+        var registry = HandlerRegistry()
+        registry.register("job") { context in
+            let text = String(decoding: context.arguments, as: UTF8.self)
+            order.append(text.contains("high") ? "high" : "low")
+            return nil
+        }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        var configuration = Worker.Configuration(queues: ["q"], concurrency: 1, publishStartedEvents: false, middleware: [])
+        configuration.priorities = .standard
+        let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
+        let running = Task { try await group.run() }
+        let waiter = Task { await broker.waitForEvents { $0.filter { $0.kind == .succeeded }.count == 66 } }
+        let timeout = Task {
+            try await Task.sleep(for: .seconds(60))
+            waiter.cancel()
+        }
+        let done = await waiter.value
+        timeout.cancel()
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(done, "timed out after 60 s waiting for 66 tasks to succeed")
+        let ran = order.all
+        let lastHigh = ran.lastIndex(of: "high") ?? .max
+        #expect(lastHigh < 20, "six high tasks among the first starts, not after 60 low ones: \(ran)")
+        #expect(ran.filter { $0 == "high" }.count == 6)
+    }
+}
