@@ -46,8 +46,12 @@ public struct PriorityBenchmark: Sendable {
     /// Tasks per single-level throughput measurement.
     public var tasks: Int
     public var rounds: Int
+    /// How long each task of the backlog phase takes (0: no work).
+    public var taskMilliseconds: Int
 
-    public init(url: AMQPURL, backlog: Int = 50_000, highs: Int = 500, concurrency: Int = 100, tasks: Int = 20_000, rounds: Int = 2) {
+    public init(url: AMQPURL, backlog: Int = 50_000, highs: Int = 500, concurrency: Int = 100, tasks: Int = 20_000, rounds: Int = 2,
+                taskMilliseconds: Int = 0) {
+        self.taskMilliseconds = taskMilliseconds
         self.url = url
         self.backlog = backlog
         self.highs = highs
@@ -93,8 +97,10 @@ public struct PriorityBenchmark: Sendable {
         logger.logLevel = .warning
         let starts = Starts()
         var registry = HandlerRegistry()
+        let taskMilliseconds = self.taskMilliseconds
         registry.register("bench.level") { context in
             starts.record(try context.decode(Arguments.self))
+            if taskMilliseconds > 0 { try await Task.sleep(for: .milliseconds(taskMilliseconds)) }
             return nil
         }
         registry.register("bench.noop") { _ in nil }
@@ -102,6 +108,8 @@ public struct PriorityBenchmark: Sendable {
         func start(_ queue: String, priorities: Bool) -> (Worker, ServiceGroup, Task<Void, any Error>) {
             var configuration = Worker.Configuration(queues: [queue], concurrency: concurrency)
             if priorities { configuration.priorities = .standard }
+            // Both with the prefetch priorities use, so that the levels are what differs.
+            configuration.prefetch = 2 * concurrency
             let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
             let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
             return (worker, group, Task { try await group.run() })

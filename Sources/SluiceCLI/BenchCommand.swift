@@ -423,13 +423,15 @@ struct BenchCommand: AsyncParsableCommand {
             enqueues --highs high tasks; reports their enqueue-to-start time (p50, p99, max) and \
             low's share of the starts until the last high one started, beside the share its weight \
             promises. Then, in --rounds alternating pairs, drains --tasks normal tasks with a worker \
-            without priorities and one with them, and reports the ratio of their rates.
+            without priorities and one with them (both with a prefetch of twice --concurrency, as \
+            priorities set), and reports the ratio of their rates.
             """)
         @Option(help: "Low tasks waiting before the high ones come.") var backlog = 50_000
         @Option(help: "High tasks enqueued behind them.") var highs = 500
         @Option(help: "The worker's slots.") var concurrency = 100
         @Option(help: "Tasks per single-level throughput measurement.") var tasks = 20_000
         @Option(help: "Pairs of single-level measurements.") var rounds = 2
+        @Option(help: "How long each low and high task takes, in milliseconds (0: no work).") var taskMs = 0
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var connection: ConnectionOptions
 
@@ -437,12 +439,13 @@ struct BenchCommand: AsyncParsableCommand {
             guard backlog >= 1, highs >= 1, concurrency >= 1, tasks >= 1, rounds >= 1 else {
                 throw ValidationError("--backlog, --highs, --concurrency, --tasks and --rounds must be 1 or more")
             }
+            guard (0...60_000).contains(taskMs) else { throw ValidationError("--task-ms must be from 0 to 60000") }
         }
 
         func run() async throws {
             let quiet = json
             let r = try await PriorityBenchmark(url: try connection.resolvedURL(), backlog: backlog, highs: highs,
-                                                concurrency: concurrency, tasks: tasks, rounds: rounds)
+                                                concurrency: concurrency, tasks: tasks, rounds: rounds, taskMilliseconds: taskMs)
                 .run(progress: { if !quiet { standardError($0) } })
             let rounded = { (x: Double) in (x * 1000).rounded() / 1000 }
             if json {
@@ -455,7 +458,8 @@ struct BenchCommand: AsyncParsableCommand {
                            "single_level_ratio": rounded(r.singleLevelRatio)])
                 return
             }
-            print("\(r.highs) high tasks behind \(r.backlog) low ones, one worker, --concurrency \(r.concurrency), weights 6:3:1")
+            print("\(r.highs) high tasks behind \(r.backlog) low ones, one worker, --concurrency \(r.concurrency), weights 6:3:1"
+                  + (taskMs > 0 ? ", \(taskMs) ms per task" : ""))
             print(String(format: "high enqueue-to-start: p50 %.1f ms, p99 %.1f ms, max %.1f ms", r.highStart(percentile: 50),
                          r.highStart(percentile: 99), r.highStartMilliseconds.last ?? 0))
             print(String(format: "meanwhile low started %d, high %d: low's share %.1f%% (its weight promises %.1f%% while both wait)",

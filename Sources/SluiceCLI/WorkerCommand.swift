@@ -66,6 +66,8 @@ struct WorkerCommand: AsyncParsableCommand {
     var priorities = false
     @Option(help: "With --priorities: the shares of HIGH,NORMAL,LOW while several levels have work.")
     var priorityWeights: String = "6,3,1"
+    @Option(help: "Unacknowledged tasks the broker may send ahead per queue (or level); default: --concurrency, twice it with --priorities. More keeps slots busy between an ack and the next delivery; fewer leaves more for other workers.")
+    var prefetch: Int?
     /// The supervisor's process for suspects: it consumes the isolation queues, one task at a time.
     @Flag(help: .hidden) var isolation = false
     @OptionGroup var service: ServiceOptions
@@ -87,6 +89,7 @@ struct WorkerCommand: AsyncParsableCommand {
         for q in queues {
             do { try Topology.validateQueue(q) } catch let error as SluiceError { throw ValidationError("--queue: \(error.message)") }
         }
+        if let prefetch { guard (1...65535).contains(prefetch) else { throw ValidationError("--prefetch must be from 1 to 65535") } }
         do { _ = try PriorityWeights(parsing: priorityWeights) } catch let error as SluiceError {
             throw ValidationError("--priority-weights: \(error.message)")
         }
@@ -111,6 +114,7 @@ struct WorkerCommand: AsyncParsableCommand {
             publishStartedEvents: startedEvents)
         configuration.eventSigner = try eventSigner(keyFile: service.eventKeyFile)
         if priorities { configuration.priorities = try PriorityWeights(parsing: priorityWeights) }
+        configuration.prefetch = prefetch
         if supervised {
             configuration.taskReporter = { report in
                 switch report {

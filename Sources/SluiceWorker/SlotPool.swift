@@ -1,20 +1,24 @@
 import DequeModule
 import Synchronization
 
-/// Limits how many tasks run at once; waiters resume in order.
+/// Limits how many tasks run at once, and decides which waiting delivery
+/// starts when a slot frees.
 ///
-/// A lock, not an actor: a free slot is taken without suspending, so the
-/// common case (prefetch already bounds deliveries to the concurrency) costs
-/// no executor hop per task.
-///
-/// With priority levels, each waiter waits at a level (0 highest). A free
-/// slot goes to whoever asks; a slot released while several levels wait goes
-/// to a level picked by smooth weighted round robin over the levels that
-/// wait, so each gets its weight's share of the starts and none starves.
+/// A delivery is submitted with the code that starts it. With a free slot
+/// that code runs at once, under no suspension (prefetch already bounds
+/// deliveries to the concurrency, so this is the common case). Otherwise it
+/// waits at its level (0 highest), and each released slot starts a waiting
+/// delivery of a level picked by smooth weighted round robin over the levels
+/// with deliveries waiting: each gets its weight's share of the starts and
+/// none starves; within a level, first come, first started. Consumers hand
+/// over every delivery they receive (the broker sends at most the prefetch),
+/// so a level with a backlog always has one waiting when a slot frees.
 final class SlotPool: Sendable {
+    typealias Start = @Sendable () -> Void
+
     private struct State {
         var free: Int
-        var waiters: [Deque<CheckedContinuation<Void, Never>>]
+        var waiting: [Deque<Start>]
         /// Smooth weighted round robin: each level's running credit.
         var credit: [Int]
     }
@@ -25,49 +29,43 @@ final class SlotPool: Sendable {
     /// `weights`: one per level, highest level first; one level by default.
     init(_ count: Int, weights: [Int] = [1]) {
         self.weights = weights.isEmpty ? [1] : weights.map { max(1, $0) }
-        state = Mutex(State(free: max(1, count), waiters: Array(repeating: [], count: self.weights.count),
+        state = Mutex(State(free: max(1, count), waiting: Array(repeating: [], count: self.weights.count),
                             credit: Array(repeating: 0, count: self.weights.count)))
     }
 
-    func acquire(level: Int = 0) async {
-        let taken = state.withLock { s -> Bool in
-            guard s.free > 0 else { return false }
+    /// Runs `start` now if a slot is free (taking it), else once one is
+    /// released to this level. `start` must lead to exactly one ``release()``.
+    func submit(level: Int = 0, _ start: @escaping Start) {
+        let level = min(max(0, level), weights.count - 1)
+        let now = state.withLock { s -> Bool in
+            guard s.free > 0 else {
+                s.waiting[level].append(start)
+                return false
+            }
             s.free -= 1
             return true
         }
-        if taken { return }
-        let level = min(max(0, level), weights.count - 1)
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            // A slot may have been released since the check above.
-            let resumeNow = state.withLock { s -> Bool in
-                if s.free > 0 {
-                    s.free -= 1
-                    return true
-                }
-                s.waiters[level].append(continuation)
-                return false
-            }
-            if resumeNow { continuation.resume() }
-        }
+        if now { start() }
     }
 
+    /// Gives the slot to the next waiting delivery, or frees it.
     func release() {
-        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+        let next = state.withLock { s -> Start? in
             guard let level = Self.pick(&s, weights: weights) else {
                 s.free += 1
                 return nil
             }
-            return s.waiters[level].popFirst()
+            return s.waiting[level].popFirst()
         }
-        waiter?.resume()
+        next?()
     }
 
-    /// The level whose first waiter gets a released slot, or nil if none waits.
+    /// The level whose first delivery gets a released slot, or nil if none waits.
     private static func pick(_ s: inout State, weights: [Int]) -> Int? {
-        if weights.count == 1 { return s.waiters[0].isEmpty ? nil : 0 }
+        if weights.count == 1 { return s.waiting[0].isEmpty ? nil : 0 }
         var best: Int?
         var total = 0
-        for level in weights.indices where !s.waiters[level].isEmpty {
+        for level in weights.indices where !s.waiting[level].isEmpty {
             s.credit[level] += weights[level]
             total += weights[level]
             if best == nil || s.credit[level] > s.credit[best!] { best = level }
@@ -76,6 +74,6 @@ final class SlotPool: Sendable {
         return best
     }
 
-    /// How many wait at `level` (for tests).
-    func waiting(level: Int) -> Int { state.withLock { $0.waiters[level].count } }
+    /// How many deliveries wait at `level` (for tests).
+    func waiting(level: Int) -> Int { state.withLock { $0.waiting[level].count } }
 }

@@ -70,6 +70,12 @@ public final class Worker: Service {
         /// several levels have work; nil consumes the queues as named (a name
         /// may itself be one level, `emails~high`).
         public var priorities: PriorityWeights?
+        /// Unacknowledged deliveries the broker may send ahead, per consumed
+        /// queue (or level); nil: the concurrency, twice it with priorities.
+        /// More than the concurrency keeps slots busy across the round trip
+        /// between an ack and the next delivery, at the price of holding
+        /// tasks another idle worker could have taken.
+        public var prefetch: Int?
 
         public init(queues: [String], concurrency: Int = 10, retryPolicy: RetryPolicy = RetryPolicy(),
                     maxBodyBytes: Int = 1 << 20, maxResultBytes: Int = 64 << 10, timeLimit: Duration? = nil,
@@ -176,8 +182,13 @@ public final class Worker: Service {
             try await broker.prepareIsolation(queues: Self.baseQueues(configuration))
         }
         var consumers: [(Source, BrokerConsumer)] = []
+        // With priorities a level may hold twice the slots: with only as many
+        // as there are, a level running most of them would have none left
+        // waiting when a slot frees, and its weight would not count.
+        let prefetch = configuration.prefetch.map { max(1, $0) }
+            ?? (configuration.priorities == nil ? configuration.concurrency : 2 * configuration.concurrency)
         for source in sources {
-            consumers.append((source, try await broker.consume(queue: source.brokerQueue(topology), prefetch: configuration.concurrency)))
+            consumers.append((source, try await broker.consume(queue: source.brokerQueue(topology), prefetch: prefetch)))
         }
         logger.info("worker started", metadata: [
             "queues": "\(queues.joined(separator: ","))", "concurrency": "\(configuration.concurrency)",
@@ -208,21 +219,23 @@ public final class Worker: Service {
                     group.addTask { await TraceParent.$current.withValue(nil) {
                         do {
                             for try await delivery in consumer {
-                                await slots.acquire(level: level)
-                                if stopping.isFired {
-                                    // Buffered before the consumer was cancelled: hand it back, do not start it.
-                                    try? await delivery.reject(requeue: true)
-                                    slots.release()
-                                    continue
-                                }
-                                self.statsBox.withLock { $0.inFlight += 1 }
-                                metrics?.inFlight.increment()
-                                // Unstructured, so that shutdown can cancel just the handlers.
-                                running.start {
-                                    await self.process(delivery, queue: queue, priority: priority, metrics: metrics)
-                                    self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
-                                    metrics?.inFlight.decrement()
-                                    slots.release()
+                                // Starts now if a slot is free, else when one is released to this level.
+                                slots.submit(level: level) {
+                                    // Unstructured, so that shutdown can cancel just the handlers.
+                                    running.start {
+                                        if stopping.isFired {
+                                            // Received before the consumer was cancelled: hand it back, do not start it.
+                                            try? await delivery.reject(requeue: true)
+                                            slots.release()
+                                            return
+                                        }
+                                        self.statsBox.withLock { $0.inFlight += 1 }
+                                        metrics?.inFlight.increment()
+                                        await self.process(delivery, queue: queue, priority: priority, metrics: metrics)
+                                        self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
+                                        metrics?.inFlight.decrement()
+                                        slots.release()
+                                    }
                                 }
                             }
                         } catch {

@@ -18,65 +18,36 @@ final class Appended<T: Sendable>: Sendable {
 
 @Suite("Priority levels in the worker")
 struct PriorityWorkerTests {
-    /// Waits (bounded) until `count` waiters wait at `level`.
-    static func waiting(_ pool: SlotPool, level: Int, count: Int) async throws {
-        let deadline = ContinuousClock.now + .seconds(60)
-        while pool.waiting(level: level) < count {
-            guard ContinuousClock.now < deadline else { throw SluiceError(.timedOut, "\(count) waiters at level \(level) within 60 s") }
-            try await Task.sleep(for: .milliseconds(1))
-        }
-    }
-
-    /// Parks `count` acquirers at `level`; each appends its level to `order` when it gets a slot.
-    static func park(_ pool: SlotPool, level: Int, count: Int, order: Appended<Int>) async throws -> [Task<Void, Never>] {
-        var tasks: [Task<Void, Never>] = []
-        for i in 0..<count {
-            tasks.append(Task {
-                await pool.acquire(level: level)
-                order.append(level)
-            })
-            try await waiting(pool, level: level, count: i + 1)
-        }
-        return tasks
-    }
-
     @Test("released slots go to waiting levels by weight, 6:3:1; a level alone gets them all; one level is first come, first served")
-    func slotShares() async throws {
+    func slotShares() {
         let pool = SlotPool(1, weights: [6, 3, 1])
-        await pool.acquire(level: 2)  // the one slot is busy
         let order = Appended<Int>()
-        var parked: [Task<Void, Never>] = []
-        for level in [2, 1, 0] { parked += try await Self.park(pool, level: level, count: 20, order: order) }
-        // Twenty releases, each handing the slot on to one waiter.
-        for n in 1...20 {
-            pool.release()
-            let deadline = ContinuousClock.now + .seconds(60)
-            while order.count < n {
-                guard ContinuousClock.now < deadline else { Issue.record("release \(n) woke nobody"); return }
-                await Task.yield()
-            }
+        pool.submit(level: 2) {}  // takes the one slot: everything after waits
+        for level in [2, 1, 0] {
+            for _ in 0..<20 { pool.submit(level: level) { order.append(level) } }
         }
+        #expect(order.count == 0)
+        #expect((0...2).map { pool.waiting(level: $0) } == [20, 20, 20])
+        for _ in 0..<20 { pool.release() }
         let first = order.all
         #expect(first.filter { $0 == 0 }.count == 12, "high: 6/10 of 20 starts, got \(first)")
         #expect(first.filter { $0 == 1 }.count == 6, "normal: 3/10, got \(first)")
         #expect(first.filter { $0 == 2 }.count == 2, "low is never starved: 1/10, got \(first)")
         // Drain: high runs out first; then normal and low share 3:1; then low alone gets every slot.
         for _ in 0..<40 { pool.release() }
-        for task in parked { await task.value }
         let all = order.all
         #expect(all.count == 60)
         #expect(all.suffix(8).allSatisfy { $0 == 2 }, "the last starts are low's, alone: \(all)")
+        // Every slot back: the next delivery starts at once.
+        pool.release()
+        pool.submit(level: 1) { order.append(9) }
+        #expect(order.all.last == 9)
 
         let fifo = SlotPool(1)
-        await fifo.acquire()
         let fifoOrder = Appended<Int>()
-        var waiters: [Task<Void, Never>] = []
-        for i in 0..<5 {
-            waiters.append(Task { await fifo.acquire(); fifoOrder.append(i); fifo.release() })
-            try await Self.waiting(fifo, level: 0, count: i + 1)
-        }
-        fifo.release()
-        for w in waiters { await w.value }
+        fifo.submit {}
+        for i in 0..<5 { fifo.submit { fifoOrder.append(i) } }
+        for _ in 0..<5 { fifo.release() }
         #expect(fifoOrder.all == [0, 1, 2, 3, 4])
     }
 
