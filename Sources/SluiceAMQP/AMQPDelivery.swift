@@ -37,6 +37,12 @@ public struct AMQPDelivery: Sendable {
         public let deliveryTag: UInt64
         let generation: UInt64
 
+        /// Whether it came on a connection since lost: its ack would be
+        /// refused, and the broker delivers it again.
+        public var isStale: Bool {
+            !channel.core.connectedFlag.load() || generation != channel.core.generationFlag.load()
+        }
+
         /// Acknowledges the delivery.
         public func ack() async throws {
             try await channel.acknowledge(self, .ack(multiple: false))

@@ -49,6 +49,11 @@ struct DeadCommand: AsyncParsableCommand {
     /// channel and waits (up to 15 s) until the queue counts the messages it
     /// put back, so that a replay or purge run right after a listing sees
     /// every dead task.
+    /// A dead queue belongs to a queue, not to one of its levels.
+    static func checkQueue(_ queue: String) throws {
+        do { try Topology.validateBaseQueue(queue) } catch let error as SluiceError { throw ValidationError(error.message) }
+    }
+
     static func scan(_ broker: RabbitMQBroker, queue: String, limit: Int,
                      visit: (Entry) async throws -> Bool) async throws {
         let name = broker.topology.deadQueue(queue)
@@ -84,9 +89,9 @@ struct DeadCommand: AsyncParsableCommand {
     }
 
     /// The ready count once no other reader (an earlier `dead list` still
-    /// handing its messages back) holds the queue, waiting up to 15 s for that.
+    /// handing its messages back) holds the queue, waiting up to 60 s for that.
     static func settledCount(_ broker: RabbitMQBroker, _ name: String) async throws -> Int {
-        let deadline = ContinuousClock.now + .seconds(15)
+        let deadline = ContinuousClock.now + .seconds(60)
         while true {
             let state = try await broker.queueState(name)
             if state.consumerCount == 0 || ContinuousClock.now >= deadline { return Int(state.messageCount) }
@@ -94,9 +99,12 @@ struct DeadCommand: AsyncParsableCommand {
         }
     }
 
-    /// Waits (up to 15 s) until `name` counts at least `count` ready messages.
+    /// Waits (up to 60 s) until `name` counts at least `count` ready
+    /// messages: a quorum queue counts returned messages as ready again only
+    /// after its log has them, which on a busy broker took over 15 s, and a
+    /// `dead replay` right after this reader must see every one.
     static func waitForReady(_ broker: RabbitMQBroker, _ name: String, atLeast count: Int) async {
-        let deadline = ContinuousClock.now + .seconds(15)
+        let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             guard let state = try? await broker.queueState(name) else { return }
             if Int(state.messageCount) >= count { return }
@@ -110,6 +118,8 @@ struct DeadCommand: AsyncParsableCommand {
         @Option(help: "Show at most this many.") var limit: Int = 100
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var connection: ConnectionOptions
+
+        func validate() throws { try DeadCommand.checkQueue(queue) }
 
         func run() async throws {
             let broker = try await connection.connect(name: "sluice dead list")
@@ -137,6 +147,8 @@ struct DeadCommand: AsyncParsableCommand {
         @Argument(help: "The queue.") var queue: String
         @Argument(help: "The task id.") var id: String
         @OptionGroup var connection: ConnectionOptions
+
+        func validate() throws { try DeadCommand.checkQueue(queue) }
 
         func run() async throws {
             let broker = try await connection.connect(name: "sluice dead show")
@@ -168,6 +180,7 @@ struct DeadCommand: AsyncParsableCommand {
         @OptionGroup var connection: ConnectionOptions
 
         func validate() throws {
+            try DeadCommand.checkQueue(queue)
             guard all != !id.isEmpty else { throw ValidationError("give --id ID (one or more) or --all") }
         }
 
@@ -211,6 +224,8 @@ struct DeadCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete every task in a queue's dead queue.")
         @Argument(help: "The queue.") var queue: String
         @OptionGroup var connection: ConnectionOptions
+
+        func validate() throws { try DeadCommand.checkQueue(queue) }
 
         func run() async throws {
             let broker = try await connection.connect(name: "sluice dead purge")

@@ -153,6 +153,13 @@ public protocol DeliveryAcknowledger: Sendable {
     func ack() async throws
     /// Back to the queue (`requeue`) or to the queue's dead-letter exchange.
     func reject(requeue: Bool) async throws
+    /// Whether the delivery came on a connection since lost (the broker
+    /// delivers it again; it must not run here).
+    var isStale: Bool { get }
+}
+
+extension DeliveryAcknowledger {
+    public var isStale: Bool { false }
 }
 
 /// One message received from a broker queue.
@@ -177,4 +184,6 @@ public struct BrokerDelivery: Sendable {
 
     public func ack() async throws { try await acknowledger.ack() }
     public func reject(requeue: Bool) async throws { try await acknowledger.reject(requeue: requeue) }
+    /// See ``DeliveryAcknowledger/isStale``.
+    public var isStale: Bool { acknowledger.isStale }
 }

@@ -217,12 +217,16 @@ public actor InMemoryBroker: Broker {
 
     private func queueName(_ brokerQueue: String) -> String? { topology.queueName(fromWorkQueue: brokerQueue) }
 
+    /// `queue`: the work queue's name after the prefix, possibly one level
+    /// (`emails~high`); every level dead-letters under its queue's name.
     private func deadLetter(_ message: OutboundMessage, queue: String, reason: DeadReason) {
         var dead = message
         dead.exchange = topology.deadExchange
-        dead.routingKey = queue
+        dead.routingKey = Topology.splitLevel(queue).queue
         var headers = dead.properties.headers ?? [:]
-        headers["x-first-death-reason"] = .string(reason == .deliveryLimit ? "delivery_limit" : "rejected")
+        let why = reason == .deliveryLimit ? "delivery_limit" : "rejected"
+        headers["x-first-death-reason"] = .string(why)
+        headers["x-death"] = .array([.table(["queue": .string(topology.workQueue(queue)), "reason": .string(why)])])
         dead.properties.headers = headers
         _ = route(dead)
     }

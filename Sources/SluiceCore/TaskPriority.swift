@@ -35,10 +35,10 @@ public struct PriorityWeights: Sendable, Hashable {
     public var normal: Int
     public var low: Int
 
-    /// Each weight at least 1.
+    /// Each weight from 1 to 1,000.
     public init(high: Int = 6, normal: Int = 3, low: Int = 1) throws {
-        guard high >= 1, normal >= 1, low >= 1 else {
-            throw SluiceError(.invalidArgument, "priority weights must be 1 or more (got high \(high), normal \(normal), low \(low))")
+        guard [high, normal, low].allSatisfy({ (1...1000).contains($0) }) else {
+            throw SluiceError(.invalidArgument, "priority weights must be from 1 to 1000 (got high \(high), normal \(normal), low \(low))")
         }
         self.high = high
         self.normal = normal

@@ -43,7 +43,8 @@ extension Topology {
         headers[WireHeader.deadAt] = .int64(at.epochMilliseconds)
         headers[WireHeader.deadBy] = .string(worker)
         if let signature { headers[WireHeader.signature] = .string(signature) }
-        if priority != .normal { headers[WireHeader.priority] = .string(priority.rawValue) }
+        // The level it was taken from, whatever a producer's header said: a replay goes back there.
+        headers[WireHeader.priority] = priority == .normal ? nil : .string(priority.rawValue)
         properties.headers = headers
         properties.deliveryMode = 2
         return OutboundMessage(exchange: deadExchange, routingKey: queue, body: body, properties: properties, mandatory: true)

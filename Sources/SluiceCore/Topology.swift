@@ -70,6 +70,16 @@ public struct Topology: Sendable, Hashable {
         }
     }
 
+    /// Checks a queue name that may not name a level (dead queues, isolation
+    /// queues: one per queue, shared by its levels).
+    public static func validateBaseQueue(_ queue: String) throws {
+        guard isValidName(queue) else {
+            let hint = splitLevel(queue).priority != nil && isValidName(splitLevel(queue).queue)
+                ? "; every level of a queue shares its dead and isolation queues: name '\(splitLevel(queue).queue)'" : ""
+            throw SluiceError(.invalidArgument, "queue name '\(queue)' must be 1-100 letters, digits, '-', '_' or '.'" + hint, queue: queue)
+        }
+    }
+
     // MARK: Priority levels
 
     /// Between a queue's name and its level: a character queue names cannot hold.

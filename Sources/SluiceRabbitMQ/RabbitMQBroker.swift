@@ -66,7 +66,7 @@ public final class RabbitMQBroker: Broker {
     }
 
     public func prepareIsolation(queues: [String]) async throws {
-        for queue in queues { try Topology.validateQueue(queue) }
+        for queue in queues { try Topology.validateBaseQueue(queue) }
         try await retryingTransient("declaring the isolation queues") { try await self.declareIsolationTopology(queues: queues) }
     }
 
@@ -186,7 +186,7 @@ public final class RabbitMQBroker: Broker {
     }
 
     public func watchDeadLetters(of queues: [String]) async throws {
-        for queue in queues { try Topology.validateQueue(queue) }
+        for queue in queues { try Topology.validateBaseQueue(queue) }
         let channel = try await connection.openChannel()
         defer { Task { try? await channel.close() } }
         for queue in queues {
@@ -323,5 +323,6 @@ public final class RabbitMQBroker: Broker {
         let receipt: AMQPDelivery.Receipt
         func ack() async throws { try await receipt.ack() }
         func reject(requeue: Bool) async throws { try await receipt.reject(requeue: requeue) }
+        var isStale: Bool { receipt.isStale }
     }
 }

@@ -5,8 +5,8 @@ import Synchronization
 /// starts when a slot frees.
 ///
 /// A delivery is submitted with the code that starts it. With a free slot
-/// that code runs at once, under no suspension (prefetch already bounds
-/// deliveries to the concurrency, so this is the common case). Otherwise it
+/// that code runs at once, under no suspension (with a prefetch of the
+/// concurrency, the default, this is the common case). Otherwise it
 /// waits at its level (0 highest), and each released slot starts a waiting
 /// delivery of a level picked by smooth weighted round robin over the levels
 /// with deliveries waiting: each gets its weight's share of the starts and
@@ -14,7 +14,10 @@ import Synchronization
 /// over every delivery they receive (the broker sends at most the prefetch),
 /// so a level with a backlog always has one waiting when a slot frees.
 final class SlotPool: Sendable {
-    typealias Start = @Sendable () -> Void
+    /// Called with `true` to start the delivery (holding a slot), or with
+    /// `false` to hand it back without one (``abandonWaiting()``). One
+    /// closure, not two: it is made for every delivery.
+    typealias Start = @Sendable (_ run: Bool) -> Void
 
     private struct State {
         var free: Int
@@ -33,8 +36,10 @@ final class SlotPool: Sendable {
                             credit: Array(repeating: 0, count: self.weights.count)))
     }
 
-    /// Runs `start` now if a slot is free (taking it), else once one is
-    /// released to this level. `start` must lead to exactly one ``release()``.
+    /// Calls `start(true)` now if a slot is free (taking it), else once one
+    /// is released to this level; a start must lead to exactly one
+    /// ``release()``. If ``abandonWaiting()`` comes first, `start(false)`
+    /// (no slot taken).
     func submit(level: Int = 0, _ start: @escaping Start) {
         let level = min(max(0, level), weights.count - 1)
         let now = state.withLock { s -> Bool in
@@ -45,7 +50,7 @@ final class SlotPool: Sendable {
             s.free -= 1
             return true
         }
-        if now { start() }
+        if now { start(true) }
     }
 
     /// Gives the slot to the next waiting delivery, or frees it.
@@ -57,7 +62,18 @@ final class SlotPool: Sendable {
             }
             return s.waiting[level].popFirst()
         }
-        next?()
+        next?(true)
+    }
+
+    /// Calls `start(false)` for every delivery still waiting (shutdown: they
+    /// are handed back now rather than when a slot frees).
+    func abandonWaiting() {
+        let abandoned = state.withLock { s -> [Start] in
+            let all = s.waiting.flatMap { Array($0) }
+            for level in s.waiting.indices { s.waiting[level].removeAll() }
+            return all
+        }
+        for start in abandoned { start(false) }
     }
 
     /// The level whose first delivery gets a released slot, or nil if none waits.

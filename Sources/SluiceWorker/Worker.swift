@@ -22,7 +22,7 @@ public final class Worker: Service {
     public struct Configuration: Sendable {
         /// Queues to consume (names without prefix).
         public var queues: [String]
-        /// Tasks run at once (and each queue's prefetch).
+        /// Tasks run at once (and, unless ``prefetch`` says otherwise, each queue's prefetch).
         public var concurrency: Int
         /// Retry policy for tasks that do not carry their own.
         public var retryPolicy: RetryPolicy
@@ -185,7 +185,10 @@ public final class Worker: Service {
         // With priorities a level may hold twice the slots: with only as many
         // as there are, a level running most of them would have none left
         // waiting when a slot frees, and its weight would not count.
-        let prefetch = configuration.prefetch.map { max(1, $0) }
+        // The process for crash suspects holds one at a time: a crash returns
+        // every delivery it holds, each counting toward the delivery limit.
+        let prefetch = configuration.consumesIsolationQueues ? configuration.concurrency
+            : configuration.prefetch.map { max(1, $0) }
             ?? (configuration.priorities == nil ? configuration.concurrency : 2 * configuration.concurrency)
         for source in sources {
             consumers.append((source, try await broker.consume(queue: source.brokerQueue(topology), prefetch: prefetch)))
@@ -219,13 +222,24 @@ public final class Worker: Service {
                     group.addTask { await TraceParent.$current.withValue(nil) {
                         do {
                             for try await delivery in consumer {
-                                // Starts now if a slot is free, else when one is released to this level.
-                                slots.submit(level: level) {
+                                if stopping.isFired {
+                                    // Received before the consumer was cancelled: hand it back, do not start it.
+                                    running.start { try? await delivery.reject(requeue: true) }
+                                    continue
+                                }
+                                // Starts now if a slot is free, else when one is released to this level;
+                                // handed back without a slot if shutdown comes first.
+                                slots.submit(level: level) { run in
+                                    guard run else {
+                                        running.start { try? await delivery.reject(requeue: true) }
+                                        return
+                                    }
                                     // Unstructured, so that shutdown can cancel just the handlers.
                                     running.start {
-                                        if stopping.isFired {
-                                            // Received before the consumer was cancelled: hand it back, do not start it.
-                                            try? await delivery.reject(requeue: true)
+                                        if stopping.isFired || delivery.isStale {
+                                            // Shutdown came, or the connection was lost (the broker
+                                            // delivers it again): hand it back, do not start it.
+                                            if !delivery.isStale { try? await delivery.reject(requeue: true) }
                                             slots.release()
                                             return
                                         }
@@ -246,9 +260,11 @@ public final class Worker: Service {
                         if liveConsumers.decrement() == 0 { stopping.fire() }
                     } }
                 }
-                // Shutdown: cancel the consumers, which ends the loops above.
+                // Shutdown: cancel the consumers, which ends the loops above,
+                // and hand back at once what waits for a slot.
                 group.addTask {
                     await stopping.wait()
+                    slots.abandonWaiting()
                     for (_, consumer) in consumersToStop { try? await consumer.cancel() }
                 }
             }
@@ -275,8 +291,9 @@ public final class Worker: Service {
     /// Tasks waiting at a priority level this worker does not consume wait
     /// until a worker with priorities comes: say so once, at start.
     private func warnAboutUnreadLevels() async {
+        let consumed = Set(Self.levelNames(configuration))
         for name in configuration.queues where Topology.splitLevel(name) == (name, .normal) {
-            for level in [TaskPriority.high, .low] {
+            for level in [TaskPriority.high, .low] where !consumed.contains(Topology.levelName(name, level)) {
                 let levelName = Topology.levelName(name, level)
                 // A level nobody created fails the passive declare: nothing waits there.
                 guard let state = try? await broker.queueState(topology.workQueue(levelName)), state.messageCount > 0 else { continue }

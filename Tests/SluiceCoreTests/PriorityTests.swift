@@ -59,6 +59,13 @@ struct PriorityTests {
                                              errorType: nil, errorMessage: nil, worker: "w", priority: .high)
         #expect(copy.routingKey == "emails")
         #expect(Self.topology.priority(ofDeadLetter: copy.properties.headers ?? [:]) == .high)
+        // A producer's header that disagrees with the level the task was taken from does not survive.
+        let claimed = BasicProperties(headers: [WireHeader.priority: "high"])
+        let normalCopy = Self.topology.deadMessage(queue: "emails", properties: claimed, body: [], reason: .maxAttempts,
+                                                   errorType: nil, errorMessage: nil, worker: "w", priority: .normal)
+        #expect(normalCopy.properties.headers?[WireHeader.priority] == nil)
+        #expect(throws: SluiceError.self) { try Topology.validateBaseQueue("emails~high") }
+        try Topology.validateBaseQueue("emails")
         let byBroker: FieldTable = ["x-death": .array([.table(["queue": .string("unit.q.emails~low"), "reason": .string("delivery_limit")])])]
         #expect(Self.topology.priority(ofDeadLetter: byBroker) == .low)
         let plain: FieldTable = ["x-death": .array([.table(["queue": .string("unit.q.emails"), "reason": .string("delivery_limit")])])]
@@ -73,7 +80,7 @@ struct PriorityTests {
         let w = try PriorityWeights(parsing: "10, 3,1")
         #expect(w.weight(of: .high) == 10 && w.weight(of: .normal) == 3 && w.weight(of: .low) == 1)
         #expect(PriorityWeights.standard == (try PriorityWeights(high: 6, normal: 3, low: 1)))
-        for bad in ["6,3", "6,3,0", "a,b,c", "", "6,3,1,1", "-1,2,3"] {
+        for bad in ["6,3", "6,3,0", "a,b,c", "", "6,3,1,1", "-1,2,3", "9223372036854775807,1,1", "1001,1,1"] {
             #expect(throws: SluiceError.self, "\(bad)") { try PriorityWeights(parsing: bad) }
         }
     }

@@ -22,9 +22,9 @@ struct PriorityWorkerTests {
     func slotShares() {
         let pool = SlotPool(1, weights: [6, 3, 1])
         let order = Appended<Int>()
-        pool.submit(level: 2) {}  // takes the one slot: everything after waits
+        pool.submit(level: 2) { _ in }  // takes the one slot: everything after waits
         for level in [2, 1, 0] {
-            for _ in 0..<20 { pool.submit(level: level) { order.append(level) } }
+            for _ in 0..<20 { pool.submit(level: level) { _ in order.append(level) } }
         }
         #expect(order.count == 0)
         #expect((0...2).map { pool.waiting(level: $0) } == [20, 20, 20])
@@ -40,15 +40,19 @@ struct PriorityWorkerTests {
         #expect(all.suffix(8).allSatisfy { $0 == 2 }, "the last starts are low's, alone: \(all)")
         // Every slot back: the next delivery starts at once.
         pool.release()
-        pool.submit(level: 1) { order.append(9) }
+        pool.submit(level: 1) { _ in order.append(9) }
         #expect(order.all.last == 9)
 
         let fifo = SlotPool(1)
         let fifoOrder = Appended<Int>()
-        fifo.submit {}
-        for i in 0..<5 { fifo.submit { fifoOrder.append(i) } }
-        for _ in 0..<5 { fifo.release() }
-        #expect(fifoOrder.all == [0, 1, 2, 3, 4])
+        fifo.submit { _ in }
+        for i in 0..<5 { fifo.submit { fifoOrder.append($0 ? i : -i - 1) } }
+        for _ in 0..<3 { fifo.release() }
+        #expect(fifoOrder.all == [0, 1, 2])
+        // Shutdown: what still waits is handed back, without a slot.
+        fifo.abandonWaiting()
+        #expect(fifoOrder.all == [0, 1, 2, -4, -5])
+        #expect(fifo.waiting(level: 0) == 0)
     }
 
     @Test("with priorities a worker consumes each queue's three levels, highest first; a level named alone is consumed alone")
@@ -135,5 +139,52 @@ struct PriorityWorkerTests {
         let lastHigh = ran.lastIndex(of: "high") ?? .max
         #expect(lastHigh < 20, "six high tasks among the first starts, not after 60 low ones: \(ran)")
         #expect(ran.filter { $0 == "high" }.count == 6)
+    }
+
+    @Test("at shutdown, deliveries waiting for a slot go back to the queue at once, without running")
+    func shutdownHandsBackWaiting() async throws {
+        let broker = InMemoryBroker(topology: try Topology(prefix: "mem"))
+        let client = TaskClient(broker: broker)
+        for _ in 0..<6 { _ = try await client.enqueue(name: "hold", json: Array("{}".utf8), options: .init(queue: "q")) }
+        let started = Appended<String>()
+        let (gate, open) = AsyncStream<Void>.makeStream()
+        var registry = HandlerRegistry()
+        registry.register("hold") { context in
+            started.append(context.id)
+            for await _ in gate { break }
+            return nil
+        }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        var configuration = Worker.Configuration(queues: ["q"], concurrency: 1, shutdownGrace: .seconds(60),
+                                                 publishStartedEvents: false, middleware: [])
+        configuration.prefetch = 4
+        let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
+        let running = Task { try await group.run() }
+        /// Polls (bounded) until `ready` holds.
+        func until(_ what: String, _ ready: () async throws -> Bool) async throws {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while try await !ready() {
+                guard ContinuousClock.now < deadline else { throw SluiceError(.timedOut, "\(what) within 60 s") }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        let queue = broker.topology.workQueue("q")
+        // One runs; the prefetch of 4 brought three more, which wait for the one slot.
+        try await until("one task running, two left in the queue") {
+            let ready = try await broker.queueState(queue).messageCount
+            return started.count == 1 && ready == 2
+        }
+        await group.triggerGracefulShutdown()
+        try await until("the three waiting deliveries back in the queue while the running task goes on") {
+            try await broker.queueState(queue).messageCount == 5
+        }
+        #expect(started.count == 1)
+        open.yield()
+        open.finish()
+        try await running.value
+        #expect(started.count == 1, "nothing that waited ran")
+        #expect(try await broker.queueState(queue).messageCount == 5)
     }
 }
