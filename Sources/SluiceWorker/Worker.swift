@@ -145,6 +145,8 @@ public final class Worker: Service {
     /// Fired when shutdown cancels running handlers: their failures mean "hand back".
     private let handlersCancelled = ShutdownSignal()
     private let startedAt = Date()
+    /// What heartbeats list, made once.
+    private let heartbeatQueues: [String]
     /// Metric handles per consumed queue, made once (queues are fixed).
     private let queueMetrics: [String: QueueMetrics]
     private let phase = Mutex("running")
@@ -165,6 +167,7 @@ public final class Worker: Service {
         self.chains = registry.wrapped { Self.chain(configuration, $0) }
         self.logger = logger
         self.eventDemand = Mutex(EventDemand(hold: configuration.unheardEventHold))
+        self.heartbeatQueues = Self.levelNames(configuration)
         let factory = configuration.metricsFactory ?? MetricsSystem.factory
         self.queueMetrics = Dictionary(Self.baseQueues(configuration).map { ($0, QueueMetrics(queue: $0, factory: factory)) },
                                        uniquingKeysWith: { first, _ in first })
@@ -554,7 +557,9 @@ public final class Worker: Service {
         let s = stats
         return WorkerHeartbeat(
             worker: configuration.workerID, host: ProcessInfo.processInfo.hostName,
-            pid: Int(ProcessInfo.processInfo.processIdentifier), queues: configuration.queues,
+            // The levels it consumes (`emails~high`, `emails`, `emails~low` with
+            // priorities): monitors without the management API list these queues.
+            pid: Int(ProcessInfo.processInfo.processIdentifier), queues: heartbeatQueues,
             concurrency: configuration.concurrency, inFlight: s.inFlight, processed: s.processed,
             succeeded: s.succeeded, retried: s.retried, dead: s.dead, startedAt: startedAt, at: Date(),
             state: phase.withLock { $0 }, intervalSeconds: configuration.heartbeatInterval.timeInterval)

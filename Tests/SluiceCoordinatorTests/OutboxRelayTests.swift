@@ -39,12 +39,15 @@ struct OutboxRelayTests {
                     })
                     next += 500
                 }
-                try? await Task.sleep(for: .milliseconds(1))
+                // 500 rows per 5 ms outpace the relay; a shorter sleep only burned
+                // CPU the relay needs when the whole suite shares two cores.
+                try? await Task.sleep(for: .milliseconds(5))
             }
         }
         do {
             try await within(30, "the coordinator to lead") { while !coordinator.isActive { try await Task.sleep(for: .milliseconds(20)) } }
-            try await within(30, "the feed's rows to be published") {
+            // In a full run on two cores this took 35-65 s, once over 90 s.
+            try await within(60, "the feed's rows to be published") {
                 while await broker.readyMessages(broker.topology.workQueue("busy")).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
             }
             // Written around the engine, so the feed never sees it.
@@ -55,7 +58,7 @@ struct OutboxRelayTests {
                          runID: "store-only", stepID: "a", index: nil)])])
             coordinator.outboxChanged()
             // Nothing else publishes to "wf".
-            try await within(30, "the store-only row to be published while the feed is busy") {
+            try await within(60, "the store-only row to be published while the feed is busy") {
                 while await broker.readyMessages(broker.topology.workQueue("wf")).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
             }
             #expect(engine.outboxFeed.count > 0, "the feed was still busy")

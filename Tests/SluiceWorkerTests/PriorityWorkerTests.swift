@@ -56,7 +56,7 @@ struct PriorityWorkerTests {
     }
 
     @Test("with priorities a worker consumes each queue's three levels, highest first; a level named alone is consumed alone")
-    func sources() throws {
+    func sources() async throws {
         var configuration = Worker.Configuration(queues: ["emails", "reports~high"])
         #expect(Worker.sources(configuration).map(\.levelName) == ["emails", "reports~high"])
         #expect(Worker.sources(configuration).map(\.slotLevel) == [0, 0], "without priorities every source waits at one level")
@@ -66,6 +66,10 @@ struct PriorityWorkerTests {
         #expect(sources.map(\.levelName) == ["emails~high", "emails", "emails~low", "reports~high"])
         #expect(sources.map(\.slotLevel) == [0, 1, 2, 0])
         #expect(sources.allSatisfy { $0.queue == "emails" || $0.queue == "reports" })
+        let worker = Worker(broker: InMemoryBroker(topology: try Topology(prefix: "mem")), registry: HandlerRegistry(),
+                            configuration: configuration)
+        #expect(worker.heartbeat.queues == ["emails~high", "emails", "emails~low", "reports~high"],
+                "heartbeats list the levels, so monitors without the management API find them")
         configuration.consumesIsolationQueues = true
         let isolation = Worker.sources(configuration)
         #expect(isolation.map(\.queue) == ["emails", "reports"])
