@@ -151,14 +151,7 @@ public struct PriorityBenchmark: Sendable {
                 try await broker.prepare(queues: [flat])
                 try await enqueue(tasks, name: "bench.noop", queue: flat, priority: .normal, high: false)
                 let (worker, group, running) = start(flat, priorities: priorities)
-                var first = 0
-                while first == 0 {
-                    try await Task.sleep(for: .milliseconds(1))
-                    first = worker.stats.processed
-                }
-                let clock = ContinuousClock.now
-                while worker.stats.processed < tasks { try await Task.sleep(for: .milliseconds(2)) }
-                let rate = Double(tasks - first) / seconds(since: clock)
+                let rate = try await drainRate(of: worker, count: tasks)
                 await group.triggerGracefulShutdown()
                 try await running.value
                 if priorities { levels = rate } else { plain = rate }

@@ -191,14 +191,7 @@ public struct TaskBenchmark: Sendable {
             // The clock starts at the first settled task, so that the worker's
             // start-up (declares, consumer) does not count as throughput; it
             // stops when every task is settled (acked after its event was confirmed).
-            var first = 0
-            while first == 0 {
-                try await Task.sleep(for: .milliseconds(1))
-                first = worker.stats.processed
-            }
-            let start = ContinuousClock.now
-            while worker.stats.processed < count { try await Task.sleep(for: .milliseconds(2)) }
-            let endToEnd = Double(count - first) / seconds(since: start)
+            let endToEnd = try await drainRate(of: worker, count: count)
             await group.triggerGracefulShutdown()
             try await running.value
             if let listening {
@@ -264,6 +257,19 @@ public struct TaskBenchmark: Sendable {
         var histogram: Histogram<UInt64> { state.withLock { $0 } }
         func reset() { state.withLock { $0.reset() } }
     }
+}
+
+/// Tasks per second a worker settles until `count` are done, from its first
+/// settled task on, so that its start-up (declares, consumers) does not count.
+func drainRate(of worker: Worker, count: Int) async throws -> Double {
+    var first = 0
+    while first == 0 {
+        try await Task.sleep(for: .milliseconds(1))
+        first = worker.stats.processed
+    }
+    let start = ContinuousClock.now
+    while worker.stats.processed < count { try await Task.sleep(for: .milliseconds(2)) }
+    return Double(count - first) / seconds(since: start)
 }
 
 /// The middle value (the mean of the two middle ones for an even count).

@@ -8,7 +8,7 @@ import Foundation
 /// A worker started with priorities takes from every level of its queues by
 /// weight (``PriorityWeights``); retries and delays come back to the level
 /// they left, and dead letters keep it in the `sluice-priority` header.
-public enum TaskPriority: String, Sendable, Hashable, CaseIterable, Codable, Comparable {
+public enum TaskPriority: String, Sendable, Hashable, CaseIterable {
     case high, normal, low
 
     /// Highest first: the order a worker lists and weighs its levels in.
@@ -22,8 +22,6 @@ public enum TaskPriority: String, Sendable, Hashable, CaseIterable, Codable, Com
         case .low: 2
         }
     }
-
-    public static func < (a: TaskPriority, b: TaskPriority) -> Bool { a.rank > b.rank }
 }
 
 /// How a worker shares its slots among the levels of a queue when more than
