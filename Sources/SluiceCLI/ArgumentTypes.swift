@@ -100,3 +100,28 @@ struct RetentionArgument: ExpressibleByArgument, ExpressibleByStringLiteral, Sen
     var description: String { text }
     var defaultValueDescription: String { text }
 }
+
+/// An interval of at least a second, or `off`.
+struct IntervalOrOff: ExpressibleByArgument, ExpressibleByStringLiteral, Sendable, Hashable, CustomStringConvertible {
+    /// nil: off.
+    let duration: Duration?
+    private let text: String
+
+    init?(argument: String) {
+        text = argument
+        if argument == "off" {
+            duration = nil
+            return
+        }
+        guard let ms = try? WorkflowDuration.milliseconds(argument), ms >= 1000, ms <= DurationArgument.maxMilliseconds else { return nil }
+        duration = .milliseconds(Int64(ms))
+    }
+
+    init(stringLiteral value: String) {
+        guard let parsed = IntervalOrOff(argument: value) else { preconditionFailure("not an interval: \(value)") }
+        self = parsed
+    }
+
+    var description: String { text }
+    var defaultValueDescription: String { text }
+}

@@ -56,6 +56,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var partitions: Int?
     @Flag(help: "Also receive every task's outcome, as versions before 0.6 did, for workers of such a version still running during an upgrade (upgrade the workers first and this is not needed). Without it those bindings are removed.")
     var legacyEventBindings = false
+    @Option(help: "How often to sample the queues for the sluice_queue_* gauges on /metrics (ready, oldest age, consumers, dead): at least 1s, or 'off'.")
+    var queueMetricsInterval: IntervalOrOff = "10s"
+    @OptionGroup var managementOptions: ManagementOptions
     @OptionGroup var service: ServiceOptions
     @OptionGroup var connection: ConnectionOptions
 
@@ -138,6 +141,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
                       failureTerminationBehavior: .gracefullyShutdownGroup),
             ]
             services.append(.init(service: CoordinatorMetrics(coordinator: coordinator)))
+            if let every = queueMetricsInterval.duration {
+                services.append(.init(service: QueueGauges(broker: broker, management: try managementOptions.client(connection), interval: every,
+                                                           defaultQueue: defaultQueue, logger: logger)))
+            }
             if let metrics = service.metrics { services.append(.init(service: try PrometheusMetrics.server(metrics, logger: logger))) }
             if let apiConfiguration {
                 let api = try CoordinatorAPI(coordinator: coordinator, configuration: apiConfiguration)

@@ -41,7 +41,8 @@ struct TopCommand: AsyncParsableCommand {
         try await untilInterrupted {
             var history: [String: [Double]] = [:]
             while !Task.isCancelled {
-                let overview = await collector.collect(known: events.workerQueues(), waits: events.recentWaits())
+                let overview = await collector.collect(known: events.workerQueues(), waits: events.recentWaits(),
+                                                       newestTaken: events.newestTaken())
                 for row in overview.queues {
                     history[row.queue, default: []].append(row.ackRate ?? row.deliverRate ?? 0)
                     if history[row.queue]!.count > 60 { history[row.queue]!.removeFirst() }
@@ -72,13 +73,13 @@ struct TopCommand: AsyncParsableCommand {
         out.append(p.bold("sluice top") + "  prefix \(overview.prefix)  \(clock)  " + p.dim("q quits"))
         out.append("")
         let queueRows = overview.queues.map { r -> [String] in
-            [r.queue, Rendering.count(r.ready), Rendering.count(r.unacknowledged), Rendering.count(r.consumers),
+            [r.queue, Rendering.count(r.ready), Rendering.age(r), Rendering.count(r.unacknowledged), Rendering.count(r.consumers),
              Rendering.rate(r.publishRate), Rendering.rate(r.ackRate), (r.dead ?? 0) > 0 ? p.red(String(r.dead!)) : Rendering.count(r.dead),
              Rendering.duration(milliseconds: r.recentWaitMilliseconds), Rendering.replicas(r, palette: p),
              r.leader.map(Rendering.node) ?? "-", p.cyan(Rendering.sparkline(history[r.queue] ?? [], width: 30))]
         }
-        out += Rendering.table(["QUEUE", "READY", "UNACKED", "CONSUMERS", "PUBLISH", "ACK", "DEAD", "WAIT", "ONLINE", "LEADER", "ACK RATE (last 30)"],
-                               queueRows, right: [1, 2, 3, 4, 5, 6, 7, 8], palette: p)
+        out += Rendering.table(["QUEUE", "READY", "OLDEST", "UNACKED", "CONSUMERS", "PUBLISH", "ACK", "DEAD", "WAIT", "ONLINE", "LEADER", "ACK RATE (last 30)"],
+                               queueRows, right: [1, 2, 3, 4, 5, 6, 7, 8, 9], palette: p)
         var ladder = "delay ladder: \(Rendering.count(overview.delayed)) waiting"
         if !overview.ratesAvailable { ladder += p.yellow("   rates unavailable: \(overview.ratesUnavailableReason ?? "no management API")") }
         out.append(ladder)

@@ -23,10 +23,15 @@ public struct WorkerHeartbeat: Sendable, Codable, Hashable {
     public var state: String?
     /// Seconds until the next beat; a worker silent for 3 of them is gone.
     public var intervalSeconds: Double?
+    /// Per queue it consumes (level names), the enqueue time of the newest
+    /// task it has received, to the second (the AMQP `timestamp`). Tasks
+    /// still ready in a FIFO queue were enqueued after it, which bounds the
+    /// backlog's age when the broker cannot tell it (quorum queues).
+    public var newestTaken: [String: Date]?
 
     public init(worker: String, host: String, pid: Int, queues: [String], concurrency: Int, inFlight: Int, processed: Int,
                 succeeded: Int, retried: Int, dead: Int, startedAt: Date, at: Date, version: String? = SluiceVersion.current,
-                state: String? = "running", intervalSeconds: Double? = nil) {
+                state: String? = "running", intervalSeconds: Double? = nil, newestTaken: [String: Date]? = nil) {
         self.worker = worker
         self.host = host
         self.pid = pid
@@ -42,6 +47,7 @@ public struct WorkerHeartbeat: Sendable, Codable, Hashable {
         self.version = version
         self.state = state
         self.intervalSeconds = intervalSeconds
+        self.newestTaken = newestTaken
     }
 
     /// Attempts that did not succeed (retried or dead-lettered).

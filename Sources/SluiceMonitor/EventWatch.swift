@@ -12,6 +12,9 @@ public final class EventWatch: Sendable {
         /// Recent waits per queue, newest last (at most 200 each).
         var waits: [String: [Double]] = [:]
         var failures: [TaskEvent] = []
+        /// Per queue, the newest task any worker heard from has received
+        /// (kept after the worker is gone).
+        var newestTaken: [String: Date] = [:]
     }
 
     private final class Shared: Sendable {
@@ -39,7 +42,12 @@ public final class EventWatch: Sendable {
                 for try await delivery in consumer {
                     if delivery.routingKey == heartbeatKey {
                         if let beat = try? WorkerHeartbeat.decode(delivery.body) {
-                            state.withLock { $0.roster.record(beat) }
+                            state.withLock { s in
+                                s.roster.record(beat)
+                                for (queue, date) in beat.newestTaken ?? [:] where date > s.newestTaken[queue, default: .distantPast] {
+                                    s.newestTaken[queue] = date
+                                }
+                            }
                         }
                     } else if let event = try? TaskEvent.decode(delivery.body) {
                         state.withLock { s in
@@ -71,6 +79,12 @@ public final class EventWatch: Sendable {
     /// Queues that workers heard from so far consume.
     public func workerQueues() -> [String] {
         Array(Set(workers().flatMap(\.heartbeat.queues))).sorted()
+    }
+
+    /// Per queue, the enqueue time of the newest task a worker has received
+    /// (from heartbeats), for ``BacklogAges``.
+    public func newestTaken() -> [String: Date] {
+        state.withLock { $0.newestTaken }
     }
 
     /// The median of the recent enqueue-to-start waits, per queue (ms).

@@ -66,7 +66,7 @@ public struct ManagementClient: Sendable {
     /// Every queue of the vhost, with counts and rates.
     public func queues() async throws -> [ManagedQueue] {
         let vhost = self.vhost.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? self.vhost
-        let value = try await get("api/queues/\(vhost)?columns=name,type,messages_ready,messages_unacknowledged,consumers,message_stats,arguments,leader,members,online")
+        let value = try await get("api/queues/\(vhost)?columns=name,type,messages_ready,messages_unacknowledged,consumers,message_stats,arguments,leader,members,online,head_message_timestamp")
         guard let list = value as? [[String: Any]] else { throw ManagementError("unexpected answer from \(address)api/queues") }
         return list.compactMap(ManagedQueue.init)
     }
@@ -121,10 +121,13 @@ public struct ManagedQueue: Sendable, Hashable {
     public var leader: String?
     public var members: [String]?
     public var online: [String]?
+    /// The `timestamp` of the message at the head, when the broker reports
+    /// it: classic queues do, quorum queues of RabbitMQ 3.10 do not.
+    public var headMessageTimestamp: Date?
 
     public init(name: String, type: String = "quorum", ready: Int, unacknowledged: Int, consumers: Int,
                 publishRate: Double? = nil, deliverRate: Double? = nil, ackRate: Double? = nil,
-                leader: String? = nil, members: [String]? = nil, online: [String]? = nil) {
+                leader: String? = nil, members: [String]? = nil, online: [String]? = nil, headMessageTimestamp: Date? = nil) {
         self.name = name
         self.type = type
         self.ready = ready
@@ -136,6 +139,7 @@ public struct ManagedQueue: Sendable, Hashable {
         self.leader = leader
         self.members = members
         self.online = online
+        self.headMessageTimestamp = headMessageTimestamp
     }
 
     init?(_ json: [String: Any]) {
@@ -149,7 +153,8 @@ public struct ManagedQueue: Sendable, Hashable {
                   publishRate: stats == nil ? 0 : rate("publish_details") ?? 0,
                   deliverRate: stats == nil ? 0 : rate("deliver_get_details") ?? 0,
                   ackRate: stats == nil ? 0 : rate("ack_details") ?? 0,
-                  leader: json["leader"] as? String, members: json["members"] as? [String], online: json["online"] as? [String])
+                  leader: json["leader"] as? String, members: json["members"] as? [String], online: json["online"] as? [String],
+                  headMessageTimestamp: (json["head_message_timestamp"] as? NSNumber).map { Date(timeIntervalSince1970: $0.doubleValue) })
     }
 }
 

@@ -1,6 +1,7 @@
 public import Foundation
 public import SluiceCore
 import SluiceWire
+import Synchronization
 
 /// One task queue's state: `sluice queues` prints one row per queue.
 public struct QueueRow: Sendable, Hashable, Codable {
@@ -19,6 +20,10 @@ public struct QueueRow: Sendable, Hashable, Codable {
     public var ackRate: Double?
     /// Recent enqueue-to-start wait reported by workers (milliseconds), when known.
     public var recentWaitMilliseconds: Double?
+    /// How long the oldest ready task has waited, in seconds (0 when none
+    /// is ready), and what that was taken from: see ``BacklogAges``.
+    public var oldestAgeSeconds: Double?
+    public var oldestAgeBasis: BacklogAges.Basis?
     /// Set when the work queue does not exist.
     public var missing: Bool
     /// The work queue's replicas (quorum queues, management API only): the
@@ -71,19 +76,41 @@ public struct QueueOverview: Sendable, Hashable, Codable {
 /// Gathers a ``QueueOverview``: from the management API when it answers,
 /// else from passive declares (counts of ready tasks and consumers only).
 /// Neither changes a queue: no get, no requeue, no delivery-count bump.
+/// Ages of the oldest ready tasks come from what it has seen so far (see
+/// ``BacklogAges``), so one collector used again and again knows more.
 public struct QueueCollector: Sendable {
     public let broker: any Broker
     public let management: ManagementClient?
+    private let ages = AgeState()
+
+    private final class AgeState: Sendable {
+        let mutex = Mutex(BacklogAges())
+    }
 
     public init(broker: any Broker, management: ManagementClient?) {
         self.broker = broker
         self.management = management
     }
 
+    /// Sets each row's oldest age from its ready count and what workers reported.
+    private func applyAges(_ overview: inout QueueOverview, newestTaken: [String: Date]) {
+        let now = overview.at
+        ages.mutex.withLock { ages in
+            ages.record(newestTaken: newestTaken, now: now)
+            for i in overview.queues.indices where overview.queues[i].oldestAgeBasis != .broker || overview.queues[i].ready == 0 {
+                let age = ages.observe(overview.queues[i].queue, ready: overview.queues[i].ready, now: now)
+                overview.queues[i].oldestAgeSeconds = age?.seconds
+                overview.queues[i].oldestAgeBasis = age?.basis
+            }
+        }
+    }
+
     /// `only`: queue names to show (all the prefix's work queues when empty;
     /// without the management API, `known` when empty, else `default`).
     /// `known`: queues seen elsewhere, such as in worker heartbeats.
-    public func collect(only: [String] = [], known: [String] = [], waits: [String: Double] = [:]) async -> QueueOverview {
+    /// `newestTaken`: per queue, the newest task workers received (``EventWatch/newestTaken()``).
+    public func collect(only: [String] = [], known: [String] = [], waits: [String: Double] = [:],
+                        newestTaken: [String: Date] = [:]) async -> QueueOverview {
         let topology = broker.topology
         var reason: String? = "no management API configured"
         if let management {
@@ -102,6 +129,8 @@ public struct QueueCollector: Sendable {
                         overview.queues[i].dead = Int(dead.messageCount)
                     }
                 }
+                overview.at = Date()
+                applyAges(&overview, newestTaken: newestTaken)
                 return overview
             } catch {
                 reason = "\(error)"
@@ -129,8 +158,10 @@ public struct QueueCollector: Sendable {
                 break
             }
         }
-        return QueueOverview(prefix: topology.prefix, queues: rows, delayed: delayed, ratesAvailable: false,
-                             ratesUnavailableReason: reason, at: Date())
+        var overview = QueueOverview(prefix: topology.prefix, queues: rows, delayed: delayed, ratesAvailable: false,
+                                     ratesUnavailableReason: reason, at: Date())
+        applyAges(&overview, newestTaken: newestTaken)
+        return overview
     }
 
     /// Builds the overview from the management API's queue list (pure).
@@ -152,6 +183,10 @@ public struct QueueCollector: Sendable {
                 row.recentWaitMilliseconds = waits[name]
                 row.missing = false
                 row.setReplicas(leader: q.leader, members: q.members, online: q.online)
+                if let head = q.headMessageTimestamp, q.ready > 0 {
+                    row.oldestAgeSeconds = max(0, at.timeIntervalSince(head))
+                    row.oldestAgeBasis = .broker
+                }
                 rows[name] = row
             case .dead:
                 var row = rows[name] ?? QueueRow(queue: name, missing: true)

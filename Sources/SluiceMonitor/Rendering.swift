@@ -75,6 +75,14 @@ public enum Rendering {
         return "\(s / 3600)h\((s % 3600) / 60)m"
     }
 
+    /// The oldest ready task's age (`0s`, `12s`, `4m10s`), `≥` before a lower
+    /// bound (the queue watched for less time than its backlog is old), or `-`.
+    public static func age(_ row: QueueRow) -> String {
+        guard let seconds = row.oldestAgeSeconds else { return "-" }
+        let text = seconds < 1 ? "0s" : duration(milliseconds: seconds * 1000)
+        return row.oldestAgeBasis == .watching ? "≥" + text : text
+    }
+
     public static func count(_ value: Int?) -> String { value.map(String.init) ?? "-" }
 
     /// A quorum queue's members online of all (`3/3`), red and flagged when

@@ -147,6 +147,7 @@ public final class Worker: Service {
     private let startedAt = Date()
     /// What heartbeats list, made once.
     private let heartbeatQueues: [String]
+    private let newestTaken = NewestTaken()
     /// Metric handles per consumed queue, made once (queues are fixed).
     private let queueMetrics: [String: QueueMetrics]
     private let phase = Mutex("running")
@@ -220,11 +221,18 @@ public final class Worker: Service {
                     let queue = source.queue, priority = source.priority, level = source.slotLevel
                     // Looked up once per consumer, not per delivery.
                     let metrics = self.queueMetrics[queue]
+                    // An isolation queue is not the work queue whose age this bounds.
+                    var newest: UInt64 = source.isolation ? .max : 0
+                    let levelName = source.levelName
                     // No trace of whoever runs the worker leaks into tasks: a task
                     // without a traceparent runs (and enqueues) outside any trace.
                     group.addTask { await TraceParent.$current.withValue(nil) {
                         do {
                             for try await delivery in consumer {
+                                if let stamp = delivery.properties.timestamp, stamp > newest {
+                                    newest = stamp
+                                    self.newestTaken.record(stamp, queue: levelName)
+                                }
                                 if stopping.isFired {
                                     // Received before the consumer was cancelled: hand it back, do not start it.
                                     running.start { try? await delivery.reject(requeue: true) }
@@ -562,7 +570,8 @@ public final class Worker: Service {
             pid: Int(ProcessInfo.processInfo.processIdentifier), queues: heartbeatQueues,
             concurrency: configuration.concurrency, inFlight: s.inFlight, processed: s.processed,
             succeeded: s.succeeded, retried: s.retried, dead: s.dead, startedAt: startedAt, at: Date(),
-            state: phase.withLock { $0 }, intervalSeconds: configuration.heartbeatInterval.timeInterval)
+            state: phase.withLock { $0 }, intervalSeconds: configuration.heartbeatInterval.timeInterval,
+            newestTaken: newestTaken.dates)
     }
 
     private func sendHeartbeat() async {

@@ -143,6 +143,10 @@ struct PriorityWorkerTests {
         let lastHigh = ran.lastIndex(of: "high") ?? .max
         #expect(lastHigh < 20, "six high tasks among the first starts, not after 60 low ones: \(ran)")
         #expect(ran.filter { $0 == "high" }.count == 6)
+        // Heartbeats carry the enqueue time of the newest task taken per level (monitors bound backlog ages by it).
+        let taken = worker.heartbeat.newestTaken ?? [:]
+        #expect(Set(taken.keys) == ["q~high", "q~low"], "\(taken)")
+        #expect(taken.values.allSatisfy { abs($0.timeIntervalSinceNow) < 300 }, "\(taken)")
     }
 
     @Test("at shutdown, deliveries waiting for a slot go back to the queue at once, without running")

@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import SluiceCore
+import SluiceMonitor
+
+/// The coordinator's per-queue gauges, for Prometheus alerts and autoscalers
+/// (KEDA): what `sluice queues` shows, sampled every `interval`.
+///
+/// `sluice_queue_ready`, `sluice_queue_oldest_age_seconds`,
+/// `sluice_queue_unacknowledged` (management API only), `sluice_queue_consumers`
+/// and `sluice_queue_dead`, each with a `queue` label (a level's name for
+/// priority levels), and `sluice_queue_delayed` for the delay ladder. It
+/// listens to worker heartbeats for the ages (see ``BacklogAges``) and, without
+/// the management API, for which queues exist.
+struct QueueGauges: Service {
+    let broker: any Broker
+    let management: ManagementClient?
+    let interval: Duration
+    /// Always sampled, even before a worker names it (without the management API).
+    let defaultQueue: String
+    let logger: Logger
+
+    func run() async throws {
+        let events: EventWatch
+        do {
+            events = try await EventWatch(broker: broker, outcomes: false)
+        } catch {
+            logger.warning("queue gauges off: cannot listen to heartbeats", metadata: ["error": "\(error)"])
+            return
+        }
+        let collector = QueueCollector(broker: broker, management: management)
+        await events.ping()
+        do {
+            try await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    let known = Array(Set(events.workerQueues() + [defaultQueue])).sorted()
+                    let overview = await collector.collect(known: known, newestTaken: events.newestTaken())
+                    Self.record(overview)
+                    try await Task.sleep(for: interval)
+                }
+            }
+        } catch is CancellationError {
+            // Shutdown: a normal end.
+        }
+        await events.stop()
+    }
+
+    static func record(_ overview: QueueOverview, factory: (any MetricsFactory)? = nil) {
+        let factory = factory ?? MetricsSystem.factory
+        func gauge(_ label: String, _ queue: String, _ value: (some BinaryInteger)?) {
+            guard let value else { return }
+            Gauge(label: label, dimensions: [("queue", queue)], factory: factory).record(value)
+        }
+        for row in overview.queues where !row.missing {
+            gauge("sluice_queue_ready", row.queue, row.ready)
+            gauge("sluice_queue_unacknowledged", row.queue, row.unacknowledged)
+            gauge("sluice_queue_consumers", row.queue, row.consumers)
+            gauge("sluice_queue_dead", row.queue, row.dead)
+            if let age = row.oldestAgeSeconds {
+                Gauge(label: "sluice_queue_oldest_age_seconds", dimensions: [("queue", row.queue)], factory: factory).record(age)
+            }
+        }
+        if let delayed = overview.delayed { Gauge(label: "sluice_queue_delayed", factory: factory).record(delayed) }
+    }
+}
