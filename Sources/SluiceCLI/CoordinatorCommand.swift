@@ -56,6 +56,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var partitions: Int?
     @Flag(help: "Also receive every task's outcome, as versions before 0.6 did, for workers of such a version still running during an upgrade (upgrade the workers first and this is not needed). Without it those bindings are removed.")
     var legacyEventBindings = false
+    @Option(help: "How long the status of a tracked task (sluice enqueue --track) is kept after it succeeded or went dead; one that never finishes is kept 7 times as long after its last news.")
+    var taskRetention: DurationArgument = "24h"
     @Option(help: "How often to sample the queues for the sluice_queue_* gauges on /metrics (ready, oldest age, consumers, dead): at least 1s, or 'off'.")
     var queueMetricsInterval: IntervalOrOff = "10s"
     @OptionGroup var managementOptions: ManagementOptions
@@ -65,6 +67,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     func validate() throws {
         guard Topology.isValidName(defaultQueue) else { throw ValidationError("--default-queue must be letters, digits, '-', '_' or '.'") }
         if http != "none" { _ = try parseHostPort(http) }
+        guard taskRetention.duration >= .seconds(1) else { throw ValidationError("--task-retention must be at least 1s") }
         guard leaseTtl.duration >= .seconds(1) else { throw ValidationError("--lease-ttl must be at least 1s") }
         guard httpIdleTimeout.duration >= .milliseconds(100) else { throw ValidationError("--http-idle-timeout must be at least 100ms") }
         guard maxMapElements >= 1 else { throw ValidationError("--max-map-elements must be 1 or more") }
@@ -141,6 +144,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
                       failureTerminationBehavior: .gracefullyShutdownGroup),
             ]
             services.append(.init(service: CoordinatorMetrics(coordinator: coordinator)))
+            services.append(.init(service: TaskTracker(broker: broker, store: store,
+                                                       configuration: .init(retention: taskRetention.duration,
+                                                                            unfinishedRetention: taskRetention.duration * 7),
+                                                       logger: logger)))
             if let every = queueMetricsInterval.duration {
                 services.append(.init(service: QueueGauges(broker: broker, management: try managementOptions.client(connection), interval: every,
                                                            defaultQueue: defaultQueue, logger: logger)))

@@ -46,6 +46,8 @@ struct EnqueueCommand: AsyncParsableCommand {
     var wait = false
     @Option(help: "With --wait: how long to wait for the outcome (500ms, 30s, 2m, 1h).")
     var timeout: DurationArgument = "60s"
+    @Flag(help: "Have the coordinator keep the task's status, attempts, error and result: see `sluice task status ID` (kept for the coordinator's --task-retention).")
+    var track = false
     @Flag(help: "Print JSON.")
     var json = false
     @OptionGroup var connection: ConnectionOptions
@@ -65,6 +67,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         let arguments = try readArguments(args)
         var options = EnqueueOptions(queue: queue, maxAttempts: attempts, idempotencyKey: key, traceparent: traceparent)
         options.priority = priority?.priority
+        options.track = track
         options.delay = delay?.duration
         if let deadline { options.deadline = Date().addingTimeInterval(deadline.duration.timeInterval) }
         let broker = try await connection.connect(name: "sluice enqueue")

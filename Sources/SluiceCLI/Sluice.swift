@@ -12,7 +12,7 @@ struct Sluice: AsyncParsableCommand {
         never printed.
         """,
         version: SluiceVersion.current,
-        subcommands: [EnqueueCommand.self, WorkerCommand.self, QueuesCommand.self, WorkersCommand.self, TopCommand.self, DeadCommand.self,
+        subcommands: [EnqueueCommand.self, TaskCommand.self, WorkerCommand.self, QueuesCommand.self, WorkersCommand.self, TopCommand.self, DeadCommand.self,
                       CoordinatorCommand.self, WorkflowCommand.self, ScheduleCommand.self, DevCommand.self, TopologyCommand.self,
                       BenchCommand.self, CheckArgsCommand.self, CLIReferenceCommand.self])
 }

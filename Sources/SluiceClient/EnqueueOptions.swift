@@ -35,12 +35,17 @@ public struct EnqueueOptions: Sendable {
     /// queue is named at (`emails~high`). Workers started with priorities
     /// take from every level; see `Worker.Configuration.priorities`.
     public var priority: TaskPriority?
+    /// Whether the coordinator keeps the task's status, attempts, error and
+    /// result (`GET /v1/tasks/{id}`, `sluice task status`); nil: as the
+    /// client's ``TaskClient/trackedQueues`` say for its queue.
+    public var track: Bool?
 
     public init(queue: String? = nil, delay: Duration? = nil, notBefore: Date? = nil, maxAttempts: Int? = nil,
                 retryPolicy: RetryPolicy? = nil, idempotencyKey: String? = nil, deadline: Date? = nil, id: String? = nil,
                 traceparent: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil, replyTo: String? = nil,
-                priority: TaskPriority? = nil) {
+                priority: TaskPriority? = nil, track: Bool? = nil) {
         self.queue = queue
+        self.track = track
         self.priority = priority
         self.delay = delay
         self.notBefore = notBefore

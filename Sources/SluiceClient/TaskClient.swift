@@ -30,7 +30,10 @@ public final class TaskClient: Sendable {
     /// the client's life, so that a listener made again (after its consumer
     /// ended) still receives the outcomes of tasks already sent.
     private let replyQueue: String
+    /// Queues whose tasks are tracked unless ``EnqueueOptions/track`` says otherwise.
+    public let trackedQueues: Set<String>
     private let prepared = Mutex<Set<String>>([])
+    private let trackingPrepared = Mutex(false)
     /// Task queues whose dead letters the reply queue is bound to.
     private let deadLettersWatched = Mutex<Set<String>>([])
     /// The reply queue and its waiters, made at the first
@@ -41,8 +44,12 @@ public final class TaskClient: Sendable {
     /// A client publishing through `broker`. Make one per process (or per
     /// broker connection) and keep it: each client that waits for results
     /// has a reply queue of its own.
-    public init(broker: any Broker, defaultQueue: String = "default", replyQueueExpiry: Duration = .seconds(600)) {
+    /// `trackedQueues`: queues (without level) whose tasks the coordinator
+    /// tracks by default (see ``EnqueueOptions/track``).
+    public init(broker: any Broker, defaultQueue: String = "default", replyQueueExpiry: Duration = .seconds(600),
+                trackedQueues: Set<String> = []) {
         self.broker = broker
+        self.trackedQueues = trackedQueues
         self.defaultQueue = defaultQueue
         self.replyQueueExpiry = replyQueueExpiry
         self.replyQueue = broker.topology.replyQueue(TaskEnvelope.newID())
@@ -112,7 +119,12 @@ public final class TaskClient: Sendable {
             }
         }
         try await prepare(Set(encoded.map { Topology.levelName($0.envelope.queue, $0.envelope.priority) }))
-        let outcomes = try await broker.publish(encoded.map(\.message))
+        // A tracked task's `queued` event goes first, in the same batch; its
+        // fate does not decide the enqueue's (the task's confirm does).
+        let tracked = encoded.filter(\.envelope.track)
+        if !tracked.isEmpty { try await prepareTracking() }
+        let queuedEvents = tracked.map { broker.topology.eventMessage(TaskEvent(kind: .queued, task: $0.envelope, at: now)) }
+        let outcomes = try await broker.publish(queuedEvents + encoded.map(\.message)).dropFirst(queuedEvents.count)
         for ((index, envelope, _), outcome) in zip(encoded, outcomes) {
             results[index] = outcome.map { envelope.id }.mapError {
                 SluiceError(.enqueueFailed, "the broker did not confirm the task: \($0)", task: envelope.name, queue: envelope.queue)
@@ -257,11 +269,19 @@ public final class TaskClient: Sendable {
             maxAttempts: o.maxAttempts ?? o.retryPolicy?.maxAttempts, retryPolicy: o.retryPolicy, notBefore: notBefore, deadline: o.deadline,
             idempotencyKey: o.idempotencyKey, workflowRunID: o.workflowRunID, workflowStep: o.workflowStep,
             traceparent: o.traceparent ?? TraceParent.current?.child(seed: id).description, enqueuedAt: now, replyTo: o.replyTo,
-            priority: priority)
+            priority: priority, track: o.track ?? trackedQueues.contains(queue))
         // Every AMQP limit is checked where the task enters (`enqueue(batch:)`,
         // on its encoded message), with an error naming the field: never
         // later, as a failed publish or a retry copy that cannot be sent.
         return envelope
+    }
+
+    /// Declares the coordinator's tracking queue once per client, so that
+    /// tracked tasks' events wait there for a coordinator that is not up yet.
+    private func prepareTracking() async throws {
+        guard !trackingPrepared.withLock({ $0 }) else { return }
+        try await broker.prepareTrackingQueue()
+        trackingPrepared.withLock { $0 = true }
     }
 
     /// Declares each queue's topology once per client.

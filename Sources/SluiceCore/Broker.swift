@@ -28,6 +28,10 @@ public protocol Broker: Sendable {
     /// step outcomes and run messages, and declares the dead-letter watch queue.
     func preparePartitionQueue(_ partition: Int, of count: Int) async throws
 
+    /// Declares the coordinator's queue of tracked tasks' events
+    /// (``Topology/trackingQueue``) and binds it (idempotent).
+    func prepareTrackingQueue() async throws
+
     /// Binds the coordinator's dead-letter watch queue to the dead letters of
     /// these task queues (idempotent).
     func watchDeadLetters(of queues: [String]) async throws

@@ -76,6 +76,11 @@ public actor InMemoryBroker: Broker {
         if queues[topology.coordinatorDeadQueue] == nil { queues[topology.coordinatorDeadQueue] = Queue() }
     }
 
+    public func prepareTrackingQueue() async throws {
+        coordinatorBindings[topology.trackingQueue] = topology.trackingBindings
+        if queues[topology.trackingQueue] == nil { queues[topology.trackingQueue] = Queue() }
+    }
+
     /// Reply queues here never expire.
     public func prepareReplyQueue(_ name: String, expiresAfterMilliseconds: Int) async throws {
         if queues[name] == nil { queues[name] = Queue() }

@@ -28,6 +28,7 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
         var enqueuedAt: Date?
         var replyTo: String?
         var priority: TaskPriority
+        var track: Bool
         var otherHeaders: FieldTable
     }
 
@@ -215,6 +216,14 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
         set { mutate { $0.priority = newValue } }
     }
 
+    /// Whether the coordinator keeps this task's status (`sluice-track`):
+    /// its events then go to ``Topology/trackEventRoutingKey(queue:kind:)``,
+    /// and `started` is always published. Kept on retry copies.
+    public var track: Bool {
+        get { box.fields.track }
+        set { mutate { $0.track = newValue } }
+    }
+
     /// Headers this version does not interpret, kept on retries and dead copies.
     public var otherHeaders: FieldTable {
         get { box.fields.otherHeaders }
@@ -230,8 +239,8 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
                 maxAttempts: Int? = nil, retryPolicy: RetryPolicy? = nil, notBefore: Date? = nil, deadline: Date? = nil,
                 idempotencyKey: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil,
                 traceparent: String? = nil, enqueuedAt: Date? = Date(), replyTo: String? = nil, priority: TaskPriority = .normal,
-                otherHeaders: FieldTable = [:]) {
-        box = Box(Fields(id: id, name: name, queue: queue, arguments: arguments, attempt: attempt, maxAttempts: maxAttempts, retryPolicy: retryPolicy, notBefore: notBefore, deadline: deadline, idempotencyKey: idempotencyKey, workflowRunID: workflowRunID, workflowStep: workflowStep, traceparent: traceparent, enqueuedAt: enqueuedAt, replyTo: replyTo, priority: priority, otherHeaders: otherHeaders))
+                track: Bool = false, otherHeaders: FieldTable = [:]) {
+        box = Box(Fields(id: id, name: name, queue: queue, arguments: arguments, attempt: attempt, maxAttempts: maxAttempts, retryPolicy: retryPolicy, notBefore: notBefore, deadline: deadline, idempotencyKey: idempotencyKey, workflowRunID: workflowRunID, workflowStep: workflowStep, traceparent: traceparent, enqueuedAt: enqueuedAt, replyTo: replyTo, priority: priority, track: track, otherHeaders: otherHeaders))
     }
 
     /// A random task id: a version-4 UUID in lowercase. Made from the system
@@ -283,6 +292,8 @@ public enum WireHeader {
     /// The task's priority level, `high` or `low` (absent: normal). Informs;
     /// the routing key decides where a task goes (``Topology/levelName(_:_:)``).
     public static let priority = "sluice-priority"
+    /// `1`: the coordinator keeps the task's status (``TaskEnvelope/track``).
+    public static let track = "sluice-track"
     // On dead copies:
     public static let deadReason = "sluice-dead-reason"
     public static let errorType = "sluice-error-type"
@@ -300,7 +311,7 @@ public enum WireHeader {
     public static let stepSignature = "sluice-step-signature"
 
     static let known: [String] = [version, task, id, queue, attempt, maxAttempts, retry, notBefore, deadline, idempotencyKey,
-                                  workflowRun, workflowStep, enqueuedAt, traceparent, signature, priority]
+                                  workflowRun, workflowStep, enqueuedAt, traceparent, signature, priority, track]
 
     /// Whether `key` is one of ``known``. A scan, not a `Set`: every task's
     /// headers are looked up here, and hashing a key costs more than
@@ -329,6 +340,7 @@ extension TaskEnvelope {
         if let workflowStep { headers[WireHeader.workflowStep] = .string(workflowStep) }
         if let traceparent { headers[WireHeader.traceparent] = .string(traceparent) }
         if priority != .normal { headers[WireHeader.priority] = .string(priority.rawValue) }
+        if track { headers[WireHeader.track] = .int64(1) }
         let properties = BasicProperties(
             contentType: "application/json", headers: headers, deliveryMode: 2, correlationId: workflowRunID,
             replyTo: replyTo, messageId: id, timestamp: enqueuedAt.map { UInt64(clamping: max(0, $0.epochMilliseconds / 1000)) }, type: name)
@@ -420,7 +432,17 @@ extension TaskEnvelope {
             enqueuedAt: enqueued, replyTo: properties.replyTo.flatMap { $0.isEmpty ? nil : $0 },
             // The level it was consumed from, like the queue: retries route back there.
             priority: priority ?? headers[WireHeader.priority]?.stringValue.flatMap(TaskPriority.init(rawValue:)) ?? .normal,
+            track: headers[WireHeader.track].map(Self.isTrue) ?? false,
             otherHeaders: others)
+    }
+}
+
+extension TaskEnvelope {
+    /// A flag header: 1, true, or "1"/"true" (tools that send only strings).
+    public static func isTrue(_ value: FieldValue) -> Bool {
+        if let b = value.boolValue { return b }
+        if let i = value.intValue { return i != 0 }
+        return value.stringValue.map { $0 == "1" || $0.lowercased() == "true" } ?? false
     }
 }
 

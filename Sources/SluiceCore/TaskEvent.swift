@@ -6,6 +6,10 @@ public struct TaskEvent: Sendable, Hashable, Codable {
     /// Event kinds, also the last routing-key word.
     public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
         case received, started, succeeded, failed, retrying, dead
+        /// A tracked task was enqueued (published by its producer).
+        case queued
+        /// A running task reported how far it is (``TaskEvent/progress``).
+        case progress
     }
 
     public var kind: Kind
@@ -36,6 +40,11 @@ public struct TaskEvent: Sendable, Hashable, Codable {
     /// not-before time) and its start, in milliseconds. Carried here so that
     /// monitoring needs no `started` events.
     public var waitMilliseconds: Double?
+    /// Set on the events of a tracked task (``TaskEnvelope/track``).
+    public var tracked: Bool?
+    /// `progress`: the fraction done, 0...1, and what the handler said.
+    public var progress: Double?
+    public var progressMessage: String?
     /// HMAC-SHA256 of the outcome, hex, when workers share an event key
     /// with the coordinator (see ``EventSigner``).
     public var signature: String?
@@ -50,6 +59,7 @@ public struct TaskEvent: Sendable, Hashable, Codable {
         self.workflowRunID = task.workflowRunID
         self.workflowStep = task.workflowStep
         self.worker = worker
+        self.tracked = task.track ? true : nil
     }
 
     /// JSON for the wire: keys sorted, `at` in milliseconds since the epoch.
@@ -64,11 +74,14 @@ public struct TaskEvent: Sendable, Hashable, Codable {
         if let errorType { w.field("errorType", errorType) }
         w.field("kind", kind.rawValue)
         if let nextDelayMilliseconds { w.field("nextDelayMilliseconds", Int64(nextDelayMilliseconds)) }
+        if let progress { w.field("progress", progress) }
+        if let progressMessage { w.field("progressMessage", progressMessage) }
         w.field("queue", queue)
         if let result { w.field("result", result) }
         if let signature { w.field("signature", signature) }
         w.field("taskID", taskID)
         w.field("taskName", taskName)
+        if let tracked { w.field("tracked", tracked) }
         if let waitMilliseconds { w.field("waitMilliseconds", waitMilliseconds) }
         if let worker { w.field("worker", worker) }
         if let workflowRunID { w.field("workflowRunID", workflowRunID) }
@@ -116,6 +129,10 @@ struct JSONObjectWriter {
             magnitude /= 10
         } while magnitude > 0
         bytes[start...].reverse()
+    }
+    mutating func field(_ k: StaticString, _ value: Bool) {
+        key(k)
+        bytes.append(contentsOf: (value ? "true" : "false").utf8)
     }
     mutating func field(_ k: StaticString, _ value: Double) {
         key(k)

@@ -125,17 +125,38 @@ public struct Topology: Sendable, Hashable {
         "\(Self.stepEventWord).\(Self.stepEventBucket(runID: runID)).\(queue).\(kind.rawValue)"
     }
 
+    /// Routing key of the event of a tracked task (``TaskEnvelope/track``):
+    /// `~track.<queue>.<kind>`. Like a step's, its first word cannot start a
+    /// queue name, so the coordinator's tracking queue binds `~track.#` and
+    /// receives no untracked task's events; monitors' `#.<kind>` still match.
+    public func trackEventRoutingKey(queue: String, kind: TaskEvent.Kind) -> String {
+        "\(Self.trackEventWord).\(queue).\(kind.rawValue)"
+    }
+
+    /// The first word of every tracked task's event key.
+    public static let trackEventWord = "~track"
+
     /// The routing key an event is published with.
     public func eventRoutingKey(for event: TaskEvent) -> String {
-        eventRoutingKey(kind: event.kind, queue: event.queue, runID: event.workflowRunID)
+        eventRoutingKey(kind: event.kind, queue: event.queue, runID: event.workflowRunID, tracked: event.tracked == true)
     }
 
     /// The routing key of a task's event of `kind` (before the event exists:
-    /// a worker asks whether anybody listens before it builds one).
-    public func eventRoutingKey(kind: TaskEvent.Kind, queue: String, runID: String?) -> String {
-        guard let runID else { return eventRoutingKey(queue: queue, kind: kind) }
-        return stepEventRoutingKey(runID: runID, queue: queue, kind: kind)
+    /// a worker asks whether anybody listens before it builds one). A
+    /// workflow step's key wins over tracking: the coordinator follows steps anyway.
+    public func eventRoutingKey(kind: TaskEvent.Kind, queue: String, runID: String?, tracked: Bool = false) -> String {
+        if let runID { return stepEventRoutingKey(runID: runID, queue: queue, kind: kind) }
+        return tracked ? trackEventRoutingKey(queue: queue, kind: kind) : eventRoutingKey(queue: queue, kind: kind)
     }
+
+    /// The coordinator's queue of tracked tasks' events (quorum, bound to
+    /// `~track.#`): every coordinator consumes it; applying an event twice,
+    /// or out of order, changes nothing (see the store's task records).
+    public var trackingQueue: String { "\(prefix).coordinator.tasks" }
+
+    public var trackingQueueDeclaration: QueueDeclaration { quorumQueue(trackingQueue) }
+
+    public var trackingBindings: [String] { ["\(Self.trackEventWord).#"] }
 
     /// The first word of every workflow step's event key.
     public static let stepEventWord = "~wf"
@@ -164,7 +185,7 @@ public struct Topology: Sendable, Hashable {
         if name.hasPrefix(dead) { return (.dead, String(name.dropFirst(dead.count))) }
         let delay = "\(prefix).delay."
         if name.hasPrefix(delay), let ms = Int(name.dropFirst(delay.count)) { return (.delay, String(ms)) }
-        if name == coordinatorQueue || name == coordinatorDeadQueue { return (.coordinator, name) }
+        if name == coordinatorQueue || name == coordinatorDeadQueue || name == trackingQueue { return (.coordinator, name) }
         let partition = "\(prefix).coordinator.p"
         if name.hasPrefix(partition), Int(name.dropFirst(partition.count)) != nil { return (.coordinator, name) }
         let isolate = "\(prefix).isolate."

@@ -105,6 +105,18 @@ public final class RabbitMQBroker: Broker {
         channel = try await declareQueue(topology.coordinatorDeadQueueDeclaration, on: channel)
     }
 
+    public func prepareTrackingQueue() async throws {
+        try await retryingTransient("declaring the task tracking queue") {
+            try await self.declareTaskTopology(queues: [])
+            var channel = try await self.connection.openChannel()
+            defer { Task { [channel] in try? await channel.close() } }
+            channel = try await self.declareQueue(self.topology.trackingQueueDeclaration, on: channel)
+            for key in self.topology.trackingBindings {
+                try await channel.queueBind(queue: self.topology.trackingQueue, exchange: self.topology.eventsExchange, routingKey: key)
+            }
+        }
+    }
+
     public func preparePartitionQueue(_ partition: Int, of count: Int) async throws {
         try await retryingTransient("declaring coordinator partition queue \(partition)") {
             try await self.declareTaskTopology(queues: [])

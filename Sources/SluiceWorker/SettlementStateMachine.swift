@@ -174,7 +174,9 @@ struct SettlementStateMachine {
             let due = [task.enqueuedAt, task.notBefore].compactMap { $0 }.max()
             let waited = due.map { max(0, now.timeIntervalSince($0) * 1000) }
             state = .running(task, waited: waited)
-            let started = settings.publishStartedEvents ? eventMessage(TaskEvent(kind: .started, task: task, worker: settings.workerID)) : nil
+            // A tracked task's start is its `running` status: always reported.
+            let started = settings.publishStartedEvents || task.track
+                ? eventMessage(TaskEvent(kind: .started, task: task, worker: settings.workerID)) : nil
             return .run(task, waitedMilliseconds: waited, started: started)
         case .isolate:
             // The same message, to the process that runs suspects alone; safe before the ack.
@@ -201,7 +203,7 @@ struct SettlementStateMachine {
             state = .reportingSuccess(task, then: nil)
             // Nobody listens and nobody waits: the ack alone is the outcome
             // (asked before the event is built).
-            let key = settings.topology.eventRoutingKey(kind: .succeeded, queue: task.queue, runID: task.workflowRunID)
+            let key = settings.topology.eventRoutingKey(kind: .succeeded, queue: task.queue, runID: task.workflowRunID, tracked: task.track)
             let wanted = eventWanted(key)
             let replyTo = replyAddress
             guard wanted || replyTo != nil else { return finish(.succeeded(task: task.name)) }
@@ -380,7 +382,9 @@ struct SettlementStateMachine {
 
     /// The `dead` event, for a task or for a message that did not decode.
     private func deadEvent(_ dead: DeadLetter) -> TaskEvent {
-        let task = dead.task ?? TaskEnvelope(id: properties.messageId ?? "", name: properties.type ?? "", queue: queue, arguments: [])
+        // An undecodable message is still tracked if it asked to be.
+        let task = dead.task ?? TaskEnvelope(id: properties.messageId ?? "", name: properties.type ?? "", queue: queue, arguments: [],
+                                             track: properties.headers?[WireHeader.track].map(TaskEnvelope.isTrue) ?? false)
         return TaskEvent(kind: .dead, task: task, worker: settings.workerID)
     }
 

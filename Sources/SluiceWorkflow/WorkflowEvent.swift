@@ -38,7 +38,7 @@ public enum WorkflowEvent: Sendable, Hashable, Codable {
         case .dead:
             self = .taskDead(taskID: event.taskID, attempt: event.attempt, reason: event.deadReason?.rawValue ?? "dead",
                              error: event.errorMessage, at: event.at)
-        case .received, .started, .failed:
+        case .received, .started, .failed, .queued, .progress:
             return nil
         }
     }

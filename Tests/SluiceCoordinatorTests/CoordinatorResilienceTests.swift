@@ -70,6 +70,12 @@ final class SwitchableStore: WorkflowStore {
     func leases(prefix: String, now: Date) async throws -> [String: String] { try reachable(); return try await base.leases(prefix: prefix, now: now) }
     func partitionCount(proposed: Int) async throws -> Int { try reachable(); return try await base.partitionCount(proposed: proposed) }
     func setFence(_ fence: StoreFence?) { base.setFence(fence) }
+    func recordTaskChanges(_ changes: [TaskTrackingChange]) async throws { try reachable(); try await base.recordTaskChanges(changes) }
+    func trackedTask(id: String) async throws -> TrackedTask? { try reachable(); return try await base.trackedTask(id: id) }
+    func pruneTrackedTasks(finishedBefore: Date, unfinishedBefore: Date, limit: Int) async throws -> Int {
+        try reachable()
+        return try await base.pruneTrackedTasks(finishedBefore: finishedBefore, unfinishedBefore: unfinishedBefore, limit: limit)
+    }
     func close() async throws { try await base.close() }
 }
 

@@ -53,9 +53,12 @@ public struct EnqueueTaskRequest: Codable, Sendable {
     public var delaySeconds: Double?
     public var maxAttempts: Int?
     public var idempotencyKey: String?
+    /// Whether the coordinator keeps the task's status (`GET /v1/tasks/{id}`).
+    public var track: Bool?
 
     public init(name: String, queue: String? = nil, arguments: JSONValue? = nil, delaySeconds: Double? = nil,
-                maxAttempts: Int? = nil, idempotencyKey: String? = nil) {
+                maxAttempts: Int? = nil, idempotencyKey: String? = nil, track: Bool? = nil) {
+        self.track = track
         self.name = name
         self.queue = queue
         self.arguments = arguments

@@ -32,7 +32,8 @@ import SluiceWorkflow
 /// GET  /v1/schedules                 schedules with their next fire time
 /// DELETE /v1/schedules/{id}
 /// POST /v1/tasks                      enqueue a standalone task: {"name", "queue"?, "arguments"?, "delaySeconds"?,
-///                                     "maxAttempts"?, "idempotencyKey"?}
+///                                     "maxAttempts"?, "idempotencyKey"?, "track"?}
+/// GET  /v1/tasks/{id}                 a tracked task's status, attempts, times, last error, result, progress
 /// ```
 ///
 /// Listening on anything but loopback requires a bearer token
@@ -260,9 +261,17 @@ public struct CoordinatorAPI: Sendable {
             }
             options.maxAttempts = task.maxAttempts
             options.idempotencyKey = task.idempotencyKey
+            options.track = task.track
             let client = TaskClient(broker: coordinator.broker, defaultQueue: coordinator.configuration.defaultQueue)
             let id = try await client.enqueue(name: task.name, json: (task.arguments ?? [:]).jsonBytes, options: options)
             return try encoded(EnqueuedTask(id: id), status: .created)
+        }
+        router.get("/v1/tasks/{id}") { _, context in
+            let id = try context.parameters.require("id")
+            guard let task = try await engine.store.trackedTask(id: id) else {
+                throw APIError(.notFound, "no tracked task \(id) (enqueued without tracking, or past its retention)")
+            }
+            return try encoded(task)
         }
         return router
     }

@@ -573,4 +573,40 @@ public final class SQLiteWorkflowStore: WorkflowStore {
             return count
         }
     }
+
+    // MARK: Tracked tasks
+
+    private static func sqliteValue(_ value: TaskTrackingSQL.Value) -> SQLiteData {
+        switch value {
+        case .text(let v): v.map(SQLiteData.text) ?? .null
+        case .integer(let v): v.map { .integer(Int($0)) } ?? .null
+        case .real(let v): v.map(SQLiteData.float) ?? .null
+        }
+    }
+
+    public func recordTaskChanges(_ changes: [TaskTrackingChange]) async throws {
+        guard !changes.isEmpty else { return }
+        let statements = changes.flatMap(TaskTrackingSQL.statements(for:)).map { (TaskTrackingSQL.sqlite($0.0), $0.1.map(Self.sqliteValue)) }
+        try await transaction {
+            for (sql, binds) in statements { try await self.query(sql, binds) }
+        }
+    }
+
+    public func trackedTask(id: String) async throws -> TrackedTask? {
+        guard let row = try await read(TaskTrackingSQL.sqlite(TaskTrackingSQL.select), [.text(id)]).first else { return nil }
+        func value(_ column: String) -> SQLiteData? {
+            guard let v = row.column(column), v != .null else { return nil }
+            return v
+        }
+        return try TaskTrackingSQL.record(text: { value($0)?.string }, integer: { value($0)?.integer.map(Int64.init) },
+                                          real: { value($0)?.double })
+    }
+
+    public func pruneTrackedTasks(finishedBefore: Date, unfinishedBefore: Date, limit: Int) async throws -> Int {
+        try await transaction {
+            try await self.query(TaskTrackingSQL.sqlite(TaskTrackingSQL.prune),
+                                 [.integer(Int(finishedBefore.epochMilliseconds)), .integer(Int(unfinishedBefore.epochMilliseconds)),
+                                  .integer(limit)]).count
+        }
+    }
 }

@@ -13,12 +13,14 @@ enum StoreMigrations {
         var serialKey: String
         /// The JSON text of a member of a JSON document held in a text column.
         var jsonMember: @Sendable (_ column: String, _ key: String) -> String
+        /// A double-precision number.
+        var real: String
 
         static let sqlite = Dialect(timestamp: "INTEGER", serialKey: "INTEGER PRIMARY KEY AUTOINCREMENT",
-                                    jsonMember: { "\($0) -> '$.\($1)'" })
+                                    jsonMember: { "\($0) -> '$.\($1)'" }, real: "REAL")
         static let postgres = Dialect(timestamp: "BIGINT", serialKey: "BIGSERIAL PRIMARY KEY",
                                       // json, not jsonb: it takes every string JSON allows (jsonb refuses \u0000).
-                                      jsonMember: { "(\($0)::json -> '\($1)')::text" })
+                                      jsonMember: { "(\($0)::json -> '\($1)')::text" }, real: "DOUBLE PRECISION")
     }
 
     /// The table that records which migrations ran.
@@ -101,6 +103,18 @@ enum StoreMigrations {
                 "CREATE TABLE workflow_inputs (run_id TEXT PRIMARY KEY, input TEXT NOT NULL)",
                 "INSERT INTO workflow_inputs (run_id, input) SELECT id, input FROM workflow_runs WHERE input IS NOT NULL",
                 "ALTER TABLE workflow_runs DROP COLUMN input",
+            ], nil),
+            // Tracked tasks (`sluice-track`): one small row per task, moved
+            // forward by its events (`stage` orders them), pruned by age.
+            (5, [
+                """
+                CREATE TABLE sluice_tasks (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL, queue TEXT NOT NULL, status TEXT NOT NULL, attempt INTEGER NOT NULL,
+                    stage INTEGER NOT NULL, enqueued_at \(d.timestamp), started_at \(d.timestamp), finished_at \(d.timestamp),
+                    updated_at \(d.timestamp) NOT NULL, worker TEXT, error_type TEXT, error_message TEXT, dead_reason TEXT,
+                    next_attempt_at \(d.timestamp), result TEXT, progress \(d.real), progress_message TEXT, progress_at \(d.timestamp))
+                """,
+                "CREATE INDEX sluice_tasks_updated ON sluice_tasks (updated_at)",
             ], nil),
         ]
     }

@@ -109,6 +109,17 @@ public protocol WorkflowStore: Sendable {
     /// write over the one that took over. Nil turns the check off.
     func setFence(_ fence: StoreFence?)
 
+    /// Applies tracked tasks' changes in order, in one transaction: each moves
+    /// its task's record forward only (see ``TaskTrackingChange``), so a
+    /// change applied twice or late changes nothing. Not fenced: any
+    /// coordinator may apply them.
+    func recordTaskChanges(_ changes: [TaskTrackingChange]) async throws
+    /// A tracked task's record (nil: never tracked, or pruned).
+    func trackedTask(id: String) async throws -> TrackedTask?
+    /// Deletes up to `limit` task records, finished ones last changed before
+    /// `finishedBefore` and the others before `unfinishedBefore`; returns how many.
+    func pruneTrackedTasks(finishedBefore: Date, unfinishedBefore: Date, limit: Int) async throws -> Int
+
     /// Closes connections.
     func close() async throws
 }

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import SluiceCoordinator
+import SluiceWorkflow
+
+struct TaskCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "task",
+        abstract: "Look up single tasks (through the coordinator's API).",
+        discussion: """
+        Only tracked tasks are known: enqueued with --track (`sluice enqueue --track`, \
+        EnqueueOptions.track, "track": true in POST /v1/tasks, or a client's tracked queues). \
+        The coordinator keeps each one's status for its --task-retention after it finishes.
+        """,
+        subcommands: [Status.self])
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a tracked task: status (queued, running, retrying, succeeded, dead), attempt, times, worker, last error, result, progress.",
+            discussion: """
+            Exit status: 0 once it succeeded (or, without --watch, whatever its state), 1 if it \
+            ended dead (with --watch), 2 if the coordinator does not know it.
+            """)
+        @Argument(help: "The task id.") var id: String
+        @Flag(help: "Refresh every second until the task succeeds or ends dead.") var watch = false
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var api: APIOptions
+
+        func run() async throws {
+            let client = try api.client()
+            while true {
+                let task: TrackedTask
+                do {
+                    task = try await client.call("GET", "v1/tasks/\(id)", as: TrackedTask.self)
+                } catch let error as CLIError where error.description.contains("no tracked task") {
+                    FileHandle.standardError.write(Data("\(error.description)\n".utf8))
+                    throw ExitCode(2)
+                }
+                if json {
+                    try printAPIJSON(task)
+                } else {
+                    if watch { print("\u{1B}[2J\u{1B}[H", terminator: "") }
+                    print(Self.describe(task, now: Date()))
+                }
+                guard watch else { return }
+                if task.status.isFinal { throw ExitCode(task.status == .succeeded ? 0 : 1) }
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+
+        static func describe(_ t: TrackedTask, now: Date) -> String {
+            var lines = ["task \(t.id)  \(t.name)  queue \(t.queue)", "status: \(t.status.rawValue)  attempt \(t.attempt)"]
+            func time(_ label: String, _ date: Date?) {
+                guard let date else { return }
+                lines.append("\(label): \(APICoding.formatDate(date))")
+            }
+            time("enqueued", t.enqueuedAt)
+            time("started", t.startedAt)
+            time("finished", t.finishedAt)
+            if let start = t.startedAt {
+                let end = t.finishedAt ?? now
+                lines.append(String(format: "ran: %.3f s", max(0, end.timeIntervalSince(start))))
+            }
+            if let worker = t.worker { lines.append("worker: \(worker)") }
+            if let progress = t.progress, t.status == .running {
+                lines.append(String(format: "progress: %.0f%%", progress * 100) + (t.progressMessage.map { "  \($0)" } ?? ""))
+            }
+            if t.status == .retrying, let next = t.nextAttemptAt { time("next attempt", next) }
+            if let reason = t.deadReason { lines.append("dead: \(reason)") }
+            if t.errorType != nil || t.errorMessage != nil {
+                lines.append("last error: \([t.errorType, t.errorMessage].compactMap { $0 }.joined(separator: ": "))")
+            }
+            if let result = t.result { lines.append("result: \(result.jsonText.prefix(2000))") }
+            return lines.joined(separator: "\n")
+        }
+    }
+}

@@ -1,0 +1,89 @@
+public import Foundation
+public import SluiceCore
+
+/// One tracked task's event as a store write (pure: made from the event).
+///
+/// Events reach the coordinator at least once and in any order (the
+/// producer's `queued` and a worker's `started` travel on different
+/// connections; a redelivered event comes again). So a record only moves
+/// forward: each change has a ``stage`` (attempt, then queued < started <
+/// retrying < succeeded or dead) and the store applies it only over a lower
+/// stage. Fields a change does not know (a `succeeded` that came before its
+/// `started` has no start time) keep what the record had. A `queued` event
+/// that comes late still fills in the enqueue time.
+public struct TaskTrackingChange: Sendable, Hashable {
+    public enum Kind: Sendable, Hashable {
+        /// Moves the status (applied over a lower stage).
+        case status(TrackedTask.Status)
+        /// The running attempt's progress (applied while that attempt runs).
+        case progress(Double, message: String?)
+    }
+
+    public var kind: Kind
+    public var taskID: String
+    public var name: String
+    public var queue: String
+    public var attempt: Int
+    public var at: Date
+    public var worker: String?
+    public var errorType: String?
+    public var errorMessage: String?
+    public var deadReason: String?
+    public var nextAttemptAt: Date?
+    /// JSON text of a success's result.
+    public var result: String?
+    /// A success or failure that came without its `started`: when the run began.
+    public var startedAt: Date?
+
+    /// Orders a task's changes: attempt first, then the step within it.
+    public var stage: Int {
+        let step: Int = switch kind {
+        case .status(.queued): 0
+        case .status(.running), .progress: 1
+        case .status(.retrying): 2
+        case .status(.succeeded), .status(.dead): 3
+        }
+        return attempt * 4 + step
+    }
+
+    /// The change an event means; nil for kinds tracking does not record.
+    public init?(_ event: TaskEvent) {
+        let kind: Kind
+        switch event.kind {
+        case .queued: kind = .status(.queued)
+        case .started: kind = .status(.running)
+        case .retrying: kind = .status(.retrying)
+        case .succeeded: kind = .status(.succeeded)
+        case .dead: kind = .status(.dead)
+        case .progress:
+            guard let fraction = event.progress, fraction.isFinite else { return nil }
+            kind = .progress(min(1, max(0, fraction)), message: event.progressMessage)
+        case .received, .failed: return nil
+        }
+        self.kind = kind
+        taskID = event.taskID
+        name = event.taskName
+        queue = event.queue
+        attempt = max(1, event.attempt)
+        at = event.at
+        worker = event.worker
+        errorType = event.errorType
+        errorMessage = event.errorMessage
+        deadReason = event.deadReason?.rawValue
+        nextAttemptAt = event.nextDelayMilliseconds.map { event.at.addingTimeInterval(Double($0) / 1000) }
+        result = event.result
+        startedAt = event.kind == .started ? event.at
+            : event.durationMilliseconds.map { event.at.addingTimeInterval(-$0 / 1000) }
+    }
+
+    /// The status it sets, if it is a status change.
+    public var status: TrackedTask.Status? {
+        if case .status(let s) = kind { return s }
+        return nil
+    }
+
+    /// When the attempt finished (success or dead).
+    public var finishedAt: Date? { status?.isFinal == true ? at : nil }
+    /// The enqueue time a `queued` change carries.
+    public var enqueuedAt: Date? { status == .queued ? at : nil }
+}

@@ -1,0 +1,167 @@
+import Foundation
+public import Logging
+import Metrics
+public import ServiceLifecycle
+public import SluiceCore
+
+/// Keeps the records of tracked tasks (``SluiceCore/TaskEnvelope/track``):
+/// consumes the coordinator's tracking queue (``SluiceCore/Topology/trackingQueue``,
+/// bound to `~track.#`), applies what has arrived as one store transaction,
+/// then acknowledges it; deletes records past their retention.
+///
+/// Every coordinator runs one, active or standby, on any partition: applying
+/// a change twice or out of order changes nothing (``TaskTrackingChange``), so
+/// the queue needs no single consumer. Untracked tasks never reach it.
+public struct TaskTracker: Service {
+    public struct Configuration: Sendable {
+        /// How long a finished task's record is kept after its last change.
+        public var retention: Duration
+        /// How long an unfinished one is kept without news (a task whose
+        /// worker died at the delivery limit never reports an end).
+        public var unfinishedRetention: Duration
+        /// Unacknowledged events at once, and the most applied in one transaction.
+        public var prefetch: Int
+
+        public init(retention: Duration = .seconds(86_400), unfinishedRetention: Duration = .seconds(7 * 86_400), prefetch: Int = 500) {
+            self.retention = retention
+            self.unfinishedRetention = unfinishedRetention
+            self.prefetch = prefetch
+        }
+    }
+
+    public let broker: any Broker
+    public let store: any WorkflowStore
+    public let configuration: Configuration
+    private let logger: Logger
+
+    public init(broker: any Broker, store: any WorkflowStore, configuration: Configuration = Configuration(),
+                logger: Logger = Logger(label: "sluice.coordinator.tasks")) {
+        self.broker = broker
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask { try await self.pruneLoop() }
+                    group.addTask { try await self.consumeLoop() }
+                }
+            }
+        } catch is CancellationError {
+            // Shutdown: what was applied is acknowledged; the rest comes again.
+        }
+    }
+
+    /// Consumes until cancelled; a consumer that ends (a lost connection) is started again.
+    private func consumeLoop() async throws {
+        let restarts = Counter(label: "sluice_coordinator_loop_restarts_total", dimensions: [("loop", "tasks")])
+        while true {
+            do {
+                try await broker.prepareTrackingQueue()
+                let consumer = try await broker.consume(queue: broker.topology.trackingQueue, prefetch: configuration.prefetch)
+                try await consume(consumer)
+                await consumer.close()
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                logger.warning("task tracking stopped; starting it again", metadata: ["error": "\(error)"])
+            }
+            restarts.increment()
+            try await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    private func consume(_ consumer: BrokerConsumer) async throws {
+        let buffer = DeliveryBuffer()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    for try await delivery in consumer { buffer.push(delivery) }
+                    buffer.finish(nil)
+                } catch {
+                    buffer.finish(error)
+                }
+            }
+            group.addTask {
+                while let batch = try await buffer.take(max: self.configuration.prefetch) {
+                    try await self.apply(batch)
+                }
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+
+    /// Applies a batch in one transaction and acknowledges it. If that fails
+    /// while the store answers, one by one, dropping (with a warning) what
+    /// cannot be applied; if the store does not answer, hands the batch back.
+    private func apply(_ deliveries: [BrokerDelivery]) async throws {
+        let changes = deliveries.map { delivery -> TaskTrackingChange? in
+            guard let event = try? TaskEvent.decode(delivery.body) else {
+                logger.warning("a tracking event that is not a task event was dropped", metadata: ["routingKey": "\(delivery.routingKey)"])
+                return nil
+            }
+            return TaskTrackingChange(event)
+        }
+        do {
+            try await store.recordTaskChanges(changes.compactMap { $0 })
+            for delivery in deliveries { try? await delivery.ack() }
+            return
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            guard await storeAnswers() else {
+                logger.warning("the store does not answer; tracking events go back to the queue", metadata: ["error": "\(error)"])
+                for delivery in deliveries { try? await delivery.reject(requeue: true) }
+                try await Task.sleep(for: .seconds(1))
+                return
+            }
+        }
+        for (delivery, change) in zip(deliveries, changes) {
+            if let change {
+                do { try await store.recordTaskChanges([change]) } catch is CancellationError { throw CancellationError() } catch {
+                    logger.warning("a tracking event could not be applied and was dropped",
+                                   metadata: ["task": "\(change.taskID)", "error": "\(error)"])
+                }
+            }
+            try? await delivery.ack()
+        }
+    }
+
+    private func storeAnswers() async -> Bool {
+        do {
+            _ = try await store.trackedTask(id: "")
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Deletes records past their retention, at start and then every quarter
+    /// of it (at least every second, at most every 10 minutes).
+    private func pruneLoop() async throws {
+        let every = min(max(configuration.retention / 4, .seconds(1)), .seconds(600))
+        while true {
+            do {
+                var total = 0
+                while true {
+                    let now = Date()
+                    let count = try await store.pruneTrackedTasks(finishedBefore: now.addingTimeInterval(-configuration.retention.timeInterval),
+                                                                  unfinishedBefore: now.addingTimeInterval(-configuration.unfinishedRetention.timeInterval),
+                                                                  limit: 1000)
+                    total += count
+                    if count < 1000 { break }
+                }
+                if total > 0 { logger.debug("deleted tracked tasks past their retention", metadata: ["count": "\(total)"]) }
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                logger.warning("could not delete old tracked tasks; trying again later", metadata: ["error": "\(error)"])
+            }
+            try await Task.sleep(for: every)
+        }
+    }
+}
