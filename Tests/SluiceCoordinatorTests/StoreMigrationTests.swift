@@ -21,6 +21,7 @@ struct StoreMigrationTests {
         2: (0x7ff9_d2ec_84b7_d8fb, 0x710a_974f_21bf_c28f),
         3: (0x0db8_a8b1_e5f2_db0a, 0x0db8_a8b1_e5f2_db0a),
         4: (0x3b34_9502_cc4c_d1f0, 0x3b34_9502_cc4c_d1f0),
+        5: (0x3f19_4811_8e55_4bbe, 0xc064_fe67_9fc3_e3d3),
     ]
 
     @Test("released migrations render exactly as they were released, for both engines")
