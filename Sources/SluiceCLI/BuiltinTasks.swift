@@ -12,7 +12,15 @@ enum BuiltinTasks {
             guard seconds.isFinite, seconds >= 0, seconds <= 86_400 else {
                 throw TaskFailure.permanent("seconds must be from 0 to 86400", kind: "bad_arguments")
             }
-            try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+            // In slices, reporting progress (sent at most once a second).
+            let start = ContinuousClock.now
+            while true {
+                let slept = (ContinuousClock.now - start).timeInterval
+                if slept >= seconds { break }
+                context.progress(slept / seconds, message: String(format: "slept %.1f s of %.1f s", slept, seconds))
+                try await Task.sleep(for: .milliseconds(Int64(min(0.25, seconds - slept) * 1000)))
+            }
+            context.progress(1, message: String(format: "slept %.1f s", seconds))
             return Array(#"{"slept":\#(seconds)}"#.utf8)
         }
         r.register("sluice.fail") { context in

@@ -49,7 +49,8 @@ struct TopCommand: AsyncParsableCommand {
                 }
                 let runs = await Self.runCounts(apiClient)
                 screen.draw(Self.lines(overview: overview, history: history, workers: events.workers(),
-                                       runs: runs, failures: events.recentFailures(limit: 8), width: screen.width))
+                                       runs: runs, progress: events.inProgress(limit: 6), failures: events.recentFailures(limit: 8),
+                                       width: screen.width))
                 if await keys.waitForQuit(timeout: pause) { return }
             }
         }
@@ -66,7 +67,7 @@ struct TopCommand: AsyncParsableCommand {
     }
 
     static func lines(overview: QueueOverview, history: [String: [Double]], workers: [WorkerRoster.Entry], runs: [(String, Int)]?,
-                      failures: [TaskEvent], width: Int) -> [String] {
+                      progress: [TaskEvent] = [], failures: [TaskEvent], width: Int) -> [String] {
         let p = Rendering.Palette(enabled: true)
         var out: [String] = []
         let clock = ISO8601DateFormatter().string(from: overview.at)
@@ -90,6 +91,15 @@ struct TopCommand: AsyncParsableCommand {
             out.append(p.bold("WORKFLOW RUNS  ") + runs.map { "\($0.0) \($0.1)" }.joined(separator: "  "))
         } else {
             out.append(p.bold("WORKFLOW RUNS  ") + p.dim("coordinator API not reachable (--api)"))
+        }
+        out.append("")
+        out.append(p.bold("IN PROGRESS"))
+        if progress.isEmpty { out.append(p.dim("no task has reported progress in the last minute")) }
+        for e in progress {
+            let fraction = e.progress ?? 0
+            let filled = Int((fraction * 20).rounded())
+            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: 20 - filled)
+            out.append("\(p.cyan(bar)) \(String(format: "%3.0f%%", fraction * 100))  \(e.queue)  \(e.taskName)  \(e.taskID.prefix(8))  \(e.progressMessage ?? "")")
         }
         out.append("")
         out.append(p.bold("RECENT FAILURES"))

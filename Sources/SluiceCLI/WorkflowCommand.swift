@@ -145,6 +145,9 @@ struct WorkflowCommand: AsyncParsableCommand {
             lines.append(pad("STEP", 20) + pad("STATE", 11) + pad("ATTEMPTS", 9) + "OUTPUT / ERROR")
             for (id, step) in s.steps.sorted(by: { $0.key < $1.key }) {
                 var detail = step.error ?? step.output.map { $0 == .null ? "" : $0.jsonText } ?? ""
+                if step.status == .running, let progress = step.progress {
+                    detail = String(format: "%.0f%%", progress * 100) + (step.progressMessage.map { " \($0)" } ?? "")
+                }
                 if let elements = step.elements {
                     let done = elements.filter { $0.status == .succeeded }.count
                     detail = "\(done)/\(elements.count) elements; " + detail

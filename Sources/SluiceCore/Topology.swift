@@ -286,10 +286,13 @@ public struct Topology: Sendable, Hashable {
     public var coordinatorDeadQueueDeclaration: QueueDeclaration { quorumQueue(coordinatorDeadQueue) }
 
     /// What the coordinator queue is bound to on the events exchange: the
-    /// outcomes of workflow steps only (queue names may contain dots, hence `#`).
+    /// outcomes and progress of workflow steps only (queue names may contain dots, hence `#`).
     public var coordinatorBindings: [String] {
-        [TaskEvent.Kind.succeeded, .retrying, .dead].map { "\(Self.stepEventWord).#.\($0.rawValue)" }
+        Self.coordinatorEventKinds.map { "\(Self.stepEventWord).#.\($0.rawValue)" }
     }
+
+    /// The step events a coordinator applies.
+    static let coordinatorEventKinds: [TaskEvent.Kind] = [.succeeded, .retrying, .dead, .progress]
 
     // MARK: Partitions
 
@@ -336,7 +339,7 @@ public struct Topology: Sendable, Hashable {
     public func coordinatorBindings(partition: Int, of count: Int) -> [String] {
         guard count > 1 else { return coordinatorBindings + ["\(Self.stepEventWord).*.\(Self.runMessageWord)"] }
         return Self.buckets(ofPartition: partition, of: count).flatMap { bucket in
-            [TaskEvent.Kind.succeeded, .retrying, .dead].map { "\(Self.stepEventWord).\(bucket).#.\($0.rawValue)" }
+            Self.coordinatorEventKinds.map { "\(Self.stepEventWord).\(bucket).#.\($0.rawValue)" }
                 + ["\(Self.stepEventWord).\(bucket).\(Self.runMessageWord)"]
         }
     }

@@ -15,6 +15,8 @@ public final class EventWatch: Sendable {
         /// Per queue, the newest task any worker heard from has received
         /// (kept after the worker is gone).
         var newestTaken: [String: Date] = [:]
+        /// The latest progress report of each task that has not ended, by task id.
+        var progress: [String: TaskEvent] = [:]
     }
 
     private final class Shared: Sendable {
@@ -31,7 +33,9 @@ public final class EventWatch: Sendable {
     public init(broker: any Broker, outcomes: Bool = true) async throws {
         let t = broker.topology
         var bindings = [t.workerHeartbeatRoutingKey]
-        if outcomes { bindings += ["#.\(TaskEvent.Kind.succeeded.rawValue)", "#.\(TaskEvent.Kind.retrying.rawValue)", "#.\(TaskEvent.Kind.dead.rawValue)"] }
+        if outcomes {
+            bindings += [TaskEvent.Kind.succeeded, .retrying, .dead, .progress].map { "#.\($0.rawValue)" }
+        }
         let consumer = try await broker.subscribeEvents(bindings: bindings)
         self.consumer = consumer
         self.broker = broker
@@ -51,6 +55,15 @@ public final class EventWatch: Sendable {
                         }
                     } else if let event = try? TaskEvent.decode(delivery.body) {
                         state.withLock { s in
+                            if event.kind == .progress {
+                                if event.at >= s.progress[event.taskID]?.at ?? .distantPast { s.progress[event.taskID] = event }
+                                if s.progress.count > 500 {
+                                    let cutoff = Date().addingTimeInterval(-60)
+                                    s.progress = s.progress.filter { $0.value.at > cutoff }
+                                }
+                                return
+                            }
+                            if event.kind == .succeeded || event.kind == .dead { s.progress[event.taskID] = nil }
                             if let wait = event.waitMilliseconds {
                                 s.waits[event.queue, default: []].append(wait)
                                 if s.waits[event.queue]!.count > 200 { s.waits[event.queue]!.removeFirst(50) }
@@ -95,6 +108,14 @@ public final class EventWatch: Sendable {
                 let recent = values.suffix(50).sorted()
                 return recent[recent.count / 2]
             }
+        }
+    }
+
+    /// Tasks running now that reported progress in the last `within`
+    /// seconds, the most recently heard first.
+    public func inProgress(limit: Int = 10, within: TimeInterval = 60, now: Date = Date()) -> [TaskEvent] {
+        state.withLock { s in
+            Array(s.progress.values.filter { now.timeIntervalSince($0.at) < within }.sorted { $0.at > $1.at }.prefix(limit))
         }
     }
 

@@ -7,11 +7,28 @@ public struct TaskContext: Sendable {
     /// The task, with its arguments and metadata.
     public let task: TaskEnvelope
     private var baseLogger: Logger
+    private let progressSink: ProgressSink?
 
     /// A context for `task`; `logger` gets the task's metadata.
     public init(task: TaskEnvelope, logger: Logger) {
         self.task = task
         self.baseLogger = logger
+        self.progressSink = nil
+    }
+
+    init(task: TaskEnvelope, logger: Logger, progress: ProgressSink?) {
+        self.task = task
+        self.baseLogger = logger
+        self.progressSink = progress
+    }
+
+    /// Reports how far the task is: `fraction` from 0 to 1 (clamped), and
+    /// what it is doing. Sent as a `progress` event, at most one a second
+    /// per task (reports in between are dropped; one of 1 always goes), and
+    /// not waited for. A tracked task's record (`sluice task status`), a
+    /// workflow step's state and `sluice top` show the latest.
+    public func progress(_ fraction: Double, message: String? = nil) {
+        progressSink?.report(task, fraction: fraction, message: message)
     }
 
     /// A logger carrying the task's id, name, queue and attempt. Built when

@@ -148,6 +148,8 @@ public final class Worker: Service {
     /// What heartbeats list, made once.
     private let heartbeatQueues: [String]
     private let newestTaken = NewestTaken()
+    /// Where handlers' progress reports go.
+    private let progressSink: ProgressSink
     /// Metric handles per consumed queue, made once (queues are fixed).
     private let queueMetrics: [String: QueueMetrics]
     private let phase = Mutex("running")
@@ -172,6 +174,8 @@ public final class Worker: Service {
         let factory = configuration.metricsFactory ?? MetricsSystem.factory
         self.queueMetrics = Dictionary(Self.baseQueues(configuration).map { ($0, QueueMetrics(queue: $0, factory: factory)) },
                                        uniquingKeysWith: { first, _ in first })
+        self.progressSink = ProgressSink(worker: configuration.workerID)
+        progressSink.connect { [weak self] event in self?.publishProgress(event) }
     }
 
     private var topology: Topology { broker.topology }
@@ -415,7 +419,7 @@ public final class Worker: Service {
     /// cancelled it past its grace (its delivery goes back).
     private func run(_ task: TaskEnvelope, _ handler: @escaping HandlerRegistry.Handler, waited: Double?,
                      metrics: QueueMetrics?) async -> (outcome: Result<[UInt8]?, any Error>, milliseconds: Double)? {
-        let context = TaskContext(task: task, logger: logger)
+        let context = TaskContext(task: task, logger: logger, progress: progressSink)
         if let waited { metrics?.wait.recordNanoseconds(Int64(waited * 1_000_000)) }
 
         // The handler runs in a span of the task's trace: tasks it enqueues join it.
@@ -507,6 +511,15 @@ public final class Worker: Service {
                 throw error
             }
         }
+    }
+
+    /// A progress report is an event on the task's key, published (not
+    /// waited for) when somebody listens.
+    private func publishProgress(_ event: TaskEvent) {
+        // Signed like outcomes: a coordinator with an event key drops unsigned step events.
+        let message = topology.eventMessage(configuration.eventSigner.map { $0.signed(event) } ?? event)
+        guard eventWanted(routingKey: message.routingKey) else { return }
+        Task { try? await self.publishAll([message]) }
     }
 
     /// Whether an event should go out; counts the ones held back.

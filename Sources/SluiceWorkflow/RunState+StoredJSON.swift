@@ -66,6 +66,8 @@ extension StepState {
             if let error { o.field("error", error) }
             if let startedAt { o.field("startedAt", startedAt) }
             if let finishedAt { o.field("finishedAt", finishedAt) }
+            if let progress { o.field("progress", .number(progress)) }
+            if let progressMessage { o.field("progressMessage", progressMessage) }
             if let elements {
                 if elementsAsRows {
                     o.field("elementCount", elements.count)

@@ -110,6 +110,10 @@ public struct StepState: Sendable, Hashable, Codable {
     public var finishedAt: Date?
     /// Map steps: one entry per element.
     public var elements: [ElementState]?
+    /// Task steps: the running attempt's last progress report (0...1) and
+    /// message (``SluiceCore/TaskEvent/progress``); kept once it settles.
+    public var progress: Double?
+    public var progressMessage: String?
 
     public init() {}
 }

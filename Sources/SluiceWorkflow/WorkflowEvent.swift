@@ -8,6 +8,8 @@ public enum WorkflowEvent: Sendable, Hashable, Codable {
     case start(at: Date)
     /// A step's task (or a map element's) succeeded with its result.
     case taskSucceeded(taskID: String, attempt: Int, output: JSONValue?, at: Date)
+    /// A step's running task reported how far it is (fraction 0...1).
+    case taskProgress(taskID: String, attempt: Int, fraction: Double, message: String?, at: Date)
     /// A step's task failed and the worker will run it again.
     case taskRetrying(taskID: String, attempt: Int, error: String, at: Date)
     /// A step's task ended in its dead queue: it failed for good.
@@ -38,7 +40,11 @@ public enum WorkflowEvent: Sendable, Hashable, Codable {
         case .dead:
             self = .taskDead(taskID: event.taskID, attempt: event.attempt, reason: event.deadReason?.rawValue ?? "dead",
                              error: event.errorMessage, at: event.at)
-        case .received, .started, .failed, .queued, .progress:
+        case .progress:
+            guard let fraction = event.progress, fraction.isFinite else { return nil }
+            self = .taskProgress(taskID: event.taskID, attempt: event.attempt, fraction: min(1, max(0, fraction)),
+                                 message: event.progressMessage, at: event.at)
+        case .received, .started, .failed, .queued:
             return nil
         }
     }

@@ -146,6 +146,15 @@ public struct WorkflowStateMachine: Sendable {
                 state.steps[ref.step] = step
             }
 
+        case .taskProgress(let taskID, let attempt, let fraction, let message, _):
+            // Task steps only: a map shows its elements' counts instead.
+            guard isActive, let ref = parse(taskID), ref.index == nil, var step = state.steps[ref.step],
+                  step.generation == ref.generation, step.status == .running, attempt >= step.attempts,
+                  case .task? = stepsByID[ref.step]?.kind else { return [] }
+            step.progress = fraction
+            step.progressMessage = message
+            state.steps[ref.step] = step
+
         case .timerFired(let timerID, let at):
             timerFired(timerID, at: at, &out)
 

@@ -90,12 +90,21 @@ extension StoreContractTests {
         t = try #require(try await store.trackedTask(id: "t4"))
         #expect(t.status == .dead && t.deadReason == "max_attempts" && t.errorMessage == "still down" && t.attempt == 3)
 
+        // A progress report that overtook its start: the attempt runs, with that progress.
+        try await store.recordTaskChanges([try #require(TaskTrackingChange({ var e = event(.progress, "t5", at: 30)
+            e.progress = 0.3
+            return e }()))])
+        try await apply(store, [event(.started, "t5", at: 29)])
+        t = try #require(try await store.trackedTask(id: "t5"))
+        #expect(t.status == .running && t.progress == 0.3 && t.name == "emails.send", "\(t)")
+
         // Retention: finished ones by their last change; unfinished ones by a longer bound.
         let pruned = try await store.pruneTrackedTasks(finishedBefore: t0.addingTimeInterval(15), unfinishedBefore: t0, limit: 100)
         #expect(pruned == 2, "t1 and t3 finished before 15 s; t2 runs, t4 finished later")
         #expect(try await store.trackedTask(id: "t1") == nil)
         #expect(try await store.trackedTask(id: "t2") != nil)
-        #expect(try await store.pruneTrackedTasks(finishedBefore: t0, unfinishedBefore: t0.addingTimeInterval(3), limit: 100) == 1)
+        #expect(try await store.pruneTrackedTasks(finishedBefore: t0, unfinishedBefore: t0.addingTimeInterval(3), limit: 100) == 1,
+                "t2, not t5 (later news)")
         #expect(try await store.trackedTask(id: "t2") == nil)
         #expect(try await store.trackedTask(id: "t4") != nil)
         try await store.close()

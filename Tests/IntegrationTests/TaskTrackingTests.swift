@@ -1,6 +1,8 @@
 import Foundation
 import SluiceClient
 import SluiceCore
+import SluiceMonitor
+import Synchronization
 import SluiceRabbitMQ
 import SluiceTesting
 import SluiceWorker
@@ -94,5 +96,98 @@ struct TaskTrackingTests {
         } else {
             Issue.record("no id in \(output)")
         }
+    }
+
+    @Test("progress: a running task's latest report reaches its tracked record, a workflow step's state and the monitors' event watch")
+    func progress() async throws {
+        let h = try await TaskHarness.make()
+        defer { Task { await h.broker.close() } }
+        let q = "wf"  // the coordinator's default queue: its steps run here
+        try await h.broker.prepare(queues: [q])
+        let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
+        let coordinator = try CoordinatorProcess.start(h, store: store)
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        try await coordinator.waitUntilHealthy()
+        let api = coordinator.api
+        let watch = try await EventWatch(broker: h.broker)
+
+        // Handlers that report, then hold until the test lets them go.
+        let gates = Gates()
+        var registry = HandlerRegistry()
+        registry.register("halfway") { context in
+            context.progress(0.5, message: "halfway there")
+            context.progress(0.6, message: "dropped: within a second of the last")
+            await gates.wait()
+            return Array("{}".utf8)
+        }
+        let worker = h.startWorker(queues: [q], registry: registry)
+        defer { Task { try? await worker.stop() } }
+
+        let client = TaskClient(broker: h.broker)
+        let tracked = try await client.enqueue(name: "halfway", json: Array("{}".utf8), options: .init(queue: q, track: true))
+        let record = try await eventually(60, "the tracked record to show the progress") { () -> JSONValue? in
+            let t = try await Self.tracked(api, tracked)
+            return t?["progress"] == .number(0.5) ? t : Optional<JSONValue>.none
+        }
+        #expect(record["status"] == .string("running") && record["progressMessage"] == .string("halfway there"), "\(record)")
+        let text = try await SluiceBinary.run(["task", "status", tracked, "--api", api])
+        #expect(text.output.contains("progress: 50%  halfway there"), "\(text.output)")
+
+        // A workflow step: its state carries the report.
+        let definition = "name: reporting\nsteps:\n  - id: long\n    task: halfway\n"
+        let registered = try await CoordinatorProcess.request("POST", api + "/v1/workflows", body: Array(definition.utf8),
+                                                              contentType: "application/yaml")
+        #expect(registered.status == 201, "\(registered.body)")
+        let started = try await CoordinatorProcess.request("POST", api + "/v1/runs", body: Array(#"{"workflow": "reporting"}"#.utf8))
+        guard case .string(let runID)? = started.body["runID"] else { Issue.record("no run: \(started.body)"); return }
+        let run = try await eventually(60, "the run's step to show the progress") { () -> JSONValue? in
+            let (status, body) = try await CoordinatorProcess.request("GET", api + "/v1/runs/\(runID)")
+            return status == 200 && body["steps"]?["long"]?["progress"] == .number(0.5) ? body : Optional<JSONValue>.none
+        }
+        #expect(run["steps"]?["long"]?["progressMessage"] == .string("halfway there"), "\(run)")
+        #expect(run["steps"]?["long"]?["status"] == .string("running"))
+
+        // The monitors' watch (sluice top) heard the untracked and the step reports too.
+        let plain = try await client.enqueue(name: "halfway", json: Array("{}".utf8), options: .init(queue: q))
+        let heard = try await eventually(60, "the event watch to list the running tasks' progress") { () -> [TaskEvent]? in
+            let now = watch.inProgress(limit: 10)
+            return Set([tracked, plain]).isSubset(of: Set(now.map(\.taskID))) && now.contains { $0.workflowRunID == runID } ? now : nil
+        }
+        #expect(heard.allSatisfy { $0.progress == 0.5 })
+
+        // Let them finish: they leave the watch's list; the record and the step keep the last report.
+        gates.openAll()
+        _ = try await eventually(60, "the tracked task to succeed") { () -> JSONValue? in
+            let t = try await Self.tracked(api, tracked)
+            return t?["status"] == .string("succeeded") ? t : Optional<JSONValue>.none
+        }
+        _ = try await eventually(60, "the watch to drop finished tasks") { () -> Bool? in
+            watch.inProgress(limit: 10).contains { $0.taskID == plain || $0.taskID == tracked } ? nil : true
+        }
+        await watch.stop()
+    }
+}
+
+/// Holds handlers until opened (all at once, also those that arrive after).
+final class Gates: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { s -> Bool in
+                if s.open { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if resumeNow { c.resume() }
+        }
+    }
+
+    func openAll() {
+        let waiting = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.open = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for c in waiting { c.resume() }
     }
 }

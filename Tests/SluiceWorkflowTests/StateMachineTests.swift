@@ -581,6 +581,31 @@ struct StateMachineTests {
         #expect(r.step("a").attempts == 3)
     }
 
+    @Test("a task step's progress reports are kept on its state while it runs; maps, older generations and settled steps ignore them")
+    func progress() throws {
+        let d = WorkflowDefinition(name: "pr") {
+            WorkflowStep.task("a", "t")
+            WorkflowStep.map("m", over: "input.items", task: "t")
+        }
+        var r = try Drive(d, input: ["items": [1]])
+        let id = r.task("a")!.taskID
+        r.send(.taskProgress(taskID: id, attempt: 1, fraction: 0.4, message: "reading", at: r.now))
+        #expect(r.step("a").progress == 0.4 && r.step("a").progressMessage == "reading")
+        // A map element's report: the map shows counts, not progress.
+        r.send(.taskProgress(taskID: r.task("m", index: 0)!.taskID, attempt: 1, fraction: 0.5, message: nil, at: r.now))
+        #expect(r.step("m").progress == nil)
+        // An earlier attempt's late report does not overwrite a later one's.
+        r.send(.taskRetrying(taskID: id, attempt: 2, error: "x", at: r.now))
+        r.send(.taskProgress(taskID: id, attempt: 1, fraction: 0.9, message: "late", at: r.now))
+        #expect(r.step("a").progress == 0.4)
+        r.succeed("a", attempt: 3)
+        r.send(.taskProgress(taskID: id, attempt: 3, fraction: 0.1, message: "after", at: r.now))
+        #expect(r.step("a").progress == 0.4 && r.step("a").status == .succeeded, "a settled step keeps its last report")
+        // Kept in the stored JSON.
+        let restored = try JSONDecoder().decode(RunState.self, from: Data(r.state.storedJSON()))
+        #expect(restored.steps["a"]?.progress == 0.4 && restored.steps["a"]?.progressMessage == "reading")
+    }
+
     @Test("a run's state survives encoding (what the store keeps) and continues the same")
     func restore() throws {
         let d = WorkflowDefinition(name: "rs") {

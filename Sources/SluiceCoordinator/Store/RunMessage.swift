@@ -31,7 +31,7 @@ public struct RunMessage: Sendable, Hashable, Codable {
     static func needsID(_ event: WorkflowEvent) -> Bool {
         switch event {
         case .pause, .resume, .retryStep: true
-        case .start, .taskSucceeded, .taskRetrying, .taskDead, .timerFired, .childFinished, .cancel: false
+        case .start, .taskSucceeded, .taskProgress, .taskRetrying, .taskDead, .timerFired, .childFinished, .cancel: false
         }
     }
 

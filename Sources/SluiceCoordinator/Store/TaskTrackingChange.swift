@@ -76,10 +76,12 @@ public struct TaskTrackingChange: Sendable, Hashable {
             : event.durationMilliseconds.map { event.at.addingTimeInterval(-$0 / 1000) }
     }
 
-    /// The status it sets, if it is a status change.
+    /// The status it sets: a progress report means the attempt runs.
     public var status: TrackedTask.Status? {
-        if case .status(let s) = kind { return s }
-        return nil
+        switch kind {
+        case .status(let s): s
+        case .progress: .running
+        }
     }
 
     /// When the attempt finished (success or dead).

@@ -57,7 +57,8 @@ enum TaskTrackingSQL {
             if status == .queued { out.append((lateEnqueue, [.integer(change.at.epochMilliseconds), .text(change.taskID)])) }
             return out
         case .progress(let fraction, let message):
-            return [(progress, [.real(fraction), .text(message), .integer(change.at.epochMilliseconds), .text(change.taskID),
+            // A report means the attempt runs, even if its `started` has not come yet.
+            return [(upsert, upsertValues(change)), (progress, [.real(fraction), .text(message), .integer(change.at.epochMilliseconds), .text(change.taskID),
                                 .integer(Int64(change.attempt))])]
         }
     }

@@ -1,0 +1,61 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceClient
+import SluiceCore
+@testable import SluiceWorker
+import Testing
+
+@Suite("Progress reports from handlers")
+struct ProgressTests {
+    @Test("at most one report a second per task goes out; a report of 1 always does; tasks are limited apart")
+    func rateLimit() {
+        let sink = ProgressSink(worker: "w")
+        let t0 = ContinuousClock.now
+        #expect(sink.admit(taskID: "a", fraction: 0.1, now: t0))
+        #expect(!sink.admit(taskID: "a", fraction: 0.2, now: t0 + .milliseconds(500)))
+        #expect(sink.admit(taskID: "b", fraction: 0.2, now: t0 + .milliseconds(500)), "another task has its own budget")
+        #expect(sink.admit(taskID: "a", fraction: 1, now: t0 + .milliseconds(600)), "done always goes out")
+        #expect(!sink.admit(taskID: "a", fraction: 0.5, now: t0 + .milliseconds(1500)))
+        #expect(sink.admit(taskID: "a", fraction: 0.5, now: t0 + .milliseconds(1700)))
+    }
+
+    @Test("a tracked task's reports are published on its tracking key, clamped, with the worker's id")
+    func published() async throws {
+        let broker = InMemoryBroker(topology: try Topology(prefix: "mem"))
+        try await broker.prepareTrackingQueue()
+        let client = TaskClient(broker: broker)
+        let id = try await client.enqueue(name: "long", json: Array("{}".utf8), options: .init(queue: "q", track: true))
+        var registry = HandlerRegistry()
+        registry.register("long") { context in
+            context.progress(1.7, message: "more than done")
+            return nil
+        }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        var configuration = Worker.Configuration(queues: ["q"], concurrency: 1, middleware: [])
+        configuration.workerID = "host:1"
+        let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
+        let running = Task { try await group.run() }
+        let waiter = Task { await broker.waitForEvents { events in
+            events.contains { $0.kind == .progress } && events.contains { $0.kind == .succeeded }
+        } }
+        let timeout = Task {
+            try await Task.sleep(for: .seconds(60))
+            waiter.cancel()
+        }
+        let done = await waiter.value
+        timeout.cancel()
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(done, "timed out after 60 s waiting for the progress and outcome events")
+        let events = await broker.events
+        let progress = try #require(events.first { $0.kind == .progress })
+        #expect(progress.taskID == id && progress.progress == 1 && progress.progressMessage == "more than done")
+        #expect(progress.tracked == true && progress.worker == "host:1")
+        #expect(broker.topology.eventRoutingKey(for: progress) == "~track.q.progress")
+        #expect(events.contains { $0.kind == .started && $0.taskID == id }, "a tracked task's start is always reported")
+        #expect(events.contains { $0.kind == .queued && $0.taskID == id }, "the producer's queued event")
+    }
+}
