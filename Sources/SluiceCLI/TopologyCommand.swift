@@ -26,7 +26,7 @@ struct TopologyCommand: AsyncParsableCommand {
         var queues: [String] = ["default"]
         @Option(help: "The virtual host the objects belong to.")
         var vhost: String = "/"
-        @Flag(help: "Include the coordinator's queues (workflows).")
+        @Flag(help: "Include the coordinator's queues (workflows, tracked tasks).")
         var coordinator = false
         @Flag(help: "Include each queue's other priority levels (<queue>~high, <queue>~low), as workers started with --priorities declare them.")
         var priorities = false
@@ -73,6 +73,8 @@ struct TopologyCommand: AsyncParsableCommand {
                 for key in t.coordinatorBindings { bind(t.coordinatorQueue, t.eventsExchange, key) }
                 declared.append(t.coordinatorDeadQueueDeclaration)
                 for q in queues { bind(t.coordinatorDeadQueue, t.deadExchange, q) }
+                declared.append(t.trackingQueueDeclaration)
+                for key in t.trackingBindings { bind(t.trackingQueue, t.eventsExchange, key) }
             }
             let queueList: [[String: Any]] = declared.map {
                 ["name": $0.name, "vhost": vhost, "durable": $0.durable, "auto_delete": $0.autoDelete, "arguments": json($0.arguments)]

@@ -119,12 +119,18 @@ public final class TaskClient: Sendable {
             }
         }
         try await prepare(Set(encoded.map { Topology.levelName($0.envelope.queue, $0.envelope.priority) }))
-        // A tracked task's `queued` event goes first, in the same batch; its
-        // fate does not decide the enqueue's (the task's confirm does).
         let tracked = encoded.filter(\.envelope.track)
-        if !tracked.isEmpty { try await prepareTracking() }
-        let queuedEvents = tracked.map { broker.topology.eventMessage(TaskEvent(kind: .queued, task: $0.envelope, at: now)) }
-        let outcomes = try await broker.publish(queuedEvents + encoded.map(\.message)).dropFirst(queuedEvents.count)
+        if !tracked.isEmpty { await prepareTracking() }
+        let outcomes = try await broker.publish(encoded.map(\.message))
+        // A tracked task's `queued` event follows its confirm, apart: its fate
+        // does not decide the enqueue's (an account without the right to
+        // publish it has its channel closed; the coordinator may not have
+        // made its queue yet). The tracker takes a late `queued` too.
+        let queuedEvents = zip(encoded, outcomes).compactMap { item, outcome -> OutboundMessage? in
+            guard item.envelope.track, case .success = outcome else { return nil }
+            return broker.topology.eventMessage(TaskEvent(kind: .queued, task: item.envelope, at: now))
+        }
+        if !queuedEvents.isEmpty { _ = try? await broker.publish(queuedEvents) }
         for ((index, envelope, _), outcome) in zip(encoded, outcomes) {
             results[index] = outcome.map { envelope.id }.mapError {
                 SluiceError(.enqueueFailed, "the broker did not confirm the task: \($0)", task: envelope.name, queue: envelope.queue)
@@ -277,11 +283,12 @@ public final class TaskClient: Sendable {
     }
 
     /// Declares the coordinator's tracking queue once per client, so that
-    /// tracked tasks' events wait there for a coordinator that is not up yet.
-    private func prepareTracking() async throws {
-        guard !trackingPrepared.withLock({ $0 }) else { return }
-        try await broker.prepareTrackingQueue()
-        trackingPrepared.withLock { $0 = true }
+    /// tracked tasks' events wait there for a coordinator that is not up
+    /// yet. Tried once: an account that may not declare it relies on the
+    /// coordinator (or `sluice topology export --coordinator`) having done so.
+    private func prepareTracking() async {
+        guard !trackingPrepared.withLock({ let was = $0; $0 = true; return was }) else { return }
+        try? await broker.prepareTrackingQueue()
     }
 
     /// Declares each queue's topology once per client.

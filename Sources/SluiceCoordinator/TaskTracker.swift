@@ -100,8 +100,9 @@ public struct TaskTracker: Service {
     /// cannot be applied; if the store does not answer, hands the batch back.
     private func apply(_ deliveries: [BrokerDelivery]) async throws {
         let changes = deliveries.map { delivery -> TaskTrackingChange? in
-            guard let event = try? TaskEvent.decode(delivery.body) else {
-                logger.warning("a tracking event that is not a task event was dropped", metadata: ["routingKey": "\(delivery.routingKey)"])
+            guard let event = try? TaskEvent.decode(delivery.body), Self.matchesKey(event, delivery.routingKey) else {
+                logger.warning("a tracking event that is not a task event of its routing key was dropped",
+                               metadata: ["routingKey": "\(delivery.routingKey.prefix(300))"])
                 return nil
             }
             return TaskTrackingChange(event)
@@ -129,6 +130,13 @@ public struct TaskTracker: Service {
             }
             try? await delivery.ack()
         }
+    }
+
+    /// Whether an event's kind is the one its routing key ends with. Producers
+    /// may publish only `…queued` keys (docs/operations.md grants them no
+    /// other), so a producer cannot pass off a `queued` key as an outcome.
+    static func matchesKey(_ event: TaskEvent, _ routingKey: String) -> Bool {
+        routingKey.hasPrefix(Topology.trackEventWord + ".") && routingKey.hasSuffix("." + event.kind.rawValue)
     }
 
     private func storeAnswers() async -> Bool {

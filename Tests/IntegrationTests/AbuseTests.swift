@@ -695,6 +695,10 @@ struct AbuseForgeryTests {
             // It declares and reads its reply queue; the worker account answers through the default exchange.
             let handle = try await client.enqueueForResult(name: "sluice.echo", json: Array("[7]".utf8), options: .init(queue: "perm"))
             #expect(try await handle.result(timeout: .seconds(60)).json == "[7]")
+            // A tracked task: its `queued` event is the one event key the producer may publish.
+            let events = try await h.recordEvents()
+            let tracked = try await client.enqueue(name: "sluice.echo", json: Array("{}".utf8), options: .init(queue: "perm", track: true))
+            _ = try await events.waitUntil("the producer's queued event") { $0.contains { $0.taskID == tracked && $0.kind == .queued } }
             let connection = producer.connection
             // "": the default exchange (amq.default), through which workers answer reply queues.
             for exchange in [h.topology.eventsExchange, h.topology.deadExchange, ""] {
@@ -812,7 +816,7 @@ struct BrokerAccount: Sendable {
         let p = prefix.replacingOccurrences(of: ".", with: "\\.")
         let (configure, write, read): (String, String, String) = switch role {
         case .producer:
-            ("^\(p)\\.(tasks|dead|events|(q|dead|delay|reply)\\..+)$", "^\(p)\\.(tasks|(q|dead|delay|reply)\\..+)$",
+            ("^\(p)\\.(tasks|dead|events|(q|dead|delay|reply)\\..+)$", "^\(p)\\.(tasks|events|(q|dead|delay|reply)\\..+)$",
              "^\(p)\\.(tasks|dead|(delay|reply)\\..+)$")
         case .worker:
             ("^\(p)\\.(tasks|dead|events|isolate|(q|dead|delay|mon|isolate)\\..+)$",
@@ -821,6 +825,10 @@ struct BrokerAccount: Sendable {
         }
         _ = try await SharedBroker.node.ctl("add_user", user, password)
         _ = try await SharedBroker.node.ctl("set_permissions", "-p", "/", user, configure, write, read)
+        if role == .producer {
+            // On the events exchange, only tracked tasks' `queued` events.
+            _ = try await SharedBroker.node.ctl("set_topic_permissions", "-p", "/", user, "\(prefix).events", "^~track\\..+\\.queued$", "^$")
+        }
         return BrokerAccount(user: user, url: baseURL.replacingOccurrences(of: "guest:guest@", with: "\(user):\(password)@"))
     }
 
