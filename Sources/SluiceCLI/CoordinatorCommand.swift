@@ -150,7 +150,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                                                        logger: logger)))
             if let every = queueMetricsInterval.duration {
                 services.append(.init(service: QueueGauges(broker: broker, management: try managementOptions.client(connection), interval: every,
-                                                           defaultQueue: defaultQueue, logger: logger)))
+                                                           defaultQueue: defaultQueue, leads: { coordinator.isActive }, logger: logger)))
             }
             if let metrics = service.metrics { services.append(.init(service: try PrometheusMetrics.server(metrics, logger: logger))) }
             if let apiConfiguration {

@@ -6,7 +6,8 @@ import SluiceCore
 import SluiceMonitor
 
 /// The coordinator's per-queue gauges, for Prometheus alerts and autoscalers
-/// (KEDA): what `sluice queues` shows, sampled every `interval`.
+/// (KEDA): what `sluice queues` shows, sampled every `interval` by a
+/// coordinator that leads (the active one, or one leading a partition).
 ///
 /// `sluice_queue_ready`, `sluice_queue_oldest_age_seconds`,
 /// `sluice_queue_unacknowledged` (management API only), `sluice_queue_consumers`
@@ -20,6 +21,9 @@ struct QueueGauges: Service {
     let interval: Duration
     /// Always sampled, even before a worker names it (without the management API).
     let defaultQueue: String
+    /// Samples only while this is true (the coordinator leads): standbys
+    /// would report the same numbers and only add load on the management API.
+    let leads: @Sendable () -> Bool
     let logger: Logger
 
     func run() async throws {
@@ -34,9 +38,16 @@ struct QueueGauges: Service {
         await events.ping()
         do {
             try await cancelWhenGracefulShutdown {
+                var seen: Set<String> = []
                 while !Task.isCancelled {
-                    let known = Array(Set(events.workerQueues() + [defaultQueue])).sorted()
+                    guard leads() else {
+                        try await Task.sleep(for: interval)
+                        continue
+                    }
+                    // Queues seen before stay sampled when the management API does not answer.
+                    let known = Array(seen.union(events.workerQueues()).union([defaultQueue])).sorted()
                     let overview = await collector.collect(known: known, newestTaken: events.newestTaken())
+                    seen.formUnion(overview.queues.filter { !$0.missing }.map(\.queue))
                     Self.record(overview)
                     try await Task.sleep(for: interval)
                 }

@@ -24,7 +24,7 @@ struct BacklogAgeTests {
         try await h.broker.prepare(queues: [q])
         let watch = try await EventWatch(broker: h.broker, outcomes: false)
         let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
-        let coordinator = try CoordinatorProcess.start(h, store: store, extra: ["--queue-metrics-interval", "1s"])
+        let coordinator = try CoordinatorProcess.start(h, store: store, extra: ["--queue-metrics-interval", "1s", "--default-queue", q])
         defer { SluiceBinary.stopIfRunning(coordinator.process) }
         let client = TaskClient(broker: h.broker)
         for i in 0..<2 { _ = try await client.enqueue(name: "echo", json: Array("{\"i\":\(i)}".utf8), options: .init(queue: q)) }
