@@ -146,7 +146,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
             services.append(.init(service: CoordinatorMetrics(coordinator: coordinator)))
             services.append(.init(service: TaskTracker(broker: broker, store: store,
                                                        configuration: .init(retention: taskRetention.duration,
-                                                                            unfinishedRetention: taskRetention.duration * 7),
+                                                                            unfinishedRetention: taskRetention.duration * 7,
+                                                                            eventVerifier: verifier),
                                                        logger: logger)))
             if let every = queueMetricsInterval.duration {
                 services.append(.init(service: QueueGauges(broker: broker, management: try managementOptions.client(connection), interval: every,

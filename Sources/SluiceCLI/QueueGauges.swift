@@ -27,23 +27,35 @@ struct QueueGauges: Service {
     let logger: Logger
 
     func run() async throws {
-        let events: EventWatch
-        do {
-            events = try await EventWatch(broker: broker, outcomes: false)
-        } catch {
-            logger.warning("queue gauges off: cannot listen to heartbeats", metadata: ["error": "\(error)"])
-            return
-        }
+        // Never ends on its own (the service group would stop the coordinator
+        // with it): without a way to listen, it says so and tries again.
         let collector = QueueCollector(broker: broker, management: management)
-        await events.ping()
         do {
             try await cancelWhenGracefulShutdown {
                 var seen: Set<String> = []
+                var warned = false
+                var events: EventWatch?
+                defer { if let events { Task { await events.stop() } } }
                 while !Task.isCancelled {
                     guard leads() else {
                         try await Task.sleep(for: interval)
                         continue
                     }
+                    if events == nil {
+                        do {
+                            events = try await EventWatch(broker: broker, outcomes: false)
+                            await events?.ping()
+                        } catch {
+                            if !warned {
+                                logger.warning("queue gauges cannot listen to worker heartbeats (a monitor queue needs the grant in docs/operations.md); trying again",
+                                               metadata: ["error": "\(error)"])
+                                warned = true
+                            }
+                            try await Task.sleep(for: .seconds(60))
+                            continue
+                        }
+                    }
+                    guard let events else { continue }
                     // Queues seen before stay sampled when the management API does not answer.
                     let known = Array(seen.union(events.workerQueues()).union([defaultQueue])).sorted()
                     let overview = await collector.collect(known: known, newestTaken: events.newestTaken())
@@ -55,7 +67,6 @@ struct QueueGauges: Service {
         } catch is CancellationError {
             // Shutdown: a normal end.
         }
-        await events.stop()
     }
 
     static func record(_ overview: QueueOverview, factory: (any MetricsFactory)? = nil) {

@@ -578,6 +578,11 @@ public actor RunEngine {
                 guard plan.working[id]!.recordMessage(messageID) else { continue }
                 plan.touch(id)
             }
+            if case .taskProgress(let taskID, let attempt, let fraction, let message, _) = event {
+                // At most two fields of one step: the run is written only if they changed.
+                if plan.working[id]!.applyProgress(taskID: taskID, attempt: attempt, fraction: fraction, message: message) { plan.touch(id) }
+                continue
+            }
             plan.transitions += 1
             // Handled in place in `working`: a copy of the machine per event
             // would copy a map's elements per event. (The cache keeps the

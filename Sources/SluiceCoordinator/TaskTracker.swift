@@ -21,11 +21,16 @@ public struct TaskTracker: Service {
         public var unfinishedRetention: Duration
         /// Unacknowledged events at once, and the most applied in one transaction.
         public var prefetch: Int
+        /// With an event key, a worker's events (all but producers' `queued`)
+        /// count only when signed with it, as step outcomes do.
+        public var eventVerifier: EventSigner?
 
-        public init(retention: Duration = .seconds(86_400), unfinishedRetention: Duration = .seconds(7 * 86_400), prefetch: Int = 500) {
+        public init(retention: Duration = .seconds(86_400), unfinishedRetention: Duration = .seconds(7 * 86_400), prefetch: Int = 500,
+                    eventVerifier: EventSigner? = nil) {
             self.retention = retention
             self.unfinishedRetention = unfinishedRetention
             self.prefetch = prefetch
+            self.eventVerifier = eventVerifier
         }
     }
 
@@ -105,6 +110,10 @@ public struct TaskTracker: Service {
                                metadata: ["routingKey": "\(delivery.routingKey.prefix(300))"])
                 return nil
             }
+            if event.kind != .queued, let verifier = configuration.eventVerifier, !verifier.verify(event) {
+                logger.warning("a tracking event that no worker signed was dropped", metadata: ["task.id": "\(event.taskID.prefix(300))"])
+                return nil
+            }
             return TaskTrackingChange(event)
         }
         do {
@@ -121,9 +130,15 @@ public struct TaskTracker: Service {
                 return
             }
         }
-        for (delivery, change) in zip(deliveries, changes) {
+        for (i, (delivery, change)) in zip(deliveries, changes).enumerated() {
             if let change {
                 do { try await store.recordTaskChanges([change]) } catch is CancellationError { throw CancellationError() } catch {
+                    guard await storeAnswers() else {
+                        // The store went away meanwhile: this one and the rest come again.
+                        for rest in deliveries[i...] { try? await rest.reject(requeue: true) }
+                        try await Task.sleep(for: .seconds(1))
+                        return
+                    }
                     logger.warning("a tracking event could not be applied and was dropped",
                                    metadata: ["task": "\(change.taskID)", "error": "\(error)"])
                 }
@@ -132,11 +147,13 @@ public struct TaskTracker: Service {
         }
     }
 
-    /// Whether an event's kind is the one its routing key ends with. Producers
-    /// may publish only `…queued` keys (docs/operations.md grants them no
-    /// other), so a producer cannot pass off a `queued` key as an outcome.
+    /// Whether the routing key is the one of the event's queue and kind.
+    /// Producers may publish only `…queued` keys (docs/operations.md grants
+    /// them no other), so a producer cannot pass off a `queued` key as an outcome.
     static func matchesKey(_ event: TaskEvent, _ routingKey: String) -> Bool {
-        routingKey.hasPrefix(Topology.trackEventWord + ".") && routingKey.hasSuffix("." + event.kind.rawValue)
+        // The exact key of the event's queue and kind: one queue's worker,
+        // narrowed by topic grants to its queue, cannot write another's records.
+        routingKey == "\(Topology.trackEventWord).\(event.queue).\(event.kind.rawValue)"
     }
 
     private func storeAnswers() async -> Bool {

@@ -92,7 +92,9 @@ public struct EventSigner: Sendable {
     static func signedBytes(_ event: TaskEvent) -> [UInt8] {
         var out = Array("sluice-event-v1".utf8)
         for field in [event.kind.rawValue, event.taskID, String(event.attempt), event.workflowRunID, event.workflowStep,
-                      event.kind == .succeeded ? event.result : nil, event.kind == .dead ? event.deadReason?.rawValue : nil] {
+                      event.kind == .succeeded ? event.result : nil, event.kind == .dead ? event.deadReason?.rawValue : nil]
+            // A progress report's fraction and message (a field only for that kind: the others' bytes are unchanged).
+            + (event.kind == .progress ? [event.progress.map { String($0) }, event.progressMessage] : []) {
             appendField(field, to: &out)
         }
         return out

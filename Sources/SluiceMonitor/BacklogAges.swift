@@ -51,7 +51,8 @@ public struct BacklogAges: Sendable {
     /// Records what workers report (keeps the newest per queue, so that it
     /// outlives the workers: with none running, the age goes on growing from it).
     public mutating func record(newestTaken: [String: Date], now: Date = Date()) {
-        for (queue, date) in newestTaken {
+        // One from a clock far ahead would pin the age at 0 for good.
+        for (queue, date) in newestTaken where date <= now.addingTimeInterval(60) {
             var known = queues[queue] ?? Known(firstSeen: now)
             if date > (known.newestTaken ?? .distantPast) { known.newestTaken = date }
             queues[queue] = known

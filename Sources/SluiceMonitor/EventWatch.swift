@@ -17,6 +17,7 @@ public final class EventWatch: Sendable {
         var newestTaken: [String: Date] = [:]
         /// The latest progress report of each task that has not ended, by task id.
         var progress: [String: TaskEvent] = [:]
+        var progressSwept = Date()
     }
 
     private final class Shared: Sendable {
@@ -57,9 +58,10 @@ public final class EventWatch: Sendable {
                         state.withLock { s in
                             if event.kind == .progress {
                                 if event.at >= s.progress[event.taskID]?.at ?? .distantPast { s.progress[event.taskID] = event }
-                                if s.progress.count > 500 {
+                                if s.progress.count > 500, Date().timeIntervalSince(s.progressSwept) > 10 {
                                     let cutoff = Date().addingTimeInterval(-60)
                                     s.progress = s.progress.filter { $0.value.at > cutoff }
+                                    s.progressSwept = Date()
                                 }
                                 return
                             }

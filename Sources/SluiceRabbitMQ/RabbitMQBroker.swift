@@ -210,12 +210,25 @@ public final class RabbitMQBroker: Broker {
         let turn = nextPublisher.wrappingAdd(1, ordering: .relaxed).oldValue
         let slot = Int(turn % UInt(publisherCount))
         let publisher = publishers.withLock { $0[slot].channel }
-        let results = try await publisher.publish(batch: messages)
-        if results.contains(where: { if case .failure(let error) = $0 { error.code == .publishNacked } else { false } }) {
+        let results: [Result<Void, AMQPError>]
+        do {
+            results = try await publisher.publish(batch: messages)
+        } catch let error as AMQPError where Self.endsChannel(error) {
+            // The broker closed the channel (a publish it refused, e.g. 403):
+            // without a new one, every later publish on this slot would fail.
+            Task { await self.replace(publisher: slot, publisher) }
+            throw error
+        }
+        if results.contains(where: { if case .failure(let error) = $0 { error.code == .publishNacked || Self.endsChannel(error) } else { false } }) {
             // Off this caller's path: its answer does not wait for a new channel.
             Task { await self.replace(publisher: slot, publisher) }
         }
         return results.map { $0.mapError { $0 as any Error } }
+    }
+
+    /// An error after which a channel takes no more publishes.
+    static func endsChannel(_ error: AMQPError) -> Bool {
+        error.code == .channelClosedByBroker || error.code == .channelClosed
     }
 
     /// Opens a new channel in place of a publisher channel the broker nacked.

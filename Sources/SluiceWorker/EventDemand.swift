@@ -5,8 +5,9 @@
 /// no coordinator, monitor or other listener wants it. Events with that key
 /// are then not published for ``hold``; the first one after it goes out again
 /// and asks anew. A listener that binds meanwhile misses at most ``hold`` of
-/// events. Workflow steps' events (`~wf.…`) are never held back: the
-/// coordinator must see every step's outcome.
+/// events. Workflow steps' events (`~wf.…`) and tracked tasks' (`~track.…`)
+/// are never held back: the coordinator must see every one (its queue may be
+/// declared a moment after a worker found the key unheard).
 ///
 /// A pure value, without I/O or clock of its own: the worker passes `now`.
 public struct EventDemand: Sendable {
@@ -19,14 +20,14 @@ public struct EventDemand: Sendable {
 
     /// Whether an event with `routingKey` should be published now.
     public func wanted(_ routingKey: String, now: ContinuousClock.Instant) -> Bool {
-        guard hold > .zero, !unheardUntil.isEmpty, !routingKey.hasPrefix(Self.stepPrefix) else { return true }
+        guard hold > .zero, !unheardUntil.isEmpty, !Self.alwaysWanted(routingKey) else { return true }
         guard let until = unheardUntil[routingKey] else { return true }
         return now >= until
     }
 
     /// The broker returned an event with `routingKey` as unroutable.
     public mutating func unroutable(_ routingKey: String, now: ContinuousClock.Instant) {
-        guard hold > .zero, !routingKey.hasPrefix(Self.stepPrefix) else { return }
+        guard hold > .zero, !Self.alwaysWanted(routingKey) else { return }
         // Keys are `<queue>.<kind>`: a handful per worker. Forget stale ones
         // if a worker saw many queues (names are bounded, their count is not).
         if unheardUntil.count >= 1024 { unheardUntil = unheardUntil.filter { $0.value > now } }
@@ -38,5 +39,7 @@ public struct EventDemand: Sendable {
         unheardUntil[routingKey] = nil
     }
 
-    private static let stepPrefix = "~wf."
+    private static func alwaysWanted(_ routingKey: String) -> Bool {
+        routingKey.hasPrefix("~wf.") || routingKey.hasPrefix("~track.")
+    }
 }

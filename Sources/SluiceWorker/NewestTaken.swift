@@ -8,7 +8,11 @@ import Synchronization
 final class NewestTaken: Sendable {
     private let seconds = Mutex<[String: UInt64]>([:])
 
+    /// A timestamp more than a minute ahead of this clock (a producer's
+    /// clock ahead, or milliseconds where seconds belong) is ignored: kept as
+    /// the newest, it would hide the backlog's age for good.
     func record(_ timestamp: UInt64, queue: String) {
+        guard timestamp <= UInt64(max(0, Date().timeIntervalSince1970 + 60)) else { return }
         seconds.withLock { if timestamp > $0[queue, default: 0] { $0[queue] = timestamp } }
     }
 

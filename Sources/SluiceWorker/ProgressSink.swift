@@ -15,7 +15,7 @@ final class ProgressSink: Sendable {
     private let worker: String
     /// Per task id, when its last report went out (entries older than a
     /// minute are dropped as reports come: no per-task cost when nobody reports).
-    private let lastSent = Mutex<[String: ContinuousClock.Instant]>([:])
+    private let lastSent = Mutex<(byTask: [String: ContinuousClock.Instant], swept: ContinuousClock.Instant)>(([:], .now))
 
     init(worker: String) {
         self.worker = worker
@@ -28,9 +28,13 @@ final class ProgressSink: Sendable {
     /// Whether a report of `fraction` for `taskID` at `now` goes out; records it if so.
     func admit(taskID: String, fraction: Double, now: ContinuousClock.Instant) -> Bool {
         lastSent.withLock { sent in
-            if let last = sent[taskID], now - last < Self.interval, fraction < 1 { return false }
-            if sent.count > 1000 { sent = sent.filter { now - $0.value < .seconds(60) } }
-            sent[taskID] = now
+            if let last = sent.byTask[taskID], now - last < Self.interval, fraction < 1 { return false }
+            // Entries of tasks that ended go, at most once every 10 s.
+            if sent.byTask.count > 1000, now - sent.swept > .seconds(10) {
+                sent.byTask = sent.byTask.filter { now - $0.value < .seconds(60) }
+                sent.swept = now
+            }
+            sent.byTask[taskID] = now
             return true
         }
     }

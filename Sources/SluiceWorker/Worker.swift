@@ -516,9 +516,9 @@ public final class Worker: Service {
     /// A progress report is an event on the task's key, published (not
     /// waited for) when somebody listens.
     private func publishProgress(_ event: TaskEvent) {
+        guard eventWanted(routingKey: topology.eventRoutingKey(for: event)) else { return }
         // Signed like outcomes: a coordinator with an event key drops unsigned step events.
         let message = topology.eventMessage(configuration.eventSigner.map { $0.signed(event) } ?? event)
-        guard eventWanted(routingKey: message.routingKey) else { return }
         Task { try? await self.publishAll([message]) }
     }
 

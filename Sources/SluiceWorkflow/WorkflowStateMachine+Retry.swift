@@ -51,6 +51,8 @@ extension WorkflowStateMachine {
             s.elements = nil
             s.startedAt = nil
             s.finishedAt = nil
+            s.progress = nil
+            s.progressMessage = nil
             state.steps[r] = s
         }
         if state.status == .failed {

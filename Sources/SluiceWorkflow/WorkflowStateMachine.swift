@@ -143,17 +143,14 @@ public struct WorkflowStateMachine: Sendable {
             } else {
                 guard var step = state.steps[ref.step], step.generation == ref.generation, step.status == .running else { return [] }
                 step.attempts = max(step.attempts, attempt)
+                // The failed attempt's report no longer says how far the step is.
+                step.progress = nil
+                step.progressMessage = nil
                 state.steps[ref.step] = step
             }
 
         case .taskProgress(let taskID, let attempt, let fraction, let message, _):
-            // Task steps only: a map shows its elements' counts instead.
-            guard isActive, let ref = parse(taskID), ref.index == nil, var step = state.steps[ref.step],
-                  step.generation == ref.generation, step.status == .running, attempt >= step.attempts,
-                  case .task? = stepsByID[ref.step]?.kind else { return [] }
-            step.progress = fraction
-            step.progressMessage = message
-            state.steps[ref.step] = step
+            _ = applyProgress(taskID: taskID, attempt: attempt, fraction: fraction, message: message)
 
         case .timerFired(let timerID, let at):
             timerFired(timerID, at: at, &out)
@@ -216,6 +213,21 @@ public struct WorkflowStateMachine: Sendable {
             retry(stepID, rerun: rerun, at: at, &out)
         }
         return out.actions
+    }
+
+    /// Records a task step's progress report; true if the state changed.
+    /// Task steps only (a map shows its elements' counts instead), from the
+    /// attempt that runs now: `attempts` counts the attempts that ended (a
+    /// retrying event names the one that failed), so a later one's number is
+    /// higher and a late report of an ended attempt is ignored.
+    public mutating func applyProgress(taskID: String, attempt: Int, fraction: Double, message: String?) -> Bool {
+        guard isActive, let ref = parse(taskID), ref.index == nil, var step = state.steps[ref.step],
+              step.generation == ref.generation, step.status == .running, attempt > step.attempts,
+              case .task? = stepsByID[ref.step]?.kind, step.progress != fraction || step.progressMessage != message else { return false }
+        step.progress = fraction
+        step.progressMessage = message
+        state.steps[ref.step] = step
+        return true
     }
 
     /// Running or paused (new results count), or failed (results are recorded for a retry).

@@ -716,6 +716,48 @@ struct AbuseForgeryTests {
         await account.delete()
         await h.broker.close()
     }
+
+    @Test("the coordinator runs under the documented grant: workflows, tracked tasks and the queue gauges")
+    func coordinatorPermissions() async throws {
+        let h = try await TaskHarness.make()
+        defer { Task { await h.broker.close() } }
+        try await h.broker.prepare(queues: ["wf"])
+        let account = try await BrokerAccount.make(role: .coordinator, prefix: h.topology.prefix, baseURL: h.url)
+        defer { Task { await account.delete() } }
+        let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
+        let port = CoordinatorProcess.freePort()
+        let coordinator = try SluiceBinary.start(["coordinator", "--prefix", h.topology.prefix, "--store", store, "--http", "127.0.0.1:\(port)",
+                                                  "--default-queue", "wf", "--queue-metrics-interval", "1s", "--no-management",
+                                                  "--log-level", "warning"],
+                                                 environment: ["SLUICE_URL": account.url])
+        defer { SluiceBinary.stopIfRunning(coordinator) }
+        let api = "http://127.0.0.1:\(port)"
+        let worker = h.startWorker(queues: ["wf"], registry: .echo())
+        defer { Task { try? await worker.stop() } }
+        // A workflow: step tasks out, outcomes back.
+        let definition = "name: granted\nsteps:\n  - id: a\n    task: echo\n    arguments: {x: 1}\n"
+        _ = try await eventually(60, "the coordinator's API") { () -> Bool? in
+            (try? await CoordinatorProcess.request("GET", api + "/healthz"))?.status == 200 ? true : nil
+        }
+        let registered = try await CoordinatorProcess.request("POST", api + "/v1/workflows", body: Array(definition.utf8), contentType: "application/yaml")
+        #expect(registered.status == 201, "\(registered.body)")
+        let started = try await CoordinatorProcess.request("POST", api + "/v1/runs", body: Array(#"{"workflow": "granted"}"#.utf8))
+        guard case .string(let runID)? = started.body["runID"] else { Issue.record("\(started.body)"); return }
+        _ = try await eventually(60, "the run to complete") { () -> Bool? in
+            try await CoordinatorProcess.request("GET", api + "/v1/runs/\(runID)").body["status"] == .string("completed") ? true : nil
+        }
+        // A tracked task: the coordinator consumes its tracking queue.
+        let id = try await TaskClient(broker: h.broker).enqueue(name: "echo", json: Array("{}".utf8), options: .init(queue: "wf", track: true))
+        _ = try await eventually(60, "the tracked task's record") { () -> Bool? in
+            try await CoordinatorProcess.request("GET", api + "/v1/tasks/\(id)").body["status"] == .string("succeeded") ? true : nil
+        }
+        // The gauges: it listens to heartbeats through a monitor queue.
+        _ = try await eventually(60, "the queue gauges on /metrics") { () -> Bool? in
+            guard let (status, text) = try? await httpGet(api + "/metrics"), status == 200 else { return nil }
+            return text.contains(#"sluice_queue_ready{queue="wf"}"#) ? true : nil
+        }
+        #expect(SluiceBinary.exited(coordinator, "the coordinator") == nil)
+    }
 }
 
 @Suite("Abuse: definition bombs")
@@ -806,7 +848,7 @@ struct AbuseCrashTests {
 /// An account on the shared test broker with the permissions
 /// docs/operations.md gives a role ("RabbitMQ permissions"), for a prefix.
 struct BrokerAccount: Sendable {
-    enum Role { case producer, worker }
+    enum Role { case producer, worker, coordinator }
 
     let user: String
     let url: String
@@ -822,6 +864,10 @@ struct BrokerAccount: Sendable {
             ("^\(p)\\.(tasks|dead|events|isolate|(q|dead|delay|mon|isolate)\\..+)$",
              "^(\(p)\\.(tasks|dead|events|isolate|(q|dead|delay|mon|isolate)\\..+)|amq\\.default)$",
              "^\(p)\\.(tasks|dead|events|isolate|(q|delay|mon|isolate)\\..+)$")
+        case .coordinator:
+            ("^\(p)\\.(tasks|dead|events|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(q|dead|delay|mon)\\..+)$",
+             "^\(p)\\.(tasks|dead|events|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(q|dead|delay|mon)\\..+)$",
+             "^\(p)\\.(tasks|dead|events|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(delay|q|mon)\\..+)$")
         }
         _ = try await SharedBroker.node.ctl("add_user", user, password)
         _ = try await SharedBroker.node.ctl("set_permissions", "-p", "/", user, configure, write, read)

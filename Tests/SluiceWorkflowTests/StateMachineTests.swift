@@ -594,16 +594,22 @@ struct StateMachineTests {
         // A map element's report: the map shows counts, not progress.
         r.send(.taskProgress(taskID: r.task("m", index: 0)!.taskID, attempt: 1, fraction: 0.5, message: nil, at: r.now))
         #expect(r.step("m").progress == nil)
-        // An earlier attempt's late report does not overwrite a later one's.
-        r.send(.taskRetrying(taskID: id, attempt: 2, error: "x", at: r.now))
+        // Attempt 1 fails (the worker's retrying names it): its report is cleared, and a late one ignored.
+        r.send(.taskRetrying(taskID: id, attempt: 1, error: "x", at: r.now))
+        #expect(r.step("a").progress == nil)
         r.send(.taskProgress(taskID: id, attempt: 1, fraction: 0.9, message: "late", at: r.now))
-        #expect(r.step("a").progress == 0.4)
-        r.succeed("a", attempt: 3)
+        #expect(r.step("a").progress == nil)
+        r.send(.taskProgress(taskID: id, attempt: 2, fraction: 0.7, message: "again", at: r.now))
+        #expect(r.step("a").progress == 0.7)
+        var machine = r.machine
+        let changedAgain = machine.applyProgress(taskID: id, attempt: 2, fraction: 0.7, message: "again")
+        #expect(!changedAgain, "the same report again changes nothing")
+        r.succeed("a", attempt: 2)
         r.send(.taskProgress(taskID: id, attempt: 3, fraction: 0.1, message: "after", at: r.now))
-        #expect(r.step("a").progress == 0.4 && r.step("a").status == .succeeded, "a settled step keeps its last report")
+        #expect(r.step("a").progress == 0.7 && r.step("a").status == .succeeded, "a settled step keeps its last report")
         // Kept in the stored JSON.
         let restored = try JSONDecoder().decode(RunState.self, from: Data(r.state.storedJSON()))
-        #expect(restored.steps["a"]?.progress == 0.4 && restored.steps["a"]?.progressMessage == "reading")
+        #expect(restored.steps["a"]?.progress == 0.7 && restored.steps["a"]?.progressMessage == "again")
     }
 
     @Test("a run's state survives encoding (what the store keeps) and continues the same")

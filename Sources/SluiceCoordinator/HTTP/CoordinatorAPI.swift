@@ -107,6 +107,8 @@ public struct CoordinatorAPI: Sendable {
         let engine = coordinator.engine
         let coordinator = self.coordinator
         let limit = configuration.maxBodyBytes
+        // One client for every POST /v1/tasks: it declares each queue (and the tracking queue) once.
+        let client = TaskClient(broker: coordinator.broker, defaultQueue: coordinator.configuration.defaultQueue)
 
         router.get("/healthz") { _, _ in
             try encoded(HealthStatus(status: "ok", active: coordinator.isActive ? "true" : "false",
@@ -262,7 +264,6 @@ public struct CoordinatorAPI: Sendable {
             options.maxAttempts = task.maxAttempts
             options.idempotencyKey = task.idempotencyKey
             options.track = task.track
-            let client = TaskClient(broker: coordinator.broker, defaultQueue: coordinator.configuration.defaultQueue)
             let id = try await client.enqueue(name: task.name, json: (task.arguments ?? [:]).jsonBytes, options: options)
             return try encoded(EnqueuedTask(id: id), status: .created)
         }

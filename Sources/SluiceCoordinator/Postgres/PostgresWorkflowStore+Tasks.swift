@@ -18,7 +18,7 @@ extension PostgresWorkflowStore {
 
     public func recordTaskChanges(_ changes: [TaskTrackingChange]) async throws {
         guard !changes.isEmpty else { return }
-        let queries = changes.flatMap(TaskTrackingSQL.statements(for:)).map { Self.query($0.0, $0.1) }
+        let queries = TaskTrackingSQL.statements(for: changes).map { Self.query($0.0, $0.1) }
         try await mapped("record task changes") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 for query in queries { _ = try await connection.query(query, logger: logger) }

@@ -586,7 +586,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
 
     public func recordTaskChanges(_ changes: [TaskTrackingChange]) async throws {
         guard !changes.isEmpty else { return }
-        let statements = changes.flatMap(TaskTrackingSQL.statements(for:)).map { (TaskTrackingSQL.sqlite($0.0), $0.1.map(Self.sqliteValue)) }
+        let statements = TaskTrackingSQL.statements(for: changes).map { (TaskTrackingSQL.sqlite($0.0), $0.1.map(Self.sqliteValue)) }
         try await transaction {
             for (sql, binds) in statements { try await self.query(sql, binds) }
         }

@@ -8,9 +8,12 @@ public import SluiceCore
 /// connections; a redelivered event comes again). So a record only moves
 /// forward: each change has a ``stage`` (attempt, then queued < started <
 /// retrying < succeeded or dead) and the store applies it only over a lower
-/// stage. Fields a change does not know (a `succeeded` that came before its
-/// `started` has no start time) keep what the record had. A `queued` event
-/// that comes late still fills in the enqueue time.
+/// stage, or a final status over the same final stage when it is newer (a
+/// task replayed from its dead queue keeps its attempt). Fields a change
+/// does not know (a `succeeded` that came before its `started` has no start
+/// time) keep what the record had; a late `started` still fills in the
+/// start. A `queued` event only ever creates a record (producers may
+/// publish it: it must not reset one) or fills in its enqueue time.
 public struct TaskTrackingChange: Sendable, Hashable {
     public enum Kind: Sendable, Hashable {
         /// Moves the status (applied over a lower stage).
@@ -46,8 +49,14 @@ public struct TaskTrackingChange: Sendable, Hashable {
         return attempt * 4 + step
     }
 
-    /// The change an event means; nil for kinds tracking does not record.
+    /// The most attempts a change may name: beyond, the event is not a
+    /// worker's (and ``stage`` could overflow).
+    public static let maxAttempt = 1_000_000
+
+    /// The change an event means; nil for kinds tracking does not record, and
+    /// for an attempt no worker reports.
     public init?(_ event: TaskEvent) {
+        guard (1...Self.maxAttempt).contains(event.attempt) else { return nil }
         let kind: Kind
         switch event.kind {
         case .queued: kind = .status(.queued)
@@ -57,18 +66,21 @@ public struct TaskTrackingChange: Sendable, Hashable {
         case .dead: kind = .status(.dead)
         case .progress:
             guard let fraction = event.progress, fraction.isFinite else { return nil }
-            kind = .progress(min(1, max(0, fraction)), message: event.progressMessage)
+            kind = .progress(min(1, max(0, fraction)), message: event.progressMessage?.replacingOccurrences(of: "\u{0}", with: ""))
         case .received, .failed: return nil
         }
         self.kind = kind
-        taskID = event.taskID
-        name = event.taskName
-        queue = event.queue
-        attempt = max(1, event.attempt)
+        // PostgreSQL refuses NUL in text; SQLite would keep it: the same everywhere.
+        func text(_ s: String?) -> String? { s.map { $0.contains("\u{0}") ? $0.replacingOccurrences(of: "\u{0}", with: "") : $0 } }
+        taskID = text(event.taskID)!
+        name = text(event.taskName)!
+        queue = text(event.queue)!
+        // A producer only ever enqueues attempt 1: a `queued` event says nothing else.
+        attempt = event.kind == .queued ? 1 : event.attempt
         at = event.at
-        worker = event.worker
-        errorType = event.errorType
-        errorMessage = event.errorMessage
+        worker = text(event.worker)
+        errorType = text(event.errorType)
+        errorMessage = text(event.errorMessage)
         deadReason = event.deadReason?.rawValue
         nextAttemptAt = event.nextDelayMilliseconds.map { event.at.addingTimeInterval(Double($0) / 1000) }
         result = event.result

@@ -21,7 +21,8 @@ enum TaskTrackingSQL {
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
         ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, stage = excluded.stage,
             enqueued_at = COALESCE(sluice_tasks.enqueued_at, excluded.enqueued_at),
-            started_at = COALESCE(excluded.started_at, sluice_tasks.started_at),
+            started_at = CASE WHEN excluded.attempt > sluice_tasks.attempt THEN excluded.started_at
+                              ELSE COALESCE(excluded.started_at, sluice_tasks.started_at) END,
             finished_at = excluded.finished_at, updated_at = excluded.updated_at,
             worker = COALESCE(excluded.worker, sluice_tasks.worker),
             error_type = COALESCE(excluded.error_type, sluice_tasks.error_type),
@@ -31,6 +32,20 @@ enum TaskTrackingSQL {
             progress_message = CASE WHEN excluded.attempt > sluice_tasks.attempt THEN NULL ELSE sluice_tasks.progress_message END,
             progress_at = CASE WHEN excluded.attempt > sluice_tasks.attempt THEN NULL ELSE sluice_tasks.progress_at END
         WHERE excluded.stage > sluice_tasks.stage
+           OR (excluded.stage = sluice_tasks.stage AND excluded.stage % 4 = 3 AND excluded.updated_at > sluice_tasks.updated_at)
+        """
+
+    /// A producer's `queued`: a new record, never a change to one.
+    static let insertQueued = """
+        INSERT INTO sluice_tasks (id, name, queue, status, attempt, stage, enqueued_at, started_at, finished_at, updated_at,
+                                  worker, error_type, error_message, dead_reason, next_attempt_at, result)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+        ON CONFLICT (id) DO NOTHING
+        """
+
+    /// A `started` that came after a later event of its attempt: only its start time.
+    static let lateStart = """
+        UPDATE sluice_tasks SET started_at = $1 WHERE id = $2 AND attempt = $3 AND (started_at IS NULL OR started_at < $1)
         """
 
     static func upsertValues(_ c: TaskTrackingChange) -> [Value] {
@@ -49,12 +64,24 @@ enum TaskTrackingSQL {
         WHERE id = $4 AND attempt = $5 AND status = 'running' AND (progress_at IS NULL OR progress_at <= $3)
         """
 
+    /// The statements of changes, by task id (stable): coordinators applying
+    /// batches at once lock rows in the same order, so none waits on another
+    /// in a cycle (PostgreSQL would abort one as a deadlock).
+    static func statements(for changes: [TaskTrackingChange]) -> [(String, [Value])] {
+        changes.enumerated().sorted { ($0.element.taskID, $0.offset) < ($1.element.taskID, $1.offset) }
+            .flatMap { statements(for: $0.element) }
+    }
+
     /// The statements (and parameters) of one change, in order.
     static func statements(for change: TaskTrackingChange) -> [(String, [Value])] {
         switch change.kind {
+        case .status(.queued):
+            return [(insertQueued, upsertValues(change)), (lateEnqueue, [.integer(change.at.epochMilliseconds), .text(change.taskID)])]
         case .status(let status):
             var out = [(upsert, upsertValues(change))]
-            if status == .queued { out.append((lateEnqueue, [.integer(change.at.epochMilliseconds), .text(change.taskID)])) }
+            if status == .running {
+                out.append((lateStart, [.integer(change.at.epochMilliseconds), .text(change.taskID), .integer(Int64(change.attempt))]))
+            }
             return out
         case .progress(let fraction, let message):
             // A report means the attempt runs, even if its `started` has not come yet.
