@@ -90,6 +90,17 @@ extension StoreContractTests {
         t = try #require(try await store.trackedTask(id: "t4"))
         #expect(t.status == .dead && t.deadReason == "max_attempts" && t.errorMessage == "still down" && t.attempt == 3)
 
+        // Replayed from its dead queue (same attempt), it succeeds: the newer final status wins.
+        try await apply(store, [event(.succeeded, "t4", attempt: 3, at: 25)])
+        t = try #require(try await store.trackedTask(id: "t4"))
+        #expect(t.status == .succeeded && t.result == ["sent": true] && t.finishedAt == t0.addingTimeInterval(25), "\(t)")
+        // A producer's queued event never resets a record, whatever attempt it names.
+        var forged = event(.queued, "t4", attempt: 7, at: 26)
+        try await apply(store, [forged])
+        #expect(try await store.trackedTask(id: "t4")?.status == .succeeded)
+        forged.attempt = Int.max
+        #expect(TaskTrackingChange(forged) == nil, "an attempt no worker reports")
+
         // A progress report that overtook its start: the attempt runs, with that progress.
         try await store.recordTaskChanges([try #require(TaskTrackingChange({ var e = event(.progress, "t5", at: 30)
             e.progress = 0.3
@@ -97,6 +108,7 @@ extension StoreContractTests {
         try await apply(store, [event(.started, "t5", at: 29)])
         t = try #require(try await store.trackedTask(id: "t5"))
         #expect(t.status == .running && t.progress == 0.3 && t.name == "emails.send", "\(t)")
+        #expect(t.startedAt == t0.addingTimeInterval(29), "the late start still fills in")
 
         // Retention: finished ones by their last change; unfinished ones by a longer bound.
         let pruned = try await store.pruneTrackedTasks(finishedBefore: t0.addingTimeInterval(15), unfinishedBefore: t0, limit: 100)
