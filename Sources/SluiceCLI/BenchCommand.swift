@@ -10,7 +10,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure throughput and latency against a broker (see docs/performance.md).",
-        subcommands: [AMQP.self, Tasks.self, Workflows.self, Poison.self, Priorities.self, Validation.self])
+        subcommands: [AMQP.self, Tasks.self, Workflows.self, Poison.self, Priorities.self, Tracking.self, Validation.self])
 
     struct AMQP: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -469,6 +469,50 @@ struct BenchCommand: AsyncParsableCommand {
                              i + 1, round.plain, round.levels, round.levels / round.plain))
             }
             print(String(format: "single-level throughput with priorities: %.2f of without (median)", r.singleLevelRatio))
+        }
+    }
+
+    struct Tracking: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "What task tracking costs the producer and the worker, and how fast a coordinator records it.",
+            discussion: """
+            On a prefix of its own, with a coordinator's task tracker (SQLite, in a temporary file) \
+            running in this process: in --rounds, enqueues --tasks no-op tasks untracked and then \
+            tracked (the order alternates), each drained by a worker with --concurrency slots; \
+            reports confirmed enqueues per second and tasks settled per second of both, their \
+            ratios (median over the rounds), and tracked tasks per second from the worker's start \
+            until the tracker has stored all their events.
+            """)
+        @Option(help: "Tasks per measurement.") var tasks = 20_000
+        @Option(help: "The worker's slots.") var concurrency = 100
+        @Option(help: "Pairs of measurements.") var rounds = 3
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var connection: ConnectionOptions
+
+        func validate() throws {
+            guard tasks >= 1, concurrency >= 1, rounds >= 1 else { throw ValidationError("--tasks, --concurrency and --rounds must be 1 or more") }
+        }
+
+        func run() async throws {
+            let quiet = json
+            let r = try await TrackingBenchmark(url: try connection.resolvedURL(), tasks: tasks, concurrency: concurrency, rounds: rounds)
+                .run(progress: { if !quiet { standardError($0) } })
+            let rounded = { (x: Double) in (x * 1000).rounded() / 1000 }
+            if json {
+                printJSON(["tasks": r.tasks, "concurrency": r.concurrency,
+                           "rounds": r.rounds.map { ["enqueue_per_second": ["untracked": $0.plainEnqueue.rounded(), "tracked": $0.trackedEnqueue.rounded()],
+                                                     "drain_per_second": ["untracked": $0.plainDrain.rounded(), "tracked": $0.trackedDrain.rounded()],
+                                                     "recorded_per_second": $0.recorded.rounded()] },
+                           "enqueue_ratio": rounded(r.enqueueRatio), "drain_ratio": rounded(r.drainRatio), "recorded_per_second": r.recorded.rounded()])
+                return
+            }
+            print("\(r.tasks) no-op tasks per measurement, one worker, --concurrency \(r.concurrency)")
+            for (i, round) in r.rounds.enumerated() {
+                print(String(format: "round %d: enqueue %.0f/s untracked, %.0f/s tracked; drain %.0f/s untracked, %.0f/s tracked; recorded %.0f tasks/s",
+                             i + 1, round.plainEnqueue, round.trackedEnqueue, round.plainDrain, round.trackedDrain, round.recorded))
+            }
+            print(String(format: "tracked ÷ untracked (median): enqueue %.2f, drain %.2f; the tracker recorded %.0f tasks/s",
+                         r.enqueueRatio, r.drainRatio, r.recorded))
         }
     }
 

@@ -4,5 +4,5 @@ import Synchronization
 final class SharedCounter: Sendable {
     private let count = Mutex(0)
     var value: Int { count.withLock { $0 } }
-    func increment() { count.withLock { $0 += 1 } }
+    func increment(by n: Int = 1) { count.withLock { $0 += n } }
 }

@@ -38,6 +38,11 @@ public struct TaskTracker: Service {
     public let store: any WorkflowStore
     public let configuration: Configuration
     private let logger: Logger
+    private let recorded = SharedCounter()
+
+    /// Tracking events applied to the store since start (each counted once
+    /// it is committed, whether it changed a record or not).
+    public var recordedEvents: Int { recorded.value }
 
     public init(broker: any Broker, store: any WorkflowStore, configuration: Configuration = Configuration(),
                 logger: Logger = Logger(label: "sluice.coordinator.tasks")) {
@@ -116,8 +121,12 @@ public struct TaskTracker: Service {
             }
             return TaskTrackingChange(event)
         }
+        let counter = Counter(label: "sluice_coordinator_tracked_events_total")
         do {
-            try await store.recordTaskChanges(changes.compactMap { $0 })
+            let valid = changes.compactMap { $0 }
+            try await store.recordTaskChanges(valid)
+            recorded.increment(by: valid.count)
+            counter.increment(by: valid.count)
             for delivery in deliveries { try? await delivery.ack() }
             return
         } catch is CancellationError {
@@ -132,7 +141,11 @@ public struct TaskTracker: Service {
         }
         for (i, (delivery, change)) in zip(deliveries, changes).enumerated() {
             if let change {
-                do { try await store.recordTaskChanges([change]) } catch is CancellationError { throw CancellationError() } catch {
+                do {
+                    try await store.recordTaskChanges([change])
+                    recorded.increment()
+                    counter.increment()
+                } catch is CancellationError { throw CancellationError() } catch {
                     guard await storeAnswers() else {
                         // The store went away meanwhile: this one and the rest come again.
                         for rest in deliveries[i...] { try? await rest.reject(requeue: true) }
