@@ -33,14 +33,19 @@ public struct TrackingBenchmark: Sendable {
         public var enqueueRatio: Double { median(rounds.map { $0.trackedEnqueue / $0.plainEnqueue }) }
         public var drainRatio: Double { median(rounds.map { $0.trackedDrain / $0.plainDrain }) }
         public var recorded: Double { median(rounds.map(\.recorded)) }
+        public var record: Bool
     }
 
     public var url: AMQPURL
     public var tasks: Int
     public var concurrency: Int
     public var rounds: Int
+    /// Whether the tracker runs (off: tracked tasks' events wait in its
+    /// queue, which shows the producer's and the worker's own cost alone).
+    public var record: Bool
 
-    public init(url: AMQPURL, tasks: Int = 20_000, concurrency: Int = 100, rounds: Int = 3) {
+    public init(url: AMQPURL, tasks: Int = 20_000, concurrency: Int = 100, rounds: Int = 3, record: Bool = true) {
+        self.record = record
         self.url = url
         self.tasks = tasks
         self.concurrency = concurrency
@@ -57,7 +62,8 @@ public struct TrackingBenchmark: Sendable {
         let store = try await SQLiteWorkflowStore.open(path: path, logger: logger)
         let tracker = TaskTracker(broker: broker, store: store, configuration: .init(prefetch: 1000), logger: logger)
         let trackerGroup = ServiceGroup(configuration: .init(services: [tracker], logger: logger))
-        let trackerRunning = Task { try await trackerGroup.run() }
+        let record = self.record
+        let trackerRunning = Task { if record { try await trackerGroup.run() } }
         try await broker.prepareTrackingQueue()
         var registry = HandlerRegistry()
         registry.register("bench.noop") { _ in nil }
@@ -71,6 +77,8 @@ public struct TrackingBenchmark: Sendable {
                 queues.append(queue)
                 try await broker.prepare(queues: [queue])
                 progress("round \(round)/\(rounds): \(tasks) \(track ? "tracked" : "untracked") tasks...")
+                // Before the enqueue: the tracker records `queued` events as they come.
+                let before = tracker.recordedEvents
                 let start = ContinuousClock.now
                 try await pipelined(count: tasks, inFlight: 1024) { n in
                     let results = try await client.enqueue(batch: Array(
@@ -79,16 +87,26 @@ public struct TrackingBenchmark: Sendable {
                     for r in results { _ = try r.get() }
                 }
                 let enqueueRate = Double(tasks) / seconds(since: start)
-                let before = tracker.recordedEvents
                 let worker = Worker(broker: broker, registry: registry,
                                     configuration: Worker.Configuration(queues: [queue], concurrency: concurrency), logger: logger)
                 let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
                 let running = Task { try await group.run() }
                 let drainStart = ContinuousClock.now
                 let drain = try await drainRate(of: worker, count: tasks)
-                if track {
-                    // queued, started and succeeded per task.
-                    while tracker.recordedEvents - before < 3 * tasks { try await Task.sleep(for: .milliseconds(5)) }
+                if track && record {
+                    // queued and succeeded per task, and started for those that ran
+                    // longer than a moment: done when its queue is empty and it applied all.
+                    let deadline = ContinuousClock.now + .seconds(300)
+                    var last = -1
+                    while true {
+                        let now = tracker.recordedEvents - before
+                        if now >= 2 * tasks, now == last, try await broker.queueState(topology.trackingQueue).messageCount == 0 { break }
+                        guard ContinuousClock.now < deadline else {
+                            throw SluiceError(.timedOut, "the tracker recorded \(now) events of \(tasks) tasks in 5 minutes")
+                        }
+                        last = now
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
                     r.recorded = Double(tasks) / seconds(since: drainStart)
                 }
                 await group.triggerGracefulShutdown()
@@ -104,7 +122,7 @@ public struct TrackingBenchmark: Sendable {
             results.append(r)
         }
 
-        await trackerGroup.triggerGracefulShutdown()
+        if record { await trackerGroup.triggerGracefulShutdown() }
         try await trackerRunning.value
         try await store.close()
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
@@ -116,6 +134,6 @@ public struct TrackingBenchmark: Sendable {
         for (q, _) in topology.delayQueues { _ = try? await admin.queueDelete(q.name) }
         for e in topology.exchanges { _ = try? await admin.exchangeDelete(e.name) }
         await broker.close()
-        return Result(tasks: tasks, concurrency: concurrency, rounds: results)
+        return Result(tasks: tasks, concurrency: concurrency, rounds: results, record: record)
     }
 }

@@ -486,6 +486,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Tasks per measurement.") var tasks = 20_000
         @Option(help: "The worker's slots.") var concurrency = 100
         @Option(help: "Pairs of measurements.") var rounds = 3
+        @Flag(help: "Do not run the tracker: tracked tasks' events wait in its queue (the producer's and the worker's own cost alone).")
+        var noTracker = false
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var connection: ConnectionOptions
 
@@ -495,7 +497,8 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() async throws {
             let quiet = json
-            let r = try await TrackingBenchmark(url: try connection.resolvedURL(), tasks: tasks, concurrency: concurrency, rounds: rounds)
+            let r = try await TrackingBenchmark(url: try connection.resolvedURL(), tasks: tasks, concurrency: concurrency, rounds: rounds,
+                                                record: !noTracker)
                 .run(progress: { if !quiet { standardError($0) } })
             let rounded = { (x: Double) in (x * 1000).rounded() / 1000 }
             if json {
@@ -511,8 +514,8 @@ struct BenchCommand: AsyncParsableCommand {
                 print(String(format: "round %d: enqueue %.0f/s untracked, %.0f/s tracked; drain %.0f/s untracked, %.0f/s tracked; recorded %.0f tasks/s",
                              i + 1, round.plainEnqueue, round.trackedEnqueue, round.plainDrain, round.trackedDrain, round.recorded))
             }
-            print(String(format: "tracked ÷ untracked (median): enqueue %.2f, drain %.2f; the tracker recorded %.0f tasks/s",
-                         r.enqueueRatio, r.drainRatio, r.recorded))
+            print(String(format: "tracked ÷ untracked (median): enqueue %.2f, drain %.2f", r.enqueueRatio, r.drainRatio)
+                  + (r.record ? String(format: "; the tracker recorded %.0f tasks/s", r.recorded) : " (no tracker running)"))
         }
     }
 

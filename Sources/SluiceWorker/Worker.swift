@@ -150,6 +150,8 @@ public final class Worker: Service {
     private let newestTaken = NewestTaken()
     /// Where handlers' progress reports go.
     private let progressSink: ProgressSink
+    /// Tracked tasks' start events, sent only for tasks still running after a moment.
+    private let deferredStarts = DeferredStarts()
     /// Metric handles per consumed queue, made once (queues are fixed).
     private let queueMetrics: [String: QueueMetrics]
     private let phase = Mutex("running")
@@ -212,6 +214,7 @@ public final class Worker: Service {
         let stopping = ShutdownSignal()
         let running = RunningTasks()
         let heartbeat = Task { await self.heartbeats() }
+        let starts = Task { await self.deferredStarts.run { try? await self.publishAll($0) } }
         if configuration.priorities == nil && !configuration.consumesIsolationQueues {
             Task { await self.warnAboutUnreadLevels() }
         }
@@ -293,6 +296,7 @@ public final class Worker: Service {
         // draining worker is `stopping`, not gone.
         await drain(running)
         heartbeat.cancel()
+        starts.cancel()
         pings.cancel()
         phase.withLock { $0 = "stopped" }
         await sendHeartbeat()
@@ -383,10 +387,18 @@ public final class Worker: Service {
                     action = machine.noHandler(registered: registry.names)
                     continue
                 }
+                var startToken: Int?
                 if let started, eventWanted(routingKey: started.routingKey) {
-                    Task { try? await self.publishAll([started]) }
+                    if configuration.publishStartedEvents {
+                        Task { try? await self.publishAll([started]) }
+                    } else {
+                        // Only tracking asked for it: sent if the task still runs a moment later.
+                        startToken = deferredStarts.add(started)
+                    }
                 }
-                guard let finished = await run(task, handler, waited: waited, metrics: metrics) else {
+                let finished = await run(task, handler, waited: waited, metrics: metrics)
+                if let startToken { deferredStarts.withdraw(startToken) }
+                guard let finished else {
                     // Shutdown cancelled this task past its grace: hand it back whatever
                     // the handler returned (nothing about it has been published).
                     try? await delivery.reject(requeue: true)

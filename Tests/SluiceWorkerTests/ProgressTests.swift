@@ -4,6 +4,7 @@ import ServiceLifecycle
 import SluiceClient
 import SluiceCore
 @testable import SluiceWorker
+import Synchronization
 import Testing
 
 @Suite("Progress reports from handlers")
@@ -26,9 +27,13 @@ struct ProgressTests {
         try await broker.prepareTrackingQueue()
         let client = TaskClient(broker: broker)
         let id = try await client.enqueue(name: "long", json: Array("{}".utf8), options: .init(queue: "q", track: true))
+        // Held until the test has seen its start event: a tracked task's start
+        // goes out only while it still runs (DeferredStarts).
+        let gate = Gate()
         var registry = HandlerRegistry()
         registry.register("long") { context in
             context.progress(1.7, message: "more than done")
+            await gate.wait()
             return nil
         }
         var logger = Logger(label: "test")
@@ -38,9 +43,11 @@ struct ProgressTests {
         let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
         let running = Task { try await group.run() }
-        let waiter = Task { await broker.waitForEvents { events in
-            events.contains { $0.kind == .progress } && events.contains { $0.kind == .succeeded }
-        } }
+        let waiter = Task {
+            guard await broker.waitForEvents({ events in events.contains { $0.kind == .started } }) else { return false }
+            gate.open()
+            return await broker.waitForEvents { events in events.contains { $0.kind == .progress } && events.contains { $0.kind == .succeeded } }
+        }
         let timeout = Task {
             try await Task.sleep(for: .seconds(60))
             waiter.cancel()
@@ -49,13 +56,37 @@ struct ProgressTests {
         timeout.cancel()
         await group.triggerGracefulShutdown()
         try await running.value
-        #expect(done, "timed out after 60 s waiting for the progress and outcome events")
+        #expect(done, "timed out after 60 s waiting for the start, progress and outcome events")
         let events = await broker.events
         let progress = try #require(events.first { $0.kind == .progress })
         #expect(progress.taskID == id && progress.progress == 1 && progress.progressMessage == "more than done")
         #expect(progress.tracked == true && progress.worker == "host:1")
         #expect(broker.topology.eventRoutingKey(for: progress) == "~track.q.progress")
-        #expect(events.contains { $0.kind == .started && $0.taskID == id }, "a tracked task's start is always reported")
+        #expect(events.contains { $0.kind == .started && $0.taskID == id }, "a tracked task that still runs has its start reported")
         #expect(events.contains { $0.kind == .queued && $0.taskID == id }, "the producer's queued event")
+    }
+}
+
+/// Opens once; waiters before and after pass.
+final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if s.open { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    func open() {
+        for c in state.withLock({ s -> [CheckedContinuation<Void, Never>] in
+            s.open = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }) { c.resume() }
     }
 }
