@@ -218,7 +218,7 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
 
     /// Whether the coordinator keeps this task's status (`sluice-track`):
     /// its events then go to ``Topology/trackEventRoutingKey(queue:kind:)``,
-    /// and `started` is always published. Kept on retry copies.
+    /// and `started` is published for one still running 0.1 s after it started. Kept on retry copies.
     public var track: Bool {
         get { box.fields.track }
         set { mutate { $0.track = newValue } }

@@ -174,7 +174,7 @@ struct SettlementStateMachine {
             let due = [task.enqueuedAt, task.notBefore].compactMap { $0 }.max()
             let waited = due.map { max(0, now.timeIntervalSince($0) * 1000) }
             state = .running(task, waited: waited)
-            // A tracked task's start is its `running` status: always reported.
+            // A tracked task's start is its `running` status: reported if it still runs a moment later (Worker, DeferredStarts).
             let started = settings.publishStartedEvents || task.track
                 ? eventMessage(TaskEvent(kind: .started, task: task, worker: settings.workerID)) : nil
             return .run(task, waitedMilliseconds: waited, started: started)
