@@ -23,7 +23,9 @@ struct OutboxRelayTests {
         let store = try await SQLiteWorkflowStore.open(path: path)
         let engine = RunEngine(store: store, logger: logger)
         let coordinator = Coordinator(broker: broker, engine: engine,
-                                      configuration: .init(leaseTTL: .seconds(30), defaultQueue: "wf", pollInterval: .seconds(60)),
+                                      // A short poll: a relay that found nothing (before the busy feed began, or
+                                      // a wake rung before it waited) looks again soon, not after a minute.
+                                      configuration: .init(leaseTTL: .seconds(30), defaultQueue: "wf", pollInterval: .seconds(1)),
                                       logger: logger)
         let group = ServiceGroup(configuration: .init(services: [coordinator], logger: logger))
         let running = Task { try await group.run() }
