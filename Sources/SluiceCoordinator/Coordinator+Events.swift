@@ -48,26 +48,7 @@ extension Coordinator {
     func consumeEvents(partition: Int = 0, of count: Int = 1) async throws {
         let queue = broker.topology.coordinatorQueue(partition: partition, of: count)
         try await consuming(queue, prefetch: configuration.prefetch, partition: partition, of: count) { consumer in
-            let buffer = DeliveryBuffer()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                // One task receives; the other applies whatever has arrived as one
-                // batch: one commit for many events when they come fast.
-                group.addTask {
-                    do {
-                        for try await delivery in consumer { buffer.push(delivery) }
-                        buffer.finish(nil)
-                    } catch {
-                        buffer.finish(error)
-                    }
-                }
-                group.addTask {
-                    while let batch = try await buffer.take(max: self.configuration.prefetch) {
-                        try await self.apply(batch)
-                    }
-                }
-                defer { group.cancelAll() }
-                try await group.next()
-            }
+            try await DeliveryBuffer.applyInBatches(from: consumer, max: configuration.prefetch) { try await self.apply($0) }
         }
     }
 

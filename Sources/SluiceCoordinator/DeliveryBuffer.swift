@@ -67,3 +67,29 @@ final class DeliveryBuffer: Sendable {
         }
     }
 }
+
+extension DeliveryBuffer {
+    /// Reads `consumer` in one task and hands whatever has arrived (up to
+    /// `max`) to `apply` as one batch in another: one commit for many
+    /// deliveries when they come fast. Returns when the consumer ends;
+    /// throws its error, or `apply`'s.
+    static func applyInBatches(from consumer: BrokerConsumer, max: Int,
+                               _ apply: @escaping @Sendable ([BrokerDelivery]) async throws -> Void) async throws {
+        let buffer = DeliveryBuffer()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    for try await delivery in consumer { buffer.push(delivery) }
+                    buffer.finish(nil)
+                } catch {
+                    buffer.finish(error)
+                }
+            }
+            group.addTask {
+                while let batch = try await buffer.take(max: max) { try await apply(batch) }
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+}

@@ -72,7 +72,7 @@ public struct TaskTracker: Service {
             do {
                 try await broker.prepareTrackingQueue()
                 let consumer = try await broker.consume(queue: broker.topology.trackingQueue, prefetch: configuration.prefetch)
-                try await consume(consumer)
+                try await DeliveryBuffer.applyInBatches(from: consumer, max: configuration.prefetch) { try await self.apply($0) }
                 await consumer.close()
             } catch is CancellationError {
                 throw CancellationError()
@@ -81,27 +81,6 @@ public struct TaskTracker: Service {
             }
             restarts.increment()
             try await Task.sleep(for: .seconds(1))
-        }
-    }
-
-    private func consume(_ consumer: BrokerConsumer) async throws {
-        let buffer = DeliveryBuffer()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                do {
-                    for try await delivery in consumer { buffer.push(delivery) }
-                    buffer.finish(nil)
-                } catch {
-                    buffer.finish(error)
-                }
-            }
-            group.addTask {
-                while let batch = try await buffer.take(max: self.configuration.prefetch) {
-                    try await self.apply(batch)
-                }
-            }
-            defer { group.cancelAll() }
-            try await group.next()
         }
     }
 
