@@ -194,7 +194,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceWorkerTests",
-            dependencies: ["SluiceWorker", "SluiceClient", "SluiceCore", "SluiceWire",
+            dependencies: ["SluiceWorker", "SluiceClient", "SluiceCore", "SluiceWire", "SluiceTesting",
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "Metrics", package: "swift-metrics"),
                            .product(name: "MetricsTestKit", package: "swift-metrics"),

@@ -2,7 +2,6 @@ import Foundation
 import SluiceClient
 import SluiceCore
 import SluiceMonitor
-import Synchronization
 import SluiceRabbitMQ
 import SluiceTesting
 import SluiceWorker
@@ -112,7 +111,7 @@ struct TaskTrackingTests {
         let watch = try await EventWatch(broker: h.broker)
 
         // Handlers that report, then hold until the test lets them go.
-        let gates = Gates()
+        let gates = OneShotSignal()
         var registry = HandlerRegistry()
         registry.register("halfway") { context in
             context.progress(0.5, message: "halfway there")
@@ -156,7 +155,7 @@ struct TaskTrackingTests {
         #expect(heard.allSatisfy { $0.progress == 0.5 })
 
         // Let them finish: they leave the watch's list; the record and the step keep the last report.
-        gates.openAll()
+        gates.fire()
         _ = try await eventually(60, "the tracked task to succeed") { () -> JSONValue? in
             let t = try await Self.tracked(api, tracked)
             return t?["status"] == .string("succeeded") ? t : Optional<JSONValue>.none
@@ -165,29 +164,5 @@ struct TaskTrackingTests {
             watch.inProgress(limit: 10).contains { $0.taskID == plain || $0.taskID == tracked } ? nil : true
         }
         await watch.stop()
-    }
-}
-
-/// Holds handlers until opened (all at once, also those that arrive after).
-final class Gates: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-    func wait() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let resumeNow = state.withLock { s -> Bool in
-                if s.open { return true }
-                s.waiters.append(c)
-                return false
-            }
-            if resumeNow { c.resume() }
-        }
-    }
-
-    func openAll() {
-        let waiting = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-            s.open = true
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for c in waiting { c.resume() }
     }
 }

@@ -4,7 +4,7 @@ import ServiceLifecycle
 import SluiceClient
 import SluiceCore
 @testable import SluiceWorker
-import Synchronization
+import SluiceTesting
 import Testing
 
 @Suite("Progress reports from handlers")
@@ -29,7 +29,7 @@ struct ProgressTests {
         let id = try await client.enqueue(name: "long", json: Array("{}".utf8), options: .init(queue: "q", track: true))
         // Held until the test has seen its start event: a tracked task's start
         // goes out only while it still runs (DeferredStarts).
-        let gate = Gate()
+        let gate = OneShotSignal()
         var registry = HandlerRegistry()
         registry.register("long") { context in
             context.progress(1.7, message: "more than done")
@@ -45,7 +45,7 @@ struct ProgressTests {
         let running = Task { try await group.run() }
         let waiter = Task {
             guard await broker.waitForEvents({ events in events.contains { $0.kind == .started } }) else { return false }
-            gate.open()
+            gate.fire()
             return await broker.waitForEvents { events in events.contains { $0.kind == .progress } && events.contains { $0.kind == .succeeded } }
         }
         let timeout = Task {
@@ -64,29 +64,5 @@ struct ProgressTests {
         #expect(broker.topology.eventRoutingKey(for: progress) == "~track.q.progress")
         #expect(events.contains { $0.kind == .started && $0.taskID == id }, "a tracked task that still runs has its start reported")
         #expect(events.contains { $0.kind == .queued && $0.taskID == id }, "the producer's queued event")
-    }
-}
-
-/// Opens once; waiters before and after pass.
-final class Gate: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func wait() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { s -> Bool in
-                if s.open { return true }
-                s.waiters.append(c)
-                return false
-            }
-            if now { c.resume() }
-        }
-    }
-
-    func open() {
-        for c in state.withLock({ s -> [CheckedContinuation<Void, Never>] in
-            s.open = true
-            defer { s.waiters = [] }
-            return s.waiters
-        }) { c.resume() }
     }
 }
