@@ -736,9 +736,8 @@ struct AbuseForgeryTests {
         defer { Task { try? await worker.stop() } }
         // A workflow: step tasks out, outcomes back.
         let definition = "name: granted\nsteps:\n  - id: a\n    task: echo\n    arguments: {x: 1}\n"
-        _ = try await eventually(60, "the coordinator's API") { () -> Bool? in
-            (try? await CoordinatorProcess.request("GET", api + "/healthz"))?.status == 200 ? true : nil
-        }
+        // Active, not merely answering: a standby refuses registrations with 503.
+        try await CoordinatorProcess(process: coordinator, port: port).waitUntilHealthy()
         let registered = try await CoordinatorProcess.request("POST", api + "/v1/workflows", body: Array(definition.utf8), contentType: "application/yaml")
         #expect(registered.status == 201, "\(registered.body)")
         let started = try await CoordinatorProcess.request("POST", api + "/v1/runs", body: Array(#"{"workflow": "granted"}"#.utf8))
