@@ -127,6 +127,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
             let broker = try await connection.connect(name: "sluice coordinator")
             PrometheusMetrics.reportNode(of: broker.connection)
             defer { Task { await broker.close() } }
+            // Before the API answers: a tracked task enqueued once the
+            // coordinator is up has a queue for its events, even while the
+            // tracker's consumer is still starting (its events would be unroutable).
+            try await broker.prepareTrackingQueue()
             let engine = RunEngine(store: store, limits: WorkflowLimits(maxArgumentsBytes: maxArgumentsBytes.bytes, maxMapElements: maxMapElements,
                                                                                  maxMapParallel: maxMapParallel),
                                    logger: logger)
