@@ -4,6 +4,7 @@ import SluiceCore
 import SluiceMonitor
 import SluiceRabbitMQ
 import SluiceTesting
+import SluiceWire
 import SluiceWorker
 import SluiceWorkflow
 import Testing
@@ -29,6 +30,10 @@ struct TaskTrackingTests {
         defer { SluiceBinary.stopIfRunning(coordinator.process) }
         // Up, so the tracking queue exists: a `queued` event before it would be unroutable (and lost).
         try await coordinator.waitUntilHealthy()
+        // The coordinator declared it before its API answered (no client has yet):
+        // a producer that may not declare it loses no `queued` event from now on.
+        let trackingQueue = try await h.broker.queueState(h.topology.trackingQueue)
+        #expect(trackingQueue.name == h.topology.trackingQueue)
         let api = coordinator.api
         let client = TaskClient(broker: h.broker, trackedQueues: [q])
 

@@ -43,20 +43,15 @@ struct ProgressTests {
         let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
         let running = Task { try await group.run() }
-        let waiter = Task {
+        // Bounded by SluiceTesting's `within`; false (not a throw) on time-out, so the worker is still stopped below.
+        let done = (try? await within(60, "the start, progress and outcome events") {
             guard await broker.waitForEvents({ events in events.contains { $0.kind == .started } }) else { return false }
             gate.fire()
             return await broker.waitForEvents { events in events.contains { $0.kind == .progress } && events.contains { $0.kind == .succeeded } }
-        }
-        let timeout = Task {
-            try await Task.sleep(for: .seconds(60))
-            waiter.cancel()
-        }
-        let done = await waiter.value
-        timeout.cancel()
+        }) ?? false
         await group.triggerGracefulShutdown()
         try await running.value
-        #expect(done, "timed out after 60 s waiting for the start, progress and outcome events")
+        #expect(done, "timed out waiting for the start, progress and outcome events")
         let events = await broker.events
         let progress = try #require(events.first { $0.kind == .progress })
         #expect(progress.taskID == id && progress.progress == 1 && progress.progressMessage == "more than done")
