@@ -1,18 +1,66 @@
 import ArgumentParser
 import Foundation
+import SluiceCore
 import SluiceCoordinator
+import SluiceRabbitMQ
 import SluiceWorkflow
 
 struct TaskCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "task",
-        abstract: "Look up single tasks (through the coordinator's API).",
+        abstract: "Look up single tasks (through the coordinator's API), or revoke them (through the broker).",
         discussion: """
-        Only tracked tasks are known: enqueued with --track (`sluice enqueue --track`, \
+        `status`: only tracked tasks are known: enqueued with --track (`sluice enqueue --track`, \
         EnqueueOptions.track, "track": true in POST /v1/tasks, or a client's tracked queues). \
-        The coordinator keeps each one's status for its --task-retention after it finishes.
+        The coordinator keeps each one's status for its --task-retention after it finishes. \
+        `revoke`: any task, tracked or not.
         """,
-        subcommands: [Status.self])
+        subcommands: [Status.self, Revoke.self])
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke tasks: workers dead-letter them (reason revoked) instead of running them.",
+            discussion: """
+            The revocation goes to the prefix's revocation stream, which every worker reads, \
+            also workers started later and after a broker restart, for 7 days. A task that has \
+            not started never runs: the worker that meets it dead-letters it with reason \
+            `revoked` (`sluice dead list` shows it; `sluice dead replay` would meet the \
+            revocation again). With --terminate, a task already running is cancelled as a time \
+            limit cancels it: a handler that fails or gives up is dead as revoked; one that \
+            finishes anyway has succeeded. Revoking a task that already ended, or an id that \
+            never existed, changes nothing.
+            """)
+        @Argument(help: "The ids of the tasks to revoke.") var ids: [String]
+        @Flag(help: "Also cancel the tasks that are running now.") var terminate = false
+        @Option(help: "Why, for the dead letters' error message.") var reason: String?
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var connection: ConnectionOptions
+
+        func validate() throws {
+            guard !ids.isEmpty else { throw ValidationError("give at least one task id") }
+            if let id = ids.first(where: { $0.isEmpty || $0.utf8.count > 255 }) {
+                throw ValidationError("a task id has 1 to 255 bytes: \(id.prefix(40))")
+            }
+            if let reason, reason.utf8.count > 1000 { throw ValidationError("--reason has at most 1000 bytes") }
+        }
+
+        func run() async throws {
+            let broker = try await connection.connect(name: "sluice task revoke")
+            do {
+                try await broker.revoke(ids, terminate: terminate, reason: reason)
+            } catch let error as SluiceError {
+                await broker.close()
+                throw CLIError(error.message)
+            }
+            await broker.close()
+            let unique = Array(Set(ids)).sorted()
+            if json {
+                printJSON(["revoked": unique, "terminate": terminate])
+            } else {
+                print("revoked \(unique.count) task\(unique.count == 1 ? "" : "s")\(terminate ? " (running ones are cancelled)" : "")")
+            }
+        }
+    }
 
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

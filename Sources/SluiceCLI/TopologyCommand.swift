@@ -48,7 +48,8 @@ struct TopologyCommand: AsyncParsableCommand {
 
         static func definitions(_ t: Topology, queues: [String], vhost: String, coordinator: Bool, priorities: Bool = false) -> String {
             var exchanges: [[String: Any]] = []
-            for e in t.exchanges {
+            // The revocation exchange and stream: every worker reads them.
+            for e in t.exchanges + [t.revocationExchangeDeclaration] {
                 exchanges.append(["name": e.name, "vhost": vhost, "type": e.type, "durable": e.durable, "auto_delete": e.autoDelete,
                                   "internal": e.internal, "arguments": json(e.arguments)])
             }
@@ -59,6 +60,8 @@ struct TopologyCommand: AsyncParsableCommand {
                                  "routing_key": key, "arguments": [String: Any]()])
             }
             for (q, exchange) in t.delayQueues { bind(q.name, exchange, "") }
+            declared.append(t.revocationStreamDeclaration)
+            bind(t.revocationStream, t.revocationExchange, "")
             for q in queues {
                 for level in priorities ? TaskPriority.highestFirst : [.normal] {
                     let name = Topology.levelName(q, level)

@@ -24,6 +24,8 @@ extension Coordinator {
         var lastStoreRead = ContinuousClock.now
         feed.clear()
         while true {
+            let revoked = feed.takeRevoked()
+            if !revoked.isEmpty { await revokeSteps(revoked) }
             if feed.takeStoreChanged() || ContinuousClock.now - lastStoreRead > .seconds(1) { readStore = true }
             var entries: [OutboxEntry]
             if readStore {
@@ -108,6 +110,19 @@ extension Coordinator {
                 readStore = true
                 try await Task.sleep(for: .seconds(1))
             }
+        }
+    }
+
+    /// Revokes the published step tasks of cancelled runs, so that workers
+    /// drop those they have not started. Best effort: if the broker does not
+    /// take it, the tasks run and their outcomes are ignored.
+    func revokeSteps(_ taskIDs: [String]) async {
+        do {
+            try await broker.revoke(taskIDs, reason: "its workflow run was cancelled")
+            logger.debug("revoked the step tasks of cancelled runs", metadata: ["count": "\(taskIDs.count)"])
+        } catch {
+            logger.warning("could not revoke the step tasks of a cancelled run; they may still run (their outcomes are ignored)",
+                           metadata: ["count": "\(taskIDs.count)", "error": "\(error)"])
         }
     }
 

@@ -13,6 +13,7 @@ final class OutboxFeed: Sendable {
         var entries: [OutboxEntry] = []
         var overflowed = false
         var storeChanged = false
+        var revoked: [String] = []
     }
     private let state = Mutex(State())
     /// Rung by every append and store change: the relay waits on it.
@@ -38,6 +39,26 @@ final class OutboxFeed: Sendable {
             s.entries.removeFirst(taken.count)
             defer { s.overflowed = false }
             return (taken, s.overflowed)
+        }
+    }
+
+    /// Step tasks of runs just cancelled, for the relay to revoke. Not in
+    /// the store: a coordinator that dies before it sends them leaves the
+    /// tasks to run, and their outcomes to be ignored (the run is cancelled).
+    func revoke(_ taskIDs: [String]) {
+        guard !taskIDs.isEmpty else { return }
+        state.withLock { s in
+            // Bounded like the rows; past it, the rest run and are ignored.
+            s.revoked += taskIDs.prefix(max(0, Self.capacity - s.revoked.count))
+        }
+        wake.signal()
+    }
+
+    /// The task ids to revoke, taken.
+    func takeRevoked() -> [String] {
+        state.withLock { s in
+            defer { s.revoked = [] }
+            return s.revoked
         }
     }
 

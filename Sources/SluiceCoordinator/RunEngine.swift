@@ -401,6 +401,8 @@ public actor RunEngine {
         /// Events for runs other coordinators lead.
         var messages: [RunMessage] = []
         var transitions = 0
+        /// Step tasks of cancelled runs, revoked once the commit is done.
+        var revoked: [String] = []
 
         mutating func create(_ machine: WorkflowStateMachine, idempotencyKey: String?) {
             working[machine.state.runID] = machine
@@ -549,6 +551,7 @@ public actor RunEngine {
         let now = Date()
         let items = changes.flatMap(\.publish).map(OutboxEntry.Item.task) + plan.messages.map(OutboxEntry.Item.message)
         outboxFeed.append(zip(ids, items).map { OutboxEntry(id: $0, item: $1, createdAt: now) })
+        outboxFeed.revoke(plan.revoked)
         adopt(plan.working)
         Counter(label: "sluice_workflow_transitions_total").increment(by: plan.transitions)
         return results
@@ -619,6 +622,8 @@ public actor RunEngine {
                     }
                 case .cancelChild(let key):
                     pending.append((Self.childRunID(key), .cancel(reason: "the parent run was cancelled", at: at), nil))
+                case .revokeTasks(let ids):
+                    plan.revoked += ids
                 case .completed(let output):
                     if let parent {
                         pending.append((parent.runID, .childFinished(childKey: parent.childKey, succeeded: true, output: output, error: nil, at: at), nil))

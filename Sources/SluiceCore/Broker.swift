@@ -32,6 +32,14 @@ public protocol Broker: Sendable {
     /// (``Topology/trackingQueue``) and binds it (idempotent).
     func prepareTrackingQueue() async throws
 
+    /// Declares the revocation stream (``Topology/revocationStream``; idempotent).
+    func prepareRevocations() async throws
+
+    /// Reads the revocation stream from its first retained entry, then
+    /// follows it (each delivery acknowledged by the reader). After a lost
+    /// connection it reads again from the first entry.
+    func followRevocations(prefetch: Int) async throws -> BrokerConsumer
+
     /// Binds the coordinator's dead-letter watch queue to the dead letters of
     /// these task queues (idempotent).
     func watchDeadLetters(of queues: [String]) async throws

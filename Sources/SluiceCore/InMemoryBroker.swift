@@ -43,6 +43,9 @@ public actor InMemoryBroker: Broker {
     private var nextWaiterID = 0
     /// The coordinator queues' bindings on the events exchange, by queue.
     private var coordinatorBindings: [String: [String]] = [:]
+    /// The revocation stream's entries (nil until declared) and its readers.
+    private var revocationLog: [OutboundMessage]?
+    private var revocationFollowers: [Int: AsyncThrowingStream<BrokerDelivery, any Error>.Continuation] = [:]
     private var subscribers: [Int: (bindings: [String], continuation: AsyncThrowingStream<BrokerDelivery, any Error>.Continuation)] = [:]
 
     public init(topology: Topology) {
@@ -126,6 +129,11 @@ public actor InMemoryBroker: Broker {
             } else {
                 otherEventMessages.append(message)
             }
+            return .success(())
+        case t.revocationExchange:
+            guard revocationLog != nil else { return .failure(AMQPError(.unroutable, operation: "publish", message: "no revocation stream")) }
+            revocationLog!.append(message)
+            for follower in revocationFollowers.values { follower.yield(Self.streamDelivery(message)) }
             return .success(())
         case "":
             return enqueue(message, into: message.routingKey)
@@ -246,6 +254,30 @@ public actor InMemoryBroker: Broker {
         dispatch(name)
         return BrokerConsumer(stream, cancel: { [weak self] in await self?.cancel(queue: name, consumer: id) },
                               close: { [weak self] in await self?.close(queue: name, consumer: id) })
+    }
+
+    public func prepareRevocations() async throws {
+        if revocationLog == nil { revocationLog = [] }
+    }
+
+    /// Like a stream: every follower reads every entry, from the first.
+    public func followRevocations(prefetch: Int) async throws -> BrokerConsumer {
+        guard let log = revocationLog else { throw SluiceError(.broker, "no revocation stream \(topology.revocationStream)") }
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: BrokerDelivery.self)
+        for message in log { continuation.yield(Self.streamDelivery(message)) }
+        let id = nextConsumerID
+        nextConsumerID += 1
+        revocationFollowers[id] = continuation
+        return BrokerConsumer(stream: stream) { [weak self] in await self?.unfollow(id) }
+    }
+
+    private func unfollow(_ id: Int) {
+        revocationFollowers.removeValue(forKey: id)?.finish()
+    }
+
+    private static func streamDelivery(_ message: OutboundMessage) -> BrokerDelivery {
+        BrokerDelivery(properties: message.properties, body: message.body, redelivered: false, deliveryCount: 0,
+                       routingKey: message.routingKey, acknowledger: NoAcknowledger())
     }
 
     public func subscribeEvents(bindings: [String]) async throws -> BrokerConsumer {

@@ -493,6 +493,9 @@ public enum DeadReason: String, Sendable, Hashable, Codable, CaseIterable {
     /// Run alone, it crashed its worker process again and again (a
     /// supervised worker, `sluice worker --processes`).
     case crashedWorker = "crashed_worker"
+    /// Revoked (``Revocation``) before it started, or cancelled while
+    /// running by a revocation with `terminate`.
+    case revoked
     /// Dead-lettered by the broker for another reason (rejected, expired...).
     case broker
 }

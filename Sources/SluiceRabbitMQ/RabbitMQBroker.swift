@@ -117,6 +117,44 @@ public final class RabbitMQBroker: Broker {
         }
     }
 
+    public func prepareRevocations() async throws {
+        try await retryingTransient("declaring the revocation stream") {
+            var channel = try await self.connection.openChannel()
+            defer { Task { [channel] in try? await channel.close() } }
+            try await channel.exchangeDeclare(self.topology.revocationExchangeDeclaration)
+            channel = try await self.declareQueue(self.topology.revocationStreamDeclaration, on: channel)
+            try await channel.queueBind(queue: self.topology.revocationStream, exchange: self.topology.revocationExchange, routingKey: "")
+        }
+    }
+
+    public func followRevocations(prefetch: Int) async throws -> BrokerConsumer {
+        let channel = try await connection.openChannel()
+        do {
+            // A stream is read with a prefetch and acknowledgements (they only grant credit).
+            try await channel.qos(prefetchCount: UInt16(clamping: max(1, prefetch)))
+            // From the first retained entry; a consumer recovered after a lost connection starts there again.
+            let consumer = try await channel.consume(queue: topology.revocationStream, arguments: ["x-stream-offset": "first"])
+            return BrokerConsumer(makeNext: {
+                let reader = consumer.makeReader()
+                return {
+                    guard let delivery = try await reader.next() else { return nil }
+                    return BrokerDelivery(properties: delivery.properties, body: delivery.body, redelivered: delivery.redelivered,
+                                          deliveryCount: 0, routingKey: delivery.routingKey, acknowledger: Acknowledger(receipt: delivery.receipt))
+                }
+            }, cancel: {
+                try await consumer.cancel()
+            }, close: {
+                await Task {
+                    try? await consumer.cancel()
+                    try? await channel.close()
+                }.value
+            })
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+
     public func preparePartitionQueue(_ partition: Int, of count: Int) async throws {
         try await retryingTransient("declaring coordinator partition queue \(partition)") {
             try await self.declareTaskTopology(queues: [])

@@ -15,7 +15,7 @@ import SluiceWire
 /// the reply about a dead task) are sent on a best-effort basis. A publish that
 /// fails for any other reason than a wire limit is the caller's to handle:
 /// it leaves the delivery unacknowledged, so the broker delivers it again.
-struct SettlementStateMachine {
+struct SettlementStateMachine: Sendable {
     /// What the decisions depend on: the worker's configuration, pure parts.
     struct Settings: Sendable {
         var topology: Topology
@@ -31,10 +31,10 @@ struct SettlementStateMachine {
     /// ``EventDemand``). Asked before an event is built: one nobody wants is
     /// neither written nor published, and a plain task's success is then
     /// acknowledged at once. Every event is wanted unless the worker says otherwise.
-    var eventWanted: (_ routingKey: String) -> Bool = { _ in true }
+    var eventWanted: @Sendable (_ routingKey: String) -> Bool = { _ in true }
 
     /// What the worker does next.
-    enum Action {
+    enum Action: Sendable {
         /// Write a log line, then call ``logged()``.
         case log(Warning)
         /// Ask the admission hook about this task, then call ``admitted(_:)``.
@@ -55,7 +55,7 @@ struct SettlementStateMachine {
     }
 
     /// How a delivery ended, for counters and logs.
-    enum Outcome: Equatable {
+    enum Outcome: Equatable, Sendable {
         /// Sent on: early from the delay ladder, or to the isolation queue.
         case forwarded
         case succeeded(task: String)
@@ -64,7 +64,7 @@ struct SettlementStateMachine {
     }
 
     /// Log lines the decisions call for.
-    enum Warning: Equatable {
+    enum Warning: Equatable, Sendable {
         /// A task named a workflow step the coordinator did not sign: it runs as a plain task.
         case unsignedStep(taskID: String, runID: String)
         /// The message carrying the outcome breaks a wire limit: what is sent instead.
@@ -74,7 +74,7 @@ struct SettlementStateMachine {
         case replyRefused(String)
     }
 
-    private enum State {
+    private enum State: Sendable {
         case received
         case warnedUnsignedStep(TaskEnvelope, now: Date)
         case admitting(TaskEnvelope, now: Date)
@@ -98,7 +98,7 @@ struct SettlementStateMachine {
     }
 
     /// A dead-letter in the making.
-    private struct DeadLetter {
+    private struct DeadLetter: Sendable {
         var task: TaskEnvelope?
         var reason: DeadReason
         var errorType: String
@@ -225,6 +225,8 @@ struct SettlementStateMachine {
             }
             state = .reportingSuccess(task, then: reply)
             return .publish(eventMessage(event))
+        case .failure(let error as TaskRevoked):
+            return deadLetter(DeadLetter(task: task, reason: .revoked, errorType: "revoked", message: error.description, waited: waited))
         case .failure(let error):
             let (kind, message, retryable) = Self.describe(error)
             let policy = task.retryPolicy ?? settings.retryPolicy

@@ -39,6 +39,22 @@ final class RunningTasks: Sendable {
         var settling: Set<Int> = []
         /// Tasks `cancelAll` cancelled.
         var cancelled: Set<Int> = []
+        /// The task id each running handler runs (``handlerStarting(taskID:)``), both ways.
+        var byTaskID: [String: Int] = [:]
+        var taskIDs: [Int: String] = [:]
+        /// Tasks a revocation with `terminate` cancelled.
+        var terminated: Set<Int> = []
+    }
+
+    /// What a task whose handler returned does with the outcome.
+    enum Verdict {
+        /// Settle it.
+        case settle
+        /// Shutdown cancelled the handler: hand the delivery back.
+        case handBack
+        /// A revocation cancelled the handler: settle it as revoked (in a
+        /// task that is not cancelled, see ``Worker``).
+        case revoked
     }
 
     private let tasks = Mutex(State())
@@ -61,13 +77,36 @@ final class RunningTasks: Sendable {
     /// does not cancel it, so its outcome is published and acknowledged
     /// whole. False if shutdown cancelled it first (the outcome must then
     /// be dropped and the delivery handed back).
-    static func markSettling() -> Bool {
-        guard let (tasks, id) = current else { return true }
+    static func markSettling() -> Verdict {
+        guard let (tasks, id) = current else { return .settle }
         return tasks.tasks.withLock { t in
-            if t.cancelled.contains(id) { return false }
+            if t.cancelled.contains(id) { return .handBack }
             t.settling.insert(id)
-            return true
+            return t.terminated.contains(id) ? .revoked : .settle
         }
+    }
+
+    /// Called by a task as its handler starts: a revocation with
+    /// `terminate` can now find it by the task's id.
+    static func handlerStarting(taskID: String) {
+        guard let (tasks, id) = current else { return }
+        tasks.tasks.withLock { t in
+            t.byTaskID[taskID] = id
+            t.taskIDs[id] = taskID
+        }
+    }
+
+    /// Cancels the handler running task `taskID`, unless it has returned
+    /// (its outcome is being published) or none runs it here; true if it did.
+    @discardableResult
+    func terminate(taskID: String) -> Bool {
+        let victim = tasks.withLock { t -> Task<Void, Never>? in
+            guard let id = t.byTaskID[taskID], !t.settling.contains(id), !t.cancelled.contains(id),
+                  t.terminated.insert(id).inserted else { return nil }
+            return t.running[id]
+        }
+        victim?.cancel()
+        return victim != nil
     }
 
     private func finish(_ id: Int) {
@@ -75,6 +114,11 @@ final class RunningTasks: Sendable {
             t.running.removeValue(forKey: id)
             t.settling.remove(id)
             t.cancelled.remove(id)
+            if let taskID = t.taskIDs.removeValue(forKey: id) {
+                // A redelivered copy may run the same id under another entry meanwhile.
+                if t.byTaskID[taskID] == id { t.byTaskID[taskID] = nil }
+                t.terminated.remove(id)
+            }
             guard t.running.isEmpty else { return [] }
             let w = t.emptied
             t.emptied = []
@@ -110,7 +154,7 @@ final class RunningTasks: Sendable {
     /// Cancels every task that is still in its handler.
     func cancelAll() {
         let victims = tasks.withLock { t -> [Task<Void, Never>] in
-            let ids = t.running.keys.filter { !t.settling.contains($0) }
+            let ids = t.running.keys.filter { !t.settling.contains($0) && !t.terminated.contains($0) }
             t.cancelled.formUnion(ids)
             return ids.compactMap { t.running[$0] }
         }

@@ -76,6 +76,13 @@ public final class Worker: Service {
         /// between an ack and the next delivery, at the price of holding
         /// tasks another idle worker could have taken.
         public var prefetch: Int?
+        /// Read the revocation stream (``SluiceCore/Revocation``) and refuse
+        /// the tasks it names. Off, revocations are ignored (and the worker
+        /// needs no stream: RabbitMQ before 3.9 has none).
+        public var followsRevocations = true
+        /// How long the worker waits at start to have read the revocations
+        /// before it takes tasks; past it, it starts anyway and says so.
+        public var revocationCatchUp: Duration = .seconds(30)
 
         public init(queues: [String], concurrency: Int = 10, retryPolicy: RetryPolicy = RetryPolicy(),
                     maxBodyBytes: Int = 1 << 20, maxResultBytes: Int = 64 << 10, timeLimit: Duration? = nil,
@@ -139,7 +146,7 @@ public final class Worker: Service {
     public let broker: any Broker
     public let registry: HandlerRegistry
     public let configuration: Configuration
-    private let logger: Logger
+    let logger: Logger
     private let statsBox = Mutex(Stats())
     private let eventDemand: Mutex<EventDemand>
     /// Fired when shutdown cancels running handlers: their failures mean "hand back".
@@ -152,6 +159,8 @@ public final class Worker: Service {
     private let progressSink: ProgressSink
     /// Tracked tasks' start events, sent only for tasks still running after a moment.
     private let deferredStarts = DeferredStarts()
+    /// Revoked task ids, from the revocation stream.
+    let revocations = Revocations()
     /// Metric handles per consumed queue, made once (queues are fixed).
     private let queueMetrics: [String: QueueMetrics]
     private let phase = Mutex("running")
@@ -191,6 +200,29 @@ public final class Worker: Service {
         if configuration.admission != nil || configuration.consumesIsolationQueues {
             try await broker.prepareIsolation(queues: Self.baseQueues(configuration))
         }
+        let running = RunningTasks()
+        // Revocations first: a task revoked before this worker started must not run here.
+        var revocationFollower: Task<Void, Never>?
+        defer { revocationFollower?.cancel() }
+        if configuration.followsRevocations {
+            let caughtUp = ShutdownSignal()
+            revocationFollower = Task { await self.followRevocations(running: running, caughtUp: caughtUp) }
+            let limit = configuration.revocationCatchUp
+            let timedOut = ShutdownSignal()
+            let timer = Task {
+                guard (try? await Task.sleep(for: limit)) != nil else { return }
+                timedOut.fire()
+                caughtUp.fire()
+            }
+            await caughtUp.wait()
+            timer.cancel()
+            if timedOut.isFired {
+                logger.error("the revocation stream was not read in time; taking tasks anyway (a task revoked earlier may run)",
+                             metadata: ["waited": "\(limit)"])
+            } else if revocations.count > 0 {
+                logger.info("revocations read", metadata: ["tasks": "\(revocations.count)"])
+            }
+        }
         var consumers: [(Source, BrokerConsumer)] = []
         // With priorities a level may hold twice the slots: with only as many
         // as there are, a level running most of them would have none left
@@ -212,7 +244,6 @@ public final class Worker: Service {
             TaskPriority.highestFirst.map { w.weight(of: $0) }
         } ?? [1])
         let stopping = ShutdownSignal()
-        let running = RunningTasks()
         let heartbeat = Task { await self.heartbeats() }
         let starts = Task { await self.deferredStarts.run { try? await self.publishAll($0) } }
         if configuration.priorities == nil && !configuration.consumesIsolationQueues {
@@ -366,7 +397,13 @@ public final class Worker: Service {
         var machine = SettlementStateMachine(settings: settlementSettings, queue: queue, priority: priority,
                                              properties: delivery.properties, body: delivery.body)
         machine.eventWanted = { self.eventWanted(routingKey: $0) }
-        var action = machine.received(now: Date())
+        try await drive(&machine, from: machine.received(now: Date()), delivery, queue: queue, metrics: metrics)
+    }
+
+    /// Executes the machine's actions from `action` to the acknowledgement.
+    private func drive(_ machine: inout SettlementStateMachine, from action: SettlementStateMachine.Action, _ delivery: BrokerDelivery,
+                       queue: String, metrics: QueueMetrics?) async throws {
+        var action = action
         while true {
             switch action {
             case .log(.unsignedStep(let taskID, let runID)):
@@ -381,7 +418,11 @@ public final class Worker: Service {
                 logger.warning("a message breaks a wire limit; dead-lettering instead", metadata: ["queue": "\(queue)", "error": "\(error)"])
                 action = machine.logged()
             case .admit(let task):
-                action = machine.admitted(configuration.admission?(task) ?? .run)
+                if let revoked = revocations.revocation(of: task.id) {
+                    action = machine.admitted(.deadLetter(.revoked, "revoked at \(revoked.at)" + (revoked.reason.map { ": \($0)" } ?? "")))
+                } else {
+                    action = machine.admitted(configuration.admission?(task) ?? .run)
+                }
             case .run(let task, let waited, let started):
                 guard let handler = chains.handler(for: task.name) else {
                     action = machine.noHandler(registered: registry.names)
@@ -406,7 +447,25 @@ public final class Worker: Service {
                 }
                 // Jitter only matters for a retry: no random draw for a success.
                 let jitter = if case .failure = finished.outcome { Double.random(in: 0..<1) } else { 0.0 }
-                action = machine.handlerFinished(finished.outcome, milliseconds: finished.milliseconds, now: Date(), jitter: jitter)
+                guard finished.revoked else {
+                    action = machine.handlerFinished(finished.outcome, milliseconds: finished.milliseconds, now: Date(), jitter: jitter)
+                    continue
+                }
+                // A revocation cancelled this task: a handler that failed (or
+                // gave up) is dead as revoked; one that finished anyway succeeded.
+                // The rest runs in a task of its own, which the cancellation does not reach.
+                let entry = revocations.revocation(of: task.id)
+                let outcome: Result<[UInt8]?, any Error> = switch finished.outcome {
+                case .success(let result): .success(result)
+                case .failure: .failure(TaskRevoked(at: entry?.at, reason: entry?.reason))
+                }
+                let next = machine.handlerFinished(outcome, milliseconds: finished.milliseconds, now: Date(), jitter: jitter)
+                let rest = machine
+                try await Task {
+                    var machine = rest
+                    try await self.drive(&machine, from: next, delivery, queue: queue, metrics: metrics)
+                }.value
+                return
             case .publish(let message):
                 // (An outcome event nobody listens to never gets here: the machine asked ``eventWanted``.)
                 do {
@@ -430,8 +489,12 @@ public final class Worker: Service {
     /// Runs a task's handler through the middleware; nil when shutdown
     /// cancelled it past its grace (its delivery goes back).
     private func run(_ task: TaskEnvelope, _ handler: @escaping HandlerRegistry.Handler, waited: Double?,
-                     metrics: QueueMetrics?) async -> (outcome: Result<[UInt8]?, any Error>, milliseconds: Double)? {
+                     metrics: QueueMetrics?) async -> (outcome: Result<[UInt8]?, any Error>, milliseconds: Double, revoked: Bool)? {
         let context = TaskContext(task: task, logger: logger, progress: progressSink)
+        // Findable by a revocation with `terminate` from now on; one that came
+        // since the admission check (and so did not find it) is applied here.
+        RunningTasks.handlerStarting(taskID: task.id)
+        if revocations.revocation(of: task.id)?.terminate == true { RunningTasks.current?.tasks.terminate(taskID: task.id) }
         if let waited { metrics?.wait.recordNanoseconds(Int64(waited * 1_000_000)) }
 
         // The handler runs in a span of the task's trace: tasks it enqueues join it.
@@ -450,8 +513,12 @@ public final class Worker: Service {
             outcome = .failure(error)
         }
         configuration.taskReporter?(.finished(taskID: task.id))
-        guard RunningTasks.markSettling() else { return nil }
-        return (outcome, (ContinuousClock.now - start).timeInterval * 1000)
+        let milliseconds = (ContinuousClock.now - start).timeInterval * 1000
+        switch RunningTasks.markSettling() {
+        case .handBack: return nil
+        case .settle: return (outcome, milliseconds, false)
+        case .revoked: return (outcome, milliseconds, true)
+        }
     }
 
     /// Counts and logs how a delivery ended.

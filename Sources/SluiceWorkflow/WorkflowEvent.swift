@@ -60,6 +60,9 @@ public enum WorkflowAction: Sendable, Hashable {
     /// Start a sub-workflow run for a step; its end comes back as `childFinished`.
     case startChild(childKey: String, workflow: String, version: Int?, input: JSONValue)
     case cancelChild(childKey: String)
+    /// Revoke these published step tasks (the run was cancelled): workers
+    /// that have not started them dead-letter them instead.
+    case revokeTasks([String])
     /// The run completed with this output.
     case completed(output: JSONValue)
     /// The run failed.

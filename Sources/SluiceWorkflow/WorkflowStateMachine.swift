@@ -194,19 +194,29 @@ public struct WorkflowStateMachine: Sendable {
             state.error = reason
             state.finishedAt = at
             if definition.timeoutMilliseconds != nil { out.cancel.append(.cancelTimer(timerID: runTimeoutTimerID)) }
+            var revoked: [String] = []
             for id in order {
                 guard var step = state.steps[id] else { continue }
                 switch step.status {
                 case .waiting, .ready:
                     step.status = .skipped
                 case .running:
-                    if case .workflow? = stepsByID[id]?.kind { out.children.append(.cancelChild(childKey: childKey(step: id, generation: step.generation))) }
+                    switch stepsByID[id]?.kind {
+                    case .workflow?: out.children.append(.cancelChild(childKey: childKey(step: id, generation: step.generation)))
+                    case .task?: revoked.append(taskID(step: id, generation: step.generation))
+                    case .map?:
+                        for (i, element) in (step.elements ?? []).enumerated() where element.status == .running {
+                            revoked.append(taskID(step: id, generation: step.generation, index: i))
+                        }
+                    default: break
+                    }
                     out.cancel.append(contentsOf: timerIDs(of: id, step).map { .cancelTimer(timerID: $0) })
                 default:
                     break
                 }
                 state.steps[id] = step
             }
+            if !revoked.isEmpty { out.cancel.append(.revokeTasks(revoked)) }
             out.final = .cancelled(reason: reason)
 
         case .retryStep(let stepID, let rerun, let at):

@@ -2,6 +2,7 @@ import Foundation
 import SluiceCore
 import SluiceWire
 @testable import SluiceWorker
+import Synchronization
 import Testing
 
 /// The settlement decisions, driven by hand: no broker, no handler, no clock.
@@ -71,14 +72,14 @@ struct SettlementStateMachineTests {
 
     @Test("an event nobody wants is not built: success is acked at once, a retry's copy still goes first")
     func unwantedEvents() throws {
-        var asked: [String] = []
+        let askedBox = Mutex<[String]>([])
         var m = Self.machine(Self.task())
-        m.eventWanted = { asked.append($0); return false }
+        m.eventWanted = { key in askedBox.withLock { $0.append(key) }; return false }
         _ = Self.toHandler(&m)
         guard case .ack(.succeeded(task: "emails.send")) = m.handlerFinished(.success(nil), milliseconds: 1, now: Self.now, jitter: 0) else {
             Issue.record("a success nobody listens to should be acked without a publish"); return
         }
-        #expect(asked == [Self.topology.eventRoutingKey(queue: "emails", kind: .succeeded)])
+        #expect(askedBox.withLock { $0 } == [Self.topology.eventRoutingKey(queue: "emails", kind: .succeeded)])
 
         var r = Self.machine(Self.task())
         r.eventWanted = { _ in false }

@@ -11,6 +11,7 @@ struct Drive {
     var timers: [String: Date] = [:]
     var children: [String: JSONValue] = [:]
     var cancelledChildren: [String] = []
+    var revoked: [String] = []
     var final: WorkflowAction?
 
     init(_ definition: WorkflowDefinition, input: JSONValue = [:], start: Bool = true) throws {
@@ -34,6 +35,7 @@ struct Drive {
             case .cancelTimer(let id): timers[id] = nil
             case .startChild(let key, _, _, let input): children[key] = input
             case .cancelChild(let key): cancelledChildren.append(key)
+            case .revokeTasks(let ids): revoked += ids
             case .completed, .failed, .cancelled:
                 if case .failed? = final {} else { #expect(final == nil, "a run ends once (unless a failed one is retried)") }
                 final = action
@@ -359,6 +361,24 @@ struct StateMachineTests {
         r.send(.retryStep(stepID: "a", rerun: true, at: r.now))
         r.send(.timerFired(timerID: r.machine.runTimeoutTimerID, at: r.now))
         #expect(r.state == after)
+    }
+
+    @Test("cancel revokes the step tasks still running: a task step's and a map's running elements, not settled ones")
+    func cancelRevokes() throws {
+        let d = WorkflowDefinition(name: "r") {
+            WorkflowStep.task("a", "t")
+            WorkflowStep.task("done", "t")
+            WorkflowStep.map("each", over: "input.items", task: "t", maxParallel: 2)
+            WorkflowStep.task("later", "t", after: ["a"])
+        }
+        var r = try Drive(d, input: ["items": [1, 2, 3]])
+        r.succeed("done")
+        r.succeed("each", index: 0)
+        #expect(r.revoked.isEmpty)
+        r.send(.cancel(reason: "by user", at: r.now))
+        #expect(r.revoked.sorted() == ["run1/a/0", "run1/each/0/1", "run1/each/0/2"], "\(r.revoked)")
+        r.send(.cancel(reason: "again", at: r.now))
+        #expect(r.revoked.count == 3, "a second cancel revokes nothing more")
     }
 
     @Test("delay steps wait for their timer; step and workflow timeouts fail")

@@ -68,6 +68,27 @@ public struct EnqueueTaskRequest: Codable, Sendable {
     }
 }
 
+/// `POST /v1/tasks/{id}/revoke` (the body may be empty).
+public struct RevokeTaskRequest: Codable, Sendable {
+    /// Also cancel the task if it runs now.
+    public var terminate: Bool?
+    /// Why, for the dead letter's message.
+    public var reason: String?
+
+    public init(terminate: Bool? = nil, reason: String? = nil) {
+        self.terminate = terminate
+        self.reason = reason
+    }
+}
+
+/// The answer to `POST /v1/tasks/{id}/revoke`: the revocation is on the
+/// broker; workers apply it as they read it.
+public struct RevokedTask: Codable, Sendable {
+    public var id: String
+    public var revoked = true
+    public var terminate: Bool
+}
+
 /// The answer to `POST /v1/tasks`.
 public struct EnqueuedTask: Codable, Sendable {
     public var id: String

@@ -34,6 +34,7 @@ import SluiceWorkflow
 /// POST /v1/tasks                      enqueue a standalone task: {"name", "queue"?, "arguments"?, "delaySeconds"?,
 ///                                     "maxAttempts"?, "idempotencyKey"?, "track"?}
 /// GET  /v1/tasks/{id}                 a tracked task's status, attempts, times, last error, result, progress
+/// POST /v1/tasks/{id}/revoke          {"terminate"?, "reason"?}: workers dead-letter it (reason revoked) instead of running it
 /// ```
 ///
 /// Listening on anything but loopback requires a bearer token
@@ -266,6 +267,17 @@ public struct CoordinatorAPI: Sendable {
             options.track = task.track
             let id = try await client.enqueue(name: task.name, json: (task.arguments ?? [:]).jsonBytes, options: options)
             return try encoded(EnqueuedTask(id: id), status: .created)
+        }
+        router.post("/v1/tasks/{id}/revoke") { request, context in
+            let id = try context.parameters.require("id")
+            guard id.utf8.count <= 255 else { throw APIError(.badRequest, "a task id has at most 255 bytes") }
+            var request = request
+            let bytes = try await bodyBytes(&request, limit: limit)
+            let body = bytes.isEmpty ? RevokeTaskRequest() : try decode(RevokeTaskRequest.self, bytes)
+            if let reason = body.reason, reason.utf8.count > 1000 { throw APIError(.badRequest, "reason has at most 1000 bytes") }
+            let terminate = body.terminate ?? false
+            try await coordinator.broker.revoke([id], terminate: terminate, reason: body.reason)
+            return try encoded(RevokedTask(id: id, terminate: terminate), status: .accepted)
         }
         router.get("/v1/tasks/{id}") { _, context in
             let id = try context.parameters.require("id")

@@ -1,0 +1,162 @@
+import Foundation
+import SluiceAMQP
+import SluiceClient
+import SluiceCore
+import SluiceLocalBroker
+import SluiceRabbitMQ
+import SluiceTesting
+import SluiceWire
+import SluiceWorker
+import SluiceWorkflow
+import Synchronization
+import Testing
+
+@Suite("Revoking tasks on the real broker")
+struct RevocationIntegrationTests {
+    /// The ids of the tasks handlers ran.
+    final class Ran: Sendable {
+        let ids = Mutex<[String]>([])
+    }
+
+    /// A registry whose `job` handler records the ids it ran, and whose
+    /// `hang` handler waits until cancelled.
+    static func registry(_ ran: Ran) -> HandlerRegistry {
+        var registry = HandlerRegistry()
+        registry.register("job") { context in
+            ran.ids.withLock { $0.append(context.task.id) }
+            return nil
+        }
+        registry.register("hang") { _ in
+            try await Task.sleep(for: .seconds(3600))
+            return nil
+        }
+        return registry
+    }
+
+    @Test("revoked before any worker ran (CLI and client): workers started later dead-letter them as revoked; terminate stops a running one; others run")
+    func revokeAndTerminate() async throws {
+        let h = try await TaskHarness.make()
+        defer { Task { await h.broker.close() } }
+        let q = "rv"
+        try await h.broker.prepare(queues: [q])
+        let events = try await h.recordEvents()
+        let client = TaskClient(broker: h.broker)
+        let byCLI = try await client.enqueue(name: "job", json: Array("{}".utf8), options: .init(queue: q))
+        let byClient = try await client.enqueue(name: "job", json: Array("{}".utf8), options: .init(queue: q))
+        let kept = try await client.enqueue(name: "job", json: Array("{}".utf8), options: .init(queue: q))
+        let cli = try await SluiceBinary.run(["task", "revoke", byCLI, "--reason", "not wanted", "--json", "--url", h.url,
+                                              "--prefix", h.topology.prefix])
+        #expect(cli.status == 0, "\(cli.output)")
+        #expect(try JSONValue.parse(Array(cli.output.utf8))["revoked"] == [.string(byCLI)], "\(cli.output)")
+        try await client.revoke([byClient])
+
+        let ran = Ran()
+        let worker = h.startWorker(queues: [q], registry: Self.registry(ran)) { $0.publishStartedEvents = true }
+        let outcomes = try await events.waitForOutcomes([byCLI, byClient, kept])
+        #expect(outcomes[byCLI]?.kind == .dead && outcomes[byCLI]?.deadReason == .revoked, "\(String(describing: outcomes[byCLI]))")
+        #expect(outcomes[byCLI]?.errorMessage?.contains("not wanted") == true)
+        #expect(outcomes[byClient]?.deadReason == .revoked)
+        #expect(outcomes[kept]?.kind == .succeeded)
+        #expect(ran.ids.withLock { $0 } == [kept], "no revoked task's handler ran")
+
+        // A running task: a plain revocation leaves it be, terminate stops it.
+        let hanging = try await client.enqueue(name: "hang", json: Array("{}".utf8), options: .init(queue: q))
+        _ = try await events.waitUntil("the hanging task's start") { $0.contains { $0.taskID == hanging && $0.kind == .started } }
+        try await client.revoke([hanging], terminate: true, reason: "stuck")
+        let stopped = try await events.waitForOutcomes([hanging])[hanging]
+        #expect(stopped?.kind == .dead && stopped?.deadReason == .revoked, "\(String(describing: stopped))")
+        try await worker.stop()
+
+        // A worker started after all this still refuses what was revoked, even redelivered from the dead queue.
+        let dead = try await h.takeDead(q)
+        #expect(Set(dead.compactMap { $0.properties.messageId }) == [byCLI, byClient, hanging])
+        let again = try await client.enqueue(name: "job", json: Array("{}".utf8), options: .init(queue: q, id: byClient))
+        let second = h.startWorker(queues: [q], registry: Self.registry(ran))
+        defer { Task { try? await second.stop() } }
+        _ = try await events.waitUntil("the re-enqueued revoked task's second dead event") { events in
+            events.filter { $0.taskID == again && $0.kind == .dead && $0.deadReason == .revoked }.count == 2
+        }
+        #expect(ran.ids.withLock { $0 } == [kept])
+    }
+
+    @Test("a revocation survives a broker restart (own node): a worker started afterwards refuses the task")
+    func brokerRestart() async throws {
+        let node = PrivateBroker.unique("revoke")
+        try await node.start()
+        do {
+            let h = try await TaskHarness.make(url: node.amqpURL)
+            let q = "rv"
+            try await h.broker.prepare(queues: [q])
+            let client = TaskClient(broker: h.broker)
+            let revoked = try await client.enqueue(name: "job", json: Array("{}".utf8), options: .init(queue: q))
+            let kept = try await client.enqueue(name: "job", json: Array("{}".utf8), options: .init(queue: q))
+            try await client.revoke([revoked])
+            await h.broker.close()
+            try await node.stop()
+            try await node.start()
+
+            // The same prefix as before the restart.
+            let same = try await TaskHarness.make(url: node.amqpURL, prefix: h.topology.prefix)
+            let events = try await same.recordEvents()
+            let ran = Ran()
+            let worker = same.startWorker(queues: [q], registry: Self.registry(ran))
+            let outcomes = try await events.waitForOutcomes([revoked, kept])
+            #expect(outcomes[revoked]?.deadReason == .revoked, "\(String(describing: outcomes[revoked]))")
+            #expect(outcomes[kept]?.kind == .succeeded)
+            #expect(ran.ids.withLock { $0 } == [kept])
+            try await worker.stop()
+            await same.broker.close()
+        } catch {
+            try? await node.destroy()
+            throw error
+        }
+        try await node.destroy()
+    }
+
+    @Test("cancelling a workflow run revokes its step tasks not yet run; POST /v1/tasks/{id}/revoke revokes a task")
+    func workflowCancelAndAPI() async throws {
+        let h = try await TaskHarness.make()
+        defer { Task { await h.broker.close() } }
+        try await h.broker.prepare(queues: ["wf"])
+        let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
+        let coordinator = try CoordinatorProcess.start(h, store: store)
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        try await coordinator.waitUntilHealthy()
+        let api = coordinator.api
+        let events = try await h.recordEvents()
+
+        let definition = "name: revoked\nsteps:\n  - id: one\n    task: job\n  - id: each\n    map: input.items\n    task: job\n"
+        let registered = try await CoordinatorProcess.request("POST", api + "/v1/workflows", body: Array(definition.utf8),
+                                                              contentType: "application/yaml")
+        #expect(registered.status == 201, "\(registered.body)")
+        let started = try await CoordinatorProcess.request("POST", api + "/v1/runs",
+                                                           body: Array(#"{"workflow": "revoked", "input": {"items": [1, 2]}}"#.utf8))
+        guard case .string(let runID)? = started.body["runID"] else { Issue.record("no run: \(started.body)"); return }
+        // No worker yet: the three step tasks wait in the queue.
+        _ = try await eventually(60, "the run's steps to be running") { () -> Bool? in
+            let (status, body) = try await CoordinatorProcess.request("GET", api + "/v1/runs/\(runID)")
+            return status == 200 && body["steps"]?["one"]?["status"] == "running" && body["steps"]?["each"]?["status"] == "running" ? true : nil
+        }
+        let cancelled = try await CoordinatorProcess.request("POST", api + "/v1/runs/\(runID)/cancel", body: Array(#"{"reason": "test"}"#.utf8))
+        #expect(cancelled.status == 200, "\(cancelled.body)")
+
+        let plain = try await TaskClient(broker: h.broker).enqueue(name: "job", json: Array("{}".utf8), options: .init(queue: "wf"))
+        let revokedByAPI = try await CoordinatorProcess.request("POST", api + "/v1/tasks/\(plain)/revoke",
+                                                                body: Array(#"{"reason": "by api"}"#.utf8))
+        #expect(revokedByAPI.status == 202 && revokedByAPI.body["revoked"] == true, "\(revokedByAPI.body)")
+        let bad = try await CoordinatorProcess.request("POST", api + "/v1/tasks/x/revoke", body: Array("[1]".utf8))
+        #expect(bad.status == 400, "\(bad.body)")
+
+        let steps = ["\(runID)/one/0", "\(runID)/each/0/0", "\(runID)/each/0/1"]
+        let ran = Ran()
+        let worker = h.startWorker(queues: ["wf"], registry: Self.registry(ran))
+        defer { Task { try? await worker.stop() } }
+        let outcomes = try await events.waitForOutcomes(Set(steps + [plain]))
+        for id in steps + [plain] {
+            #expect(outcomes[id]?.kind == .dead && outcomes[id]?.deadReason == .revoked, "\(id): \(String(describing: outcomes[id]))")
+        }
+        #expect(ran.ids.withLock { $0 }.isEmpty, "no step of the cancelled run ran")
+        let (_, run) = try await CoordinatorProcess.request("GET", api + "/v1/runs/\(runID)")
+        #expect(run["status"] == "cancelled", "the revoked steps' dead events change nothing in the cancelled run")
+    }
+}
