@@ -125,7 +125,7 @@ struct RevocationIntegrationTests {
         let api = coordinator.api
         let events = try await h.recordEvents()
 
-        let definition = "name: revoked\nsteps:\n  - id: one\n    task: job\n  - id: each\n    map: input.items\n    task: job\n"
+        let definition = "name: revoked\nsteps:\n  - id: one\n    task: job\n  - id: each\n    map:\n      over: input.items\n      task: job\n"
         let registered = try await CoordinatorProcess.request("POST", api + "/v1/workflows", body: Array(definition.utf8),
                                                               contentType: "application/yaml")
         #expect(registered.status == 201, "\(registered.body)")
