@@ -148,6 +148,18 @@ struct RevocationIntegrationTests {
         #expect(bad.status == 400, "\(bad.body)")
 
         let steps = ["\(runID)/one/0", "\(runID)/each/0/0", "\(runID)/each/0/1"]
+        // The coordinator revokes after its commit, on its own time: read the stream until it has.
+        try await h.broker.prepareRevocations()
+        let stream = try await h.broker.followRevocations(prefetch: 100)
+        try await within(60, "the coordinator's revocation of the run's steps in the stream") {
+            var seen: Set<String> = []
+            for try await entry in stream {
+                try? await entry.ack()
+                seen.formUnion((try? Revocation.decode(entry.body))?.taskIDs ?? [])
+                if seen.isSuperset(of: steps) { return }
+            }
+        }
+        await stream.close()
         let ran = Ran()
         let worker = h.startWorker(queues: ["wf"], registry: Self.registry(ran))
         defer { Task { try? await worker.stop() } }
