@@ -109,6 +109,9 @@ public final class AMQPConnection: Sendable {
         core.events.subscribe()
     }
 
+    /// What the connection was opened with (to open another one like it).
+    public var configuration: Configuration { core.configuration }
+
     /// The logger the connection was configured with.
     public var logger: Logger { core.logger }
 

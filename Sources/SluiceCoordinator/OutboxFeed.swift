@@ -82,7 +82,10 @@ final class OutboxFeed: Sendable {
     var count: Int { state.withLock { $0.entries.count } }
 
     /// Forgets every row (when leading starts or stops: the store has them).
+    /// Task ids to revoke are kept: the store does not have them, and a
+    /// relay that starts late (its queues slow to declare) must still send
+    /// the revocations of runs cancelled meanwhile.
     func clear() {
-        state.withLock { $0 = State() }
+        state.withLock { s in s = State(revoked: s.revoked) }
     }
 }

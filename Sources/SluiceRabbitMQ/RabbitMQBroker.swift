@@ -127,12 +127,21 @@ public final class RabbitMQBroker: Broker {
         }
     }
 
+    /// Follows the stream on a connection of its own, without recovery: a
+    /// stream whose leader is on a lost node can refuse (or never answer) a
+    /// consume for a while, and a consumer recorded on the main connection
+    /// would hold that connection's recovery, and so the task consumers,
+    /// hostage. Here a lost connection just ends the sequence with its error;
+    /// the follower starts again from the first entry.
     public func followRevocations(prefetch: Int) async throws -> BrokerConsumer {
-        let channel = try await connection.openChannel()
+        var configuration = connection.configuration
+        configuration.recovery = nil
+        configuration.connectionName = (configuration.connectionName ?? "sluice") + " (revocations)"
+        let dedicated = try await AMQPConnection.connect(configuration)
         do {
+            let channel = try await dedicated.openChannel()
             // A stream is read with a prefetch and acknowledgements (they only grant credit).
             try await channel.qos(prefetchCount: UInt16(clamping: max(1, prefetch)))
-            // From the first retained entry; a consumer recovered after a lost connection starts there again.
             let consumer = try await channel.consume(queue: topology.revocationStream, arguments: ["x-stream-offset": "first"])
             return BrokerConsumer(makeNext: {
                 let reader = consumer.makeReader()
@@ -144,13 +153,10 @@ public final class RabbitMQBroker: Broker {
             }, cancel: {
                 try await consumer.cancel()
             }, close: {
-                await Task {
-                    try? await consumer.cancel()
-                    try? await channel.close()
-                }.value
+                await dedicated.close()
             })
         } catch {
-            try? await channel.close()
+            await dedicated.close()
             throw error
         }
     }

@@ -120,15 +120,25 @@ struct RunLog {
     func waitForProgress(_ what: String, worker: String? = nil, more: Int = 50, seconds: Double = 120,
                          processes: [ChildProcess] = []) async throws {
         let start = count(worker: worker)
-        try await within(seconds, "\(more) more tasks to run \(what)" + (worker.map { " on \($0)" } ?? "")) {
-            while count(worker: worker) < start + more {
-                for p in processes { if let exited = SluiceBinary.exited(p, "a worker") { throw exited } }
-                try await Task.sleep(for: .milliseconds(100))
+        do {
+            try await within(seconds, "\(more) more tasks to run \(what)" + (worker.map { " on \($0)" } ?? "")) {
+                while count(worker: worker) < start + more {
+                    for p in processes { if let exited = SluiceBinary.exited(p, "a worker") { throw exited } }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
             }
+        } catch let timedOut as TimedOut {
+            // What the workers logged is what explains a stall.
+            let logs = processes.enumerated().map { "worker \($0.offset + 1):\n\(SluiceBinary.logTail(of: $0.element, lines: 40))" }
+            throw ProgressStalled(description: "\(timedOut) (\(count(worker: worker) - start) ran)\n" + logs.joined(separator: "\n"))
         }
     }
 
     func remove() { try? FileManager.default.removeItem(atPath: path) }
+
+    struct ProgressStalled: Error, CustomStringConvertible {
+        var description: String
+    }
 }
 
 /// Which node of `cluster` a process is connected to, by its

@@ -151,13 +151,19 @@ struct RevocationIntegrationTests {
         // The coordinator revokes after its commit, on its own time: read the stream until it has.
         try await h.broker.prepareRevocations()
         let stream = try await h.broker.followRevocations(prefetch: 100)
-        try await within(60, "the coordinator's revocation of the run's steps in the stream") {
-            var seen: Set<String> = []
-            for try await entry in stream {
-                try? await entry.ack()
-                seen.formUnion((try? Revocation.decode(entry.body))?.taskIDs ?? [])
-                if seen.isSuperset(of: steps) { return }
+        let seen = Mutex<Set<String>>([])
+        do {
+            try await within(60, "the coordinator's revocation of the run's steps in the stream") {
+                for try await entry in stream {
+                    try? await entry.ack()
+                    let ids = (try? Revocation.decode(entry.body))?.taskIDs ?? []
+                    if seen.withLock({ $0.formUnion(ids); return $0.isSuperset(of: steps) }) { return }
+                }
             }
+        } catch let timedOut as TimedOut {
+            Issue.record("\(timedOut); seen \(seen.withLock { $0 }); the coordinator's log ends:\n\(SluiceBinary.logTail(of: coordinator.process, lines: 60))")
+            await stream.close()
+            return
         }
         await stream.close()
         let ran = Ran()

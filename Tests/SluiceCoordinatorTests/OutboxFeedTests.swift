@@ -34,6 +34,17 @@ struct OutboxFeedTests {
         #expect(!feed.takeStoreChanged())
     }
 
+    @Test("task ids to revoke survive a relay (re)start that clears the rows: the store does not hold them")
+    func revokedSurviveClear() {
+        let feed = OutboxFeed()
+        feed.append([entry(1)])
+        feed.revoke(["r/a/0", "r/b/0"])
+        feed.clear()
+        #expect(feed.isEmpty, "rows are left to the store")
+        #expect(feed.takeRevoked() == ["r/a/0", "r/b/0"])
+        #expect(feed.takeRevoked().isEmpty, "taken once")
+    }
+
     @Test("recent ids remember the last `capacity` inserted")
     func recent() {
         var recent = RecentIDs(capacity: 3)
