@@ -60,11 +60,15 @@ public final class AMQPChannel: Sendable {
     }
 
     /// Declares a queue (idempotent with the same settings); returns its counts.
+    ///
+    /// `recorded`: declared again after a reconnect (the default). Queues
+    /// that come and go by the thousand and expire by themselves (unique
+    /// task locks) are not: a reconnect would bring back every one.
     @discardableResult
-    public func queueDeclare(_ declaration: QueueDeclaration) async throws -> QueueState {
+    public func queueDeclare(_ declaration: QueueDeclaration, recorded: Bool = true) async throws -> QueueState {
         let state = self.state
         return try await core.call("queue.declare \(declaration.name)") { core in
-            try core.queueDeclare(state, declaration, passive: false)
+            try core.queueDeclare(state, declaration, passive: false, record: recorded)
         }
     }
 
@@ -78,10 +82,12 @@ public final class AMQPChannel: Sendable {
     }
 
     /// Binds a queue to an exchange.
-    public func queueBind(queue: String, exchange: String, routingKey: String, arguments: FieldTable = [:]) async throws {
+    /// (`recorded`: bound again after a reconnect; see ``queueDeclare(_:recorded:)``.)
+    public func queueBind(queue: String, exchange: String, routingKey: String, arguments: FieldTable = [:],
+                          recorded: Bool = true) async throws {
         let state = self.state
         let binding = TopologyRecorder.Binding(queue: queue, exchange: exchange, routingKey: routingKey, arguments: arguments)
-        try await core.call("queue.bind \(queue)") { core in try core.queueBind(state, binding, unbind: false) }
+        try await core.call("queue.bind \(queue)") { core in try core.queueBind(state, binding, unbind: false, record: recorded) }
     }
 
     /// Removes a binding.

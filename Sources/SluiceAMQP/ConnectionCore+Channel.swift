@@ -85,7 +85,7 @@ extension ConnectionCore {
         topology.deleteExchange(name)
     }
 
-    func queueDeclare(_ channel: ChannelState, _ d: QueueDeclaration, passive: Bool) throws(AMQPError) -> QueueState {
+    func queueDeclare(_ channel: ChannelState, _ d: QueueDeclaration, passive: Bool, record: Bool = true) throws(AMQPError) -> QueueState {
         let operation = passive ? "queue.declare passive \(d.name)" : "queue.declare \(d.name)"
         if d.name.isEmpty && !passive {
             _ = try requireOpen(channel, operation)
@@ -93,16 +93,16 @@ extension ConnectionCore {
                             message: "name the queue: server-named queues cannot be restored after a reconnect")
         }
         let state = try onChannel(channel, operation) { c throws(AMQPError) in try c.queueDeclare(channel.id, d, passive: passive, operation) }
-        if !passive { topology.record(.queue(d)) }
+        if !passive && record { topology.record(.queue(d)) }
         return state
     }
 
-    func queueBind(_ channel: ChannelState, _ b: TopologyRecorder.Binding, unbind: Bool) throws(AMQPError) {
+    func queueBind(_ channel: ChannelState, _ b: TopologyRecorder.Binding, unbind: Bool, record: Bool = true) throws(AMQPError) {
         let operation = "\(unbind ? "queue.unbind" : "queue.bind") \(b.queue) to \(b.exchange) key '\(b.routingKey)'"
         try onChannel(channel, operation) { c throws(AMQPError) in
             if unbind { try c.queueUnbind(channel.id, b, operation) } else { try c.queueBind(channel.id, b, operation) }
         }
-        if unbind { topology.unbind(b) } else { topology.record(.binding(b)) }
+        if unbind { topology.unbind(b) } else if record { topology.record(.binding(b)) }
     }
 
     func queuePurge(_ channel: ChannelState, _ name: String) throws(AMQPError) -> UInt32 {

@@ -10,7 +10,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure throughput and latency against a broker (see docs/performance.md).",
-        subcommands: [AMQP.self, Tasks.self, Workflows.self, Poison.self, Priorities.self, Tracking.self, Validation.self])
+        subcommands: [AMQP.self, Tasks.self, Workflows.self, Poison.self, Priorities.self, Tracking.self, Unique.self, Validation.self])
 
     struct AMQP: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -516,6 +516,46 @@ struct BenchCommand: AsyncParsableCommand {
             }
             print(String(format: "tracked ÷ untracked (median): enqueue %.2f, drain %.2f", r.enqueueRatio, r.drainRatio)
                   + (r.record ? String(format: "; the tracker recorded %.0f tasks/s", r.recorded) : " (no tracker running)"))
+        }
+    }
+
+    struct Unique: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "What a unique key costs a producer.",
+            discussion: """
+            On a prefix of its own: in --rounds, --callers concurrent callers make --tasks enqueues \
+            between them, each awaited, without a key, with a new key each (the first use of a key \
+            declares its lock queues), and with a key already held (nothing is enqueued); the \
+            order alternates. Reports enqueues per second of each and their ratios to the plain \
+            rate (median over the rounds). Removes its queues at the end.
+            """)
+        @Option(help: "Enqueues per measurement.") var tasks = 5_000
+        @Option(help: "Concurrent callers.") var callers = 32
+        @Option(help: "Rounds of the three measurements.") var rounds = 3
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var connection: ConnectionOptions
+
+        func validate() throws {
+            guard tasks >= 1, callers >= 1, rounds >= 1 else { throw ValidationError("--tasks, --callers and --rounds must be 1 or more") }
+        }
+
+        func run() async throws {
+            let quiet = json
+            let r = try await UniqueBenchmark(url: try connection.resolvedURL(), tasks: tasks, callers: callers, rounds: rounds)
+                .run(progress: { if !quiet { standardError($0) } })
+            let rounded = { (x: Double) in (x * 1000).rounded() / 1000 }
+            if json {
+                printJSON(["tasks": r.tasks, "callers": r.callers,
+                           "rounds": r.rounds.map { ["plain": $0.plain.rounded(), "unique_new": $0.uniqueNew.rounded(), "unique_held": $0.uniqueHeld.rounded()] },
+                           "new_key_ratio": rounded(r.newRatio), "held_key_ratio": rounded(r.heldRatio)])
+                return
+            }
+            print("\(r.tasks) enqueues per measurement, \(r.callers) concurrent callers")
+            for (i, round) in r.rounds.enumerated() {
+                print(String(format: "round %d: %.0f/s without a key, %.0f/s with a new key each, %.0f/s with a held key",
+                             i + 1, round.plain, round.uniqueNew, round.uniqueHeld))
+            }
+            print(String(format: "÷ without a key (median): new key %.2f, held key %.2f", r.newRatio, r.heldRatio))
         }
     }
 

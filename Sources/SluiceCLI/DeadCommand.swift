@@ -201,6 +201,8 @@ struct DeadCommand: AsyncParsableCommand {
                 if preparedLevels.insert(key).inserted { try await broker.prepare(queues: [key]) }
                 for key in [WireHeader.deadReason, WireHeader.errorType, WireHeader.errorMessage, WireHeader.deadAt, WireHeader.deadBy,
                             WireHeader.signature, WireHeader.trimmedHeaders,
+                            // A replay takes no unique key's lock: it must not give one back either.
+                            WireHeader.uniqueLock,
                             "x-death", "x-first-death-reason", "x-first-death-queue", "x-first-death-exchange",
                             "x-last-death-reason", "x-last-death-queue", "x-last-death-exchange", "x-delivery-count"] {
                     headers[key] = nil

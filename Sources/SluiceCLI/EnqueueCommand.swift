@@ -14,6 +14,14 @@ struct EnqueueCommand: AsyncParsableCommand {
           sluice enqueue report.build --args @report.json --delay 5m
           echo '{"n":1}' | sluice enqueue sluice.echo --args - --count 1000
           sluice enqueue sluice.echo --args '{"x":1}' --wait --timeout 30s
+          sluice enqueue reports.nightly --unique nightly-2026-12-04 --unique-for 6h
+
+        With --unique, the task is enqueued only if no task with the same key holds \
+        the key's lock: it is held from the enqueue until the task succeeds or is dead \
+        (--unique-policy until-finished), or for all of --unique-for (window), and never \
+        longer than --unique-for. Otherwise the id of the task that holds it is printed \
+        and nothing is enqueued (--json says "enqueued": false). The lock lives on the \
+        broker: it holds across producers on any machine and across restarts.
 
         With --wait, the command waits for the task's final outcome (retries do not \
         answer, only the last attempt), sent by the worker to a reply queue of this \
@@ -48,11 +56,31 @@ struct EnqueueCommand: AsyncParsableCommand {
     var timeout: DurationArgument = "60s"
     @Flag(help: "Have the coordinator keep the task's status, attempts, error and result: see `sluice task status ID` (kept for the coordinator's --task-retention).")
     var track = false
+    @Option(help: "A unique key: enqueue nothing while a task with this key holds its lock; print that task's id instead.")
+    var unique: String?
+    @Option(name: .customLong("unique-for"), help: "With --unique: the longest the key's lock is held (1s to 24d).")
+    var uniqueFor: DurationArgument = "1h"
+    @Option(name: .customLong("unique-policy"), help: "With --unique: until-finished (the key is free again once the task succeeds or is dead) or window (held for all of --unique-for).")
+    var uniquePolicy: String = UniqueKey.Policy.untilFinished.rawValue
     @Flag(help: "Print JSON.")
     var json = false
     @OptionGroup var connection: ConnectionOptions
 
+    /// The unique key the options describe, if any.
+    private var uniqueKey: UniqueKey? {
+        guard let unique, let policy = UniqueKey.Policy(rawValue: uniquePolicy) else { return nil }
+        return UniqueKey(unique, for: uniqueFor.duration, policy: policy)
+    }
+
     func validate() throws {
+        guard UniqueKey.Policy(rawValue: uniquePolicy) != nil else {
+            throw ValidationError("--unique-policy must be one of: \(UniqueKey.Policy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if let key = uniqueKey {
+            do throws(SluiceError) { try key.validate() } catch { throw ValidationError("--unique: \(error.message)") }
+            if wait { throw ValidationError("--unique cannot be given with --wait: a duplicate's outcome goes to whoever enqueued the first") }
+            if count != 1 { throw ValidationError("--unique enqueues one task; it cannot be given with --count") }
+        }
         guard count >= 1 else { throw ValidationError("--count must be 1 or more") }
         if wait, count != 1 { throw ValidationError("--wait waits for one task; it cannot be given with --count") }
         guard timeout.duration > .zero else { throw ValidationError("--timeout must be more than zero") }
@@ -84,6 +112,18 @@ struct EnqueueCommand: AsyncParsableCommand {
             return
         }
         let client = TaskClient(broker: broker)
+        if let key = uniqueKey {
+            options.unique = key
+            let outcome = try await client.enqueueUnique(name: name, json: arguments, options: options)
+            if json {
+                printJSON(["id": outcome.id, "name": name, "queue": queue, "enqueued": outcome.enqueued])
+            } else {
+                print(outcome.id)
+                if !outcome.enqueued { standardError("nothing enqueued: task \(outcome.id) holds the unique key") }
+            }
+            await broker.close()
+            return
+        }
         if count == 1 {
             let id = try await client.enqueue(name: name, json: arguments, options: options)
             if json { printJSON(["id": id, "name": name, "queue": queue]) } else { print(id) }

@@ -39,12 +39,17 @@ public struct EnqueueOptions: Sendable {
     /// result (`GET /v1/tasks/{id}`, `sluice task status`); nil: as the
     /// client's ``TaskClient/trackedQueues`` say for its queue.
     public var track: Bool?
+    /// At most one task with this key at a time (see ``UniqueKey``): while
+    /// its lock is held, enqueueing returns the holder's id and publishes
+    /// nothing (``TaskClient/enqueueUnique(name:json:options:)`` also says which).
+    public var unique: UniqueKey?
 
     public init(queue: String? = nil, delay: Duration? = nil, notBefore: Date? = nil, maxAttempts: Int? = nil,
                 retryPolicy: RetryPolicy? = nil, idempotencyKey: String? = nil, deadline: Date? = nil, id: String? = nil,
                 traceparent: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil, replyTo: String? = nil,
-                priority: TaskPriority? = nil, track: Bool? = nil) {
+                priority: TaskPriority? = nil, track: Bool? = nil, unique: UniqueKey? = nil) {
         self.queue = queue
+        self.unique = unique
         self.track = track
         self.priority = priority
         self.delay = delay

@@ -40,6 +40,11 @@ public final class TaskClient: Sendable {
     /// ``enqueueForResult(name:json:options:)`` (a task, so that callers
     /// arriving meanwhile wait for the same one).
     private let replies = Mutex<Task<ReplyListener, any Error>?>(nil)
+    /// Unique keys' lock queues this client declared, each with when it
+    /// must declare it again (see ``TaskClient/enqueueUnique(name:json:options:)``).
+    let uniqueDeclared = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// Reads of a lock's holder in flight, by lock queue (shared by callers).
+    let holderReads = Mutex<[String: Task<String?, any Error>]>([:])
 
     /// A client publishing through `broker`. Make one per process (or per
     /// broker connection) and keep it: each client that waits for results
@@ -95,48 +100,79 @@ public final class TaskClient: Sendable {
     }
 
     /// Enqueues many tasks pipelined under one confirm window; returns each
-    /// one's id or error, in order.
+    /// one's id or error, in order. A task with a unique key whose lock is
+    /// held returns the holder's id (such tasks go one at a time).
     public func enqueue(batch requests: [Request]) async throws -> [Result<String, SluiceError>] {
+        guard requests.contains(where: { $0.options.unique != nil }) else { return try await enqueuePlain(batch: requests) }
         var results = [Result<String, SluiceError>?](repeating: nil, count: requests.count)
-        var envelopes: [(index: Int, envelope: TaskEnvelope)] = []
+        let plain = requests.indices.filter { requests[$0].options.unique == nil }
+        for (i, outcome) in zip(plain, try await enqueuePlain(batch: plain.map { requests[$0] })) { results[i] = outcome }
+        for i in requests.indices where requests[i].options.unique != nil {
+            do {
+                results[i] = .success(try await enqueueUnique(requests[i]).id)
+            } catch let error as SluiceError {
+                results[i] = .failure(error)
+            } catch {
+                // Per item, whatever it is: the plain tasks are already out.
+                results[i] = .failure(SluiceError(.enqueueFailed, "\(error)", task: requests[i].name, queue: requests[i].options.queue))
+            }
+        }
+        return results.map { $0! }
+    }
+
+    /// ``enqueue(batch:)`` for tasks without a unique key.
+    func enqueuePlain(batch requests: [Request]) async throws -> [Result<String, SluiceError>] {
+        var results = [Result<String, SluiceError>?](repeating: nil, count: requests.count)
+        var encoded: [(index: Int, task: EncodedTask)] = []
         let now = Date()
         for (i, request) in requests.enumerated() {
             do {
-                envelopes.append((i, try envelope(for: request, now: now)))
+                encoded.append((i, try encode(request, now: now)))
             } catch let error as SluiceError {
                 results[i] = .failure(error)
             }
         }
-        // Each task encoded once; its limits are checked on the message that is sent.
-        var encoded = envelopes.map { (index: $0.index, envelope: $0.envelope, message: broker.topology.message(for: $0.envelope, now: now)) }
-        encoded.removeAll { item in
-            do throws(SluiceError) {
-                try item.envelope.validateLimits(encodedAs: item.message.properties)
-                return false
-            } catch {
-                results[item.index] = .failure(error)
-                return true
+        let outcomes = try await send(encoded.map(\.task), now: now)
+        for ((index, task), outcome) in zip(encoded, outcomes) {
+            results[index] = outcome.map { task.envelope.id }.mapError {
+                SluiceError(.enqueueFailed, "the broker did not confirm the task: \($0)", task: task.envelope.name, queue: task.envelope.queue)
             }
         }
-        try await prepare(Set(encoded.map { Topology.levelName($0.envelope.queue, $0.envelope.priority) }))
-        let tracked = encoded.filter(\.envelope.track)
-        if !tracked.isEmpty { await prepareTracking() }
-        let outcomes = try await broker.publish(encoded.map(\.message))
+        return results.map { $0! }
+    }
+
+    /// A task ready to go: its envelope and the message it is sent as.
+    struct EncodedTask {
+        var envelope: TaskEnvelope
+        var message: OutboundMessage
+    }
+
+    /// A request's task, encoded once, its limits checked on the message
+    /// that is sent.
+    func encode(_ request: Request, now: Date) throws -> EncodedTask {
+        let envelope = try envelope(for: request, now: now)
+        let message = broker.topology.message(for: envelope, now: now)
+        try envelope.validateLimits(encodedAs: message.properties)
+        return EncodedTask(envelope: envelope, message: message)
+    }
+
+    /// Publishes tasks (their queues declared once per client) and returns
+    /// each one's outcome; then the `queued` events of tracked ones the
+    /// broker took.
+    func send(_ tasks: [EncodedTask], now: Date) async throws -> [Result<Void, any Error>] {
+        try await prepare(Set(tasks.map { Topology.levelName($0.envelope.queue, $0.envelope.priority) }))
+        if tasks.contains(where: \.envelope.track) { await prepareTracking() }
+        let outcomes = try await broker.publish(tasks.map(\.message))
         // A tracked task's `queued` event follows its confirm, apart: its fate
         // does not decide the enqueue's (an account without the right to
         // publish it has its channel closed; the coordinator may not have
         // made its queue yet). The tracker takes a late `queued` too.
-        let queuedEvents = zip(encoded, outcomes).compactMap { item, outcome -> OutboundMessage? in
-            guard item.envelope.track, case .success = outcome else { return nil }
-            return broker.topology.eventMessage(TaskEvent(kind: .queued, task: item.envelope, at: now))
+        let queuedEvents = zip(tasks, outcomes).compactMap { task, outcome -> OutboundMessage? in
+            guard task.envelope.track, case .success = outcome else { return nil }
+            return broker.topology.eventMessage(TaskEvent(kind: .queued, task: task.envelope, at: now))
         }
         if !queuedEvents.isEmpty { _ = try? await broker.publish(queuedEvents) }
-        for ((index, envelope, _), outcome) in zip(encoded, outcomes) {
-            results[index] = outcome.map { envelope.id }.mapError {
-                SluiceError(.enqueueFailed, "the broker did not confirm the task: \($0)", task: envelope.name, queue: envelope.queue)
-            }
-        }
-        return results.map { $0! }
+        return outcomes
     }
 
     // MARK: Results
@@ -154,6 +190,11 @@ public final class TaskClient: Sendable {
     /// Enqueues a task with raw JSON arguments whose final outcome this
     /// client waits for (see ``enqueueForResult(_:_:options:)``).
     public func enqueueForResult(name: String, json: [UInt8], options: EnqueueOptions = EnqueueOptions()) async throws -> TaskHandle {
+        guard options.unique == nil else {
+            // A duplicate's outcome would go to whoever enqueued the holder.
+            throw SluiceError(.invalidArgument, "a task with a unique key cannot be waited for: enqueue it with enqueueUnique", task: name,
+                              queue: options.queue)
+        }
         var options = options
         let listener = try await replyListener(until: nil)
         options.replyTo = listener.queue
@@ -243,7 +284,7 @@ public final class TaskClient: Sendable {
         }
     }
 
-    private func envelope(for request: Request, now: Date) throws -> TaskEnvelope {
+    func envelope(for request: Request, now: Date) throws -> TaskEnvelope {
         let o = request.options
         let named = o.queue ?? defaultQueue
         do { try Topology.validateQueue(named) } catch var error as SluiceError {
@@ -269,13 +310,28 @@ public final class TaskClient: Sendable {
             notBefore = now.addingTimeInterval(Double(s) + Double(atto) / 1e18)
         }
         let id = o.id ?? TaskEnvelope.newID()
-        let envelope = TaskEnvelope(
+        var envelope = TaskEnvelope(
             id: id, name: request.name, queue: queue, arguments: request.arguments,
             // The retry header carries backoff only: the policy's attempt limit travels as max attempts.
             maxAttempts: o.maxAttempts ?? o.retryPolicy?.maxAttempts, retryPolicy: o.retryPolicy, notBefore: notBefore, deadline: o.deadline,
             idempotencyKey: o.idempotencyKey, workflowRunID: o.workflowRunID, workflowStep: o.workflowStep,
             traceparent: o.traceparent ?? TraceParent.current?.child(seed: id).description, enqueuedAt: now, replyTo: o.replyTo,
             priority: priority, track: o.track ?? trackedQueues.contains(queue))
+        if let unique = o.unique {
+            do { try unique.validate() } catch var error {
+                error.task = request.name
+                error.queue = queue
+                throw error
+            }
+            // The worker that finishes it gives the lock back, while it surely
+            // is this task's: the lock is published after `now`, so it expires
+            // later than this says.
+            if unique.policy == .untilFinished {
+                let ticket = UniqueLockTicket(queue: broker.topology.uniqueLockQueue(unique),
+                                              expiresAt: now.addingTimeInterval(unique.window.timeInterval))
+                envelope.otherHeaders[WireHeader.uniqueLock] = .string(ticket.headerValue)
+            }
+        }
         // Every AMQP limit is checked where the task enters (`enqueue(batch:)`,
         // on its encoded message), with an error naming the field: never
         // later, as a failed publish or a retry copy that cannot be sent.
@@ -286,13 +342,13 @@ public final class TaskClient: Sendable {
     /// tracked tasks' events wait there for a coordinator that is not up
     /// yet. Tried once: an account that may not declare it relies on the
     /// coordinator (or `sluice topology export --coordinator`) having done so.
-    private func prepareTracking() async {
+    func prepareTracking() async {
         guard !trackingPrepared.withLock({ let was = $0; $0 = true; return was }) else { return }
         try? await broker.prepareTrackingQueue()
     }
 
     /// Declares each queue's topology once per client.
-    private func prepare(_ queues: Set<String>) async throws {
+    func prepare(_ queues: Set<String>) async throws {
         let missing = prepared.withLock { queues.subtracting($0) }
         guard !missing.isEmpty else { return }
         try await broker.prepare(queues: missing.sorted())

@@ -40,6 +40,26 @@ public protocol Broker: Sendable {
     /// connection it reads again from the first entry.
     func followRevocations(prefetch: Int) async throws -> BrokerConsumer
 
+    /// Declares a unique key's lock and holder queues (``Topology/uniqueLockQueue(_:)``)
+    /// and their exchange (idempotent). Not declared again after a reconnect:
+    /// they expire by themselves, and there may be many.
+    func prepareUniqueLock(_ key: UniqueKey) async throws
+
+    /// The task id in the holder queue beside `lockQueue`, read without
+    /// taking it (nil: none, or no such queue).
+    func uniqueHolder(_ lockQueue: String) async throws -> String?
+
+    /// The task id in a lock queue itself, read without taking it (nil:
+    /// none). Only for a producer that does not know whether its own lock
+    /// publish went through: while it reads, the lock queue counts no
+    /// message and would take a second lock.
+    func peekUniqueLock(_ lockQueue: String) async throws -> String?
+
+    /// Gives `taskID`'s lock back (``Topology/isUniqueLockQueue(_:)``):
+    /// empties its holder queue, then the lock queue; nothing when the
+    /// holder queue names another task, or when they do not exist.
+    func releaseUniqueLock(queue: String, taskID: String) async throws
+
     /// Binds the coordinator's dead-letter watch queue to the dead letters of
     /// these task queues (idempotent).
     func watchDeadLetters(of queues: [String]) async throws

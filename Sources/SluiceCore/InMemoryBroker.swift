@@ -47,6 +47,13 @@ public actor InMemoryBroker: Broker {
     private var revocationLog: [OutboundMessage]?
     private var revocationFollowers: [Int: AsyncThrowingStream<BrokerDelivery, any Error>.Continuation] = [:]
     private var subscribers: [Int: (bindings: [String], continuation: AsyncThrowingStream<BrokerDelivery, any Error>.Continuation)] = [:]
+    /// Unique lock and holder queues, by name: their window, and the
+    /// message they hold with when it expires.
+    private struct UniqueQueue {
+        var window: Duration
+        var message: (body: [UInt8], expires: ContinuousClock.Instant)?
+    }
+    private var uniqueQueues: [String: UniqueQueue] = [:]
 
     public init(topology: Topology) {
         self.topology = topology
@@ -129,6 +136,19 @@ public actor InMemoryBroker: Broker {
             } else {
                 otherEventMessages.append(message)
             }
+            return .success(())
+        case t.uniqueExchange:
+            // As the lock queue's arguments make RabbitMQ do: one message, a
+            // second refused while the first lives; a holder queue keeps the newest.
+            let name = message.routingKey
+            guard let queue = uniqueQueues[name] else {
+                return .failure(AMQPError(.unroutable, operation: "publish", message: "no queue \(name)"))
+            }
+            let now = ContinuousClock.now
+            if t.isUniqueLockQueue(name), let held = queue.message, held.expires > now {
+                return .failure(AMQPError(.publishNacked, operation: "publish", message: "the lock \(name) is held"))
+            }
+            uniqueQueues[name]!.message = (message.body, now + queue.window)
             return .success(())
         case t.revocationExchange:
             guard revocationLog != nil else { return .failure(AMQPError(.unroutable, operation: "publish", message: "no revocation stream")) }
@@ -254,6 +274,35 @@ public actor InMemoryBroker: Broker {
         dispatch(name)
         return BrokerConsumer(stream, cancel: { [weak self] in await self?.cancel(queue: name, consumer: id) },
                               close: { [weak self] in await self?.close(queue: name, consumer: id) })
+    }
+
+    public func prepareUniqueLock(_ key: UniqueKey) async throws {
+        let lock = topology.uniqueLockQueue(key)
+        for name in [lock, topology.uniqueHolderQueue(ofLock: lock)] where uniqueQueues[name] == nil {
+            uniqueQueues[name] = UniqueQueue(window: key.window)
+        }
+    }
+
+    public func uniqueHolder(_ lockQueue: String) async throws -> String? {
+        peek(topology.uniqueHolderQueue(ofLock: lockQueue))
+    }
+
+    public func peekUniqueLock(_ lockQueue: String) async throws -> String? {
+        peek(lockQueue)
+    }
+
+    /// The body of a lock or holder queue's live message.
+    private func peek(_ queue: String) -> String? {
+        guard let held = uniqueQueues[queue]?.message, held.expires > .now else { return nil }
+        return String(decoding: held.body, as: UTF8.self)
+    }
+
+    public func releaseUniqueLock(queue: String, taskID: String) async throws {
+        guard topology.isUniqueLockQueue(queue) else {
+            throw SluiceError(.invalidArgument, "\(queue) is not a unique lock queue of prefix \(topology.prefix)")
+        }
+        if let holder = peek(topology.uniqueHolderQueue(ofLock: queue)), holder != taskID { return }
+        for name in [topology.uniqueHolderQueue(ofLock: queue), queue] { uniqueQueues[name]?.message = nil }
     }
 
     public func prepareRevocations() async throws {

@@ -305,6 +305,11 @@ public enum WireHeader {
     public static let trimmedHeaders = "sluice-trimmed-headers"
     /// On a dead copy: the signature of its `dead` outcome (see ``EventSigner``).
     public static let signature = "sluice-signature"
+    /// On a task with a unique key held until it finishes: its lock's queue
+    /// and expiry (``UniqueLockTicket``), for the worker that finishes it
+    /// to give the lock back. Kept on retry and dead copies, as any header
+    /// this version does not interpret.
+    public static let uniqueLock = "sluice-unique"
     /// On a step task: the coordinator's signature of its id, run and step
     /// (see ``EventSigner/stepSignature(taskID:runID:step:)``). Kept on
     /// retry copies, as any header this version does not interpret.

@@ -263,11 +263,23 @@ public final class RabbitMQBroker: Broker {
             Task { await self.replace(publisher: slot, publisher) }
             throw error
         }
-        if results.contains(where: { if case .failure(let error) = $0 { error.code == .publishNacked || Self.endsChannel(error) } else { false } }) {
+        if results.contains(where: { if case .failure = $0 { true } else { false } }), isChannelsFault(messages, results) {
             // Off this caller's path: its answer does not wait for a new channel.
             Task { await self.replace(publisher: slot, publisher) }
         }
         return results.map { $0.mapError { $0 as any Error } }
+    }
+
+    /// Whether failed publishes say the channel is at fault: it was closed,
+    /// or the broker nacked a message to a queue that does not nack as a
+    /// matter of course (a unique key's lock queue nacks whenever the key
+    /// is held). Asked only when a publish failed.
+    private func isChannelsFault(_ messages: [OutboundMessage], _ results: [Result<Void, AMQPError>]) -> Bool {
+        let uniqueExchange = topology.uniqueExchange
+        return zip(messages, results).contains { message, result in
+            guard case .failure(let error) = result else { return false }
+            return (error.code == .publishNacked && message.exchange != uniqueExchange) || Self.endsChannel(error)
+        }
     }
 
     /// An error after which a channel takes no more publishes.

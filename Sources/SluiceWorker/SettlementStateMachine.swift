@@ -61,6 +61,14 @@ struct SettlementStateMachine: Sendable {
         case succeeded(task: String)
         case retried(task: String)
         case dead(task: String, id: String, reason: DeadReason, message: String)
+
+        /// The task's last word: it succeeded or is dead (not retried, not sent on).
+        var isFinal: Bool {
+            switch self {
+            case .succeeded, .dead: true
+            case .forwarded, .retried: false
+            }
+        }
     }
 
     /// Log lines the decisions call for.
@@ -116,6 +124,11 @@ struct SettlementStateMachine: Sendable {
     private let properties: BasicProperties
     private let body: [UInt8]
     private var state = State.received
+    /// The unique key's lock the task holds until it finishes (its
+    /// `sluice-unique` header, naming one of this prefix's lock queues):
+    /// the worker gives it back once the delivery's final outcome is
+    /// acknowledged (``Outcome/isFinal``).
+    private(set) var uniqueLock: (ticket: UniqueLockTicket, taskID: String)?
 
     init(settings: Settings, queue: String, priority: TaskPriority? = .normal, properties: BasicProperties, body: [UInt8]) {
         self.settings = settings
@@ -139,6 +152,10 @@ struct SettlementStateMachine: Sendable {
             task = try TaskEnvelope.decode(properties: properties, body: body, queue: queue, priority: priority)
         } catch {
             return deadLetter(DeadLetter(task: nil, reason: error.reason, errorType: error.reason.rawValue, message: error.message))
+        }
+        if !task.otherHeaders.isEmpty, let value = task.otherHeaders[WireHeader.uniqueLock]?.stringValue,
+           let ticket = UniqueLockTicket(headerValue: value), settings.topology.isUniqueLockQueue(ticket.queue) {
+            uniqueLock = (ticket, task.id)
         }
         if let signer = settings.eventSigner, let runID = task.workflowRunID, !signer.verifyStep(task) {
             // Named a workflow step, but the coordinator did not sign it: it

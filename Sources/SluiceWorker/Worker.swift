@@ -479,10 +479,27 @@ public final class Worker: Service {
                 action = machine.eventSent()
             case .ack(let outcome):
                 count(outcome, queue: queue, metrics: metrics)
-                return try await delivery.ack()
+                try await delivery.ack()
+                // After the ack: a lock given back before it could let a
+                // duplicate in while this delivery might still come again.
+                if let lock = machine.uniqueLock, outcome.isFinal { await releaseUniqueLock(lock.ticket, taskID: lock.taskID) }
+                return
             case .fail(let error):
                 throw error
             }
+        }
+    }
+
+    /// Gives a finished task's unique lock back, while it surely is the
+    /// task's own (not near its expiry, when another may have taken it).
+    /// If this fails, the lock expires with its window.
+    private func releaseUniqueLock(_ lock: UniqueLockTicket, taskID: String) async {
+        guard lock.isHeld(at: Date()) else { return }
+        do {
+            try await broker.releaseUniqueLock(queue: lock.queue, taskID: taskID)
+        } catch {
+            logger.warning("could not give a unique key's lock back; it expires with its window",
+                           metadata: ["lock": "\(lock.queue)", "error": "\(error)"])
         }
     }
 

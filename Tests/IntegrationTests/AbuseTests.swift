@@ -857,16 +857,16 @@ struct BrokerAccount: Sendable {
         let p = prefix.replacingOccurrences(of: ".", with: "\\.")
         let (configure, write, read): (String, String, String) = switch role {
         case .producer:
-            ("^\(p)\\.(tasks|dead|events|revoke|revocations|(q|dead|delay|reply)\\..+)$", "^\(p)\\.(tasks|events|revoke|revocations|(q|dead|delay|reply)\\..+)$",
-             "^\(p)\\.(tasks|dead|revoke|(delay|reply)\\..+)$")
+            ("^\(p)\\.(tasks|dead|events|revoke|revocations|unique|(q|dead|delay|reply|unique)\\..+)$", "^\(p)\\.(tasks|events|revoke|revocations|unique|(q|dead|delay|reply|unique)\\..+)$",
+             "^\(p)\\.(tasks|dead|revoke|unique|(delay|reply|unique)\\..+)$")
         case .worker:
             ("^\(p)\\.(tasks|dead|events|isolate|revoke|revocations|(q|dead|delay|mon|isolate)\\..+)$",
              "^(\(p)\\.(tasks|dead|events|isolate|revoke|revocations|(q|dead|delay|mon|isolate)\\..+)|amq\\.default)$",
-             "^\(p)\\.(tasks|dead|events|isolate|revoke|revocations|(q|delay|mon|isolate)\\..+)$")
+             "^\(p)\\.(tasks|dead|events|isolate|revoke|revocations|(q|delay|mon|isolate|unique)\\..+)$")
         case .coordinator:
-            ("^\(p)\\.(tasks|dead|events|revoke|revocations|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(q|dead|delay|mon)\\..+)$",
-             "^\(p)\\.(tasks|dead|events|revoke|revocations|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(q|dead|delay|mon)\\..+)$",
-             "^\(p)\\.(tasks|dead|events|revoke|revocations|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(delay|q|mon)\\..+)$")
+            ("^\(p)\\.(tasks|dead|events|revoke|revocations|unique|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(q|dead|delay|mon|unique)\\..+)$",
+             "^\(p)\\.(tasks|dead|events|revoke|revocations|unique|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(q|dead|delay|mon|unique)\\..+)$",
+             "^\(p)\\.(tasks|dead|events|revoke|revocations|unique|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(delay|q|mon|unique)\\..+)$")
         }
         _ = try await SharedBroker.node.ctl("add_user", user, password)
         _ = try await SharedBroker.node.ctl("set_permissions", "-p", "/", user, configure, write, read)

@@ -4,6 +4,7 @@ import SluiceCore
 import SluiceMonitor
 import SluiceRabbitMQ
 import SluiceTesting
+import SluiceWire
 import SluiceWorkflow
 import Testing
 
@@ -63,6 +64,12 @@ struct BacklogAgeTests {
         try await worker.stop()
         let taken = try await eventually(30, "a heartbeat with the newest task taken from \(q)") { () -> Date? in watch.newestTaken()[q] }
         #expect(abs(taken.timeIntervalSinceNow) < 300, "\(taken)")
+        // The stopped worker's consumer gone at the broker too: the next
+        // task must stay ready (a full run once saw it taken meanwhile).
+        let workQueue = h.topology.workQueue(q)
+        _ = try await eventually(60, "the stopped worker's consumer to leave \(q)") { () -> Bool? in
+            try await h.broker.queueState(workQueue).consumerCount == 0 ? true : nil
+        }
         _ = try await client.enqueue(name: "echo", json: Array("{}".utf8), options: .init(queue: q))
         try await h.waitForReady(q, count: 1, seconds: 60)
         let collector = QueueCollector(broker: h.broker, management: nil)

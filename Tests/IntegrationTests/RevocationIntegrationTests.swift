@@ -79,6 +79,36 @@ struct RevocationIntegrationTests {
         #expect(ran.ids.withLock { $0 } == [kept])
     }
 
+    @Test("the broker closes a worker's revocation connection: the worker follows the stream again, and a later terminate still stops its running task")
+    func followerReconnects() async throws {
+        let name = "revocation-follower-\(UInt32.random(in: 0...UInt32.max))"
+        let h = try await TaskHarness.make(connectionName: name)
+        defer { Task { await h.broker.close() } }
+        let q = "rvf"
+        try await h.broker.prepare(queues: [q])
+        let events = try await h.recordEvents()
+        let worker = h.startWorker(queues: [q], registry: Self.registry(Ran())) { $0.publishStartedEvents = true }
+        defer { Task { try? await worker.stop() } }
+        let hanging = try await TaskClient(broker: h.broker).enqueue(name: "hang", json: Array("{}".utf8), options: .init(queue: q))
+        _ = try await events.waitUntil("the hanging task's start") { $0.contains { $0.taskID == hanging && $0.kind == .started } }
+
+        // The worker's second connection, which reads the stream.
+        let follower = { @Sendable () async throws -> String? in
+            let listing = try await SharedBroker.node.ctl("list_connections", "pid", "client_properties", "-q")
+            return listing.split(separator: "\n").first { $0.contains("\(name) (revocations)") }.map { String($0.split(separator: "\t")[0]) }
+        }
+        let closed = try #require(try await follower(), "no revocation connection named \(name) (revocations)")
+        _ = try await SharedBroker.node.ctl("close_connection", closed, "test: revocation follower")
+        _ = try await eventually(120, "the worker to open its revocation connection again") { () -> Bool? in
+            guard let now = try await follower(), now != closed else { return nil }
+            return true
+        }
+        // Published after the reconnect: read by the new connection.
+        try await TaskClient(broker: h.broker).revoke([hanging], terminate: true, reason: "after the reconnect")
+        let stopped = try await events.waitForOutcomes([hanging])[hanging]
+        #expect(stopped?.kind == .dead && stopped?.deadReason == .revoked, "\(String(describing: stopped))")
+    }
+
     @Test("a revocation survives a broker restart (own node): a worker started afterwards refuses the task")
     func brokerRestart() async throws {
         let node = PrivateBroker.unique("revoke")

@@ -17,12 +17,14 @@ struct TaskHarness {
     let url: String
 
     /// `prefix`: an earlier harness's, to see its tasks again (after a broker restart).
-    static func make(deliveryLimit: Int = 10, url: String? = nil, prefix: String? = nil) async throws -> TaskHarness {
+    /// `connectionName`: to find this harness's connections at the broker.
+    static func make(deliveryLimit: Int = 10, url: String? = nil, prefix: String? = nil,
+                     connectionName: String = "test harness") async throws -> TaskHarness {
         let resolved: String
         if let url { resolved = url } else { resolved = try await SharedBroker.url() }
         let url = resolved
         let topology = try Topology(prefix: prefix ?? "it\(UInt32.random(in: 0...UInt32.max))", deliveryLimit: deliveryLimit)
-        let broker = try await RabbitMQBroker.connect(url: AMQPURL(url), topology: topology, connectionName: "test harness")
+        let broker = try await RabbitMQBroker.connect(url: AMQPURL(url), topology: topology, connectionName: connectionName)
         return TaskHarness(topology: topology, broker: broker, url: url)
     }
 

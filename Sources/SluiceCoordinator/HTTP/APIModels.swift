@@ -55,10 +55,13 @@ public struct EnqueueTaskRequest: Codable, Sendable {
     public var idempotencyKey: String?
     /// Whether the coordinator keeps the task's status (`GET /v1/tasks/{id}`).
     public var track: Bool?
+    /// At most one task with this key at a time (see `UniqueKey`).
+    public var unique: UniqueTaskKey?
 
     public init(name: String, queue: String? = nil, arguments: JSONValue? = nil, delaySeconds: Double? = nil,
-                maxAttempts: Int? = nil, idempotencyKey: String? = nil, track: Bool? = nil) {
+                maxAttempts: Int? = nil, idempotencyKey: String? = nil, track: Bool? = nil, unique: UniqueTaskKey? = nil) {
         self.track = track
+        self.unique = unique
         self.name = name
         self.queue = queue
         self.arguments = arguments
@@ -92,6 +95,24 @@ public struct RevokedTask: Codable, Sendable {
 /// The answer to `POST /v1/tasks`.
 public struct EnqueuedTask: Codable, Sendable {
     public var id: String
+    /// False when a task with the same unique key held its lock: `id` is
+    /// that task's, and nothing was enqueued (absent without a unique key).
+    public var enqueued: Bool?
+}
+
+/// `unique` in `POST /v1/tasks`.
+public struct UniqueTaskKey: Codable, Sendable {
+    public var key: String
+    /// The longest the lock is held, in seconds (1 to 24 days).
+    public var forSeconds: Double
+    /// `until-finished` (default) or `window`.
+    public var policy: String?
+
+    public init(key: String, forSeconds: Double, policy: String? = nil) {
+        self.key = key
+        self.forSeconds = forSeconds
+        self.policy = policy
+    }
 }
 
 /// The answer to `POST /v1/workflows`: what was registered.

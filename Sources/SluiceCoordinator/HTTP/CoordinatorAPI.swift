@@ -265,6 +265,20 @@ public struct CoordinatorAPI: Sendable {
             options.maxAttempts = task.maxAttempts
             options.idempotencyKey = task.idempotencyKey
             options.track = task.track
+            if let unique = task.unique {
+                // Only what would not convert; the range is the key's own check, below.
+                guard unique.forSeconds.isFinite, abs(unique.forSeconds) < 1e12 else {
+                    throw APIError(.badRequest, "unique.forSeconds must be a number of seconds")
+                }
+                guard let policy = UniqueKey.Policy(rawValue: unique.policy ?? UniqueKey.Policy.untilFinished.rawValue) else {
+                    throw APIError(.badRequest, "unique.policy must be one of: \(UniqueKey.Policy.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                let key = UniqueKey(unique.key, for: .milliseconds(Int64(unique.forSeconds * 1000)), policy: policy)
+                do throws(SluiceError) { try key.validate() } catch { throw APIError(.badRequest, "unique: \(error.message)") }
+                options.unique = key
+                let outcome = try await client.enqueueUnique(name: task.name, json: (task.arguments ?? [:]).jsonBytes, options: options)
+                return try encoded(EnqueuedTask(id: outcome.id, enqueued: outcome.enqueued), status: outcome.enqueued ? .created : .ok)
+            }
             let id = try await client.enqueue(name: task.name, json: (task.arguments ?? [:]).jsonBytes, options: options)
             return try encoded(EnqueuedTask(id: id), status: .created)
         }
