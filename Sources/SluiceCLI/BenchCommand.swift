@@ -10,7 +10,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure throughput and latency against a broker (see docs/performance.md).",
-        subcommands: [AMQP.self, Tasks.self, Workflows.self, Poison.self, Priorities.self, Tracking.self, Unique.self, Validation.self])
+        subcommands: [AMQP.self, Tasks.self, Workflows.self, Poison.self, Priorities.self, RateLimit.self, Tracking.self, Unique.self, Validation.self])
 
     struct AMQP: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -469,6 +469,60 @@ struct BenchCommand: AsyncParsableCommand {
                              i + 1, round.plain, round.levels, round.levels / round.plain))
             }
             print(String(format: "single-level throughput with priorities: %.2f of without (median)", r.singleLevelRatio))
+        }
+    }
+
+    struct RateLimit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rate-limit",
+            abstract: "Whether a fleet-wide rate limit holds while workers join and die.",
+            discussion: """
+            On a prefix of its own: enqueues --backlog sluice.echo tasks, starts --workers \
+            `sluice worker --rate-limit sluice.echo=<--limit>/s` processes, and counts the tasks \
+            finished per second for --seconds from --warmup seconds after the first; a third of the way in one more \
+            worker joins, two thirds in one is killed (SIGKILL). Reports the rate over the window, \
+            its distance from the limit, and each second's count. Removes its queues at the end.
+            """)
+        @Option(help: "Starts per second allowed across all workers.") var limit: Double = 200
+        @Option(help: "Tasks enqueued before the workers start.") var backlog = 20_000
+        @Option(help: "Worker processes at the start.") var workers = 4
+        @Option(help: "Length of the measured window.") var seconds = 30
+        @Option(help: "Seconds from the first task finished to the window's start (the workers start one by one).") var warmup = 2
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var connection: ConnectionOptions
+
+        func validate() throws {
+            guard limit > 0, limit.isFinite, backlog >= 1, (2...64).contains(workers), seconds >= 3, warmup >= 0 else {
+                throw ValidationError("--limit and --backlog must be positive, --workers from 2 to 64, --seconds 3 or more, --warmup 0 or more")
+            }
+        }
+
+        func run() async throws {
+            let url = try connection.resolvedURL()
+            let urlText = connection.urlText
+            let limit = self.limit, quiet = json
+            let bench = RateLimitBenchmark(url: url, limit: limit, backlog: backlog, workers: workers, seconds: seconds, warmup: warmup)
+            let r = try await bench.run(startWorker: { prefix, queue in
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+                process.arguments = ["worker", "--prefix", prefix, "--queue", queue, "--log-level", "error",
+                                     "--rate-limit", "\(RateLimitBenchmark.taskName)=\(limit)/s"]
+                process.environment = ProcessInfo.processInfo.environment.merging(["SLUICE_URL": urlText]) { $1 }
+                try process.run()
+                let wait: @Sendable () async -> Void = { while process.isRunning { try? await Task.sleep(for: .milliseconds(50)) } }
+                return .init(stop: { process.terminate(); await wait() },
+                             kill: { kill(process.processIdentifier, SIGKILL); await wait() })
+            }, progress: { if !quiet { standardError($0) } })
+            let rounded = { (x: Double) in (x * 1000).rounded() / 1000 }
+            if json {
+                printJSON(["limit": limit, "seconds": r.seconds, "rate": rounded(r.rate), "deviation": rounded(r.deviation),
+                           "per_second": r.perSecond, "joined_at": r.joinedAt, "killed_at": r.killedAt, "warmup": r.warmup])
+                return
+            }
+            print(String(format: "limit %g/s, %d workers (one more at %d s, one killed at %d s; window from %d s after the first finished)",
+                         limit, workers, r.joinedAt, r.killedAt, r.warmup))
+            print("finished per second: " + r.perSecond.map(String.init).joined(separator: " "))
+            print(String(format: "rate over %d s: %.1f/s (%.1f%% from the limit)", r.seconds, r.rate, r.deviation * 100))
         }
     }
 

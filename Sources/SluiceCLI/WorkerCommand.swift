@@ -68,6 +68,12 @@ struct WorkerCommand: AsyncParsableCommand {
     var priorityWeights: String = "6,3,1"
     @Option(help: "Unacknowledged tasks the broker may send ahead per queue (or level); default: --concurrency, twice it with --priorities. More keeps slots busy between an ack and the next delivery; fewer leaves more for other workers.")
     var prefetch: Int?
+    @Option(name: .customLong("rate-limit"), help: ArgumentHelp(
+        "Starts per second of a task across all workers of the prefix, as TASK=RATE (e.g. emails.send=100/s, or per m or h; repeat for several).",
+        discussion: "Every worker with the same limit takes an equal share (live workers are counted from heartbeats, so shares follow workers that join, stop or die within about 3 s); tasks over the limit wait in the queue. Put a limited task on a queue of its own: while a worker waits to start it, up to --prefetch deliveries of its queue wait in the worker."))
+    var rateLimits: [String] = []
+    @Option(name: .customLong("queue-rate-limit"), help: "Starts per second from a queue (all its levels) across all workers of the prefix, as QUEUE=RATE (e.g. emails=50/s; repeat for several).")
+    var queueRateLimits: [String] = []
     /// The supervisor's process for suspects: it consumes the isolation queues, one task at a time.
     @Flag(help: .hidden) var isolation = false
     @OptionGroup var service: ServiceOptions
@@ -90,6 +96,7 @@ struct WorkerCommand: AsyncParsableCommand {
             do { try Topology.validateQueue(q) } catch let error as SluiceError { throw ValidationError("--queue: \(error.message)") }
         }
         if let prefetch { guard (1...65535).contains(prefetch) else { throw ValidationError("--prefetch must be from 1 to 65535") } }
+        _ = try parsedRateLimits()
         do { _ = try PriorityWeights(parsing: priorityWeights) } catch let error as SluiceError {
             throw ValidationError("--priority-weights: \(error.message)")
         }
@@ -115,6 +122,7 @@ struct WorkerCommand: AsyncParsableCommand {
         configuration.eventSigner = try eventSigner(keyFile: service.eventKeyFile)
         if priorities { configuration.priorities = try PriorityWeights(parsing: priorityWeights) }
         configuration.prefetch = prefetch
+        configuration.rateLimits = try parsedRateLimits()
         if supervised {
             configuration.taskReporter = { report in
                 switch report {
@@ -129,6 +137,8 @@ struct WorkerCommand: AsyncParsableCommand {
             if isolation {
                 configuration.consumesIsolationQueues = true
                 configuration.concurrency = 1
+                // Suspects run one at a time and rarely: no share of the limits.
+                configuration.rateLimits = []
             }
             await SupervisedChild.listenToSupervisor()
         }
@@ -185,6 +195,19 @@ struct WorkerCommand: AsyncParsableCommand {
         logger.info("supervising worker processes", metadata: ["processes": "\(count)", "hard-time-limit": "\(hardTimeLimit?.description ?? "none")"])
         let status = await supervisor.run()
         if status != 0 { throw ExitCode(status) }
+    }
+
+    /// --rate-limit and --queue-rate-limit.
+    private func parsedRateLimits() throws -> [RateLimit] {
+        var limits: [RateLimit] = []
+        for (texts, queue, option) in [(rateLimits, false, "--rate-limit"), (queueRateLimits, true, "--queue-rate-limit")] {
+            for text in texts {
+                do throws(SluiceError) { limits.append(try RateLimit.parse(text, queue: queue)) } catch {
+                    throw ValidationError("\(option): \(error.message)")
+                }
+            }
+        }
+        return limits
     }
 
     private func milliseconds(_ d: Duration) -> Int {

@@ -352,6 +352,11 @@ extension TaskEnvelope {
         return (properties, arguments)
     }
 
+    /// The task a message names (`type`, or the `sluice-task` header), without decoding the rest.
+    public static func taskName(_ properties: BasicProperties) -> String? {
+        properties.type.flatMap { $0.isEmpty ? nil : $0 } ?? properties.headers?[WireHeader.task]?.stringValue
+    }
+
     /// Reads a task from a message; `queue` is the queue it was consumed from,
     /// `priority` the level (nil: the `sluice-priority` header says, for a
     /// queue that holds every level, such as an isolation queue).
@@ -370,8 +375,7 @@ extension TaskEnvelope {
                 throw DecodeFailure(.unsupportedVersion, "protocol version \(v) is not supported (this worker reads up to \(protocolVersion))")
             }
         }
-        guard let name = properties.type.flatMap({ $0.isEmpty ? nil : $0 }) ?? headers[WireHeader.task]?.stringValue,
-              !name.isEmpty else {
+        guard let name = taskName(properties), !name.isEmpty else {
             throw DecodeFailure(.invalidEnvelope, "the message names no task (type property or \(WireHeader.task) header)")
         }
         if properties.contentType != nil && properties.contentType != "application/json" {

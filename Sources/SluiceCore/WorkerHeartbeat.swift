@@ -28,10 +28,15 @@ public struct WorkerHeartbeat: Sendable, Codable, Hashable {
     /// still ready in a FIFO queue were enqueued after it, which bounds the
     /// backlog's age when the broker cannot tell it (quorum queues).
     public var newestTaken: [String: Date]?
+    /// The rate limits it holds a share of (``RateLimit/key`` to starts per
+    /// second across the fleet): its peers with the same key divide the
+    /// limit by how many of them are live.
+    public var rateLimits: [String: Double]?
 
     public init(worker: String, host: String, pid: Int, queues: [String], concurrency: Int, inFlight: Int, processed: Int,
                 succeeded: Int, retried: Int, dead: Int, startedAt: Date, at: Date, version: String? = SluiceVersion.current,
-                state: String? = "running", intervalSeconds: Double? = nil, newestTaken: [String: Date]? = nil) {
+                state: String? = "running", intervalSeconds: Double? = nil, newestTaken: [String: Date]? = nil,
+                rateLimits: [String: Double]? = nil) {
         self.worker = worker
         self.host = host
         self.pid = pid
@@ -48,6 +53,7 @@ public struct WorkerHeartbeat: Sendable, Codable, Hashable {
         self.state = state
         self.intervalSeconds = intervalSeconds
         self.newestTaken = newestTaken
+        self.rateLimits = rateLimits
     }
 
     /// Attempts that did not succeed (retried or dead-lettered).

@@ -83,6 +83,11 @@ public final class Worker: Service {
         /// How long the worker waits at start to have read the revocations
         /// before it takes tasks; past it, it starts anyway and says so.
         public var revocationCatchUp: Duration = .seconds(30)
+        /// Starts per second per task name or queue, held across every
+        /// worker of the prefix with the same limit (``SluiceCore/RateLimit``).
+        /// A worker with limits beats at least every second, and takes
+        /// tasks only once it has heard its peers.
+        public var rateLimits: [RateLimit] = []
 
         public init(queues: [String], concurrency: Int = 10, retryPolicy: RetryPolicy = RetryPolicy(),
                     maxBodyBytes: Int = 1 << 20, maxResultBytes: Int = 64 << 10, timeLimit: Duration? = nil,
@@ -151,7 +156,7 @@ public final class Worker: Service {
     private let eventDemand: Mutex<EventDemand>
     /// Fired when shutdown cancels running handlers: their failures mean "hand back".
     private let handlersCancelled = ShutdownSignal()
-    private let startedAt = Date()
+    private let startedAt: Date
     /// What heartbeats list, made once.
     private let heartbeatQueues: [String]
     private let newestTaken = NewestTaken()
@@ -168,6 +173,11 @@ public final class Worker: Service {
     private let settlementSettings: SettlementStateMachine.Settings
     /// Each handler wrapped in the middleware, once (not per task).
     private let chains: HandlerRegistry
+    /// The rate limits' schedule; nil without limits.
+    let rateGate: RateGate?
+    /// Whether heartbeats list the rate limits yet: only once the worker
+    /// takes tasks, or peers would give it a share it does not use.
+    let rateLimitsAnnounced = Mutex(false)
 
     /// The worker's counters now.
     public var stats: Stats { statsBox.withLock { $0 } }
@@ -186,6 +196,10 @@ public final class Worker: Service {
         self.queueMetrics = Dictionary(Self.baseQueues(configuration).map { ($0, QueueMetrics(queue: $0, factory: factory)) },
                                        uniquingKeysWith: { first, _ in first })
         self.progressSink = ProgressSink(worker: configuration.workerID)
+        let startedAt = Date()
+        self.startedAt = startedAt
+        self.rateGate = configuration.rateLimits.isEmpty ? nil
+            : RateGate(me: configuration.workerID, startedAt: startedAt, limits: configuration.rateLimits)
         progressSink.connect { [weak self] event in self?.publishProgress(event) }
     }
 
@@ -195,6 +209,7 @@ public final class Worker: Service {
         let queues = configuration.queues
         guard !queues.isEmpty else { throw SluiceError(.invalidArgument, "the worker needs at least one queue") }
         for queue in queues { try Topology.validateQueue(queue) }
+        for limit in configuration.rateLimits { try limit.validate() }
         let sources = Self.sources(configuration)
         try await broker.prepare(queues: Self.levelNames(configuration))
         if configuration.admission != nil || configuration.consumesIsolationQueues {
@@ -223,6 +238,21 @@ public final class Worker: Service {
                 logger.info("revocations read", metadata: ["tasks": "\(revocations.count)"])
             }
         }
+        // Rate limits: hear the peers first, or this worker would take the whole limit.
+        // Beating already, so that peers count this worker by the time it takes tasks.
+        let heartbeat = Task { await self.heartbeats() }
+        var rosterFollower: Task<Void, Never>?
+        defer { rosterFollower?.cancel() }
+        if let rateGate {
+            do { rosterFollower = try await joinRateLimitedFleet(rateGate) } catch {
+                heartbeat.cancel()
+                throw error
+            }
+        }
+        if rateGate != nil {
+            rateLimitsAnnounced.withLock { $0 = true }
+            await sendHeartbeat()
+        }
         var consumers: [(Source, BrokerConsumer)] = []
         // With priorities a level may hold twice the slots: with only as many
         // as there are, a level running most of them would have none left
@@ -240,11 +270,11 @@ public final class Worker: Service {
             "tasks": "\(registry.names.joined(separator: ","))",
         ])
         let consumersToStop = consumers
+        let rateWaits = rateGate.map { RateWaits(gate: $0) }
         let slots = SlotPool(configuration.concurrency, weights: configuration.priorities.map { w in
             TaskPriority.highestFirst.map { w.weight(of: $0) }
         } ?? [1])
         let stopping = ShutdownSignal()
-        let heartbeat = Task { await self.heartbeats() }
         let starts = Task { await self.deferredStarts.run { try? await self.publishAll($0) } }
         if configuration.priorities == nil && !configuration.consumesIsolationQueues {
             Task { await self.warnAboutUnreadLevels() }
@@ -262,9 +292,38 @@ public final class Worker: Service {
                     // An isolation queue is not the work queue whose age this bounds.
                     var newest: UInt64 = source.isolation ? .max : 0
                     let levelName = source.levelName
+                    let rateGate = self.rateGate, queueKey = rateGate?.queueKey(queue)
                     // No trace of whoever runs the worker leaks into tasks: a task
                     // without a traceparent runs (and enqueues) outside any trace.
                     group.addTask { await TraceParent.$current.withValue(nil) {
+                        // Starts now if a slot is free, else when one is released to this level;
+                        // handed back without a slot if shutdown comes first.
+                        // `granted`: told once it holds a slot or is handed back (rate limits count starts then).
+                        @Sendable func startInSlot(_ delivery: BrokerDelivery, granted: (@Sendable () -> Void)? = nil) {
+                            slots.submit(level: level) { run in
+                                granted?()
+                                guard run else {
+                                    running.start { try? await delivery.reject(requeue: true) }
+                                    return
+                                }
+                                // Unstructured, so that shutdown can cancel just the handlers.
+                                running.start {
+                                    if stopping.isFired || delivery.isStale {
+                                        // Shutdown came, or the connection was lost (the broker
+                                        // delivers it again): hand it back, do not start it.
+                                        if !delivery.isStale { try? await delivery.reject(requeue: true) }
+                                        slots.release()
+                                        return
+                                    }
+                                    self.statsBox.withLock { $0.inFlight += 1 }
+                                    metrics?.inFlight.increment()
+                                    await self.process(delivery, queue: queue, priority: priority, metrics: metrics)
+                                    self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
+                                    metrics?.inFlight.decrement()
+                                    slots.release()
+                                }
+                            }
+                        }
                         do {
                             for try await delivery in consumer {
                                 if let stamp = delivery.properties.timestamp, stamp > newest {
@@ -276,30 +335,20 @@ public final class Worker: Service {
                                     running.start { try? await delivery.reject(requeue: true) }
                                     continue
                                 }
-                                // Starts now if a slot is free, else when one is released to this level;
-                                // handed back without a slot if shutdown comes first.
-                                slots.submit(level: level) { run in
-                                    guard run else {
-                                        running.start { try? await delivery.reject(requeue: true) }
-                                        return
-                                    }
-                                    // Unstructured, so that shutdown can cancel just the handlers.
-                                    running.start {
-                                        if stopping.isFired || delivery.isStale {
-                                            // Shutdown came, or the connection was lost (the broker
-                                            // delivers it again): hand it back, do not start it.
-                                            if !delivery.isStale { try? await delivery.reject(requeue: true) }
-                                            slots.release()
-                                            return
+                                // Over a rate limit, it waits (holding no slot) for its start time;
+                                // the rest of the backlog waits in the queue, past the prefetch.
+                                if let rateGate, let rateWaits,
+                                   let keys = rateGate.keys(taskName: TaskEnvelope.taskName(delivery.properties), queueKey: queueKey) {
+                                    rateWaits.submit(keys: keys, isStale: { delivery.isStale }) { run, granted in
+                                        if run {
+                                            startInSlot(delivery, granted: granted)
+                                        } else if !delivery.isStale {
+                                            running.start { try? await delivery.reject(requeue: true) }
                                         }
-                                        self.statsBox.withLock { $0.inFlight += 1 }
-                                        metrics?.inFlight.increment()
-                                        await self.process(delivery, queue: queue, priority: priority, metrics: metrics)
-                                        self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
-                                        metrics?.inFlight.decrement()
-                                        slots.release()
                                     }
+                                    continue
                                 }
+                                startInSlot(delivery)
                             }
                         } catch {
                             self.logger.error("consumer ended", metadata: ["queue": "\(queue)", "error": "\(error)"])
@@ -313,6 +362,7 @@ public final class Worker: Service {
                 // and hand back at once what waits for a slot.
                 group.addTask {
                     await stopping.wait()
+                    rateWaits?.abandonWaiting()
                     slots.abandonWaiting()
                     for (_, consumer) in consumersToStop { try? await consumer.cancel() }
                 }
@@ -679,18 +729,18 @@ public final class Worker: Service {
             pid: Int(ProcessInfo.processInfo.processIdentifier), queues: heartbeatQueues,
             concurrency: configuration.concurrency, inFlight: s.inFlight, processed: s.processed,
             succeeded: s.succeeded, retried: s.retried, dead: s.dead, startedAt: startedAt, at: Date(),
-            state: phase.withLock { $0 }, intervalSeconds: configuration.heartbeatInterval.timeInterval,
-            newestTaken: newestTaken.dates)
+            state: phase.withLock { $0 }, intervalSeconds: heartbeatInterval.timeInterval,
+            newestTaken: newestTaken.dates, rateLimits: rateLimitsAnnounced.withLock { $0 } ? rateGate?.limits : nil)
     }
 
-    private func sendHeartbeat() async {
+    func sendHeartbeat() async {
         _ = try? await broker.publish([topology.heartbeatMessage(heartbeat)])
     }
 
     private func heartbeats() async {
         while !Task.isCancelled {
             await sendHeartbeat()
-            try? await Task.sleep(for: configuration.heartbeatInterval)
+            try? await Task.sleep(for: heartbeatInterval)
         }
     }
 
