@@ -10,7 +10,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure throughput and latency against a broker (see docs/performance.md).",
-        subcommands: [AMQP.self, Tasks.self, Workflows.self, Poison.self, Priorities.self, RateLimit.self, Tracking.self, Unique.self, Validation.self])
+        subcommands: [AMQP.self, Tasks.self, Workflows.self, Ordered.self, Poison.self, Priorities.self, RateLimit.self, Tracking.self, Unique.self, Validation.self])
 
     struct AMQP: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -351,6 +351,59 @@ struct BenchCommand: AsyncParsableCommand {
                          ?? "no other run finished during the map")
                       + "; peak RSS \(r.peakResidentBytes / 1_048_576) MB")
             }
+        }
+    }
+
+    struct Ordered: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "What strict order per key costs, against the same tasks without keys.",
+            discussion: """
+            On a prefix of its own: enqueues --tasks sluice.echo tasks spread over --keys order \
+            keys, drains them with --workers `sluice worker --ordered` processes (each \
+            --concurrency), then the same without keys. Reports both rates (first task finished \
+            to last), their ratio, and how many tasks ran out of their key's order (0, or the \
+            bench failed). Removes its queues at the end.
+            """)
+        @Option(help: "Tasks per drain.") var tasks = 20_000
+        @Option(help: "Order keys the tasks are spread over.") var keys = 100
+        @Option(help: "Worker processes.") var workers = 4
+        @Option(help: "Each worker's --concurrency.") var concurrency = 16
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var connection: ConnectionOptions
+
+        func validate() throws {
+            guard tasks >= 1, keys >= 1, (1...64).contains(workers), concurrency >= 1 else {
+                throw ValidationError("--tasks, --keys and --concurrency must be 1 or more, --workers from 1 to 64")
+            }
+        }
+
+        func run() async throws {
+            let urlText = connection.urlText
+            let concurrency = self.concurrency, quiet = json
+            let r = try await OrderedBenchmark(url: try connection.resolvedURL(), tasks: tasks, keys: keys, workers: workers)
+                .run(startWorker: { prefix, queue in
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+                    process.arguments = ["worker", "--prefix", prefix, "--queue", queue, "--ordered", "--concurrency", "\(concurrency)",
+                                         "--log-level", "error"]
+                    process.environment = ProcessInfo.processInfo.environment.merging(["SLUICE_URL": urlText]) { $1 }
+                    try process.run()
+                    return {
+                        process.terminate()
+                        while process.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
+                    }
+                }, progress: { if !quiet { standardError($0) } })
+            if json {
+                printJSON(["tasks": r.tasks, "keys": r.keys, "workers": r.workers, "concurrency": concurrency,
+                           "ordered": r.ordered.rounded(), "plain": r.plain.rounded(), "ratio": (r.ratio * 1000).rounded() / 1000,
+                           "out_of_order": r.outOfOrder])
+                if r.outOfOrder > 0 { throw ExitCode(1) }
+                return
+            }
+            print("\(r.tasks) tasks, \(r.keys) keys, \(r.workers) workers × --concurrency \(concurrency)")
+            print(String(format: "ordered: %.0f/s; without keys: %.0f/s; ratio %.2f", r.ordered, r.plain, r.ratio))
+            print("out of their key's order: \(r.outOfOrder)")
+            if r.outOfOrder > 0 { throw ExitCode(1) }
         }
     }
 

@@ -190,6 +190,7 @@ struct DeadCommand: AsyncParsableCommand {
             var replayed = 0
             var replayedIDs = Set<String>()
             var preparedLevels = Set<String>()
+            var orderedPrepared = false
             try await DeadCommand.scan(broker, queue: queue, limit: .max) { entry in
                 guard all || wanted.contains(entry.id) else { return false }
                 replayedIDs.insert(entry.id)
@@ -210,8 +211,15 @@ struct DeadCommand: AsyncParsableCommand {
                 if resetAttempts { headers[WireHeader.attempt] = 1 }
                 if level != .normal { headers[WireHeader.priority] = .string(level.rawValue) }
                 properties.headers = headers
-                try await broker.publish(OutboundMessage(exchange: broker.topology.tasksExchange, routingKey: key,
-                                                         body: entry.delivery.body, properties: properties, mandatory: true))
+                // An ordered task goes back to its key's partition (behind the key's later tasks, which ran meanwhile).
+                if let orderKey = headers[WireHeader.orderKey]?.stringValue, (try? Topology.validateOrderKey(orderKey)) != nil {
+                    if !orderedPrepared { try await broker.prepareOrdered(queues: [queue]); orderedPrepared = true }
+                    try await broker.publish(OutboundMessage(exchange: broker.topology.orderedExchange(queue), routingKey: orderKey,
+                                                             body: entry.delivery.body, properties: properties, mandatory: true))
+                } else {
+                    try await broker.publish(OutboundMessage(exchange: broker.topology.tasksExchange, routingKey: key,
+                                                             body: entry.delivery.body, properties: properties, mandatory: true))
+                }
                 replayed += 1
                 return true
             }

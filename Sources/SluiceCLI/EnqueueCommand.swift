@@ -62,6 +62,8 @@ struct EnqueueCommand: AsyncParsableCommand {
     var uniqueFor: DurationArgument = "1h"
     @Option(name: .customLong("unique-policy"), help: "With --unique: until-finished (the key is free again once the task succeeds or is dead) or window (held for all of --unique-for).")
     var uniquePolicy: String = UniqueKey.Policy.untilFinished.rawValue
+    @Option(name: .customLong("order-key"), help: "Tasks with the same order key run one at a time, in enqueue order (workers of the queue need --ordered); not with --delay or --priority.")
+    var orderKey: String?
     @Flag(help: "Print JSON.")
     var json = false
     @OptionGroup var connection: ConnectionOptions
@@ -81,6 +83,11 @@ struct EnqueueCommand: AsyncParsableCommand {
             if wait { throw ValidationError("--unique cannot be given with --wait: a duplicate's outcome goes to whoever enqueued the first") }
             if count != 1 { throw ValidationError("--unique enqueues one task; it cannot be given with --count") }
         }
+        if let orderKey {
+            do throws(SluiceError) { try Topology.validateOrderKey(orderKey) } catch { throw ValidationError("--order-key: \(error.message)") }
+            if delay != nil { throw ValidationError("--order-key cannot be given with --delay: the task would lose its place behind its key's earlier tasks") }
+            if let priority, priority.priority != .normal { throw ValidationError("--order-key cannot be given with --priority") }
+        }
         guard count >= 1 else { throw ValidationError("--count must be 1 or more") }
         if wait, count != 1 { throw ValidationError("--wait waits for one task; it cannot be given with --count") }
         guard timeout.duration > .zero else { throw ValidationError("--timeout must be more than zero") }
@@ -95,6 +102,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         let arguments = try readArguments(args)
         var options = EnqueueOptions(queue: queue, maxAttempts: attempts, idempotencyKey: key, traceparent: traceparent)
         options.priority = priority?.priority
+        options.orderKey = orderKey
         options.track = track
         options.delay = delay?.duration
         if let deadline { options.deadline = Date().addingTimeInterval(deadline.duration.timeInterval) }

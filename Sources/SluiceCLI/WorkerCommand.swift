@@ -74,6 +74,8 @@ struct WorkerCommand: AsyncParsableCommand {
     var rateLimits: [String] = []
     @Option(name: .customLong("queue-rate-limit"), help: "Starts per second from a queue (all its levels) across all workers of the prefix, as QUEUE=RATE (e.g. emails=50/s; repeat for several).")
     var queueRateLimits: [String] = []
+    @Flag(help: "Also run each queue's ordered tasks (enqueued with an order key): one at a time per key, in enqueue order, across all workers; failed attempts retry in place.")
+    var ordered = false
     /// The supervisor's process for suspects: it consumes the isolation queues, one task at a time.
     @Flag(help: .hidden) var isolation = false
     @OptionGroup var service: ServiceOptions
@@ -123,6 +125,7 @@ struct WorkerCommand: AsyncParsableCommand {
         if priorities { configuration.priorities = try PriorityWeights(parsing: priorityWeights) }
         configuration.prefetch = prefetch
         configuration.rateLimits = try parsedRateLimits()
+        configuration.ordered = ordered
         if supervised {
             configuration.taskReporter = { report in
                 switch report {

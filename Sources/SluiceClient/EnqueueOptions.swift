@@ -43,12 +43,17 @@ public struct EnqueueOptions: Sendable {
     /// its lock is held, enqueueing returns the holder's id and publishes
     /// nothing (``TaskClient/enqueueUnique(name:json:options:)`` also says which).
     public var unique: UniqueKey?
+    /// Tasks with the same order key run one at a time, in enqueue order,
+    /// whatever the number of workers (workers of the queue need `ordered`;
+    /// see `Topology.orderedExchange`). Not with a delay or a priority level.
+    public var orderKey: String?
 
     public init(queue: String? = nil, delay: Duration? = nil, notBefore: Date? = nil, maxAttempts: Int? = nil,
                 retryPolicy: RetryPolicy? = nil, idempotencyKey: String? = nil, deadline: Date? = nil, id: String? = nil,
                 traceparent: String? = nil, workflowRunID: String? = nil, workflowStep: String? = nil, replyTo: String? = nil,
-                priority: TaskPriority? = nil, track: Bool? = nil, unique: UniqueKey? = nil) {
+                priority: TaskPriority? = nil, track: Bool? = nil, unique: UniqueKey? = nil, orderKey: String? = nil) {
         self.queue = queue
+        self.orderKey = orderKey
         self.unique = unique
         self.track = track
         self.priority = priority

@@ -33,6 +33,7 @@ public final class TaskClient: Sendable {
     /// Queues whose tasks are tracked unless ``EnqueueOptions/track`` says otherwise.
     public let trackedQueues: Set<String>
     private let prepared = Mutex<Set<String>>([])
+    private let preparedOrdered = Mutex<Set<String>>([])
     private let trackingPrepared = Mutex(false)
     /// Task queues whose dead letters the reply queue is bound to.
     private let deadLettersWatched = Mutex<Set<String>>([])
@@ -161,6 +162,8 @@ public final class TaskClient: Sendable {
     /// broker took.
     func send(_ tasks: [EncodedTask], now: Date) async throws -> [Result<Void, any Error>] {
         try await prepare(Set(tasks.map { Topology.levelName($0.envelope.queue, $0.envelope.priority) }))
+        let ordered = Set(tasks.compactMap { $0.envelope.orderKey == nil ? nil : $0.envelope.queue })
+        if !ordered.isEmpty { try await prepareOrdered(ordered) }
         if tasks.contains(where: \.envelope.track) { await prepareTracking() }
         let outcomes = try await broker.publish(tasks.map(\.message))
         // A tracked task's `queued` event follows its confirm, apart: its fate
@@ -332,6 +335,20 @@ public final class TaskClient: Sendable {
                 envelope.otherHeaders[WireHeader.uniqueLock] = .string(ticket.headerValue)
             }
         }
+        if let orderKey = o.orderKey {
+            do throws(SluiceError) { try Topology.validateOrderKey(orderKey) } catch {
+                throw SluiceError(.invalidArgument, error.message, task: request.name, queue: queue)
+            }
+            guard notBefore == nil else {
+                throw SluiceError(.invalidArgument, "an ordered task cannot be delayed: it would lose its place behind its key's earlier tasks",
+                                  task: request.name, queue: queue)
+            }
+            guard priority == .normal else {
+                throw SluiceError(.invalidArgument, "an ordered task has no priority level: its key's partition runs its tasks in enqueue order",
+                                  task: request.name, queue: queue)
+            }
+            envelope.orderKey = orderKey
+        }
         // Every AMQP limit is checked where the task enters (`enqueue(batch:)`,
         // on its encoded message), with an error naming the field: never
         // later, as a failed publish or a retry copy that cannot be sent.
@@ -345,6 +362,14 @@ public final class TaskClient: Sendable {
     func prepareTracking() async {
         guard !trackingPrepared.withLock({ let was = $0; $0 = true; return was }) else { return }
         try? await broker.prepareTrackingQueue()
+    }
+
+    /// Declares each queue's ordered exchange and partitions once per client.
+    func prepareOrdered(_ queues: Set<String>) async throws {
+        let missing = preparedOrdered.withLock { queues.subtracting($0) }
+        guard !missing.isEmpty else { return }
+        try await broker.prepareOrdered(queues: missing.sorted())
+        preparedOrdered.withLock { $0.formUnion(missing) }
     }
 
     /// Declares each queue's topology once per client.

@@ -17,6 +17,11 @@ public protocol Broker: Sendable {
     /// ``Topology/isolationQueue(_:)``.
     func prepareIsolation(queues: [String]) async throws
 
+    /// Declares the ordered exchange and partitions of each of `queues`
+    /// (idempotent): see ``Topology/orderedExchange(_:)``. Fails with a clear
+    /// error when the broker lacks the consistent-hash exchange plugin.
+    func prepareOrdered(queues: [String]) async throws
+
     /// Declares the coordinator's event queue and its bindings, and its
     /// dead-letter watch queue (idempotent). `legacyEventBindings`: also bind
     /// every task's outcome, as versions before step event keys did (for

@@ -54,6 +54,8 @@ public actor InMemoryBroker: Broker {
         var message: (body: [UInt8], expires: ContinuousClock.Instant)?
     }
     private var uniqueQueues: [String: UniqueQueue] = [:]
+    /// Queues whose ordered exchange and partitions exist.
+    private var orderedQueues: Set<String> = []
 
     public init(topology: Topology) {
         self.topology = topology
@@ -65,6 +67,16 @@ public actor InMemoryBroker: Broker {
             if queues[topology.workQueue(name)] == nil { queues[topology.workQueue(name)] = Queue() }
             let dead = topology.deadQueue(Topology.splitLevel(name).queue)
             if queues[dead] == nil { queues[dead] = Queue() }
+        }
+    }
+
+    public func prepareOrdered(queues names: [String]) async throws {
+        for name in names {
+            try Topology.validateBaseQueue(name)
+            orderedQueues.insert(name)
+            for index in 0..<Topology.orderPartitionCount where queues[topology.orderPartitionQueue(name, index)] == nil {
+                queues[topology.orderPartitionQueue(name, index)] = Queue()
+            }
         }
     }
 
@@ -160,6 +172,17 @@ public actor InMemoryBroker: Broker {
         case t.isolationExchange:
             return enqueue(message, into: t.isolationQueue(message.routingKey))
         default:
+            let ordered = "\(t.prefix).ordered."
+            if message.exchange.hasPrefix(ordered) {
+                // As the consistent-hash exchange would: a key always to the same partition.
+                let queue = String(message.exchange.dropFirst(ordered.count))
+                guard orderedQueues.contains(queue) else {
+                    return .failure(AMQPError(.unroutable, operation: "publish", message: "no exchange \(message.exchange)"))
+                }
+                var hash: UInt32 = 0x811c_9dc5
+                for byte in message.routingKey.utf8 { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
+                return enqueue(message, into: t.orderPartitionQueue(queue, Int(hash % UInt32(Topology.orderPartitionCount))))
+            }
             if let tier = t.delayTiers.first(where: { t.delayExchange($0) == message.exchange }) {
                 var back = message
                 back.exchange = t.tasksExchange

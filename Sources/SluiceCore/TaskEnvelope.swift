@@ -225,6 +225,13 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
     }
 
     /// Headers this version does not interpret, kept on retries and dead copies.
+    /// The key whose tasks run one at a time in enqueue order (see
+    /// ``Topology/orderedExchange(_:)``); nil for an unordered task.
+    public var orderKey: String? {
+        get { otherHeaders[WireHeader.orderKey]?.stringValue }
+        set { otherHeaders[WireHeader.orderKey] = newValue.map { .string($0) } }
+    }
+
     public var otherHeaders: FieldTable {
         get { box.fields.otherHeaders }
         set { mutate { $0.otherHeaders = newValue } }
@@ -310,6 +317,9 @@ public enum WireHeader {
     /// to give the lock back. Kept on retry and dead copies, as any header
     /// this version does not interpret.
     public static let uniqueLock = "sluice-unique"
+    /// On a task with strict order per key: the key (``TaskEnvelope/orderKey``).
+    /// Kept on dead copies, so that a replay goes back to the key's partition.
+    public static let orderKey = "sluice-order-key"
     /// On a step task: the coordinator's signature of its id, run and step
     /// (see ``EventSigner/stepSignature(taskID:runID:step:)``). Kept on
     /// retry copies, as any header this version does not interpret.

@@ -16,6 +16,10 @@ extension Topology {
                                        properties: properties, mandatory: true)
             }
         }
+        // An ordered task goes to its key's partition (a delayed one comes back to the queue unordered).
+        if let orderKey = task.orderKey {
+            return OutboundMessage(exchange: orderedExchange(task.queue), routingKey: orderKey, body: body, properties: properties, mandatory: true)
+        }
         return OutboundMessage(exchange: tasksExchange, routingKey: key, body: body, properties: properties, mandatory: true)
     }
 
@@ -138,7 +142,8 @@ extension Topology {
             guard let latest = deaths.first?.tableValue else { return .other("an empty x-death header") }
             let reason = latest["reason"]?.stringValue ?? ""
             let queue = latest["queue"]?.stringValue ?? ""
-            if reason == "delivery_limit", queueName(fromWorkQueue: queue) != nil || queueKind(queue)?.kind == .isolation {
+            if reason == "delivery_limit", queueName(fromWorkQueue: queue) != nil || queueKind(queue)?.kind == .isolation
+                || orderPartition(fromQueue: queue) != nil {
                 return .deliveryLimit
             }
             // A task that waited in the delay ladder carries the ladder's

@@ -192,6 +192,7 @@ public struct Topology: Sendable, Hashable {
         if name.hasPrefix(isolate) { return (.isolation, String(name.dropFirst(isolate.count))) }
         let reply = "\(prefix).reply."
         if name.hasPrefix(reply) { return (.reply, String(name.dropFirst(reply.count))) }
+        if let partition = orderPartition(fromQueue: name) { return (.order, partition.queue) }
         return nil
     }
 
@@ -200,6 +201,8 @@ public struct Topology: Sendable, Hashable {
         case work, dead, delay, coordinator, isolation
         /// A producer's reply queue (results of tasks it waits for).
         case reply
+        /// One of a queue's ordered partitions (``orderPartitionQueue(_:_:)``).
+        case order
     }
 
     /// The queue name inside a work or dead queue's broker name, if it is one of ours.

@@ -169,6 +169,7 @@ public struct QueueCollector: Sendable {
                                 at: Date = Date()) -> QueueOverview {
         var rows: [String: QueueRow] = [:]
         var delayed = 0
+        var ordered: [String: (ready: Int, unacknowledged: Int)] = [:]
         for q in all {
             guard let (kind, name) = topology.queueKind(q.name) else { continue }
             switch kind {
@@ -194,11 +195,21 @@ public struct QueueCollector: Sendable {
                 rows[name] = row
             case .delay:
                 delayed += q.ready + q.unacknowledged
+            case .order:
+                // A queue's ordered tasks wait in its partitions: counted with the queue's own.
+                ordered[name, default: (0, 0)].ready += q.ready
+                ordered[name, default: (0, 0)].unacknowledged += q.unacknowledged
             case .coordinator, .isolation, .reply:
                 // Isolation queues hold the few suspects of a supervised worker's crash;
                 // reply queues, results on their way to a producer.
                 break
             }
+        }
+        for (name, counts) in ordered {
+            var row = rows[name] ?? QueueRow(queue: name, missing: true)
+            row.ready = (row.ready ?? 0) + counts.ready
+            row.unacknowledged = (row.unacknowledged ?? 0) + counts.unacknowledged
+            rows[name] = row
         }
         for name in only where rows[name] == nil { rows[name] = QueueRow(queue: name, missing: true) }
         var list = rows.values.filter { only.isEmpty || only.contains($0.queue) }

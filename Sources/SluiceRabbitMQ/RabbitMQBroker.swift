@@ -22,6 +22,8 @@ public final class RabbitMQBroker: Broker {
     private let publishers: Mutex<[(channel: AMQPChannel, opened: ContinuousClock.Instant)]>
     private let publisherCount: Int
     private let nextPublisher = Atomic<UInt>(0)
+    /// Whether the broker has been seen to have the consistent-hash exchange (ordered tasks).
+    let consistentHashChecked = Mutex(false)
 
     private init(topology: Topology, connection: AMQPConnection, publishers: [AMQPChannel]) {
         self.topology = topology
@@ -181,7 +183,7 @@ public final class RabbitMQBroker: Broker {
 
     /// Declarations are idempotent: on a busy or restarting broker they are
     /// tried again (see ``TransientRetry``) instead of failing the process.
-    private func retryingTransient(_ what: String, _ body: () async throws -> Void) async throws {
+    func retryingTransient(_ what: String, _ body: () async throws -> Void) async throws {
         try await TransientRetry.run(what, budget: Self.transientRetryBudget, logger: connection.logger, body)
     }
 

@@ -33,6 +33,12 @@ struct SettlementStateMachine: Sendable {
     /// acknowledged at once. Every event is wanted unless the worker says otherwise.
     var eventWanted: @Sendable (_ routingKey: String) -> Bool = { _ in true }
 
+    /// Retry a failed attempt here, after its backoff, holding the delivery
+    /// (an ordered partition's: a copy through the delay ladder would lose
+    /// the task's place before its key's later tasks), instead of
+    /// publishing a retry copy.
+    var retriesInPlace = false
+
     /// What the worker does next.
     enum Action: Sendable {
         /// Write a log line, then call ``logged()``.
@@ -48,6 +54,9 @@ struct SettlementStateMachine: Sendable {
         case publish(OutboundMessage)
         /// Publish a report; whatever happens, then call ``eventSent()``.
         case publishEvent(OutboundMessage)
+        /// Wait this long holding the delivery, then call ``retryDue(now:)``
+        /// (``retriesInPlace``); shutdown meanwhile hands the delivery back.
+        case retryInPlace(afterMilliseconds: Int)
         /// Acknowledge the delivery: its outcome is safe. The end.
         case ack(Outcome)
         /// Give up without acknowledging (the broker delivers it again). The end.
@@ -96,6 +105,9 @@ struct SettlementStateMachine: Sendable {
         case replyingSuccess(TaskEnvelope)
         case copyingRetry(TaskEnvelope, event: TaskEvent, onRefused: DeadLetter)
         case reportingRetry(TaskEnvelope)
+        /// The `retrying` event of an in-place retry; then wait, then run `next`.
+        case reportingInPlaceRetry(next: TaskEnvelope, delay: Int)
+        case waitingToRetry(next: TaskEnvelope)
         case deadLettering(DeadLetter, trimmed: Bool)
         /// The dead copy is safe; the waiting producer is told, then the `dead` event reported.
         case replyingDead(DeadLetter, event: TaskEvent)
@@ -204,6 +216,19 @@ struct SettlementStateMachine: Sendable {
         }
     }
 
+    /// The task's name, for counters (the message's, before it is decoded).
+    var taskName: String {
+        if case .waitingToRetry(let next) = state { return next.name }
+        return properties.type ?? "unknown"
+    }
+
+    /// An in-place retry's backoff is over: run the next attempt.
+    mutating func retryDue(now: Date) -> Action {
+        guard case .waitingToRetry(let next) = state else { return invalid("retryDue") }
+        state = .running(next, waited: nil)
+        return .run(next, waitedMilliseconds: nil, started: nil)
+    }
+
     /// No handler is registered under the task's name.
     mutating func noHandler(registered: [String]) -> Action {
         guard case .running(let task, _) = state else { return invalid("noHandler") }
@@ -252,6 +277,17 @@ struct SettlementStateMachine: Sendable {
                 ? policy.decision(afterAttempt: task.attempt, errorKind: kind, maxAttemptsOverride: maxAttempts, unit: jitter)
                 : .dead(.nonRetryable)
             switch decision {
+            case .retry(let delay) where retriesInPlace:
+                var next = task
+                next.attempt += 1
+                var event = TaskEvent(kind: .retrying, task: task, worker: settings.workerID)
+                event.errorType = kind
+                event.errorMessage = message
+                event.nextDelayMilliseconds = delay
+                event.durationMilliseconds = milliseconds
+                event.waitMilliseconds = waited
+                state = .reportingInPlaceRetry(next: next, delay: delay)
+                return report(event)
             case .retry(let delay):
                 var next = task
                 next.attempt += 1
@@ -347,6 +383,9 @@ struct SettlementStateMachine: Sendable {
             return report(event)
         case .reportingRetry(let task):
             return finish(.retried(task: task.name))
+        case .reportingInPlaceRetry(let next, let delay):
+            state = .waitingToRetry(next: next)
+            return .retryInPlace(afterMilliseconds: delay)
         case .reportingDead(let dead):
             return finish(.dead(task: dead.task?.name ?? properties.type ?? "unknown",
                                 id: dead.task?.id ?? properties.messageId ?? "?", reason: dead.reason, message: dead.message))
@@ -412,6 +451,12 @@ struct SettlementStateMachine: Sendable {
         // learn of the death from the dead queue alone.
         var event = deadEvent(dead)
         event.deadReason = dead.reason
+        var properties = properties
+        // After retries in place the delivery still says its first attempt: the copy says the last.
+        if let attempt = dead.task?.attempt, attempt > 1, retriesInPlace {
+            properties.headers = (properties.headers ?? [:])
+            properties.headers![WireHeader.attempt] = .int64(Int64(attempt))
+        }
         return settings.topology.deadMessage(queue: queue, properties: properties, body: body, reason: dead.reason,
                                              errorType: dead.errorType, errorMessage: dead.message,
                                              worker: settings.workerID, signature: settings.eventSigner?.signature(of: event),

@@ -86,6 +86,17 @@ final class RunningTasks: Sendable {
         }
     }
 
+    /// Called by a task that retries in place (it waits, then runs its
+    /// handler again): shutdown may cancel it again. False if shutdown
+    /// already cancelled it (hand the delivery back).
+    static func markRunningAgain() -> Bool {
+        guard let (tasks, id) = current else { return true }
+        return tasks.tasks.withLock { t in
+            t.settling.remove(id)
+            return !t.cancelled.contains(id)
+        }
+    }
+
     /// Called by a task as its handler starts: a revocation with
     /// `terminate` can now find it by the task's id.
     static func handlerStarting(taskID: String) {

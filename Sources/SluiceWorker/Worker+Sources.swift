@@ -14,9 +14,12 @@ extension Worker {
         var isolation: Bool
         /// The ``SlotPool`` level its deliveries wait at (0 without priorities).
         var slotLevel: Int
+        /// The ordered partition consumed (``Topology/orderPartitionQueue(_:_:)``), if it is one.
+        var orderPartition: Int? = nil
 
         func brokerQueue(_ topology: Topology) -> String {
-            isolation ? topology.isolationQueue(queue) : topology.workQueue(levelName)
+            if let orderPartition { return topology.orderPartitionQueue(queue, orderPartition) }
+            return isolation ? topology.isolationQueue(queue) : topology.workQueue(levelName)
         }
     }
 
@@ -41,12 +44,21 @@ extension Worker {
                                       slotLevel: configuration.priorities == nil ? 0 : priority.rank))
             }
         }
+        if configuration.ordered {
+            let slotLevel = configuration.priorities == nil ? 0 : TaskPriority.normal.rank
+            for queue in baseQueues(configuration) {
+                for index in 0..<Topology.orderPartitionCount {
+                    sources.append(Source(queue: queue, priority: .normal, levelName: queue, isolation: false, slotLevel: slotLevel,
+                                          orderPartition: index))
+                }
+            }
+        }
         return sources
     }
 
     /// The level names the worker declares and consumes.
     static func levelNames(_ configuration: Configuration) -> [String] {
-        sources(configuration).filter { !$0.isolation }.map(\.levelName)
+        sources(configuration).filter { !$0.isolation && $0.orderPartition == nil }.map(\.levelName)
             + (configuration.consumesIsolationQueues ? baseQueues(configuration) : [])
     }
 

@@ -88,6 +88,11 @@ public final class Worker: Service {
         /// A worker with limits beats at least every second, and takes
         /// tasks only once it has heard its peers.
         public var rateLimits: [RateLimit] = []
+        /// Also consume each queue's ordered partitions
+        /// (``SluiceCore/Topology/orderedExchange(_:)``), one task at a time
+        /// per partition, retrying failed attempts in place: tasks with an
+        /// order key run one at a time per key, in enqueue order.
+        public var ordered = false
 
         public init(queues: [String], concurrency: Int = 10, retryPolicy: RetryPolicy = RetryPolicy(),
                     maxBodyBytes: Int = 1 << 20, maxResultBytes: Int = 64 << 10, timeLimit: Duration? = nil,
@@ -212,6 +217,9 @@ public final class Worker: Service {
         for limit in configuration.rateLimits { try limit.validate() }
         let sources = Self.sources(configuration)
         try await broker.prepare(queues: Self.levelNames(configuration))
+        if configuration.ordered && !configuration.consumesIsolationQueues {
+            try await broker.prepareOrdered(queues: Self.baseQueues(configuration))
+        }
         if configuration.admission != nil || configuration.consumesIsolationQueues {
             try await broker.prepareIsolation(queues: Self.baseQueues(configuration))
         }
@@ -263,7 +271,9 @@ public final class Worker: Service {
             : configuration.prefetch.map { max(1, $0) }
             ?? (configuration.priorities == nil ? configuration.concurrency : 2 * configuration.concurrency)
         for source in sources {
-            consumers.append((source, try await broker.consume(queue: source.brokerQueue(topology), prefetch: prefetch)))
+            // A partition's tasks run one at a time: one unacknowledged delivery.
+            consumers.append((source, try await broker.consume(queue: source.brokerQueue(topology),
+                                                               prefetch: source.orderPartition == nil ? prefetch : 1)))
         }
         logger.info("worker started", metadata: [
             "queues": "\(queues.joined(separator: ","))", "concurrency": "\(configuration.concurrency)",
@@ -290,7 +300,8 @@ public final class Worker: Service {
                     // Looked up once per consumer, not per delivery.
                     let metrics = self.queueMetrics[queue]
                     // An isolation queue is not the work queue whose age this bounds.
-                    var newest: UInt64 = source.isolation ? .max : 0
+                    var newest: UInt64 = source.isolation || source.orderPartition != nil ? .max : 0
+                    let inPlace = source.orderPartition != nil
                     let levelName = source.levelName
                     let rateGate = self.rateGate, queueKey = rateGate?.queueKey(queue)
                     // No trace of whoever runs the worker leaks into tasks: a task
@@ -317,7 +328,7 @@ public final class Worker: Service {
                                     }
                                     self.statsBox.withLock { $0.inFlight += 1 }
                                     metrics?.inFlight.increment()
-                                    await self.process(delivery, queue: queue, priority: priority, metrics: metrics)
+                                    await self.process(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics)
                                     self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
                                     metrics?.inFlight.decrement()
                                     slots.release()
@@ -430,9 +441,9 @@ public final class Worker: Service {
     // MARK: One delivery
 
     /// Runs one delivery to its outcome, then acknowledges it. Never throws.
-    private func process(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, metrics: QueueMetrics?) async {
+    private func process(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, inPlace: Bool, metrics: QueueMetrics?) async {
         do {
-            try await settle(delivery, queue: queue, priority: priority, metrics: metrics)
+            try await settle(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics)
         } catch {
             // Publishing the outcome failed: hand the delivery back so the broker
             // delivers it again (a cancelled one goes back when its channel closes).
@@ -443,10 +454,11 @@ public final class Worker: Service {
 
     /// Drives the delivery's ``SettlementStateMachine``: it decides, this
     /// executes (publishes, runs the handler, acknowledges).
-    private func settle(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, metrics: QueueMetrics?) async throws {
+    private func settle(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, inPlace: Bool, metrics: QueueMetrics?) async throws {
         var machine = SettlementStateMachine(settings: settlementSettings, queue: queue, priority: priority,
                                              properties: delivery.properties, body: delivery.body)
         machine.eventWanted = { self.eventWanted(routingKey: $0) }
+        machine.retriesInPlace = inPlace
         try await drive(&machine, from: machine.received(now: Date()), delivery, queue: queue, metrics: metrics)
     }
 
@@ -527,6 +539,16 @@ public final class Worker: Service {
             case .publishEvent(let message):
                 await publishEvent(message)
                 action = machine.eventSent()
+            case .retryInPlace(let milliseconds):
+                // Holding the delivery; shutdown cancels the wait and hands it back.
+                guard RunningTasks.markRunningAgain(), (try? await Task.sleep(for: .milliseconds(milliseconds))) != nil,
+                      !delivery.isStale else {
+                    if !delivery.isStale { try? await delivery.reject(requeue: true) }
+                    return
+                }
+                statsBox.withLock { $0.retried += 1 }
+                metrics?.outcome(.retried, task: machine.taskName).increment()
+                action = machine.retryDue(now: Date())
             case .ack(let outcome):
                 count(outcome, queue: queue, metrics: metrics)
                 try await delivery.ack()

@@ -57,9 +57,13 @@ public struct EnqueueTaskRequest: Codable, Sendable {
     public var track: Bool?
     /// At most one task with this key at a time (see `UniqueKey`).
     public var unique: UniqueTaskKey?
+    /// Tasks with the same order key run one at a time, in enqueue order.
+    public var orderKey: String?
 
     public init(name: String, queue: String? = nil, arguments: JSONValue? = nil, delaySeconds: Double? = nil,
-                maxAttempts: Int? = nil, idempotencyKey: String? = nil, track: Bool? = nil, unique: UniqueTaskKey? = nil) {
+                maxAttempts: Int? = nil, idempotencyKey: String? = nil, track: Bool? = nil, unique: UniqueTaskKey? = nil,
+                orderKey: String? = nil) {
+        self.orderKey = orderKey
         self.track = track
         self.unique = unique
         self.name = name

@@ -265,6 +265,11 @@ public struct CoordinatorAPI: Sendable {
             options.maxAttempts = task.maxAttempts
             options.idempotencyKey = task.idempotencyKey
             options.track = task.track
+            if let orderKey = task.orderKey {
+                do throws(SluiceError) { try Topology.validateOrderKey(orderKey) } catch { throw APIError(.badRequest, "orderKey: \(error.message)") }
+                guard options.delay == nil else { throw APIError(.badRequest, "an ordered task (orderKey) cannot be delayed") }
+                options.orderKey = orderKey
+            }
             if let unique = task.unique {
                 // Only what would not convert; the range is the key's own check, below.
                 guard unique.forSeconds.isFinite, abs(unique.forSeconds) < 1e12 else {

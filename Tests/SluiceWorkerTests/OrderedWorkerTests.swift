@@ -1,0 +1,78 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceClient
+import SluiceCore
+@testable import SluiceWorker
+import SluiceTesting
+import SluiceWire
+import Synchronization
+import Testing
+
+@Suite("Ordered tasks on the in-memory broker")
+struct OrderedWorkerTests {
+    @Test("per key one at a time in enqueue order, a failing task holding its key until its retry in place succeeds; keys run in parallel")
+    func perKeyOrder() async throws {
+        let broker = InMemoryBroker(topology: try Topology(prefix: "ord"))
+        let client = TaskClient(broker: broker)
+        struct Args: Codable { var key: String; var n: Int }
+        let log = Mutex<[String: [Int]]>([:])
+        let running = Mutex<[String: Int]>([:])
+        let overlaps = Mutex(0)
+        let failedOnce = Mutex<Set<String>>([])
+        var registry = HandlerRegistry()
+        registry.register("step") { context in
+            let args = try JSONDecoder().decode(Args.self, from: Data(context.arguments))
+            running.withLock { r in
+                if r[args.key, default: 0] > 0 { overlaps.withLock { $0 += 1 } }
+                r[args.key, default: 0] += 1
+            }
+            defer { running.withLock { $0[args.key, default: 0] -= 1 } }
+            try await Task.sleep(for: .milliseconds(1))
+            // Task 5 of each key fails its first attempt: its key's later tasks wait for its retry.
+            if args.n == 5, failedOnce.withLock({ $0.insert(args.key).inserted }) { throw TaskFailure("once") }
+            log.withLock { $0[args.key, default: []].append(args.n) }
+            return nil
+        }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        var configuration = Worker.Configuration(queues: ["q"], concurrency: 8,
+                                                 retryPolicy: RetryPolicy(maxAttempts: 3, baseMilliseconds: 20, jitter: 0))
+        configuration.ordered = true
+        let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
+        let run = Task { try await group.run() }
+        let keys = (0..<6).map { "k\($0)" }
+        for n in 0..<20 {
+            for key in keys {
+                let args = String(decoding: try JSONEncoder().encode(Args(key: key, n: n)), as: UTF8.self)
+                _ = try await client.enqueue(name: "step", json: Array(args.utf8), options: .init(queue: "q", orderKey: key))
+            }
+        }
+        let done = try await within(60, "every key's twenty tasks") {
+            await broker.waitForEvents { $0.filter { $0.kind == .succeeded }.count == 120 }
+        }
+        #expect(done)
+        await group.triggerGracefulShutdown()
+        try await run.value
+        for key in keys { #expect(log.withLock { $0[key] } == Array(0..<20), "key \(key)") }
+        #expect(overlaps.withLock { $0 } == 0)
+        #expect(await broker.events.filter { $0.kind == .retrying }.count == 6)
+        // No task went through the plain queue (the delay ladder leads there).
+        #expect(try await broker.queueState(Topology(prefix: "ord").workQueue("q")).messageCount == 0)
+    }
+
+    @Test("enqueue refuses an order key with a delay, a priority level, or a bad key")
+    func refused() async throws {
+        let client = TaskClient(broker: InMemoryBroker(topology: try Topology(prefix: "ord2")))
+        await #expect(throws: SluiceError.self) {
+            try await client.enqueue(name: "x", json: Array("{}".utf8), options: .init(queue: "q", delay: .seconds(5), orderKey: "k"))
+        }
+        await #expect(throws: SluiceError.self) {
+            try await client.enqueue(name: "x", json: Array("{}".utf8), options: .init(queue: "q", priority: .high, orderKey: "k"))
+        }
+        await #expect(throws: SluiceError.self) {
+            try await client.enqueue(name: "x", json: Array("{}".utf8), options: .init(queue: "q", orderKey: ""))
+        }
+    }
+}
