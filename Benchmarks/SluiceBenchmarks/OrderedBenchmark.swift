@@ -97,7 +97,7 @@ public struct OrderedBenchmark: Sendable {
         for index in 0..<Topology.orderPartitionCount { _ = try? await admin.queueDelete(topology.orderPartitionQueue(queue, index)) }
         for name in [topology.workQueue(queue), topology.deadQueue(queue)] { _ = try? await admin.queueDelete(name) }
         for (q, _) in topology.delayQueues { _ = try? await admin.queueDelete(q.name) }
-        for e in topology.exchanges + [topology.orderedExchangeDeclaration(queue)] { _ = try? await admin.exchangeDelete(e.name) }
+        for e in topology.exchanges + [topology.orderedExchangeDeclaration] { _ = try? await admin.exchangeDelete(e.name) }
         await broker.close()
         return Result(tasks: tasks, keys: keys, workers: workers, ordered: rates[true] ?? 0, plain: rates[false] ?? 0, outOfOrder: outOfOrder)
     }

@@ -214,7 +214,9 @@ struct DeadCommand: AsyncParsableCommand {
                 // An ordered task goes back to its key's partition (behind the key's later tasks, which ran meanwhile).
                 if let orderKey = headers[WireHeader.orderKey]?.stringValue, (try? Topology.validateOrderKey(orderKey)) != nil {
                     if !orderedPrepared { try await broker.prepareOrdered(queues: [queue]); orderedPrepared = true }
-                    try await broker.publish(OutboundMessage(exchange: broker.topology.orderedExchange(queue), routingKey: orderKey,
+                    let partition = Topology.orderPartition(ofKey: orderKey)
+                    try await broker.publish(OutboundMessage(exchange: broker.topology.orderedExchange,
+                                                             routingKey: broker.topology.orderRoutingKey(queue, partition: partition),
                                                              body: entry.delivery.body, properties: properties, mandatory: true))
                 } else {
                     try await broker.publish(OutboundMessage(exchange: broker.topology.tasksExchange, routingKey: key,

@@ -77,7 +77,7 @@ struct DevCommand: AsyncParsableCommand {
         var managementURL: String?
         var clusterCommands: String?
         if cluster {
-            let nodes = PrivateCluster(name: clusterPort == 27500 ? "dev" : "dev-\(clusterPort)", basePort: clusterPort, plugins: "rabbitmq_management,rabbitmq_consistent_hash_exchange")
+            let nodes = PrivateCluster(name: clusterPort == 27500 ? "dev" : "dev-\(clusterPort)", basePort: clusterPort, plugins: "rabbitmq_management")
             guard FileManager.default.isExecutableFile(atPath: PrivateCluster.script.path) else {
                 throw CLIError("cannot find scripts/cluster (\(PrivateCluster.script.path)); run from a Sluice checkout or pass --url")
             }
@@ -95,7 +95,7 @@ struct DevCommand: AsyncParsableCommand {
             clusterCommands = "\(env) kill 1    (then: \(env) restart 1)"
 
         } else if brokerURL == nil {
-            let node = PrivateBroker(name: brokerPort == 27170 ? "dev" : "dev-\(brokerPort)", basePort: brokerPort, plugins: "rabbitmq_management,rabbitmq_consistent_hash_exchange")
+            let node = PrivateBroker(name: brokerPort == 27170 ? "dev" : "dev-\(brokerPort)", basePort: brokerPort, plugins: "rabbitmq_management")
             guard FileManager.default.isExecutableFile(atPath: PrivateBroker.script.path) else {
                 throw CLIError("cannot find scripts/broker (\(PrivateBroker.script.path)); run from a Sluice checkout or pass --url")
             }

@@ -30,6 +30,8 @@ struct TopologyCommand: AsyncParsableCommand {
         var coordinator = false
         @Flag(help: "Include each queue's other priority levels (<queue>~high, <queue>~low), as workers started with --priorities declare them.")
         var priorities = false
+        @Flag(help: "Include each queue's 16 ordered partitions and the ordered exchange, as producers of ordered tasks and workers started with --ordered declare them.")
+        var ordered = false
         @Option(help: "Name prefix of Sluice's exchanges and queues.")
         var prefix: String = "sluice"
         @Option(help: "Deliveries after which the broker dead-letters a task (a queue argument; workers must agree).")
@@ -43,13 +45,14 @@ struct TopologyCommand: AsyncParsableCommand {
         func run() throws {
             let topology: Topology
             do { topology = try Topology(prefix: prefix, deliveryLimit: deliveryLimit) } catch let e as SluiceError { throw ValidationError(e.message) }
-            print(Self.definitions(topology, queues: queues, vhost: vhost, coordinator: coordinator, priorities: priorities))
+            print(Self.definitions(topology, queues: queues, vhost: vhost, coordinator: coordinator, priorities: priorities, ordered: ordered))
         }
 
-        static func definitions(_ t: Topology, queues: [String], vhost: String, coordinator: Bool, priorities: Bool = false) -> String {
+        static func definitions(_ t: Topology, queues: [String], vhost: String, coordinator: Bool, priorities: Bool = false,
+                                ordered: Bool = false) -> String {
             var exchanges: [[String: Any]] = []
             // The revocation exchange and stream: every worker reads them.
-            for e in t.exchanges + [t.revocationExchangeDeclaration] {
+            for e in t.exchanges + [t.revocationExchangeDeclaration] + (ordered ? [t.orderedExchangeDeclaration] : []) {
                 exchanges.append(["name": e.name, "vhost": vhost, "type": e.type, "durable": e.durable, "auto_delete": e.autoDelete,
                                   "internal": e.internal, "arguments": json(e.arguments)])
             }
@@ -70,6 +73,10 @@ struct TopologyCommand: AsyncParsableCommand {
                 }
                 declared.append(t.deadQueueDeclaration(q))
                 bind(t.deadQueue(q), t.deadExchange, q)
+                for index in 0..<(ordered ? Topology.orderPartitionCount : 0) {
+                    declared.append(t.orderPartitionDeclaration(q, index))
+                    bind(t.orderPartitionQueue(q, index), t.orderedExchange, t.orderRoutingKey(q, partition: index))
+                }
             }
             if coordinator {
                 declared.append(t.coordinatorQueueDeclaration)

@@ -17,9 +17,8 @@ public protocol Broker: Sendable {
     /// ``Topology/isolationQueue(_:)``.
     func prepareIsolation(queues: [String]) async throws
 
-    /// Declares the ordered exchange and partitions of each of `queues`
-    /// (idempotent): see ``Topology/orderedExchange(_:)``. Fails with a clear
-    /// error when the broker lacks the consistent-hash exchange plugin.
+    /// Declares the ordered exchange and the partitions of each of `queues`
+    /// (idempotent): see ``Topology/orderedExchange``.
     func prepareOrdered(queues: [String]) async throws
 
     /// Declares the coordinator's event queue and its bindings, and its

@@ -172,16 +172,12 @@ public actor InMemoryBroker: Broker {
         case t.isolationExchange:
             return enqueue(message, into: t.isolationQueue(message.routingKey))
         default:
-            let ordered = "\(t.prefix).ordered."
-            if message.exchange.hasPrefix(ordered) {
-                // As the consistent-hash exchange would: a key always to the same partition.
-                let queue = String(message.exchange.dropFirst(ordered.count))
-                guard orderedQueues.contains(queue) else {
-                    return .failure(AMQPError(.unroutable, operation: "publish", message: "no exchange \(message.exchange)"))
+            if message.exchange == t.orderedExchange {
+                let queue = "\(t.prefix).order.\(message.routingKey)"
+                guard let partition = t.orderPartition(fromQueue: queue), orderedQueues.contains(partition.queue) else {
+                    return .failure(AMQPError(.unroutable, operation: "publish", message: "no partition \(message.routingKey)"))
                 }
-                var hash: UInt32 = 0x811c_9dc5
-                for byte in message.routingKey.utf8 { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
-                return enqueue(message, into: t.orderPartitionQueue(queue, Int(hash % UInt32(Topology.orderPartitionCount))))
+                return enqueue(message, into: queue)
             }
             if let tier = t.delayTiers.first(where: { t.delayExchange($0) == message.exchange }) {
                 var back = message

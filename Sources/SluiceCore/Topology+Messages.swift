@@ -18,7 +18,7 @@ extension Topology {
         }
         // An ordered task goes to its key's partition (a delayed one comes back to the queue unordered).
         if let orderKey = task.orderKey {
-            return OutboundMessage(exchange: orderedExchange(task.queue), routingKey: orderKey, body: body, properties: properties, mandatory: true)
+            return orderedMessage(queue: task.queue, key: orderKey, body: body, properties: properties)
         }
         return OutboundMessage(exchange: tasksExchange, routingKey: key, body: body, properties: properties, mandatory: true)
     }

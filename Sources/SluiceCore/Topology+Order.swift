@@ -1,31 +1,46 @@
 public import SluiceWire
 
-/// Strict order per key: tasks enqueued with an order key
-/// (``TaskEnvelope/orderKey``) go to the queue's ordered exchange, a
-/// consistent-hash exchange (RabbitMQ's `rabbitmq_consistent_hash_exchange`
-/// plugin) that routes by the key into one of ``orderPartitionCount``
-/// partition queues. Each partition is a quorum queue with a single active
-/// consumer, read one task at a time: the tasks of a key run one after
-/// another in enqueue order, while keys of other partitions run in parallel
-/// on any worker.
+/// Strict order per key: a task enqueued with an order key
+/// (``TaskEnvelope/orderKey``) goes to one of ``orderPartitionCount``
+/// partition queues of its queue, picked by a stable hash of the key
+/// (``orderPartition(ofKey:)``). Each partition is a quorum queue with a
+/// single active consumer, read one task at a time: the tasks of a key run
+/// one after another in enqueue order, while other partitions' keys run in
+/// parallel.
+///
+/// Sluice picks the partition itself rather than use RabbitMQ's
+/// consistent-hash exchange: that exchange rebuilds its ring when a node
+/// restarts and may then route a key to another queue, where its new tasks
+/// would run beside its older ones.
 extension Topology {
     /// Partitions per queue: fixed, so that every producer and worker of a
     /// prefix agrees without being told (a key's partition moves when the
     /// count changes, which would break its order).
     public static let orderPartitionCount = 16
 
-    /// The most bytes of an order key (it is the routing key).
+    /// The most bytes of an order key.
     public static let maxOrderKeyBytes = 255
 
-    /// The ordered exchange of `queue`: `<prefix>.ordered.<queue>`,
-    /// type `x-consistent-hash`, routing key = the order key.
-    public func orderedExchange(_ queue: String) -> String { "\(prefix).ordered.\(queue)" }
+    /// The exchange of every ordered partition: `<prefix>.ordered`, direct,
+    /// routing key `<queue>.<partition>` (``orderRoutingKey(_:partition:)``).
+    public var orderedExchange: String { "\(prefix).ordered" }
 
     /// Partition `index` of `queue`: `<prefix>.order.<queue>.<index>`.
     public func orderPartitionQueue(_ queue: String, _ index: Int) -> String { "\(prefix).order.\(queue).\(index)" }
 
-    public func orderedExchangeDeclaration(_ queue: String) -> ExchangeDeclaration {
-        ExchangeDeclaration(name: orderedExchange(queue), type: "x-consistent-hash")
+    /// The routing key of `queue`'s partition `partition` on ``orderedExchange``.
+    public func orderRoutingKey(_ queue: String, partition: Int) -> String { "\(queue).\(partition)" }
+
+    /// A key's partition: FNV-1a (32 bits) of its UTF-8 bytes, modulo
+    /// ``orderPartitionCount``; stable across processes, versions and languages.
+    public static func orderPartition(ofKey key: String) -> Int {
+        var hash: UInt32 = 0x811c_9dc5
+        for byte in key.utf8 { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
+        return Int(hash % UInt32(orderPartitionCount))
+    }
+
+    public var orderedExchangeDeclaration: ExchangeDeclaration {
+        ExchangeDeclaration(name: orderedExchange, type: "direct")
     }
 
     /// A partition: quorum, one active consumer at a time (the others
@@ -42,9 +57,6 @@ extension Topology {
         ])
     }
 
-    /// The weight each partition is bound with (equal shares of the hash ring).
-    public static let orderPartitionWeight = "1"
-
     /// Checks an order key: 1 to 255 bytes.
     public static func validateOrderKey(_ key: String) throws(SluiceError) {
         guard !key.isEmpty, key.utf8.count <= maxOrderKeyBytes else {
@@ -55,8 +67,15 @@ extension Topology {
     /// The queue and partition a broker queue name is one of, if it is.
     public func orderPartition(fromQueue name: String) -> (queue: String, index: Int)? {
         let p = "\(prefix).order."
-        guard name.hasPrefix(p), let dot = name.lastIndex(of: "."), let index = Int(name[name.index(after: dot)...]) else { return nil }
+        guard name.hasPrefix(p), let dot = name.lastIndex(of: "."), let index = Int(name[name.index(after: dot)...]),
+              (0..<Self.orderPartitionCount).contains(index) else { return nil }
         let queue = String(name[name.index(name.startIndex, offsetBy: p.count)..<dot])
         return queue.isEmpty ? nil : (queue, index)
+    }
+
+    /// The message that puts an ordered task in its key's partition.
+    func orderedMessage(queue: String, key: String, body: [UInt8], properties: BasicProperties) -> OutboundMessage {
+        OutboundMessage(exchange: orderedExchange, routingKey: orderRoutingKey(queue, partition: Self.orderPartition(ofKey: key)),
+                        body: body, properties: properties, mandatory: true)
     }
 }

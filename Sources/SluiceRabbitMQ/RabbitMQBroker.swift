@@ -22,8 +22,6 @@ public final class RabbitMQBroker: Broker {
     private let publishers: Mutex<[(channel: AMQPChannel, opened: ContinuousClock.Instant)]>
     private let publisherCount: Int
     private let nextPublisher = Atomic<UInt>(0)
-    /// Whether the broker has been seen to have the consistent-hash exchange (ordered tasks).
-    let consistentHashChecked = Mutex(false)
 
     private init(topology: Topology, connection: AMQPConnection, publishers: [AMQPChannel]) {
         self.topology = topology
@@ -320,6 +318,10 @@ public final class RabbitMQBroker: Broker {
         let channel = try await connection.openChannel()
         try await channel.qos(prefetchCount: UInt16(clamping: max(1, prefetch)))
         let consumer = try await channel.consume(queue: queue)
+        // An ordered partition is never cancelled before its channel closes:
+        // a cancel hands the partition to the next consumer at once, while
+        // the delivery this one holds is still its (see Worker).
+        let isPartition = topology.orderPartition(fromQueue: queue) != nil
         return BrokerConsumer(makeNext: {
             let reader = consumer.makeReader()
             return {
@@ -336,7 +338,7 @@ public final class RabbitMQBroker: Broker {
             // queue. In a task of its own: callers close while being cancelled,
             // and a cancelled caller's request would be dropped unsent.
             await Task {
-                try? await consumer.cancel()
+                if !isPartition { try? await consumer.cancel() }
                 try? await channel.close()
             }.value
         })

@@ -222,11 +222,23 @@ struct SettlementStateMachine: Sendable {
         return properties.type ?? "unknown"
     }
 
-    /// An in-place retry's backoff is over: run the next attempt.
+    /// The task waiting for an in-place retry, if that is the state.
+    var taskWaitingToRetry: TaskEnvelope? {
+        if case .waitingToRetry(let next) = state { return next }
+        return nil
+    }
+
+    /// An in-place retry's backoff is over: the next attempt goes through
+    /// the checks a retry copy would meet (deadline, revocation, admission).
     mutating func retryDue(now: Date) -> Action {
         guard case .waitingToRetry(let next) = state else { return invalid("retryDue") }
-        state = .running(next, waited: nil)
-        return .run(next, waitedMilliseconds: nil, started: nil)
+        return checkTime(next, now: now)
+    }
+
+    /// A revocation with `terminate` came during an in-place retry's backoff.
+    mutating func retryRevoked(_ error: TaskRevoked) -> Action {
+        guard case .waitingToRetry(let next) = state else { return invalid("retryRevoked") }
+        return deadLetter(DeadLetter(task: next, reason: .revoked, errorType: "revoked", message: error.description, waited: nil))
     }
 
     /// No handler is registered under the task's name.

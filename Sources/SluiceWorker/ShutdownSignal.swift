@@ -44,6 +44,8 @@ final class RunningTasks: Sendable {
         var taskIDs: [Int: String] = [:]
         /// Tasks a revocation with `terminate` cancelled.
         var terminated: Set<Int> = []
+        /// Whether ``cancelAll()`` has run (shutdown past its grace).
+        var allCancelled = false
     }
 
     /// What a task whose handler returned does with the outcome.
@@ -92,8 +94,10 @@ final class RunningTasks: Sendable {
     static func markRunningAgain() -> Bool {
         guard let (tasks, id) = current else { return true }
         return tasks.tasks.withLock { t in
+            // Shutdown cancelled every handler while this one was settling: it does not run again.
+            guard !t.allCancelled, !t.cancelled.contains(id) else { return false }
             t.settling.remove(id)
-            return !t.cancelled.contains(id)
+            return true
         }
     }
 
@@ -165,6 +169,7 @@ final class RunningTasks: Sendable {
     /// Cancels every task that is still in its handler.
     func cancelAll() {
         let victims = tasks.withLock { t -> [Task<Void, Never>] in
+            t.allCancelled = true
             let ids = t.running.keys.filter { !t.settling.contains($0) && !t.terminated.contains($0) }
             t.cancelled.formUnion(ids)
             return ids.compactMap { t.running[$0] }

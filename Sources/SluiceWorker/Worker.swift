@@ -307,22 +307,28 @@ public final class Worker: Service {
                     // No trace of whoever runs the worker leaks into tasks: a task
                     // without a traceparent runs (and enqueues) outside any trace.
                     group.addTask { await TraceParent.$current.withValue(nil) {
+                        // Gives a delivery that will not start back to the broker. Not a
+                        // partition's: its consumer stays active until shutdown closes its
+                        // channel (a reject would bring the delivery straight back to it,
+                        // and a cancel would hand the partition on while its task still
+                        // runs here); the close returns what it holds, in one step.
+                        @Sendable func handBack(_ delivery: BrokerDelivery) {
+                            guard !inPlace else { return }
+                            running.start { try? await delivery.reject(requeue: true) }
+                        }
                         // Starts now if a slot is free, else when one is released to this level;
                         // handed back without a slot if shutdown comes first.
                         // `granted`: told once it holds a slot or is handed back (rate limits count starts then).
                         @Sendable func startInSlot(_ delivery: BrokerDelivery, granted: (@Sendable () -> Void)? = nil) {
                             slots.submit(level: level) { run in
                                 granted?()
-                                guard run else {
-                                    running.start { try? await delivery.reject(requeue: true) }
-                                    return
-                                }
+                                guard run else { return handBack(delivery) }
                                 // Unstructured, so that shutdown can cancel just the handlers.
                                 running.start {
                                     if stopping.isFired || delivery.isStale {
                                         // Shutdown came, or the connection was lost (the broker
                                         // delivers it again): hand it back, do not start it.
-                                        if !delivery.isStale { try? await delivery.reject(requeue: true) }
+                                        if !delivery.isStale && !inPlace { try? await delivery.reject(requeue: true) }
                                         slots.release()
                                         return
                                     }
@@ -343,7 +349,7 @@ public final class Worker: Service {
                                 }
                                 if stopping.isFired {
                                     // Received before the consumer was cancelled: hand it back, do not start it.
-                                    running.start { try? await delivery.reject(requeue: true) }
+                                    handBack(delivery)
                                     continue
                                 }
                                 // Over a rate limit, it waits (holding no slot) for its start time;
@@ -354,7 +360,7 @@ public final class Worker: Service {
                                         if run {
                                             startInSlot(delivery, granted: granted)
                                         } else if !delivery.isStale {
-                                            running.start { try? await delivery.reject(requeue: true) }
+                                            handBack(delivery)
                                         }
                                     }
                                     continue
@@ -362,7 +368,10 @@ public final class Worker: Service {
                                 startInSlot(delivery)
                             }
                         } catch {
-                            self.logger.error("consumer ended", metadata: ["queue": "\(queue)", "error": "\(error)"])
+                            // (A partition's consumer ends with its channel, closed at shutdown.)
+                            if !(stopping.isFired && inPlace) {
+                                self.logger.error("consumer ended", metadata: ["queue": "\(queue)", "error": "\(error)"])
+                            }
                             if !stopping.isFired { consumerFailure.set(error) }
                         }
                         // With every consumer gone (shutdown, or the broker cancelled them), stop.
@@ -375,7 +384,12 @@ public final class Worker: Service {
                     await stopping.wait()
                     rateWaits?.abandonWaiting()
                     slots.abandonWaiting()
-                    for (_, consumer) in consumersToStop { try? await consumer.cancel() }
+                    for (source, consumer) in consumersToStop where source.orderPartition == nil { try? await consumer.cancel() }
+                    // Partitions (see handBack): once the running tasks are done, close their channels.
+                    let partitions = consumersToStop.filter { $0.0.orderPartition != nil }
+                    guard !partitions.isEmpty else { return }
+                    await self.drain(running)
+                    for (_, consumer) in partitions { await consumer.close() }
                 }
             }
         } onGracefulShutdown: {
@@ -483,7 +497,10 @@ public final class Worker: Service {
                 if let revoked = revocations.revocation(of: task.id) {
                     action = machine.admitted(.deadLetter(.revoked, "revoked at \(revoked.at)" + (revoked.reason.map { ": \($0)" } ?? "")))
                 } else {
-                    action = machine.admitted(configuration.admission?(task) ?? .run)
+                    let verdict = configuration.admission?(task) ?? .run
+                    // A partition's task is not isolated: the isolation queue would
+                    // run it apart from its key's order (a poison verdict still stands).
+                    action = machine.admitted(machine.retriesInPlace && verdict == .isolate ? .run : verdict)
                 }
             case .run(let task, let waited, let started):
                 guard let handler = chains.handler(for: task.name) else {
@@ -503,8 +520,9 @@ public final class Worker: Service {
                 if let startToken { deferredStarts.withdraw(startToken) }
                 guard let finished else {
                     // Shutdown cancelled this task past its grace: hand it back whatever
-                    // the handler returned (nothing about it has been published).
-                    try? await delivery.reject(requeue: true)
+                    // the handler returned (nothing about it has been published). A
+                    // partition's goes back when shutdown closes its channel.
+                    if !machine.retriesInPlace { try? await delivery.reject(requeue: true) }
                     return
                 }
                 // Jitter only matters for a retry: no random draw for a success.
@@ -540,12 +558,24 @@ public final class Worker: Service {
                 await publishEvent(message)
                 action = machine.eventSent()
             case .retryInPlace(let milliseconds):
-                // Holding the delivery; shutdown cancels the wait and hands it back.
-                guard RunningTasks.markRunningAgain(), (try? await Task.sleep(for: .milliseconds(milliseconds))) != nil,
-                      !delivery.isStale else {
-                    if !delivery.isStale { try? await delivery.reject(requeue: true) }
+                // Holding the delivery. Shutdown cancels the wait, and the delivery goes
+                // back when shutdown closes the partition's channel; a revocation with
+                // `terminate` cancels it too, and the task is dead as revoked.
+                guard RunningTasks.markRunningAgain() else { return }
+                if (try? await Task.sleep(for: .milliseconds(milliseconds))) == nil {
+                    guard !delivery.isStale, case .revoked = RunningTasks.markSettling(),
+                          let waiting = machine.taskWaitingToRetry else { return }
+                    let entry = revocations.revocation(of: waiting.id)
+                    let next = machine.retryRevoked(TaskRevoked(at: entry?.at, reason: entry?.reason))
+                    let rest = machine
+                    // In a task of its own, which the cancellation does not reach.
+                    try await Task {
+                        var machine = rest
+                        try await self.drive(&machine, from: next, delivery, queue: queue, metrics: metrics)
+                    }.value
                     return
                 }
+                guard !delivery.isStale else { return }
                 statsBox.withLock { $0.retried += 1 }
                 metrics?.outcome(.retried, task: machine.taskName).increment()
                 action = machine.retryDue(now: Date())

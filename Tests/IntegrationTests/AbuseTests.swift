@@ -229,7 +229,8 @@ final class InProcessStack: Sendable {
         sqlite = try await SQLiteWorkflowStore.open(path: path)
         try await sqlite.migrate()
         engine = RunEngine(store: sqlite, limits: limits, logger: logger)
-        var configuration = Coordinator.Configuration(leaseTTL: .seconds(6), defaultQueue: "wf", pollInterval: .milliseconds(50))
+        // No failover here: a TTL that a loaded CI machine cannot miss (6 s was missed while other tests loaded both cores).
+        var configuration = Coordinator.Configuration(leaseTTL: .seconds(30), defaultQueue: "wf", pollInterval: .milliseconds(50))
         configuration.eventVerifier = try eventKey.map { try EventSigner(key: $0) }
         coordinator = Coordinator(broker: tasks.broker, engine: engine, configuration: configuration, logger: logger)
         var registry = HandlerRegistry()
@@ -857,16 +858,16 @@ struct BrokerAccount: Sendable {
         let p = prefix.replacingOccurrences(of: ".", with: "\\.")
         let (configure, write, read): (String, String, String) = switch role {
         case .producer:
-            ("^\(p)\\.(tasks|dead|events|revoke|revocations|unique|(q|dead|delay|reply|unique)\\..+)$", "^\(p)\\.(tasks|events|revoke|revocations|unique|(q|dead|delay|reply|unique)\\..+)$",
-             "^\(p)\\.(tasks|dead|revoke|unique|(delay|reply|unique)\\..+)$")
+            ("^\(p)\\.(tasks|dead|events|revoke|revocations|ordered|unique|(q|order|dead|delay|reply|unique)\\..+)$", "^\(p)\\.(tasks|events|revoke|revocations|ordered|unique|(q|order|dead|delay|reply|unique)\\..+)$",
+             "^\(p)\\.(tasks|dead|revoke|unique|ordered|(delay|reply|unique)\\..+)$")
         case .worker:
-            ("^\(p)\\.(tasks|dead|events|isolate|revoke|revocations|(q|dead|delay|mon|isolate)\\..+)$",
-             "^(\(p)\\.(tasks|dead|events|isolate|revoke|revocations|(q|dead|delay|mon|isolate)\\..+)|amq\\.default)$",
-             "^\(p)\\.(tasks|dead|events|isolate|revoke|revocations|(q|delay|mon|isolate|unique)\\..+)$")
+            ("^\(p)\\.(tasks|dead|events|isolate|revoke|revocations|ordered|(q|order|dead|delay|mon|isolate)\\..+)$",
+             "^(\(p)\\.(tasks|dead|events|isolate|revoke|revocations|ordered|(q|order|dead|delay|mon|isolate)\\..+)|amq\\.default)$",
+             "^\(p)\\.(tasks|dead|events|isolate|revoke|revocations|ordered|(q|order|delay|mon|isolate|unique)\\..+)$")
         case .coordinator:
-            ("^\(p)\\.(tasks|dead|events|revoke|revocations|unique|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(q|dead|delay|mon|unique)\\..+)$",
-             "^\(p)\\.(tasks|dead|events|revoke|revocations|unique|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(q|dead|delay|mon|unique)\\..+)$",
-             "^\(p)\\.(tasks|dead|events|revoke|revocations|unique|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(delay|q|mon|unique)\\..+)$")
+            ("^\(p)\\.(tasks|dead|events|revoke|revocations|ordered|unique|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(q|order|dead|delay|mon|unique)\\..+)$",
+             "^\(p)\\.(tasks|dead|events|revoke|revocations|ordered|unique|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(q|order|dead|delay|mon|unique)\\..+)$",
+             "^\(p)\\.(tasks|dead|events|revoke|revocations|ordered|unique|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(delay|q|mon|unique)\\..+)$")
         }
         _ = try await SharedBroker.node.ctl("add_user", user, password)
         _ = try await SharedBroker.node.ctl("set_permissions", "-p", "/", user, configure, write, read)

@@ -29,12 +29,6 @@ struct OrderIntegrationTests {
         defer { Task { await h.broker.close() } }
         let events = try await h.recordEvents()
         let queue = "ordered"
-        var workers: [ChildProcess] = []
-        defer { for worker in workers { SluiceBinary.stopIfRunning(worker) } }
-        for _ in 0..<4 {
-            workers.append(try SluiceBinary.start(["worker", "--url", h.url, "--prefix", h.topology.prefix, "--queue", queue,
-                                                   "--ordered", "--concurrency", "16", "--log-level", "warning"]))
-        }
         let client = TaskClient(broker: h.broker)
         var ids: Set<String> = []
         let keys = (0..<100).map { "customer-\($0)" }
@@ -45,6 +39,13 @@ struct OrderIntegrationTests {
             for result in try await client.enqueue(batch: requests) { ids.insert(try result.get()) }
         }
         #expect(ids.count == 10_000)
+        // The backlog is queued before the workers start, so the kill comes midway.
+        var workers: [ChildProcess] = []
+        defer { for worker in workers { SluiceBinary.stopIfRunning(worker) } }
+        for _ in 0..<4 {
+            workers.append(try SluiceBinary.start(["worker", "--url", h.url, "--prefix", h.topology.prefix, "--queue", queue,
+                                                   "--ordered", "--concurrency", "16", "--log-level", "warning"]))
+        }
         // Midway, kill the worker that has run the most (the partitions' active consumer).
         let midway = try await events.waitUntil("3,000 tasks done", seconds: 300) { $0.filter { $0.kind == .succeeded }.count >= 3_000 }
         var byWorker: [String: Int] = [:]
@@ -53,6 +54,8 @@ struct OrderIntegrationTests {
         let victim = workers.first { busiest.hasSuffix(":\($0.processIdentifier)") }
         #expect(victim != nil, "no worker process is \(busiest)")
         victim?.signal(SIGKILL)
+        let doneAtKill = await events.outcomes.count
+        #expect(doneAtKill < 10_000, "the kill came after every task had run")
         let outcomes = try await events.waitForOutcomes(ids, seconds: 600)
         #expect(outcomes.count == 10_000)
         #expect(outcomes.values.allSatisfy { $0.kind == .succeeded }, "\(outcomes.values.filter { $0.kind != .succeeded }.prefix(3))")
@@ -67,13 +70,85 @@ struct OrderIntegrationTests {
         }
         let order = Self.collapsed(steps)
         for key in keys { #expect(order[key] == Array(0..<100), "key \(key): \(order[key]?.prefix(20) ?? [])") }
+        // One after another: each run of a key's task started after the key's previous run ended
+        // (start = the event's time less the run's duration; times to the millisecond).
+        var previousEnd: [String: Date] = [:]
+        var overlaps = 0
+        for event in all where event.kind == .succeeded {
+            guard let step = event.result.flatMap({ try? JSONDecoder().decode(Step.self, from: Data($0.utf8)) }) else { continue }
+            let start = event.at.addingTimeInterval(-(event.durationMilliseconds ?? 0) / 1000)
+            if let end = previousEnd[step.k], start < end.addingTimeInterval(-0.005) { overlaps += 1 }
+            previousEnd[step.k] = event.at
+        }
+        #expect(overlaps == 0)
         let ranBy = Set(all.filter { $0.kind == .succeeded }.compactMap(\.worker))
         #expect(ranBy.count >= 2, "the killed worker's partitions went on elsewhere")
     }
 
+    @Test("the active worker stops while a key's task runs: the standby worker takes the partition only after it finished, and runs the rest in order")
+    func gracefulHandover() async throws {
+        let h = try await TaskHarness.make()
+        defer { Task { await h.broker.close() } }
+        let queue = "handover"
+        let spans = Mutex<[(worker: String, n: Int, start: ContinuousClock.Instant, end: ContinuousClock.Instant)]>([])
+        let thirdStarted = OneShotSignal()
+        func registry(_ worker: String) -> HandlerRegistry {
+            var r = HandlerRegistry()
+            r.register("step") { context in
+                let step = try JSONDecoder().decode(Step.self, from: Data(context.arguments))
+                let start = ContinuousClock.now
+                if step.n == 2 { thirdStarted.fire() }
+                // Long enough that the stop comes while it runs.
+                try? await Task.sleep(for: .milliseconds(step.n == 2 ? 1_500 : 50))
+                spans.withLock { $0.append((worker, step.n, start, .now)) }
+                return nil
+            }
+            return r
+        }
+        // The first worker's consumers subscribe first: it is every partition's active consumer.
+        let first = h.startWorker(queues: [queue], registry: registry("first")) {
+            $0.workerID = "\(h.topology.prefix)-first"
+            $0.ordered = true
+        }
+        let client = TaskClient(broker: h.broker)
+        // Consumers of the last partition (workers subscribe in partition order), active or waiting.
+        let last = h.topology.orderPartitionQueue(queue, Topology.orderPartitionCount - 1)
+        let consumers = { @Sendable () async throws -> Int in
+            try await SharedBroker.node.ctl("list_consumers", "queue_name", "-q").split(separator: "\n")
+                .filter { $0.trimmingCharacters(in: .whitespaces) == last }.count
+        }
+        try await within(60, "the first worker's partitions") {
+            while try await consumers() < 1 { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        let second = h.startWorker(queues: [queue], registry: registry("second")) {
+            $0.workerID = "\(h.topology.prefix)-second"
+            $0.ordered = true
+        }
+        try await within(60, "the second worker's consumers to stand by") {
+            while try await consumers() < 2 { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        for n in 0..<8 {
+            _ = try await client.enqueue(name: "step", json: Self.json(Step(k: "only", n: n)), options: .init(queue: queue, orderKey: "only"))
+        }
+        try await within(60, "the third task to start") { await thirdStarted.wait() }
+        try await first.stop()
+        try await within(120, "the rest to run on the second worker") {
+            while Set(spans.withLock { $0.map(\.n) }).count < 8 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        try await second.stop()
+        let ran = spans.withLock { $0 }.sorted { $0.start < $1.start }
+        #expect(ran.map(\.n) == Array(0..<8), "\(ran.map { "\($0.worker):\($0.n)" })")
+        #expect(ran.first { $0.n == 2 }?.worker == "first")
+        #expect(ran.last?.worker == "second")
+        // One after another: each started after the previous one ended.
+        for (previous, next) in zip(ran, ran.dropFirst()) {
+            #expect(next.start >= previous.end, "task \(next.n) on \(next.worker) started before task \(previous.n) on \(previous.worker) ended")
+        }
+    }
+
     @Test("a broker restart while an ordered worker runs (own node): the worker reconnects and every key's order holds")
     func brokerRestart() async throws {
-        let node = PrivateBroker.unique("order", plugins: "rabbitmq_consistent_hash_exchange")
+        let node = PrivateBroker.unique("order")
         try await node.start()
         do {
             let h = try await TaskHarness.make(url: node.amqpURL)
@@ -85,7 +160,7 @@ struct OrderIntegrationTests {
             registry.register("step") { context in
                 let step = try JSONDecoder().decode(Step.self, from: Data(context.arguments))
                 if !running.withLock({ $0.insert(step.k).inserted }) { overlaps.withLock { $0 += 1 } }
-                try await Task.sleep(for: .milliseconds(5))
+                try await Task.sleep(for: .milliseconds(50))
                 ran.withLock { $0.append(step) }
                 running.withLock { _ = $0.remove(step.k) }
                 return nil
@@ -98,18 +173,35 @@ struct OrderIntegrationTests {
                     _ = try await client.enqueue(name: "step", json: Self.json(Step(k: key, n: n)), options: .init(queue: queue, orderKey: key))
                 }
             }
-            try await within(120, "a third of the tasks to run before the restart") {
-                while ran.withLock({ $0.count }) < 100 { try await Task.sleep(for: .milliseconds(20)) }
+            try await within(120, "some tasks to run before the restart") {
+                while ran.withLock({ $0.count }) < 40 { try await Task.sleep(for: .milliseconds(20)) }
             }
             try await node.stop()
+            #expect(Set(ran.withLock { $0 }).count < 300, "the restart came after every task had run")
             try await node.start()
+            // More of every key after the restart: they queue behind the key's earlier tasks.
+            for n in 30..<40 {
+                for key in keys {
+                    try await within(60, "an enqueue after the restart") {
+                        while true {
+                            do {
+                                _ = try await client.enqueue(name: "step", json: Self.json(Step(k: key, n: n)),
+                                                             options: .init(queue: queue, orderKey: key))
+                                return
+                            } catch {
+                                try await Task.sleep(for: .milliseconds(200))  // the connection is coming back
+                            }
+                        }
+                    }
+                }
+            }
             try await within(180, "every task to run after the restart") {
-                while Set(ran.withLock { $0 }).count < 300 { try await Task.sleep(for: .milliseconds(50)) }
+                while Set(ran.withLock { $0 }).count < 400 { try await Task.sleep(for: .milliseconds(50)) }
             }
             try await worker.stop()
             await h.broker.close()
             let order = Self.collapsed(ran.withLock { $0 })
-            for key in keys { #expect(order[key] == Array(0..<30), "key \(key): \(order[key] ?? [])") }
+            for key in keys { #expect(order[key] == Array(0..<40), "key \(key): \(order[key] ?? [])") }
             #expect(overlaps.withLock { $0 } == 0)
         } catch {
             try? await node.destroy()

@@ -267,7 +267,7 @@ public struct CoordinatorAPI: Sendable {
             options.track = task.track
             if let orderKey = task.orderKey {
                 do throws(SluiceError) { try Topology.validateOrderKey(orderKey) } catch { throw APIError(.badRequest, "orderKey: \(error.message)") }
-                guard options.delay == nil else { throw APIError(.badRequest, "an ordered task (orderKey) cannot be delayed") }
+                guard (options.delay ?? .zero) <= .zero else { throw APIError(.badRequest, "an ordered task (orderKey) cannot be delayed") }
                 options.orderKey = orderKey
             }
             if let unique = task.unique {
