@@ -8,8 +8,9 @@ import Synchronization
 
 /// What strict order per key costs: worker processes (`sluice worker
 /// --ordered`, started by the caller) drain a backlog of tasks with order
-/// keys, then one of plain tasks, on one prefix; each drain is timed from
-/// its first task finished to its last.
+/// keys, then one of plain tasks, on one prefix, each enqueued once the
+/// workers have settled (heard each other, shared the partitions out);
+/// each drain is timed from its first task finished to its last.
 public struct OrderedBenchmark: Sendable {
     public struct Result: Sendable {
         public var tasks: Int
@@ -20,6 +21,8 @@ public struct OrderedBenchmark: Sendable {
         public var plain: Double
         /// Tasks that did not run in their key's order (must be 0).
         public var outOfOrder: Int
+        /// How many of the ordered tasks each worker ran, most first.
+        public var orderedPerWorker: [Int]
         public var ratio: Double { plain > 0 ? ordered / plain : 0 }
     }
 
@@ -27,8 +30,11 @@ public struct OrderedBenchmark: Sendable {
     public var tasks: Int
     public var keys: Int
     public var workers: Int
+    /// Seconds between the workers' start and the enqueue.
+    public var settle: Int
 
-    public init(url: AMQPURL, tasks: Int = 20_000, keys: Int = 100, workers: Int = 4) {
+    public init(url: AMQPURL, tasks: Int = 20_000, keys: Int = 100, workers: Int = 4, settle: Int = 8) {
+        self.settle = settle
         self.url = url
         self.tasks = tasks
         self.keys = keys
@@ -46,19 +52,24 @@ public struct OrderedBenchmark: Sendable {
         let broker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench ordered")
         try await broker.prepare(queues: [queue])
         try await broker.prepareOrdered(queues: [queue])
-        let finished = Mutex<[(at: ContinuousClock.Instant, result: String?)]>([])
+        let finished = Mutex<[(at: ContinuousClock.Instant, result: String?, worker: String?)]>([])
         let events = try await broker.subscribeEvents(bindings: ["\(queue).succeeded"])
         let reader = Task {
             for try await delivery in events {
                 let event = try? TaskEvent.decode(delivery.body)
                 let now = ContinuousClock.now
-                finished.withLock { $0.append((now, event?.result)) }
+                finished.withLock { $0.append((now, event?.result, event?.worker)) }
             }
         }
         let client = TaskClient(broker: broker)
         var rates: [Bool: Double] = [:]
         var outOfOrder = 0
+        var perWorker: [String: Int] = [:]
         for ordered in [true, false] {
+            progress("starting \(workers) workers; \(settle) s for them to hear each other and share the partitions out")
+            var stops: [@Sendable () async -> Void] = []
+            for _ in 0..<workers { stops.append(try startWorker(topology.prefix, queue)) }
+            try await Task.sleep(for: .seconds(settle))
             progress("enqueueing \(tasks) tasks \(ordered ? "over \(keys) order keys" : "without order keys")")
             finished.withLock { $0.removeAll() }
             var n = 0
@@ -71,9 +82,6 @@ public struct OrderedBenchmark: Sendable {
                 for case .failure(let error) in try await client.enqueue(batch: batch) { throw error }
                 n += batch.count
             }
-            progress("draining them with \(workers) workers")
-            var stops: [@Sendable () async -> Void] = []
-            for _ in 0..<workers { stops.append(try startWorker(topology.prefix, queue)) }
             let deadline = ContinuousClock.now + .seconds(600)
             while finished.withLock({ $0.count }) < tasks, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
             for stop in stops { await stop() }
@@ -84,7 +92,8 @@ public struct OrderedBenchmark: Sendable {
             rates[ordered] = Double(tasks) / max(0.001, (last - first).timeInterval)
             if ordered {
                 var next: [Int: Int] = [:]
-                for (_, result) in seen {
+                for entry in seen { perWorker[entry.worker ?? "?", default: 0] += 1 }
+                for (_, result, _) in seen {
                     guard let step = result.flatMap({ try? JSONDecoder().decode(Step.self, from: Data($0.utf8)) }) else { continue }
                     let expected = next[step.k, default: 0]
                     if step.n == expected { next[step.k] = expected + 1 } else if step.n != expected - 1 { outOfOrder += 1 }
@@ -99,6 +108,7 @@ public struct OrderedBenchmark: Sendable {
         for (q, _) in topology.delayQueues { _ = try? await admin.queueDelete(q.name) }
         for e in topology.exchanges + [topology.orderedExchangeDeclaration] { _ = try? await admin.exchangeDelete(e.name) }
         await broker.close()
-        return Result(tasks: tasks, keys: keys, workers: workers, ordered: rates[true] ?? 0, plain: rates[false] ?? 0, outOfOrder: outOfOrder)
+        return Result(tasks: tasks, keys: keys, workers: workers, ordered: rates[true] ?? 0, plain: rates[false] ?? 0, outOfOrder: outOfOrder,
+                      orderedPerWorker: perWorker.values.sorted(by: >))
     }
 }

@@ -358,9 +358,10 @@ struct BenchCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "What strict order per key costs, against the same tasks without keys.",
             discussion: """
-            On a prefix of its own: enqueues --tasks sluice.echo tasks spread over --keys order \
-            keys, drains them with --workers `sluice worker --ordered` processes (each \
-            --concurrency), then the same without keys. Reports both rates (first task finished \
+            On a prefix of its own: starts --workers `sluice worker --ordered` processes (each \
+            --concurrency), waits --settle seconds (they hear each other and share the ordered \
+            partitions out), enqueues --tasks sluice.echo tasks spread over --keys order keys and \
+            times their drain; then the same without keys. Reports both rates (first task finished \
             to last), their ratio, and how many tasks ran out of their key's order (0, or the \
             bench failed). Removes its queues at the end.
             """)
@@ -368,6 +369,7 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Order keys the tasks are spread over.") var keys = 100
         @Option(help: "Worker processes.") var workers = 4
         @Option(help: "Each worker's --concurrency.") var concurrency = 16
+        @Option(help: "Seconds between the workers' start and the enqueue.") var settle = 8
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var connection: ConnectionOptions
 
@@ -380,7 +382,7 @@ struct BenchCommand: AsyncParsableCommand {
         func run() async throws {
             let urlText = connection.urlText
             let concurrency = self.concurrency, quiet = json
-            let r = try await OrderedBenchmark(url: try connection.resolvedURL(), tasks: tasks, keys: keys, workers: workers)
+            let r = try await OrderedBenchmark(url: try connection.resolvedURL(), tasks: tasks, keys: keys, workers: workers, settle: settle)
                 .run(startWorker: { prefix, queue in
                     let process = Process()
                     process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
@@ -396,12 +398,13 @@ struct BenchCommand: AsyncParsableCommand {
             if json {
                 printJSON(["tasks": r.tasks, "keys": r.keys, "workers": r.workers, "concurrency": concurrency,
                            "ordered": r.ordered.rounded(), "plain": r.plain.rounded(), "ratio": (r.ratio * 1000).rounded() / 1000,
-                           "out_of_order": r.outOfOrder])
+                           "out_of_order": r.outOfOrder, "ordered_per_worker": r.orderedPerWorker])
                 if r.outOfOrder > 0 { throw ExitCode(1) }
                 return
             }
             print("\(r.tasks) tasks, \(r.keys) keys, \(r.workers) workers × --concurrency \(concurrency)")
             print(String(format: "ordered: %.0f/s; without keys: %.0f/s; ratio %.2f", r.ordered, r.plain, r.ratio))
+            print("ordered tasks run per worker: " + r.orderedPerWorker.map(String.init).joined(separator: ", "))
             print("out of their key's order: \(r.outOfOrder)")
             if r.outOfOrder > 0 { throw ExitCode(1) }
         }

@@ -32,11 +32,14 @@ public struct WorkerHeartbeat: Sendable, Codable, Hashable {
     /// second across the fleet): its peers with the same key divide the
     /// limit by how many of them are live.
     public var rateLimits: [String: Double]?
+    /// The queues whose ordered partitions it consumes (`--ordered`): the
+    /// workers listing a queue share its partitions out among themselves.
+    public var orderedQueues: [String]?
 
     public init(worker: String, host: String, pid: Int, queues: [String], concurrency: Int, inFlight: Int, processed: Int,
                 succeeded: Int, retried: Int, dead: Int, startedAt: Date, at: Date, version: String? = SluiceVersion.current,
                 state: String? = "running", intervalSeconds: Double? = nil, newestTaken: [String: Date]? = nil,
-                rateLimits: [String: Double]? = nil) {
+                rateLimits: [String: Double]? = nil, orderedQueues: [String]? = nil) {
         self.worker = worker
         self.host = host
         self.pid = pid
@@ -54,6 +57,7 @@ public struct WorkerHeartbeat: Sendable, Codable, Hashable {
         self.intervalSeconds = intervalSeconds
         self.newestTaken = newestTaken
         self.rateLimits = rateLimits
+        self.orderedQueues = orderedQueues
     }
 
     /// Attempts that did not succeed (retried or dead-lettered).

@@ -2,8 +2,9 @@ import Foundation
 import SluiceCore
 import Synchronization
 
-/// A worker's rate limits: its ``RateSchedule``, shared by its consumers
-/// and fed by the heartbeat follower.
+/// A worker's rate limits and roster of peers: its ``RateSchedule``,
+/// shared by its consumers and fed by the heartbeat follower (also for
+/// the ordered queues' partitions, ``PartitionControl``).
 final class RateGate: Sendable {
     typealias Instant = ContinuousClock.Instant
 
@@ -15,8 +16,8 @@ final class RateGate: Sendable {
     /// Fired when the worker hears its own heartbeat: the roster's round trip is done.
     let heardSelf = ShutdownSignal()
 
-    init(me: String, startedAt: Date? = nil, limits: [RateLimit]) {
-        schedule = Mutex(RateSchedule(me: me, startedAt: startedAt, limits: limits))
+    init(me: String, startedAt: Date? = nil, limits: [RateLimit], orderedQueues: [String] = []) {
+        schedule = Mutex(RateSchedule(me: me, startedAt: startedAt, limits: limits, orderedQueues: orderedQueues))
         var tasks: [String: String] = [:], queues: [String: String] = [:]
         for limit in limits {
             switch limit.scope {
@@ -62,6 +63,14 @@ final class RateGate: Sendable {
 
     /// Live workers holding `key`, this one included.
     func workers(holding key: String) -> Int { schedule.withLock { $0.workers(holding: key, now: .now) } }
+
+    /// The live ordered workers of `queue` (this one included), by member id, sorted.
+    func orderedMembers(_ queue: String) -> [String] {
+        schedule.withLock { $0.members(holding: RateSchedule.orderKey(queue), now: .now) }
+    }
+
+    /// This worker's member id.
+    var myID: String { schedule.withLock { $0.myID } }
 
     /// Every limit's key and starts per second across the fleet, for heartbeats.
     var limits: [String: Double] { schedule.withLock { $0.limits } }

@@ -1,7 +1,8 @@
 import Foundation
 import SluiceCore
 
-/// When each rate-limited delivery may start (pure: fed heartbeats and a clock).
+/// When each rate-limited delivery may start, and which live workers
+/// share an ordered queue (pure: fed heartbeats and a clock).
 ///
 /// A worker holds a share of each limit: the limit divided by the live
 /// workers that hold the same one (itself and the peers whose heartbeats
@@ -28,6 +29,9 @@ struct RateSchedule: Sendable {
     let myStart: Date?
     /// Limit keys (``RateLimit/key``) to starts per second across the fleet.
     let limits: [String: Double]
+    /// Keys followed for their members only: `order:<queue>` for the
+    /// ordered queues this worker consumes (``orderKey(_:)``).
+    let rosterKeys: Set<String>
     private var peers: [String: Peer] = [:]
     /// The next free start per key.
     private var next: [String: Instant] = [:]
@@ -35,9 +39,10 @@ struct RateSchedule: Sendable {
     private var counts: [String: Int] = [:]
     private var countsValidUntil: Instant?
 
-    init(me: String, startedAt: Date? = nil, limits: [RateLimit]) {
+    init(me: String, startedAt: Date? = nil, limits: [RateLimit], orderedQueues: [String] = []) {
         self.me = me
         self.myStart = startedAt
+        self.rosterKeys = Set(orderedQueues.map(Self.orderKey))
         var byKey: [String: Double] = [:]
         for limit in limits { byKey[limit.key] = min(byKey[limit.key] ?? .infinity, limit.perSecond) }
         self.limits = byKey
@@ -46,11 +51,13 @@ struct RateSchedule: Sendable {
     /// Records a peer's heartbeat heard at `now`.
     mutating func record(_ beat: WorkerHeartbeat, now: Instant) {
         guard !isMine(beat) else { return }
-        let id = "\(beat.worker) \(beat.startedAt.timeIntervalSinceReferenceDate)"
+        let id = Self.memberID(worker: beat.worker, startedAt: beat.startedAt)
         let sentAt = beat.at.timeIntervalSinceReferenceDate
         if let known = peers[id], known.sentAt > sentAt { return }  // out of order
         let interval = min(3600, max(0.05, beat.intervalSeconds ?? 5))
-        peers[id] = Peer(keys: Set(beat.rateLimits?.keys.filter { limits[$0] != nil } ?? []),
+        let keys = Set(beat.rateLimits?.keys.filter { limits[$0] != nil } ?? [])
+            .union((beat.orderedQueues ?? []).map(Self.orderKey).filter(rosterKeys.contains))
+        peers[id] = Peer(keys: keys,
                                   running: (beat.state ?? "running") == "running",
                                   silenceLimit: .milliseconds(Int64(3 * interval * 1000)), heardAt: now, sentAt: sentAt)
         // Forget workers long gone (their ids never come back: host and pid).
@@ -61,6 +68,27 @@ struct RateSchedule: Sendable {
     /// Whether `beat` is this worker's own.
     func isMine(_ beat: WorkerHeartbeat) -> Bool {
         beat.worker == me && (myStart == nil || abs(beat.startedAt.timeIntervalSince(myStart!)) < 0.002)
+    }
+
+    /// The roster key of an ordered queue.
+    static func orderKey(_ queue: String) -> String { "order:\(queue)" }
+
+    /// How every worker names a worker in the roster: its id and its start
+    /// to the millisecond (as heartbeats carry it), so all compute the same.
+    static func memberID(worker: String, startedAt: Date) -> String {
+        "\(worker) \(Int64((startedAt.timeIntervalSince1970 * 1000).rounded()))"
+    }
+
+    /// This worker's member id.
+    var myID: String { Self.memberID(worker: me, startedAt: myStart ?? Date(timeIntervalSince1970: 0)) }
+
+    /// Live workers holding `key` (this one included), by member id, sorted.
+    func members(holding key: String, now: Instant) -> [String] {
+        var out = [myID]
+        for (id, peer) in peers where peer.running && peer.keys.contains(key) && now <= peer.heardAt + peer.silenceLimit {
+            out.append(id)
+        }
+        return out.sorted()
     }
 
     /// Live workers holding `key`, this one included.

@@ -203,8 +203,11 @@ public final class Worker: Service {
         self.progressSink = ProgressSink(worker: configuration.workerID)
         let startedAt = Date()
         self.startedAt = startedAt
-        self.rateGate = configuration.rateLimits.isEmpty ? nil
-            : RateGate(me: configuration.workerID, startedAt: startedAt, limits: configuration.rateLimits)
+        // Ordered workers share the partitions out by the same roster.
+        let ordered = configuration.ordered && !configuration.consumesIsolationQueues
+        self.rateGate = configuration.rateLimits.isEmpty && !ordered ? nil
+            : RateGate(me: configuration.workerID, startedAt: startedAt, limits: configuration.rateLimits,
+                       orderedQueues: ordered ? Self.baseQueues(configuration) : [])
         progressSink.connect { [weak self] event in self?.publishProgress(event) }
     }
 
@@ -246,7 +249,8 @@ public final class Worker: Service {
                 logger.info("revocations read", metadata: ["tasks": "\(revocations.count)"])
             }
         }
-        // Rate limits: hear the peers first, or this worker would take the whole limit.
+        // Rate limits and ordered partitions: hear the peers first, or this
+        // worker would take the whole limit, or every partition.
         // Beating already, so that peers count this worker by the time it takes tasks.
         let heartbeat = Task { await self.heartbeats() }
         var rosterFollower: Task<Void, Never>?
@@ -280,7 +284,11 @@ public final class Worker: Service {
             "tasks": "\(registry.names.joined(separator: ","))",
         ])
         let consumersToStop = consumers
-        let rateWaits = rateGate.map { RateWaits(gate: $0) }
+        let rateWaits = configuration.rateLimits.isEmpty ? nil : rateGate.map { RateWaits(gate: $0) }
+        let partitions = PartitionControl()
+        for (source, consumer) in consumers {
+            if let p = source.orderPartition { partitions.register(PartitionControl.key(source.queue, p), consumer) }
+        }
         let slots = SlotPool(configuration.concurrency, weights: configuration.priorities.map { w in
             TaskPriority.highestFirst.map { w.weight(of: $0) }
         } ?? [1])
@@ -290,6 +298,10 @@ public final class Worker: Service {
             Task { await self.warnAboutUnreadLevels() }
         }
         let pings = Task { await self.answerPings() }
+        let rebalancer = rateGate.flatMap { gate in
+            configuration.ordered && !configuration.consumesIsolationQueues
+                ? Task { await self.shareOutPartitions(partitions, gate: gate, queues: Self.baseQueues(configuration)) } : nil
+        }
         let liveConsumers = SharedCount(consumers.count)
         let consumerFailure = FirstError()
 
@@ -302,6 +314,7 @@ public final class Worker: Service {
                     // An isolation queue is not the work queue whose age this bounds.
                     var newest: UInt64 = source.isolation || source.orderPartition != nil ? .max : 0
                     let inPlace = source.orderPartition != nil
+                    let partitionKey = source.orderPartition.map { PartitionControl.key(queue, $0) }
                     let levelName = source.levelName
                     let rateGate = self.rateGate, queueKey = rateGate?.queueKey(queue)
                     // No trace of whoever runs the worker leaks into tasks: a task
@@ -329,6 +342,7 @@ public final class Worker: Service {
                                         // Shutdown came, or the connection was lost (the broker
                                         // delivers it again): hand it back, do not start it.
                                         if !delivery.isStale && !inPlace { try? await delivery.reject(requeue: true) }
+                                        if delivery.isStale, let partitionKey { partitions.setBusy(partitionKey, false) }
                                         slots.release()
                                         return
                                     }
@@ -337,12 +351,17 @@ public final class Worker: Service {
                                     await self.process(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics)
                                     self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
                                     metrics?.inFlight.decrement()
+                                    if let partitionKey { partitions.setBusy(partitionKey, false) }
                                     slots.release()
                                 }
                             }
                         }
+                        var consumer = consumer
+                        consuming: while true {
                         do {
                             for try await delivery in consumer {
+                                // Busy from its arrival to its ack (a partition's, with a prefetch of 1).
+                                if let partitionKey { partitions.setBusy(partitionKey, true) }
                                 if let stamp = delivery.properties.timestamp, stamp > newest {
                                     newest = stamp
                                     self.newestTaken.record(stamp, queue: levelName)
@@ -368,11 +387,29 @@ public final class Worker: Service {
                                 startInSlot(delivery)
                             }
                         } catch {
-                            // (A partition's consumer ends with its channel, closed at shutdown.)
-                            if !(stopping.isFired && inPlace) {
+                            // (A partition's consumer ends with its channel, closed at shutdown
+                            // or to give the partition up.)
+                            let yielded = partitionKey.map { partitions.isYielded($0) } ?? false
+                            if !(stopping.isFired && inPlace) && !yielded {
                                 self.logger.error("consumer ended", metadata: ["queue": "\(queue)", "error": "\(error)"])
                             }
-                            if !stopping.isFired { consumerFailure.set(error) }
+                            if !stopping.isFired && !yielded { consumerFailure.set(error) }
+                        }
+                        // A partition given up to its owner: subscribe again, at the back of the line.
+                        if let partitionKey, partitions.takeYielded(partitionKey), !stopping.isFired {
+                            do {
+                                consumer = try await self.broker.consume(queue: source.brokerQueue(self.topology), prefetch: 1)
+                                partitions.register(partitionKey, consumer)
+                                // Shutdown came meanwhile: nothing of it runs yet, so it can close now.
+                                if stopping.isFired { await consumer.close() }
+                                continue consuming
+                            } catch {
+                                self.logger.error("could not subscribe to an ordered partition again", metadata: [
+                                    "queue": "\(queue)", "partition": "\(source.orderPartition ?? 0)", "error": "\(error)"])
+                                consumerFailure.set(error)
+                            }
+                        }
+                        break
                         }
                         // With every consumer gone (shutdown, or the broker cancelled them), stop.
                         if liveConsumers.decrement() == 0 { stopping.fire() }
@@ -384,12 +421,12 @@ public final class Worker: Service {
                     await stopping.wait()
                     rateWaits?.abandonWaiting()
                     slots.abandonWaiting()
+                    rebalancer?.cancel()
                     for (source, consumer) in consumersToStop where source.orderPartition == nil { try? await consumer.cancel() }
                     // Partitions (see handBack): once the running tasks are done, close their channels.
-                    let partitions = consumersToStop.filter { $0.0.orderPartition != nil }
-                    guard !partitions.isEmpty else { return }
+                    guard consumersToStop.contains(where: { $0.0.orderPartition != nil }) else { return }
                     await self.drain(running)
-                    for (_, consumer) in partitions { await consumer.close() }
+                    for consumer in partitions.consumers { await consumer.close() }
                 }
             }
         } onGracefulShutdown: {
@@ -782,7 +819,10 @@ public final class Worker: Service {
             concurrency: configuration.concurrency, inFlight: s.inFlight, processed: s.processed,
             succeeded: s.succeeded, retried: s.retried, dead: s.dead, startedAt: startedAt, at: Date(),
             state: phase.withLock { $0 }, intervalSeconds: heartbeatInterval.timeInterval,
-            newestTaken: newestTaken.dates, rateLimits: rateLimitsAnnounced.withLock { $0 } ? rateGate?.limits : nil)
+            newestTaken: newestTaken.dates,
+            rateLimits: rateLimitsAnnounced.withLock { $0 } && !configuration.rateLimits.isEmpty ? rateGate?.limits : nil,
+            orderedQueues: rateLimitsAnnounced.withLock { $0 } && configuration.ordered && !configuration.consumesIsolationQueues
+                ? Self.baseQueues(configuration) : nil)
     }
 
     func sendHeartbeat() async {

@@ -85,19 +85,23 @@ struct OrderIntegrationTests {
         #expect(ranBy.count >= 2, "the killed worker's partitions went on elsewhere")
     }
 
-    @Test("the active worker stops while a key's task runs: the standby worker takes the partition only after it finished, and runs the rest in order")
+    @Test("the active worker stops while a key's task runs: the other worker takes the partition only after it finished, and runs the rest in order")
     func gracefulHandover() async throws {
         let h = try await TaskHarness.make()
         defer { Task { await h.broker.close() } }
         let queue = "handover"
         let spans = Mutex<[(worker: String, n: Int, start: ContinuousClock.Instant, end: ContinuousClock.Instant)]>([])
+        let thirdStartedOn = Mutex<String?>(nil)
         let thirdStarted = OneShotSignal()
         func registry(_ worker: String) -> HandlerRegistry {
             var r = HandlerRegistry()
             r.register("step") { context in
                 let step = try JSONDecoder().decode(Step.self, from: Data(context.arguments))
                 let start = ContinuousClock.now
-                if step.n == 2 { thirdStarted.fire() }
+                if step.n == 2 {
+                    thirdStartedOn.withLock { $0 = worker }
+                    thirdStarted.fire()
+                }
                 // Long enough that the stop comes while it runs.
                 try? await Task.sleep(for: .milliseconds(step.n == 2 ? 1_500 : 50))
                 spans.withLock { $0.append((worker, step.n, start, .now)) }
@@ -105,45 +109,94 @@ struct OrderIntegrationTests {
             }
             return r
         }
-        // The first worker's consumers subscribe first: it is every partition's active consumer.
-        let first = h.startWorker(queues: [queue], registry: registry("first")) {
-            $0.workerID = "\(h.topology.prefix)-first"
-            $0.ordered = true
+        let workers = ["a", "b"].map { name in
+            (name, h.startWorker(queues: [queue], registry: registry(name)) {
+                $0.workerID = "\(h.topology.prefix)-\(name)"
+                $0.ordered = true
+            })
+        }
+        // Both subscribed to every partition (one active, one waiting), whichever started first.
+        let last = h.topology.orderPartitionQueue(queue, Topology.orderPartitionCount - 1)
+        try await within(60, "both workers' partitions") {
+            while try await SharedBroker.node.ctl("list_consumers", "queue_name", "-q").split(separator: "\n")
+                .filter({ $0.trimmingCharacters(in: .whitespaces) == last }).count < 2 {
+                try await Task.sleep(for: .milliseconds(50))
+            }
         }
         let client = TaskClient(broker: h.broker)
-        // Consumers of the last partition (workers subscribe in partition order), active or waiting.
-        let last = h.topology.orderPartitionQueue(queue, Topology.orderPartitionCount - 1)
-        let consumers = { @Sendable () async throws -> Int in
-            try await SharedBroker.node.ctl("list_consumers", "queue_name", "-q").split(separator: "\n")
-                .filter { $0.trimmingCharacters(in: .whitespaces) == last }.count
-        }
-        try await within(60, "the first worker's partitions") {
-            while try await consumers() < 1 { try await Task.sleep(for: .milliseconds(50)) }
-        }
-        let second = h.startWorker(queues: [queue], registry: registry("second")) {
-            $0.workerID = "\(h.topology.prefix)-second"
-            $0.ordered = true
-        }
-        try await within(60, "the second worker's consumers to stand by") {
-            while try await consumers() < 2 { try await Task.sleep(for: .milliseconds(50)) }
-        }
         for n in 0..<8 {
             _ = try await client.enqueue(name: "step", json: Self.json(Step(k: "only", n: n)), options: .init(queue: queue, orderKey: "only"))
         }
         try await within(60, "the third task to start") { await thirdStarted.wait() }
-        try await first.stop()
-        try await within(120, "the rest to run on the second worker") {
+        let stopped = try #require(thirdStartedOn.withLock { $0 })
+        let other = stopped == "a" ? "b" : "a"
+        try await workers.first { $0.0 == stopped }!.1.stop()
+        try await within(120, "the rest to run on the other worker") {
             while Set(spans.withLock { $0.map(\.n) }).count < 8 { try await Task.sleep(for: .milliseconds(20)) }
         }
-        try await second.stop()
+        try await workers.first { $0.0 == other }!.1.stop()
         let ran = spans.withLock { $0 }.sorted { $0.start < $1.start }
         #expect(ran.map(\.n) == Array(0..<8), "\(ran.map { "\($0.worker):\($0.n)" })")
-        #expect(ran.first { $0.n == 2 }?.worker == "first")
-        #expect(ran.last?.worker == "second")
+        #expect(ran.first { $0.n == 2 }?.worker == stopped)
+        #expect(ran.last?.worker == other)
         // One after another: each started after the previous one ended.
         for (previous, next) in zip(ran, ran.dropFirst()) {
             #expect(next.start >= previous.end, "task \(next.n) on \(next.worker) started before task \(previous.n) on \(previous.worker) ended")
         }
+    }
+
+    @Test("two ordered workers share the partitions out: both run tasks, every key in order")
+    func sharedPartitions() async throws {
+        let h = try await TaskHarness.make()
+        defer { Task { await h.broker.close() } }
+        let queue = "shared"
+        let ran = Mutex<[(worker: String, step: Step)]>([])
+        func registry(_ worker: String) -> HandlerRegistry {
+            var r = HandlerRegistry()
+            r.register("step") { context in
+                let step = try JSONDecoder().decode(Step.self, from: Data(context.arguments))
+                try? await Task.sleep(for: .milliseconds(5))
+                ran.withLock { $0.append((worker, step)) }
+                return nil
+            }
+            return r
+        }
+        // One starts first and takes every partition; the other joins, and they share them out.
+        let first = h.startWorker(queues: [queue], registry: registry("a")) {
+            $0.workerID = "\(h.topology.prefix)-a"
+            $0.ordered = true
+        }
+        let client = TaskClient(broker: h.broker)
+        let keys = (0..<32).map { "k\($0)" }
+        _ = try await client.enqueue(name: "step", json: Self.json(Step(k: keys[0], n: 0)), options: .init(queue: queue, orderKey: keys[0]))
+        try await within(60, "the first worker's first task") {
+            while ran.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let second = h.startWorker(queues: [queue], registry: registry("b")) {
+            $0.workerID = "\(h.topology.prefix)-b"
+            $0.ordered = true
+        }
+        // A steady stream of tasks until both workers have run some (bounded).
+        var next = Dictionary(uniqueKeysWithValues: keys.map { ($0, 0) })
+        next[keys[0]] = 1
+        let deadline = TestTime.deadline(120)
+        while Set(ran.withLock { $0.map(\.worker) }).count < 2 {
+            try #require(ContinuousClock.now < deadline, "the second worker ran no ordered task within 120 s (scaled)")
+            for key in keys {
+                _ = try await client.enqueue(name: "step", json: Self.json(Step(k: key, n: next[key]!)), options: .init(queue: queue, orderKey: key))
+                next[key]! += 1
+            }
+            try await Task.sleep(for: .milliseconds(100))  // a steady stream, not a synchronisation
+        }
+        let total = next.values.reduce(0, +)
+        try await within(120, "every task to run") {
+            while Set(ran.withLock { $0.map { "\($0.step.k)/\($0.step.n)" } }).count < total { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        try await first.stop()
+        try await second.stop()
+        let order = Self.collapsed(ran.withLock { $0.map(\.step) })
+        for key in keys { #expect(order[key] == Array(0..<next[key]!), "key \(key)") }
+        #expect(Set(ran.withLock { $0.map(\.worker) }) == ["a", "b"])
     }
 
     @Test("a broker restart while an ordered worker runs (own node): the worker reconnects and every key's order holds")
@@ -156,11 +209,14 @@ struct OrderIntegrationTests {
             let ran = Mutex<[Step]>([])
             let overlaps = Mutex(0)
             let running = Mutex<Set<String>>([])
+            // Every key's tenth task waits for the restart: the broker goes down mid-run.
+            let restarted = OneShotSignal()
             var registry = HandlerRegistry()
             registry.register("step") { context in
                 let step = try JSONDecoder().decode(Step.self, from: Data(context.arguments))
                 if !running.withLock({ $0.insert(step.k).inserted }) { overlaps.withLock { $0 += 1 } }
-                try await Task.sleep(for: .milliseconds(50))
+                if step.n == 10 { await restarted.wait() }
+                try await Task.sleep(for: .milliseconds(5))
                 ran.withLock { $0.append(step) }
                 running.withLock { _ = $0.remove(step.k) }
                 return nil
@@ -173,11 +229,17 @@ struct OrderIntegrationTests {
                     _ = try await client.enqueue(name: "step", json: Self.json(Step(k: key, n: n)), options: .init(queue: queue, orderKey: key))
                 }
             }
-            try await within(120, "some tasks to run before the restart") {
-                while ran.withLock({ $0.count }) < 40 { try await Task.sleep(for: .milliseconds(20)) }
+            try await within(120, "every key's first ten tasks before the restart") {
+                while ran.withLock({ $0.count }) < 100 { try await Task.sleep(for: .milliseconds(20)) }
             }
             try await node.stop()
-            #expect(Set(ran.withLock { $0 }).count < 300, "the restart came after every task had run")
+            #expect(Set(ran.withLock { $0 }).count == 100, "only the first ten of each key ran before the restart")
+            // The tenth tasks finish while the broker is down: their outcomes cannot be
+            // published nor their deliveries acknowledged, so they run again after the restart.
+            restarted.fire()
+            try await within(60, "the tenth tasks to end while the broker is down") {
+                while ran.withLock({ $0.count }) < 110 { try await Task.sleep(for: .milliseconds(20)) }
+            }
             try await node.start()
             // More of every key after the restart: they queue behind the key's earlier tasks.
             for n in 30..<40 {
