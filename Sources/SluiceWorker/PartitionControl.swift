@@ -40,8 +40,22 @@ final class PartitionControl: Sendable {
         entries.withLock { $0[key] = Entry(consumer: consumer, lastYield: $0[key]?.lastYield) }
     }
 
-    func setBusy(_ key: String, _ busy: Bool) {
-        entries.withLock { $0[key]?.busy = busy }
+    /// A delivery arrived: it may start unless the partition was given up
+    /// (its channel closed: the broker has taken the delivery back and may
+    /// already have handed it to another worker). Atomic with
+    /// ``yieldIfIdle(_:every:now:)``: a partition is never given up with a
+    /// delivery started.
+    func beginDelivery(_ key: String) -> Bool {
+        entries.withLock { e in
+            guard let entry = e[key], !entry.yielded else { return false }
+            e[key]!.busy = true
+            return true
+        }
+    }
+
+    /// The delivery started by ``beginDelivery(_:)`` is settled.
+    func endDelivery(_ key: String) {
+        entries.withLock { $0[key]?.busy = false }
     }
 
     /// Marks the partition given up and returns its consumer to close, if

@@ -342,7 +342,7 @@ public final class Worker: Service {
                                         // Shutdown came, or the connection was lost (the broker
                                         // delivers it again): hand it back, do not start it.
                                         if !delivery.isStale && !inPlace { try? await delivery.reject(requeue: true) }
-                                        if delivery.isStale, let partitionKey { partitions.setBusy(partitionKey, false) }
+                                        if delivery.isStale, let partitionKey { partitions.endDelivery(partitionKey) }
                                         slots.release()
                                         return
                                     }
@@ -351,7 +351,7 @@ public final class Worker: Service {
                                     await self.process(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics)
                                     self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
                                     metrics?.inFlight.decrement()
-                                    if let partitionKey { partitions.setBusy(partitionKey, false) }
+                                    if let partitionKey { partitions.endDelivery(partitionKey) }
                                     slots.release()
                                 }
                             }
@@ -360,8 +360,9 @@ public final class Worker: Service {
                         consuming: while true {
                         do {
                             for try await delivery in consumer {
-                                // Busy from its arrival to its ack (a partition's, with a prefetch of 1).
-                                if let partitionKey { partitions.setBusy(partitionKey, true) }
+                                // Busy from its arrival to its ack (a partition's, with a prefetch of 1);
+                                // one from a partition just given up never starts (the broker took it back).
+                                if let partitionKey, !partitions.beginDelivery(partitionKey) { continue }
                                 if let stamp = delivery.properties.timestamp, stamp > newest {
                                     newest = stamp
                                     self.newestTaken.record(stamp, queue: levelName)

@@ -46,12 +46,14 @@ struct PartitionControlTests {
         let consumer = BrokerConsumer(AsyncThrowingStream<BrokerDelivery, any Error> { $0.finish() }, cancel: {}, close: {})
         let key = PartitionControl.key("ledger", 3)
         control.register(key, consumer)
-        control.setBusy(key, true)
+        #expect(control.beginDelivery(key))
         let t0 = ContinuousClock.now
         #expect(control.yieldIfIdle(key, every: .seconds(5), now: t0) == nil)
-        control.setBusy(key, false)
+        control.endDelivery(key)
         #expect(control.yieldIfIdle(key, every: .seconds(5), now: t0) != nil)
         #expect(control.isYielded(key))
+        // A delivery that arrives after the partition was given up never starts.
+        #expect(!control.beginDelivery(key))
         #expect(control.takeYielded(key))
         #expect(!control.takeYielded(key))
         control.register(key, consumer)
