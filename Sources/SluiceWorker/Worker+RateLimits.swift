@@ -25,7 +25,7 @@ extension Worker {
         do {
             beats = try await broker.subscribeEvents(bindings: [broker.topology.workerHeartbeatRoutingKey])
         } catch {
-            throw SluiceError(.broker, "rate limits need the workers' heartbeats, and subscribing to them failed: \(error)")
+            throw SluiceError(.broker, "rate limits and ordered partitions need the workers' heartbeats, and subscribing to them failed: \(error)")
         }
         let logger = self.logger
         let follower = Task {

@@ -201,7 +201,8 @@ public final class Worker: Service {
         self.queueMetrics = Dictionary(Self.baseQueues(configuration).map { ($0, QueueMetrics(queue: $0, factory: factory)) },
                                        uniquingKeysWith: { first, _ in first })
         self.progressSink = ProgressSink(worker: configuration.workerID)
-        let startedAt = Date()
+        // To the millisecond, as heartbeats carry it: peers name this worker by it.
+        let startedAt = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 * 1000).rounded(.down) / 1000)
         self.startedAt = startedAt
         // Ordered workers share the partitions out by the same roster.
         let ordered = configuration.ordered && !configuration.consumesIsolationQueues
@@ -325,6 +326,10 @@ public final class Worker: Service {
                         // channel (a reject would bring the delivery straight back to it,
                         // and a cancel would hand the partition on while its task still
                         // runs here); the close returns what it holds, in one step.
+                        // A partition's delivery is settled or dropped: give the partition up now if asked to.
+                        @Sendable func endPartitionDelivery(_ key: String) {
+                            if let consumer = partitions.endDelivery(key) { running.start { await consumer.close() } }
+                        }
                         @Sendable func handBack(_ delivery: BrokerDelivery) {
                             guard !inPlace else { return }
                             running.start { try? await delivery.reject(requeue: true) }
@@ -342,7 +347,7 @@ public final class Worker: Service {
                                         // Shutdown came, or the connection was lost (the broker
                                         // delivers it again): hand it back, do not start it.
                                         if !delivery.isStale && !inPlace { try? await delivery.reject(requeue: true) }
-                                        if delivery.isStale, let partitionKey { partitions.endDelivery(partitionKey) }
+                                        if delivery.isStale, let partitionKey { endPartitionDelivery(partitionKey) }
                                         slots.release()
                                         return
                                     }
@@ -351,7 +356,7 @@ public final class Worker: Service {
                                     await self.process(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics)
                                     self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
                                     metrics?.inFlight.decrement()
-                                    if let partitionKey { partitions.endDelivery(partitionKey) }
+                                    if let partitionKey { endPartitionDelivery(partitionKey) }
                                     slots.release()
                                 }
                             }
@@ -381,6 +386,8 @@ public final class Worker: Service {
                                             startInSlot(delivery, granted: granted)
                                         } else if !delivery.isStale {
                                             handBack(delivery)
+                                        } else if let partitionKey {
+                                            endPartitionDelivery(partitionKey)
                                         }
                                     }
                                     continue
@@ -397,17 +404,23 @@ public final class Worker: Service {
                             if !stopping.isFired && !yielded { consumerFailure.set(error) }
                         }
                         // A partition given up to its owner: subscribe again, at the back of the line.
-                        if let partitionKey, partitions.takeYielded(partitionKey), !stopping.isFired {
-                            do {
-                                consumer = try await self.broker.consume(queue: source.brokerQueue(self.topology), prefetch: 1)
-                                partitions.register(partitionKey, consumer)
-                                // Shutdown came meanwhile: nothing of it runs yet, so it can close now.
-                                if stopping.isFired { await consumer.close() }
-                                continue consuming
-                            } catch {
-                                self.logger.error("could not subscribe to an ordered partition again", metadata: [
-                                    "queue": "\(queue)", "partition": "\(source.orderPartition ?? 0)", "error": "\(error)"])
-                                consumerFailure.set(error)
+                        if let partitionKey, partitions.takeYielded(partitionKey) {
+                            // Tried until it works or shutdown comes: a partition nobody here reads
+                            // would be handed round the others for ever.
+                            var wait = Duration.milliseconds(500)
+                            while !stopping.isFired {
+                                do {
+                                    consumer = try await self.broker.consume(queue: source.brokerQueue(self.topology), prefetch: 1)
+                                    partitions.register(partitionKey, consumer)
+                                    // Shutdown came meanwhile: nothing of it runs yet, so it can close now.
+                                    if stopping.isFired { await consumer.close() }
+                                    continue consuming
+                                } catch {
+                                    self.logger.warning("could not subscribe to an ordered partition again; retrying", metadata: [
+                                        "queue": "\(queue)", "partition": "\(source.orderPartition ?? 0)", "error": "\(error)"])
+                                    try? await Task.sleep(for: wait)
+                                    wait = min(wait * 2, .seconds(10))
+                                }
                             }
                         }
                         break

@@ -77,6 +77,9 @@ struct TaskTrackingTests {
 
         // Ended dead: --watch exits 1, the record says why.
         let broken = try await client.enqueue(name: "broken", json: Array("{}".utf8), options: .init(queue: q))
+        // Known to the coordinator first (its `queued` event is applied asynchronously; a loaded CI machine
+        // once ran the command before, and it said "no tracked task").
+        _ = try await eventually(60, "the coordinator to record \(broken)") { try await Self.tracked(api, broken) }
         let dead = try await SluiceBinary.run(["task", "status", broken, "--watch"] + common)
         #expect(dead.status == 1, "\(dead.output)")
         #expect(dead.output.contains("status: dead") && dead.output.contains("dead: non_retryable"), "\(dead.output)")

@@ -12,12 +12,30 @@ struct PartitionControlTests {
         for p in 0..<Topology.orderPartitionCount {
             let owner = PartitionControl.owner(queue: "ledger", partition: p, members: members)!
             owned[owner, default: 0] += 1
-            // Another worker, with the same roster, agrees.
-            #expect(PartitionControl.owner(queue: "ledger", partition: p, members: members.sorted()) == owner)
+            // The same roster in another order is sorted first by every worker (RateSchedule.members).
+            #expect(PartitionControl.owner(queue: "ledger", partition: p, members: members.reversed().sorted()) == owner)
         }
         #expect(owned.values.sorted() == [4, 4, 4, 4])
         #expect(PartitionControl.owner(queue: "ledger", partition: 3, members: ["only"]) == "only")
         #expect(PartitionControl.owner(queue: "ledger", partition: 3, members: []) == nil)
+    }
+
+    @Test("two workers that hear each other's heartbeats (through JSON) list the same members")
+    func sameRoster() throws {
+        let t0 = ContinuousClock.now
+        func start(_ ms: Double) -> Date { Date(timeIntervalSince1970: (1_700_000_000_000 + ms).rounded(.down) / 1000) }
+        var a = RateSchedule(me: "h:1", startedAt: start(123), limits: [], orderedQueues: ["ledger"])
+        var b = RateSchedule(me: "h:1", startedAt: start(789), limits: [], orderedQueues: ["ledger"])  // same host:pid, another container
+        func beat(_ worker: String, _ started: Date) throws -> WorkerHeartbeat {
+            try WorkerHeartbeat.decode(WorkerHeartbeat(worker: worker, host: "h", pid: 1, queues: ["ledger"], concurrency: 1, inFlight: 0,
+                                                       processed: 0, succeeded: 0, retried: 0, dead: 0, startedAt: started, at: Date(),
+                                                       intervalSeconds: 1, orderedQueues: ["ledger"]).jsonBytes())
+        }
+        a.record(try beat("h:1", start(789)), now: t0)
+        b.record(try beat("h:1", start(123)), now: t0)
+        let key = RateSchedule.orderKey("ledger")
+        #expect(a.members(holding: key, now: t0) == b.members(holding: key, now: t0))
+        #expect(a.members(holding: key, now: t0).count == 2)
     }
 
     @Test("the roster lists live ordered workers of a queue by the id every worker computes for them")
@@ -40,24 +58,47 @@ struct PartitionControlTests {
         #expect(s.members(holding: RateSchedule.orderKey("ledger"), now: t0 + .seconds(4)) == ["h:1 1700000000123"])
     }
 
-    @Test("a partition is given up only while idle, at most every interval; a given-up consumer is re-registered")
+    @Test("a partition is given up only once it had a delivery, when nothing of it runs (else right after), at most every interval")
     func yielding() {
         let control = PartitionControl()
         let consumer = BrokerConsumer(AsyncThrowingStream<BrokerDelivery, any Error> { $0.finish() }, cancel: {}, close: {})
         let key = PartitionControl.key("ledger", 3)
         control.register(key, consumer)
-        #expect(control.beginDelivery(key))
         let t0 = ContinuousClock.now
-        #expect(control.yieldIfIdle(key, every: .seconds(5), now: t0) == nil)
-        control.endDelivery(key)
-        #expect(control.yieldIfIdle(key, every: .seconds(5), now: t0) != nil)
+        // Never had a delivery: maybe only waiting; closing it would just churn.
+        #expect(control.giveUp(key, every: .seconds(5), now: t0) == nil)
+        #expect(control.beginDelivery(key))
+        // Running: not now, but right after.
+        #expect(control.giveUp(key, every: .seconds(5), now: t0) == nil)
+        #expect(control.endDelivery(key) != nil)
         #expect(control.isYielded(key))
         // A delivery that arrives after the partition was given up never starts.
         #expect(!control.beginDelivery(key))
         #expect(control.takeYielded(key))
         #expect(!control.takeYielded(key))
         control.register(key, consumer)
-        #expect(control.yieldIfIdle(key, every: .seconds(5), now: t0 + .seconds(1)) == nil)  // too soon
-        #expect(control.yieldIfIdle(key, every: .seconds(5), now: t0 + .seconds(6)) != nil)
+        #expect(control.beginDelivery(key))
+        #expect(control.endDelivery(key) == nil)
+        #expect(control.giveUp(key, every: .seconds(5), now: t0 + .seconds(1)) == nil)  // too soon
+        #expect(control.giveUp(key, every: .seconds(5), now: t0 + .seconds(6)) != nil)
+    }
+
+    @Test("two copies of a delivery after a reconnect: the partition is not given up until both ended; keep cancels a pending give-up")
+    func counted() {
+        let control = PartitionControl()
+        let consumer = BrokerConsumer(AsyncThrowingStream<BrokerDelivery, any Error> { $0.finish() }, cancel: {}, close: {})
+        let key = PartitionControl.key("ledger", 1)
+        control.register(key, consumer)
+        #expect(control.beginDelivery(key))       // the stale copy
+        control.register(key, consumer)          // the recovered consumer
+        #expect(control.beginDelivery(key))       // its redelivery
+        #expect(control.giveUp(key, every: .seconds(5)) == nil)
+        #expect(control.endDelivery(key) == nil)  // the stale copy ended; the other still runs
+        #expect(control.endDelivery(key) != nil)
+        control.register(key, consumer)
+        #expect(control.beginDelivery(key))
+        #expect(control.giveUp(key, every: .zero) == nil)
+        control.keep(key)                         // owned after all
+        #expect(control.endDelivery(key) == nil)
     }
 }
