@@ -66,6 +66,8 @@ struct TaskCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show a tracked task: status (queued, running, retrying, succeeded, dead), attempt, times, worker, last error, result, progress.",
             discussion: """
+            With --watch, a task the coordinator has not heard of yet (its `queued` event is on \
+            its way, right after an enqueue) is waited for up to 10 s. \
             Exit status: 0 once it succeeded (or, without --watch, whatever its state), 1 if it \
             ended dead (with --watch), 2 if the coordinator does not know it.
             """)
@@ -76,11 +78,20 @@ struct TaskCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = try api.client()
+            let unknownUntil = ContinuousClock.now + .seconds(10)
+            var seen = false, said = false
             while true {
                 let task: TrackedTask
                 do {
                     task = try await client.call("GET", "v1/tasks/\(id)", as: TrackedTask.self)
+                    seen = true
                 } catch let error as CLIError where error.description.contains("no tracked task") {
+                    if watch && !seen && ContinuousClock.now < unknownUntil {
+                        if !said { FileHandle.standardError.write(Data("waiting for the coordinator to hear of \(id)...\n".utf8)) }
+                        said = true
+                        try await Task.sleep(for: .milliseconds(500))
+                        continue
+                    }
                     FileHandle.standardError.write(Data("\(error.description)\n".utf8))
                     throw ExitCode(2)
                 }

@@ -91,6 +91,10 @@ struct TaskTrackingTests {
         #expect(code == 404)
         let unknown = try await SluiceBinary.run(["task", "status", plain] + common)
         #expect(unknown.status == 2 && unknown.output.contains("no tracked task"), "\(unknown.output)")
+        // --watch waits a while for a task the coordinator may not have heard of yet, then gives up.
+        let watched = try await SluiceBinary.run(["task", "status", plain, "--watch"] + common)
+        #expect(watched.status == 2 && watched.output.contains("waiting for the coordinator to hear of")
+                && watched.output.contains("no tracked task"), "\(watched.output)")
 
         // The CLI's --track: tracked from the first command.
         let (status, output) = try await SluiceBinary.run(["enqueue", "echo", "--queue", q, "--track", "--json", "--url", h.url,
