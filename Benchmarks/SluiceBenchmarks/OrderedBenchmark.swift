@@ -12,6 +12,19 @@ import Synchronization
 /// workers have settled (heard each other, shared the partitions out);
 /// each drain is timed from its first task finished to its last.
 public struct OrderedBenchmark: Sendable {
+    /// A started worker process.
+    public struct WorkerProcess: Sendable {
+        public var pid: Int32
+        public var stop: @Sendable () async -> Void
+        public var kill: @Sendable () async -> Void
+
+        public init(pid: Int32, stop: @escaping @Sendable () async -> Void, kill: @escaping @Sendable () async -> Void) {
+            self.pid = pid
+            self.stop = stop
+            self.kill = kill
+        }
+    }
+
     public struct Result: Sendable {
         public var tasks: Int
         public var keys: Int
@@ -23,6 +36,8 @@ public struct OrderedBenchmark: Sendable {
         public var outOfOrder: Int
         /// How many of the ordered tasks each worker ran, most first.
         public var orderedPerWorker: [Int]
+        /// Whether the busiest worker was killed halfway through the ordered drain.
+        public var killed: Bool
         public var ratio: Double { plain > 0 ? ordered / plain : 0 }
     }
 
@@ -32,9 +47,12 @@ public struct OrderedBenchmark: Sendable {
     public var workers: Int
     /// Seconds between the workers' start and the enqueue.
     public var settle: Int
+    /// SIGKILL the worker that ran the most ordered tasks once half are done.
+    public var killMidway: Bool
 
-    public init(url: AMQPURL, tasks: Int = 20_000, keys: Int = 100, workers: Int = 4, settle: Int = 8) {
+    public init(url: AMQPURL, tasks: Int = 20_000, keys: Int = 100, workers: Int = 4, settle: Int = 8, killMidway: Bool = false) {
         self.settle = settle
+        self.killMidway = killMidway
         self.url = url
         self.tasks = tasks
         self.keys = keys
@@ -45,7 +63,7 @@ public struct OrderedBenchmark: Sendable {
 
     /// `startWorker(prefix, queue)` starts one `sluice worker --ordered`
     /// process and returns a way to stop it.
-    public func run(startWorker: @Sendable (String, String) throws -> @Sendable () async -> Void,
+    public func run(startWorker: @Sendable (String, String) throws -> WorkerProcess,
                     progress: @Sendable (String) -> Void = { _ in }) async throws -> Result {
         let topology = try Topology(prefix: "sluice-ordered-\(UInt32.random(in: 0...UInt32.max))")
         let queue = "bench"
@@ -67,8 +85,8 @@ public struct OrderedBenchmark: Sendable {
         var perWorker: [String: Int] = [:]
         for ordered in [true, false] {
             progress("starting \(workers) workers; \(settle) s for them to hear each other and share the partitions out")
-            var stops: [@Sendable () async -> Void] = []
-            for _ in 0..<workers { stops.append(try startWorker(topology.prefix, queue)) }
+            var started: [WorkerProcess] = []
+            for _ in 0..<workers { started.append(try startWorker(topology.prefix, queue)) }
             try await Task.sleep(for: .seconds(settle))
             progress("enqueueing \(tasks) tasks \(ordered ? "over \(keys) order keys" : "without order keys")")
             finished.withLock { $0.removeAll() }
@@ -83,8 +101,21 @@ public struct OrderedBenchmark: Sendable {
                 n += batch.count
             }
             let deadline = ContinuousClock.now + .seconds(600)
-            while finished.withLock({ $0.count }) < tasks, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-            for stop in stops { await stop() }
+            var killed: Int32?
+            while finished.withLock({ $0.count }) < tasks, ContinuousClock.now < deadline {
+                if ordered, killMidway, killed == nil, finished.withLock({ $0.count }) >= tasks / 2 {
+                    var byWorker: [String: Int] = [:]
+                    for entry in finished.withLock({ $0 }) { byWorker[entry.worker ?? "", default: 0] += 1 }
+                    if let busiest = byWorker.max(by: { $0.value < $1.value })?.key,
+                       let victim = started.first(where: { busiest.hasSuffix(":\($0.pid)") }) {
+                        progress("half done: killing the busiest worker (pid \(victim.pid))")
+                        await victim.kill()
+                        killed = victim.pid
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            for worker in started where worker.pid != killed { await worker.stop() }
             let seen = finished.withLock { $0 }
             guard seen.count >= tasks, let first = seen.first?.at, let last = seen.last?.at else {
                 throw SluiceError(.timedOut, "\(seen.count) of \(tasks) tasks finished within 600 s")
@@ -109,6 +140,6 @@ public struct OrderedBenchmark: Sendable {
         for e in topology.exchanges + [topology.orderedExchangeDeclaration] { _ = try? await admin.exchangeDelete(e.name) }
         await broker.close()
         return Result(tasks: tasks, keys: keys, workers: workers, ordered: rates[true] ?? 0, plain: rates[false] ?? 0, outOfOrder: outOfOrder,
-                      orderedPerWorker: perWorker.values.sorted(by: >))
+                      orderedPerWorker: perWorker.values.sorted(by: >), killed: killMidway)
     }
 }

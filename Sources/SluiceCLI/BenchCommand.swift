@@ -370,6 +370,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Worker processes.") var workers = 4
         @Option(help: "Each worker's --concurrency.") var concurrency = 16
         @Option(help: "Seconds between the workers' start and the enqueue.") var settle = 8
+        @Flag(name: .customLong("kill"), help: "SIGKILL the worker that ran the most ordered tasks once half of them are done (its partitions go on elsewhere).")
+        var killBusiest = false
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var connection: ConnectionOptions
 
@@ -382,7 +384,8 @@ struct BenchCommand: AsyncParsableCommand {
         func run() async throws {
             let urlText = connection.urlText
             let concurrency = self.concurrency, quiet = json
-            let r = try await OrderedBenchmark(url: try connection.resolvedURL(), tasks: tasks, keys: keys, workers: workers, settle: settle)
+            let r = try await OrderedBenchmark(url: try connection.resolvedURL(), tasks: tasks, keys: keys, workers: workers, settle: settle,
+                                               killMidway: killBusiest)
                 .run(startWorker: { prefix, queue in
                     let process = Process()
                     process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
@@ -390,19 +393,19 @@ struct BenchCommand: AsyncParsableCommand {
                                          "--log-level", "error"]
                     process.environment = ProcessInfo.processInfo.environment.merging(["SLUICE_URL": urlText]) { $1 }
                     try process.run()
-                    return {
-                        process.terminate()
-                        while process.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
-                    }
+                    let wait: @Sendable () async -> Void = { while process.isRunning { try? await Task.sleep(for: .milliseconds(50)) } }
+                    return .init(pid: process.processIdentifier, stop: { process.terminate(); await wait() },
+                                 kill: { kill(process.processIdentifier, SIGKILL); await wait() })
                 }, progress: { if !quiet { standardError($0) } })
             if json {
-                printJSON(["tasks": r.tasks, "keys": r.keys, "workers": r.workers, "concurrency": concurrency,
+                printJSON(["killed_midway": r.killed, "tasks": r.tasks, "keys": r.keys, "workers": r.workers, "concurrency": concurrency,
                            "ordered": r.ordered.rounded(), "plain": r.plain.rounded(), "ratio": (r.ratio * 1000).rounded() / 1000,
                            "out_of_order": r.outOfOrder, "ordered_per_worker": r.orderedPerWorker])
                 if r.outOfOrder > 0 { throw ExitCode(1) }
                 return
             }
-            print("\(r.tasks) tasks, \(r.keys) keys, \(r.workers) workers × --concurrency \(concurrency)")
+            print("\(r.tasks) tasks, \(r.keys) keys, \(r.workers) workers × --concurrency \(concurrency)"
+                  + (r.killed ? ", the busiest killed halfway through the ordered drain" : ""))
             print(String(format: "ordered: %.0f/s; without keys: %.0f/s; ratio %.2f", r.ordered, r.plain, r.ratio))
             print("ordered tasks run per worker: " + r.orderedPerWorker.map(String.init).joined(separator: ", "))
             print("out of their key's order: \(r.outOfOrder)")

@@ -151,5 +151,46 @@ struct UniqueTaskIntegrationTests {
         #expect(error?.replyCode == 404)
     }
 
+    @Test("a held key survives a broker restart (own node): a producer after it gets the first task's id; the worker then gives the key back")
+    func brokerRestart() async throws {
+        let node = PrivateBroker.unique("unique")
+        try await node.start()
+        do {
+            let h = try await TaskHarness.make(url: node.amqpURL)
+            let q = "uqr"
+            let key = UniqueKey("report:2026-12", for: .seconds(600))
+            let first = try await TaskClient(broker: h.broker).enqueueUnique(name: "job", json: Array("{}".utf8),
+                                                                             options: .init(queue: q, unique: key))
+            #expect(first.enqueued)
+            await h.broker.close()
+            try await node.stop()
+            try await node.start()
+
+            // A new producer (the same prefix) after the restart: the lock and its holder are still there.
+            let same = try await TaskHarness.make(url: node.amqpURL, prefix: h.topology.prefix)
+            let client = TaskClient(broker: same.broker)
+            let again = try await client.enqueueUnique(name: "job", json: Array("{}".utf8), options: .init(queue: q, unique: key))
+            #expect(!again.enqueued && again.id == first.id, "\(again)")
+            // The task itself survived too; its worker gives the key back once it succeeds.
+            let events = try await same.recordEvents()
+            var registry = HandlerRegistry()
+            registry.register("job") { _ in nil }
+            let worker = same.startWorker(queues: [q], registry: registry)
+            let outcome = try await events.waitForOutcomes([first.id])[first.id]
+            #expect(outcome?.kind == .succeeded)
+            let free = try await eventually(60, "the key to be free again") { () -> UniqueEnqueue? in
+                let next = try await client.enqueueUnique(name: "job", json: Array("{}".utf8), options: .init(queue: q, unique: key))
+                return next.id == first.id ? nil : next
+            }
+            #expect(free.enqueued)
+            try await worker.stop()
+            await same.broker.close()
+        } catch {
+            try? await node.destroy()
+            throw error
+        }
+        try await node.destroy()
+    }
+
     struct FlakyFailure: Error {}
 }

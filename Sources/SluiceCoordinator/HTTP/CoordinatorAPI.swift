@@ -32,7 +32,7 @@ import SluiceWorkflow
 /// GET  /v1/schedules                 schedules with their next fire time
 /// DELETE /v1/schedules/{id}
 /// POST /v1/tasks                      enqueue a standalone task: {"name", "queue"?, "arguments"?, "delaySeconds"?,
-///                                     "maxAttempts"?, "idempotencyKey"?, "track"?}
+///                                     "maxAttempts"?, "idempotencyKey"?, "track"?, "unique"?, "orderKey"?}
 /// GET  /v1/tasks/{id}                 a tracked task's status, attempts, times, last error, result, progress
 /// POST /v1/tasks/{id}/revoke          {"terminate"?, "reason"?}: workers dead-letter it (reason revoked) instead of running it
 /// ```
