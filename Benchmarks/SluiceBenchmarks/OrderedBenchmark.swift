@@ -12,19 +12,6 @@ import Synchronization
 /// workers have settled (heard each other, shared the partitions out);
 /// each drain is timed from its first task finished to its last.
 public struct OrderedBenchmark: Sendable {
-    /// A started worker process.
-    public struct WorkerProcess: Sendable {
-        public var pid: Int32
-        public var stop: @Sendable () async -> Void
-        public var kill: @Sendable () async -> Void
-
-        public init(pid: Int32, stop: @escaping @Sendable () async -> Void, kill: @escaping @Sendable () async -> Void) {
-            self.pid = pid
-            self.stop = stop
-            self.kill = kill
-        }
-    }
-
     public struct Result: Sendable {
         public var tasks: Int
         public var keys: Int
@@ -63,7 +50,7 @@ public struct OrderedBenchmark: Sendable {
 
     /// `startWorker(prefix, queue)` starts one `sluice worker --ordered`
     /// process and returns a way to stop it.
-    public func run(startWorker: @Sendable (String, String) throws -> WorkerProcess,
+    public func run(startWorker: @Sendable (String, String) throws -> BenchWorkerProcess,
                     progress: @Sendable (String) -> Void = { _ in }) async throws -> Result {
         let topology = try Topology(prefix: "sluice-ordered-\(UInt32.random(in: 0...UInt32.max))")
         let queue = "bench"
@@ -85,7 +72,7 @@ public struct OrderedBenchmark: Sendable {
         var perWorker: [String: Int] = [:]
         for ordered in [true, false] {
             progress("starting \(workers) workers; \(settle) s for them to hear each other and share the partitions out")
-            var started: [WorkerProcess] = []
+            var started: [BenchWorkerProcess] = []
             for _ in 0..<workers { started.append(try startWorker(topology.prefix, queue)) }
             try await Task.sleep(for: .seconds(settle))
             progress("enqueueing \(tasks) tasks \(ordered ? "over \(keys) order keys" : "without order keys")")
@@ -133,11 +120,9 @@ public struct OrderedBenchmark: Sendable {
         }
         reader.cancel()
         try? await events.cancel()
-        let admin = try await broker.connection.openChannel()
-        for index in 0..<Topology.orderPartitionCount { _ = try? await admin.queueDelete(topology.orderPartitionQueue(queue, index)) }
-        for name in [topology.workQueue(queue), topology.deadQueue(queue)] { _ = try? await admin.queueDelete(name) }
-        for (q, _) in topology.delayQueues { _ = try? await admin.queueDelete(q.name) }
-        for e in topology.exchanges + [topology.orderedExchangeDeclaration] { _ = try? await admin.exchangeDelete(e.name) }
+        await broker.removeBenchTopology(
+            queues: (0..<Topology.orderPartitionCount).map { topology.orderPartitionQueue(queue, $0) } + [topology.workQueue(queue), topology.deadQueue(queue)],
+            exchanges: [topology.orderedExchange])
         await broker.close()
         return Result(tasks: tasks, keys: keys, workers: workers, ordered: rates[true] ?? 0, plain: rates[false] ?? 0, outOfOrder: outOfOrder,
                       orderedPerWorker: perWorker.values.sorted(by: >), killed: killMidway)

@@ -11,17 +11,6 @@ import Synchronization
 /// backlog of one limited task; midway another worker joins and, later,
 /// one is killed (SIGKILL). Counts the `succeeded` events per second.
 public struct RateLimitBenchmark: Sendable {
-    /// A started worker process: stop it gracefully, or kill it.
-    public struct WorkerProcess: Sendable {
-        public var stop: @Sendable () async -> Void
-        public var kill: @Sendable () async -> Void
-
-        public init(stop: @escaping @Sendable () async -> Void, kill: @escaping @Sendable () async -> Void) {
-            self.stop = stop
-            self.kill = kill
-        }
-    }
-
     public struct Result: Sendable {
         public var limit: Double
         public var seconds: Int
@@ -62,7 +51,7 @@ public struct RateLimitBenchmark: Sendable {
 
     /// `startWorker(prefix, queue)` starts one worker process limited to
     /// `limit`/s of ``taskName`` on that prefix and queue.
-    public func run(startWorker: @Sendable (String, String) throws -> WorkerProcess,
+    public func run(startWorker: @Sendable (String, String) throws -> BenchWorkerProcess,
                     progress: @Sendable (String) -> Void = { _ in }) async throws -> Result {
         let topology = try Topology(prefix: "sluice-rate-\(UInt32.random(in: 0...UInt32.max))")
         let queue = "limited"
@@ -88,7 +77,7 @@ public struct RateLimitBenchmark: Sendable {
             for case .failure(let error) in results { throw error }
             left -= batch
         }
-        var running: [WorkerProcess] = []
+        var running: [BenchWorkerProcess] = []
         progress("starting \(workers) workers limited to \(limit)/s in all")
         for _ in 0..<workers { running.append(try startWorker(topology.prefix, queue)) }
         // The window opens a warm-up after the first task finished: worker start-up is not measured.
@@ -115,10 +104,7 @@ public struct RateLimitBenchmark: Sendable {
         reader.cancel()
         try? await events.cancel()
         // Remove the bench prefix's queues (and the backlog left in them) and exchanges.
-        let admin = try await broker.connection.openChannel()
-        for name in [topology.workQueue(queue), topology.deadQueue(queue)] { _ = try? await admin.queueDelete(name) }
-        for (q, _) in topology.delayQueues { _ = try? await admin.queueDelete(q.name) }
-        for e in topology.exchanges { _ = try? await admin.exchangeDelete(e.name) }
+        await broker.removeBenchTopology(queues: [topology.workQueue(queue), topology.deadQueue(queue)])
         await broker.close()
         return Result(limit: limit, seconds: seconds, rate: Double(window.count) / Double(seconds), perSecond: perSecond,
                       joinedAt: joinedAt, killedAt: killedAt, warmup: warmup)

@@ -92,14 +92,9 @@ public struct UniqueBenchmark: Sendable {
         }
         // Remove the bench prefix's queues and exchanges.
         progress("removing the benchmark's queues...")
-        let admin = try await broker.connection.openChannel()
-        for lock in lockQueues {
-            _ = try? await admin.queueDelete(lock)
-            _ = try? await admin.queueDelete(topology.uniqueHolderQueue(ofLock: lock))
-        }
-        for name in [topology.workQueue(queue), topology.deadQueue(queue)] { _ = try? await admin.queueDelete(name) }
-        for (q, _) in topology.delayQueues { _ = try? await admin.queueDelete(q.name) }
-        for e in topology.exchanges + [topology.uniqueExchangeDeclaration] { _ = try? await admin.exchangeDelete(e.name) }
+        await broker.removeBenchTopology(
+            queues: lockQueues.flatMap { [$0, topology.uniqueHolderQueue(ofLock: $0)] } + [topology.workQueue(queue), topology.deadQueue(queue)],
+            exchanges: [topology.uniqueExchange])
         await broker.close()
         return Result(tasks: tasks, callers: callers, rounds: results)
     }

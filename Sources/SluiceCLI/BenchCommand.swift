@@ -12,6 +12,19 @@ struct BenchCommand: AsyncParsableCommand {
         abstract: "Measure throughput and latency against a broker (see docs/performance.md).",
         subcommands: [AMQP.self, Tasks.self, Workflows.self, Ordered.self, Poison.self, Priorities.self, RateLimit.self, Tracking.self, Unique.self, Validation.self])
 
+    /// Starts `sluice worker <arguments>` (this binary), quiet, against `url`
+    /// (given in the environment: it may hold a password).
+    static func startWorker(_ arguments: [String], url: String) throws -> BenchWorkerProcess {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = ["worker"] + arguments + ["--log-level", "error"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["SLUICE_URL": url]) { $1 }
+        try process.run()
+        let ended: @Sendable () async -> Void = { while process.isRunning { try? await Task.sleep(for: .milliseconds(50)) } }
+        return BenchWorkerProcess(pid: process.processIdentifier, stop: { process.terminate(); await ended() },
+                                  kill: { kill(process.processIdentifier, SIGKILL); await ended() })
+    }
+
     struct AMQP: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "The raw AMQP ceiling: confirmed publishes/s and consume+ack/s.",
@@ -387,15 +400,8 @@ struct BenchCommand: AsyncParsableCommand {
             let r = try await OrderedBenchmark(url: try connection.resolvedURL(), tasks: tasks, keys: keys, workers: workers, settle: settle,
                                                killMidway: killBusiest)
                 .run(startWorker: { prefix, queue in
-                    let process = Process()
-                    process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-                    process.arguments = ["worker", "--prefix", prefix, "--queue", queue, "--ordered", "--concurrency", "\(concurrency)",
-                                         "--log-level", "error"]
-                    process.environment = ProcessInfo.processInfo.environment.merging(["SLUICE_URL": urlText]) { $1 }
-                    try process.run()
-                    let wait: @Sendable () async -> Void = { while process.isRunning { try? await Task.sleep(for: .milliseconds(50)) } }
-                    return .init(pid: process.processIdentifier, stop: { process.terminate(); await wait() },
-                                 kill: { kill(process.processIdentifier, SIGKILL); await wait() })
+                    try BenchCommand.startWorker(["--prefix", prefix, "--queue", queue, "--ordered", "--concurrency", "\(concurrency)"],
+                                                 url: urlText)
                 }, progress: { if !quiet { standardError($0) } })
             if json {
                 printJSON(["killed_midway": r.killed, "tasks": r.tasks, "keys": r.keys, "workers": r.workers, "concurrency": concurrency,
@@ -445,15 +451,7 @@ struct BenchCommand: AsyncParsableCommand {
             let quiet = json
             let bench = PoisonBenchmark(url: url, rate: rate, seconds: seconds, poisons: poisons, taskSeconds: taskSeconds)
             let r = try await bench.run(startWorker: { prefix, queue in
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-                process.arguments = ["worker", "--processes", "\(processes)", "--prefix", prefix, "--queue", queue, "--log-level", "error"]
-                process.environment = ProcessInfo.processInfo.environment.merging(["SLUICE_URL": urlText]) { $1 }
-                try process.run()
-                return {
-                    process.terminate()
-                    while process.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
-                }
+                try BenchCommand.startWorker(["--processes", "\(processes)", "--prefix", prefix, "--queue", queue], url: urlText).stop
             }, progress: { if !quiet { standardError($0) } })
             let poisonSeconds = r.poisonSeconds.map { $0.map { ($0 * 10).rounded() / 10 } }
             if json {
@@ -562,15 +560,8 @@ struct BenchCommand: AsyncParsableCommand {
             let limit = self.limit, quiet = json
             let bench = RateLimitBenchmark(url: url, limit: limit, backlog: backlog, workers: workers, seconds: seconds, warmup: warmup)
             let r = try await bench.run(startWorker: { prefix, queue in
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-                process.arguments = ["worker", "--prefix", prefix, "--queue", queue, "--log-level", "error",
-                                     "--rate-limit", "\(RateLimitBenchmark.taskName)=\(limit)/s"]
-                process.environment = ProcessInfo.processInfo.environment.merging(["SLUICE_URL": urlText]) { $1 }
-                try process.run()
-                let wait: @Sendable () async -> Void = { while process.isRunning { try? await Task.sleep(for: .milliseconds(50)) } }
-                return .init(stop: { process.terminate(); await wait() },
-                             kill: { kill(process.processIdentifier, SIGKILL); await wait() })
+                try BenchCommand.startWorker(["--prefix", prefix, "--queue", queue, "--rate-limit", "\(RateLimitBenchmark.taskName)=\(limit)/s"],
+                                             url: urlText)
             }, progress: { if !quiet { standardError($0) } })
             let rounded = { (x: Double) in (x * 1000).rounded() / 1000 }
             if json {

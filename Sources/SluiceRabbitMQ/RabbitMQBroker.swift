@@ -318,10 +318,6 @@ public final class RabbitMQBroker: Broker {
         let channel = try await connection.openChannel()
         try await channel.qos(prefetchCount: UInt16(clamping: max(1, prefetch)))
         let consumer = try await channel.consume(queue: queue)
-        // An ordered partition is never cancelled before its channel closes:
-        // a cancel hands the partition to the next consumer at once, while
-        // the delivery this one holds is still its (see Worker).
-        let isPartition = topology.orderPartition(fromQueue: queue) != nil
         return BrokerConsumer(makeNext: {
             let reader = consumer.makeReader()
             return {
@@ -334,13 +330,13 @@ public final class RabbitMQBroker: Broker {
         }, cancel: {
             try await consumer.cancel()
         }, close: {
-            // Closing the channel returns its unacknowledged deliveries to the
-            // queue. In a task of its own: callers close while being cancelled,
-            // and a cancelled caller's request would be dropped unsent.
-            await Task {
-                if !isPartition { try? await consumer.cancel() }
-                try? await channel.close()
-            }.value
+            // Closing the channel ends the consumer and returns its unacknowledged
+            // deliveries to the queue in one step. No basic.cancel first: on a
+            // single-active-consumer queue (an ordered partition) a cancel hands
+            // the queue to the next consumer at once, while this one still
+            // holds a delivery. In a task of its own: callers close while being
+            // cancelled, and a cancelled caller's request would be dropped unsent.
+            await Task { try? await channel.close() }.value
         })
     }
 

@@ -34,27 +34,22 @@ struct OrderedWorkerTests {
             log.withLock { $0[args.key, default: []].append(args.n) }
             return nil
         }
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
         var configuration = Worker.Configuration(queues: ["q"], concurrency: 8,
                                                  retryPolicy: RetryPolicy(maxAttempts: 3, baseMilliseconds: 20, jitter: 0))
         configuration.ordered = true
-        let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
-        let run = Task { try await group.run() }
         let keys = (0..<6).map { "k\($0)" }
-        for n in 0..<20 {
-            for key in keys {
-                let args = String(decoding: try JSONEncoder().encode(Args(key: key, n: n)), as: UTF8.self)
-                _ = try await client.enqueue(name: "step", json: Array(args.utf8), options: .init(queue: "q", orderKey: key))
+        try await withInMemoryWorker(broker, registry, configuration) {
+            for n in 0..<20 {
+                for key in keys {
+                    let args = String(decoding: try JSONEncoder().encode(Args(key: key, n: n)), as: UTF8.self)
+                    _ = try await client.enqueue(name: "step", json: Array(args.utf8), options: .init(queue: "q", orderKey: key))
+                }
             }
+            let done = try await within(60, "every key's twenty tasks") {
+                await broker.waitForEvents { $0.filter { $0.kind == .succeeded }.count == 120 }
+            }
+            #expect(done)
         }
-        let done = try await within(60, "every key's twenty tasks") {
-            await broker.waitForEvents { $0.filter { $0.kind == .succeeded }.count == 120 }
-        }
-        #expect(done)
-        await group.triggerGracefulShutdown()
-        try await run.value
         for key in keys { #expect(log.withLock { $0[key] } == Array(0..<20), "key \(key)") }
         #expect(overlaps.withLock { $0 } == 0)
         #expect(await broker.events.filter { $0.kind == .retrying }.count == 6)

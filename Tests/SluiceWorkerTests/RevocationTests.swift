@@ -110,20 +110,7 @@ struct RevocationTests {
     /// Runs `body` with a worker of queue `q` running, then stops it.
     private func withWorker(_ broker: InMemoryBroker, _ registry: HandlerRegistry, startedEvents: Bool = false,
                             _ body: () async throws -> Void) async throws {
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let configuration = Worker.Configuration(queues: ["q"], concurrency: 4, publishStartedEvents: startedEvents, middleware: [])
-        let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
-        let running = Task { try await group.run() }
-        do {
-            try await body()
-        } catch {
-            await group.triggerGracefulShutdown()
-            _ = try? await running.value
-            throw error
-        }
-        await group.triggerGracefulShutdown()
-        try await running.value
+        try await withInMemoryWorker(broker, registry, Worker.Configuration(queues: ["q"], concurrency: 4, publishStartedEvents: startedEvents,
+                                                                            middleware: []), body)
     }
 }

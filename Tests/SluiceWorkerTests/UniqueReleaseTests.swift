@@ -105,20 +105,7 @@ struct UniqueReleaseTests {
     struct TestFailure: Error {}
 
     private func withWorker(_ broker: InMemoryBroker, _ registry: HandlerRegistry, _ body: () async throws -> Void) async throws {
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let configuration = Worker.Configuration(queues: ["q"], concurrency: 4, publishStartedEvents: true, middleware: [])
-        let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
-        let running = Task { try await group.run() }
-        do {
-            try await body()
-        } catch {
-            await group.triggerGracefulShutdown()
-            _ = try? await running.value
-            throw error
-        }
-        await group.triggerGracefulShutdown()
-        try await running.value
+        try await withInMemoryWorker(broker, registry, Worker.Configuration(queues: ["q"], concurrency: 4, publishStartedEvents: true,
+                                                                            middleware: []), body)
     }
 }
