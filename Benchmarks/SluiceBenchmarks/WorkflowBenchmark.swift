@@ -42,6 +42,8 @@ public struct WorkflowBenchmark: Sendable {
 
     /// A queue of its own for the map's tasks (nil: the same queue as every step).
     public var mapQueue: String?
+    /// Whether the coordinators ask for step outcomes in packs (``EventPack``).
+    public var eventPacks = true
 
     public init(url: AMQPURL, runs: Int = 500, stepsPerRun: Int = 3, mapSize: Int = 10_000, concurrency: Int = 200, mapQueue: String? = nil) {
         self.url = url
@@ -82,6 +84,7 @@ public struct WorkflowBenchmark: Sendable {
         let coordinators = zip(engines, brokers).map { engine, broker in
             var configuration = Coordinator.Configuration(leaseTTL: .seconds(30), defaultQueue: queue, prefetch: 500)
             configuration.partitions = partitions
+            configuration.eventPacks = eventPacks
             return Coordinator(broker: broker, engine: engine, configuration: configuration, logger: logger)
         }
         var registry = HandlerRegistry()

@@ -289,6 +289,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Coordinators sharing the PostgreSQL store (in this process, each with its own connection); more than one needs a new database, created with --partitions.")
         var coordinators = 1
         @Option(help: "Partitions of a new PostgreSQL database (with one coordinator too).") var partitions = 1
+        @Flag(inversion: .prefixedNo, help: "Step outcomes in packs (as `sluice coordinator` asks by default); --no-event-packs measures one message per outcome.")
+        var eventPacks = true
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var connection: ConnectionOptions
 
@@ -302,7 +304,8 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() async throws {
             let url = try connection.resolvedURL()
-            let bench = WorkflowBenchmark(url: url, runs: runs, stepsPerRun: steps, mapSize: map, concurrency: concurrency, mapQueue: mapQueue)
+            var bench = WorkflowBenchmark(url: url, runs: runs, stepsPerRun: steps, mapSize: map, concurrency: concurrency, mapQueue: mapQueue)
+            bench.eventPacks = eventPacks
             let quiet = json
             var plainRate: Double?
             if plainTasks > 0 {

@@ -56,6 +56,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var partitions: Int?
     @Flag(help: "Also receive every task's outcome, as versions before 0.6 did, for workers of such a version still running during an upgrade (upgrade the workers first and this is not needed). Without it those bindings are removed.")
     var legacyEventBindings = false
+    @Flag(inversion: .prefixedNo, help: "Ask workers to send step outcomes in packs (one broker message carries the outcomes that are ready together). Every coordinator of the prefix must be of this version or later: during an upgrade from an earlier one, start the new coordinators with --no-event-packs until no earlier one runs.")
+    var eventPacks = true
     @Option(help: "How long the status of a tracked task (sluice enqueue --track) is kept after it succeeded or went dead; one that never finishes is kept 7 times as long after its last news.")
     var taskRetention: DurationArgument = "24h"
     @Option(help: "How often to sample the queues for the sluice_queue_* gauges on /metrics (ready, oldest age, consumers, dead): at least 1s, or 'off'.")
@@ -138,6 +140,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                                                                      retention: retention.period)
             coordinatorConfiguration.eventVerifier = verifier
             coordinatorConfiguration.legacyEventBindings = legacyEventBindings
+            coordinatorConfiguration.eventPacks = eventPacks
             coordinatorConfiguration.partitions = partitions ?? (isSQLite ? 1 : 16)
             if verifier == nil {
                 logger.notice("no event key: step outcomes are not checked; keep producers from publishing events with broker permissions (docs/operations.md)")

@@ -57,72 +57,81 @@ extension Coordinator {
     /// runs' events go first, in a commit of their own, and the big run's
     /// follow in commits of at most ``FairBatch/heavyChunk`` events, so that
     /// one huge run delays the others' events by at most one such commit.
+    /// A pack (``EventPack``) counts as its events; its delivery is
+    /// acknowledged once all of them are applied.
     func apply(_ deliveries: [BrokerDelivery]) async throws {
-        let decoded = deliveries.map(decode)
-        for part in FairBatch.parts(runIDs: decoded.map(\.runID)) {
-            try await apply(part.map { decoded[$0] })
+        var items: [DecodedItem] = []
+        items.reserveCapacity(deliveries.count)
+        for index in deliveries.indices { decode(deliveries[index], index: index, into: &items) }
+        var failed: Set<Int> = []
+        for part in FairBatch.parts(runIDs: items.map(\.runID)) {
+            try await apply(part.map { items[$0] }, deliveries: deliveries, failed: &failed)
         }
+        for index in deliveries.indices {
+            // One that failed comes again, whole (applying an event twice changes nothing).
+            if failed.contains(index) { try? await deliveries[index].reject(requeue: true) } else { try await deliveries[index].ack() }
+        }
+        if !failed.isEmpty { try await Task.sleep(for: .seconds(1)) }
     }
 
-    /// A delivery read once: the event or message it holds, if valid and authentic.
-    struct DecodedDelivery {
-        var delivery: BrokerDelivery
+    /// An event or run message read from a delivery (a pack holds several),
+    /// valid and authentic; `delivery` is its delivery's index in the batch.
+    struct DecodedItem {
+        var delivery: Int
         var event: TaskEvent?
         var message: RunMessage?
         var runID: String? { event?.workflowRunID ?? message?.runID }
     }
 
-    func decode(_ delivery: BrokerDelivery) -> DecodedDelivery {
+    /// Appends what `delivery` holds to `items`: nothing for one that is
+    /// invalid or forged (it is acknowledged and dropped, logged and counted).
+    func decode(_ delivery: BrokerDelivery, index: Int, into items: inout [DecodedItem]) {
         if Self.isRunMessage(delivery) {
-            return DecodedDelivery(delivery: delivery, message: runMessage(delivery))
+            if let message = runMessage(delivery) { items.append(DecodedItem(delivery: index, message: message)) }
+            return
         }
         do {
-            let event = try TaskEvent.decode(delivery.body)
-            return DecodedDelivery(delivery: delivery, event: isAuthentic(event) ? event : nil)
+            if Topology.isEventPackKey(delivery.routingKey) {
+                for event in try EventPack.decode(delivery.body) where isAuthentic(event) {
+                    items.append(DecodedItem(delivery: index, event: event))
+                }
+            } else {
+                let event = try TaskEvent.decode(delivery.body)
+                if isAuthentic(event) { items.append(DecodedItem(delivery: index, event: event)) }
+            }
         } catch {
-            logger.warning("an event that is not valid JSON was dropped", metadata: ["error": "\(error)"])
-            return DecodedDelivery(delivery: delivery)
+            logger.warning("an event that is not valid JSON was dropped", metadata: ["key": "\(delivery.routingKey.prefix(300))", "error": "\(error)"])
         }
     }
 
-    /// Applies decoded deliveries in one commit, then acknowledges them.
-    private func apply(_ decoded: [DecodedDelivery]) async throws {
+    /// Applies decoded items in one commit. If that fails, one at a time, so
+    /// that one that cannot be applied does not hold the others back; the
+    /// deliveries of those that failed are added to `failed`.
+    private func apply(_ items: [DecodedItem], deliveries: [BrokerDelivery], failed: inout Set<Int>) async throws {
         do {
-            try await engine.apply(decoded.compactMap(\.event), messages: decoded.compactMap(\.message))
+            try await engine.apply(items.compactMap(\.event), messages: items.compactMap(\.message))
+            return
         } catch is CancellationError {
             throw CancellationError()
         } catch where Self.isLeaseLoss(error) {
             throw error
         } catch {
-            // Not committed. Apply them one at a time, so that one event that
-            // cannot be applied does not hold the others back; it comes again
-            // (applying an event twice changes nothing).
             logger.warning("could not apply a batch of events; applying them one by one", metadata: [
-                "count": "\(decoded.count)", "error": "\(error)"])
-            var failed = false
-            for item in decoded {
-                guard item.event != nil || item.message != nil else {
-                    try await item.delivery.ack()
-                    continue
-                }
-                do {
-                    try await engine.apply(item.event.map { [$0] } ?? [], messages: item.message.map { [$0] } ?? [])
-                    try await item.delivery.ack()
-                } catch is CancellationError {
-                    throw CancellationError()
-                } catch where Self.isLeaseLoss(error) {
-                    throw error
-                } catch {
-                    failed = true
-                    logger.error("could not apply an event; it will come again", metadata: [
-                        "task.id": "\(item.event?.taskID ?? "")", "run": "\(item.runID ?? "")", "error": "\(error)"])
-                    try? await item.delivery.reject(requeue: true)
-                }
-            }
-            if failed { try await Task.sleep(for: .seconds(1)) }
-            return
+                "count": "\(items.count)", "error": "\(error)"])
         }
-        for item in decoded { try await item.delivery.ack() }
+        for item in items where !failed.contains(item.delivery) {
+            do {
+                try await engine.apply(item.event.map { [$0] } ?? [], messages: item.message.map { [$0] } ?? [])
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch where Self.isLeaseLoss(error) {
+                throw error
+            } catch {
+                failed.insert(item.delivery)
+                logger.error("could not apply an event; it will come again", metadata: [
+                    "task.id": "\(item.event?.taskID ?? "")", "run": "\(item.runID ?? "")", "error": "\(error)"])
+            }
+        }
     }
 
     /// Turns dead-lettered step tasks into `dead` events: RabbitMQ dead-letters

@@ -178,6 +178,12 @@ extension Coordinator {
             // Workers with the key run only step tasks signed here.
             envelope.stepSignature = signer.stepSignature(taskID: task.taskID, runID: task.runID, step: step)
         }
+        let partitions = leadership.knownStoreCount
+        if configuration.eventPacks, !task.runID.isEmpty, partitions > 0 {
+            // The run's partition number is a bucket of that partition: its outcomes
+            // share packs with the partition's other runs', on the partition's queue.
+            envelope.eventPackBucket = Topology.partition(runID: task.runID, of: partitions)
+        }
         return envelope
     }
 

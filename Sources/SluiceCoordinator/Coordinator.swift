@@ -57,6 +57,11 @@ public struct Coordinator: Service {
         /// leading some partitions (PostgreSQL). A store keeps the count it
         /// was created with; 1 (the default) is one active coordinator.
         public var partitions: Int
+        /// Ask workers to send step outcomes in packs (``EventPack``): under
+        /// load one broker message then carries many outcomes. Every
+        /// coordinator of the prefix must read packs (this version or later);
+        /// off while one of an earlier version may still lead a partition.
+        public var eventPacks: Bool
 
         public init(holder: String = Coordinator.defaultHolder, leaseTTL: Duration = .seconds(10), defaultQueue: String = "default",
                     prefetch: Int = 200, outboxBatch: Int = 500, pollInterval: Duration = .milliseconds(250),
@@ -71,6 +76,7 @@ public struct Coordinator: Service {
             self.eventVerifier = nil
             self.legacyEventBindings = false
             self.partitions = 1
+            self.eventPacks = true
         }
     }
 

@@ -17,6 +17,9 @@ final class PartitionLeadership: Sendable {
 
     func setStoreCount(_ count: Int) { storeCount.withLock { $0 = count } }
 
+    /// The store's partition count, once read (0 before).
+    var knownStoreCount: Int { storeCount.withLock { $0 } }
+
     func begin(holder: String, member: String, count: Int) {
         state.withLock { $0 = Term(holder: holder, member: member, count: count) }
     }

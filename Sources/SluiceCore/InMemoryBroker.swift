@@ -140,8 +140,11 @@ public actor InMemoryBroker: Broker {
             for (queue, bindings) in coordinatorBindings where bindings.contains(where: { TopicPattern.matches($0, message.routingKey) }) {
                 _ = enqueue(message, into: queue)
             }
-            if let event = try? TaskEvent.decode(message.body) {
-                events.append(event)
+            // A pack counts as its events.
+            let decoded = Topology.isEventPackKey(message.routingKey)
+                ? (try? EventPack.decode(message.body)) : (try? TaskEvent.decode(message.body)).map { [$0] }
+            if let decoded {
+                events.append(contentsOf: decoded)
                 let ready = eventWaiters.filter { $0.ready(events) }
                 eventWaiters.removeAll { w in ready.contains { $0.id == w.id } }
                 for w in ready { w.continuation.resume(returning: true) }

@@ -224,7 +224,19 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
         set { mutate { $0.track = newValue } }
     }
 
-    /// Headers this version does not interpret, kept on retries and dead copies.
+    /// On a workflow step task: the bucket whose coordinator queue takes
+    /// its outcomes packed with other steps' (``Topology/eventPackRoutingKey(bucket:kind:)``);
+    /// nil when the coordinator asked for one event per message. Set by the
+    /// coordinator, kept on retry copies; any value outside the buckets is ignored.
+    public var eventPackBucket: Int? {
+        get {
+            guard workflowRunID != nil, let value = otherHeaders[WireHeader.eventPack]?.intValue,
+                  (0..<Topology.stepEventBuckets).contains(value) else { return nil }
+            return value
+        }
+        set { otherHeaders[WireHeader.eventPack] = newValue.map { .int64(Int64($0)) } }
+    }
+
     /// The key whose tasks run one at a time in enqueue order (see
     /// ``Topology/orderedExchange(_:)``); nil for an unordered task.
     public var orderKey: String? {
@@ -232,6 +244,7 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
         set { otherHeaders[WireHeader.orderKey] = newValue.map { .string($0) } }
     }
 
+    /// Headers this version does not interpret, kept on retries and dead copies.
     public var otherHeaders: FieldTable {
         get { box.fields.otherHeaders }
         set { mutate { $0.otherHeaders = newValue } }
@@ -320,6 +333,8 @@ public enum WireHeader {
     /// On a task with strict order per key: the key (``TaskEnvelope/orderKey``).
     /// Kept on dead copies, so that a replay goes back to the key's partition.
     public static let orderKey = "sluice-order-key"
+    /// On a step task: where its outcome events go packed (``TaskEnvelope/eventPackBucket``).
+    public static let eventPack = "sluice-event-pack"
     /// On a step task: the coordinator's signature of its id, run and step
     /// (see ``EventSigner/stepSignature(taskID:runID:step:)``). Kept on
     /// retry copies, as any header this version does not interpret.

@@ -94,6 +94,11 @@ public struct TaskEvent: Sendable, Hashable, Codable {
         try decoder.decode(TaskEvent.self, from: Data(bytes))
     }
 
+    /// Reads a JSON array of events (an ``EventPack``).
+    static func decodeArray(_ bytes: [UInt8]) throws -> [TaskEvent] {
+        try decoder.decode([TaskEvent].self, from: Data(bytes))
+    }
+
     private static let decoder: JSONDecoder = {
         let d = JSONDecoder()
         d.dateDecodingStrategy = .custom { decoder in

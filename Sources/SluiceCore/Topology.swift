@@ -158,6 +158,29 @@ public struct Topology: Sendable, Hashable {
 
     public var trackingBindings: [String] { ["\(Self.trackEventWord).#"] }
 
+    /// The routing key of a pack of step outcome events of one `kind`
+    /// (``EventPack``): `~wf.<bucket>.~pack.<kind>`, so that it matches the
+    /// bucket's coordinator bindings (`~wf.<bucket>.#.<kind>`). The bucket is
+    /// the one the coordinator names on the step task (``TaskEnvelope/eventPackBucket``):
+    /// the first of its run's partition, so that one partition's outcomes share packs.
+    public func eventPackRoutingKey(bucket: Int, kind: TaskEvent.Kind) -> String {
+        "\(Self.stepEventWord).\(bucket).\(Self.eventPackWord).\(kind.rawValue)"
+    }
+
+    /// Whether a routing key is an event pack's (`~wf.<bucket>.~pack.<kind>`).
+    public static func isEventPackKey(_ routingKey: String) -> Bool {
+        // Checked on every event a worker publishes: a plain task's key starts with its queue name, never `~`.
+        guard routingKey.utf8.first == UInt8(ascii: "~") else { return false }
+        let words = routingKey.utf8.split(separator: UInt8(ascii: "."), maxSplits: 3, omittingEmptySubsequences: false)
+        return words.count == 4 && words[0].elementsEqual(stepEventWord.utf8) && words[2].elementsEqual(eventPackWord.utf8)
+    }
+
+    /// The word after the bucket in an event pack's key: cannot be a queue name.
+    public static let eventPackWord = "~pack"
+
+    /// The step outcome kinds that travel in packs (not `progress`).
+    public static let packedEventKinds: [TaskEvent.Kind] = [.succeeded, .retrying, .dead]
+
     /// The first word of every workflow step's event key.
     public static let stepEventWord = "~wf"
     /// How many buckets step events are spread over (by run id).

@@ -54,8 +54,11 @@ public final class EventWatch: Sendable {
                                 }
                             }
                         }
-                    } else if let event = try? TaskEvent.decode(delivery.body) {
-                        state.withLock { s in
+                    } else {
+                        // A pack of step outcomes counts as its events.
+                        let events = Topology.isEventPackKey(delivery.routingKey)
+                            ? (try? EventPack.decode(delivery.body)) ?? [] : [try? TaskEvent.decode(delivery.body)].compactMap { $0 }
+                        for event in events { state.withLock { s in
                             if event.kind == .progress {
                                 if event.at >= s.progress[event.taskID]?.at ?? .distantPast { s.progress[event.taskID] = event }
                                 if s.progress.count > 500, Date().timeIntervalSince(s.progressSwept) > 10 {
@@ -74,7 +77,7 @@ public final class EventWatch: Sendable {
                                 s.failures.append(event)
                                 if s.failures.count > 100 { s.failures.removeFirst(20) }
                             }
-                        }
+                        } }
                     }
                 }
             } catch {}

@@ -482,8 +482,22 @@ struct SettlementStateMachine: Sendable {
     }
 
     /// An event's message, signed when the worker has an event key.
+    /// A step outcome whose coordinator asked for packs gets the pack key:
+    /// the worker's ``EventPacker`` sends it with the others ready then.
     private func eventMessage(_ event: TaskEvent) -> OutboundMessage {
-        settings.topology.eventMessage(settings.eventSigner.map { $0.signed(event) } ?? event)
+        var message = settings.topology.eventMessage(settings.eventSigner.map { $0.signed(event) } ?? event)
+        if event.workflowRunID != nil, Topology.packedEventKinds.contains(event.kind), let bucket = eventPackBucket {
+            message.routingKey = settings.topology.eventPackRoutingKey(bucket: bucket, kind: event.kind)
+        }
+        return message
+    }
+
+    /// The delivery's ``TaskEnvelope/eventPackBucket``, read from its headers
+    /// (a step task that did not decode reports nothing to a coordinator).
+    private var eventPackBucket: Int? {
+        guard let value = properties.headers?[WireHeader.eventPack]?.intValue,
+              (0..<Topology.stepEventBuckets).contains(value) else { return nil }
+        return value
     }
 
     /// Where the delivery asks for its final outcome (`reply_to`), if it is

@@ -169,6 +169,8 @@ public final class Worker: Service {
     private let progressSink: ProgressSink
     /// Tracked tasks' start events, sent only for tasks still running after a moment.
     private let deferredStarts = DeferredStarts()
+    /// Step outcomes the coordinator takes in packs go through here.
+    private let eventPacker: EventPacker
     /// Revoked task ids, from the revocation stream.
     let revocations = Revocations()
     /// Metric handles per consumed queue, made once (queues are fixed).
@@ -209,6 +211,10 @@ public final class Worker: Service {
         self.rateGate = configuration.rateLimits.isEmpty && !ordered ? nil
             : RateGate(me: configuration.workerID, startedAt: startedAt, limits: configuration.rateLimits,
                        orderedQueues: ordered ? Self.baseQueues(configuration) : [])
+        self.eventPacker = EventPacker { [broker] pack in
+            // Unroutable is no failure for an event (see publishAll).
+            if case .failure(let error) = try await broker.publish([pack])[0], !PublishFailure.isUnroutable(error) { throw error }
+        }
         progressSink.connect { [weak self] event in self?.publishProgress(event) }
     }
 
@@ -746,6 +752,9 @@ public final class Worker: Service {
     /// bound a queue for is confirmed as unroutable: that is fine for events,
     /// and tells ``eventDemand`` that nobody listens to its key.
     private func publishAll(_ messages: [OutboundMessage]) async throws {
+        if messages.count == 1, Topology.isEventPackKey(messages[0].routingKey) {
+            return try await eventPacker.publish(messages[0])
+        }
         let results = try await broker.publish(messages)
         for (message, result) in zip(messages, results) {
             let isEvent = message.exchange == topology.eventsExchange

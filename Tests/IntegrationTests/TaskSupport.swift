@@ -39,7 +39,10 @@ struct TaskHarness {
         let recorder = EventRecorder()
         Task {
             for try await delivery in consumer {
-                if let event = try? TaskEvent.decode(delivery.body) { await recorder.append(event) }
+                // A pack of step outcomes counts as its events.
+                if Topology.isEventPackKey(delivery.routingKey) {
+                    for event in (try? EventPack.decode(delivery.body)) ?? [] { await recorder.append(event) }
+                } else if let event = try? TaskEvent.decode(delivery.body) { await recorder.append(event) }
             }
         }
         return recorder

@@ -1,0 +1,87 @@
+import SluiceCore
+import SluiceWire
+import Synchronization
+
+/// Sends step outcome events in packs (``EventPack``): per pack key, one
+/// pack is in flight at a time; events that become ready meanwhile wait and
+/// go together in the next, as soon as the broker confirmed the previous one.
+/// An event alone goes at once. Each caller returns when the pack that
+/// carried its event is confirmed (or throws what the publish threw), so a
+/// delivery is still acknowledged only after its outcome is safe.
+final class EventPacker: Sendable {
+    /// Publishes one message, confirmed; throws what refused it.
+    typealias Send = @Sendable (OutboundMessage) async throws -> Void
+
+    private struct Waiting {
+        var body: [UInt8]
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private struct Lane {
+        var waiting: [Waiting] = []
+        var sending = false
+    }
+
+    private let send: Send
+    private let maxEvents: Int
+    private let maxBytes: Int
+    private let lanes = Mutex<[String: Lane]>([:])
+
+    init(maxEvents: Int = EventPack.maxEvents, maxBytes: Int = EventPack.maxBytes, send: @escaping Send) {
+        self.send = send
+        self.maxEvents = maxEvents
+        self.maxBytes = maxBytes
+    }
+
+    /// Sends `message`'s body in a pack on its exchange and routing key.
+    func publish(_ message: OutboundMessage) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let batch: [Waiting]? = lanes.withLock { lanes in
+                lanes[message.routingKey, default: Lane()].waiting.append(Waiting(body: message.body, continuation: continuation))
+                guard !lanes[message.routingKey]!.sending else { return nil }
+                lanes[message.routingKey]!.sending = true
+                return take(&lanes[message.routingKey]!)
+            }
+            // In a task of its own: a caller's cancellation must not fail the
+            // others' events in the same pack.
+            if let batch { Task { await self.flush(batch, exchange: message.exchange, routingKey: message.routingKey) } }
+        }
+    }
+
+    /// Sends packs for the key until nothing waits.
+    private func flush(_ first: [Waiting], exchange: String, routingKey: String) async {
+        var batch = first
+        while true {
+            let pack = EventPack.message(exchange: exchange, routingKey: routingKey, bodies: batch.map(\.body))
+            do {
+                try await send(pack)
+                for waiting in batch { waiting.continuation.resume() }
+            } catch {
+                for waiting in batch { waiting.continuation.resume(throwing: error) }
+            }
+            let next: [Waiting]? = lanes.withLock { lanes in
+                guard !lanes[routingKey]!.waiting.isEmpty else {
+                    lanes[routingKey] = nil
+                    return nil
+                }
+                return take(&lanes[routingKey]!)
+            }
+            guard let next else { return }
+            batch = next
+        }
+    }
+
+    /// The next pack's events: the oldest first, up to the count and byte limits (at least one).
+    private func take(_ lane: inout Lane) -> [Waiting] {
+        var count = 0
+        var bytes = 0
+        for waiting in lane.waiting {
+            if count > 0 && (count == maxEvents || bytes + waiting.body.count > maxBytes) { break }
+            count += 1
+            bytes += waiting.body.count
+        }
+        let batch = Array(lane.waiting.prefix(count))
+        lane.waiting.removeFirst(count)
+        return batch
+    }
+}
