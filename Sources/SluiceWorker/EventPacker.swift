@@ -71,6 +71,11 @@ final class EventPacker: Sendable {
         }
     }
 
+    /// Events of `routingKey` waiting for the pack in flight to be confirmed.
+    func waitingCount(routingKey: String) -> Int {
+        lanes.withLock { $0[routingKey]?.waiting.count ?? 0 }
+    }
+
     /// The next pack's events: the oldest first, up to the count and byte limits (at least one).
     private func take(_ lane: inout Lane) -> [Waiting] {
         var count = 0
