@@ -214,7 +214,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceCoordinatorTests",
-            dependencies: ["SluiceCoordinator", "SluiceCore", "SluiceWorkflow", "SluiceWorker", "SluiceTesting",
+            dependencies: ["SluiceCoordinator", "SluiceCore", "SluiceWorkflow", "SluiceWorker", "SluiceWire", "SluiceTesting",
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: strictSwift
