@@ -275,8 +275,10 @@ struct BenchCommand: AsyncParsableCommand {
             peak resident memory is sampled. On a temporary SQLite file, and on PostgreSQL when --postgres is given.
 
             First it measures the end-to-end rate of --plain-tasks plain no-op tasks through one worker (as \
-            `sluice bench tasks` does), and prints each store's transitions/s as a share of it: the two come \
-            from one run on one machine, so the ratio compares across days where raw rates do not.
+            `sluice bench tasks` does), then again with a listener bound to their outcome events (as every \
+            step's outcome is heard by the coordinator; a plain task's that nobody hears is not published), \
+            and prints each store's transitions/s as a share of both: they come from one run on one \
+            machine, so the ratios compare across days where raw rates do not.
             """)
         @Option(help: "Runs for the transitions measurement (started 64 at a time).") var runs = 2000
         @Option(help: "Steps per run.") var steps = 3
@@ -308,9 +310,16 @@ struct BenchCommand: AsyncParsableCommand {
             bench.eventPacks = eventPacks
             let quiet = json
             var plainRate: Double?
+            // Also with a listener bound to their outcome events: a step's
+            // outcome is always published and heard (by the coordinator); a
+            // plain task's nobody listens to is not published at all.
+            var plainHeardRate: Double?
             if plainTasks > 0 {
                 let plain = TaskBenchmark(url: url, count: plainTasks, concurrency: 300, rounds: 1, latencyTasks: 0)
                 plainRate = try await plain.run { if !quiet { standardError("plain tasks: \($0)") } }.medianEndToEnd
+                var heard = plain
+                heard.listener = true
+                plainHeardRate = try await heard.run { if !quiet { standardError("plain tasks, outcome events heard: \($0)") } }.medianEndToEnd
             }
             /// Measures one store and closes it, whatever happens.
             func measure(_ store: any WorkflowStore, _ label: String) async throws -> WorkflowBenchmark.Result {
@@ -354,13 +363,22 @@ struct BenchCommand: AsyncParsableCommand {
                         row["plain_tasks_per_s"] = plainRate.rounded()
                         row["transitions_share_of_plain"] = r.transitionsPerSecond / plainRate
                     }
+                    if let plainHeardRate {
+                        row["plain_tasks_heard_per_s"] = plainHeardRate.rounded()
+                        row["transitions_share_of_plain_heard"] = r.transitionsPerSecond / plainHeardRate
+                    }
                     return row
                 })
                 return
             }
             if let plainRate { print("plain tasks end to end: \(Int(plainRate)) tasks/s (\(plainTasks) tasks, one worker, concurrency 300)") }
+            if let plainHeardRate { print("plain tasks end to end, their outcome events heard by a listener: \(Int(plainHeardRate)) tasks/s") }
             for r in results {
-                let share = plainRate.map { String(format: " (%.0f%% of the plain-task rate)", 100 * r.transitionsPerSecond / $0) } ?? ""
+                let share = plainRate.map { plain in
+                    String(format: " (%.0f%% of the plain-task rate", 100 * r.transitionsPerSecond / plain)
+                        + (plainHeardRate.map { String(format: ", %.0f%% of it with outcome events heard", 100 * r.transitionsPerSecond / $0) } ?? "")
+                        + ")"
+                } ?? ""
                 print("\(r.store): \(Int(r.transitionsPerSecond)) step transitions/s\(share) (\(r.runs) runs × \(r.stepsPerRun) steps); "
                       + "map over \(r.mapSize) + join: \(String(format: "%.1f", r.mapSeconds)) s; "
                       + (r.otherRunsP50.flatMap { p50 in r.otherRunsP99.map { String(format: "meanwhile \(r.stepsPerRun)-step runs took %.2f s p50, %.2f s p99", p50, $0) } }

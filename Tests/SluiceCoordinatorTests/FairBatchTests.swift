@@ -34,4 +34,17 @@ struct FairBatchTests {
         let flat = parts.flatMap { $0 }
         #expect(flat == Array(0..<100))
     }
+
+    @Test("no part holds more than the most per commit, heavy run or not; order is kept")
+    func bounded() {
+        let light: [String?] = (0..<5000).map { "run-\($0)" }
+        let parts = FairBatch.parts(runIDs: light, lightLimit: 16, heavyChunk: 256, maxPart: 2048)
+        #expect(parts.map(\.count) == [2048, 2048, 904])
+        #expect(parts.flatMap { $0 } == Array(0..<5000))
+
+        let mixed: [String?] = light + Array(repeating: "map", count: 600)
+        let mixedParts = FairBatch.parts(runIDs: mixed, lightLimit: 16, heavyChunk: 256, maxPart: 2048)
+        #expect(mixedParts.map(\.count) == [2048, 2048, 904, 256, 256, 88])
+        #expect(mixedParts.flatMap { $0 } == Array(0..<5600))
+    }
 }
