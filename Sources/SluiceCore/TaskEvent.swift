@@ -62,6 +62,16 @@ public struct TaskEvent: Sendable, Hashable, Codable {
         self.tracked = task.track ? true : nil
     }
 
+    /// The required fields only (``TaskEventReader``).
+    init(kind: Kind, taskID: String, taskName: String, queue: String, attempt: Int, at: Date) {
+        self.kind = kind
+        self.taskID = taskID
+        self.taskName = taskName
+        self.queue = queue
+        self.attempt = attempt
+        self.at = at
+    }
+
     /// JSON for the wire: keys sorted, `at` in milliseconds since the epoch.
     /// Written by hand: JSONEncoder was the largest cost of a worker's task.
     public func jsonBytes() -> [UInt8] {
@@ -91,12 +101,18 @@ public struct TaskEvent: Sendable, Hashable, Codable {
 
     /// Reads an event from its JSON.
     public static func decode(_ bytes: [UInt8]) throws -> TaskEvent {
+        try TaskEventReader.event(bytes) ?? decoder.decode(TaskEvent.self, from: Data(bytes))
+    }
+
+    /// Reads an event with Foundation's decoder alone (what ``decode(_:)``
+    /// falls back to, and must agree with).
+    static func decodeWithFoundation(_ bytes: [UInt8]) throws -> TaskEvent {
         try decoder.decode(TaskEvent.self, from: Data(bytes))
     }
 
     /// Reads a JSON array of events (an ``EventPack``).
     static func decodeArray(_ bytes: [UInt8]) throws -> [TaskEvent] {
-        try decoder.decode([TaskEvent].self, from: Data(bytes))
+        try TaskEventReader.events(bytes) ?? decoder.decode([TaskEvent].self, from: Data(bytes))
     }
 
     private static let decoder: JSONDecoder = {
