@@ -92,7 +92,11 @@ extension Coordinator {
         }
         do {
             if Topology.isEventPackKey(delivery.routingKey) {
-                for event in try EventPack.decode(delivery.body) where isAuthentic(event) {
+                let (events, invalid) = EventPack.decodeEach(delivery.body)
+                if invalid > 0 {
+                    logger.warning("events of a pack that are not valid were dropped", metadata: ["count": "\(invalid)"])
+                }
+                for event in events where isAuthentic(event) {
                     items.append(DecodedItem(delivery: index, event: event))
                 }
             } else {
@@ -119,7 +123,9 @@ extension Coordinator {
             logger.warning("could not apply a batch of events; applying them one by one", metadata: [
                 "count": "\(items.count)", "error": "\(error)"])
         }
-        for item in items where !failed.contains(item.delivery) {
+        // Every item, also after another of the same delivery failed: that one
+        // may fail for good, and the rest of its pack must not wait on it.
+        for item in items {
             do {
                 try await engine.apply(item.event.map { [$0] } ?? [], messages: item.message.map { [$0] } ?? [])
             } catch is CancellationError {

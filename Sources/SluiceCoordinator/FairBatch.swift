@@ -18,7 +18,7 @@ enum FairBatch {
 
     /// The batch's indices, in parts to commit one after the other.
     /// `runIDs[i]` is the run of item i (nil for an item that applies to no
-    /// run: an invalid or forged delivery, acknowledged with the first part).
+    /// run; such an item goes with the light runs' events).
     static func parts(runIDs: [String?], lightLimit: Int = lightLimit, heavyChunk: Int = heavyChunk, maxPart: Int = maxPart) -> [[Int]] {
         guard runIDs.count > lightLimit else { return runIDs.isEmpty ? [] : [Array(runIDs.indices)] }
         var counts: [String: Int] = [:]

@@ -1,3 +1,4 @@
+import Foundation
 public import SluiceWire
 
 /// Several workflow step outcome events in one message: a JSON array of the
@@ -31,5 +32,21 @@ public enum EventPack {
     /// The events of a pack, in order. Throws if the body is not a JSON array of events.
     public static func decode(_ bytes: [UInt8]) throws -> [TaskEvent] {
         try TaskEvent.decodeArray(bytes)
+    }
+
+    /// The events of a pack that are valid, in order, and how many elements
+    /// were not: one bad element does not cost the others. A body that is not
+    /// a JSON array counts as one invalid element.
+    public static func decodeEach(_ bytes: [UInt8]) -> (events: [TaskEvent], invalid: Int) {
+        if let events = try? decode(bytes) { return (events, 0) }
+        // Rare (a forged or broken pack): each element on its own.
+        guard let elements = (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) as? [Any] else { return ([], 1) }
+        var events: [TaskEvent] = []
+        for element in elements {
+            guard JSONSerialization.isValidJSONObject(element), let data = try? JSONSerialization.data(withJSONObject: element),
+                  let event = try? TaskEvent.decode(Array(data)) else { continue }
+            events.append(event)
+        }
+        return (events, elements.count - events.count)
     }
 }

@@ -241,11 +241,13 @@ struct TaskEventReader {
         let start = i
         var value = 0
         while i < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[i]) {
+            // Checked before the digit is added: 19 digits could overflow (a trap, not an error).
+            guard i - start < 18 else { return nil }
             value = value * 10 + Int(bytes[i] - UInt8(ascii: "0"))
             i += 1
         }
         let digits = i - start
-        guard digits >= 1, digits <= 18, !(digits > 1 && bytes[start] == UInt8(ascii: "0")) else { return nil }
+        guard digits >= 1, !(digits > 1 && bytes[start] == UInt8(ascii: "0")) else { return nil }
         // A fraction or exponent: not an integer this reader takes.
         if i < bytes.count, [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[i]) { return nil }
         return negative ? -value : value

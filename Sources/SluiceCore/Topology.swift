@@ -120,7 +120,9 @@ public struct Topology: Sendable, Hashable {
     /// so the coordinator binds `~wf.#` patterns and never receives plain
     /// tasks' outcomes; the key still ends in `<queue>.<kind>`, so monitors'
     /// `#.<kind>` bindings see steps too. The bucket, from a stable hash of the
-    /// run id, lets coordinators share runs by binding buckets.
+    /// run id, lets coordinators share runs by binding buckets. (Outcomes a
+    /// coordinator asked for in packs go on ``eventPackRoutingKey(bucket:kind:)``
+    /// instead, which names no queue.)
     public func stepEventRoutingKey(runID: String, queue: String, kind: TaskEvent.Kind) -> String {
         "\(Self.stepEventWord).\(Self.stepEventBucket(runID: runID)).\(queue).\(kind.rawValue)"
     }

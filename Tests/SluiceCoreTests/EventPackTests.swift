@@ -57,6 +57,20 @@ struct EventPackTests {
         #expect(throws: (any Error).self) { try EventPack.decode(Array("[{\"kind\":1}]".utf8)) }
     }
 
+    @Test("one malformed element costs only itself; a body that is no array counts as one")
+    func decodeEach() {
+        let good = [Self.event("t-1"), Self.event("t-2")]
+        var body = Array("[".utf8) + good[0].jsonBytes() + Array(#",{"kind":"dead","attempt":99999999999999999999},"#.utf8)
+        body += Array(#"{"no":"event"},"#.utf8) + good[1].jsonBytes() + Array("]".utf8)
+        let (events, invalid) = EventPack.decodeEach(body)
+        #expect(events.map(\.taskID) == ["t-1", "t-2"])
+        #expect(invalid == 2)
+        #expect(EventPack.decodeEach(Array("{}".utf8)).invalid == 1)
+        #expect(EventPack.decodeEach(Array("[1,".utf8)).events.isEmpty)
+        let whole = EventPack.decodeEach(EventPack.message(exchange: "", routingKey: "", bodies: good.map { $0.jsonBytes() }).body)
+        #expect(whole.events == good && whole.invalid == 0)
+    }
+
     @Test("a step task's pack bucket comes from its header, only within the buckets and only on a step")
     func bucketHeader() {
         var step = TaskEnvelope(name: "n", queue: "q", arguments: [])

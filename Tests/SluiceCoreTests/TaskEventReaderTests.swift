@@ -72,6 +72,12 @@ struct TaskEventReaderTests {
         #"{"kind":"dead","taskID":"a","taskName":"n","queue":"q","attempt":2,"at":5,}"#,
         "{\"kind\":\"dead\",\"taskID\":\"a\u{01}\",\"taskName\":\"n\",\"queue\":\"q\",\"attempt\":2,\"at\":5}",
         "[]", "", "{}", "null",
+        // Numbers too long for an Int: never a trap.
+        #"{"kind":"dead","taskID":"a","taskName":"n","queue":"q","attempt":99999999999999999999,"at":5}"#,
+        #"{"kind":"dead","taskID":"a","taskName":"n","queue":"q","attempt":1,"at":-99999999999999999999}"#,
+        #"{"kind":"dead","taskID":"a","taskName":"n","queue":"q","attempt":1,"at":9999999999999999999}"#,
+        #"{"kind":"dead","taskID":"a","taskName":"n","queue":"q","attempt":1,"at":999999999999999999}"#,
+        #"{"kind":"dead","taskID":"a","taskName":"n","queue":"q","attempt":1,"at":5,"nextDelayMilliseconds":123456789012345678901234567890}"#,
     ])
     func fallsBack(_ text: String) {
         let bytes = Array(text.utf8)
