@@ -18,9 +18,10 @@ struct WorkflowCommand: AsyncParsableCommand {
           sluice workflow status RUN --watch
           sluice workflow list --state failed --json
           sluice workflow retry RUN --step charge
+          sluice workflow signal RUN approved --data '{"by": "ana"}'
         """,
         subcommands: [Register.self, Definitions.self, Delete.self, Start.self, Status.self, List.self, Pause.self, Resume.self,
-                      Cancel.self, Retry.self])
+                      Cancel.self, Retry.self, Signal.self])
 
     struct Register: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a definition from a YAML or JSON file (validated first).")
@@ -235,6 +236,50 @@ struct WorkflowCommand: AsyncParsableCommand {
                 stepID = failed
             }
             try await command(api, run, "retry", RetryStepRequest(step: stepID!, rerun: rerun))
+        }
+    }
+}
+
+extension WorkflowCommand {
+    struct Signal: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Send a signal to a run: a signal step waiting for its name takes it (or one that starts later).",
+            discussion: """
+            The step's output is the signal's data. A signal sent before any step waits for it is \
+            kept for the first that does. Give --id when you may send the same signal again (a \
+            retried webhook): a run applies each id once. An approval is a signal sent by a person:
+              sluice workflow signal RUN approved --data '{"by": "ana", "ok": true}'
+            """)
+        @Argument(help: "The run id.") var run: String
+        @Argument(help: "The signal's name (1 to 128 of letters, digits, '_', '-' and '.').") var name: String
+        @Option(help: "The signal's data: JSON, @file, or - for standard input (default: null).") var data: String?
+        @Option(help: "The signal's id: a second signal with the same id applies once (default: a new one).") var id: String?
+        @Flag(help: "Print the answer as JSON.") var json = false
+        @OptionGroup var api: APIOptions
+
+        func validate() throws {
+            guard WorkflowDefinition.isValidSignalName(name) else {
+                throw ValidationError("the signal name must be 1 to 128 of letters, digits, '_', '-' and '.'")
+            }
+            if let id, id.isEmpty || id.utf8.count > 200 { throw ValidationError("--id must be 1 to 200 bytes") }
+        }
+
+        func run() async throws {
+            var value: JSONValue?
+            if let data {
+                do { value = try JSONValue.parse(try readArguments(data)) } catch let e as ValidationError { throw e } catch {
+                    throw ValidationError("--data is not valid JSON")
+                }
+            }
+            let path = "v1/runs/\(run)/signals/\(name)"
+            let answer = try await api.client().call("POST", path, json: SignalRequest(data: value, id: id), as: SignalResponse.self)
+            if json { return try printAPIJSON(answer) }
+            let what = switch answer.kept {
+            case true?: "kept for a step that waits for it later"
+            case false?: "taken by a waiting step"
+            case nil: "accepted"
+            }
+            print("run \(run): signal \(name) (id \(answer.id)) \(what); run \(answer.status.rawValue)")
         }
     }
 }

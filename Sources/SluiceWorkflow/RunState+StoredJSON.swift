@@ -46,6 +46,21 @@ extension RunState {
                 o.key("appliedMessages")
                 o.out.array(appliedMessages) { out, id in JSONText.appendString(id, to: &out.bytes) }
             }
+            if let signals {
+                o.key("signals")
+                o.out.array(signals) { out, signal in
+                    out.object { s in
+                        s.field("name", signal.name)
+                        s.field("id", signal.id)
+                        s.field("data", signal.data)
+                        s.field("at", signal.at)
+                    }
+                }
+            }
+            if let signalIDs {
+                o.key("signalIDs")
+                o.out.array(signalIDs) { out, id in JSONText.appendString(id, to: &out.bytes) }
+            }
         }
         return out.bytes
     }

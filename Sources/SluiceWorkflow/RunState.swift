@@ -43,6 +43,44 @@ public struct RunState: Sendable, Hashable, Codable {
     /// so that one delivered twice applies once.
     public var appliedMessages: [String]?
 
+    /// Signals sent to the run that no signal step has taken yet (oldest
+    /// first, at most ``keptSignalsLimit``): a step that starts waiting for
+    /// one of their names takes the oldest.
+    public var signals: [ReceivedSignal]?
+    /// The ids of the last signals the run received (at most
+    /// ``signalIDsKept``), so that one sent twice applies once.
+    public var signalIDs: [String]?
+
+    /// Signals a run keeps for steps that have not started yet; the API refuses more.
+    public static let keptSignalsLimit = 100
+    /// How many signal ids a run remembers.
+    public static let signalIDsKept = 256
+
+    /// A signal kept for a step that has not started waiting yet.
+    public struct ReceivedSignal: Sendable, Hashable, Codable {
+        public var name: String
+        public var id: String
+        public var data: JSONValue
+        public var at: Date
+
+        public init(name: String, id: String, data: JSONValue, at: Date) {
+            self.name = name
+            self.id = id
+            self.data = data
+            self.at = at
+        }
+    }
+
+    /// Remembers a signal id; false if the run had received it already.
+    mutating func recordSignal(_ id: String) -> Bool {
+        var ids = signalIDs ?? []
+        guard !ids.contains(id) else { return false }
+        ids.append(id)
+        if ids.count > Self.signalIDsKept { ids.removeFirst(ids.count - Self.signalIDsKept) }
+        signalIDs = ids
+        return true
+    }
+
     /// How many message ids a run remembers: far more than can be in flight
     /// for one run at once (commands are sent by people and scripts).
     public static let appliedMessagesKept = 32

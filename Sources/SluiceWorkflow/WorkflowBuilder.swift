@@ -84,4 +84,11 @@ extension WorkflowStep {
     public static func delay(_ id: String, _ duration: Duration, after: [String] = []) -> WorkflowStep {
         WorkflowStep(id: id, after: after, .delay(milliseconds: WorkflowDefinition.milliseconds(duration)))
     }
+
+    /// Waits for the signal `name`; its output is the signal's data.
+    public static func signal(_ id: String, _ name: String, after: [String] = [], timeout: Duration? = nil,
+                              onTimeout: SignalTimeout = .fail) -> WorkflowStep {
+        WorkflowStep(id: id, after: after, .signal(SignalSpec(name: name, timeoutMilliseconds: timeout.map(WorkflowDefinition.milliseconds),
+                                                               onTimeout: onTimeout)))
+    }
 }

@@ -15,6 +15,7 @@ import Yams
 //     - id: check, after: [fetch], branch: { if: "steps.fetch.output.total > 100", then: [review], else: [ship] }
 //     - id: child, workflow: { name: invoice, version: 2, input: {...} }
 //     - id: pause, delay: 5m
+//     - id: approval, signal: { name: approved, timeout: 72h, onTimeout: fail | continue }   (or signal: approved)
 
 extension WorkflowDefinition: Codable {
     enum Keys: String, CodingKey, CaseIterable { case name, version, timeout, output, queue, steps }
@@ -127,23 +128,24 @@ extension WorkflowDefinition: Codable {
 
 extension WorkflowStep: Codable {
     enum Keys: String, CodingKey, CaseIterable {
-        case id, after, task, queue, arguments, maxAttempts, retry, timeout, map, join, branch, workflow, delay
+        case id, after, task, queue, arguments, maxAttempts, retry, timeout, map, join, branch, workflow, delay, signal
     }
 
     enum MapKeys: String, CodingKey, CaseIterable { case over, task, queue, arguments, maxAttempts, retry, timeout, join, maxParallel }
     enum BranchKeys: String, CodingKey, CaseIterable { case `if`, then, `else` }
     enum WorkflowKeys: String, CodingKey, CaseIterable { case name, version, input }
+    enum SignalKeys: String, CodingKey, CaseIterable { case name, timeout, onTimeout }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         id = try c.decode(String.self, forKey: .id)
         try UnknownKeys.check(decoder, allowed: Keys.self, in: "step '\(id)'")
         after = try c.decodeIfPresent([String].self, forKey: .after) ?? []
-        let kinds = [Keys.task, .map, .join, .branch, .workflow, .delay].filter { c.contains($0) }
+        let kinds = [Keys.task, .map, .join, .branch, .workflow, .delay, .signal].filter { c.contains($0) }
         guard kinds.count == 1 else {
             throw DecodingError.dataCorrupted(.init(
                 codingPath: c.codingPath,
-                debugDescription: "step '\(id)' needs exactly one of task, map, join, branch, workflow, delay (has \(kinds.isEmpty ? "none" : kinds.map(\.stringValue).joined(separator: ", ")))"))
+                debugDescription: "step '\(id)' needs exactly one of task, map, join, branch, workflow, delay, signal (has \(kinds.isEmpty ? "none" : kinds.map(\.stringValue).joined(separator: ", ")))"))
         }
         if kinds[0] != .task, let misplaced = [Keys.queue, .arguments, .maxAttempts, .retry, .timeout].first(where: { c.contains($0) }) {
             throw DecodingError.dataCorrupted(.init(
@@ -178,6 +180,16 @@ extension WorkflowStep: Codable {
                                              version: try w.decodeIfPresent(Int.self, forKey: .version),
                                              input: try w.decodeIfPresent(ArgumentsTemplate.self, forKey: .input)
                                                  ?? ArgumentsTemplate(.object([:]))))
+        case .signal:
+            if let name = try? c.decode(String.self, forKey: .signal) {
+                kind = .signal(SignalSpec(name: name))
+            } else {
+                try UnknownKeys.check(c, .signal, allowed: SignalKeys.self, in: "step '\(id)' signal")
+                let s = try c.nestedContainer(keyedBy: SignalKeys.self, forKey: .signal)
+                kind = .signal(SignalSpec(name: try s.decode(String.self, forKey: .name),
+                                          timeoutMilliseconds: try s.decodeDurationIfPresent(forKey: .timeout),
+                                          onTimeout: try s.decodeIfPresent(SignalTimeout.self, forKey: .onTimeout) ?? .fail))
+            }
         default:
             kind = .delay(milliseconds: try c.decodeDurationIfPresent(forKey: .delay) ?? 0)
         }
@@ -230,6 +242,11 @@ extension WorkflowStep: Codable {
             try n.encode(w.input, forKey: .input)
         case .delay(let ms):
             try c.encode(WorkflowDuration.text(milliseconds: ms), forKey: .delay)
+        case .signal(let spec):
+            var n = c.nestedContainer(keyedBy: SignalKeys.self, forKey: .signal)
+            try n.encode(spec.name, forKey: .name)
+            if let ms = spec.timeoutMilliseconds { try n.encode(WorkflowDuration.text(milliseconds: ms), forKey: .timeout) }
+            if spec.onTimeout != .fail { try n.encode(spec.onTimeout, forKey: .onTimeout) }
         }
     }
 }

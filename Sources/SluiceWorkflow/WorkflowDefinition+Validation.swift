@@ -43,6 +43,11 @@ extension WorkflowDefinition {
         !s.isEmpty && s.count <= 200 && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
     }
 
+    /// A signal's name (also a URL path segment: `/v1/runs/{id}/signals/{name}`).
+    public static func isValidSignalName(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 128 && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
+    }
+
     static func isValidStepID(_ s: String) -> Bool {
         !s.isEmpty && s.count <= 100 && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "_-".contains($0)) }
     }
@@ -87,6 +92,14 @@ extension WorkflowDefinition {
             if w.name == name { throw WorkflowError(.cycle, "a workflow cannot run itself as a sub-workflow", step: step.id) }
         case .delay(let ms):
             guard ms >= 0 else { throw WorkflowError(.invalidDefinition, "a delay must not be negative", step: step.id) }
+        case .signal(let spec):
+            guard Self.isValidSignalName(spec.name) else {
+                throw WorkflowError(.invalidDefinition, "signal name '\(spec.name.prefix(200))' is not valid (1 to 128 of letters, digits, '_', '-' and '.')", step: step.id)
+            }
+            if let ms = spec.timeoutMilliseconds, ms <= 0 { throw WorkflowError(.invalidDefinition, "a signal's timeout must be positive", step: step.id) }
+            if spec.onTimeout == .continue, spec.timeoutMilliseconds == nil {
+                throw WorkflowError(.invalidDefinition, "onTimeout: continue needs a timeout", step: step.id)
+            }
         }
     }
 
@@ -205,7 +218,7 @@ extension WorkflowDefinition {
                 for p in b.condition.references { try check(p, inMap: false, what: "condition") }
             case .workflow(let w):
                 for p in try w.input.references() { try check(p, inMap: false, what: "input") }
-            case .join, .delay:
+            case .join, .delay, .signal:
                 break
             }
         }

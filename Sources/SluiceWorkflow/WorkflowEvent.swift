@@ -26,6 +26,8 @@ public enum WorkflowEvent: Sendable, Hashable, Codable {
     /// Runs a failed step again (and the steps that failed or were skipped
     /// because of it); with `rerun`, also every step after it, whatever its outcome.
     case retryStep(stepID: String, rerun: Bool, at: Date)
+    /// A signal sent to the run (`id` makes a second copy of it a no-op).
+    case signal(name: String, id: String, data: JSONValue, at: Date)
 
     /// Builds the event a worker's task event means for a workflow, or nil
     /// for kinds that do not concern the coordinator.

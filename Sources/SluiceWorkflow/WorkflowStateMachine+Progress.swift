@@ -177,6 +177,24 @@ extension WorkflowStateMachine {
             out.schedule.append(.scheduleTimer(timerID: taskID(step: id, generation: step.generation) + "/~delay",
                                                at: at.addingTimeInterval(Double(ms) / 1000)))
 
+        case .signal(let spec):
+            if paused { state.steps[id]?.status = .ready; return }
+            step.startedAt = at
+            if let signal = takeSignal(spec.name) {
+                // It came first: the step is done at once (``advance`` moves on).
+                step.status = .succeeded
+                step.output = signal.data
+                step.finishedAt = at
+                state.steps[id] = step
+                return
+            }
+            step.status = .running
+            state.steps[id] = step
+            if let ms = spec.timeoutMilliseconds {
+                out.schedule.append(.scheduleTimer(timerID: taskID(step: id, generation: step.generation) + "/~signal",
+                                                   at: at.addingTimeInterval(Double(ms) / 1000)))
+            }
+
         case .join:
             break  // settled by `advance`
         }

@@ -85,6 +85,7 @@ extension WorkflowStateMachine {
         switch stepsByID[id]?.kind {
         case .task(let spec)? where spec.timeoutMilliseconds != nil: return [base + "/~timeout"]
         case .delay?: return [base + "/~delay"]
+        case .signal(let spec)? where spec.timeoutMilliseconds != nil: return [base + "/~signal"]
         case .map(let spec)? where spec.task.timeoutMilliseconds != nil:
             return (step.elements ?? []).indices.filter { step.elements?[$0].status == .running }.map { "\(base)/\($0)/~timeout" }
         default: return []

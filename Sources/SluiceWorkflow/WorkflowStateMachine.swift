@@ -221,6 +221,9 @@ public struct WorkflowStateMachine: Sendable {
 
         case .retryStep(let stepID, let rerun, let at):
             retry(stepID, rerun: rerun, at: at, &out)
+
+        case .signal(let name, let id, let data, let at):
+            receiveSignal(name, id: id, data: data, at: at, &out)
         }
         return out.actions
     }
@@ -279,6 +282,44 @@ public struct WorkflowStateMachine: Sendable {
         afterSettling(ref.step, at: at, &out)
     }
 
+    /// A signal goes to the first step (in definition order) that waits for
+    /// its name, or is kept for one that starts later. A finished run, and a
+    /// run that already keeps as many as it may, drop it; one received before
+    /// (same id) changes nothing.
+    mutating func receiveSignal(_ name: String, id: String, data: JSONValue, at: Date, _ out: inout Output) {
+        guard !state.status.isFinal, !(state.signalIDs?.contains(id) ?? false) else { return }
+        if let waiting = order.first(where: { isWaiting(step: $0, for: name) }), var step = state.steps[waiting],
+           case .signal(let spec)? = stepsByID[waiting]?.kind {
+            _ = state.recordSignal(id)
+            if spec.timeoutMilliseconds != nil {
+                out.cancel.append(.cancelTimer(timerID: taskID(step: waiting, generation: step.generation) + "/~signal"))
+            }
+            step.status = .succeeded
+            step.output = data
+            step.finishedAt = at
+            state.steps[waiting] = step
+            afterSettling(waiting, at: at, &out)
+            return
+        }
+        guard (state.signals?.count ?? 0) < RunState.keptSignalsLimit else { return }
+        _ = state.recordSignal(id)
+        state.signals = (state.signals ?? []) + [RunState.ReceivedSignal(name: name, id: id, data: data, at: at)]
+    }
+
+    /// Whether a step is a signal step running (waiting) for `name`.
+    func isWaiting(step id: String, for name: String) -> Bool {
+        guard state.steps[id]?.status == .running, case .signal(let spec)? = stepsByID[id]?.kind else { return false }
+        return spec.name == name
+    }
+
+    /// Takes the oldest kept signal named `name`, if any.
+    mutating func takeSignal(_ name: String) -> RunState.ReceivedSignal? {
+        guard let i = state.signals?.firstIndex(where: { $0.name == name }) else { return nil }
+        let signal = state.signals!.remove(at: i)
+        if state.signals!.isEmpty { state.signals = nil }
+        return signal
+    }
+
     mutating func timerFired(_ timerID: String, at: Date, _ out: inout Output) {
         if timerID == runTimeoutTimerID {
             guard isActive else { return }
@@ -303,6 +344,20 @@ public struct WorkflowStateMachine: Sendable {
             var step = current
             step.status = .failed
             step.error = "timed out after \(WorkflowDuration.text(milliseconds: spec.timeoutMilliseconds ?? 0))"
+            step.finishedAt = at
+            state.steps[ref.step] = step
+            afterSettling(ref.step, at: at, &out)
+        case ("signal", .signal(let spec)?):
+            var step = current
+            let waited = WorkflowDuration.text(milliseconds: spec.timeoutMilliseconds ?? 0)
+            switch spec.onTimeout {
+            case .fail:
+                step.status = .failed
+                step.error = "no signal '\(spec.name)' within \(waited)"
+            case .continue:
+                step.status = .succeeded
+                step.output = ["timedOut": true]
+            }
             step.finishedAt = at
             state.steps[ref.step] = step
             afterSettling(ref.step, at: at, &out)

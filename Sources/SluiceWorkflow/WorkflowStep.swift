@@ -23,6 +23,11 @@ public struct WorkflowStep: Sendable, Hashable {
         case workflow(SubWorkflowSpec)
         /// Waits; its output is null.
         case delay(milliseconds: Int)
+        /// Waits for a signal sent to the run from outside (a webhook, a
+        /// person's approval: `POST /v1/runs/{id}/signals/{name}`); its output
+        /// is the signal's data. A signal that came before the step started
+        /// is kept for it.
+        case signal(SignalSpec)
     }
 
     public init(id: String, after: [String] = [], _ kind: Kind) {
@@ -119,6 +124,31 @@ public struct BranchSpec: Sendable, Hashable {
         self.then = then
         self.otherwise = otherwise
     }
+}
+
+/// A wait for a named signal.
+public struct SignalSpec: Sendable, Hashable {
+    /// The signal's name: 1 to 128 of letters, digits, `_`, `-` and `.`.
+    public var name: String
+    /// How long to wait once the step started; nil waits as long as the run lives.
+    public var timeoutMilliseconds: Int?
+    /// What a timeout does.
+    public var onTimeout: SignalTimeout
+
+    public init(name: String, timeoutMilliseconds: Int? = nil, onTimeout: SignalTimeout = .fail) {
+        self.name = name
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.onTimeout = onTimeout
+    }
+}
+
+/// What happens when a signal step's timeout comes first.
+public enum SignalTimeout: String, Sendable, Hashable, Codable {
+    /// The step fails (and the run with it, unless a join absorbs it).
+    case fail
+    /// The step succeeds with output `{"timedOut": true}`: a branch after it
+    /// can take another way (`if: "steps.<id>.output.timedOut"`).
+    case `continue`
 }
 
 /// A child workflow run.

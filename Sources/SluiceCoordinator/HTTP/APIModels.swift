@@ -45,6 +45,40 @@ public struct RetryStepRequest: Codable, Sendable {
     }
 }
 
+/// `POST /v1/runs/{id}/signals/{name}`: the signal's data (any JSON, null
+/// when absent) and its id: a second signal with the same id applies once
+/// (send one with each retry of a request); a new id is made when absent.
+public struct SignalRequest: Codable, Sendable {
+    public var data: JSONValue?
+    public var id: String?
+
+    public init(data: JSONValue? = nil, id: String? = nil) {
+        self.data = data
+        self.id = id
+    }
+}
+
+/// The answer to a signal: where it went, and the run as it stands.
+public struct SignalResponse: Codable, Sendable {
+    public var runID: String
+    public var name: String
+    public var id: String
+    /// The run's status after the signal (with 202, before it: the run's leader applies it shortly).
+    public var status: RunState.Status
+    /// True when no step waited for it yet and the run keeps it for one
+    /// that starts later; false when a waiting step took it; absent when the
+    /// run's leader applies it (202) or it was received before (same id).
+    public var kept: Bool?
+
+    public init(runID: String, name: String, id: String, status: RunState.Status, kept: Bool?) {
+        self.runID = runID
+        self.name = name
+        self.id = id
+        self.status = status
+        self.kept = kept
+    }
+}
+
 /// `POST /v1/tasks`: a standalone task.
 public struct EnqueueTaskRequest: Codable, Sendable {
     public var name: String

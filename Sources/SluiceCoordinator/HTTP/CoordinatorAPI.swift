@@ -28,6 +28,7 @@ import SluiceWorkflow
 /// POST /v1/runs/{id}/resume          (no body)
 /// POST /v1/runs/{id}/cancel          {"reason"?}
 /// POST /v1/runs/{id}/retry            {"step", "rerun"?}
+/// POST /v1/runs/{id}/signals/{name}   {"data"?, "id"?}: a signal step waiting for it (now or later) takes it
 /// POST /v1/schedules                 add or replace a cron schedule (a ScheduleSpec)
 /// GET  /v1/schedules                 schedules with their next fire time
 /// DELETE /v1/schedules/{id}
@@ -231,6 +232,35 @@ public struct CoordinatorAPI: Sendable {
             let outcome = try await engine.apply(.retryStep(stepID: retry.step, rerun: retry.rerun ?? false, at: Date()), to: id)
             guard let run = try await engine.run(id) else { throw APIError(.notFound, "no run \(id)") }
             return try encoded(run, status: outcome == .forwarded ? .accepted : .ok)
+        }
+        router.post("/v1/runs/{id}/signals/{name}") { request, context in
+            var request = request
+            let runID = try context.parameters.require("id")
+            let name = try context.parameters.require("name")
+            guard WorkflowDefinition.isValidSignalName(name) else {
+                throw APIError(.badRequest, "a signal name is 1 to 128 of letters, digits, '_', '-' and '.'")
+            }
+            let body = try await bodyBytes(&request, limit: limit)
+            let signal = body.isEmpty ? SignalRequest() : try decode(SignalRequest.self, body)
+            let id = signal.id ?? UUID().uuidString
+            guard !id.isEmpty, id.utf8.count <= 200 else { throw APIError(.badRequest, "a signal id is 1 to 200 bytes") }
+            try requireActive(coordinator)
+            guard let before = try await engine.run(runID) else { throw APIError(.notFound, "no run \(runID)") }
+            if before.signalIDs?.contains(id) == true {
+                // Sent before: applied once, answered again.
+                return try encoded(SignalResponse(runID: runID, name: name, id: id, status: before.status, kept: nil))
+            }
+            guard !before.status.isFinal else {
+                throw APIError(.conflict, "run \(runID) has ended (\(before.status.rawValue)); a signal cannot reach it")
+            }
+            guard (before.signals?.count ?? 0) < RunState.keptSignalsLimit else {
+                throw APIError(.conflict, "run \(runID) already keeps \(RunState.keptSignalsLimit) signals no step has taken")
+            }
+            let outcome = try await engine.apply(.signal(name: name, id: id, data: signal.data ?? .null, at: Date()), to: runID)
+            guard let run = try await engine.run(runID) else { throw APIError(.notFound, "no run \(runID)") }
+            let kept = outcome == .forwarded ? nil : run.signals?.contains { $0.id == id } == true
+            return try encoded(SignalResponse(runID: runID, name: name, id: id, status: run.status, kept: kept),
+                               status: outcome == .forwarded ? .accepted : .ok)
         }
         router.post("/v1/schedules") { request, _ in
             var request = request

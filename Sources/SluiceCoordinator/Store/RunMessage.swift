@@ -31,7 +31,8 @@ public struct RunMessage: Sendable, Hashable, Codable {
     static func needsID(_ event: WorkflowEvent) -> Bool {
         switch event {
         case .pause, .resume, .retryStep: true
-        case .start, .taskSucceeded, .taskProgress, .taskRetrying, .taskDead, .timerFired, .childFinished, .cancel: false
+        // A signal carries its own id; the run remembers those (``RunState/signalIDs``).
+        case .start, .taskSucceeded, .taskProgress, .taskRetrying, .taskDead, .timerFired, .childFinished, .cancel, .signal: false
         }
     }
 
