@@ -138,12 +138,18 @@ public final class AMQPChannel: Sendable {
 
     /// Publishes messages back to back (pipelined under the confirm window)
     /// and returns each one's outcome, in order, once all are settled.
-    public func publish(batch messages: [OutboundMessage]) async throws -> [Result<Void, AMQPError>] {
+    ///
+    /// `settling`: the delivery whose outcome these messages are. They go out
+    /// only on the connection that delivered it: after that connection was
+    /// lost (the broker delivers it again), each fails with `staleDelivery`,
+    /// also one that was queued or held before the loss was noticed.
+    public func publish(batch messages: [OutboundMessage], settling delivery: AMQPDelivery.Receipt? = nil) async throws -> [Result<Void, AMQPError>] {
         let state = self.state
+        let generation = delivery?.generation
         return try await core.perform(onlyWrites: true) { (core, pending: PendingResult<[Result<Void, AMQPError>]>) in
             let batch = BatchConfirmation(count: messages.count, pending: pending)
             for (i, message) in messages.enumerated() {
-                core.publish(state, PublishRequest(message: message, waiter: .batch(batch, index: i)))
+                core.publish(state, PublishRequest(message: message, waiter: .batch(batch, index: i), generation: generation))
             }
         }
     }

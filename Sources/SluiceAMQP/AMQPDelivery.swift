@@ -43,6 +43,9 @@ public struct AMQPDelivery: Sendable {
             !channel.core.connectedFlag.load() || generation != channel.core.generationFlag.load()
         }
 
+        /// Whether it came on `connection` (its generation means something only there).
+        public func came(on connection: AMQPConnection) -> Bool { channel.core === connection.core }
+
         /// Acknowledges the delivery.
         public func ack() async throws {
             try await channel.acknowledge(self, .ack(multiple: false))

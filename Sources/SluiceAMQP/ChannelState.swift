@@ -41,6 +41,9 @@ final class BatchConfirmation: @unchecked Sendable {
 struct PublishRequest {
     var message: OutboundMessage
     var waiter: ConfirmWaiter?
+    /// The connection generation the publish belongs to (the outcome of a
+    /// delivery received then); nil for a publish that may go out on any.
+    var generation: UInt64?
 }
 
 /// One consumer's registration, kept to restore it after a reconnect.

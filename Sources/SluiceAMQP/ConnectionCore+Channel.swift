@@ -298,6 +298,15 @@ extension ConnectionCore {
             request.waiter?.settle(.failure(AMQPError(.connectionLost, operation: "publish", message: "not connected")))
             return
         }
+        // Checked here, on the connection thread, when it would go out: also
+        // for a publish queued or held while the connection was lost and
+        // restored. The delivery it settles comes again; its outcome must not
+        // go out late beside the redelivery's.
+        if let bound = request.generation, bound != generation {
+            request.waiter?.settle(.failure(AMQPError(.staleDelivery, operation: "publish",
+                                                      message: "the outcome of a delivery from a connection that was lost; the broker redelivers it")))
+            return
+        }
         let m = request.message
         do {
             // Checked first: rabbitmq-c writes the method frame before it

@@ -86,6 +86,10 @@ public protocol Broker: Sendable {
     /// confirmed it. Returns only when every one is settled.
     func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>]
 
+    /// Publishes the outcome of a delivery; nothing once its connection is
+    /// lost (see the extension's default).
+    func publish(_ messages: [OutboundMessage], settling delivery: BrokerDelivery) async throws -> [Result<Void, any Error>]
+
     /// Starts consuming a broker queue (a full name from ``Topology``) with at
     /// most `prefetch` unacknowledged deliveries.
     func consume(queue: String, prefetch: Int) async throws -> BrokerConsumer
@@ -110,6 +114,19 @@ extension Broker {
     /// Publishes one message; throws if the broker did not confirm it.
     public func publish(_ message: OutboundMessage) async throws {
         try await publish([message])[0].get()
+    }
+
+    /// Publishes the outcome of `delivery` (its event, retry or dead copy):
+    /// as ``publish(_:)-([OutboundMessage])``, but throws `staleDelivery` instead
+    /// of publishing once the connection that delivered it is lost (it comes
+    /// again, and runs again). Brokers that can tell it on their connection's
+    /// thread do so (RabbitMQ); this default checks before publishing.
+    public func publish(_ messages: [OutboundMessage], settling delivery: BrokerDelivery) async throws -> [Result<Void, any Error>] {
+        if delivery.isStale {
+            throw AMQPError(.staleDelivery, operation: "publish",
+                            message: "the outcome of a delivery from a connection that was lost; the broker redelivers it")
+        }
+        return try await publish(messages)
     }
 }
 

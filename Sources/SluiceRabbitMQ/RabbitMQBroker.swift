@@ -251,12 +251,29 @@ public final class RabbitMQBroker: Broker {
     }
 
     public func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>] {
+        try await publish(messages, receipt: nil)
+    }
+
+    /// The outcome of a delivery of this broker's connection goes out only on
+    /// that connection (checked on its thread: ``AMQPChannel/publish(batch:settling:)``).
+    public func publish(_ messages: [OutboundMessage], settling delivery: BrokerDelivery) async throws -> [Result<Void, any Error>] {
+        guard let receipt = (delivery.acknowledger as? Acknowledger)?.receipt, receipt.came(on: connection) else {
+            if delivery.isStale {
+                throw AMQPError(.staleDelivery, operation: "publish",
+                                message: "the outcome of a delivery from a connection that was lost; the broker redelivers it")
+            }
+            return try await publish(messages, receipt: nil)
+        }
+        return try await publish(messages, receipt: receipt)
+    }
+
+    private func publish(_ messages: [OutboundMessage], receipt: AMQPDelivery.Receipt?) async throws -> [Result<Void, any Error>] {
         let turn = nextPublisher.wrappingAdd(1, ordering: .relaxed).oldValue
         let slot = Int(turn % UInt(publisherCount))
         let publisher = publishers.withLock { $0[slot].channel }
         let results: [Result<Void, AMQPError>]
         do {
-            results = try await publisher.publish(batch: messages)
+            results = try await publisher.publish(batch: messages, settling: receipt)
         } catch let error as AMQPError where Self.endsChannel(error) {
             // The broker closed the channel (a publish it refused, e.g. 403):
             // without a new one, every later publish on this slot would fail.

@@ -606,13 +606,13 @@ public final class Worker: Service {
             case .publish(let message):
                 // (An outcome event nobody listens to never gets here: the machine asked ``eventWanted``.)
                 do {
-                    try await publishAll([message])
+                    try await publishAll([message], settling: delivery)
                     action = machine.published()
                 } catch where PublishFailure.isRefusedByDestination(error) {
                     action = machine.publishRefused(error)
                 }
             case .publishEvent(let message):
-                await publishEvent(message)
+                await publishEvent(message, settling: delivery)
                 action = machine.eventSent()
             case .retryInPlace(let milliseconds):
                 // Holding the delivery. Shutdown cancels the wait, and the delivery goes
@@ -738,9 +738,9 @@ public final class Worker: Service {
     }
 
     /// Publishes a report and waits for the broker; a failure is logged, not thrown.
-    private func publishEvent(_ message: OutboundMessage) async {
+    private func publishEvent(_ message: OutboundMessage, settling delivery: BrokerDelivery) async {
         do {
-            try await publishAll([message])
+            try await publishAll([message], settling: delivery)
         } catch {
             logger.warning("could not publish a task event", metadata: ["type": "\(message.properties.type ?? "")",
                                                                         "message.id": "\(message.properties.messageId ?? "")",
@@ -751,11 +751,18 @@ public final class Worker: Service {
     /// Publishes and requires every message confirmed. An event nobody has
     /// bound a queue for is confirmed as unroutable: that is fine for events,
     /// and tells ``eventDemand`` that nobody listens to its key.
-    private func publishAll(_ messages: [OutboundMessage]) async throws {
+    /// `settling`: the delivery whose outcome these are; nothing goes out once
+    /// its connection is lost (it comes again: see ``Broker/publish(_:settling:)``).
+    private func publishAll(_ messages: [OutboundMessage], settling delivery: BrokerDelivery? = nil) async throws {
         if messages.count == 1, Topology.isEventPackKey(messages[0].routingKey) {
+            // A pack goes out on whatever connection is up: checked as it joins one.
+            if let delivery, delivery.isStale {
+                throw AMQPError(.staleDelivery, operation: "publish",
+                                message: "the outcome of a delivery from a connection that was lost; the broker redelivers it")
+            }
             return try await eventPacker.publish(messages[0])
         }
-        let results = try await broker.publish(messages)
+        let results = if let delivery { try await broker.publish(messages, settling: delivery) } else { try await broker.publish(messages) }
         for (message, result) in zip(messages, results) {
             let isEvent = message.exchange == topology.eventsExchange
             switch result {
