@@ -333,8 +333,15 @@ public final class RabbitMQBroker: Broker {
 
     public func consume(queue: String, prefetch: Int) async throws -> BrokerConsumer {
         let channel = try await connection.openChannel()
-        try await channel.qos(prefetchCount: UInt16(clamping: max(1, prefetch)))
-        let consumer = try await channel.consume(queue: queue)
+        let consumer: AMQPConsumer
+        do {
+            try await channel.qos(prefetchCount: UInt16(clamping: max(1, prefetch)))
+            consumer = try await channel.consume(queue: queue)
+        } catch {
+            // Not left open: a recorded channel would be opened again at every recovery.
+            await Task { try? await channel.close() }.value
+            throw error
+        }
         return BrokerConsumer(makeNext: {
             let reader = consumer.makeReader()
             return {
