@@ -7,13 +7,18 @@ import Synchronization
 /// go together in the next, as soon as the broker confirmed the previous one.
 /// An event alone goes at once. Each caller returns when the pack that
 /// carried its event is confirmed (or throws what the publish threw), so a
-/// delivery is still acknowledged only after its outcome is safe.
+/// delivery is still acknowledged only after its outcome is safe. An event
+/// whose delivery came on a connection since lost is not sent (it fails with
+/// `staleDelivery`), and a pack goes out only on the connection its events'
+/// deliveries came on (``Broker/publish(_:settling:)``).
 final class EventPacker: Sendable {
-    /// Publishes one message, confirmed; throws what refused it.
-    typealias Send = @Sendable (OutboundMessage) async throws -> Void
+    /// Publishes one message, confirmed, as the outcome of `settling` (one of
+    /// the pack's deliveries: all of them came on the same connection); throws what refused it.
+    typealias Send = @Sendable (OutboundMessage, _ settling: BrokerDelivery?) async throws -> Void
 
     private struct Waiting {
         var body: [UInt8]
+        var delivery: BrokerDelivery?
         var continuation: CheckedContinuation<Void, any Error>
     }
 
@@ -33,11 +38,13 @@ final class EventPacker: Sendable {
         self.maxBytes = maxBytes
     }
 
-    /// Sends `message`'s body in a pack on its exchange and routing key.
-    func publish(_ message: OutboundMessage) async throws {
+    /// Sends `message`'s body in a pack on its exchange and routing key, as
+    /// the outcome of `delivery`.
+    func publish(_ message: OutboundMessage, settling delivery: BrokerDelivery? = nil) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let batch: [Waiting]? = lanes.withLock { lanes in
-                lanes[message.routingKey, default: Lane()].waiting.append(Waiting(body: message.body, continuation: continuation))
+                lanes[message.routingKey, default: Lane()].waiting.append(Waiting(body: message.body, delivery: delivery,
+                                                                                  continuation: continuation))
                 guard !lanes[message.routingKey]!.sending else { return nil }
                 lanes[message.routingKey]!.sending = true
                 return take(&lanes[message.routingKey]!)
@@ -52,12 +59,18 @@ final class EventPacker: Sendable {
     private func flush(_ first: [Waiting], exchange: String, routingKey: String) async {
         var batch = first
         while true {
-            let pack = EventPack.message(exchange: exchange, routingKey: routingKey, bodies: batch.map(\.body))
-            do {
-                try await send(pack)
-                for waiting in batch { waiting.continuation.resume() }
-            } catch {
-                for waiting in batch { waiting.continuation.resume(throwing: error) }
+            // Events that waited while their connection was lost stay out: their tasks come again.
+            let stale = batch.filter { $0.delivery?.isStale == true }
+            for waiting in stale { waiting.continuation.resume(throwing: Self.staleError) }
+            let live = stale.isEmpty ? batch : batch.filter { $0.delivery?.isStale != true }
+            if !live.isEmpty {
+                let pack = EventPack.message(exchange: exchange, routingKey: routingKey, bodies: live.map(\.body))
+                do {
+                    try await send(pack, live.first { $0.delivery != nil }?.delivery)
+                    for waiting in live { waiting.continuation.resume() }
+                } catch {
+                    for waiting in live { waiting.continuation.resume(throwing: error) }
+                }
             }
             let next: [Waiting]? = lanes.withLock { lanes in
                 guard !lanes[routingKey]!.waiting.isEmpty else {
@@ -70,6 +83,9 @@ final class EventPacker: Sendable {
             batch = next
         }
     }
+
+    static let staleError = AMQPError(.staleDelivery, operation: "publish",
+                                      message: "the outcome of a delivery from a connection that was lost; the broker redelivers it")
 
     /// Events of `routingKey` waiting for the pack in flight to be confirmed.
     func waitingCount(routingKey: String) -> Int {

@@ -211,9 +211,10 @@ public final class Worker: Service {
         self.rateGate = configuration.rateLimits.isEmpty && !ordered ? nil
             : RateGate(me: configuration.workerID, startedAt: startedAt, limits: configuration.rateLimits,
                        orderedQueues: ordered ? Self.baseQueues(configuration) : [])
-        self.eventPacker = EventPacker { [broker] pack in
+        self.eventPacker = EventPacker { [broker] pack, delivery in
+            let results = if let delivery { try await broker.publish([pack], settling: delivery) } else { try await broker.publish([pack]) }
             // Unroutable is no failure for an event (see publishAll).
-            if case .failure(let error) = try await broker.publish([pack])[0], !PublishFailure.isUnroutable(error) { throw error }
+            if case .failure(let error) = results[0], !PublishFailure.isUnroutable(error) { throw error }
         }
         progressSink.connect { [weak self] event in self?.publishProgress(event) }
     }
@@ -515,6 +516,9 @@ public final class Worker: Service {
     private func process(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, inPlace: Bool, metrics: QueueMetrics?) async {
         do {
             try await settle(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics)
+        } catch let error as AMQPError where error.code == .staleDelivery {
+            // Its connection was lost: the broker delivers it again, nothing to hand back.
+            logger.info("a delivery from a lost connection was not settled; the broker redelivers it", metadata: ["queue": "\(queue)"])
         } catch {
             // Publishing the outcome failed: hand the delivery back so the broker
             // delivers it again (a cancelled one goes back when its channel closes).
@@ -755,12 +759,8 @@ public final class Worker: Service {
     /// its connection is lost (it comes again: see ``Broker/publish(_:settling:)``).
     private func publishAll(_ messages: [OutboundMessage], settling delivery: BrokerDelivery? = nil) async throws {
         if messages.count == 1, Topology.isEventPackKey(messages[0].routingKey) {
-            // A pack goes out on whatever connection is up: checked as it joins one.
-            if let delivery, delivery.isStale {
-                throw AMQPError(.staleDelivery, operation: "publish",
-                                message: "the outcome of a delivery from a connection that was lost; the broker redelivers it")
-            }
-            return try await eventPacker.publish(messages[0])
+            if let delivery, delivery.isStale { throw EventPacker.staleError }
+            return try await eventPacker.publish(messages[0], settling: delivery)
         }
         let results = if let delivery { try await broker.publish(messages, settling: delivery) } else { try await broker.publish(messages) }
         for (message, result) in zip(messages, results) {

@@ -55,6 +55,8 @@ public struct RunState: Sendable, Hashable, Codable {
     public static let keptSignalsLimit = 100
     /// How many signal ids a run remembers.
     public static let signalIDsKept = 256
+    /// The largest signal data a run takes, as JSON (kept signals are part of the run's stored state).
+    public static let maxSignalBytes = 65_536
 
     /// A signal kept for a step that has not started waiting yet.
     public struct ReceivedSignal: Sendable, Hashable, Codable {

@@ -36,6 +36,13 @@ struct SignalTests {
         let started = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: Array(#"{"workflow": "approval"}"#.utf8))
         guard case .string(let runID)? = started.body["runID"] else { Issue.record("no run: \(started.body)"); return }
 
+        // A name no step waits for, and data over 64 KiB, are refused.
+        let unknown = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs/\(runID)/signals/nobody")
+        #expect(unknown.status == 400, "\(unknown.body)")
+        let big = JSONValue.object(["data": .string(String(repeating: "x", count: 70_000))])
+        let tooLarge = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs/\(runID)/signals/one", body: big.jsonBytes)
+        #expect(tooLarge.status == 413, "\(tooLarge.body)")
+
         // `approved` before any step waits for it (`first` waits for `one`): kept, once however often it is sent.
         let url = coordinator.api + "/v1/runs/\(runID)/signals/approved"
         let early = try await CoordinatorProcess.request("POST", url, body: Array(#"{"data": {"by": "ana"}, "id": "s1"}"#.utf8))

@@ -16,7 +16,7 @@ struct EventPackerTests {
 
         var sent: [Sent] { state.withLock { $0.sent } }
 
-        func send(_ message: OutboundMessage) async throws {
+        func send(_ message: OutboundMessage, _ delivery: BrokerDelivery?) async throws {
             let bodies = try (JSONSerialization.jsonObject(with: Data(message.body)) as! [[String: Any]]).map { $0["taskID"] as! String }
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
                 state.withLock { $0.sent.append(Sent(routingKey: message.routingKey, bodies: bodies)); $0.held.append(c) }
@@ -43,6 +43,18 @@ struct EventPackerTests {
         while !condition() {
             guard ContinuousClock.now < deadline else { throw TimedOut(what: what, seconds: TestTime.scaled(10)) }
             try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    /// A delivery whose connection the test can declare lost.
+    final class Receipt: DeliveryAcknowledger, @unchecked Sendable {
+        private let stale = Mutex(false)
+        func ack() async throws {}
+        func reject(requeue: Bool) async throws {}
+        var isStale: Bool { stale.withLock { $0 } }
+        func lose() { stale.withLock { $0 = true } }
+        var delivery: BrokerDelivery {
+            BrokerDelivery(properties: BasicProperties(), body: [], redelivered: false, deliveryCount: 0, routingKey: "", acknowledger: self)
         }
     }
 
@@ -127,6 +139,31 @@ struct EventPackerTests {
         for task in tasks { await task.value }
         #expect(broker.sent.map(\.bodies) == [["first"], ["e1", "e2"], ["e3"], [String(repeating: "x", count: 60)], ["e5"]])
         #expect(results.all.values.allSatisfy { $0 } && results.all.count == 6)
+    }
+
+    @Test("events whose connection was lost while they waited are failed as stale and not sent; the rest go")
+    func staleWhileWaiting() async throws {
+        let broker = HeldBroker()
+        let packer = EventPacker(send: broker.send)
+        let results = Results()
+        let first = Self.publish(packer, "a", into: results)
+        try await Self.until("the first pack to be sent") { broker.sent.count == 1 }
+        let lost = Receipt(), kept = Receipt()
+        let waiting = [("b", lost), ("c", kept)].map { id, receipt in
+            Task {
+                let ok = (try? await packer.publish(Self.message(id), settling: receipt.delivery)) != nil
+                results.set(id, ok)
+            }
+        }
+        try await Self.until("b and c to wait") { packer.waitingCount(routingKey: "~wf.0.~pack.succeeded") == 2 }
+        lost.lose()
+        broker.release()
+        await first.value
+        try await Self.until("the second pack to be sent") { broker.sent.count == 2 }
+        broker.release()
+        for task in waiting { await task.value }
+        #expect(broker.sent.map(\.bodies) == [["a"], ["c"]])
+        #expect(results.all == ["a": true, "b": false, "c": true])
     }
 
     @Test("each key has its own pack in flight")

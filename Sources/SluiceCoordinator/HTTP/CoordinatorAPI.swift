@@ -244,20 +244,31 @@ public struct CoordinatorAPI: Sendable {
             let signal = body.isEmpty ? SignalRequest() : try decode(SignalRequest.self, body)
             let id = signal.id ?? UUID().uuidString
             guard !id.isEmpty, id.utf8.count <= 200 else { throw APIError(.badRequest, "a signal id is 1 to 200 bytes") }
+            let data = signal.data ?? .null
+            guard data.jsonBytes.count <= RunState.maxSignalBytes else {
+                throw APIError(.tooLarge, "a signal's data is at most \(RunState.maxSignalBytes) bytes of JSON")
+            }
             try requireActive(coordinator)
             guard let before = try await engine.run(runID) else { throw APIError(.notFound, "no run \(runID)") }
-            if before.signalIDs?.contains(id) == true {
+            if before.signalIDs?.contains(id) == true || before.signals?.contains(where: { $0.id == id }) == true {
                 // Sent before: applied once, answered again.
                 return try encoded(SignalResponse(runID: runID, name: name, id: id, status: before.status, kept: nil))
             }
             guard !before.status.isFinal else {
                 throw APIError(.conflict, "run \(runID) has ended (\(before.status.rawValue)); a signal cannot reach it")
             }
-            guard (before.signals?.count ?? 0) < RunState.keptSignalsLimit else {
-                throw APIError(.conflict, "run \(runID) already keeps \(RunState.keptSignalsLimit) signals no step has taken")
+            // Only names a step of the run's definition waits for: others would only pile up.
+            guard let definition = try await engine.store.definition(name: before.workflow, version: before.version),
+                  definition.steps.contains(where: { if case .signal(let spec) = $0.kind { spec.name == name } else { false } }) else {
+                throw APIError(.badRequest, "no step of workflow \(before.workflow) version \(before.version) waits for a signal '\(name)'")
             }
-            let outcome = try await engine.apply(.signal(name: name, id: id, data: signal.data ?? .null, at: Date()), to: runID)
+            let outcome = try await engine.apply(.signal(name: name, id: id, data: data, at: Date()), to: runID)
             guard let run = try await engine.run(runID) else { throw APIError(.notFound, "no run \(runID)") }
+            if outcome != .forwarded, run.signalIDs?.contains(id) != true, run.signals?.contains(where: { $0.id == id }) != true {
+                // Dropped: the run ended meanwhile, or keeps as many signals as it may.
+                throw APIError(.conflict, run.status.isFinal ? "run \(runID) has ended (\(run.status.rawValue)); a signal cannot reach it"
+                                : "run \(runID) already keeps \(RunState.keptSignalsLimit) signals no step has taken; this one was not kept")
+            }
             let kept = outcome == .forwarded ? nil : run.signals?.contains { $0.id == id } == true
             return try encoded(SignalResponse(runID: runID, name: name, id: id, status: run.status, kept: kept),
                                status: outcome == .forwarded ? .accepted : .ok)
