@@ -29,8 +29,9 @@ struct CLIError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Reads JSON arguments from a literal, `@file`, or `-` (standard input).
-func readArguments(_ spec: String) throws -> [UInt8] {
+/// Reads JSON arguments from a literal, `@file`, or `-` (standard input);
+/// `option` names the option in the error.
+func readArguments(_ spec: String, option: String = "--args") throws -> [UInt8] {
     let bytes: [UInt8]
     if spec == "-" {
         bytes = Array(FileHandle.standardInput.readDataToEndOfFile())
@@ -42,7 +43,7 @@ func readArguments(_ spec: String) throws -> [UInt8] {
         bytes = Array(spec.utf8)
     }
     guard (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) != nil else {
-        throw ValidationError("--args is not valid JSON")
+        throw ValidationError("\(option) is not valid JSON")
     }
     return bytes
 }

@@ -53,7 +53,7 @@ struct ScheduleCommand: AsyncParsableCommand {
         }
 
         func json(_ spec: String, _ option: String) throws -> JSONValue {
-            do { return try JSONValue.parse(try readArguments(spec)) } catch let e as ValidationError { throw e } catch {
+            do { return try JSONValue.parse(try readArguments(spec, option: option)) } catch let e as ValidationError { throw e } catch {
                 throw ValidationError("\(option) is not valid JSON")
             }
         }

@@ -107,7 +107,7 @@ struct WorkflowCommand: AsyncParsableCommand {
 
         func run() async throws {
             let inputValue: JSONValue
-            do { inputValue = try JSONValue.parse(try readArguments(input)) } catch let e as ValidationError { throw e } catch {
+            do { inputValue = try JSONValue.parse(try readArguments(input, option: "--input")) } catch let e as ValidationError { throw e } catch {
                 throw ValidationError("--input is not valid JSON")
             }
             let request = StartRunRequest(workflow: name, version: version, input: inputValue, idempotencyKey: key,
@@ -267,7 +267,7 @@ extension WorkflowCommand {
         func run() async throws {
             var value: JSONValue?
             if let data {
-                do { value = try JSONValue.parse(try readArguments(data)) } catch let e as ValidationError { throw e } catch {
+                do { value = try JSONValue.parse(try readArguments(data, option: "--data")) } catch let e as ValidationError { throw e } catch {
                     throw ValidationError("--data is not valid JSON")
                 }
             }
