@@ -122,10 +122,7 @@ extension Broker {
     /// again, and runs again). Brokers that can tell it on their connection's
     /// thread do so (RabbitMQ); this default checks before publishing.
     public func publish(_ messages: [OutboundMessage], settling delivery: BrokerDelivery) async throws -> [Result<Void, any Error>] {
-        if delivery.isStale {
-            throw AMQPError(.staleDelivery, operation: "publish",
-                            message: "the outcome of a delivery from a connection that was lost; the broker redelivers it")
-        }
+        if delivery.isStale { throw PublishFailure.staleOutcome }
         return try await publish(messages)
     }
 }

@@ -1,4 +1,4 @@
-import SluiceWire
+public import SluiceWire
 
 /// The kinds of failed publish that callers handle rather than pass on.
 ///
@@ -14,6 +14,16 @@ public enum PublishFailure {
     /// A `mandatory` message reached no queue (for events: nobody listens).
     public static func isUnroutable(_ error: any Error) -> Bool {
         (error as? AMQPError)?.code == .unroutable
+    }
+
+    /// What settling a delivery whose connection was lost fails with: its
+    /// outcome is not published, and the broker delivers the task again.
+    public static let staleOutcome = AMQPError(.staleDelivery, operation: "publish",
+                                               message: "the outcome of a delivery from a connection that was lost; the broker redelivers it")
+
+    /// The delivery being settled came on a connection since lost (publishing its outcome or acking it).
+    public static func isStale(_ error: any Error) -> Bool {
+        (error as? AMQPError)?.code == .staleDelivery
     }
 
     /// The message went nowhere because of where it was going, not because

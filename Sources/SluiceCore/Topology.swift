@@ -171,10 +171,17 @@ public struct Topology: Sendable, Hashable {
 
     /// Whether a routing key is an event pack's (`~wf.<bucket>.~pack.<kind>`).
     public static func isEventPackKey(_ routingKey: String) -> Bool {
-        // Checked on every event a worker publishes: a plain task's key starts with its queue name, never `~`.
-        guard routingKey.utf8.first == UInt8(ascii: "~") else { return false }
-        let words = routingKey.utf8.split(separator: UInt8(ascii: "."), maxSplits: 3, omittingEmptySubsequences: false)
-        return words.count == 4 && words[0].elementsEqual(stepEventWord.utf8) && words[2].elementsEqual(eventPackWord.utf8)
+        // Checked on every event a worker publishes and every step event a
+        // coordinator reads: no allocation. A plain task's key starts with its queue name, never `~`.
+        var utf8 = routingKey.utf8[...]
+        guard utf8.starts(with: "~wf.".utf8) else { return false }
+        utf8 = utf8.dropFirst(4)
+        // The bucket, then `~pack.`, then the kind (one word).
+        guard let dot = utf8.firstIndex(of: UInt8(ascii: ".")), dot > utf8.startIndex else { return false }
+        let rest = utf8[utf8.index(after: dot)...]
+        guard rest.starts(with: "~pack.".utf8) else { return false }
+        let kind = rest.dropFirst(6)
+        return !kind.isEmpty && !kind.contains(UInt8(ascii: "."))
     }
 
     /// The word after the bucket in an event pack's key: cannot be a queue name.

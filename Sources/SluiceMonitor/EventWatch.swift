@@ -18,6 +18,28 @@ public final class EventWatch: Sendable {
         /// The latest progress report of each task that has not ended, by task id.
         var progress: [String: TaskEvent] = [:]
         var progressSwept = Date()
+
+        /// Takes in a task event: a progress report, or an outcome (its wait; a failure).
+        mutating func record(_ event: TaskEvent) {
+            if event.kind == .progress {
+                if event.at >= progress[event.taskID]?.at ?? .distantPast { progress[event.taskID] = event }
+                if progress.count > 500, Date().timeIntervalSince(progressSwept) > 10 {
+                    let cutoff = Date().addingTimeInterval(-60)
+                    progress = progress.filter { $0.value.at > cutoff }
+                    progressSwept = Date()
+                }
+                return
+            }
+            if event.kind == .succeeded || event.kind == .dead { progress[event.taskID] = nil }
+            if let wait = event.waitMilliseconds {
+                waits[event.queue, default: []].append(wait)
+                if waits[event.queue]!.count > 200 { waits[event.queue]!.removeFirst(50) }
+            }
+            if event.kind != .succeeded {
+                failures.append(event)
+                if failures.count > 100 { failures.removeFirst(20) }
+            }
+        }
     }
 
     private final class Shared: Sendable {
@@ -58,26 +80,7 @@ public final class EventWatch: Sendable {
                         // A pack of step outcomes counts as its events.
                         let events = Topology.isEventPackKey(delivery.routingKey)
                             ? (try? EventPack.decode(delivery.body)) ?? [] : [try? TaskEvent.decode(delivery.body)].compactMap { $0 }
-                        for event in events { state.withLock { s in
-                            if event.kind == .progress {
-                                if event.at >= s.progress[event.taskID]?.at ?? .distantPast { s.progress[event.taskID] = event }
-                                if s.progress.count > 500, Date().timeIntervalSince(s.progressSwept) > 10 {
-                                    let cutoff = Date().addingTimeInterval(-60)
-                                    s.progress = s.progress.filter { $0.value.at > cutoff }
-                                    s.progressSwept = Date()
-                                }
-                                return
-                            }
-                            if event.kind == .succeeded || event.kind == .dead { s.progress[event.taskID] = nil }
-                            if let wait = event.waitMilliseconds {
-                                s.waits[event.queue, default: []].append(wait)
-                                if s.waits[event.queue]!.count > 200 { s.waits[event.queue]!.removeFirst(50) }
-                            }
-                            if event.kind != .succeeded {
-                                s.failures.append(event)
-                                if s.failures.count > 100 { s.failures.removeFirst(20) }
-                            }
-                        } }
+                        if !events.isEmpty { state.withLock { s in for event in events { s.record(event) } } }
                     }
                 }
             } catch {}

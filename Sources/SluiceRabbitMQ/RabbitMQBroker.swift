@@ -258,10 +258,8 @@ public final class RabbitMQBroker: Broker {
     /// that connection (checked on its thread: ``AMQPChannel/publish(batch:settling:)``).
     public func publish(_ messages: [OutboundMessage], settling delivery: BrokerDelivery) async throws -> [Result<Void, any Error>] {
         guard let receipt = (delivery.acknowledger as? Acknowledger)?.receipt, receipt.came(on: connection) else {
-            if delivery.isStale {
-                throw AMQPError(.staleDelivery, operation: "publish",
-                                message: "the outcome of a delivery from a connection that was lost; the broker redelivers it")
-            }
+            // Not one of this connection's deliveries: checked here only.
+            if delivery.isStale { throw PublishFailure.staleOutcome }
             return try await publish(messages, receipt: nil)
         }
         return try await publish(messages, receipt: receipt)

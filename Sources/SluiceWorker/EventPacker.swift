@@ -60,9 +60,11 @@ final class EventPacker: Sendable {
         var batch = first
         while true {
             // Events that waited while their connection was lost stay out: their tasks come again.
-            let stale = batch.filter { $0.delivery?.isStale == true }
-            for waiting in stale { waiting.continuation.resume(throwing: Self.staleError) }
-            let live = stale.isEmpty ? batch : batch.filter { $0.delivery?.isStale != true }
+            var live: [Waiting] = []
+            live.reserveCapacity(batch.count)
+            for waiting in batch {
+                if waiting.delivery?.isStale == true { waiting.continuation.resume(throwing: PublishFailure.staleOutcome) } else { live.append(waiting) }
+            }
             if !live.isEmpty {
                 let pack = EventPack.message(exchange: exchange, routingKey: routingKey, bodies: live.map(\.body))
                 do {
@@ -83,9 +85,6 @@ final class EventPacker: Sendable {
             batch = next
         }
     }
-
-    static let staleError = AMQPError(.staleDelivery, operation: "publish",
-                                      message: "the outcome of a delivery from a connection that was lost; the broker redelivers it")
 
     /// Events of `routingKey` waiting for the pack in flight to be confirmed.
     func waitingCount(routingKey: String) -> Int {

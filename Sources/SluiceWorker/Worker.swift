@@ -516,7 +516,7 @@ public final class Worker: Service {
     private func process(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, inPlace: Bool, metrics: QueueMetrics?) async {
         do {
             try await settle(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics)
-        } catch let error as AMQPError where error.code == .staleDelivery {
+        } catch where PublishFailure.isStale(error) {
             // Its connection was lost: the broker delivers it again, nothing to hand back.
             logger.info("a delivery from a lost connection was not settled; the broker redelivers it", metadata: ["queue": "\(queue)"])
         } catch {
@@ -759,7 +759,7 @@ public final class Worker: Service {
     /// its connection is lost (it comes again: see ``Broker/publish(_:settling:)``).
     private func publishAll(_ messages: [OutboundMessage], settling delivery: BrokerDelivery? = nil) async throws {
         if messages.count == 1, Topology.isEventPackKey(messages[0].routingKey) {
-            if let delivery, delivery.isStale { throw EventPacker.staleError }
+            if let delivery, delivery.isStale { throw PublishFailure.staleOutcome }
             return try await eventPacker.publish(messages[0], settling: delivery)
         }
         let results = if let delivery { try await broker.publish(messages, settling: delivery) } else { try await broker.publish(messages) }

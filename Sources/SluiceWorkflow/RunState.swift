@@ -75,12 +75,13 @@ public struct RunState: Sendable, Hashable, Codable {
 
     /// Remembers a signal id; false if the run had received it already.
     mutating func recordSignal(_ id: String) -> Bool {
-        var ids = signalIDs ?? []
-        guard !ids.contains(id) else { return false }
-        ids.append(id)
-        if ids.count > Self.signalIDsKept { ids.removeFirst(ids.count - Self.signalIDsKept) }
-        signalIDs = ids
-        return true
+        Self.remember(id, in: &signalIDs, keeping: Self.signalIDsKept)
+    }
+
+    /// Whether the run received the signal `id`: remembered, or kept (a kept
+    /// one may outlive its id among the remembered).
+    public func hasSignal(id: String) -> Bool {
+        signalIDs?.contains(id) == true || signals?.contains { $0.id == id } == true
     }
 
     /// How many message ids a run remembers: far more than can be in flight
@@ -89,11 +90,16 @@ public struct RunState: Sendable, Hashable, Codable {
 
     /// Remembers a message id; false if the run had applied it already.
     public mutating func recordMessage(_ id: String) -> Bool {
-        var ids = appliedMessages ?? []
+        Self.remember(id, in: &appliedMessages, keeping: Self.appliedMessagesKept)
+    }
+
+    /// Appends `id` to a list of the last `count` ids, oldest first; false if it is there already.
+    private static func remember(_ id: String, in list: inout [String]?, keeping count: Int) -> Bool {
+        var ids = list ?? []
         guard !ids.contains(id) else { return false }
         ids.append(id)
-        if ids.count > Self.appliedMessagesKept { ids.removeFirst(ids.count - Self.appliedMessagesKept) }
-        appliedMessages = ids
+        if ids.count > count { ids.removeFirst(ids.count - count) }
+        list = ids
         return true
     }
 

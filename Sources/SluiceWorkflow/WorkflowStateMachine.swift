@@ -287,8 +287,7 @@ public struct WorkflowStateMachine: Sendable {
     /// run that already keeps as many as it may, drop it; one received before
     /// (same id) changes nothing.
     mutating func receiveSignal(_ name: String, id: String, data: JSONValue, at: Date, _ out: inout Output) {
-        // (A kept signal may outlive its id among the remembered ones: checked too.)
-        guard !state.status.isFinal, !(state.signalIDs?.contains(id) ?? false), !(state.signals?.contains { $0.id == id } ?? false) else { return }
+        guard !state.status.isFinal, !state.hasSignal(id: id) else { return }
         if let waiting = order.first(where: { isWaiting(step: $0, for: name) }), var step = state.steps[waiting],
            case .signal(let spec)? = stepsByID[waiting]?.kind {
             _ = state.recordSignal(id)

@@ -201,15 +201,7 @@ struct ResultTests {
         try await within(60, "the task to start") { await started.wait() }
 
         // The broker closes the producer's connection (as a node restart or a network cut would).
-        let listing = try await SharedBroker.node.ctl("list_connections", "pid", "client_properties", "-q")
-        let line = try #require(listing.split(separator: "\n").first { $0.contains(name) }, "\(listing)")
-        let pid = String(line.split(separator: "\t")[0])
-        _ = try await SharedBroker.node.ctl("close_connection", pid, "test: result across a reconnect")
-        let recovered = try await within(120, "the producer's connection to recover") {
-            for await event in events { if case .recovered = event { return true } }
-            return false
-        }
-        #expect(recovered)
+        #expect(try await SharedBroker.closeConnection(named: name, why: "result across a reconnect", awaiting: events))
         release.fire()
         let result = try await handle.result(timeout: .seconds(120))
         #expect(result.json == #""done""#)

@@ -27,14 +27,7 @@ struct StaleOutcomeTests {
         let stale = try #require(first)
 
         // The broker closes the connection (a network cut or a node restart would too).
-        let listing = try await SharedBroker.node.ctl("list_connections", "pid", "client_properties", "-q")
-        let line = try #require(listing.split(separator: "\n").first { $0.contains(name) }, "\(listing)")
-        _ = try await SharedBroker.node.ctl("close_connection", String(line.split(separator: "\t")[0]), "test: stale outcome")
-        let recovered = try await within(120, "the connection to recover") {
-            for await event in events { if case .recovered = event { return true } }
-            return false
-        }
-        #expect(recovered)
+        #expect(try await SharedBroker.closeConnection(named: name, why: "stale outcome", awaiting: events))
         #expect(stale.isStale)
 
         // Its outcome (here: a copy to another queue, as a retry copy would be) must not go out now.

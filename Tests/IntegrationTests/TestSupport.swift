@@ -19,6 +19,24 @@ enum SharedBroker {
 
     static func url() async throws -> String { try await ready.value }
 
+    /// The broker's pid of the connection whose client properties contain `name`, if one is open.
+    static func connectionPID(containing name: String) async throws -> String? {
+        let listing = try await node.ctl("list_connections", "pid", "client_properties", "-q")
+        return listing.split(separator: "\n").first { $0.contains(name) }.map { String($0.split(separator: "\t")[0]) }
+    }
+
+    /// Has the broker close the connection named `name` (as a node restart or
+    /// a network cut would), then waits until `events` (that connection's)
+    /// report it recovered; false if they ended first.
+    static func closeConnection(named name: String, why: String, awaiting events: AsyncStream<AMQPConnectionEvent>) async throws -> Bool {
+        let pid = try #require(try await connectionPID(containing: name), "no connection named \(name)")
+        _ = try await node.ctl("close_connection", pid, "test: \(why)")
+        return try await within(120, "the connection \(name) to recover") {
+            for await event in events { if case .recovered = event { return true } }
+            return false
+        }
+    }
+
     static func connect(recovery: Bool = false, name: String = #function) async throws -> AMQPConnection {
         let url = try AMQPURL(await url())
         return try await AMQPConnection.connect(.init(

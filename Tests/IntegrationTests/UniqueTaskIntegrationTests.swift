@@ -136,14 +136,7 @@ struct UniqueTaskIntegrationTests {
         let admin = try await h.broker.connection.openChannel()
         for queue in [lock, h.topology.uniqueHolderQueue(ofLock: lock)] { _ = try await admin.queueDelete(queue) }
 
-        let listing = try await SharedBroker.node.ctl("list_connections", "pid", "client_properties", "-q")
-        let line = try #require(listing.split(separator: "\n").first { $0.contains(name) }, "\(listing)")
-        _ = try await SharedBroker.node.ctl("close_connection", String(line.split(separator: "\t")[0]), "test: unique locks across a reconnect")
-        let recovered = try await within(120, "the producer's connection to recover") {
-            for await event in events { if case .recovered = event { return true } }
-            return false
-        }
-        #expect(recovered)
+        #expect(try await SharedBroker.closeConnection(named: name, why: "unique locks across a reconnect", awaiting: events))
         // The work queue is recorded and back; the lock queue is not.
         let check = try await h.broker.connection.openChannel()
         _ = try await check.queueDeclarePassive(h.topology.workQueue("uq"))

@@ -19,22 +19,9 @@ struct ResultInMemoryTests {
 
     /// Runs a worker on queue `q` while `body` runs.
     func withWorker(_ broker: InMemoryBroker, _ registry: HandlerRegistry, _ body: () async throws -> Void) async throws {
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
         let configuration = Worker.Configuration(queues: ["q"], concurrency: 4, retryPolicy: RetryPolicy(maxAttempts: 3, baseMilliseconds: 0, jitter: 0),
                                                  publishStartedEvents: false)
-        let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
-        let running = Task { try await group.run() }
-        do {
-            try await body()
-        } catch {
-            await group.triggerGracefulShutdown()
-            try? await running.value
-            throw error
-        }
-        await group.triggerGracefulShutdown()
-        try await running.value
+        try await withInMemoryWorker(broker, registry, configuration, body)
     }
 
     @Test("a result, a retried task's final result, dead tasks as TaskFailed with their reason, and asking late")

@@ -250,7 +250,7 @@ public struct CoordinatorAPI: Sendable {
             }
             try requireActive(coordinator)
             guard let before = try await engine.run(runID) else { throw APIError(.notFound, "no run \(runID)") }
-            if before.signalIDs?.contains(id) == true || before.signals?.contains(where: { $0.id == id }) == true {
+            if before.hasSignal(id: id) {
                 // Sent before: applied once, answered again.
                 return try encoded(SignalResponse(runID: runID, name: name, id: id, status: before.status, kept: nil))
             }
@@ -264,7 +264,7 @@ public struct CoordinatorAPI: Sendable {
             }
             let outcome = try await engine.apply(.signal(name: name, id: id, data: data, at: Date()), to: runID)
             guard let run = try await engine.run(runID) else { throw APIError(.notFound, "no run \(runID)") }
-            if outcome != .forwarded, run.signalIDs?.contains(id) != true, run.signals?.contains(where: { $0.id == id }) != true {
+            if outcome != .forwarded, !run.hasSignal(id: id) {
                 // Dropped: the run ended meanwhile, or keeps as many signals as it may.
                 throw APIError(.conflict, run.status.isFinal ? "run \(runID) has ended (\(run.status.rawValue)); a signal cannot reach it"
                                 : "run \(runID) already keeps \(RunState.keptSignalsLimit) signals no step has taken; this one was not kept")
