@@ -1,0 +1,56 @@
+import Foundation
+import SluiceCore
+import SluiceRabbitMQ
+import SluiceSpawn
+import SluiceTesting
+import SluiceWorkflow
+import Testing
+
+@Suite("Workflow steps across a worker SIGKILL")
+struct WorkerKillWorkflowTests {
+    static let definition = """
+        name: killmap
+        steps:
+          - id: each
+            map: { over: input.items, task: sluice.sleep, arguments: { seconds: 0.2 } }
+          - id: all
+            after: [each]
+            task: sluice.echo
+            arguments: { outputs: "${steps.each.output}" }
+        """
+
+    @Test("a worker SIGKILLed while it runs a map's elements (their outcomes going out in packs): another worker runs the rest, and every element's outcome reaches the coordinator")
+    func workerKilled() async throws {
+        let h = try await TaskHarness.make()
+        let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
+        let coordinator = try CoordinatorProcess.start(h, store: store)
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        let events = try await h.recordEvents()
+        let first = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h))
+        defer { SluiceBinary.stopIfRunning(first) }
+        try await coordinator.waitUntilHealthy()
+        let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(Self.definition.utf8),
+                                                            contentType: "application/yaml")
+        #expect(register.status == 201, "\(register.body)")
+        let input = JSONValue.object(["workflow": "killmap", "input": ["items": .array((0..<200).map { .number(Double($0)) })]])
+        let started = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: input.jsonBytes)
+        guard case .string(let runID)? = started.body["runID"] else { Issue.record("no run: \(started.body)"); return }
+
+        let before = try await events.waitUntil("40 elements done", seconds: 180) {
+            $0.filter { $0.kind == .succeeded && $0.workflowRunID == runID }.count >= 40
+        }
+        first.signal(SIGKILL)
+        #expect(before.filter { $0.kind == .succeeded && $0.workflowRunID == runID }.count < 200, "the kill came after every element had run")
+        let second = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h))
+        defer { SluiceBinary.stopIfRunning(second) }
+
+        let done = try await coordinator.wait(for: runID, "completed", seconds: 240)
+        guard case .array(let outputs)? = done["steps"]?["all"]?["output"]?["outputs"] else {
+            Issue.record("no outputs: \(done.jsonText.prefix(500))")
+            return
+        }
+        #expect(outputs.count == 200)
+        #expect(outputs.allSatisfy { $0 == ["slept": 0.2] }, "every element succeeded: \(outputs.filter { $0 != ["slept": 0.2] }.prefix(3))")
+        await h.broker.close()
+    }
+}
