@@ -29,20 +29,21 @@ struct OutboxRelayTests {
                                       logger: logger)
         let group = ServiceGroup(configuration: .init(services: [coordinator], logger: logger))
         let running = Task { try await group.run() }
-        // Keeps a few thousand rows in the feed all the time (rows the store does not hold: publishing them is harmless).
+        // Keeps thousands of rows in the feed all the time (rows the store does not hold: publishing them is harmless).
+        // Refilled by 10,000 when under 10,000: on an idle machine the relay drained 500 rows per 5 ms
+        // (the feed ran dry and the test's premise failed), while under load one refill lasts.
         let busy = Task {
             var next: Int64 = 1_000_000_000
             while !Task.isCancelled {
-                if engine.outboxFeed.count < 3_000 {
-                    engine.outboxFeed.append((0..<500).map { i in
+                if engine.outboxFeed.count < 10_000 {
+                    engine.outboxFeed.append((0..<10_000).map { i in
                         OutboxEntry(id: next + Int64(i), task: StepTask(taskID: "busy-\(next + Int64(i))", name: "t", queue: "busy", arguments: [:],
                                                                         maxAttempts: nil, retry: nil, runID: "", stepID: "", index: nil),
                                     createdAt: Date())
                     })
-                    next += 500
+                    next += 10_000
                 }
-                // 500 rows per 5 ms outpace the relay; a shorter sleep only burned
-                // CPU the relay needs when the whole suite shares two cores.
+                // A shorter sleep only burned CPU the relay needs when the whole suite shares two cores.
                 try? await Task.sleep(for: .milliseconds(5))
             }
         }
