@@ -142,6 +142,11 @@ struct WorkflowCommand: AsyncParsableCommand {
         func describe(_ s: RunState) -> String {
             var lines = ["run \(s.runID)  \(s.workflow) v\(s.version)  \(s.status.rawValue)"]
             if let error = s.error { lines.append("error: \(error)") }
+            if let c = s.compensation {
+                let progress = c.order.map { "\(c.done) of \($0.count) steps compensated" + ($0.isEmpty ? "" : " (\($0.joined(separator: ", ")))") }
+                    ?? "waiting for compensable steps that still run"
+                lines.append("compensation (the run \(c.cause.rawValue)): \(progress)" + (c.error.map { "; failed: \($0)" } ?? ""))
+            }
             lines.append("")
             lines.append(pad("STEP", 20) + pad("STATE", 11) + pad("ATTEMPTS", 9) + "OUTPUT / ERROR")
             for (id, step) in s.steps.sorted(by: { $0.key < $1.key }) {
@@ -153,7 +158,11 @@ struct WorkflowCommand: AsyncParsableCommand {
                     let done = elements.filter { $0.status == .succeeded }.count
                     detail = "\(done)/\(elements.count) elements; " + detail
                 }
-                lines.append(pad(id, 20) + pad(step.status.rawValue, 11) + pad("\(step.attempts)", 9) + String(detail.prefix(80)))
+                if let undo = step.compensation {
+                    let elements = undo.done.map { " \($0) elements" } ?? ""
+                    detail = "compensation \(undo.status.rawValue)\(elements)" + (undo.error.map { ": \($0)" } ?? "") + "; " + detail
+                }
+                lines.append(pad(id, 20) + pad(step.status.rawValue, 11) + pad("\(step.attempts)", 9) + String(detail.prefix(100)))
             }
             if let o = s.output, o != .null { lines.append(""); lines.append("output: \(o.jsonText.prefix(400))") }
             return lines.joined(separator: "\n")
@@ -163,7 +172,7 @@ struct WorkflowCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List runs, newest first.")
         @Option(help: "Only runs of this workflow.") var workflow: String?
-        @Option(help: "Only runs in this state: pending, running, paused, completed, failed, cancelled.") var state: String?
+        @Option(help: "Only runs in this state: pending, running, paused, completed, failed, cancelled, compensating, compensated, compensation_failed.") var state: String?
         @Option(help: "Only runs created at or after this time (ISO 8601, or seconds since the epoch).") var after: String?
         @Option(help: "Only runs created before this time.") var before: String?
         @Option(help: "How many (1-1000).") var limit: Int = 50
@@ -187,9 +196,9 @@ struct WorkflowCommand: AsyncParsableCommand {
             if let cursor { query.append(("cursor", cursor)) }
             let page = try await api.client().call("GET", "v1/runs", query: query, as: RunPage.self)
             if json { return try printAPIJSON(page) }
-            print(pad("RUN", 38) + pad("WORKFLOW", 20) + pad("STATE", 11) + "CREATED")
+            print(pad("RUN", 38) + pad("WORKFLOW", 20) + pad("STATE", 20) + "CREATED")
             for r in page.runs {
-                print(pad(r.runID, 38) + pad(r.workflow, 20) + pad(r.status.rawValue, 11) + APICoding.formatDate(r.createdAt))
+                print(pad(r.runID, 38) + pad(r.workflow, 20) + pad(r.status.rawValue, 20) + APICoding.formatDate(r.createdAt))
             }
             if page.runs.isEmpty { print("(no runs)") }
             if let next = page.nextCursor { print("more: --cursor \(next)") }

@@ -61,6 +61,22 @@ extension RunState {
                 o.key("signalIDs")
                 o.out.array(signalIDs) { out, id in JSONText.appendString(id, to: &out.bytes) }
             }
+            if let completedWork {
+                o.key("completedWork")
+                o.out.array(completedWork) { out, id in JSONText.appendString(id, to: &out.bytes) }
+            }
+            if let compensation {
+                o.key("compensation")
+                o.out.object { c in
+                    c.field("cause", compensation.cause.rawValue)
+                    if let order = compensation.order {
+                        c.key("order")
+                        c.out.array(order) { out, id in JSONText.appendString(id, to: &out.bytes) }
+                    }
+                    c.field("done", compensation.done)
+                    if let error = compensation.error { c.field("error", error) }
+                }
+            }
         }
         return out.bytes
     }
@@ -83,6 +99,10 @@ extension StepState {
             if let finishedAt { o.field("finishedAt", finishedAt) }
             if let progress { o.field("progress", .number(progress)) }
             if let progressMessage { o.field("progressMessage", progressMessage) }
+            if let compensation {
+                o.key("compensation")
+                compensation.write(to: &o.out)
+            }
             if let elements {
                 if elementsAsRows {
                     o.field("elementCount", elements.count)
@@ -91,6 +111,24 @@ extension StepState {
                     o.out.array(elements) { out, element in element.write(to: &out) }
                 }
             }
+        }
+    }
+}
+
+extension StepCompensation {
+    func write(to out: inout StoredJSONWriter) {
+        out.object { o in
+            o.field("status", status.rawValue)
+            o.field("attempts", attempts)
+            if let error { o.field("error", error) }
+            if let startedAt { o.field("startedAt", startedAt) }
+            if let finishedAt { o.field("finishedAt", finishedAt) }
+            if let running {
+                o.key("running")
+                o.out.array(running) { out, i in out.bytes.append(contentsOf: String(i).utf8) }
+            }
+            if let next { o.field("next", next) }
+            if let done { o.field("done", done) }
         }
     }
 }

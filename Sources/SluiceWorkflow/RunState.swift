@@ -12,9 +12,22 @@ public struct RunState: Sendable, Hashable, Codable {
         case completed
         case failed
         case cancelled
+        /// Failed or cancelled, and undoing its completed steps' work (their
+        /// compensations run, last completed first).
+        case compensating
+        /// Failed or cancelled, and every compensation succeeded.
+        case compensated
+        /// Failed or cancelled, and a compensation failed for good (or the
+        /// run was cancelled while compensating): the rest did not run.
+        case compensationFailed = "compensation_failed"
 
-        /// Completed, failed or cancelled.
-        public var isFinal: Bool { self == .completed || self == .failed || self == .cancelled }
+        /// Completed, failed, cancelled, compensated or compensation_failed.
+        public var isFinal: Bool {
+            switch self {
+            case .completed, .failed, .cancelled, .compensated, .compensationFailed: return true
+            case .pending, .running, .paused, .compensating: return false
+            }
+        }
     }
 
     public var runID: String
@@ -50,6 +63,34 @@ public struct RunState: Sendable, Hashable, Codable {
     /// The ids of the last signals the run received (at most
     /// ``signalIDsKept``), so that one sent twice applies once.
     public var signalIDs: [String]?
+
+    /// Steps with a compensation whose work completed (a task step that
+    /// succeeded, a map step with a succeeded element), in the order they
+    /// completed (a map moves to the end at each element).
+    public var completedWork: [String]?
+    /// Once the run failed or was cancelled with completed work to undo.
+    public var compensation: Compensation?
+
+    /// A run's compensation: why, and how far.
+    public struct Compensation: Sendable, Hashable, Codable {
+        /// What ended the run: `failed` or `cancelled`.
+        public var cause: Status
+        /// The steps to compensate, in the order they run (reverse completion
+        /// order); nil while compensable steps are still running (their
+        /// outcome decides whether they need undoing).
+        public var order: [String]?
+        /// How many of `order` are done.
+        public var done: Int
+        /// Why compensation failed.
+        public var error: String?
+
+        public init(cause: Status, order: [String]? = nil, done: Int = 0, error: String? = nil) {
+            self.cause = cause
+            self.order = order
+            self.done = done
+            self.error = error
+        }
+    }
 
     /// Signals a run keeps for steps that have not started yet; the API refuses more.
     public static let keptSignalsLimit = 100
@@ -160,8 +201,34 @@ public struct StepState: Sendable, Hashable, Codable {
     /// message (``SluiceCore/TaskEvent/progress``); kept once it settles.
     public var progress: Double?
     public var progressMessage: String?
+    /// Once its compensation started.
+    public var compensation: StepCompensation?
 
     public init() {}
+}
+
+/// A step's compensation: one task, or one per succeeded element of a map.
+public struct StepCompensation: Sendable, Hashable, Codable {
+    /// running, succeeded or failed.
+    public var status: StepState.Status
+    /// Runs the worker reported (task steps).
+    public var attempts: Int
+    public var error: String?
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    /// Map steps: the elements whose compensation runs now.
+    public var running: [Int]?
+    /// Map steps: elements at or below this index are not looked at yet
+    /// (elements are compensated from the last one down).
+    public var next: Int?
+    /// Map steps: elements compensated.
+    public var done: Int?
+
+    public init(status: StepState.Status, attempts: Int = 0, startedAt: Date? = nil) {
+        self.status = status
+        self.attempts = attempts
+        self.startedAt = startedAt
+    }
 }
 
 /// One element of a map step.

@@ -16,6 +16,8 @@ import Yams
 //     - id: child, workflow: { name: invoice, version: 2, input: {...} }
 //     - id: pause, delay: 5m
 //     - id: approval, signal: { name: approved, timeout: 72h, onTimeout: fail | continue }   (or signal: approved)
+//     - id: book, task: ..., compensate: { task: ..., arguments: { id: "${output.id}" }, queue, maxAttempts, retry }
+//       (task and map steps; a map's arguments may use ${item}, ${index} and ${output}, the element's)
 
 extension WorkflowDefinition: Codable {
     enum Keys: String, CodingKey, CaseIterable { case name, version, timeout, output, queue, steps }
@@ -128,8 +130,10 @@ extension WorkflowDefinition: Codable {
 
 extension WorkflowStep: Codable {
     enum Keys: String, CodingKey, CaseIterable {
-        case id, after, task, queue, arguments, maxAttempts, retry, timeout, map, join, branch, workflow, delay, signal
+        case id, after, task, queue, arguments, maxAttempts, retry, timeout, map, join, branch, workflow, delay, signal, compensate
     }
+
+    enum CompensateKeys: String, CodingKey, CaseIterable { case task, queue, arguments, maxAttempts, retry }
 
     enum MapKeys: String, CodingKey, CaseIterable { case over, task, queue, arguments, maxAttempts, retry, timeout, join, maxParallel }
     enum BranchKeys: String, CodingKey, CaseIterable { case `if`, then, `else` }
@@ -193,6 +197,17 @@ extension WorkflowStep: Codable {
         default:
             kind = .delay(milliseconds: try c.decodeDurationIfPresent(forKey: .delay) ?? 0)
         }
+        if c.contains(.compensate) {
+            try UnknownKeys.check(c, .compensate, allowed: CompensateKeys.self, in: "step '\(id)' compensate")
+            let u = try c.nestedContainer(keyedBy: CompensateKeys.self, forKey: .compensate)
+            compensation = TaskSpec(name: try u.decode(String.self, forKey: .task),
+                                    queue: try u.decodeIfPresent(String.self, forKey: .queue),
+                                    arguments: try u.decodeIfPresent(ArgumentsTemplate.self, forKey: .arguments) ?? ArgumentsTemplate(.object([:])),
+                                    maxAttempts: try u.decodeIfPresent(Int.self, forKey: .maxAttempts),
+                                    retry: try u.decodeIfPresent(RetrySpec.self, forKey: .retry)?.policy)
+        } else {
+            compensation = nil
+        }
     }
 
     private static func decodeTask<K: CodingKey>(_ c: KeyedDecodingContainer<K>, nameKey: K, queue: K, arguments: K, maxAttempts: K,
@@ -247,6 +262,14 @@ extension WorkflowStep: Codable {
             try n.encode(spec.name, forKey: .name)
             if let ms = spec.timeoutMilliseconds { try n.encode(WorkflowDuration.text(milliseconds: ms), forKey: .timeout) }
             if spec.onTimeout != .fail { try n.encode(spec.onTimeout, forKey: .onTimeout) }
+        }
+        if let u = compensation {
+            var n = c.nestedContainer(keyedBy: CompensateKeys.self, forKey: .compensate)
+            try n.encode(u.name, forKey: .task)
+            try n.encodeIfPresent(u.queue, forKey: .queue)
+            try n.encode(u.arguments, forKey: .arguments)
+            try n.encodeIfPresent(u.maxAttempts, forKey: .maxAttempts)
+            try n.encodeIfPresent(u.retry.map(RetrySpec.init), forKey: .retry)
         }
     }
 }

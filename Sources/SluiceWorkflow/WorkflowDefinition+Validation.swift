@@ -64,6 +64,12 @@ extension WorkflowDefinition {
             if let m = t.maxAttempts, m < 1 { throw WorkflowError(.invalidDefinition, "maxAttempts must be 1 or more", step: step.id) }
             if let ms = t.timeoutMilliseconds, ms <= 0 { throw WorkflowError(.invalidDefinition, "timeout must be positive", step: step.id) }
         }
+        if let undo = step.compensation {
+            switch step.kind {
+            case .task, .map: try checkTask(undo)
+            default: throw WorkflowError(.invalidDefinition, "only task and map steps can have 'compensate'", step: step.id)
+            }
+        }
         switch step.kind {
         case .task(let t):
             try checkTask(t)
@@ -188,10 +194,12 @@ extension WorkflowDefinition {
     private func validateReferences(_ graph: [String: [String]], order: [String]) throws(WorkflowError) {
         let ancestry = Ancestry(steps: steps, order: order, graph: graph)
         for step in steps {
-            func check(_ path: ValuePath, inMap: Bool, what: String) throws(WorkflowError) {
+            func check(_ path: ValuePath, inMap: Bool, what: String, compensation: Bool = false) throws(WorkflowError) {
                 if path.isInvalid { throw WorkflowError(.invalidPath, "\(what) path '\(path)' is not valid", step: step.id) }
                 switch path.root {
                 case "input": return
+                case "output" where compensation: return
+                case "steps" where compensation && path.stepID == step.id: return
                 case "item", "index":
                     guard inMap else { throw WorkflowError(.invalidPath, "\(what) uses '\(path)' outside a map step", step: step.id) }
                 case "steps":
@@ -204,7 +212,7 @@ extension WorkflowDefinition {
                         throw WorkflowError(.invalidPath, "\(what) '\(path)': a step has 'output', 'status' and 'error'", step: step.id)
                     }
                 default:
-                    throw WorkflowError(.invalidPath, "\(what) '\(path)' must start with input, steps, item or index", step: step.id)
+                    throw WorkflowError(.invalidPath, "\(what) '\(path)' must start with input, steps, item or index\(compensation ? " (or output, in compensate)" : "")", step: step.id)
                 }
             }
             switch step.kind {
@@ -220,6 +228,11 @@ extension WorkflowDefinition {
                 for p in try w.input.references() { try check(p, inMap: false, what: "input") }
             case .join, .delay, .signal:
                 break
+            }
+            if let undo = step.compensation {
+                var inMap = false
+                if case .map = step.kind { inMap = true }
+                for p in try undo.arguments.references() { try check(p, inMap: inMap, what: "compensate arguments", compensation: true) }
             }
         }
         if let output {

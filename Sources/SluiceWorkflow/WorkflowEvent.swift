@@ -103,3 +103,18 @@ public struct StepTask: Sendable, Hashable, Codable {
         self.traceparent = traceparent
     }
 }
+
+extension WorkflowEvent {
+    /// When it happened.
+    public var at: Date {
+        switch self {
+        case .start(let at), .pause(let at), .resume(let at): return at
+        case .taskSucceeded(_, _, _, let at), .taskProgress(_, _, _, _, let at), .taskRetrying(_, _, _, let at),
+             .taskDead(_, _, _, _, let at): return at
+        case .timerFired(_, let at), .cancel(_, let at): return at
+        case .childFinished(_, _, _, _, let at): return at
+        case .retryStep(_, _, let at): return at
+        case .signal(_, _, _, let at): return at
+        }
+    }
+}

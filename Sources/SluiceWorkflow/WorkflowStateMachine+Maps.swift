@@ -61,6 +61,7 @@ extension WorkflowStateMachine {
             state.steps[id]!.elements![index].status = .succeeded
             state.steps[id]!.elements![index].output = output
             progress.succeeded += 1
+            noteCompletedWork(id)
         case .failure(let failure):
             state.steps[id]!.elements![index].status = .failed
             state.steps[id]!.elements![index].error = failure.message

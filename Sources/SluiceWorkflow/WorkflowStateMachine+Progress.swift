@@ -300,11 +300,13 @@ extension WorkflowStateMachine {
 
     mutating func failRun(_ reason: String, step: String?, at: Date, _ out: inout Output) {
         guard isActive else { return }
-        state.status = .failed
         state.error = reason
         state.failedStep = step
-        state.finishedAt = at
         if definition.timeoutMilliseconds != nil { out.cancel.append(.cancelTimer(timerID: runTimeoutTimerID)) }
+        // With work to undo the run compensates first (``advanceCompensation``, after this event).
+        if beginCompensation(cause: .failed, at: at) { return }
+        state.status = .failed
+        state.finishedAt = at
         // Steps started earlier in this same event stay started: their tasks are
         // still published, and their results are recorded for a retry.
         out.final = .failed(reason: reason)

@@ -117,6 +117,10 @@ public struct WorkflowStateMachine: Sendable {
     /// Applies an event; returns what the coordinator must do.
     public mutating func handle(_ event: WorkflowEvent) -> [WorkflowAction] {
         var out = Output()
+        if handleUndoEvent(event) {
+            advanceCompensation(at: event.at, &out)
+            return out.actions
+        }
         switch event {
         case .start(let at):
             guard state.status == .pending else { return [] }
@@ -188,8 +192,13 @@ public struct WorkflowStateMachine: Sendable {
             advance(at, &out)
 
         case .cancel(let reason, let at):
+            if state.status == .compensating {
+                abortCompensation(reason, at: at, &out)
+                return out.actions
+            }
             guard !state.status.isFinal || state.status == .failed else { return [] }
             // (A failed run can be cancelled too: that rules out a later retry.)
+            let compensates = state.status != .failed && hasWorkToCompensate()
             state.status = .cancelled
             state.error = reason
             state.finishedAt = at
@@ -210,14 +219,21 @@ public struct WorkflowStateMachine: Sendable {
                         }
                     default: break
                     }
-                    out.cancel.append(contentsOf: timerIDs(of: id, step).map { .cancelTimer(timerID: $0) })
+                    // A compensable step's timeout still counts: compensation waits for its outcome.
+                    if !(compensates && stepsByID[id]?.compensation != nil) {
+                        out.cancel.append(contentsOf: timerIDs(of: id, step).map { .cancelTimer(timerID: $0) })
+                    }
                 default:
                     break
                 }
                 state.steps[id] = step
             }
             if !revoked.isEmpty { out.cancel.append(.revokeTasks(revoked)) }
-            out.final = .cancelled(reason: reason)
+            if compensates, beginCompensation(cause: .cancelled, at: at) {
+                advanceCompensation(at: at, &out)
+            } else {
+                out.final = .cancelled(reason: reason)
+            }
 
         case .retryStep(let stepID, let rerun, let at):
             retry(stepID, rerun: rerun, at: at, &out)
@@ -225,7 +241,25 @@ public struct WorkflowStateMachine: Sendable {
         case .signal(let name, let id, let data, let at):
             receiveSignal(name, id: id, data: data, at: at, &out)
         }
+        if state.status == .compensating { advanceCompensation(at: event.at, &out) }
         return out.actions
+    }
+
+    /// Applies the outcome of a compensation task; false if `event` is not one.
+    mutating func handleUndoEvent(_ event: WorkflowEvent) -> Bool {
+        switch event {
+        case .taskSucceeded(let taskID, let attempt, let output, let at) where taskID.hasSuffix(Self.undoSuffix):
+            settleUndo(taskID, attempt: attempt, result: .success(output ?? .null), at: at)
+        case .taskDead(let taskID, let attempt, let reason, let error, let at) where taskID.hasSuffix(Self.undoSuffix):
+            settleUndo(taskID, attempt: attempt, result: .failure(error.map { "\(reason): \($0)" } ?? reason), at: at)
+        case .taskRetrying(let taskID, let attempt, _, let at) where taskID.hasSuffix(Self.undoSuffix):
+            settleUndo(taskID, attempt: attempt, result: nil, at: at)
+        case .taskProgress(let taskID, _, _, _, _) where taskID.hasSuffix(Self.undoSuffix):
+            break
+        default:
+            return false
+        }
+        return true
     }
 
     /// Records a task step's progress report; true if the state changed.
@@ -245,7 +279,7 @@ public struct WorkflowStateMachine: Sendable {
 
     /// Running or paused (new results count), or failed (results are recorded for a retry).
     var acceptsResults: Bool {
-        state.status == .running || state.status == .paused || state.status == .failed
+        state.status == .running || state.status == .paused || state.status == .failed || state.status == .compensating
     }
 
     var isActive: Bool { state.status == .running || state.status == .paused }
@@ -278,6 +312,7 @@ public struct WorkflowStateMachine: Sendable {
         }
         step.finishedAt = at
         state.steps[ref.step] = step
+        if step.status == .succeeded { noteCompletedWork(ref.step) }
         if spec.timeoutMilliseconds != nil { out.cancel.append(.cancelTimer(timerID: taskID + "/~timeout")) }
         afterSettling(ref.step, at: at, &out)
     }
@@ -287,7 +322,7 @@ public struct WorkflowStateMachine: Sendable {
     /// run that already keeps as many as it may, drop it; one received before
     /// (same id) changes nothing.
     mutating func receiveSignal(_ name: String, id: String, data: JSONValue, at: Date, _ out: inout Output) {
-        guard !state.status.isFinal, !state.hasSignal(id: id) else { return }
+        guard !state.status.isFinal, state.status != .compensating, !state.hasSignal(id: id) else { return }
         if let waiting = order.first(where: { isWaiting(step: $0, for: name) }), var step = state.steps[waiting],
            case .signal(let spec)? = stepsByID[waiting]?.kind {
             _ = state.recordSignal(id)

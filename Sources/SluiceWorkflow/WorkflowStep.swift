@@ -7,6 +7,12 @@ public struct WorkflowStep: Sendable, Hashable {
     /// Steps that must settle before this one starts (its dependencies).
     public var after: [String]
     public var kind: Kind
+    /// What undoes this step's work (task and map steps): run, in reverse
+    /// completion order, when the run fails or is cancelled after the step
+    /// (or, for a map, some of its elements) succeeded. Its arguments may use
+    /// `${output}` (the step's or the element's output) and, in a map,
+    /// `${item}` and `${index}`.
+    public var compensation: TaskSpec?
 
     /// What the step does: run a task, map a task over a list, start a sub-workflow, wait, branch or join.
     public enum Kind: Sendable, Hashable {
@@ -30,10 +36,20 @@ public struct WorkflowStep: Sendable, Hashable {
         case signal(SignalSpec)
     }
 
-    public init(id: String, after: [String] = [], _ kind: Kind) {
+    public init(id: String, after: [String] = [], _ kind: Kind, compensation: TaskSpec? = nil) {
         self.id = id
         self.after = after
         self.kind = kind
+        self.compensation = compensation
+    }
+
+    /// This step with a compensating task (see ``compensation``).
+    public func compensated(by task: String, queue: String? = nil, arguments: JSONValue = [:], maxAttempts: Int? = nil,
+                            retry: RetryPolicy? = nil) -> WorkflowStep {
+        var step = self
+        step.compensation = TaskSpec(name: task, queue: queue, arguments: ArgumentsTemplate(arguments), maxAttempts: maxAttempts,
+                                     retry: retry)
+        return step
     }
 }
 

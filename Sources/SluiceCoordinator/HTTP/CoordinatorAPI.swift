@@ -254,7 +254,7 @@ public struct CoordinatorAPI: Sendable {
                 // Sent before: applied once, answered again.
                 return try encoded(SignalResponse(runID: runID, name: name, id: id, status: before.status, kept: nil))
             }
-            guard !before.status.isFinal else {
+            guard !before.status.isFinal, before.status != .compensating else {
                 throw APIError(.conflict, "run \(runID) has ended (\(before.status.rawValue)); a signal cannot reach it")
             }
             // Only names a step of the run's definition waits for: others would only pile up.
@@ -266,7 +266,7 @@ public struct CoordinatorAPI: Sendable {
             guard let run = try await engine.run(runID) else { throw APIError(.notFound, "no run \(runID)") }
             if outcome != .forwarded, !run.hasSignal(id: id) {
                 // Dropped: the run ended meanwhile, or keeps as many signals as it may.
-                throw APIError(.conflict, run.status.isFinal ? "run \(runID) has ended (\(run.status.rawValue)); a signal cannot reach it"
+                throw APIError(.conflict, run.status.isFinal || run.status == .compensating ? "run \(runID) has ended (\(run.status.rawValue)); a signal cannot reach it"
                                 : "run \(runID) already keeps \(RunState.keptSignalsLimit) signals no step has taken; this one was not kept")
             }
             let kept = outcome == .forwarded ? nil : run.signals?.contains { $0.id == id } == true

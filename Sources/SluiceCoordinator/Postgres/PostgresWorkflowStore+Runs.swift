@@ -68,7 +68,7 @@ extension PostgresWorkflowStore {
                 try await Self.checkFence(fence, on: connection, logger: logger)
                 let using = try await Self.collect(try await connection.query("""
                     SELECT COUNT(*) FROM workflow_runs
-                    WHERE workflow = \(name) AND version = \(version) AND status IN ('pending', 'running', 'paused', 'failed')
+                    WHERE workflow = \(name) AND version = \(version) AND status IN ('pending', 'running', 'paused', 'failed', 'compensating')
                     """, logger: logger))
                 let count = try using.first?.decode(Int.self) ?? 0
                 if count > 0 { return DefinitionDeletion.inUse(runs: count) }

@@ -211,7 +211,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         try await transaction {
             let using = try await self.query("""
                 SELECT COUNT(*) AS n FROM workflow_runs
-                WHERE workflow = ? AND version = ? AND status IN ('pending', 'running', 'paused', 'failed')
+                WHERE workflow = ? AND version = ? AND status IN ('pending', 'running', 'paused', 'failed', 'compensating')
                 """, [.text(name), .integer(version)])
             let count = using.first?.column("n")?.integer ?? 0
             if count > 0 { return .inUse(runs: count) }
