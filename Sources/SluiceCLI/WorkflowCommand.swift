@@ -220,7 +220,7 @@ struct WorkflowCommand: AsyncParsableCommand {
     }
 
     struct Cancel: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Cancel a run for good (later results of its steps are ignored).")
+        static let configuration = CommandConfiguration(abstract: "Cancel a run for good (later results of its steps are ignored; completed steps with a compensation are undone first).")
         @Argument(help: "The run id.") var run: String
         @Option(help: "Why (kept as the run's error).") var reason: String = "cancelled by hand"
         @OptionGroup var api: APIOptions

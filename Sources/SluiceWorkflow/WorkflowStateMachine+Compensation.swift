@@ -207,6 +207,10 @@ extension WorkflowStateMachine {
         state.compensation = compensation
         state.status = error == nil ? .compensated : .compensationFailed
         state.finishedAt = at
+        // The run is over for good (no retry after compensation): what never started never will.
+        for id in order where state.steps[id]?.status == .waiting || state.steps[id]?.status == .ready {
+            state.steps[id]?.status = .skipped
+        }
         var reason = state.error ?? (compensation.cause == .cancelled ? "cancelled" : "failed")
         if let error { reason += "; compensation failed: \(error)" }
         out.final = compensation.cause == .cancelled ? .cancelled(reason: reason) : .failed(reason: reason)
