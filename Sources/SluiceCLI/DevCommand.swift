@@ -16,7 +16,9 @@ struct DevCommand: AsyncParsableCommand {
         Starts a private RabbitMQ node (scripts/broker; or uses --url), `sluice coordinator` on \
         a SQLite file and `sluice worker` with the built-in tasks, then registers and starts the \
         demo workflow `sluice-demo`: a fan-out over 8 items with one that is dead-lettered, a step \
-        that fails twice and succeeds on its third attempt, and a join. Its progress shows live; \
+        that fails twice and succeeds on its third attempt, and a join; then `sluice-demo-trip`, a \
+        saga whose card charge fails, so its hotel and flight bookings are undone by their \
+        compensations (hotel first). Their progress shows live; \
         then the stack keeps running for you to explore (sluice top, sluice queues, the management \
         UI) until Ctrl-C, which stops everything this command started. The broker's data stays \
         (scripts/broker destroy removes it).
@@ -157,32 +159,30 @@ struct DevCommand: AsyncParsableCommand {
         """)
         flushStandardOutput()
         api.base = apiURL
-        var lastFrame: [String] = []
-        var final: RunState?
-        let watchDeadline = ContinuousClock.now + .seconds(180)
-        while final == nil {
-            if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
-            guard ContinuousClock.now < watchDeadline else { throw CLIError("the demo run did not finish within 3 minutes; see the logs") }
-            let state = try await api.call("GET", "v1/runs/\(runID)", as: RunState.self)
-            let frame = Self.progress(state)
-            if frame != lastFrame {
-                for line in frame where !lastFrame.contains(line) { print("  " + line) }
-                flushStandardOutput()
-                lastFrame = frame
-            }
-            if state.status.isFinal { final = state }
-            try await Task.sleep(for: .milliseconds(300))
-        }
-        let status = final?.status.rawValue ?? "?"
+        let final = try await watch(runID, api, stack)
+        let status = final.status.rawValue
         print("\ndemo run \(status).")
-        let flakyAttempts = final?.steps["flaky"].map { "\($0.attempts)" } ?? "?"
+        let flakyAttempts = final.steps["flaky"].map { "\($0.attempts)" } ?? "?"
         print("  retry:       step 'flaky' failed twice and succeeded on attempt \(flakyAttempts) (the worker retried it through the delay ladder)")
         let dead = (try? await broker.queueState(broker.topology.deadQueue("demo")).messageCount) ?? 0
         print("  dead letter: \(Int(dead) - Int(deadBefore)) new in the dead queue of 'demo' (\(dead) in all), the element that failed for good;"
               + " see them with: sluice dead list demo\(prefix == "sluice" ? "" : " --prefix \(prefix)")")
-        print("  output:      \(final?.output?.jsonText ?? "null")")
+        print("  output:      \(final.output?.jsonText ?? "null")")
+
+        // 4. The saga demo: its charge fails, and what was booked is undone.
+        _ = try await api.call("POST", "v1/workflows", raw: Array(Self.sagaWorkflow.utf8), contentType: "application/yaml",
+                               as: RegisteredWorkflow.self)
+        let trip = try await api.call("POST", "v1/runs", json: StartRunRequest(workflow: "sluice-demo-trip", input: ["trip": "LIS-OSL"]),
+                                      as: RunState.self)
+        print("\nsaga demo run \(trip.runID) (a booking whose card charge fails; each booked step has a compensation):")
+        flushStandardOutput()
+        let undone = try await watch(trip.runID, api, stack)
+        let order = undone.compensation?.order ?? []
+        print("\nsaga demo run \(undone.status.rawValue): the charge failed, so \(order.map { "'\($0)'" }.joined(separator: " then ")) "
+              + "\(order.count == 1 ? "was" : "were") undone, the last booked first (sluice workflow status \(trip.runID))")
         if exitWhenDone {
             if status != "completed" { throw CLIError("the demo run ended \(status)") }
+            if undone.status != .compensated { throw CLIError("the saga demo run ended \(undone.status.rawValue)") }
             return
         }
         print("\nThe stack keeps running: try `sluice top`, `sluice queues`, `sluice workers`, `sluice workflow list`. Ctrl-C stops it.")
@@ -190,6 +190,25 @@ struct DevCommand: AsyncParsableCommand {
         while true {
             if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
             try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// Prints a run's progress as it changes, until it ends (3 minutes at most).
+    private func watch(_ runID: String, _ api: APIClient, _ stack: DevStack) async throws -> RunState {
+        var lastFrame: [String] = []
+        let deadline = ContinuousClock.now + .seconds(180)
+        while true {
+            if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
+            guard ContinuousClock.now < deadline else { throw CLIError("the demo run \(runID) did not finish within 3 minutes; see the logs") }
+            let state = try await api.call("GET", "v1/runs/\(runID)", as: RunState.self)
+            let frame = Self.progress(state)
+            if frame != lastFrame {
+                for line in frame where !lastFrame.contains(line) { print("  " + line) }
+                flushStandardOutput()
+                lastFrame = frame
+            }
+            if state.status.isFinal { return state }
+            try await Task.sleep(for: .milliseconds(300))
         }
     }
 
@@ -214,9 +233,36 @@ struct DevCommand: AsyncParsableCommand {
                 line += " (" + counts.keys.sorted().map { "\(counts[$0]!) \($0)" }.joined(separator: ", ") + ")"
             }
             if let error = s.error { line += ": \(error)" }
+            if let undo = s.compensation { line += "; compensation \(undo.status.rawValue)" }
             return line
         }
     }
+
+    /// The saga demo: three bookings, the third fails for good; the two
+    /// before it are undone by their compensations, hotel then flight.
+    static let sagaWorkflow = """
+    name: sluice-demo-trip
+    version: 1
+    queue: demo
+    steps:
+      - id: flight
+        task: sluice.echo
+        arguments: { booked: flight, trip: "${input.trip}" }
+        compensate: { task: sluice.echo, arguments: { cancelled: "${output.booked}" } }
+      - id: hotel
+        after: [flight]
+        task: sluice.sleep
+        arguments: { seconds: 0.5 }
+        compensate: { task: sluice.echo, arguments: { cancelled: hotel } }
+      - id: charge
+        after: [hotel]
+        task: sluice.fail
+        arguments: { times: 100, message: "card declined (on purpose)" }
+        maxAttempts: 1
+      - id: confirm
+        after: [charge]
+        task: sluice.echo
+    """
 
     /// The demo: a fan-out with one element that is dead-lettered (tolerated
     /// by its join), a step that fails twice before it succeeds, and a join.

@@ -77,7 +77,7 @@ struct WorkflowCommand: AsyncParsableCommand {
     struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete a registered definition version.",
-            discussion: "Refused while runs of that version are pending, running, paused or failed (a failed run can be retried).")
+            discussion: "Refused while runs of that version are pending, running, paused, failed or compensating (a failed run can be retried).")
         @Argument(help: "The workflow's name.") var name: String
         @Argument(help: "The version.") var version: Int
         @OptionGroup var api: APIOptions

@@ -35,6 +35,7 @@ extension ClusterTests {
         let nodes = (1...3).map { "127.0.0.1:\(cluster.amqpPort($0))" }.joined(separator: ",")
         #expect(output.contains("amqp://guest:***@\(nodes)/%2f"), "\(output)")
         #expect(output.contains("demo run completed."), "\(output)")
+        #expect(output.contains("saga demo run compensated: the charge failed, so 'hotel' then 'flight' were undone"), "\(output)")
         #expect(output.contains("stopping the private RabbitMQ cluster"), "\(output)")
         // The coordinator was connected to one of the three nodes.
         #expect((1...3).contains { coordinatorLog.contains("127.0.0.1:\(cluster.amqpPort($0))") }, "\(coordinatorLog)")

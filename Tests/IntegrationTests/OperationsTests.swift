@@ -245,7 +245,7 @@ struct OperationsTests {
         #expect(try await within(60, "the worker to stop") { try await SluiceBinary.exitStatus(of: worker) } == 0)
     }
 
-    @Test("sluice dev: the stack comes up, the demo completes with its retry and dead letter, and Ctrl-C leaves nothing behind")
+    @Test("sluice dev: the stack comes up, the demo completes with its retry and dead letter, the saga demo is compensated, and Ctrl-C leaves nothing behind")
     func dev() async throws {
         let node = PrivateBroker.unique("dev")
         let port = CoordinatorProcess.freePort()
@@ -263,6 +263,7 @@ struct OperationsTests {
         }
         #expect(output.contains("demo run completed."), "\(output)")
         #expect(output.contains("succeeded on attempt 3"))
+        #expect(output.contains("saga demo run compensated: the charge failed, so 'hotel' then 'flight' were undone"), "\(output)")
         #expect(output.contains("dead letter: 1 new in the dead queue of 'demo' (1 in all)"), "\(output)")
         #expect(output.contains("management UI      \(node.managementURL)"))
         #expect(output.contains("coordinator API    http://127.0.0.1:\(port)/v1/runs/"))
