@@ -142,6 +142,10 @@ struct WorkflowCommand: AsyncParsableCommand {
         func describe(_ s: RunState) -> String {
             var lines = ["run \(s.runID)  \(s.workflow) v\(s.version)  \(s.status.rawValue)"]
             if let error = s.error { lines.append("error: \(error)") }
+            if s.status == .pending, let slot = s.slot {
+                lines.append("waiting for a concurrency slot: at most \(slot.limit) active run\(slot.limit == 1 ? "" : "s") of \(s.workflow)"
+                             + (slot.key.isEmpty ? "" : " with key '\(slot.key)'"))
+            }
             if let c = s.compensation {
                 let progress = c.order.map { "\(c.done) of \($0.count) steps compensated" + ($0.isEmpty ? "" : " (\($0.joined(separator: ", ")))") }
                     ?? "waiting for compensable steps that still run"

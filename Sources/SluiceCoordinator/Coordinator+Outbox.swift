@@ -48,6 +48,20 @@ extension Coordinator {
                 if feed.isEmpty { readStore = true }
                 continue
             }
+            // Messages for runs this coordinator leads (a start the store
+            // decided when a concurrency slot freed up) apply here; applying
+            // one twice changes nothing (see ``RunMessage``).
+            var local: [OutboxEntry] = []
+            for entry in entries {
+                if case .message(let message) = entry.item, await engine.leads(message.runID) { local.append(entry) }
+            }
+            if !local.isEmpty {
+                let ids = Set(local.map(\.id))
+                entries.removeAll { ids.contains($0.id) }
+                try await engine.apply([], messages: local.compactMap { if case .message(let m) = $0.item { m } else { nil } })
+                for id in ids { recent.insert(id) }
+                try await engine.markSent(Array(ids))
+            }
             // Messages for runs in other coordinators' partitions go to those partitions' queues.
             var messages: [(entry: OutboxEntry, message: OutboundMessage)] = []
             entries.removeAll { entry in

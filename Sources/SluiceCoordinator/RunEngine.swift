@@ -117,6 +117,10 @@ public actor RunEngine {
         if let key = idempotencyKey, let existing = try await store.run(idempotencyKey: key) { return existing }
         let definition = try await definition(name, version)
         try checkMapSizes(definition.definition, input: input)
+        if let concurrency = definition.definition.concurrency {
+            // The input's fault, not the definition's.
+            do { _ = try concurrency.key(for: input) } catch { throw EngineError.invalid("input: \(error.message)") }
+        }
         let machine = try WorkflowStateMachine(compiled: definition, runID: runID, input: input, createdAt: at,
                                                traceparent: trace, limits: limits)
         do {
@@ -351,7 +355,7 @@ public actor RunEngine {
             let machine = try WorkflowStateMachine(compiled: definition, runID: runID, input: input, createdAt: now, limits: limits)
             var plan = Plan()
             plan.create(machine, idempotencyKey: runID)
-            try await cascade([(runID, .start(at: now), nil)], at: now, into: &plan)
+            if plan.waitsForSlot(runID) == false { try await cascade([(runID, .start(at: now), nil)], at: now, into: &plan) }
             let fired = try await store.fireSchedule(id: spec.id, expected: expected, next: next, changes: plan.takeRunChanges(), publish: [])
             if fired { adopt(plan.working) }
             return fired
@@ -403,10 +407,23 @@ public actor RunEngine {
         var transitions = 0
         /// Step tasks of cancelled runs, revoked once the commit is done.
         var revoked: [String] = []
+        /// Each run's status before the plan's first event for it (a run
+        /// that finishes gives its concurrency slot back).
+        var statusBefore: [String: RunState.Status] = [:]
 
         mutating func create(_ machine: WorkflowStateMachine, idempotencyKey: String?) {
             working[machine.state.runID] = machine
             created[machine.state.runID] = .some(idempotencyKey)
+        }
+
+        /// For a new run of a workflow with a concurrency limit: records it
+        /// in line for a slot (the store starts it when it gets one) and
+        /// returns true; false for a run that starts now.
+        mutating func waitsForSlot(_ id: String) -> Bool {
+            guard working[id]?.state.slot != nil else { return false }
+            touch(id)
+            changes[id]!.slot = .wait
+            return true
         }
 
         /// Makes sure run `id` (in `working`) has a change to collect its consequences in.
@@ -427,8 +444,16 @@ public actor RunEngine {
         mutating func takeRunChanges() -> [RunChange] {
             order.compactMap { id in
                 guard var change = changes[id] else { return nil }
+                let before = statusBefore[id] ?? change.run.status
                 change.run = working[id]!.state
                 change.elements = working[id]!.takeElementChanges()
+                // A new run that ended in its first commit (cancelled at once) never queues.
+                if change.isNew, change.run.status.isFinal { change.slot = nil }
+                if change.run.slot != nil, !change.isNew {
+                    // A run that finished gives its slot back; one made active again (a retry) takes one.
+                    if !before.isFinal && change.run.status.isFinal { change.slot = .release }
+                    if before.isFinal && !change.run.status.isFinal { change.slot = .hold }
+                }
                 return change
             }
         }
@@ -513,7 +538,7 @@ public actor RunEngine {
                     continue
                 }
                 plan.create(machine, idempotencyKey: key)
-                try await cascade([(id, .start(at: at), nil)], at: at, into: &plan)
+                if !plan.waitsForSlot(id) { try await cascade([(id, .start(at: at), nil)], at: at, into: &plan) }
                 results.append(.success(.done))
             case .events(let events, let at):
                 try await cascade(events, at: at, into: &plan)
@@ -548,6 +573,8 @@ public actor RunEngine {
         }
         let changes = plan.takeRunChanges()
         let ids = try await store.commit(changes, messages: plan.messages, sent: plan.sent)
+        // Runs the store gave slots to are started by outbox messages it wrote: the relay reads them there.
+        if changes.contains(where: { $0.slot != nil }) { outboxFeed.storeChanged() }
         let now = Date()
         let items = changes.flatMap(\.publish).map(OutboxEntry.Item.task) + plan.messages.map(OutboxEntry.Item.message)
         outboxFeed.append(zip(ids, items).map { OutboxEntry(id: $0, item: $1, createdAt: now) })
@@ -587,6 +614,7 @@ public actor RunEngine {
                 continue
             }
             plan.transitions += 1
+            if plan.statusBefore[id] == nil { plan.statusBefore[id] = plan.working[id]!.state.status }
             // Handled in place in `working`: a copy of the machine per event
             // would copy a map's elements per event. (The cache keeps the
             // state before this group until the commit succeeds.)
@@ -616,7 +644,7 @@ public actor RunEngine {
                                                              parent: RunState.ParentLink(runID: id, childKey: key),
                                                              traceparent: plan.working[id]?.state.traceparent, limits: limits)
                         plan.create(child, idempotencyKey: nil)
-                        pending.append((childID, .start(at: at), nil))
+                        if !plan.waitsForSlot(childID) { pending.append((childID, .start(at: at), nil)) }
                     } catch {
                         pending.append((id, .childFinished(childKey: key, succeeded: false, output: nil, error: "\(error)", at: at), nil))
                     }

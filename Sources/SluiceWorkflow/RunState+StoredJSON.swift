@@ -61,6 +61,13 @@ extension RunState {
                 o.key("signalIDs")
                 o.out.array(signalIDs) { out, id in JSONText.appendString(id, to: &out.bytes) }
             }
+            if let slot {
+                o.key("slot")
+                o.out.object { c in
+                    c.field("key", slot.key)
+                    c.field("limit", slot.limit)
+                }
+            }
             if let completedWork {
                 o.key("completedWork")
                 o.out.array(completedWork) { out, id in JSONText.appendString(id, to: &out.bytes) }

@@ -64,6 +64,10 @@ public struct RunState: Sendable, Hashable, Codable {
     /// ``signalIDsKept``), so that one sent twice applies once.
     public var signalIDs: [String]?
 
+    /// Set when its workflow limits concurrent runs: the run waits `pending`
+    /// until the store gives it a slot of this key.
+    public var slot: RunSlot?
+
     /// Steps with a compensation whose work completed (a task step that
     /// succeeded, a map step with a succeeded element), in the order they
     /// completed (a map moves to the end at each element).

@@ -31,9 +31,9 @@ public enum WorkflowBuilder {
 extension WorkflowDefinition {
     /// A definition from the DSL (see ``WorkflowBuilder``).
     public init(name: String, version: Int = 1, timeout: Duration? = nil, output: JSONValue? = nil, defaultQueue: String? = nil,
-                @WorkflowBuilder steps: () -> [WorkflowStep]) {
+                concurrency: ConcurrencySpec? = nil, @WorkflowBuilder steps: () -> [WorkflowStep]) {
         self.init(name: name, version: version, timeoutMilliseconds: timeout.map(Self.milliseconds),
-                  output: output.map(ArgumentsTemplate.init), defaultQueue: defaultQueue, steps: steps())
+                  output: output.map(ArgumentsTemplate.init), defaultQueue: defaultQueue, concurrency: concurrency, steps: steps())
     }
 
     static func milliseconds(_ d: Duration) -> Int {

@@ -5,6 +5,7 @@ import Yams
 // The file format (JSON or YAML), documented with examples in docs/workflows.md:
 //
 //   name: orders          version: 1          timeout: 1h          queue: default-queue
+//   concurrency: { limit: 1, key: "${input.customer}" }    (key optional: one limit for all runs)
 //   output: { total: "${steps.charge.output.total}" }
 //   steps:
 //     - id: fetch, task: orders.fetch, queue: q, arguments: {...}, maxAttempts: 3,
@@ -20,7 +21,8 @@ import Yams
 //       (task and map steps; a map's arguments may use ${item}, ${index} and ${output}, the element's)
 
 extension WorkflowDefinition: Codable {
-    enum Keys: String, CodingKey, CaseIterable { case name, version, timeout, output, queue, steps }
+    enum Keys: String, CodingKey, CaseIterable { case name, version, timeout, output, queue, concurrency, steps }
+    enum ConcurrencyKeys: String, CodingKey, CaseIterable { case limit, key }
 
     public init(from decoder: any Decoder) throws {
         try UnknownKeys.check(decoder, allowed: Keys.self, in: "the workflow")
@@ -30,6 +32,14 @@ extension WorkflowDefinition: Codable {
         timeoutMilliseconds = try c.decodeDurationIfPresent(forKey: .timeout)
         output = try c.decodeIfPresent(ArgumentsTemplate.self, forKey: .output)
         defaultQueue = try c.decodeIfPresent(String.self, forKey: .queue)
+        if c.contains(.concurrency) {
+            try UnknownKeys.check(c, .concurrency, allowed: ConcurrencyKeys.self, in: "concurrency")
+            let n = try c.nestedContainer(keyedBy: ConcurrencyKeys.self, forKey: .concurrency)
+            concurrency = ConcurrencySpec(limit: try n.decode(Int.self, forKey: .limit),
+                                          key: try n.decodeIfPresent(ArgumentsTemplate.self, forKey: .key))
+        } else {
+            concurrency = nil
+        }
         steps = try c.decode([WorkflowStep].self, forKey: .steps)
     }
 
@@ -40,6 +50,11 @@ extension WorkflowDefinition: Codable {
         if let timeoutMilliseconds { try c.encode(WorkflowDuration.text(milliseconds: timeoutMilliseconds), forKey: .timeout) }
         try c.encodeIfPresent(output, forKey: .output)
         try c.encodeIfPresent(defaultQueue, forKey: .queue)
+        if let concurrency {
+            var n = c.nestedContainer(keyedBy: ConcurrencyKeys.self, forKey: .concurrency)
+            try n.encode(concurrency.limit, forKey: .limit)
+            try n.encodeIfPresent(concurrency.key, forKey: .key)
+        }
         try c.encode(steps, forKey: .steps)
     }
 

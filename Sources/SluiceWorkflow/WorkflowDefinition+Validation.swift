@@ -15,6 +15,12 @@ extension WorkflowDefinition {
             throw WorkflowError(.tooLarge, "a workflow may have at most \(Self.maxSteps) steps; this one has \(steps.count)")
         }
         if let t = timeoutMilliseconds, t <= 0 { throw WorkflowError(.invalidDefinition, "timeout must be positive") }
+        if let concurrency {
+            guard concurrency.limit >= 1 else { throw WorkflowError(.invalidDefinition, "concurrency limit must be 1 or more") }
+            for path in try concurrency.key?.references() ?? [] where path.isInvalid || path.root != "input" {
+                throw WorkflowError(.invalidPath, "the concurrency key may use only the input, not '\(path)'")
+            }
+        }
         var seen: Set<String> = []
         for step in steps {
             guard Self.isValidStepID(step.id) else {

@@ -14,15 +14,18 @@ public struct WorkflowDefinition: Sendable, Hashable {
     public var output: ArgumentsTemplate?
     /// Queue for task steps that name none.
     public var defaultQueue: String?
+    /// How many of its runs may be active at once (per key); nil for no limit.
+    public var concurrency: ConcurrencySpec?
 
     public init(name: String, version: Int = 1, timeoutMilliseconds: Int? = nil, output: ArgumentsTemplate? = nil,
-                defaultQueue: String? = nil, steps: [WorkflowStep]) {
+                defaultQueue: String? = nil, concurrency: ConcurrencySpec? = nil, steps: [WorkflowStep]) {
         self.name = name
         self.version = version
         self.steps = steps
         self.timeoutMilliseconds = timeoutMilliseconds
         self.output = output
         self.defaultQueue = defaultQueue
+        self.concurrency = concurrency
     }
 
     /// The step with an id.

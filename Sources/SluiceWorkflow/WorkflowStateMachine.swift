@@ -54,9 +54,12 @@ public struct WorkflowStateMachine: Sendable {
         let definition = compiled.definition
         var steps: [String: StepState] = [:]
         for step in definition.steps { steps[step.id] = StepState() }
-        try self.init(compiled: compiled, state: RunState(runID: runID, workflow: definition.name, version: definition.version,
-                                                          input: input, steps: steps, createdAt: createdAt, parent: parent,
-                                                          traceparent: traceparent), limits: limits)
+        var state = RunState(runID: runID, workflow: definition.name, version: definition.version,
+                             input: input, steps: steps, createdAt: createdAt, parent: parent, traceparent: traceparent)
+        if let concurrency = definition.concurrency {
+            state.slot = RunSlot(key: try concurrency.key(for: input), limit: concurrency.limit)
+        }
+        try self.init(compiled: compiled, state: state, limits: limits)
     }
 
     /// A run restored from its stored state.

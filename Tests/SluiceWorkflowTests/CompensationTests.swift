@@ -271,3 +271,63 @@ struct CompensationTests {
         }
     }
 }
+
+@Suite("Run concurrency: definitions and keys")
+struct ConcurrencySpecTests {
+    @Test("YAML, JSON and the DSL agree; a run's slot is its rendered key and the limit; what is refused")
+    func definitions() throws {
+        let yaml = """
+        name: sync
+        queue: q
+        concurrency: { limit: 1, key: "${input.customer}" }
+        steps:
+          - { id: a, task: t }
+        """
+        let d = try WorkflowDefinition.decode(yaml: yaml)
+        #expect(d.concurrency == .perKey("${input.customer}", limit: 1))
+        #expect(try WorkflowDefinition.decode(json: Array(try JSONEncoder().encode(d))) == d)
+        let dsl = WorkflowDefinition(name: "sync", defaultQueue: "q", concurrency: .perKey("${input.customer}", limit: 1)) {
+            WorkflowStep.task("a", "t")
+        }
+        #expect(dsl == d)
+
+        let machine = try WorkflowStateMachine(definition: d, runID: "r", input: ["customer": "acme"], createdAt: Date())
+        #expect(machine.state.slot == RunSlot(key: "acme", limit: 1))
+        let numeric = try WorkflowStateMachine(definition: d, runID: "r", input: ["customer": 42], createdAt: Date())
+        #expect(numeric.state.slot?.key == "42")
+        let long = try WorkflowStateMachine(definition: d, runID: "r", input: ["customer": .string(String(repeating: "x", count: 500))], createdAt: Date())
+        #expect((long.state.slot?.key.utf8.count ?? 0) <= ConcurrencySpec.maxKeyBytes)
+        #expect(throws: WorkflowError.self) { try WorkflowStateMachine(definition: d, runID: "r", input: [:], createdAt: Date()) }
+        #expect(throws: WorkflowError.self) { try WorkflowStateMachine(definition: d, runID: "r", input: ["customer": nil], createdAt: Date()) }
+
+        let overall = WorkflowDefinition(name: "o", defaultQueue: "q", concurrency: ConcurrencySpec(limit: 3)) { WorkflowStep.task("a", "t") }
+        let free = try WorkflowStateMachine(definition: overall, runID: "r", input: [:], createdAt: Date())
+        #expect(free.state.slot == RunSlot(key: "", limit: 3))
+        #expect(try WorkflowStateMachine(definition: dsl.with(concurrency: nil), runID: "r", input: [:], createdAt: Date()).state.slot == nil)
+
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .millisecondsSince1970
+        #expect(try decoder.decode(RunState.self, from: Data(machine.state.storedJSON())).slot == machine.state.slot)
+
+        for (bad, why) in [
+            ("concurrency: { limit: 0 }", "1 or more"),
+            ("concurrency: { limit: 1, key: \"${steps.a.output}\" }", "only the input"),
+            ("concurrency: { limit: 1, per: x }", "per"),
+        ] {
+            do {
+                _ = try WorkflowDefinition.decode(yaml: "name: w\nqueue: q\n\(bad)\nsteps:\n  - { id: a, task: t }\n")
+                Issue.record("accepted: \(bad)")
+            } catch {
+                #expect("\(error)".contains(why), "\(bad): \(error)")
+            }
+        }
+    }
+}
+
+extension WorkflowDefinition {
+    func with(concurrency: ConcurrencySpec?) -> WorkflowDefinition {
+        var copy = self
+        copy.concurrency = concurrency
+        return copy
+    }
+}

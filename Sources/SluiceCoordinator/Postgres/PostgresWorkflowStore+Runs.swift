@@ -197,17 +197,68 @@ extension PostgresWorkflowStore {
     public func commit(_ changes: [RunChange], messages: [RunMessage], sent: [Int64]) async throws -> [Int64] {
         let prepared = try StoreCoding.prepare(changes)
         let outbox = try StoreCoding.outboxRows(prepared, messages)
+        let slots = StoreCoding.slotWork(prepared)
         let fence = try self.fence.current?.scoped(toChangedRuns: changes.filter { !$0.isNew }.map(\.run.runID))
         return try await mapped("commit") { [self] in
             try await client.withTransaction(logger: logger) { connection in
                 try await Self.checkFence(fence, on: connection, logger: logger)
-                let ids = try await Self.apply(prepared, outbox: outbox, on: connection, logger: logger)
+                // Runs given a slot are started by a message, after the caller's rows (their ids are not returned).
+                let started = try StoreCoding.outboxRows([], try await Self.applySlots(slots, on: connection, logger: logger))
+                let ids = try await Self.apply(prepared, outbox: outbox + started, on: connection, logger: logger)
+                    .dropLast(started.count)
                 if !sent.isEmpty {
                     _ = try await connection.query("DELETE FROM workflow_outbox WHERE id = ANY(\(sent))", logger: logger)
                 }
-                return ids
+                return Array(ids)
             }
         }
+    }
+
+    /// Puts new runs in line, gives slots back and takes them, then gives
+    /// free slots to the runs first in line: their start messages. Each key
+    /// is locked for the rest of the transaction (in sorted order), so two
+    /// coordinators never give out the same free slot.
+    static func applySlots(_ work: StoreCoding.SlotWork, on connection: PostgresConnection, logger: Logger) async throws -> [RunMessage] {
+        guard !work.isEmpty else { return [] }
+        for (workflow, key) in work.keys {
+            let lockName = "sluice slot \(workflow) \(key)"
+            _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(lockName), 0))", logger: logger)
+        }
+        for (rows, holding) in [(work.waits, 0), (work.holds, 1)] where !rows.isEmpty {
+            _ = try await connection.query("""
+                INSERT INTO workflow_slots (run_id, workflow, slot_key, slot_limit, holding)
+                SELECT u.run_id, u.workflow, u.slot_key, u.slot_limit, \(holding)
+                FROM unnest(\(rows.map(\.runID))::text[], \(rows.map(\.workflow))::text[], \(rows.map(\.key))::text[], \(rows.map(\.limit))::bigint[])
+                    AS u(run_id, workflow, slot_key, slot_limit)
+                ON CONFLICT (run_id) DO UPDATE SET holding = GREATEST(workflow_slots.holding, EXCLUDED.holding)
+                """, logger: logger)
+        }
+        if !work.releases.isEmpty {
+            _ = try await connection.query("DELETE FROM workflow_slots WHERE run_id = ANY(\(work.releases))", logger: logger)
+        }
+        let now = Date()
+        var started: [RunMessage] = []
+        for (workflow, key) in work.keys {
+            var holding = try await collect(try await connection.query("""
+                SELECT COUNT(*) FROM workflow_slots WHERE workflow = \(workflow) AND slot_key = \(key) AND holding = 1
+                """, logger: logger)).first.map { try $0.decode(Int.self) } ?? 0
+            // In arrival order, each with its own definition's limit; the first that does not fit stops the line.
+            let line = try await collect(try await connection.query("""
+                SELECT run_id, slot_limit FROM workflow_slots WHERE workflow = \(workflow) AND slot_key = \(key) AND holding = 0
+                ORDER BY seq LIMIT 1000
+                """, logger: logger)).map { try $0.decode((String, Int).self) }
+            var given: [String] = []
+            for (runID, limit) in line {
+                guard holding < limit else { break }
+                holding += 1
+                given.append(runID)
+            }
+            if !given.isEmpty {
+                _ = try await connection.query("UPDATE workflow_slots SET holding = 1 WHERE run_id = ANY(\(given))", logger: logger)
+                started += given.map { StoreCoding.slotStart($0, at: now) }
+            }
+        }
+        return started
     }
 
     /// Writes changes inside a transaction: one statement per kind of row,

@@ -109,7 +109,8 @@ extension PostgresWorkflowStore {
                     RETURNING id
                     """, logger: logger))
                 guard !moved.isEmpty else { return false }
-                try await Self.apply(prepared, outbox: try StoreCoding.outboxRows(prepared, []), on: connection, logger: logger)
+                let started = try await Self.applySlots(StoreCoding.slotWork(prepared), on: connection, logger: logger)
+                try await Self.apply(prepared, outbox: try StoreCoding.outboxRows(prepared, started), on: connection, logger: logger)
                 let bucket = Topology.stepEventBucket(runID: "")
                 for payload in standalone {
                     _ = try await connection.query(

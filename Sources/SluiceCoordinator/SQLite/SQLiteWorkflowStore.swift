@@ -358,7 +358,9 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                 throw StoreError(.notFound, "run \(missing) does not exist")
             }
         }
-        let outbox = try StoreCoding.outboxRows(prepared, messages)
+        // Runs given a slot are started by a message, after the caller's rows (their ids are not returned).
+        let started = try await applySlots(StoreCoding.slotWork(prepared))
+        let outbox = try StoreCoding.outboxRows(prepared, messages + started)
         var ids: [Int64] = []
         if !outbox.isEmpty {
             // Ids given here (this transaction is the only writer), so the
@@ -389,7 +391,42 @@ public final class SQLiteWorkflowStore: WorkflowStore {
                       .integer(Topology.stepEventBucket(runID: timer.runID))])
         }
         try await deleteOutbox(sent)
-        return ids
+        return Array(ids.dropLast(started.count))
+    }
+
+    /// Puts new runs in line, gives slots back and takes them, then gives
+    /// free slots to the runs first in line: their start messages.
+    private func applySlots(_ work: StoreCoding.SlotWork) async throws -> [RunMessage] {
+        guard !work.isEmpty else { return [] }
+        for (rows, holding) in [(work.waits, 0), (work.holds, 1)] {
+            for row in rows {
+                try await query("""
+                    INSERT INTO workflow_slots (run_id, workflow, slot_key, slot_limit, holding) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (run_id) DO UPDATE SET holding = MAX(holding, excluded.holding)
+                    """, [.text(row.runID), .text(row.workflow), .text(row.key), .integer(row.limit), .integer(holding)])
+            }
+        }
+        for chunk in Self.chunks(work.releases) {
+            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            try await query("DELETE FROM workflow_slots WHERE run_id IN (\(marks))", chunk.map { .text($0) })
+        }
+        let now = Date()
+        var started: [RunMessage] = []
+        for (workflow, key) in work.keys {
+            let scope: [SQLiteData] = [.text(workflow), .text(key)]
+            var holding = try await query("SELECT COUNT(*) AS n FROM workflow_slots WHERE workflow = ? AND slot_key = ? AND holding = 1",
+                                          scope).first?.column("n")?.integer ?? 0
+            // In arrival order, each with its own definition's limit; the first that does not fit stops the line.
+            for row in try await query("""
+                SELECT run_id, slot_limit FROM workflow_slots WHERE workflow = ? AND slot_key = ? AND holding = 0 ORDER BY seq LIMIT 1000
+                """, scope) {
+                guard let runID = row.column("run_id")?.string, let limit = row.column("slot_limit")?.integer, holding < limit else { break }
+                try await query("UPDATE workflow_slots SET holding = 1 WHERE run_id = ?", [.text(runID)])
+                holding += 1
+                started.append(StoreCoding.slotStart(runID, at: now))
+            }
+        }
+        return started
     }
 
     private func writeElements(_ elements: [StoreCoding.ElementColumns]) async throws {

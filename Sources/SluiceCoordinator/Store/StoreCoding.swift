@@ -187,3 +187,49 @@ actor AsyncGate {
         }
     }
 }
+
+extension StoreCoding {
+    /// A commit's run-concurrency work (``RunChange/SlotChange``), as both stores do it.
+    struct SlotWork {
+        struct Row {
+            var runID: String
+            var workflow: String
+            var key: String
+            var limit: Int
+        }
+
+        /// New runs, in line.
+        var waits: [Row] = []
+        /// Runs that hold a slot at once.
+        var holds: [Row] = []
+        /// Runs that give theirs back.
+        var releases: [String] = []
+        /// Every (workflow, key) touched, sorted (the order PostgreSQL takes their locks in).
+        var keys: [(workflow: String, key: String)] = []
+
+        var isEmpty: Bool { waits.isEmpty && holds.isEmpty && releases.isEmpty }
+    }
+
+    static func slotWork(_ prepared: PreparedChanges) -> SlotWork {
+        var work = SlotWork()
+        var keys: Set<[String]> = []
+        for item in prepared {
+            guard let change = item.change.slot, let slot = item.change.run.slot else { continue }
+            let run = item.change.run
+            let row = SlotWork.Row(runID: run.runID, workflow: run.workflow, key: slot.key, limit: slot.limit)
+            switch change {
+            case .wait: work.waits.append(row)
+            case .hold: work.holds.append(row)
+            case .release: work.releases.append(run.runID)
+            }
+            keys.insert([run.workflow, slot.key])
+        }
+        work.keys = keys.sorted { $0.lexicographicallyPrecedes($1) }.map { ($0[0], $0[1]) }
+        return work
+    }
+
+    /// The message that starts a run given a slot.
+    static func slotStart(_ runID: String, at: Date) -> RunMessage {
+        RunMessage(runID: runID, event: .start(at: at))
+    }
+}

@@ -116,6 +116,16 @@ enum StoreMigrations {
                 """,
                 "CREATE INDEX sluice_tasks_updated ON sluice_tasks (updated_at)",
             ], nil),
+            // Run concurrency: one row per run of a limited workflow, in line
+            // (`holding` 0, by `seq`) or holding a slot of its key.
+            (6, [
+                """
+                CREATE TABLE workflow_slots (
+                    seq \(d.serialKey), run_id TEXT NOT NULL UNIQUE, workflow TEXT NOT NULL, slot_key TEXT NOT NULL,
+                    slot_limit INTEGER NOT NULL, holding INTEGER NOT NULL)
+                """,
+                "CREATE INDEX workflow_slots_line ON workflow_slots (workflow, slot_key, holding, seq)",
+            ], nil),
         ]
     }
 
