@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "SluiceClient", targets: ["SluiceClient"]),
         .library(name: "SluiceWorker", targets: ["SluiceWorker"]),
         .library(name: "SluiceWorkflow", targets: ["SluiceWorkflow"]),
+        .library(name: "SluiceAPI", targets: ["SluiceAPI"]),
         .library(name: "SluiceCoordinator", targets: ["SluiceCoordinator"]),
         .library(name: "SluiceMonitor", targets: ["SluiceMonitor"]),
         .library(name: "SluiceLocalBroker", targets: ["SluiceLocalBroker"]),
@@ -103,9 +104,14 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .target(
+            name: "SluiceAPI",
+            dependencies: ["SluiceCore", "SluiceWorkflow"],
+            swiftSettings: strictSwift
+        ),
+        .target(
             name: "SluiceCoordinator",
             dependencies: [
-                "SluiceCore", "SluiceWire", "SluiceWorkflow", "SluiceClient",
+                "SluiceCore", "SluiceWire", "SluiceWorkflow", "SluiceClient", "SluiceAPI",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -129,7 +135,7 @@ let package = Package(
             name: "SluiceCLI",
             dependencies: [
                 "SluiceWire", "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceBenchmarks",
-                "SluiceWorkflow", "SluiceCoordinator", "SluiceMonitor", "SluiceLocalBroker", "SluiceSpawn",
+                "SluiceWorkflow", "SluiceCoordinator", "SluiceAPI", "SluiceMonitor", "SluiceLocalBroker", "SluiceSpawn",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -214,7 +220,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceCoordinatorTests",
-            dependencies: ["SluiceCoordinator", "SluiceCore", "SluiceWorkflow", "SluiceWorker", "SluiceWire", "SluiceTesting",
+            dependencies: ["SluiceCoordinator", "SluiceAPI", "SluiceCore", "SluiceWorkflow", "SluiceWorker", "SluiceWire", "SluiceTesting",
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: strictSwift
@@ -230,7 +236,7 @@ let package = Package(
                            "SluiceLocalBroker", "SluiceTesting", "SluiceMonitor", "SluiceSpawn",
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                           "SluiceWorkflow", "SluiceCoordinator"],
+                           "SluiceWorkflow", "SluiceCoordinator", "SluiceAPI"],
             swiftSettings: strictSwift
         ),
     ]

@@ -7,6 +7,7 @@ import SluiceLocalBroker
 import SluiceRabbitMQ
 import SluiceWire
 import SluiceWorkflow
+import SluiceAPI
 
 struct DevCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -128,12 +129,12 @@ struct DevCommand: AsyncParsableCommand {
         try stack.spawn("coordinator", ["coordinator", "--store", "sqlite:\(store)", "--http", http, "--supervised"] + common)
         try stack.spawn("worker", ["worker", "--queue", "demo", "--concurrency", "8", "--retry-base", "500ms",
                                    "--metrics", "127.0.0.1:\(port + 210)", "--supervised"] + common)
-        var api = APIClient(base: apiURL, token: nil)
+        var api = CoordinatorClient(base: apiURL)
         step("waiting for the coordinator API at \(apiBase)...")
         let deadline = ContinuousClock.now + .seconds(60)
         while true {
             if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
-            if let health = try? await api.call("GET", "healthz", as: HealthStatus.self), health.active == "true" { break }
+            if let health = try? await api.health(), health.active == "true" { break }
             guard ContinuousClock.now < deadline else { throw CLIError("the coordinator did not become active within 60 s; see \(stack.logPath("coordinator"))") }
             try await Task.sleep(for: .milliseconds(200))
         }
@@ -142,9 +143,8 @@ struct DevCommand: AsyncParsableCommand {
         let broker = try await RabbitMQBroker.connect(url: try ConnectionOptions.brokerURL(brokerURL), topology: try Topology(prefix: prefix), connectionName: "sluice dev")
         defer { Task { await broker.close() } }
         let deadBefore = (try? await broker.queueState(broker.topology.deadQueue("demo")).messageCount) ?? 0
-        _ = try await api.call("POST", "v1/workflows", raw: Array(Self.demoWorkflow.utf8), contentType: "application/yaml",
-                               as: RegisteredWorkflow.self)
-        let run = try await api.call("POST", "v1/runs", json: StartRunRequest(workflow: "sluice-demo", input: [:]), as: RunState.self)
+        _ = try await api.registerWorkflow(yaml: Self.demoWorkflow)
+        let run = try await api.startRun(StartRunRequest(workflow: "sluice-demo", input: [:]))
         let runID = run.runID
         print("""
 
@@ -170,10 +170,8 @@ struct DevCommand: AsyncParsableCommand {
         print("  output:      \(final.output?.jsonText ?? "null")")
 
         // 4. The saga demo: its charge fails, and what was booked is undone.
-        _ = try await api.call("POST", "v1/workflows", raw: Array(Self.sagaWorkflow.utf8), contentType: "application/yaml",
-                               as: RegisteredWorkflow.self)
-        let trip = try await api.call("POST", "v1/runs", json: StartRunRequest(workflow: "sluice-demo-trip", input: ["trip": "LIS-OSL"]),
-                                      as: RunState.self)
+        _ = try await api.registerWorkflow(yaml: Self.sagaWorkflow)
+        let trip = try await api.startRun(StartRunRequest(workflow: "sluice-demo-trip", input: ["trip": "LIS-OSL"]))
         print("\nsaga demo run \(trip.runID) (a booking whose card charge fails; each booked step has a compensation):")
         flushStandardOutput()
         let undone = try await watch(trip.runID, api, stack)
@@ -194,13 +192,13 @@ struct DevCommand: AsyncParsableCommand {
     }
 
     /// Prints a run's progress as it changes, until it ends (3 minutes at most).
-    private func watch(_ runID: String, _ api: APIClient, _ stack: DevStack) async throws -> RunState {
+    private func watch(_ runID: String, _ api: CoordinatorClient, _ stack: DevStack) async throws -> RunState {
         var lastFrame: [String] = []
         let deadline = ContinuousClock.now + .seconds(180)
         while true {
             if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }
             guard ContinuousClock.now < deadline else { throw CLIError("the demo run \(runID) did not finish within 3 minutes; see the logs") }
-            let state = try await api.call("GET", "v1/runs/\(runID)", as: RunState.self)
+            let state = try await api.run(runID)
             let frame = Self.progress(state)
             if frame != lastFrame {
                 for line in frame where !lastFrame.contains(line) { print("  " + line) }

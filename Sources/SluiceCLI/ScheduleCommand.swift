@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SluiceCoordinator
 import SluiceWorkflow
+import SluiceAPI
 
 struct ScheduleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -48,7 +49,7 @@ struct ScheduleCommand: AsyncParsableCommand {
                 action = .task(name: task!, queue: queue, arguments: try json(args, "--args"))
             }
             let spec = ScheduleSpec(id: id, cron: cron, timeZone: tz, action: action, misfire: ScheduleSpec.Misfire(rawValue: misfire)!)
-            let result = try await api.client().call("POST", "v1/schedules", json: spec, as: ScheduleView.self)
+            let result = try await api.client().putSchedule(spec)
             print("schedule \(id): next fire \(APICoding.formatDate(result.nextFireAt))")
         }
 
@@ -65,7 +66,7 @@ struct ScheduleCommand: AsyncParsableCommand {
         @OptionGroup var api: APIOptions
 
         func run() async throws {
-            let all = try await api.client().call("GET", "v1/schedules", as: [ScheduleView].self)
+            let all = try await api.client().schedules()
             if json { return try printAPIJSON(all) }
             print(pad("ID", 24) + pad("CRON", 18) + pad("ZONE", 16) + pad("NEXT", 22) + "ACTION")
             guard !all.isEmpty else { print("(no schedules)"); return }
@@ -86,7 +87,7 @@ struct ScheduleCommand: AsyncParsableCommand {
         @OptionGroup var api: APIOptions
 
         func run() async throws {
-            _ = try await api.client().call("DELETE", "v1/schedules/\(id)", as: RemovedSchedule.self)
+            _ = try await api.client().deleteSchedule(id)
             print("removed schedule \(id)")
         }
     }

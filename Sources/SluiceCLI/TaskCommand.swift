@@ -4,6 +4,7 @@ import SluiceCore
 import SluiceCoordinator
 import SluiceRabbitMQ
 import SluiceWorkflow
+import SluiceAPI
 
 struct TaskCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -83,7 +84,7 @@ struct TaskCommand: AsyncParsableCommand {
             while true {
                 let task: TrackedTask
                 do {
-                    task = try await client.call("GET", "v1/tasks/\(id)", as: TrackedTask.self)
+                    task = try await client.task(id)
                     seen = true
                 } catch let error as CLIError where error.description.contains("no tracked task") {
                     if watch && !seen && ContinuousClock.now < unknownUntil {

@@ -6,6 +6,7 @@ import SluiceMonitor
 import SluiceRabbitMQ
 import SluiceWorkflow
 import Synchronization
+import SluiceAPI
 
 struct TopCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -61,8 +62,8 @@ struct TopCommand: AsyncParsableCommand {
     }
 
     /// Runs per state from the coordinator's `/v1/stats`, or nil when it does not answer.
-    static func runCounts(_ client: APIClient?) async -> [(String, Int)]? {
-        guard let client, let stats = try? await client.call("GET", "v1/stats", as: CoordinatorStats.self) else { return nil }
+    static func runCounts(_ client: CoordinatorClient?) async -> [(String, Int)]? {
+        guard let client, let stats = try? await client.stats() else { return nil }
         return RunState.Status.allCases.map { ($0.rawValue, stats.runs[$0.rawValue] ?? 0) }
     }
 

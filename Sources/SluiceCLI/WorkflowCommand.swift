@@ -6,6 +6,7 @@ import FoundationNetworking
 import SluiceCoordinator
 import SluiceCore
 import SluiceWorkflow
+import SluiceAPI
 
 struct WorkflowCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,8 +43,7 @@ struct WorkflowCommand: AsyncParsableCommand {
             } catch let error as WorkflowError {
                 throw CLIError("\(file): \(error)")
             }
-            let result = try await api.client().call("POST", "v1/workflows", raw: bytes, contentType: "application/yaml",
-                                                     as: RegisteredWorkflow.self)
+            let result = try await api.client().registerWorkflow(yaml: String(decoding: bytes, as: UTF8.self))
             print("registered \(result.name) version \(result.version)")
         }
     }
@@ -59,9 +59,7 @@ struct WorkflowCommand: AsyncParsableCommand {
             var cursor: String?
             var all: [DefinitionSummary] = []
             repeat {
-                var query = [("limit", "\(min(1000, limit - all.count))")]
-                if let cursor { query.append(("cursor", cursor)) }
-                let page = try await client.call("GET", "v1/workflows", query: query, as: DefinitionPage.self)
+                let page = try await client.workflows(after: cursor, limit: min(1000, limit - all.count))
                 all += page.workflows
                 cursor = page.nextCursor
             } while cursor != nil && all.count < limit
@@ -83,7 +81,7 @@ struct WorkflowCommand: AsyncParsableCommand {
         @OptionGroup var api: APIOptions
 
         func run() async throws {
-            _ = try await api.client().call("DELETE", "v1/workflows/\(name)/\(version)", as: DeletedWorkflow.self)
+            _ = try await api.client().deleteWorkflow(name: name, version: version)
             print("deleted \(name) version \(version)")
         }
     }
@@ -112,7 +110,7 @@ struct WorkflowCommand: AsyncParsableCommand {
             }
             let request = StartRunRequest(workflow: name, version: version, input: inputValue, idempotencyKey: key,
                                           traceparent: traceparent)
-            let run = try await api.client().call("POST", "v1/runs", json: request, as: RunState.self)
+            let run = try await api.client().startRun(request)
             if json { try printAPIJSON(run) } else { print(run.runID) }
         }
     }
@@ -127,7 +125,7 @@ struct WorkflowCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try api.client()
             while true {
-                let state = try await client.call("GET", "v1/runs/\(run)", as: RunState.self)
+                let state = try await client.run(run)
                 if json {
                     try printAPIJSON(state)
                 } else {
@@ -184,7 +182,16 @@ struct WorkflowCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var api: APIOptions
 
+        /// A time as ISO 8601 or seconds since the epoch.
+        static func time(_ text: String, _ option: String) throws -> Date {
+            if let date = APICoding.parseDate(text) { return date }
+            if let seconds = Double(text), seconds.isFinite { return Date(timeIntervalSince1970: seconds) }
+            throw ValidationError("\(option) must be an ISO 8601 time or seconds since the epoch, got '\(text)'")
+        }
+
         func validate() throws {
+            if let after { _ = try Self.time(after, "--after") }
+            if let before { _ = try Self.time(before, "--before") }
             if let state, RunState.Status(rawValue: state) == nil {
                 throw ValidationError("--state must be one of \(RunState.Status.allCases.map(\.rawValue).joined(separator: ", "))")
             }
@@ -192,13 +199,10 @@ struct WorkflowCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            var query = [("limit", "\(limit)")]
-            if let workflow { query.append(("workflow", workflow)) }
-            if let state { query.append(("status", state)) }
-            if let after { query.append(("after", after)) }
-            if let before { query.append(("before", before)) }
-            if let cursor { query.append(("cursor", cursor)) }
-            let page = try await api.client().call("GET", "v1/runs", query: query, as: RunPage.self)
+            let query = RunQuery(workflow: workflow, status: state.flatMap(RunState.Status.init(rawValue:)),
+                                 createdAfter: try after.map { try Self.time($0, "--after") },
+                                 createdBefore: try before.map { try Self.time($0, "--before") }, limit: limit, cursor: cursor)
+            let page = try await api.client().runs(query)
             if json { return try printAPIJSON(page) }
             print(pad("RUN", 38) + pad("WORKFLOW", 20) + pad("STATE", 20) + "CREATED")
             for r in page.runs {
@@ -213,14 +217,14 @@ struct WorkflowCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Pause a run: no new steps start; running ones finish.")
         @Argument(help: "The run id.") var run: String
         @OptionGroup var api: APIOptions
-        func run() async throws { try await command(api, run, "pause") }
+        func run() async throws { report(run, try await api.client().pause(run: run)) }
     }
 
     struct Resume: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Resume a paused run.")
         @Argument(help: "The run id.") var run: String
         @OptionGroup var api: APIOptions
-        func run() async throws { try await command(api, run, "resume") }
+        func run() async throws { report(run, try await api.client().resume(run: run)) }
     }
 
     struct Cancel: AsyncParsableCommand {
@@ -228,7 +232,7 @@ struct WorkflowCommand: AsyncParsableCommand {
         @Argument(help: "The run id.") var run: String
         @Option(help: "Why (kept as the run's error).") var reason: String = "cancelled by hand"
         @OptionGroup var api: APIOptions
-        func run() async throws { try await command(api, run, "cancel", RunCommandRequest(reason: reason)) }
+        func run() async throws { report(run, try await api.client().cancel(run: run, reason: reason)) }
     }
 
     struct Retry: AsyncParsableCommand {
@@ -242,13 +246,13 @@ struct WorkflowCommand: AsyncParsableCommand {
             let client = try api.client()
             var stepID = step
             if stepID == nil {
-                let state = try await client.call("GET", "v1/runs/\(run)", as: RunState.self)
+                let state = try await client.run(run)
                 guard let failed = state.failedStep else {
                     throw CLIError("run \(run) has no failed step; name one with --step")
                 }
                 stepID = failed
             }
-            try await command(api, run, "retry", RetryStepRequest(step: stepID!, rerun: rerun))
+            report(run, try await api.client().retry(run: run, step: stepID!, rerun: rerun))
         }
     }
 }
@@ -284,8 +288,7 @@ extension WorkflowCommand {
                     throw ValidationError("--data is not valid JSON")
                 }
             }
-            let path = "v1/runs/\(run)/signals/\(name)"
-            let answer = try await api.client().call("POST", path, json: SignalRequest(data: value, id: id), as: SignalResponse.self)
+            let answer = try await api.client().signal(run: run, name: name, data: value, signalID: id)
             if json { return try printAPIJSON(answer) }
             let what = switch answer.kept {
             case true?: "kept for a step that waits for it later"
@@ -297,13 +300,9 @@ extension WorkflowCommand {
     }
 }
 
-private func command<B: Encodable>(_ api: APIOptions, _ run: String, _ verb: String, _ body: B) async throws {
-    let state = try await api.client().call("POST", "v1/runs/\(run)/\(verb)", json: body, as: RunState.self)
+/// Prints the state a run command left the run in.
+private func report(_ run: String, _ state: RunState) {
     print("run \(run): \(state.status.rawValue)")
-}
-
-private func command(_ api: APIOptions, _ run: String, _ verb: String) async throws {
-    try await command(api, run, verb, RunCommandRequest())
 }
 
 func pad(_ s: String, _ width: Int) -> String {

@@ -35,6 +35,14 @@ extension Coordinator {
                 entries = try await store.unsentOutbox(limit: configuration.outboxBatch)
                 readStore = entries.count == configuration.outboxBatch
                 lastStoreRead = .now
+                if entries.isEmpty, !feed.isEmpty {
+                    // Rows the store read does not return (another
+                    // partition's messages) are taken now: waiting for a
+                    // wake would loop on store reads while they wait forever.
+                    let taken = feed.take(max: configuration.outboxBatch)
+                    entries = taken.entries
+                    if taken.overflowed { readStore = true }
+                }
             } else {
                 let taken = feed.take(max: configuration.outboxBatch)
                 entries = taken.entries

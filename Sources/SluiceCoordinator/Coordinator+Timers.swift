@@ -5,6 +5,7 @@ import ServiceLifecycle
 import SluiceCore
 import SluiceWorkflow
 import Synchronization
+import SluiceAPI
 
 /// Durable timers and cron schedules.
 extension Coordinator {

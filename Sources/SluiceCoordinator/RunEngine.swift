@@ -3,6 +3,7 @@ public import Logging
 import Metrics
 public import SluiceCore
 public import SluiceWorkflow
+public import SluiceAPI
 
 /// Applies events to runs and commits the results: the one place where run
 /// state changes. Every change goes through one gate, so changes apply one

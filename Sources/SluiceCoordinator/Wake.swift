@@ -2,13 +2,20 @@ import Synchronization
 
 /// A wake-up for the outbox relay: a signal while nobody waits is kept for the next wait.
 final class Wake: Sendable {
-    private let state = Mutex<(pending: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+    private struct State {
+        var pending = false
+        var waiter: (id: UInt64, continuation: CheckedContinuation<Void, Never>)?
+        var lastID: UInt64 = 0
+        /// A wait whose time ran out before it began waiting: it returns at once.
+        var expired: UInt64 = 0
+    }
+    private let state = Mutex(State())
 
     func signal() {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
             if let w = s.waiter {
                 s.waiter = nil
-                return w
+                return w.continuation
             }
             s.pending = true
             return nil
@@ -16,31 +23,43 @@ final class Wake: Sendable {
         waiter?.resume()
     }
 
-    /// Returns at the next signal, or after `timeout`.
+    /// Returns at the next signal, or after `timeout`. (Each wait has an id,
+    /// so that a timer that fires before its wait has begun still ends it:
+    /// a task group of a waiter and a sleep could leave the waiter to wait
+    /// for a signal that never came.)
     func wait(upTo timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let now = self.state.withLock { s -> Bool in
-                        if s.pending {
-                            s.pending = false
-                            return true
-                        }
-                        s.waiter = continuation
-                        return false
-                    }
-                    if now { continuation.resume() }
-                }
-            }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
-            group.cancelAll()
-            // Release the continuation if the timeout won.
-            let waiter = self.state.withLock { s -> CheckedContinuation<Void, Never>? in
-                defer { s.waiter = nil }
-                return s.waiter
-            }
-            waiter?.resume()
+        let id = state.withLock { s -> UInt64 in
+            s.lastID += 1
+            return s.lastID
         }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            if !Task.isCancelled { self.expire(id) }
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if s.pending {
+                    s.pending = false
+                    return true
+                }
+                if s.expired == id { return true }
+                s.waiter = (id, continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+        timer.cancel()
+    }
+
+    private func expire(_ id: UInt64) {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if let w = s.waiter, w.id == id {
+                s.waiter = nil
+                return w.continuation
+            }
+            s.expired = id
+            return nil
+        }
+        waiter?.resume()
     }
 }

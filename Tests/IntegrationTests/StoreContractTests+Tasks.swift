@@ -3,6 +3,7 @@ import SluiceCoordinator
 import SluiceCore
 import SluiceWorkflow
 import Testing
+import SluiceAPI
 
 extension StoreContractTests {
     /// A tracked task's event, as a worker or producer sends it.

@@ -3,6 +3,7 @@ import SluiceCoordinator
 import SluiceWorkflow
 import SluiceCore
 import Testing
+import SluiceAPI
 
 /// The stores the contract runs against. Each test gets a fresh, empty store.
 enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {

@@ -9,6 +9,7 @@ import SluiceSpawn
 import SluiceTesting
 import SluiceWorkflow
 import Testing
+import SluiceAPI
 
 /// A real `sluice coordinator` process (on a SQLite file of its own, driven
 /// through its HTTP API) and a real `sluice worker` process with the built-in

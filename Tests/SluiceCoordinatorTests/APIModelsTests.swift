@@ -2,6 +2,7 @@ import Foundation
 @testable import SluiceCoordinator
 import SluiceWorkflow
 import Testing
+import SluiceAPI
 
 @Suite("API bodies")
 struct APIModelsTests {

@@ -8,6 +8,7 @@ import SluiceWorker
 import SluiceWorkflow
 import Synchronization
 import Testing
+import SluiceAPI
 
 /// A store that can be switched "away": every call fails as a database in
 /// failover would, until it is switched back.

@@ -49,7 +49,9 @@ struct OutboxRelayTests {
         }
         do {
             try await within(30, "the coordinator to lead") { while !coordinator.isActive { try await Task.sleep(for: .milliseconds(20)) } }
-            // In a full run on two cores this took 35-65 s, once over 90 s.
+            // (This once took 35-65 s in full runs, and sometimes never came:
+            // a store read that returned nothing sent the relay back to the
+            // store every second while the feed's rows waited for a wake.)
             try await within(60, "the feed's rows to be published") {
                 while await broker.readyMessages(broker.topology.workQueue("busy")).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
             }

@@ -2,6 +2,7 @@ import Foundation
 @testable import SluiceCoordinator
 import SluiceCore
 import Testing
+import SluiceAPI
 
 @Suite("Task tracking in the coordinator (no server)")
 struct TaskTrackerTests {

@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import SluiceAPI
 
 /// Turns every error into a JSON error response.
 struct ErrorMiddleware: RouterMiddleware {

@@ -8,6 +8,7 @@ import SluiceClient
 import SluiceCore
 public import ServiceLifecycle
 import SluiceWorkflow
+import SluiceAPI
 
 /// The coordinator's HTTP API (Hummingbird), for the CLI and for services
 /// that do not speak AMQP. JSON in and out; errors are
@@ -17,11 +18,12 @@ import SluiceWorkflow
 /// GET  /healthz                       liveness, and whether this coordinator is active
 /// GET  /v1/stats                      runs by status, outbox backlog (counts, no run state)
 /// GET  /metrics                       Prometheus text: runs by status, outbox backlog
+/// GET  /v1/openapi.json               this API as an OpenAPI 3.1 document (docs/openapi.json)
 /// POST /v1/workflows                  register a definition (JSON, or YAML with content-type application/yaml)
 /// GET  /v1/workflows                  registered definitions, names and versions only: ?limit=&cursor=
 /// GET  /v1/workflows/{name}/{version} one definition
 /// DELETE /v1/workflows/{name}/{version} (refused with 409 while runs that may need it exist)
-/// POST /v1/runs                       start: {"workflow", "version"?, "input"?, "idempotencyKey"?}
+/// POST /v1/runs                       start: {"workflow", "version"?, "input"?, "idempotencyKey"?, "traceparent"?}
 /// GET  /v1/runs                       list: ?workflow=&status=&after=&before=&limit=&cursor=
 /// GET  /v1/runs/{id}                  a run with every step
 /// POST /v1/runs/{id}/pause           (no body)
@@ -112,18 +114,22 @@ public struct CoordinatorAPI: Sendable {
         // One client for every POST /v1/tasks: it declares each queue (and the tracking queue) once.
         let client = TaskClient(broker: coordinator.broker, defaultQueue: coordinator.configuration.defaultQueue)
 
-        router.get("/healthz") { _, _ in
+        router.on(.getHealth) { _, _ in
             try encoded(HealthStatus(status: "ok", active: coordinator.isActive ? "true" : "false",
                                      partitions: coordinator.ledPartitions.partitions, partitionCount: coordinator.ledPartitions.of))
         }
-        router.get("/v1/stats") { _, _ in
+        router.on(.getOpenAPIDocument) { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json.utf8)))
+        }
+        router.on(.getStats) { _, _ in
             let stats = try await engine.store.statistics()
             var runs: [String: Int] = [:]
             for status in RunState.Status.allCases { runs[status.rawValue] = stats.runsByStatus[status.rawValue] ?? 0 }
             return try encoded(CoordinatorStats(runs: runs, outboxUnsent: stats.unsentOutbox, active: coordinator.isActive))
         }
         let metricsText = configuration.metricsText
-        router.get("/metrics") { _, _ in
+        router.on(.getMetrics) { _, _ in
             if let metricsText {
                 try? await CoordinatorMetrics.sample(coordinator)
                 return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
@@ -131,7 +137,7 @@ public struct CoordinatorAPI: Sendable {
             }
             return try await metrics(engine.store)
         }
-        router.post("/v1/workflows") { request, _ in
+        router.on(.registerWorkflow) { request, _ in
             var request = request
             let body = try await bodyBytes(&request, limit: limit)
             let yaml = request.headers[.contentType]?.contains("yaml") == true
@@ -141,7 +147,7 @@ public struct CoordinatorAPI: Sendable {
             try await engine.register(definition)
             return try encoded(RegisteredWorkflow(name: definition.name, version: definition.version), status: .created)
         }
-        router.get("/v1/workflows") { request, _ in
+        router.on(.listWorkflows) { request, _ in
             // Names and versions only, a page at a time: a definition can be large.
             let limit = min(max(request.uri.queryParameters["limit"].flatMap { Int(String($0)) } ?? 100, 1), 1000)
             let cursor = request.uri.queryParameters["cursor"].map(String.init)
@@ -149,14 +155,14 @@ public struct CoordinatorAPI: Sendable {
             return try encoded(DefinitionPage(workflows: Array(page.prefix(limit)),
                                               nextCursor: page.count > limit ? page[limit - 1].cursor : nil))
         }
-        router.get("/v1/workflows/{name}/{version}") { _, context in
+        router.on(.getWorkflow) { _, context in
             let (name, version) = try definitionKey(context)
             guard let definition = try await engine.store.definition(name: name, version: version) else {
                 throw APIError(.notFound, "no workflow \(name) version \(version)")
             }
             return try encoded(definition)
         }
-        router.delete("/v1/workflows/{name}/{version}") { _, context in
+        router.on(.deleteWorkflow) { _, context in
             let (name, version) = try definitionKey(context)
             try requireActive(coordinator)
             switch try await engine.deleteDefinition(name: name, version: version) {
@@ -164,10 +170,10 @@ public struct CoordinatorAPI: Sendable {
             case .notFound: throw APIError(.notFound, "no workflow \(name) version \(version)")
             case .inUse(let runs):
                 throw APIError(.conflict, "\(runs) run\(runs == 1 ? "" : "s") of \(name) version \(version) may still need it "
-                               + "(pending, running, paused or failed); cancel them or wait until they finish")
+                               + "(pending, running, paused, failed or compensating); cancel them or wait until they finish")
             }
         }
-        router.post("/v1/runs") { request, _ in
+        router.on(.startRun) { request, _ in
             var request = request
             let start = try decode(StartRunRequest.self, try await bodyBytes(&request, limit: limit))
             try requireActive(coordinator)
@@ -181,7 +187,7 @@ public struct CoordinatorAPI: Sendable {
                                              idempotencyKey: start.idempotencyKey, traceparent: trace)
             return try encoded(run, status: .created)
         }
-        router.get("/v1/runs") { request, _ in
+        router.on(.listRuns) { request, _ in
             let q = request.uri.queryParameters
             var query = RunQuery()
             if let w = q["workflow"] { query.workflow = String(w) }
@@ -201,18 +207,18 @@ public struct CoordinatorAPI: Sendable {
             let page = try await engine.store.runs(query)
             return try encoded(page)
         }
-        router.get("/v1/runs/{id}") { _, context in
+        router.on(.getRun) { _, context in
             let id = try context.parameters.require("id")
             guard let run = try await engine.run(id) else { throw APIError(.notFound, "no run \(id)") }
             return try encoded(run)
         }
-        let commands: [(String, @Sendable (RunCommandRequest) -> WorkflowEvent)] = [
-            ("pause", { _ in .pause(at: Date()) }),
-            ("resume", { _ in .resume(at: Date()) }),
-            ("cancel", { c in .cancel(reason: c.reason ?? "cancelled", at: Date()) }),
+        let commands: [(APIRoute, @Sendable (RunCommandRequest) -> WorkflowEvent)] = [
+            (.pauseRun, { _ in .pause(at: Date()) }),
+            (.resumeRun, { _ in .resume(at: Date()) }),
+            (.cancelRun, { c in .cancel(reason: c.reason ?? "cancelled", at: Date()) }),
         ]
-        for (verb, makeEvent) in commands {
-            router.post("/v1/runs/{id}/\(verb)") { request, context in
+        for (route, makeEvent) in commands {
+            router.on(route) { request, context in
                 var request = request
                 let id = try context.parameters.require("id")
                 let body = try await bodyBytes(&request, limit: limit)
@@ -224,7 +230,7 @@ public struct CoordinatorAPI: Sendable {
                 return try encoded(run, status: outcome == .forwarded ? .accepted : .ok)
             }
         }
-        router.post("/v1/runs/{id}/retry") { request, context in
+        router.on(.retryRunStep) { request, context in
             var request = request
             let id = try context.parameters.require("id")
             let retry = try decode(RetryStepRequest.self, try await bodyBytes(&request, limit: limit))
@@ -233,7 +239,7 @@ public struct CoordinatorAPI: Sendable {
             guard let run = try await engine.run(id) else { throw APIError(.notFound, "no run \(id)") }
             return try encoded(run, status: outcome == .forwarded ? .accepted : .ok)
         }
-        router.post("/v1/runs/{id}/signals/{name}") { request, context in
+        router.on(.signalRun) { request, context in
             var request = request
             let runID = try context.parameters.require("id")
             let name = try context.parameters.require("name")
@@ -273,7 +279,7 @@ public struct CoordinatorAPI: Sendable {
             return try encoded(SignalResponse(runID: runID, name: name, id: id, status: run.status, kept: kept),
                                status: outcome == .forwarded ? .accepted : .ok)
         }
-        router.post("/v1/schedules") { request, _ in
+        router.on(.putSchedule) { request, _ in
             var request = request
             let spec = try decode(ScheduleSpec.self, try await bodyBytes(&request, limit: limit))
             do { try spec.validate() } catch let error as WorkflowError { throw APIError(.badRequest, error.message) }
@@ -284,18 +290,18 @@ public struct CoordinatorAPI: Sendable {
             try await engine.store.saveSchedule(ScheduleRecord(id: spec.id, spec: try StoreCoding.encode(spec), nextFireAt: next))
             return try encoded(ScheduleView(spec: spec, nextFireAt: next), status: .created)
         }
-        router.get("/v1/schedules") { _, _ in
+        router.on(.listSchedules) { _, _ in
             let all = try await engine.store.schedules().map { record in
                 ScheduleView(spec: try StoreCoding.decode(ScheduleSpec.self, record.spec), nextFireAt: record.nextFireAt)
             }
             return try encoded(all)
         }
-        router.delete("/v1/schedules/{id}") { _, context in
+        router.on(.deleteSchedule) { _, context in
             let id = try context.parameters.require("id")
             guard try await engine.store.removeSchedule(id: id) else { throw APIError(.notFound, "no schedule \(id)") }
             return try encoded(RemovedSchedule(removed: id))
         }
-        router.post("/v1/tasks") { request, _ in
+        router.on(.enqueueTask) { request, _ in
             var request = request
             let task = try decode(EnqueueTaskRequest.self, try await bodyBytes(&request, limit: limit))
             var options = EnqueueOptions(queue: task.queue ?? coordinator.configuration.defaultQueue)
@@ -328,7 +334,7 @@ public struct CoordinatorAPI: Sendable {
             let id = try await client.enqueue(name: task.name, json: (task.arguments ?? [:]).jsonBytes, options: options)
             return try encoded(EnqueuedTask(id: id), status: .created)
         }
-        router.post("/v1/tasks/{id}/revoke") { request, context in
+        router.on(.revokeTask) { request, context in
             let id = try context.parameters.require("id")
             guard id.utf8.count <= 255 else { throw APIError(.badRequest, "a task id has at most 255 bytes") }
             var request = request
@@ -339,7 +345,7 @@ public struct CoordinatorAPI: Sendable {
             try await coordinator.broker.revoke([id], terminate: terminate, reason: body.reason)
             return try encoded(RevokedTask(id: id, terminate: terminate), status: .accepted)
         }
-        router.get("/v1/tasks/{id}") { _, context in
+        router.on(.getTask) { _, context in
             let id = try context.parameters.require("id")
             guard let task = try await engine.store.trackedTask(id: id) else {
                 throw APIError(.notFound, "no tracked task \(id) (enqueued without tracking, or past its retention)")

@@ -5,6 +5,7 @@ import NIOSSL
 import PostgresNIO
 public import SluiceWorkflow
 import Synchronization
+public import SluiceAPI
 
 /// Definitions, runs and their changes, in PostgreSQL.
 extension PostgresWorkflowStore {

@@ -1,6 +1,7 @@
 public import Foundation
 import PostgresNIO
 import SluiceCore
+public import SluiceAPI
 
 /// Tracked tasks' records in PostgreSQL (see ``TaskTrackingChange``).
 extension PostgresWorkflowStore {

@@ -3,6 +3,7 @@ public import Foundation
 public import Logging
 import SQLiteNIO
 public import SluiceWorkflow
+public import SluiceAPI
 
 /// The embedded store: one SQLite file in WAL mode, written by one
 /// coordinator. Every commit is synced to disk before it returns

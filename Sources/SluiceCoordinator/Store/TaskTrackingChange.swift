@@ -1,5 +1,6 @@
 public import Foundation
 public import SluiceCore
+public import SluiceAPI
 
 /// One tracked task's event as a store write (pure: made from the event).
 ///

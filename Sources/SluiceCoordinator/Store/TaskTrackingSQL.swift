@@ -1,6 +1,7 @@
 import Foundation
 import SluiceCore
 import SluiceWorkflow
+import SluiceAPI
 
 /// The statements of task tracking, shared by both stores: written with
 /// PostgreSQL's `$n` placeholders, which SQLite takes as `?n` (``sqlite``).

@@ -1,5 +1,6 @@
 public import Foundation
 public import SluiceWorkflow
+public import SluiceAPI
 
 /// Where the coordinator keeps workflow state: definitions, runs, the
 /// outbox of tasks to publish, durable timers, cron schedules and the

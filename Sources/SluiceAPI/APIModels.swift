@@ -128,6 +128,12 @@ public struct RevokedTask: Codable, Sendable {
     public var id: String
     public var revoked = true
     public var terminate: Bool
+
+    public init(id: String, revoked: Bool = true, terminate: Bool) {
+        self.id = id
+        self.revoked = revoked
+        self.terminate = terminate
+    }
 }
 
 /// The answer to `POST /v1/tasks`.
@@ -136,6 +142,11 @@ public struct EnqueuedTask: Codable, Sendable {
     /// False when a task with the same unique key held its lock: `id` is
     /// that task's, and nothing was enqueued (absent without a unique key).
     public var enqueued: Bool?
+
+    public init(id: String, enqueued: Bool? = nil) {
+        self.id = id
+        self.enqueued = enqueued
+    }
 }
 
 /// `unique` in `POST /v1/tasks`.
@@ -157,29 +168,53 @@ public struct UniqueTaskKey: Codable, Sendable {
 public struct RegisteredWorkflow: Codable, Sendable {
     public var name: String
     public var version: Int
+
+    public init(name: String, version: Int) {
+        self.name = name
+        self.version = version
+    }
 }
 
 /// The answer to `DELETE /v1/workflows/{name}/{version}`.
 public struct DeletedWorkflow: Codable, Sendable {
     public var deleted: String
     public var version: Int
+
+    public init(deleted: String, version: Int) {
+        self.deleted = deleted
+        self.version = version
+    }
 }
 
 /// The answer to `DELETE /v1/schedules/{id}`.
 public struct RemovedSchedule: Codable, Sendable {
     public var removed: String
+
+    public init(removed: String) {
+        self.removed = removed
+    }
 }
 
 /// A schedule and when it fires next (`GET /v1/schedules`, `POST /v1/schedules`).
 public struct ScheduleView: Codable, Sendable {
     public var spec: ScheduleSpec
     public var nextFireAt: Date
+
+    public init(spec: ScheduleSpec, nextFireAt: Date) {
+        self.spec = spec
+        self.nextFireAt = nextFireAt
+    }
 }
 
 /// A page of definition summaries (`GET /v1/workflows`).
 public struct DefinitionPage: Codable, Sendable {
     public var workflows: [DefinitionSummary]
     public var nextCursor: String?
+
+    public init(workflows: [DefinitionSummary], nextCursor: String? = nil) {
+        self.workflows = workflows
+        self.nextCursor = nextCursor
+    }
 }
 
 /// `GET /healthz`. `active` is "true" or "false" (a string, as load
@@ -191,6 +226,13 @@ public struct HealthStatus: Codable, Sendable {
     /// The partitions it leads, of `partitionCount` (the store's; 0 until it is known).
     public var partitions: [Int]
     public var partitionCount: Int
+
+    public init(status: String, active: String, partitions: [Int], partitionCount: Int) {
+        self.status = status
+        self.active = active
+        self.partitions = partitions
+        self.partitionCount = partitionCount
+    }
 }
 
 /// `GET /v1/stats`: counts only, no run state.
@@ -201,6 +243,12 @@ public struct CoordinatorStats: Codable, Sendable {
     public var outboxUnsent: Int
     /// Whether this coordinator holds the lease.
     public var active: Bool
+
+    public init(runs: [String: Int], outboxUnsent: Int, active: Bool) {
+        self.runs = runs
+        self.outboxUnsent = outboxUnsent
+        self.active = active
+    }
 }
 
 /// Every error: `{"error": {"code": "...", "message": "..."}}`.
@@ -209,9 +257,18 @@ public struct APIErrorBody: Codable, Sendable {
         /// Stable, for programs: see ``APIError/Code``.
         public var code: String
         public var message: String
+
+        public init(code: String, message: String) {
+            self.code = code
+            self.message = message
+        }
     }
 
     public var error: Detail
+
+    public init(error: Detail) {
+        self.error = error
+    }
 }
 
 /// The one JSON encoding of the API, for both ends.
@@ -252,7 +309,7 @@ public enum APICoding {
     }
 
     /// A time as the API writes it, or ISO 8601 without fractions.
-    static func parseDate(_ text: String) -> Date? {
+    public static func parseDate(_ text: String) -> Date? {
         (try? withMilliseconds.parse(text)) ?? (try? wholeSeconds.parse(text))
     }
 }
