@@ -86,7 +86,7 @@ struct TaskCommand: AsyncParsableCommand {
                 do {
                     task = try await client.task(id)
                     seen = true
-                } catch let error as CLIError where error.description.contains("no tracked task") {
+                } catch let error as CoordinatorClient.Failure where error.kind == .refused(status: 404, code: "not_found") {
                     if watch && !seen && ContinuousClock.now < unknownUntil {
                         if !said { FileHandle.standardError.write(Data("waiting for the coordinator to hear of \(id)...\n".utf8)) }
                         said = true

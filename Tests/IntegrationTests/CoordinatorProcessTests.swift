@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import SluiceAPI
 import SluiceCoordinator
 import SluiceCore
 import SluiceRabbitMQ
@@ -16,6 +17,8 @@ struct CoordinatorProcess {
     let process: ChildProcess
     let port: Int
     var api: String { "http://127.0.0.1:\(port)" }
+    /// The typed client of its API (what the CLI uses).
+    var client: CoordinatorClient { CoordinatorClient(base: URL(string: api)!) }
 
     /// A port for a server a test starts: below Linux's ephemeral range
     /// (32768 up, where outgoing connections take their local ports) and the

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceAPI
 import SluiceCore
 import SluiceRabbitMQ
 import SluiceTesting
@@ -20,23 +21,19 @@ struct RunConcurrencyTests {
             arguments: { customer: "${input.customer}" }
         """
 
-    static func start(_ api: String, customer: String) async throws -> String {
-        let body = JSONValue.object(["workflow": "sync", "input": ["customer": .string(customer)]])
-        let started = try await CoordinatorProcess.request("POST", api + "/v1/runs", body: body.jsonBytes)
-        #expect(started.status == 201, "\(started.body)")
-        #expect(started.body["status"] == "pending", "a limited run starts when the store gives it a slot: \(started.body)")
-        guard case .string(let id)? = started.body["runID"] else { throw TimedOut(what: "a run id in \(started.body)", seconds: 0) }
-        return id
+    static func start(_ c: CoordinatorProcess, customer: String) async throws -> String {
+        let run = try await c.client.startRun(StartRunRequest(workflow: "sync", input: ["customer": .string(customer)]))
+        #expect(run.status == .pending, "a limited run starts when the store gives it a slot: \(run.status)")
+        #expect(run.slot == RunSlot(key: customer, limit: run.slot?.limit ?? 0))
+        return run.runID
     }
 
-    static func signal(_ api: String, _ runID: String) async throws {
-        let sent = try await CoordinatorProcess.request("POST", api + "/v1/runs/\(runID)/signals/go", body: Array(#"{"id": "go"}"#.utf8))
-        #expect(sent.status == 200 || sent.status == 202, "\(sent.body)")
+    static func signal(_ c: CoordinatorProcess, _ runID: String) async throws {
+        _ = try await c.client.signal(run: runID, name: "go", signalID: "go")
     }
 
     static func status(_ c: CoordinatorProcess, _ id: String) async throws -> String {
-        if case .string(let s)? = try await c.run(id)?["status"] { return s }
-        return "?"
+        try await c.client.run(id).status.rawValue
     }
 
     @Test("limit 1 per customer: others wait pending and start in arrival order as runs finish; a pending run can be cancelled; the line survives a coordinator SIGKILL",
@@ -51,15 +48,18 @@ struct RunConcurrencyTests {
         let worker = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h))
         defer { SluiceBinary.stopIfRunning(worker) }
         try await coordinator.waitUntilHealthy()
-        let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(Self.definition.utf8),
-                                                            contentType: "application/yaml")
-        #expect(register.status == 201, "\(register.body)")
-        let missing = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: Array(#"{"workflow": "sync"}"#.utf8))
-        #expect(missing.status == 400, "an input without the key is refused: \(missing.body)")
+        #expect(try await coordinator.client.registerWorkflow(yaml: Self.definition).name == "sync")
+        do {
+            _ = try await coordinator.client.startRun(StartRunRequest(workflow: "sync"))
+            Issue.record("an input without the key was accepted")
+        } catch let failure as CoordinatorClient.Failure {
+            #expect(failure.kind == .refused(status: 400, code: "bad_request"), "\(failure)")
+            #expect(failure.message.contains("concurrency key"), "\(failure)")
+        }
 
         var acme: [String] = []
-        for _ in 0..<4 { acme.append(try await Self.start(coordinator.api, customer: "acme")) }
-        let beta = try await Self.start(coordinator.api, customer: "beta")
+        for _ in 0..<4 { acme.append(try await Self.start(coordinator, customer: "acme")) }
+        let beta = try await Self.start(coordinator, customer: "beta")
         _ = try await coordinator.wait(for: acme[0], "running")
         _ = try await coordinator.wait(for: beta, "running")
         for id in acme.dropFirst() { #expect(try await Self.status(coordinator, id) == "pending", "\(id) waits for acme's slot") }
@@ -79,17 +79,17 @@ struct RunConcurrencyTests {
         #expect(try await Self.status(coordinator, acme[2]) == "pending")
 
         // Each finishing run lets the next in line start: acme[2], then acme[3].
-        try await Self.signal(coordinator.api, acme[0])
+        try await Self.signal(coordinator, acme[0])
         let first = try await coordinator.wait(for: acme[0], "completed")
         let second = try await coordinator.wait(for: acme[2], "running")
         #expect(try await Self.status(coordinator, acme[3]) == "pending", "acme[2] holds the slot")
         if case .number(let finished)? = first["finishedAt"], case .number(let started)? = second["startedAt"] {
             #expect(started >= finished, "acme[2] started after acme[0] finished")
         }
-        try await Self.signal(coordinator.api, acme[2])
+        try await Self.signal(coordinator, acme[2])
         _ = try await coordinator.wait(for: acme[2], "completed")
-        try await Self.signal(coordinator.api, acme[3])
-        try await Self.signal(coordinator.api, beta)
+        try await Self.signal(coordinator, acme[3])
+        try await Self.signal(coordinator, beta)
         _ = try await coordinator.wait(for: acme[3], "completed")
         _ = try await coordinator.wait(for: beta, "completed")
         kill(coordinator.process.processIdentifier, SIGTERM)
@@ -111,12 +111,10 @@ struct RunConcurrencyTests {
         let worker = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h))
         defer { SluiceBinary.stopIfRunning(worker) }
         let definition = Self.definition.replacingOccurrences(of: "limit: 1", with: "limit: 2")
-        let register = try await CoordinatorProcess.request("POST", coordinators[0].api + "/v1/workflows", body: Array(definition.utf8),
-                                                            contentType: "application/yaml")
-        #expect(register.status == 201, "\(register.body)")
+        #expect(try await coordinators[0].client.registerWorkflow(yaml: definition).version == 1)
         // Twelve runs of one key, started through both coordinators at once (their runs land in both's partitions).
         let ids = try await withThrowingTaskGroup(of: String.self) { group in
-            for i in 0..<12 { group.addTask { try await Self.start(coordinators[i % 2].api, customer: "acme") } }
+            for i in 0..<12 { group.addTask { try await Self.start(coordinators[i % 2], customer: "acme") } }
             return try await group.reduce(into: []) { $0.append($1) }
         }
         var finished: Set<String> = []
@@ -136,7 +134,7 @@ struct RunConcurrencyTests {
                 }
                 try await Task.sleep(for: .milliseconds(100))
             }
-            for id in running { try await Self.signal(coordinators[0].api, id) }
+            for id in running { try await Self.signal(coordinators[0], id) }
             for id in running {
                 _ = try await coordinators[0].wait(for: id, "completed")
                 finished.insert(id)
