@@ -66,9 +66,17 @@ extension Coordinator {
             if !local.isEmpty {
                 let ids = Set(local.map(\.id))
                 entries.removeAll { ids.contains($0.id) }
-                try await engine.apply([], messages: local.compactMap { if case .message(let m) = $0.item { m } else { nil } })
-                for id in ids { recent.insert(id) }
-                try await engine.markSent(Array(ids))
+                do {
+                    try await engine.apply([], messages: local.compactMap { if case .message(let m) = $0.item { m } else { nil } })
+                    for id in ids { recent.insert(id) }
+                    try await engine.markSent(Array(ids))
+                } catch where !(error is CancellationError) && !Self.isLeaseLoss(error) {
+                    // Left in the store and tried again at a later store read;
+                    // the rows behind them go on meanwhile.
+                    logger.warning("run messages for runs this coordinator leads could not be applied; they are tried again",
+                                   metadata: ["count": "\(ids.count)", "error": "\(error)"])
+                    readStore = true
+                }
             }
             // Messages for runs in other coordinators' partitions go to those partitions' queues.
             var messages: [(entry: OutboxEntry, message: OutboundMessage)] = []

@@ -359,6 +359,8 @@ public actor RunEngine {
             if plan.waitsForSlot(runID) == false { try await cascade([(runID, .start(at: now), nil)], at: now, into: &plan) }
             let fired = try await store.fireSchedule(id: spec.id, expected: expected, next: next, changes: plan.takeRunChanges(), publish: [])
             if fired { adopt(plan.working) }
+            // A run given a concurrency slot at once is started by a message the store wrote.
+            if fired, machine.state.slot != nil { outboxFeed.storeChanged() }
             return fired
         }
     }

@@ -23,7 +23,7 @@ final class Wake: Sendable {
         waiter?.resume()
     }
 
-    /// Returns at the next signal, or after `timeout`. (Each wait has an id,
+    /// Returns at the next signal, after `timeout`, or when its task is cancelled. (Each wait has an id,
     /// so that a timer that fires before its wait has begun still ends it:
     /// a task group of a waiter and a sleep could leave the waiter to wait
     /// for a signal that never came.)
@@ -36,17 +36,21 @@ final class Wake: Sendable {
             try? await Task.sleep(for: timeout)
             if !Task.isCancelled { self.expire(id) }
         }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { s -> Bool in
-                if s.pending {
-                    s.pending = false
-                    return true
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    if s.pending {
+                        s.pending = false
+                        return true
+                    }
+                    if s.expired == id { return true }
+                    s.waiter = (id, continuation)
+                    return false
                 }
-                if s.expired == id { return true }
-                s.waiter = (id, continuation)
-                return false
+                if now { continuation.resume() }
             }
-            if now { continuation.resume() }
+        } onCancel: {
+            self.expire(id)
         }
         timer.cancel()
     }

@@ -17,8 +17,7 @@ public struct RunState: Sendable, Hashable, Codable {
         case compensating
         /// Failed or cancelled, and every compensation succeeded.
         case compensated
-        /// Failed or cancelled, and a compensation failed for good (or the
-        /// run was cancelled while compensating): the rest did not run.
+        /// Failed or cancelled, and a compensation failed for good: the rest did not run.
         case compensationFailed = "compensation_failed"
 
         /// Completed, failed, cancelled, compensated or compensation_failed.

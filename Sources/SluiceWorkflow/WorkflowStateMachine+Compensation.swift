@@ -26,13 +26,13 @@ extension WorkflowStateMachine {
         return compensableWorkRunning()
     }
 
-    /// Whether a compensable step (or element) is running.
+    /// Whether a compensable step (or element) is running. A map decided
+    /// early (failFast, atLeast) may still have elements running.
     mutating func compensableWorkRunning() -> Bool {
         for step in definition.steps where step.compensation != nil {
-            guard state.steps[step.id]?.status == .running else { continue }
             switch step.kind {
-            case .task: return true
-            case .map: if progress(ofMap: step.id).running > 0 { return true }
+            case .task: if state.steps[step.id]?.status == .running { return true }
+            case .map: if state.steps[step.id]?.elements != nil, progress(ofMap: step.id).running > 0 { return true }
             default: continue
             }
         }
@@ -183,21 +183,6 @@ extension WorkflowStateMachine {
         }
         step.compensation = undo
         state.steps[ref.step] = step
-    }
-
-    /// Cancelling a run that compensates stops its compensation: what runs is revoked, the rest never starts.
-    mutating func abortCompensation(_ reason: String, at: Date, _ out: inout Output) {
-        var revoked: [String] = []
-        for id in state.compensation?.order ?? [] {
-            guard let step = state.steps[id], let undo = step.compensation, undo.status == .running else { continue }
-            if let running = undo.running {
-                revoked += running.map { taskID(step: id, generation: step.generation, index: $0) + Self.undoSuffix }
-            } else {
-                revoked.append(taskID(step: id, generation: step.generation) + Self.undoSuffix)
-            }
-        }
-        if !revoked.isEmpty { out.cancel.append(.revokeTasks(revoked)) }
-        finishCompensation(error: "cancelled while compensating: \(reason)", at: at, &out)
     }
 
     /// Ends a compensating run: compensated, or compensation_failed with `error`.

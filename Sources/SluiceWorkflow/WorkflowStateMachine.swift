@@ -184,6 +184,8 @@ public struct WorkflowStateMachine: Sendable {
             guard state.status == .paused else { return [] }
             state.status = .running
             for id in order {
+                // A step that failed to start may have ended the run.
+                guard isActive else { break }
                 guard let step = state.steps[id] else { continue }
                 if step.status == .ready {
                     state.steps[id]?.status = .waiting
@@ -195,10 +197,9 @@ public struct WorkflowStateMachine: Sendable {
             advance(at, &out)
 
         case .cancel(let reason, let at):
-            if state.status == .compensating {
-                abortCompensation(reason, at: at, &out)
-                return out.actions
-            }
+            // Compensation is not stopped by a cancel: a duplicate cancel (a
+            // forwarded message, a parent's cancel) must not leave work undone.
+            guard state.status != .compensating else { return [] }
             guard !state.status.isFinal || state.status == .failed else { return [] }
             // (A failed run can be cancelled too: that rules out a later retry.)
             let compensates = state.status != .failed && hasWorkToCompensate()
@@ -290,7 +291,11 @@ public struct WorkflowStateMachine: Sendable {
     mutating func settleTask(_ taskID: String, attempt: Int, result: Result<JSONValue, StepFailure>, at: Date, _ out: inout Output) {
         guard acceptsResults, let ref = parse(taskID) else { return }
         if let i = ref.index {
-            guard case .map(let spec)? = stepsByID[ref.step]?.kind, elementIsRunning(ref.step, generation: ref.generation, i) else { return }
+            // A compensable map decided early (failFast, atLeast) still records its
+            // late elements: one that succeeds is work to undo.
+            let stepRunning = stepsByID[ref.step]?.compensation == nil
+            guard case .map(let spec)? = stepsByID[ref.step]?.kind,
+                  elementIsRunning(ref.step, generation: ref.generation, i, stepRunning: stepRunning) else { return }
             settleElement(ref.step, i, attempt: attempt, result: result)
             if let ms = spec.task.timeoutMilliseconds, ms > 0 {
                 out.cancel.append(.cancelTimer(timerID: taskID + "/~timeout"))
@@ -368,8 +373,9 @@ public struct WorkflowStateMachine: Sendable {
         guard acceptsResults, let tilde = timerID.range(of: "/~", options: .backwards) else { return }
         let kind = timerID[tilde.upperBound...]
         let base = String(timerID[..<tilde.lowerBound])
+        // (An element of a compensable map decided early still times out: compensation waits for it.)
         guard let ref = parse(base), let current = state.steps[ref.step], current.generation == ref.generation,
-              current.status == .running else { return }
+              current.status == .running || (ref.index != nil && stepsByID[ref.step]?.compensation != nil) else { return }
         switch (kind, stepsByID[ref.step]?.kind) {
         case ("delay", .delay?):
             var step = current
@@ -400,7 +406,8 @@ public struct WorkflowStateMachine: Sendable {
             state.steps[ref.step] = step
             afterSettling(ref.step, at: at, &out)
         case ("timeout", .map(let spec)?):
-            guard let i = ref.index, elementIsRunning(ref.step, generation: ref.generation, i) else { return }
+            guard let i = ref.index,
+                  elementIsRunning(ref.step, generation: ref.generation, i, stepRunning: stepsByID[ref.step]?.compensation == nil) else { return }
             settleElement(ref.step, i, attempt: nil,
                           result: .failure("timed out after \(WorkflowDuration.text(milliseconds: spec.task.timeoutMilliseconds ?? 0))"))
             if decideMap(ref.step, spec, at: at) {

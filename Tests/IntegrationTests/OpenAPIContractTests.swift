@@ -194,6 +194,14 @@ struct OpenAPIContractTests {
             Issue.record("no task id in \(enqueued)")
         }
         _ = try await call(.getTask, "/v1/tasks/nope")
+        // A task id with a '/' (a workflow step's) is one path segment for the typed client, and the server decodes it.
+        do {
+            _ = try await coordinator.client.task("run/step/0")
+            Issue.record("a task nobody tracks was found")
+        } catch let failure as CoordinatorClient.Failure {
+            #expect(failure.kind == .refused(status: 404, code: "not_found"), "\(failure)")
+            #expect(failure.message.contains("run/step/0"), "the id reached the server decoded: \(failure.message)")
+        }
         let metrics = try await CoordinatorProcess.request("GET", api + "/metrics")
         #expect(metrics.status == 200)
 

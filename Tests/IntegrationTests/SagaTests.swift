@@ -1,4 +1,5 @@
 import Foundation
+import SluiceAPI
 import SluiceCore
 import SluiceRabbitMQ
 import SluiceTesting
@@ -80,7 +81,14 @@ struct SagaTests {
             try await Task.sleep(for: .milliseconds(50))
         }
 
-        // The coordinator dies in the middle of compensating; another takes over from the store.
+        // Its publication recorded (the outbox is empty: a kill between a
+        // task's publication and that record publishes it again, at least
+        // once, as for every step task), the coordinator dies in the middle
+        // of compensating; another takes over from the store.
+        while try await coordinator.client.stats().outboxUnsent > 0 {
+            guard ContinuousClock.now < deadline else { throw TimedOut(what: "the outbox to be empty", seconds: TestTime.scaled(60)) }
+            try await Task.sleep(for: .milliseconds(50))
+        }
         kill(coordinator.process.processIdentifier, SIGKILL)
         _ = try await SluiceBinary.exitStatus(of: coordinator.process)
         coordinator = try CoordinatorProcess.start(h, store: store)

@@ -208,7 +208,7 @@ public struct CoordinatorAPI: Sendable {
             return try encoded(page)
         }
         router.on(.getRun) { _, context in
-            let id = try context.parameters.require("id")
+            let id = try pathParameter(context, "id")
             guard let run = try await engine.run(id) else { throw APIError(.notFound, "no run \(id)") }
             return try encoded(run)
         }
@@ -220,7 +220,7 @@ public struct CoordinatorAPI: Sendable {
         for (route, makeEvent) in commands {
             router.on(route) { request, context in
                 var request = request
-                let id = try context.parameters.require("id")
+                let id = try pathParameter(context, "id")
                 let body = try await bodyBytes(&request, limit: limit)
                 let command = body.isEmpty ? RunCommandRequest() : try decode(RunCommandRequest.self, body)
                 try requireActive(coordinator)
@@ -232,7 +232,7 @@ public struct CoordinatorAPI: Sendable {
         }
         router.on(.retryRunStep) { request, context in
             var request = request
-            let id = try context.parameters.require("id")
+            let id = try pathParameter(context, "id")
             let retry = try decode(RetryStepRequest.self, try await bodyBytes(&request, limit: limit))
             try requireActive(coordinator)
             let outcome = try await engine.apply(.retryStep(stepID: retry.step, rerun: retry.rerun ?? false, at: Date()), to: id)
@@ -241,8 +241,8 @@ public struct CoordinatorAPI: Sendable {
         }
         router.on(.signalRun) { request, context in
             var request = request
-            let runID = try context.parameters.require("id")
-            let name = try context.parameters.require("name")
+            let runID = try pathParameter(context, "id")
+            let name = try pathParameter(context, "name")
             guard WorkflowDefinition.isValidSignalName(name) else {
                 throw APIError(.badRequest, "a signal name is 1 to 128 of letters, digits, '_', '-' and '.'")
             }
@@ -297,7 +297,7 @@ public struct CoordinatorAPI: Sendable {
             return try encoded(all)
         }
         router.on(.deleteSchedule) { _, context in
-            let id = try context.parameters.require("id")
+            let id = try pathParameter(context, "id")
             guard try await engine.store.removeSchedule(id: id) else { throw APIError(.notFound, "no schedule \(id)") }
             return try encoded(RemovedSchedule(removed: id))
         }
@@ -335,7 +335,7 @@ public struct CoordinatorAPI: Sendable {
             return try encoded(EnqueuedTask(id: id), status: .created)
         }
         router.on(.revokeTask) { request, context in
-            let id = try context.parameters.require("id")
+            let id = try pathParameter(context, "id")
             guard id.utf8.count <= 255 else { throw APIError(.badRequest, "a task id has at most 255 bytes") }
             var request = request
             let bytes = try await bodyBytes(&request, limit: limit)
@@ -346,7 +346,7 @@ public struct CoordinatorAPI: Sendable {
             return try encoded(RevokedTask(id: id, terminate: terminate), status: .accepted)
         }
         router.on(.getTask) { _, context in
-            let id = try context.parameters.require("id")
+            let id = try pathParameter(context, "id")
             guard let task = try await engine.store.trackedTask(id: id) else {
                 throw APIError(.notFound, "no tracked task \(id) (enqueued without tracking, or past its retention)")
             }
@@ -395,8 +395,8 @@ private func date(_ text: String) throws -> Date {
 
 /// `{name}/{version}` from the path.
 private func definitionKey(_ context: BasicRequestContext) throws -> (String, Int) {
-    let name = try context.parameters.require("name")
-    guard let version = Int(try context.parameters.require("version")), version >= 1 else {
+    let name = try pathParameter(context, "name")
+    guard let version = Int(try pathParameter(context, "version")), version >= 1 else {
         throw APIError(.badRequest, "the version must be a positive integer")
     }
     return (name, version)
@@ -416,4 +416,11 @@ private func metrics(_ store: any WorkflowStore) async throws -> Response {
     text += "# HELP sluice_coordinator_outbox_unsent Step tasks waiting to be published.\n# TYPE sluice_coordinator_outbox_unsent gauge\n"
     text += "sluice_coordinator_outbox_unsent \(stats.unsentOutbox)\n"
     return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
+}
+
+/// A path parameter, percent-decoded: clients encode a task id's `/` (and
+/// any other reserved character) as `%2F` to keep it one path segment.
+func pathParameter(_ context: BasicRequestContext, _ name: String) throws -> String {
+    let raw = try context.parameters.require(name)
+    return raw.removingPercentEncoding ?? raw
 }
