@@ -112,6 +112,7 @@ let package = Package(
             name: "SluiceCoordinator",
             dependencies: [
                 "SluiceCore", "SluiceWire", "SluiceWorkflow", "SluiceClient", "SluiceAPI",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

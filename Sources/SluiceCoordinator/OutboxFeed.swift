@@ -1,3 +1,4 @@
+import DequeModule
 import Synchronization
 
 /// Outbox rows handed from the engine's commits straight to the relay, so
@@ -10,7 +11,9 @@ final class OutboxFeed: Sendable {
     static let capacity = 20_000
 
     private struct State {
-        var entries: [OutboxEntry] = []
+        /// A deque: the relay takes a batch from the front of up to 20,000
+        /// rows many times a second (an array shifted every row left at each take).
+        var entries = Deque<OutboxEntry>()
         var overflowed = false
         var storeChanged = false
         var revoked: [String] = []
@@ -25,7 +28,7 @@ final class OutboxFeed: Sendable {
             if s.entries.count + entries.count > Self.capacity {
                 s.overflowed = true
             } else {
-                s.entries += entries
+                s.entries.append(contentsOf: entries)
             }
         }
         wake.signal()

@@ -94,23 +94,24 @@ struct CoordinatorProcess {
                            + SluiceBinary.logTail(of: process) + ")", seconds: TestTime.scaled(seconds))
     }
 
+    /// A run as the API writes it (read with the typed client, written back
+    /// with the API's encoder, so tests can look into it by path); nil if there is none.
     func run(_ id: String) async throws -> JSONValue? {
-        let (status, body) = try await Self.request("GET", api + "/v1/runs/\(id)")
-        return status == 200 ? body : nil
+        do {
+            return try JSONValue.parse(Array(try APICoding.encoder().encode(try await client.run(id))))
+        } catch let failure as CoordinatorClient.Failure where failure.kind == .refused(status: 404, code: "not_found") {
+            return nil
+        }
     }
 
     /// Registers ``CoordinatorProcessTests/pipeline`` and starts `count` runs
     /// of it; run `i` maps over the `width` items `i`, `i+1`, ...
     func startPipelineRuns(_ count: Int, width: Int) async throws -> [String] {
-        let register = try await Self.request("POST", api + "/v1/workflows", body: Array(CoordinatorProcessTests.pipeline.utf8),
-                                              contentType: "application/yaml")
-        #expect(register.status == 201, "\(register.body)")
+        #expect(try await client.registerWorkflow(yaml: CoordinatorProcessTests.pipeline).name == "pipeline")
         var ids: [String] = []
         for i in 0..<count {
-            let body = JSONValue.object(["workflow": "pipeline", "input": ["items": .array((0..<width).map { .number(Double($0 + i)) })]])
-            let started = try await Self.request("POST", api + "/v1/runs", body: body.jsonBytes)
-            #expect(started.status == 201, "\(started.body)")
-            if case .string(let id)? = started.body["runID"] { ids.append(id) }
+            let input = JSONValue.object(["items": .array((0..<width).map { .number(Double($0 + i)) })])
+            ids.append(try await client.startRun(StartRunRequest(workflow: "pipeline", input: input)).runID)
         }
         #expect(ids.count == count)
         return ids

@@ -64,11 +64,8 @@ struct SagaTests {
         let worker = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h) + ["--exec", Self.script(log: log, gate: gate)])
         defer { SluiceBinary.stopIfRunning(worker) }
         try await coordinator.waitUntilHealthy()
-        let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(Self.definition.utf8),
-                                                            contentType: "application/yaml")
-        #expect(register.status == 201, "\(register.body)")
-        let started = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: Array(#"{"workflow": "trip"}"#.utf8))
-        guard case .string(let runID)? = started.body["runID"] else { Issue.record("no run: \(started.body)"); return }
+        #expect(try await coordinator.client.registerWorkflow(yaml: Self.definition).name == "trip")
+        let runID = try await coordinator.client.startRun(StartRunRequest(workflow: "trip")).runID
 
         // The charge fails; the hotel's compensation starts and waits at the gate.
         let compensating = try await coordinator.wait(for: runID, "compensating")
@@ -144,11 +141,8 @@ struct SagaTests {
         let worker = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h) + ["--exec", Self.script(log: log, gate: "/nonexistent")])
         defer { SluiceBinary.stopIfRunning(worker) }
         try await coordinator.waitUntilHealthy()
-        let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(definition.utf8),
-                                                            contentType: "application/yaml")
-        #expect(register.status == 201, "\(register.body)")
-        let started = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: Array(#"{"workflow": "hold"}"#.utf8))
-        guard case .string(let runID)? = started.body["runID"] else { Issue.record("no run: \(started.body)"); return }
+        #expect(try await coordinator.client.registerWorkflow(yaml: definition).name == "hold")
+        let runID = try await coordinator.client.startRun(StartRunRequest(workflow: "hold")).runID
         let deadline = TestTime.deadline(60)
         while try await coordinator.run(runID)?["steps"]?["approval"]?["status"] != "running" {
             guard ContinuousClock.now < deadline else { throw TimedOut(what: "the run to wait for approval", seconds: TestTime.scaled(60)) }

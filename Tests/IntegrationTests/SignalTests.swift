@@ -1,4 +1,5 @@
 import Foundation
+import SluiceAPI
 import SluiceCore
 import SluiceRabbitMQ
 import SluiceTesting
@@ -33,11 +34,8 @@ struct SignalTests {
         let worker = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h))
         defer { SluiceBinary.stopIfRunning(worker) }
         try await coordinator.waitUntilHealthy()
-        let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(Self.definition.utf8),
-                                                            contentType: "application/yaml")
-        #expect(register.status == 201, "\(register.body)")
-        let started = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: Array(#"{"workflow": "approval"}"#.utf8))
-        guard case .string(let runID)? = started.body["runID"] else { Issue.record("no run: \(started.body)"); return }
+        #expect(try await coordinator.client.registerWorkflow(yaml: Self.definition).name == "approval")
+        let runID = try await coordinator.client.startRun(StartRunRequest(workflow: "approval")).runID
 
         // A name no step waits for, and data over 64 KiB, are refused.
         let unknown = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs/\(runID)/signals/nobody")
@@ -63,6 +61,16 @@ struct SignalTests {
         _ = try await SluiceBinary.exitStatus(of: coordinator.process)
         coordinator = try CoordinatorProcess.start(h, store: store)
         try await coordinator.waitUntilHealthy()
+        // Leading every partition (PostgreSQL's 16 are taken over one by one
+        // as the dead coordinator's leases expire), so the signal is applied
+        // here, not forwarded.
+        let deadline = TestTime.deadline(60)
+        while true {
+            let health = try await coordinator.client.health()
+            if health.partitionCount > 0, health.partitions.count == health.partitionCount { break }
+            guard ContinuousClock.now < deadline else { throw TimedOut(what: "the coordinator to lead every partition: \(health)", seconds: TestTime.scaled(60)) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
 
         // `one` through the CLI: `first` is waiting for it and takes it; `approval` then takes the kept `approved`.
         let sent = try await SluiceBinary.run(["workflow", "signal", runID, "one", "--data", #"{"n": 1}"#, "--id", "s2", "--json",
