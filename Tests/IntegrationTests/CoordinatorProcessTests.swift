@@ -81,12 +81,9 @@ struct CoordinatorProcess {
 
     /// Waits until the API answers /healthz with `active` as asked.
     func waitUntilHealthy(active: Bool = true, seconds: Double = 60) async throws {
-        let url = api + "/healthz"
         let deadline = TestTime.deadline(seconds)
         while ContinuousClock.now < deadline {
-            if let (status, body) = try? await Self.request("GET", url), status == 200, body["active"] == .string(active ? "true" : "false") {
-                return
-            }
+            if let health = try? await client.health(), health.active == (active ? "true" : "false") { return }
             if let exited = SluiceBinary.exited(process, "the coordinator at \(api)") { throw exited }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -285,9 +282,8 @@ struct CoordinatorProcessTests {
         defer { SluiceBinary.stopIfRunning(coordinator.process) }
         try await coordinator.waitUntilHealthy()
         let definition = #"{"name": "crashy", "steps": [{"id": "boom", "task": "sluice.crash"}]}"#
-        #expect(try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(definition.utf8)).status == 201)
-        let started = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: Array(#"{"workflow": "crashy"}"#.utf8))
-        guard case .string(let runID)? = started.body["runID"] else { Issue.record("no run id"); return }
+        #expect(try await coordinator.client.registerWorkflow(yaml: definition).name == "crashy")
+        let runID = try await coordinator.client.startRun(StartRunRequest(workflow: "crashy")).runID
         // Each worker dies on the task; after the limit RabbitMQ dead-letters it, and no worker reports it.
         for attempt in 1...3 {
             let (status, output) = try await within(60, "worker run \(attempt)") { try await SluiceBinary.run(Self.workerArguments(h)) }

@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import SluiceCoordinator
+import SluiceAPI
 import SluiceCore
 import SluiceRabbitMQ
 import SluiceSpawn
@@ -60,16 +61,14 @@ struct PartitionTests {
 
     func startRuns(_ api: String, pipelines: Int, parents: Int, width: Int) async throws -> [(id: String, workflow: String, first: Int)] {
         for definition in [CoordinatorProcessTests.pipeline, Self.parent] {
-            let register = try await CoordinatorProcess.request("POST", api + "/v1/workflows", body: Array(definition.utf8), contentType: "application/yaml")
-            #expect((200..<300).contains(register.status), "\(register.body)")
+            _ = try await CoordinatorClient(base: URL(string: api)!).registerWorkflow(yaml: definition)
         }
         var runs: [(String, String, Int)] = []
         for i in 0..<(pipelines + parents) {
             let workflow = i < pipelines ? "pipeline" : "parent"
-            let body = JSONValue.object(["workflow": .string(workflow), "input": ["items": .array((0..<width).map { .number(Double($0 + i)) })]])
-            let started = try await CoordinatorProcess.request("POST", api + "/v1/runs", body: body.jsonBytes)
-            #expect(started.status == 201, "\(started.body)")
-            if case .string(let id)? = started.body["runID"] { runs.append((id, workflow, i)) }
+            let input = JSONValue.object(["items": .array((0..<width).map { .number(Double($0 + i)) })])
+            let run = try await CoordinatorClient(base: URL(string: api)!).startRun(StartRunRequest(workflow: workflow, input: input))
+            runs.append((run.runID, workflow, i))
         }
         #expect(runs.count == pipelines + parents)
         return runs

@@ -1,6 +1,7 @@
 import Foundation
 import SluiceAMQP
 import SluiceClient
+import SluiceAPI
 import SluiceCore
 import SluiceLocalBroker
 import SluiceRabbitMQ
@@ -153,19 +154,15 @@ struct RevocationIntegrationTests {
         let events = try await h.recordEvents()
 
         let definition = "name: revoked\nsteps:\n  - id: one\n    task: job\n  - id: each\n    map:\n      over: input.items\n      task: job\n"
-        let registered = try await CoordinatorProcess.request("POST", api + "/v1/workflows", body: Array(definition.utf8),
-                                                              contentType: "application/yaml")
-        #expect(registered.status == 201, "\(registered.body)")
-        let started = try await CoordinatorProcess.request("POST", api + "/v1/runs",
-                                                           body: Array(#"{"workflow": "revoked", "input": {"items": [1, 2]}}"#.utf8))
-        guard case .string(let runID)? = started.body["runID"] else { Issue.record("no run: \(started.body)"); return }
+        let client = coordinator.client
+        #expect(try await client.registerWorkflow(yaml: definition).name == "revoked")
+        let runID = try await client.startRun(StartRunRequest(workflow: "revoked", input: ["items": [1, 2]])).runID
         // No worker yet: the three step tasks wait in the queue.
         _ = try await eventually(60, "the run's steps to be running") { () -> Bool? in
-            let (status, body) = try await CoordinatorProcess.request("GET", api + "/v1/runs/\(runID)")
-            return status == 200 && body["steps"]?["one"]?["status"] == "running" && body["steps"]?["each"]?["status"] == "running" ? true : nil
+            let run = try await client.run(runID)
+            return run.steps["one"]?.status == .running && run.steps["each"]?.status == .running ? true : nil
         }
-        let cancelled = try await CoordinatorProcess.request("POST", api + "/v1/runs/\(runID)/cancel", body: Array(#"{"reason": "test"}"#.utf8))
-        #expect(cancelled.status == 200, "\(cancelled.body)")
+        #expect(try await client.cancel(run: runID, reason: "test").status == .cancelled)
 
         let plain = try await TaskClient(broker: h.broker).enqueue(name: "job", json: Array("{}".utf8), options: .init(queue: "wf"))
         let revokedByAPI = try await CoordinatorProcess.request("POST", api + "/v1/tasks/\(plain)/revoke",

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceClient
+import SluiceAPI
 import SluiceCore
 import SluiceMonitor
 import SluiceRabbitMQ
@@ -161,15 +162,14 @@ struct TaskTrackingTests {
 
         // A workflow step: its state carries the report.
         let definition = "name: reporting\nsteps:\n  - id: long\n    task: halfway\n"
-        let registered = try await CoordinatorProcess.request("POST", api + "/v1/workflows", body: Array(definition.utf8),
-                                                              contentType: "application/yaml")
-        #expect(registered.status == 201, "\(registered.body)")
-        let started = try await CoordinatorProcess.request("POST", api + "/v1/runs", body: Array(#"{"workflow": "reporting"}"#.utf8))
-        guard case .string(let runID)? = started.body["runID"] else { Issue.record("no run: \(started.body)"); return }
-        let run = try await eventually(60, "the run's step to show the progress") { () -> JSONValue? in
-            let (status, body) = try await CoordinatorProcess.request("GET", api + "/v1/runs/\(runID)")
-            return status == 200 && body["steps"]?["long"]?["progress"] == .number(0.5) ? body : Optional<JSONValue>.none
+        let typed = CoordinatorClient(base: URL(string: api)!)
+        #expect(try await typed.registerWorkflow(yaml: definition).name == "reporting")
+        let runID = try await typed.startRun(StartRunRequest(workflow: "reporting")).runID
+        let state = try await eventually(60, "the run's step to show the progress") { () -> RunState? in
+            let run = try await typed.run(runID)
+            return run.steps["long"]?.progress == 0.5 ? run : nil
         }
+        let run = try JSONValue.parse(Array(try APICoding.encoder().encode(state)))
         #expect(run["steps"]?["long"]?["progressMessage"] == .string("halfway there"), "\(run)")
         #expect(run["steps"]?["long"]?["status"] == .string("running"))
 

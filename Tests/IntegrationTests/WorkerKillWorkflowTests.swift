@@ -1,4 +1,5 @@
 import Foundation
+import SluiceAPI
 import SluiceCore
 import SluiceRabbitMQ
 import SluiceSpawn
@@ -33,12 +34,9 @@ struct WorkerKillWorkflowTests {
         let first = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h))
         defer { SluiceBinary.stopIfRunning(first) }
         try await coordinator.waitUntilHealthy()
-        let register = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/workflows", body: Array(Self.definition.utf8),
-                                                            contentType: "application/yaml")
-        #expect(register.status == 201, "\(register.body)")
-        let input = JSONValue.object(["workflow": "killmap", "input": ["items": .array((0..<200).map { .number(Double($0)) })]])
-        let started = try await CoordinatorProcess.request("POST", coordinator.api + "/v1/runs", body: input.jsonBytes)
-        guard case .string(let runID)? = started.body["runID"] else { Issue.record("no run: \(started.body)"); return }
+        #expect(try await coordinator.client.registerWorkflow(yaml: Self.definition).name == "killmap")
+        let items = JSONValue.object(["items": .array((0..<200).map { .number(Double($0)) })])
+        let runID = try await coordinator.client.startRun(StartRunRequest(workflow: "killmap", input: items)).runID
 
         let before = try await events.waitUntil("40 elements done", seconds: 180) {
             $0.filter { $0.kind == .succeeded && $0.workflowRunID == runID }.count >= 40
