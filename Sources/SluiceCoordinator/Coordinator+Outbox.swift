@@ -59,10 +59,9 @@ extension Coordinator {
             // Messages for runs this coordinator leads (a start the store
             // decided when a concurrency slot freed up) apply here; applying
             // one twice changes nothing (see ``RunMessage``).
-            var local: [OutboxEntry] = []
-            for entry in entries {
-                if case .message(let message) = entry.item, await engine.leads(message.runID) { local.append(entry) }
-            }
+            let messageRuns = entries.compactMap { if case .message(let m) = $0.item { m.runID } else { nil } }
+            let led = messageRuns.isEmpty ? [] : await engine.led(among: messageRuns)
+            let local = entries.filter { if case .message(let m) = $0.item { led.contains(m.runID) } else { false } }
             if !local.isEmpty {
                 let ids = Set(local.map(\.id))
                 entries.removeAll { ids.contains($0.id) }

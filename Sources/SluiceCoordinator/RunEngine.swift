@@ -161,6 +161,11 @@ public actor RunEngine {
         }
     }
 
+    /// Those of `runIDs` this engine applies the events of itself (one actor hop for a batch).
+    func led(among runIDs: [String]) -> Set<String> {
+        Set(runIDs.filter(leads))
+    }
+
     /// Whether this engine applies `runID`'s events itself.
     func leads(_ runID: String) -> Bool {
         guard let led = ledPartitions else { return true }
@@ -410,9 +415,15 @@ public actor RunEngine {
         var transitions = 0
         /// Step tasks of cancelled runs, revoked once the commit is done.
         var revoked: [String] = []
-        /// Each run's status before the plan's first event for it (a run
-        /// that finishes gives its concurrency slot back).
+        /// Each stored run's status when it entered the plan (a run that
+        /// finishes gives its concurrency slot back).
         var statusBefore: [String: RunState.Status] = [:]
+
+        /// Puts a run read from the cache or the store into the plan.
+        mutating func load(_ machine: WorkflowStateMachine) {
+            working[machine.state.runID] = machine
+            statusBefore[machine.state.runID] = machine.state.status
+        }
 
         mutating func create(_ machine: WorkflowStateMachine, idempotencyKey: String?) {
             working[machine.state.runID] = machine
@@ -559,7 +570,7 @@ public actor RunEngine {
                         results.append(.success(.unknownRun))
                         continue
                     }
-                    plan.working[runID] = loaded
+                    plan.load(loaded)
                 }
                 plan.touch(runID)
                 plan.changes[runID]!.addTimers.removeAll { removeTimers.contains($0.id) }
@@ -604,7 +615,7 @@ public actor RunEngine {
                     logger.warning("an event for an unknown run", metadata: ["run": "\(id)"])
                     continue
                 }
-                plan.working[id] = loaded
+                plan.load(loaded)
             }
             if let messageID {
                 // A command message delivered again: applied already.
@@ -617,7 +628,6 @@ public actor RunEngine {
                 continue
             }
             plan.transitions += 1
-            if plan.statusBefore[id] == nil { plan.statusBefore[id] = plan.working[id]!.state.status }
             // Handled in place in `working`: a copy of the machine per event
             // would copy a map's elements per event. (The cache keeps the
             // state before this group until the commit succeeds.)

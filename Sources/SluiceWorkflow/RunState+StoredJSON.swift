@@ -42,10 +42,7 @@ extension RunState {
                 }
             }
             if let traceparent { o.field("traceparent", traceparent) }
-            if let appliedMessages {
-                o.key("appliedMessages")
-                o.out.array(appliedMessages) { out, id in JSONText.appendString(id, to: &out.bytes) }
-            }
+            if let appliedMessages { o.field("appliedMessages", appliedMessages) }
             if let signals {
                 o.key("signals")
                 o.out.array(signals) { out, signal in
@@ -57,10 +54,7 @@ extension RunState {
                     }
                 }
             }
-            if let signalIDs {
-                o.key("signalIDs")
-                o.out.array(signalIDs) { out, id in JSONText.appendString(id, to: &out.bytes) }
-            }
+            if let signalIDs { o.field("signalIDs", signalIDs) }
             if let slot {
                 o.key("slot")
                 o.out.object { c in
@@ -68,18 +62,12 @@ extension RunState {
                     c.field("limit", slot.limit)
                 }
             }
-            if let completedWork {
-                o.key("completedWork")
-                o.out.array(completedWork) { out, id in JSONText.appendString(id, to: &out.bytes) }
-            }
+            if let completedWork { o.field("completedWork", completedWork) }
             if let compensation {
                 o.key("compensation")
                 o.out.object { c in
                     c.field("cause", compensation.cause.rawValue)
-                    if let order = compensation.order {
-                        c.key("order")
-                        c.out.array(order) { out, id in JSONText.appendString(id, to: &out.bytes) }
-                    }
+                    if let order = compensation.order { c.field("order", order) }
                     c.field("done", compensation.done)
                     if let error = compensation.error { c.field("error", error) }
                 }

@@ -54,6 +54,11 @@ struct StoredJSONWriter {
             value.write(to: &out.bytes)
         }
 
+        mutating func field(_ k: String, _ values: [String]) {
+            key(k)
+            out.array(values) { out, value in JSONText.appendString(value, to: &out.bytes) }
+        }
+
         /// As `JSONEncoder` writes a date with `.millisecondsSince1970`: the
         /// same double, so it reads back as the same date.
         mutating func field(_ k: String, _ value: Date) {

@@ -21,11 +21,11 @@ struct RunConcurrencyTests {
             arguments: { customer: "${input.customer}" }
         """
 
-    static func start(_ c: CoordinatorProcess, customer: String) async throws -> String {
+    static func start(_ c: CoordinatorProcess, customer: String, limit: Int = 1) async throws -> String {
         let run = try await c.client.startRun(StartRunRequest(workflow: "sync", input: ["customer": .string(customer)]))
         // Started by a message once the store gave it a slot: pending, or already running if that was quick.
         #expect(run.status == .pending || run.status == .running, "\(run.status)")
-        #expect(run.slot == RunSlot(key: customer, limit: run.slot?.limit ?? 0))
+        #expect(run.slot == RunSlot(key: customer, limit: limit))
         return run.runID
     }
 
@@ -38,12 +38,10 @@ struct RunConcurrencyTests {
     }
 
     @Test("limit 1 per customer: others wait pending and start in arrival order as runs finish; a pending run can be cancelled; the line survives a coordinator SIGKILL",
-          arguments: ["sqlite", "postgres"])
-    func perKey(storeKind: String) async throws {
+          arguments: StoreKind.allCases)
+    func perKey(storeKind: StoreKind) async throws {
         let h = try await TaskHarness.make()
-        let store = storeKind == "sqlite"
-            ? "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
-            : try await SharedPostgres.createDatabase()
+        let store = try await storeKind.coordinatorStore()
         var coordinator = try CoordinatorProcess.start(h, store: store)
         defer { SluiceBinary.stopIfRunning(coordinator.process) }
         let worker = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h))
@@ -84,9 +82,9 @@ struct RunConcurrencyTests {
         let first = try await coordinator.wait(for: acme[0], "completed")
         let second = try await coordinator.wait(for: acme[2], "running")
         #expect(try await Self.status(coordinator, acme[3]) == "pending", "acme[2] holds the slot")
-        if case .number(let finished)? = first["finishedAt"], case .number(let started)? = second["startedAt"] {
-            #expect(started >= finished, "acme[2] started after acme[0] finished")
-        }
+        let finished = try #require(APICoding.parseDate(first["finishedAt"]?.stringValue ?? ""), "\(first.jsonText)")
+        let started = try #require(APICoding.parseDate(second["startedAt"]?.stringValue ?? ""), "\(second.jsonText)")
+        #expect(started >= finished, "acme[2] started after acme[0] finished")
         try await Self.signal(coordinator, acme[2])
         _ = try await coordinator.wait(for: acme[2], "completed")
         try await Self.signal(coordinator, acme[3])
@@ -115,7 +113,7 @@ struct RunConcurrencyTests {
         #expect(try await coordinators[0].client.registerWorkflow(yaml: definition).version == 1)
         // Twelve runs of one key, started through both coordinators at once (their runs land in both's partitions).
         let ids = try await withThrowingTaskGroup(of: String.self) { group in
-            for i in 0..<12 { group.addTask { try await Self.start(coordinators[i % 2], customer: "acme") } }
+            for i in 0..<12 { group.addTask { try await Self.start(coordinators[i % 2], customer: "acme", limit: 2) } }
             return try await group.reduce(into: []) { $0.append($1) }
         }
         var finished: Set<String> = []
@@ -145,4 +143,8 @@ struct RunConcurrencyTests {
         for c in coordinators { _ = try await SluiceBinary.exitStatus(of: c.process) }
         await h.broker.close()
     }
+}
+
+private extension JSONValue {
+    var stringValue: String? { if case .string(let s) = self { s } else { nil } }
 }

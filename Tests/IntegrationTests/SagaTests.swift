@@ -47,12 +47,10 @@ struct SagaTests {
     }
 
     @Test("a four-step booking whose charge fails: the hotel, then the flight are compensated exactly once, with the coordinator SIGKILLed while the hotel's compensation runs",
-          arguments: ["sqlite", "postgres"])
-    func booking(storeKind: String) async throws {
+          arguments: StoreKind.allCases)
+    func booking(storeKind: StoreKind) async throws {
         let h = try await TaskHarness.make()
-        let store = storeKind == "sqlite"
-            ? "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
-            : try await SharedPostgres.createDatabase()
+        let store = try await storeKind.coordinatorStore()
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-saga-\(UUID().uuidString).log").path
         let gate = log + ".gate"
         defer {

@@ -23,12 +23,10 @@ struct SignalTests {
         """
 
     @Test("a signal sent before its step waits is kept across a coordinator SIGKILL; a waiting step takes one sent with the CLI; a duplicate applies once; a finished run refuses signals",
-          arguments: ["sqlite", "postgres"])
-    func keptAcrossRestart(storeKind: String) async throws {
+          arguments: StoreKind.allCases)
+    func keptAcrossRestart(storeKind: StoreKind) async throws {
         let h = try await TaskHarness.make()
-        let store = storeKind == "sqlite"
-            ? "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
-            : try await SharedPostgres.createDatabase()
+        let store = try await storeKind.coordinatorStore()
         var coordinator = try CoordinatorProcess.start(h, store: store)
         defer { SluiceBinary.stopIfRunning(coordinator.process) }
         let worker = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h))

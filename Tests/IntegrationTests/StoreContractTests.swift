@@ -10,6 +10,14 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case sqlite, postgres
     var testDescription: String { rawValue }
 
+    /// The `--store` of a coordinator process on a new, empty store of this kind.
+    func coordinatorStore() async throws -> String {
+        switch self {
+        case .sqlite: "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
+        case .postgres: try await SharedPostgres.createDatabase()
+        }
+    }
+
     /// A new empty store, and a way to open it again (as after a restart).
     func make() async throws -> (store: any WorkflowStore, reopen: @Sendable () async throws -> any WorkflowStore) {
         switch self {

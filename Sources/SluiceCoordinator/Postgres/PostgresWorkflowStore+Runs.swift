@@ -240,20 +240,14 @@ extension PostgresWorkflowStore {
         let now = Date()
         var started: [RunMessage] = []
         for (workflow, key) in work.keys {
-            var holding = try await collect(try await connection.query("""
+            let holding = try await collect(try await connection.query("""
                 SELECT COUNT(*) FROM workflow_slots WHERE workflow = \(workflow) AND slot_key = \(key) AND holding = 1
                 """, logger: logger)).first.map { try $0.decode(Int.self) } ?? 0
-            // In arrival order, each with its own definition's limit; the first that does not fit stops the line.
             let line = try await collect(try await connection.query("""
                 SELECT run_id, slot_limit FROM workflow_slots WHERE workflow = \(workflow) AND slot_key = \(key) AND holding = 0
                 ORDER BY seq LIMIT 1000
-                """, logger: logger)).map { try $0.decode((String, Int).self) }
-            var given: [String] = []
-            for (runID, limit) in line {
-                guard holding < limit else { break }
-                holding += 1
-                given.append(runID)
-            }
+                """, logger: logger)).map { row -> (runID: String, limit: Int) in try row.decode((String, Int).self) }
+            let given = StoreCoding.admitted(holding: holding, line: line)
             if !given.isEmpty {
                 _ = try await connection.query("UPDATE workflow_slots SET holding = 1 WHERE run_id = ANY(\(given))", logger: logger)
                 started += given.map { StoreCoding.slotStart($0, at: now) }

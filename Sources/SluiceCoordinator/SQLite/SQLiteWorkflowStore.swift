@@ -415,17 +415,20 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         var started: [RunMessage] = []
         for (workflow, key) in work.keys {
             let scope: [SQLiteData] = [.text(workflow), .text(key)]
-            var holding = try await query("SELECT COUNT(*) AS n FROM workflow_slots WHERE workflow = ? AND slot_key = ? AND holding = 1",
+            let holding = try await query("SELECT COUNT(*) AS n FROM workflow_slots WHERE workflow = ? AND slot_key = ? AND holding = 1",
                                           scope).first?.column("n")?.integer ?? 0
-            // In arrival order, each with its own definition's limit; the first that does not fit stops the line.
-            for row in try await query("""
+            let line = try await query("""
                 SELECT run_id, slot_limit FROM workflow_slots WHERE workflow = ? AND slot_key = ? AND holding = 0 ORDER BY seq LIMIT 1000
-                """, scope) {
-                guard let runID = row.column("run_id")?.string, let limit = row.column("slot_limit")?.integer, holding < limit else { break }
-                try await query("UPDATE workflow_slots SET holding = 1 WHERE run_id = ?", [.text(runID)])
-                holding += 1
-                started.append(StoreCoding.slotStart(runID, at: now))
+                """, scope).compactMap { row -> (runID: String, limit: Int)? in
+                    guard let runID = row.column("run_id")?.string, let limit = row.column("slot_limit")?.integer else { return nil }
+                    return (runID, limit)
+                }
+            let given = StoreCoding.admitted(holding: holding, line: line)
+            for chunk in Self.chunks(given) {
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                try await query("UPDATE workflow_slots SET holding = 1 WHERE run_id IN (\(marks))", chunk.map { .text($0) })
             }
+            started += given.map { StoreCoding.slotStart($0, at: now) }
         }
         return started
     }

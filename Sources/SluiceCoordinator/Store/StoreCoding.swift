@@ -228,6 +228,20 @@ extension StoreCoding {
         return work
     }
 
+    /// Which runs of a line get a slot: in arrival order, each with its own
+    /// definition's limit, while `holding` (slots taken) allows; the first
+    /// that does not fit stops the line.
+    static func admitted(holding: Int, line: [(runID: String, limit: Int)]) -> [String] {
+        var holding = holding
+        var given: [String] = []
+        for (runID, limit) in line {
+            guard holding < limit else { break }
+            holding += 1
+            given.append(runID)
+        }
+        return given
+    }
+
     /// The message that starts a run given a slot.
     static func slotStart(_ runID: String, at: Date) -> RunMessage {
         RunMessage(runID: runID, event: .start(at: at))
