@@ -71,7 +71,9 @@ extension StoreContractTests {
     func slotRace(kind: StoreKind) async throws {
         let (store, _) = try await kind.make()
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for i in 0..<24 {
+            // Eight at once: enough to race for three slots; 24 queued on one key's lock
+            // outlasted the store's 15 s call limit once on a loaded CI machine.
+            for i in 0..<8 {
                 group.addTask { try await store.commit([self.waitingRun("r\(i)", key: "race", limit: 3)]) }
             }
             try await group.waitForAll()
