@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "SluiceWorker", targets: ["SluiceWorker"]),
         .library(name: "SluiceWorkflow", targets: ["SluiceWorkflow"]),
         .library(name: "SluiceAPI", targets: ["SluiceAPI"]),
+        .library(name: "SluiceDashboard", targets: ["SluiceDashboard"]),
         .library(name: "SluiceCoordinator", targets: ["SluiceCoordinator"]),
         .library(name: "SluiceMonitor", targets: ["SluiceMonitor"]),
         .library(name: "SluiceLocalBroker", targets: ["SluiceLocalBroker"]),
@@ -109,9 +110,20 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .target(
+            name: "SluiceDashboard",
+            dependencies: [
+                "SluiceAPI", "SluiceWorkflow",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .target(
             name: "SluiceCoordinator",
             dependencies: [
-                "SluiceCore", "SluiceWire", "SluiceWorkflow", "SluiceClient", "SluiceAPI",
+                "SluiceCore", "SluiceWire", "SluiceWorkflow", "SluiceClient", "SluiceAPI", "SluiceDashboard",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -187,6 +199,11 @@ let package = Package(
         .testTarget(
             name: "SluiceAMQPTests",
             dependencies: ["SluiceAMQP", "SluiceWire"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "SluiceDashboardTests",
+            dependencies: ["SluiceDashboard", "SluiceAPI", "SluiceWorkflow"],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -99,6 +99,7 @@ public struct CoordinatorClient: Sendable {
         if let after = query.createdAfter { items.append(("after", APICoding.formatDate(after))) }
         if let before = query.createdBefore { items.append(("before", APICoding.formatDate(before))) }
         if let cursor = query.cursor { items.append(("cursor", cursor)) }
+        if let key = query.idempotencyKey { items.append(("idempotencyKey", key)) }
         return try await call(.listRuns, query: items)
     }
 

@@ -474,6 +474,15 @@ public enum OpenAPIDocument {
             }
           },
           {
+            "name": "idempotencyKey",
+            "in": "query",
+            "required": false,
+            "description": "Only the run started with this idempotency key (a page of at most one run).",
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
             "name": "limit",
             "in": "query",
             "required": false,

@@ -9,13 +9,16 @@ public struct RunQuery: Sendable, Hashable {
     public var createdAfter: Date?
     /// Created before.
     public var createdBefore: Date?
+    /// Only the run started with this idempotency key (at most one).
+    public var idempotencyKey: String?
     /// At most this many (1-1000).
     public var limit: Int
     /// The `nextCursor` of the previous page.
     public var cursor: String?
 
     public init(workflow: String? = nil, status: RunState.Status? = nil, createdAfter: Date? = nil, createdBefore: Date? = nil,
-                limit: Int = 50, cursor: String? = nil) {
+                limit: Int = 50, cursor: String? = nil, idempotencyKey: String? = nil) {
+        self.idempotencyKey = idempotencyKey
         self.workflow = workflow
         self.status = status
         self.createdAfter = createdAfter

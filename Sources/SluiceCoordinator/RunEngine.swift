@@ -310,9 +310,7 @@ public actor RunEngine {
     /// Bounded like every id that becomes an AMQP short string (it is the
     /// correlation id and the prefix of its tasks' ids): sub-workflows nested
     /// deep, or with long step ids, get a hashed id of 120 bytes at most.
-    static func childRunID(_ key: String) -> String {
-        WireLimits.boundedID(key.replacingOccurrences(of: "/", with: "."), limit: 120)
-    }
+    static func childRunID(_ key: String) -> String { RunState.childRunID(key) }
 
     /// A run's machine for a plan, taken out of the cache: changed in place
     /// there, it shares no elements with a cached copy (which would copy a

@@ -1,4 +1,5 @@
 public import Foundation
+import SluiceCore
 
 /// Everything the coordinator knows about one workflow run; what it stores.
 public struct RunState: Sendable, Hashable, Codable {
@@ -168,6 +169,20 @@ public struct RunState: Sendable, Hashable, Codable {
         self.createdAt = createdAt
         self.parent = parent
         self.traceparent = traceparent
+    }
+}
+
+extension RunState {
+    /// The id of the run a sub-workflow step starts: from the step's child
+    /// key (`<parent run>/<step>/<generation>`), so a replayed start finds it.
+    public static func childRunID(_ childKey: String) -> String {
+        WireLimits.boundedID(childKey.replacingOccurrences(of: "/", with: "."), limit: 120)
+    }
+
+    /// The id of the run step `step` of this run started (sub-workflow steps), for its latest generation.
+    public func childRunID(step: String) -> String? {
+        guard let generation = steps[step]?.generation else { return nil }
+        return Self.childRunID("\(runID)/\(step)/\(generation)")
     }
 }
 

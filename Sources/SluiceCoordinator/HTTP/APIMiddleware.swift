@@ -16,12 +16,14 @@ struct ErrorMiddleware: RouterMiddleware {
     }
 }
 
-/// Requires `Authorization: Bearer <token>` everywhere but /healthz.
+/// Requires `Authorization: Bearer <token>` everywhere but /healthz and the
+/// dashboard (`/ui`), which signs browsers in with the same token itself.
 struct TokenMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     let token: String
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path == "/healthz" { return try await next(request, context) }
+        let path = request.uri.path
+        if path == "/healthz" || path == "/ui" || path.hasPrefix("/ui/") { return try await next(request, context) }
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
               constantTimeEqual(Array(header.dropFirst(7).utf8), Array(token.utf8)) else {
             throw APIError(.unauthorized, "a bearer token is required (Authorization: Bearer <token>)")

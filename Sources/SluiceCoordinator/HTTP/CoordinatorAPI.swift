@@ -9,6 +9,7 @@ import SluiceCore
 public import ServiceLifecycle
 import SluiceWorkflow
 import SluiceAPI
+import SluiceDashboard
 
 /// The coordinator's HTTP API (Hummingbird), for the CLI and for services
 /// that do not speak AMQP. JSON in and out; errors are
@@ -24,7 +25,7 @@ import SluiceAPI
 /// GET  /v1/workflows/{name}/{version} one definition
 /// DELETE /v1/workflows/{name}/{version} (refused with 409 while runs that may need it exist)
 /// POST /v1/runs                       start: {"workflow", "version"?, "input"?, "idempotencyKey"?, "traceparent"?}
-/// GET  /v1/runs                       list: ?workflow=&status=&after=&before=&limit=&cursor=
+/// GET  /v1/runs                       list: ?workflow=&status=&after=&before=&idempotencyKey=&limit=&cursor=
 /// GET  /v1/runs/{id}                  a run with every step
 /// POST /v1/runs/{id}/pause           (no body)
 /// POST /v1/runs/{id}/resume          (no body)
@@ -60,10 +61,13 @@ public struct CoordinatorAPI: Sendable {
         /// The Prometheus text `/metrics` serves (the process's metrics
         /// registry); nil for a built-in summary of runs and the outbox.
         public var metricsText: (@Sendable () async -> [UInt8])?
+        /// Serve the web dashboard under `/ui` (``SluiceDashboard/Dashboard``).
+        public var dashboard: Bool
 
         public init(host: String = "127.0.0.1", port: Int = 27200, token: String? = nil, maxBodyBytes: Int = 1 << 20,
                     idleTimeout: Duration = .seconds(30), maxConnections: Int = 200,
-                    metricsText: (@Sendable () async -> [UInt8])? = nil) {
+                    metricsText: (@Sendable () async -> [UInt8])? = nil, dashboard: Bool = true) {
+            self.dashboard = dashboard
             self.idleTimeout = idleTimeout
             self.maxConnections = max(1, maxConnections)
             self.host = host
@@ -75,6 +79,17 @@ public struct CoordinatorAPI: Sendable {
 
         /// Decided from what the host resolves to: `127.evil.example` is not loopback.
         var isLoopback: Bool { LoopbackAddress.isLoopback(host) }
+
+        /// Where this process reaches its own API: a wildcard address through loopback.
+        var selfURL: URL {
+            let host: String
+            switch self.host {
+            case "0.0.0.0", "": host = "127.0.0.1"
+            case "::", "[::]": host = "[::1]"
+            default: host = self.host.contains(":") && !self.host.hasPrefix("[") ? "[\(self.host)]" : self.host
+            }
+            return URL(string: "http://\(host):\(port)")!
+        }
 
         /// Loopback, or a token is set.
         public var isAcceptable: Bool { isLoopback || !(token ?? "").isEmpty }
@@ -108,6 +123,11 @@ public struct CoordinatorAPI: Sendable {
         let router = Router()
         router.add(middleware: ErrorMiddleware())
         if let token = configuration.token, !token.isEmpty { router.add(middleware: TokenMiddleware(token: token)) }
+        if configuration.dashboard {
+            // A client of this same API: the pages show what it answers, nothing else.
+            let api = CoordinatorClient(base: configuration.selfURL, token: configuration.token, timeout: 20)
+            Dashboard(client: api, token: configuration.token).register(on: router)
+        }
         let engine = coordinator.engine
         let coordinator = self.coordinator
         let limit = configuration.maxBodyBytes
@@ -204,6 +224,7 @@ public struct CoordinatorAPI: Sendable {
                 query.limit = min(n, 1000)
             }
             if let c = q["cursor"] { query.cursor = String(c) }
+            if let k = q["idempotencyKey"] { query.idempotencyKey = String(k) }
             let page = try await engine.store.runs(query)
             return try encoded(page)
         }

@@ -157,6 +157,7 @@ extension PostgresWorkflowStore {
         if let s = query.status { sql += " AND status = \(try bind(s.rawValue))" }
         if let a = query.createdAfter { sql += " AND created_at >= \(try bind(a.epochMilliseconds))" }
         if let b = query.createdBefore { sql += " AND created_at < \(try bind(b.epochMilliseconds))" }
+        if let k = query.idempotencyKey { sql += " AND idempotency_key = \(try bind(k))" }
         if let cursor = query.cursor {
             let (ms, id) = try RunCursor.parse(cursor)
             let m = try bind(ms)

@@ -269,6 +269,7 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         if let s = query.status { conditions.append("status = ?"); binds.append(.text(s.rawValue)) }
         if let a = query.createdAfter { conditions.append("created_at >= ?"); binds.append(.integer(Int(a.epochMilliseconds))) }
         if let b = query.createdBefore { conditions.append("created_at < ?"); binds.append(.integer(Int(b.epochMilliseconds))) }
+        if let k = query.idempotencyKey { conditions.append("idempotency_key = ?"); binds.append(.text(k)) }
         if let cursor = query.cursor {
             let (ms, id) = try RunCursor.parse(cursor)
             conditions.append("(created_at < ? OR (created_at = ? AND id < ?))")
