@@ -8,6 +8,7 @@ public enum APIRoute: String, CaseIterable, Sendable {
     case startRun, listRuns, getRun, pauseRun, resumeRun, cancelRun, retryRunStep, signalRun
     case putSchedule, listSchedules, deleteSchedule
     case enqueueTask, getTask, revokeTask
+    case listQueues, listWorkers, listDeadTasks, replayDeadTasks, purgeDeadTasks
 
     /// The operation id in the OpenAPI document.
     public var operationID: String { rawValue }
@@ -15,10 +16,10 @@ public enum APIRoute: String, CaseIterable, Sendable {
     public var method: String {
         switch self {
         case .getHealth, .getMetrics, .getStats, .getOpenAPIDocument, .listWorkflows, .getWorkflow, .listRuns, .getRun,
-             .listSchedules, .getTask: "GET"
+             .listSchedules, .getTask, .listQueues, .listWorkers, .listDeadTasks: "GET"
         case .deleteWorkflow, .deleteSchedule: "DELETE"
         case .registerWorkflow, .startRun, .pauseRun, .resumeRun, .cancelRun, .retryRunStep, .signalRun, .putSchedule,
-             .enqueueTask, .revokeTask: "POST"
+             .enqueueTask, .revokeTask, .replayDeadTasks, .purgeDeadTasks: "POST"
         }
     }
 
@@ -43,6 +44,11 @@ public enum APIRoute: String, CaseIterable, Sendable {
         case .enqueueTask: "/v1/tasks"
         case .getTask: "/v1/tasks/{id}"
         case .revokeTask: "/v1/tasks/{id}/revoke"
+        case .listQueues: "/v1/queues"
+        case .listWorkers: "/v1/workers"
+        case .listDeadTasks: "/v1/queues/{queue}/dead"
+        case .replayDeadTasks: "/v1/queues/{queue}/dead/replay"
+        case .purgeDeadTasks: "/v1/queues/{queue}/dead/purge"
         }
     }
 }

@@ -132,6 +132,24 @@ public struct CoordinatorClient: Sendable {
         try await call(.revokeTask, ["id": id], body: try encode(RevokeTaskRequest(terminate: terminate, reason: reason)))
     }
 
+    // MARK: Queues, workers, dead tasks
+
+    public func queues() async throws -> QueueList { try await call(.listQueues) }
+    public func workers() async throws -> WorkerList { try await call(.listWorkers) }
+
+    /// Up to `limit` of `queue`'s dead tasks, oldest first.
+    public func deadTasks(queue: String, limit: Int = 100) async throws -> DeadTaskPage {
+        try await call(.listDeadTasks, ["queue": queue], query: [("limit", "\(limit)")])
+    }
+
+    public func replayDeadTasks(queue: String, _ request: ReplayDeadRequest) async throws -> ReplayedDead {
+        try await call(.replayDeadTasks, ["queue": queue], body: try encode(request))
+    }
+
+    public func purgeDeadTasks(queue: String) async throws -> PurgedDead {
+        try await call(.purgeDeadTasks, ["queue": queue], body: [])
+    }
+
     // MARK: Transport
 
     private func encode<T: Encodable>(_ value: T) throws -> [UInt8] { Array(try APICoding.encoder().encode(value)) }

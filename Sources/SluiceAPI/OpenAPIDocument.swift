@@ -8,7 +8,7 @@ public enum OpenAPIDocument {
   "info": {
     "title": "Sluice coordinator API",
     "version": "1",
-    "description": "The Sluice coordinator's HTTP API, for the `sluice` CLI and services that do not speak AMQP. JSON in and out; times are ISO 8601 UTC with milliseconds. Every error is `{\"error\": {\"code\", \"message\"}}` with a stable code. Request bodies over the limit (1 MiB by default) are refused with 413 `too_large`. An unknown route is 404 `not_found`; a known path with another method is 400 `bad_request` (not 405); a request the HTTP parser cannot read (headers too large, a bad Content-Length, a malformed chunked body, `CONNECT`) is 400 `bad_request` and the connection is closed. Registering and deleting definitions, starts and run commands need a coordinator that leads (503 `standby` otherwise); reads, schedules and tasks also work on a standby."
+    "description": "The Sluice coordinator's HTTP API, for the `sluice` CLI and services that do not speak AMQP. JSON in and out; times are ISO 8601 UTC with milliseconds. Every error is `{\"error\": {\"code\", \"message\"}}` with a stable code. Request bodies over the limit (1 MiB by default) are refused with 413 `too_large`. An unknown route is 404 `not_found`; a known path with another method is 400 `bad_request` (not 405); a request the HTTP parser cannot read (headers too large, a bad Content-Length, a malformed chunked body, `CONNECT`) is 400 `bad_request` and the connection is closed. Registering and deleting definitions, starts and run commands need a coordinator that leads (503 `standby` otherwise); reads, schedules, tasks and dead tasks also work on a standby. The queue and worker views come from a coordinator that leads and samples queues (503 `unavailable` otherwise)."
   },
   "servers": [
     {
@@ -44,6 +44,14 @@ public enum OpenAPIDocument {
     {
       "name": "tasks",
       "description": "Standalone tasks."
+    },
+    {
+      "name": "operations",
+      "description": "Task queues and workers, as a coordinator that leads samples them."
+    },
+    {
+      "name": "dead tasks",
+      "description": "A queue's dead tasks: list, replay and purge them."
     }
   ],
   "paths": {
@@ -1398,6 +1406,295 @@ public enum OpenAPIDocument {
           }
         }
       }
+    },
+    "/v1/queues": {
+      "get": {
+        "tags": [
+          "operations"
+        ],
+        "summary": "List task queues",
+        "description": "Every task queue of the coordinator's prefix as its last sample saw it (what `sluice queues` and `sluice top` show), each with its recent samples for charts. Rates, unacknowledged counts and replicas need RabbitMQ's management API (`ratesAvailable`). Queues are sampled every `--queue-metrics-interval` by a coordinator that leads.",
+        "operationId": "listQueues",
+        "responses": {
+          "200": {
+            "description": "The latest sample.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/QueueList"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "500": {
+            "$ref": "#/components/responses/Internal"
+          },
+          "503": {
+            "description": "`unavailable`: this coordinator samples no queues (started with `--queue-metrics-interval off`), or has no recent sample (it leads nothing, or has not sampled yet); ask the one that leads.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/v1/workers": {
+      "get": {
+        "tags": [
+          "operations"
+        ],
+        "summary": "List workers",
+        "description": "Live workers, from their heartbeats (what `sluice workers` shows). A worker silent for three of its heartbeat intervals is `gone`; gone and stopped workers are left out after 5 minutes.",
+        "operationId": "listWorkers",
+        "responses": {
+          "200": {
+            "description": "The workers heard from.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/WorkerList"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "500": {
+            "$ref": "#/components/responses/Internal"
+          },
+          "503": {
+            "description": "`unavailable`: this coordinator does not listen to worker heartbeats: it leads nothing, or was started with `--queue-metrics-interval off`.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/v1/queues/{queue}/dead": {
+      "get": {
+        "tags": [
+          "dead tasks"
+        ],
+        "summary": "List a queue's dead tasks",
+        "description": "Up to `limit` tasks of the queue's dead queue, oldest first, with why each died, its last error, arguments and headers (what `sluice dead list` shows), and how many the dead queue holds. A quorum queue cannot be browsed: each task is read and put back, and the answer waits (up to 60 s) until the dead queue counts them again. Works on a standby.",
+        "operationId": "listDeadTasks",
+        "parameters": [
+          {
+            "$ref": "#/components/parameters/QueueName"
+          },
+          {
+            "name": "limit",
+            "in": "query",
+            "required": false,
+            "description": "How many tasks to read: a positive integer; values over 1000 are treated as 1000.",
+            "schema": {
+              "type": "integer",
+              "default": 100,
+              "minimum": 1
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "The dead tasks, oldest first.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/DeadTaskPage"
+                }
+              }
+            }
+          },
+          "400": {
+            "description": "`bad_request`: an invalid queue name (or a priority level's, such as `emails~high`: every level shares its queue's dead queue), or a limit that is not a positive integer.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "404": {
+            "description": "`not_found`: the queue has no dead queue (no worker or producer has used it yet).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "500": {
+            "$ref": "#/components/responses/Internal"
+          },
+          "503": {
+            "description": "`unavailable`: the broker failed.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/v1/queues/{queue}/dead/replay": {
+      "post": {
+        "tags": [
+          "dead tasks"
+        ],
+        "summary": "Replay dead tasks",
+        "description": "Puts the selected dead tasks back on their work queue, at the priority level they left (an ordered task on its key's partition), without the headers their death added. Each is re-enqueued, confirmed, before it leaves the dead queue, so an interrupted replay loses nothing. Select with exactly one of `ids`, `reason` and `all: true`. Works on a standby.",
+        "operationId": "replayDeadTasks",
+        "parameters": [
+          {
+            "$ref": "#/components/parameters/QueueName"
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/ReplayDeadRequest"
+              }
+            }
+          }
+        },
+        "responses": {
+          "200": {
+            "description": "The tasks replayed, and the ids asked for that the dead queue did not hold.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/ReplayedDead"
+                }
+              }
+            }
+          },
+          "400": {
+            "description": "`bad_request`: an invalid queue name (or a priority level's, such as `emails~high`: every level shares its queue's dead queue), no body, invalid JSON or shape, not exactly one of `ids` (non-empty), `reason` and `all: true`, over 1000 ids, or an id that is empty or over 255 bytes.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "404": {
+            "description": "`not_found`: the queue has no dead queue (no worker or producer has used it yet).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "413": {
+            "$ref": "#/components/responses/TooLarge"
+          },
+          "500": {
+            "$ref": "#/components/responses/Internal"
+          },
+          "503": {
+            "description": "`unavailable`: the broker failed.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/v1/queues/{queue}/dead/purge": {
+      "post": {
+        "tags": [
+          "dead tasks"
+        ],
+        "summary": "Purge a queue's dead tasks",
+        "description": "Deletes every task in the queue's dead queue, for good (once a listing in progress has put its tasks back, waiting up to 60 s for it). No body. Works on a standby.",
+        "operationId": "purgeDeadTasks",
+        "parameters": [
+          {
+            "$ref": "#/components/parameters/QueueName"
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "How many tasks were deleted.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/PurgedDead"
+                }
+              }
+            }
+          },
+          "400": {
+            "description": "`bad_request`: an invalid queue name (or a priority level's, such as `emails~high`: every level shares its queue's dead queue).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "404": {
+            "description": "`not_found`: the queue has no dead queue (no worker or producer has used it yet).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "500": {
+            "$ref": "#/components/responses/Internal"
+          },
+          "503": {
+            "description": "`unavailable`: the broker failed.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
     }
   },
   "components": {
@@ -1463,6 +1760,16 @@ public enum OpenAPIDocument {
         "description": "The task id.",
         "schema": {
           "type": "string"
+        }
+      },
+      "QueueName": {
+        "name": "queue",
+        "in": "path",
+        "required": true,
+        "description": "The queue: 1 to 100 of letters, digits, `-`, `_` and `.`; not a priority level (`emails~high`), whose tasks die into their queue's dead queue.",
+        "schema": {
+          "type": "string",
+          "pattern": "^[A-Za-z0-9._-]{1,100}$"
         }
       }
     },
@@ -2877,6 +3184,412 @@ public enum OpenAPIDocument {
           "active": {
             "type": "boolean",
             "description": "Whether this coordinator leads."
+          }
+        }
+      },
+      "QueueList": {
+        "type": "object",
+        "description": "Every task queue of the coordinator's prefix, as its last sample saw it, with a short history for charts.",
+        "required": [
+          "at",
+          "ratesAvailable",
+          "queues"
+        ],
+        "properties": {
+          "at": {
+            "$ref": "#/components/schemas/Timestamp",
+            "description": "When the sample was taken."
+          },
+          "ratesAvailable": {
+            "type": "boolean",
+            "description": "Whether rates, unacknowledged counts and replicas came from the management API (otherwise only ready counts and consumers were read)."
+          },
+          "ratesUnavailableReason": {
+            "type": "string",
+            "description": "Why they did not, if so."
+          },
+          "delayed": {
+            "type": "integer",
+            "description": "Tasks waiting in the delay ladder (retries and delayed tasks, all queues); absent when unknown."
+          },
+          "queues": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/QueueInfo"
+            }
+          }
+        }
+      },
+      "QueueInfo": {
+        "type": "object",
+        "description": "One task queue. A count the sample could not read is absent.",
+        "required": [
+          "queue",
+          "missing",
+          "history"
+        ],
+        "properties": {
+          "queue": {
+            "type": "string",
+            "description": "The queue's name (without prefix)."
+          },
+          "ready": {
+            "type": "integer",
+            "description": "Ready tasks in the work queue."
+          },
+          "unacknowledged": {
+            "type": "integer",
+            "description": "Delivered to a worker, not yet acknowledged (management API only)."
+          },
+          "consumers": {
+            "type": "integer"
+          },
+          "dead": {
+            "type": "integer",
+            "description": "Tasks in its dead queue."
+          },
+          "publishRate": {
+            "type": "number",
+            "description": "Messages per second (management API only)."
+          },
+          "deliverRate": {
+            "type": "number",
+            "description": "Messages per second (management API only)."
+          },
+          "ackRate": {
+            "type": "number",
+            "description": "Messages per second (management API only)."
+          },
+          "oldestAgeSeconds": {
+            "type": "number",
+            "description": "How long the oldest ready task has waited, in seconds (0 when none is ready)."
+          },
+          "missing": {
+            "type": "boolean",
+            "description": "The work queue does not exist (yet)."
+          },
+          "leader": {
+            "type": "string",
+            "description": "The node of the work queue's leader (quorum queues, management API only)."
+          },
+          "members": {
+            "type": "integer",
+            "description": "The work queue's replicas (quorum queues, management API only)."
+          },
+          "online": {
+            "type": "integer",
+            "description": "Its replicas online (quorum queues, management API only)."
+          },
+          "history": {
+            "type": "array",
+            "maxItems": 60,
+            "description": "The queue's recent samples, oldest first (at most 60); empty for a missing queue.",
+            "items": {
+              "$ref": "#/components/schemas/QueueSample"
+            }
+          }
+        }
+      },
+      "QueueSample": {
+        "type": "object",
+        "description": "A queue at one moment, for its charts.",
+        "required": [
+          "at"
+        ],
+        "properties": {
+          "at": {
+            "$ref": "#/components/schemas/Timestamp"
+          },
+          "ready": {
+            "type": "integer"
+          },
+          "publishRate": {
+            "type": "number",
+            "description": "Messages per second (management API only)."
+          },
+          "deliverRate": {
+            "type": "number",
+            "description": "Messages per second (management API only)."
+          }
+        }
+      },
+      "WorkerList": {
+        "type": "object",
+        "description": "Live workers, from their heartbeats.",
+        "required": [
+          "at",
+          "workers"
+        ],
+        "properties": {
+          "at": {
+            "$ref": "#/components/schemas/Timestamp",
+            "description": "When the list was made."
+          },
+          "workers": {
+            "type": "array",
+            "description": "By worker id.",
+            "items": {
+              "$ref": "#/components/schemas/WorkerInfo"
+            }
+          }
+        }
+      },
+      "WorkerInfo": {
+        "type": "object",
+        "description": "One worker process, as its last heartbeat told.",
+        "required": [
+          "worker",
+          "status",
+          "host",
+          "pid",
+          "queues",
+          "concurrency",
+          "inFlight",
+          "processed",
+          "succeeded",
+          "retried",
+          "dead",
+          "startedAt",
+          "lastHeartbeatAt",
+          "uptimeSeconds",
+          "silentSeconds"
+        ],
+        "properties": {
+          "worker": {
+            "type": "string",
+            "description": "The worker's id (`host:pid` unless set)."
+          },
+          "status": {
+            "type": "string",
+            "enum": [
+              "running",
+              "stopping",
+              "stopped",
+              "gone"
+            ],
+            "description": "`stopping`: draining after SIGTERM; `stopped`: its last beat said so; `gone`: silent for three of its heartbeat intervals."
+          },
+          "host": {
+            "type": "string"
+          },
+          "pid": {
+            "type": "integer"
+          },
+          "queues": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            },
+            "description": "The queues it consumes, by level (`emails~high`, `emails`, `emails~low` with priorities)."
+          },
+          "concurrency": {
+            "type": "integer",
+            "description": "Tasks it runs at once, at most."
+          },
+          "inFlight": {
+            "type": "integer",
+            "description": "Tasks it runs now."
+          },
+          "processed": {
+            "type": "integer",
+            "description": "Since it started, as are the next three."
+          },
+          "succeeded": {
+            "type": "integer"
+          },
+          "retried": {
+            "type": "integer"
+          },
+          "dead": {
+            "type": "integer"
+          },
+          "version": {
+            "type": "string",
+            "description": "Sluice's version on that worker."
+          },
+          "startedAt": {
+            "$ref": "#/components/schemas/Timestamp"
+          },
+          "lastHeartbeatAt": {
+            "$ref": "#/components/schemas/Timestamp",
+            "description": "The time of its last heartbeat (the worker's clock)."
+          },
+          "uptimeSeconds": {
+            "type": "number",
+            "description": "From its start to its last heartbeat."
+          },
+          "silentSeconds": {
+            "type": "number",
+            "description": "Since the coordinator last heard it (the coordinator's clock)."
+          }
+        }
+      },
+      "DeadTaskPage": {
+        "type": "object",
+        "description": "Dead tasks of a queue, oldest first.",
+        "required": [
+          "queue",
+          "total",
+          "tasks"
+        ],
+        "properties": {
+          "queue": {
+            "type": "string"
+          },
+          "total": {
+            "type": "integer",
+            "description": "Tasks in the dead queue (the page holds at most `limit` of them)."
+          },
+          "tasks": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/DeadTask"
+            }
+          }
+        }
+      },
+      "DeadTask": {
+        "type": "object",
+        "description": "A dead task as its dead queue holds it.",
+        "required": [
+          "id",
+          "name",
+          "reason",
+          "attempt",
+          "arguments",
+          "headers"
+        ],
+        "properties": {
+          "id": {
+            "type": "string"
+          },
+          "name": {
+            "type": "string",
+            "description": "The task name."
+          },
+          "reason": {
+            "type": "string",
+            "description": "Sluice's dead reason (such as `max_attempts`, `non_retryable`, `revoked`), or the broker's (`delivery_limit` for a queue's delivery limit); `unknown` when there is none."
+          },
+          "attempt": {
+            "type": "integer",
+            "description": "The attempt that failed for good."
+          },
+          "error": {
+            "type": "string",
+            "description": "The last error's message."
+          },
+          "errorType": {
+            "type": "string"
+          },
+          "deadAt": {
+            "$ref": "#/components/schemas/Timestamp"
+          },
+          "worker": {
+            "type": "string",
+            "description": "The worker that dead-lettered it."
+          },
+          "arguments": {
+            "type": "string",
+            "description": "The message body (the task's JSON arguments), as text."
+          },
+          "headers": {
+            "type": "object",
+            "description": "Every header, values as text.",
+            "additionalProperties": {
+              "type": "string"
+            }
+          }
+        }
+      },
+      "ReplayDeadRequest": {
+        "type": "object",
+        "description": "Which dead tasks to replay: exactly one of `ids`, `reason` and `all`.",
+        "oneOf": [
+          {
+            "required": [
+              "ids"
+            ]
+          },
+          {
+            "required": [
+              "reason"
+            ]
+          },
+          {
+            "required": [
+              "all"
+            ]
+          }
+        ],
+        "properties": {
+          "ids": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1000,
+            "description": "These tasks (1 to 1000 ids of 1-255 bytes); ids the dead queue does not hold come back in `notFound`.",
+            "items": {
+              "type": "string",
+              "minLength": 1,
+              "maxLength": 255
+            }
+          },
+          "reason": {
+            "type": "string",
+            "description": "Every dead task with this reason (`DeadTask.reason`, such as `max_attempts`)."
+          },
+          "all": {
+            "type": "boolean",
+            "const": true,
+            "description": "Every dead task."
+          },
+          "resetAttempts": {
+            "type": "boolean",
+            "default": false,
+            "description": "Start the attempt count again at 1."
+          }
+        }
+      },
+      "ReplayedDead": {
+        "type": "object",
+        "required": [
+          "queue",
+          "replayed",
+          "notFound"
+        ],
+        "properties": {
+          "queue": {
+            "type": "string"
+          },
+          "replayed": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            },
+            "description": "The ids of the tasks put back."
+          },
+          "notFound": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            },
+            "description": "Ids asked for that the dead queue did not hold."
+          }
+        }
+      },
+      "PurgedDead": {
+        "type": "object",
+        "required": [
+          "queue",
+          "purged"
+        ],
+        "properties": {
+          "queue": {
+            "type": "string"
+          },
+          "purged": {
+            "type": "integer",
+            "description": "Tasks deleted."
           }
         }
       }

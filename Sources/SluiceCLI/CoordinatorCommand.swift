@@ -156,9 +156,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
                                                                             unfinishedRetention: taskRetention.duration * 7,
                                                                             eventVerifier: verifier),
                                                        logger: logger)))
+            var apiConfiguration = apiConfiguration
             if let every = queueMetricsInterval.duration {
+                let board = OperationsBoard(interval: every)
                 services.append(.init(service: QueueGauges(broker: broker, management: try managementOptions.client(connection), interval: every,
-                                                           defaultQueue: defaultQueue, leads: { coordinator.isActive }, logger: logger)))
+                                                           defaultQueue: defaultQueue, leads: { coordinator.isActive }, logger: logger,
+                                                           board: board)))
+                apiConfiguration?.operations = board.apiOperations
             }
             if let metrics = service.metrics { services.append(.init(service: try PrometheusMetrics.server(metrics, logger: logger))) }
             if let apiConfiguration {

@@ -25,6 +25,8 @@ struct QueueGauges: Service {
     /// would report the same numbers and only add load on the management API.
     let leads: @Sendable () -> Bool
     let logger: Logger
+    /// Where the API reads the last sample and the worker roster.
+    var board: OperationsBoard?
 
     func run() async throws {
         // Never ends on its own (the service group would stop the coordinator
@@ -35,7 +37,10 @@ struct QueueGauges: Service {
                 var seen: Set<String> = []
                 var warned = false
                 var events: EventWatch?
-                defer { if let events { Task { await events.stop() } } }
+                defer {
+                    board?.listen(to: nil)
+                    if let events { Task { await events.stop() } }
+                }
                 while !Task.isCancelled {
                     guard leads() else {
                         try await Task.sleep(for: interval)
@@ -45,6 +50,7 @@ struct QueueGauges: Service {
                         do {
                             events = try await EventWatch(broker: broker, outcomes: false)
                             await events?.ping()
+                            board?.listen(to: events)
                         } catch {
                             if !warned {
                                 logger.warning("queue gauges cannot listen to worker heartbeats (a monitor queue needs the grant in docs/operations.md); trying again",
@@ -61,6 +67,7 @@ struct QueueGauges: Service {
                     let overview = await collector.collect(known: known, newestTaken: events.newestTaken())
                     seen.formUnion(overview.queues.filter { !$0.missing }.map(\.queue))
                     Self.record(overview)
+                    board?.record(overview)
                     try await Task.sleep(for: interval)
                 }
             }

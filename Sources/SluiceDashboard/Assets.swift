@@ -68,6 +68,7 @@ enum Assets {
     header.top form { margin: 0; }
     header.top button { background: transparent; color: #dfe6f5; border: 1px solid #4a5570; }
     main { padding: 16px 18px 40px; max-width: 1280px; margin: 0 auto; }
+    h1 .mono { font-size: 17px; }
     h1 { font-size: 20px; margin: 4px 0 12px; display: flex; flex-wrap: wrap; align-items: center; gap: 8px; }
     h2 { font-size: 16px; margin: 22px 0 8px; }
     .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; margin: 0 0 14px; overflow-x: auto; }
@@ -107,16 +108,17 @@ enum Assets {
     .pager { display: flex; gap: 12px; margin-top: 10px; }
     .graph { overflow-x: auto; }
     svg.run-graph { max-width: none; height: auto; }
-    svg.run-graph .node rect { fill: #fff; stroke: #8a93a3; stroke-width: 1.5; }
-    svg.run-graph .state-succeeded rect, svg.run-graph .state-compensated rect { fill: #e3f4ea; stroke: var(--ok); }
-    svg.run-graph .state-failed rect { fill: #fbe7e6; stroke: var(--bad); }
-    svg.run-graph .state-running rect, svg.run-graph .state-ready rect { fill: #e6edfb; stroke: var(--run); }
-    svg.run-graph .state-compensating rect { fill: #fbf1e1; stroke: var(--warn); }
-    svg.run-graph .state-skipped rect { fill: #f1f2f5; stroke: var(--skip); stroke-dasharray: 4 3; }
-    svg.run-graph .state-waiting rect { fill: #fff; stroke: #b5bcc8; }
+    svg.run-graph .node rect:not([class]) { fill: #fff; stroke: #8a93a3; stroke-width: 1.5; }
+    svg.run-graph .state-succeeded rect:not([class]), svg.run-graph .state-compensated rect:not([class]) { fill: #e3f4ea; stroke: var(--ok); }
+    svg.run-graph .state-failed rect:not([class]) { fill: #fbe7e6; stroke: var(--bad); }
+    svg.run-graph .state-running rect:not([class]), svg.run-graph .state-ready rect:not([class]) { fill: #e6edfb; stroke: var(--run); }
+    svg.run-graph .state-compensating rect:not([class]) { fill: #fbf1e1; stroke: var(--warn); }
+    svg.run-graph .state-skipped rect:not([class]) { fill: #f1f2f5; stroke: var(--skip); stroke-dasharray: 4 3; }
+    svg.run-graph .state-waiting rect:not([class]) { fill: #fff; stroke: #b5bcc8; }
     svg.run-graph text { font: 13px system-ui, sans-serif; fill: var(--fg); }
     svg.run-graph text.detail { font-size: 11px; fill: var(--muted); }
     svg.run-graph path.edge { fill: none; stroke: #9aa3b2; stroke-width: 1.5; }
+    svg.run-graph rect.bar { fill: #e6e9ef; }
     svg.run-graph .bar-succeeded { fill: var(--ok); }
     svg.run-graph .bar-failed { fill: var(--bad); }
     svg.run-graph .bar-running { fill: var(--run); }

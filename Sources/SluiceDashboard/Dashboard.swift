@@ -56,6 +56,23 @@ public struct Dashboard: Sendable {
                 return try await act(request, confirm: question) { form, _ in try await runCommand(command, id: id, form: form) }
             }
         }
+        router.get("/ui/queues") { request, _ in try await view(request) { try await queuesPage($0) } }
+        router.get("/ui/workers") { request, _ in try await view(request) { try await workersPage($0) } }
+        router.get("/ui/dead") { request, _ in
+            // The index's "open" box leads to the queue's own page.
+            if let queue = FormData(encoded: request.uri.query ?? "").nonEmpty("queue") { return Self.redirect("/ui/dead/\(FormData.encode(queue))") }
+            return try await view(request) { try await deadIndexPage($0) }
+        }
+        router.get("/ui/dead/{queue}") { request, context in
+            let queue = try Self.parameter(context, "queue")
+            return try await view(request) { try await deadQueuePage($0, queue: queue) }
+        }
+        for (command, question) in [("replay", "Put these dead tasks back on their queue?"), ("purge", "Delete these dead tasks? This cannot be undone.")] {
+            router.post("/ui/dead/{queue}/\(command)") { request, context in
+                let queue = try Self.parameter(context, "queue")
+                return try await act(request, confirm: question) { form, _ in try await deadCommand(command, queue: queue, form: form) }
+            }
+        }
         router.get("/ui/schedules") { request, _ in try await view(request) { try await schedulesPage($0) } }
         router.post("/ui/schedules/{id}/delete") { request, context in
             let id = try Self.parameter(context, "id")

@@ -235,6 +235,7 @@ extension Dashboard {
 
     /// JSON as indented text, cut at 64 KiB.
     static func pretty(_ value: JSONValue) -> String {
+        if value == [:] { return "{}" }
         let bytes = value.jsonBytes
         if bytes.count > 65_536 { return String(decoding: bytes.prefix(65_536), as: UTF8.self) + " … (cut: \(bytes.count) bytes)" }
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]),

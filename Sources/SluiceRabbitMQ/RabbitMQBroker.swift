@@ -408,7 +408,12 @@ public final class RabbitMQBroker: Broker {
         // A passive declare of a missing queue closes its channel: use a throwaway one.
         let channel = try await connection.openChannel()
         defer { Task { try? await channel.close() } }
-        return try await channel.queueDeclarePassive(queue)
+        do {
+            return try await channel.queueDeclarePassive(queue)
+        } catch let error as AMQPError where error.replyCode == 404 {
+            // As the in-memory broker says it: callers need not know AMQP.
+            throw SluiceError(.notFound, "no queue \(queue)", queue: queue)
+        }
     }
 
     public func purge(_ queue: String) async throws -> Int {

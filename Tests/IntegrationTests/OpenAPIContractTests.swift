@@ -101,7 +101,7 @@ struct OpenAPIContractTests {
     func shapes() async throws {
         let h = try await TaskHarness.make()
         let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
-        let coordinator = try CoordinatorProcess.start(h, store: store)
+        let coordinator = try CoordinatorProcess.start(h, store: store, extra: ["--queue-metrics-interval", "1s"])
         defer { SluiceBinary.stopIfRunning(coordinator.process) }
         let worker = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h))
         defer { SluiceBinary.stopIfRunning(worker) }
@@ -202,6 +202,27 @@ struct OpenAPIContractTests {
             #expect(failure.kind == .refused(status: 404, code: "not_found"), "\(failure)")
             #expect(failure.message.contains("run/step/0"), "the id reached the server decoded: \(failure.message)")
         }
+        // Queues and workers (once sampled), dead tasks (the trip's charge died).
+        _ = try await eventually(60, "the coordinator to sample queue wf and hear the worker") { () async throws -> Bool? in
+            let queues = try await CoordinatorProcess.request("GET", api + "/v1/queues")
+            let workers = try await CoordinatorProcess.request("GET", api + "/v1/workers")
+            guard case .array(let rows)? = queues.body["queues"], case .array(let beats)? = workers.body["workers"] else { return nil }
+            return rows.contains { $0["queue"] == "wf" } && !beats.isEmpty ? true : nil
+        }
+        _ = try await call(.listQueues, "/v1/queues")
+        _ = try await call(.listWorkers, "/v1/workers")
+        let dead = try await call(.listDeadTasks, "/v1/queues/wf/dead?limit=10")
+        if case .array(let tasks)? = dead["tasks"] {
+            #expect(tasks.contains { $0["name"] == "sluice.fail" }, "the charge's dead task: \(dead.jsonText.prefix(300))")
+        } else {
+            Issue.record("no dead tasks listed: \(dead.jsonText.prefix(300))")
+        }
+        _ = try await call(.listDeadTasks, "/v1/queues/wf/dead?limit=0")
+        _ = try await call(.listDeadTasks, "/v1/queues/never-used-\(UUID().uuidString.prefix(8))/dead")
+        _ = try await call(.replayDeadTasks, "/v1/queues/wf/dead/replay", body: #"{"ids": ["nope"]}"#)
+        _ = try await call(.replayDeadTasks, "/v1/queues/wf/dead/replay", body: "{}")
+        _ = try await call(.purgeDeadTasks, "/v1/queues/wf/dead/purge")
+        _ = try await call(.purgeDeadTasks, "/v1/queues/wf.high/dead/purge")
         let metrics = try await CoordinatorProcess.request("GET", api + "/metrics")
         #expect(metrics.status == 200)
 

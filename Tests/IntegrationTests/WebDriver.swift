@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,7 +9,8 @@ import SluiceTesting
 ///
 /// A hand-written client rather than Selenium or Playwright: chromedriver
 /// (Debian's chromium-driver) speaks plain JSON over HTTP, so the dozen
-/// commands the dashboard tests need are a few lines each with URLSession,
+/// commands the dashboard tests need are a few lines each (over
+/// ``LoopbackHTTP``: URLSession on Linux refuses chromedriver's headers),
 /// and the tests need no Python, Node or extra Swift package. The driver is
 /// started the way the tests start every process (``ChildProcess``, output
 /// to a log file whose tail goes into failure messages).
@@ -269,10 +267,8 @@ final class Browser: Sendable {
     /// lingers) and removes the profile and log. Never throws.
     func quit() async {
         if process.isRunning {
-            var request = URLRequest(url: URL(string: base + "/session/\(session)")!)
-            request.httpMethod = "DELETE"
-            request.timeoutInterval = TestTime.scaled(30)
-            _ = try? await URLSession.shared.data(for: request)
+            _ = try? await LoopbackHTTP.send(port: Self.port(of: base), method: "DELETE", path: "/session/\(session)", body: nil,
+                                             timeout: TestTime.scaled(30))
         }
         await Self.stop(process)
         try? FileManager.default.removeItem(at: profile)
@@ -292,26 +288,15 @@ final class Browser: Sendable {
     private static func send(base: String, _ method: String, _ path: String, _ body: Data?,
                              process: ChildProcess, log: URL) async throws -> Data {
         let name = "\(method) \(path)"
-        guard let url = URL(string: base + path) else {
-            throw WebDriverError(command: name, error: "invalid argument", message: "not a URL: \(base + path)")
-        }
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        request.timeoutInterval = TestTime.scaled(60)
-        if let body {
-            request.httpBody = body
-            request.setValue("application/json; charset=utf-8", forHTTPHeaderField: "Content-Type")
-        }
-        let answer: (Data, URLResponse)
+        let answer: (status: Int, body: Data)
         do {
-            answer = try await URLSession.shared.data(for: request)
+            answer = try await LoopbackHTTP.send(port: port(of: base), method: method, path: path, body: body, timeout: TestTime.scaled(60))
         } catch {
             var message = "\(error)"
             if let ended = process.termination { message += " (chromedriver \(ended); its log ends:\n\(tail(of: log)))" }
             throw WebDriverError(command: name, error: "no answer", message: message)
         }
-        let (data, response) = answer
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        let (status, data) = answer
         guard (200..<300).contains(status) else {
             let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
             let value = object?["value"] as? [String: Any]
@@ -323,6 +308,9 @@ final class Browser: Sendable {
         return data
     }
 
+    /// The port of a `http://127.0.0.1:PORT` base.
+    private static func port(of base: String) -> Int { Int(base.split(separator: ":").last ?? "") ?? 0 }
+
     /// Polls GET /status until chromedriver says it is ready (bounded).
     private static func waitUntilReady(base: String, process: ChildProcess, log: URL) async throws {
         let seconds = 30.0
@@ -332,10 +320,8 @@ final class Browser: Sendable {
                 throw WebDriverError(command: "start", error: "chromedriver ended",
                                      message: "chromedriver \(ended); its log ends:\n\(tail(of: log))")
             }
-            var request = URLRequest(url: URL(string: base + "/status")!)
-            request.timeoutInterval = 5
-            if let answer = try? await URLSession.shared.data(for: request),
-               let object = (try? JSONSerialization.jsonObject(with: answer.0)) as? [String: Any],
+            if let answer = try? await LoopbackHTTP.send(port: port(of: base), method: "GET", path: "/status", body: nil, timeout: 5),
+               let object = (try? JSONSerialization.jsonObject(with: answer.body)) as? [String: Any],
                let value = object["value"] as? [String: Any], isTrue(value["ready"]) {
                 return
             }

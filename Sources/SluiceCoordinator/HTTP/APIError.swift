@@ -67,6 +67,7 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         case let e as SluiceError:
             // The broker's failures are the server's, not the caller's.
             if e.code == .enqueueFailed || e.code == .broker { return APIError(.unavailable, "\(e)") }
+            if e.code == .notFound { return APIError(.notFound, e.message) }
             return APIError(.badRequest, "\(e)")
         case let e as HTTPParserError:
             // A body the HTTP parser could not read (a malformed chunk): the client's fault.

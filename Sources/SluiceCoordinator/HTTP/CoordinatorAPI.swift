@@ -8,7 +8,7 @@ import SluiceClient
 import SluiceCore
 public import ServiceLifecycle
 import SluiceWorkflow
-import SluiceAPI
+public import SluiceAPI
 import SluiceDashboard
 
 /// The coordinator's HTTP API (Hummingbird), for the CLI and for services
@@ -39,6 +39,12 @@ import SluiceDashboard
 ///                                     "maxAttempts"?, "idempotencyKey"?, "track"?, "unique"?, "orderKey"?}
 /// GET  /v1/tasks/{id}                 a tracked task's status, attempts, times, last error, result, progress
 /// POST /v1/tasks/{id}/revoke          {"terminate"?, "reason"?}: workers dead-letter it (reason revoked) instead of running it
+/// GET  /v1/queues                     every task queue: ready, unacked, consumers, rates, dead, oldest age, recent samples
+/// GET  /v1/workers                    live workers, from their heartbeats
+/// GET  /v1/queues/{queue}/dead        dead tasks with reason, error, arguments, headers: ?limit=
+/// POST /v1/queues/{queue}/dead/replay {"ids"? | "reason"? | "all"?, "resetAttempts"?}: back to the work queue
+/// POST /v1/queues/{queue}/dead/purge  delete every dead task of the queue
+/// GET  /ui                            the web dashboard (SluiceDashboard)
 /// ```
 ///
 /// Listening on anything but loopback requires a bearer token
@@ -63,6 +69,10 @@ public struct CoordinatorAPI: Sendable {
         public var metricsText: (@Sendable () async -> [UInt8])?
         /// Serve the web dashboard under `/ui` (``SluiceDashboard/Dashboard``).
         public var dashboard: Bool
+        /// What `GET /v1/queues` and `GET /v1/workers` answer: the process
+        /// samples queues and hears worker heartbeats (nil: those routes
+        /// answer 503).
+        public var operations: Operations?
 
         public init(host: String = "127.0.0.1", port: Int = 27200, token: String? = nil, maxBodyBytes: Int = 1 << 20,
                     idleTimeout: Duration = .seconds(30), maxConnections: Int = 200,
@@ -79,6 +89,18 @@ public struct CoordinatorAPI: Sendable {
 
         /// Decided from what the host resolves to: `127.evil.example` is not loopback.
         var isLoopback: Bool { LoopbackAddress.isLoopback(host) }
+
+        /// Sources of the queue and worker views.
+        public struct Operations: Sendable {
+            public var queues: @Sendable () async throws -> QueueList
+            public var workers: @Sendable () async throws -> WorkerList
+
+            public init(queues: @escaping @Sendable () async throws -> QueueList,
+                        workers: @escaping @Sendable () async throws -> WorkerList) {
+                self.queues = queues
+                self.workers = workers
+            }
+        }
 
         /// Where this process reaches its own API: a wildcard address through loopback.
         var selfURL: URL {
@@ -366,6 +388,46 @@ public struct CoordinatorAPI: Sendable {
             try await coordinator.broker.revoke([id], terminate: terminate, reason: body.reason)
             return try encoded(RevokedTask(id: id, terminate: terminate), status: .accepted)
         }
+        let operations = configuration.operations
+        router.on(.listQueues) { _, _ in
+            guard let operations else { throw APIError(.unavailable, "this coordinator samples no queues (started with --queue-metrics-interval off)") }
+            return try encoded(try await operations.queues())
+        }
+        router.on(.listWorkers) { _, _ in
+            guard let operations else { throw APIError(.unavailable, "this coordinator hears no worker heartbeats (started with --queue-metrics-interval off)") }
+            return try encoded(try await operations.workers())
+        }
+        let deadLetters = DeadLetters(broker: coordinator.broker)
+        router.on(.listDeadTasks) { request, context in
+            let queue = try deadQueueParameter(context)
+            var limit = 100
+            if let l = request.uri.queryParameters["limit"] {
+                guard let n = Int(l), n > 0 else { throw APIError(.badRequest, "limit must be a positive number") }
+                limit = min(n, 1000)
+            }
+            let listed = try await deadLetters.list(queue: queue, limit: limit)
+            return try encoded(DeadTaskPage(queue: queue, total: listed.total, tasks: listed.tasks))
+        }
+        router.on(.replayDeadTasks) { request, context in
+            var request = request
+            let queue = try deadQueueParameter(context)
+            let replay = try decode(ReplayDeadRequest.self, try await bodyBytes(&request, limit: limit))
+            let ids = replay.ids ?? []
+            guard [replay.all == true, !ids.isEmpty, replay.reason != nil].filter({ $0 }).count == 1 else {
+                throw APIError(.badRequest, "give exactly one of ids (a non-empty list), reason or all: true")
+            }
+            guard ids.count <= 1000, ids.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 255 }) else {
+                throw APIError(.badRequest, "ids: at most 1000, each 1 to 255 bytes")
+            }
+            let selection: DeadLetters.Selection = replay.all == true ? .all : replay.reason.map { .reason($0) } ?? .ids(Set(ids))
+            let replayed = try await deadLetters.replay(queue: queue, selection, resetAttempts: replay.resetAttempts ?? false)
+            let missing = Set(ids).subtracting(replayed).sorted()
+            return try encoded(ReplayedDead(queue: queue, replayed: replayed, notFound: missing))
+        }
+        router.on(.purgeDeadTasks) { _, context in
+            let queue = try deadQueueParameter(context)
+            return try encoded(PurgedDead(queue: queue, purged: try await deadLetters.purge(queue: queue)))
+        }
         router.on(.getTask) { _, context in
             let id = try pathParameter(context, "id")
             guard let task = try await engine.store.trackedTask(id: id) else {
@@ -412,6 +474,13 @@ private func date(_ text: String) throws -> Date {
         throw APIError(.badRequest, "'\(text)' is not a time (ISO 8601 or seconds since the epoch)")
     }
     return d
+}
+
+/// A queue whose dead tasks a route reads: a base queue (not a priority level).
+private func deadQueueParameter(_ context: BasicRequestContext) throws -> String {
+    let queue = try pathParameter(context, "queue")
+    do throws(SluiceError) { try DeadLetters.validate(queue: queue) } catch { throw APIError(.badRequest, error.message) }
+    return queue
 }
 
 /// `{name}/{version}` from the path.

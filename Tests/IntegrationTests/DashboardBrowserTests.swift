@@ -1,0 +1,191 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import SluiceAPI
+import SluiceCore
+import SluiceTesting
+import SluiceWorkflow
+import Testing
+
+/// The dashboard (`/ui`) in a real browser: headless Chromium driven through
+/// chromedriver, against a coordinator process (with a token), a worker
+/// process and the broker. Screenshots of every page go to
+/// `.sluice/test-output/dashboard/`.
+@Suite("The dashboard in headless Chromium: sign in, a run's graph, retry a step, replay a dead task")
+struct DashboardBrowserTests {
+    static let definition = """
+        name: shop
+        steps:
+          - id: prepare
+            task: shop.prepare
+          - id: fanout
+            after: [prepare]
+            map:
+              over: input.items
+              task: shop.pack
+              arguments: { item: "${item}" }
+              join: tolerate
+              maxAttempts: 1
+          - id: charge
+            after: [prepare]
+            task: shop.charge
+            maxAttempts: 1
+          - id: report
+            after: [fanout, charge]
+            join: all
+        """
+
+    /// The worker's command: `shop.charge` fails until `gate` exists, a
+    /// `shop.pack` of "bad" always fails, `shop.fragile` fails until
+    /// `gate2` exists; every task that succeeds is logged.
+    static func script(log: String, gate: String, gate2: String) -> String {
+        """
+        args=$(cat)
+        case "$SLUICE_TASK_NAME" in
+          shop.charge) [ -e '\(gate)' ] || { echo "card declined" >&2; exit 3; } ;;
+          shop.pack) case "$args" in *bad*) echo "cannot pack a bad item" >&2; exit 3 ;; esac ;;
+          shop.fragile) [ -e '\(gate2)' ] || { echo "not yet" >&2; exit 3; } ;;
+        esac
+        echo "$SLUICE_TASK_NAME $SLUICE_TASK_ID ok" >> '\(log)'
+        echo '{"ok": true}'
+        """
+    }
+
+    static let outputFolder = FileManager.default.currentDirectoryPath + "/.sluice/test-output/dashboard"
+
+    @Test("sign in, see the run's nodes in their final colours and the map's progress, retry the failed step and watch it succeed, replay a dead task; every page screenshotted")
+    func dashboard() async throws {
+        let h = try await TaskHarness.make()
+        let token = "dashboard-test-\(UUID().uuidString)"
+        let files = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-ui-\(UUID().uuidString)").path
+        let (log, gate, gate2) = (files + ".log", files + ".gate", files + ".gate2")
+        defer { for f in [log, gate, gate2] { try? FileManager.default.removeItem(atPath: f) } }
+        let store = "sqlite:" + files + ".sqlite"
+        let coordinator = try CoordinatorProcess.start(h, store: store, extra: ["--http-token", token, "--queue-metrics-interval", "1s"])
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        let worker = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h)
+                                            + ["--exec", Self.script(log: log, gate: gate, gate2: gate2)])
+        defer { SluiceBinary.stopIfRunning(worker) }
+        try await coordinator.waitUntilHealthy()
+        let api = CoordinatorClient(base: URL(string: coordinator.api)!, token: token)
+        #expect(try await api.registerWorkflow(yaml: Self.definition).name == "shop")
+        let input: JSONValue = ["items": ["a", "b", "bad", "c", "d"]]
+        let runID = try await api.startRun(StartRunRequest(workflow: "shop", input: input)).runID
+        // The charge fails for good (one attempt): the run fails, the map tolerates its bad element.
+        let failed = try await Self.waitForRun(api, runID, .failed)
+        #expect(failed.steps["charge"]?.status == .failed)
+        #expect(failed.steps["fanout"]?.status == .succeeded)
+
+        try FileManager.default.createDirectory(atPath: Self.outputFolder, withIntermediateDirectories: true)
+        let browser = try await Browser.start()
+        do {
+            try await Self.walk(browser, coordinator: coordinator, api: api, runID: runID, token: token, log: log, gate: gate, gate2: gate2)
+        } catch {
+            await browser.quit()
+            throw error
+        }
+        await browser.quit()
+    }
+
+    static func walk(_ browser: Browser, coordinator: CoordinatorProcess, api: CoordinatorClient, runID: String, token: String,
+                     log: String, gate: String, gate2: String) async throws {
+        let base = coordinator.api
+        let runPath = "/ui/runs/\(runID)"
+        func shot(_ name: String) async throws { try await browser.screenshot(to: "\(outputFolder)/\(name).png") }
+
+        // Signing in: a wrong token is refused, the right one leads to the page asked for.
+        try await browser.open(base + runPath)
+        let field = try await browser.waitFor("input#token")
+        #expect(try await browser.currentURL.contains("/ui/login"))
+        try await shot("01-sign-in")
+        try await browser.type("not-the-token", into: field)
+        try await browser.click(try await browser.waitFor("form button[type=submit]"))
+        try await browser.waitUntil("the refusal of a wrong token") { $0.contains("not the coordinator's token") }
+        try await browser.type(token, into: try await browser.waitFor("input#token"))
+        try await browser.click(try await browser.waitFor("form button[type=submit]"))
+        try await browser.waitFor("svg.run-graph")
+        #expect(try await browser.currentURL.hasSuffix(runPath))
+
+        // The failed run: every node in its colour, the map's progress (4 done, 1 failed of 5).
+        let failedPage = try await browser.source()
+        for (step, state) in [("prepare", "succeeded"), ("fanout", "succeeded"), ("charge", "failed"), ("report", "failed")] {
+            #expect(failedPage.contains("class=\"node state-\(state)\" id=\"node-\(step)\""), "node \(step) should be \(state)")
+        }
+        #expect(failedPage.contains("map shop.pack · 5/5"))
+        #expect(failedPage.contains("class=\"bar-failed\""))
+        #expect(failedPage.contains("id=\"run-status\">failed"))
+        try await shot("02-run-failed")
+
+        // Retry the charge from its step's details (a confirmation dialog first); it succeeds now.
+        #expect(FileManager.default.createFile(atPath: gate, contents: Data()))
+        try await browser.click(try await browser.waitFor("#step-charge summary"))
+        try await browser.click(try await browser.waitFor("#step-charge button[type=submit]"))
+        let question = try await browser.acceptDialog()
+        #expect(question.contains("Retry step charge"))
+        try await browser.waitUntil("the notice of the retry") { $0.contains("Retrying step charge") }
+        // The page updates itself (no reload) until the run completes.
+        try await browser.waitUntil("the run page to show the run completed", seconds: 90) { $0.contains("id=\"run-status\">completed") }
+        let donePage = try await browser.source()
+        for step in ["prepare", "fanout", "charge", "report"] {
+            #expect(donePage.contains("class=\"node state-succeeded\" id=\"node-\(step)\""), "node \(step) should be succeeded")
+        }
+        #expect(try await api.run(runID).status == .completed)
+        try await shot("03-run-completed")
+
+        // The list of runs shows it, with counts by status.
+        try await browser.open(base + "/ui/runs")
+        try await browser.waitFor("a[href='\(runPath)']")
+        #expect(try await browser.source().contains("<span class=\"badge s-completed\">completed</span>"))
+        try await shot("04-runs")
+
+        // A task dead for good, replayed from the page once it can succeed.
+        let dead = try await api.enqueue(EnqueueTaskRequest(name: "shop.fragile", queue: "wf", maxAttempts: 1)).id
+        _ = try await eventually(60, "the fragile task to be dead") {
+            try await api.deadTasks(queue: "wf").tasks.contains { $0.id == dead } ? true : nil
+        }
+        try await browser.open(base + "/ui/dead/wf")
+        try await browser.waitFor("details[data-task='\(dead)']")
+        #expect(try await browser.source().contains("the command exited with status 3"))
+        try await shot("05-dead-letters")
+        #expect(FileManager.default.createFile(atPath: gate2, contents: Data()))
+        try await browser.click(try await browser.waitFor("details[data-task='\(dead)'] summary"))
+        try await shot("06-dead-letter-open")
+        try await browser.click(try await browser.waitFor("details[data-task='\(dead)'] button[type=submit]"))
+        #expect(try await browser.acceptDialog().contains("Put task \(dead) back"))
+        try await browser.waitUntil("the notice of the replay") { $0.contains("Replayed 1 task(s) to wf.") }
+        _ = try await eventually(60, "the replayed task to succeed") {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("shop.fragile \(dead) ok") ? true : nil
+        }
+        #expect(try await api.deadTasks(queue: "wf").tasks.contains { $0.id == dead } == false)
+        try await shot("07-dead-letter-replayed")
+
+        // Queues and workers, from the coordinator's samples.
+        _ = try await eventually(60, "the coordinator to sample queue wf and hear the worker") {
+            let queues = try? await api.queues()
+            let workers = try? await api.workers()
+            return queues?.queues.contains { $0.queue == "wf" } == true && workers?.workers.isEmpty == false ? true : nil
+        }
+        try await browser.open(base + "/ui/queues")
+        try await browser.waitFor("tr#queue-wf")
+        try await shot("08-queues")
+        try await browser.open(base + "/ui/workers")
+        try await browser.waitFor("tbody tr[id^='worker-']")
+        try await shot("09-workers")
+
+        // A phone's width: the page does not scroll sideways (the graph scrolls in its card).
+        try await browser.resize(width: 390, height: 844)
+        try await browser.open(base + runPath)
+        try await browser.waitFor("svg.run-graph")
+        let overflow = try await browser.execute("return document.documentElement.scrollWidth - window.innerWidth;") as? Int
+        #expect((overflow ?? 1) <= 0, "the page is \(overflow ?? -1) px wider than a phone's screen")
+        try await shot("10-run-phone")
+    }
+
+    static func waitForRun(_ api: CoordinatorClient, _ id: String, _ status: RunState.Status, seconds: Double = 90) async throws -> RunState {
+        try await eventually(seconds, "run \(id) to be \(status.rawValue)") {
+            guard let run = try? await api.run(id), run.status == status else { return nil }
+            return run
+        }
+    }
+}

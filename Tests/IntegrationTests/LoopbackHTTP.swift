@@ -1,0 +1,91 @@
+import Dispatch
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One HTTP/1.1 request to a server on 127.0.0.1, over a plain socket.
+///
+/// For chromedriver: it writes headers without a space after the colon
+/// (`Content-Length:252`), which Foundation's URLSession on Linux (libcurl
+/// underneath) refuses with "Failed writing header". The request runs on a
+/// dispatch thread, so the blocking socket calls stay off the concurrency pool.
+enum LoopbackHTTP {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func send(port: Int, method: String, path: String, body: Data?, timeout: Double) async throws -> (status: Int, body: Data) {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try exchange(port: port, method: method, path: path, body: body, timeout: timeout) })
+            }
+        }
+    }
+
+    private static func exchange(port: Int, method: String, path: String, body: Data?, timeout: Double) throws -> (status: Int, body: Data) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var limit = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = in_addr_t(0x7f00_0001).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw Failure(description: "connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
+
+        var request = Data("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nAccept: application/json\r\n".utf8)
+        if let body {
+            request += Data("Content-Type: application/json; charset=utf-8\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+            request += body
+        } else {
+            request += Data("Content-Length: 0\r\n\r\n".utf8)
+        }
+        try request.withUnsafeBytes { raw in
+            var sent = 0
+            while sent < raw.count {
+                let n = Glibc.send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL))
+                guard n > 0 else { throw Failure(description: "send: \(String(cString: strerror(errno)))") }
+                sent += n
+            }
+        }
+
+        // Read the head, then the body by its length (or to the end).
+        var received = Data()
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var headEnd: Range<Data.Index>?
+        var status = 0
+        var length: Int?
+        while true {
+            if headEnd == nil, let end = received.range(of: Data("\r\n\r\n".utf8)) {
+                headEnd = end
+                let lines = String(decoding: received[..<end.lowerBound], as: UTF8.self).components(separatedBy: "\r\n")
+                let statusParts = lines.first?.split(separator: " ") ?? []
+                status = statusParts.count > 1 ? Int(statusParts[1]) ?? 0 : 0
+                for line in lines.dropFirst() {
+                    guard let colon = line.firstIndex(of: ":") else { continue }
+                    if line[..<colon].lowercased() == "content-length" {
+                        length = Int(line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+                    }
+                }
+            }
+            if let headEnd, let length, received.count - headEnd.upperBound >= length {
+                return (status, received[headEnd.upperBound..<(headEnd.upperBound + length)])
+            }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n > 0 {
+                received.append(contentsOf: buffer[0..<n])
+            } else if n == 0 {
+                guard let headEnd else { throw Failure(description: "the connection closed before a response") }
+                return (status, received[headEnd.upperBound...])
+            } else {
+                throw Failure(description: "no answer from 127.0.0.1:\(port) within \(timeout) s (\(String(cString: strerror(errno))))")
+            }
+        }
+    }
+}
