@@ -112,7 +112,7 @@ let package = Package(
         .target(
             name: "SluiceDashboard",
             dependencies: [
-                "SluiceAPI", "SluiceWorkflow",
+                "SluiceAPI", "SluiceWorkflow", "SluiceCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceAPI
+import SluiceCore
 
 extension Dashboard {
     /// Queues with dead tasks (from the queue list), or a box to name one.

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceAPI
+import SluiceCore
 
 extension Dashboard {
     /// What `sluice top` shows: per queue ready, unacknowledged, consumers,
