@@ -60,7 +60,7 @@ extension Dashboard {
             <tr id="worker-\(w.worker)"><td class="mono">\(w.worker)</td><td><span class="badge s-\(w.status == "running" ? "running" : w.status == "gone" ? "failed" : "cancelled")">\(w.status)</span></td>
             <td class="wide">\(w.host) · pid \(w.pid)</td><td>\(w.queues.joined(separator: ", "))</td>
             <td class="num">\(w.inFlight)/\(w.concurrency)</td><td class="num">\(w.processed)</td><td class="num wide">\(w.succeeded)</td>
-            <td class="num wide">\(w.retried)</td><td class="num">\(w.dead)</td><td class="num wide">\(Format.duration(w.uptimeSeconds))</td>
+            <td class="num wide">\(w.retried)</td><td class="num">\(w.dead)</td><td class="num wide">\(Format.duration(w.uptimeSeconds + w.silentSeconds))</td>
             <td class="num">\(Format.duration(w.silentSeconds)) ago</td></tr>
             """
         }

@@ -182,6 +182,77 @@ struct DashboardBrowserTests {
         try await shot("10-run-phone")
     }
 
+    @Test("sign-in and form checks: pages need the session cookie, actions need the form token, the same origin and a confirmation; cookies are HttpOnly and SameSite")
+    func guards() async throws {
+        let h = try await TaskHarness.make()
+        let token = "guard-\(UUID().uuidString)"
+        let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-ui-\(UUID().uuidString).sqlite").path
+        let coordinator = try CoordinatorProcess.start(h, store: store, extra: ["--http-token", token])
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        try await coordinator.waitUntilHealthy()
+        let api = CoordinatorClient(base: URL(string: coordinator.api)!, token: token)
+        _ = try await api.registerWorkflow(yaml: "name: waiting\nsteps:\n  - id: wait\n    signal: go\n")
+        let runID = try await api.startRun(StartRunRequest(workflow: "waiting")).runID
+        _ = try await Self.waitForRun(api, runID, .running)
+        let port = coordinator.port
+        func http(_ method: String, _ path: String, headers: [(String, String)] = [], form: String? = nil) async throws -> LoopbackHTTP.Response {
+            try await LoopbackHTTP.request(port: port, method: method, path: path, headers: headers, body: form.map { Data($0.utf8) },
+                                           contentType: "application/x-www-form-urlencoded", timeout: TestTime.scaled(30))
+        }
+
+        // Without a session: to the sign-in page, which says where to go next; the API itself still wants the bearer token.
+        let anonymous = try await http("GET", "/ui/runs/\(runID)")
+        #expect(anonymous.status == 303)
+        #expect(anonymous.header("Location") == "/ui/login?next=%2Fui%2Fruns%2F\(runID)")
+        #expect(try await http("GET", "/v1/runs").status == 401)
+        #expect(try await http("POST", "/ui/runs/\(runID)/pause", form: "confirmed=1").status == 303)
+        #expect(try await api.run(runID).status == .running, "an action without a session changed nothing")
+
+        // Signing in: a wrong token is refused; the right one sets a cookie that is not the token.
+        #expect(try await http("POST", "/ui/login", form: "token=wrong&next=%2Fui%2Fruns").status == 401)
+        let signedIn = try await http("POST", "/ui/login", form: "token=\(token)&next=%2F%2Fevil.example")
+        #expect(signedIn.status == 303)
+        #expect(signedIn.header("Location") == "/ui/runs", "an outside next is not followed")
+        let cookie = try #require(signedIn.header("Set-Cookie"))
+        #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/ui"))
+        #expect(!cookie.contains("Secure"), "plain HTTP: no Secure flag")
+        #expect(!cookie.contains(token), "the cookie does not hold the token")
+        let secure = try await http("POST", "/ui/login", headers: [("X-Forwarded-Proto", "https")], form: "token=\(token)")
+        #expect(secure.header("Set-Cookie")?.contains("; Secure") == true, "behind TLS the cookie is Secure")
+        let session = [("Cookie", String(cookie.prefix { $0 != ";" }))]
+
+        // A page: the security headers, and the form token its forms carry.
+        let page = try await http("GET", "/ui/runs/\(runID)", headers: session)
+        #expect(page.status == 200)
+        #expect(page.header("Content-Security-Policy")?.contains("script-src 'self'") == true)
+        #expect(page.header("X-Frame-Options") == "DENY")
+        let formToken = try #require(page.text.firstMatch(of: /name="csrf" value="([0-9a-f]{64})"/)?.1).description
+
+        // Actions: no form token, another site's origin, or no confirmation change nothing.
+        #expect(try await http("POST", "/ui/runs/\(runID)/cancel", headers: session, form: "confirmed=1").status == 403)
+        #expect(try await http("POST", "/ui/runs/\(runID)/cancel", headers: session + [("Origin", "http://evil.example")],
+                               form: "csrf=\(formToken)&confirmed=1").status == 403)
+        #expect(try await http("POST", "/ui/runs/\(runID)/cancel", headers: session + [("Sec-Fetch-Site", "cross-site")],
+                               form: "csrf=\(formToken)&confirmed=1").status == 403)
+        let asked = try await http("POST", "/ui/runs/\(runID)/cancel", headers: session, form: "csrf=\(formToken)&back=%2Fui%2Fruns")
+        #expect(asked.status == 200 && asked.text.contains("Are you sure?"), "without the script, a page asks first")
+        #expect(try await api.run(runID).status == .running)
+
+        // A genuine, confirmed action from the same origin goes through, with a notice on the next page.
+        let cancelled = try await http("POST", "/ui/runs/\(runID)/cancel",
+                                       headers: session + [("Origin", "http://127.0.0.1:\(port)")], form: "csrf=\(formToken)&confirmed=1")
+        #expect(cancelled.status == 303)
+        #expect(cancelled.header("Location") == "/ui/runs/\(runID)")
+        _ = try await Self.waitForRun(api, runID, .cancelled)
+        let flash = try #require(cancelled.all("Set-Cookie").first { $0.hasPrefix("sluice_flash=") })
+        let next = try await http("GET", "/ui/runs/\(runID)", headers: session + [("Cookie", String(flash.prefix { $0 != ";" }))])
+        #expect(next.text.contains("Cancelled run \(runID)."))
+
+        // Signing out ends the session cookie.
+        let out = try await http("POST", "/ui/logout", headers: session, form: "csrf=\(formToken)")
+        #expect(out.all("Set-Cookie").contains { $0.hasPrefix("sluice_session=;") && $0.contains("Max-Age=0") })
+    }
+
     static func waitForRun(_ api: CoordinatorClient, _ id: String, _ status: RunState.Status, seconds: Double = 90) async throws -> RunState {
         try await eventually(seconds, "run \(id) to be \(status.rawValue)") {
             guard let run = try? await api.run(id), run.status == status else { return nil }

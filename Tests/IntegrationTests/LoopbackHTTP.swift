@@ -15,15 +15,36 @@ enum LoopbackHTTP {
         var description: String
     }
 
+    /// A response: redirects are not followed (tests look at them).
+    struct Response: Sendable {
+        var status: Int
+        var headers: [(name: String, value: String)]
+        var body: Data
+
+        /// The first value of a header (names compared without case).
+        func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name.lowercased() }?.value }
+        func all(_ name: String) -> [String] { headers.filter { $0.name.lowercased() == name.lowercased() }.map(\.value) }
+        var text: String { String(decoding: body, as: UTF8.self) }
+    }
+
     static func send(port: Int, method: String, path: String, body: Data?, timeout: Double) async throws -> (status: Int, body: Data) {
+        let response = try await request(port: port, method: method, path: path, body: body, timeout: timeout)
+        return (response.status, response.body)
+    }
+
+    static func request(port: Int, method: String, path: String, headers: [(String, String)] = [], body: Data?,
+                        contentType: String = "application/json; charset=utf-8", timeout: Double) async throws -> Response {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
-                continuation.resume(with: Result { try exchange(port: port, method: method, path: path, body: body, timeout: timeout) })
+                continuation.resume(with: Result {
+                    try exchange(port: port, method: method, path: path, headers: headers, body: body, contentType: contentType, timeout: timeout)
+                })
             }
         }
     }
 
-    private static func exchange(port: Int, method: String, path: String, body: Data?, timeout: Double) throws -> (status: Int, body: Data) {
+    private static func exchange(port: Int, method: String, path: String, headers extra: [(String, String)], body: Data?,
+                                 contentType: String, timeout: Double) throws -> Response {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -40,8 +61,9 @@ enum LoopbackHTTP {
         guard connected == 0 else { throw Failure(description: "connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
 
         var request = Data("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nAccept: application/json\r\n".utf8)
+        for (name, value) in extra { request += Data("\(name): \(value)\r\n".utf8) }
         if let body {
-            request += Data("Content-Type: application/json; charset=utf-8\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+            request += Data("Content-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
             request += body
         } else {
             request += Data("Content-Length: 0\r\n\r\n".utf8)
@@ -61,6 +83,7 @@ enum LoopbackHTTP {
         var headEnd: Range<Data.Index>?
         var status = 0
         var length: Int?
+        var headers: [(name: String, value: String)] = []
         while true {
             if headEnd == nil, let end = received.range(of: Data("\r\n\r\n".utf8)) {
                 headEnd = end
@@ -69,20 +92,21 @@ enum LoopbackHTTP {
                 status = statusParts.count > 1 ? Int(statusParts[1]) ?? 0 : 0
                 for line in lines.dropFirst() {
                     guard let colon = line.firstIndex(of: ":") else { continue }
+                    headers.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
                     if line[..<colon].lowercased() == "content-length" {
                         length = Int(line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
                     }
                 }
             }
             if let headEnd, let length, received.count - headEnd.upperBound >= length {
-                return (status, received[headEnd.upperBound..<(headEnd.upperBound + length)])
+                return Response(status: status, headers: headers, body: received[headEnd.upperBound..<(headEnd.upperBound + length)])
             }
             let n = recv(fd, &buffer, buffer.count, 0)
             if n > 0 {
                 received.append(contentsOf: buffer[0..<n])
             } else if n == 0 {
                 guard let headEnd else { throw Failure(description: "the connection closed before a response") }
-                return (status, received[headEnd.upperBound...])
+                return Response(status: status, headers: headers, body: received[headEnd.upperBound...])
             } else {
                 throw Failure(description: "no answer from 127.0.0.1:\(port) within \(timeout) s (\(String(cString: strerror(errno))))")
             }
