@@ -44,6 +44,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var maxMapParallel: Int = WorkflowLimits.standard.maxMapParallel
     @Option(help: "The most bytes of JSON (or KiB, MiB) a step task's rendered arguments (or a sub-workflow's input, or a run's output) may take; past it the step fails.")
     var maxArgumentsBytes = ByteSize(bytes: WorkflowLimits.standard.maxArgumentsBytes)
+    @Flag(inversion: .prefixedNo, help: "Serve the web dashboard under /ui on the API's address (signed in with the API's token when it has one).")
+    var dashboard = true
     @Option(help: "Close an API connection that sends no part of a request for this long (a half-sent header included).")
     var httpIdleTimeout: DurationArgument = "30s"
     @Option(help: "Queue for step tasks whose workflow names none.")
@@ -106,7 +108,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             let token = try apiToken()
             let configuration = CoordinatorAPI.Configuration(host: host, port: port, token: token,
                                                              idleTimeout: httpIdleTimeout.duration,
-                                                             metricsText: { PrometheusMetrics.text() })
+                                                             metricsText: { PrometheusMetrics.text() }, dashboard: dashboard)
             guard configuration.isAcceptable else {
                 throw CLIError("the API on \(host) needs a token off loopback (SLUICE_API_TOKEN, --http-token-file or --http-token), or --http 127.0.0.1:\(port)")
             }

@@ -149,6 +149,7 @@ struct DevCommand: AsyncParsableCommand {
         print("""
 
         Sluice dev stack
+          dashboard          \(apiBase)/ui/runs/\(runID)
           broker             \(redacted(brokerURL))
           management UI      \(managementURL.map { "\($0) (guest / guest)" } ?? "(the broker's management plugin)")
           coordinator API    \(apiBase)/v1/runs/\(runID)
@@ -183,7 +184,8 @@ struct DevCommand: AsyncParsableCommand {
             if undone.status != .compensated { throw CLIError("the saga demo run ended \(undone.status.rawValue)") }
             return
         }
-        print("\nThe stack keeps running: try `sluice top`, `sluice queues`, `sluice workers`, `sluice workflow list`. Ctrl-C stops it.")
+        print("\nThe stack keeps running: open the dashboard at \(apiBase)/ui/runs/\(runID), or try `sluice top`, `sluice queues`, "
+              + "`sluice workers`, `sluice workflow list`. Ctrl-C stops it.")
         flushStandardOutput()
         while true {
             if let failed = stack.exited() { throw CLIError("the \(failed.name) exited with status \(failed.status); see \(failed.log)") }

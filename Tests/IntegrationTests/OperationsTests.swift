@@ -267,6 +267,10 @@ struct OperationsTests {
         #expect(output.contains("dead letter: 1 new in the dead queue of 'demo' (1 in all)"), "\(output)")
         #expect(output.contains("management UI      \(node.managementURL)"))
         #expect(output.contains("coordinator API    http://127.0.0.1:\(port)/v1/runs/"))
+        // The dashboard's page of the demo run, as printed, draws the run (loopback: no sign-in).
+        let dashboard = try #require(output.firstMatch(of: /dashboard +(http:\/\/\S+\/ui\/runs\/\S+)/)?.1).description
+        let (pageStatus, page) = try await httpGet(dashboard)
+        #expect(pageStatus == 200 && page.contains("<svg") && page.contains("id=\"node-fanout\""), "\(dashboard): \(pageStatus) \(page.prefix(300))")
         let started = try await children(of: process.processIdentifier)
         #expect(started.count == 2, "the coordinator and the worker")
         for child in started {
