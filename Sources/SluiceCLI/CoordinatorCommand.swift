@@ -46,6 +46,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var maxArgumentsBytes = ByteSize(bytes: WorkflowLimits.standard.maxArgumentsBytes)
     @Flag(inversion: .prefixedNo, help: "Serve the web dashboard under /ui on the API's address (signed in with the API's token when it has one).")
     var dashboard = true
+    @Option(help: ArgumentHelp("A trace viewer's page for one trace, with {traceId} where the id goes (e.g. http://jaeger:16686/trace/{traceId}): the dashboard links trace ids there.",
+                               valueName: "url"))
+    var traceURL: String?
     @Option(help: "Close an API connection that sends no part of a request for this long (a half-sent header included).")
     var httpIdleTimeout: DurationArgument = "30s"
     @Option(help: "Queue for step tasks whose workflow names none.")
@@ -66,9 +69,16 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var queueMetricsInterval: IntervalOrOff = "10s"
     @OptionGroup var managementOptions: ManagementOptions
     @OptionGroup var service: ServiceOptions
+    @OptionGroup var tracing: TracingOptions
     @OptionGroup var connection: ConnectionOptions
 
     func validate() throws {
+        if let traceURL {
+            guard traceURL.contains("{traceId}"), let url = URL(string: traceURL.replacingOccurrences(of: "{traceId}", with: "0")),
+                  ["http", "https"].contains(url.scheme ?? "") else {
+                throw ValidationError("--trace-url must be an http(s) URL with {traceId} in it, e.g. http://jaeger:16686/trace/{traceId}")
+            }
+        }
         guard Topology.isValidName(defaultQueue) else { throw ValidationError("--default-queue must be letters, digits, '-', '_' or '.'") }
         if http != "none" { _ = try parseHostPort(http) }
         guard taskRetention.duration >= .seconds(1) else { throw ValidationError("--task-retention must be at least 1s") }
@@ -101,14 +111,17 @@ struct CoordinatorCommand: AsyncParsableCommand {
     func run() async throws {
         service.bootstrapLogging()
         let logger = Logger(label: "sluice.coordinator")
+        // Before the API exists: it starts a span per run only with a tracer.
+        let exporter = try tracing.bootstrap(serviceName: "sluice-coordinator", logger: logger)
         // Settings first, so that a bad one fails before anything is opened.
         var apiConfiguration: CoordinatorAPI.Configuration?
         if http != "none" {
             let (host, port) = try parseHostPort(http)
             let token = try apiToken()
-            let configuration = CoordinatorAPI.Configuration(host: host, port: port, token: token,
+            var configuration = CoordinatorAPI.Configuration(host: host, port: port, token: token,
                                                              idleTimeout: httpIdleTimeout.duration,
                                                              metricsText: { PrometheusMetrics.text() }, dashboard: dashboard)
+            configuration.traceURL = traceURL
             guard configuration.isAcceptable else {
                 throw CLIError("the API on \(host) needs a token off loopback (SLUICE_API_TOKEN, --http-token-file or --http-token), or --http 127.0.0.1:\(port)")
             }
@@ -173,6 +186,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 logger.info("HTTP API", metadata: ["address": "http://\(apiConfiguration.host):\(apiConfiguration.port)/",
                                                    "token": "\(apiConfiguration.token == nil ? "none" : "required")"])
             }
+            // First, so that it stops last and sends the last spans.
+            if let exporter { services.insert(.init(service: exporter), at: 0) }
             let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
         } catch {

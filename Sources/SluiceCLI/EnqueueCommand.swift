@@ -1,4 +1,6 @@
 import ArgumentParser
+import Logging
+import Tracing
 import Foundation
 import SluiceClient
 import SluiceCore
@@ -66,6 +68,7 @@ struct EnqueueCommand: AsyncParsableCommand {
     var orderKey: String?
     @Flag(help: "Print JSON.")
     var json = false
+    @OptionGroup var tracing: TracingOptions
     @OptionGroup var connection: ConnectionOptions
 
     /// The unique key the options describe, if any.
@@ -99,6 +102,22 @@ struct EnqueueCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let logger = Logger(label: "sluice.enqueue")
+        guard let exporter = try tracing.bootstrap(serviceName: "sluice-enqueue", logger: logger) else {
+            return try await enqueue(traceparent: traceparent)
+        }
+        // One producer span (a child of --traceparent, if given) that the task names as its parent.
+        let parent = TracingOptions.context(parent: traceparent)
+        let (name, queue) = (self.name, self.queue)
+        try await TracingOptions.whileExporting(exporter, logger: logger) {
+            try await withSpan("enqueue \(name)", context: parent, ofKind: .producer) { span in
+                span.attributes["sluice.task.queue"] = queue
+                try await enqueue(traceparent: TracingOptions.traceparent(of: span.context) ?? traceparent)
+            }
+        }
+    }
+
+    func enqueue(traceparent: String?) async throws {
         let arguments = try readArguments(args)
         var options = EnqueueOptions(queue: queue, maxAttempts: attempts, idempotencyKey: key, traceparent: traceparent)
         options.priority = priority?.priority

@@ -7,6 +7,10 @@ import Synchronization
 /// Runs a shell command per task (`sluice worker --exec`).
 struct ExecHandler: Sendable {
     let command: String
+    /// A tracer exports spans: `SLUICE_TRACEPARENT` names the handler's own
+    /// span, so what the command starts is its child. Without one it is the
+    /// value the task arrived with.
+    var traced = false
     /// Standard output kept as the result.
     let maxOutput = 64 << 10
     /// Variables of the worker that a task's command does not inherit: the
@@ -21,7 +25,9 @@ struct ExecHandler: Sendable {
         environment["SLUICE_TASK_NAME"] = context.name
         environment["SLUICE_TASK_QUEUE"] = context.task.queue
         environment["SLUICE_TASK_ATTEMPT"] = String(context.attempt)
-        if let trace = context.task.traceparent { environment["SLUICE_TRACEPARENT"] = trace }
+        if let trace = (traced ? TraceParent.current?.description : nil) ?? context.task.traceparent {
+            environment["SLUICE_TRACEPARENT"] = trace
+        }
         if let run = context.task.workflowRunID { environment["SLUICE_WORKFLOW_RUN"] = run }
         if let step = context.task.workflowStep { environment["SLUICE_WORKFLOW_STEP"] = step }
         environment["SLUICE_IDEMPOTENCY_KEY"] = context.idempotencyKey

@@ -79,6 +79,7 @@ struct WorkerCommand: AsyncParsableCommand {
     /// The supervisor's process for suspects: it consumes the isolation queues, one task at a time.
     @Flag(help: .hidden) var isolation = false
     @OptionGroup var service: ServiceOptions
+    @OptionGroup var tracing: TracingOptions
     @OptionGroup var connection: ConnectionOptions
 
     private var supervised: Bool { service.supervised }
@@ -115,8 +116,10 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = Logger(label: "sluice.worker")
         let policy = RetryPolicy(maxAttempts: maxAttempts, baseMilliseconds: milliseconds(retryBase.duration),
                                  capMilliseconds: milliseconds(retryMax.duration))
+        // Before the worker exists: it leaves out tracing when no tracer is bootstrapped.
+        let exporter = try tracing.bootstrap(serviceName: "sluice-worker", logger: logger)
         var registry = BuiltinTasks.registry()
-        if let exec { registry.fallback = ExecHandler(command: exec).handle }
+        if let exec { registry.fallback = ExecHandler(command: exec, traced: exporter != nil).handle }
         var configuration = Worker.Configuration(
             queues: queues, concurrency: concurrency, retryPolicy: policy, maxBodyBytes: maxBodyBytes.bytes,
             timeLimit: timeLimit?.duration, shutdownGrace: shutdownGrace.duration,
@@ -156,6 +159,8 @@ struct WorkerCommand: AsyncParsableCommand {
         services.insert(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
                               failureTerminationBehavior: .gracefullyShutdownGroup), at: 0)
         services.append(.init(service: IdleMemoryTrim(worker: worker)))
+        // First, so that it stops last (services stop in reverse order) and sends the worker's last spans.
+        if let exporter { services.insert(.init(service: exporter), at: 0) }
         let group = ServiceGroup(configuration: .init(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

@@ -18,12 +18,16 @@ public struct Dashboard: Sendable {
     let auth: DashboardAuth
     /// Seconds between live updates of list and run pages.
     let refreshSeconds: Int
+    /// Where a trace id links to (`{traceId}` replaced), e.g. a Jaeger or Tempo page; nil: no link.
+    let traceURL: String?
 
     /// - Parameters:
     ///   - client: the API this dashboard shows (normally its own coordinator's, on loopback).
     ///   - token: the API's token: when set, a browser signs in with it first.
-    public init(client: CoordinatorClient, token: String?, refreshSeconds: Int = 5) {
+    ///   - traceURL: a trace viewer's page for a trace, `{traceId}` standing for its id.
+    public init(client: CoordinatorClient, token: String?, refreshSeconds: Int = 5, traceURL: String? = nil) {
         self.client = client
+        self.traceURL = traceURL
         auth = DashboardAuth(token: token)
         self.refreshSeconds = max(1, refreshSeconds)
     }

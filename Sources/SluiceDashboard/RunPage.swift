@@ -42,7 +42,7 @@ extension Dashboard {
             facts.append("<dt>Parent run</dt><dd><a class=\"mono\" href=\"/ui/runs/\(raw: FormData.encode(parent.runID))\">\(parent.runID)</a></dd>")
         }
         if let trace = run.traceparent.flatMap(Self.traceID) {
-            facts.append("<dt>Trace</dt><dd class=\"mono\" id=\"trace-id\">\(trace)</dd>")
+            facts.append("<dt>Trace</dt><dd class=\"mono\" id=\"trace-id\">\(traceLink(trace))</dd>")
         }
         if let slot = run.slot {
             facts.append("<dt>Concurrency slot</dt><dd>key <code>\(slot.key)</code>, limit \(slot.limit)</dd>")
@@ -143,6 +143,10 @@ extension Dashboard {
             rows.append("<dt>Progress</dt><dd>\(Int((progress * 100).rounded()))%\(raw: state.progressMessage.map { " · " + HTML.escape($0) } ?? "")</dd>")
         }
         if let error = state.error { rows.append("<dt>Error</dt><dd class=\"step-error\">\(error)</dd>") }
+        // Every step task of a run is in the run's trace (a span of its own, parented there).
+        if state.startedAt != nil, let trace = run.traceparent.flatMap(Self.traceID) {
+            rows.append("<dt>Trace</dt><dd class=\"mono\">\(traceLink(trace))</dd>")
+        }
         if case .workflow = step.kind, state.startedAt != nil, let child = run.childRunID(step: step.id) {
             rows.append("<dt>Child run</dt><dd><a class=\"mono\" href=\"/ui/runs/\(raw: FormData.encode(child))\">\(child)</a></dd>")
         }
@@ -224,6 +228,12 @@ extension Dashboard {
         default:
             throw DashboardInputError(message: "unknown command \(command)")
         }
+    }
+
+    /// A trace id, linked to the trace viewer when one is configured.
+    func traceLink(_ trace: String) -> HTML {
+        guard let traceURL, traceURL.contains("{traceId}") else { return "\(trace)" }
+        return "<a href=\"\(traceURL.replacingOccurrences(of: "{traceId}", with: trace))\" rel=\"noopener\">\(trace)</a>"
     }
 
     /// The trace id of a W3C traceparent (`00-<trace id>-<span id>-<flags>`).

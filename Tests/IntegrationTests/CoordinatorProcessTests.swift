@@ -54,14 +54,15 @@ struct CoordinatorProcess {
         }
     }
 
-    static func start(_ h: TaskHarness, store: String, port: Int = freePort(), extra: [String] = []) throws -> CoordinatorProcess {
+    static func start(_ h: TaskHarness, store: String, port: Int = freePort(), extra: [String] = [],
+                      environment: [String: String] = [:]) throws -> CoordinatorProcess {
         let process = try SluiceBinary.start(["coordinator", "--url", h.url, "--prefix", h.topology.prefix,
                                               "--delivery-limit", "\(h.topology.deliveryLimit)", "--store", store,
                                               "--http", "127.0.0.1:\(port)", "--default-queue", "wf", "--lease-ttl", "6s",
                                               "--log-level", "warning"]
                                               // Many coordinators share the test broker: no queue sampling unless asked for.
                                               + (extra.contains("--queue-metrics-interval") ? [] : ["--queue-metrics-interval", "off"])
-                                              + extra)
+                                              + extra, environment: environment)
         return CoordinatorProcess(process: process, port: port)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceAPI
 import SluiceClient
 import SluiceCore
 import SluiceSpawn
@@ -61,5 +62,72 @@ struct TraceTests {
             #expect(steps == ["a", "m[0]", "m[1]", "m[2]", "b"])
             #expect(spans.count == 5, "each step task is a span of its own")
         }
+    }
+
+    @Test("with --otel-endpoint, one trace reaches an OTLP/HTTP receiver: sluice enqueue, the worker's span, the coordinator's run start, every step's span; the dashboard shows the run's trace id")
+    func exportedTrace() async throws {
+        let receiver = try OTLPReceiver()
+        defer { receiver.stop() }
+        let h = try await TaskHarness.make()
+        // JSON, so the receiver needs no protobuf; spans sent within 0.1 s.
+        let environment = ["OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_BSP_SCHEDULE_DELAY": "100"]
+        let tracing = ["--otel-endpoint", receiver.endpoint]
+        let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(UUID().uuidString).sqlite").path
+        let coordinator = try CoordinatorProcess.start(h, store: store, extra: tracing + ["--trace-url", "http://traces.example/trace/{traceId}"],
+                                                       environment: environment)
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        // The kick task starts the workflow with its own span as the parent, as a service would.
+        let script = """
+        if [ "$SLUICE_TASK_NAME" = trace.kick ]; then
+          \(SluiceBinary.url.path) workflow start exported --api \(coordinator.api) --traceparent "$SLUICE_TRACEPARENT" >/dev/null || exit 1
+        fi
+        echo '{}'
+        """
+        let worker = try SluiceBinary.start(CoordinatorProcessTests.workerArguments(h) + ["--exec", script] + tracing,
+                                            environment: environment)
+        defer { SluiceBinary.stopIfRunning(worker) }
+        try await coordinator.waitUntilHealthy()
+        _ = try await coordinator.client.registerWorkflow(yaml: """
+            name: exported
+            queue: wf
+            steps:
+              - id: a
+                task: trace.step
+              - id: b
+                after: [a]
+                task: trace.step
+            """)
+        let enqueue = try SluiceBinary.start(["enqueue", "trace.kick", "--queue", "wf", "--url", h.url, "--prefix", h.topology.prefix] + tracing,
+                                             environment: environment)
+        #expect(try await SluiceBinary.exitStatus(of: enqueue) == 0, "sluice enqueue: \(SluiceBinary.logTail(of: enqueue))")
+
+        // Every span of the chain, in one trace.
+        let spans = try await eventually(60, "the spans of enqueue, kick, run start and both steps (got: \(receiver.spans.map(\.name)))") {
+            () -> [OTLPReceiver.Span]? in
+            let spans = receiver.spans
+            return spans.filter { $0.name == "trace.step" }.count >= 2 && spans.contains { $0.name == "start workflow exported" } ? spans : nil
+        }
+        let enqueued = try #require(spans.first { $0.name == "enqueue trace.kick" }, "the enqueue span: \(spans.map(\.name))")
+        #expect(enqueued.service == "sluice-enqueue")
+        let kick = try #require(spans.first { $0.name == "trace.kick" })
+        #expect(kick.service == "sluice-worker")
+        #expect(kick.parentSpanID == enqueued.spanID, "the worker's span is the enqueue span's child")
+        let start = try #require(spans.first { $0.name == "start workflow exported" })
+        #expect(start.service == "sluice-coordinator")
+        #expect(start.parentSpanID == kick.spanID, "the run starts under the task that started it")
+        let steps = spans.filter { $0.name == "trace.step" }
+        #expect(Set(steps.compactMap { $0.attributes["sluice.workflow.step"] }) == ["a", "b"])
+        for span in [kick, start] + steps {
+            #expect(span.traceID == enqueued.traceID, "\(span.name) is in the same trace")
+        }
+
+        // The run keeps that trace, and its dashboard page names it.
+        let runID = try #require(steps.first?.attributes["sluice.workflow.run"])
+        let run = try await coordinator.client.run(runID)
+        #expect(run.traceparent.flatMap(TraceParent.init)?.traceID == enqueued.traceID)
+        let (status, page) = try await httpGet(coordinator.api + "/ui/runs/\(runID)")
+        #expect(status == 200 && page.contains(enqueued.traceID), "the run page shows trace \(enqueued.traceID)")
+        #expect(page.components(separatedBy: "href=\"http://traces.example/trace/\(enqueued.traceID)\"").count == 4,
+                "the run and both steps link to the trace viewer")
     }
 }

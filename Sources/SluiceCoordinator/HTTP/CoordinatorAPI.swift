@@ -69,6 +69,8 @@ public struct CoordinatorAPI: Sendable {
         public var metricsText: (@Sendable () async -> [UInt8])?
         /// Serve the web dashboard under `/ui` (``SluiceDashboard/Dashboard``).
         public var dashboard: Bool
+        /// The dashboard links trace ids here (`{traceId}` replaced).
+        public var traceURL: String?
         /// What `GET /v1/queues` and `GET /v1/workers` answer: the process
         /// samples queues and hears worker heartbeats (nil: those routes
         /// answer 503).
@@ -148,7 +150,7 @@ public struct CoordinatorAPI: Sendable {
         if configuration.dashboard {
             // A client of this same API: the pages show what it answers, nothing else.
             let api = CoordinatorClient(base: configuration.selfURL, token: configuration.token, timeout: 20)
-            Dashboard(client: api, token: configuration.token).register(on: router)
+            Dashboard(client: api, token: configuration.token, traceURL: configuration.traceURL).register(on: router)
         }
         let engine = coordinator.engine
         let coordinator = self.coordinator
@@ -225,8 +227,11 @@ public struct CoordinatorAPI: Sendable {
                 throw APIError(.badRequest, "traceparent '\(body.prefix(100))' is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)")
             }
             let trace = start.traceparent ?? request.headers[HTTPField.Name("traceparent")!].flatMap { TraceParent($0)?.description }
-            let run = try await engine.start(workflow: start.workflow, version: start.version, input: start.input ?? [:],
-                                             idempotencyKey: start.idempotencyKey, traceparent: trace)
+            let run = try await RunStartSpan.around(workflow: start.workflow, traceparent: trace) { traceparent in
+                let run = try await engine.start(workflow: start.workflow, version: start.version, input: start.input ?? [:],
+                                                 idempotencyKey: start.idempotencyKey, traceparent: traceparent)
+                return (run, run.runID)
+            }
             return try encoded(run, status: .created)
         }
         router.on(.listRuns) { request, _ in

@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import Logging
+import OTel
+import ServiceLifecycle
+import SluiceCore
+import Tracing
+
+/// Where spans go: OTLP/HTTP to a collector (swift-otel), when asked for by
+/// `--otel-endpoint` or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` variables. Only traces are exported
+/// (metrics stay on Prometheus, logs on standard error); the other standard
+/// variables (`OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_PROTOCOL` such as
+/// `http/json`, `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_TRACES_SAMPLER`,
+/// `OTEL_BSP_SCHEDULE_DELAY`...) apply as the OpenTelemetry specification says.
+struct TracingOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Export trace spans over OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318 (its /v1/traces). Default: $OTEL_EXPORTER_OTLP_ENDPOINT; none when unset.",
+                               valueName: "url"))
+    var otelEndpoint: String?
+
+    func validate() throws {
+        if let otelEndpoint {
+            guard let url = URL(string: otelEndpoint), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
+                throw ValidationError("--otel-endpoint must be an http:// or https:// URL, such as http://127.0.0.1:4318")
+            }
+        }
+    }
+
+    /// Whether spans are exported at all.
+    var isEnabled: Bool {
+        let environment = ProcessInfo.processInfo.environment
+        if environment["OTEL_SDK_DISABLED"]?.lowercased() == "true" || environment["OTEL_TRACES_EXPORTER"]?.lowercased() == "none" { return false }
+        return otelEndpoint != nil || environment["OTEL_EXPORTER_OTLP_ENDPOINT"] != nil || environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] != nil
+    }
+
+    /// Bootstraps the process's tracer (once, before anything that makes
+    /// spans is created) and returns the exporter, a service to run beside
+    /// the others; nil when no export was asked for.
+    func bootstrap(serviceName: String, logger: Logger) throws -> (any Service)? {
+        guard isEnabled else { return nil }
+        var configuration = OTel.Configuration.default
+        configuration.serviceName = serviceName
+        configuration.metrics.enabled = false
+        configuration.logs.enabled = false
+        configuration.traces.enabled = true
+        configuration.diagnosticLogger = .custom(logger)
+        configuration.diagnosticLogLevel = .warning
+        var environment = ProcessInfo.processInfo.environment
+        if let otelEndpoint {
+            // A base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is: spans go to its /v1/traces.
+            var base = otelEndpoint
+            while base.hasSuffix("/") { base.removeLast() }
+            environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = base + "/v1/traces"
+        }
+        return try OTel.bootstrap(configuration: configuration, environment: environment)
+    }
+
+    /// Runs `body` while `exporter` runs, then shuts the exporter down
+    /// gracefully, which sends the spans still batched (for short commands).
+    static func whileExporting<T: Sendable>(_ exporter: any Service, logger: Logger,
+                                            _ body: @Sendable () async throws -> T) async throws -> T {
+        let group = ServiceGroup(configuration: .init(services: [.init(service: exporter)], logger: logger))
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let result: Result<T, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return try result.get()
+        }
+    }
+
+    /// A span's W3C trace context, for a message header.
+    static func traceparent(of context: ServiceContext) -> String? {
+        var headers: [String: String] = [:]
+        InstrumentationSystem.instrument.inject(context, into: &headers, using: DictionaryInjector())
+        return headers["traceparent"].flatMap(TraceParent.init)?.description
+    }
+
+    /// A context whose parent is `traceparent` (top level if none or invalid).
+    static func context(parent traceparent: String?) -> ServiceContext {
+        var context = ServiceContext.current ?? .topLevel
+        if let traceparent {
+            InstrumentationSystem.instrument.extract(["traceparent": traceparent], into: &context, using: DictionaryExtractor())
+        }
+        return context
+    }
+
+    private struct DictionaryInjector: Injector {
+        func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
+    }
+
+    private struct DictionaryExtractor: Extractor {
+        func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
+    }
+}
