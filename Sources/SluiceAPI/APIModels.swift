@@ -198,11 +198,13 @@ public struct RemovedSchedule: Codable, Sendable {
 /// A schedule and when it fires next (`GET /v1/schedules`, `POST /v1/schedules`).
 public struct ScheduleView: Codable, Sendable {
     public var spec: ScheduleSpec
-    public var nextFireAt: Date
+    /// Nil while the schedule is paused.
+    public var nextFireAt: Date?
 
+    /// `nextFireAt`: as stored; left out when the schedule is paused.
     public init(spec: ScheduleSpec, nextFireAt: Date) {
         self.spec = spec
-        self.nextFireAt = nextFireAt
+        self.nextFireAt = spec.paused ? nil : nextFireAt
     }
 }
 

@@ -6,7 +6,7 @@ public enum APIRoute: String, CaseIterable, Sendable {
     case getHealth, getMetrics, getStats, getOpenAPIDocument
     case registerWorkflow, listWorkflows, getWorkflow, deleteWorkflow
     case startRun, listRuns, getRun, pauseRun, resumeRun, cancelRun, retryRunStep, signalRun
-    case putSchedule, listSchedules, deleteSchedule
+    case putSchedule, listSchedules, deleteSchedule, pauseSchedule, resumeSchedule
     case enqueueTask, getTask, revokeTask
     case listQueues, listWorkers, listDeadTasks, replayDeadTasks, purgeDeadTasks
 
@@ -19,7 +19,7 @@ public enum APIRoute: String, CaseIterable, Sendable {
              .listSchedules, .getTask, .listQueues, .listWorkers, .listDeadTasks: "GET"
         case .deleteWorkflow, .deleteSchedule: "DELETE"
         case .registerWorkflow, .startRun, .pauseRun, .resumeRun, .cancelRun, .retryRunStep, .signalRun, .putSchedule,
-             .enqueueTask, .revokeTask, .replayDeadTasks, .purgeDeadTasks: "POST"
+             .enqueueTask, .revokeTask, .replayDeadTasks, .purgeDeadTasks, .pauseSchedule, .resumeSchedule: "POST"
         }
     }
 
@@ -41,6 +41,8 @@ public enum APIRoute: String, CaseIterable, Sendable {
         case .signalRun: "/v1/runs/{id}/signals/{name}"
         case .putSchedule, .listSchedules: "/v1/schedules"
         case .deleteSchedule: "/v1/schedules/{id}"
+        case .pauseSchedule: "/v1/schedules/{id}/pause"
+        case .resumeSchedule: "/v1/schedules/{id}/resume"
         case .enqueueTask: "/v1/tasks"
         case .getTask: "/v1/tasks/{id}"
         case .revokeTask: "/v1/tasks/{id}/revoke"

@@ -123,6 +123,8 @@ public struct CoordinatorClient: Sendable {
     public func putSchedule(_ spec: ScheduleSpec) async throws -> ScheduleView { try await call(.putSchedule, body: try encode(spec)) }
     public func schedules() async throws -> [ScheduleView] { try await call(.listSchedules) }
     public func deleteSchedule(_ id: String) async throws -> RemovedSchedule { try await call(.deleteSchedule, ["id": id]) }
+    public func pauseSchedule(_ id: String) async throws -> ScheduleView { try await call(.pauseSchedule, ["id": id], body: []) }
+    public func resumeSchedule(_ id: String) async throws -> ScheduleView { try await call(.resumeSchedule, ["id": id], body: []) }
 
     // MARK: Tasks
 

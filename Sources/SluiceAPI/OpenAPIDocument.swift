@@ -1695,6 +1695,92 @@ public enum OpenAPIDocument {
           }
         }
       }
+    },
+    "/v1/schedules/{id}/pause": {
+      "post": {
+        "tags": [
+          "schedules"
+        ],
+        "summary": "Pause a schedule",
+        "description": "It does not fire until resumed. Pausing a paused schedule changes nothing.",
+        "operationId": "pauseSchedule",
+        "parameters": [
+          {
+            "$ref": "#/components/parameters/ScheduleID"
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "The schedule as it is now.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/ScheduleView"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "404": {
+            "description": "`not_found`: no schedule with this id.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "500": {
+            "$ref": "#/components/responses/Internal"
+          }
+        }
+      }
+    },
+    "/v1/schedules/{id}/resume": {
+      "post": {
+        "tags": [
+          "schedules"
+        ],
+        "summary": "Resume a paused schedule",
+        "description": "It fires next at its first time after now: times that passed while it was paused are not fired. Resuming a schedule that is not paused changes nothing.",
+        "operationId": "resumeSchedule",
+        "parameters": [
+          {
+            "$ref": "#/components/parameters/ScheduleID"
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "The schedule as it is now.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/ScheduleView"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "404": {
+            "description": "`not_found`: no schedule with this id.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "500": {
+            "$ref": "#/components/responses/Internal"
+          }
+        }
+      }
     }
   },
   "components": {
@@ -2003,6 +2089,13 @@ public enum OpenAPIDocument {
           "compensation": {
             "$ref": "#/components/schemas/RunCompensation",
             "description": "Once the run failed or was cancelled with completed work to undo."
+          },
+          "history": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/CommandRecord"
+            },
+            "description": "The commands that changed the run (pause, resume, cancel, retry, signal), oldest first, the last 50."
           }
         }
       },
@@ -2851,6 +2944,11 @@ public enum OpenAPIDocument {
           "misfire": {
             "$ref": "#/components/schemas/ScheduleMisfire",
             "default": "once"
+          },
+          "paused": {
+            "type": "boolean",
+            "default": false,
+            "description": "A paused schedule does not fire; resumed, it fires next at its first time after the resume (times passed while paused are not fired)."
           }
         }
       },
@@ -2879,6 +2977,11 @@ public enum OpenAPIDocument {
           },
           "misfire": {
             "$ref": "#/components/schemas/ScheduleMisfire"
+          },
+          "paused": {
+            "type": "boolean",
+            "default": false,
+            "description": "A paused schedule does not fire; resumed, it fires next at its first time after the resume (times passed while paused are not fired)."
           }
         }
       },
@@ -2886,15 +2989,15 @@ public enum OpenAPIDocument {
         "type": "object",
         "description": "A schedule and when it fires next.",
         "required": [
-          "spec",
-          "nextFireAt"
+          "spec"
         ],
         "properties": {
           "spec": {
             "$ref": "#/components/schemas/ScheduleSpec"
           },
           "nextFireAt": {
-            "$ref": "#/components/schemas/Timestamp"
+            "$ref": "#/components/schemas/Timestamp",
+            "description": "When it fires next; left out while the schedule is paused."
           }
         }
       },
@@ -3590,6 +3693,33 @@ public enum OpenAPIDocument {
           "purged": {
             "type": "integer",
             "description": "Tasks deleted."
+          }
+        }
+      },
+      "CommandRecord": {
+        "type": "object",
+        "description": "A command that changed a run.",
+        "required": [
+          "command",
+          "at"
+        ],
+        "properties": {
+          "command": {
+            "type": "string",
+            "enum": [
+              "pause",
+              "resume",
+              "cancel",
+              "retry",
+              "signal"
+            ]
+          },
+          "at": {
+            "$ref": "#/components/schemas/Timestamp"
+          },
+          "detail": {
+            "type": "string",
+            "description": "The cancel's reason, the retried step, the signal's name and id."
           }
         }
       }

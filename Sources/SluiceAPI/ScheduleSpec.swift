@@ -28,8 +28,15 @@ public struct ScheduleSpec: Sendable, Hashable, Codable {
     public var timeZone: String
     public var action: Action
     public var misfire: Misfire
+    /// A paused schedule does not fire; resumed, it fires next at its first
+    /// time after the resume (times passed while paused are not fired).
+    public var paused: Bool
 
-    public init(id: String, cron: String, timeZone: String = "UTC", action: Action, misfire: Misfire = .once) {
+    /// The fire time stores keep for a paused schedule: never due.
+    public static let pausedFireTime = Date(timeIntervalSince1970: 253_402_300_799)
+
+    public init(id: String, cron: String, timeZone: String = "UTC", action: Action, misfire: Misfire = .once, paused: Bool = false) {
+        self.paused = paused
         self.id = id
         self.cron = cron
         self.timeZone = timeZone
@@ -37,7 +44,7 @@ public struct ScheduleSpec: Sendable, Hashable, Codable {
         self.misfire = misfire
     }
 
-    enum CodingKeys: String, CodingKey { case id, cron, timeZone, action, misfire }
+    enum CodingKeys: String, CodingKey { case id, cron, timeZone, action, misfire, paused }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -46,6 +53,12 @@ public struct ScheduleSpec: Sendable, Hashable, Codable {
         timeZone = try c.decodeIfPresent(String.self, forKey: .timeZone) ?? "UTC"
         action = try c.decode(Action.self, forKey: .action)
         misfire = try c.decodeIfPresent(Misfire.self, forKey: .misfire) ?? .once
+        paused = try c.decodeIfPresent(Bool.self, forKey: .paused) ?? false
+    }
+
+    /// When a schedule saved now fires next: never while it is paused.
+    public func storedFireTime(after date: Date) throws -> Date {
+        paused ? Self.pausedFireTime : try nextFire(after: date)
     }
 
     /// Checks the id, the cron expression, the time zone and the action.

@@ -19,7 +19,7 @@ struct ScheduleCommand: AsyncParsableCommand {
           sluice schedule list
           sluice schedule remove cleanup
         """,
-        subcommands: [Add.self, List.self, Remove.self])
+        subcommands: [Add.self, List.self, Pause.self, Resume.self, Remove.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add (or replace) a schedule.")
@@ -50,7 +50,7 @@ struct ScheduleCommand: AsyncParsableCommand {
             }
             let spec = ScheduleSpec(id: id, cron: cron, timeZone: tz, action: action, misfire: ScheduleSpec.Misfire(rawValue: misfire)!)
             let result = try await api.client().putSchedule(spec)
-            print("schedule \(id): next fire \(APICoding.formatDate(result.nextFireAt))")
+            print("schedule \(id): next fire \(result.nextFireAt.map(APICoding.formatDate) ?? "none (paused)")")
         }
 
         func json(_ spec: String, _ option: String) throws -> JSONValue {
@@ -76,8 +76,32 @@ struct ScheduleCommand: AsyncParsableCommand {
                 case .workflow(let name, _, _): "workflow " + name
                 case .task(let name, _, _): "task " + name
                 }
-                print(pad(spec.id, 24) + pad(spec.cron, 18) + pad(spec.timeZone, 16) + pad(APICoding.formatDate(item.nextFireAt), 22) + action)
+                print(pad(spec.id, 24) + pad(spec.cron, 18) + pad(spec.timeZone, 16) + pad(item.nextFireAt.map(APICoding.formatDate) ?? "paused", 22) + action)
             }
+        }
+    }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Pause a schedule: it does not fire until resumed.")
+        @Argument(help: "The schedule's id.") var id: String
+        @OptionGroup var api: APIOptions
+
+        func run() async throws {
+            _ = try await api.client().pauseSchedule(id)
+            print("paused schedule \(id)")
+        }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Resume a paused schedule.",
+            discussion: "It fires next at its first time after now: times that passed while it was paused are not fired.")
+        @Argument(help: "The schedule's id.") var id: String
+        @OptionGroup var api: APIOptions
+
+        func run() async throws {
+            let view = try await api.client().resumeSchedule(id)
+            print("resumed schedule \(id): next fire \(view.nextFireAt.map(APICoding.formatDate) ?? "none")")
         }
     }
 

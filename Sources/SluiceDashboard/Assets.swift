@@ -18,6 +18,14 @@ enum Assets {
         if (confirmed) confirmed.value = "1";
       });
 
+      // A node of the run graph (or any link to a step) opens that step's details.
+      document.addEventListener("click", function (event) {
+        var link = event.target.closest ? event.target.closest("a[href^='#step-']") : null;
+        if (!link) return;
+        var details = document.getElementById(link.getAttribute("href").slice(1));
+        if (details) details.open = true;
+      });
+
       // Live regions: the page is fetched again and its <main> swapped in,
       // keeping open <details> open, while nobody is typing in a form.
       var main = document.querySelector("main[data-live]");

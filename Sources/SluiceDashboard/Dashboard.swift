@@ -78,6 +78,15 @@ public struct Dashboard: Sendable {
             }
         }
         router.get("/ui/schedules") { request, _ in try await view(request) { try await schedulesPage($0) } }
+        for command in ["pause", "resume"] {
+            router.post("/ui/schedules/{id}/\(command)") { request, context in
+                let id = try Self.parameter(context, "id")
+                return try await act(request, confirm: nil) { _, _ in
+                    if command == "pause" { _ = try await client.pauseSchedule(id) } else { _ = try await client.resumeSchedule(id) }
+                    return ActionResult(notice: command == "pause" ? "Paused schedule \(id)." : "Resumed schedule \(id).", redirect: "/ui/schedules")
+                }
+            }
+        }
         router.post("/ui/schedules/{id}/delete") { request, context in
             let id = try Self.parameter(context, "id")
             return try await act(request, confirm: "Remove schedule \(id)? It fires no more.") { _, _ in
@@ -203,7 +212,7 @@ public struct Dashboard: Sendable {
         let body = layout.page("Sign in", section: nil, """
             <div class="card login"><h1>Sign in</h1>\(error)
             <form method="post" action="/ui/login"><input type="hidden" name="next" value="\(next)">
-            <label for="token">The coordinator's API token (<code>--http-token</code> or <code>SLUICE_API_TOKEN</code>)</label>
+            <label for="token">The coordinator's API token (<code>SLUICE_API_TOKEN</code>, <code>--http-token-file</code> or <code>--http-token</code>)</label>
             <input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
             <button type="submit">Sign in</button></form></div>
             """)

@@ -60,6 +60,13 @@ extension Dashboard {
         let signalForm = signalForm(run: run, steps: steps, here: here, layout: layout)
         let stepList = steps.map { stepDetails($0, run: run, here: here, layout: layout, now: now) }
         let output: HTML = run.output.map { "<h2>Output</h2><pre>\(Self.pretty($0))</pre>" } ?? .empty
+        let history = (run.history ?? []).reversed().map { record in
+            HTML("<tr><td>\(Format.time(record.at))</td><td><b>\(record.command)</b></td><td>\(record.detail ?? "")</td></tr>")
+        }
+        let historyHTML: HTML = history.isEmpty ? .empty : """
+            <h2>Commands</h2><div class="card"><table id="history"><thead><tr><th>When (UTC)</th><th>Command</th><th>Detail</th></tr></thead>
+            <tbody>\(history)</tbody></table></div>
+            """
         return layout.page("Run \(run.runID)", section: .runs, live: run.status.isFinal ? nil : refreshSeconds, notice: request.notice, """
             <h1><span class="mono">\(run.runID)</span> <span class="badge s-\(run.status.rawValue)" id="run-status">\(run.status.rawValue)</span>
             <span class="muted" id="live-stamp"></span></h1>
@@ -68,6 +75,7 @@ extension Dashboard {
             <div class="card"><dl class="facts">\(facts)</dl></div>
             \(signalForm)
             <h2>Steps</h2><div class="card" id="steps">\(stepList)</div>
+            \(historyHTML)
             <h2>Input</h2><pre>\(Self.pretty(run.input))</pre>
             \(output)
             """)

@@ -5,7 +5,10 @@ import SluiceWorkflow
 extension Dashboard {
     /// Cron schedules with their next fire times; each can be removed.
     func schedulesPage(_ request: PageRequest) async throws -> HTML {
-        let schedules = try await client.schedules().sorted { $0.nextFireAt < $1.nextFireAt }
+        // Paused ones last.
+        let schedules = try await client.schedules().sorted {
+            ($0.nextFireAt ?? .distantFuture, $0.spec.id) < ($1.nextFireAt ?? .distantFuture, $1.spec.id)
+        }
         let layout = request.layout
         let rows = schedules.map { view -> HTML in
             let spec = view.spec
@@ -18,9 +21,11 @@ extension Dashboard {
             }
             return """
                 <tr id="schedule-\(spec.id)"><td class="mono">\(spec.id)</td><td><code>\(spec.cron)</code> <span class="muted">\(spec.timeZone)</span></td>
-                <td>\(what)</td><td class="wide">\(spec.misfire.rawValue)</td><td>\(Format.time(view.nextFireAt))</td>
-                <td>\(layout.action("/ui/schedules/\(FormData.encode(spec.id))/delete", "Remove", confirm: "Remove schedule \(spec.id)? It fires no more.",
-                                     style: "danger", fields: [("back", "/ui/schedules")]))</td></tr>
+                <td>\(what)</td><td class="wide">\(spec.misfire.rawValue)</td><td>\(spec.paused ? HTML("<span class=\"badge s-paused\">paused</span>") : HTML("\(Format.time(view.nextFireAt))"))</td>
+                <td>\(layout.action("/ui/schedules/\(FormData.encode(spec.id))/\(spec.paused ? "resume" : "pause")", spec.paused ? "Resume" : "Pause",
+                                     fields: [("back", "/ui/schedules")]))
+                \(layout.action("/ui/schedules/\(FormData.encode(spec.id))/delete", "Remove", confirm: "Remove schedule \(spec.id)? It fires no more.",
+                                 style: "danger", fields: [("back", "/ui/schedules")]))</td></tr>
                 """
         }
         let table: HTML = rows.isEmpty

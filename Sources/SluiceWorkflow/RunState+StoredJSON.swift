@@ -72,6 +72,16 @@ extension RunState {
                     if let error = compensation.error { c.field("error", error) }
                 }
             }
+            if let history {
+                o.key("history")
+                o.out.array(history) { out, record in
+                    out.object { r in
+                        r.field("command", record.command)
+                        r.field("at", record.at)
+                        if let detail = record.detail { r.field("detail", detail) }
+                    }
+                }
+            }
         }
         return out.bytes
     }

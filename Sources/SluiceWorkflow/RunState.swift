@@ -74,6 +74,9 @@ public struct RunState: Sendable, Hashable, Codable {
     public var completedWork: [String]?
     /// Once the run failed or was cancelled with completed work to undo.
     public var compensation: Compensation?
+    /// The commands that changed the run (pause, resume, cancel, retry,
+    /// signal), oldest first, the last ``historyKept``.
+    public var history: [CommandRecord]?
 
     /// A run's compensation: why, and how far.
     public struct Compensation: Sendable, Hashable, Codable {
@@ -102,6 +105,32 @@ public struct RunState: Sendable, Hashable, Codable {
     public static let signalIDsKept = 256
     /// The largest signal data a run takes, as JSON (kept signals are part of the run's stored state).
     public static let maxSignalBytes = 65_536
+
+    /// How many commands a run's history keeps.
+    public static let historyKept = 50
+
+    /// A command that changed a run.
+    public struct CommandRecord: Sendable, Hashable, Codable {
+        /// `pause`, `resume`, `cancel`, `retry` or `signal`.
+        public var command: String
+        public var at: Date
+        /// The cancel's reason, the retried step, the signal's name and id.
+        public var detail: String?
+
+        public init(command: String, at: Date, detail: String? = nil) {
+            self.command = command
+            self.at = at
+            self.detail = detail
+        }
+    }
+
+    /// Appends a command to the history, keeping the last ``historyKept``.
+    mutating func record(_ command: CommandRecord) {
+        var list = history ?? []
+        list.append(command)
+        if list.count > Self.historyKept { list.removeFirst(list.count - Self.historyKept) }
+        history = list
+    }
 
     /// A signal kept for a step that has not started waiting yet.
     public struct ReceivedSignal: Sendable, Hashable, Codable {

@@ -118,3 +118,17 @@ extension WorkflowEvent {
         }
     }
 }
+
+extension WorkflowEvent {
+    /// What the run's history says of this event, if it is a command.
+    var commandRecord: RunState.CommandRecord? {
+        switch self {
+        case .pause(let at): RunState.CommandRecord(command: "pause", at: at)
+        case .resume(let at): RunState.CommandRecord(command: "resume", at: at)
+        case .cancel(let reason, let at): RunState.CommandRecord(command: "cancel", at: at, detail: reason)
+        case .retryStep(let step, let rerun, let at): RunState.CommandRecord(command: "retry", at: at, detail: rerun ? "\(step) (run again)" : step)
+        case .signal(let name, let id, _, let at): RunState.CommandRecord(command: "signal", at: at, detail: "\(name) (id \(id))")
+        default: nil
+        }
+    }
+}

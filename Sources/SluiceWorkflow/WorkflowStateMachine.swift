@@ -124,6 +124,12 @@ public struct WorkflowStateMachine: Sendable {
             advanceCompensation(at: event.at, &out)
             return out.actions
         }
+        // A command is written into the run's history when it changed the run.
+        let command = event.commandRecord
+        let before = command == nil ? nil : state
+        defer {
+            if let command, let before, state != before { state.record(command) }
+        }
         switch event {
         case .start(let at):
             guard state.status == .pending else { return [] }

@@ -756,6 +756,20 @@ struct AbuseForgeryTests {
             guard let (status, text) = try? await httpGet(api + "/metrics"), status == 200 else { return nil }
             return text.contains(#"sluice_queue_ready{queue="wf"}"#) ? true : nil
         }
+        // Dead tasks: read, replayed and purged (the dashboard's dead-letter page) under the grant.
+        let doomed = try await TaskClient(broker: h.broker).enqueue(name: "no.such.task", json: Array("{}".utf8), options: .init(queue: "wf", maxAttempts: 1))
+        _ = try await eventually(60, "the task without a handler to be dead") { () -> Bool? in
+            let listed = try await CoordinatorProcess.request("GET", api + "/v1/queues/wf/dead")
+            return listed.status == 200 && listed.body.jsonText.contains(doomed) ? true : nil
+        }
+        let replayed = try await CoordinatorProcess.request("POST", api + "/v1/queues/wf/dead/replay", body: Array(#"{"ids": ["\#(doomed)"]}"#.utf8))
+        #expect(replayed.status == 200 && replayed.body["replayed"] == .array([.string(doomed)]), "\(replayed.body.jsonText)")
+        _ = try await eventually(60, "the replayed task to be dead again") { () -> Bool? in
+            let listed = try await CoordinatorProcess.request("GET", api + "/v1/queues/wf/dead")
+            return listed.body.jsonText.contains(doomed) ? true : nil
+        }
+        let purged = try await CoordinatorProcess.request("POST", api + "/v1/queues/wf/dead/purge")
+        #expect(purged.status == 200 && purged.body["purged"] == .number(1), "\(purged.body.jsonText)")
         #expect(SluiceBinary.exited(coordinator, "the coordinator") == nil)
     }
 }
@@ -867,7 +881,7 @@ struct BrokerAccount: Sendable {
         case .coordinator:
             ("^\(p)\\.(tasks|dead|events|revoke|revocations|ordered|unique|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(q|order|dead|delay|mon|unique)\\..+)$",
              "^\(p)\\.(tasks|dead|events|revoke|revocations|ordered|unique|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(q|order|dead|delay|mon|unique)\\..+)$",
-             "^\(p)\\.(tasks|dead|events|revoke|revocations|ordered|unique|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(delay|q|mon|unique)\\..+)$")
+             "^\(p)\\.(tasks|dead|events|revoke|revocations|ordered|unique|coordinator|coordinator\\.(dead|tasks|p[0-9]+)|(delay|q|mon|unique|dead)\\..+)$")
         }
         _ = try await SharedBroker.node.ctl("add_user", user, password)
         _ = try await SharedBroker.node.ctl("set_permissions", "-p", "/", user, configure, write, read)

@@ -131,6 +131,8 @@ struct DashboardBrowserTests {
             #expect(donePage.contains("class=\"node state-succeeded\" id=\"node-\(step)\""), "node \(step) should be succeeded")
         }
         #expect(try await api.run(runID).status == .completed)
+        #expect(donePage.contains("<td><b>retry</b></td><td>charge</td>"), "the run's commands list the retry")
+        try await browser.execute("window.scrollTo(0, 0); return true;")
         try await shot("03-run-completed")
 
         // The list of runs shows it, with counts by status.
@@ -172,6 +174,14 @@ struct DashboardBrowserTests {
         try await browser.open(base + "/ui/workers")
         try await browser.waitFor("tbody tr[id^='worker-']")
         try await shot("09-workers")
+
+        // A schedule, paused from its page.
+        _ = try await api.putSchedule(ScheduleSpec(id: "nightly-report", cron: "0 3 * * *", action: .workflow(name: "shop", version: nil, input: ["items": []])))
+        try await browser.open(base + "/ui/schedules")
+        try await browser.click(try await browser.waitFor("tr#schedule-nightly-report form[action$='/pause'] button"))
+        try await browser.waitUntil("the schedule to show as paused") { $0.contains("<span class=\"badge s-paused\">paused</span>") }
+        #expect(try await api.schedules().first { $0.spec.id == "nightly-report" }?.spec.paused == true)
+        try await shot("11-schedules")
 
         // A phone's width: the page does not scroll sideways (the graph scrolls in its card).
         try await browser.resize(width: 390, height: 844)

@@ -178,6 +178,12 @@ struct OpenAPIContractTests {
                            body: #"{"id": "nightly", "cron": "0 3 * * *", "action": {"task": {"name": "sluice.echo", "arguments": {}}}}"#)
         _ = try await call(.putSchedule, "/v1/schedules", body: #"{"id": "bad", "cron": "every day"}"#)
         _ = try await call(.listSchedules, "/v1/schedules")
+        let paused = try await call(.pauseSchedule, "/v1/schedules/nightly/pause")
+        #expect(paused["spec"]?["paused"] == .bool(true) && paused["nextFireAt"] == nil, "\(paused.jsonText)")
+        _ = try await call(.listSchedules, "/v1/schedules")
+        let resumed = try await call(.resumeSchedule, "/v1/schedules/nightly/resume")
+        #expect(resumed["spec"]?["paused"] == .bool(false) && resumed["nextFireAt"] != nil, "\(resumed.jsonText)")
+        _ = try await call(.pauseSchedule, "/v1/schedules/nope/pause")
         _ = try await call(.deleteSchedule, "/v1/schedules/nightly")
         _ = try await call(.deleteSchedule, "/v1/schedules/nightly")
         // Tasks.

@@ -35,6 +35,8 @@ import SluiceDashboard
 /// POST /v1/schedules                 add or replace a cron schedule (a ScheduleSpec)
 /// GET  /v1/schedules                 schedules with their next fire time
 /// DELETE /v1/schedules/{id}
+/// POST /v1/schedules/{id}/pause      it fires no more until resumed
+/// POST /v1/schedules/{id}/resume     it fires next at its first time after now
 /// POST /v1/tasks                      enqueue a standalone task: {"name", "queue"?, "arguments"?, "delaySeconds"?,
 ///                                     "maxAttempts"?, "idempotencyKey"?, "track"?, "unique"?, "orderKey"?}
 /// GET  /v1/tasks/{id}                 a tracked task's status, attempts, times, last error, result, progress
@@ -149,7 +151,8 @@ public struct CoordinatorAPI: Sendable {
         if let token = configuration.token, !token.isEmpty { router.add(middleware: TokenMiddleware(token: token)) }
         if configuration.dashboard {
             // A client of this same API: the pages show what it answers, nothing else.
-            let api = CoordinatorClient(base: configuration.selfURL, token: configuration.token, timeout: 20)
+            // Reading a dead queue may wait up to 60 s for an earlier reader to hand its tasks back.
+            let api = CoordinatorClient(base: configuration.selfURL, token: configuration.token, timeout: 75)
             Dashboard(client: api, token: configuration.token, traceURL: configuration.traceURL).register(on: router)
         }
         let engine = coordinator.engine
@@ -334,7 +337,7 @@ public struct CoordinatorAPI: Sendable {
             if case .workflow(let name, let version, _) = spec.action, try await engine.store.definition(name: name, version: version) == nil {
                 throw APIError(.unknownWorkflow, "no workflow \(name)\(version.map { " version \($0)" } ?? "") is registered")
             }
-            let next = try spec.nextFire(after: Date())
+            let next = try spec.storedFireTime(after: Date())
             try await engine.store.saveSchedule(ScheduleRecord(id: spec.id, spec: try StoreCoding.encode(spec), nextFireAt: next))
             return try encoded(ScheduleView(spec: spec, nextFireAt: next), status: .created)
         }
@@ -343,6 +346,21 @@ public struct CoordinatorAPI: Sendable {
                 ScheduleView(spec: try StoreCoding.decode(ScheduleSpec.self, record.spec), nextFireAt: record.nextFireAt)
             }
             return try encoded(all)
+        }
+        for (route, pause) in [(APIRoute.pauseSchedule, true), (.resumeSchedule, false)] {
+            router.on(route) { _, context in
+                let id = try pathParameter(context, "id")
+                guard let record = try await engine.store.schedules().first(where: { $0.id == id }) else {
+                    throw APIError(.notFound, "no schedule \(id)")
+                }
+                var spec = try StoreCoding.decode(ScheduleSpec.self, record.spec)
+                // Again: nothing changes (a resumed schedule keeps its next time).
+                guard spec.paused != pause else { return try encoded(ScheduleView(spec: spec, nextFireAt: record.nextFireAt)) }
+                spec.paused = pause
+                let next = try spec.storedFireTime(after: Date())
+                try await engine.store.saveSchedule(ScheduleRecord(id: spec.id, spec: try StoreCoding.encode(spec), nextFireAt: next))
+                return try encoded(ScheduleView(spec: spec, nextFireAt: next))
+            }
         }
         router.on(.deleteSchedule) { _, context in
             let id = try pathParameter(context, "id")
