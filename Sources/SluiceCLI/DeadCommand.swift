@@ -71,9 +71,9 @@ struct DeadCommand: AsyncParsableCommand {
 
         func run() async throws {
             let broker = try await connection.connect(name: "sluice dead show")
-            let listed = try await DeadCommand.run { try await DeadLetters(broker: broker).list(queue: queue, limit: .max) }
+            let found = try await DeadCommand.run { try await DeadLetters(broker: broker).find(queue: queue, id: id) }
             await broker.close()
-            guard let task = listed.tasks.first(where: { $0.id == id }) else { throw CLIError("no dead task \(id) in \(queue)") }
+            guard let task = found else { throw CLIError("no dead task \(id) in \(queue)") }
             var j = DeadCommand.json(task)
             j["headers"] = task.headers
             printJSON(j)

@@ -43,6 +43,8 @@ struct QueueGauges: Service {
                 }
                 while !Task.isCancelled {
                     guard leads() else {
+                        // A standby's roster would go stale: the API says it does not listen.
+                        board?.listen(to: nil)
                         try await Task.sleep(for: interval)
                         continue
                     }
@@ -62,6 +64,7 @@ struct QueueGauges: Service {
                         }
                     }
                     guard let events else { continue }
+                    board?.listen(to: events)
                     // Queues seen before stay sampled when the management API does not answer.
                     let known = Array(seen.union(events.workerQueues()).union([defaultQueue])).sorted()
                     let overview = await collector.collect(known: known, newestTaken: events.newestTaken())

@@ -38,6 +38,13 @@ struct TracingOptions: ParsableArguments {
     /// the others; nil when no export was asked for.
     func bootstrap(serviceName: String, logger: Logger) throws -> (any Service)? {
         guard isEnabled else { return nil }
+        let environment = ProcessInfo.processInfo.environment
+        for name in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+            // swift-otel stops the process on a protocol it was built without: say so first.
+            if let value = environment[name], !["http/protobuf", "http/json"].contains(value.lowercased()) {
+                throw CLIError("\(name)=\(value): this sluice exports OTLP over HTTP only; use http/protobuf (the default) or http/json")
+            }
+        }
         var configuration = OTel.Configuration.default
         configuration.serviceName = serviceName
         configuration.metrics.enabled = false
@@ -45,14 +52,14 @@ struct TracingOptions: ParsableArguments {
         configuration.traces.enabled = true
         configuration.diagnosticLogger = .custom(logger)
         configuration.diagnosticLogLevel = .warning
-        var environment = ProcessInfo.processInfo.environment
+        var overrides = environment
         if let otelEndpoint {
-            // A base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is: spans go to its /v1/traces.
+            // A base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is: spans go to its /v1/traces (given whole, it is kept).
             var base = otelEndpoint
             while base.hasSuffix("/") { base.removeLast() }
-            environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = base + "/v1/traces"
+            overrides["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = base.hasSuffix("/v1/traces") ? base : base + "/v1/traces"
         }
-        return try OTel.bootstrap(configuration: configuration, environment: environment)
+        return try OTel.bootstrap(configuration: configuration, environment: overrides)
     }
 
     /// Runs `body` while `exporter` runs, then shuts the exporter down

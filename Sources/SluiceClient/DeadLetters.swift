@@ -50,6 +50,16 @@ public struct DeadLetters: Sendable {
         return (tasks, total)
     }
 
+    /// The dead task `id` of `queue`, or nil; reads no further than it.
+    public func find(queue: String, id: String) async throws -> DeadTask? {
+        var found: DeadTask?
+        _ = try await scan(queue: queue, limit: .max, until: { found != nil }) { task, _ in
+            if task.id == id { found = task }
+            return false
+        }
+        return found
+    }
+
     /// Puts the selected dead tasks back on their work queue (at the priority
     /// level they left, an ordered task on its key's partition). Each is
     /// re-enqueued, confirmed, before it leaves the dead queue, so an
@@ -59,8 +69,11 @@ public struct DeadLetters: Sendable {
         var preparedLevels = Set<String>()
         var orderedPrepared = false
         let topology = broker.topology
-        _ = try await scan(queue: queue, limit: .max) { task, delivery in
+        // Replaying by ids stops reading once every id was found.
+        var wanted: Set<String>? = if case .ids(let ids) = selection { ids } else { nil }
+        _ = try await scan(queue: queue, limit: .max, until: { wanted?.isEmpty == true }) { task, delivery in
             guard selection.contains(task) else { return false }
+            wanted?.remove(task.id)
             var properties = delivery.properties
             var headers = properties.headers ?? [:]
             // Back to the priority level it left (read before x-death goes).
@@ -109,7 +122,9 @@ public struct DeadLetters: Sendable {
     /// acknowledge, it was handled; false: back to the dead queue). Returns
     /// the dead queue's count at the start. Throws ``SluiceError`` `not_found`
     /// when the queue has no dead queue.
-    func scan(queue: String, limit: Int, visit: (DeadTask, BrokerDelivery) async throws -> Bool) async throws -> Int {
+    /// `until`: checked after each task; true ends the read early.
+    func scan(queue: String, limit: Int, until done: () -> Bool = { false },
+              visit: (DeadTask, BrokerDelivery) async throws -> Bool) async throws -> Int {
         let name = broker.topology.deadQueue(queue)
         let available: Int
         do {
@@ -131,7 +146,7 @@ public struct DeadLetters: Sendable {
                     try await delivery.reject(requeue: true)
                     kept += 1
                 }
-                if seen >= total { break }
+                if seen >= total || done() { break }
             }
         } catch {
             await consumer.close()

@@ -32,6 +32,7 @@ enum Assets {
       if (!main) return;
       var seconds = Number(main.getAttribute("data-live")) || 5;
       var busy = false;
+      var timer = null;
       function typing() {
         var a = document.activeElement;
         return a && (a.tagName === "INPUT" || a.tagName === "TEXTAREA" || a.tagName === "SELECT");
@@ -40,11 +41,17 @@ enum Assets {
         if (busy || document.hidden || typing()) return;
         busy = true;
         fetch(window.location.href, { headers: { "X-Sluice-Live": "1" }, credentials: "same-origin" })
-          .then(function (r) { return r.ok ? r.text() : null; })
+          .then(function (r) {
+            // Signed out meanwhile (the session ended): to the sign-in page.
+            if (r.redirected && r.url.indexOf("/ui/login") >= 0) { window.location.href = r.url; return null; }
+            return r.ok ? r.text() : null;
+          })
           .then(function (text) {
             if (text === null) return;
             var next = new DOMParser().parseFromString(text, "text/html").querySelector("main");
             if (!next) return;
+            // A run that ended stops updating.
+            if (!next.hasAttribute("data-live") && timer !== null) { window.clearInterval(timer); timer = null; }
             var open = [];
             main.querySelectorAll("details[open][id]").forEach(function (d) { open.push(d.id); });
             main.innerHTML = next.innerHTML;
@@ -55,7 +62,7 @@ enum Assets {
           .catch(function () {})
           .then(function () { busy = false; });
       }
-      window.setInterval(refresh, seconds * 1000);
+      timer = window.setInterval(refresh, seconds * 1000);
     })();
     """#
 

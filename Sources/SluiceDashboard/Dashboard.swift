@@ -135,7 +135,7 @@ public struct Dashboard: Sendable {
         } catch let failure as CoordinatorClient.Failure {
             let status: HTTPResponse.Status
             switch failure.kind {
-            case .refused(let code, _): status = code == 404 ? .notFound : code == 400 ? .badRequest : .badGateway
+            case .refused(let code, _): status = [400, 404, 409, 503].contains(code) ? HTTPResponse.Status(code: code) : .badGateway
             case .unreachable, .unexpectedAnswer: status = .badGateway
             }
             let body = layout.page("Error", section: nil, notice: notice, """
@@ -143,6 +143,11 @@ public struct Dashboard: Sendable {
                 <div class="card"><p>\(failure.description)</p><p><a href="/ui/runs">Back to the runs</a></p></div>
                 """)
             return Self.html(body, status: status, headers: headers)
+        } catch let error as DashboardInputError {
+            let body = layout.page("Bad request", section: nil, notice: notice, """
+                <h1>Bad request</h1><div class="card"><p>\(error.message)</p><p><a href="/ui/runs">Back to the runs</a></p></div>
+                """)
+            return Self.html(body, status: .badRequest, headers: headers)
         }
     }
 
@@ -156,8 +161,8 @@ public struct Dashboard: Sendable {
         guard auth.isSignedIn(cookieHeader: request.headers[.cookie]) else { return Self.redirect("/ui/login") }
         let layout = Layout(signedIn: auth.needsSignIn, formToken: auth.formToken)
         guard DashboardAuth.isSameOrigin(origin: request.headers[.origin], fetchSite: request.headers[HTTPField.Name("Sec-Fetch-Site")!],
-                                         host: request.head.authority) else {
-            return Self.html(layout.page("Refused", section: nil, "<h1>Refused</h1><div class=\"card\"><p>This form was sent from another site.</p></div>"),
+                                         host: Self.browserHost(request)) else {
+            return Self.html(layout.page("Refused", section: nil, "<h1>Refused</h1><div class=\"card\"><p>\(Self.refusedOrigin(request))</p></div>"),
                              status: .forbidden)
         }
         let body = try await request.collectBody(upTo: 1 << 20)
@@ -170,7 +175,7 @@ public struct Dashboard: Sendable {
         let here = request.uri.path
         if let question, form["confirmed"] != "1" {
             // Asked again on a page of its own: without the script, no dialog asked.
-            let back = form["back"].flatMap { $0.hasPrefix("/ui/") ? $0 : nil } ?? "/ui/runs"
+            let back = Self.back(form)
             let fields = form.pairs.filter { $0.name != "csrf" && $0.name != "confirmed" }
                 .map { HTML("<input type=\"hidden\" name=\"\($0.name)\" value=\"\($0.value)\">") }
             return Self.html(layout.page("Confirm", section: nil, """
@@ -184,10 +189,10 @@ public struct Dashboard: Sendable {
         do {
             result = try await perform(form, page)
         } catch let failure as CoordinatorClient.Failure {
-            let back = form["back"].flatMap { $0.hasPrefix("/ui/") ? $0 : nil } ?? "/ui/runs"
+            let back = Self.back(form)
             result = ActionResult(notice: failure.description, isError: true, redirect: back)
         } catch let error as DashboardInputError {
-            let back = form["back"].flatMap { $0.hasPrefix("/ui/") ? $0 : nil } ?? "/ui/runs"
+            let back = Self.back(form)
             result = ActionResult(notice: error.message, isError: true, redirect: back)
         }
         var response = Self.redirect(result.redirect)
@@ -197,6 +202,23 @@ public struct Dashboard: Sendable {
                 DashboardAuth.flashCookie, Self.encodeFlash(Layout.Notice(text: notice, isError: result.isError)), secure: secure, maxAge: 60)))
         }
         return response
+    }
+
+    /// Where an action's form asked to return: a dashboard page, never elsewhere.
+    static func back(_ form: FormData) -> String {
+        guard let back = form["back"], back.hasPrefix("/ui/"), !back.contains("\\") else { return "/ui/runs" }
+        return back
+    }
+
+    /// The host the browser addressed: a TLS proxy in front may pass it in
+    /// X-Forwarded-Host (a browser cannot set that header across sites).
+    static func browserHost(_ request: Request) -> String? {
+        request.headers[HTTPField.Name("X-Forwarded-Host")!] ?? request.head.authority
+    }
+
+    static func refusedOrigin(_ request: Request) -> String {
+        "This form was sent from another site (Origin \(request.headers[.origin] ?? "none"), to host \(browserHost(request) ?? "none")). "
+            + "Behind a proxy, pass the Host header on (nginx: proxy_set_header Host $host) or set X-Forwarded-Host."
     }
 
     // MARK: Sign-in
@@ -222,8 +244,10 @@ public struct Dashboard: Sendable {
     func signIn(_ request: Request) async throws -> Response {
         var request = request
         guard DashboardAuth.isSameOrigin(origin: request.headers[.origin], fetchSite: request.headers[HTTPField.Name("Sec-Fetch-Site")!],
-                                         host: request.head.authority) else {
-            return signInPage(next: "/ui/runs", failed: true)
+                                         host: Self.browserHost(request)) else {
+            let layout = Layout(signedIn: false, formToken: auth.formToken)
+            return Self.html(layout.page("Refused", section: nil, "<h1>Refused</h1><div class=\"card\"><p>\(Self.refusedOrigin(request))</p></div>"),
+                             status: .forbidden)
         }
         let form = FormData(encoded: String(buffer: try await request.collectBody(upTo: 64 << 10)))
         var next = form["next"] ?? "/ui/runs"
@@ -232,7 +256,7 @@ public struct Dashboard: Sendable {
         guard auth.accepts(token: form["token"] ?? "") else { return signInPage(next: next, failed: true) }
         var response = Self.redirect(next)
         response.headers.append(HTTPField(name: .setCookie, value: DashboardAuth.setCookie(
-            DashboardAuth.sessionCookie, auth.sessionValue, secure: Self.isSecure(request))))
+            DashboardAuth.sessionCookie, auth.sessionValue, secure: Self.isSecure(request), maxAge: DashboardAuth.sessionSeconds)))
         return response
     }
 

@@ -26,8 +26,17 @@ struct DashboardAuth: Sendable {
 
     var needsSignIn: Bool { token != nil }
 
-    /// The session cookie's value for the configured token.
-    var sessionValue: String { mac("sluice-ui-session") }
+    /// How long a sign-in lasts.
+    static let sessionSeconds = 12 * 3600
+
+    /// A session cookie's value: when it was issued, and an HMAC of that
+    /// under the token, so a copied cookie ends with its session.
+    func sessionValue(issuedAt: Int = Int(Date().timeIntervalSince1970)) -> String {
+        "\(issuedAt).\(mac("sluice-ui-session.\(issuedAt)"))"
+    }
+
+    /// A new session's cookie value.
+    var sessionValue: String { sessionValue() }
 
     /// The hidden field every changing form carries.
     var formToken: String { mac("sluice-ui-form") }
@@ -35,14 +44,18 @@ struct DashboardAuth: Sendable {
     /// Whether `token` (typed at sign-in) is the configured one.
     func accepts(token candidate: String) -> Bool {
         guard let token else { return true }
-        return Self.constantTimeEqual(Array(candidate.utf8), Array(token.utf8))
+        // Digests, of equal length whatever was typed: the comparison says nothing of the token's length.
+        return Self.constantTimeEqual(Array(SHA256.hash(data: Data(candidate.utf8))), Array(SHA256.hash(data: Data(token.utf8))))
     }
 
     /// Whether the request's cookies hold a valid session.
     func isSignedIn(cookieHeader: String?) -> Bool {
         guard needsSignIn else { return true }
-        guard let value = Self.cookie(Self.sessionCookie, in: cookieHeader) else { return false }
-        return Self.constantTimeEqual(Array(value.utf8), Array(sessionValue.utf8))
+        guard let value = Self.cookie(Self.sessionCookie, in: cookieHeader), let dot = value.firstIndex(of: "."),
+              let issued = Int(value[..<dot]) else { return false }
+        let age = Int(Date().timeIntervalSince1970) - issued
+        guard age >= -60, age < Self.sessionSeconds else { return false }
+        return Self.constantTimeEqual(Array(value.utf8), Array(sessionValue(issuedAt: issued).utf8))
     }
 
     func isGenuine(formToken candidate: String?) -> Bool {

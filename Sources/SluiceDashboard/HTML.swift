@@ -15,18 +15,22 @@ struct HTML: Sendable, CustomStringConvertible, ExpressibleByStringInterpolation
     static func + (a: HTML, b: HTML) -> HTML { HTML(raw: a.text + b.text) }
     static func += (a: inout HTML, b: HTML) { a.text += b.text }
 
-    /// Escaped for text and for attribute values in double or single quotes.
+    /// Escaped for text and for attribute values in double or single quotes,
+    /// in HTML and in the SVG inside it; control characters other than
+    /// tab and line breaks are dropped (XML allows them nowhere).
     static func escape(_ s: String) -> String {
         var out = ""
         out.reserveCapacity(s.utf8.count)
-        for c in s.unicodeScalars {
-            switch c {
+        for scalar in s.unicodeScalars {
+            switch scalar {
             case "&": out += "&amp;"
             case "<": out += "&lt;"
             case ">": out += "&gt;"
             case "\"": out += "&quot;"
             case "'": out += "&#39;"
-            default: out.unicodeScalars.append(c)
+            case "\t", "\n", "\r": out.unicodeScalars.append(scalar)
+            case _ where scalar.value < 0x20 || scalar.value == 0xFFFE || scalar.value == 0xFFFF: continue
+            default: out.unicodeScalars.append(scalar)
             }
         }
         return out

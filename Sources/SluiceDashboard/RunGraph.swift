@@ -77,25 +77,8 @@ enum RunGraph {
         return lines.joined(separator: "\n")
     }
 
-    /// `s` safe as XML text or attribute value.
-    static func escape(_ s: String) -> String {
-        var out = ""
-        out.reserveCapacity(s.utf8.count)
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            case "\t", "\n", "\r": out.unicodeScalars.append(scalar)
-            // Other control characters are not allowed in XML at all, even escaped.
-            case _ where scalar.value < 0x20 || scalar.value == 0xFFFE || scalar.value == 0xFFFF: continue
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
-    }
+    /// `s` safe as XML text or attribute value (the pages' one escape).
+    static func escape(_ s: String) -> String { HTML.escape(s) }
 
     /// A coordinate as text: an integer or one decimal, so the SVG carries no float noise.
     static func format(_ value: Double) -> String {

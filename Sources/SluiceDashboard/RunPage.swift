@@ -1,5 +1,6 @@
 import Foundation
 import SluiceAPI
+import SluiceCore
 import SluiceWorkflow
 
 extension Dashboard {
@@ -16,7 +17,7 @@ extension Dashboard {
         var actions: [HTML] = []
         let back = [("back", here)]
         switch run.status {
-        case .running, .pending:
+        case .running:
             actions.append(layout.action(here + "/pause", "Pause", fields: back))
         case .paused:
             actions.append(layout.action(here + "/resume", "Resume", style: "", fields: back))
@@ -89,10 +90,8 @@ extension Dashboard {
         var node = GraphNode(id: step.id, label: step.id, detail: Self.kindText(step.kind), state: status, href: "#step-\(step.id)")
         switch step.kind {
         case .map:
-            let elements = state?.elements ?? []
-            node.progress = .init(succeeded: elements.filter { $0.status == .succeeded }.count,
-                                  failed: elements.filter { $0.status == .failed }.count,
-                                  running: elements.filter { $0.status == .running }.count, total: elements.count)
+            let c = Self.counts(state?.elements ?? [])
+            node.progress = .init(succeeded: c.succeeded, failed: c.failed, running: c.running, total: c.total)
         case .workflow:
             if state?.startedAt != nil, let child = run.childRunID(step: step.id) { node.href = "/ui/runs/\(FormData.encode(child))" }
         case .delay(let ms):
@@ -163,9 +162,7 @@ extension Dashboard {
         }
         var elementsHTML: HTML = .empty
         if let elements = state.elements {
-            let succeeded = elements.filter { $0.status == .succeeded }.count
-            let failed = elements.filter { $0.status == .failed }.count
-            let running = elements.filter { $0.status == .running }.count
+            let (succeeded, failed, running, _) = Self.counts(elements)
             rows.append("<dt>Elements</dt><dd>\(Self.bar(succeeded: succeeded, failed: failed, running: running, total: elements.count)) \(succeeded) done, \(failed) failed, \(running) running of \(elements.count)</dd>")
             let failures = elements.enumerated().filter { $0.element.status == .failed }.prefix(20)
             if !failures.isEmpty {
@@ -238,6 +235,20 @@ extension Dashboard {
         }
     }
 
+    /// A map's elements by state, in one pass.
+    static func counts(_ elements: [ElementState]) -> (succeeded: Int, failed: Int, running: Int, total: Int) {
+        var c = (succeeded: 0, failed: 0, running: 0, total: elements.count)
+        for e in elements {
+            switch e.status {
+            case .succeeded: c.succeeded += 1
+            case .failed: c.failed += 1
+            case .running: c.running += 1
+            default: break
+            }
+        }
+        return c
+    }
+
     /// A trace id, linked to the trace viewer when one is configured.
     func traceLink(_ trace: String) -> HTML {
         guard let traceURL, traceURL.contains("{traceId}") else { return "\(trace)" }
@@ -245,11 +256,7 @@ extension Dashboard {
     }
 
     /// The trace id of a W3C traceparent (`00-<trace id>-<span id>-<flags>`).
-    static func traceID(_ traceparent: String) -> String? {
-        let parts = traceparent.split(separator: "-")
-        guard parts.count == 4, parts[1].count == 32 else { return nil }
-        return String(parts[1])
-    }
+    static func traceID(_ traceparent: String) -> String? { TraceParent(traceparent)?.traceID }
 
     /// JSON as indented text, cut at 64 KiB.
     static func pretty(_ value: JSONValue) -> String {

@@ -117,6 +117,18 @@ public struct WorkflowStateMachine: Sendable {
         state.recordMessage(id)
     }
 
+    /// What a command changes when it applies: the run's status, a retried
+    /// step's generation, whether the run has a signal's id.
+    private func commandMark(_ event: WorkflowEvent) -> [String] {
+        var mark = [state.status.rawValue]
+        switch event {
+        case .retryStep(let stepID, _, _): mark.append("\(state.steps[stepID]?.generation ?? -1)")
+        case .signal(_, let id, _, _): mark.append(state.hasSignal(id: id) ? "kept" : "new")
+        default: break
+        }
+        return mark
+    }
+
     /// Applies an event; returns what the coordinator must do.
     public mutating func handle(_ event: WorkflowEvent) -> [WorkflowAction] {
         var out = Output()
@@ -124,11 +136,13 @@ public struct WorkflowStateMachine: Sendable {
             advanceCompensation(at: event.at, &out)
             return out.actions
         }
-        // A command is written into the run's history when it changed the run.
+        // A command is written into the run's history when it changed the run
+        // (told by what each command changes, not by comparing whole runs: a
+        // large map's elements would be copied and compared).
         let command = event.commandRecord
-        let before = command == nil ? nil : state
+        let before = command == nil ? nil : commandMark(event)
         defer {
-            if let command, let before, state != before { state.record(command) }
+            if let command, let before, commandMark(event) != before { state.record(command) }
         }
         switch event {
         case .start(let at):

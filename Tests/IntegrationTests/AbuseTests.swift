@@ -571,12 +571,12 @@ struct AbuseHTTPTests {
         try await coordinator.waitUntilHealthy()
         let port = coordinator.port
         let cases: [(String, String)] = [
-            ("a 100k-character URL", "GET /" + String(repeating: "a", count: 100_000) + " HTTP/1.1\r\nHost: x\r\n\r\n"),
-            ("an unknown method", "FROB /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
-            ("a bad Content-Length", "POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"),
-            ("a 200 kB header", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + String(repeating: "b", count: 200_000) + "\r\n\r\n"),
+            ("a 100k-character URL", "GET /" + String(repeating: "a", count: 100_000) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+            ("an unknown method", "FROB /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+            ("a bad Content-Length", "POST /v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n"),
+            ("a 200 kB header", "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + String(repeating: "b", count: 200_000) + "\r\n\r\n"),
             ("CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
-            ("a malformed chunked body", "POST /v1/workflows HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            ("a malformed chunked body", "POST /v1/workflows HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 + "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"),
         ]
         for (what, request) in cases {

@@ -263,6 +263,35 @@ struct DashboardBrowserTests {
         #expect(out.all("Set-Cookie").contains { $0.hasPrefix("sluice_session=;") && $0.contains("Max-Age=0") })
     }
 
+    @Test("without a token (loopback), web pages of other sites and other host names are refused, on the API and the dashboard alike; plain clients are not")
+    func loopbackGuard() async throws {
+        let h = try await TaskHarness.make()
+        let store = "sqlite:" + FileManager.default.temporaryDirectory.appendingPathComponent("sluice-ui-\(UUID().uuidString).sqlite").path
+        let coordinator = try CoordinatorProcess.start(h, store: store)
+        defer { SluiceBinary.stopIfRunning(coordinator.process) }
+        try await coordinator.waitUntilHealthy()
+        _ = try await coordinator.client.putSchedule(ScheduleSpec(id: "guarded", cron: "0 3 * * *", action: .task(name: "x", queue: nil, arguments: [:])))
+        let port = coordinator.port
+        func post(_ path: String, _ headers: [(String, String)]) async throws -> Int {
+            try await LoopbackHTTP.request(port: port, method: "POST", path: path, headers: headers, body: Data(), timeout: TestTime.scaled(30)).status
+        }
+        // A page of another site (a form, or a no-cors fetch), and a rebound name: refused.
+        #expect(try await post("/v1/schedules/guarded/pause", [("Origin", "http://evil.example")]) == 401)
+        #expect(try await post("/v1/schedules/guarded/pause", [("Origin", "null")]) == 401)
+        #expect(try await post("/v1/schedules/guarded/pause", [("Sec-Fetch-Site", "cross-site")]) == 401)
+        #expect(try await post("/ui/schedules/guarded/pause", [("Sec-Fetch-Site", "cross-site")]) == 401)
+        let rebound = try await LoopbackHTTP.request(port: port, method: "GET", path: "/v1/runs", headers: [("Host", "evil.example:\(port)")],
+                                                     body: nil, timeout: TestTime.scaled(30))
+        #expect(rebound.status == 401, "a page of a name rebound to 127.0.0.1 reads nothing: \(rebound.text.prefix(200))")
+        #expect(try await coordinator.client.schedules().first { $0.spec.id == "guarded" }?.spec.paused == false, "nothing was paused")
+        // The same page's own origin, and clients that are not browsers, go through.
+        #expect(try await post("/v1/schedules/guarded/pause", [("Origin", "http://127.0.0.1:\(port)")]) == 200)
+        #expect(try await post("/v1/schedules/guarded/resume", []) == 200)
+        let localhost = try await LoopbackHTTP.request(port: port, method: "GET", path: "/ui/runs", headers: [("Host", "localhost:\(port)")],
+                                                       body: nil, timeout: TestTime.scaled(30))
+        #expect(localhost.status == 200)
+    }
+
     static func waitForRun(_ api: CoordinatorClient, _ id: String, _ status: RunState.Status, seconds: Double = 90) async throws -> RunState {
         try await eventually(seconds, "run \(id) to be \(status.rawValue)") {
             guard let run = try? await api.run(id), run.status == status else { return nil }

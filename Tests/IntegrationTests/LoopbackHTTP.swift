@@ -60,8 +60,10 @@ enum LoopbackHTTP {
         }
         guard connected == 0 else { throw Failure(description: "connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
 
-        var request = Data("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nAccept: application/json\r\n".utf8)
-        for (name, value) in extra { request += Data("\(name): \(value)\r\n".utf8) }
+        // A Host among `extra` replaces ours (a test of what a server makes of it).
+        let host = extra.first { $0.0.lowercased() == "host" }?.1 ?? "127.0.0.1:\(port)"
+        var request = Data("\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\nAccept: application/json\r\n".utf8)
+        for (name, value) in extra where name.lowercased() != "host" { request += Data("\(name): \(value)\r\n".utf8) }
         if let body {
             request += Data("Content-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
             request += body

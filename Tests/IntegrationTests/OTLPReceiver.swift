@@ -22,6 +22,8 @@ final class OTLPReceiver: Sendable {
     private let listener: Int32
     private let received = Mutex<[Span]>([])
     private let requests = Mutex(0)
+    /// Connections being served, closed by ``stop()``.
+    private let connections = Mutex<Set<Int32>>([])
 
     var endpoint: String { "http://127.0.0.1:\(port)" }
     var spans: [Span] { received.withLock { $0 } }
@@ -49,6 +51,7 @@ final class OTLPReceiver: Sendable {
             while true {
                 let connection = accept(fd, nil, nil)
                 if connection < 0 { return }  // closed by stop()
+                self.connections.withLock { _ = $0.insert(connection) }
                 DispatchQueue.global().async { self.serve(connection) }
             }
         }
@@ -57,11 +60,16 @@ final class OTLPReceiver: Sendable {
     func stop() {
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
+        // Kept-alive connections: their readers see the end and return.
+        connections.withLock { for fd in $0 { shutdown(fd, Int32(SHUT_RDWR)) } }
     }
 
     /// Reads requests on one connection until the client closes it.
     private func serve(_ fd: Int32) {
-        defer { close(fd) }
+        defer {
+            connections.withLock { _ = $0.remove(fd) }
+            close(fd)
+        }
         var pending = Data()
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while true {

@@ -228,7 +228,7 @@ struct OpenAPIContractTests {
         _ = try await call(.replayDeadTasks, "/v1/queues/wf/dead/replay", body: #"{"ids": ["nope"]}"#)
         _ = try await call(.replayDeadTasks, "/v1/queues/wf/dead/replay", body: "{}")
         _ = try await call(.purgeDeadTasks, "/v1/queues/wf/dead/purge")
-        _ = try await call(.purgeDeadTasks, "/v1/queues/wf.high/dead/purge")
+        _ = try await call(.purgeDeadTasks, "/v1/queues/wf~high/dead/purge")
         let metrics = try await CoordinatorProcess.request("GET", api + "/metrics")
         #expect(metrics.status == 200)
 

@@ -105,7 +105,9 @@ struct TraceTests {
         let spans = try await eventually(60, "the spans of enqueue, kick, run start and both steps (got: \(receiver.spans.map(\.name)))") {
             () -> [OTLPReceiver.Span]? in
             let spans = receiver.spans
-            return spans.filter { $0.name == "trace.step" }.count >= 2 && spans.contains { $0.name == "start workflow exported" } ? spans : nil
+            let names = Set(spans.map(\.name))
+            let all = names.isSuperset(of: ["enqueue trace.kick", "trace.kick", "start workflow exported"])
+            return all && spans.filter { $0.name == "trace.step" }.count >= 2 ? spans : nil
         }
         let enqueued = try #require(spans.first { $0.name == "enqueue trace.kick" }, "the enqueue span: \(spans.map(\.name))")
         #expect(enqueued.service == "sluice-enqueue")

@@ -339,8 +339,10 @@ final class Browser: Sendable {
         }
         if process.isRunning {
             process.signal(SIGKILL)
-            _ = await process.wait()
         }
+        _ = await process.wait()
+        // Browsers it started and that outlived it are still in its group.
+        _ = kill(-process.pid, SIGKILL)
     }
 
     private static func json(_ object: [String: Any], _ command: String) throws -> Data {

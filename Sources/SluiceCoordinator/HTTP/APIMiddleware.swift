@@ -1,3 +1,5 @@
+import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import SluiceAPI
@@ -37,5 +39,53 @@ struct TokenMiddleware: RouterMiddleware {
         var diff: UInt8 = 0
         for (x, y) in zip(a, b) { diff |= x ^ y }
         return diff == 0
+    }
+}
+
+/// Without a token (loopback only), keeps web pages out: any site a local
+/// browser opens could otherwise send requests to 127.0.0.1 (a form or a
+/// `no-cors` fetch needs no permission), and a site whose name it points at
+/// 127.0.0.1 (DNS rebinding) could even read the answers. So the Host must
+/// name this machine, and a request that changes something must not come
+/// from a page of another origin. Clients that are not browsers send
+/// neither Origin nor Sec-Fetch-Site, and are unaffected.
+struct LoopbackGuardMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let authority = request.head.authority
+        if let authority, !Self.isLoopbackAuthority(authority) {
+            throw APIError(.unauthorized, "this coordinator has no token, so it answers only requests addressed to a loopback name (127.0.0.1, [::1], localhost), not \(authority)")
+        }
+        if request.method != .get && request.method != .head {
+            let fetchSite = request.headers[HTTPField.Name("Sec-Fetch-Site")!]
+            let origin = request.headers[.origin]
+            let crossSite = fetchSite == "cross-site" || fetchSite == "same-site"
+            let otherOrigin = origin.map { $0 == "null" || Self.authority(ofOrigin: $0) != authority?.lowercased() } ?? false
+            if crossSite || otherOrigin {
+                throw APIError(.unauthorized, "a request from a web page of another site (Origin \(origin ?? "none")) is refused; this coordinator has no token")
+            }
+        }
+        return try await next(request, context)
+    }
+
+    /// `127.0.0.1:27200`, `localhost:27200`, `[::1]:27200` (with or without the port).
+    static func isLoopbackAuthority(_ authority: String) -> Bool {
+        var host = authority.lowercased()
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return false }
+            host = String(host[host.index(after: host.startIndex)..<close])
+            return host == "::1"
+        }
+        if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
+        if host == "localhost" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+    }
+
+    /// `http://127.0.0.1:27200` → `127.0.0.1:27200`.
+    static func authority(ofOrigin origin: String) -> String? {
+        guard let scheme = origin.range(of: "://") else { return nil }
+        return String(origin[scheme.upperBound...]).lowercased()
     }
 }

@@ -148,7 +148,11 @@ public struct CoordinatorAPI: Sendable {
     func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: ErrorMiddleware())
-        if let token = configuration.token, !token.isEmpty { router.add(middleware: TokenMiddleware(token: token)) }
+        if let token = configuration.token, !token.isEmpty {
+            router.add(middleware: TokenMiddleware(token: token))
+        } else {
+            router.add(middleware: LoopbackGuardMiddleware())
+        }
         if configuration.dashboard {
             // A client of this same API: the pages show what it answers, nothing else.
             // Reading a dead queue may wait up to 60 s for an earlier reader to hand its tasks back.
