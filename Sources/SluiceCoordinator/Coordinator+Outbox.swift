@@ -49,6 +49,14 @@ extension Coordinator {
                 if taken.overflowed { readStore = true }
             }
             entries.removeAll { recent.contains($0.id) }
+            if entries.isEmpty, !feed.isEmpty {
+                // The store read found only rows published already (their
+                // deletion is in a commit still to come): the feed's rows go
+                // now, not after a wait; the store is read again within a second.
+                let taken = feed.take(max: configuration.outboxBatch)
+                entries = taken.entries.filter { !recent.contains($0.id) }
+                readStore = taken.overflowed
+            }
             if entries.isEmpty {
                 await wake.wait(upTo: configuration.pollInterval)
                 // Nothing handed over after a wait (the poll interval
@@ -132,8 +140,8 @@ extension Coordinator {
                 sent.append(entry.id)
             }
             for id in sent { recent.insert(id) }
-            // With the next commit of events: no transaction of its own.
-            try await engine.markSent(sent)
+            // With the next commit of events: no transaction of its own, and not waited for.
+            await engine.markSentSoon(sent)
             if transientFailures > 0 {
                 // The unconfirmed rows are still in the store.
                 readStore = true
