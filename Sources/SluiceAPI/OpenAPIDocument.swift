@@ -1733,6 +1733,16 @@ public enum OpenAPIDocument {
               }
             }
           },
+          "409": {
+            "description": "`conflict`: the schedule was replaced or removed while this request read it; read it again and retry.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
           "500": {
             "$ref": "#/components/responses/Internal"
           }
@@ -1768,6 +1778,16 @@ public enum OpenAPIDocument {
           },
           "404": {
             "description": "`not_found`: no schedule with this id.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "`conflict`: the schedule was replaced or removed while this request read it; read it again and retry.",
             "content": {
               "application/json": {
                 "schema": {

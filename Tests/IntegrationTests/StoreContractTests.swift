@@ -361,6 +361,14 @@ struct StoreContractTests {
         #expect(try await store.run(id: "cron-2") == nil)
         #expect(try await store.unsentOutbox(limit: 10).map { $0.task?.taskID } == ["cron-1/a/0", "nightly@1"])
         #expect(try await store.schedules().first { $0.id == "nightly" }?.nextFireAt == t0 + 86400)
+        // A conditional replace (pause, resume) applies only over the definition it read.
+        #expect(try await !store.replaceSchedule(ScheduleRecord(id: "hourly", spec: #"{"paused":true}"#, nextFireAt: t0 + 20), ifSpec: "{\"old\":1}"))
+        #expect(try await store.replaceSchedule(ScheduleRecord(id: "hourly", spec: #"{"paused":true}"#, nextFireAt: t0 + 20), ifSpec: "{}"))
+        let hourly = try await store.schedules().first { $0.id == "hourly" }
+        #expect(hourly?.spec == #"{"paused":true}"#)
+        #expect(hourly?.nextFireAt == t0 + 20)
+        #expect(try await !store.replaceSchedule(ScheduleRecord(id: "gone", spec: "{}", nextFireAt: t0), ifSpec: "{}"), "no row is made")
+        #expect(try await store.schedules().map(\.id) == ["hourly", "nightly"])
         #expect(try await store.removeSchedule(id: "nightly"))
         #expect(try await !store.removeSchedule(id: "nightly"))
         #expect(try await store.schedules().map(\.id) == ["hourly"])

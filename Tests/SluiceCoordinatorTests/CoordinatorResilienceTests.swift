@@ -58,6 +58,10 @@ final class SwitchableStore: WorkflowStore {
     func saveSchedule(_ schedule: ScheduleRecord) async throws { try reachable(); try await base.saveSchedule(schedule) }
     func schedules() async throws -> [ScheduleRecord] { try reachable(); return try await base.schedules() }
     func removeSchedule(id: String) async throws -> Bool { try reachable(); return try await base.removeSchedule(id: id) }
+    func replaceSchedule(_ schedule: ScheduleRecord, ifSpec expected: String) async throws -> Bool {
+        try reachable()
+        return try await base.replaceSchedule(schedule, ifSpec: expected)
+    }
     func fireSchedule(id: String, expected: Date, next: Date, changes: [RunChange], publish: [StepTask]) async throws -> Bool {
         try reachable(); return try await base.fireSchedule(id: id, expected: expected, next: next, changes: changes, publish: publish)
     }

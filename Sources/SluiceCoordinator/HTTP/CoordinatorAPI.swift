@@ -362,7 +362,11 @@ public struct CoordinatorAPI: Sendable {
                 guard spec.paused != pause else { return try encoded(ScheduleView(spec: spec, nextFireAt: record.nextFireAt)) }
                 spec.paused = pause
                 let next = try spec.storedFireTime(after: Date())
-                try await engine.store.saveSchedule(ScheduleRecord(id: spec.id, spec: try StoreCoding.encode(spec), nextFireAt: next))
+                // Over the definition read only: a replace or removal meanwhile is not undone.
+                guard try await engine.store.replaceSchedule(ScheduleRecord(id: spec.id, spec: try StoreCoding.encode(spec), nextFireAt: next),
+                                                             ifSpec: record.spec) else {
+                    throw APIError(.conflict, "schedule \(id) was changed or removed meanwhile; read it again and retry")
+                }
                 return try encoded(ScheduleView(spec: spec, nextFireAt: next))
             }
         }

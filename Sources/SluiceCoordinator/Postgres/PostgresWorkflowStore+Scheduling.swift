@@ -92,6 +92,14 @@ extension PostgresWorkflowStore {
         }
     }
 
+    public func replaceSchedule(_ schedule: ScheduleRecord, ifSpec expected: String) async throws -> Bool {
+        let next = schedule.nextFireAt.epochMilliseconds, now = Date().epochMilliseconds
+        return !(try await rows("""
+            UPDATE workflow_schedules SET spec = \(schedule.spec), next_fire_at = \(next), updated_at = \(now)
+            WHERE id = \(schedule.id) AND spec = \(expected) RETURNING id
+            """, "replace schedule")).isEmpty
+    }
+
     public func removeSchedule(id: String) async throws -> Bool {
         !(try await rows("DELETE FROM workflow_schedules WHERE id = \(id) RETURNING id", "remove schedule")).isEmpty
     }

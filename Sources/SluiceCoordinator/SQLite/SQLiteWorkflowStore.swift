@@ -543,6 +543,15 @@ public final class SQLiteWorkflowStore: WorkflowStore {
         }
     }
 
+    public func replaceSchedule(_ schedule: ScheduleRecord, ifSpec expected: String) async throws -> Bool {
+        try await transaction {
+            !(try await self.query("""
+                UPDATE workflow_schedules SET spec = ?, next_fire_at = ?, updated_at = ? WHERE id = ? AND spec = ? RETURNING id
+                """, [.text(schedule.spec), .integer(Int(schedule.nextFireAt.epochMilliseconds)), .integer(Int(Date().epochMilliseconds)),
+                      .text(schedule.id), .text(expected)])).isEmpty
+        }
+    }
+
     public func removeSchedule(id: String) async throws -> Bool {
         try await transaction {
             !(try await self.query("DELETE FROM workflow_schedules WHERE id = ? RETURNING id", [.text(id)])).isEmpty

@@ -76,6 +76,10 @@ public protocol WorkflowStore: Sendable {
     func schedules() async throws -> [ScheduleRecord]
     /// Removes a schedule; false if there was none.
     func removeSchedule(id: String) async throws -> Bool
+    /// Replaces a schedule only if its stored definition is still `expected`
+    /// (a pause or resume read it): false if it changed or went meanwhile,
+    /// so that a concurrent replace or removal is not undone.
+    func replaceSchedule(_ schedule: ScheduleRecord, ifSpec expected: String) async throws -> Bool
     /// Moves a schedule's next fire time from `expected` to `next` and applies
     /// `changes` (and outbox rows for standalone `publish` tasks) in the same
     /// transaction, only if the schedule still expects `expected`: so a fire
