@@ -73,7 +73,9 @@ let package = Package(
         .target(
             name: "SluiceCore",
             dependencies: ["SluiceWire", .product(name: "DequeModule", package: "swift-collections"),
-                           .product(name: "Crypto", package: "swift-crypto")],
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           // The API only (no tracer): a traceparent to and from a span's context.
+                           .product(name: "Tracing", package: "swift-distributed-tracing")],
             swiftSettings: strictSwift
         ),
         .target(

@@ -107,12 +107,12 @@ struct EnqueueCommand: AsyncParsableCommand {
             return try await enqueue(traceparent: traceparent)
         }
         // One producer span (a child of --traceparent, if given) that the task names as its parent.
-        let parent = TracingOptions.context(parent: traceparent)
+        let parent = TraceParent.context(continuing: traceparent)
         let (name, queue) = (self.name, self.queue)
         try await TracingOptions.whileExporting(exporter, logger: logger) {
             try await withSpan("enqueue \(name)", context: parent, ofKind: .producer) { span in
                 span.attributes["sluice.task.queue"] = queue
-                try await enqueue(traceparent: TracingOptions.traceparent(of: span.context) ?? traceparent)
+                try await enqueue(traceparent: TraceParent(context: span.context)?.description ?? traceparent)
             }
         }
     }

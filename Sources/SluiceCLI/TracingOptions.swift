@@ -76,28 +76,4 @@ struct TracingOptions: ParsableArguments {
             return try result.get()
         }
     }
-
-    /// A span's W3C trace context, for a message header.
-    static func traceparent(of context: ServiceContext) -> String? {
-        var headers: [String: String] = [:]
-        InstrumentationSystem.instrument.inject(context, into: &headers, using: DictionaryInjector())
-        return headers["traceparent"].flatMap(TraceParent.init)?.description
-    }
-
-    /// A context whose parent is `traceparent` (top level if none or invalid).
-    static func context(parent traceparent: String?) -> ServiceContext {
-        var context = ServiceContext.current ?? .topLevel
-        if let traceparent {
-            InstrumentationSystem.instrument.extract(["traceparent": traceparent], into: &context, using: DictionaryExtractor())
-        }
-        return context
-    }
-
-    private struct DictionaryInjector: Injector {
-        func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
-    }
-
-    private struct DictionaryExtractor: Extractor {
-        func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
-    }
 }

@@ -7,13 +7,13 @@ extension Dashboard {
     func deadIndexPage(_ request: PageRequest) async throws -> HTML {
         var rows: [HTML] = []
         var note: HTML = .empty
-        do {
-            let list = try await client.queues()
+        switch try await Self.unlessUnavailable({ try await client.queues() }) {
+        case .success(let list):
             rows = list.queues.filter { !$0.missing }.sorted { ($0.dead ?? 0) > ($1.dead ?? 0) }.map { q in
                 "<tr><td><a href=\"/ui/dead/\(raw: FormData.encode(q.queue))\">\(q.queue)</a></td><td class=\"num\">\(q.dead.map(String.init) ?? "—")</td></tr>"
             }
-        } catch let failure as CoordinatorClient.Failure where failure.kind == .refused(status: 503, code: "unavailable") {
-            note = "<p class=\"muted\">\(failure.message)</p>"
+        case .failure(let why):
+            note = "<p class=\"muted\">\(why.message)</p>"
         }
         let table: HTML = rows.isEmpty ? "<p class=\"muted\">No queues to list.</p>" : """
             <table><thead><tr><th>Queue</th><th class="num">Dead tasks</th></tr></thead><tbody>\(rows)</tbody></table>

@@ -7,12 +7,9 @@ extension Dashboard {
     /// rates, dead, oldest age, replicas, with charts of recent samples.
     func queuesPage(_ request: PageRequest) async throws -> HTML {
         let list: QueueList
-        do {
-            list = try await client.queues()
-        } catch let failure as CoordinatorClient.Failure where failure.kind == .refused(status: 503, code: "unavailable") {
-            return request.layout.page("Queues", section: .queues, live: refreshSeconds, notice: request.notice, """
-                <h1>Queues</h1><div class="card"><p class="muted">\(failure.message)</p></div>
-                """)
+        switch try await Self.unlessUnavailable({ try await client.queues() }) {
+        case .success(let answer): list = answer
+        case .failure(let why): return unavailablePage(request, "Queues", .queues, why)
         }
         func number(_ n: Int?) -> String { n.map(String.init) ?? "—" }
         func rate(_ r: Double?) -> String { r.map { String(format: "%.1f", $0) } ?? "—" }
@@ -48,12 +45,9 @@ extension Dashboard {
     /// Live workers from their heartbeats.
     func workersPage(_ request: PageRequest) async throws -> HTML {
         let list: WorkerList
-        do {
-            list = try await client.workers()
-        } catch let failure as CoordinatorClient.Failure where failure.kind == .refused(status: 503, code: "unavailable") {
-            return request.layout.page("Workers", section: .workers, live: refreshSeconds, notice: request.notice, """
-                <h1>Workers</h1><div class="card"><p class="muted">\(failure.message)</p></div>
-                """)
+        switch try await Self.unlessUnavailable({ try await client.workers() }) {
+        case .success(let answer): list = answer
+        case .failure(let why): return unavailablePage(request, "Workers", .workers, why)
         }
         let rows = list.workers.map { w -> HTML in
             """
@@ -71,6 +65,23 @@ extension Dashboard {
             """
         return request.layout.page("Workers", section: .workers, live: refreshSeconds, notice: request.notice, """
             <h1>Workers <span class="muted" id="live-stamp"></span></h1><div class="card">\(table)</div>
+            """)
+    }
+
+    /// The API's answer, or its refusal when the view is unavailable here
+    /// (this coordinator samples no queues, or leads nothing); other failures are thrown.
+    static func unlessUnavailable<T>(_ call: () async throws -> T) async throws -> Result<T, CoordinatorClient.Failure> {
+        do {
+            return .success(try await call())
+        } catch let failure as CoordinatorClient.Failure where failure.kind == .refused(status: 503, code: "unavailable") {
+            return .failure(failure)
+        }
+    }
+
+    /// The API's reason why queues or workers cannot be shown here; the page keeps asking (it may lead soon).
+    func unavailablePage(_ request: PageRequest, _ title: String, _ section: Layout.Section, _ why: CoordinatorClient.Failure) -> HTML {
+        request.layout.page(title, section: section, live: refreshSeconds, notice: request.notice, """
+            <h1>\(title)</h1><div class="card"><p class="muted">\(why.message)</p></div>
             """)
     }
 

@@ -12,34 +12,20 @@ public struct TracingMiddleware: WorkerMiddleware {
     public init() {}
 
     /// Only with a tracer bootstrapped.
-    public var isActive: Bool { !(InstrumentationSystem.tracer is NoOpTracer) }
+    public var isActive: Bool { TraceParent.isTracing }
 
     public func handle(_ context: TaskContext, next: @escaping @Sendable (TaskContext) async throws -> [UInt8]?) async throws -> [UInt8]? {
         // No tracer bootstrapped: no span to make (the trace context still flows).
-        if InstrumentationSystem.tracer is NoOpTracer { return try await next(context) }
-        var parent = InstrumentationContext.current ?? .topLevel
-        if let traceparent = context.traceparent {
-            InstrumentationSystem.instrument.extract(["traceparent": traceparent], into: &parent, using: HeaderExtractor())
-        }
-        return try await withSpan(context.name, context: parent, ofKind: .consumer) { span in
+        if !TraceParent.isTracing { return try await next(context) }
+        return try await withSpan(context.name, context: TraceParent.context(continuing: context.traceparent), ofKind: .consumer) { span in
             span.attributes["sluice.task.id"] = context.id
             span.attributes["sluice.task.queue"] = context.task.queue
             span.attributes["sluice.task.attempt"] = context.attempt
             if let run = context.task.workflowRunID { span.attributes["sluice.workflow.run"] = run }
             if let step = context.task.workflowStep { span.attributes["sluice.workflow.step"] = step }
             // With a real tracer, tasks the handler enqueues name this span as their parent.
-            var headers: [String: String] = [:]
-            InstrumentationSystem.instrument.inject(span.context, into: &headers, using: HeaderInjector())
-            guard let own = headers["traceparent"].flatMap(TraceParent.init) else { return try await next(context) }
+            guard let own = TraceParent(context: span.context) else { return try await next(context) }
             return try await TraceParent.$current.withValue(own) { try await next(context) }
         }
-    }
-
-    private struct HeaderInjector: Injector {
-        func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
-    }
-
-    private struct HeaderExtractor: Extractor {
-        func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
     }
 }

@@ -31,22 +31,14 @@ final class OTLPReceiver: Sendable {
 
     init() throws {
         port = CoordinatorProcess.freePort()
-        listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard listener >= 0 else { throw LoopbackHTTP.Failure(description: "socket: \(String(cString: strerror(errno)))") }
-        var yes: Int32 = 1
-        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = in_addr_t(0x7f00_0001).bigEndian
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        guard let fd = LoopbackSocket.bound(to: port) else {
+            throw LoopbackHTTP.Failure(description: "bind 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
         }
-        guard bound == 0, listen(listener, 16) == 0 else {
-            close(listener)
-            throw LoopbackHTTP.Failure(description: "bind/listen on 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
+        guard listen(fd, 16) == 0 else {
+            close(fd)
+            throw LoopbackHTTP.Failure(description: "listen on 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
         }
-        let fd = listener
+        listener = fd
         DispatchQueue.global().async { [self] in
             while true {
                 let connection = accept(fd, nil, nil)

@@ -8,24 +8,13 @@ import Tracing
 enum RunStartSpan {
     static func around<T: Sendable>(workflow: String, traceparent: String?,
                                     _ start: @Sendable (String?) async throws -> (T, String)) async throws -> T {
-        if InstrumentationSystem.tracer is NoOpTracer { return try await start(traceparent).0 }
-        var parent = ServiceContext.current ?? .topLevel
-        if let traceparent {
-            InstrumentationSystem.instrument.extract(["traceparent": traceparent], into: &parent, using: Headers())
-        }
-        return try await withSpan("start workflow \(workflow)", context: parent, ofKind: .server) { span in
+        if !TraceParent.isTracing { return try await start(traceparent).0 }
+        return try await withSpan("start workflow \(workflow)", context: TraceParent.context(continuing: traceparent), ofKind: .server) { span in
             span.attributes["sluice.workflow"] = workflow
-            var headers: [String: String] = [:]
-            InstrumentationSystem.instrument.inject(span.context, into: &headers, using: Headers())
-            let own = headers["traceparent"].flatMap(TraceParent.init)?.description ?? traceparent
+            let own = TraceParent(context: span.context)?.description ?? traceparent
             let (value, runID) = try await start(own)
             span.attributes["sluice.workflow.run"] = runID
             return value
         }
-    }
-
-    private struct Headers: Injector, Extractor {
-        func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
-        func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
     }
 }
