@@ -244,12 +244,22 @@ extension ConnectionCore {
                 routingKey: ok.routing_key.string, messageCount: ok.message_count, noAck: noAck))
         }
         guard let got else { return nil }
-        channel.content = got
-        // The header and body follow; read them through the normal frame path
-        // (rabbitmq-c's amqp_read_message would drop frames queued for other channels).
         let c = RabbitMQC(state: connection)
         var frame = amqp_frame_t()
         var timeout = timeval(duration: configuration.rpcTimeout)
+        // Frames rabbitmq-c set aside while it waited for get-ok came before
+        // it, deliveries to a consumer on this same channel among them: handle
+        // them first, or a delivery's method would take the place of this
+        // message and its header and body would be dropped.
+        while c.hasQueuedFrames {
+            try AMQPCheck.status(c.nextFrame(&frame, timeout: &timeout), "\(operation): read message")
+            try handle(frame)
+            c.releaseBuffers(frame.channel)
+            guard channel.isOpen else { throw channel.closeError ?? AMQPError(.channelClosed, operation: operation, message: "channel closed") }
+        }
+        channel.content = got
+        // The header and body follow; read them through the normal frame path
+        // (rabbitmq-c's amqp_read_message would drop frames queued for other channels).
         while channel.gotDelivery == nil {
             try AMQPCheck.status(c.nextFrame(&frame, timeout: &timeout), "\(operation): read message")
             try handle(frame)

@@ -187,6 +187,9 @@ struct RabbitMQC {
         amqp_simple_wait_frame_noblock(state, &frame, &timeout)
     }
 
+    /// Whether an RPC set frames aside (they came before its reply).
+    var hasQueuedFrames: Bool { amqp_frames_enqueued(state) != 0 }
+
     /// Whether a frame can be read without waiting for the socket.
     var hasBufferedInput: Bool {
         amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0

@@ -189,11 +189,16 @@ public final class RabbitMQBroker: Broker {
     static let transientRetryBudget: Duration = .seconds(120)
 
     public func prepareReplyQueue(_ name: String, expiresAfterMilliseconds: Int) async throws {
-        var channel = try await connection.openChannel()
-        defer { Task { [channel] in try? await channel.close() } }
-        // Recorded by the connection: declared again after a reconnect, in
-        // case it expired while the connection was down.
-        channel = try await declareQueue(topology.replyQueueDeclaration(name, expiresAfterMilliseconds: expiresAfterMilliseconds), on: channel)
+        // A quorum queue: on a busy broker its declare can fail with 541
+        // cluster_not_formed (closing the connection), as the topology's can.
+        try await retryingTransient("declaring reply queue \(name)") {
+            var channel = try await self.connection.openChannel()
+            defer { Task { [channel] in try? await channel.close() } }
+            // Recorded by the connection: declared again after a reconnect, in
+            // case it expired while the connection was down.
+            channel = try await self.declareQueue(
+                self.topology.replyQueueDeclaration(name, expiresAfterMilliseconds: expiresAfterMilliseconds), on: channel)
+        }
     }
 
     public func bindReplyQueue(_ name: String, toDeadLettersOf queues: [String]) async throws {

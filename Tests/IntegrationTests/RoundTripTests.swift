@@ -146,6 +146,41 @@ struct RoundTripTests {
         await connection.close()
     }
 
+    @Test("basic.get while deliveries stream to a consumer on the same channel: every get returns its message, the consumer loses nothing")
+    func basicGetAmidDeliveries() async throws {
+        // rabbitmq-c sets aside the consumer's frames that arrive while it waits
+        // for get-ok; they came first and must be handled first, or a delivery
+        // takes the place of the got message (which then never completes).
+        let connection = try await SharedBroker.connect()
+        let channel = try await connection.openChannel(confirms: true)
+        let queue = uniqueName("getmany")
+        let busy = uniqueName("getbusy")
+        try await channel.queueDeclare(QueueDeclaration(name: queue, durable: false, autoDelete: false))
+        try await channel.queueDeclare(QueueDeclaration(name: busy, durable: false, autoDelete: false))
+        let gets = 40, streamed = 4_000
+        _ = try await channel.publish(batch: (0..<gets).map { OutboundMessage(routingKey: queue, body: "g\($0)".bytes) })
+        let consumer = try await channel.consume(queue: busy, noAck: true)
+        let publisherConnection = try await SharedBroker.connect(name: "getbusy publisher")
+        let publisher = Task {
+            let other = try await publisherConnection.openChannel(confirms: true)
+            for start in stride(from: 0, to: streamed, by: 100) {
+                _ = try await other.publish(batch: (start..<start + 100).map { OutboundMessage(routingKey: busy, body: "\($0)".bytes) })
+            }
+        }
+        for index in 0..<gets {
+            let got = try await within(60, "get \(index) amid deliveries") { try await channel.get(queue: queue, noAck: true) }
+            #expect(got.map { String(decoding: $0.body, as: UTF8.self) } == "g\(index)")
+        }
+        #expect(try await channel.get(queue: queue) == nil)
+        try await publisher.value
+        let consumed = try await take(streamed, from: consumer, within: 60)
+        #expect(consumed.map { String(decoding: $0.body, as: UTF8.self) } == (0..<streamed).map { "\($0)" })
+        try await channel.queueDelete(busy)
+        try await channel.queueDelete(queue)
+        await publisherConnection.close()
+        await connection.close()
+    }
+
     @Test("reject and nack: requeue redelivers, no requeue drops")
     func rejectAndNack() async throws {
         let connection = try await SharedBroker.connect()
