@@ -88,6 +88,10 @@ public struct TaskBenchmark: Sendable {
     /// runs (as `sluice top` or a result waiter does): every event is
     /// published, routed to its queue and read.
     public var listener = false
+    /// Bind the listener to the packs of the tasks' `succeeded` events
+    /// (`~pack.succeeded.<queue>`) instead of to single events: the worker
+    /// then sends them in packs, as it does for any listener bound so.
+    public var packListener = false
     /// Also publish the enqueue's own messages raw (SluiceAMQP, one channel,
     /// no TaskClient) in each round: separates what the message shape
     /// costs the broker from what the client costs.
@@ -181,10 +185,13 @@ public struct TaskBenchmark: Sendable {
                 raw = try await measureRaw()
             }
 
-            progress("\(label): end to end, one worker, concurrency \(concurrency)\(listener ? ", a listener bound" : "")...")
+            let bound = packListener ? ", a listener bound to packs" : listener ? ", a listener bound" : ""
+            progress("\(label): end to end, one worker, concurrency \(concurrency)\(bound)...")
             var listening: (consumer: BrokerConsumer, reading: Task<Void, any Error>)?
-            if listener {
-                let events = try await broker.subscribeEvents(bindings: [topology.eventRoutingKey(queue: queue, kind: .succeeded)])
+            if listener || packListener {
+                let key = packListener ? topology.plainEventPackRoutingKey(queue: queue, kind: .succeeded)
+                    : topology.eventRoutingKey(queue: queue, kind: .succeeded)
+                let events = try await broker.subscribeEvents(bindings: [key])
                 listening = (events, Task { for try await _ in events {} })
             }
             let (worker, group, running) = startWorker()

@@ -101,6 +101,8 @@ struct BenchCommand: AsyncParsableCommand {
         var eventsAlways = false
         @Flag(help: "Bind a listener to the tasks' succeeded events while the worker drains (as `sluice top` or a result waiter does): every event is published, routed to a queue and read.")
         var listener = false
+        @Flag(help: "Bind that listener to the packs of the succeeded events (~pack.succeeded.<queue>) instead: the worker sends them several to a message.")
+        var packListener = false
         @Flag(help: "Also publish the enqueue's own task messages raw (one channel, no TaskClient) in each round, and give enqueue as a ratio of that: what the message shape costs the broker, apart from the client.")
         var taskMessagesRaw = false
         @Option(help: "A second broker to measure in the same run, for ratios (e.g. one node, against a cluster in --url).")
@@ -134,6 +136,7 @@ struct BenchCommand: AsyncParsableCommand {
                                           latencyTasks: latencyTasks, offeredRates: try rates(), startedEvents: startedEvents)
             benchmark.eventsAlways = eventsAlways
             benchmark.listener = listener
+            benchmark.packListener = packListener
             benchmark.taskMessagesRaw = taskMessagesRaw
             if observed {
                 PrometheusMetrics.bootstrap()
@@ -163,7 +166,7 @@ struct BenchCommand: AsyncParsableCommand {
                          "p50_times_raw_quorum": times(l.percentile(50), l.rawQuorum(percentile: 50)),
                          "p99_times_raw_quorum": times(l.percentile(99), l.rawQuorum(percentile: 99))]
                     },
-                    "count": count, "concurrency": concurrency, "started_events": startedEvents, "events_always": eventsAlways, "listener": listener,
+                    "count": count, "concurrency": concurrency, "started_events": startedEvents, "events_always": eventsAlways, "listener": listener, "pack_listener": packListener,
                 ])
                 return
             }
@@ -208,6 +211,7 @@ struct BenchCommand: AsyncParsableCommand {
                 b.defaultMiddleware = observed
                 b.eventsAlways = eventsAlways
                 b.listener = listener
+                b.packListener = packListener
                 return b
             }
             if observed { PrometheusMetrics.bootstrap() }

@@ -132,13 +132,23 @@ public actor InMemoryBroker: Broker {
         case t.deadExchange:
             return enqueue(message, into: t.deadQueue(message.routingKey))
         case t.eventsExchange:
+            var routed = false
             for subscriber in subscribers.values where subscriber.bindings.contains(where: { TopicPattern.matches($0, message.routingKey) }) {
+                routed = true
                 subscriber.continuation.yield(BrokerDelivery(properties: message.properties, body: message.body, redelivered: false,
                                                              deliveryCount: 0, routingKey: message.routingKey, acknowledger: NoAcknowledger()))
             }
             // As RabbitMQ would route it: by the coordinator queues' bindings.
             for (queue, bindings) in coordinatorBindings where bindings.contains(where: { TopicPattern.matches($0, message.routingKey) }) {
+                routed = true
                 _ = enqueue(message, into: queue)
+            }
+            // Every single event counts as heard here (``events`` records it).
+            // Packs of plain tasks' outcomes go only to subscribers bound to
+            // them and are not recorded: the same events are recorded alone.
+            if Topology.isPlainEventPackKey(message.routingKey) {
+                return routed ? .success(())
+                    : .failure(AMQPError(.unroutable, operation: "publish", message: "no queue is bound for \(message.routingKey)"))
             }
             // A pack counts as its events.
             let decoded = Topology.isEventPackKey(message.routingKey)

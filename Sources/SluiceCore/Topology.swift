@@ -169,11 +169,41 @@ public struct Topology: Sendable, Hashable {
         "\(Self.stepEventWord).\(bucket).\(Self.eventPackWord).\(kind.rawValue)"
     }
 
-    /// Whether a routing key is an event pack's (`~wf.<bucket>.~pack.<kind>`).
+    /// The routing key of a pack of plain tasks' outcome events of one
+    /// `kind` from `queue`: `~pack.<kind>.<queue>`. Its last word is the
+    /// queue, so bindings made for one event per message (`<queue>.<kind>`,
+    /// `#.<kind>`) never receive it; a listener that reads packs binds
+    /// `~pack.<kind>.<queue>` or `~pack.<kind>.#`. A worker publishes each
+    /// form only while somebody is bound to it (``plainEventPackRoutingKey(forEventKey:)``).
+    public func plainEventPackRoutingKey(queue: String, kind: TaskEvent.Kind) -> String {
+        "\(Self.eventPackWord).\(kind.rawValue).\(queue)"
+    }
+
+    /// The pack key that goes with a plain task's event key `<queue>.<kind>`,
+    /// or nil for any other key (steps', tracked tasks', heartbeats', or a
+    /// kind that is never packed: `progress`, `started`).
+    public func plainEventPackRoutingKey(forEventKey key: String) -> String? {
+        guard let first = key.utf8.first, first != UInt8(ascii: "~"), first != UInt8(ascii: "_"),
+              let dot = key.utf8.lastIndex(of: UInt8(ascii: ".")) else { return nil }
+        let kindWord = key[key.index(after: dot)...]
+        guard let kind = Self.packedEventKinds.first(where: { $0.rawValue == kindWord }) else { return nil }
+        return plainEventPackRoutingKey(queue: String(key[..<dot]), kind: kind)
+    }
+
+    /// Whether a routing key is a pack of plain tasks' outcomes
+    /// (`~pack.<kind>.<queue>`). A listener bound to `#` receives those
+    /// outcomes twice, alone and in packs: it reads one of the two forms.
+    public static func isPlainEventPackKey(_ routingKey: String) -> Bool {
+        routingKey.utf8.starts(with: "~pack.".utf8)
+    }
+
+    /// Whether a routing key is an event pack's: a pack of step outcomes
+    /// (`~wf.<bucket>.~pack.<kind>`) or of plain tasks' (`~pack.<kind>.<queue>`).
     public static func isEventPackKey(_ routingKey: String) -> Bool {
         // Checked on every event a worker publishes and every step event a
         // coordinator reads: no allocation. A plain task's key starts with its queue name, never `~`.
         var utf8 = routingKey.utf8[...]
+        if isPlainEventPackKey(routingKey) { return true }
         guard utf8.starts(with: "~wf.".utf8) else { return false }
         utf8 = utf8.dropFirst(4)
         // The bucket, then `~pack.`, then the kind (one word).
@@ -184,10 +214,11 @@ public struct Topology: Sendable, Hashable {
         return !kind.isEmpty && !kind.contains(UInt8(ascii: "."))
     }
 
-    /// The word after the bucket in an event pack's key: cannot be a queue name.
+    /// The word that marks an event pack's key (after the bucket in a step
+    /// pack's, first in a plain pack's): cannot be a queue name.
     public static let eventPackWord = "~pack"
 
-    /// The step outcome kinds that travel in packs (not `progress`).
+    /// The outcome kinds that travel in packs (not `progress` or `started`).
     public static let packedEventKinds: [TaskEvent.Kind] = [.succeeded, .retrying, .dead]
 
     /// The first word of every workflow step's event key.

@@ -2,7 +2,7 @@ import SluiceCore
 import SluiceWire
 import Synchronization
 
-/// Sends step outcome events in packs (``EventPack``): per pack key, one
+/// Sends outcome events in packs (``EventPack``): per pack key, one
 /// pack is in flight at a time; events that become ready meanwhile wait and
 /// go together in the next, as soon as the broker confirmed the previous one.
 /// An event alone goes at once. Each caller returns when the pack that
@@ -13,13 +13,14 @@ import Synchronization
 /// deliveries came on (``Broker/publish(_:settling:)``).
 final class EventPacker: Sendable {
     /// Publishes one message, confirmed, as the outcome of `settling` (one of
-    /// the pack's deliveries: all of them came on the same connection); throws what refused it.
-    typealias Send = @Sendable (OutboundMessage, _ settling: BrokerDelivery?) async throws -> Void
+    /// the pack's deliveries: all of them came on the same connection);
+    /// returns false if the broker found no queue bound for it; throws what refused it.
+    typealias Send = @Sendable (OutboundMessage, _ settling: BrokerDelivery?) async throws -> Bool
 
     private struct Waiting {
         var body: [UInt8]
         var delivery: BrokerDelivery?
-        var continuation: CheckedContinuation<Void, any Error>
+        var continuation: CheckedContinuation<Bool, any Error>
     }
 
     private struct Lane {
@@ -39,9 +40,10 @@ final class EventPacker: Sendable {
     }
 
     /// Sends `message`'s body in a pack on its exchange and routing key, as
-    /// the outcome of `delivery`.
-    func publish(_ message: OutboundMessage, settling delivery: BrokerDelivery? = nil) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+    /// the outcome of `delivery`; returns whether the pack reached a queue.
+    @discardableResult
+    func publish(_ message: OutboundMessage, settling delivery: BrokerDelivery? = nil) async throws -> Bool {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
             let batch: [Waiting]? = lanes.withLock { lanes in
                 lanes[message.routingKey, default: Lane()].waiting.append(Waiting(body: message.body, delivery: delivery,
                                                                                   continuation: continuation))
@@ -68,8 +70,8 @@ final class EventPacker: Sendable {
             if !live.isEmpty {
                 let pack = EventPack.message(exchange: exchange, routingKey: routingKey, bodies: live.map(\.body))
                 do {
-                    try await send(pack, live.first { $0.delivery != nil }?.delivery)
-                    for waiting in live { waiting.continuation.resume() }
+                    let routed = try await send(pack, live.first { $0.delivery != nil }?.delivery)
+                    for waiting in live { waiting.continuation.resume(returning: routed) }
                 } catch {
                     for waiting in live { waiting.continuation.resume(throwing: error) }
                 }

@@ -214,7 +214,9 @@ public final class Worker: Service {
         self.eventPacker = EventPacker { [broker] pack, delivery in
             let results = if let delivery { try await broker.publish([pack], settling: delivery) } else { try await broker.publish([pack]) }
             // Unroutable is no failure for an event (see publishAll).
-            if case .failure(let error) = results[0], !PublishFailure.isUnroutable(error) { throw error }
+            guard case .failure(let error) = results[0] else { return true }
+            if PublishFailure.isUnroutable(error) { return false }
+            throw error
         }
         progressSink.connect { [weak self] event in self?.publishProgress(event) }
     }
@@ -760,8 +762,39 @@ public final class Worker: Service {
     private func publishAll(_ messages: [OutboundMessage], settling delivery: BrokerDelivery? = nil) async throws {
         if messages.count == 1, Topology.isEventPackKey(messages[0].routingKey) {
             if let delivery, delivery.isStale { throw PublishFailure.staleOutcome }
-            return try await eventPacker.publish(messages[0], settling: delivery)
+            try await eventPacker.publish(messages[0], settling: delivery)
+            return
         }
+        // A plain task's outcome event goes alone to `<queue>.<kind>`, in a
+        // pack to `~pack.<kind>.<queue>`, or both: each while somebody is bound to it.
+        var direct = messages
+        var packed: [OutboundMessage] = []
+        for index in messages.indices.reversed() where messages[index].exchange == topology.eventsExchange {
+            guard let packKey = topology.plainEventPackRoutingKey(forEventKey: messages[index].routingKey) else { continue }
+            let (alone, inPack) = eventDemand.withLock { ($0.wanted(messages[index].routingKey, now: .now), $0.wanted(packKey, now: .now)) }
+            guard inPack else { continue }
+            var pack = messages[index]
+            pack.routingKey = packKey
+            packed.append(pack)
+            if !alone { direct.remove(at: index) }
+        }
+        if packed.isEmpty { return try await publishDirect(direct, settling: delivery) }
+        if let delivery, delivery.isStale { throw PublishFailure.staleOutcome }
+        async let packs: Void = publishPacks(packed, settling: delivery)
+        if !direct.isEmpty { try await publishDirect(direct, settling: delivery) }
+        try await packs
+    }
+
+    /// Plain tasks' events through the packer; a pack nobody is bound for
+    /// holds back that key's packs as an unheard event key does.
+    private func publishPacks(_ packs: [OutboundMessage], settling delivery: BrokerDelivery?) async throws {
+        for pack in packs {
+            let routed = try await eventPacker.publish(pack, settling: delivery)
+            eventDemand.withLock { if routed { $0.routed(pack.routingKey) } else { $0.unroutable(pack.routingKey, now: .now) } }
+        }
+    }
+
+    private func publishDirect(_ messages: [OutboundMessage], settling delivery: BrokerDelivery?) async throws {
         let results = if let delivery { try await broker.publish(messages, settling: delivery) } else { try await broker.publish(messages) }
         for (message, result) in zip(messages, results) {
             let isEvent = message.exchange == topology.eventsExchange
@@ -787,9 +820,14 @@ public final class Worker: Service {
         Task { try? await self.publishAll([message]) }
     }
 
-    /// Whether an event should go out; counts the ones held back.
+    /// Whether an event should go out (alone or, for a plain task's outcome,
+    /// in a pack); counts the ones held back.
     private func eventWanted(routingKey: String) -> Bool {
-        if eventDemand.withLock({ $0.wanted(routingKey, now: .now) }) { return true }
+        let packKey = topology.plainEventPackRoutingKey(forEventKey: routingKey)
+        let wanted = eventDemand.withLock { demand in
+            demand.wanted(routingKey, now: .now) || packKey.map { demand.wanted($0, now: .now) } == true
+        }
+        if wanted { return true }
         statsBox.withLock { $0.eventsHeldBack += 1 }
         return false
     }

@@ -39,7 +39,9 @@ struct TaskHarness {
         let recorder = EventRecorder()
         Task {
             for try await delivery in consumer {
-                // A pack of step outcomes counts as its events.
+                // A pack of step outcomes counts as its events; packs of plain
+                // tasks' outcomes repeat what this `#` binding receives alone.
+                if Topology.isPlainEventPackKey(delivery.routingKey) { continue }
                 if Topology.isEventPackKey(delivery.routingKey) {
                     for event in (try? EventPack.decode(delivery.body)) ?? [] { await recorder.append(event) }
                 } else if let event = try? TaskEvent.decode(delivery.body) { await recorder.append(event) }

@@ -6,6 +6,7 @@ import SluiceRabbitMQ
 import SluiceTesting
 import SluiceWire
 import SluiceWorker
+import Synchronization
 import Testing
 
 struct Greet: TaskDefinition {
@@ -105,6 +106,82 @@ struct TaskTests {
         let ids = Set(try later.map { try $0.get() })
         let outcomes = try await events.waitForOutcomes(ids)
         #expect(outcomes.values.allSatisfy { $0.kind == .succeeded })
+        try await worker.stop()
+        await h.broker.close()
+    }
+
+    @Test("a listener bound to a queue's outcome packs gets every plain task's outcome, several to a message; one bound to single events gets them alone too")
+    func plainEventPacks() async throws {
+        let h = try await TaskHarness.make()
+        let wave = 40
+        let firstWave = Locked(0)
+        let released = OneShotSignal()
+        var registry = HandlerRegistry()
+        // The first wave finishes together, so that events become ready while a pack is in flight.
+        registry.register("noop") { _ in
+            if firstWave.withLock({ $0 += 1; return $0 }) >= wave { released.fire() }
+            await released.wait()
+            return nil
+        }
+        struct Heard: Sendable { var packs = 0; var inPacks: [String: Int] = [:]; var alone: Set<String> = []; var strays: [String] = [] }
+        let heard = Locked(Heard())
+        let packKey = h.topology.plainEventPackRoutingKey(queue: "packed", kind: .succeeded)
+        let packs = try await h.broker.subscribeEvents(bindings: [packKey])
+        let packReader = Task {
+            for try await delivery in packs {
+                let events = (try? EventPack.decode(delivery.body)) ?? []
+                heard.withLock { heard in
+                    heard.packs += 1
+                    if delivery.routingKey != packKey || delivery.properties.type != "sluice.event.pack" || events.isEmpty {
+                        heard.strays.append("\(delivery.routingKey) \(delivery.properties.type ?? "")")
+                    }
+                    for event in events { heard.inPacks[event.taskID, default: 0] += 1 }
+                }
+            }
+        }
+        let worker = h.startWorker(queues: ["packed"], registry: registry) {
+            $0.concurrency = wave
+            $0.unheardEventHold = .seconds(1)
+        }
+        let client = TaskClient(broker: h.broker)
+        let requests = Array(repeating: TaskClient.Request(name: "noop", arguments: Array("{}".utf8), options: .init(queue: "packed")), count: 300)
+        let ids = try await client.enqueue(batch: requests).map { try $0.get() }
+        // Every outcome arrives once, in packs on the pack key (nobody is bound to `packed.succeeded`).
+        try await within(60, "300 outcomes in packs") {
+            while heard.withLock({ $0.inPacks.count }) < ids.count { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        let first = heard.withLock { $0 }
+        #expect(Set(first.inPacks.keys) == Set(ids))
+        #expect(first.inPacks.values.allSatisfy { $0 == 1 }, "\(first.inPacks.filter { $0.value != 1 })")
+        #expect(first.packs < ids.count, "\(first.packs) pack messages for \(ids.count) outcomes")
+        #expect(first.strays.isEmpty, "\(first.strays)")
+
+        // A listener of single events binds too: once the worker hears of it
+        // (within the hold), each outcome goes both ways.
+        let singles = try await h.broker.subscribeEvents(bindings: [h.topology.eventRoutingKey(queue: "packed", kind: .succeeded)])
+        let singleReader = Task {
+            for try await delivery in singles {
+                if let event = try? TaskEvent.decode(delivery.body) { heard.withLock { _ = $0.alone.insert(event.taskID) } }
+            }
+        }
+        try await within(30, "an outcome sent alone after the single listener bound") {
+            while true {
+                let id = try await client.enqueue(name: "noop", json: Array("{}".utf8), options: .init(queue: "packed"))
+                let deadline = ContinuousClock.now + .seconds(2)
+                while ContinuousClock.now < deadline {
+                    if heard.withLock({ $0.alone.contains(id) }) { return }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+            }
+        }
+        let last = try await client.enqueue(name: "noop", json: Array("{}".utf8), options: .init(queue: "packed"))
+        try await within(30, "the last outcome alone and in a pack") {
+            while !heard.withLock({ $0.alone.contains(last) && $0.inPacks[last] == 1 }) { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        packReader.cancel()
+        singleReader.cancel()
+        try await packs.cancel()
+        try await singles.cancel()
         try await worker.stop()
         await h.broker.close()
     }
@@ -249,4 +326,11 @@ struct TaskTests {
         try await worker.stop()
         await h.broker.close()
     }
+}
+
+/// A value behind a lock, shareable with tasks and handlers.
+private final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
 }

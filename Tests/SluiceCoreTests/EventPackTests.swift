@@ -29,6 +29,27 @@ struct EventPackTests {
         #expect(!Topology.isEventPackKey(""))
     }
 
+    @Test("a plain task's outcomes pack under ~pack.<kind>.<queue>, which no binding for single events matches")
+    func plainKeys() {
+        let t = Self.topology
+        #expect(t.plainEventPackRoutingKey(queue: "orders", kind: .succeeded) == "~pack.succeeded.orders")
+        #expect(t.plainEventPackRoutingKey(forEventKey: "orders.succeeded") == "~pack.succeeded.orders")
+        #expect(t.plainEventPackRoutingKey(forEventKey: "orders~high.dead") == "~pack.dead.orders~high")
+        #expect(t.plainEventPackRoutingKey(forEventKey: "orders.retrying") == "~pack.retrying.orders")
+        // Never packed: progress and started, steps', tracked tasks', heartbeats.
+        #expect(t.plainEventPackRoutingKey(forEventKey: "orders.progress") == nil)
+        #expect(t.plainEventPackRoutingKey(forEventKey: "orders.started") == nil)
+        #expect(t.plainEventPackRoutingKey(forEventKey: "~wf.3.orders.succeeded") == nil)
+        #expect(t.plainEventPackRoutingKey(forEventKey: "~track.orders.succeeded") == nil)
+        #expect(t.plainEventPackRoutingKey(forEventKey: "_workers.heartbeat") == nil)
+        #expect(t.plainEventPackRoutingKey(forEventKey: "succeeded") == nil)
+        #expect(Topology.isEventPackKey("~pack.succeeded.orders") && Topology.isPlainEventPackKey("~pack.succeeded.orders"))
+        #expect(!Topology.isPlainEventPackKey("~wf.3.~pack.succeeded"))
+        let key = t.plainEventPackRoutingKey(queue: "orders", kind: .succeeded)
+        for singles in ["orders.succeeded", "#.succeeded", "*.succeeded", "~wf.#", "~track.#"] { #expect(!TopicPattern.matches(singles, key), "\(singles)") }
+        for packs in ["~pack.succeeded.orders", "~pack.succeeded.#", "~pack.#", "#"] { #expect(TopicPattern.matches(packs, key), "\(packs)") }
+    }
+
     @Test("a pack for a partition's bucket reaches that partition's queue and no other", arguments: [1, 4, 16])
     func routing(partitions: Int) {
         for run in ["a", "b", "run-42", "0f9e"] {

@@ -16,11 +16,12 @@ struct EventPackerTests {
 
         var sent: [Sent] { state.withLock { $0.sent } }
 
-        func send(_ message: OutboundMessage, _ delivery: BrokerDelivery?) async throws {
+        func send(_ message: OutboundMessage, _ delivery: BrokerDelivery?) async throws -> Bool {
             let bodies = try (JSONSerialization.jsonObject(with: Data(message.body)) as! [[String: Any]]).map { $0["taskID"] as! String }
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
                 state.withLock { $0.sent.append(Sent(routingKey: message.routingKey, bodies: bodies)); $0.held.append(c) }
             }
+            return true
         }
 
         /// Confirms (or refuses) the oldest pack in flight.
