@@ -780,8 +780,9 @@ public final class Worker: Service {
         }
         if packed.isEmpty { return try await publishDirect(direct, settling: delivery) }
         if let delivery, delivery.isStale { throw PublishFailure.staleOutcome }
+        if direct.isEmpty { return try await publishPacks(packed, settling: delivery) }
         async let packs: Void = publishPacks(packed, settling: delivery)
-        if !direct.isEmpty { try await publishDirect(direct, settling: delivery) }
+        try await publishDirect(direct, settling: delivery)
         try await packs
     }
 
