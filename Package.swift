@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "SluiceLocalBroker", targets: ["SluiceLocalBroker"]),
         .library(name: "SluiceTesting", targets: ["SluiceTesting"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
+        .executable(name: "sluice-library-worker", targets: ["LibraryWorker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -191,6 +192,19 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/SluiceBenchmarks",
+            swiftSettings: strictSwift
+        ),
+        // A worker built from the library alone, for memory measurements
+        // (Benchmarks/library-worker-memory.sh).
+        .executableTarget(
+            name: "LibraryWorker",
+            dependencies: [
+                "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceWorker",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/LibraryWorker",
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -32,6 +33,12 @@ static inline amqp_rpc_reply_t sluice_amqp_login_plain(
   return amqp_login_with_properties(state, vhost, channel_max, frame_max,
                                     heartbeat, client_properties,
                                     AMQP_SASL_METHOD_PLAIN, user, password);
+}
+
+// Names the calling thread (as ps and top show it; 15 bytes at most).
+// prctl is variadic, which Swift cannot call.
+static inline void sluice_name_this_thread(const char *name) {
+  (void)prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 
 // The method payload of a frame, typed, so Swift need not cast void pointers

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import SluiceWire
 
 /// A parsed `amqp://` or `amqps://` URL, following RabbitMQ's URI spec,
@@ -111,7 +115,7 @@ public struct AMQPURL: Sendable, Hashable, CustomStringConvertible {
         func fail(_ why: String) -> AMQPError {
             AMQPError(.invalidURL, operation: "parse URL \(AMQPURL.redacted(string))", message: why)
         }
-        guard let schemeEnd = string.range(of: "://") else {
+        guard let schemeEnd = string.firstRange(of: "://") else {
             throw fail("expected amqp://host or amqps://host")
         }
         let scheme = string[..<schemeEnd.lowerBound].lowercased()
@@ -276,7 +280,7 @@ public struct AMQPURL: Sendable, Hashable, CustomStringConvertible {
 
     /// A URL string with its password replaced by `***`.
     static func redacted(_ string: String) -> String {
-        guard let schemeEnd = string.range(of: "://") else { return string }
+        guard let schemeEnd = string.firstRange(of: "://") else { return string }
         let afterScheme = string[schemeEnd.upperBound...]
         let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? afterScheme.endIndex
         let authority = afterScheme[..<authorityEnd]

@@ -1,6 +1,13 @@
 import CRabbitMQ
 import DequeModule
+#if canImport(Glibc)
+import Glibc
+#endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import SluiceWire
 import Synchronization
@@ -98,10 +105,7 @@ final class ConnectionCore: @unchecked Sendable {
         startPending = pending
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             pending.install(continuation)
-            let thread = Thread { [self] in self.run() }
-            thread.name = "sluice-amqp"
-            thread.stackSize = 1 << 20
-            thread.start()
+            ConnectionThread.start(name: "sluice-amqp", stackSize: 1 << 20) { [self] in self.run() }
         }
     }
 

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 extension Broker {
     /// Publishes revocations of `taskIDs` to the revocation stream (see

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 public import SluiceWire
 
 /// A dead task as its dead queue holds it: why it died, its last error,

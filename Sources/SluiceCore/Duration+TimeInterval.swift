@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 
 extension Duration {
     /// The duration in seconds, for `Date` arithmetic and rates.

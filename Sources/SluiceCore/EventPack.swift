@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 public import SluiceWire
 
 /// Several workflow step outcome events in one message: a JSON array of the
@@ -40,13 +44,8 @@ public enum EventPack {
     public static func decodeEach(_ bytes: [UInt8]) -> (events: [TaskEvent], invalid: Int) {
         if let events = try? decode(bytes) { return (events, 0) }
         // Rare (a forged or broken pack): each element on its own.
-        guard let elements = (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) as? [Any] else { return ([], 1) }
-        var events: [TaskEvent] = []
-        for element in elements {
-            guard JSONSerialization.isValidJSONObject(element), let data = try? JSONSerialization.data(withJSONObject: element),
-                  let event = try? TaskEvent.decode(Array(data)) else { continue }
-            events.append(event)
-        }
+        guard let elements = TaskEvent.decodeEachOfArray(bytes) else { return ([], 1) }
+        let events = elements.compactMap { $0 }
         return (events, elements.count - events.count)
     }
 }

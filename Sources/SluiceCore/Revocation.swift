@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 
 /// Tasks that must not run: an entry of the revocation stream
 /// (``Topology/revocationStream``), which every worker reads from its first

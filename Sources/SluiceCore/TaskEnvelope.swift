@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 public import SluiceWire
 
 /// A task as it travels through the broker: identity, arguments and protocol

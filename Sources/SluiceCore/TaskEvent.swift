@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 
 /// What happened to a task, published on the events exchange as JSON with
 /// routing key `<queue>.<kind>`.
@@ -113,6 +117,17 @@ public struct TaskEvent: Sendable, Hashable, Codable {
     /// Reads a JSON array of events (an ``EventPack``).
     static func decodeArray(_ bytes: [UInt8]) throws -> [TaskEvent] {
         try TaskEventReader.events(bytes) ?? decoder.decode([TaskEvent].self, from: Data(bytes))
+    }
+
+    /// Reads a JSON array element by element: nil for each element that is
+    /// not an event; nil for the whole if the body is not a JSON array.
+    static func decodeEachOfArray(_ bytes: [UInt8]) -> [TaskEvent?]? {
+        /// One element: the event, or nil when it is something else.
+        struct Element: Decodable {
+            var event: TaskEvent?
+            init(from decoder: any Decoder) throws { event = try? TaskEvent(from: decoder) }
+        }
+        return (try? decoder.decode([Element].self, from: Data(bytes)))?.map(\.event)
     }
 
     private static let decoder: JSONDecoder = {

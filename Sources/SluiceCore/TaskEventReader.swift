@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Reads the JSON of events as workers write them (``TaskEvent/jsonBytes()``)
 /// without Foundation's `JSONDecoder`, which was the coordinator's largest

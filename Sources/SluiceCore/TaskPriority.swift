@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A task's priority level.
 ///
@@ -48,7 +52,10 @@ public struct PriorityWeights: Sendable, Hashable {
 
     /// Parses `HIGH,NORMAL,LOW`, e.g. `6,3,1`.
     public init(parsing text: String) throws {
-        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { part -> Int? in
+            let start = part.drop { $0.isWhitespace }
+            return start.lastIndex { !$0.isWhitespace }.flatMap { Int(start[...$0]) }
+        }
         guard parts.count == 3, let high = parts[0], let normal = parts[1], let low = parts[2] else {
             throw SluiceError(.invalidArgument, "priority weights '\(text)' must be three whole numbers HIGH,NORMAL,LOW, e.g. 6,3,1")
         }

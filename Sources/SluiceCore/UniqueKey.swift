@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 
 /// At most one task per key at a time: an enqueue with a key whose lock is
 /// held returns the holder's task id and publishes nothing.

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 
 /// A worker's periodic "I am alive" message on the events exchange (routing
 /// key ``Topology/workerHeartbeatRoutingKey``). Workers also send one at once
