@@ -89,7 +89,7 @@ public struct TaskBenchmark: Sendable {
     /// published, routed to its queue and read.
     public var listener = false
     /// Bind the listener to the packs of the tasks' `succeeded` events
-    /// (`~pack.succeeded.<queue>`) instead of to single events: the worker
+    /// (`~pack.succeeded.<queue>.~`) instead of to single events: the worker
     /// then sends them in packs, as it does for any listener bound so.
     public var packListener = false
     /// Also publish the enqueue's own messages raw (SluiceAMQP, one channel,

@@ -229,7 +229,7 @@ extension ConnectionCore {
 
     func get(_ channel: ChannelState, queue: String, noAck: Bool) throws(AMQPError) -> AMQPDelivery? {
         let operation = "basic.get \(queue)"
-        let connection = try requireOpen(channel, operation)
+        _ = try requireOpen(channel, operation)
         guard channel.handle != nil else { throw AMQPError(.channelClosed, operation: operation, message: "channel released") }
         let got: IncomingContent? = try onChannel(channel, operation) { c throws(AMQPError) in
             let method = try c.basicGet(channel.id, queue: queue, noAck: noAck, operation)
@@ -244,28 +244,30 @@ extension ConnectionCore {
                 routingKey: ok.routing_key.string, messageCount: ok.message_count, noAck: noAck))
         }
         guard let got else { return nil }
-        let c = RabbitMQC(state: connection)
         var frame = amqp_frame_t()
         var timeout = timeval(duration: configuration.rpcTimeout)
+        /// Reads and handles the next frame. Handling one may tear the
+        /// connection down (a confirm that flushes held publishes into a dead
+        /// socket): the C state is looked up anew each time, never reused freed.
+        func readFrame() throws(AMQPError) {
+            guard let live = self.connection else {
+                throw AMQPError(.connectionLost, operation: operation, message: "the connection was lost while reading the message")
+            }
+            let c = RabbitMQC(state: live)
+            try AMQPCheck.status(c.nextFrame(&frame, timeout: &timeout), "\(operation): read message")
+            try handle(frame)
+            if let live = self.connection { RabbitMQC(state: live).releaseBuffers(frame.channel) }
+            guard channel.isOpen else { throw channel.closeError ?? AMQPError(.channelClosed, operation: operation, message: "channel closed") }
+        }
         // Frames rabbitmq-c set aside while it waited for get-ok came before
         // it, deliveries to a consumer on this same channel among them: handle
         // them first, or a delivery's method would take the place of this
         // message and its header and body would be dropped.
-        while c.hasQueuedFrames {
-            try AMQPCheck.status(c.nextFrame(&frame, timeout: &timeout), "\(operation): read message")
-            try handle(frame)
-            c.releaseBuffers(frame.channel)
-            guard channel.isOpen else { throw channel.closeError ?? AMQPError(.channelClosed, operation: operation, message: "channel closed") }
-        }
+        while let live = self.connection, RabbitMQC(state: live).hasQueuedFrames { try readFrame() }
         channel.content = got
         // The header and body follow; read them through the normal frame path
         // (rabbitmq-c's amqp_read_message would drop frames queued for other channels).
-        while channel.gotDelivery == nil {
-            try AMQPCheck.status(c.nextFrame(&frame, timeout: &timeout), "\(operation): read message")
-            try handle(frame)
-            c.releaseBuffers(frame.channel)
-            guard channel.isOpen else { throw channel.closeError ?? AMQPError(.channelClosed, operation: operation, message: "channel closed") }
-        }
+        while channel.gotDelivery == nil { try readFrame() }
         defer { channel.gotDelivery = nil }
         return channel.gotDelivery
     }

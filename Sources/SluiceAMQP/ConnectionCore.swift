@@ -105,7 +105,11 @@ final class ConnectionCore: @unchecked Sendable {
         startPending = pending
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             pending.install(continuation)
-            ConnectionThread.start(name: "sluice-amqp", stackSize: 1 << 20) { [self] in self.run() }
+            do {
+                try ConnectionThread.start(name: "sluice-amqp", stackSize: 1 << 20) { [self] in self.run() }
+            } catch {
+                pending.fail(error)
+            }
         }
     }
 

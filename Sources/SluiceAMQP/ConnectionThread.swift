@@ -1,4 +1,5 @@
 import CRabbitMQ
+import SluiceWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,16 +7,15 @@ import Glibc
 /// A detached POSIX thread for a connection's loop (Foundation's `Thread`
 /// would pull all of Foundation into every worker binary).
 enum ConnectionThread {
-    private final class Body {
+    private final class Body: Sendable {
         let name: String
-        let run: () -> Void
-        init(_ name: String, _ run: @escaping () -> Void) { self.name = name; self.run = run }
+        let run: @Sendable () -> Void
+        init(_ name: String, _ run: @escaping @Sendable () -> Void) { self.name = name; self.run = run }
     }
 
-    /// Starts `body` on a new thread named `name` (at most 15 bytes shown).
-    /// A thread that cannot be created is a resource exhaustion the process
-    /// cannot go on from.
-    static func start(name: String, stackSize: Int, _ body: @escaping @Sendable () -> Void) {
+    /// Starts `body` on a new thread named `name` (at most 15 bytes shown);
+    /// throws when the system has no thread to give (EAGAIN: a limit reached).
+    static func start(name: String, stackSize: Int, _ body: @escaping @Sendable () -> Void) throws(AMQPError) {
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
         defer { pthread_attr_destroy(&attributes) }
@@ -31,7 +31,8 @@ enum ConnectionThread {
         }, context)
         guard status == 0 else {
             Unmanaged<Body>.fromOpaque(context).release()
-            fatalError("pthread_create failed (\(status)): cannot start a connection thread")
+            throw AMQPError(.connectionFailed, operation: "start the connection thread",
+                            message: "pthread_create failed: \(String(cString: strerror(status)))")
         }
     }
 }

@@ -101,7 +101,7 @@ struct BenchCommand: AsyncParsableCommand {
         var eventsAlways = false
         @Flag(help: "Bind a listener to the tasks' succeeded events while the worker drains (as `sluice top` or a result waiter does): every event is published, routed to a queue and read.")
         var listener = false
-        @Flag(help: "Bind that listener to the packs of the succeeded events (~pack.succeeded.<queue>) instead: the worker sends them several to a message.")
+        @Flag(help: "Bind that listener to the packs of the succeeded events (~pack.succeeded.<queue>.~) instead: the worker sends them several to a message.")
         var packListener = false
         @Flag(help: "Also publish the enqueue's own task messages raw (one channel, no TaskClient) in each round, and give enqueue as a ratio of that: what the message shape costs the broker, apart from the client.")
         var taskMessagesRaw = false

@@ -170,35 +170,35 @@ public struct Topology: Sendable, Hashable {
     }
 
     /// The routing key of a pack of plain tasks' outcome events of one
-    /// `kind` from `queue`: `~pack.<kind>.<queue>`. Its last word is the
-    /// queue, so bindings made for one event per message (`<queue>.<kind>`,
-    /// `#.<kind>`) never receive it; a listener that reads packs binds
-    /// `~pack.<kind>.<queue>` or `~pack.<kind>.#`. A worker publishes each
-    /// form only while somebody is bound to it (``plainEventPackRoutingKey(forEventKey:)``).
+    /// `kind` from `queue`: `~pack.<kind>.<queue>.~`. Its last word, `~`, is
+    /// never a kind, so bindings made for one event per message
+    /// (`<queue>.<kind>`, `#.<kind>`) never receive it, whatever the queue is
+    /// called; a listener that reads packs binds this key, `~pack.<kind>.#`
+    /// or `~pack.#`. A worker publishes each form only while somebody is
+    /// bound to it (``plainEventPackRoutingKey(forEventKey:)``).
     public func plainEventPackRoutingKey(queue: String, kind: TaskEvent.Kind) -> String {
-        "\(Self.eventPackWord).\(kind.rawValue).\(queue)"
+        "\(Self.eventPackWord).\(kind.rawValue).\(queue).~"
     }
 
     /// The pack key that goes with a plain task's event key `<queue>.<kind>`,
-    /// or nil for any other key (steps', tracked tasks', heartbeats', or a
-    /// kind that is never packed: `progress`, `started`).
+    /// or nil for any other key (steps', tracked tasks', or a kind that is
+    /// never packed: `progress`, `started`, heartbeats and pings).
     public func plainEventPackRoutingKey(forEventKey key: String) -> String? {
-        guard let first = key.utf8.first, first != UInt8(ascii: "~"), first != UInt8(ascii: "_"),
-              let dot = key.utf8.lastIndex(of: UInt8(ascii: ".")) else { return nil }
+        guard key.utf8.first != UInt8(ascii: "~"), let dot = key.utf8.lastIndex(of: UInt8(ascii: ".")) else { return nil }
         let kindWord = key[key.index(after: dot)...]
         guard let kind = Self.packedEventKinds.first(where: { $0.rawValue == kindWord }) else { return nil }
         return plainEventPackRoutingKey(queue: String(key[..<dot]), kind: kind)
     }
 
     /// Whether a routing key is a pack of plain tasks' outcomes
-    /// (`~pack.<kind>.<queue>`). A listener bound to `#` receives those
+    /// (`~pack.<kind>.<queue>.~`). A listener bound to `#` receives those
     /// outcomes twice, alone and in packs: it reads one of the two forms.
     public static func isPlainEventPackKey(_ routingKey: String) -> Bool {
         routingKey.utf8.starts(with: "~pack.".utf8)
     }
 
     /// Whether a routing key is an event pack's: a pack of step outcomes
-    /// (`~wf.<bucket>.~pack.<kind>`) or of plain tasks' (`~pack.<kind>.<queue>`).
+    /// (`~wf.<bucket>.~pack.<kind>`) or of plain tasks' (`~pack.<kind>.<queue>.~`).
     public static func isEventPackKey(_ routingKey: String) -> Bool {
         // Checked on every event a worker publishes and every step event a
         // coordinator reads: no allocation. A plain task's key starts with its queue name, never `~`.

@@ -77,10 +77,8 @@ public final class EventWatch: Sendable {
                             }
                         }
                     } else {
-                        // A pack of step outcomes counts as its events. A pack of
-                        // plain tasks' outcomes reaches these `#.<kind>` bindings only
-                        // when a queue is named like a kind; its events come alone too.
-                        if Topology.isPlainEventPackKey(delivery.routingKey) { continue }
+                        // A pack of step outcomes counts as its events. (Packs of plain
+                        // tasks' outcomes end in `~`: these `#.<kind>` bindings never get them.)
                         let events = Topology.isEventPackKey(delivery.routingKey)
                             ? (try? EventPack.decode(delivery.body)) ?? [] : [try? TaskEvent.decode(delivery.body)].compactMap { $0 }
                         if !events.isEmpty { state.withLock { s in for event in events { s.record(event) } } }

@@ -46,8 +46,9 @@ public final class Worker: Service {
         /// outcome events already carry the wait and the run time.
         public var publishStartedEvents: Bool
         /// How long a plain task's events are not published after one came
-        /// back unroutable (nobody listens; see ``EventDemand``). Zero
-        /// publishes every event whether anybody listens or not.
+        /// back unroutable (nobody listens; see ``EventDemand``), and likewise
+        /// their packs (`~pack.<kind>.<queue>.~`). Zero publishes every event,
+        /// alone, whether anybody listens or not, and none in packs.
         public var unheardEventHold: Duration = .seconds(5)
         /// Interval of the worker's heartbeat on the events exchange.
         public var heartbeatInterval: Duration
@@ -770,11 +771,11 @@ public final class Worker: Service {
             return
         }
         // A plain task's outcome event goes alone to `<queue>.<kind>`, in a
-        // pack to `~pack.<kind>.<queue>`, or both: each while somebody is bound to it.
+        // pack to `~pack.<kind>.<queue>.~`, or both: each while somebody is bound to it.
         var direct = messages
         var packed: [OutboundMessage] = []
         for index in messages.indices.reversed() where messages[index].exchange == topology.eventsExchange {
-            guard let packKey = topology.plainEventPackRoutingKey(forEventKey: messages[index].routingKey) else { continue }
+            guard let packKey = plainPackKey(forEventKey: messages[index].routingKey) else { continue }
             let (alone, inPack) = eventDemand.withLock { ($0.wanted(messages[index].routingKey, now: .now), $0.wanted(packKey, now: .now)) }
             guard inPack else { continue }
             var pack = messages[index]
@@ -788,6 +789,13 @@ public final class Worker: Service {
         async let packs: Void = publishPacks(packed, settling: delivery)
         try await publishDirect(direct, settling: delivery)
         try await packs
+    }
+
+    /// The pack key of a plain task's outcome event, when packs may be
+    /// asked for: not with ``Configuration/unheardEventHold`` zero (every
+    /// event goes alone then; probing packs would double each outcome).
+    private func plainPackKey(forEventKey key: String) -> String? {
+        configuration.unheardEventHold > .zero ? topology.plainEventPackRoutingKey(forEventKey: key) : nil
     }
 
     /// Plain tasks' events through the packer; a pack nobody is bound for
@@ -828,7 +836,7 @@ public final class Worker: Service {
     /// Whether an event should go out (alone or, for a plain task's outcome,
     /// in a pack); counts the ones held back.
     private func eventWanted(routingKey: String) -> Bool {
-        let packKey = topology.plainEventPackRoutingKey(forEventKey: routingKey)
+        let packKey = plainPackKey(forEventKey: routingKey)
         let wanted = eventDemand.withLock { demand in
             demand.wanted(routingKey, now: .now) || packKey.map { demand.wanted($0, now: .now) } == true
         }

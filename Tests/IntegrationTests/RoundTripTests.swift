@@ -157,21 +157,26 @@ struct RoundTripTests {
         let busy = uniqueName("getbusy")
         try await channel.queueDeclare(QueueDeclaration(name: queue, durable: false, autoDelete: false))
         try await channel.queueDeclare(QueueDeclaration(name: busy, durable: false, autoDelete: false))
-        let gets = 40, streamed = 4_000
-        _ = try await channel.publish(batch: (0..<gets).map { OutboundMessage(routingKey: queue, body: "g\($0)".bytes) })
+        let available = 3_000, streamed = 4_000
+        _ = try await channel.publish(batch: (0..<available).map { OutboundMessage(routingKey: queue, body: "g\($0)".bytes) })
         let consumer = try await channel.consume(queue: busy, noAck: true)
         let publisherConnection = try await SharedBroker.connect(name: "getbusy publisher")
+        let published = OneShotSignal()
         let publisher = Task {
+            defer { published.fire() }
             let other = try await publisherConnection.openChannel(confirms: true)
             for start in stride(from: 0, to: streamed, by: 100) {
                 _ = try await other.publish(batch: (start..<start + 100).map { OutboundMessage(routingKey: busy, body: "\($0)".bytes) })
             }
         }
-        for index in 0..<gets {
+        // Gets go on for as long as deliveries are being published, however
+        // slow the machine (at least 40), each answered with the next message.
+        var index = 0
+        while index < available && (index < 40 || !published.isFired) {
             let got = try await within(60, "get \(index) amid deliveries") { try await channel.get(queue: queue, noAck: true) }
             #expect(got.map { String(decoding: $0.body, as: UTF8.self) } == "g\(index)")
+            index += 1
         }
-        #expect(try await channel.get(queue: queue) == nil)
         try await publisher.value
         let consumed = try await take(streamed, from: consumer, within: 60)
         #expect(consumed.map { String(decoding: $0.body, as: UTF8.self) } == (0..<streamed).map { "\($0)" })

@@ -29,25 +29,32 @@ struct EventPackTests {
         #expect(!Topology.isEventPackKey(""))
     }
 
-    @Test("a plain task's outcomes pack under ~pack.<kind>.<queue>, which no binding for single events matches")
+    @Test("a plain task's outcomes pack under ~pack.<kind>.<queue>.~, which no binding for single events matches")
     func plainKeys() {
         let t = Self.topology
-        #expect(t.plainEventPackRoutingKey(queue: "orders", kind: .succeeded) == "~pack.succeeded.orders")
-        #expect(t.plainEventPackRoutingKey(forEventKey: "orders.succeeded") == "~pack.succeeded.orders")
-        #expect(t.plainEventPackRoutingKey(forEventKey: "orders~high.dead") == "~pack.dead.orders~high")
-        #expect(t.plainEventPackRoutingKey(forEventKey: "orders.retrying") == "~pack.retrying.orders")
-        // Never packed: progress and started, steps', tracked tasks', heartbeats.
+        #expect(t.plainEventPackRoutingKey(queue: "orders", kind: .succeeded) == "~pack.succeeded.orders.~")
+        #expect(t.plainEventPackRoutingKey(forEventKey: "orders.succeeded") == "~pack.succeeded.orders.~")
+        #expect(t.plainEventPackRoutingKey(forEventKey: "orders~high.dead") == "~pack.dead.orders~high.~")
+        #expect(t.plainEventPackRoutingKey(forEventKey: "billing.dead.retrying") == "~pack.retrying.billing.dead.~")
+        #expect(t.plainEventPackRoutingKey(forEventKey: "_jobs.succeeded") == "~pack.succeeded._jobs.~")
+        // Never packed: progress and started, steps', tracked tasks', heartbeats and pings.
         #expect(t.plainEventPackRoutingKey(forEventKey: "orders.progress") == nil)
         #expect(t.plainEventPackRoutingKey(forEventKey: "orders.started") == nil)
         #expect(t.plainEventPackRoutingKey(forEventKey: "~wf.3.orders.succeeded") == nil)
         #expect(t.plainEventPackRoutingKey(forEventKey: "~track.orders.succeeded") == nil)
-        #expect(t.plainEventPackRoutingKey(forEventKey: "_workers.heartbeat") == nil)
+        #expect(t.plainEventPackRoutingKey(forEventKey: t.workerHeartbeatRoutingKey) == nil)
+        #expect(t.plainEventPackRoutingKey(forEventKey: t.workerPingRoutingKey) == nil)
         #expect(t.plainEventPackRoutingKey(forEventKey: "succeeded") == nil)
-        #expect(Topology.isEventPackKey("~pack.succeeded.orders") && Topology.isPlainEventPackKey("~pack.succeeded.orders"))
+        #expect(Topology.isEventPackKey("~pack.succeeded.orders.~") && Topology.isPlainEventPackKey("~pack.succeeded.orders.~"))
         #expect(!Topology.isPlainEventPackKey("~wf.3.~pack.succeeded"))
-        let key = t.plainEventPackRoutingKey(queue: "orders", kind: .succeeded)
-        for singles in ["orders.succeeded", "#.succeeded", "*.succeeded", "~wf.#", "~track.#"] { #expect(!TopicPattern.matches(singles, key), "\(singles)") }
-        for packs in ["~pack.succeeded.orders", "~pack.succeeded.#", "~pack.#", "#"] { #expect(TopicPattern.matches(packs, key), "\(packs)") }
+        // Whatever the queue is called (even a kind's name), single-event bindings do not match.
+        for queue in ["orders", "dead", "billing.succeeded", "x.progress"] {
+            let key = t.plainEventPackRoutingKey(queue: queue, kind: .succeeded)
+            for singles in ["\(queue).succeeded", "#.succeeded", "#.dead", "#.progress", "*.succeeded", "~wf.#", "~track.#"] {
+                #expect(!TopicPattern.matches(singles, key), "\(singles) matched \(key)")
+            }
+            for packs in [key, "~pack.succeeded.#", "~pack.#", "#"] { #expect(TopicPattern.matches(packs, key), "\(packs)") }
+        }
     }
 
     @Test("a pack for a partition's bucket reaches that partition's queue and no other", arguments: [1, 4, 16])
