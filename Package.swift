@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "SluiceLocalBroker", targets: ["SluiceLocalBroker"]),
         .library(name: "SluiceTesting", targets: ["SluiceTesting"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
+        .executable(name: "sluice-worker", targets: ["SluiceWorkerCommand"]),
         .executable(name: "sluice-library-worker", targets: ["LibraryWorker"]),
     ],
     dependencies: [
@@ -155,16 +156,36 @@ let package = Package(
             dependencies: [
                 "SluiceWire", "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceClient", "SluiceWorker", "SluiceBenchmarks",
                 "SluiceWorkflow", "SluiceCoordinator", "SluiceAPI", "SluiceMonitor", "SluiceLocalBroker", "SluiceSpawn",
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                "SluiceWorkerProcess",
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "SluiceWorkerProcess",
+            dependencies: [
+                "SluiceWire", "SluiceAMQP", "SluiceCore", "SluiceRabbitMQ", "SluiceWorker", "SluiceSpawn",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .executableTarget(
+            name: "SluiceWorkerCommand",
+            dependencies: [
+                "SluiceCore", "SluiceWorkerProcess",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),
@@ -253,7 +274,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceCLITests",
-            dependencies: ["SluiceCLI", "SluiceTesting", .product(name: "Yams", package: "Yams"),
+            dependencies: ["SluiceCLI", "SluiceWorkerProcess", "SluiceTesting", .product(name: "Yams", package: "Yams"),
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strictSwift
         ),

@@ -1,12 +1,16 @@
 # Shared by the worker benchmarks (worker-cost.sh, worker-instructions.sh);
 # sourced, not run. Expects `default_port` set, and the caller's name in $0.
 # Settings: SLUICE_BIN (default .build/release/sluice), SLUICE_URL (default:
-# the test node), METRICS_PORT.
+# the test node), METRICS_PORT, WORKER_BIN (the worker to run instead of
+# `$SLUICE_BIN worker`, e.g. .build/release/sluice-worker; `sluice worker`
+# itself runs sluice-worker when it is built beside it, unless
+# SLUICE_WORKER_IN_PROCESS=1).
 cd "$(dirname "$0")/.."
 bin=${SLUICE_BIN:-.build/release/sluice}
 url=${SLUICE_URL:-amqp://guest:guest@127.0.0.1:27270/%2f}
 port=${METRICS_PORT:-$default_port}
 [ -x "$bin" ] || { echo "$(basename "$0" .sh): build first: swift build -c release --product sluice" >&2; exit 1; }
+if [ -n "${WORKER_BIN:-}" ]; then worker_command=("$WORKER_BIN"); else worker_command=("$bin" worker); fi
 
 # Tasks the worker on $port reports as succeeded (its Prometheus counter).
 succeeded() {

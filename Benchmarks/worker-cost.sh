@@ -32,7 +32,7 @@ anon_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0;
 # A worker on an empty queue, once its metrics endpoint answers: its RSS in KiB.
 idle_rss() {
   local pid rss prefix="idle$RANDOM$RANDOM"
-  "$bin" worker --queue idle --prefix "$prefix" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error &
+  "${worker_command[@]}" --queue idle --prefix "$prefix" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error &
   pid=$!
   until curl -sf "http://127.0.0.1:$port/metrics" >/dev/null; do
     kill -0 "$pid" 2>/dev/null || { echo "worker-cost: the worker exited" >&2; exit 1; }
@@ -49,7 +49,7 @@ idle_rss() {
 run() {
   local n=$1 prefix="cost$RANDOM$RANDOM" pid drained start end cpu
   "$bin" enqueue sluice.echo --args '{}' --count "$n" --queue cost --prefix "$prefix" --url "$url" >/dev/null 2>&1
-  "$bin" worker --queue cost --prefix "$prefix" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error &
+  "${worker_command[@]}" --queue cost --prefix "$prefix" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error &
   pid=$!
   until [ "$(succeeded)" -gt 0 ]; do
     kill -0 "$pid" 2>/dev/null || { echo "worker-cost: the worker exited" >&2; exit 1; }

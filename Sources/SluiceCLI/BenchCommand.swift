@@ -5,6 +5,7 @@ import SluiceBenchmarks
 import SluiceCoordinator
 import SluiceCore
 import SluiceWire
+import SluiceWorkerProcess
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

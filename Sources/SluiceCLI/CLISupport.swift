@@ -1,33 +1,7 @@
 import ArgumentParser
 import Foundation
 import SluiceCore
-
-/// The key that signs and checks step outcomes: `--event-key-file`'s
-/// contents (surrounding whitespace dropped), else `SLUICE_EVENT_KEY`, else
-/// none (outcomes unsigned and unchecked).
-func eventSigner(keyFile: String?) throws -> EventSigner? {
-    var key: String?
-    if let keyFile {
-        guard let data = FileManager.default.contents(atPath: keyFile), let text = String(data: data, encoding: .utf8) else {
-            throw CLIError("cannot read --event-key-file \(keyFile)")
-        }
-        key = text.trimmingCharacters(in: .whitespacesAndNewlines)
-    } else {
-        key = ProcessInfo.processInfo.environment["SLUICE_EVENT_KEY"]
-    }
-    guard let key, !key.isEmpty else { return nil }
-    do {
-        return try EventSigner(key: Array(key.utf8))
-    } catch let error as SluiceError {
-        throw CLIError("the event key: \(error.message)")
-    }
-}
-
-/// An error printed as-is, exit status 1.
-struct CLIError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
+import SluiceWorkerProcess
 
 /// Reads JSON arguments from a literal, `@file`, or `-` (standard input);
 /// `option` names the option in the error.

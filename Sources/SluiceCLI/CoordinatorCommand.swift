@@ -7,6 +7,7 @@ import SluiceCore
 import SluiceRabbitMQ
 import SluiceWorkflow
 import UnixSignals
+import SluiceWorkerProcess
 
 struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

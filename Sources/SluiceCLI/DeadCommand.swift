@@ -4,6 +4,7 @@ import SluiceClient
 import SluiceCore
 import SluiceRabbitMQ
 import SluiceWire
+import SluiceWorkerProcess
 
 struct DeadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -8,6 +8,7 @@ import SluiceRabbitMQ
 import SluiceWire
 import SluiceWorkflow
 import SluiceAPI
+import SluiceWorkerProcess
 
 struct DevCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -5,6 +5,7 @@ import Foundation
 import SluiceClient
 import SluiceCore
 import SluiceRabbitMQ
+import SluiceWorkerProcess
 
 struct EnqueueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

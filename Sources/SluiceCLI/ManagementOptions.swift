@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SluiceMonitor
+import SluiceWorkerProcess
 
 /// Where the management API is, for the monitoring commands.
 struct ManagementOptions: ParsableArguments {

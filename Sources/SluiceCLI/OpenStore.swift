@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SluiceCoordinator
+import SluiceWorkerProcess
 
 /// Opens `sqlite:PATH` or `postgres://...`.
 func openStore(_ spec: String, logger: Logger) async throws -> any WorkflowStore {

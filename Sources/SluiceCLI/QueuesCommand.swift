@@ -4,6 +4,7 @@ import SluiceCore
 import SluiceMonitor
 import SluiceRabbitMQ
 import UnixSignals
+import SluiceWorkerProcess
 
 struct QueuesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -5,6 +5,7 @@ import SluiceCoordinator
 import SluiceRabbitMQ
 import SluiceWorkflow
 import SluiceAPI
+import SluiceWorkerProcess
 
 struct TaskCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -7,6 +7,7 @@ import SluiceRabbitMQ
 import SluiceWorkflow
 import Synchronization
 import SluiceAPI
+import SluiceWorkerProcess
 
 struct TopCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

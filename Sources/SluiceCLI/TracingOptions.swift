@@ -5,6 +5,7 @@ import OTel
 import ServiceLifecycle
 import SluiceCore
 import Tracing
+import SluiceWorkerProcess
 
 /// Where spans go: OTLP/HTTP to a collector (swift-otel), when asked for by
 /// `--otel-endpoint` or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /

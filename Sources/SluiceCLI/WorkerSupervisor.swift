@@ -39,7 +39,7 @@ final class WorkerSupervisor: Sendable {
         var partial: [UInt8] = []
         var killedForLimit = false
         /// The write end of the child's standard input: verdicts go there.
-        var input: FileHandle?
+        var input: PipeEnd?
         /// Started at least once: the exit loop restarts it from then on.
         var inUse = false
     }
@@ -122,7 +122,7 @@ final class WorkerSupervisor: Sendable {
                 let inFlight = Array(s.slots[slot].tasks.keys)
                 s.slots[slot].process = nil
                 // Closed here, under the lock that writes to it (`tell`), never while a write is under way.
-                try? s.slots[slot].input?.close()
+                s.slots[slot].input?.close()
                 s.slots[slot].input = nil
                 s.slots[slot].tasks = [:]
                 return (s.stopping, inFlight)
@@ -208,9 +208,9 @@ final class WorkerSupervisor: Sendable {
     /// (EPIPE: SIGPIPE is ignored).
     private func tell(_ lines: [String]) {
         guard !lines.isEmpty else { return }
-        let data = Data((lines.joined(separator: "\n") + "\n").utf8)
+        let data = Array((lines.joined(separator: "\n") + "\n").utf8)
         state.withLock { s in
-            for input in s.slots.compactMap(\.input) { try? input.write(contentsOf: data) }
+            for input in s.slots.compactMap(\.input) { try? input.write(data) }
         }
     }
 
@@ -287,7 +287,7 @@ final class WorkerSupervisor: Sendable {
         // What is known so far, then `ready`: the child starts consuming only after it.
         state.withLock { s in
             guard let handle = s.slots[slot].input else { return }
-            try? handle.write(contentsOf: Data((s.verdicts.lines + ["ready"]).joined(separator: "\n").utf8 + [UInt8(ascii: "\n")]))
+            try? handle.write(Array((s.verdicts.lines + ["ready"]).joined(separator: "\n").utf8) + [UInt8(ascii: "\n")])
         }
         // A stop that came while this one was being started.
         if stopping { child.signal(SIGTERM) }

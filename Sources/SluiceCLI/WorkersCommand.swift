@@ -3,6 +3,7 @@ import Foundation
 import SluiceCore
 import SluiceMonitor
 import SluiceRabbitMQ
+import SluiceWorkerProcess
 
 struct WorkersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

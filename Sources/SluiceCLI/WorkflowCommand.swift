@@ -7,6 +7,7 @@ import SluiceCoordinator
 import SluiceCore
 import SluiceWorkflow
 import SluiceAPI
+import SluiceWorkerProcess
 
 struct WorkflowCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

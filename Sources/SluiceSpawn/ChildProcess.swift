@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 public import Glibc
 #endif
-public import Foundation
 import Synchronization
 
 /// A child process started with `posix_spawn`, for code that starts
@@ -51,9 +50,9 @@ public final class ChildProcess: Sendable {
 
     public let pid: pid_t
     /// Our ends of piped streams: write to the child's input, read its output and errors.
-    public let standardInput: FileHandle?
-    public let standardOutput: FileHandle?
-    public let standardError: FileHandle?
+    public let standardInput: PipeEnd?
+    public let standardOutput: PipeEnd?
+    public let standardError: PipeEnd?
     private let inOwnGroup: Bool
     private let state = Mutex<(termination: Termination?, waiters: [CheckedContinuation<Termination, Never>])>((nil, []))
 
@@ -133,12 +132,18 @@ public final class ChildProcess: Sendable {
         }
         pid = child
         inOwnGroup = processGroup
-        standardInput = ours[0].map { FileHandle(fileDescriptor: $0, closeOnDealloc: true) }
-        standardOutput = ours[1].map { FileHandle(fileDescriptor: $0, closeOnDealloc: true) }
-        standardError = ours[2].map { FileHandle(fileDescriptor: $0, closeOnDealloc: true) }
-        let reaper = Thread { [self] in reap() }
-        reaper.name = "sluice-reaper"
-        reaper.start()
+        standardInput = ours[0].map(PipeEnd.init)
+        standardOutput = ours[1].map(PipeEnd.init)
+        standardError = ours[2].map(PipeEnd.init)
+        do {
+            try DetachedThread.start(stackSize: 64 << 10) { [self] in reap() }
+        } catch {
+            // No thread to wait for it: stop it rather than leave it unwatched.
+            _ = kill(processGroup ? -child : child, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(child, &status, 0) == -1 && errno == EINTR {}
+            throw error
+        }
     }
 
     /// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34 and later),

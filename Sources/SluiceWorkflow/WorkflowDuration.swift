@@ -1,44 +1,14 @@
 import Foundation
+import SluiceCore
 
 /// Durations in definitions: `"250ms"`, `"30s"`, `"5m"`, `"2h"`, `"1d"`, or
 /// combinations such as `"1h30m"`; a bare number means seconds.
 public enum WorkflowDuration {
     /// Milliseconds in `text`.
     public static func milliseconds(_ text: String) throws(WorkflowError) -> Int {
-        let s = text.trimmingCharacters(in: .whitespaces)
-        if let seconds = Double(s) {
-            guard seconds >= 0, seconds < 1e10 else { throw WorkflowError(.invalidDuration, "'\(text)' is out of range") }
-            return Int((seconds * 1000).rounded())
-        }
-        let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
-        var total = 0.0
-        var rest = Substring(s)
-        guard !rest.isEmpty else { throw WorkflowError(.invalidDuration, "empty duration") }
-        while !rest.isEmpty {
-            let digits = rest.prefix { $0.isNumber || $0 == "." }
-            guard let value = Double(digits) else {
-                throw WorkflowError(.invalidDuration, "'\(text)' is not a duration (like 250ms, 30s, 5m, 2h, 1d)")
-            }
-            rest = rest.dropFirst(digits.count)
-            guard let (unit, factor) = units.first(where: { rest.hasPrefix($0.0) && !(($0.0 == "m") && rest.hasPrefix("ms")) }) else {
-                throw WorkflowError(.invalidDuration, "'\(text)' is not a duration (like 250ms, 30s, 5m, 2h, 1d)")
-            }
-            rest = rest.dropFirst(unit.count)
-            total += value * factor
-        }
-        guard total < 1e13 else { throw WorkflowError(.invalidDuration, "'\(text)' is out of range") }
-        return Int(total.rounded())
+        do { return try DurationText.milliseconds(text) } catch { throw WorkflowError(.invalidDuration, error.message) }
     }
 
     /// The shortest text for a number of milliseconds (`90000` → `"1m30s"`).
-    public static func text(milliseconds: Int) -> String {
-        if milliseconds == 0 { return "0s" }
-        var rest = milliseconds
-        var out = ""
-        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] where rest >= size {
-            out += "\(rest / size)\(unit)"
-            rest %= size
-        }
-        return out
-    }
+    public static func text(milliseconds: Int) -> String { DurationText.text(milliseconds: milliseconds) }
 }

@@ -213,16 +213,19 @@ struct OperationsTests {
         #expect(before.filter(isAlive).isEmpty, "no worker process outlives the supervisor")
     }
 
-    @Test("/metrics on a worker that ran known tasks shows those counts")
-    func workerMetrics() async throws {
+    @Test("/metrics on a worker that ran known tasks shows those counts; `sluice worker` runs as sluice-worker unless told to stay in process",
+          arguments: [false, true])
+    func workerMetrics(inProcess: Bool) async throws {
         let h = try await TaskHarness.make()
         defer { Task { await h.broker.close() } }
-        let q = "met"
+        let q = "met\(inProcess ? "in" : "lean")"
         try await h.broker.prepare(queues: [q])
         let events = try await h.recordEvents()
         let port = CoordinatorProcess.freePort()
-        let worker = try SluiceBinary.start(["worker", "--url", h.url, "--prefix", h.topology.prefix, "--queue", q,
-                                             "--metrics", "127.0.0.1:\(port)", "--log-level", "warning"])
+        // --crash-limit means nothing without --processes: `sluice worker` leaves it out when it hands over.
+        let worker = try SluiceBinary.start(["worker", "--url", h.url, "--prefix", h.topology.prefix, "--queue", q, "--crash-limit", "3",
+                                             "--metrics", "127.0.0.1:\(port)", "--log-level", "warning"],
+                                            environment: inProcess ? ["SLUICE_WORKER_IN_PROCESS": "1"] : [:])
         defer { SluiceBinary.stopIfRunning(worker) }
         let client = TaskClient(broker: h.broker)
         var ids: Set<String> = []
@@ -233,14 +236,35 @@ struct OperationsTests {
         let text = try await eventually(30, "/metrics to count the 4 tasks") { () -> String? in
             // The metrics server may bind after the worker has run its first tasks.
             guard let (status, text) = try? await httpGet("http://127.0.0.1:\(port)/metrics") else { return nil }
-            return status == 200 && text.contains(#"sluice_tasks_in_flight{queue="met"} 0"#)
+            return status == 200 && text.contains(#"sluice_tasks_in_flight{queue="\#(q)"} 0"#)
                 && text.contains(#"outcome="dead"} 1"#) ? text : nil
         }
-        #expect(text.contains(#"sluice_tasks_total{task="sluice.echo",queue="met",outcome="succeeded"} 3"#), "\(text)")
-        #expect(text.contains(#"sluice_tasks_total{task="sluice.fail",queue="met",outcome="dead"} 1"#))
-        #expect(text.contains(#"sluice_task_duration_seconds_count{task="sluice.echo",queue="met"} 3"#))
-        #expect(text.contains(#"sluice_task_wait_seconds_count{queue="met"} 4"#))
-        #expect(text.contains(#"sluice_tasks_in_flight{queue="met"} 0"#))
+        #expect(text.contains(#"sluice_tasks_total{task="sluice.echo",queue="\#(q)",outcome="succeeded"} 3"#), "\(text)")
+        #expect(text.contains(#"sluice_tasks_total{task="sluice.fail",queue="\#(q)",outcome="dead"} 1"#))
+        #expect(text.contains(#"sluice_task_duration_seconds_count{task="sluice.echo",queue="\#(q)"} 3"#))
+        #expect(text.contains(#"sluice_task_wait_seconds_count{queue="\#(q)"} 4"#))
+        #expect(text.contains(#"sluice_tasks_in_flight{queue="\#(q)"} 0"#))
+        // The same pid, running the small binary (or, told so, still sluice itself).
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(worker.processIdentifier)/exe")) ?? ""
+        #expect(executable.hasSuffix(inProcess ? "/sluice" : "/sluice-worker"), "\(executable)")
+
+        // The metrics endpoint's edges: health, unknown paths and methods, garbage, a request that never ends.
+        #expect(try await httpGet("http://127.0.0.1:\(port)/healthz") == (200, "ok\n"))
+        let cases: [(String, String, String)] = [
+            ("an unknown path", "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 404"),
+            ("a POST", "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 405"),
+            ("no request line", "hello\r\n\r\n", "HTTP/1.1 400"),
+            ("a 100 kB header", "GET /metrics HTTP/1.1\r\nX-Big: " + String(repeating: "b", count: 100_000) + "\r\n\r\n", "HTTP/1.1 400"),
+        ]
+        for (what, request, expected) in cases {
+            let (response, closed) = await RawHTTP.exchange(port: port, Array(request.utf8))
+            #expect(response.hasPrefix(expected), "\(what): \(response.prefix(200))")
+            #expect(closed, "\(what): the connection was left open")
+        }
+        let (_, closed) = await RawHTTP.exchange(port: port, Array("GET /metrics HTTP/1.1\r\nHost: x\r\n".utf8), seconds: 30)
+        #expect(closed, "a half-sent request was left open")
+        #expect(try await httpGet("http://127.0.0.1:\(port)/healthz").0 == 200, "it still serves")
+
         kill(worker.processIdentifier, SIGTERM)
         #expect(try await within(60, "the worker to stop") { try await SluiceBinary.exitStatus(of: worker) } == 0)
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 @testable import SluiceCLI
 import Testing
+import SluiceWorkerProcess
 
 @Suite("Command-line values and shared options (in process)")
 struct ArgumentTypesTests {
@@ -37,8 +38,8 @@ struct ArgumentTypesTests {
                                                     "--shutdown-grace", "5s", "--max-body-bytes", "2MiB"]) as? WorkerCommand
         #expect(worker?.service.logLevel == .debug)
         #expect(worker?.service.metrics == "127.0.0.1:9410")
-        #expect(worker?.shutdownGrace.duration == .seconds(5))
-        #expect(worker?.maxBodyBytes.bytes == 2 << 20)
+        #expect(worker?.worker.shutdownGrace.duration == .seconds(5))
+        #expect(worker?.worker.maxBodyBytes.bytes == 2 << 20)
         let coordinator = try CoordinatorCommand.parseAsRoot(["--log-level", "warning", "--retention", "forever", "--lease-ttl", "3s"])
             as? CoordinatorCommand
         #expect(coordinator?.service.logLevel == .warning)

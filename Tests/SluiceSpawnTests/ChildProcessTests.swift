@@ -7,9 +7,9 @@ struct ChildProcessTests {
     func run(_ script: String, input: String = "", environment: [String: String] = [:]) async throws -> (ChildProcess.Termination, String) {
         let child = try ChildProcess(executable: "/bin/sh", arguments: ["-c", script], environment: environment,
                                      standardInput: .pipe, standardOutput: .pipe)
-        try child.standardInput?.write(contentsOf: Data(input.utf8))
-        try child.standardInput?.close()
-        let output = try child.standardOutput?.readToEnd() ?? Data()
+        try child.standardInput?.write(Array(input.utf8))
+        child.standardInput?.close()
+        let output = try child.standardOutput?.readToEnd() ?? []
         return (await child.wait(), String(decoding: output, as: UTF8.self))
     }
 

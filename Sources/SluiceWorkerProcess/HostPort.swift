@@ -1,8 +1,7 @@
 import ArgumentParser
-import Foundation
 
 /// `HOST:PORT` (IPv6 hosts in brackets).
-func parseHostPort(_ text: String) throws -> (String, Int) {
+public func parseHostPort(_ text: String) throws -> (String, Int) {
     guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
         throw ValidationError("'\(text)' is not HOST:PORT")
     }

@@ -1,4 +1,4 @@
-import Logging
+public import Logging
 import Synchronization
 
 /// Where the CLI's logs go: standard error, always, so that a command's
@@ -6,7 +6,7 @@ import Synchronization
 /// logging system is set up once per process (swift-log allows no second
 /// time); a service command sets its `--log-level` before it does, other
 /// commands keep warnings and errors.
-enum CLILogging {
+public enum CLILogging {
     private static let level = Mutex<Logger.Level>(.warning)
 
     private static let bootstrapped: Void = {
@@ -19,7 +19,7 @@ enum CLILogging {
 
     /// Sets up logging to standard error (once), at `level` if given for
     /// the loggers made from now on.
-    static func start(level: Logger.Level? = nil) {
+    public static func start(level: Logger.Level? = nil) {
         if let level { self.level.withLock { $0 = level } }
         _ = bootstrapped
     }

@@ -1,12 +1,11 @@
-import ArgumentParser
-import Foundation
-import SluiceAMQP
-import SluiceCore
-import SluiceRabbitMQ
+public import ArgumentParser
+public import SluiceAMQP
+public import SluiceCore
+public import SluiceRabbitMQ
 import SluiceWire
 
 /// Options every command shares.
-struct ConnectionOptions: ParsableArguments {
+public struct ConnectionOptions: ParsableArguments, Sendable {
     @Option(help: ArgumentHelp(
         "Broker URL (default: $SLUICE_URL, then the local private broker).",
         discussion: """
@@ -15,14 +14,14 @@ struct ConnectionOptions: ParsableArguments {
             or --url repeated (in SLUICE_URL: several URLs separated by spaces). A connection starts at a random node and moves to the next \
             when one cannot be reached or is lost.
             """))
-    var url: [String] = []
+    public var url: [String] = []
 
     @Option(help: "Name prefix of Sluice's exchanges and queues.")
-    var prefix: String = "sluice"
+    public var prefix: String = "sluice"
 
     @Option(help: ArgumentHelp("Deliveries after which the broker dead-letters a task that keeps crashing workers.",
                                discussion: "A queue argument: every process using a queue must agree on it."))
-    var deliveryLimit: Int = 10
+    public var deliveryLimit: Int = 10
 
     @Option(help: ArgumentHelp("Members of each quorum queue Sluice creates (x-quorum-initial-group-size).",
                                discussion: """
@@ -31,20 +30,22 @@ struct ConnectionOptions: ParsableArguments {
                                    every process the same value. A queue that already exists keeps its members \
                                    (change them with rabbitmq-queues grow or shrink).
                                    """))
-    var replicas: Int = 3
+    public var replicas: Int = 3
 
-    static let localBroker = "amqp://guest:guest@127.0.0.1:27170/%2f"
+    public init() {}
+
+    public static let localBroker = "amqp://guest:guest@127.0.0.1:27170/%2f"
 
     /// The URLs as given, for a child process's SLUICE_URL (which may hold
     /// several, separated by spaces: a URL has none); nil if none was given.
-    var urlEnvironment: String? { url.isEmpty ? nil : url.joined(separator: " ") }
+    public var urlEnvironment: String? { url.isEmpty ? nil : url.joined(separator: " ") }
 
     /// The broker URLs in force, as text: `--url`, else SLUICE_URL, else the local broker.
-    var urlText: String { urlEnvironment ?? ProcessInfo.processInfo.environment["SLUICE_URL"] ?? Self.localBroker }
+    public var urlText: String { urlEnvironment ?? Environment.value("SLUICE_URL") ?? Self.localBroker }
 }
 
 extension ConnectionOptions {
-    func resolvedURL() throws -> AMQPURL {
+    public func resolvedURL() throws -> AMQPURL {
         do {
             return try Self.brokerURL(urlText)
         } catch let error as AMQPError {
@@ -54,17 +55,17 @@ extension ConnectionOptions {
 
     /// The broker in a SLUICE_URL-style text: one URL (its nodes
     /// comma-separated), or several URLs of one cluster separated by spaces.
-    static func brokerURL(_ text: String) throws -> AMQPURL {
+    public static func brokerURL(_ text: String) throws -> AMQPURL {
         // Before any connection logs: to standard error, not into the command's output.
         CLILogging.start()
         return try AMQPURL(joining: text.split(separator: " ").map(String.init))
     }
 
-    func topology() throws -> Topology {
+    public func topology() throws -> Topology {
         do { return try Topology(prefix: prefix, deliveryLimit: deliveryLimit, replicas: replicas) } catch let error as SluiceError { throw ValidationError(error.message) }
     }
 
-    func connect(name: String) async throws -> RabbitMQBroker {
+    public func connect(name: String) async throws -> RabbitMQBroker {
         let url = try resolvedURL()
         do {
             return try await RabbitMQBroker.connect(url: url, topology: try topology(), connectionName: name)

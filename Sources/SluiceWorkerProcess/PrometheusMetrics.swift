@@ -1,20 +1,17 @@
-import Foundation
-import Hummingbird
-import Logging
+public import Logging
 import Metrics
-import NIOCore
 import Prometheus
-import ServiceLifecycle
-import SluiceAMQP
+public import ServiceLifecycle
+public import SluiceAMQP
 import Synchronization
 
 /// The process's Prometheus registry: `--metrics` bootstraps swift-metrics
 /// with it, and `/metrics` prints it.
-enum PrometheusMetrics {
+public enum PrometheusMetrics {
     static let registry = PrometheusCollectorRegistry()
 
     /// Sends every swift-metrics metric of this process to the registry.
-    static func bootstrap() {
+    public static func bootstrap() {
         var factory = PrometheusMetricsFactory(registry: registry)
         // Task runs from 1 ms to 10 min; the default buckets stop at 10 s.
         factory.defaultDurationHistogramBuckets = [
@@ -31,7 +28,7 @@ enum PrometheusMetrics {
 
     /// Reports, at each scrape, which broker node `connection` is on:
     /// `sluice_broker_node{node="host:port"} 1` (0 for a node it left).
-    static func reportNode(of connection: AMQPConnection) {
+    public static func reportNode(of connection: AMQPConnection) {
         watched.withLock { $0.connection = connection }
     }
 
@@ -47,7 +44,7 @@ enum PrometheusMetrics {
     }
 
     /// The registry as Prometheus text.
-    static func text() -> [UInt8] {
+    public static func text() -> [UInt8] {
         refreshBrokerNode()
         var buffer: [UInt8] = []
         buffer.reserveCapacity(8192)
@@ -56,14 +53,8 @@ enum PrometheusMetrics {
     }
 
     /// An HTTP server for `GET /metrics` (and `/healthz`) on HOST:PORT.
-    static func server(_ hostPort: String, logger: Logger) throws -> some Service {
+    public static func server(_ hostPort: String, logger: Logger) throws -> some Service {
         let (host, port) = try parseHostPort(hostPort)
-        let router = Router()
-        router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: text())))
-        }
-        router.get("/healthz") { _, _ in "ok\n" }
-        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "sluice-metrics"),
-                           logger: logger)
+        return MetricsServer(host: host, port: port, logger: logger) { text() }
     }
 }

@@ -1,6 +1,8 @@
-import Foundation
-import ServiceLifecycle
-import SluiceWorker
+#if canImport(Glibc)
+import Glibc
+#endif
+public import ServiceLifecycle
+public import SluiceWorker
 
 /// Hands the heap a worker freed back to the system once the worker is idle.
 ///
@@ -10,9 +12,14 @@ import SluiceWorker
 /// few seconds, if the worker has finished tasks since the last look and
 /// runs none now, it trims. A trim walks the free lists: cheap next to a
 /// burst of tasks, and never done while tasks run.
-struct IdleMemoryTrim: Service {
-    let worker: Worker
-    var interval: Duration = .seconds(5)
+public struct IdleMemoryTrim: Service {
+    public let worker: Worker
+    public var interval: Duration = .seconds(5)
+
+    public init(worker: Worker, interval: Duration = .seconds(5)) {
+        self.worker = worker
+        self.interval = interval
+    }
 
     /// glibc's `malloc_trim`, looked up at run time: Swift's Glibc module does not declare it.
     private static let trim: (@convention(c) (Int) -> Int32)? = {
@@ -20,7 +27,7 @@ struct IdleMemoryTrim: Service {
         return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
     }()
 
-    func run() async throws {
+    public func run() async throws {
         guard let trim = Self.trim else {
             // No malloc_trim (not glibc): nothing to do, but returning would end the worker's service group.
             try? await gracefulShutdown()

@@ -1,24 +1,36 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import SluiceCore
 import SluiceSpawn
-import SluiceWorker
+public import SluiceWorker
 import Synchronization
 
 /// Runs a shell command per task (`sluice worker --exec`).
-struct ExecHandler: Sendable {
-    let command: String
+public struct ExecHandler: Sendable {
+    public let command: String
     /// A tracer exports spans: `SLUICE_TRACEPARENT` names the handler's own
     /// span, so what the command starts is its child. Without one it is the
     /// value the task arrived with.
-    var traced = false
+    public var traced = false
     /// Standard output kept as the result.
     let maxOutput = 64 << 10
     /// Variables of the worker that a task's command does not inherit: the
     /// broker URL (with its password), the API token, the store URL, the event key.
-    static let withheldVariables = ["SLUICE_URL", "SLUICE_API_TOKEN", "SLUICE_STORE", "SLUICE_MANAGEMENT_URL", "SLUICE_EVENT_KEY"]
+    public static let withheldVariables = ["SLUICE_URL", "SLUICE_API_TOKEN", "SLUICE_STORE", "SLUICE_MANAGEMENT_URL", "SLUICE_EVENT_KEY"]
 
-    func handle(_ context: TaskContext) async throws -> [UInt8]? {
-        var environment = ProcessInfo.processInfo.environment
+    public init(command: String, traced: Bool = false) {
+        self.command = command
+        self.traced = traced
+    }
+
+    public func handle(_ context: TaskContext) async throws -> [UInt8]? {
+        var environment = Environment.all()
         // The worker's own secrets are not the task's: a script gets its task, not the broker's password.
         for secret in Self.withheldVariables { environment[secret] = nil }
         environment["SLUICE_TASK_ID"] = context.id
@@ -47,18 +59,27 @@ struct ExecHandler: Sendable {
         // thread of its own: a child may write all its output before it
         // reads its input, or never read it (the write then fails with
         // EPIPE, which is fine: the worker ignores SIGPIPE).
-        let arguments = Data(context.arguments)
-        if let input = child.standardInput {
-            Thread {
-                try? input.write(contentsOf: arguments)
-                try? input.close()
-            }.start()
-        }
-        if let output = child.standardOutput {
-            Thread {
-                while let data = try? output.read(upToCount: 64 << 10), !data.isEmpty { collected.append(data) }
+        let arguments = context.arguments
+        do {
+            if let input = child.standardInput {
+                try DetachedThread.start {
+                    try? input.write(arguments)
+                    input.close()
+                }
+            }
+            if let output = child.standardOutput {
+                try DetachedThread.start {
+                    while let data = try? output.read(), !data.isEmpty { collected.append(data) }
+                    collected.finish()
+                }
+            } else {
                 collected.finish()
-            }.start()
+            }
+        } catch {
+            // No thread for the pipes: the command cannot be fed; end it and try again later.
+            child.signal(SIGKILL)
+            _ = await child.wait()
+            throw TaskFailure(kind: "exec_failed", "cannot run \(command) now: \(error)")
         }
         let termination = await withTaskCancellationHandler {
             await child.wait()
@@ -74,9 +95,10 @@ struct ExecHandler: Sendable {
             let bytes = collected.bytes
             // A JSON result is kept as is; other text becomes a JSON string.
             if bytes.isEmpty { return nil }
-            if (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) != nil { return bytes }
-            let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            return Array((try? JSONEncoder().encode(text)) ?? Data())
+            if TaskEnvelope.isValidJSON(bytes) { return bytes }
+            let text = String(decoding: bytes, as: UTF8.self)
+            let trimmed = String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+            return Array((try? JSONEncoder().encode(trimmed)) ?? Data())
         case .exited(75):
             throw TaskFailure(kind: "exec_retry", "the command asked for a retry (exit 75)")
         case .exited(let status):
@@ -90,7 +112,7 @@ struct ExecHandler: Sendable {
 /// Standard output collected from a child, capped, and whether it has ended.
 final class OutputBuffer: Sendable {
     private struct State {
-        var data = Data()
+        var data: [UInt8] = []
         var finished = false
         var waiter: CheckedContinuation<Void, Never>?
     }
@@ -98,8 +120,8 @@ final class OutputBuffer: Sendable {
     private let limit: Int
     init(limit: Int) { self.limit = limit }
 
-    func append(_ more: Data) {
-        state.withLock { s in if s.data.count < limit { s.data.append(more.prefix(limit - s.data.count)) } }
+    func append(_ more: [UInt8]) {
+        state.withLock { s in if s.data.count < limit { s.data.append(contentsOf: more.prefix(limit - s.data.count)) } }
     }
 
     /// The output reached its end.
@@ -133,5 +155,5 @@ final class OutputBuffer: Sendable {
         }
     }
 
-    var bytes: [UInt8] { state.withLock { Array($0.data) } }
+    var bytes: [UInt8] { state.withLock { $0.data } }
 }

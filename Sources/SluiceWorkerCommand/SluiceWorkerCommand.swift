@@ -1,0 +1,37 @@
+import ArgumentParser
+import Logging
+import SluiceCore
+import SluiceWorkerProcess
+
+/// `sluice-worker`: the worker of `sluice worker` in a binary of its own,
+/// which links the worker's modules and nothing of the rest of the CLI, so
+/// that a worker process stays small (docs/performance.md). `sluice worker`
+/// runs it when it is installed beside `sluice`.
+@main
+struct SluiceWorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice-worker",
+        abstract: "Run tasks from one or more queues until SIGTERM or Ctrl-C (the worker of `sluice worker`, in a small binary).",
+        discussion: """
+        The same worker and options as `sluice worker`, which runs this binary when it sits beside \
+        `sluice` (set SLUICE_WORKER_IN_PROCESS=1 to keep the worker inside `sluice`). What needs the \
+        whole CLI stays there: --processes and --hard-time-limit (a supervisor of worker processes), \
+        and exporting traces (--otel-endpoint, OTEL_EXPORTER_OTLP_ENDPOINT).
+
+        Built-in tasks: sluice.echo, sluice.sleep {"seconds": 2}, sluice.fail {"times": 2}, \
+        sluice.crash. With --exec, every other task runs a command (see `sluice worker --help`).
+        """,
+        version: SluiceVersion.current)
+
+    @OptionGroup var worker: WorkerOptions
+    @OptionGroup var service: ServiceOptions
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        service.bootstrapLogging()
+        if Environment.value("OTEL_EXPORTER_OTLP_ENDPOINT") != nil || Environment.value("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != nil {
+            Logger(label: "sluice.worker").warning("sluice-worker exports no trace spans; run `sluice worker` for that")
+        }
+        try await WorkerProcess.run(worker, service: service, connection: connection)
+    }
+}
