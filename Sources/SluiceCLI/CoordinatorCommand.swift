@@ -131,8 +131,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let leaseTTL = leaseTtl.duration
         let verifier = try eventSigner(keyFile: service.eventKeyFile)
         if service.supervised {
-            SupervisedChild.resetSignals()
-            SupervisedChild.stopWhenSupervisorGoes()
+            SupervisedWorker.resetSignals()
+            try SupervisedWorker.stopWhenSupervisorGoes()
         }
         PrometheusMetrics.bootstrap()
         let location = store ?? ProcessInfo.processInfo.environment["SLUICE_STORE"] ?? "sqlite:sluice-coordinator.sqlite"

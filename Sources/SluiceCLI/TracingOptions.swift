@@ -27,6 +27,14 @@ struct TracingOptions: ParsableArguments {
         }
     }
 
+    /// Whether trace export is asked for at all, by an option or the
+    /// environment, even if the environment then turns it off
+    /// (`sluice-worker` knows none of it: such a worker stays in `sluice`).
+    var isAsked: Bool {
+        let environment = ProcessInfo.processInfo.environment
+        return otelEndpoint != nil || environment["OTEL_EXPORTER_OTLP_ENDPOINT"] != nil || environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] != nil
+    }
+
     /// Whether spans are exported at all.
     var isEnabled: Bool {
         let environment = ProcessInfo.processInfo.environment

@@ -36,9 +36,10 @@ struct WorkerCommand: AsyncParsableCommand {
         --metrics HOST:PORT serves Prometheus text at /metrics (with --processes, process i \
         listens on PORT+i).
 
-        A worker process without a supervisor or trace export runs as sluice-worker, a binary \
+        Worker processes (this one, or those a supervisor runs) run as sluice-worker, a binary \
         of the worker alone that needs less than half the memory, when it is installed beside \
-        sluice (same pid, options and environment; SLUICE_WORKER_IN_PROCESS=1 keeps it in sluice).
+        sluice and no trace export is asked for (same pid, options and environment; \
+        SLUICE_WORKER_IN_PROCESS=1 keeps them in sluice).
         """)
 
     @OptionGroup var worker: WorkerOptions
@@ -72,32 +73,13 @@ struct WorkerCommand: AsyncParsableCommand {
         // such writes fail with EPIPE instead.
         signal(SIGPIPE, SIG_IGN)
         if !supervised && (processes != nil || hardTimeLimit != nil) { return try await supervise() }
-        if !supervised && !tracing.isEnabled { LeanWorker.replaceThisProcess() }
-        if supervised { SupervisedChild.resetSignals() }
+        if !supervised && !tracing.isAsked, let lean = LeanWorker.path() { LeanWorker.replaceThisProcess(with: lean) }
         service.bootstrapLogging()
         let logger = Logger(label: "sluice.worker")
         // Before the worker exists: it leaves out tracing when no tracer is bootstrapped.
         let exporter = try tracing.bootstrap(serviceName: "sluice-worker", logger: logger)
-        let supervised = self.supervised, isolation = self.isolation, crashLimit = self.crashLimit
-        try await WorkerProcess.run(worker, service: service, connection: connection, tracer: exporter) { configuration in
-            guard supervised else { return }
-            configuration.taskReporter = { report in
-                switch report {
-                case .started(let id): SupervisedChild.report("started", taskID: id)
-                case .finished(let id): SupervisedChild.report("finished", taskID: id)
-                }
-            }
-            configuration.admission = { task in
-                CrashVerdicts.shared.admission(task, inIsolation: isolation, crashLimit: crashLimit)
-            }
-            if isolation {
-                configuration.consumesIsolationQueues = true
-                configuration.concurrency = 1
-                // Suspects run one at a time and rarely: no share of the limits.
-                configuration.rateLimits = []
-            }
-            await SupervisedChild.listenToSupervisor()
-        }
+        try await WorkerProcess.run(worker, service: service, connection: connection, tracer: exporter,
+                                    supervision: supervised ? Supervision(isolation: isolation, crashLimit: crashLimit) : nil)
     }
 
     /// Runs --processes children: this command again, without the
@@ -107,8 +89,11 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = Logger(label: "sluice.worker.supervisor")
         let count = processes ?? 1
         let metricsBase = try service.metrics.map(parseHostPort)
-        let original = Array(CommandLine.arguments.dropFirst())
-        let arguments: @Sendable (Int) -> [String] = { slot in
+        // The children run sluice-worker when it is there and no tracing is asked for (it exports none).
+        let lean = tracing.isAsked ? nil : LeanWorker.path()
+        var original = Array(CommandLine.arguments.dropFirst())
+        if lean != nil, let command = original.firstIndex(of: "worker") { original.remove(at: command) }
+        let arguments: @Sendable (Int) -> [String] = { [original] slot in
             var out: [String] = []
             var i = 0
             while i < original.count {
@@ -132,7 +117,7 @@ struct WorkerCommand: AsyncParsableCommand {
         var environment: [String: String] = [:]
         if let url = connection.urlEnvironment { environment["SLUICE_URL"] = url }
         let supervisor = WorkerSupervisor(count: count, hardLimit: hardTimeLimit?.duration, crashLimit: crashLimit,
-                                          logger: logger, environment: environment, arguments: arguments)
+                                          logger: logger, executable: lean, environment: environment, arguments: arguments)
         logger.info("supervising worker processes", metadata: ["processes": "\(count)", "hard-time-limit": "\(hardTimeLimit?.description ?? "none")"])
         let status = await supervisor.run()
         if status != 0 { throw ExitCode(status) }

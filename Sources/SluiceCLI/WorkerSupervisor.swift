@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SluiceSpawn
+import SluiceWorkerProcess
 import Synchronization
 import UnixSignals
 
@@ -66,6 +67,8 @@ final class WorkerSupervisor: Sendable {
     }
 
     private let arguments: @Sendable (Int) -> [String]
+    /// The children's program: nil for this very binary (`sluice`).
+    private let executable: String?
     private let environment: [String: String]
     private let count: Int
     private let hardLimit: Duration?
@@ -77,9 +80,11 @@ final class WorkerSupervisor: Sendable {
     private let exits = AsyncStream<(Int, Int32)>.makeStream()
 
     /// `arguments(slot)`: the command line of a child; slot `count` is the
-    /// child that runs suspects (its arguments should add `--isolation`).
-    init(count: Int, hardLimit: Duration?, crashLimit: Int = 2, logger: Logger, environment: [String: String] = [:],
-         arguments: @escaping @Sendable (Int) -> [String]) {
+    /// child that runs suspects (its arguments should add `--isolation`);
+    /// `executable`: the program to run (sluice-worker), else this binary.
+    init(count: Int, hardLimit: Duration?, crashLimit: Int = 2, logger: Logger, executable: String? = nil,
+         environment: [String: String] = [:], arguments: @escaping @Sendable (Int) -> [String]) {
+        self.executable = executable
         self.environment = environment
         self.crashLimit = max(1, crashLimit)
         self.count = count
@@ -233,7 +238,7 @@ final class WorkerSupervisor: Sendable {
         let continuation = exits.continuation
         let child: ChildProcess
         do {
-            child = try SupervisedChild.spawn(arguments(slot), environment: environment, output: .pipe)
+            child = try SupervisedChild.spawn(executable: executable, arguments(slot), environment: environment, output: .pipe)
         } catch {
             logger.error("cannot start a worker process", metadata: ["error": "\(error)"])
             continuation.yield((slot, 127))
@@ -380,102 +385,16 @@ enum SupervisedChild {
         return (process, input)
     }
 
-    /// The same, started at once with `posix_spawn` (see ``ChildProcess``;
-    /// a supervisor restarts children often): its standard input is
+    /// The same (or `executable ARGUMENTS`), started at once with `posix_spawn`
+    /// (see ``ChildProcess``; a supervisor restarts children often): its standard input is
     /// ``ChildProcess/standardInput``, its output goes where `output` says,
     /// its errors to ours.
-    static func spawn(_ arguments: [String], environment: [String: String] = [:], output: ChildProcess.Stream) throws -> ChildProcess {
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+    static func spawn(executable: String? = nil, _ arguments: [String], environment: [String: String] = [:],
+                      output: ChildProcess.Stream) throws -> ChildProcess {
+        let executable = executable ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         return try ChildProcess(executable: executable, arguments: arguments,
                                 environment: ProcessInfo.processInfo.environment.merging(environment) { _, new in new },
                                 standardInput: .pipe, standardOutput: output, standardError: .inherit)
     }
-
-    /// Tells the supervisor that a task started or finished (`started`/`finished <hex id>`).
-    static func report(_ event: String, taskID: String) {
-        report("\(event) \(SupervisorLine.encode(taskID))")
-    }
-
-    static func report(_ line: String) {
-        let bytes = Array((line + "\n").utf8)
-        bytes.withUnsafeBytes { _ = write(STDOUT_FILENO, $0.baseAddress, $0.count) }
-    }
-
-    /// A spawned process inherits ignored and blocked signals from whatever
-    /// started its parent: put SIGTERM and SIGINT back to their defaults, so
-    /// that the supervisor's SIGTERM always reaches the service group.
-    static func resetSignals() {
-        signal(SIGTERM, SIG_DFL)
-        signal(SIGINT, SIG_DFL)
-        var set = sigset_t()
-        sigemptyset(&set)
-        sigaddset(&set, SIGTERM)
-        sigaddset(&set, SIGINT)
-        pthread_sigmask(SIG_UNBLOCK, &set, nil)
-    }
-
-    /// For a worker process: reads the supervisor's verdicts from standard
-    /// input (see ``CrashVerdicts``) on a thread of its own, returns once the
-    /// first batch has arrived (`ready`), and stops the process when the
-    /// supervisor goes (end-of-file).
-    static func listenToSupervisor() async {
-        let ready = OnceSignal()
-        let thread = Thread {
-            var pending: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = read(STDIN_FILENO, &buffer, buffer.count)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                pending += buffer[0..<n]
-                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                    let line = String(decoding: pending[..<newline], as: UTF8.self)
-                    pending.removeSubrange(...newline)
-                    if CrashVerdicts.shared.apply(line: line) { ready.fire() }
-                }
-            }
-            ready.fire()
-            kill(getpid(), SIGTERM)
-        }
-        thread.start()
-        await ready.wait()
-    }
-
-    static func stopWhenSupervisorGoes() {
-        let thread = Thread {
-            var buffer = [UInt8](repeating: 0, count: 64)
-            while true {
-                let n = read(STDIN_FILENO, &buffer, buffer.count)
-                if n == 0 || (n < 0 && errno != EINTR) { break }
-            }
-            kill(getpid(), SIGTERM)
-        }
-        thread.start()
-    }
 }
 
-/// A one-time signal a thread fires and an async caller awaits.
-final class OnceSignal: Sendable {
-    private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func fire() {
-        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-            if s.fired { return [] }
-            s.fired = true
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for w in waiters { w.resume() }
-    }
-
-    func wait() async {
-        await withCheckedContinuation { continuation in
-            let fired = state.withLock { s -> Bool in
-                if s.fired { return true }
-                s.waiters.append(continuation)
-                return false
-            }
-            if fired { continuation.resume() }
-        }
-    }
-}

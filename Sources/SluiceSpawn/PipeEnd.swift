@@ -5,7 +5,10 @@ import Synchronization
 
 /// Our end of a pipe to or from a child: a descriptor this object owns and
 /// closes (at the latest when it goes away). Plain read(2) and write(2), so
-/// that code starting processes needs nothing of Foundation.
+/// that code starting processes needs nothing of Foundation. One thread
+/// reads or writes it at a time, and closes it only when that is done: a
+/// `close()` racing a `read` could let the read reach a descriptor number
+/// the system has given out again.
 public final class PipeEnd: Sendable {
     private let descriptor: Atomic<Int32>
 

@@ -26,12 +26,22 @@ struct SluiceWorkerCommand: AsyncParsableCommand {
     @OptionGroup var worker: WorkerOptions
     @OptionGroup var service: ServiceOptions
     @OptionGroup var connection: ConnectionOptions
+    /// What `sluice worker --processes` gives the processes it runs (see its help).
+    @Option(help: .hidden) var crashLimit: Int = 2
+    @Flag(help: .hidden) var isolation = false
+
+    func validate() throws {
+        guard (1...100).contains(crashLimit) else { throw ValidationError("--crash-limit must be from 1 to 100") }
+    }
 
     func run() async throws {
         service.bootstrapLogging()
-        if Environment.value("OTEL_EXPORTER_OTLP_ENDPOINT") != nil || Environment.value("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != nil {
+        let endpoint = Environment.value("OTEL_EXPORTER_OTLP_ENDPOINT") ?? Environment.value("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        if endpoint != nil && Environment.value("OTEL_SDK_DISABLED")?.lowercased() != "true"
+            && Environment.value("OTEL_TRACES_EXPORTER")?.lowercased() != "none" {
             Logger(label: "sluice.worker").warning("sluice-worker exports no trace spans; run `sluice worker` for that")
         }
-        try await WorkerProcess.run(worker, service: service, connection: connection)
+        let supervision = service.supervised ? Supervision(isolation: isolation, crashLimit: crashLimit) : nil
+        try await WorkerProcess.run(worker, service: service, connection: connection, supervision: supervision)
     }
 }

@@ -67,9 +67,9 @@ public enum BuiltinTasks {
         return r
     }
 
-    /// `x` with one decimal, as `%.1f` writes it.
+    /// `x` (not negative) with one decimal, as `%.1f` writes it.
     static func oneDecimal(_ x: Double) -> String {
-        let tenths = Int((x * 10).rounded())
+        let tenths = Int((x * 10).rounded(.toNearestOrEven))
         return "\(tenths / 10).\(tenths % 10)"
     }
 }

@@ -9,11 +9,10 @@ public import SluiceCore
 public func eventSigner(keyFile: String?) throws -> EventSigner? {
     var key: String?
     if let keyFile {
-        guard let bytes = readSmallFile(keyFile, limit: 1 << 20) else {
+        guard let bytes = readSmallFile(keyFile, limit: 1 << 20), let text = String(validating: bytes, as: UTF8.self) else {
             throw CLIError("cannot read --event-key-file \(keyFile)")
         }
         // Without the whitespace and line ends around it (a file's last newline above all).
-        let text = String(decoding: bytes, as: UTF8.self)
         key = String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
     } else {
         key = Environment.value("SLUICE_EVENT_KEY")

@@ -95,7 +95,7 @@ public struct ExecHandler: Sendable {
             let bytes = collected.bytes
             // A JSON result is kept as is; other text becomes a JSON string.
             if bytes.isEmpty { return nil }
-            if TaskEnvelope.isValidJSON(bytes) { return bytes }
+            if TaskEnvelope.isValidJSON(bytes) && String(validating: bytes, as: UTF8.self) != nil { return bytes }
             let text = String(decoding: bytes, as: UTF8.self)
             let trimmed = String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
             return Array((try? JSONEncoder().encode(trimmed)) ?? Data())

@@ -11,8 +11,8 @@ import SluiceSpawn
 ///
 /// One request per connection (`Connection: close`), one connection at a
 /// time; a client gets 5 s in all to send its request head (at most 8 KiB),
-/// 5 s for each write of the answer and 1 s of lingering close, so a slow
-/// or silent one holds the next scrape back by seconds, not longer.
+/// 5 s in all to take the answer and 1 s of lingering close, so a slow or
+/// silent one holds the next scrape back by 11 s at most.
 public struct MetricsServer: Service {
     public let host: String
     public let port: Int
@@ -99,36 +99,56 @@ public struct MetricsServer: Service {
             if fds[1].revents != 0 { return }
             guard fds[0].revents != 0 else { continue }
             let client = accept(listener, nil, nil)
-            guard client >= 0 else { continue }  // the peer left already, or out of descriptors for now
+            guard client >= 0 else {
+                // Out of descriptors or memory: the connection stays queued and
+                // poll would return at once, again and again. Wait a second
+                // (or for the stop) before trying again.
+                if [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(errno) {
+                    var stopOnly = pollfd(fd: stop, events: Int16(POLLIN), revents: 0)
+                    if poll(&stopOnly, 1, 1000) > 0 { return }
+                }
+                continue  // otherwise the peer left already
+            }
             _ = fcntl(client, F_SETFD, FD_CLOEXEC)
             answer(client, metrics: metrics)
             close(client)
         }
     }
 
-    /// Reads one request head and writes its answer.
+    /// Waits until `client` can be read (or written) before `deadline`.
+    private static func wait(_ client: Int32, for events: Int32, until deadline: ContinuousClock.Instant) -> Bool {
+        while true {
+            let left = ContinuousClock.now.duration(to: deadline)
+            guard left > .zero else { return false }
+            let ms = Int32(min(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1, 10_000))
+            var fd = pollfd(fd: client, events: Int16(events), revents: 0)
+            let n = poll(&fd, 1, ms)
+            if n > 0 { return true }
+            if n < 0 && errno != EINTR { return false }
+        }
+    }
+
+    /// Reads one request head and writes its answer: 5 s in all for the
+    /// head, 5 s for the answer, 1 s of lingering close.
     private static func answer(_ client: Int32, metrics: () -> [UInt8]) {
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        _ = setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        _ = setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var head: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 2048)
         let end: [UInt8] = Array("\r\n\r\n".utf8)
-        // 5 s in all, however the bytes trickle in.
-        let deadline = ContinuousClock.now + .seconds(5)
-        while !head.ends(with: end) && head.count < 8192 && ContinuousClock.now < deadline {
-            let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return }  // gone, or too slow
+        let headDeadline = ContinuousClock.now + .seconds(5)
+        while head.count < 8192 && head.firstRange(of: end) == nil {
+            guard wait(client, for: Int32(POLLIN), until: headDeadline) else { break }
+            let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            guard n > 0 else { return }  // gone
             head += buffer[0..<n]
-            // The head may come with a body or a pipelined request: only the first line matters.
-            if head.firstRange(of: end) != nil { break }
         }
         let response = Self.response(toHead: head, metrics: metrics)
         var sent = 0
+        let sendDeadline = ContinuousClock.now + .seconds(5)
         while sent < response.count {
-            let n = response.withUnsafeBytes { send(client, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
+            guard wait(client, for: Int32(POLLOUT), until: sendDeadline) else { return }
+            let n = response.withUnsafeBytes { send(client, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
             guard n > 0 else { return }
             sent += n
         }
@@ -136,13 +156,11 @@ public struct MetricsServer: Service {
         // too long to read) is read and dropped for up to 1 s, so that closing
         // with unread input does not reset the connection under the answer.
         _ = shutdown(client, Int32(SHUT_WR))
-        var linger = timeval(tv_sec: 1, tv_usec: 0)
-        _ = setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &linger, socklen_t(MemoryLayout<timeval>.size))
-        var drained = 0
         let lingerEnd = ContinuousClock.now + .seconds(1)
-        while drained < 1 << 20 && ContinuousClock.now < lingerEnd {
-            let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
+        var drained = 0
+        while drained < 1 << 20 && wait(client, for: Int32(POLLIN), until: lingerEnd) {
+            let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
             guard n > 0 else { break }
             drained += n
         }
@@ -174,8 +192,3 @@ public struct MetricsServer: Service {
     }
 }
 
-extension Array where Element == UInt8 {
-    fileprivate func ends(with suffix: [UInt8]) -> Bool {
-        count >= suffix.count && self[(count - suffix.count)...].elementsEqual(suffix)
-    }
-}

@@ -5,7 +5,7 @@ import Logging
 public import ServiceLifecycle
 import SluiceCore
 import SluiceRabbitMQ
-public import SluiceWorker
+import SluiceWorker
 import UnixSignals
 
 /// A worker process: built-in tasks and `--exec`, the options' limits, a
@@ -13,19 +13,22 @@ import UnixSignals
 /// SIGTERM or SIGINT. `sluice worker` and `sluice-worker` both run this.
 public enum WorkerProcess {
     /// Runs the worker. `tracer`, when spans are exported, runs beside it
-    /// and stops last; `prepare` adjusts the configuration last of all.
+    /// and stops last; `supervision`, for a process a supervisor runs.
     public static func run(_ options: WorkerOptions, service: ServiceOptions, connection: ConnectionOptions,
-                           tracer: (any Service)? = nil,
-                           prepare: (inout Worker.Configuration) async throws -> Void = { _ in }) async throws {
+                           tracer: (any Service)? = nil, supervision: Supervision? = nil) async throws {
         // A --exec child that exits without reading its input must not kill
         // the worker: such writes fail with EPIPE instead.
         signal(SIGPIPE, SIG_IGN)
+        if supervision != nil { SupervisedWorker.resetSignals() }
         let logger = Logger(label: "sluice.worker")
         var registry = BuiltinTasks.registry()
         if let exec = options.exec { registry.fallback = ExecHandler(command: exec, traced: tracer != nil).handle }
         var configuration = try options.configuration()
         configuration.eventSigner = try eventSigner(keyFile: service.eventKeyFile)
-        try await prepare(&configuration)
+        if let supervision {
+            supervision.apply(to: &configuration)
+            try await SupervisedWorker.listenToSupervisor()
+        }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let metrics = service.metrics {
             PrometheusMetrics.bootstrap()

@@ -186,6 +186,10 @@ struct OperationsTests {
             }
         }
         let first = try await threeChildren("3 worker processes")
+        for child in first {
+            let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(child)/exe")) ?? ""
+            #expect(executable.hasSuffix("/sluice-worker"), "the worker processes run the small binary: \(executable)")
+        }
         // Crash one: the supervisor starts a new one.
         let victim = first.sorted()[0]
         kill(victim, SIGKILL)

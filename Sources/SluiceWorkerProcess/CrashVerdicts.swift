@@ -1,7 +1,6 @@
-import Foundation
 import SluiceWire
-import SluiceCore
-import SluiceWorker
+public import SluiceCore
+public import SluiceWorker
 import Synchronization
 
 /// In a supervised worker process: what the supervisor has concluded about
@@ -12,8 +11,8 @@ import Synchronization
 /// the verdicts it had at the child's start are sent); the child decides each task's
 /// admission from them. Ids travel hex-encoded, so that no id can break the
 /// line protocol.
-final class CrashVerdicts: Sendable {
-    static let shared = CrashVerdicts()
+public final class CrashVerdicts: Sendable {
+    public static let shared = CrashVerdicts()
 
     private struct State {
         var suspects: Set<String> = []
@@ -25,11 +24,11 @@ final class CrashVerdicts: Sendable {
     /// `.deadLetter` for a task that crashed its process again and again
     /// while running alone; `.isolate` for one that was running when a
     /// process died (unless this is the process that runs those).
-    func admission(_ task: TaskEnvelope, inIsolation: Bool, crashLimit: Int) -> Worker.Admission {
+    public func admission(_ task: TaskEnvelope, inIsolation: Bool, crashLimit: Int) -> Worker.Admission {
         let (poison, suspect) = state.withLock { ($0.poisons.contains(task.id), $0.suspects.contains(task.id)) }
         if poison {
             // Told back, so that the supervisor forgets it: a later task may reuse the id.
-            SupervisedChild.report("poisoned", taskID: task.id)
+            SupervisedWorker.report("poisoned", taskID: task.id)
             return .deadLetter(.crashedWorker, "the task crashed its worker process \(crashLimit) times while it ran alone")
         }
         return suspect && !inIsolation ? .isolate : .run
@@ -37,7 +36,7 @@ final class CrashVerdicts: Sendable {
 
     /// Applies one line from the supervisor; true for `ready`.
     @discardableResult
-    func apply(line: String) -> Bool {
+    public func apply(line: String) -> Bool {
         let parts = line.split(separator: " ", maxSplits: 1)
         if parts.first == "ready" { return true }
         guard parts.count == 2, let id = SupervisorLine.decode(String(parts[1])) else { return false }
@@ -56,10 +55,10 @@ final class CrashVerdicts: Sendable {
 }
 
 /// The line protocol between the supervisor and its worker processes.
-enum SupervisorLine {
-    static func encode(_ id: String) -> String { Hex.encode(id.utf8) }
+public enum SupervisorLine {
+    public static func encode(_ id: String) -> String { Hex.encode(id.utf8) }
 
-    static func decode(_ hex: String) -> String? {
+    public static func decode(_ hex: String) -> String? {
         Hex.decode(hex).flatMap { String(validating: $0, as: UTF8.self) }
     }
 }
