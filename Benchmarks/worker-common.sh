@@ -1,16 +1,24 @@
 # Shared by the worker benchmarks (worker-cost.sh, worker-instructions.sh);
 # sourced, not run. Expects `default_port` set, and the caller's name in $0.
 # Settings: SLUICE_BIN (default .build/release/sluice), SLUICE_URL (default:
-# the test node), METRICS_PORT, WORKER_BIN (the worker to run instead of
-# `$SLUICE_BIN worker`, e.g. .build/release/sluice-worker; `sluice worker`
-# itself runs sluice-worker when it is built beside it, unless
-# SLUICE_WORKER_IN_PROCESS=1).
+# the test node), METRICS_PORT, WORKER_BIN (the worker program to run; by
+# default what `sluice worker` runs: sluice-worker beside SLUICE_BIN, or with
+# SLUICE_WORKER_IN_PROCESS=1 `$SLUICE_BIN worker`).
 cd "$(dirname "$0")/.."
 bin=${SLUICE_BIN:-.build/release/sluice}
 url=${SLUICE_URL:-amqp://guest:guest@127.0.0.1:27270/%2f}
 port=${METRICS_PORT:-$default_port}
 [ -x "$bin" ] || { echo "$(basename "$0" .sh): build first: swift build -c release --product sluice" >&2; exit 1; }
-if [ -n "${WORKER_BIN:-}" ]; then worker_command=("$WORKER_BIN"); else worker_command=("$bin" worker); fi
+# What `sluice worker` runs: sluice-worker when it is built beside sluice
+# (started directly here, so that valgrind sees it without following an
+# exec), else the worker inside sluice.
+if [ -n "${WORKER_BIN:-}" ]; then
+  worker_command=("$WORKER_BIN")
+elif [ -x "$(dirname "$bin")/sluice-worker" ] && [ "${SLUICE_WORKER_IN_PROCESS:-}" != 1 ]; then
+  worker_command=("$(dirname "$bin")/sluice-worker")
+else
+  worker_command=("$bin" worker)
+fi
 
 # Tasks the worker on $port reports as succeeded (its Prometheus counter).
 succeeded() {

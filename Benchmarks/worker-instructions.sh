@@ -46,7 +46,7 @@ run() {
       -d '{"routing_key": "cost.succeeded"}' >/dev/null \
       || { echo "worker-instructions: could not bind a listener through $api" >&2; return 1; }
   fi
-  "$valgrind" --tool=callgrind --trace-children=yes --callgrind-out-file="$out" \
+  "$valgrind" --tool=callgrind --callgrind-out-file="$out" \
     "${worker_command[@]}" --queue cost --prefix "$prefix" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error \
     2>/dev/null &
   pid=$!
