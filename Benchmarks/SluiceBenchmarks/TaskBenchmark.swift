@@ -187,12 +187,15 @@ public struct TaskBenchmark: Sendable {
 
             let bound = packListener ? ", a listener bound to packs" : listener ? ", a listener bound" : ""
             progress("\(label): end to end, one worker, concurrency \(concurrency)\(bound)...")
-            var listening: (consumer: BrokerConsumer, reading: Task<Void, any Error>)?
+            var listening: (broker: RabbitMQBroker, consumer: BrokerConsumer, reading: Task<Void, any Error>)?
             if listener || packListener {
                 let key = packListener ? topology.plainEventPackRoutingKey(queue: queue, kind: .succeeded)
                     : topology.eventRoutingKey(queue: queue, kind: .succeeded)
-                let events = try await broker.subscribeEvents(bindings: [key])
-                listening = (events, Task { for try await _ in events {} })
+                // A connection of its own, as a listener in another process has: on the
+                // worker's, its deliveries would share the worker's connection thread.
+                let listenerBroker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks listener")
+                let events = try await listenerBroker.subscribeEvents(bindings: [key])
+                listening = (listenerBroker, events, Task { for try await _ in events {} })
             }
             let (worker, group, running) = startWorker()
             // The clock starts at the first settled task, so that the worker's
@@ -204,6 +207,7 @@ public struct TaskBenchmark: Sendable {
             if let listening {
                 listening.reading.cancel()
                 try? await listening.consumer.cancel()
+                await listening.broker.close()
             }
             results.append(Round(rawConfirmedPublishesPerSecond: raw.confirmedPublishesPerSecond, rawConsumeAckPerSecond: raw.consumeAckPerSecond,
                                  enqueuePerSecond: enqueue, endToEndPerSecond: endToEnd, rawTaskMessagesPerSecond: taskMessages))
