@@ -66,7 +66,7 @@ let package = Package(
         .target(
             name: "SluiceAMQP",
             dependencies: [
-                "CRabbitMQ", "SluiceWire",
+                "CRabbitMQ", "SluiceWire", "SluiceSpawn",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ],

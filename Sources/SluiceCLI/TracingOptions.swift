@@ -27,20 +27,12 @@ struct TracingOptions: ParsableArguments {
         }
     }
 
-    /// Whether trace export is asked for at all, by an option or the
-    /// environment, even if the environment then turns it off
-    /// (`sluice-worker` knows none of it: such a worker stays in `sluice`).
-    var isAsked: Bool {
-        let environment = ProcessInfo.processInfo.environment
-        return otelEndpoint != nil || environment["OTEL_EXPORTER_OTLP_ENDPOINT"] != nil || environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] != nil
-    }
+    /// Whether trace export is asked for at all, even if the environment
+    /// then turns it off (such a worker stays in `sluice`).
+    var isAsked: Bool { TraceExport.isAsked(endpoint: otelEndpoint) }
 
     /// Whether spans are exported at all.
-    var isEnabled: Bool {
-        let environment = ProcessInfo.processInfo.environment
-        if environment["OTEL_SDK_DISABLED"]?.lowercased() == "true" || environment["OTEL_TRACES_EXPORTER"]?.lowercased() == "none" { return false }
-        return otelEndpoint != nil || environment["OTEL_EXPORTER_OTLP_ENDPOINT"] != nil || environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] != nil
-    }
+    var isEnabled: Bool { TraceExport.isEnabled(endpoint: otelEndpoint) }
 
     /// Bootstraps the process's tracer (once, before anything that makes
     /// spans is created) and returns the exporter, a service to run beside

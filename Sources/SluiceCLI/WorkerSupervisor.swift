@@ -259,12 +259,8 @@ final class WorkerSupervisor: Sendable {
         let reportsRead = OnceSignal()
         if let reports = child.standardOutput {
             Thread { [weak self] in
-                // read(2), not FileHandle.read(upToCount:), which waits for the count or the end.
                 var buffer = [UInt8](repeating: 0, count: 64 << 10)
-                while true {
-                    let n = Glibc.read(reports.fileDescriptor, &buffer, buffer.count)
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0, let self else { break }
+                while let n = try? reports.read(into: &buffer), n > 0, let self {
                     self.clear(self.read(reports: Data(buffer[0..<n]), slot: slot))
                 }
                 reportsRead.fire()

@@ -49,4 +49,10 @@ extension String {
         let isSpace: (Character) -> Bool = { $0 == "\t" || $0.unicodeScalars.allSatisfy { $0.properties.generalCategory == .spaceSeparator } }
         return String(drop(while: isSpace).reversed().drop(while: isSpace).reversed())
     }
+
+    /// Without leading and trailing whitespace and line ends (Foundation's
+    /// `trimmingCharacters(in: .whitespacesAndNewlines)`).
+    public var trimmedOfWhitespace: String {
+        String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    }
 }

@@ -18,13 +18,13 @@ public final class PipeEnd: Sendable {
     /// The descriptor, or -1 once closed.
     public var fileDescriptor: Int32 { descriptor.load(ordering: .acquiring) }
 
-    /// What one read(2) returns: up to `count` bytes, as soon as any are
-    /// there; empty at the end of the stream.
-    public func read(upTo count: Int = 64 << 10) throws(ChildProcess.SpawnError) -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: max(1, count))
+    /// One read(2) into `buffer` (its whole length), as soon as any bytes
+    /// are there: how many it read, 0 at the end of the stream. A reader
+    /// that loops passes the same buffer each time.
+    public func read(into buffer: inout [UInt8]) throws(ChildProcess.SpawnError) -> Int {
         while true {
             let n = buffer.withUnsafeMutableBytes { Glibc.read(fileDescriptor, $0.baseAddress, $0.count) }
-            if n >= 0 { return Array(buffer[0..<n]) }
+            if n >= 0 { return n }
             if errno != EINTR { throw ChildProcess.SpawnError(operation: "read", errno: errno) }
         }
     }
@@ -32,10 +32,11 @@ public final class PipeEnd: Sendable {
     /// Everything up to the end of the stream.
     public func readToEnd() throws(ChildProcess.SpawnError) -> [UInt8] {
         var all: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
         while true {
-            let more = try read()
-            if more.isEmpty { return all }
-            all += more
+            let n = try read(into: &buffer)
+            if n == 0 { return all }
+            all += buffer[0..<n]
         }
     }
 

@@ -36,9 +36,7 @@ struct SluiceWorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         service.bootstrapLogging()
-        let endpoint = Environment.value("OTEL_EXPORTER_OTLP_ENDPOINT") ?? Environment.value("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        if endpoint != nil && Environment.value("OTEL_SDK_DISABLED")?.lowercased() != "true"
-            && Environment.value("OTEL_TRACES_EXPORTER")?.lowercased() != "none" {
+        if TraceExport.isEnabled(endpoint: nil) {
             Logger(label: "sluice.worker").warning("sluice-worker exports no trace spans; run `sluice worker` for that")
         }
         let supervision = service.supervised ? Supervision(isolation: isolation, crashLimit: crashLimit) : nil

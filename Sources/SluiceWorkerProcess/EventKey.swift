@@ -13,7 +13,7 @@ public func eventSigner(keyFile: String?) throws -> EventSigner? {
             throw CLIError("cannot read --event-key-file \(keyFile)")
         }
         // Without the whitespace and line ends around it (a file's last newline above all).
-        key = String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+        key = text.trimmedOfWhitespace
     } else {
         key = Environment.value("SLUICE_EVENT_KEY")
     }

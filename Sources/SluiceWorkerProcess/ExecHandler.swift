@@ -24,15 +24,19 @@ public struct ExecHandler: Sendable {
     /// broker URL (with its password), the API token, the store URL, the event key.
     public static let withheldVariables = ["SLUICE_URL", "SLUICE_API_TOKEN", "SLUICE_STORE", "SLUICE_MANAGEMENT_URL", "SLUICE_EVENT_KEY"]
 
+    /// The worker's environment without the withheld variables, read once:
+    /// a worker never changes its own.
+    private let inherited: [String: String]
+
     public init(command: String, traced: Bool = false) {
         self.command = command
         self.traced = traced
+        // The worker's own secrets are not the task's: a script gets its task, not the broker's password.
+        inherited = Environment.all().filter { !Self.withheldVariables.contains($0.key) }
     }
 
     public func handle(_ context: TaskContext) async throws -> [UInt8]? {
-        var environment = Environment.all()
-        // The worker's own secrets are not the task's: a script gets its task, not the broker's password.
-        for secret in Self.withheldVariables { environment[secret] = nil }
+        var environment = inherited
         environment["SLUICE_TASK_ID"] = context.id
         environment["SLUICE_TASK_NAME"] = context.name
         environment["SLUICE_TASK_QUEUE"] = context.task.queue
@@ -69,7 +73,8 @@ public struct ExecHandler: Sendable {
             }
             if let output = child.standardOutput {
                 try DetachedThread.start {
-                    while let data = try? output.read(), !data.isEmpty { collected.append(data) }
+                    var buffer = [UInt8](repeating: 0, count: 64 << 10)
+                    while let n = try? output.read(into: &buffer), n > 0 { collected.append(buffer[0..<n]) }
                     collected.finish()
                 }
             } else {
@@ -96,9 +101,8 @@ public struct ExecHandler: Sendable {
             // A JSON result is kept as is; other text becomes a JSON string.
             if bytes.isEmpty { return nil }
             if TaskEnvelope.isValidJSON(bytes) && String(validating: bytes, as: UTF8.self) != nil { return bytes }
-            let text = String(decoding: bytes, as: UTF8.self)
-            let trimmed = String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
-            return Array((try? JSONEncoder().encode(trimmed)) ?? Data())
+            let text = String(decoding: bytes, as: UTF8.self).trimmedOfWhitespace
+            return Array((try? JSONEncoder().encode(text)) ?? Data())
         case .exited(75):
             throw TaskFailure(kind: "exec_retry", "the command asked for a retry (exit 75)")
         case .exited(let status):
@@ -120,7 +124,7 @@ final class OutputBuffer: Sendable {
     private let limit: Int
     init(limit: Int) { self.limit = limit }
 
-    func append(_ more: [UInt8]) {
+    func append(_ more: ArraySlice<UInt8>) {
         state.withLock { s in if s.data.count < limit { s.data.append(contentsOf: more.prefix(limit - s.data.count)) } }
     }
 

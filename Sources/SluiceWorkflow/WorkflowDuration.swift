@@ -1,4 +1,3 @@
-import Foundation
 import SluiceCore
 
 /// Durations in definitions: `"250ms"`, `"30s"`, `"5m"`, `"2h"`, `"1d"`, or
