@@ -360,10 +360,11 @@ public enum WireHeader {
 extension TaskEnvelope {
     /// The AMQP properties and body for this task.
     public func encode() -> (properties: BasicProperties, body: [UInt8]) {
+        // Only what a reader cannot infer: the broker parses and stores every
+        // header with each queue entry. An absent version is version 1, an
+        // absent attempt is the first, and the queue is the one consumed from.
         var headers = otherHeaders
-        headers[WireHeader.version] = .int64(Int64(Self.protocolVersion))
-        headers[WireHeader.queue] = .string(queue)
-        headers[WireHeader.attempt] = .int64(Int64(attempt))
+        if attempt > 1 { headers[WireHeader.attempt] = .int64(Int64(attempt)) }
         if let enqueuedAt { headers[WireHeader.enqueuedAt] = .int64(enqueuedAt.epochMilliseconds) }
         if let maxAttempts { headers[WireHeader.maxAttempts] = .int64(Int64(maxAttempts)) }
         if let retryPolicy { headers[WireHeader.retry] = .table(retryPolicy.fieldTable) }

@@ -19,11 +19,33 @@ struct TaskEnvelopeTests {
         #expect(properties.contentType == "application/json")
         #expect(properties.deliveryMode == 2)
         #expect(properties.correlationId == "run-1")
-        #expect(properties.headers?[WireHeader.version]?.intValue == 1)
+        #expect(properties.headers?[WireHeader.attempt]?.intValue == 3)
         let decoded = try TaskEnvelope.decode(properties: properties, body: body, queue: "emails")
         var expected = task
         expected.retryPolicy?.maxAttempts = RetryPolicy().maxAttempts  // the header carries backoff only
         #expect(decoded == expected)
+    }
+
+    @Test("a first attempt carries no header a reader can infer")
+    func inferredHeadersLeftOut() throws {
+        let task = TaskEnvelope(id: "t-2", name: "emails.send", queue: "emails", arguments: Array("{}".utf8),
+                                enqueuedAt: Date(epochMilliseconds: 1_799_999_999_000))
+        let (properties, body) = task.encode()
+        // Version 1, attempt 1 and the queue consumed from are what their absence means.
+        #expect(properties.headers?.map(\.key) == [WireHeader.enqueuedAt])
+        let decoded = try TaskEnvelope.decode(properties: properties, body: body, queue: "emails")
+        #expect(decoded == task)
+        #expect(decoded.attempt == 1)
+        // Its retry says which attempt it is.
+        var retry = task
+        retry.attempt = 2
+        #expect(retry.encode().properties.headers?[WireHeader.attempt]?.intValue == 2)
+        // Messages of earlier producers, with all three headers, still read the same.
+        var older = properties
+        older.headers?[WireHeader.version] = 1
+        older.headers?[WireHeader.queue] = "emails"
+        older.headers?[WireHeader.attempt] = 1
+        #expect(try TaskEnvelope.decode(properties: older, body: body, queue: "emails") == task)
     }
 
     @Test("hostile numbers in headers neither trap nor hang")
