@@ -171,6 +171,7 @@ public struct PriorityBenchmark: Sendable {
         for name in names { _ = try? await admin.queueDelete(name) }
         for (q, _) in topology.delayQueues { _ = try? await admin.queueDelete(q.name) }
         for e in topology.exchanges { _ = try? await admin.exchangeDelete(e.name) }
+        await admin.deleteRevocations(of: topology)
         await broker.close()
         return Result(backlog: backlog, highs: highs, concurrency: concurrency, highStartMilliseconds: seen.waits.sorted(),
                       lowStartsMeanwhile: seen.lowsAtLastHigh - lowsBefore, highStartsMeanwhile: seen.highs,

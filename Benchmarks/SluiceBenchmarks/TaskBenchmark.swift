@@ -252,6 +252,7 @@ public struct TaskBenchmark: Sendable {
         try await admin.queueDelete(topology.deadQueue(queue))
         for (q, _) in topology.delayQueues { try await admin.queueDelete(q.name) }
         for e in topology.exchanges { try await admin.exchangeDelete(e.name) }
+        await admin.deleteRevocations(of: topology)
         await broker.close()
         return Result(rounds: results, latencies: latencyResults, rawRoundTrip: rawRoundTrip)
     }

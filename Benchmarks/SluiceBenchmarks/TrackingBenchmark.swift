@@ -133,6 +133,7 @@ public struct TrackingBenchmark: Sendable {
         }
         for (q, _) in topology.delayQueues { _ = try? await admin.queueDelete(q.name) }
         for e in topology.exchanges { _ = try? await admin.exchangeDelete(e.name) }
+        await admin.deleteRevocations(of: topology)
         await broker.close()
         return Result(tasks: tasks, concurrency: concurrency, rounds: results, record: record)
     }

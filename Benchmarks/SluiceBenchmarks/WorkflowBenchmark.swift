@@ -44,6 +44,9 @@ public struct WorkflowBenchmark: Sendable {
     public var mapQueue: String?
     /// Whether the coordinators ask for step outcomes in packs (``EventPack``).
     public var eventPacks = true
+    /// Run starts in progress at once while the runs of the transitions
+    /// measurement are started (each start returns once committed).
+    public var startsInFlight = 512
 
     public init(url: AMQPURL, runs: Int = 500, stepsPerRun: Int = 3, mapSize: Int = 10_000, concurrency: Int = 200, mapQueue: String? = nil) {
         self.url = url
@@ -118,7 +121,7 @@ public struct WorkflowBenchmark: Sendable {
         let ids = try await withThrowingTaskGroup(of: String.self) { group in
             var ids: [String] = []
             for i in 0..<runs {
-                if i >= 64, let id = try await group.next() { ids.append(id) }
+                if i >= startsInFlight, let id = try await group.next() { ids.append(id) }
                 // Through each coordinator in turn, as a service behind a load balancer would.
                 let through = engines[i % engines.count]
                 group.addTask { try await through.start(workflow: "bench-seq", input: [:]).runID }
@@ -154,6 +157,7 @@ public struct WorkflowBenchmark: Sendable {
         try await admin.queueDelete(topology.coordinatorDeadQueue)
         for (q, _) in topology.delayQueues { try await admin.queueDelete(q.name) }
         for e in topology.exchanges { try await admin.exchangeDelete(e.name) }
+        await admin.deleteRevocations(of: topology)
         for b in brokers { await b.close() }
         return Result(store: label, transitionsPerSecond: transitionsPerSecond, runs: runs, stepsPerRun: stepsPerRun,
                       mapSeconds: mapSeconds, mapSize: mapSize, otherRunsP50: percentile(0.5), otherRunsP99: percentile(0.99),

@@ -285,7 +285,10 @@ struct BenchCommand: AsyncParsableCommand {
             and prints each store's transitions/s as a share of both: they come from one run on one \
             machine, so the ratios compare across days where raw rates do not.
             """)
-        @Option(help: "Runs for the transitions measurement (started 64 at a time).") var runs = 2000
+        @Option(help: "Runs for the transitions measurement.") var runs = 2000
+        @Option(help: ArgumentHelp("Run starts in progress at once while those runs are started.",
+                                   discussion: "Each start returns once its commit is done; as few as 64 at a time make the starts, not the steps, what limits the transitions measured."))
+        var startsInFlight = 512
         @Option(help: "Steps per run.") var steps = 3
         @Option(help: "Elements of the map.") var map = 10_000
         @Option(help: "Worker concurrency.") var concurrency = 200
@@ -302,7 +305,9 @@ struct BenchCommand: AsyncParsableCommand {
         @OptionGroup var connection: ConnectionOptions
 
         func validate() throws {
-            guard runs > 0, steps > 0, map > 0, concurrency > 0 else { throw ValidationError("--runs, --steps, --map and --concurrency must be positive") }
+            guard runs > 0, steps > 0, map > 0, concurrency > 0, startsInFlight > 0 else {
+                throw ValidationError("--runs, --steps, --map, --concurrency and --starts-in-flight must be positive")
+            }
             guard plainTasks >= 0 else { throw ValidationError("--plain-tasks must be 0 or more") }
             guard coordinators >= 1 else { throw ValidationError("--coordinators must be 1 or more") }
             guard Topology.isValidPartitionCount(partitions) else { throw ValidationError("--partitions must divide 64") }
@@ -313,6 +318,7 @@ struct BenchCommand: AsyncParsableCommand {
             let url = try connection.resolvedURL()
             var bench = WorkflowBenchmark(url: url, runs: runs, stepsPerRun: steps, mapSize: map, concurrency: concurrency, mapQueue: mapQueue)
             bench.eventPacks = eventPacks
+            bench.startsInFlight = startsInFlight
             let quiet = json
             var plainRate: Double?
             // Also with a listener bound to their outcome events: a step's

@@ -33,7 +33,14 @@ extension Coordinator {
                 // a batch: it has every row the feed has, and those it alone
                 // has would otherwise wait behind a feed that never runs dry.
                 entries = try await store.unsentOutbox(limit: configuration.outboxBatch)
-                readStore = entries.count == configuration.outboxBatch
+                let full = entries.count == configuration.outboxBatch
+                entries.removeAll { recent.contains($0.id) }
+                // Read on while the store gives rows not published yet (a
+                // backlog only it has). A batch of rows published already,
+                // whose deletion waits for the next commit, tells nothing of
+                // what lies behind them: reading it again at once would only
+                // decode them again; the next read is within a second.
+                readStore = full && !entries.isEmpty
                 lastStoreRead = .now
                 if entries.isEmpty, !feed.isEmpty {
                     // Rows the store read does not return (another
@@ -58,10 +65,13 @@ extension Coordinator {
                 readStore = taken.overflowed
             }
             if entries.isEmpty {
-                await wake.wait(upTo: configuration.pollInterval)
-                // Nothing handed over after a wait (the poll interval
-                // passed): look in the store, in case.
-                if feed.isEmpty { readStore = true }
+                let signaled = await wake.wait(upTo: configuration.pollInterval)
+                // Nothing handed over in a whole poll interval: look in the
+                // store, in case. Not after a signal: it comes with rows in
+                // the feed (or a store change, flagged), and a signal kept
+                // from an append whose rows were taken already would send
+                // the relay to the store between every two commits.
+                if !signaled, feed.isEmpty { readStore = true }
                 continue
             }
             // Messages for runs this coordinator leads (a start the store

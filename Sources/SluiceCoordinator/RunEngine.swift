@@ -45,6 +45,10 @@ public actor RunEngine {
     private let logger: Logger
     private var machines: [String: WorkflowStateMachine] = [:]
     private var definitionCache: [String: CompiledWorkflow] = [:]
+    /// A definition's latest version, looked up once for the starts that
+    /// ask together (a service starting many runs would otherwise make a
+    /// store query per start, each waiting its turn with the commits).
+    private let latestVersions: CoalescedLookup<Int?>
     /// Runs whose machines a commit in progress took out of `machines`.
     private var checkedOut: Set<String> = []
     private let gate = AsyncGate()
@@ -58,6 +62,7 @@ public actor RunEngine {
 
     public init(store: any WorkflowStore, limits: WorkflowLimits = .standard, logger: Logger = Logger(label: "sluice.coordinator")) {
         self.store = store
+        latestVersions = CoalescedLookup { name in try await store.latestDefinitionVersion(name: name) }
         self.limits = limits
         self.logger = logger
     }
@@ -90,10 +95,11 @@ public actor RunEngine {
     }
 
     private func definition(_ name: String, _ version: Int?) async throws -> CompiledWorkflow {
-        // Without a version: the latest, asked for each time (another
-        // coordinator may have registered a newer one) but decoded once.
+        // Without a version: the latest, asked of the store after this call
+        // began (another coordinator may have registered a newer one), but
+        // once for all the starts that ask meanwhile, and decoded once.
         var version = version
-        if version == nil { version = try await store.latestDefinitionVersion(name: name) }
+        if version == nil { version = try await latestVersions.value(for: name) }
         guard let version else { throw EngineError.unknownWorkflow(name, nil) }
         if let cached = definitionCache["\(name)@\(version)"] { return cached }
         guard let found = try await store.definition(name: name, version: version) else { throw EngineError.unknownWorkflow(name, version) }
@@ -703,3 +709,4 @@ public actor RunEngine {
         }
     }
 }
+

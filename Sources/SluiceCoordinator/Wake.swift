@@ -4,7 +4,7 @@ import Synchronization
 final class Wake: Sendable {
     private struct State {
         var pending = false
-        var waiter: (id: UInt64, continuation: CheckedContinuation<Void, Never>)?
+        var waiter: (id: UInt64, continuation: CheckedContinuation<Bool, Never>)?
         var lastID: UInt64 = 0
         /// A wait whose time ran out before it began waiting: it returns at once.
         var expired: UInt64 = 0
@@ -12,7 +12,7 @@ final class Wake: Sendable {
     private let state = Mutex(State())
 
     func signal() {
-        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+        let waiter = state.withLock { s -> CheckedContinuation<Bool, Never>? in
             if let w = s.waiter {
                 s.waiter = nil
                 return w.continuation
@@ -20,14 +20,16 @@ final class Wake: Sendable {
             s.pending = true
             return nil
         }
-        waiter?.resume()
+        waiter?.resume(returning: true)
     }
 
-    /// Returns at the next signal, after `timeout`, or when its task is cancelled. (Each wait has an id,
+    /// Returns at the next signal (true), after `timeout` or when its task
+    /// is cancelled (false). (Each wait has an id,
     /// so that a timer that fires before its wait has begun still ends it:
     /// a task group of a waiter and a sleep could leave the waiter to wait
     /// for a signal that never came.)
-    func wait(upTo timeout: Duration) async {
+    @discardableResult
+    func wait(upTo timeout: Duration) async -> Bool {
         let id = state.withLock { s -> UInt64 in
             s.lastID += 1
             return s.lastID
@@ -36,27 +38,28 @@ final class Wake: Sendable {
             try? await Task.sleep(for: timeout)
             if !Task.isCancelled { self.expire(id) }
         }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = state.withLock { s -> Bool in
+        let signaled = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let now = state.withLock { s -> Bool? in
                     if s.pending {
                         s.pending = false
                         return true
                     }
-                    if s.expired == id { return true }
+                    if s.expired == id { return false }
                     s.waiter = (id, continuation)
-                    return false
+                    return nil
                 }
-                if now { continuation.resume() }
+                if let now { continuation.resume(returning: now) }
             }
         } onCancel: {
             self.expire(id)
         }
         timer.cancel()
+        return signaled
     }
 
     private func expire(_ id: UInt64) {
-        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+        let waiter = state.withLock { s -> CheckedContinuation<Bool, Never>? in
             if let w = s.waiter, w.id == id {
                 s.waiter = nil
                 return w.continuation
@@ -64,6 +67,6 @@ final class Wake: Sendable {
             s.expired = id
             return nil
         }
-        waiter?.resume()
+        waiter?.resume(returning: false)
     }
 }
