@@ -8,27 +8,58 @@
 /// that does not exist is an error when the step is about to run.
 public struct ArgumentsTemplate: Sendable, Hashable, Codable {
     public var value: JSONValue
+    /// Each string of `value` with a reference, split once: a map renders
+    /// its template for every element. Keyed by the string itself, so a
+    /// `value` changed since only misses it (and is split as it renders).
+    private let split: [String: [Piece]]
 
     public init(_ value: JSONValue) {
         self.value = value
+        var split: [String: [Piece]] = [:]
+        Self.split(value, into: &split)
+        self.split = split
     }
 
     public init(from decoder: any Decoder) throws {
-        value = try JSONValue(from: decoder)
+        self.init(try JSONValue(from: decoder))
     }
 
     public func encode(to encoder: any Encoder) throws {
         try value.encode(to: encoder)
     }
 
+    public static func == (a: ArgumentsTemplate, b: ArgumentsTemplate) -> Bool { a.value == b.value }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(value) }
+
+    private static func split(_ value: JSONValue, into out: inout [String: [Piece]]) {
+        switch value {
+        case .string(let s):
+            // One that is not a valid template is left to fail when it is used.
+            if s.contains("$"), out[s] == nil, let parts = try? pieces(s) { out[s] = parts }
+        case .array(let a):
+            for v in a { split(v, into: &out) }
+        case .object(let o):
+            for (_, v) in o { split(v, into: &out) }
+        default:
+            break
+        }
+    }
+
+    /// `s` split into text and references.
+    private func pieces(_ s: String) throws(WorkflowError) -> [Piece] {
+        if let parts = split[s] { return parts }
+        return try Self.pieces(s)
+    }
+
     /// Every path the template references, checked when the definition is validated.
     public func references() throws(WorkflowError) -> [ValuePath] {
         var out: [ValuePath] = []
-        try Self.collect(value, into: &out)
+        try collect(value, into: &out)
         return out
     }
 
-    private static func collect(_ value: JSONValue, into out: inout [ValuePath]) throws(WorkflowError) {
+    private func collect(_ value: JSONValue, into out: inout [ValuePath]) throws(WorkflowError) {
         switch value {
         case .string(let s):
             for piece in try pieces(s) { if case .reference(let p) = piece { out.append(p) } }
@@ -48,7 +79,7 @@ public struct ArgumentsTemplate: Sendable, Hashable, Codable {
     /// not observed).
     public func render(in scope: JSONValue, maxBytes: Int = Int.max) throws(WorkflowError) -> JSONValue {
         var budget = Budget(remaining: maxBytes)
-        return try Self.render(value, scope, &budget)
+        return try render(value, scope, &budget)
     }
 
     /// Bytes of JSON still allowed; charged as the result is built.
@@ -78,12 +109,12 @@ public struct ArgumentsTemplate: Sendable, Hashable, Codable {
         }
     }
 
-    private static func render(_ value: JSONValue, _ scope: JSONValue, _ budget: inout Budget) throws(WorkflowError) -> JSONValue {
+    private func render(_ value: JSONValue, _ scope: JSONValue, _ budget: inout Budget) throws(WorkflowError) -> JSONValue {
         switch value {
         case .string(let s):
             let parts = try pieces(s)
             if parts.count == 1, case .reference(let path) = parts[0] {
-                let v = try lookup(path, scope)
+                let v = try Self.lookup(path, scope)
                 try budget.charge(v)
                 return v
             }
@@ -92,7 +123,7 @@ public struct ArgumentsTemplate: Sendable, Hashable, Codable {
                 switch part {
                 case .text(let t): text += t
                 case .reference(let path):
-                    let v = try lookup(path, scope)
+                    let v = try Self.lookup(path, scope)
                     // Counted before it is turned into text, which would allocate it.
                     try budget.charge(v)
                     if case .string(let s) = v { text += s } else { text += v.jsonText }
@@ -126,7 +157,7 @@ public struct ArgumentsTemplate: Sendable, Hashable, Codable {
         return v
     }
 
-    enum Piece: Equatable {
+    enum Piece: Equatable, Sendable {
         case text(String)
         case reference(ValuePath)
     }

@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import SluiceClient
 import SluiceCore
+import SluiceTesting
 import SluiceWire
 import Synchronization
 @testable import SluiceWorker
@@ -130,15 +131,17 @@ struct PriorityWorkerTests {
         let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
         let running = Task { try await group.run() }
         let waiter = Task { await broker.waitForEvents { $0.filter { $0.kind == .succeeded }.count == 66 } }
+        // Scaled like every other bound (SLUICE_TEST_TIME_SCALE): a loaded
+        // machine running the whole suite can hold a test back for a while.
         let timeout = Task {
-            try await Task.sleep(for: .seconds(60))
+            try await Task.sleep(for: .seconds(TestTime.scaled(60)))
             waiter.cancel()
         }
         let done = await waiter.value
         timeout.cancel()
         await group.triggerGracefulShutdown()
         try await running.value
-        #expect(done, "timed out after 60 s waiting for 66 tasks to succeed")
+        #expect(done, "timed out after \(TestTime.scaled(60)) s waiting for 66 tasks to succeed")
         let ran = order.all
         let lastHigh = ran.lastIndex(of: "high") ?? .max
         #expect(lastHigh < 20, "six high tasks among the first starts, not after 60 low ones: \(ran)")

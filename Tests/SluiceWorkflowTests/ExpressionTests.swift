@@ -46,6 +46,15 @@ struct ExpressionTests {
         #expect(throws: WorkflowError.self) { try ArgumentsTemplate(["x": "${input.nope}"]).render(in: scope) }
         #expect(throws: WorkflowError.self) { try ArgumentsTemplate(["x": "${input.user"]).references() }
         #expect(throws: WorkflowError.self) { try ArgumentsTemplate(["x": "${a..b}"]).references() }
+        // Strings are split once, when the template is made; one changed
+        // afterwards is split as it renders, and equality is the value's.
+        var changed = t
+        changed.value = ["id": "${input.user.name}", "bad": "${input.user"]
+        #expect(throws: WorkflowError.self) { try changed.render(in: scope) }
+        changed.value = ["id": "${input.user.name}"]
+        #expect(try changed.render(in: scope) == ["id": "Ada"])
+        #expect(changed == ArgumentsTemplate(["id": "${input.user.name}"]))
+        #expect(changed != t)
     }
 
     @Test("conditions", arguments: [
