@@ -87,6 +87,8 @@ public struct PoisonBenchmark: Sendable {
         await stop()
         reader.cancel()
         try? await events.cancel()
+        // The bench prefix's queues, exchanges and revocation stream, so the node does not keep them.
+        await broker.removeBenchTopology(queues: [topology.workQueue(queue), topology.deadQueue(queue)])
         await broker.close()
         let seen = outcomes.withLock { $0 }
         let waits = ordinary.compactMap { seen[$0]?.kind == .succeeded ? seen[$0]?.waitMilliseconds : nil }.sorted()

@@ -29,40 +29,32 @@ extension Coordinator {
             if feed.takeStoreChanged() || ContinuousClock.now - lastStoreRead > .seconds(1) { readStore = true }
             var entries: [OutboxEntry]
             if readStore {
-                // The store first, oldest first, until it holds no more than
-                // a batch: it has every row the feed has, and those it alone
-                // has would otherwise wait behind a feed that never runs dry.
+                // The store first, oldest first, while it gives a full batch
+                // of rows not published yet: it has every row the feed has,
+                // and those it alone has would otherwise wait behind a feed
+                // that never runs dry. A full batch of rows published
+                // already (handed over by the feed; their deletion waits for
+                // the next commit) tells nothing of what lies behind them:
+                // reading it again at once would only decode them again, and
+                // the next read is within a second.
                 entries = try await store.unsentOutbox(limit: configuration.outboxBatch)
                 let full = entries.count == configuration.outboxBatch
                 entries.removeAll { recent.contains($0.id) }
-                // Read on while the store gives rows not published yet (a
-                // backlog only it has). A batch of rows published already,
-                // whose deletion waits for the next commit, tells nothing of
-                // what lies behind them: reading it again at once would only
-                // decode them again; the next read is within a second.
                 readStore = full && !entries.isEmpty
                 lastStoreRead = .now
-                if entries.isEmpty, !feed.isEmpty {
-                    // Rows the store read does not return (another
-                    // partition's messages) are taken now: waiting for a
-                    // wake would loop on store reads while they wait forever.
-                    let taken = feed.take(max: configuration.outboxBatch)
-                    entries = taken.entries
-                    if taken.overflowed { readStore = true }
-                }
             } else {
                 let taken = feed.take(max: configuration.outboxBatch)
-                entries = taken.entries
+                entries = taken.entries.filter { !recent.contains($0.id) }
                 if taken.overflowed { readStore = true }
             }
-            entries.removeAll { recent.contains($0.id) }
             if entries.isEmpty, !feed.isEmpty {
-                // The store read found only rows published already (their
-                // deletion is in a commit still to come): the feed's rows go
-                // now, not after a wait; the store is read again within a second.
+                // Nothing new in the store (or only rows it does not return
+                // here: another partition's messages): the feed's rows go
+                // now, not after a wait, which could loop on store reads
+                // while they wait.
                 let taken = feed.take(max: configuration.outboxBatch)
                 entries = taken.entries.filter { !recent.contains($0.id) }
-                readStore = taken.overflowed
+                if taken.overflowed { readStore = true }
             }
             if entries.isEmpty {
                 let signaled = await wake.wait(upTo: configuration.pollInterval)
@@ -150,7 +142,10 @@ extension Coordinator {
                 sent.append(entry.id)
             }
             for id in sent { recent.insert(id) }
-            // With the next commit of events: no transaction of its own, and not waited for.
+            // With the next commit of events: no transaction of its own, and
+            // not waited for. (Waiting here for rows read from the store
+            // would make the relay commit-bound under load: the store always
+            // holds rows the feed is about to hand over.)
             await engine.markSentSoon(sent)
             if transientFailures > 0 {
                 // The unconfirmed rows are still in the store.

@@ -64,7 +64,8 @@ final class Wake: Sendable {
                 s.waiter = nil
                 return w.continuation
             }
-            s.expired = id
+            // A late timer of an earlier wait must not undo a later one's expiry.
+            s.expired = max(s.expired, id)
             return nil
         }
         waiter?.resume(returning: false)

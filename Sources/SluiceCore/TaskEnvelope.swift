@@ -364,7 +364,10 @@ extension TaskEnvelope {
         // header with each queue entry. An absent version is version 1, an
         // absent attempt is the first, and the queue is the one consumed from.
         var headers = otherHeaders
-        if attempt > 1 { headers[WireHeader.attempt] = .int64(Int64(attempt)) }
+        // The envelope's own fields decide these, whatever its other headers say.
+        headers[WireHeader.version] = nil
+        headers[WireHeader.queue] = nil
+        headers[WireHeader.attempt] = attempt > 1 ? .int64(Int64(attempt)) : nil
         if let enqueuedAt { headers[WireHeader.enqueuedAt] = .int64(enqueuedAt.epochMilliseconds) }
         if let maxAttempts { headers[WireHeader.maxAttempts] = .int64(Int64(maxAttempts)) }
         if let retryPolicy { headers[WireHeader.retry] = .table(retryPolicy.fieldTable) }

@@ -11,11 +11,11 @@ public struct ArgumentsTemplate: Sendable, Hashable, Codable {
     /// Each string of `value` with a reference, split once: a map renders
     /// its template for every element. Keyed by the string itself, so a
     /// `value` changed since only misses it (and is split as it renders).
-    private let split: [String: [Piece]]
+    private let split: [String: (source: String, parts: [Piece])]
 
     public init(_ value: JSONValue) {
         self.value = value
-        var split: [String: [Piece]] = [:]
+        var split: [String: (source: String, parts: [Piece])] = [:]
         Self.split(value, into: &split)
         self.split = split
     }
@@ -32,44 +32,38 @@ public struct ArgumentsTemplate: Sendable, Hashable, Codable {
 
     public func hash(into hasher: inout Hasher) { hasher.combine(value) }
 
-    private static func split(_ value: JSONValue, into out: inout [String: [Piece]]) {
-        switch value {
-        case .string(let s):
+    private static func split(_ value: JSONValue, into out: inout [String: (source: String, parts: [Piece])]) {
+        forEachString(in: value) { s in
             // One that is not a valid template is left to fail when it is used.
-            if s.contains("$"), out[s] == nil, let parts = try? pieces(s) { out[s] = parts }
-        case .array(let a):
-            for v in a { split(v, into: &out) }
-        case .object(let o):
-            for (_, v) in o { split(v, into: &out) }
-        default:
-            break
+            if s.contains("$"), out[s] == nil, let parts = try? pieces(s) { out[s] = (s, parts) }
+        }
+    }
+
+    /// Calls `body` with every string in `value`, however deep.
+    private static func forEachString<E: Error>(in value: JSONValue, _ body: (String) throws(E) -> Void) throws(E) {
+        switch value {
+        case .string(let s): try body(s)
+        case .array(let a): for v in a { try forEachString(in: v, body) }
+        case .object(let o): for (_, v) in o { try forEachString(in: v, body) }
+        default: break
         }
     }
 
     /// `s` split into text and references.
     private func pieces(_ s: String) throws(WorkflowError) -> [Piece] {
-        if let parts = split[s] { return parts }
+        // Strings equal as Swift compares them (canonically) may differ in
+        // their bytes: a split is used only for the very same bytes.
+        if let memo = split[s], memo.source.utf8.elementsEqual(s.utf8) { return memo.parts }
         return try Self.pieces(s)
     }
 
     /// Every path the template references, checked when the definition is validated.
     public func references() throws(WorkflowError) -> [ValuePath] {
         var out: [ValuePath] = []
-        try collect(value, into: &out)
-        return out
-    }
-
-    private func collect(_ value: JSONValue, into out: inout [ValuePath]) throws(WorkflowError) {
-        switch value {
-        case .string(let s):
+        try Self.forEachString(in: value) { (s: String) throws(WorkflowError) in
             for piece in try pieces(s) { if case .reference(let p) = piece { out.append(p) } }
-        case .array(let a):
-            for v in a { try collect(v, into: &out) }
-        case .object(let o):
-            for (_, v) in o { try collect(v, into: &out) }
-        default:
-            break
         }
+        return out
     }
 
     /// The arguments with every reference replaced from `scope`. Throws

@@ -18,7 +18,7 @@ struct CoordinatorProcess {
     let port: Int
     var api: String { "http://127.0.0.1:\(port)" }
     /// The typed client of its API (what the CLI uses).
-    var client: CoordinatorClient { CoordinatorClient(base: URL(string: api)!) }
+    var client: CoordinatorClient { CoordinatorClient(base: URL(string: api)!, timeout: TestTime.scaled(30)) }
 
     /// A port for a server a test starts: below Linux's ephemeral range
     /// (32768 up, where outgoing connections take their local ports) and the
@@ -62,6 +62,8 @@ struct CoordinatorProcess {
                         token: String? = nil) async throws -> (status: Int, body: JSONValue) {
         var request = URLRequest(url: URL(string: url)!)
         request.httpMethod = method
+        // URLSession's 60 s, scaled like every other bound: a loaded CI machine once took longer.
+        request.timeoutInterval = TestTime.scaled(60)
         if let body {
             request.httpBody = Data(body)
             request.setValue(contentType, forHTTPHeaderField: "Content-Type")

@@ -68,7 +68,7 @@ struct DashboardBrowserTests {
                                             + ["--exec", Self.script(log: log, gate: gate, gate2: gate2)])
         defer { SluiceBinary.stopIfRunning(worker) }
         try await coordinator.waitUntilHealthy()
-        let api = CoordinatorClient(base: URL(string: coordinator.api)!, token: token)
+        let api = CoordinatorClient(base: URL(string: coordinator.api)!, token: token, timeout: TestTime.scaled(30))
         #expect(try await api.registerWorkflow(yaml: Self.definition).name == "shop")
         let input: JSONValue = ["items": ["a", "b", "bad", "c", "d"]]
         let runID = try await api.startRun(StartRunRequest(workflow: "shop", input: input)).runID
@@ -200,7 +200,7 @@ struct DashboardBrowserTests {
         let coordinator = try CoordinatorProcess.start(h, store: store, extra: ["--http-token", token])
         defer { SluiceBinary.stopIfRunning(coordinator.process) }
         try await coordinator.waitUntilHealthy()
-        let api = CoordinatorClient(base: URL(string: coordinator.api)!, token: token)
+        let api = CoordinatorClient(base: URL(string: coordinator.api)!, token: token, timeout: TestTime.scaled(30))
         _ = try await api.registerWorkflow(yaml: "name: waiting\nsteps:\n  - id: wait\n    signal: go\n")
         let runID = try await api.startRun(StartRunRequest(workflow: "waiting")).runID
         _ = try await Self.waitForRun(api, runID, .running)

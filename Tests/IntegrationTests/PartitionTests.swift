@@ -61,13 +61,13 @@ struct PartitionTests {
 
     func startRuns(_ api: String, pipelines: Int, parents: Int, width: Int) async throws -> [(id: String, workflow: String, first: Int)] {
         for definition in [CoordinatorProcessTests.pipeline, Self.parent] {
-            _ = try await CoordinatorClient(base: URL(string: api)!).registerWorkflow(yaml: definition)
+            _ = try await CoordinatorClient(base: URL(string: api)!, timeout: TestTime.scaled(30)).registerWorkflow(yaml: definition)
         }
         var runs: [(String, String, Int)] = []
         for i in 0..<(pipelines + parents) {
             let workflow = i < pipelines ? "pipeline" : "parent"
             let input = JSONValue.object(["items": .array((0..<width).map { .number(Double($0 + i)) })])
-            let run = try await CoordinatorClient(base: URL(string: api)!).startRun(StartRunRequest(workflow: workflow, input: input))
+            let run = try await CoordinatorClient(base: URL(string: api)!, timeout: TestTime.scaled(30)).startRun(StartRunRequest(workflow: workflow, input: input))
             runs.append((run.runID, workflow, i))
         }
         #expect(runs.count == pipelines + parents)

@@ -4,6 +4,7 @@ import SluiceWorkflow
 import SluiceCore
 import Testing
 import SluiceAPI
+import SluiceTesting
 
 /// The stores the contract runs against. Each test gets a fresh, empty store.
 enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
@@ -27,8 +28,12 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
             return (store, { try await SQLiteWorkflowStore.open(path: path) })
         case .postgres:
             let database = try await SharedPostgres.createDatabase()
-            let store = try await PostgresWorkflowStore.connect(url: database)
-            return (store, { try await PostgresWorkflowStore.connect(url: database) })
+            // The store's 15 s call limit, scaled like every other bound: the
+            // slot race queues commits on one advisory lock, and a loaded
+            // machine running the whole suite took longer than 15 s twice.
+            let limit = Duration.seconds(TestTime.scaled(15))
+            let store = try await PostgresWorkflowStore.connect(url: database, callTimeout: limit)
+            return (store, { try await PostgresWorkflowStore.connect(url: database, callTimeout: limit) })
         }
     }
 }

@@ -162,7 +162,7 @@ struct TaskTrackingTests {
 
         // A workflow step: its state carries the report.
         let definition = "name: reporting\nsteps:\n  - id: long\n    task: halfway\n"
-        let typed = CoordinatorClient(base: URL(string: api)!)
+        let typed = CoordinatorClient(base: URL(string: api)!, timeout: TestTime.scaled(30))
         #expect(try await typed.registerWorkflow(yaml: definition).name == "reporting")
         let runID = try await typed.startRun(StartRunRequest(workflow: "reporting")).runID
         let state = try await eventually(60, "the run's step to show the progress") { () -> RunState? in

@@ -46,6 +46,10 @@ struct TaskEnvelopeTests {
         older.headers?[WireHeader.queue] = "emails"
         older.headers?[WireHeader.attempt] = 1
         #expect(try TaskEnvelope.decode(properties: older, body: body, queue: "emails") == task)
+        // The envelope's fields decide them, whatever its other headers say.
+        var handBuilt = task
+        handBuilt.otherHeaders = [WireHeader.version: 2, WireHeader.queue: "other", WireHeader.attempt: 3]
+        #expect(handBuilt.encode().properties.headers?.map(\.key) == [WireHeader.enqueuedAt])
     }
 
     @Test("hostile numbers in headers neither trap nor hang")

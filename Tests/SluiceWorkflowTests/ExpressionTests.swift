@@ -55,6 +55,13 @@ struct ExpressionTests {
         #expect(try changed.render(in: scope) == ["id": "Ada"])
         #expect(changed == ArgumentsTemplate(["id": "${input.user.name}"]))
         #expect(changed != t)
+        // Two strings Swift holds equal (é composed, and e with an accent)
+        // each render with their own bytes.
+        let accents = ArgumentsTemplate(["a": "\u{e9} ${input.user.name}", "b": "e\u{301} ${input.user.name}"])
+        let rendered = try accents.render(in: scope)
+        guard case .string(let a)? = rendered["a"], case .string(let b)? = rendered["b"] else { Issue.record("not strings"); return }
+        #expect(Array(a.utf8) == Array("\u{e9} Ada".utf8))
+        #expect(Array(b.utf8) == Array("e\u{301} Ada".utf8))
     }
 
     @Test("conditions", arguments: [
