@@ -160,7 +160,6 @@ public struct PriorityBenchmark: Sendable {
         }
 
         // Remove the bench prefix's queues and exchanges.
-        let admin = try await broker.connection.openChannel()
         var names = TaskPriority.highestFirst.map { topology.workQueue(Topology.levelName(queue, $0)) } + [topology.deadQueue(queue)]
         for round in 1...max(1, rounds) {
             for kind in ["plain", "levels"] {
@@ -168,10 +167,7 @@ public struct PriorityBenchmark: Sendable {
                 names += TaskPriority.highestFirst.map { topology.workQueue(Topology.levelName(flat, $0)) } + [topology.deadQueue(flat)]
             }
         }
-        for name in names { _ = try? await admin.queueDelete(name) }
-        for (q, _) in topology.delayQueues { _ = try? await admin.queueDelete(q.name) }
-        for e in topology.exchanges { _ = try? await admin.exchangeDelete(e.name) }
-        await admin.deleteRevocations(of: topology)
+        await broker.removeBenchTopology(queues: names)
         await broker.close()
         return Result(backlog: backlog, highs: highs, concurrency: concurrency, highStartMilliseconds: seen.waits.sorted(),
                       lowStartsMeanwhile: seen.lowsAtLastHigh - lowsBefore, highStartsMeanwhile: seen.highs,

@@ -247,12 +247,7 @@ public struct TaskBenchmark: Sendable {
         }
 
         // The bench prefix's queues and exchanges stay small and empty; remove them.
-        let admin = try await broker.connection.openChannel()
-        try await admin.queueDelete(topology.workQueue(queue))
-        try await admin.queueDelete(topology.deadQueue(queue))
-        for (q, _) in topology.delayQueues { try await admin.queueDelete(q.name) }
-        for e in topology.exchanges { try await admin.exchangeDelete(e.name) }
-        await admin.deleteRevocations(of: topology)
+        await broker.removeBenchTopology(queues: [topology.workQueue(queue), topology.deadQueue(queue)])
         await broker.close()
         return Result(rounds: results, latencies: latencyResults, rawRoundTrip: rawRoundTrip)
     }

@@ -127,13 +127,7 @@ public struct TrackingBenchmark: Sendable {
         try await store.close()
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         // Remove the bench prefix's queues and exchanges.
-        let admin = try await broker.connection.openChannel()
-        for name in queues.flatMap({ [topology.workQueue($0), topology.deadQueue($0)] }) + [topology.trackingQueue] {
-            _ = try? await admin.queueDelete(name)
-        }
-        for (q, _) in topology.delayQueues { _ = try? await admin.queueDelete(q.name) }
-        for e in topology.exchanges { _ = try? await admin.exchangeDelete(e.name) }
-        await admin.deleteRevocations(of: topology)
+        await broker.removeBenchTopology(queues: queues.flatMap { [topology.workQueue($0), topology.deadQueue($0)] } + [topology.trackingQueue])
         await broker.close()
         return Result(tasks: tasks, concurrency: concurrency, rounds: results, record: record)
     }

@@ -148,16 +148,8 @@ public struct WorkflowBenchmark: Sendable {
 
         await group.triggerGracefulShutdown()
         try await running.value
-        let admin = try await broker.connection.openChannel()
-        for q in queues {
-            try await admin.queueDelete(topology.workQueue(q))
-            try await admin.queueDelete(topology.deadQueue(q))
-        }
-        for partition in 0..<partitionCount { try await admin.queueDelete(topology.coordinatorQueue(partition: partition, of: partitionCount)) }
-        try await admin.queueDelete(topology.coordinatorDeadQueue)
-        for (q, _) in topology.delayQueues { try await admin.queueDelete(q.name) }
-        for e in topology.exchanges { try await admin.exchangeDelete(e.name) }
-        await admin.deleteRevocations(of: topology)
+        await broker.removeBenchTopology(queues: queues.flatMap { [topology.workQueue($0), topology.deadQueue($0)] }
+            + (0..<partitionCount).map { topology.coordinatorQueue(partition: $0, of: partitionCount) } + [topology.coordinatorDeadQueue])
         for b in brokers { await b.close() }
         return Result(store: label, transitionsPerSecond: transitionsPerSecond, runs: runs, stepsPerRun: stepsPerRun,
                       mapSeconds: mapSeconds, mapSize: mapSize, otherRunsP50: percentile(0.5), otherRunsP99: percentile(0.99),

@@ -11,11 +11,11 @@ public struct ArgumentsTemplate: Sendable, Hashable, Codable {
     /// Each string of `value` with a reference, split once: a map renders
     /// its template for every element. Keyed by the string itself, so a
     /// `value` changed since only misses it (and is split as it renders).
-    private let split: [String: (source: String, parts: [Piece])]
+    private let split: [String: [Piece]]
 
     public init(_ value: JSONValue) {
         self.value = value
-        var split: [String: (source: String, parts: [Piece])] = [:]
+        var split: [String: [Piece]] = [:]
         Self.split(value, into: &split)
         self.split = split
     }
@@ -32,10 +32,10 @@ public struct ArgumentsTemplate: Sendable, Hashable, Codable {
 
     public func hash(into hasher: inout Hasher) { hasher.combine(value) }
 
-    private static func split(_ value: JSONValue, into out: inout [String: (source: String, parts: [Piece])]) {
+    private static func split(_ value: JSONValue, into out: inout [String: [Piece]]) {
         forEachString(in: value) { s in
             // One that is not a valid template is left to fail when it is used.
-            if s.contains("$"), out[s] == nil, let parts = try? pieces(s) { out[s] = (s, parts) }
+            if s.contains("$"), out[s] == nil, let parts = try? pieces(s) { out[s] = parts }
         }
     }
 
@@ -53,7 +53,7 @@ public struct ArgumentsTemplate: Sendable, Hashable, Codable {
     private func pieces(_ s: String) throws(WorkflowError) -> [Piece] {
         // Strings equal as Swift compares them (canonically) may differ in
         // their bytes: a split is used only for the very same bytes.
-        if let memo = split[s], memo.source.utf8.elementsEqual(s.utf8) { return memo.parts }
+        if let i = split.index(forKey: s), split[i].key.utf8.elementsEqual(s.utf8) { return split[i].value }
         return try Self.pieces(s)
     }
 
