@@ -123,20 +123,17 @@ struct OrderIntegrationTests {
             }
             return r
         }
-        let workers = ["a", "b"].map { name in
-            (name, h.startWorker(queues: [queue], registry: registry(name)) {
+        // Both subscribed to every partition (one active, one waiting), whichever started first:
+        // awaited from the workers themselves, since the broker's listings of consumers
+        // (`rabbitmqctl list_consumers`) lag for quorum queues, once past a 180 s wait in CI.
+        let started = [OneShotSignal(), OneShotSignal()]
+        let workers = ["a", "b"].enumerated().map { i, name in
+            (name, h.startWorker(queues: [queue], registry: registry(name), started: started[i]) {
                 $0.workerID = "\(h.topology.prefix)-\(name)"
                 $0.ordered = true
             })
         }
-        // Both subscribed to every partition (one active, one waiting), whichever started first.
-        let last = h.topology.orderPartitionQueue(queue, Topology.orderPartitionCount - 1)
-        try await within(60, "both workers' partitions") {
-            while try await SharedBroker.node.ctl("list_consumers", "queue_name", "-q").split(separator: "\n")
-                .filter({ $0.trimmingCharacters(in: .whitespaces) == last }).count < 2 {
-                try await Task.sleep(for: .milliseconds(50))
-            }
-        }
+        try await within(60, "both workers to subscribe") { for signal in started { await signal.wait() } }
         let client = TaskClient(broker: h.broker)
         for n in 0..<8 {
             _ = try await client.enqueue(name: "step", json: Self.json(Step(k: "only", n: n)), options: .init(queue: queue, orderKey: "only"))
