@@ -22,25 +22,32 @@ extension Coordinator {
         // one's partitions, by a schedule, or left by a failed publish) are
         // read at least this often, even while the feed never runs dry.
         var lastStoreRead = ContinuousClock.now
+        // Paging through the store: the highest id of the last full batch
+        // read, while batches come full (nil: the next read starts at the oldest row).
+        var pageAfter: Int64?
         feed.clear()
         while true {
             let revoked = feed.takeRevoked()
             if !revoked.isEmpty { await revokeSteps(revoked) }
+            // Published rows whose deletion failed: deleted with the next commit.
+            let undeleted = feed.takeUndeleted()
+            if !undeleted.isEmpty { await engine.markSentSoon(undeleted) }
             if feed.takeStoreChanged() || ContinuousClock.now - lastStoreRead > .seconds(1) { readStore = true }
             var entries: [OutboxEntry]
             if readStore {
-                // The store first, oldest first, while it gives a full batch
-                // of rows not published yet: it has every row the feed has,
-                // and those it alone has would otherwise wait behind a feed
-                // that never runs dry. A full batch of rows published
-                // already (handed over by the feed; their deletion waits for
-                // the next commit) tells nothing of what lies behind them:
-                // reading it again at once would only decode them again, and
-                // the next read is within a second.
-                entries = try await store.unsentOutbox(limit: configuration.outboxBatch)
+                // The store first, oldest first, page by page while it gives
+                // full batches: it has every row the feed has, and those it
+                // alone has (a backlog after a takeover, a burst of
+                // schedules) would otherwise wait behind a feed that never
+                // runs dry. A page goes on from the last one's highest id: at
+                // the front lie rows published already (handed over by the
+                // feed; their deletion waits for the next commit), and
+                // reading from the oldest again would return only those.
+                entries = try await store.unsentOutbox(limit: configuration.outboxBatch, after: pageAfter ?? 0)
                 let full = entries.count == configuration.outboxBatch
+                pageAfter = full ? entries.last?.id : nil
                 entries.removeAll { recent.contains($0.id) }
-                readStore = full && !entries.isEmpty
+                readStore = full
                 lastStoreRead = .now
             } else {
                 let taken = feed.take(max: configuration.outboxBatch)
@@ -85,6 +92,7 @@ extension Coordinator {
                     logger.warning("run messages for runs this coordinator leads could not be applied; they are tried again",
                                    metadata: ["count": "\(ids.count)", "error": "\(error)"])
                     readStore = true
+                    pageAfter = nil
                 }
             }
             // Messages for runs in other coordinators' partitions go to those partitions' queues.
@@ -148,8 +156,9 @@ extension Coordinator {
             // holds rows the feed is about to hand over.)
             await engine.markSentSoon(sent)
             if transientFailures > 0 {
-                // The unconfirmed rows are still in the store.
+                // The unconfirmed rows are still in the store (from the oldest).
                 readStore = true
+                pageAfter = nil
                 try await Task.sleep(for: .seconds(1))
             }
         }

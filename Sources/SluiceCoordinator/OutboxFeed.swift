@@ -17,6 +17,8 @@ final class OutboxFeed: Sendable {
         var overflowed = false
         var storeChanged = false
         var revoked: [String] = []
+        /// Published rows whose deletion failed with its commit.
+        var undeleted: [Int64] = []
     }
     private let state = Mutex(State())
     /// Rung by every append and store change: the relay waits on it.
@@ -62,6 +64,22 @@ final class OutboxFeed: Sendable {
         state.withLock { s in
             defer { s.revoked = [] }
             return s.revoked
+        }
+    }
+
+    /// Rows the relay published whose deletion (``RunEngine/markSentSoon(_:)``)
+    /// failed with its commit: the relay asks for it again. Not published
+    /// again: the relay still counts them as published lately.
+    func deletionFailed(_ ids: [Int64]) {
+        guard !ids.isEmpty else { return }
+        state.withLock { s in s.undeleted += ids.prefix(max(0, Self.capacity - s.undeleted.count)) }
+    }
+
+    /// The published rows whose deletion failed, taken.
+    func takeUndeleted() -> [Int64] {
+        state.withLock { s in
+            defer { s.undeleted = [] }
+            return s.undeleted
         }
     }
 

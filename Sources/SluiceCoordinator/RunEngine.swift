@@ -535,8 +535,11 @@ public actor RunEngine {
             for submission in batch {
                 if let continuation = submission.continuation {
                     continuation.resume(throwing: error)
-                } else {
-                    logger.debug("published outbox rows were not deleted; a later store read finds them", metadata: ["error": "\(error)"])
+                } else if case .sent(let ids) = submission.work {
+                    // The relay skips rows it published lately, so a store
+                    // read would not find them again: it asks again instead.
+                    logger.debug("published outbox rows were not deleted; the relay asks again", metadata: ["error": "\(error)"])
+                    outboxFeed.deletionFailed(ids)
                 }
             }
         }

@@ -44,9 +44,11 @@ public enum JSONValue: Sendable, Hashable, Codable {
         }
     }
 
-    /// Parses JSON text (any value at the top level).
+    /// Parses JSON text (any value at the top level). Usual text is read by
+    /// ``JSONValueReader``; whatever it leaves (and every error) is `JSONDecoder`'s.
     public static func parse(_ bytes: [UInt8]) throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        if let value = JSONValueReader.value(bytes) { return value }
+        return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
     }
 
     /// Parses JSON text (any value at the top level).

@@ -200,6 +200,10 @@ struct StoreContractTests {
                                           sent: Array(ids.prefix(2)))
         #expect(more.count == 1 && more[0] > ids[2])
         #expect(try await store.unsentOutbox(limit: 10).map(\.id) == [ids[2], more[0]])
+        // Paged: rows after an id (the relay reads on past rows it published already).
+        #expect(try await store.unsentOutbox(limit: 10, after: ids[2]).map(\.id) == [more[0]])
+        #expect(try await store.unsentOutbox(limit: 1, after: ids[0]).map(\.id) == [ids[2]])
+        #expect(try await store.unsentOutbox(limit: 10, after: more[0]).isEmpty)
         try await store.close()
     }
 

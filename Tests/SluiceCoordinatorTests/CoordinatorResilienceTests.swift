@@ -11,7 +11,8 @@ import Testing
 import SluiceAPI
 
 /// A store that can be switched "away": every call fails as a database in
-/// failover would, until it is switched back.
+/// failover would, until it is switched back. It can also fail the next
+/// few commits that delete published outbox rows.
 final class SwitchableStore: WorkflowStore {
     struct Away: Error, CustomStringConvertible {
         var description: String { "the store is away (test)" }
@@ -19,10 +20,17 @@ final class SwitchableStore: WorkflowStore {
 
     let base: any WorkflowStore
     private let away = Mutex(false)
+    private let deletionFailures = Mutex((left: 0, failed: 0))
 
     init(_ base: any WorkflowStore) { self.base = base }
 
     func setAway(_ value: Bool) { away.withLock { $0 = value } }
+
+    /// Fails the next `count` commits that delete published outbox rows.
+    func failDeletions(_ count: Int) { deletionFailures.withLock { $0.left = count } }
+
+    /// How many commits that delete outbox rows failed so.
+    var deletionsFailed: Int { deletionFailures.withLock { $0.failed } }
 
     private func reachable() throws {
         if away.withLock({ $0 }) { throw Away() }
@@ -46,9 +54,20 @@ final class SwitchableStore: WorkflowStore {
     func activeRunIDs() async throws -> [String] { try reachable(); return try await base.activeRunIDs() }
     func runStatus(id: String) async throws -> RunState.Status? { try reachable(); return try await base.runStatus(id: id) }
     func commit(_ changes: [RunChange], messages: [RunMessage], sent: [Int64]) async throws -> [Int64] {
-        try reachable(); return try await base.commit(changes, messages: messages, sent: sent)
+        try reachable()
+        let fail = !sent.isEmpty && deletionFailures.withLock { d in
+            guard d.left > 0 else { return false }
+            d.left -= 1
+            d.failed += 1
+            return true
+        }
+        if fail { throw Away() }
+        return try await base.commit(changes, messages: messages, sent: sent)
     }
-    func unsentOutbox(limit: Int) async throws -> [OutboxEntry] { try reachable(); return try await base.unsentOutbox(limit: limit) }
+    func unsentOutbox(limit: Int, after: Int64) async throws -> [OutboxEntry] {
+        try reachable()
+        return try await base.unsentOutbox(limit: limit, after: after)
+    }
     func statistics() async throws -> StoreStatistics { try reachable(); return try await base.statistics() }
     func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> [String] {
         try reachable(); return try await base.pruneRuns(finishedBefore: before, limit: limit)

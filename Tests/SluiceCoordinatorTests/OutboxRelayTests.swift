@@ -4,6 +4,7 @@ import ServiceLifecycle
 @testable import SluiceCoordinator
 import SluiceCore
 import SluiceTesting
+import SluiceWire
 import SluiceWorkflow
 import Synchronization
 import Testing
@@ -78,5 +79,61 @@ struct OutboxRelayTests {
         await group.triggerGracefulShutdown()
         _ = await running.result
         try await store.close()
+    }
+
+    /// A backlog only the store holds (after a takeover, a burst of
+    /// schedules) is read page by page: the rows at its front, published
+    /// already, stay in the store until a commit deletes them, and here that
+    /// deletion fails until the test lets it. Reading from the oldest row
+    /// each time would return only those, and the rows behind them would
+    /// wait; and without asking again, the failed deletion would leave the
+    /// rows in the store until the coordinator restarts.
+    @Test("a store-only backlog is paged through past published rows still in the store; a failed deletion is asked again")
+    func storeBacklogPaged() async throws {
+        var logger = Logger(label: "test.relay")
+        logger.logLevel = .critical
+        let broker = InMemoryBroker(topology: try Topology(prefix: "relay"))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-relay-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let sqlite = try await SQLiteWorkflowStore.open(path: path)
+        let store = SwitchableStore(sqlite)
+        store.failDeletions(.max)
+        // Written before the coordinator leads: only the store has these rows.
+        let count = 1_000
+        var run = RunState(runID: "backlog", workflow: "x", version: 1, input: [:], steps: [:], createdAt: Date())
+        run.status = .running
+        try await sqlite.commit([RunChange(run: run, isNew: true, publish: (0..<count).map { i in
+            StepTask(taskID: "backlog/a/\(i)", name: "t", queue: "wf", arguments: [:], maxAttempts: nil, retry: nil,
+                     runID: "backlog", stepID: "a", index: i)
+        })])
+        let engine = RunEngine(store: store, logger: logger)
+        let coordinator = Coordinator(broker: broker, engine: engine,
+                                      configuration: .init(leaseTTL: .seconds(30), defaultQueue: "wf", outboxBatch: 50,
+                                                           pollInterval: .seconds(1)),
+                                      logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [coordinator], logger: logger))
+        let running = Task { try await group.run() }
+        do {
+            try await within(60, "every row of the backlog to be published") {
+                while await broker.readyMessages(broker.topology.workQueue("wf")).count < count { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(store.deletionsFailed > 0, "no deletion failed: the test did not test that")
+            #expect(try await sqlite.unsentOutbox(limit: count).count == count)
+            store.failDeletions(0)
+            try await within(60, "the published rows to be deleted") {
+                while try await !sqlite.unsentOutbox(limit: 1).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            // Each once: rows whose deletion failed were not published again.
+            let ids = await broker.readyMessages(broker.topology.workQueue("wf")).compactMap { $0.properties.messageId }
+            #expect(ids.count == count && Set(ids).count == count)
+        } catch {
+            await group.triggerGracefulShutdown()
+            _ = await running.result
+            try? await sqlite.close()
+            throw error
+        }
+        await group.triggerGracefulShutdown()
+        _ = await running.result
+        try await sqlite.close()
     }
 }

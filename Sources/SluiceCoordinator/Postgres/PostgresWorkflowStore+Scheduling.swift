@@ -10,8 +10,8 @@ import Synchronization
 extension PostgresWorkflowStore {
     // MARK: Outbox
 
-    public func unsentOutbox(limit: Int) async throws -> [OutboxEntry] {
-        try await rows("SELECT id, payload, created_at FROM workflow_outbox WHERE sent_at IS NULL\(unescaped: bucketFilter()) ORDER BY id LIMIT \(limit)",
+    public func unsentOutbox(limit: Int, after: Int64) async throws -> [OutboxEntry] {
+        try await rows("SELECT id, payload, created_at FROM workflow_outbox WHERE sent_at IS NULL AND id > \(after)\(unescaped: bucketFilter()) ORDER BY id LIMIT \(limit)",
                        "outbox")
             .map { row in
                 let (id, payload, created) = try row.decode((Int64, String, Int64).self)

@@ -457,9 +457,9 @@ public final class SQLiteWorkflowStore: WorkflowStore {
 
     // MARK: Outbox
 
-    public func unsentOutbox(limit: Int) async throws -> [OutboxEntry] {
-        try await read("SELECT id, payload, created_at FROM workflow_outbox WHERE sent_at IS NULL\(bucketFilter()) ORDER BY id LIMIT ?",
-                       [.integer(limit)])
+    public func unsentOutbox(limit: Int, after: Int64) async throws -> [OutboxEntry] {
+        try await read("SELECT id, payload, created_at FROM workflow_outbox WHERE sent_at IS NULL AND id > ?\(bucketFilter()) ORDER BY id LIMIT ?",
+                       [.integer(Int(after)), .integer(limit)])
             .map { row in
                 guard let id = row.column("id")?.integer, let payload = row.column("payload")?.string,
                       let created = row.column("created_at")?.integer else { throw StoreError(.database, "a bad outbox row") }
