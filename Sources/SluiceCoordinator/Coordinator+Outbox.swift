@@ -15,7 +15,7 @@ extension Coordinator {
         let feed = engine.outboxFeed
         // What was published lately: a row read from the store and handed
         // over by the feed too (the two race right after a commit) goes once.
-        var recent = RecentIDs(capacity: 65_536)
+        var recent = RecentIDs(capacity: OutboxFeed.undeletedCapacity)
         // The store holds rows of earlier leaders, of schedules, and any the feed dropped.
         var readStore = true
         // Rows only the store has (written by another coordinator into this
@@ -23,8 +23,13 @@ extension Coordinator {
         // read at least this often, even while the feed never runs dry.
         var lastStoreRead = ContinuousClock.now
         // Paging through the store: the highest id of the last full batch
-        // read (nil: the next read starts at the oldest row).
+        // read (nil: the next read starts at the oldest row), and when this
+        // pass began at the oldest row. A pass starts over after a few
+        // seconds and whenever rows were written around the feed: rows with
+        // lower ids can appear behind it (a takeover's backlog; in
+        // PostgreSQL, a transaction that drew its ids earlier and committed later).
         var pageAfter: Int64?
+        var passStarted = ContinuousClock.now
         feed.clear()
         while true {
             let revoked = feed.takeRevoked()
@@ -32,7 +37,12 @@ extension Coordinator {
             // Published rows whose deletion failed: deleted with the next commit.
             let undeleted = feed.takeUndeleted()
             if !undeleted.isEmpty { await engine.markSentSoon(undeleted) }
-            if feed.takeStoreChanged() || ContinuousClock.now - lastStoreRead > .seconds(1) { readStore = true }
+            if feed.takeStoreChanged() {
+                readStore = true
+                pageAfter = nil
+            }
+            if ContinuousClock.now - lastStoreRead > .seconds(1) { readStore = true }
+            if pageAfter != nil, ContinuousClock.now - passStarted > .seconds(5) { pageAfter = nil }
             var entries: [OutboxEntry]
             if readStore {
                 // The store first, oldest first, page by page: it has every
@@ -43,16 +53,20 @@ extension Coordinator {
                 // already (handed over by the feed; their deletion waits for
                 // the next commit), and reading from the oldest again would
                 // return only those. The next page is read at once after a
-                // page of such rows, or while the feed is empty; while the
-                // feed has rows, the store's unpublished ones are mostly the
-                // feed's, and decoding them from the store too cost a
-                // 10,000-element map half again its time: then the next page
-                // waits for the next reason to read (at most a second).
+                // page of such rows, or one with rows older than the feed's
+                // oldest (the feed has only this engine's later commits:
+                // those are the store's alone), or while the feed is empty.
+                // Otherwise the page's rows are the feed's, and decoding the
+                // rest from the store too cost a 10,000-element map half
+                // again its time: the next page waits for the next reason to
+                // read (at most a second).
+                if pageAfter == nil { passStarted = .now }
                 entries = try await store.unsentOutbox(limit: configuration.outboxBatch, after: pageAfter ?? 0)
                 let full = entries.count == configuration.outboxBatch
                 pageAfter = full ? entries.last?.id : nil
                 entries.removeAll { recent.contains($0.id) }
-                readStore = full && (entries.isEmpty || feed.isEmpty)
+                let feedHead = feed.oldestID
+                readStore = full && (entries.isEmpty || feedHead == nil || entries[0].id < feedHead!)
                 lastStoreRead = .now
             } else {
                 let taken = feed.take(max: configuration.outboxBatch)
@@ -90,14 +104,14 @@ extension Coordinator {
                 do {
                     try await engine.apply([], messages: local.compactMap { if case .message(let m) = $0.item { m } else { nil } })
                     for id in ids { recent.insert(id) }
-                    try await engine.markSent(Array(ids))
+                    // Deleted like published rows (asked again if that commit fails).
+                    await engine.markSentSoon(Array(ids))
                 } catch where !(error is CancellationError) && !Self.isLeaseLoss(error) {
-                    // Left in the store and tried again at a later store read;
-                    // the rows behind them go on meanwhile.
+                    // Left in the store and tried again when a store read
+                    // starts over at the oldest row (within seconds); the
+                    // rows behind them go on meanwhile.
                     logger.warning("run messages for runs this coordinator leads could not be applied; they are tried again",
                                    metadata: ["count": "\(ids.count)", "error": "\(error)"])
-                    readStore = true
-                    pageAfter = nil
                 }
             }
             // Messages for runs in other coordinators' partitions go to those partitions' queues.

@@ -72,8 +72,14 @@ final class OutboxFeed: Sendable {
     /// again: the relay still counts them as published lately.
     func deletionFailed(_ ids: [Int64]) {
         guard !ids.isEmpty else { return }
-        state.withLock { s in s.undeleted += ids.prefix(max(0, Self.capacity - s.undeleted.count)) }
+        // As many as the relay remembers as published: past that, a row
+        // would be published again anyway (when the relay forgets it).
+        state.withLock { s in s.undeleted += ids.prefix(max(0, Self.undeletedCapacity - s.undeleted.count)) }
     }
+
+    /// How many published rows whose deletion failed are kept to ask
+    /// again: as many as the relay remembers as published (its `RecentIDs`).
+    static let undeletedCapacity = 65_536
 
     /// The published rows whose deletion failed, taken.
     func takeUndeleted() -> [Int64] {
@@ -98,6 +104,9 @@ final class OutboxFeed: Sendable {
     }
 
     var isEmpty: Bool { state.withLock { $0.entries.isEmpty } }
+
+    /// The id of the oldest row waiting (nil when none waits).
+    var oldestID: Int64? { state.withLock { $0.entries.first?.id } }
 
     /// Rows waiting.
     var count: Int { state.withLock { $0.entries.count } }

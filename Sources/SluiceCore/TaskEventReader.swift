@@ -185,7 +185,9 @@ struct TaskEventReader {
             if byte < 0x20 { return nil }
             if byte >= 0x80 { ascii = false }
             if byte == UInt8(ascii: "\\") {
+                // Moved out, not copied: one buffer however many escapes.
                 var out = unescaped ?? []
+                unescaped = nil
                 out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<i]))
                 i += 1
                 guard i < bytes.count else { return nil }
@@ -208,7 +210,7 @@ struct TaskEventReader {
                         return nil
                     }
                     guard let unicode = Unicode.Scalar(scalar) else { return nil }
-                    out.append(contentsOf: Array(String(Character(unicode)).utf8))
+                    UTF8.encode(unicode) { out.append($0) }
                 default:
                     return nil
                 }

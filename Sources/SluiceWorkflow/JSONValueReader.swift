@@ -97,7 +97,10 @@ struct JSONValueReader {
             if byte < 0x20 { return nil }
             if byte >= 0x80 { ascii = false }
             if byte == UInt8(ascii: "\\") {
+                // Moved out, not copied: one buffer for the whole string,
+                // however many escapes it has.
                 var out = unescaped ?? []
+                unescaped = nil
                 out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<i]))
                 i += 1
                 guard i < bytes.count else { return nil }
@@ -121,7 +124,7 @@ struct JSONValueReader {
                         return nil
                     }
                     guard let unicode = Unicode.Scalar(scalar) else { return nil }
-                    out.append(contentsOf: Array(String(Character(unicode)).utf8))
+                    UTF8.encode(unicode) { out.append($0) }
                 default:
                     return nil
                 }
@@ -168,8 +171,12 @@ struct JSONValueReader {
         let intDigits = i - intStart
         guard intDigits >= 1, !(intDigits > 1 && bytes[intStart] == UInt8(ascii: "0")) else { return nil }
         var plain = intDigits <= 15
+        // Any digit but 0 before the exponent: the number is not zero.
+        var nonZero = bytes[intStart..<i].contains { $0 != UInt8(ascii: "0") }
         if take(UInt8(ascii: ".")) {
+            let fraction = i
             guard digits() else { return nil }
+            nonZero = nonZero || bytes[fraction..<i].contains { $0 != UInt8(ascii: "0") }
             plain = false
         }
         if take(UInt8(ascii: "e")) || take(UInt8(ascii: "E")) {
@@ -178,8 +185,10 @@ struct JSONValueReader {
             plain = false
         }
         if plain { return negative ? -Double(integer) : Double(integer) }
+        // Out of range either way (infinite, or a number that is not zero
+        // read as zero): the decoder refuses both.
         guard let value = Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)),
-              value.isFinite else { return nil }
+              value.isFinite, value != 0 || !nonZero else { return nil }
         return value
     }
 

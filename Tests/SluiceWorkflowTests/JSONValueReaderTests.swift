@@ -18,13 +18,16 @@ struct JSONValueReaderTests {
         "\"é ü ß 日本語\"", "\"\\u00e9\\u65E5\"", "\"emoji 🦩 and \\ud834\\udd1e\"",
         "[]", "{}", " [ 1 , \"a\" , null , true , { } ] ", "{\"a\":{\"b\":[[],[{}]]},\"c\":-1.5}",
         "{\"items\": [1, 2.5, \"x\"], \"n\": null, \"nested\": {\"ok\": false}}",
-        "\t\n\r {\"k\" : \"v\"}\n",
+        "\t\n\r {\"k\" : \"v\"}\n", "0e999", "-0.0e-500", "0.000", "1e-300",
+        // Many escapes in one string.
+        "\"" + String(repeating: "a\\\"b\\u00e9\\n", count: 2_000) + "\"",
     ]
 
     /// Texts the reader leaves to the decoder (which reads some and refuses others).
     /// (Compared with `Optional<JSONValue>.none`: a bare `nil` would be `JSONValue.null`.)
     static let refused = [
         "", " ", "nul", "tru", "01", "-", "1.", ".5", "1e", "+1", "1e400", "-1e400", "NaN", "Infinity",
+        "1e-400", "-1e-400", "2e-324", "[1e-400]", "0.0000001e-400",
         "\"open", "\"bad \\x escape\"", "\"\\ud834 lone high\"", "\"\\udd1e lone low\"", "\"\\u12G4\"", "\"raw \u{01} control\"",
         "[1,]", "[1 2]", "{\"a\" 1}", "{\"a\":1,}", "{a:1}", "{\"a\":1,\"a\":2}", "[", "{", "1 2", "[]]", "\"x\"y",
         String(repeating: "[", count: 200) + String(repeating: "]", count: 200),
