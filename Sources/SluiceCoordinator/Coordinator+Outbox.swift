@@ -25,11 +25,17 @@ extension Coordinator {
         // Paging through the store: the highest id of the last full batch
         // read (nil: the next read starts at the oldest row), and when this
         // pass began at the oldest row. A pass starts over after a few
-        // seconds and whenever rows were written around the feed: rows with
-        // lower ids can appear behind it (a takeover's backlog; in
-        // PostgreSQL, a transaction that drew its ids earlier and committed later).
+        // seconds and when rows were written around the feed (rows with
+        // lower ids can appear behind it: a takeover's backlog; in
+        // PostgreSQL, a transaction that drew its ids earlier and committed
+        // later), but never while pages are read one after another: a pass
+        // through a backlog too long to page through in a few seconds (a
+        // slow store) would otherwise start over before its end, forever.
         var pageAfter: Int64?
         var passStarted = ContinuousClock.now
+        var startPassOver = false
+        // The last store read asked for the next page at once.
+        var paging = false
         feed.clear()
         while true {
             let revoked = feed.takeRevoked()
@@ -39,10 +45,9 @@ extension Coordinator {
             if !undeleted.isEmpty { await engine.markSentSoon(undeleted) }
             if feed.takeStoreChanged() {
                 readStore = true
-                pageAfter = nil
+                startPassOver = true
             }
             if ContinuousClock.now - lastStoreRead > .seconds(1) { readStore = true }
-            if pageAfter != nil, ContinuousClock.now - passStarted > .seconds(5) { pageAfter = nil }
             var entries: [OutboxEntry]
             if readStore {
                 // The store first, oldest first, page by page: it has every
@@ -60,6 +65,10 @@ extension Coordinator {
                 // rest from the store too cost a 10,000-element map half
                 // again its time: the next page waits for the next reason to
                 // read (at most a second).
+                if !paging, startPassOver || ContinuousClock.now - passStarted > .seconds(5) {
+                    pageAfter = nil
+                    startPassOver = false
+                }
                 if pageAfter == nil { passStarted = .now }
                 entries = try await store.unsentOutbox(limit: configuration.outboxBatch, after: pageAfter ?? 0)
                 let full = entries.count == configuration.outboxBatch
@@ -67,6 +76,7 @@ extension Coordinator {
                 entries.removeAll { recent.contains($0.id) }
                 let feedHead = feed.oldestID
                 readStore = full && (entries.isEmpty || feedHead == nil || entries[0].id < feedHead!)
+                paging = readStore
                 lastStoreRead = .now
             } else {
                 let taken = feed.take(max: configuration.outboxBatch)

@@ -26,6 +26,11 @@ final class SwitchableStore: WorkflowStore {
 
     func setAway(_ value: Bool) { away.withLock { $0 = value } }
 
+    private let outboxReadDelay = Mutex(Duration.zero)
+
+    /// Makes every outbox read take at least `delay` (a slow store).
+    func delayOutboxReads(_ delay: Duration) { outboxReadDelay.withLock { $0 = delay } }
+
     /// Fails the next `count` commits that delete published outbox rows.
     func failDeletions(_ count: Int) { deletionFailures.withLock { $0.left = count } }
 
@@ -66,6 +71,8 @@ final class SwitchableStore: WorkflowStore {
     }
     func unsentOutbox(limit: Int, after: Int64) async throws -> [OutboxEntry] {
         try reachable()
+        let delay = outboxReadDelay.withLock { $0 }
+        if delay > .zero { try await Task.sleep(for: delay) }
         return try await base.unsentOutbox(limit: limit, after: after)
     }
     func statistics() async throws -> StoreStatistics { try reachable(); return try await base.statistics() }

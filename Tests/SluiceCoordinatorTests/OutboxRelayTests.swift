@@ -87,7 +87,10 @@ struct OutboxRelayTests {
     /// deletion fails until the test lets it. Reading from the oldest row
     /// each time would return only those, and the rows behind them would
     /// wait; and without asking again, the failed deletion would leave the
-    /// rows in the store until the coordinator restarts.
+    /// rows in the store until the coordinator restarts. The store is slow
+    /// here (each read 100 ms, 63 pages): a pass must not start over at the
+    /// oldest row before its end (it did after 5 s, and on a loaded machine
+    /// never got through).
     @Test("a store-only backlog is paged through past published rows still in the store; a failed deletion is asked again")
     func storeBacklogPaged() async throws {
         var logger = Logger(label: "test.relay")
@@ -98,6 +101,7 @@ struct OutboxRelayTests {
         let sqlite = try await SQLiteWorkflowStore.open(path: path)
         let store = SwitchableStore(sqlite)
         store.failDeletions(.max)
+        store.delayOutboxReads(.milliseconds(100))
         // Written before the coordinator leads: only the store has these rows.
         let count = 1_000
         var run = RunState(runID: "backlog", workflow: "x", version: 1, input: [:], steps: [:], createdAt: Date())
@@ -108,7 +112,7 @@ struct OutboxRelayTests {
         })])
         let engine = RunEngine(store: store, logger: logger)
         let coordinator = Coordinator(broker: broker, engine: engine,
-                                      configuration: .init(leaseTTL: .seconds(30), defaultQueue: "wf", outboxBatch: 50,
+                                      configuration: .init(leaseTTL: .seconds(30), defaultQueue: "wf", outboxBatch: 16,
                                                            pollInterval: .seconds(1)),
                                       logger: logger)
         let group = ServiceGroup(configuration: .init(services: [coordinator], logger: logger))
@@ -117,6 +121,7 @@ struct OutboxRelayTests {
             try await within(60, "every row of the backlog to be published") {
                 while await broker.readyMessages(broker.topology.workQueue("wf")).count < count { try await Task.sleep(for: .milliseconds(20)) }
             }
+            store.delayOutboxReads(.zero)
             #expect(store.deletionsFailed > 0, "no deletion failed: the test did not test that")
             #expect(try await sqlite.unsentOutbox(limit: count).count == count)
             store.failDeletions(0)
