@@ -62,6 +62,7 @@ struct TaskEventReaderTests {
         #"{"kind":"dead","taskID":"a","taskName":"n","queue":"q","attempt":2,"at":5,"durationMilliseconds":1.}"#,
         #"{"kind":"dead","taskID":"a","taskName":"n","queue":"q","attempt":2,"at":5,"durationMilliseconds":01}"#,
         #"{"kind":"dead","taskID":"a","taskName":"n","queue":"q","attempt":2,"at":5,"durationMilliseconds":+1}"#,
+        #"{"kind":"dead","taskID":"a","taskName":"n","queue":"q","attempt":2,"at":5,"durationMilliseconds":1e-400}"#,
         #"{"kind":"dead","taskID":"a","taskName":"n","queue":"q","attempt":2,"at":5,"deadReason":"no-such"}"#,
         #"{"kind":"gone","taskID":"a","taskName":"n","queue":"q","attempt":2,"at":5}"#,
         #"{"kind":"dead","taskID":"\ud800","taskName":"n","queue":"q","attempt":2,"at":5}"#,
