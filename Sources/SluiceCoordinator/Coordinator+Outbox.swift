@@ -70,10 +70,11 @@ extension Coordinator {
                     startPassOver = false
                 }
                 if pageAfter == nil { passStarted = .now }
-                entries = try await store.unsentOutbox(limit: configuration.outboxBatch, after: pageAfter ?? 0)
-                let full = entries.count == configuration.outboxBatch
-                pageAfter = full ? entries.last?.id : nil
-                entries.removeAll { recent.contains($0.id) }
+                let rows = try await store.unsentOutboxRows(limit: configuration.outboxBatch, after: pageAfter ?? 0)
+                let full = rows.count == configuration.outboxBatch
+                pageAfter = full ? rows.last?.id : nil
+                // Rows published already are skipped undecoded.
+                entries = try rows.compactMap { recent.contains($0.id) ? nil : try $0.decode() }
                 let feedHead = feed.oldestID
                 readStore = full && (entries.isEmpty || feedHead == nil || entries[0].id < feedHead!)
                 paging = readStore

@@ -141,12 +141,13 @@ public actor RunEngine {
         return try await store.run(id: runID) ?? machine.state
     }
 
-    /// A random run id (a UUID) in a partition this engine leads, if it leads any.
+    /// A new run id (a time-ordered UUID, ``TimeOrderedUUID``) in a
+    /// partition this engine leads, if it leads any.
     private func newRunID() -> String {
-        var id = UUID().uuidString.lowercased()
+        var id = TimeOrderedUUID.make()
         guard let led = ledPartitions, !led.isEmpty else { return id }
         // Expected tries: the partition count over those led.
-        for _ in 0..<1000 where !leads(id) { id = UUID().uuidString.lowercased() }
+        for _ in 0..<1000 where !leads(id) { id = TimeOrderedUUID.make() }
         return id
     }
 
@@ -712,4 +713,3 @@ public actor RunEngine {
         }
     }
 }
-

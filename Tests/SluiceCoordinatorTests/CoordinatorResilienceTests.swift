@@ -69,11 +69,11 @@ final class SwitchableStore: WorkflowStore {
         if fail { throw Away() }
         return try await base.commit(changes, messages: messages, sent: sent)
     }
-    func unsentOutbox(limit: Int, after: Int64) async throws -> [OutboxEntry] {
+    func unsentOutboxRows(limit: Int, after: Int64) async throws -> [OutboxRow] {
         try reachable()
         let delay = outboxReadDelay.withLock { $0 }
         if delay > .zero { try await Task.sleep(for: delay) }
-        return try await base.unsentOutbox(limit: limit, after: after)
+        return try await base.unsentOutboxRows(limit: limit, after: after)
     }
     func statistics() async throws -> StoreStatistics { try reachable(); return try await base.statistics() }
     func pruneRuns(finishedBefore before: Date, limit: Int) async throws -> [String] {

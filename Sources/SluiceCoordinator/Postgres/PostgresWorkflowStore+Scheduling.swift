@@ -10,12 +10,12 @@ import Synchronization
 extension PostgresWorkflowStore {
     // MARK: Outbox
 
-    public func unsentOutbox(limit: Int, after: Int64) async throws -> [OutboxEntry] {
+    public func unsentOutboxRows(limit: Int, after: Int64) async throws -> [OutboxRow] {
         try await rows("SELECT id, payload, created_at FROM workflow_outbox WHERE sent_at IS NULL AND id > \(after)\(unescaped: bucketFilter()) ORDER BY id LIMIT \(limit)",
                        "outbox")
             .map { row in
                 let (id, payload, created) = try row.decode((Int64, String, Int64).self)
-                return try OutboxEntry.decode(id: id, payload: payload, createdAt: Date(epochMilliseconds: created))
+                return OutboxRow(id: id, payload: payload, createdAt: Date(epochMilliseconds: created))
             }
     }
 

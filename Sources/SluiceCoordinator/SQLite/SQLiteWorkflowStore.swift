@@ -457,13 +457,13 @@ public final class SQLiteWorkflowStore: WorkflowStore {
 
     // MARK: Outbox
 
-    public func unsentOutbox(limit: Int, after: Int64) async throws -> [OutboxEntry] {
+    public func unsentOutboxRows(limit: Int, after: Int64) async throws -> [OutboxRow] {
         try await read("SELECT id, payload, created_at FROM workflow_outbox WHERE sent_at IS NULL AND id > ?\(bucketFilter()) ORDER BY id LIMIT ?",
                        [.integer(Int(after)), .integer(limit)])
             .map { row in
                 guard let id = row.column("id")?.integer, let payload = row.column("payload")?.string,
                       let created = row.column("created_at")?.integer else { throw StoreError(.database, "a bad outbox row") }
-                return try OutboxEntry.decode(id: Int64(id), payload: payload, createdAt: Date(epochMilliseconds: Int64(created)))
+                return OutboxRow(id: Int64(id), payload: payload, createdAt: Date(epochMilliseconds: Int64(created)))
             }
     }
 

@@ -51,9 +51,10 @@ public protocol WorkflowStore: Sendable {
     @discardableResult
     func commit(_ changes: [RunChange], messages: [RunMessage], sent: [Int64]) async throws -> [Int64]
 
-    /// Outbox entries not yet marked sent with ids above `after`, oldest
-    /// first (with a fence that names buckets, only those of its buckets).
-    func unsentOutbox(limit: Int, after: Int64) async throws -> [OutboxEntry]
+    /// Outbox rows not yet marked sent with ids above `after`, oldest
+    /// first (with a fence that names buckets, only those of its buckets),
+    /// undecoded (see ``OutboxRow``).
+    func unsentOutboxRows(limit: Int, after: Int64) async throws -> [OutboxRow]
 
     /// Run counts by status and the outbox backlog, for metrics.
     func statistics() async throws -> StoreStatistics
@@ -130,6 +131,11 @@ public protocol WorkflowStore: Sendable {
 }
 
 extension WorkflowStore {
+    /// Outbox entries not yet marked sent with ids above `after`, oldest first, decoded.
+    public func unsentOutbox(limit: Int, after: Int64) async throws -> [OutboxEntry] {
+        try await unsentOutboxRows(limit: limit, after: after).map { try $0.decode() }
+    }
+
     /// Outbox entries not yet marked sent, oldest first.
     public func unsentOutbox(limit: Int) async throws -> [OutboxEntry] {
         try await unsentOutbox(limit: limit, after: 0)
