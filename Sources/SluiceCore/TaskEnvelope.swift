@@ -267,29 +267,8 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
         box = Box(Fields(id: id, name: name, queue: queue, arguments: arguments, attempt: attempt, maxAttempts: maxAttempts, retryPolicy: retryPolicy, notBefore: notBefore, deadline: deadline, idempotencyKey: idempotencyKey, workflowRunID: workflowRunID, workflowStep: workflowStep, traceparent: traceparent, enqueuedAt: enqueuedAt, replyTo: replyTo, priority: priority, track: track, otherHeaders: otherHeaders))
     }
 
-    /// A random task id: a version-4 UUID in lowercase. Made from the system
-    /// generator directly; Foundation's `UUID()` opened /dev/urandom for each
-    /// one, a measurable cost per enqueue.
-    public static func newID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64, low = generator.next() as UInt64
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for i in 0..<8 {
-            bytes[i] = UInt8(truncatingIfNeeded: high >> (56 - 8 * i))
-            bytes[8 + i] = UInt8(truncatingIfNeeded: low >> (56 - 8 * i))
-        }
-        bytes[6] = (bytes[6] & 0x0F) | 0x40  // version 4
-        bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
-        let hex = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(36)
-        for (i, byte) in bytes.enumerated() {
-            if i == 4 || i == 6 || i == 8 || i == 10 { out.append(UInt8(ascii: "-")) }
-            out.append(hex[Int(byte >> 4)])
-            out.append(hex[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    /// A random task id: a version-4 UUID in lowercase (``UUIDText``).
+    public static func newID() -> String { UUIDText.random() }
 
     /// The key a handler should use to make side effects idempotent.
     public var effectiveIdempotencyKey: String { idempotencyKey ?? id }
