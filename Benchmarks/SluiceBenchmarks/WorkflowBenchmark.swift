@@ -99,7 +99,7 @@ public struct WorkflowBenchmark: Sendable {
         let group = ServiceGroup(configuration: .init(services: coordinators.map { $0 as any Service } + [worker], logger: logger))
         let running = Task { try await group.run() }
         if partitionCount > 1 {
-            progress("\(label): \(coordinators.count) coordinators sharing \(partitionCount) partitions...")
+            progress("\(label): \(coordinators.count) coordinator\(coordinators.count == 1 ? "" : "s") sharing \(partitionCount) partitions...")
             try await waitUntilShared(coordinators, partitionCount)
         }
 
