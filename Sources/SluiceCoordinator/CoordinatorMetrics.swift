@@ -8,7 +8,8 @@ import SluiceWorkflow
 /// API scrape: runs by status (`sluice_workflow_runs`), unsent outbox rows and the age of the oldest
 /// (`sluice_coordinator_outbox_unsent`, `sluice_coordinator_outbox_lag_seconds`),
 /// and whether this coordinator holds the lease (`sluice_coordinator_active`).
-/// `sluice_workflow_transitions_total` is counted as events are applied.
+/// `sluice_workflow_transitions_total` is counted as events are applied, and
+/// each of the engine's commits timed (`sluice_coordinator_commit_seconds`).
 public struct CoordinatorMetrics: Service {
     public let coordinator: Coordinator
     public let interval: Duration

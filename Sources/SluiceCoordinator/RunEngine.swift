@@ -1,6 +1,6 @@
 public import Foundation
 public import Logging
-import Metrics
+public import Metrics
 public import SluiceCore
 public import SluiceWorkflow
 public import SluiceAPI
@@ -56,15 +56,19 @@ public actor RunEngine {
     nonisolated let outboxFeed = OutboxFeed()
     /// How large a run's step tasks and maps may be.
     public let limits: WorkflowLimits
+    /// Where the engine's metrics go (nil: the bootstrapped `MetricsSystem`).
+    private let metricsFactory: (any MetricsFactory)?
     /// The store's partition count, and those this engine leads (nil: all).
     private var partitionCount = 1
     private var ledPartitions: Set<Int>?
 
-    public init(store: any WorkflowStore, limits: WorkflowLimits = .standard, logger: Logger = Logger(label: "sluice.coordinator")) {
+    public init(store: any WorkflowStore, limits: WorkflowLimits = .standard, logger: Logger = Logger(label: "sluice.coordinator"),
+                metricsFactory: (any MetricsFactory)? = nil) {
         self.store = store
         latestVersions = CoalescedLookup { name in try await store.latestDefinitionVersion(name: name) }
         self.limits = limits
         self.logger = logger
+        self.metricsFactory = metricsFactory
     }
 
     // MARK: Definitions
@@ -620,7 +624,13 @@ public actor RunEngine {
             }
         }
         let changes = plan.takeRunChanges()
+        // Timed for operators: the time per second spent here (the sum's
+        // rate) near 1 means the engine commits back to back, so the store
+        // is what bounds its transitions.
+        let committing = ContinuousClock.now
         let ids = try await store.commit(changes, messages: plan.messages, sent: plan.sent)
+        let factory = metricsFactory ?? MetricsSystem.factory
+        Metrics.Timer(label: "sluice_coordinator_commit_seconds", factory: factory).record(duration: ContinuousClock.now - committing)
         // Runs the store gave slots to are started by outbox messages it wrote: the relay reads them there.
         if changes.contains(where: { $0.slot != nil }) { outboxFeed.storeChanged() }
         let now = Date()
@@ -628,7 +638,7 @@ public actor RunEngine {
         outboxFeed.append(zip(ids, items).map { OutboxEntry(id: $0, item: $1, createdAt: now) })
         outboxFeed.revoke(plan.revoked)
         adopt(plan.working)
-        Counter(label: "sluice_workflow_transitions_total").increment(by: plan.transitions)
+        Counter(label: "sluice_workflow_transitions_total", factory: factory).increment(by: plan.transitions)
         return results
     }
 
