@@ -282,7 +282,6 @@ let package = Package(
             name: "SluiceCoordinatorTests",
             dependencies: ["SluiceCoordinator", "SluiceAPI", "SluiceCore", "SluiceWorkflow", "SluiceWorker", "SluiceWire", "SluiceTesting",
                            .product(name: "Logging", package: "swift-log"),
-                           .product(name: "Metrics", package: "swift-metrics"),
                            .product(name: "MetricsTestKit", package: "swift-metrics"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: strictSwift

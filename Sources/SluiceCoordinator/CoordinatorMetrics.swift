@@ -9,7 +9,7 @@ import SluiceWorkflow
 /// (`sluice_coordinator_outbox_unsent`, `sluice_coordinator_outbox_lag_seconds`),
 /// and whether this coordinator holds the lease (`sluice_coordinator_active`).
 /// `sluice_workflow_transitions_total` is counted as events are applied, and
-/// each of the engine's commits timed (`sluice_coordinator_commit_seconds`).
+/// each of the engine's commits timed, failed ones too (`sluice_coordinator_commit_seconds`).
 public struct CoordinatorMetrics: Service {
     public let coordinator: Coordinator
     public let interval: Duration

@@ -624,13 +624,17 @@ public actor RunEngine {
             }
         }
         let changes = plan.takeRunChanges()
-        // Timed for operators: the time per second spent here (the sum's
+        // Timed for operators, failed commits too (a store that times out is
+        // the store-bound case): the time per second spent here (the sum's
         // rate) near 1 means the engine commits back to back, so the store
         // is what bounds its transitions.
-        let committing = ContinuousClock.now
-        let ids = try await store.commit(changes, messages: plan.messages, sent: plan.sent)
         let factory = metricsFactory ?? MetricsSystem.factory
-        Metrics.Timer(label: "sluice_coordinator_commit_seconds", factory: factory).record(duration: ContinuousClock.now - committing)
+        let committing = ContinuousClock.now
+        let ids: [Int64]
+        do {
+            defer { Metrics.Timer(label: "sluice_coordinator_commit_seconds", factory: factory).record(duration: ContinuousClock.now - committing) }
+            ids = try await store.commit(changes, messages: plan.messages, sent: plan.sent)
+        }
         // Runs the store gave slots to are started by outbox messages it wrote: the relay reads them there.
         if changes.contains(where: { $0.slot != nil }) { outboxFeed.storeChanged() }
         let now = Date()

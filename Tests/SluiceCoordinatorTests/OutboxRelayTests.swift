@@ -52,8 +52,11 @@ struct OutboxRelayTests {
         }
         await group.triggerGracefulShutdown()
         _ = await running.result
-        try? await sqlite.close()
-        try outcome.get()
+        if case .failure(let error) = outcome {
+            try? await sqlite.close()
+            throw error
+        }
+        try await sqlite.close()
     }
 
     /// A row written to the store outside the engine's commits (as a schedule
