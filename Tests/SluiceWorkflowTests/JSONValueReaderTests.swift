@@ -57,7 +57,7 @@ struct JSONValueReaderTests {
 
     @Test("random values written compactly and by JSONEncoder read back the same, as the decoder reads them")
     func randomValues() throws {
-        var generator = SplitMix(seed: 0x5EED)
+        var generator = SeededGenerator(seed: 0x5EED)
         for _ in 0..<500 {
             let value = Self.random(depth: 0, &generator)
             for bytes in [value.jsonBytes, Array(try JSONEncoder().encode(value))] {
@@ -67,7 +67,7 @@ struct JSONValueReaderTests {
         }
     }
 
-    static func random(depth: Int, _ g: inout SplitMix) -> JSONValue {
+    static func random(depth: Int, _ g: inout SeededGenerator) -> JSONValue {
         switch g.next() % (depth > 3 ? 4 : 6) {
         case 0: return .null
         case 1: return .bool(g.next() % 2 == 0)
@@ -86,19 +86,6 @@ struct JSONValueReaderTests {
             var members: [String: JSONValue] = [:]
             for k in 0..<(g.next() % 5) { members["k\(k)\(g.next() % 3 == 0 ? "é" : "")"] = random(depth: depth + 1, &g) }
             return .object(members)
-        }
-    }
-
-    /// A small seeded generator, so a failure repeats.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
         }
     }
 }
