@@ -105,20 +105,6 @@ public struct QueueCollector: Sendable {
         }
     }
 
-    /// A queue's counts from a passive declare. RabbitMQ answers one for a
-    /// quorum queue by asking the queue's leader, and when the leader does
-    /// not answer within 250 ms (a busy broker) it says 0 ready and 0
-    /// consumers: a full queue read as empty on a loaded machine. So a 0/0
-    /// answer is asked again twice before it is believed (an empty idle
-    /// queue costs three quick declares).
-    private func counts(_ queue: String) async throws -> QueueState {
-        var state = try await broker.queueState(queue)
-        for _ in 0..<2 where state.messageCount == 0 && state.consumerCount == 0 {
-            state = try await broker.queueState(queue)
-        }
-        return state
-    }
-
     /// `only`: queue names to show (all the prefix's work queues when empty;
     /// without the management API, `known` when empty, else `default`).
     /// `known`: queues seen elsewhere, such as in worker heartbeats.
@@ -135,11 +121,11 @@ public struct QueueCollector: Sendable {
                 // and consumer counts from passive declares are exact now.
                 for i in overview.queues.indices where !overview.queues[i].missing {
                     let name = overview.queues[i].queue
-                    if let work = try? await counts(topology.workQueue(name)) {
+                    if let work = try? await broker.queueState(topology.workQueue(name)) {
                         overview.queues[i].ready = Int(work.messageCount)
                         overview.queues[i].consumers = Int(work.consumerCount)
                     }
-                    if let dead = try? await counts(topology.deadQueue(name)) {
+                    if let dead = try? await broker.queueState(topology.deadQueue(name)) {
                         overview.queues[i].dead = Int(dead.messageCount)
                     }
                 }
@@ -154,13 +140,13 @@ public struct QueueCollector: Sendable {
         let names = !only.isEmpty ? only : !known.isEmpty ? Array(Set(known)).sorted() : ["default"]
         for name in names {
             var row = QueueRow(queue: name, recentWaitMilliseconds: waits[name])
-            if let work = try? await counts(topology.workQueue(name)) {
+            if let work = try? await broker.queueState(topology.workQueue(name)) {
                 row.ready = Int(work.messageCount)
                 row.consumers = Int(work.consumerCount)
             } else {
                 row.missing = true
             }
-            row.dead = (try? await counts(topology.deadQueue(name))).map { Int($0.messageCount) }
+            row.dead = (try? await broker.queueState(topology.deadQueue(name))).map { Int($0.messageCount) }
             rows.append(row)
         }
         var delayed: Int? = 0

@@ -414,7 +414,16 @@ public final class RabbitMQBroker: Broker {
         let channel = try await connection.openChannel()
         defer { Task { try? await channel.close() } }
         do {
-            return try await channel.queueDeclarePassive(queue)
+            // RabbitMQ answers a quorum queue's passive declare by asking the
+            // queue's leader, and says 0 ready and 0 consumers when the leader
+            // does not answer within 250 ms (a busy broker): a full queue read
+            // as empty. So a 0/0 answer is asked again twice before it is
+            // believed (an empty idle queue costs three quick declares).
+            var state = try await channel.queueDeclarePassive(queue)
+            for _ in 0..<2 where state.messageCount == 0 && state.consumerCount == 0 {
+                state = try await channel.queueDeclarePassive(queue)
+            }
+            return state
         } catch let error as AMQPError where error.replyCode == 404 {
             // As the in-memory broker says it: callers need not know AMQP.
             throw SluiceError(.notFound, "no queue \(queue)", queue: queue)
