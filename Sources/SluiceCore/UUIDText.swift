@@ -1,11 +1,18 @@
-/// UUIDs as lowercase text, drawn from the system generator directly
-/// (Foundation's `UUID()` opened /dev/urandom for each one, a measurable
-/// cost per enqueue).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// UUIDs as lowercase text. The 16 random bytes come from one
+/// `getentropy` call (Foundation's `UUID()` opened /dev/urandom for each
+/// one; two `SystemRandomNumberGenerator` draws were two `getrandom`
+/// syscalls), and the text is written in place: one allocation per id.
 package enum UUIDText {
     /// Version 4: 122 random bits (task ids).
     package static func random() -> String {
         var bytes = randomBytes()
-        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes.6 = (bytes.6 & 0x0F) | 0x40
         return format(bytes)
     }
 
@@ -15,33 +22,48 @@ package enum UUIDText {
     package static func timeOrdered(milliseconds: Int64) -> String {
         var bytes = randomBytes()
         let time = UInt64(max(0, milliseconds))
-        for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: time >> (40 - 8 * UInt64(i))) }
-        bytes[6] = (bytes[6] & 0x0F) | 0x70
+        withUnsafeMutableBytes(of: &bytes) { b in
+            for i in 0..<6 { b[i] = UInt8(truncatingIfNeeded: time >> (40 - 8 * UInt64(i))) }
+        }
+        bytes.6 = (bytes.6 & 0x0F) | 0x70
         return format(bytes)
     }
 
+    private typealias Bytes = (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                               UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
+
     /// 16 random bytes with the RFC 9562 variant bits (10) set.
-    private static func randomBytes() -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64, low = generator.next() as UInt64
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for i in 0..<8 {
-            bytes[i] = UInt8(truncatingIfNeeded: high >> (56 - 8 * UInt64(i)))
-            bytes[8 + i] = UInt8(truncatingIfNeeded: low >> (56 - 8 * UInt64(i)))
+    private static func randomBytes() -> Bytes {
+        var bytes: Bytes = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        let filled = withUnsafeMutableBytes(of: &bytes) { getentropy($0.baseAddress, 16) == 0 }
+        if !filled {
+            // getentropy fails only without a kernel source of randomness (or
+            // a seccomp filter refusing it): the standard generator then.
+            var generator = SystemRandomNumberGenerator()
+            withUnsafeMutableBytes(of: &bytes) { b in for i in 0..<16 { b[i] = generator.next() } }
         }
-        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        bytes.8 = (bytes.8 & 0x3F) | 0x80
         return bytes
     }
 
-    private static func format(_ bytes: [UInt8]) -> String {
-        let hex = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(36)
-        for (i, byte) in bytes.enumerated() {
-            if i == 4 || i == 6 || i == 8 || i == 10 { out.append(UInt8(ascii: "-")) }
-            out.append(hex[Int(byte >> 4)])
-            out.append(hex[Int(byte & 0x0F)])
+    private static func format(_ bytes: Bytes) -> String {
+        withUnsafeBytes(of: bytes) { b in
+            String(unsafeUninitializedCapacity: 36) { out in
+                let hex: StaticString = "0123456789abcdef"
+                var o = 0
+                hex.withUTF8Buffer { digits in
+                    for i in 0..<16 {
+                        if i == 4 || i == 6 || i == 8 || i == 10 {
+                            out[o] = UInt8(ascii: "-")
+                            o += 1
+                        }
+                        out[o] = digits[Int(b[i] >> 4)]
+                        out[o + 1] = digits[Int(b[i] & 0x0F)]
+                        o += 2
+                    }
+                }
+                return o
+            }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 }
