@@ -11,7 +11,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure throughput and latency against a broker (see docs/performance.md).",
-        subcommands: [AMQP.self, Shapes.self, Tasks.self, Workflows.self, Ordered.self, Poison.self, Priorities.self, RateLimit.self, Tracking.self, Unique.self, Validation.self])
+        subcommands: [AMQP.self, Tasks.self, Workflows.self, Ordered.self, Poison.self, Priorities.self, RateLimit.self, Tracking.self, Unique.self, Validation.self])
 
     /// Starts `sluice worker <arguments>` (this binary), quiet, against `url`
     /// (given in the environment: it may hold a password).
@@ -69,24 +69,6 @@ struct BenchCommand: AsyncParsableCommand {
                 if !json { print("round trip (\(roundTrips)×, idle): p50 \(percentile(micros, 0.5)) µs, p99 \(percentile(micros, 0.99)) µs, max \(micros.last ?? 0) µs") }
             }
             if json { printJSON(output) }
-        }
-    }
-
-    struct Shapes: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "What each part of a task message costs the broker: confirmed publishes/s of shapes between a bare message and a task message.")
-        @Option(help: "Messages per shape and round.") var count = 50_000
-        @Option(help: "Rounds (each measures every shape, in turns).") var rounds = 5
-        @OptionGroup var connection: ConnectionOptions
-
-        func run() async throws {
-            let bench = MessageShapeBenchmark(url: try connection.resolvedURL(), count: count, rounds: rounds)
-            let rates = try await bench.run { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
-            for (i, shape) in MessageShapeBenchmark.shapes.enumerated() {
-                let ratios = zip(rates[i], rates[0]).map { $0 / $1 }
-                print(String(format: "%-48@ median %6.0f/s, of bare: median %3.0f%% (%@)", shape.name, median(rates[i]), median(ratios) * 100,
-                             ratios.map { String(format: "%.0f", $0 * 100) }.joined(separator: " ")))
-            }
         }
     }
 

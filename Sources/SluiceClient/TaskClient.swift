@@ -58,7 +58,7 @@ public final class TaskClient: Sendable {
         self.trackedQueues = trackedQueues
         self.defaultQueue = defaultQueue
         self.replyQueueExpiry = replyQueueExpiry
-        self.replyQueue = broker.topology.replyQueue(UUIDText.random())
+        self.replyQueue = broker.topology.replyQueue(TaskEnvelope.newID())
     }
 
     deinit {
@@ -312,7 +312,7 @@ public final class TaskClient: Sendable {
             let (s, atto) = delay.components
             notBefore = now.addingTimeInterval(Double(s) + Double(atto) / 1e18)
         }
-        let id = o.id ?? TaskEnvelope.newID(at: now)
+        let id = o.id ?? TaskEnvelope.newID()
         var envelope = TaskEnvelope(
             id: id, name: request.name, queue: queue, arguments: request.arguments,
             // The retry header carries backoff only: the policy's attempt limit travels as max attempts.

@@ -267,20 +267,8 @@ public struct TaskEnvelope: Sendable, Hashable, CustomReflectable {
         box = Box(Fields(id: id, name: name, queue: queue, arguments: arguments, attempt: attempt, maxAttempts: maxAttempts, retryPolicy: retryPolicy, notBefore: notBefore, deadline: deadline, idempotencyKey: idempotencyKey, workflowRunID: workflowRunID, workflowStep: workflowStep, traceparent: traceparent, enqueuedAt: enqueuedAt, replyTo: replyTo, priority: priority, track: track, otherHeaders: otherHeaders))
     }
 
-    /// A new task id: a version-7 UUID in lowercase (``UUIDText``) whose
-    /// first 48 bits are `date`'s millisecond, so that a first attempt
-    /// enqueued at `date` needs no `sluice-enqueued-at` header (the broker
-    /// parses and stores every header with each queue entry).
-    public static func newID(at date: Date = Date()) -> String { UUIDText.timeOrdered(milliseconds: date.epochMilliseconds) }
-
-    /// The enqueue time a message without `sluice-enqueued-at` carries in
-    /// its id: a version-7 UUID's millisecond, taken only when the
-    /// `timestamp` property names the same second (so that an id made
-    /// long before the enqueue, by another system, is not read as its time).
-    static func enqueueTime(id: String?, timestamp: UInt64?) -> Date? {
-        guard let id, let timestamp, let ms = UUIDText.milliseconds(ofTimeOrdered: id), UInt64(ms / 1000) == timestamp else { return nil }
-        return Date(epochMilliseconds: ms)
-    }
+    /// A random task id: a version-4 UUID in lowercase (``UUIDText``).
+    public static func newID() -> String { UUIDText.random() }
 
     /// The key a handler should use to make side effects idempotent.
     public var effectiveIdempotencyKey: String { idempotencyKey ?? id }
@@ -359,10 +347,7 @@ extension TaskEnvelope {
         headers[WireHeader.version] = nil
         headers[WireHeader.queue] = nil
         headers[WireHeader.attempt] = attempt > 1 ? .int64(Int64(attempt)) : nil
-        // A task id made by newID(at:) carries the enqueue time's millisecond.
-        if let enqueuedAt, UUIDText.milliseconds(ofTimeOrdered: id) != enqueuedAt.epochMilliseconds {
-            headers[WireHeader.enqueuedAt] = .int64(enqueuedAt.epochMilliseconds)
-        }
+        if let enqueuedAt { headers[WireHeader.enqueuedAt] = .int64(enqueuedAt.epochMilliseconds) }
         if let maxAttempts { headers[WireHeader.maxAttempts] = .int64(Int64(maxAttempts)) }
         if let retryPolicy { headers[WireHeader.retry] = .table(retryPolicy.fieldTable) }
         if let notBefore { headers[WireHeader.notBefore] = .int64(notBefore.epochMilliseconds) }
@@ -374,7 +359,7 @@ extension TaskEnvelope {
         if priority != .normal { headers[WireHeader.priority] = .string(priority.rawValue) }
         if track { headers[WireHeader.track] = .int64(1) }
         let properties = BasicProperties(
-            contentType: "application/json", headers: headers.isEmpty ? nil : headers, deliveryMode: 2, correlationId: workflowRunID,
+            contentType: "application/json", headers: headers, deliveryMode: 2, correlationId: workflowRunID,
             replyTo: replyTo, messageId: id, timestamp: enqueuedAt.map { UInt64(clamping: max(0, $0.epochMilliseconds / 1000)) }, type: name)
         return (properties, arguments)
     }
@@ -439,15 +424,14 @@ extension TaskEnvelope {
         if !JSONValidator.isValid(body) {
             throw DecodeFailure(.undecodable, "the body is not valid JSON")
         }
+        // No time at all (allowed): unknown, never "now", which would report a zero wait.
+        let enqueued = try date(WireHeader.enqueuedAt)
+            ?? properties.timestamp.map { Date(epochMilliseconds: Int64(clamping: min($0, UInt64(Int64.max / 1000)) * 1000)) }
         var others = FieldTable()
         for (key, value) in headers where !WireHeader.isKnown(key) { others[key] = value }
         let headerID = try string(WireHeader.id)
-        let givenID = properties.messageId.flatMap { $0.isEmpty ? nil : $0 } ?? headerID.flatMap { $0.isEmpty ? nil : $0 }
-        let id = givenID ?? contentID(properties: properties, body: body)
-        // No time at all (allowed): unknown, never "now", which would report a zero wait.
-        let enqueued = try date(WireHeader.enqueuedAt)
-            ?? Self.enqueueTime(id: givenID, timestamp: properties.timestamp)
-            ?? properties.timestamp.map { Date(epochMilliseconds: Int64(clamping: min($0, UInt64(Int64.max / 1000)) * 1000)) }
+        let id = properties.messageId.flatMap { $0.isEmpty ? nil : $0 } ?? headerID.flatMap { $0.isEmpty ? nil : $0 }
+            ?? contentID(properties: properties, body: body)
         let workflowRunID = try string(WireHeader.workflowRun) ?? properties.correlationId
         // What this worker writes back as short strings (retry copies, events)
         // must fit one: a header may carry more than a property can.

@@ -52,36 +52,6 @@ struct TaskEnvelopeTests {
         #expect(handBuilt.encode().properties.headers?.map(\.key) == [WireHeader.enqueuedAt])
     }
 
-    @Test("a first attempt whose id carries its enqueue time has no header at all; the time is read back from the id")
-    func enqueueTimeInTheID() throws {
-        let now = Date(epochMilliseconds: 1_799_999_999_123)
-        let task = TaskEnvelope(id: TaskEnvelope.newID(at: now), name: "emails.send", queue: "emails", arguments: Array("{}".utf8), enqueuedAt: now)
-        let (properties, body) = task.encode()
-        #expect(properties.headers == nil)
-        #expect(properties.timestamp == 1_799_999_999)
-        let decoded = try TaskEnvelope.decode(properties: properties, body: body, queue: "emails")
-        #expect(decoded.enqueuedAt?.epochMilliseconds == 1_799_999_999_123)
-        #expect(decoded == task)
-        // Its retry keeps the time, still without the header.
-        var retry = decoded
-        retry.attempt = 2
-        #expect(retry.encode().properties.headers?.map(\.key) == [WireHeader.attempt])
-        // An id made at another millisecond (a caller's own) needs the header.
-        let other = TaskEnvelope(id: TaskEnvelope.newID(at: Date(epochMilliseconds: 1_700_000_000_000)), name: "emails.send",
-                                 queue: "emails", arguments: Array("{}".utf8), enqueuedAt: now)
-        let otherProperties = other.encode().properties
-        #expect(otherProperties.headers?[WireHeader.enqueuedAt]?.intValue == 1_799_999_999_123)
-        #expect(try TaskEnvelope.decode(properties: otherProperties, body: body, queue: "emails").enqueuedAt == other.enqueuedAt)
-        // Another producer's version-7 id made at another second than its
-        // timestamp says: the timestamp is the enqueue time, not the id.
-        var foreign = properties
-        foreign.timestamp = 1_800_000_100
-        #expect(try TaskEnvelope.decode(properties: foreign, body: body, queue: "emails").enqueuedAt?.epochMilliseconds == 1_800_000_100_000)
-        // Without a timestamp, the id alone says nothing.
-        foreign.timestamp = nil
-        #expect(try TaskEnvelope.decode(properties: foreign, body: body, queue: "emails").enqueuedAt == nil)
-    }
-
     @Test("hostile numbers in headers neither trap nor hang")
     func hostileNumbers() throws {
         let headers: FieldTable = [
@@ -97,17 +67,15 @@ struct TaskEnvelopeTests {
         _ = task.encode()
     }
 
-    @Test("new ids are distinct version-7 UUIDs carrying the time given")
+    @Test("new ids are distinct version-4 UUIDs")
     func ids() {
-        let at = Date(epochMilliseconds: 1_796_000_000_042)
-        let ids = (0..<1000).map { _ in TaskEnvelope.newID(at: at) }
+        let ids = (0..<1000).map { _ in TaskEnvelope.newID() }
         #expect(Set(ids).count == 1000)
         for id in ids.prefix(20) {
             let uuid = UUID(uuidString: id)
             #expect(uuid != nil)
             #expect(uuid?.uuidString.lowercased() == id)
-            #expect(Array(id)[14] == "7")
-            #expect(UUIDText.milliseconds(ofTimeOrdered: id) == 1_796_000_000_042)
+            #expect(Array(id)[14] == "4")
         }
     }
 
