@@ -1,3 +1,4 @@
+import Logging
 import SluiceCore
 
 extension Worker {
@@ -6,18 +7,32 @@ extension Worker {
     /// at once when it runs nothing from them, else right after the task
     /// it runs. A partition passes down the line of waiting workers to its
     /// owner within seconds of a worker joining or leaving.
+    /// Logs (info) each change of the roster it shares out by and each
+    /// partition it gives up: what an operator needs when one worker seems
+    /// to keep every partition.
     func shareOutPartitions(_ partitions: PartitionControl, gate: RateGate, queues: [String]) async {
         let me = gate.myID
+        var rosters: [String: [String]] = [:]
         while (try? await Task.sleep(for: .seconds(1))) != nil {
             for queue in queues {
                 let members = gate.orderedMembers(queue)
+                if rosters[queue] != members {
+                    rosters[queue] = members
+                    logger.info("ordered workers of the queue", metadata: [
+                        "queue": "\(queue)", "workers": "\(members.joined(separator: ", "))", "me": "\(me)"])
+                }
                 for partition in 0..<Topology.orderPartitionCount {
                     let key = PartitionControl.key(queue, partition)
-                    guard members.count > 1, PartitionControl.owner(queue: queue, partition: partition, members: members) != me else {
+                    guard members.count > 1, let owner = PartitionControl.owner(queue: queue, partition: partition, members: members),
+                          owner != me else {
                         partitions.keep(key)
                         continue
                     }
-                    if let consumer = partitions.giveUp(key, every: .seconds(5)) { await consumer.close() }
+                    if let consumer = partitions.giveUp(key, every: .seconds(5)) {
+                        logger.info("giving an ordered partition up to its owner", metadata: [
+                            "queue": "\(queue)", "partition": "\(partition)", "owner": "\(owner)"])
+                        await consumer.close()
+                    }
                 }
             }
         }

@@ -342,7 +342,10 @@ public final class Worker: Service {
                         // runs here); the close returns what it holds, in one step.
                         // A partition's delivery is settled or dropped: give the partition up now if asked to.
                         @Sendable func endPartitionDelivery(_ key: String) {
-                            if let consumer = partitions.endDelivery(key) { running.start { await consumer.close() } }
+                            guard let consumer = partitions.endDelivery(key) else { return }
+                            self.logger.info("giving an ordered partition up to its owner, its task done", metadata: [
+                                "queue": "\(queue)", "partition": "\(source.orderPartition ?? 0)"])
+                            running.start { await consumer.close() }
                         }
                         @Sendable func handBack(_ delivery: BrokerDelivery) {
                             guard !inPlace else { return }

@@ -177,7 +177,9 @@ struct OrderIntegrationTests {
             return r
         }
         // One starts first and takes every partition; the other joins, and they share them out.
-        let first = h.startWorker(queues: [queue], registry: registry("a")) {
+        // Their logs (rosters, partitions given up) go into the failure message.
+        let logA = LogRecorder(), logB = LogRecorder()
+        let first = h.startWorker(queues: [queue], registry: registry("a"), log: logA) {
             $0.workerID = "\(h.topology.prefix)-a"
             $0.ordered = true
         }
@@ -187,7 +189,7 @@ struct OrderIntegrationTests {
         try await within(60, "the first worker's first task") {
             while ran.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(20)) }
         }
-        let second = h.startWorker(queues: [queue], registry: registry("b")) {
+        let second = h.startWorker(queues: [queue], registry: registry("b"), log: logB) {
             $0.workerID = "\(h.topology.prefix)-b"
             $0.ordered = true
         }
@@ -196,7 +198,13 @@ struct OrderIntegrationTests {
         next[keys[0]] = 1
         let deadline = TestTime.deadline(120)
         while Set(ran.withLock { $0.map(\.worker) }).count < 2 {
-            try #require(ContinuousClock.now < deadline, "the second worker ran no ordered task within 120 s (scaled)")
+            try #require(ContinuousClock.now < deadline, """
+                the second worker ran no ordered task within 120 s (scaled)
+                worker a's log:
+                \(logA.text)
+                worker b's log:
+                \(logB.text)
+                """)
             for key in keys {
                 _ = try await client.enqueue(name: "step", json: Self.json(Step(k: key, n: next[key]!)), options: .init(queue: queue, orderKey: key))
                 next[key]! += 1

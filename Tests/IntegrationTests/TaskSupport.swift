@@ -52,13 +52,15 @@ struct TaskHarness {
 
     /// Runs a worker in this process until `stop()`.
     /// `started`: fired once the worker has subscribed to all its queues.
-    func startWorker(queues: [String], registry: HandlerRegistry, started: OneShotSignal? = nil,
+    /// `log`: keeps the worker's info lines too, for a failure message.
+    func startWorker(queues: [String], registry: HandlerRegistry, started: OneShotSignal? = nil, log: LogRecorder? = nil,
                      configure: (inout Worker.Configuration) -> Void = { _ in }) -> RunningWorker {
         var configuration = Worker.Configuration(queues: queues, concurrency: 10, heartbeatInterval: .seconds(1))
         configure(&configuration)
         var logger = Logger(label: "test.worker")
         logger.logLevel = .warning
         if let started { logger = Logger(label: "test.worker") { _ in StartedSignalLogHandler(started: started) } }
+        if let log { logger = log.logger(label: "test.worker") }
         let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
         let task = Task { try await group.run() }
