@@ -369,6 +369,13 @@ public actor InMemoryBroker: Broker {
         return BrokerConsumer(stream: stream) { [weak self] in await self?.unsubscribe(id) }
     }
 
+    /// Ends every event subscription with `error`, as a connection the
+    /// broker closed for good would (tests of what a subscriber does then).
+    public func failEventSubscriptions(_ error: any Error) {
+        for (_, subscriber) in subscribers { subscriber.continuation.finish(throwing: error) }
+        subscribers.removeAll()
+    }
+
     private func unsubscribe(_ id: Int) {
         subscribers.removeValue(forKey: id)?.continuation.finish()
     }

@@ -23,7 +23,8 @@ extension Worker {
     /// Follows every worker's heartbeats into the rate schedule and asks
     /// the others to answer at once (a ping); returns once it has heard its
     /// own beat come back (or 3 s passed) and then 1.2 s, in which every
-    /// live rate-limited peer beats at least once.
+    /// live rate-limited peer beats at least once. The follower subscribes
+    /// again (backing off up to 10 s) whenever its subscription ends.
     func joinRateLimitedFleet(_ gate: RateGate) async throws -> Task<Void, Never> {
         let beats: BrokerConsumer
         do {
@@ -31,19 +32,38 @@ extension Worker {
         } catch {
             throw SluiceError(.broker, "rate limits and ordered partitions need the workers' heartbeats, and subscribing to them failed: \(error)")
         }
-        let logger = self.logger
+        let logger = self.logger, broker = self.broker
         let follower = Task {
-            do {
-                try await withTaskCancellationHandler {
-                    for try await delivery in beats {
-                        if let beat = try? WorkerHeartbeat.decode(delivery.body) { gate.record(beat) }
+            var beats = beats
+            var wait = Duration.milliseconds(500)
+            while !Task.isCancelled {
+                do {
+                    try await withTaskCancellationHandler {
+                        for try await delivery in beats {
+                            if let beat = try? WorkerHeartbeat.decode(delivery.body) { gate.record(beat) }
+                        }
+                    } onCancel: { [beats] in
+                        Task { try? await beats.cancel() }
                     }
-                } onCancel: {
-                    Task { try? await beats.cancel() }
+                    if Task.isCancelled { return }
+                    logger.warning("heartbeats stopped coming; subscribing again")
+                } catch {
+                    if Task.isCancelled { return }
+                    logger.warning("heartbeats stopped coming; subscribing again", metadata: ["error": "\(error)"])
                 }
-            } catch {
-                logger.warning("heartbeats stopped coming: peers will look gone, and this worker takes whole rate limits",
-                               metadata: ["error": "\(error)"])
+                // Without them peers look gone: this worker would take whole
+                // rate limits and keep every ordered partition it has.
+                while !Task.isCancelled {
+                    guard (try? await Task.sleep(for: wait)) != nil else { return }
+                    wait = min(wait * 2, .seconds(10))
+                    do {
+                        beats = try await broker.subscribeEvents(bindings: [broker.topology.workerHeartbeatRoutingKey])
+                        wait = .milliseconds(500)
+                        break
+                    } catch {
+                        logger.warning("could not subscribe to the workers' heartbeats again; retrying", metadata: ["error": "\(error)"])
+                    }
+                }
             }
         }
         _ = try? await broker.publish([broker.topology.pingMessage()])

@@ -70,4 +70,37 @@ struct OrderedWorkerTests {
             try await client.enqueue(name: "x", json: Array("{}".utf8), options: .init(queue: "q", orderKey: ""))
         }
     }
+
+    @Test("a worker whose heartbeat subscription ends subscribes again and hears its peers (an ordered peer joins its roster)")
+    func heartbeatsFollowedAgain() async throws {
+        let topology = try Topology(prefix: "beats")
+        let broker = InMemoryBroker(topology: topology)
+        var configuration = Worker.Configuration(queues: ["q"], concurrency: 1, heartbeatInterval: .milliseconds(200))
+        configuration.ordered = true
+        configuration.workerID = "me"
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let worker = Worker(broker: broker, registry: HandlerRegistry(), configuration: configuration, logger: logger)
+        let gate = try #require(worker.rateGate)
+        let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
+        let running = Task { try await group.run() }
+        defer { running.cancel() }
+        // Its own beat came back: it follows the heartbeats.
+        try await within(30, "the worker hearing its own heartbeat") { await gate.heardSelf.wait() }
+        await broker.failEventSubscriptions(SluiceError(.broker, "the channel was closed"))
+        // A peer that starts beating only now is heard through a new subscription.
+        let peer = WorkerHeartbeat(worker: "peer", host: "h", pid: 1, queues: ["q"], concurrency: 1, inFlight: 0, processed: 0,
+                                   succeeded: 0, retried: 0, dead: 0, startedAt: Date(epochMilliseconds: 1_000), at: Date(),
+                                   intervalSeconds: 1, orderedQueues: ["q"])
+        try await within(30, "the peer in the worker's roster after its heartbeats were subscribed again") {
+            while !gate.orderedMembers("q").contains("peer 1000") {
+                var beat = peer
+                beat.at = Date()
+                _ = try await broker.publish([topology.heartbeatMessage(beat)])
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        await group.triggerGracefulShutdown()
+        try await running.value
+    }
 }
