@@ -398,7 +398,8 @@ public final class RabbitMQBroker: Broker {
                 try? await channel.close()
             })
         } catch {
-            try? await channel.close()
+            // In a task of its own: a cancelled caller's request would be dropped unsent.
+            await Task { try? await channel.close() }.value
             throw error
         }
     }

@@ -24,6 +24,8 @@ final class PartitionControl: Sendable {
         var hadDelivery = false
         /// Give it up once nothing of it runs.
         var yieldWhenIdle = false
+        /// Who it is given up to (for the log).
+        var owner: String?
         /// Closed to give the partition up: subscribe again.
         var yielded = false
         var lastYield: ContinuousClock.Instant?
@@ -65,25 +67,28 @@ final class PartitionControl: Sendable {
     }
 
     /// A delivery begun by ``beginDelivery(_:)`` is settled (or dropped);
-    /// returns the consumer to close if the partition is to be given up now.
-    func endDelivery(_ key: String) -> BrokerConsumer? {
-        entries.withLock { e -> BrokerConsumer? in
+    /// returns the consumer to close, and whom to, if the partition is to
+    /// be given up now.
+    func endDelivery(_ key: String) -> (consumer: BrokerConsumer, owner: String?)? {
+        entries.withLock { e -> (consumer: BrokerConsumer, owner: String?)? in
             guard e[key] != nil else { return nil }
             e[key]!.running = max(0, e[key]!.running - 1)
             guard e[key]!.running == 0, e[key]!.yieldWhenIdle, !e[key]!.yielded else { return nil }
-            return yield(&e[key]!, now: .now)
+            return (yield(&e[key]!, now: .now), e[key]!.owner)
         }
     }
 
     /// Gives the partition up if this worker is its active consumer: now
     /// (returns the consumer to close) if nothing of it runs, else when
-    /// its running delivery ends. At most once per `every`.
-    func giveUp(_ key: String, every: Duration, now: ContinuousClock.Instant = .now) -> BrokerConsumer? {
+    /// its running delivery ends. At most once per `every`. `owner`: whom
+    /// to, for the log.
+    func giveUp(_ key: String, every: Duration, to owner: String? = nil, now: ContinuousClock.Instant = .now) -> BrokerConsumer? {
         entries.withLock { e -> BrokerConsumer? in
             guard let entry = e[key], entry.hadDelivery, !entry.yielded,
                   entry.lastYield.map({ now - $0 >= every }) ?? true else { return nil }
             guard entry.running == 0 else {
                 e[key]!.yieldWhenIdle = true
+                e[key]!.owner = owner
                 return nil
             }
             return yield(&e[key]!, now: now)

@@ -7,7 +7,7 @@ extension Worker {
     /// at once when it runs nothing from them, else right after the task
     /// it runs. A partition passes down the line of waiting workers to its
     /// owner within seconds of a worker joining or leaving.
-    /// Logs (info) each change of the roster it shares out by and each
+    /// Logs (info) who joins or leaves the roster it shares out by and each
     /// partition it gives up: what an operator needs when one worker seems
     /// to keep every partition.
     func shareOutPartitions(_ partitions: PartitionControl, gate: RateGate, queues: [String]) async {
@@ -16,11 +16,16 @@ extension Worker {
         while (try? await Task.sleep(for: .seconds(1))) != nil {
             for queue in queues {
                 let members = gate.orderedMembers(queue)
-                if rosters[queue] != members {
-                    rosters[queue] = members
-                    logger.info("ordered workers of the queue", metadata: [
-                        "queue": "\(queue)", "workers": "\(members.joined(separator: ", "))", "me": "\(me)"])
+                // Alone at first: a worker that hears nobody logs nothing.
+                let before = rosters[queue] ?? [me]
+                if before != members {
+                    let joined = members.filter { !before.contains($0) }, left = before.filter { !members.contains($0) }
+                    logger.info("ordered workers of the queue changed", metadata: [
+                        "queue": "\(queue)", "workers": "\(members.count)", "me": "\(me)",
+                        "joined": "\(joined.joined(separator: ", "))", "left": "\(left.joined(separator: ", "))"])
+                    logger.debug("ordered workers of the queue", metadata: ["queue": "\(queue)", "workers": "\(members.joined(separator: ", "))"])
                 }
+                rosters[queue] = members
                 for partition in 0..<Topology.orderPartitionCount {
                     let key = PartitionControl.key(queue, partition)
                     guard members.count > 1, let owner = PartitionControl.owner(queue: queue, partition: partition, members: members),
@@ -28,7 +33,7 @@ extension Worker {
                         partitions.keep(key)
                         continue
                     }
-                    if let consumer = partitions.giveUp(key, every: .seconds(5)) {
+                    if let consumer = partitions.giveUp(key, every: .seconds(5), to: owner) {
                         logger.info("giving an ordered partition up to its owner", metadata: [
                             "queue": "\(queue)", "partition": "\(partition)", "owner": "\(owner)"])
                         await consumer.close()

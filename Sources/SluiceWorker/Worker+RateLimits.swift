@@ -36,10 +36,15 @@ extension Worker {
         let follower = Task {
             var beats = beats
             var wait = Duration.milliseconds(500)
-            while !Task.isCancelled {
+            // Every subscription, the first included, goes through the
+            // cancellation handler, which cancels it at once if the task was
+            // cancelled meanwhile: none outlives the worker.
+            while true {
+                var heard = false
                 do {
                     try await withTaskCancellationHandler {
                         for try await delivery in beats {
+                            heard = true
                             if let beat = try? WorkerHeartbeat.decode(delivery.body) { gate.record(beat) }
                         }
                     } onCancel: { [beats] in
@@ -51,16 +56,22 @@ extension Worker {
                     if Task.isCancelled { return }
                     logger.warning("heartbeats stopped coming; subscribing again", metadata: ["error": "\(error)"])
                 }
-                // Without them peers look gone: this worker would take whole
-                // rate limits and keep every ordered partition it has.
-                while !Task.isCancelled {
+                // Without them peers look gone (after three beats' silence): this
+                // worker would take whole rate limits and keep every ordered
+                // partition it has. The ended subscription's channel is closed
+                // first (the broker may have cancelled the consumer only), and
+                // the backoff starts over only after a subscription that worked.
+                let ended = beats
+                await Task { try? await ended.cancel() }.value
+                if heard { wait = .milliseconds(500) }
+                while true {
                     guard (try? await Task.sleep(for: wait)) != nil else { return }
                     wait = min(wait * 2, .seconds(10))
                     do {
                         beats = try await broker.subscribeEvents(bindings: [broker.topology.workerHeartbeatRoutingKey])
-                        wait = .milliseconds(500)
                         break
                     } catch {
+                        if Task.isCancelled { return }
                         logger.warning("could not subscribe to the workers' heartbeats again; retrying", metadata: ["error": "\(error)"])
                     }
                 }

@@ -342,9 +342,9 @@ public final class Worker: Service {
                         // runs here); the close returns what it holds, in one step.
                         // A partition's delivery is settled or dropped: give the partition up now if asked to.
                         @Sendable func endPartitionDelivery(_ key: String) {
-                            guard let consumer = partitions.endDelivery(key) else { return }
-                            self.logger.info("giving an ordered partition up to its owner, its task done", metadata: [
-                                "queue": "\(queue)", "partition": "\(source.orderPartition ?? 0)"])
+                            guard let (consumer, owner) = partitions.endDelivery(key) else { return }
+                            self.logger.info("giving an ordered partition up to its owner, its delivery settled", metadata: [
+                                "queue": "\(queue)", "partition": "\(source.orderPartition ?? 0)", "owner": "\(owner ?? "?")"])
                             running.start { await consumer.close() }
                         }
                         @Sendable func handBack(_ delivery: BrokerDelivery) {

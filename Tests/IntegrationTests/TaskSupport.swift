@@ -59,8 +59,9 @@ struct TaskHarness {
         configure(&configuration)
         var logger = Logger(label: "test.worker")
         logger.logLevel = .warning
-        if let started { logger = Logger(label: "test.worker") { _ in StartedSignalLogHandler(started: started) } }
-        if let log { logger = log.logger(label: "test.worker") }
+        if started != nil || log != nil {
+            logger = Logger(label: "test.worker") { _ in WorkerTestLogHandler(started: started, recorder: log) }
+        }
         let worker = Worker(broker: broker, registry: registry, configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
         let task = Task { try await group.run() }

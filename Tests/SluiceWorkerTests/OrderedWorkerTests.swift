@@ -85,7 +85,7 @@ struct OrderedWorkerTests {
         let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
         let running = Task { try await group.run() }
         defer { running.cancel() }
-        // Its own beat came back: it follows the heartbeats.
+        // It follows the heartbeats (its own beat came back, or 3 s passed with the subscription made).
         try await within(30, "the worker hearing its own heartbeat") { await gate.heardSelf.wait() }
         await broker.failEventSubscriptions(SluiceError(.broker, "the channel was closed"))
         // A peer that starts beating only now is heard through a new subscription.
