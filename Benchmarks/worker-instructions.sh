@@ -18,6 +18,8 @@
 # LISTENER=1 binds a queue to the tasks' succeeded events first (through the
 # management API at MANAGEMENT_URL, default http://127.0.0.1:27272), so every
 # outcome event is published and routed, as with a monitor or coordinator.
+# LISTENER=pack binds it to their pack key instead (`~pack.succeeded.cost.~`):
+# the outcomes go in packs (docs/wire-format.md).
 #
 # Needs the patched valgrind of Benchmarks/build-valgrind.sh (built on first
 # use). Settings: SLUICE_BIN (default .build/release/sluice), SLUICE_URL
@@ -43,7 +45,7 @@ run() {
     curl -sf -u "$auth" -X PUT -H 'content-type: application/json' "$api/queues/%2f/$listen" \
       -d '{"durable": false, "auto_delete": false, "arguments": {"x-max-length": 1000}}' >/dev/null \
       && curl -sf -u "$auth" -X POST -H 'content-type: application/json' "$api/bindings/%2f/e/$prefix.events/q/$listen" \
-      -d '{"routing_key": "cost.succeeded"}' >/dev/null \
+      -d "{\"routing_key\": \"$([ "$LISTENER" = pack ] && echo '~pack.succeeded.cost.~' || echo cost.succeeded)\"}" >/dev/null \
       || { echo "worker-instructions: could not bind a listener through $api" >&2; return 1; }
   fi
   "$valgrind" --tool=callgrind --callgrind-out-file="$out" \

@@ -44,12 +44,9 @@ final class EventPacker: Sendable {
     @discardableResult
     func publish(_ message: OutboundMessage, settling delivery: BrokerDelivery? = nil) async throws -> Bool {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
+            // One look-up of the lane (this runs for every plain task's outcome).
             let batch: [Waiting]? = lanes.withLock { lanes in
-                lanes[message.routingKey, default: Lane()].waiting.append(Waiting(body: message.body, delivery: delivery,
-                                                                                  continuation: continuation))
-                guard !lanes[message.routingKey]!.sending else { return nil }
-                lanes[message.routingKey]!.sending = true
-                return take(&lanes[message.routingKey]!)
+                add(Waiting(body: message.body, delivery: delivery, continuation: continuation), to: &lanes[message.routingKey, default: Lane()])
             }
             // In a task of its own: a caller's cancellation must not fail the
             // others' events in the same pack.
@@ -57,23 +54,35 @@ final class EventPacker: Sendable {
         }
     }
 
-    /// Sends packs for the key until nothing waits.
+    /// Queues an event on its lane; returns the first pack to send if none is in flight.
+    private func add(_ waiting: Waiting, to lane: inout Lane) -> [Waiting]? {
+        lane.waiting.append(waiting)
+        guard !lane.sending else { return nil }
+        lane.sending = true
+        return take(&lane)
+    }
+
+    /// Sends packs for the key until nothing waits. The events are read in
+    /// place, not copied (each holds its task's delivery: a dozen references).
     private func flush(_ first: [Waiting], exchange: String, routingKey: String) async {
         var batch = first
         while true {
             // Events that waited while their connection was lost stay out: their tasks come again.
-            var live: [Waiting] = []
-            live.reserveCapacity(batch.count)
-            for waiting in batch {
-                if waiting.delivery?.isStale == true { waiting.continuation.resume(throwing: PublishFailure.staleOutcome) } else { live.append(waiting) }
-            }
-            if !live.isEmpty {
-                let pack = EventPack.message(exchange: exchange, routingKey: routingKey, bodies: live.map(\.body))
+            // (Asked once per event: a delivery may go stale between two looks.)
+            var stale: [Int] = []
+            for i in batch.indices where batch[i].delivery?.isStale == true { stale.append(i) }
+            for i in stale.reversed() { batch.remove(at: i).continuation.resume(throwing: PublishFailure.staleOutcome) }
+            if !batch.isEmpty {
+                var bodies: [[UInt8]] = []
+                bodies.reserveCapacity(batch.count)
+                for i in batch.indices { bodies.append(batch[i].body) }
+                let settling = batch.firstIndex { $0.delivery != nil }.flatMap { batch[$0].delivery }
+                let pack = EventPack.message(exchange: exchange, routingKey: routingKey, bodies: bodies)
                 do {
-                    let routed = try await send(pack, live.first { $0.delivery != nil }?.delivery)
-                    for waiting in live { waiting.continuation.resume(returning: routed) }
+                    let routed = try await send(pack, settling)
+                    for i in batch.indices { batch[i].continuation.resume(returning: routed) }
                 } catch {
-                    for waiting in live { waiting.continuation.resume(throwing: error) }
+                    for i in batch.indices { batch[i].continuation.resume(throwing: error) }
                 }
             }
             let next: [Waiting]? = lanes.withLock { lanes in
@@ -101,6 +110,12 @@ final class EventPacker: Sendable {
             if count > 0 && (count == maxEvents || bytes + waiting.body.count > maxBytes) { break }
             count += 1
             bytes += waiting.body.count
+        }
+        // Usually all of them: the lane's array is handed over whole.
+        if count == lane.waiting.count {
+            var batch: [Waiting] = []
+            swap(&batch, &lane.waiting)
+            return batch
         }
         let batch = Array(lane.waiting.prefix(count))
         lane.waiting.removeFirst(count)

@@ -164,6 +164,10 @@ public final class Worker: Service {
     let logger: Logger
     private let statsBox = Mutex(Stats())
     private let eventDemand: Mutex<EventDemand>
+    /// The last plain event key asked for and its pack key: a worker's
+    /// outcomes mostly share one, and building the pack key (asked twice
+    /// per outcome) allocated a string each time.
+    private let lastPackKey = Mutex<(eventKey: String, packKey: String?)?>(nil)
     /// Fired when shutdown cancels running handlers: their failures mean "hand back".
     private let handlersCancelled = ShutdownSignal()
     private let startedAt: Date
@@ -798,7 +802,11 @@ public final class Worker: Service {
     /// asked for: not with ``Configuration/unheardEventHold`` zero (every
     /// event goes alone then; probing packs would double each outcome).
     private func plainPackKey(forEventKey key: String) -> String? {
-        configuration.unheardEventHold > .zero ? topology.plainEventPackRoutingKey(forEventKey: key) : nil
+        guard configuration.unheardEventHold > .zero else { return nil }
+        if let last = lastPackKey.withLock({ $0 }), last.eventKey == key { return last.packKey }
+        let packKey = topology.plainEventPackRoutingKey(forEventKey: key)
+        lastPackKey.withLock { $0 = (key, packKey) }
+        return packKey
     }
 
     /// Plain tasks' events through the packer; a pack nobody is bound for
