@@ -32,49 +32,12 @@ extension Worker {
         } catch {
             throw SluiceError(.broker, "rate limits and ordered partitions need the workers' heartbeats, and subscribing to them failed: \(error)")
         }
-        let logger = self.logger, broker = self.broker
+        // Without them peers look gone (after three beats' silence): this
+        // worker would take whole rate limits and keep every ordered
+        // partition it has. So the follower subscribes again if they stop.
         let follower = Task {
-            var beats = beats
-            var wait = Duration.milliseconds(500)
-            // Every subscription, the first included, goes through the
-            // cancellation handler, which cancels it at once if the task was
-            // cancelled meanwhile: none outlives the worker.
-            while true {
-                var heard = false
-                do {
-                    try await withTaskCancellationHandler {
-                        for try await delivery in beats {
-                            heard = true
-                            if let beat = try? WorkerHeartbeat.decode(delivery.body) { gate.record(beat) }
-                        }
-                    } onCancel: { [beats] in
-                        Task { try? await beats.cancel() }
-                    }
-                    if Task.isCancelled { return }
-                    logger.warning("heartbeats stopped coming; subscribing again")
-                } catch {
-                    if Task.isCancelled { return }
-                    logger.warning("heartbeats stopped coming; subscribing again", metadata: ["error": "\(error)"])
-                }
-                // Without them peers look gone (after three beats' silence): this
-                // worker would take whole rate limits and keep every ordered
-                // partition it has. The ended subscription's channel is closed
-                // first (the broker may have cancelled the consumer only), and
-                // the backoff starts over only after a subscription that worked.
-                let ended = beats
-                await Task { try? await ended.cancel() }.value
-                if heard { wait = .milliseconds(500) }
-                while true {
-                    guard (try? await Task.sleep(for: wait)) != nil else { return }
-                    wait = min(wait * 2, .seconds(10))
-                    do {
-                        beats = try await broker.subscribeEvents(bindings: [broker.topology.workerHeartbeatRoutingKey])
-                        break
-                    } catch {
-                        if Task.isCancelled { return }
-                        logger.warning("could not subscribe to the workers' heartbeats again; retrying", metadata: ["error": "\(error)"])
-                    }
-                }
+            await self.followEvents([broker.topology.workerHeartbeatRoutingKey], first: beats, what: "heartbeats", level: .warning) { delivery in
+                if let beat = try? WorkerHeartbeat.decode(delivery.body) { gate.record(beat) }
             }
         }
         _ = try? await broker.publish([broker.topology.pingMessage()])

@@ -929,16 +929,16 @@ public final class Worker: Service {
     }
 
     /// Answers `sluice workers` at once instead of at the next beat.
+    /// (An account may lack the right to declare the queue: pings are a
+    /// convenience, so a first subscription refused is not asked again.)
     private func answerPings() async {
+        let pings: BrokerConsumer
         do {
-            let pings = try await broker.subscribeEvents(bindings: [topology.workerPingRoutingKey])
-            try await withTaskCancellationHandler {
-                for try await _ in pings { await sendHeartbeat() }
-            } onCancel: {
-                Task { try? await pings.cancel() }
-            }
+            pings = try await broker.subscribeEvents(bindings: [topology.workerPingRoutingKey])
         } catch {
             logger.debug("worker pings unavailable", metadata: ["error": "\(error)"])
+            return
         }
+        await followEvents([topology.workerPingRoutingKey], first: pings, what: "worker pings", level: .debug) { _ in await sendHeartbeat() }
     }
 }

@@ -1,0 +1,52 @@
+import Logging
+import SluiceCore
+
+extension Worker {
+    /// Reads an event subscription (heartbeats, pings) until cancelled, and
+    /// subscribes again whenever it ends: backing off from 0.5 s to 10 s,
+    /// starting over after a subscription that delivered. `first`: one made
+    /// already; `what`: for the log, at `level`. Every subscription goes
+    /// through the cancellation handler, which cancels it at once if the
+    /// task was cancelled meanwhile, so none outlives the worker.
+    func followEvents(_ bindings: [String], first: BrokerConsumer? = nil, what: String, level: Logger.Level,
+                      _ handle: (BrokerDelivery) async -> Void) async {
+        var wait = Duration.milliseconds(500)
+        var made = first
+        while true {
+            let subscription: BrokerConsumer
+            if let made { subscription = made } else {
+                do {
+                    subscription = try await broker.subscribeEvents(bindings: bindings)
+                } catch {
+                    if Task.isCancelled { return }
+                    logger.log(level: level, "could not subscribe to \(what); retrying", metadata: ["error": "\(error)"])
+                    guard (try? await Task.sleep(for: wait)) != nil else { return }
+                    wait = min(wait * 2, .seconds(10))
+                    continue
+                }
+            }
+            made = nil
+            var heard = false
+            do {
+                try await withTaskCancellationHandler {
+                    for try await delivery in subscription {
+                        heard = true
+                        await handle(delivery)
+                    }
+                } onCancel: {
+                    Task { try? await subscription.cancel() }
+                }
+                if Task.isCancelled { return }
+                logger.log(level: level, "\(what) stopped coming; subscribing again")
+            } catch {
+                if Task.isCancelled { return }
+                logger.log(level: level, "\(what) stopped coming; subscribing again", metadata: ["error": "\(error)"])
+            }
+            // The broker may have cancelled the consumer only: close its channel too.
+            await Task { try? await subscription.cancel() }.value
+            if heard { wait = .milliseconds(500) }
+            guard (try? await Task.sleep(for: wait)) != nil else { return }
+            wait = min(wait * 2, .seconds(10))
+        }
+    }
+}
