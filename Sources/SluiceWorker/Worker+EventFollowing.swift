@@ -27,6 +27,7 @@ extension Worker {
             }
             made = nil
             var heard = false
+            var ended: (any Error)?
             do {
                 try await withTaskCancellationHandler {
                     for try await delivery in subscription {
@@ -36,14 +37,14 @@ extension Worker {
                 } onCancel: {
                     Task { try? await subscription.cancel() }
                 }
-                if Task.isCancelled { return }
-                logger.log(level: level, "\(what) stopped coming; subscribing again")
             } catch {
-                if Task.isCancelled { return }
-                logger.log(level: level, "\(what) stopped coming; subscribing again", metadata: ["error": "\(error)"])
+                ended = error
             }
-            // The broker may have cancelled the consumer only: close its channel too.
+            // Closed whatever ended it (the broker may have cancelled the
+            // consumer only, and a cancel arriving just now finds the handler gone).
             await Task { try? await subscription.cancel() }.value
+            if Task.isCancelled { return }
+            logger.log(level: level, "\(what) stopped coming; subscribing again", metadata: ended.map { ["error": "\($0)"] } ?? [:])
             if heard { wait = .milliseconds(500) }
             guard (try? await Task.sleep(for: wait)) != nil else { return }
             wait = min(wait * 2, .seconds(10))

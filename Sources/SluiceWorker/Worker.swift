@@ -167,7 +167,7 @@ public final class Worker: Service {
     /// The last plain event key asked for and its pack key: a worker's
     /// outcomes mostly share one, and building the pack key (asked twice
     /// per outcome) allocated a string each time.
-    private let lastPackKey = Mutex<(eventKey: String, packKey: String?)?>(nil)
+    private let lastPackKey = Mutex<(eventKey: String, packKey: String)?>(nil)
     /// Fired when shutdown cancels running handlers: their failures mean "hand back".
     private let handlersCancelled = ShutdownSignal()
     private let startedAt: Date
@@ -804,7 +804,9 @@ public final class Worker: Service {
     private func plainPackKey(forEventKey key: String) -> String? {
         guard configuration.unheardEventHold > .zero else { return nil }
         if let last = lastPackKey.withLock({ $0 }), last.eventKey == key { return last.packKey }
-        let packKey = topology.plainEventPackRoutingKey(forEventKey: key)
+        // Only keys with a pack are kept: a `started` or `progress` key between
+        // two outcomes would push the outcome's out.
+        guard let packKey = topology.plainEventPackRoutingKey(forEventKey: key) else { return nil }
         lastPackKey.withLock { $0 = (key, packKey) }
         return packKey
     }
