@@ -11,6 +11,12 @@ extension Worker {
     func followEvents(_ bindings: [String], first: BrokerConsumer? = nil, what: String, level: Logger.Level,
                       _ handle: (BrokerDelivery) async -> Void) async {
         var wait = Duration.milliseconds(500)
+        /// Waits, doubling the next wait; false once cancelled.
+        func backOff() async -> Bool {
+            guard (try? await Task.sleep(for: wait)) != nil else { return false }
+            wait = min(wait * 2, .seconds(10))
+            return true
+        }
         var made = first
         while true {
             let subscription: BrokerConsumer
@@ -20,8 +26,7 @@ extension Worker {
                 } catch {
                     if Task.isCancelled { return }
                     logger.log(level: level, "could not subscribe to \(what); retrying", metadata: ["error": "\(error)"])
-                    guard (try? await Task.sleep(for: wait)) != nil else { return }
-                    wait = min(wait * 2, .seconds(10))
+                    guard await backOff() else { return }
                     continue
                 }
             }
@@ -46,8 +51,7 @@ extension Worker {
             if Task.isCancelled { return }
             logger.log(level: level, "\(what) stopped coming; subscribing again", metadata: ended.map { ["error": "\($0)"] } ?? [:])
             if heard { wait = .milliseconds(500) }
-            guard (try? await Task.sleep(for: wait)) != nil else { return }
-            wait = min(wait * 2, .seconds(10))
+            guard await backOff() else { return }
         }
     }
 }

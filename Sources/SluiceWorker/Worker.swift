@@ -164,10 +164,9 @@ public final class Worker: Service {
     let logger: Logger
     private let statsBox = Mutex(Stats())
     private let eventDemand: Mutex<EventDemand>
-    /// The last plain event key asked for and its pack key: a worker's
-    /// outcomes mostly share one, and building the pack key (asked twice
-    /// per outcome) allocated a string each time.
-    private let lastPackKey = Mutex<(eventKey: String, packKey: String)?>(nil)
+    /// The pack keys of the plain event keys of the queues it consumes,
+    /// made once: building one (asked twice per outcome) allocated a string.
+    private let packKeys: [String: String]
     /// Fired when shutdown cancels running handlers: their failures mean "hand back".
     private let handlersCancelled = ShutdownSignal()
     private let startedAt: Date
@@ -207,6 +206,10 @@ public final class Worker: Service {
         self.chains = registry.wrapped { Self.chain(configuration, $0) }
         self.logger = logger
         self.eventDemand = Mutex(EventDemand(hold: configuration.unheardEventHold))
+        let topology = broker.topology
+        self.packKeys = Dictionary(Self.baseQueues(configuration).flatMap { queue in
+            Topology.packedEventKinds.map { (topology.eventRoutingKey(queue: queue, kind: $0), topology.plainEventPackRoutingKey(queue: queue, kind: $0)) }
+        }, uniquingKeysWith: { first, _ in first })
         self.heartbeatQueues = Self.levelNames(configuration)
         let factory = configuration.metricsFactory ?? MetricsSystem.factory
         self.queueMetrics = Dictionary(Self.baseQueues(configuration).map { ($0, QueueMetrics(queue: $0, factory: factory)) },
@@ -803,12 +806,7 @@ public final class Worker: Service {
     /// event goes alone then; probing packs would double each outcome).
     private func plainPackKey(forEventKey key: String) -> String? {
         guard configuration.unheardEventHold > .zero else { return nil }
-        if let last = lastPackKey.withLock({ $0 }), last.eventKey == key { return last.packKey }
-        // Only keys with a pack are kept: a `started` or `progress` key between
-        // two outcomes would push the outcome's out.
-        guard let packKey = topology.plainEventPackRoutingKey(forEventKey: key) else { return nil }
-        lastPackKey.withLock { $0 = (key, packKey) }
-        return packKey
+        return packKeys[key] ?? topology.plainEventPackRoutingKey(forEventKey: key)
     }
 
     /// Plain tasks' events through the packer; a pack nobody is bound for
