@@ -79,28 +79,33 @@ public struct TaskEvent: Sendable, Hashable, Codable {
     /// JSON for the wire: keys sorted, `at` in milliseconds since the epoch.
     /// Written by hand: JSONEncoder was the largest cost of a worker's task.
     public func jsonBytes() -> [UInt8] {
-        var w = JSONObjectWriter()
-        w.field("at", at.epochMilliseconds)
-        w.field("attempt", Int64(attempt))
-        if let deadReason { w.field("deadReason", deadReason.rawValue) }
-        if let durationMilliseconds { w.field("durationMilliseconds", durationMilliseconds) }
-        if let errorMessage { w.field("errorMessage", errorMessage) }
-        if let errorType { w.field("errorType", errorType) }
-        w.field("kind", kind.rawValue)
-        if let nextDelayMilliseconds { w.field("nextDelayMilliseconds", Int64(nextDelayMilliseconds)) }
-        if let progress { w.field("progress", progress) }
-        if let progressMessage { w.field("progressMessage", progressMessage) }
-        w.field("queue", queue)
-        if let result { w.field("result", result) }
-        if let signature { w.field("signature", signature) }
-        w.field("taskID", taskID)
-        w.field("taskName", taskName)
-        if let tracked { w.field("tracked", tracked) }
-        if let waitMilliseconds { w.field("waitMilliseconds", waitMilliseconds) }
-        if let worker { w.field("worker", worker) }
-        if let workflowRunID { w.field("workflowRunID", workflowRunID) }
-        if let workflowStep { w.field("workflowStep", workflowStep) }
-        return w.finish()
+        func size(_ s: String?) -> Int { s.map(JSONText.literalCount) ?? 0 }
+        let capacity = 2 + 20 * JSONObjectWriter.bytesPerField
+            + size(deadReason?.rawValue) + size(errorMessage) + size(errorType) + size(kind.rawValue) + size(progressMessage)
+            + size(queue) + size(result) + size(signature) + size(taskID) + size(taskName) + size(worker)
+            + size(workflowRunID) + size(workflowStep)
+        return JSONObjectWriter.bytes(capacity: capacity) { w in
+            w.field("at", at.epochMilliseconds)
+            w.field("attempt", Int64(attempt))
+            if let deadReason { w.field("deadReason", deadReason.rawValue) }
+            if let durationMilliseconds { w.field("durationMilliseconds", durationMilliseconds) }
+            if let errorMessage { w.field("errorMessage", errorMessage) }
+            if let errorType { w.field("errorType", errorType) }
+            w.field("kind", kind.rawValue)
+            if let nextDelayMilliseconds { w.field("nextDelayMilliseconds", Int64(nextDelayMilliseconds)) }
+            if let progress { w.field("progress", progress) }
+            if let progressMessage { w.field("progressMessage", progressMessage) }
+            w.field("queue", queue)
+            if let result { w.field("result", result) }
+            if let signature { w.field("signature", signature) }
+            w.field("taskID", taskID)
+            w.field("taskName", taskName)
+            if let tracked { w.field("tracked", tracked) }
+            if let waitMilliseconds { w.field("waitMilliseconds", waitMilliseconds) }
+            if let worker { w.field("worker", worker) }
+            if let workflowRunID { w.field("workflowRunID", workflowRunID) }
+            if let workflowStep { w.field("workflowStep", workflowStep) }
+        }
     }
 
     /// Reads an event from its JSON.
@@ -137,88 +142,4 @@ public struct TaskEvent: Sendable, Hashable, Codable {
         }
         return d
     }()
-}
-
-/// Writes one flat JSON object, keys in the order given.
-struct JSONObjectWriter {
-    private var bytes: [UInt8] = [UInt8(ascii: "{")]
-
-    init() { bytes.reserveCapacity(256) }
-
-    /// Keys are literals in this file, plain ASCII: copied without an escape scan.
-    private mutating func key(_ k: StaticString) {
-        if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
-        bytes.append(UInt8(ascii: "\""))
-        k.withUTF8Buffer { bytes.append(contentsOf: $0) }
-        bytes.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
-    }
-
-    mutating func field(_ k: StaticString, _ value: String) { key(k); string(value) }
-    mutating func field(_ k: StaticString, _ value: Int64) {
-        key(k)
-        // Digits written in place: no String per number.
-        var magnitude = value.magnitude
-        if value < 0 { bytes.append(UInt8(ascii: "-")) }
-        let start = bytes.count
-        repeat {
-            bytes.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
-            magnitude /= 10
-        } while magnitude > 0
-        bytes[start...].reverse()
-    }
-    mutating func field(_ k: StaticString, _ value: Bool) {
-        key(k)
-        bytes.append(contentsOf: (value ? "true" : "false").utf8)
-    }
-    mutating func field(_ k: StaticString, _ value: Double) {
-        key(k)
-        bytes.append(contentsOf: (value.isFinite ? "\(value)" : "0").utf8)
-    }
-
-    private mutating func string(_ s: String) { JSONText.appendString(s, to: &bytes) }
-
-    mutating func finish() -> [UInt8] {
-        bytes.append(UInt8(ascii: "}"))
-        return bytes
-    }
-}
-
-/// JSON text helpers shared by the hand-written JSON writers.
-public enum JSONText {
-    /// Appends `s` as a JSON string literal (quotes and escapes included).
-    /// Runs of bytes that need no escape (all of most strings) are copied
-    /// whole: byte-by-byte appends cost a tenth of a worker's instructions
-    /// per task when every event was published.
-    public static func appendString(_ s: String, to bytes: inout [UInt8]) {
-        var s = s
-        s.withUTF8 { utf8 in
-            bytes.append(quote)
-            var start = 0
-            for i in 0..<utf8.count {
-                let byte = utf8[i]
-                guard byte < 0x20 || byte == quote || byte == backslash else { continue }
-                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<i]))
-                appendEscaped(byte, to: &bytes)
-                start = i + 1
-            }
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start...]))
-            bytes.append(quote)
-        }
-    }
-
-    private static let quote = UInt8(ascii: "\"")
-    private static let backslash = UInt8(ascii: "\\")
-
-    private static func appendEscaped(_ byte: UInt8, to bytes: inout [UInt8]) {
-        bytes.append(backslash)
-        switch byte {
-        case quote, backslash: bytes.append(byte)
-        case 0x0A: bytes.append(UInt8(ascii: "n"))
-        case 0x0D: bytes.append(UInt8(ascii: "r"))
-        case 0x09: bytes.append(UInt8(ascii: "t"))
-        default:
-            func hex(_ nibble: UInt8) -> UInt8 { nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10 }
-            bytes.append(contentsOf: [UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex(byte >> 4), hex(byte & 0xF)])
-        }
-    }
 }

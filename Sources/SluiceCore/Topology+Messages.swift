@@ -67,9 +67,23 @@ extension Topology {
                         properties: BasicProperties(contentType: "application/json", deliveryMode: 2,
                                                     correlationId: event.workflowRunID,
                                                     // Derived from the task id, so bounded: a long id must not make it overflow.
-                                                    messageId: WireLimits.boundedID("\(event.taskID).\(event.attempt).\(event.kind.rawValue)"),
-                                                    type: "sluice.event.\(event.kind.rawValue)"),
+                                                    messageId: WireLimits.boundedID(DottedText.join(event.taskID, String(event.attempt), event.kind.rawValue)),
+                                                    type: Self.eventType(event.kind)),
                         mandatory: true)
+    }
+
+    /// An event message's `type`: literals, built for no event.
+    private static func eventType(_ kind: TaskEvent.Kind) -> String {
+        switch kind {
+        case .received: "sluice.event.received"
+        case .started: "sluice.event.started"
+        case .succeeded: "sluice.event.succeeded"
+        case .failed: "sluice.event.failed"
+        case .retrying: "sluice.event.retrying"
+        case .dead: "sluice.event.dead"
+        case .queued: "sluice.event.queued"
+        case .progress: "sluice.event.progress"
+        }
     }
 
     /// A worker's heartbeat on the events exchange; it expires after a

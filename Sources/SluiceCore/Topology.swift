@@ -49,6 +49,9 @@ public struct Topology: Sendable, Hashable {
         if let replicas, replicas < 1 { throw SluiceError(.invalidArgument, "replicas must be 1 or more") }
         self.replicas = replicas
         self.prefix = prefix
+        tasksExchange = "\(prefix).tasks"
+        deadExchange = "\(prefix).dead"
+        eventsExchange = "\(prefix).events"
         self.deliveryLimit = deliveryLimit
         self.delayTiers = delayTiers.filter { $0 > 0 }.sorted()
         guard !self.delayTiers.isEmpty else { throw SluiceError(.invalidArgument, "the delay ladder needs at least one tier") }
@@ -104,16 +107,18 @@ public struct Topology: Sendable, Hashable {
 
     // MARK: Names
 
-    public var tasksExchange: String { "\(prefix).tasks" }
-    public var deadExchange: String { "\(prefix).dead" }
-    public var eventsExchange: String { "\(prefix).events" }
+    // The three exchanges every task and outcome goes through: names made
+    // once (interpolated on each use, they cost a worker a string per event).
+    public let tasksExchange: String
+    public let deadExchange: String
+    public let eventsExchange: String
     public func workQueue(_ queue: String) -> String { "\(prefix).q.\(queue)" }
     public func deadQueue(_ queue: String) -> String { "\(prefix).dead.\(queue)" }
     public func delayExchange(_ milliseconds: Int) -> String { "\(prefix).delay.\(milliseconds)" }
     public func delayQueue(_ milliseconds: Int) -> String { "\(prefix).delay.\(milliseconds)" }
     /// Routing key of an event on the events exchange: `<queue>.<kind>` for a
     /// plain task; a workflow step's has its own (``stepEventRoutingKey(runID:queue:kind:)``).
-    public func eventRoutingKey(queue: String, kind: TaskEvent.Kind) -> String { "\(queue).\(kind.rawValue)" }
+    public func eventRoutingKey(queue: String, kind: TaskEvent.Kind) -> String { DottedText.join(queue, kind.rawValue) }
 
     /// Routing key of the event of a workflow step:
     /// `~wf.<bucket>.<queue>.<kind>`. The first word cannot start a queue name,

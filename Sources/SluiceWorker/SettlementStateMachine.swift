@@ -205,7 +205,7 @@ struct SettlementStateMachine: Sendable {
         case .run:
             // Unknown when the message carried no time: reported as unknown, not as zero.
             let due = [task.enqueuedAt, task.notBefore].compactMap { $0 }.max()
-            let waited = due.map { max(0, now.timeIntervalSince($0) * 1000) }
+            let waited = due.map { Self.toMicrosecond(max(0, now.timeIntervalSince($0) * 1000)) }
             state = .running(task, waited: waited)
             // A tracked task's start is its `running` status: reported if it still runs a moment later (Worker, DeferredStarts).
             let started = settings.publishStartedEvents || task.track
@@ -252,10 +252,18 @@ struct SettlementStateMachine: Sendable {
                                      message: "no handler is registered for \(task.name) (this worker has: \(registered.joined(separator: ", ")))"))
     }
 
+    /// Milliseconds carried to the microsecond: finer is noise (a `Date` of
+    /// today resolves about 0.2 µs), and events write such values as plain
+    /// digits (``TaskEvent/jsonBytes()``) instead of formatting a Double.
+    static func toMicrosecond(_ milliseconds: Double) -> Double {
+        (milliseconds * 1000).rounded() / 1000
+    }
+
     /// The handler returned or threw. `jitter` (0..<1) spreads retry delays.
     mutating func handlerFinished(_ outcome: Result<[UInt8]?, any Error>, milliseconds: Double, now: Date,
                                   jitter: Double) -> Action {
         guard case .running(let task, let waited) = state else { return invalid("handlerFinished") }
+        let milliseconds = Self.toMicrosecond(milliseconds)
         switch outcome {
         case .success(let result):
             state = .reportingSuccess(task, then: nil)
