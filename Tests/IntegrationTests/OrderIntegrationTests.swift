@@ -223,6 +223,71 @@ struct OrderIntegrationTests {
         #expect(overlaps.withLock { $0 } == 0)
     }
 
+    @Test("an ordered worker whose heartbeat subscription the broker ended subscribes again, and shares its partitions with a worker that joins later")
+    func heartbeatsFollowedAgainOnRabbitMQ() async throws {
+        let h = try await TaskHarness.make()
+        defer { Task { await h.broker.close() } }
+        let queue = "resubscribe"
+        let ran = Mutex<[String]>([])
+        func registry(_ worker: String) -> HandlerRegistry {
+            var r = HandlerRegistry()
+            r.register("step") { _ in
+                ran.withLock { $0.append(worker) }
+                return nil
+            }
+            return r
+        }
+        let logA = LogRecorder(), logB = LogRecorder()
+        let first = h.startWorker(queues: [queue], registry: registry("a"), log: logA) {
+            $0.workerID = "\(h.topology.prefix)-a"
+            $0.ordered = true
+        }
+        let client = TaskClient(broker: h.broker)
+        let keys = (0..<16).map { "k\($0)" }
+        _ = try await client.enqueue(name: "step", json: Array("{}".utf8), options: .init(queue: queue, orderKey: keys[0]))
+        try await within(60, "the first worker's first task") {
+            while ran.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        // The worker's event subscriptions (heartbeats, pings) are queues of the
+        // prefix's monitor name; deleting them makes the broker cancel their consumers.
+        let monitorPrefix = h.topology.monitorQueue("")
+        let monitors = try await SharedBroker.node.ctl("list_queues", "name", "-q").split(separator: "\n")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.hasPrefix(monitorPrefix) }
+        try #require(!monitors.isEmpty, "no queue named \(monitorPrefix)* on the broker")
+        for name in monitors { _ = try await SharedBroker.node.ctl("delete_queue", name) }
+        try await within(60, "the worker to notice its heartbeats stopped") {
+            while !logA.text.contains("heartbeats stopped coming") { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        // A worker that joins now is heard only on the new subscription: it must get partitions.
+        let second = h.startWorker(queues: [queue], registry: registry("b"), log: logB) {
+            $0.workerID = "\(h.topology.prefix)-b"
+            $0.ordered = true
+        }
+        var n = 1
+        let deadline = TestTime.deadline(120)
+        while !ran.withLock({ $0.contains("b") }) {
+            try #require(ContinuousClock.now < deadline, """
+                the second worker ran no ordered task within 120 s (scaled)
+                worker a's log:
+                \(logA.text)
+                worker b's log:
+                \(logB.text)
+                """)
+            for key in keys {
+                _ = try await client.enqueue(name: "step", json: Array("{}".utf8), options: .init(queue: queue, orderKey: key))
+                n += 1
+            }
+            try await Task.sleep(for: .milliseconds(100))  // a steady stream, not a synchronisation
+        }
+        let total = n
+        try await within(120, "every task to run") {
+            while ran.withLock({ $0.count }) < total { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        try await first.stop()
+        try await second.stop()
+        #expect(logA.text.contains("\(h.topology.prefix)-b"), "worker a never named b in its roster logs:\n\(logA.text)")
+    }
+
     @Test("a broker restart while an ordered worker runs (own node): the worker reconnects and every key's order holds")
     func brokerRestart() async throws {
         let node = PrivateBroker.unique("order")
