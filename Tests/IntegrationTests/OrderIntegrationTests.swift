@@ -228,11 +228,12 @@ struct OrderIntegrationTests {
         let h = try await TaskHarness.make()
         defer { Task { await h.broker.close() } }
         let queue = "resubscribe"
-        let ran = Mutex<[String]>([])
+        let ran = Mutex<[(worker: String, step: Step)]>([])
         func registry(_ worker: String) -> HandlerRegistry {
             var r = HandlerRegistry()
-            r.register("step") { _ in
-                ran.withLock { $0.append(worker) }
+            r.register("step") { context in
+                let step = try JSONDecoder().decode(Step.self, from: Data(context.arguments))
+                ran.withLock { $0.append((worker, step)) }
                 return nil
             }
             return r
@@ -244,7 +245,7 @@ struct OrderIntegrationTests {
         }
         let client = TaskClient(broker: h.broker)
         let keys = (0..<16).map { "k\($0)" }
-        _ = try await client.enqueue(name: "step", json: Array("{}".utf8), options: .init(queue: queue, orderKey: keys[0]))
+        _ = try await client.enqueue(name: "step", json: Self.json(Step(k: keys[0], n: 0)), options: .init(queue: queue, orderKey: keys[0]))
         try await within(60, "the first worker's first task") {
             while ran.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(20)) }
         }
@@ -263,9 +264,10 @@ struct OrderIntegrationTests {
             $0.workerID = "\(h.topology.prefix)-b"
             $0.ordered = true
         }
-        var n = 1
+        var next = Dictionary(uniqueKeysWithValues: keys.map { ($0, 0) })
+        next[keys[0]] = 1
         let deadline = TestTime.deadline(120)
-        while !ran.withLock({ $0.contains("b") }) {
+        while !ran.withLock({ $0.contains { $0.worker == "b" } }) {
             try #require(ContinuousClock.now < deadline, """
                 the second worker ran no ordered task within 120 s (scaled)
                 worker a's log:
@@ -274,17 +276,20 @@ struct OrderIntegrationTests {
                 \(logB.text)
                 """)
             for key in keys {
-                _ = try await client.enqueue(name: "step", json: Array("{}".utf8), options: .init(queue: queue, orderKey: key))
-                n += 1
+                _ = try await client.enqueue(name: "step", json: Self.json(Step(k: key, n: next[key]!)), options: .init(queue: queue, orderKey: key))
+                next[key]! += 1
             }
-            try await Task.sleep(for: .milliseconds(100))  // a steady stream, not a synchronisation
+            // A stream slow enough that a late join leaves a short backlog, not a synchronisation.
+            try await Task.sleep(for: .milliseconds(300))
         }
-        let total = n
+        let total = next.values.reduce(0, +)
         try await within(120, "every task to run") {
-            while ran.withLock({ $0.count }) < total { try await Task.sleep(for: .milliseconds(20)) }
+            while Set(ran.withLock { $0.map(\.step) }).count < total { try await Task.sleep(for: .milliseconds(20)) }
         }
         try await first.stop()
         try await second.stop()
+        let order = Self.collapsed(ran.withLock { $0.map(\.step) })
+        for key in keys { #expect(order[key] == Array(0..<next[key]!), "key \(key)") }
         #expect(logA.text.contains("\(h.topology.prefix)-b"), "worker a never named b in its roster logs:\n\(logA.text)")
     }
 
