@@ -37,24 +37,8 @@ struct JSONObjectWriter {
 
     mutating func field(_ k: StaticString, _ value: Int64) {
         key(k)
-        if value < 0 { room(1); put(UInt8(ascii: "-")) }
+        if value < 0 { put(UInt8(ascii: "-")) }
         writeDigits(value.magnitude)
-    }
-
-    /// The decimal digits of `value`, written from the last back: no String per number.
-    private mutating func writeDigits<T: BinaryInteger>(_ value: T) {
-        var magnitude = value
-        var digits = 1
-        var rest = magnitude / 10
-        while rest > 0 { digits += 1; rest /= 10 }
-        room(digits)
-        var at = count + digits
-        count = at
-        repeat {
-            at -= 1
-            buffer[at] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-            magnitude /= 10
-        } while magnitude > 0
     }
 
     mutating func field(_ k: StaticString, _ value: Bool) {
@@ -67,11 +51,7 @@ struct JSONObjectWriter {
         if writeThousandths(value) { return }
         // The shortest text that reads back as the same Double (a small string: no allocation).
         var text = value.isFinite ? value.description : "0"
-        text.withUTF8 { utf8 in
-            room(utf8.count)
-            (buffer.baseAddress! + count).update(from: utf8.baseAddress!, count: utf8.count)
-            count += utf8.count
-        }
+        text.withUTF8 { copy($0) }
     }
 
     /// Writes a value that is a whole number of thousandths below 10^12 (a
@@ -83,24 +63,32 @@ struct JSONObjectWriter {
         let scaled = (value.magnitude * 1000).rounded()
         guard scaled < 1e15, scaled / 1000 == value.magnitude else { return false }
         let thousandths = Int64(scaled)
-        if value.sign == .minus { room(1); put(UInt8(ascii: "-")) }
-        let whole = thousandths / 1000
-        var fraction = thousandths % 1000
-        writeDigits(whole)
-        room(4)
+        if value.sign == .minus { put(UInt8(ascii: "-")) }
+        writeDigits(thousandths / 1000)
         put(UInt8(ascii: "."))
-        if fraction == 0 { put(UInt8(ascii: "0")); return true }
-        var digits = 3
-        while fraction % 10 == 0 { fraction /= 10; digits -= 1 }
+        // Three places, trailing zeros dropped (one digit at least: `1.0`).
+        var fraction = thousandths % 1000, places = 3
+        while places > 1 && fraction % 10 == 0 { fraction /= 10; places -= 1 }
+        writeDigits(fraction, places: places)
+        return true
+    }
+
+    /// The decimal digits of `value`, at least `places` of them (leading
+    /// zeros), written from the last back: no String per number.
+    private mutating func writeDigits<T: BinaryInteger>(_ value: T, places: Int = 1) {
+        var magnitude = value
+        var digits = 1
+        var rest = magnitude / 10
+        while rest > 0 { digits += 1; rest /= 10 }
+        digits = max(digits, places)
+        room(digits)
         var at = count + digits
         count = at
         repeat {
             at -= 1
-            buffer[at] = UInt8(ascii: "0") + UInt8(fraction % 10)
-            fraction /= 10
-            digits -= 1
-        } while digits > 0
-        return true
+            buffer[at] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+            magnitude /= 10
+        } while at > count - digits
     }
 
     /// Keys are literals, plain ASCII: copied without an escape scan.
@@ -114,11 +102,13 @@ struct JSONObjectWriter {
     }
 
     private mutating func append(_ literal: StaticString) {
-        literal.withUTF8Buffer { utf8 in
-            room(utf8.count)
-            (buffer.baseAddress! + count).update(from: utf8.baseAddress!, count: utf8.count)
-            count += utf8.count
-        }
+        literal.withUTF8Buffer { copy($0) }
+    }
+
+    private mutating func copy(_ utf8: UnsafeBufferPointer<UInt8>) {
+        room(utf8.count)
+        if let base = utf8.baseAddress { (buffer.baseAddress! + count).update(from: base, count: utf8.count) }
+        count += utf8.count
     }
 
     private mutating func put(_ byte: UInt8) {

@@ -1,24 +1,12 @@
 /// JSON text helpers shared by the hand-written JSON writers.
 public enum JSONText {
-    /// Appends `s` as a JSON string literal (quotes and escapes included).
-    /// Runs of bytes that need no escape (all of most strings) are copied
-    /// whole: byte-by-byte appends cost a tenth of a worker's instructions
-    /// per task when every event was published.
+    /// Appends `s` as a JSON string literal (quotes and escapes included):
+    /// measured, then written in place (``writeString(_:to:)``).
     public static func appendString(_ s: String, to bytes: inout [UInt8]) {
-        var s = s
-        s.withUTF8 { utf8 in
-            bytes.append(quote)
-            var start = 0
-            for i in 0..<utf8.count {
-                let byte = utf8[i]
-                guard byte < 0x20 || byte == quote || byte == backslash else { continue }
-                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<i]))
-                appendEscaped(byte, to: &bytes)
-                start = i + 1
-            }
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start...]))
-            bytes.append(quote)
-        }
+        let start = bytes.count
+        let count = literalCount(s)
+        bytes.append(contentsOf: repeatElement(0, count: count))
+        bytes.withUnsafeMutableBufferPointer { _ = writeString(s, to: $0.baseAddress! + start) }
     }
 
     /// The bytes `s` takes as a JSON string literal, quotes and escapes included.
@@ -113,16 +101,4 @@ public enum JSONText {
     }
 
     private static func hex(_ nibble: UInt8) -> UInt8 { nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10 }
-
-    private static func appendEscaped(_ byte: UInt8, to bytes: inout [UInt8]) {
-        bytes.append(backslash)
-        switch byte {
-        case quote, backslash: bytes.append(byte)
-        case 0x0A: bytes.append(UInt8(ascii: "n"))
-        case 0x0D: bytes.append(UInt8(ascii: "r"))
-        case 0x09: bytes.append(UInt8(ascii: "t"))
-        default:
-            bytes.append(contentsOf: [UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex(byte >> 4), hex(byte & 0xF)])
-        }
-    }
 }

@@ -58,8 +58,10 @@ struct JSONTests {
                     if position > 0 { characters[position - 1] = " " }
                     if position + 1 < length { characters[position + 1] = position % 2 == 0 ? "#" : "]" }
                     let text = characters.joined()
-                    var expected: [UInt8] = []
-                    JSONText.appendString(text, to: &expected)
+                    let expected = Self.referenceLiteral(text)
+                    var appended: [UInt8] = []
+                    JSONText.appendString(text, to: &appended)
+                    #expect(appended == expected, "\(text.debugDescription)")
                     #expect(JSONText.literalCount(text) == expected.count, "\(text.debugDescription)")
                     let written = [UInt8](unsafeUninitializedCapacity: expected.count) { buffer, count in
                         count = JSONText.writeString(text, to: buffer.baseAddress!)
@@ -68,6 +70,25 @@ struct JSONTests {
                 }
             }
         }
+    }
+
+    /// A JSON string literal escaped byte by byte, as plainly as possible:
+    /// what the writers, which skip over runs of plain bytes, must agree with.
+    static func referenceLiteral(_ text: String) -> [UInt8] {
+        var out: [UInt8] = [UInt8(ascii: "\"")]
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out += Array(#"\""#.utf8)
+            case UInt8(ascii: "\\"): out += Array(#"\\"#.utf8)
+            case 0x0A: out += Array(#"\n"#.utf8)
+            case 0x0D: out += Array(#"\r"#.utf8)
+            case 0x09: out += Array(#"\t"#.utf8)
+            case ..<0x20: out += Array(String(format: "\\u%04x", Int(byte)).utf8)
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+        return out
     }
 
     @Test("integers are written in place, signs and extremes included", arguments: [Int64(0), 7, -7, 1_700_000_000_123, .max, .min])
