@@ -36,6 +36,8 @@ public struct EventDemand: Sendable {
 
     /// An event with `routingKey` reached a queue: somebody listens again.
     public mutating func routed(_ routingKey: String) {
+        // Asked after every published event: no hashing while nothing is held back.
+        guard !unheardUntil.isEmpty else { return }
         unheardUntil[routingKey] = nil
     }
 
