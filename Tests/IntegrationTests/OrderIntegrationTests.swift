@@ -160,95 +160,28 @@ struct OrderIntegrationTests {
     func sharedPartitions() async throws {
         let h = try await TaskHarness.make()
         defer { Task { await h.broker.close() } }
-        let queue = "shared"
-        let ran = Mutex<[(worker: String, step: Step)]>([])
-        let running = Mutex<Set<String>>([])
-        let overlaps = Mutex(0)
-        func registry(_ worker: String) -> HandlerRegistry {
-            var r = HandlerRegistry()
-            r.register("step") { context in
-                let step = try JSONDecoder().decode(Step.self, from: Data(context.arguments))
-                if !running.withLock({ $0.insert(step.k).inserted }) { overlaps.withLock { $0 += 1 } }
-                try? await Task.sleep(for: .milliseconds(5))
-                ran.withLock { $0.append((worker, step)) }
-                running.withLock { _ = $0.remove(step.k) }
-                return nil
-            }
-            return r
-        }
         // One starts first and takes every partition; the other joins, and they share them out.
         // Their logs (rosters, partitions given up) go into the failure message.
-        let logA = LogRecorder(), logB = LogRecorder()
-        let first = h.startWorker(queues: [queue], registry: registry("a"), log: logA) {
-            $0.workerID = "\(h.topology.prefix)-a"
-            $0.ordered = true
-        }
-        let client = TaskClient(broker: h.broker)
-        let keys = (0..<32).map { "k\($0)" }
-        _ = try await client.enqueue(name: "step", json: Self.json(Step(k: keys[0], n: 0)), options: .init(queue: queue, orderKey: keys[0]))
-        try await within(60, "the first worker's first task") {
-            while ran.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(20)) }
-        }
-        let second = h.startWorker(queues: [queue], registry: registry("b"), log: logB) {
-            $0.workerID = "\(h.topology.prefix)-b"
-            $0.ordered = true
-        }
+        let pair = OrderedPair(h, queue: "shared", keys: 32, stepTime: .milliseconds(5))
+        let first = pair.start("a")
+        try await pair.firstStep()
+        let second = pair.start("b")
         // A steady stream of tasks until both workers have run some (bounded).
-        var next = Dictionary(uniqueKeysWithValues: keys.map { ($0, 0) })
-        next[keys[0]] = 1
-        let deadline = TestTime.deadline(120)
-        while Set(ran.withLock { $0.map(\.worker) }).count < 2 {
-            try #require(ContinuousClock.now < deadline, """
-                the second worker ran no ordered task within 120 s (scaled)
-                worker a's log:
-                \(logA.text)
-                worker b's log:
-                \(logB.text)
-                """)
-            for key in keys {
-                _ = try await client.enqueue(name: "step", json: Self.json(Step(k: key, n: next[key]!)), options: .init(queue: queue, orderKey: key))
-                next[key]! += 1
-            }
-            try await Task.sleep(for: .milliseconds(100))  // a steady stream, not a synchronisation
-        }
-        let total = next.values.reduce(0, +)
-        try await within(120, "every task to run") {
-            while Set(ran.withLock { $0.map { "\($0.step.k)/\($0.step.n)" } }).count < total { try await Task.sleep(for: .milliseconds(20)) }
-        }
+        try await pair.streamUntilBRuns(pace: .milliseconds(100))
+        try await pair.everyStepRan()
         try await first.stop()
         try await second.stop()
-        let order = Self.collapsed(ran.withLock { $0.map(\.step) })
-        for key in keys { #expect(order[key] == Array(0..<next[key]!), "key \(key)") }
-        // Never two tasks of a key at once, on either worker, while partitions changed hands.
-        #expect(overlaps.withLock { $0 } == 0)
+        // Every key in order, never two tasks of a key at once, on either worker, while partitions changed hands.
+        pair.expectOrder()
     }
 
     @Test("an ordered worker whose heartbeat subscription the broker ended subscribes again, and shares its partitions with a worker that joins later")
     func heartbeatsFollowedAgainOnRabbitMQ() async throws {
         let h = try await TaskHarness.make()
         defer { Task { await h.broker.close() } }
-        let queue = "resubscribe"
-        let ran = Mutex<[(worker: String, step: Step)]>([])
-        func registry(_ worker: String) -> HandlerRegistry {
-            var r = HandlerRegistry()
-            r.register("step") { context in
-                let step = try JSONDecoder().decode(Step.self, from: Data(context.arguments))
-                ran.withLock { $0.append((worker, step)) }
-                return nil
-            }
-            return r
-        }
-        let logA = LogRecorder(), logB = LogRecorder()
-        let first = h.startWorker(queues: [queue], registry: registry("a"), log: logA) {
-            $0.workerID = "\(h.topology.prefix)-a"
-            $0.ordered = true
-        }
-        let client = TaskClient(broker: h.broker)
-        let keys = (0..<16).map { "k\($0)" }
-        _ = try await client.enqueue(name: "step", json: Self.json(Step(k: keys[0], n: 0)), options: .init(queue: queue, orderKey: keys[0]))
-        try await within(60, "the first worker's first task") {
-            while ran.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(20)) }
-        }
+        let pair = OrderedPair(h, queue: "resubscribe", keys: 16)
+        let first = pair.start("a")
+        try await pair.firstStep()
         // The worker's event subscriptions (heartbeats, pings) are queues of the
         // prefix's monitor name; deleting them makes the broker cancel their consumers.
         let monitorPrefix = h.topology.monitorQueue("")
@@ -257,40 +190,17 @@ struct OrderIntegrationTests {
         try #require(!monitors.isEmpty, "no queue named \(monitorPrefix)* on the broker")
         for name in monitors { _ = try await SharedBroker.node.ctl("delete_queue", name) }
         try await within(60, "the worker to notice its heartbeats stopped") {
-            while !logA.text.contains("heartbeats stopped coming") { try await Task.sleep(for: .milliseconds(20)) }
+            while !pair.logA.text.contains("heartbeats stopped coming") { try await Task.sleep(for: .milliseconds(20)) }
         }
         // A worker that joins now is heard only on the new subscription: it must get partitions.
-        let second = h.startWorker(queues: [queue], registry: registry("b"), log: logB) {
-            $0.workerID = "\(h.topology.prefix)-b"
-            $0.ordered = true
-        }
-        var next = Dictionary(uniqueKeysWithValues: keys.map { ($0, 0) })
-        next[keys[0]] = 1
-        let deadline = TestTime.deadline(120)
-        while !ran.withLock({ $0.contains { $0.worker == "b" } }) {
-            try #require(ContinuousClock.now < deadline, """
-                the second worker ran no ordered task within 120 s (scaled)
-                worker a's log:
-                \(logA.text)
-                worker b's log:
-                \(logB.text)
-                """)
-            for key in keys {
-                _ = try await client.enqueue(name: "step", json: Self.json(Step(k: key, n: next[key]!)), options: .init(queue: queue, orderKey: key))
-                next[key]! += 1
-            }
-            // A stream slow enough that a late join leaves a short backlog, not a synchronisation.
-            try await Task.sleep(for: .milliseconds(300))
-        }
-        let total = next.values.reduce(0, +)
-        try await within(120, "every task to run") {
-            while Set(ran.withLock { $0.map(\.step) }).count < total { try await Task.sleep(for: .milliseconds(20)) }
-        }
+        let second = pair.start("b")
+        // Slow enough that a late join leaves a short backlog.
+        try await pair.streamUntilBRuns(pace: .milliseconds(300))
+        try await pair.everyStepRan()
         try await first.stop()
         try await second.stop()
-        let order = Self.collapsed(ran.withLock { $0.map(\.step) })
-        for key in keys { #expect(order[key] == Array(0..<next[key]!), "key \(key)") }
-        #expect(logA.text.contains("\(h.topology.prefix)-b"), "worker a never named b in its roster logs:\n\(logA.text)")
+        pair.expectOrder()
+        #expect(pair.logA.text.contains("\(h.topology.prefix)-b"), "worker a never named b in its roster logs:\n\(pair.logA.text)")
     }
 
     @Test("a broker restart while an ordered worker runs (own node): the worker reconnects and every key's order holds")
