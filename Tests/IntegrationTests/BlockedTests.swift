@@ -15,6 +15,7 @@ struct BlockedTests {
         let events = connection.events()
         let channel = try await connection.openChannel(confirms: true)
         let queue = "blocked.q"
+        try await declareQuorumQueue(queue, at: AMQPURL(node.amqpURL))
         try await channel.queueDeclare(.quorum(queue))
         try await channel.publish(routingKey: queue, body: "before".bytes, properties: .persistent)
 

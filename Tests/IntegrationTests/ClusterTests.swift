@@ -60,6 +60,7 @@ struct ClusterTests {
         let events = connection.events()
         let channel = try await connection.openChannel(confirms: true)
         let queue = "cluster-failover-\(UInt32.random(in: 0...UInt32.max))"
+        try await declareQuorumQueue(queue, at: url)
         _ = try await channel.queueDeclare(.quorum(queue))
         let consumer = try await channel.consume(queue: queue)
         let first = try #require(connection.node)

@@ -9,6 +9,7 @@ struct ConfirmTests {
         let connection = try await SharedBroker.connect()
         let channel = try await connection.openChannel(confirms: true)
         let queue = uniqueName("confirm")
+        try await declareQuorumQueue(queue, at: AMQPURL(SharedBroker.url()))
         try await channel.queueDeclare(.quorum(queue))
         // 200 concurrent publishers, each waiting for its own ack.
         let confirmed = try await withThrowingTaskGroup(of: Int.self) { group in

@@ -22,6 +22,7 @@ struct RecoveryTests {
         let publisher = try await connection.openChannel(confirms: true)
         let consumerChannel = try await connection.openChannel()
         let queue = "recovery.q"
+        try await declareQuorumQueue(queue, at: url)
         try await publisher.queueDeclare(.quorum(queue))
         try await consumerChannel.qos(prefetchCount: 50)
         let consumer = try await consumerChannel.consume(queue: queue)
@@ -104,6 +105,7 @@ struct RecoveryTests {
         let channel = try await connection.openChannel()
         let events = connection.events()
         let queue = "waits.q"
+        try await declareQuorumQueue(queue, at: AMQPURL(node.amqpURL))
         try await channel.queueDeclare(.quorum(queue))
         try await node.stop()
         _ = try await within(30, "the disconnected event") {
@@ -134,6 +136,7 @@ struct RecoveryTests {
         let events = connection.events()
         let channel = try await connection.openChannel(confirms: true)
         let queue = "lost.q"
+        try await declareQuorumQueue(queue, at: AMQPURL(node.amqpURL))
         try await channel.queueDeclare(.quorum(queue))
         try await channel.qos(prefetchCount: 10)
         for body in ["a", "b", "c"] { try await channel.publish(routingKey: queue, body: body.bytes, properties: .persistent) }

@@ -49,6 +49,7 @@ struct RoundTripTests {
         let publisher = try await connection.openChannel(confirms: true)
         let consumerChannel = try await connection.openChannel()
         let queue = uniqueName("bulk")
+        try await declareQuorumQueue(queue, at: AMQPURL(SharedBroker.url()))
         try await publisher.queueDeclare(.quorum(queue))
         let count = 10_000
         var messages: [OutboundMessage] = []

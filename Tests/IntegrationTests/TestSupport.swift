@@ -2,6 +2,7 @@ import Foundation
 import SluiceAMQP
 import SluiceLocalBroker
 import SluiceTesting
+import SluiceWire
 import Testing
 
 /// The broker most integration tests share (they use unique queue names).
@@ -41,6 +42,26 @@ enum SharedBroker {
         let url = try AMQPURL(await url())
         return try await AMQPConnection.connect(.init(
             url: url, connectionName: "test \(name)", recovery: recovery ? .init() : nil))
+    }
+}
+
+/// Declares a quorum queue on a short connection of its own, again while the
+/// broker answers transiently: on a loaded machine a node may not start the
+/// queue's Raft member in time and answers 541 `cluster_not_formed`, closing
+/// the connection (as the product's own declarations allow for, see
+/// ``TransientRetry``). A test's channel then declares the queue again and
+/// finds it in place, so the test's connection is never the one closed.
+func declareQuorumQueue(_ name: String, at url: AMQPURL) async throws {
+    try await TransientRetry.run("declaring quorum queue \(name)", budget: .seconds(120)) {
+        let connection = try await AMQPConnection.connect(.init(url: url, connectionName: "test declare", recovery: nil))
+        do {
+            let channel = try await connection.openChannel()
+            try await channel.queueDeclare(.quorum(name))
+            await connection.close()
+        } catch {
+            await connection.close()
+            throw error
+        }
     }
 }
 
