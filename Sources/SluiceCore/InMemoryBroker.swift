@@ -57,9 +57,35 @@ public actor InMemoryBroker: Broker {
     /// Queues whose ordered exchange and partitions exist.
     private var orderedQueues: Set<String> = []
 
+    /// While set (``holdPlainPacks()``), plain tasks' single outcome events
+    /// nobody subscribed to come back unroutable, as from RabbitMQ with no
+    /// queue bound, and publishes of their packs wait in `heldPacks`.
+    private var holdingPlainPacks = false
+    private var heldPacks: [CheckedContinuation<Void, Never>] = []
+
     public init(topology: Topology) {
         self.topology = topology
     }
+
+    /// For tests of outcome packs: from now on a plain task's single outcome
+    /// event that no subscriber is bound to comes back unroutable (a worker
+    /// then sends that key's outcomes in packs only), and a publish of a
+    /// pack of plain tasks' outcomes waits until ``releasePlainPacks()``,
+    /// as an unconfirmed publish would.
+    public func holdPlainPacks() {
+        holdingPlainPacks = true
+    }
+
+    /// Lets the held pack publishes through, and later ones at once.
+    public func releasePlainPacks() {
+        holdingPlainPacks = false
+        let held = heldPacks
+        heldPacks = []
+        for publish in held { publish.resume() }
+    }
+
+    /// Pack publishes waiting for ``releasePlainPacks()``.
+    public var heldPackCount: Int { heldPacks.count }
 
     public func prepare(queues names: [String]) async throws {
         for name in names {
@@ -119,7 +145,10 @@ public actor InMemoryBroker: Broker {
     public func watchDeadLetters(of queues: [String]) async throws {}
 
     public func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>] {
-        messages.map { route($0) }
+        if holdingPlainPacks, messages.contains(where: { $0.exchange == topology.eventsExchange && Topology.isPlainEventPackKey($0.routingKey) }) {
+            await withCheckedContinuation { heldPacks.append($0) }
+        }
+        return messages.map { route($0) }
     }
 
     private func route(_ message: OutboundMessage) -> Result<Void, any Error> {
@@ -142,6 +171,9 @@ public actor InMemoryBroker: Broker {
             for (queue, bindings) in coordinatorBindings where bindings.contains(where: { TopicPattern.matches($0, message.routingKey) }) {
                 routed = true
                 _ = enqueue(message, into: queue)
+            }
+            if holdingPlainPacks, !routed, !message.routingKey.hasPrefix("~") {
+                return .failure(AMQPError(.unroutable, operation: "publish", message: "no queue is bound for \(message.routingKey)"))
             }
             // Every single event counts as heard here (``events`` records it).
             // Packs of plain tasks' outcomes go only to subscribers bound to

@@ -6,8 +6,9 @@ import Synchronization
 /// pack is in flight at a time; events that become ready meanwhile wait and
 /// go together in the next, as soon as the broker confirmed the previous one.
 /// An event alone goes at once. Each caller returns when the pack that
-/// carried its event is confirmed (or throws what the publish threw), so a
-/// delivery is still acknowledged only after its outcome is safe. An event
+/// carried its event is confirmed (or throws what the publish threw), or,
+/// having enqueued it without waiting, is told then; so a delivery is still
+/// acknowledged only after its outcome is safe. An event
 /// whose delivery came on a connection since lost is not sent (it fails with
 /// `staleDelivery`), and a pack goes out only on the connection its events'
 /// deliveries came on (``Broker/publish(_:settling:)``).
@@ -17,10 +18,22 @@ final class EventPacker: Sendable {
     /// returns false if the broker found no queue bound for it; throws what refused it.
     typealias Send = @Sendable (OutboundMessage, _ settling: BrokerDelivery?) async throws -> Bool
 
+    /// Told once the pack carrying an event is confirmed (whether it reached
+    /// a queue) or failed; see ``enqueue(_:settling:then:)``.
+    typealias Settle = @Sendable (Result<Bool, any Error>) async -> Void
+
+    /// Who learns how an event's pack went.
+    private enum Waiter {
+        /// A caller of ``publish(_:settling:)``, suspended until then.
+        case caller(CheckedContinuation<Bool, any Error>)
+        /// A caller of ``enqueue(_:settling:then:)``, which did not wait.
+        case settle(Settle)
+    }
+
     private struct Waiting {
         var body: [UInt8]
         var delivery: BrokerDelivery?
-        var continuation: CheckedContinuation<Bool, any Error>
+        var waiter: Waiter
     }
 
     private struct Lane {
@@ -44,14 +57,26 @@ final class EventPacker: Sendable {
     @discardableResult
     func publish(_ message: OutboundMessage, settling delivery: BrokerDelivery? = nil) async throws -> Bool {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
-            // One look-up of the lane (this runs for every plain task's outcome).
-            let batch: [Waiting]? = lanes.withLock { lanes in
-                add(Waiting(body: message.body, delivery: delivery, continuation: continuation), to: &lanes[message.routingKey, default: Lane()])
-            }
-            // In a task of its own: a caller's cancellation must not fail the
-            // others' events in the same pack.
-            if let batch { Task { await self.flush(batch, exchange: message.exchange, routingKey: message.routingKey) } }
+            add(Waiting(body: message.body, delivery: delivery, waiter: .caller(continuation)), exchange: message.exchange, routingKey: message.routingKey)
         }
+    }
+
+    /// Sends `message`'s body in a pack as ``publish(_:settling:)`` does,
+    /// without waiting: `settle` is told how its pack went (a lost
+    /// connection's delivery: `staleOutcome`). The settlements of one pack
+    /// run one after another, in one task, after its confirm: a delivery
+    /// whose outcome this is can be acknowledged there, and the task that
+    /// ran it need not stay suspended until then.
+    func enqueue(_ message: OutboundMessage, settling delivery: BrokerDelivery?, then settle: @escaping Settle) {
+        add(Waiting(body: message.body, delivery: delivery, waiter: .settle(settle)), exchange: message.exchange, routingKey: message.routingKey)
+    }
+
+    private func add(_ waiting: Waiting, exchange: String, routingKey: String) {
+        // One look-up of the lane (this runs for every plain task's outcome).
+        let batch: [Waiting]? = lanes.withLock { lanes in add(waiting, to: &lanes[routingKey, default: Lane()]) }
+        // In a task of its own: a caller's cancellation must not fail the
+        // others' events in the same pack.
+        if let batch { Task { await self.flush(batch, exchange: exchange, routingKey: routingKey) } }
     }
 
     /// Queues an event on its lane; returns the first pack to send if none is in flight.
@@ -67,24 +92,28 @@ final class EventPacker: Sendable {
     private func flush(_ first: [Waiting], exchange: String, routingKey: String) async {
         var batch = first
         while true {
+            var settles: [(Settle, Result<Bool, any Error>)] = []
             // Events that waited while their connection was lost stay out: their tasks come again.
             // (Asked once per event: a delivery may go stale between two looks.)
             var stale: [Int] = []
             for i in batch.indices where batch[i].delivery?.isStale == true { stale.append(i) }
-            for i in stale.reversed() { batch.remove(at: i).continuation.resume(throwing: PublishFailure.staleOutcome) }
+            for i in stale.reversed() { Self.tell(batch.remove(at: i).waiter, .failure(PublishFailure.staleOutcome), &settles) }
+            Self.run(&settles)
             if !batch.isEmpty {
                 var bodies: [[UInt8]] = []
                 bodies.reserveCapacity(batch.count)
                 for i in batch.indices { bodies.append(batch[i].body) }
                 let settling = batch.firstIndex { $0.delivery != nil }.flatMap { batch[$0].delivery }
                 let pack = EventPack.message(exchange: exchange, routingKey: routingKey, bodies: bodies)
+                let result: Result<Bool, any Error>
                 do {
-                    let routed = try await send(pack, settling)
-                    for i in batch.indices { batch[i].continuation.resume(returning: routed) }
+                    result = .success(try await send(pack, settling))
                 } catch {
-                    for i in batch.indices { batch[i].continuation.resume(throwing: error) }
+                    result = .failure(error)
                 }
+                for i in batch.indices { Self.tell(batch[i].waiter, result, &settles) }
             }
+            Self.run(&settles)
             let next: [Waiting]? = lanes.withLock { lanes in
                 guard !lanes[routingKey]!.waiting.isEmpty else {
                     lanes[routingKey] = nil
@@ -94,6 +123,22 @@ final class EventPacker: Sendable {
             }
             guard let next else { return }
             batch = next
+        }
+    }
+
+    /// Runs settlements in a task of their own, one after another: the
+    /// next pack need not wait for their acknowledgements.
+    private static func run(_ settles: inout [(Settle, Result<Bool, any Error>)]) {
+        guard !settles.isEmpty else { return }
+        let due = settles
+        settles = []
+        Task { for (settle, result) in due { await settle(result) } }
+    }
+
+    private static func tell(_ waiter: Waiter, _ result: Result<Bool, any Error>, _ settles: inout [(Settle, Result<Bool, any Error>)]) {
+        switch waiter {
+        case .caller(let continuation): continuation.resume(with: result)
+        case .settle(let settle): settles.append((settle, result))
         }
     }
 

@@ -334,6 +334,16 @@ struct SettlementStateMachine: Sendable {
         }
     }
 
+    /// The outcome that ``published()`` acknowledges at once, when the last
+    /// ``Action/publish(_:)`` is all that stands before the ack: a success
+    /// reported with no reply to send and no unique lock to give back. The
+    /// worker may then settle the delivery wherever the publish's confirm
+    /// arrives (see ``Worker``'s packed outcomes), without this machine.
+    var ackAfterPublish: Outcome? {
+        guard case .reportingSuccess(let task, nil) = state, uniqueLock == nil else { return nil }
+        return .succeeded(task: task.name)
+    }
+
     /// The broker confirmed the message of the last ``Action/publish(_:)``.
     mutating func published() -> Action {
         switch state {

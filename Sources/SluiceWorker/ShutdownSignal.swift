@@ -46,6 +46,16 @@ final class RunningTasks: Sendable {
         var terminated: Set<Int> = []
         /// Whether ``cancelAll()`` has run (shutdown past its grace).
         var allCancelled = false
+        /// Deliveries settling after their task ended (``settlementStarted()``).
+        var settlementsPending = 0
+
+        var isEmpty: Bool { running.isEmpty && settlementsPending == 0 }
+
+        mutating func takeEmptied() -> [CheckedContinuation<Void, Never>] {
+            let w = emptied
+            emptied = []
+            return w
+        }
     }
 
     /// What a task whose handler returned does with the outcome.
@@ -134,10 +144,23 @@ final class RunningTasks: Sendable {
                 if t.byTaskID[taskID] == id { t.byTaskID[taskID] = nil }
                 t.terminated.remove(id)
             }
-            guard t.running.isEmpty else { return [] }
-            let w = t.emptied
-            t.emptied = []
-            return w
+            return t.isEmpty ? t.takeEmptied() : []
+        }
+        for w in waiters { w.resume() }
+    }
+
+    /// A delivery goes on settling after its task ends (its outcome waits
+    /// in a pack, acknowledged once that is confirmed): until
+    /// ``settlementEnded()``, shutdown waits for it as for a running task.
+    /// Never cancelled: its handler has returned.
+    func settlementStarted() {
+        tasks.withLock { $0.settlementsPending += 1 }
+    }
+
+    func settlementEnded() {
+        let waiters = tasks.withLock { t -> [CheckedContinuation<Void, Never>] in
+            t.settlementsPending -= 1
+            return t.isEmpty ? t.takeEmptied() : []
         }
         for w in waiters { w.resume() }
     }
@@ -147,23 +170,20 @@ final class RunningTasks: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 let now = tasks.withLock { t -> Bool in
-                    if t.running.isEmpty || Task.isCancelled { return true }
+                    if t.isEmpty || Task.isCancelled { return true }
                     t.emptied.append(c)
                     return false
                 }
                 if now { c.resume() }
             }
         } onCancel: {
-            let waiters = tasks.withLock { t -> [CheckedContinuation<Void, Never>] in
-                let w = t.emptied
-                t.emptied = []
-                return w
-            }
+            let waiters = tasks.withLock { $0.takeEmptied() }
             for w in waiters { w.resume() }
         }
     }
 
-    var count: Int { tasks.withLock { $0.running.count } }
+    /// Tasks running, and deliveries settling after theirs ended.
+    var count: Int { tasks.withLock { $0.running.count + $0.settlementsPending } }
 
 
     /// Cancels every task that is still in its handler.

@@ -377,11 +377,18 @@ public final class Worker: Service {
                                     }
                                     self.statsBox.withLock { $0.inFlight += 1 }
                                     metrics?.inFlight.increment()
-                                    await self.process(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics)
-                                    self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
-                                    metrics?.inFlight.decrement()
-                                    if let partitionKey { endPartitionDelivery(partitionKey) }
-                                    slots.release()
+                                    // Once the delivery is acknowledged, handed back or dropped.
+                                    @Sendable func settled() {
+                                        self.statsBox.withLock { $0.inFlight -= 1; $0.processed += 1 }
+                                        metrics?.inFlight.decrement()
+                                        if let partitionKey { endPartitionDelivery(partitionKey) }
+                                        slots.release()
+                                    }
+                                    // (Made only when used: no allocation per task otherwise.)
+                                    let later = await self.process(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics) {
+                                        SettlingLater(running: running, settled: settled)
+                                    }
+                                    if !later { settled() }
                                 }
                             }
                         }
@@ -530,33 +537,60 @@ public final class Worker: Service {
     // MARK: One delivery
 
     /// Runs one delivery to its outcome, then acknowledges it. Never throws.
-    private func process(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, inPlace: Bool, metrics: QueueMetrics?) async {
+    /// True when the delivery is settled after this returns (see
+    /// ``SettlingLater``, made by `later` then): its `settled` is called
+    /// then, not by the caller.
+    private func process(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, inPlace: Bool, metrics: QueueMetrics?,
+                         later: () -> SettlingLater) async -> Bool {
         do {
-            try await settle(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics)
-        } catch where PublishFailure.isStale(error) {
+            return try await settle(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics, later: later)
+        } catch {
+            await settleFailed(delivery, error, queue: queue)
+            return false
+        }
+    }
+
+    /// A delivery whose outcome could not be published or acknowledged.
+    private func settleFailed(_ delivery: BrokerDelivery, _ error: any Error, queue: String) async {
+        if PublishFailure.isStale(error) {
             // Its connection was lost: the broker delivers it again, nothing to hand back.
             logger.info("a delivery from a lost connection was not settled; the broker redelivers it", metadata: ["queue": "\(queue)"])
-        } catch {
-            // Publishing the outcome failed: hand the delivery back so the broker
-            // delivers it again (a cancelled one goes back when its channel closes).
-            logger.error("could not settle a delivery; it will be redelivered", metadata: ["queue": "\(queue)", "error": "\(error)"])
-            if !(error is CancellationError) { try? await delivery.reject(requeue: true) }
+            return
         }
+        // Publishing the outcome failed: hand the delivery back so the broker
+        // delivers it again (a cancelled one goes back when its channel closes).
+        logger.error("could not settle a delivery; it will be redelivered", metadata: ["queue": "\(queue)", "error": "\(error)"])
+        if !(error is CancellationError) { try? await delivery.reject(requeue: true) }
+    }
+
+    /// How a delivery may be settled after its task ends: a plain task's
+    /// success whose outcome event goes only in a pack is acknowledged once
+    /// the pack is confirmed, by the packer's settlement task (see
+    /// ``EventPacker/enqueue(_:settling:then:)``), so the task that ran it
+    /// does not stay suspended for the confirm. `running` keeps shutdown
+    /// waiting for it; `settled` frees its slot.
+    struct SettlingLater: Sendable {
+        let running: RunningTasks
+        let settled: @Sendable () -> Void
     }
 
     /// Drives the delivery's ``SettlementStateMachine``: it decides, this
     /// executes (publishes, runs the handler, acknowledges).
-    private func settle(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, inPlace: Bool, metrics: QueueMetrics?) async throws {
+    private func settle(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, inPlace: Bool, metrics: QueueMetrics?,
+                        later: () -> SettlingLater) async throws -> Bool {
         var machine = SettlementStateMachine(settings: settlementSettings, queue: queue, priority: priority,
                                              properties: delivery.properties, body: delivery.body)
         machine.eventWanted = { self.eventWanted(routingKey: $0) }
         machine.retriesInPlace = inPlace
-        try await drive(&machine, from: machine.received(now: Date()), delivery, queue: queue, metrics: metrics)
+        return try await drive(&machine, from: machine.received(now: Date()), delivery, queue: queue, metrics: metrics,
+                               later: { inPlace ? nil : later() })
     }
 
-    /// Executes the machine's actions from `action` to the acknowledgement.
+    /// Executes the machine's actions from `action` to the acknowledgement;
+    /// true if that is left to the event packer (see ``SettlingLater``).
+    @discardableResult
     private func drive(_ machine: inout SettlementStateMachine, from action: SettlementStateMachine.Action, _ delivery: BrokerDelivery,
-                       queue: String, metrics: QueueMetrics?) async throws {
+                       queue: String, metrics: QueueMetrics?, later: () -> SettlingLater? = { nil }) async throws -> Bool {
         var action = action
         while true {
             switch action {
@@ -601,7 +635,7 @@ public final class Worker: Service {
                     // the handler returned (nothing about it has been published). A
                     // partition's goes back when shutdown closes its channel.
                     if !machine.retriesInPlace { try? await delivery.reject(requeue: true) }
-                    return
+                    return false
                 }
                 // Jitter only matters for a retry: no random draw for a success.
                 let jitter = if case .failure = finished.outcome { Double.random(in: 0..<1) } else { 0.0 }
@@ -623,9 +657,18 @@ public final class Worker: Service {
                     var machine = rest
                     try await self.drive(&machine, from: next, delivery, queue: queue, metrics: metrics)
                 }.value
-                return
+                return false
             case .publish(let message):
                 // (An outcome event nobody listens to never gets here: the machine asked ``eventWanted``.)
+                if let outcome = machine.ackAfterPublish, !delivery.isStale, let pack = packedOnly(message), let later = later() {
+                    later.running.settlementStarted()
+                    eventPacker.enqueue(pack, settling: delivery) { result in
+                        await self.settleAfterPack(result, packKey: pack.routingKey, outcome: outcome, delivery, queue: queue, metrics: metrics)
+                        later.settled()
+                        later.running.settlementEnded()
+                    }
+                    return true
+                }
                 do {
                     try await publishAll([message], settling: delivery)
                     action = machine.published()
@@ -639,10 +682,10 @@ public final class Worker: Service {
                 // Holding the delivery. Shutdown cancels the wait, and the delivery goes
                 // back when shutdown closes the partition's channel; a revocation with
                 // `terminate` cancels it too, and the task is dead as revoked.
-                guard RunningTasks.markRunningAgain() else { return }
+                guard RunningTasks.markRunningAgain() else { return false }
                 if (try? await Task.sleep(for: .milliseconds(milliseconds))) == nil {
                     guard !delivery.isStale, case .revoked = RunningTasks.markSettling(),
-                          let waiting = machine.taskWaitingToRetry else { return }
+                          let waiting = machine.taskWaitingToRetry else { return false }
                     let entry = revocations.revocation(of: waiting.id)
                     let next = machine.retryRevoked(TaskRevoked(at: entry?.at, reason: entry?.reason))
                     let rest = machine
@@ -651,9 +694,9 @@ public final class Worker: Service {
                         var machine = rest
                         try await self.drive(&machine, from: next, delivery, queue: queue, metrics: metrics)
                     }.value
-                    return
+                    return false
                 }
-                guard !delivery.isStale else { return }
+                guard !delivery.isStale else { return false }
                 statsBox.withLock { $0.retried += 1 }
                 metrics?.outcome(.retried, task: machine.taskName).increment()
                 action = machine.retryDue(now: Date())
@@ -663,7 +706,7 @@ public final class Worker: Service {
                 // After the ack: a lock given back before it could let a
                 // duplicate in while this delivery might still come again.
                 if let lock = machine.uniqueLock, outcome.isFinal { await releaseUniqueLock(lock.ticket, taskID: lock.taskID) }
-                return
+                return false
             case .fail(let error):
                 throw error
             }
@@ -680,6 +723,20 @@ public final class Worker: Service {
         } catch {
             logger.warning("could not give a unique key's lock back; it expires with its window",
                            metadata: ["lock": "\(lock.queue)", "error": "\(error)"])
+        }
+    }
+
+    /// The pack carrying a delivery's outcome (see ``SettlingLater``) was
+    /// confirmed or failed: acknowledges the delivery, or hands it back.
+    private func settleAfterPack(_ result: Result<Bool, any Error>, packKey: String, outcome: SettlementStateMachine.Outcome,
+                                 _ delivery: BrokerDelivery, queue: String, metrics: QueueMetrics?) async {
+        do {
+            let routed = try result.get()
+            eventDemand.withLock { if routed { $0.routed(packKey) } else { $0.unroutable(packKey, now: .now) } }
+            count(outcome, queue: queue, metrics: metrics)
+            try await delivery.ack()
+        } catch {
+            await settleFailed(delivery, error, queue: queue)
         }
     }
 
@@ -799,6 +856,18 @@ public final class Worker: Service {
         async let packs: Void = publishPacks(packed, settling: delivery)
         try await publishDirect(direct, settling: delivery)
         try await packs
+    }
+
+    /// A plain task's outcome event as the pack it goes in, when it goes in
+    /// a pack only (somebody is bound to its pack key, nobody to its own).
+    private func packedOnly(_ message: OutboundMessage) -> OutboundMessage? {
+        guard message.exchange == topology.eventsExchange, let packKey = plainPackKey(forEventKey: message.routingKey) else { return nil }
+        let now = ContinuousClock.now
+        let (alone, inPack) = eventDemand.withLock { ($0.wanted(message.routingKey, now: now), $0.wanted(packKey, now: now)) }
+        guard inPack && !alone else { return nil }
+        var pack = message
+        pack.routingKey = packKey
+        return pack
     }
 
     /// The pack key of a plain task's outcome event, when packs may be

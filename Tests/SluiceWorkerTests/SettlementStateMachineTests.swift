@@ -70,6 +70,39 @@ struct SettlementStateMachineTests {
         guard case .ack(.succeeded(task: "emails.send")) = m.published() else { Issue.record("no ack"); return }
     }
 
+    @Test("ackAfterPublish: a success with nothing after its event may be acked where the confirm arrives; with a reply or a unique lock it may not")
+    func ackAfterPublish() throws {
+        var plain = Self.machine(Self.task())
+        #expect(plain.ackAfterPublish == nil, "nothing to ack before the handler ran")
+        _ = Self.toHandler(&plain)
+        #expect(plain.ackAfterPublish == nil)
+        _ = Self.published(plain.handlerFinished(.success(nil), milliseconds: 1, now: Self.now, jitter: 0))
+        guard case .succeeded(task: "emails.send")? = plain.ackAfterPublish else { Issue.record("\(String(describing: plain.ackAfterPublish))"); return }
+        guard case .ack(.succeeded(task: "emails.send")) = plain.published() else { Issue.record("no ack"); return }
+
+        // A reply still to send after the event.
+        var waited = Self.machine(SettlementRepliesTests.task())
+        _ = Self.toHandler(&waited)
+        _ = Self.published(waited.handlerFinished(.success(nil), milliseconds: 1, now: Self.now, jitter: 0))
+        #expect(waited.ackAfterPublish == nil)
+
+        // A unique key's lock to give back after the ack.
+        var unique = Self.task()
+        unique.otherHeaders[WireHeader.uniqueLock] = .string(UniqueLockTicket(
+            queue: Self.topology.uniqueLockQueue(UniqueKey("k", for: .seconds(60))), expiresAt: Self.now.addingTimeInterval(60)).headerValue)
+        var locked = Self.machine(unique)
+        _ = Self.toHandler(&locked)
+        _ = Self.published(locked.handlerFinished(.success(nil), milliseconds: 1, now: Self.now, jitter: 0))
+        #expect(locked.uniqueLock != nil)
+        #expect(locked.ackAfterPublish == nil)
+
+        // A failure: its retry copy comes first.
+        var failed = Self.machine(Self.task())
+        _ = Self.toHandler(&failed)
+        _ = Self.published(failed.handlerFinished(.failure(TaskFailure("no")), milliseconds: 1, now: Self.now, jitter: 0))
+        #expect(failed.ackAfterPublish == nil)
+    }
+
     @Test("an event nobody wants is not built: success is acked at once, a retry's copy still goes first")
     func unwantedEvents() throws {
         let askedBox = Mutex<[String]>([])
