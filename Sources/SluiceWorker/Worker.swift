@@ -858,10 +858,14 @@ public final class Worker: Service {
         try await packs
     }
 
-    /// A plain task's outcome event as the pack it goes in, when it goes in
-    /// a pack only (somebody is bound to its pack key, nobody to its own).
+    /// An outcome event as the pack it goes in, when it goes in a pack only:
+    /// a workflow step's whose coordinator asked for packs, or a plain
+    /// task's when somebody is bound to its pack key and nobody to its own.
     private func packedOnly(_ message: OutboundMessage) -> OutboundMessage? {
-        guard message.exchange == topology.eventsExchange, let packKey = plainPackKey(forEventKey: message.routingKey) else { return nil }
+        guard message.exchange == topology.eventsExchange else { return nil }
+        // A step's outcome on its coordinator's pack key: always in a pack.
+        if Topology.isEventPackKey(message.routingKey) { return message }
+        guard let packKey = plainPackKey(forEventKey: message.routingKey) else { return nil }
         let now = ContinuousClock.now
         let (alone, inPack) = eventDemand.withLock { ($0.wanted(message.routingKey, now: now), $0.wanted(packKey, now: now)) }
         guard inPack && !alone else { return nil }
