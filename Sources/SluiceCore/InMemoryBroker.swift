@@ -61,7 +61,10 @@ public actor InMemoryBroker: Broker {
     /// nobody subscribed to come back unroutable, as from RabbitMQ with no
     /// queue bound, and publishes of their packs wait in `heldPacks`.
     private var holdingPlainPacks = false
-    private var heldPacks: [CheckedContinuation<Void, Never>] = []
+    /// Each held pack publish, resumed with whether to refuse it.
+    private var heldPacks: [CheckedContinuation<Bool, Never>] = []
+    /// Single outcome events answered unroutable while holding.
+    public private(set) var unroutedOutcomeEvents = 0
 
     public init(topology: Topology) {
         self.topology = topology
@@ -70,22 +73,28 @@ public actor InMemoryBroker: Broker {
     /// For tests of outcome packs: from now on a plain task's single outcome
     /// event that no subscriber is bound to comes back unroutable (a worker
     /// then sends that key's outcomes in packs only), and a publish of a
-    /// pack of plain tasks' outcomes waits until ``releasePlainPacks()``,
+    /// pack of plain tasks' outcomes waits until ``releasePlainPacks(refusing:)``,
     /// as an unconfirmed publish would.
     public func holdPlainPacks() {
         holdingPlainPacks = true
     }
 
-    /// Lets the held pack publishes through, and later ones at once.
-    public func releasePlainPacks() {
+    /// Lets the held pack publishes through (or refuses them, as a broker's
+    /// nack would), and later ones at once.
+    public func releasePlainPacks(refusing: Bool = false) {
         holdingPlainPacks = false
         let held = heldPacks
         heldPacks = []
-        for publish in held { publish.resume() }
+        for publish in held { publish.resume(returning: refusing) }
     }
 
-    /// Pack publishes waiting for ``releasePlainPacks()``.
+    /// Pack publishes waiting for ``releasePlainPacks(refusing:)``.
     public var heldPackCount: Int { heldPacks.count }
+
+    /// Deliveries of a queue handed to consumers and not yet acknowledged or rejected.
+    public func unackedCount(_ name: String) -> Int {
+        queues[name]?.consumers.values.reduce(0) { $0 + $1.unacked.count } ?? 0
+    }
 
     public func prepare(queues names: [String]) async throws {
         for name in names {
@@ -146,7 +155,9 @@ public actor InMemoryBroker: Broker {
 
     public func publish(_ messages: [OutboundMessage]) async throws -> [Result<Void, any Error>] {
         if holdingPlainPacks, messages.contains(where: { $0.exchange == topology.eventsExchange && Topology.isPlainEventPackKey($0.routingKey) }) {
-            await withCheckedContinuation { heldPacks.append($0) }
+            if await withCheckedContinuation({ heldPacks.append($0) }) {
+                return messages.map { _ in .failure(AMQPError(.publishNacked, operation: "publish", message: "refused by the test")) }
+            }
         }
         return messages.map { route($0) }
     }
@@ -172,16 +183,17 @@ public actor InMemoryBroker: Broker {
                 routed = true
                 _ = enqueue(message, into: queue)
             }
-            if holdingPlainPacks, !routed, !message.routingKey.hasPrefix("~") {
+            // Unroutable as RabbitMQ answers it: a pack of plain tasks'
+            // outcomes nobody is bound to, and (while holding) such a single
+            // outcome event. Every other single event counts as heard here
+            // (``events`` records it); packs are not recorded, their events are alone.
+            let isPack = Topology.isPlainEventPackKey(message.routingKey)
+            let heldBack = holdingPlainPacks && !routed && topology.plainEventPackRoutingKey(forEventKey: message.routingKey) != nil
+            if (isPack && !routed) || heldBack {
+                if heldBack { unroutedOutcomeEvents += 1 }
                 return .failure(AMQPError(.unroutable, operation: "publish", message: "no queue is bound for \(message.routingKey)"))
             }
-            // Every single event counts as heard here (``events`` records it).
-            // Packs of plain tasks' outcomes go only to subscribers bound to
-            // them and are not recorded: the same events are recorded alone.
-            if Topology.isPlainEventPackKey(message.routingKey) {
-                return routed ? .success(())
-                    : .failure(AMQPError(.unroutable, operation: "publish", message: "no queue is bound for \(message.routingKey)"))
-            }
+            if isPack { return .success(()) }
             // A pack counts as its events.
             let decoded = Topology.isEventPackKey(message.routingKey)
                 ? (try? EventPack.decode(message.body)) : (try? TaskEvent.decode(message.body)).map { [$0] }
@@ -447,6 +459,7 @@ public actor InMemoryBroker: Broker {
     }
 
     public func close() async {
+        releasePlainPacks(refusing: true)
         for (_, subscriber) in subscribers { subscriber.continuation.finish() }
         subscribers.removeAll()
         for (name, queue) in queues {

@@ -182,8 +182,14 @@ final class RunningTasks: Sendable {
         }
     }
 
-    /// Tasks running, and deliveries settling after theirs ended.
-    var count: Int { tasks.withLock { $0.running.count + $0.settlementsPending } }
+    /// Tasks running.
+    var count: Int { tasks.withLock { $0.running.count } }
+
+    /// Deliveries settling after their task ended (``settlementStarted()``).
+    var settlementsPending: Int { tasks.withLock { $0.settlementsPending } }
+
+    /// No task runs and no delivery waits to be settled.
+    var isIdle: Bool { tasks.withLock { $0.isEmpty } }
 
 
     /// Cancels every task that is still in its handler.

@@ -513,13 +513,15 @@ public final class Worker: Service {
     /// Lets running tasks finish for the shutdown grace period; cancels the
     /// rest, which returns their deliveries to the queue.
     private func drain(_ running: RunningTasks) async {
-        guard running.count > 0 else { return }
+        guard !running.isIdle else { return }
         let grace = configuration.shutdownGrace
         await withTaskGroup(of: Bool.self) { group in
             group.addTask { await running.waitUntilEmpty(); return true }
             group.addTask { (try? await Task.sleep(for: grace)) != nil ? false : true }
             if await group.next() == false {
-                logger.warning("returning unfinished tasks to the queue", metadata: ["count": "\(running.count)"])
+                // (Deliveries whose outcome waits in a pack are not cancelled: their handlers returned.)
+                logger.warning("returning unfinished tasks to the queue", metadata: [
+                    "count": "\(running.count)", "outcomes.unconfirmed": "\(running.settlementsPending)"])
                 handlersCancelled.fire()
                 running.cancelAll()
                 // Handlers that ignore cancellation get one more grace period; after
@@ -527,7 +529,8 @@ public final class Worker: Service {
                 // their deliveries to the queue.
                 group.addTask { (try? await Task.sleep(for: grace)) != nil ? false : true }
                 if await group.next() == false {
-                    logger.error("handlers ignored cancellation; stopping without them", metadata: ["count": "\(running.count)"])
+                    logger.error("handlers ignored cancellation, or outcomes were not confirmed; stopping without them", metadata: [
+                        "count": "\(running.count)", "outcomes.unconfirmed": "\(running.settlementsPending)"])
                 }
             }
             group.cancelAll()
@@ -563,8 +566,9 @@ public final class Worker: Service {
         if !(error is CancellationError) { try? await delivery.reject(requeue: true) }
     }
 
-    /// How a delivery may be settled after its task ends: a plain task's
-    /// success whose outcome event goes only in a pack is acknowledged once
+    /// How a delivery may be settled after its task ends: a success whose
+    /// outcome event goes only in a pack (a plain task's, or a workflow
+    /// step's on its coordinator's pack key) is acknowledged once
     /// the pack is confirmed, by the packer's settlement task (see
     /// ``EventPacker/enqueue(_:settling:then:)``), so the task that ran it
     /// does not stay suspended for the confirm. `running` keeps shutdown
@@ -731,8 +735,7 @@ public final class Worker: Service {
     private func settleAfterPack(_ result: Result<Bool, any Error>, packKey: String, outcome: SettlementStateMachine.Outcome,
                                  _ delivery: BrokerDelivery, queue: String, metrics: QueueMetrics?) async {
         do {
-            let routed = try result.get()
-            eventDemand.withLock { if routed { $0.routed(packKey) } else { $0.unroutable(packKey, now: .now) } }
+            heard(packKey, routed: try result.get())
             count(outcome, queue: queue, metrics: metrics)
             try await delivery.ack()
         } catch {
@@ -841,12 +844,8 @@ public final class Worker: Service {
         // pack to `~pack.<kind>.<queue>.~`, or both: each while somebody is bound to it.
         var direct = messages
         var packed: [OutboundMessage] = []
-        for index in messages.indices.reversed() where messages[index].exchange == topology.eventsExchange {
-            guard let packKey = plainPackKey(forEventKey: messages[index].routingKey) else { continue }
-            let (alone, inPack) = eventDemand.withLock { ($0.wanted(messages[index].routingKey, now: .now), $0.wanted(packKey, now: .now)) }
-            guard inPack else { continue }
-            var pack = messages[index]
-            pack.routingKey = packKey
+        for index in messages.indices.reversed() {
+            guard let (pack, alone) = plainPackRoute(messages[index]) else { continue }
             packed.append(pack)
             if !alone { direct.remove(at: index) }
         }
@@ -862,16 +861,23 @@ public final class Worker: Service {
     /// a workflow step's whose coordinator asked for packs, or a plain
     /// task's when somebody is bound to its pack key and nobody to its own.
     private func packedOnly(_ message: OutboundMessage) -> OutboundMessage? {
-        guard message.exchange == topology.eventsExchange else { return nil }
         // A step's outcome on its coordinator's pack key: always in a pack.
-        if Topology.isEventPackKey(message.routingKey) { return message }
-        guard let packKey = plainPackKey(forEventKey: message.routingKey) else { return nil }
+        if message.exchange == topology.eventsExchange, Topology.isEventPackKey(message.routingKey) { return message }
+        guard let (pack, alone) = plainPackRoute(message), !alone else { return nil }
+        return pack
+    }
+
+    /// A plain task's outcome event as the pack it goes in, when somebody is
+    /// bound to its pack key (`~pack.<kind>.<queue>.~`), and whether it also
+    /// goes alone to `<queue>.<kind>` (somebody is bound to that too).
+    private func plainPackRoute(_ message: OutboundMessage) -> (pack: OutboundMessage, alone: Bool)? {
+        guard message.exchange == topology.eventsExchange, let packKey = plainPackKey(forEventKey: message.routingKey) else { return nil }
         let now = ContinuousClock.now
         let (alone, inPack) = eventDemand.withLock { ($0.wanted(message.routingKey, now: now), $0.wanted(packKey, now: now)) }
-        guard inPack && !alone else { return nil }
+        guard inPack else { return nil }
         var pack = message
         pack.routingKey = packKey
-        return pack
+        return (pack, alone)
     }
 
     /// The pack key of a plain task's outcome event, when packs may be
@@ -886,9 +892,14 @@ public final class Worker: Service {
     /// holds back that key's packs as an unheard event key does.
     private func publishPacks(_ packs: [OutboundMessage], settling delivery: BrokerDelivery?) async throws {
         for pack in packs {
-            let routed = try await eventPacker.publish(pack, settling: delivery)
-            eventDemand.withLock { if routed { $0.routed(pack.routingKey) } else { $0.unroutable(pack.routingKey, now: .now) } }
+            heard(pack.routingKey, routed: try await eventPacker.publish(pack, settling: delivery))
         }
+    }
+
+    /// Tells ``eventDemand`` whether a pack reached a queue: one nobody is
+    /// bound for holds back that key's packs as an unheard event key does.
+    private func heard(_ packKey: String, routed: Bool) {
+        eventDemand.withLock { if routed { $0.routed(packKey) } else { $0.unroutable(packKey, now: .now) } }
     }
 
     private func publishDirect(_ messages: [OutboundMessage], settling delivery: BrokerDelivery?) async throws {
