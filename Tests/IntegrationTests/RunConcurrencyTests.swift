@@ -129,7 +129,12 @@ struct RunConcurrencyTests {
                 #expect(running.count <= 2, "at most 2 runs of key acme at once: \(running)")
                 if running.count == min(2, ids.count - finished.count) { break }
                 guard ContinuousClock.now < deadline else {
-                    throw TimedOut(what: "two runs of acme to run (running: \(running), finished \(finished.count))", seconds: TestTime.scaled(60))
+                    // (It timed out once, on a machine at a load average of 70: what the coordinators said goes along.)
+                    var statuses: [String: Int] = [:]
+                    for id in ids where !finished.contains(id) { statuses[(try? await Self.status(coordinators[0], id)) ?? "?", default: 0] += 1 }
+                    let logs = coordinators.map { "\($0.api):\n\(SluiceBinary.logTail(of: $0.process, lines: 15))" }.joined(separator: "\n")
+                    throw TimedOut(what: "two runs of acme to run (running: \(running), finished \(finished.count), the rest: \(statuses));"
+                                   + " the coordinators' logs end:\n\(logs)", seconds: TestTime.scaled(60))
                 }
                 try await Task.sleep(for: .milliseconds(100))
             }
