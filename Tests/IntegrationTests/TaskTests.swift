@@ -395,9 +395,3 @@ struct TaskTests {
     }
 }
 
-/// A value behind a lock, shareable with tasks and handlers.
-private final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
-    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
-}

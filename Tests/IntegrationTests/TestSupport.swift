@@ -3,6 +3,7 @@ import SluiceAMQP
 import SluiceLocalBroker
 import SluiceTesting
 import SluiceWire
+import Synchronization
 import Testing
 
 /// The broker most integration tests share (they use unique queue names).
@@ -85,4 +86,11 @@ func take(_ count: Int, from consumer: AMQPConsumer, within seconds: Double = 30
 
 extension String {
     var bytes: [UInt8] { Array(utf8) }
+}
+
+/// A value behind a lock, shareable with tasks and handlers.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
 }

@@ -5,7 +5,6 @@ import SluiceRabbitMQ
 import SluiceSpawn
 import SluiceTesting
 import SluiceWire
-import Synchronization
 import Testing
 
 /// Plain tasks whose outcomes go out in packs (a listener is bound to the
@@ -14,14 +13,6 @@ import Testing
 /// whose pack was not confirmed is unacknowledged, so it runs again.
 @Suite("Plain tasks' packed outcomes across a worker SIGKILL")
 struct WorkerKillPackTests {
-    /// The task ids heard in packs, with how often.
-    final class Heard: Sendable {
-        private let counts = Mutex<[String: Int]>([:])
-        func add(_ ids: [String]) { counts.withLock { for id in ids { $0[id, default: 0] += 1 } } }
-        var snapshot: [String: Int] { counts.withLock { $0 } }
-        var count: Int { counts.withLock { $0.count } }
-    }
-
     static func workerArguments(_ h: TaskHarness, queue: String) -> [String] {
         ["worker", "--url", h.url, "--prefix", h.topology.prefix, "--delivery-limit", "\(h.topology.deliveryLimit)",
          "--queue", queue, "--concurrency", "100", "--log-level", "warning"]
@@ -31,12 +22,14 @@ struct WorkerKillPackTests {
     func workerKilled() async throws {
         let h = try await TaskHarness.make()
         let queue = "killpack"
-        let heard = Heard()
+        // The task ids heard in packs, with how often.
+        let heard = Locked<[String: Int]>([:])
         // Bound before any worker starts: the first outcomes already go in packs.
         let packs = try await h.broker.subscribeEvents(bindings: [h.topology.plainEventPackRoutingKey(queue: queue, kind: .succeeded)])
         let reader = Task {
             for try await delivery in packs {
-                heard.add(((try? EventPack.decode(delivery.body)) ?? []).filter { $0.kind == .succeeded }.map(\.taskID))
+                let ids = ((try? EventPack.decode(delivery.body)) ?? []).filter { $0.kind == .succeeded }.map(\.taskID)
+                heard.withLock { for id in ids { $0[id, default: 0] += 1 } }
             }
         }
         defer { reader.cancel() }
@@ -58,14 +51,14 @@ struct WorkerKillPackTests {
             let worker = try SluiceBinary.start(Self.workerArguments(h, queue: queue))
             defer { SluiceBinary.stopIfRunning(worker) }
             try await within(120, "\(threshold) outcomes heard in packs before a kill") {
-                while heard.count < threshold {
+                while heard.withLock({ $0.count }) < threshold {
                     if let exited = SluiceBinary.exited(worker, "a worker to be killed") { throw exited }
                     try await Task.sleep(for: .milliseconds(5))
                 }
             }
             worker.signal(SIGKILL)
             _ = try await SluiceBinary.exitStatus(of: worker)
-            heardAtKills.append(heard.count)
+            heardAtKills.append(heard.withLock { $0.count })
         }
         #expect(heardAtKills.last! < count, "the last kill came after every task had run: \(heardAtKills)")
 
@@ -73,26 +66,23 @@ struct WorkerKillPackTests {
         defer { SluiceBinary.stopIfRunning(last) }
         do {
             try await within(120, "every task's outcome heard in a pack after the kills") {
-                while heard.count < count {
+                while heard.withLock({ $0.count }) < count {
                     if let exited = SluiceBinary.exited(last, "the last worker") { throw exited }
                     try await Task.sleep(for: .milliseconds(50))
                 }
             }
         } catch let error as TimedOut {
-            let missing = Set(ids).subtracting(heard.snapshot.keys)
+            let missing = Set(ids).subtracting(heard.withLock { $0.keys })
             Issue.record("\(error); \(missing.count) never heard (heard at the kills: \(heardAtKills)); the last worker's log ends:\n\(SluiceBinary.logTail(of: last))")
             throw error
         }
-        let final = heard.snapshot
+        let final = heard.withLock { $0 }
         #expect(Set(final.keys) == Set(ids))
-        // Nothing is left behind: the queue drains, nothing is unacknowledged.
-        try await within(60, "the queue to drain") {
-            while true {
-                let state = try await h.broker.queueState(h.topology.workQueue(queue))
-                if state.messageCount == 0 { break }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-        }
+        // Nothing is left behind: once the last worker has stopped (its
+        // unacknowledged deliveries, if any, back in the queue), the queue is empty.
+        last.terminate()
+        _ = try await within(60, "the last worker to stop") { try await SluiceBinary.exitStatus(of: last) }
+        #expect(try await h.broker.queueState(h.topology.workQueue(queue)).messageCount == 0)
         try await packs.cancel()
         await h.broker.close()
     }
