@@ -27,6 +27,9 @@ public struct TaskBenchmark: Sendable {
         /// With ``TaskBenchmark/taskMessagesRaw``: the enqueue's own messages
         /// (tasks exchange, mandatory, its headers) published raw on one channel.
         public var rawTaskMessagesPerSecond: Double?
+        /// With ``TaskBenchmark/enqueueChannelVariants``: confirmed enqueue
+        /// through a `TaskClient` with that many publisher channels, tasks/s.
+        public var enqueueByChannels: [Int: Double] = [:]
         public var enqueueRatio: Double { enqueuePerSecond / rawConfirmedPublishesPerSecond }
         /// Enqueue against the raw publish of the very same messages.
         public var enqueueTaskMessagesRatio: Double? { rawTaskMessagesPerSecond.map { enqueuePerSecond / $0 } }
@@ -96,6 +99,10 @@ public struct TaskBenchmark: Sendable {
     /// no TaskClient) in each round: separates what the message shape
     /// costs the broker from what the client costs.
     public var taskMessagesRaw = false
+    /// Also measure confirmed enqueue, in each round, through producers with
+    /// these numbers of publisher channels (each on a connection and a queue
+    /// of its own), beside the default producer's two.
+    public var enqueueChannelVariants: [Int] = []
 
     public init(url: AMQPURL, count: Int, concurrency: Int, rounds: Int = 3, latencyTasks: Int = 2000, offeredRates: [Int] = [200, 5000],
                 startedEvents: Bool = false) {
@@ -171,16 +178,42 @@ public struct TaskBenchmark: Sendable {
                 await shapedBroker.close()
                 return rate
             }
+            func measureEnqueueVariants() async throws -> [Int: Double] {
+                var rates: [Int: Double] = [:]
+                for channels in enqueueChannelVariants {
+                    progress("\(label): confirmed enqueue of \(count) tasks, \(channels) publisher channels...")
+                    let variant = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks \(channels) channels",
+                                                                   publisherChannels: channels)
+                    let variantQueue = "bench-channels-\(channels)"
+                    try await variant.prepare(queues: [variantQueue])
+                    let variantClient = TaskClient(broker: variant)
+                    let start = ContinuousClock.now
+                    try await pipelined(count: count, inFlight: 1024) { n in
+                        let results = try await variantClient.enqueue(batch: Array(
+                            repeating: TaskClient.Request(name: "bench.noop", arguments: arguments, options: .init(queue: variantQueue)), count: n))
+                        for r in results { _ = try r.get() }
+                    }
+                    rates[channels] = Double(count) / seconds(since: start)
+                    // Its queues only: the exchanges are the run's.
+                    let admin = try await variant.connection.openChannel()
+                    for name in [topology.workQueue(variantQueue), topology.deadQueue(variantQueue)] { _ = try? await admin.queueDelete(name) }
+                    await variant.close()
+                }
+                return rates
+            }
             // Alternate the order so that neither side always runs on a broker
             // still busy with the other's aftermath.
             let raw: RawAMQPBenchmark.Result, enqueue: Double
             var taskMessages: Double?
+            var variants: [Int: Double] = [:]
             if round % 2 == 1 {
                 raw = try await measureRaw()
                 if taskMessagesRaw { taskMessages = try await measureTaskMessagesRaw() }
+                variants = try await measureEnqueueVariants()
                 enqueue = try await measureEnqueue()
             } else {
                 enqueue = try await measureEnqueue()
+                variants = try await measureEnqueueVariants()
                 if taskMessagesRaw { taskMessages = try await measureTaskMessagesRaw() }
                 raw = try await measureRaw()
             }
@@ -210,7 +243,8 @@ public struct TaskBenchmark: Sendable {
                 await listening.broker.close()
             }
             results.append(Round(rawConfirmedPublishesPerSecond: raw.confirmedPublishesPerSecond, rawConsumeAckPerSecond: raw.consumeAckPerSecond,
-                                 enqueuePerSecond: enqueue, endToEndPerSecond: endToEnd, rawTaskMessagesPerSecond: taskMessages))
+                                 enqueuePerSecond: enqueue, endToEndPerSecond: endToEnd, rawTaskMessagesPerSecond: taskMessages,
+                                 enqueueByChannels: variants))
         }
 
         var latencyResults: [Latency] = []
