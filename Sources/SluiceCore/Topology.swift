@@ -228,6 +228,12 @@ public struct Topology: Sendable, Hashable {
 
     /// The first word of every workflow step's event key.
     public static let stepEventWord = "~wf"
+
+    /// Whether a routing key is a workflow step's event (alone or in a
+    /// pack), or a message between coordinators: `~wf.<bucket>.…`.
+    public static func isStepEventKey(_ routingKey: String) -> Bool {
+        routingKey.utf8.starts(with: "~wf.".utf8)
+    }
     /// How many buckets step events are spread over (by run id).
     public static let stepEventBuckets = 64
 

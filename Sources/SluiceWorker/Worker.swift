@@ -560,11 +560,31 @@ public final class Worker: Service {
             logger.info("a delivery from a lost connection was not settled; the broker redelivers it", metadata: ["queue": "\(queue)"])
             return
         }
+        if error is StepOutcomeUnroutable {
+            // A step's outcome no coordinator queue took (deleted, or its
+            // bindings changed): handed back after a pause, so that the
+            // delivery limit is not spent at once while they are put back.
+            logger.error("a workflow step's outcome reached no coordinator queue; the task goes back to its queue and runs again (at the delivery limit it is dead-lettered)",
+                         metadata: ["queue": "\(queue)", "error": "\(error)"])
+            try? await Task.sleep(for: Self.unroutableStepPause)
+            try? await delivery.reject(requeue: true)
+            return
+        }
         // Publishing the outcome failed: hand the delivery back so the broker
         // delivers it again (a cancelled one goes back when its channel closes).
         logger.error("could not settle a delivery; it will be redelivered", metadata: ["queue": "\(queue)", "error": "\(error)"])
         if !(error is CancellationError) { try? await delivery.reject(requeue: true) }
     }
+
+    /// What a step's outcome event that came back unroutable fails its
+    /// settlement with: the delivery is handed back, not acknowledged.
+    struct StepOutcomeUnroutable: Error, CustomStringConvertible {
+        let routingKey: String
+        var description: String { "no queue is bound for the workflow step outcome \(routingKey) (is the coordinator's queue there?)" }
+    }
+
+    /// How long a delivery whose step outcome came back unroutable is held before it goes back.
+    static let unroutableStepPause = Duration.seconds(1)
 
     /// How a delivery may be settled after its task ends: a success whose
     /// outcome event goes only in a pack (a plain task's, or a workflow
@@ -735,7 +755,9 @@ public final class Worker: Service {
     private func settleAfterPack(_ result: Result<Bool, any Error>, packKey: String, outcome: SettlementStateMachine.Outcome,
                                  _ delivery: BrokerDelivery, queue: String, metrics: QueueMetrics?) async {
         do {
-            heard(packKey, routed: try result.get())
+            let routed = try result.get()
+            heard(packKey, routed: routed)
+            if !routed, Topology.isStepEventKey(packKey) { throw StepOutcomeUnroutable(routingKey: packKey) }
             count(outcome, queue: queue, metrics: metrics)
             try await delivery.ack()
         } catch {
@@ -830,14 +852,16 @@ public final class Worker: Service {
     }
 
     /// Publishes and requires every message confirmed. An event nobody has
-    /// bound a queue for is confirmed as unroutable: that is fine for events,
-    /// and tells ``eventDemand`` that nobody listens to its key.
+    /// bound a queue for is confirmed as unroutable: that is fine for a plain
+    /// task's events, and tells ``eventDemand`` that nobody listens to its
+    /// key; a workflow step's fails with ``StepOutcomeUnroutable``.
     /// `settling`: the delivery whose outcome these are; nothing goes out once
     /// its connection is lost (it comes again: see ``Broker/publish(_:settling:)``).
     private func publishAll(_ messages: [OutboundMessage], settling delivery: BrokerDelivery? = nil) async throws {
         if messages.count == 1, Topology.isEventPackKey(messages[0].routingKey) {
             if let delivery, delivery.isStale { throw PublishFailure.staleOutcome }
-            try await eventPacker.publish(messages[0], settling: delivery)
+            let routed = try await eventPacker.publish(messages[0], settling: delivery)
+            if !routed, Topology.isStepEventKey(messages[0].routingKey) { throw StepOutcomeUnroutable(routingKey: messages[0].routingKey) }
             return
         }
         // A plain task's outcome event goes alone to `<queue>.<kind>`, in a
@@ -912,6 +936,9 @@ public final class Worker: Service {
             case .failure(let error):
                 if isEvent, PublishFailure.isUnroutable(error) {
                     eventDemand.withLock { $0.unroutable(message.routingKey, now: .now) }
+                    // Nobody listens: the ack alone is a plain task's outcome,
+                    // but a step's must reach its coordinator.
+                    if Topology.isStepEventKey(message.routingKey) { throw StepOutcomeUnroutable(routingKey: message.routingKey) }
                     continue
                 }
                 throw error
