@@ -69,18 +69,21 @@ struct OutboxRelayTests {
         try await withRelay(configuration: .init(leaseTTL: .seconds(30), defaultQueue: "wf", pollInterval: .seconds(1))) { relay in
             let (broker, engine) = (relay.broker, relay.engine)
             // Keeps thousands of rows in the feed all the time (rows the store does not hold: publishing them is harmless).
-            // Refilled by 10,000 when under 10,000: on an idle machine the relay drained 500 rows per 5 ms
-            // (the feed ran dry and the test's premise failed), while under load one refill lasts.
+            // Topped up to the feed's capacity (20,000; more is dropped) whenever 5,000 or more
+            // fit: on an idle machine the relay drained 500 rows per 5 ms (the feed ran dry and the
+            // test's premise failed), and in a full run, with this loop kept waiting by other tests,
+            // it once drained a refill of 10,000.
             let busy = Task {
                 var next: Int64 = 1_000_000_000
                 while !Task.isCancelled {
-                    if engine.outboxFeed.count < 10_000 {
-                        engine.outboxFeed.append((0..<10_000).map { i in
+                    let room = OutboxFeed.capacity - engine.outboxFeed.count
+                    if room >= 5_000 {
+                        engine.outboxFeed.append((0..<room).map { i in
                             OutboxEntry(id: next + Int64(i), task: StepTask(taskID: "busy-\(next + Int64(i))", name: "t", queue: "busy", arguments: [:],
                                                                             maxAttempts: nil, retry: nil, runID: "", stepID: "", index: nil),
                                         createdAt: Date())
                         })
-                        next += 10_000
+                        next += Int64(room)
                     }
                     // A shorter sleep only burned CPU the relay needs when the whole suite shares two cores.
                     try? await Task.sleep(for: .milliseconds(5))
@@ -102,10 +105,15 @@ struct OutboxRelayTests {
                          runID: "store-only", stepID: "a", index: nil)])])
             relay.coordinator.outboxChanged()
             // Nothing else publishes to "wf".
-            try await within(60, "the store-only row to be published while the feed is busy") {
-                while await broker.readyMessages(broker.topology.workQueue("wf")).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            // The feed's length read just before each look, so the premise is checked when the row is found.
+            let feedWhenFound = try await within(60, "the store-only row to be published while the feed is busy") {
+                while true {
+                    let feed = engine.outboxFeed.count
+                    if await !broker.readyMessages(broker.topology.workQueue("wf")).isEmpty { return feed }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
             }
-            #expect(engine.outboxFeed.count > 0, "the feed was still busy")
+            #expect(feedWhenFound > 0, "the feed was still busy")
         }
     }
 
