@@ -385,10 +385,10 @@ public final class Worker: Service {
                                         slots.release()
                                     }
                                     // (Made only when used: no allocation per task otherwise.)
-                                    let later = await self.process(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics) {
+                                    let settlement = await self.process(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics) {
                                         SettlingLater(running: running, settled: settled)
                                     }
-                                    if !later { settled() }
+                                    if settlement == .finished { settled() }
                                 }
                             }
                         }
@@ -540,16 +540,16 @@ public final class Worker: Service {
     // MARK: One delivery
 
     /// Runs one delivery to its outcome, then acknowledges it. Never throws.
-    /// True when the delivery is settled after this returns (see
-    /// ``SettlingLater``, made by `later` then): its `settled` is called
-    /// then, not by the caller.
+    /// ``Settlement/byPacker`` when the delivery is settled after this
+    /// returns (see ``SettlingLater``, made by `later` then): its `settled`
+    /// is called then, not by the caller.
     private func process(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, inPlace: Bool, metrics: QueueMetrics?,
-                         later: () -> SettlingLater) async -> Bool {
+                         later: () -> SettlingLater) async -> Settlement {
         do {
             return try await settle(delivery, queue: queue, priority: priority, inPlace: inPlace, metrics: metrics, later: later)
         } catch {
             await settleFailed(delivery, error, queue: queue)
-            return false
+            return .finished
         }
     }
 
@@ -586,6 +586,15 @@ public final class Worker: Service {
     /// How long a delivery whose step outcome came back unroutable is held before it goes back.
     static let unroutableStepPause = Duration.seconds(1)
 
+    /// Where a delivery's processing left it.
+    enum Settlement {
+        /// Acknowledged, handed back or given up: the caller frees its slot.
+        case finished
+        /// Its outcome waits in a pack: the packer's settlement acknowledges
+        /// it after the pack's confirm and frees the slot (``SettlingLater``).
+        case byPacker
+    }
+
     /// How a delivery may be settled after its task ends: a success whose
     /// outcome event goes only in a pack (a plain task's, or a workflow
     /// step's on its coordinator's pack key) is acknowledged once
@@ -601,7 +610,7 @@ public final class Worker: Service {
     /// Drives the delivery's ``SettlementStateMachine``: it decides, this
     /// executes (publishes, runs the handler, acknowledges).
     private func settle(_ delivery: BrokerDelivery, queue: String, priority: TaskPriority?, inPlace: Bool, metrics: QueueMetrics?,
-                        later: () -> SettlingLater) async throws -> Bool {
+                        later: () -> SettlingLater) async throws -> Settlement {
         var machine = SettlementStateMachine(settings: settlementSettings, queue: queue, priority: priority,
                                              properties: delivery.properties, body: delivery.body)
         machine.eventWanted = { self.eventWanted(routingKey: $0) }
@@ -610,11 +619,11 @@ public final class Worker: Service {
                                later: { inPlace ? nil : later() })
     }
 
-    /// Executes the machine's actions from `action` to the acknowledgement;
-    /// true if that is left to the event packer (see ``SettlingLater``).
+    /// Executes the machine's actions from `action` to the acknowledgement,
+    /// or to handing that to the event packer (see ``SettlingLater``).
     @discardableResult
     private func drive(_ machine: inout SettlementStateMachine, from action: SettlementStateMachine.Action, _ delivery: BrokerDelivery,
-                       queue: String, metrics: QueueMetrics?, later: () -> SettlingLater? = { nil }) async throws -> Bool {
+                       queue: String, metrics: QueueMetrics?, later: () -> SettlingLater? = { nil }) async throws -> Settlement {
         var action = action
         while true {
             switch action {
@@ -659,7 +668,7 @@ public final class Worker: Service {
                     // the handler returned (nothing about it has been published). A
                     // partition's goes back when shutdown closes its channel.
                     if !machine.retriesInPlace { try? await delivery.reject(requeue: true) }
-                    return false
+                    return .finished
                 }
                 // Jitter only matters for a retry: no random draw for a success.
                 let jitter = if case .failure = finished.outcome { Double.random(in: 0..<1) } else { 0.0 }
@@ -681,7 +690,7 @@ public final class Worker: Service {
                     var machine = rest
                     try await self.drive(&machine, from: next, delivery, queue: queue, metrics: metrics)
                 }.value
-                return false
+                return .finished
             case .publish(let message):
                 // (An outcome event nobody listens to never gets here: the machine asked ``eventWanted``.)
                 if let outcome = machine.ackAfterPublish, !delivery.isStale, let pack = packedOnly(message), let later = later() {
@@ -691,7 +700,7 @@ public final class Worker: Service {
                         later.settled()
                         later.running.settlementEnded()
                     }
-                    return true
+                    return .byPacker
                 }
                 do {
                     try await publishAll([message], settling: delivery)
@@ -706,10 +715,10 @@ public final class Worker: Service {
                 // Holding the delivery. Shutdown cancels the wait, and the delivery goes
                 // back when shutdown closes the partition's channel; a revocation with
                 // `terminate` cancels it too, and the task is dead as revoked.
-                guard RunningTasks.markRunningAgain() else { return false }
+                guard RunningTasks.markRunningAgain() else { return .finished }
                 if (try? await Task.sleep(for: .milliseconds(milliseconds))) == nil {
                     guard !delivery.isStale, case .revoked = RunningTasks.markSettling(),
-                          let waiting = machine.taskWaitingToRetry else { return false }
+                          let waiting = machine.taskWaitingToRetry else { return .finished }
                     let entry = revocations.revocation(of: waiting.id)
                     let next = machine.retryRevoked(TaskRevoked(at: entry?.at, reason: entry?.reason))
                     let rest = machine
@@ -718,9 +727,9 @@ public final class Worker: Service {
                         var machine = rest
                         try await self.drive(&machine, from: next, delivery, queue: queue, metrics: metrics)
                     }.value
-                    return false
+                    return .finished
                 }
-                guard !delivery.isStale else { return false }
+                guard !delivery.isStale else { return .finished }
                 statsBox.withLock { $0.retried += 1 }
                 metrics?.outcome(.retried, task: machine.taskName).increment()
                 action = machine.retryDue(now: Date())
@@ -730,7 +739,7 @@ public final class Worker: Service {
                 // After the ack: a lock given back before it could let a
                 // duplicate in while this delivery might still come again.
                 if let lock = machine.uniqueLock, outcome.isFinal { await releaseUniqueLock(lock.ticket, taskID: lock.taskID) }
-                return false
+                return .finished
             case .fail(let error):
                 throw error
             }
