@@ -234,6 +234,7 @@ public struct Topology: Sendable, Hashable {
     public static func isStepEventKey(_ routingKey: String) -> Bool {
         routingKey.utf8.starts(with: "~wf.".utf8)
     }
+
     /// How many buckets step events are spread over (by run id).
     public static let stepEventBuckets = 64
 

@@ -1,3 +1,5 @@
+import SluiceCore
+
 /// Whether anybody listens to a plain task's events, learnt from the broker.
 ///
 /// Outcome events go to a topic exchange with `mandatory` set. One that comes
@@ -42,6 +44,6 @@ public struct EventDemand: Sendable {
     }
 
     private static func alwaysWanted(_ routingKey: String) -> Bool {
-        routingKey.hasPrefix("~wf.") || routingKey.hasPrefix("~track.")
+        Topology.isStepEventKey(routingKey) || routingKey.hasPrefix("~track.")
     }
 }

@@ -565,7 +565,7 @@ public final class Worker: Service {
             // bindings changed): handed back after a pause, so that the
             // delivery limit is not spent at once while they are put back.
             logger.error("a workflow step's outcome reached no coordinator queue; the task goes back to its queue and runs again (at the delivery limit it is dead-lettered)",
-                         metadata: ["queue": "\(queue)", "error": "\(error)"])
+                         metadata: ["queue": "\(queue)", "task.id": "\(delivery.properties.messageId ?? "")", "error": "\(error)"])
             try? await Task.sleep(for: Self.unroutableStepPause)
             try? await delivery.reject(requeue: true)
             return
@@ -696,9 +696,10 @@ public final class Worker: Service {
                 if let outcome = machine.ackAfterPublish, !delivery.isStale, let pack = packedOnly(message), let later = later() {
                     later.running.settlementStarted()
                     eventPacker.enqueue(pack, settling: delivery) { result in
-                        await self.settleAfterPack(result, packKey: pack.routingKey, outcome: outcome, delivery, queue: queue, metrics: metrics)
-                        later.settled()
-                        later.running.settlementEnded()
+                        await self.settleAfterPack(result, packKey: pack.routingKey, outcome: outcome, delivery, queue: queue, metrics: metrics) {
+                            later.settled()
+                            later.running.settlementEnded()
+                        }
                     }
                     return .byPacker
                 }
@@ -760,18 +761,29 @@ public final class Worker: Service {
     }
 
     /// The pack carrying a delivery's outcome (see ``SettlingLater``) was
-    /// confirmed or failed: acknowledges the delivery, or hands it back.
+    /// confirmed or failed: acknowledges the delivery, or hands it back;
+    /// then `done`.
     private func settleAfterPack(_ result: Result<Bool, any Error>, packKey: String, outcome: SettlementStateMachine.Outcome,
-                                 _ delivery: BrokerDelivery, queue: String, metrics: QueueMetrics?) async {
+                                 _ delivery: BrokerDelivery, queue: String, metrics: QueueMetrics?,
+                                 then done: @escaping @Sendable () -> Void) async {
         do {
             let routed = try result.get()
             heard(packKey, routed: routed)
-            if !routed, Topology.isStepEventKey(packKey) { throw StepOutcomeUnroutable(routingKey: packKey) }
+            if !routed, Topology.isStepEventKey(packKey) {
+                // Handed back after its pause in a task of its own: the pack's
+                // settlements run one after another, and must not wait a second each.
+                Task {
+                    await self.settleFailed(delivery, StepOutcomeUnroutable(routingKey: packKey), queue: queue)
+                    done()
+                }
+                return
+            }
             count(outcome, queue: queue, metrics: metrics)
             try await delivery.ack()
         } catch {
             await settleFailed(delivery, error, queue: queue)
         }
+        done()
     }
 
     /// Runs a task's handler through the middleware; nil when shutdown
@@ -937,6 +949,8 @@ public final class Worker: Service {
 
     private func publishDirect(_ messages: [OutboundMessage], settling delivery: BrokerDelivery?) async throws {
         let results = if let delivery { try await broker.publish(messages, settling: delivery) } else { try await broker.publish(messages) }
+        // Thrown after every result is read, so the others' demand is recorded.
+        var unroutableStep: String?
         for (message, result) in zip(messages, results) {
             let isEvent = message.exchange == topology.eventsExchange
             switch result {
@@ -947,12 +961,13 @@ public final class Worker: Service {
                     eventDemand.withLock { $0.unroutable(message.routingKey, now: .now) }
                     // Nobody listens: the ack alone is a plain task's outcome,
                     // but a step's must reach its coordinator.
-                    if Topology.isStepEventKey(message.routingKey) { throw StepOutcomeUnroutable(routingKey: message.routingKey) }
+                    if Topology.isStepEventKey(message.routingKey) { unroutableStep = unroutableStep ?? message.routingKey }
                     continue
                 }
                 throw error
             }
         }
+        if let unroutableStep { throw StepOutcomeUnroutable(routingKey: unroutableStep) }
     }
 
     /// A progress report is an event on the task's key, published (not
