@@ -188,15 +188,21 @@ public struct TaskBenchmark: Sendable {
                     try await variant.prepare(queues: [variantQueue])
                     let variantClient = TaskClient(broker: variant)
                     let start = ContinuousClock.now
-                    try await pipelined(count: count, inFlight: 1024) { n in
-                        let results = try await variantClient.enqueue(batch: Array(
-                            repeating: TaskClient.Request(name: "bench.noop", arguments: arguments, options: .init(queue: variantQueue)), count: n))
-                        for r in results { _ = try r.get() }
+                    do {
+                        try await pipelined(count: count, inFlight: 1024) { n in
+                            let results = try await variantClient.enqueue(batch: Array(
+                                repeating: TaskClient.Request(name: "bench.noop", arguments: arguments, options: .init(queue: variantQueue)), count: n))
+                            for r in results { _ = try r.get() }
+                        }
+                        rates[channels] = Double(count) / seconds(since: start)
+                    } catch {
+                        await variant.close()
+                        throw error
                     }
-                    rates[channels] = Double(count) / seconds(since: start)
                     // Its queues only: the exchanges are the run's.
-                    let admin = try await variant.connection.openChannel()
-                    for name in [topology.workQueue(variantQueue), topology.deadQueue(variantQueue)] { _ = try? await admin.queueDelete(name) }
+                    if let admin = try? await variant.connection.openChannel() {
+                        for name in [topology.workQueue(variantQueue), topology.deadQueue(variantQueue)] { _ = try? await admin.queueDelete(name) }
+                    }
                     await variant.close()
                 }
                 return rates

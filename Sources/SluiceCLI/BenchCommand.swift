@@ -198,8 +198,8 @@ struct BenchCommand: AsyncParsableCommand {
                                  shaped, pct(shaped / round.rawConfirmedPublishesPerSecond), pct(ratio)))
                 }
                 for (channels, rate) in round.enqueueByChannels.sorted(by: { $0.key < $1.key }) {
-                    print(String(format: "       confirmed enqueue with %d publisher channels: %.0f/s (%@ of raw publish)",
-                                 channels, rate, pct(rate / round.rawConfirmedPublishesPerSecond)))
+                    print(String(format: "       confirmed enqueue with %d publisher channel%@: %.0f/s (%@ of raw publish)",
+                                 channels, channels == 1 ? "" : "s", rate, pct(rate / round.rawConfirmedPublishesPerSecond)))
                 }
             }
             print("median: raw \(Int(r.medianRaw))/s publish, \(Int(r.medianRawConsumeAck))/s consume+ack; confirmed enqueue "
@@ -208,7 +208,7 @@ struct BenchCommand: AsyncParsableCommand {
                 + "\(pct(r.medianEndToEndConsumeRatio)) of raw consume+ack)")
             for channels in try channelVariants() {
                 let ratios = r.rounds.compactMap { round in round.enqueueByChannels[channels].map { $0 / round.rawConfirmedPublishesPerSecond } }
-                print("median: confirmed enqueue with \(channels) publisher channels \(pct(median(ratios))) of raw publish")
+                print("median: confirmed enqueue with \(channels) publisher channel\(channels == 1 ? "" : "s") \(pct(median(ratios))) of raw publish")
             }
             print("raw round trip (SluiceAMQP, transient message, classic queue, one at a time): p50 \(rawTrip["p50"]!) µs, p99 \(rawTrip["p99"]!) µs")
             for l in r.latencies {
