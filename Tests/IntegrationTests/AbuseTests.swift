@@ -658,7 +658,21 @@ struct AbuseForgeryTests {
             _ = try await client.enqueue(name: "no.such.task", json: Array("{}".utf8), options: options)
             let coordinator = s.coordinator
             // 90 s, as above: on a loaded CI machine (other tests restarting broker nodes) 30 s once ran out.
-            _ = try await eventually(90, "the three forgeries to be counted") { coordinator.forgedEvents >= 3 ? true : nil }
+            do {
+                _ = try await eventually(90, "the three forgeries to be counted") { coordinator.forgedEvents >= 3 ? true : nil }
+            } catch let error as TimedOut {
+                // (Timed out once in a full run, after 270 s: say which of them went where.)
+                func describe(_ queue: String) async -> String {
+                    guard let state = try? await tasks.broker.queueState(queue) else { return "\(queue): unreadable" }
+                    return "\(queue): \(state.messageCount) ready, \(state.consumerCount) consumers"
+                }
+                let queues = [tasks.topology.coordinatorQueue, tasks.topology.coordinatorDeadQueue, tasks.topology.workQueue("wf"),
+                              tasks.topology.deadQueue("wf")]
+                var states: [String] = []
+                for queue in queues { states.append(await describe(queue)) }
+                throw TimedOut(what: error.what + " (\(coordinator.forgedEvents) counted; " + states.joined(separator: "; ") + ")",
+                               seconds: error.seconds)
+            }
             #expect(try await s.engine.run(run.runID)?.status == .running, "a forged outcome decided nothing")
             s.gateOpen.fire()
             let done = try await s.wait(for: run.runID, .completed)
