@@ -151,8 +151,8 @@ public struct TaskBenchmark: Sendable {
                 progress("\(label): raw ceiling (quorum, \(count) × 100 B, confirmed publish, then consume+ack)...")
                 return try await RawAMQPBenchmark(url: url, count: count).run(queueType: "quorum", consume: true)
             }
-            func measureEnqueue() async throws -> Double {
-                progress("\(label): confirmed enqueue of \(count) tasks...")
+            /// Confirmed enqueues of `count` no-op tasks into `queue` through `client`, per second.
+            func enqueueRate(_ client: TaskClient, queue: String) async throws -> Double {
                 let start = ContinuousClock.now
                 try await pipelined(count: count, inFlight: 1024) { n in
                     let results = try await client.enqueue(batch: Array(
@@ -160,6 +160,10 @@ public struct TaskBenchmark: Sendable {
                     for r in results { _ = try r.get() }
                 }
                 return Double(count) / seconds(since: start)
+            }
+            func measureEnqueue() async throws -> Double {
+                progress("\(label): confirmed enqueue of \(count) tasks...")
+                return try await enqueueRate(client, queue: queue)
             }
             func measureTaskMessagesRaw() async throws -> Double {
                 progress("\(label): raw publish of \(count) task messages (tasks exchange, mandatory, headers; one channel)...")
@@ -186,15 +190,8 @@ public struct TaskBenchmark: Sendable {
                                                                    publisherChannels: channels)
                     let variantQueue = "bench-channels-\(channels)"
                     try await variant.prepare(queues: [variantQueue])
-                    let variantClient = TaskClient(broker: variant)
-                    let start = ContinuousClock.now
                     do {
-                        try await pipelined(count: count, inFlight: 1024) { n in
-                            let results = try await variantClient.enqueue(batch: Array(
-                                repeating: TaskClient.Request(name: "bench.noop", arguments: arguments, options: .init(queue: variantQueue)), count: n))
-                            for r in results { _ = try r.get() }
-                        }
-                        rates[channels] = Double(count) / seconds(since: start)
+                        rates[channels] = try await enqueueRate(TaskClient(broker: variant), queue: variantQueue)
                     } catch {
                         await variant.close()
                         throw error
