@@ -27,9 +27,9 @@ public struct TaskBenchmark: Sendable {
         /// With ``TaskBenchmark/taskMessagesRaw``: the enqueue's own messages
         /// (tasks exchange, mandatory, its headers) published raw on one channel.
         public var rawTaskMessagesPerSecond: Double?
-        /// With ``TaskBenchmark/enqueueChannelVariants``: confirmed enqueue
-        /// through a `TaskClient` with that many publisher channels, tasks/s.
-        public var enqueueByChannels: [Int: Double] = [:]
+        /// With ``TaskBenchmark/producerVariants``: confirmed enqueue
+        /// through a `TaskClient` on a producer of that shape, tasks/s.
+        public var enqueueByProducer: [ProducerShape: Double] = [:]
         public var enqueueRatio: Double { enqueuePerSecond / rawConfirmedPublishesPerSecond }
         /// Enqueue against the raw publish of the very same messages.
         public var enqueueTaskMessagesRatio: Double? { rawTaskMessagesPerSecond.map { enqueuePerSecond / $0 } }
@@ -99,10 +99,10 @@ public struct TaskBenchmark: Sendable {
     /// no TaskClient) in each round: separates what the message shape
     /// costs the broker from what the client costs.
     public var taskMessagesRaw = false
-    /// Also measure confirmed enqueue, in each round, through producers with
-    /// these numbers of publisher channels (each on a connection and a queue
-    /// of its own), beside the default producer's two.
-    public var enqueueChannelVariants: [Int] = []
+    /// Also measure confirmed enqueue, in each round, through producers of
+    /// these shapes (each on connections and a queue of its own), beside the
+    /// default producer (``ProducerShape/default``).
+    public var producerVariants: [ProducerShape] = []
 
     public init(url: AMQPURL, count: Int, concurrency: Int, rounds: Int = 3, latencyTasks: Int = 2000, offeredRates: [Int] = [200, 5000],
                 startedEvents: Bool = false) {
@@ -119,6 +119,10 @@ public struct TaskBenchmark: Sendable {
         let topology = try Topology(prefix: "sluice-bench-\(UInt32.random(in: 0...UInt32.max))")
         let broker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks")
         let client = TaskClient(broker: broker)
+        // The worker on a connection of its own, as `sluice worker` connects
+        // (its outcomes go out on its deliveries' connection: no second one).
+        let workerBroker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks worker",
+                                                            publisherConnections: 1)
         let queue = "bench"
         try await broker.prepare(queues: [queue])
         let latencies = LatencyRecorder()
@@ -138,7 +142,7 @@ public struct TaskBenchmark: Sendable {
         let workerConfiguration = configuration
 
         func startWorker() -> (Worker, ServiceGroup, Task<Void, any Error>) {
-            let worker = Worker(broker: broker, registry: registry, configuration: workerConfiguration, logger: logger)
+            let worker = Worker(broker: workerBroker, registry: registry, configuration: workerConfiguration, logger: logger)
             let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
             return (worker, group, Task { try await group.run() })
         }
@@ -182,16 +186,16 @@ public struct TaskBenchmark: Sendable {
                 await shapedBroker.close()
                 return rate
             }
-            func measureEnqueueVariants() async throws -> [Int: Double] {
-                var rates: [Int: Double] = [:]
-                for channels in enqueueChannelVariants {
-                    progress("\(label): confirmed enqueue of \(count) tasks, \(channels) publisher channels...")
-                    let variant = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks \(channels) channels",
-                                                                   publisherChannels: channels)
-                    let variantQueue = "bench-channels-\(channels)"
+            func measureEnqueueVariants() async throws -> [ProducerShape: Double] {
+                var rates: [ProducerShape: Double] = [:]
+                for shape in producerVariants {
+                    progress("\(label): confirmed enqueue of \(count) tasks, \(shape)...")
+                    let variant = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks \(shape.name)",
+                                                                   publisherChannels: shape.channels, publisherConnections: shape.connections)
+                    let variantQueue = "bench-producer-\(shape.name)"
                     try await variant.prepare(queues: [variantQueue])
                     do {
-                        rates[channels] = try await enqueueRate(TaskClient(broker: variant), queue: variantQueue)
+                        rates[shape] = try await enqueueRate(TaskClient(broker: variant), queue: variantQueue)
                     } catch {
                         await variant.close()
                         throw error
@@ -208,7 +212,7 @@ public struct TaskBenchmark: Sendable {
             // still busy with the other's aftermath.
             let raw: RawAMQPBenchmark.Result, enqueue: Double
             var taskMessages: Double?
-            var variants: [Int: Double] = [:]
+            var variants: [ProducerShape: Double] = [:]
             if round % 2 == 1 {
                 raw = try await measureRaw()
                 if taskMessagesRaw { taskMessages = try await measureTaskMessagesRaw() }
@@ -247,7 +251,7 @@ public struct TaskBenchmark: Sendable {
             }
             results.append(Round(rawConfirmedPublishesPerSecond: raw.confirmedPublishesPerSecond, rawConsumeAckPerSecond: raw.consumeAckPerSecond,
                                  enqueuePerSecond: enqueue, endToEndPerSecond: endToEnd, rawTaskMessagesPerSecond: taskMessages,
-                                 enqueueByChannels: variants))
+                                 enqueueByProducer: variants))
         }
 
         var latencyResults: [Latency] = []
@@ -285,6 +289,7 @@ public struct TaskBenchmark: Sendable {
 
         // The bench prefix's queues and exchanges stay small and empty; remove them.
         await broker.removeBenchTopology(queues: [topology.workQueue(queue), topology.deadQueue(queue)])
+        await workerBroker.close()
         await broker.close()
         return Result(rounds: results, latencies: latencyResults, rawRoundTrip: rawRoundTrip)
     }
@@ -322,4 +327,35 @@ public func median(_ values: [Double]) -> Double {
     guard !sorted.isEmpty else { return 0 }
     let mid = sorted.count / 2
     return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+/// How a producer publishes: over how many connections, with how many
+/// publisher channels on each (``RabbitMQBroker/connect(url:topology:connectionName:confirmWindow:publisherChannels:publisherConnections:)``).
+public struct ProducerShape: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var connections: Int
+    public var channels: Int
+    /// What `RabbitMQBroker.connect` opens unless told otherwise.
+    public static let `default` = ProducerShape(connections: 2, channels: 2)
+
+    public init(connections: Int, channels: Int) {
+        self.connections = connections
+        self.channels = channels
+    }
+
+    /// `2x1`: two connections, one channel on each; nil unless both are 1 to 16.
+    public init?(_ text: some StringProtocol) {
+        let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false)
+        guard parts.count == 2, let connections = Int(parts[0]), let channels = Int(parts[1]),
+              (1...16).contains(connections), (1...16).contains(channels) else { return nil }
+        self.init(connections: connections, channels: channels)
+    }
+
+    /// As given on the command line: `2x1`.
+    public var name: String { "\(connections)x\(channels)" }
+
+    public var description: String {
+        "\(connections) connection\(connections == 1 ? "" : "s") × \(channels) publisher channel\(channels == 1 ? "" : "s")"
+    }
+
+    public static func < (a: Self, b: Self) -> Bool { (a.connections, a.channels) < (b.connections, b.channels) }
 }

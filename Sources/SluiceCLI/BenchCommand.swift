@@ -106,8 +106,8 @@ struct BenchCommand: AsyncParsableCommand {
         var packListener = false
         @Flag(help: "Also publish the enqueue's own task messages raw (one channel, no TaskClient) in each round, and give enqueue as a ratio of that: what the message shape costs the broker, apart from the client.")
         var taskMessagesRaw = false
-        @Option(help: "Also measure confirmed enqueue through producers with these numbers of publisher channels, comma-separated (the default producer has 2), each in every round.")
-        var enqueueChannels: String?
+        @Option(help: "Also measure confirmed enqueue through producers of these shapes, each in every round: CONNECTIONSxCHANNELS (publisher connections × publisher channels on each), comma-separated, e.g. 1x2,2x1. The default producer is 2x2.")
+        var enqueueProducers: String?
         @Option(help: "A second broker to measure in the same run, for ratios (e.g. one node, against a cluster in --url).")
         var versus: String?
         @Flag(help: "Print JSON.") var json = false
@@ -119,18 +119,19 @@ struct BenchCommand: AsyncParsableCommand {
                 throw ValidationError("--count, --concurrency, --rounds and --latency-tasks must be positive")
             }
             _ = try rates()
-            _ = try channelVariants()
+            _ = try producerVariants()
         }
 
-        /// `--enqueue-channels` as numbers.
-        func channelVariants() throws -> [Int] {
-            guard let enqueueChannels else { return [] }
-            let parts = enqueueChannels.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            let values = parts.compactMap { Int($0) }.filter { (1...16).contains($0) }
-            guard !parts.isEmpty, values.count == parts.count else {
-                throw ValidationError("--enqueue-channels: give numbers of channels (1 to 16), comma-separated, e.g. 1,4; got '\(enqueueChannels)'")
+        /// `--enqueue-producers` as shapes.
+        func producerVariants() throws -> [ProducerShape] {
+            guard let enqueueProducers else { return [] }
+            let parts = enqueueProducers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            let shapes = parts.compactMap { ProducerShape($0) }
+            guard !parts.isEmpty, shapes.count == parts.count, Set(shapes).count == shapes.count else {
+                throw ValidationError("--enqueue-producers: give distinct shapes CONNECTIONSxCHANNELS (each 1 to 16), comma-separated, "
+                    + "e.g. 1x2,2x1; got '\(enqueueProducers)'")
             }
-            return values
+            return shapes
         }
 
         /// `--rate` as numbers.
@@ -153,7 +154,7 @@ struct BenchCommand: AsyncParsableCommand {
             benchmark.listener = listener
             benchmark.packListener = packListener
             benchmark.taskMessagesRaw = taskMessagesRaw
-            benchmark.enqueueChannelVariants = try channelVariants()
+            benchmark.producerVariants = try producerVariants()
             if observed {
                 PrometheusMetrics.bootstrap()
                 benchmark.defaultMiddleware = true
@@ -170,7 +171,7 @@ struct BenchCommand: AsyncParsableCommand {
                                               "end_to_end_consume_ratio": $0.endToEndConsumeRatio,
                                               "raw_task_messages_per_s": $0.rawTaskMessagesPerSecond.map { $0.rounded() } ?? NSNull(),
                                               "enqueue_ratio_task_messages": $0.enqueueTaskMessagesRatio ?? NSNull(),
-                                              "enqueue_per_s_by_channels": Dictionary(uniqueKeysWithValues: $0.enqueueByChannels.map { (String($0.key), $0.value.rounded()) })] as [String: Any] },
+                                              "enqueue_per_s_by_producer": Dictionary(uniqueKeysWithValues: $0.enqueueByProducer.map { ($0.key.name, $0.value.rounded()) })] as [String: Any] },
                     "median": ["raw_confirmed_publishes_per_s": r.medianRaw.rounded(), "raw_consume_ack_per_s": r.medianRawConsumeAck.rounded(),
                                "enqueue_per_s": r.medianEnqueue.rounded(), "enqueue_ratio": r.medianEnqueueRatio,
                                "end_to_end_per_s": r.medianEndToEnd.rounded(), "end_to_end_ratio": r.medianEndToEndRatio,
@@ -197,18 +198,18 @@ struct BenchCommand: AsyncParsableCommand {
                     print(String(format: "       raw publish of the task messages themselves: %.0f/s (%@ of raw publish); enqueue %@ of it",
                                  shaped, pct(shaped / round.rawConfirmedPublishesPerSecond), pct(ratio)))
                 }
-                for (channels, rate) in round.enqueueByChannels.sorted(by: { $0.key < $1.key }) {
-                    print(String(format: "       confirmed enqueue with %d publisher channel%@: %.0f/s (%@ of raw publish)",
-                                 channels, channels == 1 ? "" : "s", rate, pct(rate / round.rawConfirmedPublishesPerSecond)))
+                for (shape, rate) in round.enqueueByProducer.sorted(by: { $0.key < $1.key }) {
+                    print(String(format: "       confirmed enqueue, %@: %.0f/s (%@ of raw publish)",
+                                 shape.description, rate, pct(rate / round.rawConfirmedPublishesPerSecond)))
                 }
             }
             print("median: raw \(Int(r.medianRaw))/s publish, \(Int(r.medianRawConsumeAck))/s consume+ack; confirmed enqueue "
                 + "\(Int(r.medianEnqueue)) tasks/s (\(pct(r.medianEnqueueRatio)) of raw publish); end to end, 1 worker, concurrency "
                 + "\(concurrency): \(Int(r.medianEndToEnd)) tasks/s (\(pct(r.medianEndToEndRatio)) of raw publish, "
                 + "\(pct(r.medianEndToEndConsumeRatio)) of raw consume+ack)")
-            for channels in try channelVariants() {
-                let ratios = r.rounds.compactMap { round in round.enqueueByChannels[channels].map { $0 / round.rawConfirmedPublishesPerSecond } }
-                print("median: confirmed enqueue with \(channels) publisher channel\(channels == 1 ? "" : "s") \(pct(median(ratios))) of raw publish")
+            for shape in try producerVariants() {
+                let ratios = r.rounds.compactMap { round in round.enqueueByProducer[shape].map { $0 / round.rawConfirmedPublishesPerSecond } }
+                print("median: confirmed enqueue, \(shape), \(pct(median(ratios))) of raw publish")
             }
             print("raw round trip (SluiceAMQP, transient message, classic queue, one at a time): p50 \(rawTrip["p50"]!) µs, p99 \(rawTrip["p99"]!) µs")
             for l in r.latencies {

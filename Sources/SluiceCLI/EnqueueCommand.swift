@@ -126,7 +126,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         options.track = track
         options.delay = delay?.duration
         if let deadline { options.deadline = Date().addingTimeInterval(deadline.duration.timeInterval) }
-        let broker = try await connection.connect(name: "sluice enqueue")
+        let broker = try await connection.connect(name: "sluice enqueue", publisherConnections: 2)
         defer { Task { await broker.close() } }
         if wait {
             // The reply queue outlives this command only briefly; it is deleted at the end anyway.

@@ -14,17 +14,9 @@ struct StaleOutcomeTests {
         let name = "stale-outcome-\(UInt32.random(in: 0...UInt32.max))"
         let h = try await TaskHarness.make(connectionName: name)
         let events = h.broker.connection.events()
-        let queue = "stale"
-        try await h.broker.prepare(queues: [queue, "stale-out"])
-        let task = TaskEnvelope(name: "t", queue: queue, arguments: Array("{}".utf8))
+        try await h.broker.prepare(queues: ["stale-out"])
+        let (task, consumer, stale) = try await h.deliveryInHand(queue: "stale")
         let (properties, body) = task.encode()
-        try await h.broker.publish(OutboundMessage(exchange: h.topology.tasksExchange, routingKey: queue, body: body, properties: properties))
-        let consumer = try await h.broker.consume(queue: h.topology.workQueue(queue), prefetch: 1)
-        let first = try await within(60, "the delivery") { () -> BrokerDelivery? in
-            for try await delivery in consumer { return delivery }
-            return nil
-        }
-        let stale = try #require(first)
 
         // The broker closes the connection (a network cut or a node restart would too).
         #expect(try await SharedBroker.closeConnection(named: name, why: "stale outcome", awaiting: events))

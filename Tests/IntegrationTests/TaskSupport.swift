@@ -28,6 +28,21 @@ struct TaskHarness {
         return TaskHarness(topology: topology, broker: broker, url: url)
     }
 
+    /// Publishes a task to `queue` and takes its delivery, unsettled (prefetch 1:
+    /// the consumer gets nothing else until it is settled or redelivered).
+    func deliveryInHand(queue: String) async throws -> (task: TaskEnvelope, consumer: BrokerConsumer, delivery: BrokerDelivery) {
+        try await broker.prepare(queues: [queue])
+        let task = TaskEnvelope(name: "t", queue: queue, arguments: Array("{}".utf8))
+        let (properties, body) = task.encode()
+        try await broker.publish(OutboundMessage(exchange: topology.tasksExchange, routingKey: queue, body: body, properties: properties))
+        let consumer = try await broker.consume(queue: topology.workQueue(queue), prefetch: 1)
+        let first = try await within(60, "the delivery") { () -> BrokerDelivery? in
+            for try await delivery in consumer { return delivery }
+            return nil
+        }
+        return (task, consumer, try #require(first))
+    }
+
     /// Starts recording every task event of this prefix.
     func recordEvents() async throws -> EventRecorder {
         let channel = try await broker.connection.openChannel()

@@ -21,10 +21,21 @@ enum SharedBroker {
 
     static func url() async throws -> String { try await ready.value }
 
-    /// The broker's pid of the connection whose client properties contain `name`, if one is open.
+    /// The broker's pid of the connection named `name` (exactly: not `name (publishing)`), if one is open.
     static func connectionPID(containing name: String) async throws -> String? {
-        let listing = try await node.ctl("list_connections", "pid", "client_properties", "-q")
-        return listing.split(separator: "\n").first { $0.contains(name) }.map { String($0.split(separator: "\t")[0]) }
+        try await connections(named: name).first?.pid
+    }
+
+    /// The open connections named `name` (exactly), with their channel
+    /// counts and the bytes the broker has read from each.
+    static func connections(named name: String) async throws -> [(pid: String, channels: Int, received: Int)] {
+        let listing = try await node.ctl("list_connections", "pid", "channels", "recv_oct", "client_properties", "-q")
+        // client_properties reads {"connection_name","longstr","<name>"}: the closing quote makes it exact.
+        return listing.split(separator: "\n").filter { $0.contains("\"\(name)\"") }.compactMap { line in
+            let fields = line.split(separator: "\t")
+            guard fields.count >= 3, let channels = Int(fields[1]), let received = Int(fields[2]) else { return nil }
+            return (String(fields[0]), channels, received)
+        }
     }
 
     /// Has the broker close the connection named `name` (as a node restart or
