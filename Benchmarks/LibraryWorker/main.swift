@@ -53,7 +53,7 @@ let queue = setting("QUEUE") ?? "default"
 let concurrency = Int(setting("CONCURRENCY") ?? "") ?? 300
 let exitAfter = Int(setting("EXIT_AFTER") ?? "") ?? 0
 let broker = try await RabbitMQBroker.connect(url: url, topology: Topology(prefix: setting("SLUICE_PREFIX") ?? "sluice"),
-                                              connectionName: "library-worker", publisherConnections: 1)
+                                              connectionName: "library-worker")
 var handlers = HandlerRegistry()
 handlers.register("sluice.echo") { context in context.arguments }
 let worker = Worker(broker: broker, registry: handlers, configuration: .init(queues: [queue], concurrency: concurrency), logger: logger)

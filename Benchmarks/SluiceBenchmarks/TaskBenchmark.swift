@@ -101,8 +101,11 @@ public struct TaskBenchmark: Sendable {
     public var taskMessagesRaw = false
     /// Also measure confirmed enqueue, in each round, through producers of
     /// these shapes (each on connections and a queue of its own), beside the
-    /// default producer (``ProducerShape/default``).
+    /// bench's own producer (``producer``).
     public var producerVariants: [ProducerShape] = []
+    /// How the bench's own producer connects: as `sluice enqueue --count`
+    /// does, a second connection for publishing, two channels on each.
+    public var producer = ProducerShape(connections: 2, channels: 2)
 
     public init(url: AMQPURL, count: Int, concurrency: Int, rounds: Int = 3, latencyTasks: Int = 2000, offeredRates: [Int] = [200, 5000],
                 startedEvents: Bool = false) {
@@ -117,12 +120,31 @@ public struct TaskBenchmark: Sendable {
 
     public func run(progress: @Sendable (String) -> Void = { _ in }) async throws -> Result {
         let topology = try Topology(prefix: "sluice-bench-\(UInt32.random(in: 0...UInt32.max))")
-        let broker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks")
+        let broker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks",
+                                                      publisherChannels: producer.channels, publishingConnections: producer.connections - 1)
+        // The worker on a connection of its own, as `sluice worker` connects.
+        let workerBroker: RabbitMQBroker
+        do {
+            workerBroker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks worker")
+        } catch {
+            await broker.close()
+            throw error
+        }
+        do {
+            let result = try await measure(topology: topology, broker: broker, workerBroker: workerBroker, progress: progress)
+            await workerBroker.close()
+            await broker.close()
+            return result
+        } catch {
+            await workerBroker.close()
+            await broker.close()
+            throw error
+        }
+    }
+
+    private func measure(topology: Topology, broker: RabbitMQBroker, workerBroker: RabbitMQBroker,
+                         progress: @Sendable (String) -> Void) async throws -> Result {
         let client = TaskClient(broker: broker)
-        // The worker on a connection of its own, as `sluice worker` connects
-        // (its outcomes go out on its deliveries' connection: no second one).
-        let workerBroker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks worker",
-                                                            publisherConnections: 1)
         let queue = "bench"
         try await broker.prepare(queues: [queue])
         let latencies = LatencyRecorder()
@@ -191,7 +213,7 @@ public struct TaskBenchmark: Sendable {
                 for shape in producerVariants {
                     progress("\(label): confirmed enqueue of \(count) tasks, \(shape)...")
                     let variant = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks \(shape.name)",
-                                                                   publisherChannels: shape.channels, publisherConnections: shape.connections)
+                                                                   publisherChannels: shape.channels, publishingConnections: shape.connections - 1)
                     let variantQueue = "bench-producer-\(shape.name)"
                     try await variant.prepare(queues: [variantQueue])
                     do {
@@ -289,8 +311,6 @@ public struct TaskBenchmark: Sendable {
 
         // The bench prefix's queues and exchanges stay small and empty; remove them.
         await broker.removeBenchTopology(queues: [topology.workQueue(queue), topology.deadQueue(queue)])
-        await workerBroker.close()
-        await broker.close()
         return Result(rounds: results, latencies: latencyResults, rawRoundTrip: rawRoundTrip)
     }
 
@@ -330,12 +350,11 @@ public func median(_ values: [Double]) -> Double {
 }
 
 /// How a producer publishes: over how many connections, with how many
-/// publisher channels on each (``RabbitMQBroker/connect(url:topology:connectionName:confirmWindow:publisherChannels:publisherConnections:)``).
+/// publisher channels on each (``RabbitMQBroker/connect(url:topology:connectionName:confirmWindow:publisherChannels:publishingConnections:)``:
+/// `connections` is the broker's own and the publishing ones).
 public struct ProducerShape: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var connections: Int
     public var channels: Int
-    /// What `RabbitMQBroker.connect` opens unless told otherwise.
-    public static let `default` = ProducerShape(connections: 2, channels: 2)
 
     public init(connections: Int, channels: Int) {
         self.connections = connections

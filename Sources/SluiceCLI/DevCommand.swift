@@ -141,8 +141,7 @@ struct DevCommand: AsyncParsableCommand {
         }
 
         // 3. The demo workflow (the dead queue may hold letters of earlier demos).
-        let broker = try await RabbitMQBroker.connect(url: try ConnectionOptions.brokerURL(brokerURL), topology: try Topology(prefix: prefix), connectionName: "sluice dev",
-                                                      publisherConnections: 1)
+        let broker = try await RabbitMQBroker.connect(url: try ConnectionOptions.brokerURL(brokerURL), topology: try Topology(prefix: prefix), connectionName: "sluice dev")
         defer { Task { await broker.close() } }
         let deadBefore = (try? await broker.queueState(broker.topology.deadQueue("demo")).messageCount) ?? 0
         _ = try await api.registerWorkflow(yaml: Self.demoWorkflow)

@@ -51,7 +51,7 @@ struct EnqueueCommand: AsyncParsableCommand {
     var deadline: DurationArgument?
     @Option(help: "W3C trace context (00-<trace id>-<span id>-<flags>) the task carries; a handler's own tasks join it.")
     var traceparent: String?
-    @Option(help: "Enqueue this many copies (pipelined), with progress and a rate.")
+    @Option(help: "Enqueue this many copies (pipelined: batches of 500, four at a time over two connections; one at a time with --order-key), with progress and a rate.")
     var count: Int = 1
     @Flag(help: "Wait for the task's final outcome and print its result (exit 1 if it ended dead, 124 on timeout).")
     var wait = false
@@ -126,7 +126,9 @@ struct EnqueueCommand: AsyncParsableCommand {
         options.track = track
         options.delay = delay?.duration
         if let deadline { options.deadline = Date().addingTimeInterval(deadline.duration.timeInterval) }
-        let broker = try await connection.connect(name: "sluice enqueue", publisherConnections: 2)
+        // Many copies: a connection more for publishing, as a producer at volume has.
+        let bulk = count > 1 && !wait && uniqueKey == nil
+        let broker = try await connection.connect(name: "sluice enqueue", publishingConnections: bulk ? 1 : 0)
         defer { Task { await broker.close() } }
         if wait {
             // The reply queue outlives this command only briefly; it is deleted at the end anyway.
@@ -161,14 +163,33 @@ struct EnqueueCommand: AsyncParsableCommand {
         let start = ContinuousClock.now
         var done = 0, failed = 0
         let batch = 500
+        // A batch per publisher channel in flight; with an order key one, so
+        // that batches land in order.
+        let inFlight = options.orderKey == nil ? 4 : 1
         let progress = isatty(STDERR_FILENO) == 1
-        while done + failed < count {
-            let n = min(batch, count - done - failed)
-            let results = try await client.enqueue(batch: Array(repeating: TaskClient.Request(name: name, arguments: arguments, options: options), count: n))
-            for r in results { if case .success = r { done += 1 } else { failed += 1 } }
-            if progress {
-                let pct = (done + failed) * 100 / count
-                FileHandle.standardError.write(Data("\r[\(String(repeating: "#", count: pct / 5))\(String(repeating: " ", count: 20 - pct / 5))] \(done + failed)/\(count)".utf8))
+        let request = TaskClient.Request(name: name, arguments: arguments, options: options)
+        try await withThrowingTaskGroup(of: (done: Int, failed: Int).self) { group in
+            var sent = 0, running = 0
+            while done + failed < count {
+                if sent < count && running < inFlight {
+                    let n = min(batch, count - sent)
+                    sent += n
+                    running += 1
+                    group.addTask {
+                        let results = try await client.enqueue(batch: Array(repeating: request, count: n))
+                        let ok = results.count { if case .success = $0 { true } else { false } }
+                        return (ok, results.count - ok)
+                    }
+                    continue
+                }
+                guard let finished = try await group.next() else { break }
+                running -= 1
+                done += finished.done
+                failed += finished.failed
+                if progress {
+                    let pct = (done + failed) * 100 / count
+                    FileHandle.standardError.write(Data("\r[\(String(repeating: "#", count: pct / 5))\(String(repeating: " ", count: 20 - pct / 5))] \(done + failed)/\(count)".utf8))
+                }
             }
         }
         if progress { FileHandle.standardError.write(Data("\n".utf8)) }

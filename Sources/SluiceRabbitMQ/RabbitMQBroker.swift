@@ -6,9 +6,9 @@ import Synchronization
 /// The ``Broker`` protocol on RabbitMQ, through SluiceAMQP.
 ///
 /// One connection (with automatic recovery); a few confirm channels for
-/// publishing, on that connection and, by default, on a second connection
-/// used only for publishing; one channel per consumer. Everything it
-/// declares comes from the ``Topology``.
+/// publishing, on that connection and on any connections opened only for
+/// publishing (`publishingConnections`, none unless asked); one channel per
+/// consumer. Everything it declares comes from the ``Topology``.
 ///
 /// Each `publish` call goes out on one publisher channel, taken in turn.
 /// RabbitMQ handles a channel's publishes in one process, one after another,
@@ -54,31 +54,34 @@ public final class RabbitMQBroker: Broker {
     ///
     /// - Parameters:
     ///   - publisherChannels: confirm channels opened on each connection that publishes.
-    ///   - publisherConnections: the connections that publish: this broker's
-    ///     own and `publisherConnections - 1` more, used for nothing else.
-    ///     The outcome of a delivery (``publish(_:settling:)``) always goes out
-    ///     on the delivery's own connection; every other publish takes the
-    ///     next channel of any of them. A process that publishes mostly such
-    ///     outcomes (a worker) gains nothing from a second and may pass 1.
+    ///   - publishingConnections: connections to open beside this broker's
+    ///     own, used only for publishing (named `<connectionName> (publishing)`).
+    ///     A producer that enqueues at volume gains from one (`sluice enqueue
+    ///     --count` opens one). The outcome of a delivery
+    ///     (``publish(_:settling:)``) still goes out only on the delivery's own
+    ///     connection; every other publish takes the next channel of any of
+    ///     them, so a worker sharing this broker would send its heartbeats on
+    ///     them even while its own connection is down: give a worker a
+    ///     broker without.
     public static func connect(url: AMQPURL, topology: Topology, connectionName: String = "sluice",
                                confirmWindow: Int = 1024, publisherChannels: Int = 2,
-                               publisherConnections: Int = 2) async throws -> RabbitMQBroker {
+                               publishingConnections: Int = 0) async throws -> RabbitMQBroker {
         let connection = try await AMQPConnection.connect(.init(url: url, connectionName: connectionName,
                                                                confirmWindow: confirmWindow))
-        var publishingConnections: [AMQPConnection] = []
+        var opened: [AMQPConnection] = []
         do {
-            for i in 1..<max(1, publisherConnections) {
-                publishingConnections.append(try await AMQPConnection.connect(.init(
-                    url: url, connectionName: connectionName + " (publishing\(i == 1 ? "" : " \(i)"))", confirmWindow: confirmWindow)))
+            for i in 0..<max(0, publishingConnections) {
+                opened.append(try await AMQPConnection.connect(.init(
+                    url: url, connectionName: connectionName + " (publishing\(i == 0 ? "" : " \(i + 1)"))", confirmWindow: confirmWindow)))
             }
             var publishers: [(AMQPChannel, AMQPConnection)] = []
-            for publishing in [connection] + publishingConnections {
+            for publishing in [connection] + opened {
                 for _ in 0..<max(1, publisherChannels) { publishers.append((try await publishing.openChannel(confirms: true), publishing)) }
             }
-            return RabbitMQBroker(topology: topology, connection: connection, publishingConnections: publishingConnections,
+            return RabbitMQBroker(topology: topology, connection: connection, publishingConnections: opened,
                                   publishers: publishers)
         } catch {
-            for opened in [connection] + publishingConnections { await opened.close() }
+            for each in [connection] + opened { await each.close() }
             throw error
         }
     }

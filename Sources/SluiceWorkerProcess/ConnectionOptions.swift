@@ -65,13 +65,12 @@ extension ConnectionOptions {
         do { return try Topology(prefix: prefix, deliveryLimit: deliveryLimit, replicas: replicas) } catch let error as SluiceError { throw ValidationError(error.message) }
     }
 
-    /// Connects. One publishing connection unless told otherwise: a second
-    /// helps only a command that publishes at volume (`sluice enqueue`).
-    public func connect(name: String, publisherConnections: Int = 1) async throws -> RabbitMQBroker {
+    /// Connects; `publishingConnections`: see ``RabbitMQBroker/connect(url:topology:connectionName:confirmWindow:publisherChannels:publishingConnections:)``.
+    public func connect(name: String, publishingConnections: Int = 0) async throws -> RabbitMQBroker {
         let url = try resolvedURL()
         do {
             return try await RabbitMQBroker.connect(url: url, topology: try topology(), connectionName: name,
-                                                    publisherConnections: publisherConnections)
+                                                    publishingConnections: publishingConnections)
         } catch let error as AMQPError where error.code == .connectionFailed {
             throw CLIError("cannot reach the broker at \(url): \(error.message). Start one with scripts/broker start, or pass --url.")
         }

@@ -6,12 +6,12 @@ import SluiceTesting
 import SluiceWire
 import Testing
 
-@Suite("A producer's second connection, used only for publishing")
+@Suite("A producer's connection used only for publishing")
 struct PublishingConnectionTests {
-    @Test("by default a broker publishes over two connections (two channels each); publishes use both and all land; close ends both")
+    @Test("with a publishing connection a broker publishes over two connections (two channels each); publishes use both and all land; close ends both")
     func publishesUseBothConnections() async throws {
         let name = "publishing-\(UInt32.random(in: 0...UInt32.max))"
-        let h = try await TaskHarness.make(connectionName: name)
+        let h = try await TaskHarness.make(connectionName: name, publishingConnections: 1)
         let queue = "pubconn"
         try await h.broker.prepare(queues: [queue])
         let own = try await SharedBroker.connections(named: name)
@@ -28,14 +28,7 @@ struct PublishingConnectionTests {
                                           properties: BasicProperties(deliveryMode: 2), mandatory: true)
             for result in try await h.broker.publish([message]) { try result.get() }
         }
-        let landed = try await within(60, "the \(calls) messages to be counted") { () -> UInt32 in
-            while true {
-                let count = try await h.broker.queueState(h.topology.workQueue(queue)).messageCount
-                if count >= calls { return count }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-        }
-        #expect(landed == UInt32(calls))
+        try await h.waitForReady(queue, count: calls, seconds: 60)
         // Half of them went out on the publishing connection: the broker read their bodies from it.
         let after = try #require(try await SharedBroker.connections(named: name + " (publishing)").first)
         #expect(after.received - before >= calls / 2 * body.count, "the publishing connection read \(after.received - before) bytes")
@@ -55,13 +48,14 @@ struct PublishingConnectionTests {
     @Test("a delivery's outcome goes out only on its own connection: after that connection was lost, every one is refused as stale")
     func outcomesStayOnTheDeliverysConnection() async throws {
         let name = "publishing-stale-\(UInt32.random(in: 0...UInt32.max))"
-        let h = try await TaskHarness.make(connectionName: name)
+        let h = try await TaskHarness.make(connectionName: name, publishingConnections: 1)
         let events = h.broker.connection.events()
         try await h.broker.prepare(queues: ["pubconn-stale-out"])
         let (task, _, stale) = try await h.deliveryInHand(queue: "pubconn-stale")
         let (properties, body) = task.encode()
         // The delivery's connection is lost; the publishing connection stays up, and its
-        // channels know nothing of that loss: an outcome sent there would go out.
+        // channels know nothing of that loss (its generation is still the stale receipt's,
+        // the first): an outcome sent there would go out.
         #expect(try await SharedBroker.closeConnection(named: name, why: "outcome on its own connection", awaiting: events))
         #expect(try await SharedBroker.connections(named: name + " (publishing)").count == 1)
         let outcome = OutboundMessage(exchange: h.topology.tasksExchange, routingKey: "pubconn-stale-out", body: body, properties: properties)
@@ -77,26 +71,64 @@ struct PublishingConnectionTests {
         }
         // Plain publishes still go out (on either connection).
         for result in try await h.broker.publish([outcome, outcome]) { try result.get() }
-        let ready = try await within(60, "the plain publishes to be counted") { () -> UInt32 in
-            while true {
-                let count = try await h.broker.queueState(h.topology.workQueue("pubconn-stale-out")).messageCount
-                if count >= 2 { return count }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-        }
-        #expect(ready == 2, "only the plain publishes, none of the stale outcomes")
+        // Exactly two: only the plain publishes, none of the stale outcomes.
+        try await h.waitForReady("pubconn-stale-out", count: 2, seconds: 60)
         await h.broker.close()
     }
 
-    @Test("publisherConnections 1 opens no second connection (as `sluice worker` connects)")
-    func oneConnection() async throws {
-        let name = "publishing-one-\(UInt32.random(in: 0...UInt32.max))"
-        let topology = try Topology(prefix: "it\(UInt32.random(in: 0...UInt32.max))")
-        let broker = try await RabbitMQBroker.connect(url: AMQPURL(try await SharedBroker.url()), topology: topology,
-                                                      connectionName: name, publisherConnections: 1)
+    @Test("a publisher channel the broker closed is replaced on its own connection")
+    func replacedOnItsConnection() async throws {
+        let name = "publishing-replace-\(UInt32.random(in: 0...UInt32.max))"
+        let h = try await TaskHarness.make(connectionName: name, publishingConnections: 1)
+        let queue = "pubconn-replace"
+        try await h.broker.prepare(queues: [queue])
+        // A publish to a missing exchange makes the broker close its channel (404): four
+        // in a row, one per publisher channel.
+        let bad = OutboundMessage(exchange: "\(h.topology.prefix).no-such-exchange", routingKey: queue, body: [])
+        for _ in 0..<4 { _ = try? await h.broker.publish([bad]) }
+        // Each closed channel is replaced (at most once a second per channel): publish
+        // until every channel takes its message again.
+        let good = OutboundMessage(exchange: h.topology.tasksExchange, routingKey: queue, body: Array("{}".utf8),
+                                   properties: BasicProperties(deliveryMode: 2))
+        try await within(60, "every publisher channel to be replaced") {
+            while true {
+                var succeeded = 0
+                for _ in 0..<4 where (try? await h.broker.publish([good]))?.allSatisfy({ (try? $0.get()) != nil }) == true { succeeded += 1 }
+                if succeeded == 4 { return }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        // The replacements of the publishing connection's channels are on that connection.
+        let publishing = try await SharedBroker.connections(named: name + " (publishing)")
+        #expect(publishing.count == 1 && publishing.first?.channels == 2, "\(publishing)")
+        await h.broker.close()
+    }
+
+    @Test("sluice enqueue --count enqueues every copy, several batches in flight over two connections, and says so")
+    func enqueueCount() async throws {
+        let h = try await TaskHarness.make()
+        let queue = "pubconn-count"
+        try await h.broker.prepare(queues: [queue])
+        // Not a multiple of the 500-task batch: the last batch is short.
+        let count = 2345
+        let run = try await within(120, "sluice enqueue --count") {
+            try await SluiceBinary.run(["enqueue", "sluice.echo", "--count", "\(count)", "--json", "--url", h.url,
+                                        "--prefix", h.topology.prefix, "--queue", queue])
+        }
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.output.contains(#""enqueued" : \#(count)"#), "\(run.output)")
+        #expect(run.output.contains(#""failed" : 0"#), "\(run.output)")
+        try await h.waitForReady(queue, count: count, seconds: 60)
+        await h.broker.close()
+    }
+
+    @Test("by default no publishing connection is opened (as `sluice worker` connects)")
+    func noneByDefault() async throws {
+        let name = "publishing-none-\(UInt32.random(in: 0...UInt32.max))"
+        let h = try await TaskHarness.make(connectionName: name)
         let own = try await SharedBroker.connections(named: name)
         #expect(own.count == 1 && own.first?.channels == 2, "\(own)")
         #expect(try await SharedBroker.connections(named: name + " (publishing)").isEmpty)
-        await broker.close()
+        await h.broker.close()
     }
 }

@@ -19,12 +19,13 @@ struct TaskHarness {
     /// `prefix`: an earlier harness's, to see its tasks again (after a broker restart).
     /// `connectionName`: to find this harness's connections at the broker.
     static func make(deliveryLimit: Int = 10, url: String? = nil, prefix: String? = nil,
-                     connectionName: String = "test harness") async throws -> TaskHarness {
+                     connectionName: String = "test harness", publishingConnections: Int = 0) async throws -> TaskHarness {
         let resolved: String
         if let url { resolved = url } else { resolved = try await SharedBroker.url() }
         let url = resolved
         let topology = try Topology(prefix: prefix ?? "it\(UInt32.random(in: 0...UInt32.max))", deliveryLimit: deliveryLimit)
-        let broker = try await RabbitMQBroker.connect(url: AMQPURL(url), topology: topology, connectionName: connectionName)
+        let broker = try await RabbitMQBroker.connect(url: AMQPURL(url), topology: topology, connectionName: connectionName,
+                                                      publishingConnections: publishingConnections)
         return TaskHarness(topology: topology, broker: broker, url: url)
     }
 
