@@ -16,7 +16,7 @@ import Synchronization
 /// connection's frames in one process too, and throttles a connection as a
 /// whole when one of its channels falls behind (credit flow), so channels
 /// on a second connection go on while the first is held: a producer's
-/// confirmed enqueue rose from a median of 84 % to 98 % of the raw ceiling
+/// confirmed enqueue rose from a median of 84 % to 96 % of the raw ceiling
 /// (docs/performance.md). Order holds where it did with one channel: within
 /// a call, and between calls made one after another (a call returns only
 /// once the broker has confirmed it).
