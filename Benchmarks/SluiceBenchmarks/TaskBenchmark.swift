@@ -196,17 +196,22 @@ public struct TaskBenchmark: Sendable {
                 let shaped = try Topology(prefix: topology.prefix + "-raw")
                 let shapedBroker = try await RabbitMQBroker.connect(url: url, topology: shaped, connectionName: "sluice bench raw tasks",
                                                                     publisherChannels: 1)
-                try await shapedBroker.prepare(queues: [queue])
-                let message = shaped.message(for: TaskEnvelope(name: "bench.noop", queue: queue, arguments: arguments))
-                let channel = try await shapedBroker.connection.openChannel(confirms: true)
-                let start = ContinuousClock.now
-                try await pipelined(count: count, inFlight: 1024) { n in
-                    for result in try await channel.publish(batch: Array(repeating: message, count: n)) { try result.get() }
+                do {
+                    try await shapedBroker.prepare(queues: [queue])
+                    let message = shaped.message(for: TaskEnvelope(name: "bench.noop", queue: queue, arguments: arguments))
+                    let channel = try await shapedBroker.connection.openChannel(confirms: true)
+                    let start = ContinuousClock.now
+                    try await pipelined(count: count, inFlight: 1024) { n in
+                        for result in try await channel.publish(batch: Array(repeating: message, count: n)) { try result.get() }
+                    }
+                    let rate = Double(count) / seconds(since: start)
+                    for name in [shaped.workQueue(queue), shaped.deadQueue(queue)] { _ = try? await channel.queueDelete(name) }
+                    await shapedBroker.close()
+                    return rate
+                } catch {
+                    await shapedBroker.close()
+                    throw error
                 }
-                let rate = Double(count) / seconds(since: start)
-                for name in [shaped.workQueue(queue), shaped.deadQueue(queue)] { _ = try? await channel.queueDelete(name) }
-                await shapedBroker.close()
-                return rate
             }
             func measureEnqueueVariants() async throws -> [ProducerShape: Double] {
                 var rates: [ProducerShape: Double] = [:]
@@ -215,8 +220,8 @@ public struct TaskBenchmark: Sendable {
                     let variant = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks \(shape.name)",
                                                                    publisherChannels: shape.channels, publishingConnections: shape.connections - 1)
                     let variantQueue = "bench-producer-\(shape.name)"
-                    try await variant.prepare(queues: [variantQueue])
                     do {
+                        try await variant.prepare(queues: [variantQueue])
                         rates[shape] = try await enqueueRate(TaskClient(broker: variant), queue: variantQueue)
                     } catch {
                         await variant.close()

@@ -106,7 +106,7 @@ struct BenchCommand: AsyncParsableCommand {
         var packListener = false
         @Flag(help: "Also publish the enqueue's own task messages raw (one channel, no TaskClient) in each round, and give enqueue as a ratio of that: what the message shape costs the broker, apart from the client.")
         var taskMessagesRaw = false
-        @Option(help: "Also measure confirmed enqueue through producers of these shapes, each in every round: CONNECTIONSxCHANNELS (publisher connections × publisher channels on each), comma-separated, e.g. 1x2,2x1. The bench's own producer is 2x2, as `sluice enqueue --count` connects; RabbitMQBroker.connect's default is 1x2.")
+        @Option(help: "Also measure confirmed enqueue through producers of these shapes, each in every round: CONNECTIONSxCHANNELS (connections that publish, the broker's own counted, × publisher channels on each), comma-separated, e.g. 1x2,2x1. The bench's own producer is 2x2, as `sluice enqueue --count` connects; RabbitMQBroker.connect's default is 1x2.")
         var enqueueProducers: String?
         @Option(help: "A second broker to measure in the same run, for ratios (e.g. one node, against a cluster in --url).")
         var versus: String?

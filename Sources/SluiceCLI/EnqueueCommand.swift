@@ -126,8 +126,10 @@ struct EnqueueCommand: AsyncParsableCommand {
         options.track = track
         options.delay = delay?.duration
         if let deadline { options.deadline = Date().addingTimeInterval(deadline.duration.timeInterval) }
-        // Many copies: a connection more for publishing, as a producer at volume has.
-        let bulk = count > 1 && !wait && uniqueKey == nil
+        // More than a batch of copies, batches in flight: a connection more for
+        // publishing, as a producer at volume has (--count excludes --wait and --unique).
+        let batch = 500
+        let bulk = count > batch && orderKey == nil
         let broker = try await connection.connect(name: "sluice enqueue", publishingConnections: bulk ? 1 : 0)
         defer { Task { await broker.close() } }
         if wait {
@@ -162,30 +164,40 @@ struct EnqueueCommand: AsyncParsableCommand {
         }
         let start = ContinuousClock.now
         var done = 0, failed = 0
-        let batch = 500
-        // A batch per publisher channel in flight; with an order key one, so
-        // that batches land in order.
+        var stoppedBy: (any Error)?
+        // The first batch alone: it declares the queue's topology (and, with
+        // --track, the tracking queue) once. Then a batch per publisher
+        // channel in flight; with an order key one, so that batches land in order.
         let inFlight = options.orderKey == nil ? 4 : 1
         let progress = isatty(STDERR_FILENO) == 1
         let request = TaskClient.Request(name: name, arguments: arguments, options: options)
-        try await withThrowingTaskGroup(of: (done: Int, failed: Int).self) { group in
-            var sent = 0, running = 0
-            while done + failed < count {
-                if sent < count && running < inFlight {
+        var sent = 0
+        await withTaskGroup(of: (done: Int, failed: Int, error: (any Error)?).self) { group in
+            var running = 0
+            while true {
+                let limit = done + failed == 0 ? 1 : inFlight
+                if stoppedBy == nil, sent < count, running < limit {
                     let n = min(batch, count - sent)
                     sent += n
                     running += 1
                     group.addTask {
-                        let results = try await client.enqueue(batch: Array(repeating: request, count: n))
-                        let ok = results.count { if case .success = $0 { true } else { false } }
-                        return (ok, results.count - ok)
+                        do {
+                            let results = try await client.enqueue(batch: Array(repeating: request, count: n))
+                            let ok = results.count { if case .success = $0 { true } else { false } }
+                            return (ok, results.count - ok, nil)
+                        } catch {
+                            // The connection or channel failed: none of the batch is known to be in.
+                            return (0, n, error)
+                        }
                     }
                     continue
                 }
-                guard let finished = try await group.next() else { break }
+                // Nothing more to send (or an error stopped sending): wait for what runs.
+                guard let finished = await group.next() else { break }
                 running -= 1
                 done += finished.done
                 failed += finished.failed
+                if stoppedBy == nil { stoppedBy = finished.error }
                 if progress {
                     let pct = (done + failed) * 100 / count
                     FileHandle.standardError.write(Data("\r[\(String(repeating: "#", count: pct / 5))\(String(repeating: " ", count: 20 - pct / 5))] \(done + failed)/\(count)".utf8))
@@ -193,6 +205,9 @@ struct EnqueueCommand: AsyncParsableCommand {
             }
         }
         if progress { FileHandle.standardError.write(Data("\n".utf8)) }
+        // Copies never sent after an error count as failed too.
+        failed += count - sent
+        if let stoppedBy { standardError("error: stopped enqueueing: \(stoppedBy)") }
         let elapsed = ContinuousClock.now - start
         let seconds = elapsed.timeInterval
         let rate = Double(done) / max(seconds, 1e-9)

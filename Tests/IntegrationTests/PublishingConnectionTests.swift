@@ -104,7 +104,7 @@ struct PublishingConnectionTests {
         await h.broker.close()
     }
 
-    @Test("sluice enqueue --count enqueues every copy, several batches in flight over two connections, and says so")
+    @Test("sluice enqueue --count (batches in flight, the last one short) enqueues every copy exactly once and says so")
     func enqueueCount() async throws {
         let h = try await TaskHarness.make()
         let queue = "pubconn-count"
@@ -125,10 +125,12 @@ struct PublishingConnectionTests {
     @Test("by default no publishing connection is opened (as `sluice worker` connects)")
     func noneByDefault() async throws {
         let name = "publishing-none-\(UInt32.random(in: 0...UInt32.max))"
-        let h = try await TaskHarness.make(connectionName: name)
+        // RabbitMQBroker.connect's own default (the harness passes a number).
+        let broker = try await RabbitMQBroker.connect(url: AMQPURL(try await SharedBroker.url()),
+                                                      topology: try Topology(prefix: "it\(UInt32.random(in: 0...UInt32.max))"), connectionName: name)
         let own = try await SharedBroker.connections(named: name)
         #expect(own.count == 1 && own.first?.channels == 2, "\(own)")
         #expect(try await SharedBroker.connections(named: name + " (publishing)").isEmpty)
-        await h.broker.close()
+        await broker.close()
     }
 }
