@@ -1,6 +1,7 @@
 import Foundation
 import SluiceAMQP
 import SluiceCore
+import SluiceLocalBroker
 import SluiceRabbitMQ
 import SluiceTesting
 import SluiceWire
@@ -8,12 +9,18 @@ import Testing
 
 @Suite("A producer's connection used only for publishing")
 struct PublishingConnectionTests {
+    /// A harness with one publishing connection, its connection name, and `queue` prepared.
+    static func harness(_ base: String, queue: String) async throws -> (name: String, h: TaskHarness) {
+        let name = "\(base)-\(UInt32.random(in: 0...UInt32.max))"
+        let h = try await TaskHarness.make(connectionName: name, publishingConnections: 1)
+        try await h.broker.prepare(queues: [queue])
+        return (name, h)
+    }
+
     @Test("with a publishing connection a broker publishes over two connections (two channels each); publishes use both and all land; close ends both")
     func publishesUseBothConnections() async throws {
-        let name = "publishing-\(UInt32.random(in: 0...UInt32.max))"
-        let h = try await TaskHarness.make(connectionName: name, publishingConnections: 1)
         let queue = "pubconn"
-        try await h.broker.prepare(queues: [queue])
+        let (name, h) = try await Self.harness("publishing", queue: queue)
         let own = try await SharedBroker.connections(named: name)
         let publishing = try await SharedBroker.connections(named: name + " (publishing)")
         try #require(own.count == 1 && publishing.count == 1, "connections: \(own) and \(publishing)")
@@ -76,12 +83,40 @@ struct PublishingConnectionTests {
         await h.broker.close()
     }
 
+    @Test("the publishing connection closed by the broker comes back with its channels, and publishes go on over both connections")
+    func publishingConnectionRecovers() async throws {
+        let queue = "pubconn-recover"
+        let (name, h) = try await Self.harness("publishing-recover", queue: queue)
+        let lost = try #require(try await SharedBroker.connections(named: name + " (publishing)").first)
+        _ = try await SharedBroker.node.ctl("close_connection", lost.pid, "test: publishing connection recovery")
+        // Nothing is published while it is down (a publish caught by the close may or may not
+        // have landed): wait for the new connection, with both its channels.
+        let back = try await within(120, "the publishing connection to come back with two channels") { () -> (pid: String, channels: Int, received: Int) in
+            while true {
+                if let again = try await SharedBroker.connections(named: name + " (publishing)").first, again.pid != lost.pid, again.channels == 2 {
+                    return again
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        // Eight calls in a row: two rounds over the four channels, two of each round on the new connection.
+        let body = [UInt8](repeating: 0x62, count: 1000)
+        for call in 1...8 {
+            let message = OutboundMessage(exchange: h.topology.tasksExchange, routingKey: queue, body: body,
+                                          properties: BasicProperties(deliveryMode: 2), mandatory: true)
+            for result in try await h.broker.publish([message]) { #expect((try? result.get()) != nil, "call \(call): \(result)") }
+        }
+        try await h.waitForReady(queue, count: 8, seconds: 60)
+        let after = try #require(try await SharedBroker.connections(named: name + " (publishing)").first)
+        #expect(after.pid == back.pid && after.received - back.received >= 4 * body.count,
+                "the new publishing connection read \(after.received - back.received) bytes")
+        await h.broker.close()
+    }
+
     @Test("a publisher channel the broker closed is replaced on its own connection")
     func replacedOnItsConnection() async throws {
-        let name = "publishing-replace-\(UInt32.random(in: 0...UInt32.max))"
-        let h = try await TaskHarness.make(connectionName: name, publishingConnections: 1)
         let queue = "pubconn-replace"
-        try await h.broker.prepare(queues: [queue])
+        let (name, h) = try await Self.harness("publishing-replace", queue: queue)
         // A publish to a missing exchange makes the broker close its channel (404): four
         // in a row, one per publisher channel.
         let bad = OutboundMessage(exchange: "\(h.topology.prefix).no-such-exchange", routingKey: queue, body: [])

@@ -94,7 +94,7 @@ struct RevocationIntegrationTests {
         _ = try await events.waitUntil("the hanging task's start") { $0.contains { $0.taskID == hanging && $0.kind == .started } }
 
         // The worker's second connection, which reads the stream.
-        let follower = { @Sendable () async throws -> String? in try await SharedBroker.connectionPID(containing: "\(name) (revocations)") }
+        let follower = { @Sendable () async throws -> String? in try await SharedBroker.connectionPID(named: "\(name) (revocations)") }
         let closed = try #require(try await follower(), "no revocation connection named \(name) (revocations)")
         _ = try await SharedBroker.node.ctl("close_connection", closed, "test: revocation follower")
         _ = try await eventually(120, "the worker to open its revocation connection again") { () -> Bool? in

@@ -58,6 +58,8 @@ struct StepOutcomeUnroutableTests {
             throw error
         }
         #expect(worker.worker.stats.succeeded == Self.steps)
+        // Acknowledged at the broker, not only counted: none is left, also none taken and never acked.
+        #expect(try await h.readyOnceUnconsumed(queue) == 0)
 
         // (The coordinator queue has a single active consumer: no basic.get.)
         let channel = try await h.broker.connection.openChannel()

@@ -109,6 +109,23 @@ struct TaskHarness {
         throw TimedOut(what: "\(name) to hold \(count) ready messages (it holds \(last))", seconds: TestTime.scaled(seconds))
     }
 
+    /// The ready count of `queue`'s work queue once it counts no consumer. A
+    /// quorum queue gives a gone consumer's unacknowledged deliveries back in
+    /// the same step that removes the consumer, so this counts any delivery a
+    /// stopped worker took and never acked (a plain read right after the stop
+    /// may not yet).
+    func readyOnceUnconsumed(_ queue: String, seconds: Double = 60) async throws -> UInt32 {
+        let broker = self.broker
+        let name = topology.workQueue(queue)
+        return try await within(seconds, "\(name) to count no consumer") { () -> UInt32 in
+            while true {
+                let state = try await broker.queueState(name)
+                if state.consumerCount == 0 { return state.messageCount }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
     /// Publishes a raw message to the tasks exchange (as a foreign client would).
     func publishRaw(queue: String, body: [UInt8], properties: BasicProperties) async throws {
         try await broker.prepare(queues: [queue])

@@ -22,7 +22,7 @@ enum SharedBroker {
     static func url() async throws -> String { try await ready.value }
 
     /// The broker's pid of the connection named `name` (exactly: not `name (publishing)`), if one is open.
-    static func connectionPID(containing name: String) async throws -> String? {
+    static func connectionPID(named name: String) async throws -> String? {
         try await connections(named: name).first?.pid
     }
 
@@ -42,7 +42,7 @@ enum SharedBroker {
     /// a network cut would), then waits until `events` (that connection's)
     /// report it recovered; false if they ended first.
     static func closeConnection(named name: String, why: String, awaiting events: AsyncStream<AMQPConnectionEvent>) async throws -> Bool {
-        let pid = try #require(try await connectionPID(containing: name), "no connection named \(name)")
+        let pid = try #require(try await connectionPID(named: name), "no connection named \(name)")
         _ = try await node.ctl("close_connection", pid, "test: \(why)")
         return try await within(120, "the connection \(name) to recover") {
             for await event in events { if case .recovered = event { return true } }
