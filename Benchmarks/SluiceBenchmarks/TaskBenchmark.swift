@@ -122,23 +122,12 @@ public struct TaskBenchmark: Sendable {
         let topology = try Topology(prefix: "sluice-bench-\(UInt32.random(in: 0...UInt32.max))")
         let broker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks",
                                                       publisherChannels: producer.channels, publishingConnections: producer.connections - 1)
-        // The worker on a connection of its own, as `sluice worker` connects.
-        let workerBroker: RabbitMQBroker
-        do {
-            workerBroker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks worker")
-        } catch {
-            await broker.close()
-            throw error
-        }
-        do {
-            let result = try await measure(topology: topology, broker: broker, workerBroker: workerBroker, progress: progress)
-            await workerBroker.close()
-            await broker.close()
-            return result
-        } catch {
-            await workerBroker.close()
-            await broker.close()
-            throw error
+        return try await closing(broker) { broker in
+            // The worker on a connection of its own, as `sluice worker` connects.
+            let workerBroker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks worker")
+            return try await closing(workerBroker) { workerBroker in
+                try await measure(topology: topology, broker: broker, workerBroker: workerBroker, progress: progress)
+            }
         }
     }
 
@@ -196,7 +185,7 @@ public struct TaskBenchmark: Sendable {
                 let shaped = try Topology(prefix: topology.prefix + "-raw")
                 let shapedBroker = try await RabbitMQBroker.connect(url: url, topology: shaped, connectionName: "sluice bench raw tasks",
                                                                     publisherChannels: 1)
-                do {
+                return try await closing(shapedBroker) { shapedBroker in
                     try await shapedBroker.prepare(queues: [queue])
                     let message = shaped.message(for: TaskEnvelope(name: "bench.noop", queue: queue, arguments: arguments))
                     let channel = try await shapedBroker.connection.openChannel(confirms: true)
@@ -206,11 +195,7 @@ public struct TaskBenchmark: Sendable {
                     }
                     let rate = Double(count) / seconds(since: start)
                     for name in [shaped.workQueue(queue), shaped.deadQueue(queue)] { _ = try? await channel.queueDelete(name) }
-                    await shapedBroker.close()
                     return rate
-                } catch {
-                    await shapedBroker.close()
-                    throw error
                 }
             }
             func measureEnqueueVariants() async throws -> [ProducerShape: Double] {
@@ -220,18 +205,15 @@ public struct TaskBenchmark: Sendable {
                     let variant = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench tasks \(shape.name)",
                                                                    publisherChannels: shape.channels, publishingConnections: shape.connections - 1)
                     let variantQueue = "bench-producer-\(shape.name)"
-                    do {
+                    rates[shape] = try await closing(variant) { variant in
                         try await variant.prepare(queues: [variantQueue])
-                        rates[shape] = try await enqueueRate(TaskClient(broker: variant), queue: variantQueue)
-                    } catch {
-                        await variant.close()
-                        throw error
+                        let rate = try await enqueueRate(TaskClient(broker: variant), queue: variantQueue)
+                        // Its queues only: the exchanges are the run's.
+                        if let admin = try? await variant.connection.openChannel() {
+                            for name in [topology.workQueue(variantQueue), topology.deadQueue(variantQueue)] { _ = try? await admin.queueDelete(name) }
+                        }
+                        return rate
                     }
-                    // Its queues only: the exchanges are the run's.
-                    if let admin = try? await variant.connection.openChannel() {
-                        for name in [topology.workQueue(variantQueue), topology.deadQueue(variantQueue)] { _ = try? await admin.queueDelete(name) }
-                    }
-                    await variant.close()
                 }
                 return rates
             }
@@ -352,6 +334,18 @@ public func median(_ values: [Double]) -> Double {
     guard !sorted.isEmpty else { return 0 }
     let mid = sorted.count / 2
     return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+/// `body`'s result; `broker` is closed after it, whether it throws or not.
+func closing<T>(_ broker: RabbitMQBroker, _ body: (RabbitMQBroker) async throws -> T) async throws -> T {
+    do {
+        let result = try await body(broker)
+        await broker.close()
+        return result
+    } catch {
+        await broker.close()
+        throw error
+    }
 }
 
 /// How a producer publishes: over how many connections, with how many

@@ -51,7 +51,7 @@ struct EnqueueCommand: AsyncParsableCommand {
     var deadline: DurationArgument?
     @Option(help: "W3C trace context (00-<trace id>-<span id>-<flags>) the task carries; a handler's own tasks join it.")
     var traceparent: String?
-    @Option(help: "Enqueue this many copies (pipelined: batches of 500, four at a time over two connections; one at a time with --order-key), with progress and a rate.")
+    @Option(help: "Enqueue this many copies (pipelined: batches of 500, four at a time over two connections past the first batch; one at a time on one connection with --order-key), with progress and a rate.")
     var count: Int = 1
     @Flag(help: "Wait for the task's final outcome and print its result (exit 1 if it ended dead, 124 on timeout).")
     var wait = false
@@ -129,8 +129,9 @@ struct EnqueueCommand: AsyncParsableCommand {
         // More than a batch of copies, batches in flight: a connection more for
         // publishing, as a producer at volume has (--count excludes --wait and --unique).
         let batch = 500
-        let bulk = count > batch && orderKey == nil
-        let broker = try await connection.connect(name: "sluice enqueue", publishingConnections: bulk ? 1 : 0)
+        let ordered = orderKey != nil
+        let publishingConnections = count > batch && !ordered ? 1 : 0
+        let broker = try await connection.connect(name: "sluice enqueue", publishingConnections: publishingConnections)
         defer { Task { await broker.close() } }
         if wait {
             // The reply queue outlives this command only briefly; it is deleted at the end anyway.
@@ -167,8 +168,9 @@ struct EnqueueCommand: AsyncParsableCommand {
         var stoppedBy: (any Error)?
         // The first batch alone: it declares the queue's topology (and, with
         // --track, the tracking queue) once. Then a batch per publisher
-        // channel in flight; with an order key one, so that batches land in order.
-        let inFlight = options.orderKey == nil ? 4 : 1
+        // channel (two per connection) in flight; with an order key one, so
+        // that batches land in order.
+        let inFlight = ordered ? 1 : 2 * (1 + publishingConnections)
         let progress = isatty(STDERR_FILENO) == 1
         let request = TaskClient.Request(name: name, arguments: arguments, options: options)
         var sent = 0

@@ -235,6 +235,11 @@ public struct Topology: Sendable, Hashable {
         routingKey.utf8.starts(with: "~wf.".utf8)
     }
 
+    /// Whether a routing key is a tracked task's event: `~track.…`.
+    public static func isTrackEventKey(_ routingKey: String) -> Bool {
+        routingKey.utf8.starts(with: "~track.".utf8)
+    }
+
     /// How many buckets step events are spread over (by run id).
     public static let stepEventBuckets = 64
 

@@ -15,9 +15,8 @@ import Synchronization
 /// so two channels let a busy producer use two broker cores. It reads a
 /// connection's frames in one process too, and throttles a connection as a
 /// whole when one of its channels falls behind (credit flow), so channels
-/// on a second connection go on while the first is held: a producer's
-/// confirmed enqueue rose from a median of 84 % to 96 % of the raw ceiling
-/// (docs/performance.md). Order holds where it did with one channel: within
+/// on a second connection go on while the first is held (measured in
+/// docs/performance.md). Order holds where it did with one channel: within
 /// a call, and between calls made one after another (a call returns only
 /// once the broker has confirmed it).
 public final class RabbitMQBroker: Broker {
@@ -57,7 +56,7 @@ public final class RabbitMQBroker: Broker {
     ///   - publishingConnections: connections to open beside this broker's
     ///     own, used only for publishing (named `<connectionName> (publishing)`).
     ///     A producer that enqueues at volume gains from one (`sluice enqueue
-    ///     --count` opens one). The outcome of a delivery
+    ///     --count` opens one past its first batch). The outcome of a delivery
     ///     (``publish(_:settling:)``) still goes out only on the delivery's own
     ///     connection; every other publish takes the next channel of any of
     ///     them, so a worker sharing this broker would send its heartbeats on

@@ -44,6 +44,6 @@ public struct EventDemand: Sendable {
     }
 
     private static func alwaysWanted(_ routingKey: String) -> Bool {
-        Topology.isStepEventKey(routingKey) || routingKey.hasPrefix("~track.")
+        Topology.isStepEventKey(routingKey) || Topology.isTrackEventKey(routingKey)
     }
 }
