@@ -164,52 +164,23 @@ struct EnqueueCommand: AsyncParsableCommand {
             return
         }
         let start = ContinuousClock.now
-        var done = 0, failed = 0
-        var stoppedBy: (any Error)?
-        // The first batch alone: it declares the queue's topology (and, with
-        // --track, the tracking queue) once. Then a batch per publisher
-        // channel (two per connection) in flight; with an order key one, so
-        // that batches land in order.
-        let inFlight = ordered ? 1 : 2 * (1 + publishingConnections)
+        // After the first batch, a batch per publisher channel (two per
+        // connection) in flight; with an order key one, so that batches land in order.
+        let copies = CopyBatches(count: count, batch: batch, inFlight: ordered ? 1 : 2 * (1 + publishingConnections))
         let progress = isatty(STDERR_FILENO) == 1
         let request = TaskClient.Request(name: name, arguments: arguments, options: options)
-        var sent = 0
-        await withTaskGroup(of: (done: Int, failed: Int, error: (any Error)?).self) { group in
-            var running = 0
-            while true {
-                let limit = done + failed == 0 ? 1 : inFlight
-                if stoppedBy == nil, sent < count, running < limit {
-                    let n = min(batch, count - sent)
-                    sent += n
-                    running += 1
-                    group.addTask {
-                        do {
-                            let results = try await client.enqueue(batch: Array(repeating: request, count: n))
-                            let ok = results.count { if case .success = $0 { true } else { false } }
-                            return (ok, results.count - ok, nil)
-                        } catch {
-                            // The connection or channel failed: none of the batch is known to be in.
-                            return (0, n, error)
-                        }
-                    }
-                    continue
-                }
-                // Nothing more to send (or an error stopped sending): wait for what runs.
-                guard let finished = await group.next() else { break }
-                running -= 1
-                done += finished.done
-                failed += finished.failed
-                if stoppedBy == nil { stoppedBy = finished.error }
-                if progress {
-                    let pct = (done + failed) * 100 / count
-                    FileHandle.standardError.write(Data("\r[\(String(repeating: "#", count: pct / 5))\(String(repeating: " ", count: 20 - pct / 5))] \(done + failed)/\(count)".utf8))
-                }
-            }
-        }
+        let summary = await copies.run(send: { n in
+            let results = try await client.enqueue(batch: Array(repeating: request, count: n))
+            let ok = results.count { if case .success = $0 { true } else { false } }
+            return .init(enqueued: ok, failed: results.count - ok)
+        }, progress: { settled in
+            guard progress else { return }
+            let pct = settled * 100 / count
+            FileHandle.standardError.write(Data("\r[\(String(repeating: "#", count: pct / 5))\(String(repeating: " ", count: 20 - pct / 5))] \(settled)/\(count)".utf8))
+        })
         if progress { FileHandle.standardError.write(Data("\n".utf8)) }
-        // Copies never sent after an error count as failed too.
-        failed += count - sent
-        if let stoppedBy { standardError("error: stopped enqueueing: \(stoppedBy)") }
+        let done = summary.enqueued, failed = summary.failed
+        if let stoppedBy = summary.stoppedBy { standardError("error: stopped enqueueing: \(stoppedBy)") }
         let elapsed = ContinuousClock.now - start
         let seconds = elapsed.timeInterval
         let rate = Double(done) / max(seconds, 1e-9)
