@@ -32,9 +32,12 @@ public final class TaskClient: Sendable {
     private let replyQueue: String
     /// Queues whose tasks are tracked unless ``EnqueueOptions/track`` says otherwise.
     public let trackedQueues: Set<String>
-    private let prepared = Mutex<Set<String>>([])
-    private let preparedOrdered = Mutex<Set<String>>([])
-    private let trackingPrepared = Mutex(false)
+    /// Each queue's topology, declared once per client.
+    private let prepared: DeclaredOnce
+    /// Each queue's ordered exchange and partitions, declared once per client.
+    private let preparedOrdered: DeclaredOnce
+    /// The coordinator's tracking queue, tried once per client (see ``prepareTracking()``).
+    private let trackingPrepared: DeclaredOnce
     /// Task queues whose dead letters the reply queue is bound to.
     private let deadLettersWatched = Mutex<Set<String>>([])
     /// The reply queue and its waiters, made at the first
@@ -59,6 +62,10 @@ public final class TaskClient: Sendable {
         self.defaultQueue = defaultQueue
         self.replyQueueExpiry = replyQueueExpiry
         self.replyQueue = broker.topology.replyQueue(TaskEnvelope.newID())
+        prepared = DeclaredOnce { try await broker.prepare(queues: $0) }
+        preparedOrdered = DeclaredOnce { try await broker.prepareOrdered(queues: $0) }
+        // An account that may not declare it relies on the coordinator having done so: not retried.
+        trackingPrepared = DeclaredOnce { _ in try? await broker.prepareTrackingQueue() }
     }
 
     deinit {
@@ -360,23 +367,16 @@ public final class TaskClient: Sendable {
     /// yet. Tried once: an account that may not declare it relies on the
     /// coordinator (or `sluice topology export --coordinator`) having done so.
     func prepareTracking() async {
-        guard !trackingPrepared.withLock({ let was = $0; $0 = true; return was }) else { return }
-        try? await broker.prepareTrackingQueue()
+        try? await trackingPrepared.ensure(["tracking"])
     }
 
     /// Declares each queue's ordered exchange and partitions once per client.
     func prepareOrdered(_ queues: Set<String>) async throws {
-        let missing = preparedOrdered.withLock { queues.subtracting($0) }
-        guard !missing.isEmpty else { return }
-        try await broker.prepareOrdered(queues: missing.sorted())
-        preparedOrdered.withLock { $0.formUnion(missing) }
+        try await preparedOrdered.ensure(queues)
     }
 
     /// Declares each queue's topology once per client.
     func prepare(_ queues: Set<String>) async throws {
-        let missing = prepared.withLock { queues.subtracting($0) }
-        guard !missing.isEmpty else { return }
-        try await broker.prepare(queues: missing.sorted())
-        prepared.withLock { $0.formUnion(missing) }
+        try await prepared.ensure(queues)
     }
 }
