@@ -105,48 +105,51 @@ extension RawAMQPBenchmark {
         let publisher = try await connection.openChannel(confirms: true)
         let queue = "sluice.bench.latency.\(queueType).\(UInt32.random(in: 0...UInt32.max))"
         try await publisher.queueDeclare(QueueDeclaration(name: queue, arguments: ["x-queue-type": .string(queueType)]))
-        // Whatever happens below, the durable queue and the connection go.
-        defer {
-            Task {
-                _ = try? await publisher.queueDelete(queue)
-                await connection.close()
-            }
-        }
-        let consumerChannel = try await connection.openChannel()
-        try await consumerChannel.qos(prefetchCount: prefetch)
-        let consumer = try await consumerChannel.consume(queue: queue)
-        let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, rate)))
-        let micros = try await withThrowingTaskGroup(of: [Int].self) { group in
-            group.addTask {
-                var micros: [Int] = []
-                micros.reserveCapacity(n)
-                for try await delivery in consumer {
-                    let sent = delivery.body.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-                    micros.append(Int((DispatchTime.now().uptimeNanoseconds - sent) / 1000))
-                    try await delivery.ack()
-                    if micros.count == n { break }
-                }
-                return micros
-            }
-            let start = ContinuousClock.now
-            for i in 0..<n {
-                try await Task.sleep(until: start + interval * i, clock: .continuous)
+        // Whatever happens, the durable queue goes before this returns: its
+        // deletion is work for the broker that must not overlap what runs next.
+        do {
+            let consumerChannel = try await connection.openChannel()
+            try await consumerChannel.qos(prefetchCount: prefetch)
+            let consumer = try await consumerChannel.consume(queue: queue)
+            let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, rate)))
+            let micros = try await withThrowingTaskGroup(of: [Int].self) { group in
                 group.addTask {
-                    var sent = DispatchTime.now().uptimeNanoseconds
-                    let body = withUnsafeBytes(of: &sent) { Array($0) }
-                    try await publisher.publish(OutboundMessage(routingKey: queue, body: body, properties: .persistent))
-                    return []
+                    var micros: [Int] = []
+                    micros.reserveCapacity(n)
+                    for try await delivery in consumer {
+                        let sent = delivery.body.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                        micros.append(Int((DispatchTime.now().uptimeNanoseconds - sent) / 1000))
+                        try await delivery.ack()
+                        if micros.count == n { break }
+                    }
+                    return micros
                 }
+                let start = ContinuousClock.now
+                for i in 0..<n {
+                    try await Task.sleep(until: start + interval * i, clock: .continuous)
+                    group.addTask {
+                        var sent = DispatchTime.now().uptimeNanoseconds
+                        let body = withUnsafeBytes(of: &sent) { Array($0) }
+                        try await publisher.publish(OutboundMessage(routingKey: queue, body: body, properties: .persistent))
+                        return []
+                    }
+                }
+                var all: [Int] = []
+                for try await part in group { all += part }
+                return all
             }
-            var all: [Int] = []
-            for try await part in group { all += part }
-            return all
+            try await consumer.cancel()
+            guard micros.count == n else {
+                throw AMQPError(.channelClosed, operation: "bench latency", message: "the consumer ended after \(micros.count) of \(n) messages")
+            }
+            _ = try? await publisher.queueDelete(queue)
+            await connection.close()
+            return micros.sorted()
+        } catch {
+            _ = try? await publisher.queueDelete(queue)
+            await connection.close()
+            throw error
         }
-        try await consumer.cancel()
-        guard micros.count == n else {
-            throw AMQPError(.channelClosed, operation: "bench latency", message: "the consumer ended after \(micros.count) of \(n) messages")
-        }
-        return micros.sorted()
     }
 }
 
