@@ -102,12 +102,18 @@ extension RawAMQPBenchmark {
     public func latency(count n: Int, rate: Int, queueType: String, prefetch: UInt16 = 300) async throws -> [Int] {
         guard n > 0 else { return [] }
         let connection = try await AMQPConnection.connect(.init(url: url, connectionName: "sluice bench raw latency"))
-        let publisher = try await connection.openChannel(confirms: true)
         let queue = "sluice.bench.latency.\(queueType).\(UInt32.random(in: 0...UInt32.max))"
-        try await publisher.queueDeclare(QueueDeclaration(name: queue, arguments: ["x-queue-type": .string(queueType)]))
-        // Whatever happens, the durable queue goes before this returns: its
-        // deletion is work for the broker that must not overlap what runs next.
+        // Whatever happens, the durable queue (if declared) and the connection
+        // go before this returns: the deletion is work for the broker that must
+        // not overlap what runs next. On a channel of its own, as the error may
+        // have closed the others.
+        func removeQueueAndClose() async {
+            if let channel = try? await connection.openChannel() { _ = try? await channel.queueDelete(queue) }
+            await connection.close()
+        }
         do {
+            let publisher = try await connection.openChannel(confirms: true)
+            try await publisher.queueDeclare(QueueDeclaration(name: queue, arguments: ["x-queue-type": .string(queueType)]))
             let consumerChannel = try await connection.openChannel()
             try await consumerChannel.qos(prefetchCount: prefetch)
             let consumer = try await consumerChannel.consume(queue: queue)
@@ -142,12 +148,10 @@ extension RawAMQPBenchmark {
             guard micros.count == n else {
                 throw AMQPError(.channelClosed, operation: "bench latency", message: "the consumer ended after \(micros.count) of \(n) messages")
             }
-            _ = try? await publisher.queueDelete(queue)
-            await connection.close()
+            await removeQueueAndClose()
             return micros.sorted()
         } catch {
-            _ = try? await publisher.queueDelete(queue)
-            await connection.close()
+            await removeQueueAndClose()
             throw error
         }
     }

@@ -2,14 +2,20 @@ import Synchronization
 
 /// Declarations a client makes once per key (a queue's topology), however
 /// many of its calls ask at the same moment: the first caller for a key
-/// declares, the others wait for that declaration instead of opening a
+/// starts the declaration, the others wait for it instead of opening a
 /// channel each (a burst of first enqueues would otherwise exhaust the
 /// connection's channels). A declaration that fails is tried again by the
 /// next caller.
 final class DeclaredOnce: Sendable {
+    private struct Attempt {
+        var number: UInt64
+        var task: Task<Void, any Error>
+    }
+
     private struct State {
         var done: Set<String> = []
-        var running: [String: Task<Void, any Error>] = [:]
+        var running: [String: Attempt] = [:]
+        var attempts: UInt64 = 0
     }
 
     private let state = Mutex(State())
@@ -20,46 +26,51 @@ final class DeclaredOnce: Sendable {
         self.declare = declare
     }
 
-    /// Returns once every key in `keys` is declared: by `declare(missing)`
-    /// for those nobody declared or is declaring, by waiting for the
-    /// declarations already running for the others.
+    /// Returns once every key in `keys` is declared: starts a declaration
+    /// of those nobody declared or is declaring, and waits for it and for
+    /// those already running. A caller cancelled while it waits stops
+    /// waiting; the declaration goes on for the others.
     func ensure(_ keys: Set<String>) async throws {
-        let (mine, missing, theirs) = state.withLock { state -> (Task<Void, any Error>?, [String], [Task<Void, any Error>]) in
-            let open = keys.subtracting(state.done)
-            guard !open.isEmpty else { return (nil, [], []) }
-            var theirs: [Task<Void, any Error>] = []
+        let waits = state.withLock { state -> [Task<Void, any Error>] in
+            guard !keys.isSubset(of: state.done) else { return [] }
+            var waits: [Task<Void, any Error>] = []
+            var waited: Set<UInt64> = []
             var missing: [String] = []
-            for key in open {
-                if let running = state.running[key] {
-                    if !theirs.contains(running) { theirs.append(running) }
+            for key in keys where !state.done.contains(key) {
+                if let attempt = state.running[key] {
+                    if waited.insert(attempt.number).inserted { waits.append(attempt.task) }
                 } else {
                     missing.append(key)
                 }
             }
-            guard !missing.isEmpty else { return (nil, [], theirs) }
+            guard !missing.isEmpty else { return waits }
             missing.sort()
-            // Unstructured: a caller cancelled while it waits does not cancel the
-            // declaration the others wait for.
-            let task = Task { [declare, missing] in try await declare(missing) }
-            for key in missing { state.running[key] = task }
-            return (task, missing, theirs)
+            state.attempts += 1
+            let number = state.attempts
+            // The attempt records its own outcome (under this lock, so not
+            // before it is registered below): whether or not anyone still waits.
+            let task = Task { [declare, missing] in
+                do {
+                    try await declare(missing)
+                    self.finish(missing, attempt: number, declared: true)
+                } catch {
+                    self.finish(missing, attempt: number, declared: false)
+                    throw error
+                }
+            }
+            for key in missing { state.running[key] = Attempt(number: number, task: task) }
+            waits.append(task)
+            return waits
         }
-        if let mine {
-            do {
-                try await mine.value
-                state.withLock { state in
-                    for key in missing where state.running[key] == mine {
-                        state.running[key] = nil
-                        state.done.insert(key)
-                    }
-                }
-            } catch {
-                state.withLock { state in
-                    for key in missing where state.running[key] == mine { state.running[key] = nil }
-                }
-                throw error
+        for task in waits { try await value(of: task, until: nil, what: "the queue's declaration") }
+    }
+
+    private func finish(_ keys: [String], attempt number: UInt64, declared: Bool) {
+        state.withLock { state in
+            for key in keys where state.running[key]?.number == number {
+                state.running[key] = nil
+                if declared { state.done.insert(key) }
             }
         }
-        for task in theirs { try await task.value }
     }
 }

@@ -51,4 +51,36 @@ struct DeclaredOnceTests {
         try await once.ensure(["emails"])
         #expect(declarations.made.withLock { $0.count } == attempts + 1)
     }
+
+    @Test("a caller cancelled while the declaration runs stops waiting; the declaration goes on and counts for the next caller")
+    func cancelledCallerLeavesTheDeclaration() async throws {
+        let (started, startedNow) = AsyncStream<Void>.makeStream()
+        let (gate, open) = AsyncStream<Void>.makeStream()
+        let calls = Mutex(0)
+        let once = DeclaredOnce { _ in
+            calls.withLock { $0 += 1 }
+            startedNow.yield()
+            for await _ in gate { break }
+        }
+        let first = Task { try await once.ensure(["emails"]) }
+        for await _ in started { break }
+        first.cancel()
+        // Returns on its cancellation, with the declaration still held at the
+        // gate (bounded: a caller that waits for the declaration would hang here).
+        let outcome = await withTaskGroup(of: Result<Void, any Error>?.self) { group in
+            group.addTask { await first.result }
+            group.addTask { try? await Task.sleep(for: .seconds(60)); return nil }
+            let outcome = await group.next()!
+            // Timed out: open the gate, or the group would wait for the caller for ever.
+            if outcome == nil { open.yield() }
+            group.cancelAll()
+            return outcome
+        }
+        open.yield()
+        let returned = try #require(outcome, "the cancelled caller was still waiting after 60 s")
+        #expect(throws: CancellationError.self) { try returned.get() }
+        try await once.ensure(["emails"])
+        try await once.ensure(["emails"])
+        #expect(calls.withLock { $0 } == 1, "declarations: \(calls.withLock { $0 })")
+    }
 }
