@@ -367,8 +367,11 @@ public final class TaskClient: Sendable {
     /// yet. Tried once: an account that may not declare it relies on the
     /// coordinator (or `sluice topology export --coordinator`) having done so.
     func prepareTracking() async {
-        try? await trackingPrepared.ensure(["tracking"])
+        try? await trackingPrepared.ensure(Self.trackingKey)
     }
+
+    /// ``trackingPrepared``'s one key, made once (a set literal at each call would allocate).
+    private static let trackingKey: Set<String> = ["tracking"]
 
     /// Declares each queue's ordered exchange and partitions once per client.
     func prepareOrdered(_ queues: Set<String>) async throws {
