@@ -186,9 +186,13 @@ struct OperationsTests {
             }
         }
         let first = try await threeChildren("3 worker processes")
+        // `ps` may list a child between its spawn and its exec, while it is
+        // still a copy of sluice: wait for the exec (bounded).
         for child in first {
-            let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(child)/exe")) ?? ""
-            #expect(executable.hasSuffix("/sluice-worker"), "the worker processes run the small binary: \(executable)")
+            _ = try await eventually(30, "worker process \(child) to run the small binary, sluice-worker") { () -> Bool? in
+                let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(child)/exe")) ?? ""
+                return path.hasSuffix("/sluice-worker") ? true : nil
+            }
         }
         // Crash one: the supervisor starts a new one.
         let victim = first.sorted()[0]
