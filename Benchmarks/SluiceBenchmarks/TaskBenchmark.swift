@@ -154,8 +154,10 @@ public struct TaskBenchmark: Sendable {
         if eventsAlways { configuration.unheardEventHold = .zero }
         let workerConfiguration = configuration
 
-        func startWorker() -> (Worker, ServiceGroup, Task<Void, any Error>) {
-            let worker = Worker(broker: workerBroker, registry: registry, configuration: workerConfiguration, logger: logger)
+        func startWorker(queues: [String]? = nil) -> (Worker, ServiceGroup, Task<Void, any Error>) {
+            var configuration = workerConfiguration
+            if let queues { configuration.queues = queues }
+            let worker = Worker(broker: workerBroker, registry: registry, configuration: configuration, logger: logger)
             let group = ServiceGroup(configuration: .init(services: [worker], logger: logger))
             return (worker, group, Task { try await group.run() })
         }
@@ -267,38 +269,56 @@ public struct TaskBenchmark: Sendable {
 
         var latencyResults: [Latency] = []
         var rawRoundTrip: [Int] = []
+        // A new queue per rate, as the raw run declares a new one for each:
+        // like for like. The work queue has just carried the throughput
+        // rounds, and runs on it had longer tails (docs/performance.md).
+        let latencyQueues = offeredRates.map { "latency-\($0)" }
         if latencyTasks > 0 && !offeredRates.isEmpty {
             progress("raw round trip (SluiceAMQP, publish to consume, \(latencyTasks)×)...")
             rawRoundTrip = try await RawAMQPBenchmark(url: url, count: 0).roundTrips(latencyTasks)
-            let (_, group, running) = startWorker()
-            for rate in offeredRates {
-                progress("raw latency through a quorum queue: \(latencyTasks) messages at \(rate)/s...")
-                let rawQuorum = try await RawAMQPBenchmark(url: url, count: 0).latency(count: latencyTasks, rate: rate, queueType: "quorum")
-                progress("enqueue-to-start latency: \(latencyTasks) tasks at \(rate)/s...")
-                latencies.reset()
-                let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, rate)))
-                let latencyStart = ContinuousClock.now
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    // Each enqueue on its own task: at high rates one waiting
-                    // for its confirm must not hold back the next send.
-                    for i in 0..<latencyTasks {
-                        try await Task.sleep(until: latencyStart + interval * i, clock: .continuous)
-                        group.addTask {
-                            let sent = DispatchTime.now().uptimeNanoseconds
-                            try await client.enqueue(name: "bench.latency", json: LatencyArguments.json(sent: sent), options: .init(queue: queue))
+            // Enqueued one at a time through a client connected as a library
+            // user's is by default (one connection), not the bulk producer
+            // above, whose second connection's thread only adds wake-ups here.
+            let latencyBroker = try await RabbitMQBroker.connect(url: url, topology: topology, connectionName: "sluice bench latency")
+            latencyResults = try await closing(latencyBroker) { latencyBroker in
+                try await latencyBroker.prepare(queues: latencyQueues)
+                let client = TaskClient(broker: latencyBroker)
+                // A client declares a queue at its first enqueue to it (once):
+                // done here, before the clock runs, as the raw run declares its
+                // queue before it starts timing.
+                for queue in latencyQueues { _ = try await client.enqueue(name: "bench.noop", json: arguments, options: .init(queue: queue)) }
+                let (_, group, running) = startWorker(queues: latencyQueues)
+                var measured: [Latency] = []
+                for (rate, queue) in zip(offeredRates, latencyQueues) {
+                    progress("raw latency through a quorum queue: \(latencyTasks) messages at \(rate)/s...")
+                    let rawQuorum = try await RawAMQPBenchmark(url: url, count: 0).latency(count: latencyTasks, rate: rate, queueType: "quorum")
+                    progress("enqueue-to-start latency: \(latencyTasks) tasks at \(rate)/s...")
+                    latencies.reset()
+                    let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, rate)))
+                    let latencyStart = ContinuousClock.now
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        // Each enqueue on its own task: at high rates one waiting
+                        // for its confirm must not hold back the next send.
+                        for i in 0..<latencyTasks {
+                            try await Task.sleep(until: latencyStart + interval * i, clock: .continuous)
+                            group.addTask {
+                                let sent = DispatchTime.now().uptimeNanoseconds
+                                try await client.enqueue(name: "bench.latency", json: LatencyArguments.json(sent: sent), options: .init(queue: queue))
+                            }
                         }
+                        try await group.waitForAll()
                     }
-                    try await group.waitForAll()
+                    while latencies.count < latencyTasks { try await Task.sleep(for: .milliseconds(5)) }
+                    measured.append(Latency(rate: rate, histogram: latencies.histogram, rawQuorum: rawQuorum))
                 }
-                while latencies.count < latencyTasks { try await Task.sleep(for: .milliseconds(5)) }
-                latencyResults.append(Latency(rate: rate, histogram: latencies.histogram, rawQuorum: rawQuorum))
+                await group.triggerGracefulShutdown()
+                try await running.value
+                return measured
             }
-            await group.triggerGracefulShutdown()
-            try await running.value
         }
 
         // The bench prefix's queues and exchanges stay small and empty; remove them.
-        await broker.removeBenchTopology(queues: [topology.workQueue(queue), topology.deadQueue(queue)])
+        await broker.removeBenchTopology(queues: ([queue] + latencyQueues).flatMap { [topology.workQueue($0), topology.deadQueue($0)] })
         return Result(rounds: results, latencies: latencyResults, rawRoundTrip: rawRoundTrip)
     }
 

@@ -81,9 +81,11 @@ struct BenchCommand: AsyncParsableCommand {
             worker running them, and prints each rate beside the ceiling as a ratio. Rounds \
             alternate which of the first two goes first; the summary gives the medians. Then \
             SluiceAMQP's own publish-to-consume round trip is measured (--latency-tasks times, one \
-            after another), and then, at each rate of --rate, --latency-tasks tasks are enqueued at \
-            that pace and the enqueue-to-start latency is reported (HdrHistogram), also as a \
-            multiple of the raw round trip.
+            after another), and then, at each rate of --rate, --latency-tasks persistent messages \
+            go raw through a new quorum queue at that pace, and --latency-tasks tasks are enqueued \
+            at that pace (each on its own, by a client on one connection, to a new queue) and \
+            their enqueue-to-start latency is reported (HdrHistogram), as a multiple of the raw \
+            quorum path's and of the raw round trip.
 
             With --versus URL, every measurement also runs against a second broker (say one \
             node, against a cluster given by --url), round by round in turns, and the summary \
