@@ -95,7 +95,9 @@ public final class AMQPConnection: Sendable {
 
     /// Opens a channel; with `confirms`, publishes on it wait for the broker's ack.
     public func openChannel(confirms: Bool = false) async throws -> AMQPChannel {
-        let state = try await core.call("channel.open") { core in try core.openChannel(confirms: confirms) }
+        // With every channel number in use, this waits (up to the RPC
+        // timeout) for a channel to close.
+        let state = try await core.perform { core, pending in core.openChannel(confirms: confirms, for: pending) }
         return AMQPChannel(connection: self, state: state)
     }
 

@@ -34,8 +34,71 @@ extension ConnectionCore {
         return try requireConnection(operation())
     }
 
+    /// A caller of channel.open waiting for a channel number.
+    struct ChannelWaiter {
+        let confirms: Bool
+        let pending: PendingResult<ChannelState>
+        /// Past it, the caller fails as it would have without waiting.
+        let deadline: ContinuousClock.Instant
+    }
+
+    /// Channel numbers this connection may use (1 through this).
+    var channelLimit: Int { min(channelMax, 65535) }
+
+    /// channel.open for `pending`'s caller: now, if a number is free and
+    /// nobody waits for one already; else once a channel closes, first come
+    /// first served, for up to the RPC timeout. So a burst of callers that
+    /// each hold a channel briefly (declarations, look-ups: thousands of
+    /// first enqueues or unique locks at once) queues instead of failing
+    /// with "all channels are in use".
+    func openChannel(confirms: Bool, for pending: PendingResult<ChannelState>) {
+        do throws(AMQPError) {
+            if channelWaiters.isEmpty && channels.count < channelLimit {
+                let channel = try openChannel(confirms: confirms)
+                // Cancelled meanwhile: nobody will close it.
+                if !pending.succeed(channel) { try? closeChannel(channel) }
+                return
+            }
+            _ = try requireConnection("channel.open")
+            channelWaiters.append(ChannelWaiter(confirms: confirms, pending: pending, deadline: .now + configuration.rpcTimeout))
+        } catch {
+            pending.fail(error)
+            failIfConnectionLevel(error)
+        }
+    }
+
+    /// Opens channels for the callers waiting, while numbers are free;
+    /// fails those whose wait is over. Run by the connection thread between
+    /// commands (a channel being closed has its close-ok by then).
+    func serveChannelWaiters() {
+        let now = ContinuousClock.now
+        while let waiter = channelWaiters.first {
+            if waiter.pending.isSettled {  // cancelled while it waited
+                channelWaiters.removeFirst()
+                continue
+            }
+            guard channels.count < channelLimit else {
+                // Every waiter has the same bound, so the first is the oldest.
+                guard waiter.deadline <= now else { return }
+                channelWaiters.removeFirst()
+                waiter.pending.fail(AMQPError(.invalidArgument, operation: "channel.open",
+                                              message: "all \(channelMax) channels are in use (waited \(configuration.rpcTimeout) for one to close)"))
+                continue
+            }
+            channelWaiters.removeFirst()
+            do throws(AMQPError) {
+                let channel = try openChannel(confirms: waiter.confirms)
+                if !waiter.pending.succeed(channel) { try? closeChannel(channel) }
+            } catch {
+                waiter.pending.fail(error)
+                failIfConnectionLevel(error)
+                if connection == nil { return }
+            }
+        }
+    }
+
     func openChannel(confirms: Bool) throws(AMQPError) -> ChannelState {
-        guard let id = (1...UInt16(min(channelMax, 65535))).first(where: { channels[$0] == nil }) else {
+        guard let id = (1...UInt16(channelLimit)).first(where: { channels[$0] == nil }) else {
             _ = try requireConnection("channel.open")
             throw AMQPError(.invalidArgument, operation: "channel.open", message: "all \(channelMax) channels are in use")
         }

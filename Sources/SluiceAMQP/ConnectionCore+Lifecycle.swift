@@ -158,6 +158,8 @@ extension ConnectionCore {
             closeChannelState(channel, error: failure, endConsumersCleanly: error == nil)
         }
         channels.removeAll()
+        for waiter in channelWaiters { waiter.pending.fail(failure) }
+        channelWaiters.removeAll()
         let (commands, waiters) = inbox.withLock { inbox -> ([Command], [PendingResult<Void>]) in
             inbox.finished = true
             let c = inbox.commands

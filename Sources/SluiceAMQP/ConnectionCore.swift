@@ -63,6 +63,9 @@ final class ConnectionCore: @unchecked Sendable {
     /// The negotiated frame size: content headers must fit one frame.
     var frameMax = 131_072
     var channels: [UInt16: ChannelState] = [:]
+    /// Callers of channel.open that found every channel number in use, in
+    /// the order they came (see ``openChannel(confirms:for:)``).
+    var channelWaiters = Deque<ChannelWaiter>()
     var topology = TopologyRecorder()
     var pendingLostDeliveries: [LostDelivery] = []
     /// The node of the URL's list to try first: a random one at the start
@@ -238,10 +241,11 @@ final class ConnectionCore: @unchecked Sendable {
                 break
             }
             if connection == nil { continue }
+            if !channelWaiters.isEmpty { serveChannelWaiters() }
             // Frames that rabbitmq-c already read (during RPCs) come first.
             moreFrames = drain(readSocket: false) || moreFrames
             if connection == nil { continue }
-            let readable = waitForWork(timeoutMilliseconds: moreFrames ? 0 : pollTimeoutMilliseconds)
+            let readable = waitForWork(timeoutMilliseconds: moreFrames ? 0 : pollTimeoutMillisecondsWithWaiters)
             if readable.socket {
                 lifecycle.inbound(at: .now)
             }
@@ -275,6 +279,15 @@ final class ConnectionCore: @unchecked Sendable {
     private var pollTimeoutMilliseconds: Int32 {
         let heartbeat = lifecycle.heartbeatSeconds
         return heartbeat > 0 ? Int32(max(100, heartbeat * 1000 / 4)) : 1000
+    }
+
+    /// The poll timeout, shortened to the first channel waiter's deadline
+    /// (so that it fails on time, not a quarter heartbeat later).
+    private var pollTimeoutMillisecondsWithWaiters: Int32 {
+        guard let first = channelWaiters.first else { return pollTimeoutMilliseconds }
+        let left = ContinuousClock.now.duration(to: first.deadline)
+        let milliseconds = max(0, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+        return Int32(min(Int64(pollTimeoutMilliseconds), milliseconds))
     }
 
     /// Waits on the socket and the wake-up eventfd.

@@ -38,23 +38,28 @@ final class PendingResult<Value: Sendable>: Sendable {
         if let early { continuation.resume(with: early) }
     }
 
-    func resume(with result: Result<Value, any Error>) {
-        let continuation = state.withLock { state -> CheckedContinuation<Value, any Error>? in
+    /// False when the caller was already resumed (cancelled): the result
+    /// is dropped, and whatever it holds is the thread's to undo.
+    @discardableResult
+    func resume(with result: Result<Value, any Error>) -> Bool {
+        let (continuation, taken) = state.withLock { state -> (CheckedContinuation<Value, any Error>?, Bool) in
             switch state {
             case .idle:
                 state = .resolvedEarly(result)
-                return nil
+                return (nil, true)
             case .waiting(let c):
                 state = .done
-                return c
+                return (c, true)
             case .resolvedEarly, .done:
-                return nil
+                return (nil, false)
             }
         }
         continuation?.resume(with: result)
+        return taken
     }
 
-    func succeed(_ value: Value) { resume(with: .success(value)) }
+    @discardableResult
+    func succeed(_ value: Value) -> Bool { resume(with: .success(value)) }
     func fail(_ error: any Error) { resume(with: .failure(error)) }
 
     /// The caller's task was cancelled.

@@ -1,0 +1,71 @@
+import SluiceAMQP
+import SluiceTesting
+import SluiceWire
+import Testing
+
+/// A connection's channel numbers are few (`channel_max`); callers that each
+/// hold a channel briefly must queue for them, not fail, when they outnumber it.
+@Suite("Channels: more callers than channel numbers")
+struct ChannelLimitTests {
+    /// A connection allowed 4 channels.
+    private func connect(rpcTimeout: Duration = .seconds(30)) async throws -> AMQPConnection {
+        var url = try AMQPURL(await SharedBroker.url())
+        url.channelMax = 4
+        return try await AMQPConnection.connect(.init(url: url, connectionName: "channel limit test", recovery: nil, rpcTimeout: rpcTimeout))
+    }
+
+    @Test("60 callers at once on a connection of 4 channels each get a channel in turn, and all finish")
+    func burstQueues() async throws {
+        let connection = try await connect()
+        let done = try await within(60, "60 callers to open, use and close a channel") {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<60 {
+                    group.addTask {
+                        let channel = try await connection.openChannel()
+                        try await channel.exchangeDeclarePassive("amq.direct")
+                        try await channel.close()
+                    }
+                }
+                var done = 0
+                for try await _ in group { done += 1 }
+                return done
+            }
+        }
+        #expect(done == 60)
+        await connection.close()
+    }
+
+    @Test("with every channel held, an open fails after the RPC timeout with a clear error, and the wait keeps no number")
+    func waitIsBounded() async throws {
+        let connection = try await connect(rpcTimeout: .seconds(2))
+        var held: [AMQPChannel] = []
+        for _ in 0..<4 { held.append(try await connection.openChannel()) }
+        let error = await #expect(throws: AMQPError.self) {
+            _ = try await within(30, "the fifth open to give up") { try await connection.openChannel() }
+        }
+        // It waited for a channel to close before it gave up.
+        #expect(error.map { "\($0)".contains("all 4 channels are in use (waited") } == true, "\(String(describing: error))")
+        // One closed: exactly one number is free (the expired wait took none).
+        try await held.removeFirst().close()
+        held.append(try await within(30, "an open once a channel is closed") { try await connection.openChannel() })
+        await #expect(throws: AMQPError.self) {
+            _ = try await within(30, "a further open to give up") { try await connection.openChannel() }
+        }
+        await connection.close()
+    }
+
+    @Test("a waiting open that is cancelled returns at once, and the next channel closed goes to the next caller")
+    func cancelledWait() async throws {
+        let connection = try await connect(rpcTimeout: .seconds(120))
+        var held: [AMQPChannel] = []
+        for _ in 0..<4 { held.append(try await connection.openChannel()) }
+        let waiting = Task { try await connection.openChannel() }
+        waiting.cancel()
+        let outcome = try await within(20, "the cancelled open to return") { await waiting.result }
+        #expect(throws: CancellationError.self) { try outcome.get() }
+        // Had the cancelled caller been given the number, this would wait the full 120 s.
+        try await held.removeFirst().close()
+        held.append(try await within(20, "an open once a channel is closed") { try await connection.openChannel() })
+        await connection.close()
+    }
+}
