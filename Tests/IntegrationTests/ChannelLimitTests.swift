@@ -14,6 +14,13 @@ struct ChannelLimitTests {
         return try await AMQPConnection.connect(.init(url: url, connectionName: "channel limit test", recovery: nil, rpcTimeout: rpcTimeout))
     }
 
+    /// The connection's 4 channels, opened and kept.
+    private func holdEveryChannel(of connection: AMQPConnection) async throws -> [AMQPChannel] {
+        var held: [AMQPChannel] = []
+        for _ in 0..<4 { held.append(try await connection.openChannel()) }
+        return held
+    }
+
     @Test("60 callers at once on a connection of 4 channels each get a channel in turn, and all finish")
     func burstQueues() async throws {
         let connection = try await connect()
@@ -38,8 +45,7 @@ struct ChannelLimitTests {
     @Test("with every channel held, an open fails after the RPC timeout with a clear error, and the wait keeps no number")
     func waitIsBounded() async throws {
         let connection = try await connect(rpcTimeout: .seconds(2))
-        var held: [AMQPChannel] = []
-        for _ in 0..<4 { held.append(try await connection.openChannel()) }
+        var held = try await holdEveryChannel(of: connection)
         let error = await #expect(throws: AMQPError.self) {
             _ = try await within(30, "the fifth open to give up") { try await connection.openChannel() }
         }
@@ -57,8 +63,7 @@ struct ChannelLimitTests {
     @Test("a waiting open that is cancelled returns at once, and the next channel closed goes to the next caller")
     func cancelledWait() async throws {
         let connection = try await connect(rpcTimeout: .seconds(120))
-        var held: [AMQPChannel] = []
-        for _ in 0..<4 { held.append(try await connection.openChannel()) }
+        var held = try await holdEveryChannel(of: connection)
         let waiting = Task { try await connection.openChannel() }
         waiting.cancel()
         let outcome = try await within(20, "the cancelled open to return") { await waiting.result }
