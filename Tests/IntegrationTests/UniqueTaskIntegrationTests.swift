@@ -13,6 +13,34 @@ import Testing
 
 @Suite("Unique tasks on the real broker")
 struct UniqueTaskIntegrationTests {
+    @Test("150 unique enqueues with distinct keys at once, on a connection of 12 channels, all enqueue: their locks' channels wait their turn")
+    func burstOfDistinctKeys() async throws {
+        // Each takes a channel for its lock's declaration and look-ups; with
+        // more callers than channels they queue for them (SluiceAMQP) instead
+        // of failing with "all 12 channels are in use".
+        let h = try await TaskHarness.make(url: try await SharedBroker.url() + "?channel_max=12")
+        defer { Task { await h.broker.close() } }
+        let q = "uburst"
+        try await h.broker.prepare(queues: [q])
+        let client = TaskClient(broker: h.broker)
+        let run = UInt32.random(in: 0...UInt32.max)
+        let outcomes = try await within(120, "150 unique enqueues") {
+            try await withThrowingTaskGroup(of: UniqueEnqueue.self) { group in
+                for i in 0..<150 {
+                    group.addTask {
+                        // A short window: the lock queues expire with it.
+                        try await client.enqueueUnique(name: "job", json: Array("{}".utf8),
+                                                       options: .init(queue: q, unique: UniqueKey("burst-\(run)-\(i)", for: .seconds(30))))
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+        }
+        #expect(outcomes.filter(\.enqueued).count == 150)
+        #expect(Set(outcomes.map(\.id)).count == 150)
+        #expect(try await h.broker.queueState(h.topology.workQueue(q)).messageCount == 150)
+    }
+
     @Test("producers on two connections racing with one key: exactly one task is enqueued, and every call returns its id")
     func race() async throws {
         let h = try await TaskHarness.make()
