@@ -59,15 +59,19 @@ public struct Topology: Sendable, Hashable {
 
     /// Whether `name` is usable as a prefix or queue name.
     public static func isValidName(_ name: String) -> Bool {
-        !name.isEmpty && name.count <= 100 && name.unicodeScalars.allSatisfy {
-            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" || $0 == "."
+        // Bytes, not characters: every allowed character is one ASCII byte,
+        // and any other byte makes the name invalid (checked per enqueue).
+        let bytes = name.utf8
+        return !bytes.isEmpty && bytes.count <= 100 && bytes.allSatisfy {
+            (0x61...0x7A).contains($0) || (0x41...0x5A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E
         }
     }
 
     /// Checks a queue name, or one level of a queue (`emails~high`); throws
     /// a clear error if it is not usable.
     public static func validateQueue(_ queue: String) throws {
-        guard isValidName(splitLevel(queue).queue), splitLevel(queue).priority != nil else {
+        let (base, priority) = splitLevel(queue)
+        guard isValidName(base), priority != nil else {
             throw SluiceError(.invalidArgument, "queue name '\(queue)' must be 1-100 letters, digits, '-', '_' or '.'"
                               + " (and may end in ~high or ~low to name one priority level)", queue: queue)
         }
@@ -100,7 +104,9 @@ public struct Topology: Sendable, Hashable {
     /// The queue and level a level name stands for; the level is nil for an
     /// unknown suffix (`emails~urgent`), normal without one.
     public static func splitLevel(_ name: String) -> (queue: String, priority: TaskPriority?) {
-        guard let index = name.lastIndex(of: levelSeparator) else { return (name, .normal) }
+        // The separator is one ASCII byte: found among the bytes, not by
+        // walking characters (this runs per enqueue).
+        guard let index = name.utf8.lastIndex(of: UInt8(ascii: "~")) else { return (name, .normal) }
         let level = TaskPriority(rawValue: String(name[name.index(after: index)...]))
         return (String(name[..<index]), level == .normal ? nil : level)
     }

@@ -149,6 +149,17 @@ struct RetryAndTopologyTests {
         #expect(throws: SluiceError.self) { try Topology.validateQueue("has/slash") }
     }
 
+    @Test("a queue name is 1-100 ASCII letters, digits, '-', '_' or '.', with an optional level; anything else is refused")
+    func queueNames() throws {
+        for good in ["q", "Emails_2.x-y", String(repeating: "a", count: 100), String(repeating: "a", count: 100) + "~high"] {
+            try Topology.validateQueue(good)
+        }
+        for bad in ["", String(repeating: "a", count: 101), "caf\u{E9}", "e\u{301}", "\u{FF51}", "a b", "a\u{301C}high", "~"] {
+            #expect(throws: SluiceError.self, "\(bad)") { try Topology.validateQueue(bad) }
+        }
+        #expect(Topology.splitLevel("caf\u{E9}~low") == ("caf\u{E9}", .low), "the level is found after a multibyte character")
+    }
+
     @Test("every quorum queue Sluice declares asks for its replicas (3 by default); nil leaves it to the broker")
     func replicas() throws {
         let t = try Topology(prefix: "r")
