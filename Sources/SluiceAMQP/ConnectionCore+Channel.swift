@@ -56,7 +56,7 @@ extension ConnectionCore {
             if channelWaiters.isEmpty && channels.count < channelLimit {
                 let channel = try openChannel(confirms: confirms)
                 // Cancelled meanwhile: nobody will close it.
-                if !pending.succeed(channel) { try? closeChannel(channel) }
+                if !pending.succeed(channel) { closeUnwanted(channel) }
                 return
             }
             _ = try requireConnection("channel.open")
@@ -88,7 +88,7 @@ extension ConnectionCore {
             channelWaiters.removeFirst()
             do throws(AMQPError) {
                 let channel = try openChannel(confirms: waiter.confirms)
-                if !waiter.pending.succeed(channel) { try? closeChannel(channel) }
+                if !waiter.pending.succeed(channel) { closeUnwanted(channel) }
             } catch {
                 waiter.pending.fail(error)
                 failIfConnectionLevel(error)
@@ -97,7 +97,24 @@ extension ConnectionCore {
         }
     }
 
+    /// Closes a channel opened for a caller that was cancelled meanwhile. A
+    /// close that fails on the connection starts recovery: its number is
+    /// already free here, and must not be reused while the broker may still
+    /// hold the channel.
+    private func closeUnwanted(_ channel: ChannelState) {
+        do throws(AMQPError) {
+            try closeChannel(channel)
+        } catch {
+            failIfConnectionLevel(error)
+        }
+    }
+
     func openChannel(confirms: Bool) throws(AMQPError) -> ChannelState {
+        // Frames rabbitmq-c set aside during earlier RPCs may be for a channel
+        // closed since (deliveries or confirms sent before its close-ok): they
+        // are handled (dropped) before its number can go to a new channel,
+        // which would take them for its own.
+        while drain(readSocket: false) {}
         guard let id = (1...UInt16(channelLimit)).first(where: { channels[$0] == nil }) else {
             _ = try requireConnection("channel.open")
             throw AMQPError(.invalidArgument, operation: "channel.open", message: "all \(channelMax) channels are in use")

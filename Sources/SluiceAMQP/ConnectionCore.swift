@@ -346,7 +346,7 @@ final class ConnectionCore: @unchecked Sendable {
     }
 
     /// Reads and handles frames; returns true if it stopped at its limit with more to read.
-    private func drain(readSocket: Bool) -> Bool {
+    func drain(readSocket: Bool) -> Bool {
         guard let connection else { return false }
         let c = RabbitMQC(state: connection)
         var frame = amqp_frame_t()

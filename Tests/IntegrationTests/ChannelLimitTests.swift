@@ -44,7 +44,8 @@ struct ChannelLimitTests {
 
     @Test("with every channel held, an open fails after the RPC timeout with a clear error, and the wait keeps no number")
     func waitIsBounded() async throws {
-        let connection = try await connect(rpcTimeout: .seconds(2))
+        // 5 s: every RPC of this connection has that long, on a loaded machine too.
+        let connection = try await connect(rpcTimeout: .seconds(5))
         var held = try await holdEveryChannel(of: connection)
         let error = await #expect(throws: AMQPError.self) {
             _ = try await within(30, "the fifth open to give up") { try await connection.openChannel() }
@@ -64,6 +65,8 @@ struct ChannelLimitTests {
     func cancelledWait() async throws {
         let connection = try await connect(rpcTimeout: .seconds(120))
         var held = try await holdEveryChannel(of: connection)
+        // The cancellation may reach the open before or after it is queued
+        // on the connection thread: either way it returns at once, and holds nothing.
         let waiting = Task { try await connection.openChannel() }
         waiting.cancel()
         let outcome = try await within(20, "the cancelled open to return") { await waiting.result }
