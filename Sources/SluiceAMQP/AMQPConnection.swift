@@ -120,6 +120,12 @@ public final class AMQPConnection: Sendable {
     /// Whether the broker has blocked this connection (resource alarm).
     public var isBlocked: Bool { core.blockedFlag.load() }
 
+    /// How many `openChannel` calls wait for a channel number, every one
+    /// being in use (a cancelled call counts until the connection skips
+    /// it): more than now and then means `channel_max` is too small for
+    /// this connection's callers.
+    public var channelOpensWaiting: Int { core.channelWaitersFlag.load() }
+
     /// How many times the connection was established (1 before any recovery).
     public var generation: UInt64 { core.generationFlag.load() }
 }

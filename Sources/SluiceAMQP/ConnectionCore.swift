@@ -65,7 +65,11 @@ final class ConnectionCore: @unchecked Sendable {
     var channels: [UInt16: ChannelState] = [:]
     /// Callers of channel.open that found every channel number in use, in
     /// the order they came (see ``openChannel(confirms:for:)``).
-    var channelWaiters = Deque<ChannelWaiter>()
+    var channelWaiters = Deque<ChannelWaiter>() {
+        didSet { channelWaitersFlag.store(channelWaiters.count) }
+    }
+    /// ``channelWaiters``' count, for other threads.
+    let channelWaitersFlag = AtomicFlag<Int>(0)
     var topology = TopologyRecorder()
     var pendingLostDeliveries: [LostDelivery] = []
     /// The node of the URL's list to try first: a random one at the start

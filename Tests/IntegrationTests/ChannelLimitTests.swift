@@ -65,15 +65,18 @@ struct ChannelLimitTests {
     func cancelledWait() async throws {
         let connection = try await connect(rpcTimeout: .seconds(120))
         var held = try await holdEveryChannel(of: connection)
-        // The cancellation may reach the open before or after it is queued
-        // on the connection thread: either way it returns at once, and holds nothing.
         let waiting = Task { try await connection.openChannel() }
+        // Queued on the connection thread (no event says so: polled, bounded).
+        try await within(20, "the fifth open to wait for a channel") {
+            while connection.channelOpensWaiting < 1 { try await Task.sleep(for: .milliseconds(10)) }
+        }
         waiting.cancel()
         let outcome = try await within(20, "the cancelled open to return") { await waiting.result }
         #expect(throws: CancellationError.self) { try outcome.get() }
         // Had the cancelled caller been given the number, this would wait the full 120 s.
         try await held.removeFirst().close()
         held.append(try await within(20, "an open once a channel is closed") { try await connection.openChannel() })
+        #expect(connection.channelOpensWaiting == 0, "the cancelled open was skipped")
         await connection.close()
     }
 }
