@@ -144,7 +144,12 @@ struct PriorityWorkerTests {
         #expect(done, "timed out after \(TestTime.scaled(60)) s waiting for 66 tasks to succeed")
         let ran = order.all
         let lastHigh = ran.lastIndex(of: "high") ?? .max
-        #expect(lastHigh < 20, "six high tasks among the first starts, not after 60 low ones: \(ran)")
+        // Before the low backlog is done, however the machine schedules the
+        // consumers: on a loaded CI machine (every test of the run held back
+        // for about 70 s) the high level's deliveries once reached the slot
+        // pool only after 24 low tasks had run (the last high 31st of 66).
+        // Without priorities the highs would run last (61st to 66th).
+        #expect(lastHigh < 60, "six high tasks before the last low ones, not after 60 low ones: \(ran)")
         #expect(ran.filter { $0 == "high" }.count == 6)
         // Heartbeats carry the enqueue time of the newest task taken per level (monitors bound backlog ages by it).
         let taken = worker.heartbeat.newestTaken ?? [:]
