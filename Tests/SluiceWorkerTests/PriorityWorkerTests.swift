@@ -148,7 +148,7 @@ struct PriorityWorkerTests {
         // consumers: on a loaded CI machine (every test of the run held back
         // for about 70 s) the high level's deliveries once reached the slot
         // pool only after 24 low tasks had run (the last high 31st of 66).
-        // Without priorities the highs would run last (61st to 66th).
+        // In enqueue order the highs would start last (61st to 66th).
         #expect(lastHigh < 60, "six high tasks before the last low ones, not after 60 low ones: \(ran)")
         #expect(ran.filter { $0 == "high" }.count == 6)
         // Heartbeats carry the enqueue time of the newest task taken per level (monitors bound backlog ages by it).
