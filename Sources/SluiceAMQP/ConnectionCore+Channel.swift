@@ -52,19 +52,8 @@ extension ConnectionCore {
     /// first enqueues or unique locks at once) queues instead of failing
     /// with "all channels are in use".
     func openChannel(confirms: Bool, for pending: PendingResult<ChannelState>) {
-        do throws(AMQPError) {
-            if channelWaiters.isEmpty && channels.count < channelLimit {
-                let channel = try openChannel(confirms: confirms)
-                // Cancelled meanwhile: nobody will close it.
-                if !pending.succeed(channel) { closeUnwanted(channel) }
-                return
-            }
-            _ = try requireConnection("channel.open")
-            channelWaiters.append(ChannelWaiter(confirms: confirms, pending: pending, deadline: .now + configuration.rpcTimeout))
-        } catch {
-            pending.fail(error)
-            failIfConnectionLevel(error)
-        }
+        channelWaiters.append(ChannelWaiter(confirms: confirms, pending: pending, deadline: .now + configuration.rpcTimeout))
+        serveChannelWaiters()
     }
 
     /// Opens channels for the callers waiting, while numbers are free;

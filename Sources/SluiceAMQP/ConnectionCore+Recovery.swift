@@ -46,8 +46,7 @@ extension ConnectionCore {
     /// One reconnection attempt after the lifecycle's backoff delay.
     func recoverStep() {
         guard case .reconnect(let delay) = lifecycle.nextStep() else { return }
-        let milliseconds = Int32(clamping: delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
-        _ = waitForWork(timeoutMilliseconds: milliseconds, includeSocket: false)
+        _ = waitForWork(timeoutMilliseconds: Int32(pollMilliseconds: delay), includeSocket: false)
         if closeRequested() {
             execute(lifecycle.closeRequested())
             return

@@ -289,9 +289,9 @@ final class ConnectionCore: @unchecked Sendable {
     /// (so that it fails on time, not a quarter heartbeat later).
     private var pollTimeoutMillisecondsWithWaiters: Int32 {
         guard let first = channelWaiters.first else { return pollTimeoutMilliseconds }
-        let left = ContinuousClock.now.duration(to: first.deadline)
-        let milliseconds = max(0, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
-        return Int32(min(Int64(pollTimeoutMilliseconds), milliseconds))
+        // Rounded up: a wake-up just before the deadline would poll again at 0.
+        let left = ContinuousClock.now.duration(to: first.deadline) + .milliseconds(1)
+        return min(pollTimeoutMilliseconds, max(0, Int32(pollMilliseconds: left)))
     }
 
     /// Waits on the socket and the wake-up eventfd.
@@ -387,6 +387,13 @@ final class ConnectionCore: @unchecked Sendable {
 final class CArenaPool {
     private(set) var arena = CArena()
     func reset() { arena = CArena() }
+}
+
+extension Int32 {
+    /// `duration` in whole milliseconds, as poll(2) takes a timeout (clamped).
+    init(pollMilliseconds duration: Duration) {
+        self.init(clamping: duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    }
 }
 
 extension timeval {
