@@ -267,6 +267,28 @@ public struct TaskBenchmark: Sendable {
                                  enqueueByProducer: variants))
         }
 
+        /// `latencyTasks` tasks enqueued into `queue` at `rate`/s, each on its
+        /// own task; their enqueue-to-start latencies once all have started.
+        func enqueueToStart(client: TaskClient, queue: String, rate: Int) async throws -> Histogram<UInt64> {
+            latencies.reset()
+            let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, rate)))
+            let start = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // Each enqueue on its own task: at high rates one waiting
+                // for its confirm must not hold back the next send.
+                for i in 0..<latencyTasks {
+                    try await Task.sleep(until: start + interval * i, clock: .continuous)
+                    group.addTask {
+                        let sent = DispatchTime.now().uptimeNanoseconds
+                        try await client.enqueue(name: "bench.latency", json: LatencyArguments.json(sent: sent), options: .init(queue: queue))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            while latencies.count < latencyTasks { try await Task.sleep(for: .milliseconds(5)) }
+            return latencies.histogram
+        }
+
         var latencyResults: [Latency] = []
         var rawRoundTrip: [Int] = []
         // A new queue per rate, as the raw run declares a new one for each:
@@ -293,23 +315,8 @@ public struct TaskBenchmark: Sendable {
                     progress("raw latency through a quorum queue: \(latencyTasks) messages at \(rate)/s...")
                     let rawQuorum = try await RawAMQPBenchmark(url: url, count: 0).latency(count: latencyTasks, rate: rate, queueType: "quorum")
                     progress("enqueue-to-start latency: \(latencyTasks) tasks at \(rate)/s...")
-                    latencies.reset()
-                    let interval = Duration.nanoseconds(1_000_000_000 / Int64(max(1, rate)))
-                    let latencyStart = ContinuousClock.now
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        // Each enqueue on its own task: at high rates one waiting
-                        // for its confirm must not hold back the next send.
-                        for i in 0..<latencyTasks {
-                            try await Task.sleep(until: latencyStart + interval * i, clock: .continuous)
-                            group.addTask {
-                                let sent = DispatchTime.now().uptimeNanoseconds
-                                try await client.enqueue(name: "bench.latency", json: LatencyArguments.json(sent: sent), options: .init(queue: queue))
-                            }
-                        }
-                        try await group.waitForAll()
-                    }
-                    while latencies.count < latencyTasks { try await Task.sleep(for: .milliseconds(5)) }
-                    measured.append(Latency(rate: rate, histogram: latencies.histogram, rawQuorum: rawQuorum))
+                    let histogram = try await enqueueToStart(client: client, queue: queue, rate: rate)
+                    measured.append(Latency(rate: rate, histogram: histogram, rawQuorum: rawQuorum))
                 }
                 await group.triggerGracefulShutdown()
                 try await running.value
