@@ -18,13 +18,16 @@ struct TaskHarness {
 
     /// `prefix`: an earlier harness's, to see its tasks again (after a broker restart).
     /// `connectionName`: to find this harness's connections at the broker.
+    /// `channelMax`: the channels the broker's connection may open (the URL's own if nil).
     static func make(deliveryLimit: Int = 10, url: String? = nil, prefix: String? = nil,
-                     connectionName: String = "test harness", publishingConnections: Int = 0) async throws -> TaskHarness {
+                     connectionName: String = "test harness", publishingConnections: Int = 0, channelMax: Int? = nil) async throws -> TaskHarness {
         let resolved: String
         if let url { resolved = url } else { resolved = try await SharedBroker.url() }
         let url = resolved
         let topology = try Topology(prefix: prefix ?? "it\(UInt32.random(in: 0...UInt32.max))", deliveryLimit: deliveryLimit)
-        let broker = try await RabbitMQBroker.connect(url: AMQPURL(url), topology: topology, connectionName: connectionName,
+        var amqpURL = try AMQPURL(url)
+        if let channelMax { amqpURL.channelMax = channelMax }
+        let broker = try await RabbitMQBroker.connect(url: amqpURL, topology: topology, connectionName: connectionName,
                                                       publishingConnections: publishingConnections)
         return TaskHarness(topology: topology, broker: broker, url: url)
     }

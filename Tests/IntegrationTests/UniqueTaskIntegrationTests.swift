@@ -18,7 +18,7 @@ struct UniqueTaskIntegrationTests {
         // Each takes a channel for its lock's declaration and look-ups; with
         // more callers than channels they queue for them (SluiceAMQP) instead
         // of failing with "all 12 channels are in use".
-        let h = try await TaskHarness.make(url: try await SharedBroker.url() + "?channel_max=12")
+        let h = try await TaskHarness.make(channelMax: 12)
         defer { Task { await h.broker.close() } }
         let q = "uburst"
         try await h.broker.prepare(queues: [q])
