@@ -5,8 +5,7 @@
 # when its Prometheus counter passes the mark), after draining, and 6 s
 # later (after the idle trim).
 #
-#   swift build -c release --product sluice --product sluice-worker --static-swift-stdlib \
-#       -Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs
+#   scripts/build-release      (sluice, and sluice-worker linked as shipped)
 #   Benchmarks/worker-memory.sh [N...]     (default: 100000 1000000)
 #
 # `sluice worker` runs sluice-worker when it is built beside it (set
