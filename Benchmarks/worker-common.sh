@@ -1,4 +1,5 @@
-# Shared by the worker benchmarks (worker-cost.sh, worker-instructions.sh);
+# Shared by the worker benchmarks (worker-cost.sh, worker-instructions.sh,
+# worker-memory.sh, worker-order.sh);
 # sourced, not run. Expects `default_port` set, and the caller's name in $0.
 # Settings: SLUICE_BIN (default .build/release/sluice), SLUICE_URL (default:
 # the test node), METRICS_PORT, WORKER_BIN (the worker program to run; by
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 bin=${SLUICE_BIN:-.build/release/sluice}
 url=${SLUICE_URL:-amqp://guest:guest@127.0.0.1:27270/%2f}
 port=${METRICS_PORT:-$default_port}
-[ -x "$bin" ] || { echo "$(basename "$0" .sh): build first: swift build -c release --product sluice" >&2; exit 1; }
+[ -x "$bin" ] || { echo "$(basename "$0" .sh): build first: scripts/build-release" >&2; exit 1; }
 # What `sluice worker` runs: sluice-worker when it is built beside sluice
 # (started directly here, so that valgrind sees it without following an
 # exec), else the worker inside sluice.

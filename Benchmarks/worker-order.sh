@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes deploy/sluice-worker.order: the functions a `sluice-worker` process
-# runs, in the order callgrind first meets them, for lld's
+# runs (as callgrind lists them, grouped by source file), for lld's
 # --symbol-ordering-file (scripts/build-release uses it).
 #
 #   Benchmarks/worker-order.sh [N]   (default: 5000)
@@ -33,11 +33,13 @@ worker=${worker_command[0]}
 [ "${#worker_command[@]}" -eq 1 ] || { echo "worker-order: needs sluice-worker built beside $bin (scripts/build-release)" >&2; exit 1; }
 out=deploy/sluice-worker.order
 mkdir -p .sluice
+pid=
+trap '[ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true' EXIT
 
 # run LISTENER PROFILE: drains n tasks under callgrind; LISTENER is "" or
 # "pack" (a queue bound to the tasks' outcome packs, as a coordinator binds).
 run() {
-  local listener=$1 profile=$2 prefix="order$RANDOM$RANDOM" pid
+  local listener=$1 profile=$2 prefix="order$RANDOM$RANDOM"
   "$bin" enqueue sluice.echo --args '{}' --count "$n" --queue order --prefix "$prefix" --url "$url" >/dev/null \
     || { echo "worker-order: could not enqueue $n tasks at $url" >&2; return 1; }
   if [ -n "$listener" ]; then
@@ -59,9 +61,10 @@ run() {
     sleep 0.2
   done
   sleep 1  # idle, and one more read of the metrics below
-  succeeded >/dev/null
+  succeeded >/dev/null || true
   kill -TERM "$pid"
   wait "$pid" || true
+  pid=
   remove_prefix "$prefix"
 }
 
@@ -69,7 +72,8 @@ run "" .sluice/order.plain.callgrind
 run pack .sluice/order.pack.callgrind
 # Callgrind names an object and a function once, by number, then by the number
 # alone (ob=, fn=, and cob=/cfn= for callees). Keep the functions of the
-# worker's own binary, first run first, each once; "'2"-style suffixes mark
+# worker's own binary, in the profiles' order (the plain run's first), each
+# once; "'2"-style suffixes mark
 # recursion depths, and "0x..." names have no symbol to order by.
 python3 - "$(readlink -f "$worker")" .sluice/order.plain.callgrind .sluice/order.pack.callgrind > "$out.tmp" <<'PY'
 import re, sys
@@ -95,5 +99,9 @@ for path in profiles:
                 order.append(symbol)
 print("\n".join(order))
 PY
+# Far fewer names means the profile did not match the binary (another path,
+# a stripped build): keep the list there is.
+count=$(wc -l < "$out.tmp")
+[ "$count" -ge 1000 ] || { rm -f "$out.tmp"; echo "worker-order: only $count functions of $(readlink -f "$worker") in the profiles; $out left as it was" >&2; exit 1; }
 mv "$out.tmp" "$out"
 echo "worker-order: $(wc -l < "$out") functions in $out"
