@@ -66,7 +66,7 @@ extension ConnectionCore {
                 channelWaiters.removeFirst()
                 continue
             }
-            guard channels.count < channelLimit else {
+            guard let id = freeChannelNumber() else {
                 // Every waiter has the same bound, so the first is the oldest.
                 guard waiter.deadline <= now else { return }
                 channelWaiters.removeFirst()
@@ -76,7 +76,7 @@ extension ConnectionCore {
             }
             channelWaiters.removeFirst()
             do throws(AMQPError) {
-                let channel = try openChannel(confirms: waiter.confirms)
+                let channel = try openChannel(id, confirms: waiter.confirms)
                 if !waiter.pending.succeed(channel) { closeUnwanted(channel) }
             } catch {
                 waiter.pending.fail(error)
@@ -98,16 +98,20 @@ extension ConnectionCore {
         }
     }
 
-    func openChannel(confirms: Bool) throws(AMQPError) -> ChannelState {
+    /// The lowest channel number not in use; nil when all are.
+    private func freeChannelNumber() -> UInt16? {
+        guard channels.count < channelLimit else { return nil }
         // Frames rabbitmq-c set aside during earlier RPCs may be for a channel
         // closed since (deliveries or confirms sent before its close-ok): they
         // are handled (dropped) before its number can go to a new channel,
-        // which would take them for its own.
+        // which would take them for its own. Handling frames only ever frees
+        // numbers, so one is still free after.
         while drain(readSocket: false) {}
-        guard let id = (1...UInt16(channelLimit)).first(where: { channels[$0] == nil }) else {
-            _ = try requireConnection("channel.open")
-            throw AMQPError(.invalidArgument, operation: "channel.open", message: "all \(channelMax) channels are in use")
-        }
+        return (1...UInt16(channelLimit)).first { channels[$0] == nil }
+    }
+
+    /// channel.open on number `id`, which is free.
+    private func openChannel(_ id: UInt16, confirms: Bool) throws(AMQPError) -> ChannelState {
         let channel = ChannelState(id: id, confirms: confirms)
         channels[id] = channel
         do {

@@ -91,6 +91,7 @@ public struct Topology: Sendable, Hashable {
 
     /// Between a queue's name and its level: a character queue names cannot hold.
     public static let levelSeparator: Character = "~"
+    private static let levelSeparatorByte = levelSeparator.asciiValue!
 
     /// The name of one priority level of `queue`: the queue itself for normal,
     /// `<queue>~high` or `<queue>~low` otherwise. It is the level's routing
@@ -106,7 +107,7 @@ public struct Topology: Sendable, Hashable {
     public static func splitLevel(_ name: String) -> (queue: String, priority: TaskPriority?) {
         // The separator is one ASCII byte: found among the bytes, not by
         // walking characters (this runs per enqueue).
-        guard let index = name.utf8.lastIndex(of: UInt8(ascii: "~")) else { return (name, .normal) }
+        guard let index = name.utf8.lastIndex(of: levelSeparatorByte) else { return (name, .normal) }
         let level = TaskPriority(rawValue: String(name[name.index(after: index)...]))
         return (String(name[..<index]), level == .normal ? nil : level)
     }
