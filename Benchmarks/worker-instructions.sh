@@ -30,34 +30,18 @@ default_port=27298
 . "$(dirname "$0")/worker-common.sh"
 small=${1:-2000}
 large=${2:-10000}
-valgrind=.sluice/valgrind/bin/valgrind
-[ -x "$valgrind" ] || Benchmarks/build-valgrind.sh >&2
+need_valgrind
 
 # run N: prints the instructions the worker process executed in all.
 run() {
   local n=$1 prefix="instr$RANDOM$RANDOM" pid out=.sluice/callgrind.$1.out
-  "$bin" enqueue sluice.echo --args '{}' --count "$n" --queue cost --prefix "$prefix" --url "$url" >/dev/null \
-    || { echo "worker-instructions: could not enqueue $n tasks at $url" >&2; return 1; }
-  if [ -n "${LISTENER:-}" ]; then
-    # A listener's queue, bound to the tasks' succeeded events (as a monitor
-    # binds one): every event is published and routed. Capped, unread.
-    local api="${MANAGEMENT_URL:-http://127.0.0.1:27272}/api" auth="guest:guest" listen="$prefix.listener"
-    curl -sf -u "$auth" -X PUT -H 'content-type: application/json' "$api/queues/%2f/$listen" \
-      -d '{"durable": false, "auto_delete": false, "arguments": {"x-max-length": 1000}}' >/dev/null \
-      && curl -sf -u "$auth" -X POST -H 'content-type: application/json' "$api/bindings/%2f/e/$prefix.events/q/$listen" \
-      -d "{\"routing_key\": \"$([ "$LISTENER" = pack ] && echo '~pack.succeeded.cost.~' || echo cost.succeeded)\"}" >/dev/null \
-      || { echo "worker-instructions: could not bind a listener through $api" >&2; return 1; }
-  fi
+  enqueue_echo "$n" cost "$prefix"
+  [ -z "${LISTENER:-}" ] || bind_listener "$prefix" cost "$LISTENER"
   "$valgrind" --tool=callgrind --callgrind-out-file="$out" \
     "${worker_command[@]}" --queue cost --prefix "$prefix" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error \
     2>/dev/null &
   pid=$!
-  local deadline=$((SECONDS + 600))
-  until [ "$(succeeded)" -ge "$n" ]; do
-    kill -0 "$pid" 2>/dev/null || { echo "worker-instructions: the worker exited" >&2; return 1; }
-    [ "$SECONDS" -lt "$deadline" ] || { echo "worker-instructions: $n tasks not done after 600 s" >&2; kill -TERM "$pid"; return 1; }
-    sleep 0.2
-  done
+  await_succeeded "$pid" "$n"
   kill -TERM "$pid"
   wait "$pid" || true
   remove_prefix "$prefix"

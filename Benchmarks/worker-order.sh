@@ -27,8 +27,7 @@ shopt -s inherit_errexit
 default_port=27297
 . "$(dirname "$0")/worker-common.sh"
 n=${1:-5000}
-valgrind=.sluice/valgrind/bin/valgrind
-[ -x "$valgrind" ] || Benchmarks/build-valgrind.sh >&2
+need_valgrind
 worker=${worker_command[0]}
 [ "${#worker_command[@]}" -eq 1 ] || { echo "worker-order: needs sluice-worker built beside $bin (scripts/build-release)" >&2; exit 1; }
 out=deploy/sluice-worker.order
@@ -40,26 +39,13 @@ trap '[ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true' EXIT
 # "pack" (a queue bound to the tasks' outcome packs, as a coordinator binds).
 run() {
   local listener=$1 profile=$2 prefix="order$RANDOM$RANDOM"
-  "$bin" enqueue sluice.echo --args '{}' --count "$n" --queue order --prefix "$prefix" --url "$url" >/dev/null \
-    || { echo "worker-order: could not enqueue $n tasks at $url" >&2; return 1; }
-  if [ -n "$listener" ]; then
-    local api="${MANAGEMENT_URL:-http://127.0.0.1:27272}/api" listen="$prefix.listener"
-    curl -sf -u guest:guest -X PUT -H 'content-type: application/json' "$api/queues/%2f/$listen" \
-      -d '{"durable": false, "auto_delete": false, "arguments": {"x-max-length": 1000}}' >/dev/null \
-      && curl -sf -u guest:guest -X POST -H 'content-type: application/json' "$api/bindings/%2f/e/$prefix.events/q/$listen" \
-      -d '{"routing_key": "~pack.succeeded.order.~"}' >/dev/null \
-      || { echo "worker-order: could not bind a listener through $api" >&2; return 1; }
-  fi
+  enqueue_echo "$n" order "$prefix"
+  [ -z "$listener" ] || bind_listener "$prefix" order "$listener"
   "$valgrind" --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file="$profile" \
     "$worker" --queue order --prefix "$prefix" --concurrency 300 --url "$url" --metrics "127.0.0.1:$port" --log-level error \
     2>/dev/null &
   pid=$!
-  local deadline=$((SECONDS + 600))
-  until [ "$(succeeded)" -ge "$n" ]; do
-    kill -0 "$pid" 2>/dev/null || { echo "worker-order: the worker exited" >&2; return 1; }
-    [ "$SECONDS" -lt "$deadline" ] || { echo "worker-order: $n tasks not done after 600 s" >&2; kill -TERM "$pid"; return 1; }
-    sleep 0.2
-  done
+  await_succeeded "$pid" "$n"
   sleep 1  # idle, and one more read of the metrics below
   succeeded >/dev/null || true
   kill -TERM "$pid"
