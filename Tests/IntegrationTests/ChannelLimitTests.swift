@@ -7,10 +7,10 @@ import Testing
 /// hold a channel briefly must queue for them, not fail, when they outnumber it.
 @Suite("Channels: more callers than channel numbers")
 struct ChannelLimitTests {
-    /// A connection allowed 4 channels.
-    private func connect(rpcTimeout: Duration = .seconds(30)) async throws -> AMQPConnection {
+    /// A connection allowed 4 channels (or `channelMax`).
+    private func connect(channelMax: Int = 4, rpcTimeout: Duration = .seconds(30)) async throws -> AMQPConnection {
         var url = try AMQPURL(await SharedBroker.url())
-        url.channelMax = 4
+        url.channelMax = channelMax
         return try await AMQPConnection.connect(.init(url: url, connectionName: "channel limit test", recovery: nil, rpcTimeout: rpcTimeout))
     }
 
@@ -78,5 +78,49 @@ struct ChannelLimitTests {
         held.append(try await within(20, "an open once a channel is closed") { try await connection.openChannel() })
         #expect(connection.channelOpensWaiting == 0, "the cancelled open was skipped")
         await connection.close()
+    }
+
+    @Test("a channel number freed while its consumer's deliveries stream in goes to the next channel clean: the old channel's deliveries never reach it")
+    func numberReusedUnderFlow() async throws {
+        let queue = uniqueName("channel-reuse")
+        // Another connection keeps the queue full, so that deliveries are on
+        // the wire whenever the consuming channel closes.
+        let filler = try await SharedBroker.connect()
+        let fill = try await filler.openChannel(confirms: true)
+        try await fill.queueDeclare(QueueDeclaration(name: queue, durable: false, autoDelete: false))
+        let batch = Array(repeating: OutboundMessage(routingKey: queue, body: Array(repeating: 0x61, count: 64)), count: 1_000)
+        _ = try await fill.publish(batch: batch)
+        let filling = Task {
+            while !Task.isCancelled { _ = try await fill.publish(batch: batch) }
+        }
+        // One channel number: each new channel takes the number the last one had.
+        let connection = try await connect(channelMax: 1)
+        var channel = try await connection.openChannel()
+        for round in 1...12 {
+            // Without acknowledgements the broker sends as fast as it can.
+            let consumer = try await channel.consume(queue: queue, noAck: true)
+            // Read here only, by one task at a time; iterating to the end would cancel the consumer.
+            nonisolated(unsafe) let deliveries = consumer.makeReader()
+            _ = try await within(30, "round \(round): a delivery") { try await deliveries.next() }
+            // The next open waits for the number first; then the close frees it,
+            // and the connection thread hands it over at once. Deliveries that
+            // came during the close are set aside by rabbitmq-c by then.
+            let next = Task { try await connection.openChannel() }
+            try await within(20, "round \(round): the next open to wait for the number") {
+                while connection.channelOpensWaiting < 1 { try await Task.sleep(for: .milliseconds(5)) }
+            }
+            try await channel.close()
+            channel = try await within(30, "round \(round): the next channel") { try await next.value }
+            // Had it taken the old channel's deliveries for its own, it would
+            // reject them (no consumer of that tag here): an unknown delivery
+            // tag on this channel, which the broker closes for it.
+            try await channel.exchangeDeclarePassive("amq.direct")
+            try await channel.exchangeDeclarePassive("amq.direct")
+        }
+        filling.cancel()
+        _ = await filling.result
+        _ = try await fill.queueDelete(queue)
+        await connection.close()
+        await filler.close()
     }
 }
